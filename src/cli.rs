@@ -1,0 +1,443 @@
+//! The command line: `run`, `check`, `probe`, `sim`, `demo`.
+//!
+//! Each command returns an [`std::process::ExitCode`]; `main` only parses, sets up logging and
+//! the runtime, and calls [`execute`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::{self, parse_duration, parse_size, TargetSpec};
+use crate::probe::http::HttpProber;
+use crate::probe::Phases;
+use crate::runtime::{Runtime, RuntimeOptions};
+use crate::server::{self, AppState};
+use crate::telemetry::LogFormat;
+
+/// Default config location.
+pub const DEFAULT_CONFIG: &str = "probes/";
+/// Default listen address (blackbox_exporter's port).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9115";
+
+/// watchfire: a synthetic-monitoring prober with honest timings, up/down state and failover.
+#[derive(Debug, Parser)]
+#[command(name = "watchfire", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe the configured targets on their schedules and serve /metrics.
+    Run(RunArgs),
+    /// Validate a config: list every error, exit non-zero if there is any.
+    Check(CheckArgs),
+    /// Probe one URL now and print phase timings and the verdict (exit 0 on success).
+    Probe(ProbeArgs),
+    /// Run a simulated inference gateway with switchable faults.
+    Sim(SimArgs),
+    /// The whole story in under a minute: two sims, probes, a fault, detection, recovery.
+    Demo(DemoArgs),
+}
+
+/// `watchfire run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file or directory of *.yaml files.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Address to serve /metrics and the API on.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Most probes in flight at once.
+    #[arg(long, default_value_t = crate::runtime::DEFAULT_MAX_CONCURRENCY)]
+    pub max_concurrency: usize,
+}
+
+/// `watchfire check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file or directory of *.yaml files.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// `watchfire probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The URL to probe (http:// or https://).
+    pub url: String,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub method: String,
+    /// Request header `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Raw request body.
+    #[arg(long, conflicts_with = "json")]
+    pub body: Option<String>,
+    /// JSON request body (sets Content-Type: application/json).
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Bound on the whole probe.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Accepted status: code, class (2xx) or range (200-299); repeatable. Default 2xx.
+    #[arg(long = "expect-status")]
+    pub expect_status: Vec<String>,
+    /// Expected JSON field `path=value` (value parsed as JSON, else a string); repeatable.
+    #[arg(long = "expect-json")]
+    pub expect_json: Vec<String>,
+    /// Regular expression the body must match.
+    #[arg(long = "expect-body")]
+    pub expect_body: Option<String>,
+    /// Slowest acceptable answer.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_latency: Option<Duration>,
+    /// Accept any TLS certificate.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// Trust this CA (PEM) instead of the system roots.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Cap on the body read (`1MiB`, `65536`).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub body_limit: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Output format of `probe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// curl -w style lines.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// `watchfire sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Start down (connection refused) and come back after this long (`30s`).
+    #[arg(long)]
+    pub down_for: Option<String>,
+    /// Accept but never answer /health and /predict.
+    #[arg(long)]
+    pub hang: bool,
+    /// Added latency on /health and /predict (`250ms`).
+    #[arg(long, value_parser = parse_duration)]
+    pub slow: Option<Duration>,
+    /// Fraction of /health and /predict answered 500 (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// /health answers `{"status":"degraded"}`.
+    #[arg(long)]
+    pub unhealthy: bool,
+    /// Exit with code 137 (as an OOM kill would) after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub crash_after: Option<Duration>,
+    /// Memory growth per second (`1MiB`).
+    #[arg(long, value_parser = parse_size)]
+    pub leak_rate: Option<u64>,
+    /// Cap on the leaked memory.
+    #[arg(long, value_parser = parse_size)]
+    pub leak_max: Option<u64>,
+}
+
+/// `watchfire demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep running after the story ends (Ctrl-C to stop).
+    #[arg(long)]
+    pub forever: bool,
+    /// Address for the demo's /metrics (default: a free loopback port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+}
+
+/// Runs the parsed command.
+pub async fn execute(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run(a) => run(a).await,
+        Command::Check(a) => Ok(check(a)),
+        Command::Probe(a) => probe(a).await,
+        Command::Sim(a) => sim(a).await,
+        Command::Demo(a) => crate::demo::run(a).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("watchfire: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match runtime_load(&a.config).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("watchfire: the config has errors; nothing started");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", a.listen))?;
+    let cancel = CancellationToken::new();
+    crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
+    let opts = RuntimeOptions {
+        max_concurrency: a.max_concurrency,
+        ..RuntimeOptions::default()
+    };
+    let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
+        .context("installing SIGHUP handler")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    info!(%addr, targets = runtime.targets().len(), config = %a.config.display(), "watchfire is running");
+    let state = Arc::new(AppState {
+        runtime: runtime.clone(),
+        registry: crate::metrics::process_registry(),
+    });
+    let c = cancel.clone();
+    server::serve(listener, state, async move { c.cancelled().await })
+        .await
+        .context("serving")?;
+    if !runtime.drain(Duration::from_secs(5)).await {
+        tracing::warn!("probes still running after the 5 s grace period; exiting anyway");
+    }
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runtime_load(path: &std::path::Path) -> Result<config::Config, config::ConfigErrors> {
+    crate::runtime::load_blocking(path.to_path_buf()).await
+}
+
+fn check(a: CheckArgs) -> ExitCode {
+    match config::load(&a.config) {
+        Ok(c) => {
+            println!(
+                "{}: OK ({} targets, {} failover groups, {} files)",
+                a.config.display(),
+                c.targets.len(),
+                c.failover.len(),
+                c.sources.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                println!("{e}");
+            }
+            println!("{} error(s)", errs.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Builds a one-off target from `probe` flags.
+pub fn probe_spec(a: &ProbeArgs) -> anyhow::Result<TargetSpec> {
+    let mut spec =
+        TargetSpec::new("probe", &a.url).map_err(|e| anyhow::anyhow!("URL `{}`: {e}", a.url))?;
+    spec.method = http::Method::from_bytes(a.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| anyhow::anyhow!("--method `{}` is not an HTTP method", a.method))?;
+    for h in &a.headers {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--header `{h}`: write `Name: value`"))?;
+        let name = HeaderName::from_bytes(k.trim().as_bytes())
+            .map_err(|_| anyhow::anyhow!("--header `{h}`: `{}` is not a header name", k.trim()))?;
+        let value = HeaderValue::from_str(v.trim()).map_err(|_| {
+            anyhow::anyhow!("--header `{h}`: the value has characters HTTP does not allow")
+        })?;
+        spec.headers.append(name, value);
+    }
+    if let Some(b) = &a.body {
+        spec.body = bytes::Bytes::from(b.clone());
+    }
+    if let Some(j) = &a.json {
+        let v: serde_json::Value =
+            serde_json::from_str(j).map_err(|e| anyhow::anyhow!("--json: not valid JSON: {e}"))?;
+        spec.body = bytes::Bytes::from(serde_json::to_vec(&v)?);
+        if !spec.headers.contains_key(CONTENT_TYPE) {
+            spec.headers
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    spec.timeout = a.timeout;
+    spec.interval = a.timeout * 2;
+    if !a.expect_status.is_empty() {
+        let mut yaml = String::from(
+            "targets:\n  - name: x\n    url: http://127.0.0.1/\n    expect:\n      status: [",
+        );
+        yaml.push_str(
+            &a.expect_status
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        yaml.push_str("]\n");
+        let c = config::load_str("--expect-status", &yaml).map_err(|e| {
+            anyhow::anyhow!(
+                "--expect-status: {}",
+                e.0.iter()
+                    .map(|x| x.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        spec.expect.status = c.targets[0].expect.status.clone();
+    }
+    for j in &a.expect_json {
+        let (path, value) = j
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--expect-json `{j}`: write `path=value`"))?;
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            anyhow::bail!("--expect-json `{j}`: the path is dot-separated keys, none empty");
+        }
+        let v = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        spec.expect
+            .json
+            .push((path.split('.').map(str::to_string).collect(), v));
+    }
+    if let Some(re) = &a.expect_body {
+        spec.expect.body = Some(
+            regex::Regex::new(re)
+                .map_err(|e| anyhow::anyhow!("--expect-body: invalid regular expression: {e}"))?,
+        );
+    }
+    spec.expect.max_latency = a.max_latency;
+    spec.tls.insecure_skip_verify = a.insecure;
+    spec.tls.ca_file = a.ca_file.clone();
+    spec.body_limit = usize::try_from(a.body_limit).unwrap_or(usize::MAX).max(1);
+    Ok(spec)
+}
+
+async fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let spec = Arc::new(probe_spec(&a)?);
+    let prober = HttpProber::new(spec.clone()).map_err(anyhow::Error::msg)?;
+    let o = prober.probe(tokio::time::Instant::now()).await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    match a.format {
+        OutputFormat::Text => {
+            println!("url:          {}", spec.url);
+            for (name, d) in Phases::NAMES.iter().zip(o.phases.as_array()) {
+                println!("{:<13} {:>9.3} ms", format!("{name}:"), ms(d));
+            }
+            println!("{:<13} {:>9.3} ms", "total:", ms(o.latency()));
+            match o.status {
+                Some(s) => println!("status:       {s}"),
+                None => println!("status:       -"),
+            }
+            println!("body bytes:   {}", o.body_bytes);
+            match &o.result {
+                Ok(()) => println!("result:       success"),
+                Err(r) => println!(
+                    "result:       FAILED ({r}): {}",
+                    o.detail.as_deref().unwrap_or("")
+                ),
+            }
+        }
+        OutputFormat::Json => {
+            let phases: serde_json::Map<String, serde_json::Value> = Phases::NAMES
+                .iter()
+                .zip(o.phases.as_array())
+                .map(|(n, d)| (n.to_string(), serde_json::json!(d.as_secs_f64())))
+                .collect();
+            let v = serde_json::json!({
+                "url": spec.url.full,
+                "success": o.ok(),
+                "result": o.result.err().map(|r| r.as_str()).unwrap_or("success"),
+                "detail": o.detail,
+                "status": o.status,
+                "body_bytes": o.body_bytes,
+                "duration_seconds": o.latency().as_secs_f64(),
+                "phases_seconds": phases,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    Ok(if o.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn sim(a: SimArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.error_rate) {
+        anyhow::bail!("--error-rate {} is outside 0..1", a.error_rate);
+    }
+    let mut faults = crate::sim::FaultConfig {
+        hang: a.hang,
+        slow: a.slow.unwrap_or(Duration::ZERO),
+        error_rate: a.error_rate,
+        unhealthy: a.unhealthy,
+        crash_after: a.crash_after,
+        leak_rate: a.leak_rate.unwrap_or(0),
+        ..crate::sim::FaultConfig::default()
+    };
+    if let Some(m) = a.leak_max {
+        faults.leak_max = m;
+    }
+    let down_for = match &a.down_for {
+        Some(d) => Some(parse_duration(d).map_err(|e| anyhow::anyhow!("--down-for: {e}"))?),
+        None => None,
+    };
+    let sim = crate::sim::Sim::start(a.listen, faults)
+        .await
+        .with_context(|| format!("starting the sim on {} (--listen)", a.listen))?;
+    info!(addr = %sim.local_addr(), "sim gateway listening");
+    if let Some(d) = down_for {
+        sim.go_down();
+        let s = sim.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            if let Err(e) = s.come_up() {
+                tracing::error!(error = %e, "sim cannot come back up");
+            }
+        });
+    }
+    let cancel = CancellationToken::new();
+    crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
+    tokio::select! {
+        _ = cancel.cancelled() => {
+            sim.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        _ = sim.crashed() => {
+            tracing::error!("sim crashed (simulated OOM kill), exiting with 137");
+            Ok(ExitCode::from(137))
+        }
+    }
+}

@@ -1,0 +1,848 @@
+//! Raw YAML structs → checked config, collecting every problem with its file, line and field.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, Method};
+use regex::Regex;
+use serde_saphyr::Spanned;
+
+use super::raw::{
+    RawCheck, RawDefaults, RawExpect, RawFailoverGroup, RawFile, RawSize, RawStatus, RawTarget,
+    RawTls,
+};
+use super::{
+    Config, ConfigError, ConfigErrors, Expect, FailoverGroup, Origin, ProbeUrl, TargetSpec,
+    TlsOptions, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_INTERVAL, DEFAULT_TIMEOUT,
+    DEFAULT_UP_AFTER, MIN_INTERVAL, RESERVED_LABELS,
+};
+
+/// Parses a humantime duration (`5s`, `500ms`, `1m30s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `5s` or `500ms`"))
+}
+
+/// Parses a size: bytes, or a number with `B`, `KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; write e.g. `1MiB` or `65536`"))?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "KiB" => 1024.0,
+        "MB" => 1e6,
+        "MiB" => 1024.0 * 1024.0,
+        "GB" => 1e9,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    Ok((n * mult) as u64)
+}
+
+/// Collects problems while checking one file.
+struct Ctx<'a> {
+    file: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn err<T>(&mut self, at: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+        self.err_at(at.referenced.line(), at.referenced.column(), field, message);
+    }
+
+    fn err_at(
+        &mut self,
+        line: u64,
+        column: u64,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, field: &str) -> Option<Duration> {
+        let s = v.as_ref()?;
+        match parse_duration(&s.value) {
+            Ok(d) => Some(d),
+            Err(m) => {
+                self.err(s, field, m);
+                None
+            }
+        }
+    }
+}
+
+/// Where a target inherits from: the file's defaults, already checked.
+#[derive(Default)]
+struct Defaults {
+    interval: Option<Duration>,
+    timeout: Option<Duration>,
+    jitter: Option<Duration>,
+    down_after: Option<u32>,
+    up_after: Option<u32>,
+    keep_alive: Option<bool>,
+    body_limit: Option<usize>,
+    headers: HeaderMap,
+    labels: BTreeMap<String, String>,
+    tls: Option<TlsOptions>,
+}
+
+/// Checks every source, returning the config or every problem found.
+pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut config = Config::default();
+    // name → where first defined, to report duplicates across files.
+    let mut seen: HashMap<String, (std::path::PathBuf, u64)> = HashMap::new();
+    for (file, text) in sources {
+        config.sources.push(file.to_path_buf());
+        let mut ctx = Ctx {
+            file,
+            errors: Vec::new(),
+        };
+        let raw: RawFile = if text.trim().is_empty() {
+            RawFile::default()
+        } else {
+            match serde_saphyr::from_str(text) {
+                Ok(r) => r,
+                Err(e) => {
+                    let (line, column) = e
+                        .location()
+                        .map(|l| (l.line(), l.column()))
+                        .unwrap_or((0, 0));
+                    let field = yaml_error_field(&e);
+                    let message = plain_yaml_message(&e);
+                    ctx.err_at(line, column, field, message);
+                    errors.append(&mut ctx.errors);
+                    continue;
+                }
+            }
+        };
+        let defaults = raw
+            .defaults
+            .as_ref()
+            .map(|d| check_defaults(&mut ctx, d))
+            .unwrap_or_default();
+        for (i, t) in raw.targets.iter().enumerate() {
+            if let Some(spec) = check_target(&mut ctx, &defaults, t, &format!("targets[{i}]")) {
+                note_name(
+                    &mut ctx,
+                    &mut seen,
+                    &spec.name,
+                    t.referenced.line(),
+                    &format!("targets[{i}].name"),
+                );
+                config.targets.push(Arc::new(spec));
+            }
+        }
+        for (i, g) in raw.failover.iter().enumerate() {
+            let field = format!("failover[{i}]");
+            if let Some((group, checks)) = check_group(&mut ctx, &defaults, g, &field) {
+                note_name(
+                    &mut ctx,
+                    &mut seen,
+                    &group.name,
+                    g.referenced.line(),
+                    &format!("{field}.name"),
+                );
+                for c in checks {
+                    config.targets.push(Arc::new(c));
+                }
+                config.failover.push(group);
+            }
+        }
+        errors.append(&mut ctx.errors);
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn note_name(
+    ctx: &mut Ctx<'_>,
+    seen: &mut HashMap<String, (std::path::PathBuf, u64)>,
+    name: &str,
+    line: u64,
+    field: &str,
+) {
+    if let Some((f, l)) = seen.get(name) {
+        let msg = format!(
+            "duplicate name `{name}` (first defined at {}:{l})",
+            f.display()
+        );
+        ctx.err_at(line, 0, field, msg);
+    } else {
+        seen.insert(name.to_string(), (ctx.file.to_path_buf(), line));
+    }
+}
+
+/// The field a YAML/serde error is about, when the error says.
+fn yaml_error_field(e: &serde_saphyr::Error) -> String {
+    match e {
+        serde_saphyr::Error::SerdeUnknownField { field, .. } => field.clone(),
+        serde_saphyr::Error::SerdeMissingField { field, .. } => (*field).to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The YAML error's message without the location and snippet (we print our own).
+fn plain_yaml_message(e: &serde_saphyr::Error) -> String {
+    match e {
+        serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } => format!(
+            "unknown key `{field}` (expected one of: {})",
+            expected.join(", ")
+        ),
+        _ => {
+            let text = e.without_snippet().to_string();
+            // Keep the first line: the rest repeats the location.
+            text.lines().next().unwrap_or_default().to_string()
+        }
+    }
+}
+
+fn check_defaults(ctx: &mut Ctx<'_>, d: &Spanned<RawDefaults>) -> Defaults {
+    let d = &d.value;
+    Defaults {
+        interval: ctx.duration(&d.interval, "defaults.interval"),
+        timeout: ctx.duration(&d.timeout, "defaults.timeout"),
+        jitter: ctx.duration(&d.jitter, "defaults.jitter"),
+        down_after: d
+            .down_after
+            .as_ref()
+            .and_then(|v| positive(ctx, v, "defaults.down_after")),
+        up_after: d
+            .up_after
+            .as_ref()
+            .and_then(|v| positive(ctx, v, "defaults.up_after")),
+        keep_alive: d.keep_alive,
+        body_limit: d
+            .body_limit
+            .as_ref()
+            .and_then(|v| size(ctx, v, "defaults.body_limit")),
+        headers: headers(ctx, &d.headers, "defaults.headers"),
+        labels: labels(ctx, &d.labels, "defaults.labels"),
+        tls: d.tls.as_ref().map(|t| tls(ctx, &t.value)),
+    }
+}
+
+fn positive(ctx: &mut Ctx<'_>, v: &Spanned<u32>, field: &str) -> Option<u32> {
+    if v.value == 0 {
+        ctx.err(v, field, "must be at least 1");
+        None
+    } else {
+        Some(v.value)
+    }
+}
+
+fn size(ctx: &mut Ctx<'_>, v: &Spanned<RawSize>, field: &str) -> Option<usize> {
+    let n = match &v.value {
+        RawSize::Bytes(n) => Ok(*n),
+        RawSize::Text(s) => parse_size(s),
+    };
+    match n {
+        Ok(0) => {
+            ctx.err(v, field, "must be larger than 0");
+            None
+        }
+        Ok(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        Err(m) => {
+            ctx.err(v, field, m);
+            None
+        }
+    }
+}
+
+fn headers(ctx: &mut Ctx<'_>, raw: &BTreeMap<String, Spanned<String>>, field: &str) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in raw {
+        let name = match HeaderName::from_bytes(k.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => {
+                ctx.err(
+                    v,
+                    format!("{field}.{k}"),
+                    format!("`{k}` is not a valid header name"),
+                );
+                continue;
+            }
+        };
+        match HeaderValue::from_str(&v.value) {
+            Ok(val) => {
+                map.append(name, val);
+            }
+            Err(_) => ctx.err(
+                v,
+                format!("{field}.{k}"),
+                "header value holds characters HTTP does not allow",
+            ),
+        }
+    }
+    map
+}
+
+fn labels(
+    ctx: &mut Ctx<'_>,
+    raw: &BTreeMap<String, Spanned<String>>,
+    field: &str,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        let valid = !k.is_empty()
+            && !k.starts_with("__")
+            && k.chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if !valid {
+            ctx.err(
+                v,
+                format!("{field}.{k}"),
+                format!("`{k}` is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"),
+            );
+        } else if RESERVED_LABELS.contains(&k.as_str()) {
+            ctx.err(
+                v,
+                format!("{field}.{k}"),
+                format!("label `{k}` is reserved: watchfire sets it itself"),
+            );
+        } else {
+            out.insert(k.clone(), v.value.clone());
+        }
+    }
+    out
+}
+
+fn tls(ctx: &mut Ctx<'_>, t: &RawTls) -> TlsOptions {
+    let _ = ctx;
+    TlsOptions {
+        insecure_skip_verify: t.insecure_skip_verify,
+        ca_file: t.ca_file.as_ref().map(Into::into),
+        server_name: t.server_name.clone(),
+    }
+}
+
+fn check_tls_file(ctx: &mut Ctx<'_>, opts: &TlsOptions, at: &Spanned<RawTls>, field: &str) {
+    if let Some(ca) = &opts.ca_file {
+        let path = resolve_relative(ctx.file, ca);
+        if let Err(e) = std::fs::metadata(&path) {
+            ctx.err(
+                at,
+                format!("{field}.ca_file"),
+                format!("cannot read `{}`: {e}", path.display()),
+            );
+        }
+    }
+}
+
+/// Paths in a config are relative to the config file's directory.
+fn resolve_relative(file: &Path, p: &Path) -> std::path::PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        file.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+fn method(ctx: &mut Ctx<'_>, m: &Option<Spanned<String>>, field: &str) -> Method {
+    let Some(m) = m else { return Method::GET };
+    let upper = m.value.to_ascii_uppercase();
+    match Method::from_bytes(upper.as_bytes()) {
+        Ok(x) if m.value.chars().all(|c| c.is_ascii_alphabetic()) => x,
+        _ => {
+            ctx.err(m, field, format!("`{}` is not an HTTP method", m.value));
+            Method::GET
+        }
+    }
+}
+
+fn body(
+    ctx: &mut Ctx<'_>,
+    body: &Option<Spanned<String>>,
+    body_json: &Option<Spanned<serde_json::Value>>,
+    field: &str,
+    headers: &mut HeaderMap,
+) -> Bytes {
+    match (body, body_json) {
+        (Some(b), Some(_)) => {
+            ctx.err(
+                b,
+                format!("{field}.body"),
+                "set either `body` or `body_json`, not both",
+            );
+            Bytes::new()
+        }
+        (Some(b), None) => Bytes::from(b.value.clone()),
+        (None, Some(j)) => {
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Bytes::from(serde_json::to_vec(&j.value).expect("a JSON value always serialises"))
+        }
+        (None, None) => Bytes::new(),
+    }
+}
+
+fn expect(ctx: &mut Ctx<'_>, raw: &Option<Spanned<RawExpect>>, field: &str) -> Expect {
+    let mut out = Expect::default();
+    let Some(raw) = raw else { return out };
+    let e = &raw.value;
+    if let Some(codes) = &e.status {
+        if codes.is_empty() {
+            ctx.err(
+                raw,
+                format!("{field}.status"),
+                "the list is empty: name at least one status",
+            );
+        }
+        let mut ranges = Vec::new();
+        for (i, c) in codes.iter().enumerate() {
+            match status_range(&c.value) {
+                Ok(r) => ranges.push(r),
+                Err(m) => ctx.err(c, format!("{field}.status[{i}]"), m),
+            }
+        }
+        if !ranges.is_empty() {
+            out.status = ranges;
+        }
+    }
+    for (path, v) in &e.json {
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            ctx.err(
+                v,
+                format!("{field}.json.{path}"),
+                "a JSON path is dot-separated keys or indexes, none empty",
+            );
+            continue;
+        }
+        out.json.push((
+            path.split('.').map(str::to_string).collect(),
+            v.value.clone(),
+        ));
+    }
+    if let Some(b) = &e.body {
+        match Regex::new(&b.value) {
+            Ok(r) => out.body = Some(r),
+            Err(err) => ctx.err(
+                b,
+                format!("{field}.body"),
+                format!("invalid regular expression: {}", one_line(&err.to_string())),
+            ),
+        }
+    }
+    out.max_latency = ctx.duration(&e.max_latency, &format!("{field}.max_latency"));
+    out
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn status_range(s: &RawStatus) -> Result<(u16, u16), String> {
+    let check = |lo: u64, hi: u64| -> Result<(u16, u16), String> {
+        if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+            Err(format!(
+                "status `{lo}`..`{hi}` is outside 100–599 or reversed"
+            ))
+        } else {
+            Ok((lo as u16, hi as u16))
+        }
+    };
+    match s {
+        RawStatus::Code(c) => check(*c, *c),
+        RawStatus::Text(t) => {
+            let t = t.trim();
+            let bad = || format!("`{t}` is not a status code, class (`2xx`) or range (`200-299`)");
+            if let Some(class) = t.strip_suffix("xx").or_else(|| t.strip_suffix("XX")) {
+                let d: u64 = class.parse().map_err(|_| bad())?;
+                return check(d * 100, d * 100 + 99);
+            }
+            if let Some((a, b)) = t.split_once('-') {
+                let a: u64 = a.trim().parse().map_err(|_| bad())?;
+                let b: u64 = b.trim().parse().map_err(|_| bad())?;
+                return check(a, b);
+            }
+            let c: u64 = t.parse().map_err(|_| bad())?;
+            check(c, c)
+        }
+    }
+}
+
+/// Interval/timeout/jitter with defaults applied and their relation checked.
+fn timing(
+    ctx: &mut Ctx<'_>,
+    d: &Defaults,
+    interval: &Option<Spanned<String>>,
+    timeout: &Option<Spanned<String>>,
+    jitter: &Option<Spanned<String>>,
+    at: &Spanned<impl Sized>,
+    field: &str,
+) -> (Duration, Duration, Duration) {
+    let iv = ctx
+        .duration(interval, &format!("{field}.interval"))
+        .or(d.interval)
+        .unwrap_or(DEFAULT_INTERVAL);
+    let to = ctx
+        .duration(timeout, &format!("{field}.timeout"))
+        .or(d.timeout)
+        .unwrap_or(DEFAULT_TIMEOUT.min(iv.mul_f64(0.8)));
+    let ji = ctx
+        .duration(jitter, &format!("{field}.jitter"))
+        .or(d.jitter)
+        .unwrap_or(Duration::ZERO);
+    if iv < MIN_INTERVAL {
+        match interval {
+            Some(s) => ctx.err(
+                s,
+                format!("{field}.interval"),
+                format!(
+                    "must be at least {}",
+                    humantime::format_duration(MIN_INTERVAL)
+                ),
+            ),
+            None => ctx.err(
+                at,
+                format!("{field}.interval"),
+                "the default interval is too short",
+            ),
+        }
+    }
+    if to.is_zero() {
+        match timeout {
+            Some(s) => ctx.err(s, format!("{field}.timeout"), "must be larger than 0"),
+            None => ctx.err(
+                at,
+                format!("{field}.timeout"),
+                "defaults.timeout must be larger than 0",
+            ),
+        }
+    } else if to >= iv {
+        let msg = format!(
+            "timeout {} must be shorter than interval {} (a probe may not overlap the next)",
+            humantime::format_duration(to),
+            humantime::format_duration(iv)
+        );
+        match timeout {
+            Some(s) => ctx.err(s, format!("{field}.timeout"), msg),
+            None => ctx.err(at, format!("{field}.timeout"), msg),
+        }
+    }
+    if ji > iv {
+        if let Some(s) = jitter {
+            ctx.err(
+                s,
+                format!("{field}.jitter"),
+                "jitter may not exceed the interval",
+            );
+        }
+    }
+    (iv, to, ji)
+}
+
+fn check_target(
+    ctx: &mut Ctx<'_>,
+    d: &Defaults,
+    t: &Spanned<RawTarget>,
+    field: &str,
+) -> Option<TargetSpec> {
+    let before = ctx.errors.len();
+    let r = &t.value;
+    let name = match &r.name {
+        Some(n) if valid_name(&n.value) => n.value.clone(),
+        Some(n) => {
+            ctx.err(n, format!("{field}.name"), format!("`{}` is not a usable name: use letters, digits, `-`, `_`, `.`, `/` (1–128 characters)", n.value));
+            String::new()
+        }
+        None => {
+            ctx.err(
+                t,
+                format!("{field}.name"),
+                "missing: every target needs a unique name",
+            );
+            String::new()
+        }
+    };
+    let url = match &r.url {
+        Some(u) => match ProbeUrl::parse(&u.value) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                ctx.err(u, format!("{field}.url"), format!("`{}`: {m}", u.value));
+                None
+            }
+        },
+        None => {
+            ctx.err(
+                t,
+                format!("{field}.url"),
+                "missing: every target needs a url",
+            );
+            None
+        }
+    };
+    let method = method(ctx, &r.method, &format!("{field}.method"));
+    let mut hdrs = d.headers.clone();
+    for (k, v) in headers(ctx, &r.headers, &format!("{field}.headers")).drain() {
+        if let Some(k) = k {
+            hdrs.insert(k, v);
+        }
+    }
+    let body = body(ctx, &r.body, &r.body_json, field, &mut hdrs);
+    let (interval, timeout, jitter) = timing(ctx, d, &r.interval, &r.timeout, &r.jitter, t, field);
+    let mut lbls = d.labels.clone();
+    lbls.extend(labels(ctx, &r.labels, &format!("{field}.labels")));
+    let expect = expect(ctx, &r.expect, &format!("{field}.expect"));
+    let tls = match &r.tls {
+        Some(x) => {
+            let o = tls(ctx, &x.value);
+            check_tls_file(ctx, &o, x, &format!("{field}.tls"));
+            o
+        }
+        None => d.tls.clone().unwrap_or_default(),
+    };
+    let tls = TlsOptions {
+        ca_file: tls.ca_file.map(|p| resolve_relative(ctx.file, &p)),
+        ..tls
+    };
+    let down_after = r
+        .down_after
+        .as_ref()
+        .and_then(|v| positive(ctx, v, &format!("{field}.down_after")))
+        .or(d.down_after)
+        .unwrap_or(DEFAULT_DOWN_AFTER);
+    let up_after = r
+        .up_after
+        .as_ref()
+        .and_then(|v| positive(ctx, v, &format!("{field}.up_after")))
+        .or(d.up_after)
+        .unwrap_or(DEFAULT_UP_AFTER);
+    let body_limit = r
+        .body_limit
+        .as_ref()
+        .and_then(|v| size(ctx, v, &format!("{field}.body_limit")))
+        .or(d.body_limit)
+        .unwrap_or(DEFAULT_BODY_LIMIT);
+    if ctx.errors.len() > before {
+        return None;
+    }
+    Some(TargetSpec {
+        name,
+        url: url?,
+        method,
+        headers: hdrs,
+        body,
+        interval,
+        timeout,
+        jitter,
+        labels: lbls,
+        expect,
+        keep_alive: r.keep_alive.or(d.keep_alive).unwrap_or(false),
+        body_limit,
+        tls,
+        down_after,
+        up_after,
+        origin: Origin {
+            file: ctx.file.to_path_buf(),
+            line: t.referenced.line(),
+        },
+    })
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'))
+}
+
+fn check_group(
+    ctx: &mut Ctx<'_>,
+    d: &Defaults,
+    g: &Spanned<RawFailoverGroup>,
+    field: &str,
+) -> Option<(FailoverGroup, Vec<TargetSpec>)> {
+    let before = ctx.errors.len();
+    let r = &g.value;
+    let name = match &r.name {
+        Some(n) if valid_name(&n.value) && !n.value.contains('/') => n.value.clone(),
+        Some(n) => {
+            ctx.err(
+                n,
+                format!("{field}.name"),
+                format!(
+                    "`{}` is not a usable group name: letters, digits, `-`, `_`, `.`",
+                    n.value
+                ),
+            );
+            String::new()
+        }
+        None => {
+            ctx.err(
+                g,
+                format!("{field}.name"),
+                "missing: every failover group needs a name",
+            );
+            String::new()
+        }
+    };
+    if r.instances.len() < 2 {
+        ctx.err(
+            g,
+            format!("{field}.instances"),
+            "a failover group needs at least two instances (primary first, then backups)",
+        );
+    }
+    let empty = RawCheck::default();
+    let check = r.check.as_ref().map(|c| &c.value).unwrap_or(&empty);
+    let path = check
+        .path
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| "/health".into());
+    if !path.starts_with('/') {
+        if let Some(p) = &check.path {
+            ctx.err(p, format!("{field}.check.path"), "must start with `/`");
+        }
+    }
+    let method = method(ctx, &check.method, &format!("{field}.check.method"));
+    let mut hdrs = HeaderMap::new();
+    let body = body(
+        ctx,
+        &check.body,
+        &check.body_json,
+        &format!("{field}.check"),
+        &mut hdrs,
+    );
+    let (interval, timeout, _) = timing(
+        ctx,
+        &Defaults::default(),
+        &check.interval,
+        &check.timeout,
+        &None,
+        g,
+        &format!("{field}.check"),
+    );
+    let expect = expect(ctx, &check.expect, &format!("{field}.check.expect"));
+    let down_after = r
+        .down_after
+        .as_ref()
+        .and_then(|v| positive(ctx, v, &format!("{field}.down_after")))
+        .unwrap_or(DEFAULT_DOWN_AFTER);
+    let up_after = r
+        .up_after
+        .as_ref()
+        .and_then(|v| positive(ctx, v, &format!("{field}.up_after")))
+        .unwrap_or(DEFAULT_UP_AFTER);
+    let auto_failback = match &r.failback {
+        None => true,
+        Some(f) if f.value == "auto" => true,
+        Some(f) if f.value == "manual" => false,
+        Some(f) => {
+            ctx.err(
+                f,
+                format!("{field}.failback"),
+                format!("`{}`: use `auto` or `manual`", f.value),
+            );
+            true
+        }
+    };
+    let hold = ctx
+        .duration(&r.hold, &format!("{field}.hold"))
+        .unwrap_or(Duration::ZERO);
+    let min_switch_interval = ctx
+        .duration(
+            &r.min_switch_interval,
+            &format!("{field}.min_switch_interval"),
+        )
+        .unwrap_or(Duration::from_secs(1));
+    let proxy_listen =
+        r.proxy.as_ref().and_then(
+            |p| match p.value.listen.value.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    ctx.err(
+                        &p.value.listen,
+                        format!("{field}.proxy.listen"),
+                        format!(
+                            "`{}` is not an address like 127.0.0.1:8080",
+                            p.value.listen.value
+                        ),
+                    );
+                    None
+                }
+            },
+        );
+    let mut instances = Vec::new();
+    let mut checks = Vec::new();
+    for (i, inst) in r.instances.iter().enumerate() {
+        let base = inst.value.trim_end_matches('/');
+        let full = format!("{base}{path}");
+        match ProbeUrl::parse(&full) {
+            Ok(url) => {
+                let check_name = format!("{name}/{i}");
+                instances.push((base.to_string(), check_name.clone()));
+                checks.push(TargetSpec {
+                    name: check_name,
+                    url,
+                    method: method.clone(),
+                    headers: hdrs.clone(),
+                    body: body.clone(),
+                    interval,
+                    timeout,
+                    jitter: Duration::ZERO,
+                    labels: BTreeMap::from([("group".to_string(), name.clone())]),
+                    expect: expect.clone(),
+                    keep_alive: false,
+                    body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
+                    tls: d.tls.clone().unwrap_or_default(),
+                    down_after,
+                    up_after,
+                    origin: Origin {
+                        file: ctx.file.to_path_buf(),
+                        line: inst.referenced.line(),
+                    },
+                });
+            }
+            Err(m) => ctx.err(
+                inst,
+                format!("{field}.instances[{i}]"),
+                format!("`{}`: {m}", inst.value),
+            ),
+        }
+    }
+    if ctx.errors.len() > before {
+        return None;
+    }
+    Some((
+        FailoverGroup {
+            name,
+            instances,
+            auto_failback,
+            hold,
+            min_switch_interval,
+            proxy_listen,
+        },
+        checks,
+    ))
+}

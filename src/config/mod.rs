@@ -1,0 +1,407 @@
+//! Configuration: YAML read once and checked into the types the rest of watchfire trusts.
+//!
+//! A config is a file or a directory of `*.yaml` / `*.yml` files (read in name order). Each file
+//! may hold `defaults:` (applied to the targets of that file), `targets:` and `failover:`.
+//! Every problem found is reported — not only the first — as a [`ConfigError`] naming the file,
+//! the line and the field, so `watchfire check` can list them all.
+
+mod check;
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use regex::Regex;
+
+pub use check::{parse_duration, parse_size};
+
+/// Default time between planned starts.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+/// Default bound on one probe.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default consecutive failures before a target is down.
+pub const DEFAULT_DOWN_AFTER: u32 = 3;
+/// Default consecutive successes before a target is up.
+pub const DEFAULT_UP_AFTER: u32 = 2;
+/// Default cap on the response body read by a probe.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Shortest interval accepted: below this the schedule would be all overhead.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Label names watchfire itself uses on per-target series; users may not redefine them.
+pub const RESERVED_LABELS: &[&str] = &[
+    "target", "result", "reason", "to", "le", "quantile", "from", "phase", "job", "instance",
+];
+
+/// A checked configuration, ready to run.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Scheduled targets, in file order. Failover groups' checks are included, named
+    /// `GROUP/INSTANCE-INDEX`.
+    pub targets: Vec<Arc<TargetSpec>>,
+    /// Failover groups.
+    pub failover: Vec<FailoverGroup>,
+    /// The files this config was read from.
+    pub sources: Vec<PathBuf>,
+}
+
+/// One scheduled HTTP probe, fully resolved (defaults applied, values checked).
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// Unique name; the `target` label.
+    pub name: String,
+    /// The URL probed.
+    pub url: ProbeUrl,
+    /// HTTP method.
+    pub method: Method,
+    /// Request headers (user-supplied; `Host`, `User-Agent` and `Connection` are added by the
+    /// prober unless set here).
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Bytes,
+    /// Time between planned starts.
+    pub interval: Duration,
+    /// Bound on the whole probe.
+    pub timeout: Duration,
+    /// Upper bound of the random delay added to the first planned start.
+    pub jitter: Duration,
+    /// User labels, added to every series of this target.
+    pub labels: BTreeMap<String, String>,
+    /// Checks a response must pass.
+    pub expect: Expect,
+    /// Reuse one connection across probes.
+    pub keep_alive: bool,
+    /// Cap on the response body read.
+    pub body_limit: usize,
+    /// TLS settings (used for `https://`).
+    pub tls: TlsOptions,
+    /// Consecutive failures before down.
+    pub down_after: u32,
+    /// Consecutive successes before up.
+    pub up_after: u32,
+    /// Where the target was defined (for messages).
+    pub origin: Origin,
+}
+
+impl TargetSpec {
+    /// A target built in code (CLI `probe`, `demo`, tests) with the defaults applied.
+    pub fn new(name: impl Into<String>, url: &str) -> Result<TargetSpec, String> {
+        Ok(TargetSpec {
+            name: name.into(),
+            url: ProbeUrl::parse(url)?,
+            method: Method::GET,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            jitter: Duration::ZERO,
+            labels: BTreeMap::new(),
+            expect: Expect::default(),
+            keep_alive: false,
+            body_limit: DEFAULT_BODY_LIMIT,
+            tls: TlsOptions::default(),
+            down_after: DEFAULT_DOWN_AFTER,
+            up_after: DEFAULT_UP_AFTER,
+            origin: Origin::default(),
+        })
+    }
+
+    /// True when a reload can keep this target's recorded state: everything that changes what
+    /// is probed or how the series are labelled is the same.
+    pub fn same_probe(&self, other: &TargetSpec) -> bool {
+        self.name == other.name
+            && self.url == other.url
+            && self.method == other.method
+            && self.headers == other.headers
+            && self.body == other.body
+            && self.interval == other.interval
+            && self.timeout == other.timeout
+            && self.jitter == other.jitter
+            && self.labels == other.labels
+            && self.expect == other.expect
+            && self.keep_alive == other.keep_alive
+            && self.body_limit == other.body_limit
+            && self.tls == other.tls
+            && self.down_after == other.down_after
+            && self.up_after == other.up_after
+    }
+}
+
+/// Where something was defined.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// File.
+    pub file: PathBuf,
+    /// 1-based line, 0 when unknown.
+    pub line: u64,
+}
+
+/// A checked probe URL: scheme, host, port and the request target, split once at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeUrl {
+    /// The URL as written (normalised).
+    pub full: String,
+    /// `https` when true.
+    pub tls: bool,
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// Port (explicit or the scheme's default).
+    pub port: u16,
+    /// `Host` header value (`host` or `host:port`).
+    pub authority: String,
+    /// Path and query (`/health?x=1`).
+    pub path_and_query: String,
+    /// The host parsed as an IP address, when it is one (no DNS needed).
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl ProbeUrl {
+    /// Parses and checks an `http://` or `https://` URL.
+    pub fn parse(s: &str) -> Result<ProbeUrl, String> {
+        let u = url::Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
+        let tls = match u.scheme() {
+            "http" => false,
+            "https" => true,
+            other => {
+                return Err(format!(
+                    "scheme `{other}` is not supported (use http or https)"
+                ))
+            }
+        };
+        let (host, ip) = match u.host() {
+            Some(url::Host::Domain(d)) => (d.to_string(), None),
+            Some(url::Host::Ipv4(a)) => (a.to_string(), Some(std::net::IpAddr::V4(a))),
+            Some(url::Host::Ipv6(a)) => (a.to_string(), Some(std::net::IpAddr::V6(a))),
+            None => return Err("the URL has no host".into()),
+        };
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(
+                "credentials in the URL are not supported (use an Authorization header)".into(),
+            );
+        }
+        let port = u
+            .port_or_known_default()
+            .expect("http and https have default ports");
+        let authority = match (u.port(), ip) {
+            (None, Some(std::net::IpAddr::V6(a))) => format!("[{a}]"),
+            (None, _) => host.clone(),
+            (Some(p), Some(std::net::IpAddr::V6(a))) => format!("[{a}]:{p}"),
+            (Some(p), _) => format!("{host}:{p}"),
+        };
+        let mut path_and_query = u.path().to_string();
+        if let Some(q) = u.query() {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        Ok(ProbeUrl {
+            full: u.to_string(),
+            tls,
+            host,
+            port,
+            authority,
+            path_and_query,
+            ip,
+        })
+    }
+}
+
+impl fmt::Display for ProbeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+/// What a successful response looks like.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// Accepted status ranges (inclusive); default 200–299.
+    pub status: Vec<(u16, u16)>,
+    /// JSON path (split on dots) → expected value.
+    pub json: Vec<(Vec<String>, serde_json::Value)>,
+    /// Regular expression the body must match.
+    pub body: Option<Regex>,
+    /// Slowest acceptable probe.
+    pub max_latency: Option<Duration>,
+}
+
+impl Default for Expect {
+    fn default() -> Self {
+        Expect {
+            status: vec![(200, 299)],
+            json: Vec::new(),
+            body: None,
+            max_latency: None,
+        }
+    }
+}
+
+impl PartialEq for Expect {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status
+            && self.json == other.json
+            && self.body.as_ref().map(Regex::as_str) == other.body.as_ref().map(Regex::as_str)
+            && self.max_latency == other.max_latency
+    }
+}
+
+impl Expect {
+    /// True when the body must be read in full before the verdict.
+    pub fn needs_body(&self) -> bool {
+        self.body.is_some() || !self.json.is_empty()
+    }
+
+    /// True when `code` is accepted.
+    pub fn status_ok(&self, code: u16) -> bool {
+        self.status
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&code))
+    }
+}
+
+/// TLS options of a target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Accept any certificate.
+    pub insecure_skip_verify: bool,
+    /// Trust these CAs (PEM file) instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Verify against this name (and send it as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// A failover group (behaviour comes with the failover feature; the config is checked now).
+#[derive(Debug, Clone)]
+pub struct FailoverGroup {
+    /// Group name.
+    pub name: String,
+    /// Instances, primary first: (base URL, name of the scheduled check target).
+    pub instances: Vec<(String, String)>,
+    /// `auto` failback when true, `manual` otherwise.
+    pub auto_failback: bool,
+    /// Minimum time up before failback.
+    pub hold: Duration,
+    /// Minimum time between switches.
+    pub min_switch_interval: Duration,
+    /// Proxy listen address.
+    pub proxy_listen: Option<std::net::SocketAddr>,
+}
+
+/// One problem in a config: what, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0 when the problem is the file as a whole).
+    pub line: u64,
+    /// 1-based column (0 when unknown).
+    pub column: u64,
+    /// Dotted path of the field (`targets[1].timeout`), empty for file-level problems.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+            if self.column > 0 {
+                write!(f, ":{}", self.column)?;
+            }
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All the problems found in a config.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks a config from a file or a directory of `*.yaml` / `*.yml` files.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let files = config_files(path).map_err(|e| ConfigErrors(vec![e]))?;
+    let mut sources = Vec::with_capacity(files.len());
+    for f in &files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => sources.push((f.clone(), text)),
+            Err(e) => {
+                return Err(ConfigErrors(vec![file_error(
+                    f,
+                    format!("cannot read the file: {e}"),
+                )]))
+            }
+        }
+    }
+    let named: Vec<(&Path, &str)> = sources
+        .iter()
+        .map(|(p, t)| (p.as_path(), t.as_str()))
+        .collect();
+    check::check_sources(&named)
+}
+
+/// Checks config text as if it were read from `name` (tests, embedded configs).
+pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigErrors> {
+    check::check_sources(&[(Path::new(name), text)])
+}
+
+fn file_error(file: &Path, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message,
+    }
+}
+
+/// The files a config path stands for.
+fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| file_error(path, format!("cannot open the config: {e}")))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| file_error(path, format!("cannot list the directory: {e}")))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| file_error(path, format!("cannot list the directory: {e}")))?;
+        let p = entry.path();
+        let yaml = matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml") | Some("yml")
+        );
+        if yaml && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(file_error(
+            path,
+            "the directory holds no *.yaml or *.yml file".into(),
+        ));
+    }
+    Ok(files)
+}

@@ -1,0 +1,194 @@
+//! The YAML schema as written by users: serde structs that keep source positions
+//! ([`Spanned`]) wherever a later check may need to point at a line.
+//!
+//! Nothing here is trusted: [`super::check`] turns these into the checked types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// One YAML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    /// Values every target in this file inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: Option<Spanned<RawDefaults>>,
+    /// Scheduled HTTP probes.
+    #[serde(default)]
+    pub targets: Vec<Spanned<RawTarget>>,
+    /// Failover groups: ordered instances with a health check each.
+    #[serde(default)]
+    pub failover: Vec<Spanned<RawFailoverGroup>>,
+}
+
+/// The `defaults:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Time between planned starts.
+    pub interval: Option<Spanned<String>>,
+    /// Bound on one whole probe.
+    pub timeout: Option<Spanned<String>>,
+    /// Extra random delay (up to this much) added to the first start.
+    pub jitter: Option<Spanned<String>>,
+    /// Consecutive failures before a target is down.
+    pub down_after: Option<Spanned<u32>>,
+    /// Consecutive successes before a target is up.
+    pub up_after: Option<Spanned<u32>>,
+    /// Reuse one connection across probes instead of a fresh one each time.
+    pub keep_alive: Option<bool>,
+    /// Cap on the body read, bytes (`1048576`) or with a unit (`1MiB`, `64KiB`).
+    pub body_limit: Option<Spanned<RawSize>>,
+    /// Headers added to every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Labels added to every target's series.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
+    /// TLS settings for `https://` targets.
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// A size: a plain number of bytes or a string with a binary or decimal unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    /// Bytes.
+    Bytes(u64),
+    /// `"1MiB"`, `"512KiB"`, `"2MB"`, `"100B"`.
+    Text(String),
+}
+
+/// One entry of `targets:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Unique name; becomes the `target` label.
+    pub name: Option<Spanned<String>>,
+    /// `http://` or `https://` URL.
+    pub url: Option<Spanned<String>>,
+    /// HTTP method, `GET` by default.
+    pub method: Option<Spanned<String>>,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Raw request body.
+    pub body: Option<Spanned<String>>,
+    /// Request body as YAML turned into JSON (sets `Content-Type: application/json`).
+    pub body_json: Option<Spanned<serde_json::Value>>,
+    /// Time between planned starts.
+    pub interval: Option<Spanned<String>>,
+    /// Bound on one whole probe.
+    pub timeout: Option<Spanned<String>>,
+    /// Extra random delay (up to this much) added to the first start.
+    pub jitter: Option<Spanned<String>>,
+    /// Extra labels on every series of this target.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
+    /// What a successful answer looks like.
+    pub expect: Option<Spanned<RawExpect>>,
+    /// Reuse one connection across probes.
+    pub keep_alive: Option<bool>,
+    /// Cap on the body read.
+    pub body_limit: Option<Spanned<RawSize>>,
+    /// TLS settings.
+    pub tls: Option<Spanned<RawTls>>,
+    /// Consecutive failures before down.
+    pub down_after: Option<Spanned<u32>>,
+    /// Consecutive successes before up.
+    pub up_after: Option<Spanned<u32>>,
+}
+
+/// `expect:` — every listed check must pass.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    /// Accepted status codes: numbers (`200`), classes (`"2xx"`) or ranges (`"200-299"`).
+    #[serde(default)]
+    pub status: Option<Vec<Spanned<RawStatus>>>,
+    /// Dotted JSON path → expected value (`status: healthy`, `items.0.id: 7`).
+    #[serde(default)]
+    pub json: BTreeMap<String, Spanned<serde_json::Value>>,
+    /// Regular expression the body must match.
+    pub body: Option<Spanned<String>>,
+    /// Slowest acceptable probe (`500ms`).
+    pub max_latency: Option<Spanned<String>>,
+}
+
+/// One element of `expect.status`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawStatus {
+    /// `200`
+    Code(u64),
+    /// `"2xx"` or `"200-299"` or `"200"`.
+    Text(String),
+}
+
+/// `tls:` settings.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Accept any certificate (testing only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// PEM file of CA certificates to trust instead of the system roots.
+    pub ca_file: Option<String>,
+    /// Name to verify the certificate against (SNI), instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// One entry of `failover:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailoverGroup {
+    /// Group name.
+    pub name: Option<Spanned<String>>,
+    /// Base URLs, primary first.
+    #[serde(default)]
+    pub instances: Vec<Spanned<String>>,
+    /// The health check run against every instance.
+    pub check: Option<Spanned<RawCheck>>,
+    /// Consecutive failures before an instance is down.
+    pub down_after: Option<Spanned<u32>>,
+    /// Consecutive successes before an instance is up.
+    pub up_after: Option<Spanned<u32>>,
+    /// `auto` or `manual`.
+    pub failback: Option<Spanned<String>>,
+    /// Minimum time an instance must stay up before traffic fails back to it.
+    pub hold: Option<Spanned<String>>,
+    /// Minimum time between two switches.
+    pub min_switch_interval: Option<Spanned<String>>,
+    /// The failover proxy.
+    pub proxy: Option<Spanned<RawProxy>>,
+}
+
+/// A failover group's health check.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Path appended to each instance's base URL (`/health`).
+    pub path: Option<Spanned<String>>,
+    /// HTTP method.
+    pub method: Option<Spanned<String>>,
+    /// Raw body.
+    pub body: Option<Spanned<String>>,
+    /// Body as JSON.
+    pub body_json: Option<Spanned<serde_json::Value>>,
+    /// Time between checks.
+    pub interval: Option<Spanned<String>>,
+    /// Bound on one check.
+    pub timeout: Option<Spanned<String>>,
+    /// What a healthy answer looks like.
+    pub expect: Option<Spanned<RawExpect>>,
+}
+
+/// A failover group's proxy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    /// Listen address (`127.0.0.1:8080`).
+    pub listen: Spanned<String>,
+}

@@ -1,0 +1,43 @@
+//! watchfire — a synthetic-monitoring prober that measures honestly, keeps up/down state with
+//! fall/rise thresholds and exports Prometheus metrics rendered from compact per-target state.
+//!
+//! # Layout
+//!
+//! - [`cli`] — the command line (clap): `run`, `check`, `probe`, `sim`, `demo`.
+//! - [`config`] — YAML files (a file or a directory of `*.yaml`) parsed once into checked types;
+//!   every error names file, line and field.
+//! - [`schedule`] — the scheduler: planned starts spread across each interval, no overlap, bounded
+//!   concurrency, schedule lag. The timing core is pure; the driver sleeps precisely.
+//! - [`probe`] — one probe: the [`probe::Outcome`] type and the failure-reason enum;
+//!   [`probe::http`] is the HTTP prober on hyper's connection-level client with phase timings.
+//! - [`record`] — per-target recording: HDR histograms (from the send and from the planned start),
+//!   Prometheus buckets, counters by result, last-probe gauges.
+//! - [`state`] — the pure up/down state machine (`down_after` / `up_after`).
+//! - [`metrics`] — metric names and the text renderer used at scrape time.
+//! - [`runtime`] — the live set of targets: applies a config, keeps unchanged targets' state
+//!   across reloads, runs probes and records them.
+//! - [`server`] — the HTTP server: `/metrics`, `/api/v1/targets`, `/-/healthy`, `/-/ready`,
+//!   `/-/reload`.
+//! - [`sim`] — a simulated inference gateway with switchable faults.
+//! - [`demo`] — `watchfire demo`: the whole story in under a minute.
+//! - [`shutdown`] — signal handling (SIGINT/SIGTERM, SIGHUP for reload).
+//! - [`telemetry`] — logging setup (`--log-format text|json`, `-v`).
+//!
+//! Deviation from DESIGN.md's suggested layout: the target set and its probe loop live in
+//! [`runtime`] rather than inside [`schedule`], so that the scheduler stays a pure timing core that
+//! can be tested under paused time without any network code.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod probe;
+pub mod record;
+pub mod runtime;
+pub mod schedule;
+pub mod server;
+pub mod shutdown;
+pub mod sim;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,731 @@
+//! The HTTP prober, on hyper's connection-level client so every phase can be timed.
+//!
+//! Per probe: resolve (skipped for IP literals) → TCP connect → TLS (rustls) → request →
+//! first byte → body (read up to the cap) → checks. One deadline bounds the whole probe; each
+//! stage knows which reason a timeout in it means (`connect_timeout` before the connection is
+//! up, `timeout` after).
+//!
+//! Fresh connections (the default) are closed with `SO_LINGER` 0 after the answer, so the
+//! prober never holds sockets in TIME_WAIT: at thousands of probes per second TIME_WAIT would
+//! otherwise exhaust the ephemeral port range (28k ports, 60 s each ≈ 470 connections/s per
+//! destination). The request also says `Connection: close`, so a well-behaved server closes
+//! first and no RST is needed at all. With `keep_alive: true` one connection is kept per target
+//! and reused while the server keeps it open.
+
+use std::error::Error as StdError;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{timeout_at, Instant};
+
+use super::{Outcome, Phases, Reason};
+use crate::config::TargetSpec;
+
+/// `User-Agent` sent when the target sets none.
+pub const USER_AGENT_VALUE: &str = concat!("watchfire/", env!("CARGO_PKG_VERSION"));
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+/// Probes one target. Cheap to share; holds the kept-alive connection when asked to.
+pub struct HttpProber {
+    spec: Arc<TargetSpec>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    uri: Uri,
+    kept: Mutex<Option<(Sender, Arc<Marks>)>>,
+}
+
+impl std::fmt::Debug for HttpProber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProber")
+            .field("target", &self.spec.name)
+            .finish()
+    }
+}
+
+/// A probe failure on its way to becoming an [`Outcome`].
+struct Fail {
+    reason: Reason,
+    detail: String,
+}
+
+impl Fail {
+    fn new(reason: Reason, detail: impl Into<String>) -> Fail {
+        Fail {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn from_error(default: Reason, context: &str, e: &(dyn StdError + 'static)) -> Fail {
+        Fail::new(
+            classify(e).unwrap_or(default),
+            format!("{context}: {}", chain(e)),
+        )
+    }
+}
+
+impl HttpProber {
+    /// Prepares a prober for `spec` (builds its TLS config once).
+    pub fn new(spec: Arc<TargetSpec>) -> Result<HttpProber, String> {
+        let tls = if spec.url.tls {
+            Some(super::tls::client_config(&spec.tls)?)
+        } else {
+            None
+        };
+        let uri: Uri = spec
+            .url
+            .path_and_query
+            .parse()
+            .map_err(|e| format!("bad request path `{}`: {e}", spec.url.path_and_query))?;
+        Ok(HttpProber {
+            spec,
+            tls,
+            uri,
+            kept: Mutex::new(None),
+        })
+    }
+
+    /// The target this prober probes.
+    pub fn spec(&self) -> &Arc<TargetSpec> {
+        &self.spec
+    }
+
+    /// Runs one probe now; `planned` is when the scheduler meant it to start.
+    pub async fn probe(&self, planned: Instant) -> Outcome {
+        let started = Instant::now();
+        let deadline = started + self.spec.timeout;
+        let mut phases = Phases::default();
+        let mut status = None;
+        let mut body_bytes = 0;
+        let mut reused = false;
+        let result = self
+            .run(
+                started,
+                deadline,
+                &mut phases,
+                &mut status,
+                &mut body_bytes,
+                &mut reused,
+            )
+            .await;
+        let finished = Instant::now();
+        let (result, detail) = match result {
+            Ok(()) => match self.spec.expect.max_latency {
+                Some(max) if finished - started > max => (
+                    Err(Reason::TooSlow),
+                    Some(format!(
+                        "answered in {:?}, slower than max_latency {:?}",
+                        finished - started,
+                        max
+                    )),
+                ),
+                _ => (Ok(()), None),
+            },
+            Err(f) => (Err(f.reason), Some(f.detail)),
+        };
+        Outcome {
+            planned,
+            started,
+            finished,
+            phases,
+            status,
+            body_bytes,
+            result,
+            detail,
+            reused_connection: reused,
+        }
+    }
+
+    async fn run(
+        &self,
+        started: Instant,
+        deadline: Instant,
+        phases: &mut Phases,
+        status: &mut Option<u16>,
+        body_bytes: &mut u64,
+        reused: &mut bool,
+    ) -> Result<(), Fail> {
+        if self.spec.keep_alive {
+            let kept = self.take_kept();
+            if let Some((sender, marks)) = kept {
+                *reused = true;
+                let t0 = Instant::now();
+                match self
+                    .exchange(
+                        sender, None, &marks, t0, deadline, phases, status, body_bytes,
+                    )
+                    .await
+                {
+                    Err(f) if f.reason == Reason::Reset && status.is_none() => {
+                        // The server closed the idle connection: not the target's fault. Retry
+                        // once on a fresh connection, within the same deadline.
+                        *reused = false;
+                        *phases = Phases::default();
+                    }
+                    other => return other,
+                }
+            }
+        }
+        let addr = self.resolve(started, deadline, phases).await?;
+        let t_conn = Instant::now();
+        let tcp = connect(addr, deadline).await?;
+        let t_connected = Instant::now();
+        phases.connect = t_connected - t_conn;
+        let marks = Arc::new(Marks::new());
+        if let Some(cfg) = &self.tls {
+            let name = super::tls::server_name(&self.spec.tls, &self.spec.url.host)
+                .map_err(|m| Fail::new(Reason::Tls, m))?;
+            let connector = tokio_rustls::TlsConnector::from(cfg.clone());
+            let tls = match timeout_at(deadline, connector.connect(name, tcp)).await {
+                Err(_) => return Err(Fail::new(Reason::Timeout, "TLS handshake timed out")),
+                Ok(Err(e)) => return Err(Fail::from_error(Reason::Tls, "TLS handshake", &e)),
+                Ok(Ok(s)) => s,
+            };
+            phases.tls = t_connected.elapsed();
+            let io = TimedIo {
+                inner: tls,
+                marks: marks.clone(),
+            };
+            self.handshake_and_exchange(io, &marks, deadline, phases, status, body_bytes)
+                .await
+        } else {
+            let io = TimedIo {
+                inner: tcp,
+                marks: marks.clone(),
+            };
+            self.handshake_and_exchange(io, &marks, deadline, phases, status, body_bytes)
+                .await
+        }
+    }
+
+    fn take_kept(&self) -> Option<(Sender, Arc<Marks>)> {
+        let mut guard = self.kept.lock().expect("kept-connection lock poisoned");
+        match guard.take() {
+            Some((s, m)) if !s.is_closed() => Some((s, m)),
+            _ => None,
+        }
+    }
+
+    async fn resolve(
+        &self,
+        started: Instant,
+        deadline: Instant,
+        phases: &mut Phases,
+    ) -> Result<SocketAddr, Fail> {
+        let url = &self.spec.url;
+        if let Some(ip) = url.ip {
+            return Ok(SocketAddr::new(ip, url.port));
+        }
+        let lookup = tokio::net::lookup_host((url.host.as_str(), url.port));
+        let addrs = match timeout_at(deadline, lookup).await {
+            Err(_) => {
+                return Err(Fail::new(
+                    Reason::Dns,
+                    format!("resolving {} timed out", url.host),
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(Fail::new(
+                    Reason::Dns,
+                    format!("cannot resolve {}: {e}", url.host),
+                ))
+            }
+            Ok(Ok(a)) => a,
+        };
+        phases.resolve = started.elapsed();
+        let mut addrs: Vec<SocketAddr> = addrs.collect();
+        // Prefer IPv4 when both exist: loopback and most internal services answer there.
+        addrs.sort_by_key(|a| a.is_ipv6());
+        addrs
+            .into_iter()
+            .next()
+            .ok_or_else(|| Fail::new(Reason::Dns, format!("{} has no address", url.host)))
+    }
+
+    async fn handshake_and_exchange<T>(
+        &self,
+        io: TimedIo<T>,
+        marks: &Arc<Marks>,
+        deadline: Instant,
+        phases: &mut Phases,
+        status: &mut Option<u16>,
+        body_bytes: &mut u64,
+    ) -> Result<(), Fail>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let hs = http1::Builder::new()
+            .max_buf_size(64 * 1024)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(io));
+        let (sender, conn) = match timeout_at(deadline, hs).await {
+            Err(_) => return Err(Fail::new(Reason::Timeout, "HTTP handshake timed out")),
+            Ok(Err(e)) => return Err(Fail::from_error(Reason::Protocol, "HTTP handshake", &e)),
+            Ok(Ok(x)) => x,
+        };
+        if self.spec.keep_alive {
+            // The connection outlives this probe: it needs its own task.
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let t0 = Instant::now();
+            self.exchange(
+                sender, None, marks, t0, deadline, phases, status, body_bytes,
+            )
+            .await
+        } else {
+            // Drive the connection in this task: no spawn per probe, and the socket closes the
+            // moment the probe returns.
+            let t0 = Instant::now();
+            let conn: ConnFuture<'_> = Box::pin(conn);
+            self.exchange(
+                sender,
+                Some(conn),
+                marks,
+                t0,
+                deadline,
+                phases,
+                status,
+                body_bytes,
+            )
+            .await
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        mut sender: Sender,
+        mut conn: Option<ConnFuture<'_>>,
+        marks: &Arc<Marks>,
+        t_send: Instant,
+        deadline: Instant,
+        phases: &mut Phases,
+        status: &mut Option<u16>,
+        body_bytes: &mut u64,
+    ) -> Result<(), Fail> {
+        marks.reset();
+        let req = self.request();
+        let mut conn_done = conn.is_none();
+        let response = async {
+            let send = sender.send_request(req);
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut send => return r.map_err(|e| Fail::from_error(Reason::Protocol, "request", &e)),
+                    r = async { conn.as_mut().expect("polled only while present").await }, if !conn_done => {
+                        conn_done = true;
+                        if let Err(e) = r {
+                            return Err(Fail::from_error(Reason::Protocol, "connection", &e));
+                        }
+                    }
+                }
+            }
+        };
+        let resp = match timeout_at(deadline, response).await {
+            Err(_) => return Err(Fail::new(Reason::Timeout, "no answer before the timeout")),
+            Ok(r) => r?,
+        };
+        let t_head = Instant::now();
+        let first = marks.first_read().unwrap_or(t_head);
+        let written = marks.written().unwrap_or(t_send);
+        phases.processing = first.saturating_duration_since(written);
+        *status = Some(resp.status().as_u16());
+        let declared = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let limit = self.spec.body_limit as u64;
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Fail::new(
+                Reason::BodyTooLarge,
+                format!(
+                    "Content-Length {} exceeds the body limit of {limit} bytes",
+                    declared.unwrap_or(0)
+                ),
+            ));
+        }
+        let keep = self.spec.expect.needs_body();
+        let mut buf = Vec::new();
+        if keep {
+            buf.reserve(declared.unwrap_or(0).min(limit) as usize);
+        }
+        let mut body: Incoming = resp.into_body();
+        let read = async {
+            loop {
+                tokio::select! {
+                    biased;
+                    f = body.frame() => match f {
+                        None => return Ok(()),
+                        Some(Err(e)) => return Err(Fail::from_error(Reason::Reset, "reading the body", &e)),
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                *body_bytes += data.len() as u64;
+                                if *body_bytes > limit {
+                                    return Err(Fail::new(Reason::BodyTooLarge, format!("body exceeds the limit of {limit} bytes")));
+                                }
+                                if keep {
+                                    buf.extend_from_slice(&data);
+                                }
+                            }
+                        }
+                    },
+                    r = async { conn.as_mut().expect("polled only while present").await }, if !conn_done => {
+                        conn_done = true;
+                        if let Err(e) = r {
+                            return Err(Fail::from_error(Reason::Reset, "connection", &e));
+                        }
+                    }
+                }
+            }
+        };
+        match timeout_at(deadline, read).await {
+            Err(_) => {
+                return Err(Fail::new(
+                    Reason::Timeout,
+                    "body not read before the timeout",
+                ))
+            }
+            Ok(r) => r?,
+        }
+        phases.transfer = first.elapsed();
+        if self.spec.keep_alive && !sender.is_closed() {
+            let mut guard = self.kept.lock().expect("kept-connection lock poisoned");
+            *guard = Some((sender, marks.clone()));
+        }
+        let code = status.unwrap_or(0);
+        if !self.spec.expect.status_ok(code) {
+            return Err(Fail::new(
+                Reason::Status,
+                format!("status {code} is not an accepted one"),
+            ));
+        }
+        if let Some(re) = &self.spec.expect.body {
+            let text = String::from_utf8_lossy(&buf);
+            if !re.is_match(&text) {
+                return Err(Fail::new(
+                    Reason::BodyMismatch,
+                    format!("body does not match /{}/", re.as_str()),
+                ));
+            }
+        }
+        if !self.spec.expect.json.is_empty() {
+            check_json(&self.spec.expect.json, &buf)?;
+        }
+        Ok(())
+    }
+
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(self.spec.body.clone()));
+        *req.method_mut() = self.spec.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        let h = req.headers_mut();
+        h.reserve(self.spec.headers.len() + 3);
+        for (k, v) in &self.spec.headers {
+            h.append(k, v.clone());
+        }
+        if !h.contains_key(HOST) {
+            if let Ok(v) = HeaderValue::from_str(&self.spec.url.authority) {
+                h.insert(HOST, v);
+            }
+        }
+        if !h.contains_key(USER_AGENT) {
+            h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        }
+        if !self.spec.keep_alive && !h.contains_key(CONNECTION) {
+            h.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        req
+    }
+}
+
+type ConnFuture<'a> =
+    Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send + 'a>>;
+
+/// Connects with `SO_LINGER` 0 (no TIME_WAIT on our side) and `TCP_NODELAY`.
+async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Fail> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| Fail::new(Reason::Connect, format!("cannot create a socket: {e}")))?;
+    let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
+    let _ = socket.set_nodelay(true);
+    match timeout_at(deadline, socket.connect(addr)).await {
+        Err(_) => Err(Fail::new(
+            Reason::ConnectTimeout,
+            format!("connecting to {addr} timed out"),
+        )),
+        Ok(Err(e)) => Err(Fail::from_error(
+            Reason::Connect,
+            &format!("connecting to {addr}"),
+            &e,
+        )),
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// Checks every expected JSON field.
+fn check_json(expect: &[(Vec<String>, serde_json::Value)], body: &[u8]) -> Result<(), Fail> {
+    let doc: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Fail::new(Reason::JsonMismatch, format!("body is not JSON: {e}")))?;
+    for (path, want) in expect {
+        let mut cur = &doc;
+        for key in path {
+            let next = match cur {
+                serde_json::Value::Object(m) => m.get(key.as_str()),
+                serde_json::Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            };
+            match next {
+                Some(v) => cur = v,
+                None => {
+                    return Err(Fail::new(
+                        Reason::JsonMismatch,
+                        format!("JSON field `{}` is missing", path.join(".")),
+                    ))
+                }
+            }
+        }
+        if !json_equal(cur, want) {
+            return Err(Fail::new(
+                Reason::JsonMismatch,
+                format!("JSON field `{}` is {cur}, expected {want}", path.join(".")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Equality that treats `1` and `1.0` as the same number.
+fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a, b) {
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// Maps an error to a reason by walking its `source()` chain (never by matching text).
+pub fn classify(e: &(dyn StdError + 'static)) -> Option<Reason> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+                return Some(Reason::Protocol);
+            }
+            if h.is_timeout() {
+                return Some(Reason::Timeout);
+            }
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                // Keep walking: an io error underneath is more precise.
+                if err.source().is_none() {
+                    return Some(Reason::Reset);
+                }
+            }
+        }
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return Some(Reason::Tls);
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if inner.downcast_ref::<rustls::Error>().is_some() {
+                    return Some(Reason::Tls);
+                }
+            }
+            return Some(match io.kind() {
+                io::ErrorKind::ConnectionRefused => Reason::Refused,
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof => Reason::Reset,
+                io::ErrorKind::TimedOut => Reason::Timeout,
+                io::ErrorKind::InvalidData => Reason::Tls,
+                _ => return None,
+            });
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The error and its sources, joined (for the human detail only).
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// When the request was last written and when the first answer byte arrived.
+#[derive(Debug)]
+struct Marks {
+    epoch: Instant,
+    /// Nanoseconds after `epoch` + 1 (0 = not yet).
+    written: AtomicU64,
+    first_read: AtomicU64,
+}
+
+impl Marks {
+    fn new() -> Marks {
+        Marks {
+            epoch: Instant::now(),
+            written: AtomicU64::new(0),
+            first_read: AtomicU64::new(0),
+        }
+    }
+
+    fn reset(&self) {
+        self.written.store(0, Ordering::Relaxed);
+        self.first_read.store(0, Ordering::Relaxed);
+    }
+
+    fn stamp(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64 + 1
+    }
+
+    fn get(&self, v: &AtomicU64) -> Option<Instant> {
+        match v.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.epoch + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    fn written(&self) -> Option<Instant> {
+        self.get(&self.written)
+    }
+
+    fn first_read(&self) -> Option<Instant> {
+        self.get(&self.first_read)
+    }
+}
+
+/// An IO wrapper that stamps the last write before the answer and the first read of it.
+struct TimedIo<T> {
+    inner: T,
+    marks: Arc<Marks>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let m = &self.marks;
+            if m.first_read.load(Ordering::Relaxed) == 0 {
+                m.first_read.store(m.stamp(), Ordering::Relaxed);
+            }
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            let m = &self.marks;
+            if m.first_read.load(Ordering::Relaxed) == 0 {
+                m.written.store(m.stamp(), Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            let m = &self.marks;
+            if m.first_read.load(Ordering::Relaxed) == 0 {
+                m.written.store(m.stamp(), Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths_walk_objects_and_arrays() {
+        let body = br#"{"status":"healthy","items":[{"id":7}],"n":1.0}"#;
+        let ok = vec![
+            (vec!["status".to_string()], serde_json::json!("healthy")),
+            (
+                vec!["items".into(), "0".into(), "id".into()],
+                serde_json::json!(7),
+            ),
+            (vec!["n".to_string()], serde_json::json!(1)),
+        ];
+        assert!(check_json(&ok, body).is_ok());
+        let bad = vec![(vec!["status".to_string()], serde_json::json!("down"))];
+        let f = check_json(&bad, body).expect_err("mismatch");
+        assert_eq!(f.reason, Reason::JsonMismatch);
+        assert!(f.detail.contains("`status`"), "{}", f.detail);
+        let missing = vec![(vec!["nope".to_string()], serde_json::json!(1))];
+        assert!(check_json(&missing, body)
+            .expect_err("missing")
+            .detail
+            .contains("missing"));
+        assert_eq!(
+            check_json(&ok, b"not json").expect_err("not json").reason,
+            Reason::JsonMismatch
+        );
+    }
+
+    #[test]
+    fn refused_io_errors_classify_as_refused() {
+        let e = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify(&e), Some(Reason::Refused));
+        let e = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(classify(&e), Some(Reason::Reset));
+    }
+}

@@ -1,0 +1,170 @@
+//! One probe and its result.
+//!
+//! A failed probe is data, not an error: every probe ends in an [`Outcome`] whose `result` is
+//! `Ok(())` or a [`Reason`] from a fixed set, so labels never carry free text. The human detail
+//! (the error chain) travels beside it for logs and the JSON API.
+
+pub mod http;
+pub mod tls;
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Why a probe failed. The set is closed: each value is a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// The host name did not resolve.
+    Dns,
+    /// The connection was refused (nothing listening).
+    Refused,
+    /// The TCP connect did not finish within the timeout.
+    ConnectTimeout,
+    /// Another connect error (unreachable network or host, …).
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// The probe ran out of time after the connection was up.
+    Timeout,
+    /// The peer reset or closed the connection before a complete answer.
+    Reset,
+    /// The answer was not valid HTTP.
+    Protocol,
+    /// The status code was not an accepted one.
+    Status,
+    /// The body did not match the expected regular expression.
+    BodyMismatch,
+    /// A JSON field was missing or had another value (or the body was not JSON).
+    JsonMismatch,
+    /// The answer was correct but slower than `max_latency`.
+    TooSlow,
+    /// The body was larger than the read cap.
+    BodyTooLarge,
+}
+
+impl Reason {
+    /// Every reason, in label order.
+    pub const ALL: [Reason; 13] = [
+        Reason::Dns,
+        Reason::Refused,
+        Reason::ConnectTimeout,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::Timeout,
+        Reason::Reset,
+        Reason::Protocol,
+        Reason::Status,
+        Reason::BodyMismatch,
+        Reason::JsonMismatch,
+        Reason::TooSlow,
+        Reason::BodyTooLarge,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Dns => "dns",
+            Reason::Refused => "refused",
+            Reason::ConnectTimeout => "connect_timeout",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::Timeout => "timeout",
+            Reason::Reset => "reset",
+            Reason::Protocol => "protocol",
+            Reason::Status => "status",
+            Reason::BodyMismatch => "body_mismatch",
+            Reason::JsonMismatch => "json_mismatch",
+            Reason::TooSlow => "too_slow",
+            Reason::BodyTooLarge => "body_too_large",
+        }
+    }
+
+    /// Index into per-reason counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Time spent in each phase of an HTTP probe (zero for a phase not reached or not needed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Name resolution.
+    pub resolve: Duration,
+    /// TCP connect.
+    pub connect: Duration,
+    /// TLS handshake.
+    pub tls: Duration,
+    /// Request written → first response byte.
+    pub processing: Duration,
+    /// First response byte → body read.
+    pub transfer: Duration,
+}
+
+impl Phases {
+    /// Phase names in order, as label values (the same as blackbox_exporter's).
+    pub const NAMES: [&'static str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
+
+    /// Durations in the order of [`Phases::NAMES`].
+    pub fn as_array(&self) -> [Duration; 5] {
+        [
+            self.resolve,
+            self.connect,
+            self.tls,
+            self.processing,
+            self.transfer,
+        ]
+    }
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// When the scheduler planned the probe to start.
+    pub planned: Instant,
+    /// When it actually started.
+    pub started: Instant,
+    /// When it ended (answer read, or failure).
+    pub finished: Instant,
+    /// Phase timings.
+    pub phases: Phases,
+    /// HTTP status, when an answer arrived.
+    pub status: Option<u16>,
+    /// Body bytes read.
+    pub body_bytes: u64,
+    /// `Ok(())` or why it failed.
+    pub result: Result<(), Reason>,
+    /// Human detail of a failure (error chain, mismatch), for logs and the API; never a label.
+    pub detail: Option<String>,
+    /// True when the probe reused a kept-alive connection.
+    pub reused_connection: bool,
+}
+
+impl Outcome {
+    /// Duration measured from the actual start.
+    pub fn latency(&self) -> Duration {
+        self.finished.saturating_duration_since(self.started)
+    }
+
+    /// Duration measured from the planned start: the coordinated-omission-corrected view, which
+    /// includes any delay of the prober itself.
+    pub fn latency_from_planned(&self) -> Duration {
+        self.finished.saturating_duration_since(self.planned)
+    }
+
+    /// Actual start − planned start.
+    pub fn schedule_lag(&self) -> Duration {
+        self.started.saturating_duration_since(self.planned)
+    }
+
+    /// True when the probe succeeded.
+    pub fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}

@@ -1,0 +1,400 @@
+//! The live set of targets: applies a config, runs each probe when the scheduler says, records
+//! the outcome, and announces state transitions.
+//!
+//! A reload builds the new set next to the old one: a target whose probe is unchanged
+//! ([`TargetSpec::same_probe`]) is carried over as the same object — histograms, counters, state
+//! and place on the schedule intact. A config that fails to load changes nothing.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::runtime::Handle;
+use tokio::sync::{broadcast, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::{self, Config, ConfigErrors, TargetSpec};
+use crate::probe::http::HttpProber;
+use crate::probe::{Outcome, Reason};
+use crate::record::TargetStats;
+use crate::schedule::{self, Job, SchedulerHandle};
+use crate::state::{Health, Thresholds};
+
+/// Default bound on probes in flight at once.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 4096;
+
+/// One scheduled target with everything recorded about it.
+pub struct Target {
+    /// The checked spec.
+    pub spec: Arc<TargetSpec>,
+    prober: HttpProber,
+    /// Recorded state; locked briefly by the probe that ends and by scrapes.
+    pub stats: Mutex<TargetStats>,
+    running: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.spec.name)
+            .finish()
+    }
+}
+
+/// A change of a target's health, as announced to subscribers (demo, failover).
+#[derive(Debug, Clone)]
+pub struct TransitionEvent {
+    /// Target name.
+    pub target: String,
+    /// Health before.
+    pub from: Health,
+    /// Health after.
+    pub to: Health,
+    /// When the deciding probe ended.
+    pub at: Instant,
+    /// The last failure's reason (when going down).
+    pub reason: Option<Reason>,
+    /// The last failure's detail.
+    pub detail: Option<String>,
+}
+
+/// What every target shares: where probes run and who hears about transitions.
+struct Shared {
+    handle: Handle,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    events: broadcast::Sender<TransitionEvent>,
+    /// Probes in flight (gauge).
+    in_flight: AtomicU64,
+}
+
+impl Target {
+    fn new(spec: Arc<TargetSpec>, shared: Arc<Shared>) -> Result<Target, String> {
+        Ok(Target {
+            prober: HttpProber::new(spec.clone())?,
+            spec,
+            stats: Mutex::new(TargetStats::default()),
+            running: AtomicBool::new(false),
+            shared,
+        })
+    }
+
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            down_after: self.spec.down_after,
+            up_after: self.spec.up_after,
+        }
+    }
+
+    /// Runs one probe planned for `planned`, records it, announces a transition.
+    pub async fn probe_and_record(&self, planned: Instant) -> Outcome {
+        let outcome = self.prober.probe(planned).await;
+        self.record(&outcome);
+        outcome
+    }
+
+    fn record(&self, outcome: &Outcome) {
+        let transition = {
+            let mut stats = self.stats.lock().expect("stats lock poisoned");
+            stats.record(outcome, self.thresholds())
+        };
+        if let Some(t) = transition {
+            let reason = outcome.result.err();
+            match t.to {
+                Health::Down => warn!(
+                    target = %self.spec.name,
+                    from = %t.from,
+                    failures = t.streak,
+                    reason = reason.map(Reason::as_str).unwrap_or(""),
+                    detail = outcome.detail.as_deref().unwrap_or(""),
+                    "target is down"
+                ),
+                _ => info!(
+                    target = %self.spec.name,
+                    from = %t.from,
+                    successes = t.streak,
+                    "target is up"
+                ),
+            }
+            let _ = self.shared.events.send(TransitionEvent {
+                target: self.spec.name.clone(),
+                from: t.from,
+                to: t.to,
+                at: outcome.finished,
+                reason,
+                detail: outcome.detail.clone(),
+            });
+        } else if let Err(r) = outcome.result {
+            debug!(target = %self.spec.name, reason = r.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "probe failed");
+        }
+    }
+}
+
+impl Job for Target {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn interval(&self) -> Duration {
+        self.spec.interval
+    }
+
+    fn jitter(&self) -> Duration {
+        self.spec.jitter
+    }
+
+    fn try_begin(&self) -> bool {
+        !self.running.swap(true, Ordering::AcqRel)
+    }
+
+    fn skipped(&self, _planned: Instant) {
+        let mut stats = self.stats.lock().expect("stats lock poisoned");
+        stats.skipped += 1;
+    }
+
+    fn dispatch(self: Arc<Self>, planned: Instant) {
+        let shared = self.shared.clone();
+        if shared.cancel.is_cancelled() {
+            self.running.store(false, Ordering::Release);
+            return;
+        }
+        let fut = shared.tracker.track_future(async move {
+            let permit = self.shared.permits.clone().acquire_owned().await;
+            self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                biased;
+                _ = self.shared.cancel.cancelled() => {}
+                _ = self.probe_and_record(planned) => {}
+            }
+            self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+            self.running.store(false, Ordering::Release);
+        });
+        shared.handle.spawn(fut);
+    }
+}
+
+/// Reload bookkeeping for `watchfire_config_last_reload_*`.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    /// Whether the last attempt worked.
+    pub ok: bool,
+    /// When the last successful load happened.
+    pub last_success: SystemTime,
+    /// The last error, when the last attempt failed.
+    pub last_error: Option<String>,
+    /// Reloads attempted, by result.
+    pub successes: u64,
+    /// Failed reloads.
+    pub failures: u64,
+}
+
+/// The running prober: targets, scheduler, reload.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    targets: RwLock<Arc<Vec<Arc<Target>>>>,
+    config: RwLock<Arc<Config>>,
+    config_path: Option<PathBuf>,
+    scheduler: SchedulerHandle<Target>,
+    reload: Mutex<ReloadStatus>,
+    /// Serialises reloads.
+    reload_lock: tokio::sync::Mutex<()>,
+    started: SystemTime,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+/// Options for [`Runtime::start`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Bound on probes in flight.
+    pub max_concurrency: usize,
+    /// Use the precise scheduler thread (true in production; false to follow paused time).
+    pub precise_timer: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            precise_timer: true,
+        }
+    }
+}
+
+impl Runtime {
+    /// Starts probing `config`. `config_path` is what reloads read again.
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+        opts: RuntimeOptions,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Runtime>, String> {
+        let (events, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            handle: Handle::current(),
+            permits: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
+            tracker: TaskTracker::new(),
+            cancel: cancel.clone(),
+            events,
+            in_flight: AtomicU64::new(0),
+        });
+        let scheduler = if opts.precise_timer {
+            let (h, _join) = schedule::spawn_thread::<Target>(cancel.clone())
+                .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
+            h
+        } else {
+            let (h, fut) = schedule::scheduler::<Target, _>(schedule::TokioSleeper, cancel.clone());
+            tokio::spawn(fut);
+            h
+        };
+        let rt = Arc::new(Runtime {
+            shared,
+            targets: RwLock::new(Arc::new(Vec::new())),
+            config: RwLock::new(Arc::new(Config::default())),
+            config_path,
+            scheduler,
+            reload: Mutex::new(ReloadStatus {
+                ok: true,
+                last_success: SystemTime::now(),
+                last_error: None,
+                successes: 0,
+                failures: 0,
+            }),
+            reload_lock: tokio::sync::Mutex::new(()),
+            started: SystemTime::now(),
+        });
+        rt.apply(config).await?;
+        Ok(rt)
+    }
+
+    /// Replaces the running config, carrying unchanged targets over.
+    pub async fn apply(&self, config: Config) -> Result<(), String> {
+        let old = self.targets();
+        let mut next = Vec::with_capacity(config.targets.len());
+        let (mut kept, mut added) = (0usize, 0usize);
+        for spec in &config.targets {
+            let reuse = old
+                .iter()
+                .find(|t| t.spec.name == spec.name && t.spec.same_probe(spec));
+            match reuse {
+                Some(t) => {
+                    kept += 1;
+                    next.push(t.clone());
+                }
+                None => {
+                    added += 1;
+                    let t = Target::new(spec.clone(), self.shared.clone())
+                        .map_err(|e| format!("target {}: {e}", spec.name))?;
+                    next.push(Arc::new(t));
+                }
+            }
+        }
+        let removed = old.len() + added - next.len();
+        let next = Arc::new(next);
+        *self.targets.write().expect("targets lock poisoned") = next.clone();
+        *self.config.write().expect("config lock poisoned") = Arc::new(config);
+        if !self.scheduler.replace(next.to_vec()).await {
+            return Err("the scheduler has stopped".into());
+        }
+        info!(targets = next.len(), kept, added, removed, "config applied");
+        Ok(())
+    }
+
+    /// Reads the config path again and applies it; on failure the running config stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _guard = self.reload_lock.lock().await;
+        let Some(path) = self.config_path.clone() else {
+            return Err("no config file to reload (started without --config)".into());
+        };
+        let result = match load_blocking(path.clone()).await {
+            Ok(cfg) => self.apply(cfg).await,
+            Err(e) => Err(e.to_string()),
+        };
+        let mut st = self.reload.lock().expect("reload lock poisoned");
+        match &result {
+            Ok(()) => {
+                st.ok = true;
+                st.last_success = SystemTime::now();
+                st.last_error = None;
+                st.successes += 1;
+                info!(path = %path.display(), "config reloaded");
+            }
+            Err(e) => {
+                st.ok = false;
+                st.last_error = Some(e.clone());
+                st.failures += 1;
+                warn!(path = %path.display(), error = %e, "config reload failed; keeping the running config");
+            }
+        }
+        result
+    }
+
+    /// The current targets (a snapshot).
+    pub fn targets(&self) -> Arc<Vec<Arc<Target>>> {
+        self.targets.read().expect("targets lock poisoned").clone()
+    }
+
+    /// The running config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config lock poisoned").clone()
+    }
+
+    /// Reload bookkeeping.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reload.lock().expect("reload lock poisoned").clone()
+    }
+
+    /// Subscribes to state transitions.
+    pub fn subscribe(&self) -> broadcast::Receiver<TransitionEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Probes in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When this runtime started.
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    /// Finds a target by name.
+    pub fn target(&self, name: &str) -> Option<Arc<Target>> {
+        self.targets().iter().find(|t| t.spec.name == name).cloned()
+    }
+
+    /// Waits (bounded by `grace`) for in-flight probes after cancellation; false if some were
+    /// still running when the grace period ended.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.shared.tracker.close();
+        tokio::time::timeout(grace, self.shared.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Loads a config on the blocking pool (file IO must not stall probes).
+pub async fn load_blocking(path: PathBuf) -> Result<Config, ConfigErrors> {
+    match tokio::task::spawn_blocking(move || config::load(&path)).await {
+        Ok(r) => r,
+        Err(e) => Err(ConfigErrors(vec![config::ConfigError {
+            file: PathBuf::new(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("config loader failed: {e}"),
+        }])),
+    }
+}

@@ -1,0 +1,252 @@
+//! watchfire's HTTP server: `/metrics`, `/api/v1/targets`, `/-/healthy`, `/-/ready`,
+//! `/-/reload`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::metrics;
+use crate::runtime::Runtime;
+
+/// Bound on concurrent connections to the server.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long in-flight requests may take to finish at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What the handlers need.
+pub struct AppState {
+    /// The running prober.
+    pub runtime: Arc<Runtime>,
+    /// Process metrics and any other registered families.
+    pub registry: prometheus::Registry,
+}
+
+type Body = Full<Bytes>;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
+}
+
+fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(v)
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; use {allow}\n"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, http::HeaderValue::from_static(allow));
+    r
+}
+
+/// Routes one request.
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    match path {
+        "/metrics" if get => {
+            let mut out = String::new();
+            metrics::render(&state.runtime, &mut out);
+            metrics::render_registry(&state.registry, &mut out);
+            Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .body(Full::new(Bytes::from(out)))
+                .expect("static response parts are valid")
+        }
+        "/api/v1/targets" if get => json(StatusCode::OK, &targets_json(&state.runtime)),
+        "/-/healthy" if get => text(StatusCode::OK, "watchfire is healthy\n"),
+        "/-/ready" if get => text(StatusCode::OK, "watchfire is ready\n"),
+        "/-/reload" if req.method() == Method::POST => match state.runtime.reload().await {
+            Ok(()) => text(StatusCode::OK, "config reloaded\n"),
+            Err(e) => text(
+                StatusCode::BAD_REQUEST,
+                format!("config reload failed; the running config is unchanged:\n{e}\n"),
+            ),
+        },
+        "/-/reload" => method_not_allowed("POST"),
+        "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" => method_not_allowed("GET"),
+        "/" if get => text(
+            StatusCode::OK,
+            "watchfire\n\n/metrics\n/api/v1/targets\n/-/healthy\n/-/ready\n/-/reload (POST)\n",
+        ),
+        _ => text(StatusCode::NOT_FOUND, format!("no such endpoint: {path}\n")),
+    }
+}
+
+/// One target in `/api/v1/targets`.
+#[derive(Debug, Serialize)]
+pub struct TargetJson {
+    /// Name.
+    pub name: String,
+    /// URL.
+    pub url: String,
+    /// User labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `unknown`, `up` or `down`.
+    pub state: &'static str,
+    /// Whether the last probe succeeded (null before the first).
+    pub last_success: Option<bool>,
+    /// `success` or the failure reason of the last probe.
+    pub last_result: Option<&'static str>,
+    /// Human detail of the last failure.
+    pub last_error: Option<String>,
+    /// Last HTTP status.
+    pub last_status: Option<u16>,
+    /// When the last probe ended (RFC 3339).
+    pub last_probe: Option<String>,
+    /// Last probe's duration, seconds.
+    pub last_duration_seconds: Option<f64>,
+    /// Latency quantiles from the send, seconds.
+    pub p50_seconds: Option<f64>,
+    /// 90th percentile.
+    pub p90_seconds: Option<f64>,
+    /// 99th percentile.
+    pub p99_seconds: Option<f64>,
+    /// 99th percentile measured from the planned start.
+    pub p99_from_planned_seconds: Option<f64>,
+    /// Probes run.
+    pub probes: u64,
+    /// Successful probes.
+    pub successes: u64,
+    /// Skipped ticks.
+    pub skipped: u64,
+    /// When the state last changed (RFC 3339).
+    pub last_transition: Option<String>,
+    /// Interval, humantime.
+    pub interval: String,
+    /// Timeout, humantime.
+    pub timeout: String,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The JSON state of every target.
+pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
+    rt.targets()
+        .iter()
+        .map(|t| {
+            let s = t.stats.lock().expect("stats lock poisoned");
+            let probed = s.last.at.is_some();
+            let q = |h: &crate::record::Hdr, q: f64| h.quantile(q).map(|d| d.as_secs_f64());
+            TargetJson {
+                name: t.spec.name.clone(),
+                url: t.spec.url.full.clone(),
+                labels: t.spec.labels.clone(),
+                state: s.state.health.as_str(),
+                last_success: probed.then_some(s.last.ok),
+                last_result: probed.then(|| s.last.reason.map(|r| r.as_str()).unwrap_or("success")),
+                last_error: s.last.detail.clone(),
+                last_status: (s.last.status != 0).then_some(s.last.status),
+                last_probe: s.last.at.map(rfc3339),
+                last_duration_seconds: probed.then(|| s.last.duration.as_secs_f64()),
+                p50_seconds: q(&s.latency, 0.5),
+                p90_seconds: q(&s.latency, 0.9),
+                p99_seconds: q(&s.latency, 0.99),
+                p99_from_planned_seconds: q(&s.latency_planned, 0.99),
+                probes: s.probes(),
+                successes: s.successes,
+                skipped: s.skipped,
+                last_transition: s.last_transition.map(rfc3339),
+                interval: humantime::format_duration(t.spec.interval).to_string(),
+                timeout: humantime::format_duration(t.spec.timeout).to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(state, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing");
+    }
+    Ok(())
+}
