@@ -55,6 +55,8 @@ pub const RELOAD_OK: &str = "watchfire_config_last_reload_successful";
 pub const RELOAD_TIME: &str = "watchfire_config_last_reload_success_timestamp_seconds";
 /// Reload attempts by result.
 pub const RELOADS: &str = "watchfire_config_reloads_total";
+/// Schedule lag quantiles over every probe of every target.
+pub const LAG_QUANTILES: &str = "watchfire_schedule_lag_seconds";
 /// Build information.
 pub const BUILD_INFO: &str = "watchfire_build_info";
 
@@ -451,6 +453,20 @@ pub fn render(rt: &Runtime, out: &mut String) {
     );
     let _ = writeln!(out, "{RELOADS}{{result=\"success\"}} {}", reload.successes);
     let _ = writeln!(out, "{RELOADS}{{result=\"failure\"}} {}", reload.failures);
+    header(out, LAG_QUANTILES, "summary", "Schedule lag (actual minus planned start) over every probe of every target since start (HDR).");
+    if rt.probes_recorded() > 0 {
+        for (q, label) in QUANTILES {
+            let v = rt
+                .lag_quantile(q)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(f64::NAN);
+            out.push_str(LAG_QUANTILES);
+            let _ = write!(out, "{{quantile=\"{label}\"}} ");
+            write_f64(out, v);
+            out.push('\n');
+        }
+    }
+    let _ = writeln!(out, "{LAG_QUANTILES}_count {}", rt.probes_recorded());
     header(out, BUILD_INFO, "gauge", "Build information.");
     let _ = writeln!(
         out,

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::config::{self, Config, ConfigErrors, TargetSpec};
 use crate::probe::http::HttpProber;
 use crate::probe::{Outcome, Reason};
-use crate::record::TargetStats;
+use crate::record::{Hdr, TargetStats};
 use crate::schedule::{self, Job, SchedulerHandle};
 use crate::state::{Health, Thresholds};
 
@@ -72,6 +72,8 @@ struct Shared {
     events: broadcast::Sender<TransitionEvent>,
     /// Probes in flight (gauge).
     in_flight: AtomicU64,
+    /// Schedule lag of every probe of every target: is the prober keeping up?
+    lag: Mutex<Hdr>,
 }
 
 impl Target {
@@ -100,6 +102,11 @@ impl Target {
     }
 
     fn record(&self, outcome: &Outcome) {
+        self.shared
+            .lag
+            .lock()
+            .expect("lag lock poisoned")
+            .record(outcome.schedule_lag());
         let transition = {
             let mut stats = self.stats.lock().expect("stats lock poisoned");
             stats.record(outcome, self.thresholds())
@@ -248,6 +255,7 @@ impl Runtime {
             cancel: cancel.clone(),
             events,
             in_flight: AtomicU64::new(0),
+            lag: Mutex::new(Hdr::default()),
         });
         let scheduler = if opts.precise_timer {
             let (h, _join) = schedule::spawn_thread::<Target>(cancel.clone())
@@ -363,6 +371,20 @@ impl Runtime {
     /// Probes in flight now.
     pub fn in_flight(&self) -> u64 {
         self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Quantile `q` of the schedule lag over every probe so far (`None` before the first).
+    pub fn lag_quantile(&self, q: f64) -> Option<Duration> {
+        self.shared
+            .lag
+            .lock()
+            .expect("lag lock poisoned")
+            .quantile(q)
+    }
+
+    /// Probes recorded so far, over every target (from the lag histogram).
+    pub fn probes_recorded(&self) -> u64 {
+        self.shared.lag.lock().expect("lag lock poisoned").len()
     }
 
     /// When this runtime started.
