@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use watchfire::cli::{self, Cli};
+use watchfire::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    watchfire::telemetry::init(cli.log_format, cli.verbose);
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Probe(_));
+    watchfire::telemetry::init(cli.log_format, cli.verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("watchfire")

@@ -11,10 +11,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `verbosity` 0 = info, 1 = debug, 2+ = trace;
-/// `RUST_LOG` overrides it.
-pub fn init(format: LogFormat, verbosity: u8) {
+/// Installs the global subscriber. `verbosity` 0 = info (errors only when `quiet`, for commands
+/// that print their own output), 1 = debug, 2+ = trace; `RUST_LOG` overrides it.
+pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
     let level = match verbosity {
+        0 if quiet => "error",
         0 => "info",
         1 => "debug",
         _ => "trace",

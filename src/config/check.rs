@@ -126,11 +126,22 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             match serde_saphyr::from_str(text) {
                 Ok(r) => r,
                 Err(e) => {
+                    // A document that is not YAML at all is reported as a syntax error, even when
+                    // the typed parse tripped over something else first; otherwise the error is
+                    // about the schema and the field is found by its position.
+                    let (e, paths) = match serde_saphyr::from_str::<Node>(text) {
+                        Ok(tree) => {
+                            let mut paths = Vec::new();
+                            collect_paths(&tree, "", &mut paths);
+                            (e, paths)
+                        }
+                        Err(syntax) => (syntax, Vec::new()),
+                    };
                     let (line, column) = e
                         .location()
                         .map(|l| (l.line(), l.column()))
                         .unwrap_or((0, 0));
-                    let field = yaml_error_field(&e);
+                    let field = yaml_error_field(&e, &paths, line, column);
                     let message = plain_yaml_message(&e);
                     ctx.err_at(line, column, field, message);
                     errors.append(&mut ctx.errors);
@@ -144,27 +155,39 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             .map(|d| check_defaults(&mut ctx, d))
             .unwrap_or_default();
         for (i, t) in raw.targets.iter().enumerate() {
-            if let Some(spec) = check_target(&mut ctx, &defaults, t, &format!("targets[{i}]")) {
+            let spec = check_target(&mut ctx, &defaults, t, &format!("targets[{i}]"));
+            // Duplicates are found even when the target has other problems.
+            if let Some(n) = t.value.name.as_ref().filter(|n| valid_name(&n.value)) {
                 note_name(
                     &mut ctx,
                     &mut seen,
-                    &spec.name,
-                    t.referenced.line(),
+                    &n.value,
+                    (n.referenced.line(), n.referenced.column()),
                     &format!("targets[{i}].name"),
                 );
+            }
+            if let Some(spec) = spec {
                 config.targets.push(Arc::new(spec));
             }
         }
         for (i, g) in raw.failover.iter().enumerate() {
             let field = format!("failover[{i}]");
-            if let Some((group, checks)) = check_group(&mut ctx, &defaults, g, &field) {
+            let checked = check_group(&mut ctx, &defaults, g, &field);
+            if let Some(n) = g
+                .value
+                .name
+                .as_ref()
+                .filter(|n| valid_name(&n.value) && !n.value.contains('/'))
+            {
                 note_name(
                     &mut ctx,
                     &mut seen,
-                    &group.name,
-                    g.referenced.line(),
+                    &n.value,
+                    (n.referenced.line(), n.referenced.column()),
                     &format!("{field}.name"),
                 );
+            }
+            if let Some((group, checks)) = checked {
                 for c in checks {
                     config.targets.push(Arc::new(c));
                 }
@@ -184,7 +207,7 @@ fn note_name(
     ctx: &mut Ctx<'_>,
     seen: &mut HashMap<String, (std::path::PathBuf, u64)>,
     name: &str,
-    line: u64,
+    (line, column): (u64, u64),
     field: &str,
 ) {
     if let Some((f, l)) = seen.get(name) {
@@ -192,35 +215,181 @@ fn note_name(
             "duplicate name `{name}` (first defined at {}:{l})",
             f.display()
         );
-        ctx.err_at(line, 0, field, msg);
+        ctx.err_at(line, column, field, msg);
     } else {
         seen.insert(name.to_string(), (ctx.file.to_path_buf(), line));
     }
 }
 
-/// The field a YAML/serde error is about, when the error says.
-fn yaml_error_field(e: &serde_saphyr::Error) -> String {
-    match e {
-        serde_saphyr::Error::SerdeUnknownField { field, .. } => field.clone(),
-        serde_saphyr::Error::SerdeMissingField { field, .. } => (*field).to_string(),
-        _ => String::new(),
+/// The error behind the snippet and alias wrappers `serde_saphyr` puts around it.
+fn inner_yaml_error(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = e
+    {
+        e = error;
     }
+    e
+}
+
+/// The dotted field a YAML/serde error is about (`targets[1].bogus`), found from its position
+/// in `paths` (see [`collect_paths`]); empty when unknown.
+fn yaml_error_field(e: &serde_saphyr::Error, paths: &[Located], line: u64, column: u64) -> String {
+    let at = (line, column);
+    match inner_yaml_error(e) {
+        serde_saphyr::Error::SerdeUnknownField { field, .. } => paths
+            .iter()
+            .find(|p| p.key && p.at == at && p.path.rsplit('.').next() == Some(field.as_str()))
+            .map(|p| p.path.clone())
+            .unwrap_or_else(|| field.clone()),
+        serde_saphyr::Error::SerdeMissingField { field, .. } => match enclosing(paths, at) {
+            Some(p) => format!("{}.{field}", p.path),
+            None => (*field).to_string(),
+        },
+        _ => enclosing(paths, at)
+            .map(|p| p.path.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// The last key or sequence element starting at or before `at` (the shallowest on a tie).
+fn enclosing(paths: &[Located], at: (u64, u64)) -> Option<&Located> {
+    if at.0 == 0 {
+        return None;
+    }
+    let mut best: Option<&Located> = None;
+    for p in paths {
+        if p.at <= at && best.is_none_or(|b| p.at > b.at) {
+            best = Some(p);
+        }
+    }
+    best
 }
 
 /// The YAML error's message without the location and snippet (we print our own).
 fn plain_yaml_message(e: &serde_saphyr::Error) -> String {
-    match e {
+    use serde_saphyr::MessageFormatter as _;
+    match inner_yaml_error(e) {
         serde_saphyr::Error::SerdeUnknownField {
             field, expected, ..
         } => format!(
             "unknown key `{field}` (expected one of: {})",
             expected.join(", ")
         ),
-        _ => {
-            let text = e.without_snippet().to_string();
-            // Keep the first line: the rest repeats the location.
-            text.lines().next().unwrap_or_default().to_string()
+        inner => one_line(&serde_saphyr::DefaultMessageFormatter.format_message(inner)),
+    }
+}
+
+/// Any YAML document as a tree that remembers where each key and sequence element starts, to
+/// name the field of a schema error from its position.
+enum Node {
+    Map(Vec<(Spanned<String>, Node)>),
+    Seq(Vec<Spanned<Node>>),
+    Leaf,
+}
+
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Node, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(k) = m.next_key::<Spanned<String>>()? {
+                    entries.push((k, m.next_value::<Node>()?));
+                }
+                Ok(Node::Map(entries))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(n) = s.next_element::<Spanned<Node>>()? {
+                    items.push(n);
+                }
+                Ok(Node::Seq(items))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+                serde::Deserialize::deserialize(d)
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Node, D::Error> {
+                serde::Deserialize::deserialize(d)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_i128<E>(self, _: i128) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_u128<E>(self, _: u128) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_bytes<E>(self, _: &[u8]) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_none<E>(self) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
         }
+        d.deserialize_any(V)
+    }
+}
+
+/// A key or sequence element: where it starts and its dotted path.
+struct Located {
+    at: (u64, u64),
+    path: String,
+    key: bool,
+}
+
+/// Every key and sequence element of `node`, in document order.
+fn collect_paths(node: &Node, prefix: &str, out: &mut Vec<Located>) {
+    match node {
+        Node::Map(entries) => {
+            for (k, v) in entries {
+                let path = if prefix.is_empty() {
+                    k.value.clone()
+                } else {
+                    format!("{prefix}.{}", k.value)
+                };
+                out.push(Located {
+                    at: (k.referenced.line(), k.referenced.column()),
+                    path: path.clone(),
+                    key: true,
+                });
+                collect_paths(v, &path, out);
+            }
+        }
+        Node::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{prefix}[{i}]");
+                out.push(Located {
+                    at: (item.referenced.line(), item.referenced.column()),
+                    path: path.clone(),
+                    key: false,
+                });
+                collect_paths(&item.value, &path, out);
+            }
+        }
+        Node::Leaf => {}
     }
 }
 
@@ -245,7 +414,11 @@ fn check_defaults(ctx: &mut Ctx<'_>, d: &Spanned<RawDefaults>) -> Defaults {
             .and_then(|v| size(ctx, v, "defaults.body_limit")),
         headers: headers(ctx, &d.headers, "defaults.headers"),
         labels: labels(ctx, &d.labels, "defaults.labels"),
-        tls: d.tls.as_ref().map(|t| tls(ctx, &t.value)),
+        tls: d.tls.as_ref().map(|t| {
+            let o = tls(ctx, &t.value);
+            check_tls_file(ctx, &o, t, "defaults.tls");
+            o
+        }),
     }
 }
 
@@ -815,7 +988,14 @@ fn check_group(
                     expect: expect.clone(),
                     keep_alive: false,
                     body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
-                    tls: d.tls.clone().unwrap_or_default(),
+                    tls: d
+                        .tls
+                        .clone()
+                        .map(|t| TlsOptions {
+                            ca_file: t.ca_file.map(|p| resolve_relative(ctx.file, &p)),
+                            ..t
+                        })
+                        .unwrap_or_default(),
                     down_after,
                     up_after,
                     origin: Origin {

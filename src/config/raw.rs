@@ -53,7 +53,10 @@ pub struct RawDefaults {
 
 /// A size: a plain number of bytes or a string with a binary or decimal unit.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a size: bytes (65536) or a number with a unit (\"1MiB\")"
+)]
 pub enum RawSize {
     /// Bytes.
     Bytes(u64),
@@ -119,7 +122,10 @@ pub struct RawExpect {
 
 /// One element of `expect.status`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a status code (200), class (\"2xx\") or range (\"200-299\")"
+)]
 pub enum RawStatus {
     /// `200`
     Code(u64),
