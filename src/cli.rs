@@ -55,6 +55,10 @@ pub enum Command {
     Sim(SimArgs),
     /// The whole story in under a minute: two sims, probes, a fault, detection, recovery.
     Demo(DemoArgs),
+    /// Watch a service after a fix and give a PASS/FAIL verdict with the numbers.
+    Verify(crate::verify::VerifyArgs),
+    /// Compute an incident's impact (downtime, failed requests, error budget) from Prometheus.
+    Impact(crate::verify::ImpactArgs),
 }
 
 /// `watchfire run`.
@@ -185,6 +189,8 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Probe(a) => probe(a).await,
         Command::Sim(a) => sim(a).await,
         Command::Demo(a) => crate::demo::run(a).await,
+        Command::Verify(a) => crate::verify::run_verify(a).await,
+        Command::Impact(a) => crate::verify::run_impact(a).await,
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,7 @@
 //! - [`demo`] — `watchfire demo`: the whole story in under a minute.
 //! - [`shutdown`] — signal handling (SIGINT/SIGTERM, SIGHUP for reload).
 //! - [`telemetry`] — logging setup (`--log-format text|json`, `-v`).
+//! - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.
 //!
 //! Deviation from DESIGN.md's suggested layout: the target set and its probe loop live in
 //! [`runtime`] rather than inside [`schedule`], so that the scheduler stays a pure timing core that
@@ -41,3 +42,4 @@ pub mod shutdown;
 pub mod sim;
 pub mod state;
 pub mod telemetry;
+pub mod verify;
