@@ -1,0 +1,852 @@
+//! The HTTP prober against real servers on loopback: the simulated gateway and small in-test
+//! servers, one test per failure reason.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::Method;
+use regex::Regex;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+use watchfire::config::TargetSpec;
+use watchfire::probe::http::HttpProber;
+use watchfire::probe::{Outcome, Reason};
+use watchfire::sim::{FaultConfig, Sim};
+
+const MIB: usize = 1024 * 1024;
+/// Slack allowed past a probe's timeout before it must have returned.
+const SLACK: Duration = Duration::from_millis(50);
+
+fn target(url: &str) -> TargetSpec {
+    TargetSpec::new("test", url).expect("valid target URL")
+}
+
+async fn probe_with(prober: &HttpProber) -> Outcome {
+    prober.probe(tokio::time::Instant::now()).await
+}
+
+async fn probe(spec: TargetSpec) -> Outcome {
+    let prober = HttpProber::new(Arc::new(spec)).expect("prober");
+    probe_with(&prober).await
+}
+
+/// Probes and also measures the wall time of the call.
+async fn timed_probe(spec: TargetSpec) -> (Outcome, Duration) {
+    let prober = HttpProber::new(Arc::new(spec)).expect("prober");
+    let t0 = std::time::Instant::now();
+    let o = probe_with(&prober).await;
+    (o, t0.elapsed())
+}
+
+async fn sim(faults: FaultConfig) -> Sim {
+    Sim::start("127.0.0.1:0".parse().expect("address"), faults)
+        .await
+        .expect("sim starts")
+}
+
+fn sim_url(sim: &Sim, path: &str) -> String {
+    format!("http://{}{path}", sim.local_addr())
+}
+
+#[track_caller]
+fn assert_reason(o: &Outcome, want: Reason) {
+    assert_eq!(o.result, Err(want), "outcome: {o:#?}");
+    assert!(o.detail.is_some(), "a failure carries a detail: {o:#?}");
+}
+
+/// A raw TCP server on loopback; each connection goes to `handler`. Dropping it stops the
+/// accept loop and every connection task.
+struct TestServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+async fn serve<F, Fut>(handler: F) -> TestServer
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                a = listener.accept() => match a {
+                    Ok((stream, _)) => {
+                        conns.spawn(handler(stream));
+                    }
+                    Err(_) => return,
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+    });
+    TestServer { addr, task }
+}
+
+/// Reads a request head (up to the blank line) or until EOF.
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    buf
+}
+
+/// Reads until the peer closes (or errors).
+async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = s.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Writes `body_len` bytes in 64 KiB pieces, ignoring errors (the prober may hang up).
+async fn write_zeros<S: AsyncWrite + Unpin>(s: &mut S, body_len: usize, chunked: bool) {
+    let piece = vec![b'x'; 64 * 1024];
+    let mut left = body_len;
+    while left > 0 {
+        let n = left.min(piece.len());
+        let r = if chunked {
+            let mut framed = format!("{n:x}\r\n").into_bytes();
+            framed.extend_from_slice(&piece[..n]);
+            framed.extend_from_slice(b"\r\n");
+            s.write_all(&framed).await
+        } else {
+            s.write_all(&piece[..n]).await
+        };
+        if r.is_err() {
+            return;
+        }
+        left -= n;
+    }
+    if chunked {
+        let _ = s.write_all(b"0\r\n\r\n").await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Success
+
+#[tokio::test]
+async fn healthy_health_succeeds_with_status_phases_and_json_check() {
+    let sim = sim(FaultConfig::default()).await;
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.expect.json = vec![(vec!["status".into()], json!("healthy"))];
+    let o = probe(spec).await;
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    assert_eq!(o.status, Some(200));
+    assert!(o.phases.connect > Duration::ZERO, "{o:#?}");
+    assert!(o.phases.processing > Duration::ZERO, "{o:#?}");
+    assert_eq!(
+        o.phases.resolve,
+        Duration::ZERO,
+        "an IP literal needs no DNS"
+    );
+    assert_eq!(o.phases.tls, Duration::ZERO);
+    assert!(o.body_bytes > 0);
+    assert!(!o.reused_connection);
+    assert!(o.detail.is_none());
+    assert!(o.latency() >= o.phases.connect + o.phases.processing);
+    assert_eq!(sim.requests(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn post_predict_with_a_json_body_succeeds() {
+    let sim = sim(FaultConfig::default()).await;
+    let mut spec = target(&sim_url(&sim, "/predict"));
+    spec.method = Method::POST;
+    spec.body = Bytes::from_static(br#"{"data": [[1, 2, 3], [4, 5]]}"#);
+    spec.headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    spec.expect.json = vec![
+        (vec!["predictions".into(), "0".into()], json!(6)),
+        (vec!["predictions".into(), "1".into()], json!(9)),
+        (vec!["model_version".into()], json!("sim-1")),
+    ];
+    let o = probe(spec).await;
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    assert_eq!(o.status, Some(200));
+
+    // The same endpoint with GET is a 405: the method really was sent.
+    let get = target(&sim_url(&sim, "/predict"));
+    let o = probe(get).await;
+    assert_reason(&o, Reason::Status);
+    assert_eq!(o.status, Some(405));
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection failures
+
+#[tokio::test]
+async fn refused_when_nothing_listens() {
+    let sim = sim(FaultConfig::default()).await;
+    let url = sim_url(&sim, "/health");
+    sim.go_down();
+    let o = probe(target(&url)).await;
+    assert_reason(&o, Reason::Refused);
+    assert_eq!(o.status, None);
+
+    // A port bound, then released.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let o = probe(target(&format!("http://127.0.0.1:{port}/"))).await;
+    assert_reason(&o, Reason::Refused);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_timeout_when_the_accept_queue_is_full() {
+    // A listener with backlog 0 that never accepts: once its accept queue holds one
+    // connection, Linux drops further SYNs, so a connect hangs — on loopback, no other host.
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    let mut full = false;
+    for _ in 0..32 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => fillers.push(s),
+            Ok(Err(e)) => panic!("filler connect failed: {e}"),
+            Err(_) => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        full,
+        "the accept queue never filled: cannot make a connect hang on this kernel"
+    );
+    let mut spec = target(&format!("http://{addr}/"));
+    spec.timeout = Duration::from_millis(300);
+    let (o, took) = timed_probe(spec).await;
+    assert_reason(&o, Reason::ConnectTimeout);
+    assert_eq!(o.phases.connect, Duration::ZERO, "never connected");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took <= Duration::from_millis(300) + SLACK, "{took:?}");
+    drop(fillers);
+    drop(listener);
+}
+
+#[tokio::test]
+async fn dns_failure_is_dns() {
+    // `.invalid` never resolves (RFC 2606). The 70-character label is longer than DNS allows
+    // (63), so the resolver rejects the name locally and no query leaves the machine.
+    let host = format!("{}.invalid", "a".repeat(70));
+    let mut spec = target(&format!("http://{host}/health"));
+    spec.timeout = Duration::from_secs(2);
+    let o = probe(spec).await;
+    assert_reason(&o, Reason::Dns);
+    assert_eq!(o.phases.connect, Duration::ZERO);
+    assert!(
+        o.detail.as_deref().is_some_and(|d| d.contains(&host)),
+        "{o:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slow and hung answers
+
+#[tokio::test]
+async fn hang_times_out_within_the_timeout() {
+    let sim = sim(FaultConfig {
+        hang: true,
+        ..FaultConfig::default()
+    })
+    .await;
+    let timeout = Duration::from_millis(300);
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.timeout = timeout;
+    let (o, took) = timed_probe(spec).await;
+    assert_reason(&o, Reason::Timeout);
+    assert_eq!(o.status, None);
+    assert!(o.phases.connect > Duration::ZERO, "it did connect: {o:#?}");
+    assert!(took >= timeout, "returned before the timeout: {took:?}");
+    assert!(took <= timeout + SLACK, "returned late: {took:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_answer_over_max_latency_is_too_slow() {
+    let sim = sim(FaultConfig {
+        slow: Duration::from_millis(200),
+        ..FaultConfig::default()
+    })
+    .await;
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.expect.max_latency = Some(Duration::from_millis(50));
+    let o = probe(spec).await;
+    assert_reason(&o, Reason::TooSlow);
+    assert_eq!(o.status, Some(200), "the answer itself was fine");
+    assert!(o.latency() >= Duration::from_millis(200), "{o:#?}");
+    assert!(o.phases.processing >= Duration::from_millis(200), "{o:#?}");
+
+    // The same answer within a generous max_latency passes.
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.expect.max_latency = Some(Duration::from_secs(2));
+    assert_eq!(probe(spec).await.result, Ok(()));
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wrong answers
+
+#[tokio::test]
+async fn error_500_fails_with_status() {
+    let sim = sim(FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    })
+    .await;
+    let o = probe(target(&sim_url(&sim, "/health"))).await;
+    assert_reason(&o, Reason::Status);
+    assert_eq!(o.status, Some(500));
+    assert!(o.detail.as_deref().is_some_and(|d| d.contains("500")));
+
+    // Accepting 5xx turns it into a success.
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.expect.status = vec![(500, 599)];
+    assert_eq!(probe(spec).await.result, Ok(()));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn degraded_json_field_is_json_mismatch_naming_the_field() {
+    let sim = sim(FaultConfig {
+        unhealthy: true,
+        ..FaultConfig::default()
+    })
+    .await;
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.expect.json = vec![(vec!["status".into()], json!("healthy"))];
+    let o = probe(spec).await;
+    assert_reason(&o, Reason::JsonMismatch);
+    assert_eq!(o.status, Some(200));
+    let detail = o.detail.unwrap_or_default();
+    assert!(detail.contains("`status`"), "{detail}");
+    assert!(detail.contains("degraded"), "{detail}");
+
+    // A missing field is named too.
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.expect.json = vec![(vec!["model".into(), "name".into()], json!("x"))];
+    let o = probe(spec).await;
+    assert_reason(&o, Reason::JsonMismatch);
+    assert!(
+        o.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("`model.name`")),
+        "{o:#?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn body_regex_mismatch_is_body_mismatch() {
+    let sim = sim(FaultConfig::default()).await;
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.expect.body = Some(Regex::new(r#""status"\s*:\s*"down""#).expect("regex"));
+    let o = probe(spec).await;
+    assert_reason(&o, Reason::BodyMismatch);
+    assert_eq!(o.status, Some(200));
+
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.expect.body = Some(Regex::new(r#""status"\s*:\s*"healthy""#).expect("regex"));
+    assert_eq!(probe(spec).await.result, Ok(()));
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies over the cap
+
+fn capped(url: &str) -> TargetSpec {
+    let mut spec = target(url);
+    spec.body_limit = MIB;
+    spec.timeout = Duration::from_secs(5);
+    spec
+}
+
+#[tokio::test]
+async fn body_over_the_cap_with_content_length_is_body_too_large() {
+    let server = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * MIB);
+        if s.write_all(head.as_bytes()).await.is_ok() {
+            write_zeros(&mut s, 2 * MIB, false).await;
+        }
+    })
+    .await;
+    let o = probe(capped(&server.url("/big"))).await;
+    assert_reason(&o, Reason::BodyTooLarge);
+    assert_eq!(o.status, Some(200));
+    assert!(
+        o.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("Content-Length")),
+        "refused from the declared length: {o:#?}"
+    );
+    assert!(o.body_bytes <= MIB as u64, "{o:#?}");
+}
+
+#[tokio::test]
+async fn body_over_the_cap_chunked_without_length_is_body_too_large() {
+    let server = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if s.write_all(head.as_bytes()).await.is_ok() {
+            write_zeros(&mut s, 2 * MIB, true).await;
+        }
+    })
+    .await;
+    let o = probe(capped(&server.url("/big"))).await;
+    assert_reason(&o, Reason::BodyTooLarge);
+    assert_eq!(o.status, Some(200));
+    assert!(o.body_bytes > MIB as u64, "counted past the cap: {o:#?}");
+    assert!(o.body_bytes < 2 * MIB as u64, "stopped early: {o:#?}");
+
+    // Under the cap the same server is fine.
+    let mut spec = capped(&server.url("/big"));
+    spec.body_limit = 4 * MIB;
+    let o = probe(spec).await;
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    assert_eq!(o.body_bytes, 2 * MIB as u64);
+}
+
+#[tokio::test]
+async fn body_over_the_cap_delimited_by_close_is_body_too_large() {
+    let server = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+        if s.write_all(head.as_bytes()).await.is_ok() {
+            write_zeros(&mut s, 2 * MIB, false).await;
+        }
+    })
+    .await;
+    let o = probe(capped(&server.url("/big"))).await;
+    assert_reason(&o, Reason::BodyTooLarge);
+}
+
+#[tokio::test]
+async fn endless_trickled_body_ends_by_the_timeout() {
+    let server = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if s.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        loop {
+            tick.tick().await;
+            if s.write_all(b"10\r\n0123456789abcdef\r\n").await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let timeout = Duration::from_millis(300);
+    let mut spec = capped(&server.url("/stream"));
+    spec.timeout = timeout;
+    let (o, took) = timed_probe(spec).await;
+    assert!(
+        matches!(o.result, Err(Reason::Timeout) | Err(Reason::BodyTooLarge)),
+        "{o:#?}"
+    );
+    assert_eq!(o.status, Some(200));
+    assert!(o.body_bytes > 0, "some of the body was read: {o:#?}");
+    assert!(took <= timeout + SLACK, "returned late: {took:?}");
+
+    // A fast endless body hits the cap first.
+    let fast = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if s.write_all(head.as_bytes()).await.is_ok() {
+            write_zeros(&mut s, usize::MAX, true).await;
+        }
+    })
+    .await;
+    let mut spec = capped(&fast.url("/stream"));
+    spec.timeout = Duration::from_secs(5);
+    let (o, took) = timed_probe(spec).await;
+    assert_reason(&o, Reason::BodyTooLarge);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+struct TlsFixture {
+    server: TestServer,
+    cert_pem: String,
+}
+
+/// An HTTPS server on 127.0.0.1 with a self-signed certificate for `localhost` and 127.0.0.1.
+async fn tls_server() -> TlsFixture {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("self-signed certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let server = serve(move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(mut tls) = acceptor.accept(s).await else {
+                return;
+            };
+            read_head(&mut tls).await;
+            let resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+            if tls.write_all(resp.as_bytes()).await.is_ok() {
+                let _ = tls.shutdown().await;
+            }
+        }
+    })
+    .await;
+    TlsFixture {
+        server,
+        cert_pem: ck.cert.pem(),
+    }
+}
+
+impl TlsFixture {
+    fn https(&self) -> String {
+        format!("https://{}/", self.server.addr)
+    }
+}
+
+#[tokio::test]
+async fn self_signed_certificate_fails_default_verification_with_tls() {
+    let fx = tls_server().await;
+    let o = probe(target(&fx.https())).await;
+    assert_reason(&o, Reason::Tls);
+    assert_eq!(o.status, None);
+    assert!(o.phases.connect > Duration::ZERO, "TCP was up: {o:#?}");
+    assert!(
+        o.detail
+            .as_deref()
+            .is_some_and(|d| d.to_lowercase().contains("certificate")),
+        "{o:#?}"
+    );
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_accepts_a_self_signed_certificate() {
+    let fx = tls_server().await;
+    let mut spec = target(&fx.https());
+    spec.tls.insecure_skip_verify = true;
+    let o = probe(spec).await;
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    assert_eq!(o.status, Some(200));
+    assert!(o.phases.tls > Duration::ZERO, "{o:#?}");
+    assert!(o.phases.connect > Duration::ZERO, "{o:#?}");
+    assert_eq!(o.body_bytes, 2);
+}
+
+#[tokio::test]
+async fn ca_file_trusts_a_self_signed_certificate() {
+    let fx = tls_server().await;
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &fx.cert_pem).expect("write CA file");
+
+    let mut spec = target(&fx.https());
+    spec.tls.ca_file = Some(ca.clone());
+    spec.expect.body = Some(Regex::new("^ok$").expect("regex"));
+    let o = probe(spec).await;
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    assert!(o.phases.tls > Duration::ZERO);
+
+    // The certificate is trusted but not for another name.
+    let mut spec = target(&fx.https());
+    spec.tls.ca_file = Some(ca.clone());
+    spec.tls.server_name = Some("other.example".into());
+    assert_reason(&probe(spec).await, Reason::Tls);
+
+    // And for `localhost` when it is the name checked.
+    let mut spec = target(&fx.https());
+    spec.tls.ca_file = Some(ca);
+    spec.tls.server_name = Some("localhost".into());
+    assert_eq!(probe(spec).await.result, Ok(()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Not HTTP, and connections that end early
+
+#[tokio::test]
+async fn garbage_instead_of_http_is_protocol() {
+    let ssh = serve(|mut s| async move {
+        let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n").await;
+        drain(&mut s).await;
+    })
+    .await;
+    let o = probe(target(&ssh.url("/"))).await;
+    assert_reason(&o, Reason::Protocol);
+    assert_eq!(o.status, None);
+
+    // Binary noise after reading the request.
+    let noise = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let bytes: Vec<u8> = (0..512u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let _ = s.write_all(&bytes).await;
+        drain(&mut s).await;
+    })
+    .await;
+    let o = probe(target(&noise.url("/"))).await;
+    assert_reason(&o, Reason::Protocol);
+
+    // A status line that is not HTTP/1.x.
+    let bad_status = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let _ = s.write_all(b"HTTP/1.1 abc Nope\r\n\r\n").await;
+        drain(&mut s).await;
+    })
+    .await;
+    assert_reason(&probe(target(&bad_status.url("/"))).await, Reason::Protocol);
+}
+
+#[tokio::test]
+async fn connection_closed_or_reset_before_an_answer_is_reset() {
+    // Closed right after accept, before the request is read.
+    let closer = serve(|s| async move { drop(s) }).await;
+    for _ in 0..20 {
+        let o = probe(target(&closer.url("/"))).await;
+        assert_reason(&o, Reason::Reset);
+        assert_eq!(o.status, None);
+    }
+
+    // Reset (SO_LINGER 0) after reading the request.
+    let resetter = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        drop(s);
+    })
+    .await;
+    for _ in 0..5 {
+        assert_reason(&probe(target(&resetter.url("/"))).await, Reason::Reset);
+    }
+
+    // Closed half-way through the head, and half-way through the body.
+    let half_head = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").await;
+    })
+    .await;
+    assert_reason(&probe(target(&half_head.url("/"))).await, Reason::Reset);
+    let half_body = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+            .await;
+    })
+    .await;
+    let o = probe(target(&half_body.url("/"))).await;
+    assert_reason(&o, Reason::Reset);
+    assert_eq!(o.status, Some(200), "the head had arrived");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keep-alive
+
+#[tokio::test]
+async fn keep_alive_reuses_the_connection_and_survives_a_restart() {
+    let sim = sim(FaultConfig::default()).await;
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.keep_alive = true;
+    spec.timeout = Duration::from_secs(2);
+    let prober = HttpProber::new(Arc::new(spec)).expect("prober");
+
+    let first = probe_with(&prober).await;
+    assert_eq!(first.result, Ok(()), "{first:#?}");
+    assert!(!first.reused_connection);
+    assert!(first.phases.connect > Duration::ZERO);
+
+    let second = probe_with(&prober).await;
+    assert_eq!(second.result, Ok(()), "{second:#?}");
+    assert!(second.reused_connection, "{second:#?}");
+    assert_eq!(second.phases.connect, Duration::ZERO, "{second:#?}");
+    assert!(second.phases.processing > Duration::ZERO, "{second:#?}");
+
+    // Restart: the kept connection is dead; the probe retries on a fresh one.
+    sim.go_down();
+    sim.come_up().expect("sim comes back");
+    let third = probe_with(&prober).await;
+    assert_eq!(third.result, Ok(()), "{third:#?}");
+    assert!(!third.reused_connection, "{third:#?}");
+    assert!(third.phases.connect > Duration::ZERO, "{third:#?}");
+
+    let fourth = probe_with(&prober).await;
+    assert_eq!(fourth.result, Ok(()), "{fourth:#?}");
+    assert!(fourth.reused_connection, "kept again: {fourth:#?}");
+
+    // While down, the stale connection does not hide the outage.
+    sim.go_down();
+    let down = probe_with(&prober).await;
+    assert_reason(&down, Reason::Refused);
+    sim.come_up().expect("sim comes back");
+    let back = probe_with(&prober).await;
+    assert_eq!(back.result, Ok(()), "{back:#?}");
+    assert_eq!(sim.requests(), 5);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn keep_alive_connection_is_not_reused_after_a_timeout() {
+    let sim = sim(FaultConfig::default()).await;
+    let mut spec = target(&sim_url(&sim, "/health"));
+    spec.keep_alive = true;
+    spec.timeout = Duration::from_millis(300);
+    let prober = HttpProber::new(Arc::new(spec)).expect("prober");
+    assert_eq!(probe_with(&prober).await.result, Ok(()));
+
+    sim.set_faults(FaultConfig {
+        hang: true,
+        ..FaultConfig::default()
+    });
+    let (hung, took) = {
+        let t0 = std::time::Instant::now();
+        let o = probe_with(&prober).await;
+        (o, t0.elapsed())
+    };
+    assert_reason(&hung, Reason::Timeout);
+    assert!(hung.reused_connection, "{hung:#?}");
+    assert!(took <= Duration::from_millis(300) + SLACK, "{took:?}");
+
+    // The hung request may now be answered on the old connection; that answer must not be
+    // taken for the next probe's: the next probe uses a new connection.
+    sim.set_faults(FaultConfig::default());
+    let next = probe_with(&prober).await;
+    assert_eq!(next.result, Ok(()), "{next:#?}");
+    assert!(!next.reused_connection, "{next:#?}");
+    assert!(next.phases.connect > Duration::ZERO);
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sockets
+
+/// Sockets in `/proc/net/tcp{,6}` as (local port, remote port, state).
+fn tcp_sockets() -> Vec<(u16, u16, u8)> {
+    let port = |a: &str| {
+        a.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 4 {
+                continue;
+            }
+            if let (Some(l), Some(r), Ok(st)) = (
+                port(cols[1]),
+                port(cols[2]),
+                u8::from_str_radix(cols[3], 16),
+            ) {
+                out.push((l, r, st));
+            }
+        }
+    }
+    out
+}
+
+const TCP_TIME_WAIT: u8 = 0x06;
+const TCP_LISTEN: u8 = 0x0A;
+
+#[tokio::test]
+async fn fresh_connections_leave_no_time_wait_on_the_prober_side() {
+    let sim = sim(FaultConfig::default()).await;
+    let sim_port = sim.local_addr().port();
+    assert!(
+        tcp_sockets()
+            .iter()
+            .any(|&(l, _, st)| l == sim_port && st == TCP_LISTEN),
+        "the sim's listener is visible in /proc/net/tcp"
+    );
+    let prober = HttpProber::new(Arc::new(target(&sim_url(&sim, "/health")))).expect("prober");
+    for i in 0..200 {
+        let o = probe_with(&prober).await;
+        assert_eq!(o.result, Ok(()), "probe {i}: {o:#?}");
+        assert!(!o.reused_connection);
+    }
+    assert_eq!(sim.requests(), 200);
+    let ours: Vec<_> = tcp_sockets()
+        .into_iter()
+        .filter(|&(l, r, st)| st == TCP_TIME_WAIT && r == sim_port && l != sim_port)
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "{} prober-side sockets in TIME_WAIT: {ours:?}",
+        ours.len()
+    );
+    sim.shutdown().await;
+
+    // A server that ignores `Connection: close` and never hangs up first: the prober closes
+    // first, and still leaves nothing in TIME_WAIT.
+    let stubborn = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await;
+        drain(&mut s).await;
+    })
+    .await;
+    let port = stubborn.addr.port();
+    let prober = HttpProber::new(Arc::new(target(&stubborn.url("/")))).expect("prober");
+    for i in 0..50 {
+        let o = probe_with(&prober).await;
+        assert_eq!(o.result, Ok(()), "probe {i}: {o:#?}");
+    }
+    let ours: Vec<_> = tcp_sockets()
+        .into_iter()
+        .filter(|&(l, r, st)| st == TCP_TIME_WAIT && r == port && l != port)
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "{} prober-side sockets in TIME_WAIT: {ours:?}",
+        ours.len()
+    );
+}
