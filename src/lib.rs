@@ -13,6 +13,8 @@
 //! - [`record`] — per-target recording: HDR histograms (from the send and from the planned start),
 //!   Prometheus buckets, counters by result, last-probe gauges.
 //! - [`state`] — the pure up/down state machine (`down_after` / `up_after`).
+//! - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
+//!   exported under cAdvisor's names.
 //! - [`metrics`] — metric names and the text renderer used at scrape time.
 //! - [`runtime`] — the live set of targets: applies a config, keeps unchanged targets' state
 //!   across reloads, runs probes and records them.
@@ -20,6 +22,8 @@
 //!   `/-/reload`.
 //! - [`sim`] — a simulated inference gateway with switchable faults.
 //! - [`demo`] — `watchfire demo`: the whole story in under a minute.
+//! - [`failover`] — failover groups: pure selection, the controller, hooks, and the failover
+//!   proxy that forwards to the active instance.
 //! - [`shutdown`] — signal handling (SIGINT/SIGTERM, SIGHUP for reload).
 //! - [`telemetry`] — logging setup (`--log-format text|json`, `-v`).
 //! - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.
@@ -32,6 +36,8 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod failover;
+pub mod memory;
 pub mod metrics;
 pub mod probe;
 pub mod record;

@@ -467,6 +467,7 @@ pub fn render(rt: &Runtime, out: &mut String) {
         }
     }
     let _ = writeln!(out, "{LAG_QUANTILES}_count {}", rt.probes_recorded());
+    crate::failover::render(&rt.failover_groups(), out);
     header(out, BUILD_INFO, "gauge", "Build information.");
     let _ = writeln!(
         out,

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{self, Config, ConfigErrors, TargetSpec};
+use crate::failover::{self, Group};
 use crate::probe::http::HttpProber;
 use crate::probe::{Outcome, Reason};
 use crate::record::{Hdr, TargetStats};
@@ -99,6 +100,36 @@ impl Target {
         let outcome = self.prober.probe(planned).await;
         self.record(&outcome);
         outcome
+    }
+
+    /// Takes the target down at once on outside evidence (the failover proxy could not reach
+    /// it), as if `down_after` probes had failed; it comes back up after `up_after` successful
+    /// probes as usual.
+    pub fn mark_down(&self, reason: Reason, detail: String) {
+        let from = {
+            let mut stats = self.stats.lock().expect("stats lock poisoned");
+            let from = stats.state.health;
+            if from == Health::Down {
+                return;
+            }
+            stats.state = crate::state::State {
+                health: Health::Down,
+                successes: 0,
+                failures: self.spec.down_after,
+            };
+            stats.transitions_down += 1;
+            stats.last_transition = Some(std::time::SystemTime::now());
+            from
+        };
+        warn!(target = %self.spec.name, from = %from, reason = reason.as_str(), detail = %detail, "target is down (passive detection)");
+        let _ = self.shared.events.send(TransitionEvent {
+            target: self.spec.name.clone(),
+            from,
+            to: Health::Down,
+            at: Instant::now(),
+            reason: Some(reason),
+            detail: Some(detail),
+        });
     }
 
     fn record(&self, outcome: &Outcome) {
@@ -212,6 +243,10 @@ pub struct Runtime {
     reload: Mutex<ReloadStatus>,
     /// Serialises reloads.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Failover groups.
+    failover: Mutex<Vec<Arc<Group>>>,
+    /// Container memory watches and their last readings.
+    memory: crate::memory::Memory,
     started: SystemTime,
 }
 
@@ -280,14 +315,33 @@ impl Runtime {
                 failures: 0,
             }),
             reload_lock: tokio::sync::Mutex::new(()),
+            failover: Mutex::new(Vec::new()),
+            memory: crate::memory::Memory::new(cancel.clone()),
             started: SystemTime::now(),
         });
         rt.apply(config).await?;
         Ok(rt)
     }
 
-    /// Replaces the running config, carrying unchanged targets over.
+    /// Replaces the running config, carrying unchanged targets and failover groups over.
+    /// Proxy listeners of new groups are bound first: if one cannot be, nothing changes.
     pub async fn apply(&self, config: Config) -> Result<(), String> {
+        let old_groups = self.failover_groups();
+        let mut listeners = Vec::new();
+        for g in &config.failover {
+            if old_groups.iter().any(|o| o.cfg == *g) {
+                continue;
+            }
+            if let Some(p) = &g.proxy {
+                let l = failover::proxy::bind(p.listen).map_err(|e| {
+                    format!(
+                        "failover group {}: the proxy cannot listen on {}: {e}",
+                        g.name, p.listen
+                    )
+                })?;
+                listeners.push((g.name.clone(), l));
+            }
+        }
         let old = self.targets();
         let mut next = Vec::with_capacity(config.targets.len());
         let (mut kept, mut added) = (0usize, 0usize);
@@ -311,12 +365,83 @@ impl Runtime {
         let removed = old.len() + added - next.len();
         let next = Arc::new(next);
         *self.targets.write().expect("targets lock poisoned") = next.clone();
-        *self.config.write().expect("config lock poisoned") = Arc::new(config);
         if !self.scheduler.replace(next.to_vec()).await {
             return Err("the scheduler has stopped".into());
         }
+        self.apply_failover(&config, &next, listeners)?;
+        self.memory.apply(&config.memory);
+        *self.config.write().expect("config lock poisoned") = Arc::new(config);
         info!(targets = next.len(), kept, added, removed, "config applied");
         Ok(())
+    }
+
+    fn apply_failover(
+        &self,
+        config: &Config,
+        targets: &[Arc<Target>],
+        mut listeners: Vec<(String, std::net::TcpListener)>,
+    ) -> Result<(), String> {
+        let find = |g: &crate::config::FailoverGroup| -> Vec<Arc<Target>> {
+            g.instances
+                .iter()
+                .filter_map(|i| targets.iter().find(|t| t.spec.name == i.target).cloned())
+                .collect()
+        };
+        let mut groups = self.failover.lock().expect("failover lock poisoned");
+        let mut old: Vec<Arc<Group>> = std::mem::take(&mut *groups);
+        let mut next = Vec::new();
+        for g in &config.failover {
+            if let Some(pos) = old.iter().position(|o| o.cfg == *g) {
+                let kept = old.remove(pos);
+                kept.set_targets(find(g));
+                next.push(kept);
+                continue;
+            }
+            let group = Group::new(g.clone(), find(g), self.shared.cancel.child_token());
+            tokio::spawn(group.clone().control(self.subscribe()));
+            if let Some(p) = &g.proxy {
+                let pos = listeners
+                    .iter()
+                    .position(|(n, _)| *n == g.name)
+                    .expect("a listener was bound for every new proxy");
+                let (_, std_listener) = listeners.swap_remove(pos);
+                let listener = tokio::net::TcpListener::from_std(std_listener)
+                    .map_err(|e| format!("failover group {}: proxy listener: {e}", g.name))?;
+                info!(group = %g.name, listen = %p.listen, "failover proxy listening");
+                tokio::spawn(failover::proxy::serve(
+                    listener,
+                    group.clone(),
+                    p.clone(),
+                    group.cancel_token(),
+                ));
+            }
+            next.push(group);
+        }
+        for gone in old {
+            gone.stop();
+        }
+        *groups = next;
+        Ok(())
+    }
+
+    /// Container memory watches (rendered into `/metrics`).
+    pub fn memory(&self) -> &crate::memory::Memory {
+        &self.memory
+    }
+
+    /// The running failover groups.
+    pub fn failover_groups(&self) -> Vec<Arc<Group>> {
+        self.failover
+            .lock()
+            .expect("failover lock poisoned")
+            .clone()
+    }
+
+    /// A failover group by name.
+    pub fn failover_group(&self, name: &str) -> Option<Arc<Group>> {
+        self.failover_groups()
+            .into_iter()
+            .find(|g| g.cfg.name == name)
     }
 
     /// Reads the config path again and applies it; on failure the running config stays.

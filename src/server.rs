@@ -74,6 +74,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         "/metrics" if get => {
             let mut out = String::new();
             metrics::render(&state.runtime, &mut out);
+            state.runtime.memory().render(&mut out);
             metrics::render_registry(&state.registry, &mut out);
             Response::builder()
                 .header(
@@ -93,6 +94,21 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
                 format!("config reload failed; the running config is unchanged:\n{e}\n"),
             ),
         },
+        "/api/v1/failover" if get => {
+            let groups: Vec<_> = state
+                .runtime
+                .failover_groups()
+                .iter()
+                .map(|g| g.json())
+                .collect();
+            json(StatusCode::OK, &groups)
+        }
+        p if p.starts_with("/api/v1/failover/") => {
+            if req.method() != Method::POST {
+                return method_not_allowed("POST");
+            }
+            failover_action(&state, p, req.uri().query())
+        }
         "/-/reload" => method_not_allowed("POST"),
         "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" => method_not_allowed("GET"),
         "/" if get => text(
@@ -100,6 +116,58 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             "watchfire\n\n/metrics\n/api/v1/targets\n/-/healthy\n/-/ready\n/-/reload (POST)\n",
         ),
         _ => text(StatusCode::NOT_FOUND, format!("no such endpoint: {path}\n")),
+    }
+}
+
+/// `POST /api/v1/failover/GROUP/switch?to=INDEX` and `POST /api/v1/failover/GROUP/failback`.
+fn failover_action(state: &AppState, path: &str, query: Option<&str>) -> Response<Body> {
+    let rest = &path["/api/v1/failover/".len()..];
+    let Some((name, action)) = rest.split_once('/') else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "use /api/v1/failover/GROUP/switch?to=INDEX or /api/v1/failover/GROUP/failback\n",
+        );
+    };
+    let Some(group) = state.runtime.failover_group(name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no failover group named `{name}`\n"),
+        );
+    };
+    let to = match action {
+        "failback" => 0,
+        "switch" => {
+            let to = query
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("to="))
+                .map(|v| v.parse::<usize>());
+            match to {
+                Some(Ok(i)) => i,
+                Some(Err(_)) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "parameter `to` must be an instance index (0 = primary)\n",
+                    )
+                }
+                None => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "missing parameter `to` (an instance index, 0 = primary)\n",
+                    )
+                }
+            }
+        }
+        other => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("unknown action `{other}`: use switch or failback\n"),
+            )
+        }
+    };
+    match group.manual_switch(to) {
+        Ok(_) => json(StatusCode::OK, &group.json()),
+        Err(e) => text(StatusCode::CONFLICT, format!("{e}\n")),
     }
 }
 

@@ -696,9 +696,10 @@ fn the_shipped_probes_directory_loads() {
     let g = &c.failover[0];
     assert_eq!(g.name, "inference-gateway");
     assert_eq!(g.instances.len(), 2);
-    assert_eq!(g.instances[0].1, "inference-gateway/0");
+    assert_eq!(g.instances[0].target, "inference-gateway/0");
+    assert_eq!(g.instances[1].authority, "127.0.0.1:8001");
     assert_eq!(
-        g.proxy_listen,
+        g.proxy.as_ref().map(|p| p.listen),
         Some("127.0.0.1:8080".parse().expect("addr"))
     );
     let check1 = &c.targets[3];

@@ -11,14 +11,11 @@ use http::{HeaderMap, Method};
 use regex::Regex;
 use serde_saphyr::Spanned;
 
-use super::raw::{
-    RawCheck, RawDefaults, RawExpect, RawFailoverGroup, RawFile, RawSize, RawStatus, RawTarget,
-    RawTls,
-};
+use super::raw::{RawDefaults, RawExpect, RawFile, RawSize, RawStatus, RawTarget, RawTls};
 use super::{
-    Config, ConfigError, ConfigErrors, Expect, FailoverGroup, Origin, ProbeUrl, TargetSpec,
-    TlsOptions, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_INTERVAL, DEFAULT_TIMEOUT,
-    DEFAULT_UP_AFTER, MIN_INTERVAL, RESERVED_LABELS,
+    Config, ConfigError, ConfigErrors, Expect, Origin, ProbeUrl, TargetSpec, TlsOptions,
+    DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UP_AFTER,
+    MIN_INTERVAL, RESERVED_LABELS,
 };
 
 /// Parses a humantime duration (`5s`, `500ms`, `1m30s`).
@@ -55,17 +52,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Collects problems while checking one file.
-struct Ctx<'a> {
-    file: &'a Path,
-    errors: Vec<ConfigError>,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a Path,
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
-    fn err<T>(&mut self, at: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err<T>(
+        &mut self,
+        at: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.err_at(at.referenced.line(), at.referenced.column(), field, message);
     }
 
-    fn err_at(
+    pub(super) fn err_at(
         &mut self,
         line: u64,
         column: u64,
@@ -81,7 +83,11 @@ impl Ctx<'_> {
         });
     }
 
-    fn duration(&mut self, v: &Option<Spanned<String>>, field: &str) -> Option<Duration> {
+    pub(super) fn duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+    ) -> Option<Duration> {
         let s = v.as_ref()?;
         match parse_duration(&s.value) {
             Ok(d) => Some(d),
@@ -95,17 +101,17 @@ impl Ctx<'_> {
 
 /// Where a target inherits from: the file's defaults, already checked.
 #[derive(Default)]
-struct Defaults {
-    interval: Option<Duration>,
-    timeout: Option<Duration>,
-    jitter: Option<Duration>,
-    down_after: Option<u32>,
-    up_after: Option<u32>,
-    keep_alive: Option<bool>,
-    body_limit: Option<usize>,
-    headers: HeaderMap,
-    labels: BTreeMap<String, String>,
-    tls: Option<TlsOptions>,
+pub(super) struct Defaults {
+    pub(super) interval: Option<Duration>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) jitter: Option<Duration>,
+    pub(super) down_after: Option<u32>,
+    pub(super) up_after: Option<u32>,
+    pub(super) keep_alive: Option<bool>,
+    pub(super) body_limit: Option<usize>,
+    pub(super) headers: HeaderMap,
+    pub(super) labels: BTreeMap<String, String>,
+    pub(super) tls: Option<TlsOptions>,
 }
 
 /// Checks every source, returning the config or every problem found.
@@ -172,7 +178,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
         }
         for (i, g) in raw.failover.iter().enumerate() {
             let field = format!("failover[{i}]");
-            let checked = check_group(&mut ctx, &defaults, g, &field);
+            let checked = super::failover::check_group(&mut ctx, &defaults, g, &field);
             if let Some(n) = g
                 .value
                 .name
@@ -194,6 +200,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
                 config.failover.push(group);
             }
         }
+        crate::memory::check_section(ctx.file, &raw.memory, &mut config.memory, &mut ctx.errors);
         errors.append(&mut ctx.errors);
     }
     if errors.is_empty() {
@@ -422,7 +429,7 @@ fn check_defaults(ctx: &mut Ctx<'_>, d: &Spanned<RawDefaults>) -> Defaults {
     }
 }
 
-fn positive(ctx: &mut Ctx<'_>, v: &Spanned<u32>, field: &str) -> Option<u32> {
+pub(super) fn positive(ctx: &mut Ctx<'_>, v: &Spanned<u32>, field: &str) -> Option<u32> {
     if v.value == 0 {
         ctx.err(v, field, "must be at least 1");
         None
@@ -531,7 +538,7 @@ fn check_tls_file(ctx: &mut Ctx<'_>, opts: &TlsOptions, at: &Spanned<RawTls>, fi
 }
 
 /// Paths in a config are relative to the config file's directory.
-fn resolve_relative(file: &Path, p: &Path) -> std::path::PathBuf {
+pub(super) fn resolve_relative(file: &Path, p: &Path) -> std::path::PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -539,7 +546,7 @@ fn resolve_relative(file: &Path, p: &Path) -> std::path::PathBuf {
     }
 }
 
-fn method(ctx: &mut Ctx<'_>, m: &Option<Spanned<String>>, field: &str) -> Method {
+pub(super) fn method(ctx: &mut Ctx<'_>, m: &Option<Spanned<String>>, field: &str) -> Method {
     let Some(m) = m else { return Method::GET };
     let upper = m.value.to_ascii_uppercase();
     match Method::from_bytes(upper.as_bytes()) {
@@ -551,7 +558,7 @@ fn method(ctx: &mut Ctx<'_>, m: &Option<Spanned<String>>, field: &str) -> Method
     }
 }
 
-fn body(
+pub(super) fn body(
     ctx: &mut Ctx<'_>,
     body: &Option<Spanned<String>>,
     body_json: &Option<Spanned<serde_json::Value>>,
@@ -578,7 +585,7 @@ fn body(
     }
 }
 
-fn expect(ctx: &mut Ctx<'_>, raw: &Option<Spanned<RawExpect>>, field: &str) -> Expect {
+pub(super) fn expect(ctx: &mut Ctx<'_>, raw: &Option<Spanned<RawExpect>>, field: &str) -> Expect {
     let mut out = Expect::default();
     let Some(raw) = raw else { return out };
     let e = &raw.value;
@@ -664,7 +671,7 @@ fn status_range(s: &RawStatus) -> Result<(u16, u16), String> {
 }
 
 /// Interval/timeout/jitter with defaults applied and their relation checked.
-fn timing(
+pub(super) fn timing(
     ctx: &mut Ctx<'_>,
     d: &Defaults,
     interval: &Option<Spanned<String>>,
@@ -842,187 +849,9 @@ fn check_target(
     })
 }
 
-fn valid_name(s: &str) -> bool {
+pub(super) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'))
-}
-
-fn check_group(
-    ctx: &mut Ctx<'_>,
-    d: &Defaults,
-    g: &Spanned<RawFailoverGroup>,
-    field: &str,
-) -> Option<(FailoverGroup, Vec<TargetSpec>)> {
-    let before = ctx.errors.len();
-    let r = &g.value;
-    let name = match &r.name {
-        Some(n) if valid_name(&n.value) && !n.value.contains('/') => n.value.clone(),
-        Some(n) => {
-            ctx.err(
-                n,
-                format!("{field}.name"),
-                format!(
-                    "`{}` is not a usable group name: letters, digits, `-`, `_`, `.`",
-                    n.value
-                ),
-            );
-            String::new()
-        }
-        None => {
-            ctx.err(
-                g,
-                format!("{field}.name"),
-                "missing: every failover group needs a name",
-            );
-            String::new()
-        }
-    };
-    if r.instances.len() < 2 {
-        ctx.err(
-            g,
-            format!("{field}.instances"),
-            "a failover group needs at least two instances (primary first, then backups)",
-        );
-    }
-    let empty = RawCheck::default();
-    let check = r.check.as_ref().map(|c| &c.value).unwrap_or(&empty);
-    let path = check
-        .path
-        .as_ref()
-        .map(|p| p.value.clone())
-        .unwrap_or_else(|| "/health".into());
-    if !path.starts_with('/') {
-        if let Some(p) = &check.path {
-            ctx.err(p, format!("{field}.check.path"), "must start with `/`");
-        }
-    }
-    let method = method(ctx, &check.method, &format!("{field}.check.method"));
-    let mut hdrs = HeaderMap::new();
-    let body = body(
-        ctx,
-        &check.body,
-        &check.body_json,
-        &format!("{field}.check"),
-        &mut hdrs,
-    );
-    let (interval, timeout, _) = timing(
-        ctx,
-        &Defaults::default(),
-        &check.interval,
-        &check.timeout,
-        &None,
-        g,
-        &format!("{field}.check"),
-    );
-    let expect = expect(ctx, &check.expect, &format!("{field}.check.expect"));
-    let down_after = r
-        .down_after
-        .as_ref()
-        .and_then(|v| positive(ctx, v, &format!("{field}.down_after")))
-        .unwrap_or(DEFAULT_DOWN_AFTER);
-    let up_after = r
-        .up_after
-        .as_ref()
-        .and_then(|v| positive(ctx, v, &format!("{field}.up_after")))
-        .unwrap_or(DEFAULT_UP_AFTER);
-    let auto_failback = match &r.failback {
-        None => true,
-        Some(f) if f.value == "auto" => true,
-        Some(f) if f.value == "manual" => false,
-        Some(f) => {
-            ctx.err(
-                f,
-                format!("{field}.failback"),
-                format!("`{}`: use `auto` or `manual`", f.value),
-            );
-            true
-        }
-    };
-    let hold = ctx
-        .duration(&r.hold, &format!("{field}.hold"))
-        .unwrap_or(Duration::ZERO);
-    let min_switch_interval = ctx
-        .duration(
-            &r.min_switch_interval,
-            &format!("{field}.min_switch_interval"),
-        )
-        .unwrap_or(Duration::from_secs(1));
-    let proxy_listen =
-        r.proxy.as_ref().and_then(
-            |p| match p.value.listen.value.parse::<std::net::SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    ctx.err(
-                        &p.value.listen,
-                        format!("{field}.proxy.listen"),
-                        format!(
-                            "`{}` is not an address like 127.0.0.1:8080",
-                            p.value.listen.value
-                        ),
-                    );
-                    None
-                }
-            },
-        );
-    let mut instances = Vec::new();
-    let mut checks = Vec::new();
-    for (i, inst) in r.instances.iter().enumerate() {
-        let base = inst.value.trim_end_matches('/');
-        let full = format!("{base}{path}");
-        match ProbeUrl::parse(&full) {
-            Ok(url) => {
-                let check_name = format!("{name}/{i}");
-                instances.push((base.to_string(), check_name.clone()));
-                checks.push(TargetSpec {
-                    name: check_name,
-                    url,
-                    method: method.clone(),
-                    headers: hdrs.clone(),
-                    body: body.clone(),
-                    interval,
-                    timeout,
-                    jitter: Duration::ZERO,
-                    labels: BTreeMap::from([("group".to_string(), name.clone())]),
-                    expect: expect.clone(),
-                    keep_alive: false,
-                    body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
-                    tls: d
-                        .tls
-                        .clone()
-                        .map(|t| TlsOptions {
-                            ca_file: t.ca_file.map(|p| resolve_relative(ctx.file, &p)),
-                            ..t
-                        })
-                        .unwrap_or_default(),
-                    down_after,
-                    up_after,
-                    origin: Origin {
-                        file: ctx.file.to_path_buf(),
-                        line: inst.referenced.line(),
-                    },
-                });
-            }
-            Err(m) => ctx.err(
-                inst,
-                format!("{field}.instances[{i}]"),
-                format!("`{}`: {m}", inst.value),
-            ),
-        }
-    }
-    if ctx.errors.len() > before {
-        return None;
-    }
-    Some((
-        FailoverGroup {
-            name,
-            instances,
-            auto_failback,
-            hold,
-            min_switch_interval,
-            proxy_listen,
-        },
-        checks,
-    ))
 }

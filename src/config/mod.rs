@@ -6,6 +6,7 @@
 //! the line and the field, so `watchfire check` can list them all.
 
 mod check;
+mod failover;
 pub mod raw;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ pub struct Config {
     pub targets: Vec<Arc<TargetSpec>>,
     /// Failover groups.
     pub failover: Vec<FailoverGroup>,
+    /// Containers whose memory is exported.
+    pub memory: Vec<crate::memory::Watch>,
     /// The files this config was read from.
     pub sources: Vec<PathBuf>,
 }
@@ -273,21 +276,84 @@ pub struct TlsOptions {
     pub server_name: Option<String>,
 }
 
-/// A failover group (behaviour comes with the failover feature; the config is checked now).
-#[derive(Debug, Clone)]
+/// A failover group: ordered instances, primary first.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FailoverGroup {
     /// Group name.
     pub name: String,
-    /// Instances, primary first: (base URL, name of the scheduled check target).
-    pub instances: Vec<(String, String)>,
+    /// Instances, primary first.
+    pub instances: Vec<Instance>,
     /// `auto` failback when true, `manual` otherwise.
     pub auto_failback: bool,
-    /// Minimum time up before failback.
+    /// Minimum time a preferred instance must have been up before traffic fails back to it.
     pub hold: Duration,
-    /// Minimum time between switches.
+    /// Minimum time between two switches that are not forced by the active instance failing.
     pub min_switch_interval: Duration,
-    /// Proxy listen address.
-    pub proxy_listen: Option<std::net::SocketAddr>,
+    /// The failover proxy, when configured.
+    pub proxy: Option<ProxyConfig>,
+    /// Hooks run on every switch.
+    pub hooks: Hooks,
+}
+
+/// One instance of a failover group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Base URL as written, without a trailing slash (`http://127.0.0.1:8000`).
+    pub base: String,
+    /// `host:port`: the `instance` label value and the proxy's upstream.
+    pub authority: String,
+    /// Host (name or IP literal).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Name of the scheduled health-check target (`GROUP/INDEX`).
+    pub target: String,
+}
+
+/// The failover proxy's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Listen address.
+    pub listen: std::net::SocketAddr,
+    /// Most requests in flight.
+    pub max_in_flight: usize,
+    /// Bound on connecting to an instance.
+    pub connect_timeout: Duration,
+    /// Bound on an instance's response head.
+    pub timeout: Duration,
+    /// Pass the client's `Host` on (true) or send the instance's `host:port`.
+    pub preserve_host: bool,
+    /// `Retry-After` of the 503 when no instance is up.
+    pub retry_after: Duration,
+}
+
+/// Hooks run on every switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// A command.
+    pub exec: Option<ExecHook>,
+    /// A webhook.
+    pub webhook: Option<WebhookHook>,
+}
+
+/// `hooks.exec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecHook {
+    /// argv.
+    pub command: Vec<String>,
+    /// Kill after this long.
+    pub timeout: Duration,
+}
+
+/// `hooks.webhook`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookHook {
+    /// Where to POST.
+    pub url: String,
+    /// Bound on one attempt.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
 }
 
 /// One problem in a config: what, where.

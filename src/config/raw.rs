@@ -21,6 +21,9 @@ pub struct RawFile {
     /// Failover groups: ordered instances with a health check each.
     #[serde(default)]
     pub failover: Vec<Spanned<RawFailoverGroup>>,
+    /// Containers whose memory is exported (checked by [`crate::memory::check_section`]).
+    #[serde(default)]
+    pub memory: Vec<Spanned<crate::memory::RawWatch>>,
 }
 
 /// The `defaults:` section.
@@ -169,6 +172,40 @@ pub struct RawFailoverGroup {
     pub min_switch_interval: Option<Spanned<String>>,
     /// The failover proxy.
     pub proxy: Option<Spanned<RawProxy>>,
+    /// Commands and webhooks run on every switch.
+    pub hooks: Option<Spanned<RawHooks>>,
+}
+
+/// `hooks:` of a failover group.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHooks {
+    /// A command run on every switch.
+    pub exec: Option<Spanned<RawExec>>,
+    /// A JSON POST sent on every switch.
+    pub webhook: Option<Spanned<RawWebhook>>,
+}
+
+/// `hooks.exec`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    /// argv: program first (a path, or a name looked up on PATH).
+    pub command: Vec<Spanned<String>>,
+    /// Kill the command after this long (default 30s).
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// `hooks.webhook`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// `http://` or `https://` URL receiving the JSON POST.
+    pub url: Spanned<String>,
+    /// Bound on one attempt (default 5s).
+    pub timeout: Option<Spanned<String>>,
+    /// Attempts after the first, with exponential backoff (default 3).
+    pub retries: Option<Spanned<u32>>,
 }
 
 /// A failover group's health check.
@@ -197,4 +234,14 @@ pub struct RawCheck {
 pub struct RawProxy {
     /// Listen address (`127.0.0.1:8080`).
     pub listen: Spanned<String>,
+    /// Most requests forwarded at once; more are answered 503 at once (default 1024).
+    pub max_in_flight: Option<Spanned<usize>>,
+    /// Bound on connecting to an instance (default 1s).
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Bound on an instance's response head (default 30s).
+    pub timeout: Option<Spanned<String>>,
+    /// `preserve` (default: pass the client's Host on) or `instance` (the instance's host:port).
+    pub host: Option<Spanned<String>>,
+    /// `Retry-After` sent with the 503 when no instance is up (default 5s).
+    pub retry_after: Option<Spanned<String>>,
 }

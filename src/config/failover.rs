@@ -1,0 +1,352 @@
+//! Checking `failover:` groups: instances, their health check, thresholds, policy, proxy, hooks.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use http::HeaderMap;
+use serde_saphyr::Spanned;
+
+use super::check::{body, expect, method, positive, timing, valid_name, Ctx, Defaults};
+use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
+use super::{
+    ExecHook, FailoverGroup, Hooks, Instance, Origin, ProbeUrl, ProxyConfig, TargetSpec,
+    WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
+};
+
+/// Default minimum time up before failback.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(5);
+/// Default minimum time between voluntary switches.
+pub const DEFAULT_MIN_SWITCH_INTERVAL: Duration = Duration::from_secs(2);
+/// Default bound on requests in flight through a proxy.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Default bound on connecting to an instance.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default bound on an instance's response head.
+pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `Retry-After` when no instance is up.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Default bound on an exec hook.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound on one webhook attempt.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default webhook retries.
+pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
+
+/// Checks one group; returns it with the health-check targets of its instances.
+pub(super) fn check_group(
+    ctx: &mut Ctx<'_>,
+    d: &Defaults,
+    g: &Spanned<RawFailoverGroup>,
+    field: &str,
+) -> Option<(FailoverGroup, Vec<TargetSpec>)> {
+    let before = ctx.errors.len();
+    let r = &g.value;
+    let name = match &r.name {
+        Some(n) if valid_name(&n.value) && !n.value.contains('/') => n.value.clone(),
+        Some(n) => {
+            let msg = format!(
+                "`{}` is not a usable group name: letters, digits, `-`, `_`, `.`",
+                n.value
+            );
+            ctx.err(n, format!("{field}.name"), msg);
+            String::new()
+        }
+        None => {
+            ctx.err(
+                g,
+                format!("{field}.name"),
+                "missing: every failover group needs a name",
+            );
+            String::new()
+        }
+    };
+    if r.instances.is_empty() {
+        ctx.err(
+            g,
+            format!("{field}.instances"),
+            "a failover group needs instances: base URLs, primary first, then backups",
+        );
+    }
+    let empty = RawCheck::default();
+    let check = r.check.as_ref().map(|c| &c.value).unwrap_or(&empty);
+    let path = check
+        .path
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| "/health".into());
+    if let Some(p) = check.path.as_ref().filter(|p| !p.value.starts_with('/')) {
+        ctx.err(p, format!("{field}.check.path"), "must start with `/`");
+    }
+    let method = method(ctx, &check.method, &format!("{field}.check.method"));
+    let mut hdrs = HeaderMap::new();
+    let body = body(
+        ctx,
+        &check.body,
+        &check.body_json,
+        &format!("{field}.check"),
+        &mut hdrs,
+    );
+    let (interval, timeout, _) = timing(
+        ctx,
+        &Defaults::default(),
+        &check.interval,
+        &check.timeout,
+        &None,
+        g,
+        &format!("{field}.check"),
+    );
+    let expect = expect(ctx, &check.expect, &format!("{field}.check.expect"));
+    let down_after = r
+        .down_after
+        .as_ref()
+        .and_then(|v| positive(ctx, v, &format!("{field}.down_after")))
+        .unwrap_or(DEFAULT_DOWN_AFTER);
+    let up_after = r
+        .up_after
+        .as_ref()
+        .and_then(|v| positive(ctx, v, &format!("{field}.up_after")))
+        .unwrap_or(DEFAULT_UP_AFTER);
+    let auto_failback = match &r.failback {
+        None => true,
+        Some(f) if f.value == "auto" => true,
+        Some(f) if f.value == "manual" => false,
+        Some(f) => {
+            let msg = format!("`{}`: use `auto` or `manual`", f.value);
+            ctx.err(f, format!("{field}.failback"), msg);
+            true
+        }
+    };
+    let hold = ctx
+        .duration(&r.hold, &format!("{field}.hold"))
+        .unwrap_or(DEFAULT_HOLD);
+    let min_switch_interval = ctx
+        .duration(
+            &r.min_switch_interval,
+            &format!("{field}.min_switch_interval"),
+        )
+        .unwrap_or(DEFAULT_MIN_SWITCH_INTERVAL);
+    let proxy = r
+        .proxy
+        .as_ref()
+        .and_then(|p| proxy(ctx, &p.value, &format!("{field}.proxy")));
+    let hooks = r
+        .hooks
+        .as_ref()
+        .map(|h| hooks(ctx, &h.value, &format!("{field}.hooks")))
+        .unwrap_or_default();
+
+    let mut instances = Vec::new();
+    let mut checks = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, inst) in r.instances.iter().enumerate() {
+        let ifield = format!("{field}.instances[{i}]");
+        let base = inst.value.trim_end_matches('/');
+        let parsed = match ProbeUrl::parse(base) {
+            Ok(u) => u,
+            Err(m) => {
+                ctx.err(inst, ifield, format!("`{}`: {m}", inst.value));
+                continue;
+            }
+        };
+        if parsed.path_and_query != "/" {
+            ctx.err(
+                inst,
+                ifield,
+                format!(
+                    "`{}`: an instance is a base URL (scheme, host, port) without a path",
+                    inst.value
+                ),
+            );
+            continue;
+        }
+        if proxy.is_some() && parsed.tls {
+            ctx.err(
+                inst,
+                ifield,
+                "the failover proxy forwards plain HTTP: use an http:// instance",
+            );
+            continue;
+        }
+        let authority = format!("{}:{}", parsed.host, parsed.port);
+        if !seen.insert(authority.clone()) {
+            ctx.err(
+                inst,
+                ifield,
+                format!("duplicate instance `{authority}`: each instance may appear once"),
+            );
+            continue;
+        }
+        let url = match ProbeUrl::parse(&format!("{base}{path}")) {
+            Ok(u) => u,
+            Err(m) => {
+                ctx.err(inst, ifield, format!("`{}{path}`: {m}", inst.value));
+                continue;
+            }
+        };
+        let target = format!("{name}/{i}");
+        instances.push(Instance {
+            base: base.to_string(),
+            authority: authority.clone(),
+            host: parsed.host.clone(),
+            port: parsed.port,
+            target: target.clone(),
+        });
+        checks.push(TargetSpec {
+            name: target,
+            url,
+            method: method.clone(),
+            headers: hdrs.clone(),
+            body: body.clone(),
+            interval,
+            timeout,
+            jitter: Duration::ZERO,
+            labels: BTreeMap::from([
+                ("group".to_string(), name.clone()),
+                ("instance_url".to_string(), base.to_string()),
+            ]),
+            expect: expect.clone(),
+            keep_alive: false,
+            body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
+            tls: d.tls.clone().unwrap_or_default(),
+            down_after,
+            up_after,
+            origin: Origin {
+                file: ctx.file.to_path_buf(),
+                line: inst.referenced.line(),
+            },
+        });
+    }
+    if ctx.errors.len() > before {
+        return None;
+    }
+    Some((
+        FailoverGroup {
+            name,
+            instances,
+            auto_failback,
+            hold,
+            min_switch_interval,
+            proxy,
+            hooks,
+        },
+        checks,
+    ))
+}
+
+fn proxy(ctx: &mut Ctx<'_>, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
+    let listen = match p.listen.value.parse::<std::net::SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            let msg = format!("`{}` is not an address like 127.0.0.1:8080", p.listen.value);
+            ctx.err(&p.listen, format!("{field}.listen"), msg);
+            None
+        }
+    };
+    let max_in_flight = match &p.max_in_flight {
+        Some(v) if v.value == 0 => {
+            ctx.err(v, format!("{field}.max_in_flight"), "must be at least 1");
+            DEFAULT_MAX_IN_FLIGHT
+        }
+        Some(v) => v.value,
+        None => DEFAULT_MAX_IN_FLIGHT,
+    };
+    let connect_timeout = ctx
+        .duration(&p.connect_timeout, &format!("{field}.connect_timeout"))
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let timeout = ctx
+        .duration(&p.timeout, &format!("{field}.timeout"))
+        .unwrap_or(DEFAULT_PROXY_TIMEOUT);
+    let retry_after = ctx
+        .duration(&p.retry_after, &format!("{field}.retry_after"))
+        .unwrap_or(DEFAULT_RETRY_AFTER);
+    let preserve_host = match &p.host {
+        None => true,
+        Some(h) if h.value == "preserve" => true,
+        Some(h) if h.value == "instance" => false,
+        Some(h) => {
+            let msg = format!("`{}`: use `preserve` or `instance`", h.value);
+            ctx.err(h, format!("{field}.host"), msg);
+            true
+        }
+    };
+    Some(ProxyConfig {
+        listen: listen?,
+        max_in_flight,
+        connect_timeout,
+        timeout,
+        preserve_host,
+        retry_after,
+    })
+}
+
+fn hooks(ctx: &mut Ctx<'_>, h: &RawHooks, field: &str) -> Hooks {
+    let exec = h.exec.as_ref().and_then(|e| {
+        let f = format!("{field}.exec.command");
+        let Some(program) = e.value.command.first() else {
+            ctx.err(
+                e,
+                f,
+                "empty: give the program and its arguments, e.g. [docker-compose, up, -d, backup]",
+            );
+            return None;
+        };
+        if let Err(m) = find_program(ctx.file, &program.value) {
+            ctx.err(program, f, m);
+            return None;
+        }
+        let timeout = ctx
+            .duration(&e.value.timeout, &format!("{field}.exec.timeout"))
+            .unwrap_or(DEFAULT_EXEC_TIMEOUT);
+        let mut command: Vec<String> = e.value.command.iter().map(|c| c.value.clone()).collect();
+        if program.value.contains('/') {
+            // Relative paths are relative to the config file, like every other path in it.
+            let p = super::check::resolve_relative(ctx.file, Path::new(&program.value));
+            command[0] = p.display().to_string();
+        }
+        Some(ExecHook { command, timeout })
+    });
+    let webhook = h.webhook.as_ref().and_then(|w| {
+        let url = &w.value.url;
+        match url::Url::parse(&url.value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                let msg = format!("`{}` is not an http:// or https:// URL", url.value);
+                ctx.err(url, format!("{field}.webhook.url"), msg);
+                return None;
+            }
+        }
+        let timeout = ctx
+            .duration(&w.value.timeout, &format!("{field}.webhook.timeout"))
+            .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
+        Some(WebhookHook {
+            url: url.value.clone(),
+            timeout,
+            retries: w
+                .value
+                .retries
+                .as_ref()
+                .map(|r| r.value)
+                .unwrap_or(DEFAULT_WEBHOOK_RETRIES),
+        })
+    });
+    Hooks { exec, webhook }
+}
+
+/// Checks that a hook's program can be run: a path that exists, or a name found on `PATH`.
+fn find_program(config_file: &Path, program: &str) -> Result<(), String> {
+    if program.contains('/') {
+        let p = super::check::resolve_relative(config_file, Path::new(program));
+        return match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err(format!("`{}` is not a file", p.display())),
+            Err(e) => Err(format!("cannot run `{}`: {e}", p.display())),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| dir.join(program).is_file()) {
+        Ok(())
+    } else {
+        Err(format!("`{program}` is not on PATH"))
+    }
+}

@@ -1,0 +1,551 @@
+//! Failover groups: which instance gets the traffic, switching on health, hooks on every switch,
+//! and the failover proxy.
+//!
+//! Each instance's health check is an ordinary scheduled target (`GROUP/INDEX`), so it has the
+//! same state machine, metrics and API as any target. A group's controller listens to those
+//! targets' transitions and runs the pure [`select::decide`]; the proxy reads the active
+//! instance from an atomic on every request and reports connection failures back as passive
+//! evidence ([`Group::passive_failure`]), which takes the instance down at once.
+
+pub mod hooks;
+pub mod proxy;
+pub mod select;
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::FailoverGroup;
+use crate::probe::Reason;
+use crate::runtime::{Target, TransitionEvent};
+use crate::state::Health;
+use select::{Params, Selection, Switch, SwitchReason, View};
+
+/// `active` value meaning "no instance".
+const NONE: usize = usize::MAX;
+/// Switches kept in the history.
+const HISTORY: usize = 100;
+
+/// One switch, as kept in the history.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchRecord {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Instance before (base URL), null for none.
+    pub from: Option<String>,
+    /// Instance after, null for none (503).
+    pub to: Option<String>,
+    /// Why.
+    pub reason: &'static str,
+    /// The failure or request behind it, when known.
+    pub detail: Option<String>,
+}
+
+struct GroupState {
+    sel: Selection,
+    up_since: Vec<Option<Instant>>,
+    history: VecDeque<SwitchRecord>,
+    transitions: u64,
+}
+
+/// A running failover group.
+pub struct Group {
+    /// Its config.
+    pub cfg: FailoverGroup,
+    params: Params,
+    targets: RwLock<Vec<Arc<Target>>>,
+    state: Mutex<GroupState>,
+    active: AtomicUsize,
+    /// Hook results.
+    pub hooks: Arc<hooks::Hooks>,
+    /// Proxy counters.
+    pub proxy: proxy::Stats,
+    passive: Vec<AtomicU64>,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.cfg.name)
+            .finish()
+    }
+}
+
+impl Group {
+    /// Creates a group over its instances' check targets (in instance order).
+    pub fn new(
+        cfg: FailoverGroup,
+        targets: Vec<Arc<Target>>,
+        cancel: CancellationToken,
+    ) -> Arc<Group> {
+        let n = cfg.instances.len();
+        let max_in_flight = cfg.proxy.as_ref().map(|p| p.max_in_flight).unwrap_or(1);
+        Arc::new(Group {
+            params: Params {
+                hold: cfg.hold,
+                min_switch_interval: cfg.min_switch_interval,
+                auto_failback: cfg.auto_failback,
+            },
+            proxy: proxy::Stats::new(n, max_in_flight),
+            passive: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            cfg,
+            targets: RwLock::new(targets),
+            state: Mutex::new(GroupState {
+                sel: Selection::default(),
+                up_since: vec![None; n],
+                history: VecDeque::new(),
+                transitions: 0,
+            }),
+            active: AtomicUsize::new(NONE),
+            hooks: Arc::new(hooks::Hooks::default()),
+            cancel,
+        })
+    }
+
+    /// Points the group at (possibly new) check targets after a reload.
+    pub fn set_targets(&self, targets: Vec<Arc<Target>>) {
+        *self.targets.write().expect("targets lock poisoned") = targets;
+    }
+
+    /// The token the controller and the proxy stop on.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops the controller and the proxy.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The instance receiving traffic now.
+    pub fn active(&self) -> Option<usize> {
+        match self.active.load(Ordering::Acquire) {
+            NONE => None,
+            i => Some(i),
+        }
+    }
+
+    /// Health of instance `i` from its checks (and passive detection).
+    pub fn health(&self, i: usize) -> Health {
+        let targets = self.targets.read().expect("targets lock poisoned");
+        targets
+            .get(i)
+            .map(|t| t.stats.lock().expect("stats lock poisoned").state.health)
+            .unwrap_or(Health::Down)
+    }
+
+    /// Where a request should go, skipping the instances in `tried` (a bit per index): the active
+    /// instance, else the first instance in order that is not down.
+    pub fn pick(&self, tried: u64) -> Option<usize> {
+        let n = self.cfg.instances.len().min(64);
+        if let Some(a) = self.active() {
+            if a < n && tried & (1 << a) == 0 {
+                return Some(a);
+            }
+        }
+        (0..n).find(|&i| tried & (1 << i) == 0 && self.health(i) != Health::Down)
+    }
+
+    /// The proxy could not reach instance `i`: that is evidence enough to take it down now,
+    /// without waiting for `down_after` failed checks.
+    pub fn passive_failure(&self, i: usize, reason: Reason, detail: String) {
+        if let Some(c) = self.passive.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let target = self
+            .targets
+            .read()
+            .expect("targets lock poisoned")
+            .get(i)
+            .cloned();
+        if let Some(t) = target {
+            t.mark_down(reason, detail.clone());
+        }
+        self.evaluate(Some(detail));
+    }
+
+    fn views(&self, st: &mut GroupState, now: Instant) -> Vec<View> {
+        let targets = self.targets.read().expect("targets lock poisoned");
+        (0..self.cfg.instances.len())
+            .map(|i| {
+                let health = targets
+                    .get(i)
+                    .map(|t| t.stats.lock().expect("stats lock poisoned").state.health)
+                    .unwrap_or(Health::Down);
+                st.up_since[i] = if health == Health::Up {
+                    st.up_since[i].or(Some(now))
+                } else {
+                    None
+                };
+                View {
+                    health,
+                    up_since: st.up_since[i],
+                }
+            })
+            .collect()
+    }
+
+    /// Looks at the instances' health now and moves traffic if the rules say so.
+    pub fn evaluate(&self, detail: Option<String>) -> Option<Switch> {
+        let now = Instant::now();
+        let mut st = self.state.lock().expect("group state lock poisoned");
+        let views = self.views(&mut st, now);
+        let (sel, sw) = select::decide(st.sel, &views, now, &self.params);
+        st.sel = sel;
+        if let Some(sw) = sw {
+            self.apply(&mut st, sw, detail);
+        }
+        sw
+    }
+
+    /// An operator moves traffic to instance `to`.
+    pub fn manual_switch(&self, to: usize) -> Result<Option<Switch>, String> {
+        let now = Instant::now();
+        let mut st = self.state.lock().expect("group state lock poisoned");
+        let views = self.views(&mut st, now);
+        let (sel, sw) = select::manual(st.sel, to, &views, now)?;
+        st.sel = sel;
+        if let Some(sw) = sw {
+            self.apply(&mut st, sw, Some("requested over the API".into()));
+        }
+        Ok(sw)
+    }
+
+    fn name_of(&self, i: Option<usize>) -> Option<String> {
+        i.and_then(|i| self.cfg.instances.get(i))
+            .map(|x| x.base.clone())
+    }
+
+    fn apply(&self, st: &mut GroupState, sw: Switch, detail: Option<String>) {
+        self.active.store(sw.to.unwrap_or(NONE), Ordering::Release);
+        st.transitions += 1;
+        let from = self.name_of(sw.from);
+        let to = self.name_of(sw.to);
+        let at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        match sw.to {
+            Some(_) => {
+                info!(group = %self.cfg.name, from = from.as_deref().unwrap_or("none"), to = to.as_deref().unwrap_or("none"), reason = %sw.reason, "failover: traffic moved")
+            }
+            None => {
+                warn!(group = %self.cfg.name, from = from.as_deref().unwrap_or("none"), reason = %sw.reason, "failover: no instance is up; answering 503")
+            }
+        }
+        st.history.push_back(SwitchRecord {
+            at: at.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            reason: sw.reason.as_str(),
+            detail: detail.clone(),
+        });
+        while st.history.len() > HISTORY {
+            st.history.pop_front();
+        }
+        if sw.reason == SwitchReason::Initial {
+            return;
+        }
+        let notice = hooks::SwitchNotice {
+            group: self.cfg.name.clone(),
+            from: from.unwrap_or_default(),
+            to: to.unwrap_or_default(),
+            reason: sw.reason.as_str().into(),
+            detail: detail.unwrap_or_default(),
+            at,
+        };
+        // Hooks run in their own tasks: the switch above is already in effect.
+        if let Some(h) = self.cfg.hooks.exec.clone() {
+            tokio::spawn(hooks::run_exec(h, notice.clone(), self.hooks.clone()));
+        }
+        if let Some(h) = self.cfg.hooks.webhook.clone() {
+            tokio::spawn(hooks::run_webhook(h, notice, self.hooks.clone()));
+        }
+    }
+
+    fn watches(&self, target: &str) -> bool {
+        self.cfg.instances.iter().any(|i| i.target == target)
+    }
+
+    /// Runs the controller until the group is stopped.
+    pub async fn control(self: Arc<Self>, mut events: broadcast::Receiver<TransitionEvent>) {
+        self.evaluate(None);
+        loop {
+            let deadline = {
+                let now = Instant::now();
+                let mut st = self.state.lock().expect("group state lock poisoned");
+                let views = self.views(&mut st, now);
+                select::next_deadline(st.sel, &views, &self.params)
+            };
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                ev = events.recv() => match ev {
+                    Ok(ev) if self.watches(&ev.target) => {
+                        let detail = ev.detail.clone().map(|d| format!("{}: {d}", ev.target)).or(Some(format!("{} is {}", ev.target, ev.to)));
+                        self.evaluate(detail);
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => { self.evaluate(None); }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    self.evaluate(None);
+                }
+            }
+        }
+    }
+
+    /// The JSON state of the group.
+    pub fn json(&self) -> GroupJson {
+        let st = self.state.lock().expect("group state lock poisoned");
+        let targets = self.targets.read().expect("targets lock poisoned");
+        GroupJson {
+            name: self.cfg.name.clone(),
+            policy: if self.cfg.auto_failback {
+                "auto"
+            } else {
+                "manual"
+            },
+            active: self.name_of(self.active()),
+            active_index: self.active(),
+            hold_seconds: self.cfg.hold.as_secs_f64(),
+            min_switch_interval_seconds: self.cfg.min_switch_interval.as_secs_f64(),
+            proxy: self.cfg.proxy.as_ref().map(|p| p.listen.to_string()),
+            transitions: st.transitions.saturating_sub(1),
+            instances: self
+                .cfg
+                .instances
+                .iter()
+                .enumerate()
+                .map(|(i, inst)| InstanceJson {
+                    index: i,
+                    url: inst.base.clone(),
+                    check_target: inst.target.clone(),
+                    state: targets
+                        .get(i)
+                        .map(|t| {
+                            t.stats
+                                .lock()
+                                .expect("stats lock poisoned")
+                                .state
+                                .health
+                                .as_str()
+                        })
+                        .unwrap_or("unknown"),
+                    active: self.active() == Some(i),
+                    passive_failures: self.passive[i].load(Ordering::Relaxed),
+                })
+                .collect(),
+            history: st.history.iter().cloned().collect(),
+            hooks: HooksJson {
+                exec: self.cfg.hooks.exec.as_ref().map(|_| {
+                    self.hooks
+                        .exec
+                        .lock()
+                        .expect("hook stats lock poisoned")
+                        .clone()
+                }),
+                webhook: self.cfg.hooks.webhook.as_ref().map(|_| {
+                    self.hooks
+                        .webhook
+                        .lock()
+                        .expect("hook stats lock poisoned")
+                        .clone()
+                }),
+            },
+        }
+    }
+}
+
+/// `/api/v1/failover` entry.
+#[derive(Debug, Serialize)]
+pub struct GroupJson {
+    /// Group name.
+    pub name: String,
+    /// `auto` or `manual`.
+    pub policy: &'static str,
+    /// Base URL of the instance receiving traffic (null: none, the proxy answers 503).
+    pub active: Option<String>,
+    /// Its index.
+    pub active_index: Option<usize>,
+    /// Hold before failback.
+    pub hold_seconds: f64,
+    /// Minimum time between voluntary switches.
+    pub min_switch_interval_seconds: f64,
+    /// Proxy listen address.
+    pub proxy: Option<String>,
+    /// Switches since start (not counting the initial choice).
+    pub transitions: u64,
+    /// Instances in order.
+    pub instances: Vec<InstanceJson>,
+    /// Recent switches, oldest first (at most 100).
+    pub history: Vec<SwitchRecord>,
+    /// Hook results.
+    pub hooks: HooksJson,
+}
+
+/// One instance in `/api/v1/failover`.
+#[derive(Debug, Serialize)]
+pub struct InstanceJson {
+    /// Index (0 = primary).
+    pub index: usize,
+    /// Base URL.
+    pub url: String,
+    /// Name of its check target.
+    pub check_target: String,
+    /// `unknown`, `up`, `down`.
+    pub state: &'static str,
+    /// Receiving traffic.
+    pub active: bool,
+    /// Times the proxy could not reach it.
+    pub passive_failures: u64,
+}
+
+/// Hook results in `/api/v1/failover`.
+#[derive(Debug, Serialize)]
+pub struct HooksJson {
+    /// The exec hook, when configured.
+    pub exec: Option<hooks::HookStats>,
+    /// The webhook, when configured.
+    pub webhook: Option<hooks::HookStats>,
+}
+
+/// Renders the failover families.
+pub fn render(groups: &[Arc<Group>], out: &mut String) {
+    if groups.is_empty() {
+        return;
+    }
+    let h = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    h(
+        out,
+        "watchfire_failover_active",
+        "gauge",
+        "1 for the instance of each failover group receiving traffic.",
+    );
+    for g in groups {
+        let a = g.active();
+        for (i, inst) in g.cfg.instances.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "watchfire_failover_active{{group=\"{}\",instance=\"{}\"}} {}",
+                g.cfg.name,
+                inst.authority,
+                u8::from(a == Some(i))
+            );
+        }
+    }
+    h(
+        out,
+        "watchfire_failover_available",
+        "gauge",
+        "1 when some instance of the group can take traffic, 0 when the proxy answers 503.",
+    );
+    for g in groups {
+        let _ = writeln!(
+            out,
+            "watchfire_failover_available{{group=\"{}\"}} {}",
+            g.cfg.name,
+            u8::from(g.active().is_some())
+        );
+    }
+    h(
+        out,
+        "watchfire_failover_primary_active",
+        "gauge",
+        "1 when traffic is on the group's first instance.",
+    );
+    for g in groups {
+        let _ = writeln!(
+            out,
+            "watchfire_failover_primary_active{{group=\"{}\"}} {}",
+            g.cfg.name,
+            u8::from(g.active() == Some(0))
+        );
+    }
+    h(
+        out,
+        "watchfire_failover_transitions_total",
+        "counter",
+        "Times traffic moved from one instance (or none) to another.",
+    );
+    for g in groups {
+        let n = g
+            .state
+            .lock()
+            .expect("group state lock poisoned")
+            .transitions
+            .saturating_sub(1);
+        let _ = writeln!(
+            out,
+            "watchfire_failover_transitions_total{{group=\"{}\"}} {n}",
+            g.cfg.name
+        );
+    }
+    h(
+        out,
+        "watchfire_failover_passive_failures_total",
+        "counter",
+        "Requests the proxy could not deliver to an instance (each takes it down at once).",
+    );
+    for g in groups {
+        for (i, inst) in g.cfg.instances.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "watchfire_failover_passive_failures_total{{group=\"{}\",instance=\"{}\"}} {}",
+                g.cfg.name,
+                inst.authority,
+                g.passive[i].load(Ordering::Relaxed)
+            );
+        }
+    }
+    h(
+        out,
+        "watchfire_failover_hook_runs_total",
+        "counter",
+        "Hook runs by hook and result.",
+    );
+    for g in groups {
+        for (hook, stats, on) in [
+            ("exec", &g.hooks.exec, g.cfg.hooks.exec.is_some()),
+            ("webhook", &g.hooks.webhook, g.cfg.hooks.webhook.is_some()),
+        ] {
+            if !on {
+                continue;
+            }
+            let s = stats.lock().expect("hook stats lock poisoned");
+            for (result, n) in [
+                ("success", s.ok),
+                ("failure", s.failed),
+                ("timeout", s.timed_out),
+            ] {
+                let _ = writeln!(out, "watchfire_failover_hook_runs_total{{group=\"{}\",hook=\"{hook}\",result=\"{result}\"}} {n}", g.cfg.name);
+            }
+        }
+    }
+    h(
+        out,
+        "watchfire_failover_hook_last_duration_seconds",
+        "gauge",
+        "Duration of each hook's last run.",
+    );
+    for g in groups {
+        for (hook, stats, on) in [
+            ("exec", &g.hooks.exec, g.cfg.hooks.exec.is_some()),
+            ("webhook", &g.hooks.webhook, g.cfg.hooks.webhook.is_some()),
+        ] {
+            if on {
+                let s = stats.lock().expect("hook stats lock poisoned");
+                let _ = writeln!(out, "watchfire_failover_hook_last_duration_seconds{{group=\"{}\",hook=\"{hook}\"}} {}", g.cfg.name, s.last_duration_seconds);
+            }
+        }
+    }
+    proxy::render(groups, out);
+}

@@ -1,0 +1,561 @@
+//! The failover proxy: forwards every request to the group's active instance over pooled
+//! keep-alive connections, and loses no request to a dead primary.
+//!
+//! - A request whose connection to an instance failed before any byte was sent (connect
+//!   refused or timed out, or a pooled connection found closed) goes to the next instance that
+//!   is not down — whatever its method — and the failure takes the instance down at once.
+//! - A request that may have reached an instance is resent only when its method is idempotent
+//!   and it has no body; otherwise the client gets a 502.
+//! - No instance up: 503 at once with `Retry-After`. Too many requests in flight: 503.
+//! - Bodies stream both ways; hop-by-hop headers are dropped; `X-Forwarded-For`, `Forwarded`,
+//!   `X-Forwarded-Proto` and `X-Forwarded-Host` are added; `Host` is the client's
+//!   (`host: preserve`, default) or the instance's (`host: instance`).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1 as client;
+use hyper::server::conn::http1 as server;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use super::Group;
+use crate::config::ProxyConfig;
+use crate::probe::Reason;
+use crate::record::{Buckets, DURATION_BUCKETS};
+
+type UpBody = Either<Incoming, Empty<Bytes>>;
+type DownBody = Either<Incoming, Full<Bytes>>;
+type Sender = client::SendRequest<UpBody>;
+
+/// Idle connections kept per instance.
+const MAX_IDLE: usize = 64;
+
+/// Proxy counters of a group.
+pub struct Stats {
+    /// Requests by (instance index or none, status code).
+    requests: Mutex<BTreeMap<(Option<usize>, u16), u64>>,
+    /// Resends after a connection failed before sending.
+    retries_connect: AtomicU64,
+    /// Resends of idempotent requests after a failure that may have reached the instance.
+    retries_replay: AtomicU64,
+    /// Time to the response head.
+    duration: Mutex<Buckets<16>>,
+    permits: Arc<Semaphore>,
+    max_in_flight: usize,
+    pools: Vec<Pool>,
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats").finish_non_exhaustive()
+    }
+}
+
+impl Stats {
+    pub(super) fn new(instances: usize, max_in_flight: usize) -> Stats {
+        Stats {
+            requests: Mutex::new(BTreeMap::new()),
+            retries_connect: AtomicU64::new(0),
+            retries_replay: AtomicU64::new(0),
+            duration: Mutex::new(Buckets::default()),
+            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            max_in_flight,
+            pools: (0..instances).map(|_| Pool::default()).collect(),
+        }
+    }
+
+    fn count(&self, instance: Option<usize>, code: u16) {
+        *self
+            .requests
+            .lock()
+            .expect("proxy stats lock poisoned")
+            .entry((instance, code))
+            .or_insert(0) += 1;
+    }
+
+    /// Requests answered by `instance` (None: by the proxy itself) with `code`.
+    pub fn requests(&self, instance: Option<usize>, code: u16) -> u64 {
+        self.requests
+            .lock()
+            .expect("proxy stats lock poisoned")
+            .get(&(instance, code))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests resent to another instance (connection failures, idempotent replays).
+    pub fn retries(&self) -> (u64, u64) {
+        (
+            self.retries_connect.load(Ordering::Relaxed),
+            self.retries_replay.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl Pool {
+    fn take(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().expect("pool lock poisoned");
+        while let Some(s) = idle.pop() {
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, s: Sender) {
+        let mut idle = self.idle.lock().expect("pool lock poisoned");
+        if idle.len() < MAX_IDLE {
+            idle.push(s);
+        }
+    }
+}
+
+/// How one attempt at an instance ended.
+enum Attempt {
+    Answered(Response<Incoming>),
+    /// Nothing was sent: the request comes back to go elsewhere.
+    NotSent(Request<UpBody>, Reason, String),
+    /// It may have reached the instance.
+    MaybeSent(String),
+    /// No response head within the proxy timeout.
+    TimedOut,
+}
+
+async fn connect(group: &Group, i: usize, cfg: &ProxyConfig) -> Result<Sender, (Reason, String)> {
+    let inst = &group.cfg.instances[i];
+    let addr = (inst.host.as_str(), inst.port);
+    let stream = match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
+        Err(_) => {
+            return Err((
+                Reason::ConnectTimeout,
+                format!("connecting to {} timed out", inst.authority),
+            ))
+        }
+        Ok(Err(e)) => {
+            let reason = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                Reason::Refused
+            } else {
+                Reason::Connect
+            };
+            return Err((reason, format!("connecting to {}: {e}", inst.authority)));
+        }
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = client::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            (
+                Reason::Protocol,
+                format!("handshake with {}: {e}", inst.authority),
+            )
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn attempt(
+    group: &Arc<Group>,
+    i: usize,
+    cfg: &ProxyConfig,
+    mut req: Request<UpBody>,
+) -> Attempt {
+    let pool = &group.proxy.pools[i];
+    loop {
+        let (mut sender, fresh) = match pool.take() {
+            Some(s) => (s, false),
+            None => match connect(group, i, cfg).await {
+                Ok(s) => (s, true),
+                Err((reason, detail)) => return Attempt::NotSent(req, reason, detail),
+            },
+        };
+        match tokio::time::timeout(cfg.timeout, sender.try_send_request(req)).await {
+            Err(_) => return Attempt::TimedOut,
+            Ok(Ok(resp)) => {
+                // Back to the pool once this exchange (including the streamed body) is done.
+                let group = group.clone();
+                tokio::spawn(async move {
+                    if sender.ready().await.is_ok() {
+                        group.proxy.pools[i].put(sender);
+                    }
+                });
+                return Attempt::Answered(resp);
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                // A pooled connection that had closed: not the instance's fault, try another.
+                Some(r) if !fresh => req = r,
+                Some(r) => {
+                    let detail =
+                        format!("{}: {}", group.cfg.instances[i].authority, e.into_error());
+                    return Attempt::NotSent(r, Reason::Reset, detail);
+                }
+                None => {
+                    return Attempt::MaybeSent(format!(
+                        "{}: {}",
+                        group.cfg.instances[i].authority,
+                        e.into_error()
+                    ))
+                }
+            },
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<DownBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Either::Right(Full::new(Bytes::from(format!("{text}\n")))))
+        .expect("static response parts are valid")
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+    h.remove(header::TRANSFER_ENCODING);
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Forwards one request.
+async fn forward(
+    group: Arc<Group>,
+    cfg: Arc<ProxyConfig>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<DownBody> {
+    let stats = &group.proxy;
+    let Ok(_permit) = stats.permits.clone().try_acquire_owned() else {
+        stats.count(None, 503);
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failover proxy: too many requests in flight",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let start = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let client_host = parts.headers.get(header::HOST).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    let ip = peer.ip().to_string();
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    let for_ = if peer.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip
+    };
+    let mut fwd = format!("for={for_};proto=http");
+    if let Some(h) = client_host.as_ref().and_then(|h| h.to_str().ok()) {
+        let _ = write!(fwd, ";host=\"{h}\"");
+        if let Ok(v) = HeaderValue::from_str(h) {
+            parts.headers.insert("x-forwarded-host", v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        parts.headers.append(header::FORWARDED, v);
+    }
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    parts.version = Version::HTTP_11;
+    if let Some(pq) = parts.uri.path_and_query().cloned() {
+        parts.uri = http::Uri::from(pq);
+    }
+    let replayable = is_idempotent(&parts.method) && body.is_end_stream();
+    let (method, uri, headers) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.clone(),
+    );
+    let rebuild = |body: UpBody| {
+        let mut r = Request::new(body);
+        *r.method_mut() = method.clone();
+        *r.uri_mut() = uri.clone();
+        *r.headers_mut() = headers.clone();
+        r
+    };
+    let mut req = Request::from_parts(parts, Either::Left(body));
+    let mut tried: u64 = 0;
+    let mut last_error = None;
+    loop {
+        let Some(i) = group.pick(tried) else {
+            let resp = match last_error {
+                Some(e) => {
+                    stats.count(None, 502);
+                    plain(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("failover proxy: no instance could take the request ({e})"),
+                    )
+                }
+                None => {
+                    stats.count(None, 503);
+                    let mut r = plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "failover proxy: no instance is up",
+                    );
+                    let secs = cfg.retry_after.as_secs().max(1).to_string();
+                    if let Ok(v) = HeaderValue::from_str(&secs) {
+                        r.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                    r
+                }
+            };
+            return resp;
+        };
+        tried |= 1 << i;
+        let inst = &group.cfg.instances[i];
+        let host = if cfg.preserve_host {
+            client_host.clone()
+        } else {
+            HeaderValue::from_str(&inst.authority).ok()
+        };
+        if let Some(h) = host {
+            req.headers_mut().insert(header::HOST, h);
+        }
+        match attempt(&group, i, &cfg, req).await {
+            Attempt::Answered(resp) => {
+                stats.count(Some(i), resp.status().as_u16());
+                stats
+                    .duration
+                    .lock()
+                    .expect("proxy stats lock poisoned")
+                    .observe(&DURATION_BUCKETS, start.elapsed().as_secs_f64());
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                return Response::from_parts(parts, Either::Left(body));
+            }
+            Attempt::NotSent(r, reason, detail) => {
+                debug!(group = %group.cfg.name, instance = %inst.authority, %detail, "not delivered; trying the next instance");
+                group.passive_failure(i, reason, detail.clone());
+                stats.retries_connect.fetch_add(1, Ordering::Relaxed);
+                last_error = Some(detail);
+                req = r;
+            }
+            Attempt::MaybeSent(detail) if replayable => {
+                stats.retries_replay.fetch_add(1, Ordering::Relaxed);
+                last_error = Some(detail);
+                req = rebuild(Either::Right(Empty::new()));
+            }
+            Attempt::MaybeSent(detail) => {
+                stats.count(Some(i), 502);
+                return plain(StatusCode::BAD_GATEWAY, &format!("failover proxy: the instance failed mid-request and {} requests are not resent: {detail}", method));
+            }
+            Attempt::TimedOut => {
+                stats.count(Some(i), 504);
+                return plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "failover proxy: {} did not answer within {:?}",
+                        inst.authority, cfg.timeout
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Binds a proxy listener. `SO_REUSEPORT` lets a reload start the new proxy before the old one
+/// has let go of the port; a port held by another program still fails here, with its address.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Serves the proxy until the group is stopped.
+pub async fn serve(
+    listener: TcpListener,
+    group: Arc<Group>,
+    cfg: ProxyConfig,
+    cancel: CancellationToken,
+) {
+    let cfg = Arc::new(cfg);
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(error = %e, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (group, cfg, cancel) = (group.clone(), cfg.clone(), cancel.clone());
+        tracker.spawn(async move {
+            let svc = service_fn(move |req| {
+                let (group, cfg) = (group.clone(), cfg.clone());
+                async move { Ok::<_, Infallible>(forward(group, cfg, req, peer).await) }
+            });
+            let conn = server::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+}
+
+/// Renders the proxy families.
+pub fn render(groups: &[Arc<Group>], out: &mut String) {
+    let with_proxy: Vec<&Arc<Group>> = groups.iter().filter(|g| g.cfg.proxy.is_some()).collect();
+    if with_proxy.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP watchfire_proxy_requests_total Requests through the failover proxy by instance (`none`: answered by the proxy) and status code.\n# TYPE watchfire_proxy_requests_total counter");
+    for g in &with_proxy {
+        for ((i, code), n) in g
+            .proxy
+            .requests
+            .lock()
+            .expect("proxy stats lock poisoned")
+            .iter()
+        {
+            let inst = i
+                .map(|i| g.cfg.instances[i].authority.as_str())
+                .unwrap_or("none");
+            let _ = writeln!(out, "watchfire_proxy_requests_total{{group=\"{}\",instance=\"{inst}\",code=\"{code}\"}} {n}", g.cfg.name);
+        }
+    }
+    let _ = writeln!(out, "# HELP watchfire_proxy_retries_total Requests resent to another instance: `connect` (nothing was sent) or `replay` (idempotent, may have been sent).\n# TYPE watchfire_proxy_retries_total counter");
+    for g in &with_proxy {
+        let (c, r) = g.proxy.retries();
+        let _ = writeln!(
+            out,
+            "watchfire_proxy_retries_total{{group=\"{}\",reason=\"connect\"}} {c}",
+            g.cfg.name
+        );
+        let _ = writeln!(
+            out,
+            "watchfire_proxy_retries_total{{group=\"{}\",reason=\"replay\"}} {r}",
+            g.cfg.name
+        );
+    }
+    let _ = writeln!(out, "# HELP watchfire_proxy_in_flight Requests being forwarded now.\n# TYPE watchfire_proxy_in_flight gauge");
+    for g in &with_proxy {
+        let busy = g
+            .proxy
+            .max_in_flight
+            .saturating_sub(g.proxy.permits.available_permits());
+        let _ = writeln!(
+            out,
+            "watchfire_proxy_in_flight{{group=\"{}\"}} {busy}",
+            g.cfg.name
+        );
+    }
+    let _ = writeln!(out, "# HELP watchfire_proxy_request_duration_seconds Time from the request to the instance's response head, through the proxy.\n# TYPE watchfire_proxy_request_duration_seconds histogram");
+    for g in &with_proxy {
+        let b = g
+            .proxy
+            .duration
+            .lock()
+            .expect("proxy stats lock poisoned")
+            .clone();
+        let mut cum = 0;
+        for (i, c) in b.counts.iter().enumerate() {
+            cum += c;
+            let le = DURATION_BUCKETS
+                .get(i)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "+Inf".into());
+            let _ = writeln!(
+                out,
+                "watchfire_proxy_request_duration_seconds_bucket{{group=\"{}\",le=\"{le}\"}} {cum}",
+                g.cfg.name
+            );
+        }
+        let _ = writeln!(
+            out,
+            "watchfire_proxy_request_duration_seconds_sum{{group=\"{}\"}} {}",
+            g.cfg.name, b.sum
+        );
+        let _ = writeln!(
+            out,
+            "watchfire_proxy_request_duration_seconds_count{{group=\"{}\"}} {cum}",
+            g.cfg.name
+        );
+    }
+}
