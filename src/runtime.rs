@@ -407,7 +407,9 @@ impl Runtime {
                 let (_, std_listener) = listeners.swap_remove(pos);
                 let listener = tokio::net::TcpListener::from_std(std_listener)
                     .map_err(|e| format!("failover group {}: proxy listener: {e}", g.name))?;
-                info!(group = %g.name, listen = %p.listen, "failover proxy listening");
+                let addr = listener.local_addr().unwrap_or(p.listen);
+                group.set_proxy_addr(addr);
+                info!(group = %g.name, listen = %addr, "failover proxy listening");
                 tokio::spawn(failover::proxy::serve(
                     listener,
                     group.clone(),

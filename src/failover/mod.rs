@@ -70,6 +70,7 @@ pub struct Group {
     pub proxy: proxy::Stats,
     passive: Vec<AtomicU64>,
     cancel: CancellationToken,
+    proxy_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Group {
@@ -108,12 +109,22 @@ impl Group {
             active: AtomicUsize::new(NONE),
             hooks: Arc::new(hooks::Hooks::default()),
             cancel,
+            proxy_addr: std::sync::OnceLock::new(),
         })
     }
 
     /// Points the group at (possibly new) check targets after a reload.
     pub fn set_targets(&self, targets: Vec<Arc<Target>>) {
         *self.targets.write().expect("targets lock poisoned") = targets;
+    }
+
+    /// The address the proxy listens on (useful with port 0).
+    pub fn proxy_addr(&self) -> Option<std::net::SocketAddr> {
+        self.proxy_addr.get().copied()
+    }
+
+    pub(crate) fn set_proxy_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.proxy_addr.set(addr);
     }
 
     /// The token the controller and the proxy stop on.
@@ -316,7 +327,7 @@ impl Group {
             active_index: self.active(),
             hold_seconds: self.cfg.hold.as_secs_f64(),
             min_switch_interval_seconds: self.cfg.min_switch_interval.as_secs_f64(),
-            proxy: self.cfg.proxy.as_ref().map(|p| p.listen.to_string()),
+            proxy: self.proxy_addr().map(|a| a.to_string()),
             transitions: st.transitions.saturating_sub(1),
             instances: self
                 .cfg

@@ -386,7 +386,10 @@ mod tests {
         assert_eq!(s.version, Version::V1);
         assert_eq!(s.limit, None);
         assert_eq!(s.working_set, 4263936 - 827392);
-        assert_eq!((s.rss, s.cache, s.oom_kills), (Some(1708032), Some(929792), Some(2)));
+        assert_eq!(
+            (s.rss, s.cache, s.oom_kills),
+            (Some(1708032), Some(929792), Some(2))
+        );
     }
 
     #[test]
@@ -418,7 +421,10 @@ mod tests {
         );
         let f = read(t.path()).unwrap_err();
         assert_eq!(f.problem, Problem::Unparsable);
-        assert!(f.detail.contains("memory.current") && f.detail.contains("lots"), "{f}");
+        assert!(
+            f.detail.contains("memory.current") && f.detail.contains("lots"),
+            "{f}"
+        );
 
         write(t.path(), &[("memory.current", "5"), ("memory.max", "-1")]);
         assert_eq!(read(t.path()).unwrap_err().problem, Problem::Unparsable);
@@ -445,7 +451,10 @@ mod tests {
         );
         let file = t.path().join("f");
         fs::write(&file, "").unwrap();
-        assert_eq!(read(&file).unwrap_err().problem, Problem::NoMemoryController);
+        assert_eq!(
+            read(&file).unwrap_err().problem,
+            Problem::NoMemoryController
+        );
     }
 
     #[test]

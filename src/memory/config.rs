@@ -188,11 +188,19 @@ fn check_watch(
     };
     let source = match (&r.pid, source) {
         (Some(p), Some(_)) => {
-            e.at(p, format!("{field}.pid"), "set only one of `cgroup`, `pid` or `docker`");
+            e.at(
+                p,
+                format!("{field}.pid"),
+                "set only one of `cgroup`, `pid` or `docker`",
+            );
             None
         }
         (Some(p), None) if p.value == 0 => {
-            e.at(p, format!("{field}.pid"), "must be a process ID (1 or more)");
+            e.at(
+                p,
+                format!("{field}.pid"),
+                "must be a process ID (1 or more)",
+            );
             None
         }
         (Some(p), None) => Some(Source::Pid(p.value)),
@@ -200,7 +208,11 @@ fn check_watch(
     };
     let source = match (&r.docker, source) {
         (Some(d), Some(_)) => {
-            e.at(d, format!("{field}.docker"), "set only one of `cgroup`, `pid` or `docker`");
+            e.at(
+                d,
+                format!("{field}.docker"),
+                "set only one of `cgroup`, `pid` or `docker`",
+            );
             None
         }
         (Some(d), None) => {
@@ -247,7 +259,11 @@ fn check_watch(
     };
     if let Some(n) = &name {
         if let Some(first) = earlier.iter().find(|x| &x.name == n) {
-            let at = r.name.as_ref().map(|s| s.referenced).unwrap_or(w.referenced);
+            let at = r
+                .name
+                .as_ref()
+                .map(|s| s.referenced)
+                .unwrap_or(w.referenced);
             e.found = true;
             e.errors.push(ConfigError {
                 file: e.file.to_path_buf(),
@@ -388,19 +404,32 @@ mod tests {
 
     #[test]
     fn the_config_loader_reports_memory_errors_with_file_line_and_field() {
-        let e = crate::config::load_str("f.yaml", "memory:\n  - name: a\n    pid: 1\n    bogus: 2\n")
-            .unwrap_err()
-            .0;
-        assert_eq!((e[0].line, e[0].field.as_str()), (4, "memory[0].bogus"), "{e:?}");
+        let e =
+            crate::config::load_str("f.yaml", "memory:\n  - name: a\n    pid: 1\n    bogus: 2\n")
+                .unwrap_err()
+                .0;
+        assert_eq!(
+            (e[0].line, e[0].field.as_str()),
+            (4, "memory[0].bogus"),
+            "{e:?}"
+        );
         assert!(e[0].to_string().starts_with("f.yaml:4:"), "{}", e[0]);
         let e = crate::config::load_str("f.yaml", "memory:\n  - name: a\n    pid: -3\n")
             .unwrap_err()
             .0;
-        assert_eq!((e[0].line, e[0].field.as_str()), (3, "memory[0].pid"), "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].field.as_str()),
+            (3, "memory[0].pid"),
+            "{e:?}"
+        );
         let e = crate::config::load_str("f.yaml", "targets: []\nmemory:\n  - name: a\n")
             .unwrap_err()
             .0;
-        assert_eq!((e[0].line, e[0].field.as_str()), (3, "memory[0].cgroup"), "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].field.as_str()),
+            (3, "memory[0].cgroup"),
+            "{e:?}"
+        );
         let c = crate::config::load_str("f.yaml", "memory:\n  - docker: gw\n").unwrap();
         assert_eq!(c.memory[0].name, "gw");
     }

@@ -407,15 +407,27 @@ mod tests {
         let mut out = String::new();
         render(&readings, &mut out);
         let v = |s: &str| sample_value(&out, s).unwrap_or_else(|| panic!("{s} in\n{out}"));
-        assert_eq!(v("container_memory_usage_bytes{container=\"gw-v2\"}"), 943718400);
-        assert_eq!(v("container_spec_memory_limit_bytes{container=\"gw-v2\"}"), 1073741824);
+        assert_eq!(
+            v("container_memory_usage_bytes{container=\"gw-v2\"}"),
+            943718400
+        );
+        assert_eq!(
+            v("container_spec_memory_limit_bytes{container=\"gw-v2\"}"),
+            1073741824
+        );
         assert_eq!(
             v("container_memory_working_set_bytes{container=\"gw-v2\"}"),
             943718400 - 104857600
         );
         assert_eq!(v("container_oom_events_total{container=\"gw-v2\"}"), 2);
-        assert_eq!(v("container_memory_usage_bytes{container=\"gw-v1\"}"), 524288000);
-        assert_eq!(v("container_spec_memory_limit_bytes{container=\"gw-v1\"}"), 0);
+        assert_eq!(
+            v("container_memory_usage_bytes{container=\"gw-v1\"}"),
+            524288000
+        );
+        assert_eq!(
+            v("container_spec_memory_limit_bytes{container=\"gw-v1\"}"),
+            0
+        );
         assert_eq!(v("container_oom_events_total{container=\"gw-v1\"}"), 1);
         assert_eq!(v("watchfire_memory_watch_up{container=\"gw-v1\"}"), 1);
         assert_eq!(
@@ -521,14 +533,22 @@ mod tests {
             out
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while sample_value(&rendered(&rt), "container_memory_usage_bytes{container=\"a\"}") != Some(10) {
+        while sample_value(
+            &rendered(&rt),
+            "container_memory_usage_bytes{container=\"a\"}",
+        ) != Some(10)
+        {
             assert!(tokio::time::Instant::now() < deadline, "{}", rendered(&rt));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         fs::write(&cfg, yaml("b")).unwrap();
         rt.reload().await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while sample_value(&rendered(&rt), "container_memory_usage_bytes{container=\"b\"}") != Some(20) {
+        while sample_value(
+            &rendered(&rt),
+            "container_memory_usage_bytes{container=\"b\"}",
+        ) != Some(20)
+        {
             assert!(tokio::time::Instant::now() < deadline, "{}", rendered(&rt));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -558,7 +578,11 @@ mod tests {
                     if want(&mem.readings()[0].1) {
                         return;
                     }
-                    assert!(tokio::time::Instant::now() < deadline, "{:?}", mem.readings());
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{:?}",
+                        mem.readings()
+                    );
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }

@@ -177,7 +177,9 @@ fn docker_names(roots: &Roots) -> Result<Vec<(String, String)>, Failure> {
             Ok(c) if is_full_id(&c.id) => {
                 out.push((c.id, c.name.trim_start_matches('/').to_string()))
             }
-            _ => tracing::debug!(path = %path.display(), "skipping an unreadable Docker container config"),
+            _ => {
+                tracing::debug!(path = %path.display(), "skipping an unreadable Docker container config")
+            }
         }
     }
     Ok(out)
@@ -392,7 +394,10 @@ mod tests {
         let dir = docker_locate(t.path(), "inference-gateway").unwrap();
         assert!(dir.ends_with(format!("docker-{ID_GW}.scope")), "{dir:?}");
         let dir = docker_locate(t.path(), "inference-gateway-b").unwrap();
-        assert!(dir.ends_with(format!("memory/docker/{ID_BACKUP}")), "{dir:?}");
+        assert!(
+            dir.ends_with(format!("memory/docker/{ID_BACKUP}")),
+            "{dir:?}"
+        );
     }
 
     #[test]

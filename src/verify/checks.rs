@@ -387,7 +387,7 @@ pub struct Stage {
 pub enum CheckName {
     /// Enough probes over the whole window to judge.
     Data,
-    /// Every target answered as expected, and still does.
+    /// Every target answered as expected, and is not down at the end.
     Answered,
     /// Failed / completed probes within the bound.
     ErrorRate,
@@ -599,14 +599,17 @@ fn check_answered(targets: &[TargetTally], stage: &Stage) -> Check {
                 t.failure_words(),
                 last_detail(t)
             )),
-            Some(LastProbe {
-                result: Err(r),
-                status,
-                ..
-            }) => Some(format!(
-                "last probe failed: {r}{}{}",
-                status.map(|s| format!(" (status {s})")).unwrap_or_default(),
-                last_detail(t)
+            Some(last) if t.state.health == Health::Down => Some(format!(
+                "down at the end ({} failures in a row, last: {}{}{})",
+                t.state.failures,
+                last.result.err().map_or("success", Reason::as_str),
+                last.status
+                    .map(|s| format!(", status {s}"))
+                    .unwrap_or_default(),
+                last.detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
             )),
             Some(_) => None,
         };
@@ -652,13 +655,10 @@ fn last_detail(t: &TargetTally) -> String {
 fn check_error_rate(targets: &[TargetTally], c: &Criteria, stage: &Stage) -> Check {
     let mut ch = Check::new(CheckName::ErrorRate, "ratio");
     ch.limit = Some(c.max_error_rate);
-    let worst = targets
-        .iter()
-        .filter(|t| t.probes > 0)
-        .max_by(|a, b| {
-            let (ra, rb) = (a.error_rate().unwrap_or(0.0), b.error_rate().unwrap_or(0.0));
-            ra.total_cmp(&rb)
-        });
+    let worst = targets.iter().filter(|t| t.probes > 0).max_by(|a, b| {
+        let (ra, rb) = (a.error_rate().unwrap_or(0.0), b.error_rate().unwrap_or(0.0));
+        ra.total_cmp(&rb)
+    });
     let Some(w) = worst else {
         if !stage.done {
             return ch.with(Status::Pending, "no probe completed yet".into());
@@ -750,18 +750,10 @@ fn check_latency(targets: &[TargetTally], c: &Criteria, stage: &Stage) -> Check 
         if !stage.done {
             return ch.with(Status::Pending, format!("{}: no answer yet", w.name));
         }
-        return ch.fail(
-            true,
-            format!("{}: no answer to measure a p99 from", w.name),
-        );
+        return ch.fail(true, format!("{}: no answer to measure a p99 from", w.name));
     };
     ch.figure = Some(p99.as_secs_f64());
-    let text = format!(
-        "{} p99 {} ({} answers)",
-        w.name,
-        dur(p99),
-        w.answered
-    );
+    let text = format!("{} p99 {} ({} answers)", w.name, dur(p99), w.answered);
     // More than 1 % of the window's possible probes already over the bound: p99 stays over.
     let allowed = (1.0 - LATENCY_QUANTILE) * c.max_probes() as f64 + 1.0;
     let lost = bounded.iter().any(|t| t.over_bound as f64 > allowed);
@@ -980,7 +972,12 @@ mod tests {
 
     #[test]
     fn two_percent_errors_fail_the_error_rate_check_with_its_figure() {
-        let t = tally(100, None, |i| (i % 50 == 49).then_some(Reason::Status), |_| 2);
+        let t = tally(
+            100,
+            None,
+            |i| (i % 50 == 49).then_some(Reason::Status),
+            |_| 2,
+        );
         let checks = judge(&[t], None, &criteria(), &done(10_000));
         let c = by_name(&checks, CheckName::ErrorRate);
         assert_eq!(c.status, Status::Fail);
@@ -1073,7 +1070,12 @@ mod tests {
     #[test]
     fn a_recovered_outage_ends_at_the_first_success() {
         // Down from probe 10 (1.0 s) to probe 20 (2.0 s); up confirmed at probe 21.
-        let t = tally(40, None, |i| (10..20).contains(&i).then_some(Reason::Refused), |_| 1);
+        let t = tally(
+            40,
+            None,
+            |i| (10..20).contains(&i).then_some(Reason::Refused),
+            |_| 1,
+        );
         assert_eq!((t.down_transitions, t.up_transitions), (1, 2));
         assert_eq!(
             t.down_periods,
@@ -1093,7 +1095,9 @@ mod tests {
         };
         let checks = judge(&[t], None, &criteria(), &stage);
         assert!(!passed(&checks, &stage));
-        assert!(by_name(&checks, CheckName::Data).summary.contains("interrupted"));
+        assert!(by_name(&checks, CheckName::Data)
+            .summary
+            .contains("interrupted"));
     }
 
     fn mem(points: &[(u64, f64)], limit: Option<f64>) -> MemoryTally {

@@ -131,7 +131,11 @@ fn merge(series: &[prom::RangeSeries]) -> Vec<(f64, f64)> {
 
 /// Checks a range: not in the future, start before end. A range ending in the future is cut at
 /// `now`.
-pub fn check_range(from: SystemTime, to: SystemTime, now: SystemTime) -> Result<(SystemTime, SystemTime), VerifyError> {
+pub fn check_range(
+    from: SystemTime,
+    to: SystemTime,
+    now: SystemTime,
+) -> Result<(SystemTime, SystemTime), VerifyError> {
     if from >= now {
         return Err(VerifyError::Usage(format!(
             "the time range starts in the future ({}; it is now {}): impact is computed from what already happened",
@@ -186,7 +190,8 @@ pub async fn compute(prom: &Prom, spec: &ImpactSpec) -> Result<ImpactReport, Ver
         let rate = match &spec.rate_query {
             Some(q) => {
                 // The last moment seen up: one step before the first point seen down.
-                let before = SystemTime::UNIX_EPOCH + Duration::from_secs_f64((o.start - step).max(0.0));
+                let before =
+                    SystemTime::UNIX_EPOCH + Duration::from_secs_f64((o.start - step).max(0.0));
                 Some(prom.query_value(q, before).await?)
             }
             None => None,
@@ -241,7 +246,10 @@ pub fn text(r: &ImpactReport) -> String {
         if r.outages.len() == 1 { "" } else { "s" }
     ));
     if r.no_data_seconds > 0.0 {
-        s.push_str(&format!(" ({} with no data)", human::secs(r.no_data_seconds)));
+        s.push_str(&format!(
+            " ({} with no data)",
+            human::secs(r.no_data_seconds)
+        ));
     }
     s.push('\n');
     for o in &r.outages {
@@ -286,7 +294,10 @@ pub fn text(r: &ImpactReport) -> String {
         if r.error_budget_remaining_seconds >= 0.0 {
             human::secs(r.error_budget_remaining_seconds)
         } else {
-            format!("overspent by {}", human::secs(-r.error_budget_remaining_seconds))
+            format!(
+                "overspent by {}",
+                human::secs(-r.error_budget_remaining_seconds)
+            )
         }
     ));
     s

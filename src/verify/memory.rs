@@ -109,8 +109,8 @@ impl Cgroup {
 
 /// A number of bytes from a cgroup file; `max` is `None`.
 fn read_number(path: &Path) -> Result<Option<u64>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let t = text.trim();
     if t == "max" {
         return Ok(None);
@@ -170,7 +170,14 @@ mod tests {
             })
         );
         let d = dir(&[("memory.current", "512\n"), ("memory.max", "max\n")]);
-        assert_eq!(Cgroup::open(d.path()).expect("v2").read().expect("read").limit, None);
+        assert_eq!(
+            Cgroup::open(d.path())
+                .expect("v2")
+                .read()
+                .expect("read")
+                .limit,
+            None
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub fn parse_time(s: &str) -> Result<TimeSpec, String> {
             .map_err(|e| format!("`{s}`: {e}; {hint}"));
     }
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        let secs: f64 = t.parse().map_err(|_| format!("`{s}` is not a time; {hint}"))?;
+        let secs: f64 = t
+            .parse()
+            .map_err(|_| format!("`{s}` is not a time; {hint}"))?;
         return Ok(TimeSpec::At(
             SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs),
         ));
@@ -56,7 +58,11 @@ pub fn parse_time(s: &str) -> Result<TimeSpec, String> {
 /// RFC 3339 with `Z`, a numeric offset, or none (UTC).
 fn parse_rfc3339(t: &str) -> Result<SystemTime, String> {
     // A numeric offset is the last 6 characters `+HH:MM` / `-HH:MM`, after the seconds.
-    let (base, offset) = match t.len().checked_sub(6).and_then(|i| t.get(i..).map(|o| (i, o))) {
+    let (base, offset) = match t
+        .len()
+        .checked_sub(6)
+        .and_then(|i| t.get(i..).map(|o| (i, o)))
+    {
         Some((i, o))
             if i >= 19
                 && (o.starts_with('+') || o.starts_with('-'))
@@ -81,25 +87,37 @@ fn parse_rfc3339(t: &str) -> Result<SystemTime, String> {
     })
 }
 
-/// Parses a ratio: `1%`, `0.5 %`, or a fraction `0.01` (0..=1).
+/// Parses a ratio: `1%`, `99.9%`, or a fraction `0.01` (0..=1). Percentages are shifted as
+/// decimals, so `99.9%` is exactly the `f64` nearest 0.999 (not 99.9 / 100).
 pub fn parse_ratio(s: &str) -> Result<f64, String> {
     let t = s.trim();
-    let (num, scale) = match t.strip_suffix('%') {
-        Some(n) => (n.trim(), 100.0),
-        None => (t, 1.0),
+    let bad = || format!("`{s}` is not a ratio; write e.g. `1%` or `0.01`");
+    let r: f64 = match t.strip_suffix('%') {
+        Some(n) => shift_percent(n.trim()).ok_or_else(bad)?,
+        None => {
+            let v: f64 = t.parse().map_err(|_| bad())?;
+            if v > 1.0 {
+                return Err(format!("`{s}` is above 1; write a percentage as `{v}%`"));
+            }
+            v
+        }
     };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a ratio; write e.g. `1%` or `0.01`"))?;
-    let r = v / scale;
     if !r.is_finite() || !(0.0..=1.0).contains(&r) {
-        return Err(if scale == 1.0 && v > 1.0 {
-            format!("`{s}` is above 1; write a percentage as `{v}%`")
-        } else {
-            format!("`{s}` is outside 0..100%")
-        });
+        return Err(format!("`{s}` is outside 0..100%"));
     }
     Ok(r)
+}
+
+/// `99.9` → `0.999` by moving the decimal point two places, then parsing.
+fn shift_percent(num: &str) -> Option<f64> {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |p: &str| p.chars().all(|c| c.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let padded = format!("{:0>3}", if int.is_empty() { "0" } else { int });
+    let (a, b) = padded.split_at(padded.len() - 2);
+    format!("{a}.{b}{frac}").parse().ok()
 }
 
 /// Parses a positive factor (`1.5`).
@@ -193,6 +211,10 @@ mod tests {
         assert_eq!(parse_ratio("99.9%"), Ok(0.999));
         assert!(parse_ratio("99.9").expect_err("above 1").contains("99.9%"));
         assert!(parse_ratio("abc").is_err());
+        assert!(parse_ratio("-1%").is_err());
+        assert!(parse_ratio("101%").is_err());
+        assert_eq!(parse_ratio("0.5%"), Ok(0.005));
+        assert_eq!(parse_ratio("100%"), Ok(1.0));
     }
 
     #[test]

@@ -112,7 +112,8 @@ pub fn target_specs(a: &VerifyArgs) -> Result<(Vec<TargetSpec>, Vec<String>), Ve
                 match cfg.targets.iter().find(|t| &t.name == n) {
                     Some(t) => v.push(t.clone()),
                     None => {
-                        let known: Vec<&str> = cfg.targets.iter().map(|t| t.name.as_str()).collect();
+                        let known: Vec<&str> =
+                            cfg.targets.iter().map(|t| t.name.as_str()).collect();
                         return Err(usage(format!(
                             "--name {n}: no such target in {} (it has: {})",
                             path.display(),
@@ -221,7 +222,9 @@ pub fn impact_spec(
         )));
     }
     if q.step.is_zero() || q.rate_window.is_zero() || q.slo_window.is_zero() {
-        return Err(usage("--step, --rate-window and --slo-window must be above zero"));
+        return Err(usage(
+            "--step, --rate-window and --slo-window must be above zero",
+        ));
     }
     let job = q.job.clone().unwrap_or_default();
     let window = format!("{}s", q.rate_window.as_secs().max(1));
@@ -231,7 +234,10 @@ pub fn impact_spec(
     } else if let Some(j) = &q.job {
         format!("min(up{{job{}}})", prom::matcher(std::slice::from_ref(j)))
     } else if !targets.is_empty() {
-        format!("min(watchfire_target_up{{target{}}})", prom::matcher(targets))
+        format!(
+            "min(watchfire_target_up{{target{}}})",
+            prom::matcher(targets)
+        )
     } else {
         return Err(usage(
             "impact needs the up/down series: give --job JOB (up{job=...}), a watchfire target \
@@ -349,7 +355,10 @@ pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, Verify
         let (from, to) = impact::check_range(from, to, now)?;
         let range = format!(
             "{}s",
-            to.duration_since(from).unwrap_or(Duration::ZERO).as_secs().max(1)
+            to.duration_since(from)
+                .unwrap_or(Duration::ZERO)
+                .as_secs()
+                .max(1)
         );
         let mut got = HashMap::new();
         for n in &names {
@@ -424,8 +433,8 @@ pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, Verify
             bound,
         ));
         let name = spec.name.clone();
-        let prober = HttpProber::new(Arc::new(spec))
-            .map_err(|e| usage(format!("target `{name}`: {e}")))?;
+        let prober =
+            HttpProber::new(Arc::new(spec)).map_err(|e| usage(format!("target `{name}`: {e}")))?;
         probers.push(Arc::new(prober));
     }
     Ok(Prepared {

@@ -53,7 +53,9 @@ pub enum PromError {
         detail: String,
     },
     /// The query matched nothing.
-    #[error("`{query}` returned no data {when}; check the metric and label names and the time range")]
+    #[error(
+        "`{query}` returned no data {when}; check the metric and label names and the time range"
+    )]
     NoData {
         /// The query.
         query: String,
@@ -182,7 +184,12 @@ impl Prom {
         &self.base
     }
 
-    async fn call(&self, path: &str, params: &[(&str, String)], query: &str) -> Result<Data, PromError> {
+    async fn call(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        query: &str,
+    ) -> Result<Data, PromError> {
         let url = format!("{}{path}", self.base);
         let resp = self
             .http
@@ -232,11 +239,18 @@ impl Prom {
     }
 
     /// An instant query at `at`: every series (possibly none).
-    pub async fn query(&self, query: &str, at: SystemTime) -> Result<Vec<InstantSample>, PromError> {
+    pub async fn query(
+        &self,
+        query: &str,
+        at: SystemTime,
+    ) -> Result<Vec<InstantSample>, PromError> {
         let data = self
             .call(
                 "/api/v1/query",
-                &[("query", query.to_string()), ("time", format!("{:.3}", unix(at)))],
+                &[
+                    ("query", query.to_string()),
+                    ("time", format!("{:.3}", unix(at))),
+                ],
                 query,
             )
             .await?;
@@ -372,7 +386,10 @@ mod tests {
     #[test]
     fn templates_and_matchers() {
         assert_eq!(
-            fill("up{job=\"$job\"}[$range]", &[("job", "gw"), ("range", "5m")]),
+            fill(
+                "up{job=\"$job\"}[$range]",
+                &[("job", "gw"), ("range", "5m")]
+            ),
             "up{job=\"gw\"}[5m]"
         );
         assert_eq!(matcher(&["a\"b".into()]), "=\"a\\\"b\"");

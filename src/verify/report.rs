@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::checks::{Check, DownPeriod, Status, TargetTally};
-use super::human::{self, dur, pct};
+use super::human::{self, pct};
 use super::impact;
 
 /// The JSON schema version this build writes.
@@ -427,7 +427,9 @@ pub fn markdown(r: &VerifyReport, o: &MarkdownOptions) -> String {
             let _ = writeln!(
                 s,
                 "| Duration | {start} → {} |",
-                r.impact.as_ref().map_or(r.ended_at.as_str(), |i| i.to.as_str())
+                r.impact
+                    .as_ref()
+                    .map_or(r.ended_at.as_str(), |i| i.to.as_str())
             );
         }
         None => {
@@ -488,7 +490,10 @@ pub fn markdown(r: &VerifyReport, o: &MarkdownOptions) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "### Latency");
     let _ = writeln!(s);
-    let _ = writeln!(s, "| Target | Answers | p50 | p90 | p99 | max | p99 bound |");
+    let _ = writeln!(
+        s,
+        "| Target | Answers | p50 | p90 | p99 | max | p99 bound |"
+    );
     let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- |");
     for t in &r.targets {
         let _ = writeln!(
@@ -500,13 +505,17 @@ pub fn markdown(r: &VerifyReport, o: &MarkdownOptions) -> String {
             opt_secs(t.p90_seconds),
             opt_secs(t.p99_seconds),
             opt_secs(t.max_seconds),
-            t.p99_limit_seconds.map_or_else(|| "-".to_string(), human::secs)
+            t.p99_limit_seconds
+                .map_or_else(|| "-".to_string(), human::secs)
         );
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "### Error rate");
     let _ = writeln!(s);
-    let _ = writeln!(s, "| Target | Probes | Failed | Error rate | Failures | Downtime |");
+    let _ = writeln!(
+        s,
+        "| Target | Probes | Failed | Error rate | Failures | Downtime |"
+    );
     let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
     for t in &r.targets {
         let reasons = if t.failures_by_reason.is_empty() {

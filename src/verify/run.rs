@@ -111,7 +111,10 @@ async fn memory_loop(
         sleep_until(at).await;
         let r = source.read().await;
         if tx
-            .send(Msg::Memory(Instant::now().saturating_duration_since(start), r))
+            .send(Msg::Memory(
+                Instant::now().saturating_duration_since(start),
+                r,
+            ))
             .await
             .is_err()
         {
