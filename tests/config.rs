@@ -654,7 +654,7 @@ fn several_errors_in_one_file_are_all_reported() {
          \x20 - url: http://127.0.0.1:8000/x\n\
          failover:\n\
          \x20 - name: gw\n\
-         \x20   instances: [http://127.0.0.1:8000]\n\
+         \x20   instances: []\n\
          \x20   failback: sometimes\n",
     );
     let want: &[(u64, &str)] = &[
