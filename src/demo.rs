@@ -1,14 +1,15 @@
 //! `watchfire demo`: the whole story on a fresh clone, no config, under a minute.
 //!
-//! Starts a primary and a backup simulated gateway on free loopback ports, probes both every
-//! 250 ms, serves `/metrics`, then breaks the primary twice (first it stops accepting
-//! connections, later it hangs) and heals it, printing a timeline: each fault, each state
-//! change with the time from fault to detection, and where traffic would go (the first healthy
-//! instance in order, primary first).
+//! Starts a primary and a backup simulated gateway on free loopback ports, a failover group over
+//! them with its proxy, and a client sending requests through the proxy. Probes every 250 ms,
+//! serves `/metrics`, then breaks the primary twice (first it stops accepting connections,
+//! later it hangs) and heals it, printing a timeline: each fault, each state change with the
+//! time from fault to detection, each failover and failback with its measured time, and at the
+//! end how many client requests failed (none, when it works).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
-use crate::config::{Config, TargetSpec};
+use crate::config::Config;
 use crate::runtime::{Runtime, RuntimeOptions, TransitionEvent};
 use crate::server::{self, AppState};
 use crate::sim::{FaultConfig, Sim};
@@ -28,6 +29,8 @@ use crate::state::Health;
 const INTERVAL: Duration = Duration::from_millis(250);
 /// Probe timeout of the demo's targets.
 const TIMEOUT: Duration = Duration::from_millis(200);
+/// Pause between two client requests through the failover proxy.
+const CLIENT_PACE: Duration = Duration::from_millis(25);
 
 /// One step of the script: at `at` after start, do `action`.
 struct Step {
@@ -49,54 +52,105 @@ const SCRIPT: &[Step] = &[
         text: "primary stops accepting connections (as after an OOM kill, exit 137)",
     },
     Step {
-        at: Duration::from_secs(8),
+        at: Duration::from_secs(9),
         action: Action::Heal,
         text: "primary restarted",
     },
     Step {
-        at: Duration::from_secs(13),
+        at: Duration::from_secs(14),
         action: Action::Hang,
         text: "primary hangs: accepts connections, never answers",
     },
     Step {
-        at: Duration::from_secs(18),
+        at: Duration::from_secs(19),
         action: Action::Heal,
         text: "primary fixed",
     },
 ];
 
 /// How long the story runs.
-const STORY: Duration = Duration::from_secs(22);
+const STORY: Duration = Duration::from_secs(24);
 
-fn target(name: &str, base: &str, path: &str, post: bool) -> anyhow::Result<TargetSpec> {
-    let mut t = TargetSpec::new(name, &format!("{base}{path}")).map_err(anyhow::Error::msg)?;
-    t.interval = INTERVAL;
-    t.timeout = TIMEOUT;
-    t.labels
-        .insert("service".into(), "inference-gateway".into());
-    if post {
-        t.method = http::Method::POST;
-        t.body = bytes::Bytes::from_static(br#"{"data": [[1, 2, 3, 4]]}"#);
-        t.headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-    } else {
-        t.expect
-            .json
-            .push((vec!["status".into()], serde_json::json!("healthy")));
-    }
-    Ok(t)
+fn demo_config(p: &str, b: &str) -> anyhow::Result<Config> {
+    let yaml = format!(
+        "targets:
+  - name: primary-predict
+    url: {p}/predict
+    method: POST
+    body_json: {{ data: [[1, 2, 3, 4]] }}
+    interval: 250ms
+    timeout: 200ms
+    labels: {{ service: inference-gateway }}
+failover:
+  - name: inference-gateway
+    instances: [{p}, {b}]
+    check: {{ path: /health, interval: 250ms, timeout: 200ms, expect: {{ json: {{ status: healthy }} }} }}
+    down_after: 3
+    up_after: 2
+    hold: 2s
+    min_switch_interval: 1s
+    proxy: {{ listen: \"127.0.0.1:0\" }}
+"
+    );
+    crate::config::load_str("demo", &yaml).map_err(|e| anyhow::anyhow!("the demo config: {e}"))
 }
 
-/// Where traffic goes: the first instance (primary first) that is up.
-fn active(health: &BTreeMap<String, Health>) -> &'static str {
-    if health.get("primary-health") == Some(&Health::Up) {
-        "primary"
-    } else if health.get("backup-health") == Some(&Health::Up) {
-        "backup"
-    } else {
-        "none (503)"
+/// Friendly names for the timeline.
+fn role(target: &str) -> &str {
+    match target {
+        "inference-gateway/0" => "primary /health",
+        "inference-gateway/1" => "backup /health",
+        "primary-predict" => "primary /predict",
+        other => other,
+    }
+}
+
+/// Client traffic through the failover proxy: GET /health and POST /predict in turn.
+async fn clients(
+    proxy: std::net::SocketAddr,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    stop: CancellationToken,
+) {
+    use http_body_util::{BodyExt, Full};
+    let mut sender = None;
+    let mut i = 0u64;
+    while !stop.is_cancelled() {
+        if sender.is_none() {
+            if let Ok(s) = tokio::net::TcpStream::connect(proxy).await {
+                if let Ok((tx, conn)) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await
+                {
+                    tokio::spawn(conn);
+                    sender = Some(tx);
+                }
+            }
+        }
+        let post = i % 2 == 1;
+        i += 1;
+        let req = http::Request::builder()
+            .method(if post { "POST" } else { "GET" })
+            .uri(if post { "/predict" } else { "/health" })
+            .header("host", "inference-gateway")
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from_static(if post {
+                br#"{"data": [[1, 2, 3, 4]]}"#
+            } else {
+                b""
+            })))
+            .expect("a valid request");
+        let good = match sender.as_mut() {
+            Some(tx) => match tx.send_request(req).await {
+                Ok(r) => r.status().is_success() && r.into_body().collect().await.is_ok(),
+                Err(_) => {
+                    sender = None;
+                    false
+                }
+            },
+            None => false,
+        };
+        if good { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(CLIENT_PACE).await;
     }
 }
 
@@ -111,19 +165,16 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("starting the backup sim")?;
     let p = format!("http://{}", primary.local_addr());
     let b = format!("http://{}", backup.local_addr());
-    let config = Config {
-        targets: vec![
-            Arc::new(target("primary-health", &p, "/health", false)?),
-            Arc::new(target("primary-predict", &p, "/predict", true)?),
-            Arc::new(target("backup-health", &b, "/health", false)?),
-        ],
-        ..Config::default()
-    };
+    let config = demo_config(&p, &b)?;
     let cancel = CancellationToken::new();
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
     let runtime = Runtime::start(config, None, RuntimeOptions::default(), cancel.clone())
         .await
         .map_err(anyhow::Error::msg)?;
+    let group = runtime
+        .failover_group("inference-gateway")
+        .context("the demo's failover group")?;
+    let proxy = group.proxy_addr().context("the demo's failover proxy")?;
     let mut events = runtime.subscribe();
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -137,14 +188,20 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let server = tokio::spawn(server::serve(listener, state, async move {
         c.cancelled().await
     }));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = tokio::spawn(clients(
+        proxy,
+        ok.clone(),
+        failed.clone(),
+        cancel.child_token(),
+    ));
 
     println!("watchfire demo — an inference gateway with a primary and a backup instance");
     println!("  primary  {p}   (GET /health, POST /predict)");
     println!("  backup   {b}");
     println!("  probes   every {INTERVAL:?}, timeout {TIMEOUT:?}, down after 3 failures, up after 2 successes");
-    println!(
-        "  metrics  http://{metrics_addr}/metrics   targets: http://{metrics_addr}/api/v1/targets"
-    );
+    println!("  proxy    http://{proxy}  (failover; a client sends a request through it every {CLIENT_PACE:?})");
+    println!("  metrics  http://{metrics_addr}/metrics   failover: http://{metrics_addr}/api/v1/failover");
     println!();
 
     let start = Instant::now();
@@ -154,13 +211,13 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             t.saturating_duration_since(start).as_secs_f64()
         )
     };
-    let mut health: BTreeMap<String, Health> = BTreeMap::new();
     let mut last_fault: Option<Instant> = None;
     let mut last_heal: Option<Instant> = None;
-    let mut route = active(&health);
+    let mut active = group.active();
     let mut detections: Vec<(String, Duration)> = Vec::new();
     let mut steps = SCRIPT.iter().peekable();
     let end = start + STORY;
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
     loop {
         let next_step = steps.peek().map(|s| start + s.at);
         tokio::select! {
@@ -183,28 +240,46 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 let kind = if matches!(step.action, Action::Heal) { "HEAL " } else { "FAULT" };
                 println!("{} {kind}  {}", stamp(now), step.text);
             }
+            _ = tick.tick() => {
+                let now_active = group.active();
+                if now_active != active {
+                    let now = Instant::now();
+                    let (what, since) = match now_active {
+                        Some(0) => ("FAILBACK traffic → primary", last_heal.map(|h| ("after the heal", now - h))),
+                        Some(_) => ("FAILOVER traffic → backup", last_fault.map(|f| ("after the fault", now - f))),
+                        None => ("NO INSTANCE UP: the proxy answers 503", None),
+                    };
+                    match since {
+                        Some((label, d)) => {
+                            println!("{} {what}  ({:.0} ms {label})", stamp(now), d.as_secs_f64() * 1000.0);
+                            detections.push((what.split_whitespace().next().unwrap_or(what).to_lowercase(), d));
+                        }
+                        None => println!("{} {what}", stamp(now)),
+                    }
+                    active = now_active;
+                }
+            }
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     let line = describe(&ev, last_fault, last_heal, &mut detections);
                     println!("{} {line}", stamp(ev.at));
-                    health.insert(ev.target.clone(), ev.to);
-                    let now_route = active(&health);
-                    if now_route != route && ev.target.ends_with("-health") {
-                        let what = if now_route == "backup" { "FAILOVER" } else if now_route == "primary" && route == "backup" { "FAILBACK" } else { "ROUTE" };
-                        println!("{} {what} traffic → {now_route}", stamp(ev.at));
-                        route = now_route;
-                    }
                 }
                 Err(RecvError::Lagged(n)) => println!("(missed {n} events)"),
                 Err(RecvError::Closed) => break,
             }
         }
     }
+    cancel.cancel();
+    let _ = load.await;
 
     println!();
     println!("{}", summary(&runtime, &detections));
+    println!(
+        "client requests through the failover proxy: {} ok, {} failed",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
     println!("metrics were at http://{metrics_addr}/metrics");
-    cancel.cancel();
     let _ = server.await;
     runtime.drain(Duration::from_secs(2)).await;
     primary.shutdown().await;
@@ -221,7 +296,7 @@ fn describe(
     let mut s = String::new();
     match ev.to {
         Health::Down => {
-            let _ = write!(s, "DOWN   {:<16}", ev.target);
+            let _ = write!(s, "DOWN   {:<17}", role(&ev.target));
             if let Some(r) = ev.reason {
                 let _ = write!(s, " reason={r}");
             }
@@ -232,11 +307,11 @@ fn describe(
                     "  detected {:.0} ms after the fault",
                     d.as_secs_f64() * 1000.0
                 );
-                detections.push((format!("{} down", ev.target), d));
+                detections.push((format!("{} down", role(&ev.target)), d));
             }
         }
         Health::Up => {
-            let _ = write!(s, "UP     {:<16}", ev.target);
+            let _ = write!(s, "UP     {:<17}", role(&ev.target));
             match (ev.from, last_heal.filter(|h| *h <= ev.at)) {
                 (Health::Down, Some(h)) => {
                     let d = ev.at - h;
@@ -245,7 +320,7 @@ fn describe(
                         "  recovered {:.0} ms after the heal",
                         d.as_secs_f64() * 1000.0
                     );
-                    detections.push((format!("{} up", ev.target), d));
+                    detections.push((format!("{} up", role(&ev.target)), d));
                 }
                 _ => s.push_str("  (first decision)"),
             }
@@ -261,7 +336,7 @@ fn summary(rt: &Runtime, detections: &[(String, Duration)]) -> String {
     let mut s = String::from("summary\n");
     let _ = writeln!(
         s,
-        "  {:<16} {:>7} {:>8} {:>9} {:>9} {:>9} {:>6}",
+        "  {:<17} {:>7} {:>8} {:>9} {:>9} {:>9} {:>6}",
         "target", "probes", "success", "p50", "p99", "p99*", "flips"
     );
     for t in rt.targets().iter() {
@@ -278,8 +353,8 @@ fn summary(rt: &Runtime, detections: &[(String, Duration)]) -> String {
         };
         let _ = writeln!(
             s,
-            "  {:<16} {:>7} {:>7.1}% {:>9} {:>9} {:>9} {:>6}",
-            t.spec.name,
+            "  {:<17} {:>7} {:>7.1}% {:>9} {:>9} {:>9} {:>6}",
+            role(&t.spec.name),
             probes,
             ratio,
             ms(st.latency.quantile(0.5)),
