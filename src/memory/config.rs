@@ -4,7 +4,7 @@
 //! memory:
 //!   - docker: inference-gateway          # container name (exact, or a unique prefix) or ID
 //!   - name: gateway-backup               # the `container` label
-//!     cgroup: system.slice/docker-3f2a….scope   # relative to cgroup_root, or absolute
+//!     cgroup: system.slice/gateway.service   # relative to cgroup_root, or absolute
 //!   - name: sim
 //!     pid: 4242                          # its cgroup is read from /proc/4242/cgroup
 //!     cgroup_root: /host/sys/fs/cgroup   # where the cgroup filesystem is mounted
