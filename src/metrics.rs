@@ -157,10 +157,17 @@ fn write_f64(out: &mut String, v: f64) {
 
 fn sample(out: &mut String, name: &str, labels: &str, extra: &str, v: f64) {
     out.push_str(name);
+    sample_tail(out, labels, extra, v);
+}
+
+/// `{labels,extra} value\n` after a metric name already written.
+fn sample_tail(out: &mut String, labels: &str, extra: &str, v: f64) {
     out.push('{');
     out.push_str(labels);
     if !extra.is_empty() {
-        out.push(',');
+        if !labels.is_empty() {
+            out.push(',');
+        }
         out.push_str(extra);
     }
     out.push_str("} ");
@@ -175,28 +182,42 @@ fn histogram<const N: usize>(
     bounds: &[f64],
     get: impl Fn(&Snap) -> &crate::record::Buckets<N>,
 ) {
-    let bucket = format!("{name}_bucket");
-    let sum = format!("{name}_sum");
-    let count = format!("{name}_count");
-    let mut le = String::new();
     for s in snaps {
-        let b = get(s);
-        let mut cum = 0u64;
-        for (i, c) in b.counts.iter().enumerate() {
-            cum += c;
-            le.clear();
-            le.push_str("le=\"");
-            if i < bounds.len() {
-                let _ = write!(le, "{}", bounds[i]);
-            } else {
-                le.push_str("+Inf");
-            }
-            le.push('"');
-            sample(out, &bucket, &s.labels, &le, cum as f64);
-        }
-        sample(out, &sum, &s.labels, "", b.sum);
-        sample(out, &count, &s.labels, "", cum as f64);
+        histogram_series(out, name, &s.labels, bounds, get(s));
     }
+}
+
+/// Writes one labelled series of a histogram family (`_bucket` lines, `_sum`, `_count`).
+pub fn histogram_series<const N: usize>(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[f64],
+    b: &crate::record::Buckets<N>,
+) {
+    let mut cum = 0u64;
+    let mut le = String::with_capacity(16);
+    for (i, c) in b.counts.iter().enumerate() {
+        cum += c;
+        le.clear();
+        le.push_str("le=\"");
+        match bounds.get(i) {
+            Some(v) => {
+                let _ = write!(le, "{v}");
+            }
+            None => le.push_str("+Inf"),
+        }
+        le.push('"');
+        out.push_str(name);
+        out.push_str("_bucket");
+        sample_tail(out, labels, &le, cum as f64);
+    }
+    out.push_str(name);
+    out.push_str("_sum");
+    sample_tail(out, labels, "", b.sum);
+    out.push_str(name);
+    out.push_str("_count");
+    sample_tail(out, labels, "", cum as f64);
 }
 
 fn quantiles(out: &mut String, name: &str, snaps: &[Snap], planned: bool) {

@@ -534,28 +534,13 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
             .lock()
             .expect("proxy stats lock poisoned")
             .clone();
-        let mut cum = 0;
-        for (i, c) in b.counts.iter().enumerate() {
-            cum += c;
-            let le = DURATION_BUCKETS
-                .get(i)
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "+Inf".into());
-            let _ = writeln!(
-                out,
-                "watchfire_proxy_request_duration_seconds_bucket{{group=\"{}\",le=\"{le}\"}} {cum}",
-                g.cfg.name
-            );
-        }
-        let _ = writeln!(
+        let labels = format!("group=\"{}\"", g.cfg.name);
+        crate::metrics::histogram_series(
             out,
-            "watchfire_proxy_request_duration_seconds_sum{{group=\"{}\"}} {}",
-            g.cfg.name, b.sum
-        );
-        let _ = writeln!(
-            out,
-            "watchfire_proxy_request_duration_seconds_count{{group=\"{}\"}} {cum}",
-            g.cfg.name
+            "watchfire_proxy_request_duration_seconds",
+            &labels,
+            &DURATION_BUCKETS,
+            &b,
         );
     }
 }
