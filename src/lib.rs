@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`blackbox`] — blackbox_exporter compatibility: `modules:`, `/probe`, and the http, tcp,
+//!   dns, icmp and grpc probers with the exporter's metric names.
 //! - [`cli`] — the command line (clap): `run`, `check`, `probe`, `sim`, `demo`.
 //! - [`config`] — YAML files (a file or a directory of `*.yaml`) parsed once into checked types;
 //!   every error names file, line and field.
@@ -33,6 +35,7 @@
 //! can be tested under paused time without any network code.
 #![forbid(unsafe_code)]
 
+pub mod blackbox;
 pub mod cli;
 pub mod config;
 pub mod demo;
