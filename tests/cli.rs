@@ -203,7 +203,11 @@ fn demo_runs_to_completion_and_shows_detection() {
             "demo output lacks `{needle}`:\n{text}"
         );
     }
-    assert!(text.contains("client requests through the failover proxy:") && text.contains(" ok, 0 failed"), "clients saw failures:\n{text}");
+    assert!(
+        text.contains("client requests through the failover proxy:")
+            && text.contains(" ok, 0 failed"),
+        "clients saw failures:\n{text}"
+    );
     // Detection with 250 ms interval and down_after 3 lands within ~1 s of the fault.
     for line in text.lines().filter(|l| l.contains("detected")) {
         let ms: f64 = line

@@ -4,9 +4,12 @@
 use std::time::{Duration, SystemTime};
 
 /// A duration at a useful precision: `850µs`, `1.25ms`, `12.5ms`, `250ms`, `3s`, `1.52s`,
-/// `10m`, `1m30s`, `2h5m`.
+/// `10m`, `1m30s`, `2h5m`, `30d`.
 pub fn dur(d: Duration) -> String {
     let us = d.as_micros();
+    if d.is_zero() {
+        return "0s".to_string();
+    }
     if us < 1_000 {
         return format!("{us}µs");
     }
@@ -29,8 +32,16 @@ pub fn dur(d: Duration) -> String {
         };
     }
     let total = d.as_secs();
-    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
+    let (days, h, m, s) = (
+        total / 86_400,
+        (total % 86_400) / 3600,
+        (total % 3600) / 60,
+        total % 60,
+    );
     let mut out = String::new();
+    if days > 0 {
+        out.push_str(&format!("{days}d"));
+    }
     if h > 0 {
         out.push_str(&format!("{h}h"));
     }
@@ -97,6 +108,7 @@ mod tests {
     #[test]
     fn durations_read_naturally() {
         let ms = Duration::from_millis;
+        assert_eq!(dur(Duration::ZERO), "0s");
         assert_eq!(dur(Duration::from_micros(850)), "850µs");
         assert_eq!(dur(Duration::from_micros(1250)), "1.25ms");
         assert_eq!(dur(Duration::from_micros(12_500)), "12.5ms");
@@ -106,6 +118,8 @@ mod tests {
         assert_eq!(dur(ms(600_000)), "10m");
         assert_eq!(dur(ms(90_000)), "1m30s");
         assert_eq!(dur(ms(7_500_000)), "2h5m");
+        assert_eq!(dur(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(dur(Duration::from_secs(2592)), "43m12s");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   the window starts, so a usage error costs nothing).
 //! - [`run`] — the window: one probe loop per target on the existing HTTP prober, the memory
 //!   reader, progress and `--fail-fast`.
-//! - [`checks`] — the verdict as pure functions of the collected samples.
+//! - [`tally`] — samples folded into per-target and memory figures.
+//! - [`checks`] — the verdict as pure functions of the tallies.
 //! - [`progress`] — indicatif bar on a terminal, plain lines otherwise.
 //! - [`report`] — the JSON schema (version 1), the text summary and the Markdown RESOLVED message.
 //! - [`impact`] — downtime, failed requests and error budget from Prometheus.
@@ -30,6 +31,7 @@ pub mod progress;
 pub mod prom;
 pub mod report;
 pub mod run;
+pub mod tally;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -158,17 +160,6 @@ pub struct VerifyArgs {
     /// Highest acceptable p99 latency of answers.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub max_p99: Option<Duration>,
-    /// A report written by an earlier `verify --json`: each target's p99 is held to its
-    /// baseline p99 × --baseline-factor.
-    #[arg(long, value_name = "FILE")]
-    pub baseline: Option<PathBuf>,
-    /// Allowed p99 growth over the baseline.
-    #[arg(long, default_value = "1.5", value_parser = parse_factor)]
-    pub baseline_factor: f64,
-    /// Floor of the allowed p99 growth over the baseline (sub-millisecond baselines would
-    /// otherwise fail on scheduling noise).
-    #[arg(long, default_value = "5ms", value_parser = parse_duration, value_name = "DURATION")]
-    pub baseline_slack: Duration,
     /// Most transitions to down (flaps) allowed in the window.
     #[arg(long, default_value_t = 0)]
     pub max_flaps: u32,
@@ -190,6 +181,48 @@ pub struct VerifyArgs {
     /// Incident title for the Markdown report.
     #[arg(long, default_value = "ServiceDown: inference-gateway")]
     pub title: String,
+    /// Latency baseline.
+    #[command(flatten)]
+    pub base: Box<BaselineArgs>,
+    /// Memory check.
+    #[command(flatten)]
+    pub mem: Box<MemoryArgs>,
+    /// Prometheus and incident impact.
+    #[command(flatten)]
+    pub prom: Box<PromArgs>,
+}
+
+/// `verify` flags for the latency baseline: an earlier report, or a pre-incident window in
+/// Prometheus.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Latency baseline")]
+pub struct BaselineArgs {
+    /// A report written by an earlier `verify --json`: each target's p99 is held to its
+    /// baseline p99 × --baseline-factor.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Allowed p99 growth over the baseline.
+    #[arg(long, default_value = "1.5", value_parser = parse_factor)]
+    pub baseline_factor: f64,
+    /// Floor of the allowed p99 growth over the baseline (sub-millisecond baselines would
+    /// otherwise fail on scheduling noise).
+    #[arg(long, default_value = "5ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub baseline_slack: Duration,
+    /// Start of a pre-incident window to take each target's p99 baseline from (Prometheus).
+    #[arg(long, value_parser = parse_time, value_name = "TIME", allow_hyphen_values = true)]
+    pub baseline_from: Option<TimeSpec>,
+    /// End of the baseline window (default: --incident-start).
+    #[arg(long, value_parser = parse_time, value_name = "TIME", allow_hyphen_values = true)]
+    pub baseline_to: Option<TimeSpec>,
+    /// The baseline query; `$target` and `$range` are filled in.
+    #[arg(long, value_name = "PROMQL", default_value = plan::DEFAULT_BASELINE_QUERY)]
+    pub baseline_query: String,
+}
+
+/// `verify` flags for the memory check.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Memory")]
+pub struct MemoryArgs {
     /// Read memory from this cgroup directory (v2 memory.current/memory.max, or v1).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["memory_container", "memory_query"])]
     pub memory_cgroup: Option<PathBuf>,
@@ -209,21 +242,18 @@ pub struct VerifyArgs {
     /// Time between memory readings.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub memory_interval: Duration,
+}
+
+/// `verify` flags for Prometheus and the incident's impact.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Prometheus and impact")]
+pub struct PromArgs {
     /// Prometheus base URL (baseline window, memory, impact).
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
-    /// Start of a pre-incident window to take each target's p99 baseline from (Prometheus).
-    #[arg(long, value_parser = parse_time, value_name = "TIME")]
-    pub baseline_from: Option<TimeSpec>,
-    /// End of the baseline window (default: --incident-start).
-    #[arg(long, value_parser = parse_time, value_name = "TIME")]
-    pub baseline_to: Option<TimeSpec>,
-    /// The baseline query; `$target` and `$range` are filled in.
-    #[arg(long, value_name = "PROMQL", default_value = plan::DEFAULT_BASELINE_QUERY)]
-    pub baseline_query: String,
     /// When the incident started: adds its impact (downtime, failed requests, error budget up
     /// to now) from Prometheus to the reports.
-    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    #[arg(long, value_parser = parse_time, value_name = "TIME", allow_hyphen_values = true)]
     pub incident_start: Option<TimeSpec>,
     /// Impact settings.
     #[command(flatten)]
@@ -237,10 +267,10 @@ pub struct ImpactArgs {
     #[arg(long, value_name = "URL")]
     pub prometheus: String,
     /// Start of the range (RFC 3339, `-1h`, `now-90m`, Unix seconds).
-    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    #[arg(long, value_parser = parse_time, value_name = "TIME", allow_hyphen_values = true)]
     pub from: TimeSpec,
     /// End of the range.
-    #[arg(long, value_parser = parse_time, value_name = "TIME", default_value = "now")]
+    #[arg(long, value_parser = parse_time, value_name = "TIME", default_value = "now", allow_hyphen_values = true)]
     pub to: TimeSpec,
     /// watchfire target whose `watchfire_target_up` says up/down (repeatable; without --job).
     #[arg(long = "target", value_name = "NAME")]

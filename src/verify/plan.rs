@@ -198,13 +198,14 @@ pub fn baseline_file(
 pub fn baseline_bound(p99: f64, factor: f64, slack: Duration, origin: &str) -> LatencyBound {
     let base = Duration::from_secs_f64(p99.max(0.0));
     let limit = base.mul_f64(factor).max(base + slack);
+    let floor = if slack.is_zero() {
+        String::new()
+    } else {
+        format!(", at least +{}", dur(slack))
+    };
     LatencyBound {
         limit,
-        source: format!(
-            "baseline {} × {factor}, at least +{}, from {origin}",
-            dur(base),
-            dur(slack)
-        ),
+        source: format!("baseline {} × {factor}{floor}, from {origin}", dur(base)),
     }
 }
 
@@ -268,10 +269,10 @@ pub fn impact_spec(
 
 /// The Prometheus memory query: `--memory-query`, or cAdvisor's ratio for `--memory-container`.
 fn prom_memory_query(a: &VerifyArgs) -> Option<String> {
-    if let Some(q) = &a.memory_query {
+    if let Some(q) = &a.mem.memory_query {
         return Some(q.clone());
     }
-    a.memory_container.as_ref().map(|c| {
+    a.mem.memory_container.as_ref().map(|c| {
         let m = prom::matcher(std::slice::from_ref(c));
         format!(
             "max(container_memory_usage_bytes{{container{m}}} / container_spec_memory_limit_bytes{{container{m}}})"
@@ -279,13 +280,121 @@ fn prom_memory_query(a: &VerifyArgs) -> Option<String> {
     })
 }
 
-fn need_prom<'a>(prom: &'a Option<Prom>, flag: &str) -> Result<&'a Prom, VerifyError> {
-    prom.as_ref()
-        .ok_or_else(|| usage(format!("{flag} needs --prometheus URL")))
+fn need_prom<'a>(prom: Option<&'a Prom>, flag: &str) -> Result<&'a Prom, VerifyError> {
+    prom.ok_or_else(|| usage(format!("{flag} needs --prometheus URL")))
+}
+
+/// Each target's p99 bound: `--max-p99`, a baseline (file or Prometheus), the stricter wins.
+async fn latency_bounds(
+    a: &VerifyArgs,
+    names: &[String],
+    prom: Option<&Prom>,
+    incident_start: Option<SystemTime>,
+    now: SystemTime,
+) -> Result<Vec<Option<LatencyBound>>, VerifyError> {
+    let mut bounds: Vec<Option<LatencyBound>> = names
+        .iter()
+        .map(|_| {
+            a.max_p99.map(|limit| LatencyBound {
+                limit,
+                source: "--max-p99".into(),
+            })
+        })
+        .collect();
+    let mut baselines: Option<(HashMap<String, f64>, String)> = None;
+    if let Some(path) = &a.base.baseline {
+        baselines = Some((baseline_file(path, names)?, path.display().to_string()));
+    }
+    if let Some(from) = a.base.baseline_from {
+        if baselines.is_some() {
+            return Err(usage("give --baseline FILE or --baseline-from, not both"));
+        }
+        let p = need_prom(prom, "--baseline-from")?;
+        let from = from.resolve(now);
+        let to = match (a.base.baseline_to, incident_start) {
+            (Some(t), _) => t.resolve(now),
+            (None, Some(t)) => t,
+            (None, None) => {
+                return Err(usage(
+                    "--baseline-from needs an end: --baseline-to TIME or --incident-start TIME",
+                ))
+            }
+        };
+        let (from, to) = impact::check_range(from, to, now)?;
+        let range = format!(
+            "{}s",
+            to.duration_since(from)
+                .unwrap_or(Duration::ZERO)
+                .as_secs()
+                .max(1)
+        );
+        let mut got = HashMap::new();
+        for n in names {
+            let q = prom::fill(&a.base.baseline_query, &[("target", n), ("range", &range)]);
+            got.insert(n.clone(), p.query_value(&q, to).await?);
+        }
+        baselines = Some((
+            got,
+            format!("Prometheus {} → {}", human::time(from), human::time(to)),
+        ));
+    } else if a.base.baseline_to.is_some() {
+        return Err(usage("--baseline-to needs --baseline-from"));
+    }
+    if let Some((map, origin)) = &baselines {
+        for (n, b) in names.iter().zip(bounds.iter_mut()) {
+            if let Some(&p99) = map.get(n) {
+                let from_base =
+                    baseline_bound(p99, a.base.baseline_factor, a.base.baseline_slack, origin);
+                if b.as_ref().is_none_or(|m| from_base.limit < m.limit) {
+                    *b = Some(from_base);
+                }
+            }
+        }
+    }
+    Ok(bounds)
+}
+
+/// The memory source, read once to prove it works.
+async fn memory_source(
+    a: &VerifyArgs,
+    prom: Option<&Prom>,
+    now: SystemTime,
+) -> Result<Option<MemorySource>, VerifyError> {
+    Ok(if let Some(dir) = &a.mem.memory_cgroup {
+        Some(MemorySource::Cgroup(
+            Cgroup::open(dir).map_err(VerifyError::Memory)?,
+        ))
+    } else if let Some(query) = prom_memory_query(a) {
+        let p = need_prom(prom, "--memory-container / --memory-query")?;
+        p.query_value(&query, now).await?;
+        Some(MemorySource::Prometheus {
+            prom: p.clone(),
+            query,
+        })
+    } else {
+        None
+    })
 }
 
 /// Checks the flags, loads what they point at, asks Prometheus what is needed up front.
 pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, VerifyError> {
+    let (specs, config_names) = target_specs(a)?;
+    // Found now rather than after a ten-minute window.
+    for (flag, path) in [("--json", &a.json), ("--report", &a.report)] {
+        if let Some(p) = path {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !dir.is_dir() {
+                return Err(usage(format!(
+                    "{flag} {}: the directory {} does not exist",
+                    p.display(),
+                    dir.display()
+                )));
+            }
+        }
+    }
     if a.interval < MIN_INTERVAL {
         return Err(usage(format!(
             "--interval {} is below the minimum of {}",
@@ -318,101 +427,28 @@ pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, Verify
             a.min_probes
         )));
     }
-    let (specs, config_names) = target_specs(a)?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let prom = a.prometheus.as_deref().map(Prom::new).transpose()?;
+    let prom = a.prom.prometheus.as_deref().map(Prom::new).transpose()?;
 
-    let incident_start = a.incident_start.map(|t| t.resolve(now));
-    // Bounds: --max-p99, then a baseline (file or Prometheus), the stricter wins.
-    let mut bounds: Vec<Option<LatencyBound>> = names
-        .iter()
-        .map(|_| {
-            a.max_p99.map(|limit| LatencyBound {
-                limit,
-                source: "--max-p99".into(),
-            })
-        })
-        .collect();
-    let mut baselines: Option<(HashMap<String, f64>, String)> = None;
-    if let Some(path) = &a.baseline {
-        baselines = Some((baseline_file(path, &names)?, path.display().to_string()));
-    }
-    if let Some(from) = a.baseline_from {
-        if baselines.is_some() {
-            return Err(usage("give --baseline FILE or --baseline-from, not both"));
-        }
-        let p = need_prom(&prom, "--baseline-from")?;
-        let from = from.resolve(now);
-        let to = match (a.baseline_to, incident_start) {
-            (Some(t), _) => t.resolve(now),
-            (None, Some(t)) => t,
-            (None, None) => {
-                return Err(usage(
-                    "--baseline-from needs an end: --baseline-to TIME or --incident-start TIME",
-                ))
-            }
-        };
-        let (from, to) = impact::check_range(from, to, now)?;
-        let range = format!(
-            "{}s",
-            to.duration_since(from)
-                .unwrap_or(Duration::ZERO)
-                .as_secs()
-                .max(1)
-        );
-        let mut got = HashMap::new();
-        for n in &names {
-            let q = prom::fill(&a.baseline_query, &[("target", n), ("range", &range)]);
-            got.insert(n.clone(), p.query_value(&q, to).await?);
-        }
-        baselines = Some((
-            got,
-            format!("Prometheus {} → {}", human::time(from), human::time(to)),
-        ));
-    } else if a.baseline_to.is_some() {
-        return Err(usage("--baseline-to needs --baseline-from"));
-    }
-    if let Some((map, origin)) = &baselines {
-        for (n, b) in names.iter().zip(bounds.iter_mut()) {
-            if let Some(&p99) = map.get(n) {
-                let from_base = baseline_bound(p99, a.baseline_factor, a.baseline_slack, origin);
-                if b.as_ref().is_none_or(|m| from_base.limit < m.limit) {
-                    *b = Some(from_base);
-                }
-            }
-        }
-    }
-
-    let memory = if let Some(dir) = &a.memory_cgroup {
-        Some(MemorySource::Cgroup(
-            Cgroup::open(dir).map_err(VerifyError::Memory)?,
-        ))
-    } else if let Some(query) = prom_memory_query(a) {
-        let p = need_prom(&prom, "--memory-container / --memory-query")?;
-        p.query_value(&query, now).await?;
-        Some(MemorySource::Prometheus {
-            prom: p.clone(),
-            query,
-        })
-    } else {
-        None
-    };
+    let incident_start = a.prom.incident_start.map(|t| t.resolve(now));
+    let bounds = latency_bounds(a, &names, prom.as_ref(), incident_start, now).await?;
+    let memory = memory_source(a, prom.as_ref(), now).await?;
     let criteria = Criteria {
         memory: memory.as_ref().map(|_| MemoryCriteria {
-            max_ratio: a.max_memory,
-            max_growth: a.max_memory_growth,
+            max_ratio: a.mem.max_memory,
+            max_growth: a.mem.max_memory_growth,
         }),
         ..criteria
     };
-    if a.memory_interval < MIN_INTERVAL && memory.is_some() {
+    if a.mem.memory_interval < MIN_INTERVAL && memory.is_some() {
         return Err(usage("--memory-interval is below 10ms"));
     }
 
     let impact = match incident_start {
         Some(start) => {
-            let p = need_prom(&prom, "--incident-start")?;
+            let p = need_prom(prom.as_ref(), "--incident-start")?;
             let (from, to) = impact::check_range(start, now, now)?;
-            let spec = impact_spec(&a.impact, &config_names, from, to)?;
+            let spec = impact_spec(&a.prom.impact, &config_names, from, to)?;
             Some(impact::compute(p, &spec).await?)
         }
         None => None,
@@ -442,7 +478,7 @@ pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, Verify
             run: run::Setup {
                 probers,
                 criteria: criteria.clone(),
-                memory: memory.map(|m| (m, a.memory_interval)),
+                memory: memory.map(|m| (m, a.mem.memory_interval)),
                 fail_fast: a.fail_fast,
                 progress_every: a.progress_interval,
             },

@@ -12,6 +12,10 @@ use tokio::time::Instant;
 use super::checks::{Check, Status};
 use super::human::{dur, pct};
 
+/// The terminal bar: progress, elapsed, remaining (the prefix), then the figures.
+pub const BAR_TEMPLATE: &str =
+    "verify [{bar:30}] {elapsed_precise} elapsed, {prefix} left | {wide_msg}";
+
 /// How often the terminal bar is redrawn.
 pub const BAR_REFRESH: Duration = Duration::from_millis(250);
 
@@ -60,6 +64,14 @@ fn standing(c: &Check) -> &'static str {
     }
 }
 
+/// Time left, rounded up to whole seconds (a countdown, not a measurement).
+fn left(s: &Snapshot<'_>) -> String {
+    let d = s.window.saturating_sub(s.elapsed);
+    dur(Duration::from_secs(
+        d.as_secs() + u64::from(d.subsec_nanos() > 0),
+    ))
+}
+
 /// One line of figures and standings.
 pub fn line(s: &Snapshot<'_>) -> String {
     let rate = if s.probes > 0 {
@@ -94,12 +106,11 @@ impl Progress {
                 Some(window.as_millis() as u64),
                 ProgressDrawTarget::stderr(),
             );
-            let style = ProgressStyle::with_template(
-                "{spinner} verify [{bar:30}] {elapsed_precise} / {prefix} left  {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let style = ProgressStyle::with_template(BAR_TEMPLATE)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             bar.set_style(style);
+            bar.set_prefix(dur(window));
             return Progress::Bar(bar);
         }
         Progress::Lines {
@@ -122,7 +133,7 @@ impl Progress {
         match self {
             Progress::Bar(bar) => {
                 bar.set_position(s.elapsed.min(s.window).as_millis() as u64);
-                bar.set_prefix(dur(s.window.saturating_sub(s.elapsed)));
+                bar.set_prefix(left(s));
                 bar.set_message(line(s));
             }
             Progress::Lines { every, next } => {
@@ -136,7 +147,7 @@ impl Progress {
                     "verify {} / {} ({} left): {}",
                     dur(s.elapsed.min(s.window)),
                     dur(s.window),
-                    dur(s.window.saturating_sub(s.elapsed)),
+                    left(s),
                     line(s)
                 );
             }
@@ -149,5 +160,43 @@ impl Progress {
         if let Progress::Bar(bar) = self {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::checks::CheckName;
+
+    #[test]
+    fn the_bar_template_is_valid() {
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn a_line_shows_figures_and_standings() {
+        let checks = [Check {
+            name: CheckName::ErrorRate,
+            status: Status::Fail,
+            decided: true,
+            figure: Some(0.5),
+            limit: Some(0.01),
+            unit: "ratio",
+            target: None,
+            summary: String::new(),
+        }];
+        let l = line(&Snapshot {
+            elapsed: Duration::from_secs(5),
+            window: Duration::from_secs(600),
+            probes: 10,
+            failures: 5,
+            p50: Some(Duration::from_millis(2)),
+            p99: None,
+            checks: &checks,
+        });
+        assert_eq!(
+            l,
+            "10 probes, errors 5 (50.00%), p50 2.00ms p99 - | error_rate FAILED"
+        );
     }
 }

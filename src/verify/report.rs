@@ -424,12 +424,16 @@ pub fn markdown(r: &VerifyReport, o: &MarkdownOptions) -> String {
     let _ = writeln!(s, "| --- | --- |");
     match &o.incident_start {
         Some(start) => {
+            // The incident lasted until the fix, i.e. until verification started.
+            let length = humantime::parse_rfc3339(start)
+                .ok()
+                .zip(humantime::parse_rfc3339(&r.started_at).ok())
+                .and_then(|(a, b)| b.duration_since(a).ok())
+                .map_or_else(String::new, |d| format!("{} ", human::dur(d)));
             let _ = writeln!(
                 s,
-                "| Duration | {start} → {} |",
-                r.impact
-                    .as_ref()
-                    .map_or(r.ended_at.as_str(), |i| i.to.as_str())
+                "| Duration | {length}({start} → {}, fix verified from then on) |",
+                r.started_at
             );
         }
         None => {
