@@ -368,8 +368,9 @@ async fn a_hanging_target_costs_its_own_timeout_and_nothing_else() {
         let f = fast_t.stats.lock().unwrap();
         assert_eq!(f.successes, f.probes(), "every fast probe succeeded");
         assert_eq!(f.skipped, 0, "fast never skipped a tick");
-        // Schedule lag stayed under 10 ms for every fast probe.
-        let late: u64 = f.lag.counts[7..].iter().sum();
+        // Schedule lag stayed under 50 ms for every fast probe (a stall behind the hung target
+        // would be its 80 ms timeout; the margin absorbs a loaded 2-core CI machine).
+        let late: u64 = f.lag.counts[9..].iter().sum();
         assert_eq!(late, 0, "lag buckets {:?}", f.lag.counts);
         let h = hung_t.stats.lock().unwrap();
         assert!(h.failures[watchfire::probe::Reason::Timeout.index()] >= 3);
