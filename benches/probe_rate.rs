@@ -39,7 +39,13 @@
 //!   or subtracted from outside `src`).
 //! - RSS: `VmRSS` from `/proc/self/status` after the tokio runtime is built but before the specs
 //!   are built, and again at the end of the window (still running); RSS per target = delta / N
-//!   (specs, targets, stats with both HDR histograms, scheduler entries). `VmHWM` is reported too.
+//!   (specs, targets, stats with both HDR histograms, scheduler entries, and whatever the probes
+//!   in flight hold). `VmHWM` is reported too, and so are the bytes of HDR counts per target
+//!   (`Hdr::heap_bytes` of both histograms) and the probes in flight at the end (a prober that
+//!   falls behind holds up to `max_concurrency` connections and their buffers).
+//! - Context: the CPU the rest of the machine used during the window (`/proc/stat` busy time
+//!   minus this process: nginx and anyone else) and the load average, since on a shared machine
+//!   every figure above moves with other load.
 //!
 //! The last line printed is machine-readable (`RESULT key=value ...`) and parsed by
 //! `bench/run.sh`.
@@ -173,6 +179,31 @@ fn clock_ticks_per_s() -> u64 {
         .unwrap_or(100)
 }
 
+/// Busy clock ticks of the whole machine (every CPU), from the first line of `/proc/stat`.
+fn machine_busy() -> u64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    total.saturating_sub(idle)
+}
+
+/// The 1-minute load average.
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A field of `/proc/self/status` in kB (`VmRSS`, `VmHWM`), as bytes.
 fn status_bytes(field: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
@@ -193,10 +224,14 @@ struct Snap {
     skipped: u64,
     lag: [u64; LAG_BUCKETS.len() + 1],
     unprobed: usize,
+    hdr_bytes: usize,
+    in_flight: u64,
     recorded: u64,
     utime: u64,
     stime: u64,
     threads: BTreeMap<String, u64>,
+    machine_busy: u64,
+    loadavg: f64,
     at: Option<std::time::Instant>,
 }
 
@@ -216,10 +251,14 @@ impl Snap {
             if st.probes() == 0 {
                 s.unprobed += 1;
             }
+            s.hdr_bytes += st.latency.heap_bytes() + st.latency_planned.heap_bytes();
         }
+        s.in_flight = rt.in_flight();
         s.recorded = rt.probes_recorded();
         (s.utime, s.stime) = process_cpu();
         s.threads = thread_cpu();
+        s.machine_busy = machine_busy();
+        s.loadavg = loadavg();
         s.at = Some(std::time::Instant::now());
         s
     }
@@ -340,6 +379,8 @@ fn main() {
     let per_probe = |us: f64| if probes == 0 { 0.0 } else { us / probes as f64 };
     let cpu_us_per_probe = per_probe(user_us + sys_us);
     let cores = (user_us + sys_us) / 1e6 / wall;
+    let machine_cores = (s1.machine_busy - s0.machine_busy) as f64 * tick_us / 1e6 / wall;
+    let other_cores = (machine_cores - cores).max(0.0);
 
     let failures: Vec<(Reason, u64)> = Reason::ALL
         .iter()
@@ -378,6 +419,7 @@ fn main() {
     };
     let wq = |q| bucket_quantile(&LAG_BUCKETS, &lag_counts, q).unwrap_or(0.0) * 1e6;
     let rss_per_target = rss_end.saturating_sub(rss_before) as f64 / o.targets as f64;
+    let hdr_per_target = s1.hdr_bytes as f64 / o.targets as f64;
 
     let mut thread_lines = Vec::new();
     for (name, &end) in &s1.threads {
@@ -396,11 +438,14 @@ fn main() {
     );
     eprintln!(
         "CPU {:.2} cores: {cpu_us_per_probe:.1} µs/probe (user {:.1}, system {:.1}); \
-         per thread µs/probe: {}",
+         per thread µs/probe: {}; the rest of the machine (nginx, other users) used \
+         {other_cores:.2} cores; load average {:.2} → {:.2}",
         cores,
         per_probe(user_us),
         per_probe(sys_us),
-        thread_lines.join(" ")
+        thread_lines.join(" "),
+        s0.loadavg,
+        s1.loadavg
     );
     eprintln!(
         "lag (HDR, cumulative incl. warm-up): p50 {} µs, p99 {} µs; window (buckets): p50 ≈ \
@@ -412,20 +457,24 @@ fn main() {
     );
     eprintln!(
         "RSS {} KiB before, {} KiB at end (peak {} KiB): {rss_per_target:.0} B/target; \
-         failures in window: {failures_text}; drained {drained}",
+         HDR counts {hdr_per_target:.0} B/target (both histograms); {} probes in flight at the \
+         end; failures in window: {failures_text}; drained {drained}",
         rss_before / 1024,
         rss_end / 1024,
-        hwm_end / 1024
+        hwm_end / 1024,
+        s1.in_flight
     );
     println!(
         "RESULT scenario={} targets={} interval_ms={} workers={} max_concurrency={} \
          keep_alive={} window_s={wall:.2} offered_per_s={offered:.0} probes={probes} \
          probes_per_s={per_s:.0} skipped={skipped} unprobed_after_warmup={} cpu_cores={cores:.2} \
+         other_cores={other_cores:.2} loadavg={:.2} \
          cpu_us_per_probe={cpu_us_per_probe:.1} cpu_user_us_per_probe={:.1} \
          cpu_sys_us_per_probe={:.1} lag_p50_us={} lag_p99_us={} win_lag_p50_us={:.0} \
          win_lag_p99_us={:.0} win_lag_le_1ms_pct={le_1ms_pct:.2} rss_before_bytes={rss_before} \
          rss_end_bytes={rss_end} rss_peak_bytes={hwm_end} rss_per_target_bytes={rss_per_target:.0} \
-         failures={failed} failure_reasons={failures_text}",
+         hdr_bytes_per_target={hdr_per_target:.0} in_flight_end={} failures={failed} \
+         failure_reasons={failures_text}",
         o.scenario,
         o.targets,
         o.interval.as_millis(),
@@ -433,11 +482,13 @@ fn main() {
         o.max_concurrency,
         o.keep_alive,
         s0.unprobed,
+        s1.loadavg,
         per_probe(user_us),
         per_probe(sys_us),
         lag50.as_micros(),
         lag99.as_micros(),
         wq(0.5),
         wq(0.99),
+        s1.in_flight,
     );
 }

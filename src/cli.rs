@@ -64,12 +64,16 @@ pub enum Command {
 /// `watchfire run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Config file or directory of *.yaml files.
-    #[arg(long, default_value = DEFAULT_CONFIG)]
+    /// Config file or directory of *.yaml files (a blackbox.yml works as it stands).
+    #[arg(long, alias = "config.file", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
-    /// Address to serve /metrics and the API on.
-    #[arg(long, default_value = DEFAULT_LISTEN)]
+    /// Address to serve /metrics, /probe and the API on (`:9115` means all interfaces).
+    #[arg(long, alias = "web.listen-address", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
     pub listen: SocketAddr,
+    /// Subtracted from Prometheus' scrape timeout to get /probe's timeout: seconds (`0.5`) or a
+    /// duration (`500ms`), as blackbox_exporter's flag.
+    #[arg(long, default_value = "0.5", value_parser = parse_offset)]
+    pub timeout_offset: Duration,
     /// Most probes in flight at once.
     #[arg(long, default_value_t = crate::runtime::DEFAULT_MAX_CONCURRENCY)]
     pub max_concurrency: usize,
@@ -79,8 +83,28 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Config file or directory of *.yaml files.
-    #[arg(long, default_value = DEFAULT_CONFIG)]
+    #[arg(long, alias = "config.file", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+}
+
+/// A listen address; blackbox_exporter's `:9115` (no host) means every interface.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|e| format!("`{s}` is not an address like 127.0.0.1:9115 or :9115 ({e})"))
+}
+
+/// `--timeout-offset`: seconds as a number (blackbox's form) or a duration.
+pub fn parse_offset(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.0..=3600.0).contains(&x) => Ok(Duration::from_secs_f64(x)),
+        Ok(_) => Err(format!("`{s}` is outside 0..3600 seconds")),
+        Err(_) => parse_duration(s),
+    }
 }
 
 /// `watchfire probe`.
@@ -222,12 +246,13 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
         .await
         .map_err(anyhow::Error::msg)?;
+    runtime.blackbox().set_timeout_offset(a.timeout_offset);
     crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
         .context("installing SIGHUP handler")?;
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    info!(%addr, targets = runtime.targets().len(), config = %a.config.display(), "watchfire is running");
+    info!(%addr, targets = runtime.targets().len(), modules = runtime.config().modules.len(), config = %a.config.display(), "watchfire is running");
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
         registry: crate::metrics::process_registry(),
@@ -251,10 +276,11 @@ fn check(a: CheckArgs) -> ExitCode {
     match config::load(&a.config) {
         Ok(c) => {
             println!(
-                "{}: OK ({} targets, {} failover groups, {} files)",
+                "{}: OK ({} targets, {} failover groups, {} modules, {} files)",
                 a.config.display(),
                 c.targets.len(),
                 c.failover.len(),
+                c.modules.len(),
                 c.sources.len()
             );
             ExitCode::SUCCESS

@@ -33,6 +33,8 @@ pub struct Target {
     /// The checked spec.
     pub spec: Arc<TargetSpec>,
     prober: HttpProber,
+    /// The blackbox module (`module:`) the probe runs instead, kept current across reloads.
+    module: Mutex<Option<Arc<crate::blackbox::config::Module>>>,
     /// Recorded state; locked briefly by the probe that ends and by scrapes.
     pub stats: Mutex<TargetStats>,
     running: AtomicBool,
@@ -81,6 +83,7 @@ impl Target {
     fn new(spec: Arc<TargetSpec>, shared: Arc<Shared>) -> Result<Target, String> {
         Ok(Target {
             prober: HttpProber::new(spec.clone())?,
+            module: Mutex::new(None),
             spec,
             stats: Mutex::new(TargetStats::default()),
             running: AtomicBool::new(false),
@@ -97,7 +100,11 @@ impl Target {
 
     /// Runs one probe planned for `planned`, records it, announces a transition.
     pub async fn probe_and_record(&self, planned: Instant) -> Outcome {
-        let outcome = self.prober.probe(planned).await;
+        let module = self.module.lock().expect("module lock poisoned").clone();
+        let outcome = match module {
+            Some(m) => crate::blackbox::endpoint::scheduled(&m, &self.spec, planned).await,
+            None => self.prober.probe(planned).await,
+        };
         self.record(&outcome);
         outcome
     }
@@ -247,6 +254,8 @@ pub struct Runtime {
     failover: Mutex<Vec<Arc<Group>>>,
     /// Container memory watches and their last readings.
     memory: crate::memory::Memory,
+    /// `/probe`'s state: the timeout offset and the unknown-module counter.
+    blackbox: crate::blackbox::endpoint::Blackbox,
     started: SystemTime,
 }
 
@@ -317,6 +326,7 @@ impl Runtime {
             reload_lock: tokio::sync::Mutex::new(()),
             failover: Mutex::new(Vec::new()),
             memory: crate::memory::Memory::new(cancel.clone()),
+            blackbox: crate::blackbox::endpoint::Blackbox::default(),
             started: SystemTime::now(),
         });
         rt.apply(config).await?;
@@ -363,6 +373,14 @@ impl Runtime {
             }
         }
         let removed = old.len() + added - next.len();
+        for t in &next {
+            let m = t
+                .spec
+                .module
+                .as_ref()
+                .and_then(|n| config.modules.get(n).cloned());
+            *t.module.lock().expect("module lock poisoned") = m;
+        }
         let next = Arc::new(next);
         *self.targets.write().expect("targets lock poisoned") = next.clone();
         if !self.scheduler.replace(next.to_vec()).await {
@@ -424,6 +442,11 @@ impl Runtime {
         }
         *groups = next;
         Ok(())
+    }
+
+    /// `/probe`'s state (timeout offset, unknown-module counter).
+    pub fn blackbox(&self) -> &crate::blackbox::endpoint::Blackbox {
+        &self.blackbox
     }
 
     /// Container memory watches (rendered into `/metrics`).

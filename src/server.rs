@@ -1,5 +1,5 @@
 //! watchfire's HTTP server: `/metrics`, `/api/v1/targets`, `/-/healthy`, `/-/ready`,
-//! `/-/reload`.
+//! `/-/reload`, and blackbox_exporter's `/probe` and `/config` ([`crate::blackbox::endpoint`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -75,6 +75,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             let mut out = String::new();
             metrics::render(&state.runtime, &mut out);
             state.runtime.memory().render(&mut out);
+            state.runtime.blackbox().render_metrics(&mut out);
             metrics::render_registry(&state.registry, &mut out);
             Response::builder()
                 .header(
@@ -85,6 +86,17 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
                 .expect("static response parts are valid")
         }
         "/api/v1/targets" if get => json(StatusCode::OK, &targets_json(&state.runtime)),
+        "/probe" if get || req.method() == Method::POST => {
+            let config = state.runtime.config();
+            crate::blackbox::endpoint::probe(
+                &config.modules,
+                state.runtime.blackbox(),
+                req.uri().query(),
+                req.headers(),
+            )
+            .await
+        }
+        "/config" if get => crate::blackbox::endpoint::config(&state.runtime.config().modules),
         "/-/healthy" if get => text(StatusCode::OK, "watchfire is healthy\n"),
         "/-/ready" if get => text(StatusCode::OK, "watchfire is ready\n"),
         "/-/reload" if req.method() == Method::POST => match state.runtime.reload().await {
@@ -110,10 +122,13 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             failover_action(&state, p, req.uri().query())
         }
         "/-/reload" => method_not_allowed("POST"),
-        "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" => method_not_allowed("GET"),
+        "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" | "/config" => {
+            method_not_allowed("GET")
+        }
+        "/probe" => method_not_allowed("GET, POST"),
         "/" if get => text(
             StatusCode::OK,
-            "watchfire\n\n/metrics\n/api/v1/targets\n/-/healthy\n/-/ready\n/-/reload (POST)\n",
+            "watchfire\n\n/metrics\n/api/v1/targets\n/-/healthy\n/-/ready\n/-/reload (POST)\n/probe?target=T&module=M\n/config\n",
         ),
         _ => text(StatusCode::NOT_FOUND, format!("no such endpoint: {path}\n")),
     }
@@ -214,6 +229,8 @@ pub struct TargetJson {
     pub interval: String,
     /// Timeout, humantime.
     pub timeout: String,
+    /// The blackbox module whose checks the probe also runs.
+    pub module: Option<String>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -249,6 +266,7 @@ pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
                 last_transition: s.last_transition.map(rfc3339),
                 interval: humantime::format_duration(t.spec.interval).to_string(),
                 timeout: humantime::format_duration(t.spec.timeout).to_string(),
+                module: t.spec.module.clone(),
             }
         })
         .collect()

@@ -11,7 +11,24 @@
 //! - `endpoint` — `/probe`, `/config`: timeout rule, module lookup, `probe_success`,
 //!   `probe_duration_seconds`, `debug=true`.
 //! - `http`, `tcp`, `dns`, `icmp`, `grpc` — one file per prober: the module's options struct
-//!   and `probe(module, ctx, out) -> bool`.
+//!   and `probe(module, ctx, out) -> bool`. The HTTP prober's probe is in `http_probe`, one
+//!   connection of it in `http_conn`, its response-side helpers (decompression, Content-Length,
+//!   Last-Modified, CEL) in `http_body`, its client settings (auth incl. OAuth2, proxies) in
+//!   `http_client`.
+//! - `tls_info` — the TLS certificate metrics blackbox reports after a handshake.
+
+pub mod config;
+pub mod dns;
+pub mod endpoint;
+pub mod grpc;
+pub mod http;
+mod http_body;
+pub mod http_client;
+mod http_conn;
+mod http_probe;
+pub mod icmp;
+pub mod tcp;
+pub mod tls_info;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -44,6 +61,8 @@ pub struct Output {
     families: Vec<Family>,
     log: Vec<String>,
     started: Option<Instant>,
+    /// Log lines are dropped (a probe nobody asked to debug); see [`Output::quiet`].
+    quiet: bool,
 }
 
 impl Output {
@@ -53,6 +72,20 @@ impl Output {
             started: Some(Instant::now()),
             ..Output::default()
         }
+    }
+
+    /// An output that keeps no log: `/probe` without `debug=true` (nobody reads it). Probers
+    /// may skip formatting log lines when [`Output::logging`] is false.
+    pub fn quiet() -> Output {
+        Output {
+            quiet: true,
+            ..Output::new()
+        }
+    }
+
+    /// Whether log lines are kept.
+    pub fn logging(&self) -> bool {
+        !self.quiet
     }
 
     /// Sets an unlabelled gauge (replacing an earlier value of the same name).
@@ -66,7 +99,14 @@ impl Output {
     }
 
     /// Sets a sample of any kind.
-    pub fn sample(&mut self, name: &str, help: &str, kind: Kind, labels: &[(&str, &str)], value: f64) {
+    pub fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: Kind,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
         let labels: Vec<(String, String)> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -98,6 +138,22 @@ impl Output {
             .map(|s| s.1)
     }
 
+    /// The value of the sample of `name` with exactly these labels, if set.
+    pub fn value_with(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.families
+            .iter()
+            .find(|f| f.name == name)?
+            .samples
+            .iter()
+            .find(|(l, _)| {
+                l.len() == labels.len()
+                    && l.iter()
+                        .zip(labels)
+                        .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+            })
+            .map(|s| s.1)
+    }
+
     /// Metric names reported so far.
     pub fn names(&self) -> Vec<&str> {
         self.families.iter().map(|f| f.name.as_str()).collect()
@@ -105,11 +161,26 @@ impl Output {
 
     /// Adds a line to the debug log (shown by `/probe?debug=true`).
     pub fn log(&mut self, line: impl AsRef<str>) {
+        if self.quiet {
+            return;
+        }
         let at = self
             .started
             .map(|s| s.elapsed().as_secs_f64())
             .unwrap_or(0.0);
         self.log.push(format!("{at:.6}s {}", line.as_ref()));
+    }
+
+    /// Orders families by name and samples by label values, as Go's registry writes them.
+    pub fn sort(&mut self) {
+        self.families.sort_by(|a, b| a.name.cmp(&b.name));
+        for f in &mut self.families {
+            f.samples.sort_by(|a, b| {
+                let va = a.0.iter().map(|(_, v)| v.as_str());
+                let vb = b.0.iter().map(|(_, v)| v.as_str());
+                va.cmp(vb)
+            });
+        }
     }
 
     /// The debug log.
@@ -124,8 +195,20 @@ impl Output {
                 Kind::Gauge => "gauge",
                 Kind::Counter => "counter",
             };
-            let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
-            let _ = writeln!(out, "# TYPE {} {kind}", f.name);
+            // push_str rather than write!: this runs for every family of every probe.
+            for part in [
+                "# HELP ",
+                &f.name,
+                " ",
+                &f.help,
+                "\n# TYPE ",
+                &f.name,
+                " ",
+                kind,
+                "\n",
+            ] {
+                out.push_str(part);
+            }
             for (labels, v) in &f.samples {
                 out.push_str(&f.name);
                 if !labels.is_empty() {
@@ -147,11 +230,34 @@ impl Output {
                 } else if v.is_infinite() {
                     out.push_str(if *v > 0.0 { "+Inf" } else { "-Inf" });
                 } else {
-                    let _ = write!(out, "{v}");
+                    write_value(*v, out);
                 }
                 out.push('\n');
             }
         }
+    }
+}
+
+/// Writes a sample value: integers (most probe metrics) without the float formatter.
+fn write_value(v: f64, out: &mut String) {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let mut n = v.abs() as u64;
+        if v < 0.0 {
+            out.push('-');
+        }
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+    } else {
+        let _ = write!(out, "{v}");
     }
 }
 
@@ -215,7 +321,10 @@ pub async fn resolve(
                     .or_else(|| if fallback { addrs.first() } else { None })
                     .copied();
                 pick.ok_or_else(|| {
-                    format!("{host_trim} has no {} address", if want_v6 { "IPv6" } else { "IPv4" })
+                    format!(
+                        "{host_trim} has no {} address",
+                        if want_v6 { "IPv6" } else { "IPv4" }
+                    )
                 })
             }
         }
@@ -225,6 +334,19 @@ pub async fn resolve(
         "Returns the time taken for probe dns lookup in seconds",
         start.elapsed().as_secs_f64(),
     );
+    if result.is_err() {
+        // blackbox registers both gauges before resolving: a failed lookup reports them as 0.
+        out.gauge(
+            "probe_ip_protocol",
+            "Specifies whether probe ip protocol is IP4 or IP6",
+            0.0,
+        );
+        out.gauge(
+            "probe_ip_addr_hash",
+            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+            0.0,
+        );
+    }
     if let Ok(ip) = &result {
         out.gauge(
             "probe_ip_protocol",
@@ -236,7 +358,9 @@ pub async fn resolve(
             "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
             f64::from(ip_hash(ip)),
         );
-        out.log(format!("resolved {host_trim} to {ip}"));
+        if out.logging() {
+            out.log(format!("resolved {host_trim} to {ip}"));
+        }
     }
     result
 }
@@ -288,7 +412,9 @@ impl TlsConfig {
         let mut cfg = (*base).clone();
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         if self.cert_file.is_some() || self.key_file.is_some() {
-            return Err("tls_config.cert_file/key_file (client certificates) are not supported yet".into());
+            return Err(
+                "tls_config.cert_file/key_file (client certificates) are not supported yet".into(),
+            );
         }
         Ok(Arc::new(cfg))
     }
@@ -301,14 +427,34 @@ mod tests {
     #[test]
     fn output_renders_families_in_order_with_escaped_labels() {
         let mut o = Output::new();
-        o.gauge("probe_success", "Displays whether or not the probe was a success", 1.0);
-        o.gauge_with("probe_http_duration_seconds", "Duration", &[("phase", "connect")], 0.5);
-        o.gauge_with("probe_http_duration_seconds", "Duration", &[("phase", "connect")], 0.25);
+        o.gauge(
+            "probe_success",
+            "Displays whether or not the probe was a success",
+            1.0,
+        );
+        o.gauge_with(
+            "probe_http_duration_seconds",
+            "Duration",
+            &[("phase", "connect")],
+            0.5,
+        );
+        o.gauge_with(
+            "probe_http_duration_seconds",
+            "Duration",
+            &[("phase", "connect")],
+            0.25,
+        );
         o.gauge_with("x", "y", &[("a", "q\"")], 1.0);
         let mut s = String::new();
         o.render(&mut s);
-        assert!(s.contains("# TYPE probe_success gauge\nprobe_success 1\n"), "{s}");
-        assert!(s.contains("probe_http_duration_seconds{phase=\"connect\"} 0.25\n"), "{s}");
+        assert!(
+            s.contains("# TYPE probe_success gauge\nprobe_success 1\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("probe_http_duration_seconds{phase=\"connect\"} 0.25\n"),
+            "{s}"
+        );
         assert!(s.contains("x{a=\"q\\\"\"} 1"), "{s}");
     }
 

@@ -120,6 +120,9 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     let mut config = Config::default();
     // name → where first defined, to report duplicates across files.
     let mut seen: HashMap<String, (std::path::PathBuf, u64)> = HashMap::new();
+    // Module names → where defined; targets' `module:` are checked once every file is read.
+    let mut seen_modules: HashMap<String, (std::path::PathBuf, u64)> = HashMap::new();
+    let mut module_refs: Vec<(ConfigError, String)> = Vec::new();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         let mut ctx = Ctx {
@@ -162,6 +165,16 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             .unwrap_or_default();
         for (i, t) in raw.targets.iter().enumerate() {
             let spec = check_target(&mut ctx, &defaults, t, &format!("targets[{i}]"));
+            if let Some(m) = &t.value.module {
+                let at = ConfigError {
+                    file: file.to_path_buf(),
+                    line: m.referenced.line(),
+                    column: m.referenced.column(),
+                    field: format!("targets[{i}].module"),
+                    message: String::new(),
+                };
+                module_refs.push((at, m.value.clone()));
+            }
             // Duplicates are found even when the target has other problems.
             if let Some(n) = t.value.name.as_ref().filter(|n| valid_name(&n.value)) {
                 note_name(
@@ -201,7 +214,29 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             }
         }
         crate::memory::check_section(ctx.file, &raw.memory, &mut config.memory, &mut ctx.errors);
+        crate::blackbox::config::check_section(
+            ctx.file,
+            &raw.modules,
+            &mut config.modules,
+            &mut seen_modules,
+            &mut ctx.errors,
+        );
         errors.append(&mut ctx.errors);
+    }
+    for (mut at, name) in module_refs {
+        match config.modules.get(&name) {
+            Some(m) if m.prober == crate::blackbox::config::Prober::Http => continue,
+            Some(m) => {
+                at.message = format!(
+                    "module `{name}` uses the {} prober; a target's module must be an http one",
+                    m.prober.as_str()
+                )
+            }
+            // A module with errors of its own is already reported.
+            None if seen_modules.contains_key(&name) => continue,
+            None => at.message = format!("no module named `{name}` is configured under `modules:`"),
+        }
+        errors.push(at);
     }
     if errors.is_empty() {
         Ok(config)
@@ -842,6 +877,7 @@ fn check_target(
         tls,
         down_after,
         up_after,
+        module: r.module.as_ref().map(|m| m.value.clone()),
         origin: Origin {
             file: ctx.file.to_path_buf(),
             line: t.referenced.line(),

@@ -211,6 +211,7 @@ pub(super) fn check_group(
             tls: d.tls.clone().unwrap_or_default(),
             down_after,
             up_after,
+            module: None,
             origin: Origin {
                 file: ctx.file.to_path_buf(),
                 line: inst.referenced.line(),

@@ -1,7 +1,8 @@
 //! Configuration: YAML read once and checked into the types the rest of watchfire trusts.
 //!
 //! A config is a file or a directory of `*.yaml` / `*.yml` files (read in name order). Each file
-//! may hold `defaults:` (applied to the targets of that file), `targets:` and `failover:`.
+//! may hold `defaults:` (applied to the targets of that file), `targets:`, `failover:`,
+//! `memory:` and blackbox_exporter's `modules:` (a blackbox.yml loads as it stands).
 //! Every problem found is reported — not only the first — as a [`ConfigError`] naming the file,
 //! the line and the field, so `watchfire check` can list them all.
 
@@ -48,6 +49,8 @@ pub struct Config {
     pub failover: Vec<FailoverGroup>,
     /// Containers whose memory is exported.
     pub memory: Vec<crate::memory::Watch>,
+    /// blackbox_exporter modules (`modules:`), for `/probe` and targets' `module:`.
+    pub modules: crate::blackbox::config::Modules,
     /// The files this config was read from.
     pub sources: Vec<PathBuf>,
 }
@@ -86,6 +89,8 @@ pub struct TargetSpec {
     pub down_after: u32,
     /// Consecutive successes before up.
     pub up_after: u32,
+    /// The blackbox module (`prober: http`) whose checks the probe also runs.
+    pub module: Option<String>,
     /// Where the target was defined (for messages).
     pub origin: Origin,
 }
@@ -109,6 +114,7 @@ impl TargetSpec {
             tls: TlsOptions::default(),
             down_after: DEFAULT_DOWN_AFTER,
             up_after: DEFAULT_UP_AFTER,
+            module: None,
             origin: Origin::default(),
         })
     }
@@ -131,6 +137,7 @@ impl TargetSpec {
             && self.tls == other.tls
             && self.down_after == other.down_after
             && self.up_after == other.up_after
+            && self.module == other.module
     }
 }
 

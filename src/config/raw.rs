@@ -24,6 +24,9 @@ pub struct RawFile {
     /// Containers whose memory is exported (checked by [`crate::memory::check_section`]).
     #[serde(default)]
     pub memory: Vec<Spanned<crate::memory::RawWatch>>,
+    /// blackbox_exporter modules, by name (checked by [`crate::blackbox::config`]).
+    #[serde(default)]
+    pub modules: BTreeMap<String, Spanned<crate::blackbox::config::RawModule>>,
 }
 
 /// The `defaults:` section.
@@ -105,6 +108,8 @@ pub struct RawTarget {
     pub down_after: Option<Spanned<u32>>,
     /// Consecutive successes before up.
     pub up_after: Option<Spanned<u32>>,
+    /// A blackbox module (`prober: http`) whose checks the probe also runs.
+    pub module: Option<Spanned<String>>,
 }
 
 /// `expect:` — every listed check must pass.

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# watchfire probe-rate / CPU / schedule-lag / memory benchmark against a local nginx.
+#
+#   bash bench/run.sh                  # full: ~1.5 minutes after the build (+ the build itself)
+#   BENCH_QUICK=1 bash bench/run.sh    # quick: shorter windows, ~40 seconds after the build
+#
+# Method
+# - Everything runs on this machine and talks to 127.0.0.1 only. Every load is bounded in time
+#   (wrk -d, the benchmark's window) and stops by itself; nginx is killed on exit (trap).
+#   `ulimit -n` is raised to 65536, or to the hard limit when that is lower.
+# - nginx (nginx-light) serves `200 ok\n` from bench/nginx.conf: 1 worker process,
+#   worker_connections 4096, listen backlog 4096, no access log, error log at `crit` in a temp dir,
+#   keep-alive allowed, `daemon off`, started in the background with `-p TMP -c TMP/nginx.conf`
+#   on a free port below the ephemeral range.
+# - The loopback limit: `wrk -t1 -c32 -d5s -H 'Connection: close'` (a fresh TCP connection per
+#   request, like a probe) three times; the median req/s is the reference. wrk's own CPU time
+#   (bash `time`, user+sys) per request is reported too: it is mostly kernel time, the floor any
+#   client pays for a loopback connection (part of the server side's TCP work runs in the
+#   sender's context on loopback and is charged to the client).
+# - watchfire: benches/probe_rate.rs (which documents what it measures and how), built once with
+#   `cargo bench --bench probe_rate --no-run` and then run as `cargo bench` would run it
+#   (`probe_rate --bench --url ... --scenario ...`) from a private copy, so that a tree edited and
+#   rebuilt by someone else during the run neither adds compile time between scenarios nor
+#   changes the code under test. 2 tokio worker threads (1 worker: ~20 % fewer probes/s at
+#   saturation for ~10 % less CPU per probe; tokio's default is the CPU count, 2, the same).
+#   Three scenarios, each in its own process:
+#   - rate: 2000 targets every 100 ms = 20,000 probes/s offered, at least wrk's rate, so the
+#     prober is saturated (ticks it cannot serve are skipped, never made up); achieved probes/s
+#     and CPU µs per probe over a 10 s window; three runs, medians reported. (1000 targets every
+#     50 ms offers the same rate with half the targets; it measured the same within noise. 2000 ×
+#     100 ms is kept because its timeout, 80 ms, leaves more room for queueing.)
+#   - lag: 10,000 targets every 1 s (10,000/s), 10 s window: schedule lag p50/p99.
+#   - memory: 100,000 targets every 10 s (10,000/s); the warm-up is one full interval so every
+#     target has probed once and allocated its histograms; RSS per target = (VmRSS at the end −
+#     VmRSS before the targets were built) / 100,000. Only meaningful when the prober keeps up
+#     (`unprobed` 0, few probes in flight): a prober that falls behind holds up to
+#     max_concurrency connections and grows its histograms with the lag.
+#   Every scenario also reports failures by reason (expected 0) and skipped ticks.
+# - Lag figures: `lag p50/p99` are the runtime's HDR quantiles, cumulative since start (they
+#   include the warm-up); `win ≤1ms` is exact for the window only (share of probes with lag
+#   ≤ 1 ms, from the per-target Prometheus buckets: p99 ≤ 1 ms ⇔ ≥ 99 %), `win p99` its bucket
+#   interpolation.
+# - The machine may be shared: every figure but CPU per probe moves with other load. Each row
+#   shows the CPU the rest of the machine used during its window (`other`) and the load average;
+#   quote numbers from runs where `other` is about nginx's share only. Each run's human-readable
+#   report goes to stderr as it finishes; the table and the raw RESULT lines to stdout.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+QUICK=${BENCH_QUICK:-0}
+if [[ "$QUICK" == 1 ]]; then
+    WRK_SECS=2
+    RATE_SECS=3
+    LAG_SECS=4
+    MEM_SECS=2
+else
+    WRK_SECS=5
+    RATE_SECS=10
+    LAG_SECS=10
+    MEM_SECS=10
+fi
+
+log() { printf '== %s\n' "$*" >&2; }
+
+find_tool() {
+    command -v "$1" 2>/dev/null || { [[ -x "/usr/sbin/$1" ]] && echo "/usr/sbin/$1"; } || true
+}
+
+NGINX=$(find_tool nginx)
+WRK=$(find_tool wrk)
+if [[ -z "$NGINX" || -z "$WRK" ]]; then
+    log "installing nginx-light and wrk"
+    SUDO=()
+    if [[ "$(id -u)" -ne 0 ]]; then SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light wrk
+    NGINX=$(find_tool nginx)
+    WRK=$(find_tool wrk)
+fi
+
+# Probes and wrk open one socket each per request in flight.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+log "open files limit: $(ulimit -n)"
+
+TMP=$(mktemp -d -t watchfire-bench.XXXXXX)
+NGINX_PID=""
+cleanup() {
+    if [[ -n "$NGINX_PID" ]] && kill -0 "$NGINX_PID" 2>/dev/null; then
+        kill "$NGINX_PID" 2>/dev/null || true
+        wait "$NGINX_PID" 2>/dev/null || true
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A free port below the ephemeral range (so no client socket can hold it).
+PORT=""
+for p in $(shuf -i 20000-30000 -n 100); do
+    if [[ -z "$(ss -Htln "sport = :$p")" ]]; then
+        PORT=$p
+        break
+    fi
+done
+[[ -n "$PORT" ]] || { log "no free port found"; exit 1; }
+URL="http://127.0.0.1:$PORT/"
+
+sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$PORT|g" bench/nginx.conf >"$TMP/nginx.conf"
+"$NGINX" -e "$TMP/error.log" -p "$TMP" -c "$TMP/nginx.conf" &
+NGINX_PID=$!
+for _ in $(seq 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
+    kill -0 "$NGINX_PID" 2>/dev/null || { log "nginx did not start"; cat "$TMP/error.log" >&2; exit 1; }
+    sleep 0.1
+done
+log "nginx $NGINX_PID on $URL"
+
+log "building the benchmark (cargo bench --bench probe_rate --no-run)"
+BIN_SRC=$(cargo bench --bench probe_rate --no-run --message-format=json-render-diagnostics |
+    grep -o '"executable":"[^"]*probe_rate[^"]*"' | tail -1 | cut -d'"' -f4)
+[[ -x "$BIN_SRC" ]] || { log "cannot find the benchmark executable"; exit 1; }
+# A private copy: every scenario runs the same code even if the tree is rebuilt meanwhile.
+BIN="$TMP/probe_rate"
+cp "$BIN_SRC" "$BIN"
+log "benchmark binary: $BIN_SRC"
+
+median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# 1. The loopback limit: wrk, one connection per request.
+WRK_RATES=()
+WRK_CPUS=()
+for i in 1 2 3; do
+    # wrk's own CPU (user+sys) per request: what the kernel and a minimal C client cost.
+    TIMEFORMAT='%U %S'
+    { time "$WRK" -t1 -c32 -d"${WRK_SECS}s" -H 'Connection: close' "$URL" >"$TMP/wrk.$i.txt"; } \
+        2>"$TMP/wrk.$i.time"
+    out=$(cat "$TMP/wrk.$i.txt")
+    rate=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu=$(awk -v n="$requests" '{printf "%.1f", (n > 0 ? ($1 + $2) * 1e6 / n : 0)}' "$TMP/wrk.$i.time")
+    errors=$(grep -E 'Socket errors|Non-2xx' <<<"$out" || true)
+    log "wrk run $i: $rate req/s, wrk CPU $cpu us/request ${errors:+($errors)}"
+    WRK_RATES+=("$rate")
+    WRK_CPUS+=("$cpu")
+done
+WRK_MEDIAN=$(printf '%s\n' "${WRK_RATES[@]}" | median)
+WRK_CPU=$(printf '%s\n' "${WRK_CPUS[@]}" | median)
+
+# 2. watchfire.
+bench() {
+    local name=$1
+    shift
+    local out
+    out=$("$BIN" --bench --url "$URL" --scenario "$name" "$@" 2>&1) || {
+        echo "$out" >&2
+        log "benchmark $name failed"
+        exit 1
+    }
+    grep -v '^RESULT' <<<"$out" | sed 's/^/   /' >&2
+    grep '^RESULT' <<<"$out" | tail -1
+}
+
+RATE_RESULTS=()
+for i in 1 2 3; do
+    log "rate run $i: 2000 targets every 100 ms, ${RATE_SECS} s"
+    RATE_RESULTS+=("$(bench rate --targets 2000 --interval-ms 100 --duration-s "$RATE_SECS")")
+done
+log "lag: 10000 targets every 1 s, ${LAG_SECS} s"
+LAG=$(bench lag --targets 10000 --interval-ms 1000 --duration-s "$LAG_SECS")
+log "memory: 100000 targets every 10 s, warm-up 10 s, ${MEM_SECS} s"
+MEM=$(bench memory --targets 100000 --interval-ms 10000 --duration-s "$MEM_SECS")
+
+rate_med() {
+    local k=$1 r
+    for r in "${RATE_RESULTS[@]}"; do field "$k" "$r"; done | median
+}
+rate_all() {
+    local k=$1 r
+    for r in "${RATE_RESULTS[@]}"; do field "$k" "$r"; done | paste -sd/
+}
+RATE_PPS=$(rate_med probes_per_s)
+RATE_CPU=$(rate_med cpu_us_per_probe)
+RATIO=$(awk -v a="$RATE_PPS" -v b="$WRK_MEDIAN" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+
+# 3. The table.
+FMT='%-7s %9s %7s %7s %7s %8s %8s %8s %8s %7s %8s %6s %5s\n'
+row() {
+    local name=$1 r=$2
+    # shellcheck disable=SC2059
+    printf "$FMT" "$name" \
+        "$(field probes_per_s "$r")" "$(field cpu_us_per_probe "$r")" \
+        "$(field cpu_user_us_per_probe "$r")" "$(field cpu_sys_us_per_probe "$r")" \
+        "$(field lag_p50_us "$r")" "$(field lag_p99_us "$r")" \
+        "$(field win_lag_p99_us "$r")" "$(field win_lag_le_1ms_pct "$r")" \
+        "$(field rss_per_target_bytes "$r")" "$(field failures "$r")/$(field skipped "$r")" \
+        "$(field other_cores "$r")" "$(field loadavg "$r")"
+}
+verdict() {
+    awk -v v="$1" -v op="$2" -v g="$3" \
+        'BEGIN {ok = (op == ">=" ? v >= g : v <= g); print (ok ? "PASS" : "MISS")}'
+}
+
+echo
+echo "watchfire probe_rate benchmark ($([[ "$QUICK" == 1 ]] && echo quick || echo full)): $(nproc) CPUs, nginx 1 worker on $URL"
+echo "wrk -t1 -c32 -d${WRK_SECS}s -H 'Connection: close': ${WRK_RATES[*]} req/s -> median $WRK_MEDIAN req/s; wrk's own CPU ${WRK_CPUS[*]} -> median $WRK_CPU us/request"
+echo
+# shellcheck disable=SC2059
+printf "$FMT" scenario probes/s cpu_us user_us sys_us lag_p50 lag_p99 win_p99 win_le1ms rss/tgt fail/skip other load
+# shellcheck disable=SC2059
+printf "$FMT" "" "" /probe /probe /probe "us,cum" "us,cum" "us,est" "%" bytes "" cores 1min
+for i in 0 1 2; do row "rate$((i + 1))" "${RATE_RESULTS[$i]}"; done
+row lag "$LAG"
+row memory "$MEM"
+echo "memory: RSS $(field rss_per_target_bytes "$MEM") B/target, of which HDR counts $(field hdr_bytes_per_target "$MEM") B; peak RSS $(($(field rss_peak_bytes "$MEM") / 1048576)) MiB; $(field unprobed_after_warmup "$MEM") targets unprobed after the warm-up; $(field in_flight_end "$MEM") probes in flight at the end"
+echo "rate = 2000 targets every 100 ms (20,000/s offered), lag = 10,000 every 1 s, memory = 100,000 every 10 s."
+echo "lag_p50/p99: runtime HDR, cumulative incl. warm-up; win_*: this window only, from lag buckets."
+echo "other = CPU cores used during the window by everything else on the machine (nginx, other users)."
+echo
+LAG_LE=$(field win_lag_le_1ms_pct "$LAG")
+LAG_P99=$(field lag_p99_us "$LAG")
+MEM_RSS=$(field rss_per_target_bytes "$MEM")
+GFMT='%-62s %-26s %s\n'
+# shellcheck disable=SC2059
+{
+    printf "$GFMT" goal measured verdict
+    printf "$GFMT" "rate: probes/s >= 80% of wrk's $WRK_MEDIAN req/s (median of 3)" \
+        "$RATE_PPS/s = ${RATIO}x wrk" "$(verdict "$RATIO" '>=' 0.80)"
+    printf "$GFMT" "rate: CPU per probe <= 50 us (median of 3)" \
+        "$RATE_CPU us (wrk: $WRK_CPU)" "$(verdict "$RATE_CPU" '<=' 50)"
+    printf "$GFMT" "lag: 10k targets @1s, p99 lag <= 1 ms (window, exact)" \
+        "${LAG_LE}% <= 1 ms" "$(verdict "$LAG_LE" '>=' 99)"
+    printf "$GFMT" "lag: 10k targets @1s, p99 lag <= 1 ms (HDR, cumulative)" \
+        "$LAG_P99 us" "$(verdict "$LAG_P99" '<=' 1000)"
+    printf "$GFMT" "memory: 100k targets @10s, RSS per target <= 10 KB" \
+        "$MEM_RSS bytes" "$(verdict "$MEM_RSS" '<=' 10000)"
+}
+echo
+echo "raw:"
+printf '%s\n' "${RATE_RESULTS[@]}" "$LAG" "$MEM"

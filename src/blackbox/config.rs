@@ -1,0 +1,509 @@
+//! The `modules:` section: blackbox_exporter's modules, with its field names, checked once at
+//! load into [`Module`]s.
+//!
+//! A blackbox.yml is a valid watchfire config as it stands: `modules:` sits beside `targets:`,
+//! `failover:` and the rest, in one file or spread over a directory (a module name may be defined
+//! once). Unknown fields are errors, reported like every other config error with file, line and
+//! field (`blackbox.yml:7:7: modules.http_2xx.http.bogus: unknown key ...`), and so are the
+//! problems blackbox itself only finds at probe time: an unknown prober, an invalid regexp, an
+//! invalid CEL expression, an unsupported compression.
+//!
+//! [`Modules::to_yaml`] renders the modules for `/config` and `debug=true`, secrets (passwords,
+//! bearer tokens, credentials) shown as `<secret>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::dns::DnsModule;
+use super::grpc::GrpcModule;
+use super::http::{HttpModule, HttpProbe};
+use super::icmp::IcmpModule;
+use super::tcp::TcpModule;
+use crate::config::ConfigError;
+
+/// The module `/probe` uses when the request names none.
+pub const DEFAULT_MODULE: &str = "http_2xx";
+
+/// blackbox's prober kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prober {
+    /// `http`
+    Http,
+    /// `tcp`
+    Tcp,
+    /// `dns`
+    Dns,
+    /// `icmp`
+    Icmp,
+    /// `grpc`
+    Grpc,
+}
+
+impl Prober {
+    /// Every prober, by its name in the config.
+    pub const ALL: [(&'static str, Prober); 5] = [
+        ("http", Prober::Http),
+        ("tcp", Prober::Tcp),
+        ("dns", Prober::Dns),
+        ("icmp", Prober::Icmp),
+        ("grpc", Prober::Grpc),
+    ];
+
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        Prober::ALL
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map(|(n, _)| *n)
+            .expect("every prober is in ALL")
+    }
+
+    fn parse(s: &str) -> Option<Prober> {
+        Prober::ALL.iter().find(|(n, _)| *n == s).map(|(_, p)| *p)
+    }
+}
+
+/// One module as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModule {
+    /// `http`, `tcp`, `dns`, `icmp` or `grpc`.
+    pub prober: Option<Spanned<String>>,
+    /// Upper bound on one probe (blackbox duration: `5s`, `1m`, `500ms`).
+    pub timeout: Option<Spanned<String>>,
+    /// `http` prober options.
+    pub http: Option<Spanned<HttpModule>>,
+    /// `tcp` prober options.
+    pub tcp: Option<Spanned<TcpModule>>,
+    /// `dns` prober options.
+    pub dns: Option<Spanned<DnsModule>>,
+    /// `icmp` prober options.
+    pub icmp: Option<Spanned<IcmpModule>>,
+    /// `grpc` prober options.
+    pub grpc: Option<Spanned<GrpcModule>>,
+}
+
+/// A checked module, ready to probe with.
+#[derive(Debug)]
+pub struct Module {
+    /// The module's name (`http_2xx`).
+    pub name: String,
+    /// Which prober runs it.
+    pub prober: Prober,
+    /// The module's own timeout; `None` when not set (the scrape's timeout rules then).
+    pub timeout: Option<Duration>,
+    /// The HTTP options, compiled (regexps, CEL, TLS config).
+    pub http: HttpProbe,
+    /// The TCP options.
+    pub tcp: TcpModule,
+    /// The DNS options.
+    pub dns: DnsModule,
+    /// The ICMP options.
+    pub icmp: IcmpModule,
+    /// The gRPC options.
+    pub grpc: GrpcModule,
+    /// The module as `/config` and `debug=true` show it, secrets hidden.
+    pub shown: serde_json::Value,
+    /// Where the module was defined.
+    pub file: PathBuf,
+    /// Line of the definition.
+    pub line: u64,
+}
+
+impl Module {
+    /// The module's configuration as YAML (secrets hidden), as `debug=true` shows it.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        write_yaml(&self.shown, 0, &mut out);
+        out
+    }
+}
+
+/// Every configured module, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Modules {
+    map: BTreeMap<String, Arc<Module>>,
+}
+
+impl Modules {
+    /// The module called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Module>> {
+        self.map.get(name)
+    }
+
+    /// How many modules there are.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no module is configured.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Modules in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Module>> {
+        self.map.values()
+    }
+
+    /// `modules:` as YAML, secrets hidden (`/config`).
+    pub fn to_yaml(&self) -> String {
+        let modules: serde_json::Map<String, serde_json::Value> = self
+            .map
+            .iter()
+            .map(|(k, m)| (k.clone(), m.shown.clone()))
+            .collect();
+        let mut root = serde_json::Map::new();
+        root.insert("modules".into(), serde_json::Value::Object(modules));
+        let mut out = String::new();
+        write_yaml(&serde_json::Value::Object(root), 0, &mut out);
+        out
+    }
+}
+
+/// Parses a blackbox duration: Prometheus' format (`5s`, `1m30s`, `500ms`, `1h`, `1d`), which
+/// humantime also reads.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `5s` or `500ms`"))
+}
+
+/// Checks one file's `modules:` into `out`, reporting problems into `errors`. `seen` remembers
+/// where each name was defined, to report a module defined in two files.
+pub(crate) fn check_section(
+    file: &Path,
+    raw: &BTreeMap<String, Spanned<RawModule>>,
+    out: &mut Modules,
+    seen: &mut HashMap<String, (PathBuf, u64)>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (name, m) in raw {
+        let field = format!("modules.{name}");
+        let line = m.referenced.line();
+        let mut err = |line: u64, column: u64, field: String, message: String| {
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                line,
+                column,
+                field,
+                message,
+            })
+        };
+        if let Some((f, l)) = seen.get(name) {
+            err(
+                line,
+                m.referenced.column(),
+                field.clone(),
+                format!("module `{name}` is already defined at {}:{l}", f.display()),
+            );
+            continue;
+        }
+        seen.insert(name.clone(), (file.to_path_buf(), line));
+        if let Some(m) = check_module(file, name, m, &mut err) {
+            out.map.insert(name.clone(), Arc::new(m));
+        }
+    }
+}
+
+fn check_module(
+    file: &Path,
+    name: &str,
+    m: &Spanned<RawModule>,
+    err: &mut impl FnMut(u64, u64, String, String),
+) -> Option<Module> {
+    let field = format!("modules.{name}");
+    let r = &m.value;
+    let mut ok = true;
+    let prober = match &r.prober {
+        None => {
+            err(
+                m.referenced.line(),
+                m.referenced.column(),
+                format!("{field}.prober"),
+                "missing: every module needs a prober (http, tcp, dns, icmp or grpc)".into(),
+            );
+            None
+        }
+        Some(p) => match Prober::parse(&p.value) {
+            Some(x) => Some(x),
+            None => {
+                err(
+                    p.referenced.line(),
+                    p.referenced.column(),
+                    format!("{field}.prober"),
+                    format!(
+                        "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc)",
+                        p.value
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let timeout = match &r.timeout {
+        None => None,
+        Some(t) => match parse_duration(&t.value) {
+            Ok(d) => Some(d),
+            Err(msg) => {
+                err(
+                    t.referenced.line(),
+                    t.referenced.column(),
+                    format!("{field}.timeout"),
+                    msg,
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let http_raw = r.http.as_ref().map(|h| h.value.clone()).unwrap_or_default();
+    let http = match HttpProbe::compile(&http_raw, file) {
+        Ok(h) => Some(h),
+        Err(problems) => {
+            let at = r.http.as_ref().map(|h| &h.referenced);
+            for p in problems {
+                let (line, column) = match (p.line, at) {
+                    (0, Some(at)) => (at.line(), at.column()),
+                    (0, None) => (m.referenced.line(), m.referenced.column()),
+                    (l, _) => (l, p.column),
+                };
+                err(line, column, format!("{field}.http.{}", p.field), p.message);
+            }
+            None
+        }
+    };
+    // The other probers' options: what serde cannot check, each module's `validate()` does; its
+    // message starts with the field (`tcp.query_response[0].expect: ...`).
+    let mut validated =
+        |section: &str, at: Option<&serde_saphyr::Location>, r: Result<(), String>| {
+            if let Err(msg) = r {
+                let (sub, msg) = match msg.split_once(": ") {
+                    Some((f, rest)) if f.starts_with(section) && !f.contains(' ') => {
+                        (f.to_string(), rest.to_string())
+                    }
+                    _ => (section.to_string(), msg),
+                };
+                let (line, column) = at
+                    .map(|a| (a.line(), a.column()))
+                    .unwrap_or((m.referenced.line(), m.referenced.column()));
+                err(line, column, format!("{field}.{sub}"), msg);
+                false
+            } else {
+                true
+            }
+        };
+    if let Some(t) = &r.tcp {
+        ok &= validated("tcp", Some(&t.referenced), t.value.validate());
+    }
+    if let Some(d) = &r.dns {
+        ok &= validated("dns", Some(&d.referenced), d.value.validate());
+    }
+    if let Some(i) = &r.icmp {
+        ok &= validated("icmp", Some(&i.referenced), i.value.validate());
+    }
+    if let Some(g) = &r.grpc {
+        ok &= validated("grpc", Some(&g.referenced), g.value.validate());
+    }
+    let (prober, http) = (prober?, http?);
+    if !ok {
+        return None;
+    }
+    let shown = shown(prober, r, &http_raw);
+    Some(Module {
+        name: name.to_string(),
+        prober,
+        timeout,
+        http,
+        tcp: r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
+        dns: r.dns.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
+        icmp: r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
+        grpc: r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
+        shown,
+        file: file.to_path_buf(),
+        line: m.referenced.line(),
+    })
+}
+
+/// The module as shown by `/config`: the prober, the timeout when set, the prober's own options
+/// with defaults filled in, and any other section written in the file.
+fn shown(prober: Prober, r: &RawModule, http: &HttpModule) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("prober".into(), prober.as_str().into());
+    if let Some(t) = &r.timeout {
+        m.insert("timeout".into(), t.value.trim().into());
+    }
+    let to_value = |v: Result<serde_json::Value, serde_json::Error>| {
+        v.unwrap_or_else(|e| serde_json::Value::String(format!("<cannot show: {e}>")))
+    };
+    if prober == Prober::Http || r.http.is_some() {
+        m.insert("http".into(), to_value(serde_json::to_value(http)));
+    }
+    if prober == Prober::Tcp || r.tcp.is_some() {
+        let v = r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+        m.insert("tcp".into(), to_value(serde_json::to_value(v)));
+    }
+    if prober == Prober::Dns || r.dns.is_some() {
+        let v = r.dns.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+        m.insert("dns".into(), to_value(serde_json::to_value(v)));
+    }
+    if prober == Prober::Icmp || r.icmp.is_some() {
+        let v = r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+        m.insert("icmp".into(), to_value(serde_json::to_value(v)));
+    }
+    if prober == Prober::Grpc || r.grpc.is_some() {
+        let v = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+        m.insert("grpc".into(), to_value(serde_json::to_value(v)));
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Serializes a secret as blackbox shows it: `<secret>` (an empty one is left out by the
+/// field's `skip_serializing_if`).
+pub(crate) fn ser_secret<S: serde::Serializer>(
+    v: &impl AsRef<str>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    if v.as_ref().is_empty() {
+        s.serialize_str("")
+    } else {
+        s.serialize_str("<secret>")
+    }
+}
+
+/// Writes `v` as block-style YAML at `indent` spaces.
+fn write_yaml(v: &serde_json::Value, indent: usize, out: &mut String) {
+    use serde_json::Value;
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, val) in m {
+                out.push_str(&pad);
+                out.push_str(&yaml_scalar(k));
+                out.push(':');
+                write_yaml_value(val, indent, out);
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for item in a {
+                out.push_str(&pad);
+                out.push('-');
+                match item {
+                    Value::Object(m) if !m.is_empty() => {
+                        // First key on the dash's line, the rest aligned under it.
+                        let mut inner = String::new();
+                        write_yaml(item, indent + 2, &mut inner);
+                        out.push(' ');
+                        out.push_str(inner.trim_start());
+                    }
+                    _ => write_yaml_value(item, indent, out),
+                }
+            }
+        }
+        other => {
+            out.push_str(&pad);
+            out.push_str(&inline_scalar(other));
+            out.push('\n');
+        }
+    }
+}
+
+/// The part after `key:` or `-`: an inline scalar, or a nested block on the next lines.
+fn write_yaml_value(v: &serde_json::Value, indent: usize, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            write_yaml(v, indent + 4, out);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            write_yaml(v, indent + 4, out);
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&inline_scalar(other));
+            out.push('\n');
+        }
+    }
+}
+
+fn inline_scalar(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => yaml_scalar(s),
+        Value::Array(_) => "[]".into(),
+        Value::Object(_) => "{}".into(),
+    }
+}
+
+/// A string as a YAML scalar: plain when that reads back as the same string, double-quoted
+/// (JSON escapes, which YAML shares) otherwise.
+fn yaml_scalar(s: &str) -> String {
+    let plain_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '<' | '>' | ' ');
+    let first_ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '_' | '/' | '<' | '.'));
+    let reserved = matches!(
+        s.to_ascii_lowercase().as_str(),
+        "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n" | "~"
+    );
+    let plain = first_ok
+        && !reserved
+        && !s.ends_with(' ')
+        && s.chars().all(plain_char)
+        && s.parse::<f64>().is_err();
+    if plain {
+        s.to_string()
+    } else {
+        let mut q = String::new();
+        let _ = write!(q, "{}", serde_json::Value::String(s.to_string()));
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_rendering_reads_back_as_the_same_value() {
+        let v = serde_json::json!({
+            "modules": {
+                "a": {"prober": "http", "http": {
+                    "headers": {"Host": "x.example", "X-Empty": ""},
+                    "valid_status_codes": [200, 301],
+                    "fail_if_header_matches": [{"header": "X", "regexp": "y: z", "allow_missing": true}],
+                    "basic_auth": {"username": "u", "password": "<secret>"},
+                    "body": "{\"a\": 1}\nline2",
+                    "compression": "true",
+                }},
+                "b": {"prober": "icmp"},
+            }
+        });
+        let mut out = String::new();
+        write_yaml(&v, 0, &mut out);
+        let back: serde_json::Value = serde_saphyr::from_str(&out).expect("valid YAML");
+        assert_eq!(back, v, "{out}");
+        assert!(out.contains("password: <secret>"), "{out}");
+    }
+
+    #[test]
+    fn prober_names_round_trip() {
+        for (n, p) in Prober::ALL {
+            assert_eq!(Prober::parse(n), Some(p));
+            assert_eq!(p.as_str(), n);
+        }
+        assert_eq!(Prober::parse("websocket"), None);
+    }
+}

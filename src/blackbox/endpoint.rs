@@ -1,0 +1,510 @@
+//! `/probe` and `/config`, answering like blackbox_exporter.
+//!
+//! `/probe?target=T&module=M&hostname=H&debug=true`:
+//! 1. the module (default `http_2xx`) must be configured — otherwise 400 `Unknown module "M"`,
+//!    counted in `blackbox_module_unknown_total`, and nothing is probed;
+//! 2. the effective timeout is blackbox's rule: the `X-Prometheus-Scrape-Timeout-Seconds`
+//!    header (120 s when absent or 0) minus `--timeout-offset` (0.5 s), or the module's
+//!    `timeout` when that is shorter; a header that is not a number of seconds in 0..=86400 is
+//!    a 400 naming the header (blackbox answers 500 for an unparsable one);
+//! 3. a missing or empty `target` is 400 `Target parameter is missing`; a malformed one
+//!    (control characters, spaces, a scheme the prober cannot use, an unparsable URL) is a 400
+//!    saying why — blackbox would probe it and fail;
+//! 4. `hostname` sets the HTTP `Host` header (400 when the module sets another one) or the TCP
+//!    TLS server name;
+//! 5. the prober runs under the deadline and `probe_success` / `probe_duration_seconds` are
+//!    added; the families come out sorted by name, as Go's registry writes them.
+//!
+//! `debug=true` answers the probe's log, the metrics and the module's configuration (secrets
+//! hidden) as text, in blackbox's layout.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Response, StatusCode};
+use http_body_util::Full;
+use tokio::time::Instant;
+
+use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
+use super::{dns, grpc, http as bhttp, icmp, tcp, Ctx, Output};
+use crate::config::TargetSpec;
+use crate::probe::{Outcome, Phases, Reason};
+
+/// The header Prometheus sends with its scrape timeout.
+pub const TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
+/// blackbox's timeout when the scrape states none.
+pub const DEFAULT_SCRAPE_TIMEOUT_SECS: f64 = 120.0;
+/// The largest scrape timeout accepted from the header (a day).
+pub const MAX_SCRAPE_TIMEOUT_SECS: f64 = 86_400.0;
+/// `--timeout-offset`'s default, as blackbox's.
+pub const DEFAULT_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+/// Grace past the deadline before a prober that did not stop is abandoned.
+const OVERRUN_GRACE: Duration = Duration::from_secs(1);
+
+/// Endpoint state kept by the runtime: the timeout offset and the unknown-module counter.
+#[derive(Debug)]
+pub struct Blackbox {
+    timeout_offset_ns: AtomicU64,
+    module_unknown: AtomicU64,
+}
+
+impl Default for Blackbox {
+    fn default() -> Self {
+        Blackbox {
+            timeout_offset_ns: AtomicU64::new(DEFAULT_TIMEOUT_OFFSET.as_nanos() as u64),
+            module_unknown: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Blackbox {
+    /// Sets `--timeout-offset`.
+    pub fn set_timeout_offset(&self, d: Duration) {
+        self.timeout_offset_ns.store(
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// `--timeout-offset`.
+    pub fn timeout_offset(&self) -> Duration {
+        Duration::from_nanos(self.timeout_offset_ns.load(Ordering::Relaxed))
+    }
+
+    /// `blackbox_module_unknown_total`.
+    pub fn module_unknown_total(&self) -> u64 {
+        self.module_unknown.load(Ordering::Relaxed)
+    }
+
+    /// Writes the endpoint's own series for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "# HELP blackbox_module_unknown_total Count of unknown modules requested by probes\n\
+             # TYPE blackbox_module_unknown_total counter\n\
+             blackbox_module_unknown_total {}\n",
+            self.module_unknown_total()
+        );
+    }
+}
+
+type Body = Full<Bytes>;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
+}
+
+/// `/probe`'s query parameters (the first value of each, as Go's `Values.Get`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Params {
+    /// `target`
+    pub target: Option<String>,
+    /// `module`
+    pub module: Option<String>,
+    /// `hostname`
+    pub hostname: Option<String>,
+    /// `debug=true`
+    pub debug: bool,
+}
+
+impl Params {
+    /// Parses a query string.
+    pub fn parse(query: Option<&str>) -> Params {
+        let mut p = Params::default();
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match k.as_ref() {
+                "target" => &mut p.target,
+                "module" => &mut p.module,
+                "hostname" => &mut p.hostname,
+                "debug" => {
+                    if !p.debug && v == "true" {
+                        p.debug = true;
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.into_owned());
+            }
+        }
+        p
+    }
+}
+
+/// blackbox's effective timeout: the scrape's timeout (120 s when the header is absent or 0)
+/// minus `offset`, or the module's timeout when it is set and shorter. `Err` names the header
+/// when its value is not a number of seconds in 0..=86400.
+pub fn effective_timeout(
+    header: Option<&str>,
+    module: Option<Duration>,
+    offset: Duration,
+) -> Result<Duration, String> {
+    let scrape = match header.map(str::trim).filter(|v| !v.is_empty()) {
+        None => 0.0,
+        Some(v) => match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && (0.0..=MAX_SCRAPE_TIMEOUT_SECS).contains(&x) => x,
+            _ => {
+                return Err(format!(
+                    "{TIMEOUT_HEADER}: `{v}` is not a number of seconds between 0 and {MAX_SCRAPE_TIMEOUT_SECS}"
+                ))
+            }
+        },
+    };
+    let scrape = if scrape == 0.0 {
+        DEFAULT_SCRAPE_TIMEOUT_SECS
+    } else {
+        scrape
+    };
+    let max = scrape - offset.as_secs_f64();
+    let module = module.map(|d| d.as_secs_f64()).filter(|m| *m > 0.0);
+    let secs = match module {
+        Some(m) if m < max || max <= 0.0 => m,
+        // A scrape timeout shorter than the offset leaves nothing: blackbox would then give
+        // the probe no time at all; watchfire gives it the scrape's whole timeout instead.
+        None if max <= 0.0 => scrape,
+        _ => max,
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Checks a target before anything is probed: why it is malformed, if it is.
+pub fn check_target(prober: Prober, target: &str) -> Result<(), String> {
+    if let Some(c) = target.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "Target parameter is malformed: it contains the control character {:?}",
+            c
+        ));
+    }
+    if target.chars().any(char::is_whitespace) {
+        return Err("Target parameter is malformed: it contains a space".into());
+    }
+    let scheme = target.split_once("://").map(|(s, _)| s).filter(|s| {
+        let mut cs = s.chars();
+        cs.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && cs.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    match (prober, scheme) {
+        (Prober::Http | Prober::Grpc, Some(s))
+            if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") =>
+        {
+            return Err(format!(
+                "Target parameter is malformed: scheme `{s}` is not supported (use http:// or https://)"
+            ))
+        }
+        (Prober::Tcp | Prober::Dns | Prober::Icmp, Some(s)) => {
+            return Err(format!(
+                "Target parameter is malformed: the {} prober takes a host[:port], not a `{s}://` URL",
+                prober.as_str()
+            ))
+        }
+        _ => {}
+    }
+    if prober == Prober::Http {
+        let full = if scheme.is_some() {
+            target.to_string()
+        } else {
+            format!("http://{target}")
+        };
+        match url::Url::parse(&full) {
+            Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(_) => return Err("Target parameter is malformed: the URL has no host".into()),
+            Err(e) => return Err(format!("Target parameter is malformed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// `GET /probe`.
+pub async fn probe(
+    modules: &Modules,
+    state: &Blackbox,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    let params = Params::parse(query);
+    let name = params
+        .module
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| DEFAULT_MODULE.to_string());
+    let Some(module) = modules.get(&name) else {
+        state.module_unknown.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(module = %name, "unknown module");
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("Unknown module {}\n", go_quote(&name)),
+        );
+    };
+    let header_value = match headers.get(TIMEOUT_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("{TIMEOUT_HEADER}: the value is not text\n"),
+            )
+        }
+    };
+    let timeout = match effective_timeout(header_value, module.timeout, state.timeout_offset()) {
+        Ok(t) => t,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let Some(target) = params.target.clone().filter(|t| !t.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "Target parameter is missing\n");
+    };
+    if let Err(e) = check_target(module.prober, &target) {
+        return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+    }
+    let hostname = params.hostname.clone().filter(|h| !h.is_empty());
+    if let (Prober::Http, Some(h)) = (module.prober, &hostname) {
+        if let Some(configured) = module.http.host.as_ref().filter(|c| *c != h) {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "host header defined both in module configuration ({configured}) and with URL-parameter 'hostname' ({h})\n"
+                ),
+            );
+        }
+        if http::HeaderValue::from_str(h).is_err() {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "hostname parameter is malformed: it holds characters HTTP does not allow\n",
+            );
+        }
+    }
+    let (out, _ok) = run(module, target, hostname, timeout, params.debug).await;
+    let mut body = String::with_capacity(2048);
+    if params.debug {
+        body.push_str("Logs for the probe:\n");
+        for l in out.log_lines() {
+            body.push_str(l);
+            body.push('\n');
+        }
+        body.push_str("\n\n\nMetrics that would have been returned:\n");
+        out.render(&mut body);
+        body.push_str("\n\n\nModule configuration:\n");
+        body.push_str(&module.to_yaml());
+        return text(StatusCode::OK, body);
+    }
+    out.render(&mut body);
+    Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// Runs `module` against `target` within `timeout`: the probe's metrics (sorted, with
+/// `probe_success` and `probe_duration_seconds`) and whether it succeeded; the probe's log is
+/// kept when `log` is true. Also what scheduled targets with a `module:` run.
+pub async fn run(
+    module: &Module,
+    target: String,
+    hostname: Option<String>,
+    timeout: Duration,
+    log: bool,
+) -> (Output, bool) {
+    let start = Instant::now();
+    let ctx = Ctx {
+        target,
+        hostname,
+        deadline: start + timeout,
+        timeout,
+    };
+    let mut out = if log { Output::new() } else { Output::quiet() };
+    if log {
+        out.log(format!(
+            "Beginning probe module={} target={} probe={} timeout_seconds={}",
+            module.name,
+            ctx.target,
+            module.prober.as_str(),
+            timeout.as_secs_f64()
+        ));
+    }
+    let probe = async {
+        match module.prober {
+            Prober::Http => bhttp::probe(&module.http, &ctx, &mut out).await,
+            Prober::Tcp => tcp::probe(&module.tcp, &ctx, &mut out).await,
+            Prober::Dns => dns::probe(&module.dns, &ctx, &mut out).await,
+            Prober::Icmp => icmp::probe(&module.icmp, &ctx, &mut out).await,
+            Prober::Grpc => grpc::probe(&module.grpc, &ctx, &mut out).await,
+        }
+    };
+    let ok = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
+        .await
+        .unwrap_or(false);
+    let duration = start.elapsed().as_secs_f64();
+    if log {
+        out.log(format!(
+            "{} duration_seconds={duration}",
+            if ok {
+                "Probe succeeded"
+            } else {
+                "Probe failed"
+            }
+        ));
+    }
+    out.gauge(
+        "probe_success",
+        "Displays whether or not the probe was a success",
+        if ok { 1.0 } else { 0.0 },
+    );
+    out.gauge(
+        "probe_duration_seconds",
+        "Returns how long the probe took to complete in seconds",
+        duration,
+    );
+    out.sort();
+    (out, ok)
+}
+
+/// A scheduled target's probe when it names a `module:`: the module's request and checks
+/// against the target's URL, within the target's timeout, as an [`Outcome`] for watchfire's own
+/// series (phases, status, body size; a failure's reason inferred from the metrics, its detail
+/// from the probe's log).
+pub async fn scheduled(module: &Module, spec: &TargetSpec, planned: Instant) -> Outcome {
+    let started = Instant::now();
+    let timeout = module.timeout.map_or(spec.timeout, |m| m.min(spec.timeout));
+    let (out, ok) = run(module, spec.url.full.clone(), None, timeout, true).await;
+    let finished = Instant::now();
+    let phase = |p: &str| {
+        let v = out
+            .value_with("probe_http_duration_seconds", &[("phase", p)])
+            .unwrap_or(0.0);
+        Duration::try_from_secs_f64(v).unwrap_or_default()
+    };
+    let status = out
+        .value("probe_http_status_code")
+        .filter(|s| *s > 0.0)
+        .map(|s| s as u16);
+    let flag = |n: &str| out.value(n) == Some(1.0);
+    let result = if ok {
+        Ok(())
+    } else if flag("probe_failed_due_to_regex") {
+        Err(Reason::BodyMismatch)
+    } else if flag("probe_failed_due_to_cel") {
+        Err(Reason::JsonMismatch)
+    } else if let Some(code) = status {
+        let valid = if module.http.valid_status_codes.is_empty() {
+            (200..300).contains(&code)
+        } else {
+            module.http.valid_status_codes.contains(&i64::from(code))
+        };
+        Err(if valid {
+            Reason::Protocol
+        } else {
+            Reason::Status
+        })
+    } else if out.value("probe_ip_protocol").unwrap_or(0.0) == 0.0 && spec.url.ip.is_none() {
+        Err(Reason::Dns)
+    } else if finished - started >= timeout {
+        Err(Reason::Timeout)
+    } else {
+        Err(Reason::Connect)
+    };
+    let detail = (!ok).then(|| {
+        out.log_lines()
+            .iter()
+            .rev()
+            .find(|l| !l.contains("Probe failed"))
+            .map(|l| l.split_once(' ').map(|(_, m)| m).unwrap_or(l).to_string())
+            .unwrap_or_else(|| format!("module {} failed", module.name))
+    });
+    Outcome {
+        planned,
+        started,
+        finished,
+        phases: Phases {
+            resolve: phase("resolve"),
+            connect: phase("connect"),
+            tls: phase("tls"),
+            processing: phase("processing"),
+            transfer: phase("transfer"),
+        },
+        status,
+        body_bytes: out
+            .value("probe_http_uncompressed_body_length")
+            .unwrap_or(0.0) as u64,
+        result,
+        detail,
+        reused_connection: false,
+    }
+}
+
+/// `GET /config`: the modules as YAML, secrets hidden.
+pub fn config(modules: &Modules) -> Response<Body> {
+    text(StatusCode::OK, modules.to_yaml())
+}
+
+/// Go's `%q` for the names in messages.
+fn go_quote(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HALF: Duration = DEFAULT_TIMEOUT_OFFSET;
+
+    #[test]
+    fn timeout_is_blackbox_rule() {
+        let s = |x: f64| Duration::from_secs_f64(x);
+        assert_eq!(effective_timeout(None, None, HALF), Ok(s(119.5)));
+        assert_eq!(effective_timeout(Some("10"), None, HALF), Ok(s(9.5)));
+        assert_eq!(
+            effective_timeout(Some("10"), Some(s(5.0)), HALF),
+            Ok(s(5.0))
+        );
+        assert_eq!(effective_timeout(Some("3"), Some(s(5.0)), HALF), Ok(s(2.5)));
+        assert_eq!(effective_timeout(None, Some(s(5.0)), HALF), Ok(s(5.0)));
+        assert_eq!(effective_timeout(Some("0"), None, HALF), Ok(s(119.5)));
+        assert_eq!(
+            effective_timeout(Some("0.3"), Some(s(2.0)), HALF),
+            Ok(s(2.0))
+        );
+        assert_eq!(effective_timeout(Some("0.3"), None, HALF), Ok(s(0.3)));
+        for bad in ["abc", "-1", "NaN", "inf", "1e300", "86401"] {
+            let e = effective_timeout(Some(bad), None, HALF).unwrap_err();
+            assert!(e.contains(TIMEOUT_HEADER), "{e}");
+        }
+    }
+
+    #[test]
+    fn params_take_the_first_value() {
+        let p = Params::parse(Some("target=a%20b&module=m&target=c&debug=true&hostname=h"));
+        assert_eq!(p.target.as_deref(), Some("a b"));
+        assert_eq!(p.module.as_deref(), Some("m"));
+        assert_eq!(p.hostname.as_deref(), Some("h"));
+        assert!(p.debug);
+        assert_eq!(Params::parse(None), Params::default());
+    }
+
+    #[test]
+    fn malformed_targets_are_named() {
+        assert!(check_target(Prober::Http, "http://example.com/x").is_ok());
+        assert!(check_target(Prober::Http, "example.com:8080").is_ok());
+        assert!(check_target(Prober::Tcp, "example.com:25").is_ok());
+        assert!(check_target(Prober::Tcp, "[::1]:25").is_ok());
+        for (p, t, why) in [
+            (Prober::Http, "invalid://", "scheme `invalid`"),
+            (Prober::Http, "http://a b/", "space"),
+            (Prober::Http, "http://a\nb/", "control"),
+            (Prober::Http, "http://", "malformed"),
+            (Prober::Tcp, "http://x:1", "host[:port]"),
+        ] {
+            let e = check_target(p, t).unwrap_err();
+            assert!(e.contains(why), "{t}: {e}");
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! The `icmp` prober: one echo request per probe over IPv4 or IPv6.
+//!
+//! Sockets: an unprivileged datagram ICMP socket (`SOCK_DGRAM` + `IPPROTO_ICMP[V6]`, allowed by
+//! `net.ipv4.ping_group_range`) where the system allows it, a raw socket otherwise
+//! (root / `CAP_NET_RAW`), as blackbox does. No `unsafe`: socket2's safe API opens the socket,
+//! which then serves as a tokio `UdpSocket` (plain `sendto` / `recvfrom`).
+//!
+//! `probe_icmp_reply_hop_limit` is reported when the reply's IP header is visible, i.e. on raw
+//! IPv4 sockets. blackbox also reads it from `IP_RECVTTL` / `IPV6_RECVHOPLIMIT` control
+//! messages (datagram sockets, IPv6); that needs `recvmsg` with a control buffer, which cannot be
+//! read without `unsafe` (forbidden crate-wide), so there the metric is absent.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::tcp::{resolve_target, ser_ip_protocol};
+use super::{Ctx, IpProtocol, Output};
+
+/// blackbox's default `ttl`.
+pub const DEFAULT_TTL: i64 = 64;
+
+/// blackbox's `icmp:` module options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IcmpModule {
+    /// `ip4` or `ip6` (default).
+    #[serde(serialize_with = "ser_ip_protocol")]
+    pub preferred_ip_protocol: IpProtocol,
+    /// Use the other family when the preferred one has no address (default true).
+    pub ip_protocol_fallback: bool,
+    /// Local address to send from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ip_address: Option<String>,
+    /// Echo payload size in bytes (0: blackbox's 28-byte default payload).
+    pub payload_size: usize,
+    /// Set the IPv4 don't-fragment bit.
+    pub dont_fragment: bool,
+    /// TTL / hop limit of the request (0..=255, default 64).
+    pub ttl: i64,
+}
+
+impl Default for IcmpModule {
+    fn default() -> Self {
+        IcmpModule {
+            preferred_ip_protocol: IpProtocol::Ip6,
+            ip_protocol_fallback: true,
+            source_ip_address: None,
+            payload_size: 0,
+            dont_fragment: false,
+            ttl: DEFAULT_TTL,
+        }
+    }
+}
+
+impl IcmpModule {
+    /// Checks what serde cannot: `ttl` range, the source address.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ttl < 0 {
+            return Err("icmp.ttl: \"ttl\" cannot be negative".into());
+        }
+        if self.ttl > 255 {
+            return Err("icmp.ttl: \"ttl\" cannot exceed 255".into());
+        }
+        if self.payload_size > 65_000 {
+            return Err("icmp.payload_size: cannot exceed 65000 bytes".into());
+        }
+        if let Some(src) = &self.source_ip_address {
+            src.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("icmp.source_ip_address: `{src}` is not an IP address"))?;
+        }
+        Ok(())
+    }
+}
+
+const DURATION: &str = "probe_icmp_duration_seconds";
+const DURATION_HELP: &str = "Duration of icmp request by phase";
+/// blackbox's echo payload.
+const PAYLOAD: &[u8] = b"Prometheus Blackbox Exporter";
+
+/// The echo identifier: the PID, or a random value when running as PID 1 (containers), so that
+/// several instances do not clash (as blackbox does).
+fn echo_id() -> u16 {
+    static ID: OnceLock<u16> = OnceLock::new();
+    *ID.get_or_init(|| match std::process::id() {
+        1 => random_u16(),
+        pid => (pid & 0xffff) as u16,
+    })
+}
+
+/// The next echo sequence number; starts at a random offset.
+fn next_sequence() -> u16 {
+    static SEQ: OnceLock<AtomicU16> = OnceLock::new();
+    SEQ.get_or_init(|| AtomicU16::new(random_u16()))
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(1)
+}
+
+fn random_u16() -> u16 {
+    use std::hash::BuildHasher as _;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id()) as u16
+}
+
+/// How the socket was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Unprivileged datagram ICMP socket: the kernel owns the echo id; no IP header.
+    Dgram,
+    /// Raw socket: IPv4 replies come with their IP header (hence the TTL); IPv6 ones without.
+    Raw,
+    /// Raw IPv4 socket with `IP_HDRINCL`, to send the don't-fragment bit.
+    RawHeader,
+}
+
+/// Runs one ICMP probe.
+pub async fn probe(module: &IcmpModule, ctx: &Ctx, out: &mut Output) -> bool {
+    for phase in ["resolve", "setup", "rtt"] {
+        out.gauge_with(DURATION, DURATION_HELP, &[("phase", phase)], 0.0);
+    }
+    let Some(dst) = resolve_target(
+        &ctx.target,
+        module.preferred_ip_protocol,
+        module.ip_protocol_fallback,
+        ctx,
+        out,
+    )
+    .await
+    else {
+        return false;
+    };
+    let lookup = out.value("probe_dns_lookup_time_seconds").unwrap_or(0.0);
+    out.gauge_with(DURATION, DURATION_HELP, &[("phase", "resolve")], lookup);
+    let src: Option<IpAddr> = match &module.source_ip_address {
+        None => None,
+        Some(s) => match s.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                out.log(format!("error parsing source ip address: {s}"));
+                return false;
+            }
+        },
+    };
+
+    let setup_start = Instant::now();
+    let (socket, mode) = match open(dst, src, module) {
+        Ok(s) => s,
+        Err(e) => {
+            out.log(format!("error listening to socket: {e}"));
+            return false;
+        }
+    };
+    out.log(format!("created {mode:?} ICMP socket"));
+    let id = echo_id();
+    let seq = next_sequence();
+    let data = if module.payload_size == 0 {
+        PAYLOAD.to_vec()
+    } else {
+        let mut d = vec![0u8; module.payload_size];
+        let n = PAYLOAD.len().min(d.len());
+        d[..n].copy_from_slice(&PAYLOAD[..n]);
+        d
+    };
+    let echo = echo_request(dst.is_ipv6(), id, seq, &data);
+    let packet = if mode == Mode::RawHeader {
+        ipv4_with_df(src, dst, ttl_or_default(module.ttl), &echo)
+    } else {
+        echo
+    };
+    out.gauge_with(
+        DURATION,
+        DURATION_HELP,
+        &[("phase", "setup")],
+        setup_start.elapsed().as_secs_f64(),
+    );
+    out.log(format!("writing echo request id={id} seq={seq}"));
+    let rtt_start = Instant::now();
+    let exchange = async {
+        socket
+            .send_to(&packet, SocketAddr::new(dst, 0))
+            .await
+            .map_err(|e| format!("error writing to socket: {e}"))?;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (n, peer) = match socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // blackbox keeps reading after a read error, until the deadline.
+                    tracing::debug!(error = %e, "error reading from ICMP socket");
+                    continue;
+                }
+            };
+            if peer.ip() != dst {
+                continue;
+            }
+            if let Some(hop_limit) = match_reply(&buf[..n], mode, dst.is_ipv6(), id, seq, &data) {
+                return Ok::<_, String>(hop_limit);
+            }
+        }
+    };
+    match tokio::time::timeout_at(ctx.deadline, exchange).await {
+        Ok(Ok(hop_limit)) => {
+            out.gauge_with(
+                DURATION,
+                DURATION_HELP,
+                &[("phase", "rtt")],
+                rtt_start.elapsed().as_secs_f64(),
+            );
+            if let Some(h) = hop_limit {
+                out.gauge(
+                    "probe_icmp_reply_hop_limit",
+                    "Replied packet hop limit (TTL for ipv4)",
+                    f64::from(h),
+                );
+            } else {
+                out.log("the reply's hop limit is unknown on this socket type");
+            }
+            out.log("found matching reply packet");
+            true
+        }
+        Ok(Err(e)) => {
+            out.log(e);
+            false
+        }
+        Err(_) => {
+            out.log("timeout reading from socket");
+            false
+        }
+    }
+}
+
+fn ttl_or_default(ttl: i64) -> u8 {
+    u8::try_from(ttl)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(DEFAULT_TTL as u8)
+}
+
+/// Opens the socket: an unprivileged datagram ICMP socket where the system allows it, a raw
+/// one otherwise (`dont_fragment` needs a raw IPv4 socket with `IP_HDRINCL`).
+fn open(
+    dst: IpAddr,
+    src: Option<IpAddr>,
+    module: &IcmpModule,
+) -> Result<(UdpSocket, Mode), String> {
+    let (domain, proto) = if dst.is_ipv4() {
+        (Domain::IPV4, Protocol::ICMPV4)
+    } else {
+        (Domain::IPV6, Protocol::ICMPV6)
+    };
+    let (socket, mode) = if dst.is_ipv4() && module.dont_fragment {
+        let s = Socket::new(domain, Type::RAW, Some(proto))
+            .map_err(|e| format!("raw ICMP socket (needed for dont_fragment): {e}"))?;
+        s.set_header_included_v4(true)
+            .map_err(|e| format!("IP_HDRINCL: {e}"))?;
+        (s, Mode::RawHeader)
+    } else {
+        match Socket::new(domain, Type::DGRAM, Some(proto)) {
+            Ok(s) => (s, Mode::Dgram),
+            Err(dgram) => match Socket::new(domain, Type::RAW, Some(proto)) {
+                Ok(s) => (s, Mode::Raw),
+                Err(raw) => {
+                    return Err(format!(
+                        "unprivileged ICMP socket: {dgram}; raw ICMP socket: {raw} \
+                         (allow unprivileged ICMP with sysctl net.ipv4.ping_group_range, \
+                         or grant CAP_NET_RAW)"
+                    ))
+                }
+            },
+        }
+    };
+    if let Some(ip) = src {
+        socket
+            .bind(&SocketAddr::new(ip, 0).into())
+            .map_err(|e| format!("cannot bind to {ip}: {e}"))?;
+    }
+    if module.ttl > 0 && mode != Mode::RawHeader {
+        let ttl = u32::from(ttl_or_default(module.ttl));
+        let set = if dst.is_ipv4() {
+            socket.set_ttl_v4(ttl)
+        } else {
+            socket.set_unicast_hops_v6(ttl)
+        };
+        set.map_err(|e| format!("cannot set the TTL: {e}"))?;
+    }
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
+    let std_socket: std::net::UdpSocket = socket.into();
+    let socket =
+        UdpSocket::from_std(std_socket).map_err(|e| format!("cannot register the socket: {e}"))?;
+    Ok((socket, mode))
+}
+
+/// An echo request (ICMPv4 type 8 or ICMPv6 type 128). The ICMPv4 checksum is computed here;
+/// the kernel computes ICMPv6 checksums itself.
+fn echo_request(v6: bool, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(8 + data.len());
+    p.push(if v6 { 128 } else { 8 });
+    p.push(0);
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(data);
+    if !v6 {
+        let c = checksum(&p);
+        p[2..4].copy_from_slice(&c.to_be_bytes());
+    }
+    p
+}
+
+/// An IPv4 header with the don't-fragment bit, for `IP_HDRINCL` (the kernel fills in the source
+/// address when it is unspecified, the id and the header checksum).
+fn ipv4_with_df(src: Option<IpAddr>, dst: IpAddr, ttl: u8, icmp: &[u8]) -> Vec<u8> {
+    let total = (20 + icmp.len()) as u16;
+    let src = match src {
+        Some(IpAddr::V4(a)) => a.octets(),
+        _ => [0; 4],
+    };
+    let dst = match dst {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(_) => [0; 4],
+    };
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0x40, 0]); // id 0, flags DF, fragment offset 0
+    h.extend_from_slice(&[ttl, 1, 0, 0]); // TTL, protocol ICMP, checksum
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(icmp);
+    h
+}
+
+/// The Internet checksum (RFC 1071).
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Whether `pkt` is the reply to our request; `Some(hop_limit)` if so (the hop limit only when
+/// the socket shows it: raw IPv4 sockets deliver the IP header).
+fn match_reply(
+    pkt: &[u8],
+    mode: Mode,
+    v6: bool,
+    id: u16,
+    seq: u16,
+    data: &[u8],
+) -> Option<Option<u8>> {
+    let (icmp, hop_limit) = if !v6 && mode != Mode::Dgram {
+        let ihl = usize::from(pkt.first()? & 0x0f) * 4;
+        if ihl < 20 || pkt.len() < ihl {
+            return None;
+        }
+        (&pkt[ihl..], Some(pkt[8]))
+    } else {
+        (pkt, None)
+    };
+    if icmp.len() < 8 {
+        return None;
+    }
+    let reply_type = if v6 { 129 } else { 0 };
+    let reply_id = u16::from_be_bytes([icmp[4], icmp[5]]);
+    let reply_seq = u16::from_be_bytes([icmp[6], icmp[7]]);
+    // Datagram sockets: the kernel chose the id, and only hands us our own replies.
+    let id_ok = mode == Mode::Dgram || reply_id == id;
+    (icmp[0] == reply_type && icmp[1] == 0 && id_ok && reply_seq == seq && &icmp[8..] == data)
+        .then_some(hop_limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_of_an_echo_request_verifies() {
+        let p = echo_request(false, 0x1234, 7, PAYLOAD);
+        assert_eq!(checksum(&p), 0, "a packet with its checksum sums to zero");
+        assert_eq!(&p[..2], &[8, 0]);
+        assert_eq!(&p[4..8], &[0x12, 0x34, 0, 7]);
+    }
+
+    #[test]
+    fn a_raw_ipv4_reply_yields_its_ttl() {
+        let mut reply = echo_request(false, 9, 3, b"abc");
+        reply[0] = 0;
+        let pkt = ipv4_with_df(None, "127.0.0.1".parse().unwrap(), 61, &reply);
+        assert_eq!(
+            match_reply(&pkt, Mode::Raw, false, 9, 3, b"abc"),
+            Some(Some(61))
+        );
+        assert_eq!(match_reply(&pkt, Mode::Raw, false, 9, 4, b"abc"), None);
+        assert_eq!(match_reply(&pkt, Mode::Raw, false, 8, 3, b"abc"), None);
+        // Our own request, seen on loopback, is not a reply.
+        let req = ipv4_with_df(
+            None,
+            "127.0.0.1".parse().unwrap(),
+            64,
+            &echo_request(false, 9, 3, b"abc"),
+        );
+        assert_eq!(match_reply(&req, Mode::Raw, false, 9, 3, b"abc"), None);
+    }
+
+    #[test]
+    fn datagram_replies_ignore_the_kernel_chosen_id() {
+        let mut reply = echo_request(true, 4242, 5, b"xy");
+        reply[0] = 129;
+        assert_eq!(
+            match_reply(&reply, Mode::Dgram, true, 1, 5, b"xy"),
+            Some(None)
+        );
+        assert_eq!(match_reply(&reply, Mode::Raw, true, 1, 5, b"xy"), None);
+        assert_eq!(
+            match_reply(&reply[..5], Mode::Dgram, true, 1, 5, b"xy"),
+            None
+        );
+        assert_eq!(match_reply(&[], Mode::Raw, false, 1, 5, b"xy"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn match_reply_never_panics(pkt in proptest::collection::vec(proptest::num::u8::ANY, 0..64), v6: bool) {
+            for mode in [Mode::Dgram, Mode::Raw, Mode::RawHeader] {
+                let _ = match_reply(&pkt, mode, v6, 1, 1, b"x");
+            }
+        }
+    }
+
+    #[test]
+    fn validate_bounds_ttl() {
+        let m = IcmpModule {
+            ttl: 256,
+            ..Default::default()
+        };
+        assert!(m.validate().unwrap_err().starts_with("icmp.ttl"));
+        let m = IcmpModule {
+            ttl: -1,
+            ..Default::default()
+        };
+        assert!(m.validate().unwrap_err().starts_with("icmp.ttl"));
+        assert!(IcmpModule::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,532 @@
+//! Loopback servers for the tcp, dns and grpc prober tests (hermetic and differential): an
+//! SMTP-like banner server with STARTTLS, a TLS banner server, a DNS server on UDP and TCP, gRPC
+//! health servers (plain, TLS, with a required metadata token, without the health service) and
+//! a listener that closes every connection. All bind 127.0.0.1:0; each stops when dropped.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, MX, NS, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+
+/// A running server; its tasks are aborted on drop.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, its server config and its PEM.
+pub struct Cert {
+    /// Server config with that certificate.
+    pub server: Arc<rustls::ServerConfig>,
+    /// The certificate (PEM), to trust as `ca_file`.
+    pub pem: String,
+    /// A file holding `pem` (kept alive with this value).
+    pub ca_file: tempfile::NamedTempFile,
+}
+
+/// A fresh self-signed certificate (`alpn`: the server's ALPN protocols).
+pub fn self_signed(alpn: &[&[u8]]) -> Cert {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("self-signed certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .expect("server certificate");
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let pem = ck.cert.pem();
+    let mut ca_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut ca_file, pem.as_bytes()).expect("write CA file");
+    Cert {
+        server: Arc::new(cfg),
+        pem,
+        ca_file,
+    }
+}
+
+/// Accepts TCP connections on 127.0.0.1:0 and runs `handle` on each.
+async fn tcp_server<F, Fut>(handle: F) -> Server
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(handle(s));
+        }
+    });
+    Server {
+        addr,
+        tasks: vec![task],
+    }
+}
+
+/// An SMTP-like dialogue:
+///
+/// ```text
+/// S: 220 mx.test ESMTP ready
+/// C: EHLO mx.test            (anything else: 500)
+/// S: 250 STARTTLS
+/// C: STARTTLS
+/// S: 220 go ahead            then TLS
+/// S: 250 tls-ok mx.test      (over TLS)
+/// ```
+pub async fn smtp(cert: &Cert) -> Server {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server.clone());
+    tcp_server(move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            let mut r = BufReader::new(s);
+            if r.get_mut()
+                .write_all(b"220 mx.test ESMTP ready\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut line = String::new();
+            if r.read_line(&mut line).await.is_err() {
+                return;
+            }
+            if line.trim_end() != "EHLO mx.test" {
+                let _ = r.get_mut().write_all(b"500 bad greeting\r\n").await;
+                return;
+            }
+            let _ = r.get_mut().write_all(b"250 STARTTLS\r\n").await;
+            line.clear();
+            if r.read_line(&mut line).await.is_err() || line.trim_end() != "STARTTLS" {
+                return;
+            }
+            let _ = r.get_mut().write_all(b"220 go ahead\r\n").await;
+            let Ok(mut tls) = acceptor.accept(r.into_inner()).await else {
+                return;
+            };
+            let _ = tls.write_all(b"250 tls-ok mx.test\r\n").await;
+            let _ = tls.flush().await;
+            // Wait for the client to go away.
+            let mut sink = [0u8; 64];
+            let _ = tls.read(&mut sink).await;
+        }
+    })
+    .await
+}
+
+/// TLS from the first byte, then `220 tls banner`.
+pub async fn tls_banner(cert: &Cert) -> Server {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server.clone());
+    tcp_server(move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(mut tls) = acceptor.accept(s).await else {
+                return;
+            };
+            let _ = tls.write_all(b"220 tls banner\r\n").await;
+            let _ = tls.flush().await;
+            let mut sink = [0u8; 64];
+            let _ = tls.read(&mut sink).await;
+        }
+    })
+    .await
+}
+
+/// Accepts, reads whatever comes and says nothing until the client leaves.
+pub async fn silent() -> Server {
+    tcp_server(|mut s| async move {
+        let mut sink = [0u8; 1024];
+        while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await
+}
+
+/// Accepts and closes at once (not HTTP/2, not anything).
+pub async fn closing() -> Server {
+    tcp_server(|s| async move { drop(s) }).await
+}
+
+// ---- DNS ----
+
+/// The zone served by [`dns`]:
+///
+/// - `a.test.` A → 192.0.2.1, 192.0.2.2 (authority: NS ns1.test.; additional: A of ns1.test.)
+/// - `a.test.` AAAA → 2001:db8::1
+/// - `a.test.` ANY → the two A records
+/// - `test.` SOA → serial 2024010101 (authority: NS ns1.test.)
+/// - `mx.test.` MX → 10 mail.test.
+/// - `txt.test.` TXT → "hello world"
+/// - `missing.test.` → NXDOMAIN (authority: the SOA)
+/// - `fail.test.` → SERVFAIL
+/// - anything else → NOERROR, empty
+pub const DNS_SERIAL: u32 = 2_024_010_101;
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).expect("a DNS name")
+}
+
+fn soa() -> Record {
+    Record::from_rdata(
+        name("test."),
+        300,
+        RData::SOA(SOA::new(
+            name("ns1.test."),
+            name("hostmaster.test."),
+            DNS_SERIAL,
+            7200,
+            3600,
+            1_209_600,
+            300,
+        )),
+    )
+}
+
+fn ns() -> Record {
+    Record::from_rdata(name("test."), 300, RData::NS(NS(name("ns1.test."))))
+}
+
+/// The answer to `query`.
+pub fn dns_answer(query: &Message) -> Message {
+    let mut resp = Message::new();
+    resp.set_id(query.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(query.recursion_desired())
+        .set_authoritative(true);
+    resp.add_queries(query.queries().to_vec());
+    let Some(q) = query.queries().first() else {
+        resp.set_response_code(ResponseCode::FormErr);
+        return resp;
+    };
+    let qname = q.name().to_ascii().to_lowercase();
+    let a =
+        |ip: &str| Record::from_rdata(name("a.test."), 300, RData::A(A(ip.parse().expect("IPv4"))));
+    match (qname.as_str(), q.query_type()) {
+        ("a.test.", RecordType::A | RecordType::ANY) => {
+            resp.add_answer(a("192.0.2.1"));
+            resp.add_answer(a("192.0.2.2"));
+            resp.add_name_server(ns());
+            resp.add_additional(Record::from_rdata(
+                name("ns1.test."),
+                300,
+                RData::A(A("192.0.2.53".parse().expect("IPv4"))),
+            ));
+        }
+        ("a.test.", RecordType::AAAA) => {
+            resp.add_answer(Record::from_rdata(
+                name("a.test."),
+                300,
+                RData::AAAA(AAAA("2001:db8::1".parse().expect("IPv6"))),
+            ));
+        }
+        ("test.", RecordType::SOA) => {
+            resp.add_answer(soa());
+            resp.add_name_server(ns());
+        }
+        ("mx.test.", RecordType::MX) => {
+            resp.add_answer(Record::from_rdata(
+                name("mx.test."),
+                300,
+                RData::MX(MX::new(10, name("mail.test."))),
+            ));
+        }
+        ("txt.test.", RecordType::TXT) => {
+            resp.add_answer(Record::from_rdata(
+                name("txt.test."),
+                300,
+                RData::TXT(TXT::new(vec!["hello world".into()])),
+            ));
+        }
+        ("missing.test.", _) => {
+            resp.set_response_code(ResponseCode::NXDomain);
+            resp.add_name_server(soa());
+        }
+        ("fail.test.", _) => {
+            resp.set_response_code(ResponseCode::ServFail);
+        }
+        _ => {}
+    }
+    resp
+}
+
+/// A DNS server for [`dns_answer`]'s zone on UDP and TCP, on one port of 127.0.0.1.
+pub async fn dns() -> Server {
+    // UDP and TCP on the same port; retry on the rare clash.
+    for _ in 0..20 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind UDP");
+        let addr = udp.local_addr().expect("local address");
+        let Ok(tcp) = TcpListener::bind(addr).await else {
+            continue;
+        };
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+                    continue;
+                };
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                if let Ok(wire) = dns_answer(&q).to_vec() {
+                    let _ = udp.send_to(&wire, peer).await;
+                }
+            }
+        });
+        let tcp_task = tokio::spawn(async move {
+            while let Ok((s, _)) = tcp.accept().await {
+                tokio::spawn(dns_stream(s));
+            }
+        });
+        return Server {
+            addr,
+            tasks: vec![udp_task, tcp_task],
+        };
+    }
+    panic!("no port free on both UDP and TCP");
+}
+
+/// Answers length-prefixed DNS messages on a stream until it ends.
+async fn dns_stream<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+    loop {
+        let mut len = [0u8; 2];
+        if s.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if s.read_exact(&mut buf).await.is_err() {
+            return;
+        }
+        let Ok(q) = Message::from_vec(&buf) else {
+            return;
+        };
+        let Ok(wire) = dns_answer(&q).to_vec() else {
+            return;
+        };
+        let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&wire);
+        if s.write_all(&framed).await.is_err() || s.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The DNS server of [`dns`] over TLS (DNS over TLS, RFC 7858), TCP only.
+pub async fn dns_over_tls(cert: &Cert) -> Server {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server.clone());
+    tcp_server(move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(tls) = acceptor.accept(s).await {
+                dns_stream(tls).await;
+            }
+        }
+    })
+    .await
+}
+
+// ---- gRPC ----
+
+/// Services registered in the health servers.
+pub const GRPC_SERVING: &str = "ok.Service";
+/// Registered as NOT_SERVING.
+pub const GRPC_NOT_SERVING: &str = "down.Service";
+/// The metadata [`grpc_health_with_token`] requires.
+pub const GRPC_TOKEN: (&str, &str) = ("x-probe-token", "s3cret");
+
+async fn health_service(
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(GRPC_SERVING, tonic_health::ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status(GRPC_NOT_SERVING, tonic_health::ServingStatus::NotServing)
+        .await;
+    // The statuses live in the service; the reporter may go.
+    drop(reporter);
+    service
+}
+
+/// A plain gRPC server with the standard health service ("" and [`GRPC_SERVING`] SERVING,
+/// [`GRPC_NOT_SERVING`] NOT_SERVING).
+pub async fn grpc_health() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let svc = health_service().await;
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .serve_with_incoming(svc, tonic::transport::server::TcpIncoming::from(listener))
+            .await;
+    });
+    Server {
+        addr,
+        tasks: vec![task],
+    }
+}
+
+/// Like [`grpc_health`], but every call must carry the [`GRPC_TOKEN`] metadata
+/// (else `UNAUTHENTICATED`).
+pub async fn grpc_health_with_token() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let svc = health_service().await;
+    let check = |req: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
+        match req.metadata().get(GRPC_TOKEN.0) {
+            Some(v) if v == GRPC_TOKEN.1 => Ok(req),
+            _ => Err(tonic::Status::unauthenticated("no token")),
+        }
+    };
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .serve_with_incoming(
+                tonic::service::interceptor::InterceptedService::new(svc, check),
+                tonic::transport::server::TcpIncoming::from(listener),
+            )
+            .await;
+    });
+    Server {
+        addr,
+        tasks: vec![task],
+    }
+}
+
+/// A gRPC server with no services at all (every call: `UNIMPLEMENTED`).
+pub async fn grpc_without_health() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .serve_with_incoming(
+                Unimplemented,
+                tonic::transport::server::TcpIncoming::from(listener),
+            )
+            .await;
+    });
+    Server {
+        addr,
+        tasks: vec![task],
+    }
+}
+
+/// Answers every call with `UNIMPLEMENTED`, like a gRPC server without the called service.
+#[derive(Clone)]
+struct Unimplemented;
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Unimplemented {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::ready(Ok(
+            tonic::Status::unimplemented("no such service").into_http()
+        ))
+    }
+}
+
+/// A TLS stream tonic can serve.
+struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// The health server of [`grpc_health`] over TLS (`cert` must offer ALPN `h2`).
+pub async fn grpc_health_tls(cert: &Cert) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<TlsConn, std::io::Error>>(16);
+    let accept = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(s).await {
+                    let _ = tx.send(Ok(TlsConn(tls))).await;
+                }
+            });
+        }
+    });
+    let svc = health_service().await;
+    let serve = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .serve_with_incoming(svc, ReceiverStream::new(rx))
+            .await;
+    });
+    Server {
+        addr,
+        tasks: vec![accept, serve],
+    }
+}
+
+/// `host:port` of a loopback address.
+pub fn target(addr: SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V4(_) => addr.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
+    }
+}
