@@ -23,19 +23,23 @@
 //!   `--timeout-ms` (150), `down_after` 3, `up_after` 2, `hold: 0s`, `min_switch_interval: 0s`
 //!   (failback as soon as the restarted primary has passed `up_after` checks), and a proxy.
 //! - Each round: wait until the primary is active and `Up`; wait for the primary's next check to
-//!   be recorded (the check target's probe counter, polled every 1 ms: that gives the phase of
-//!   the check schedule); sleep a phase `φ` in `[0, interval)`; `kill -9` the primary
+//!   be recorded (the check target's probe counter, polled every 1 ms) and take its start (end
+//!   time minus duration, from its record) as the phase reference of the check schedule; kill at
+//!   a phase `φ` in `[0, interval − 1 ms)` after it (in practice ≥ ~1 ms: the check must have
+//!   ended and been seen; the phase reported is the actual one); `kill -9` the primary
 //!   ([`Child::kill`] = SIGKILL); poll [`Group::active`] every 1 ms until it is the backup:
 //!   kill → switch. Then restart the primary on the same port and poll until traffic is back on
 //!   it: restart → failback.
 //!   Phases are stratified random: round `k` of `N` (in shuffled order) uses
-//!   `φ = (k + u) / N × interval` with `u` uniform in `[0, 1)`, so they cover the interval evenly.
+//!   `φ = (k + u) / N × (interval − 1 ms)` with `u` uniform in `[0, 1)`, so they cover the
+//!   interval evenly.
 //! - With health checks only, the first failed check after the kill comes `interval − φ` later
 //!   (a killed process refuses the connection at once), and the switch on the `down_after`-th:
 //!   the ideal is `interval − φ + (down_after − 1) × interval`, so kill → switch lies in
 //!   `((down_after − 1) × interval, down_after × interval]` plus the prober's own delay, which is
 //!   reported as `overhead` = measured − ideal (it includes the ≤ 1 ms polling granularity of
-//!   both the phase reference and the switch).
+//!   the switch, and any schedule lag of the checks). When the actual phase is past an interval
+//!   (the machine was busy), the ideal counts from the first check planned after the kill.
 //! - Variants (`--variants`): `checks` = no client traffic through the proxy (pure health-check
 //!   detection, the worst case); `passive` = one `GET /health` every `--load-every-ms` (10) ms
 //!   through the proxy on a keep-alive connection: the first request after the kill finds the
@@ -501,20 +505,34 @@ fn detection(o: &Opts) {
                 eprintln!("round {r}: the primary is not active and up after 10 s; stopping");
                 break 'variants;
             }
-            // The phase reference: the primary's next check recorded.
+            // The phase reference: the start of the primary's next check, from its record
+            // (end time and duration) as soon as it is seen (polled every 1 ms).
             let probes = || check.stats.lock().expect("stats lock poisoned").probes();
             let before = probes();
-            let Some(checked) = poll_until(o.interval * 3, || probes() != before) else {
+            if poll_until(o.interval * 3, || probes() != before).is_none() {
                 eprintln!("round {r}: no check of the primary within 3 intervals; stopping");
                 break 'variants;
+            }
+            let check_start = {
+                let st = check.stats.lock().expect("stats lock poisoned");
+                let since_end = st
+                    .last
+                    .at
+                    .and_then(|at| std::time::SystemTime::now().duration_since(at).ok())
+                    .unwrap_or_default();
+                let now = Instant::now();
+                now.checked_sub(since_end + st.last.duration).unwrap_or(now)
             };
-            let phase = o.interval.mul_f64((k as f64 + rng.unit()) / n as f64);
-            let kill_at = checked + phase;
-            if let Some(d) = kill_at.checked_duration_since(Instant::now()) {
+            // Up to 1 ms before the next check starts: a kill at the very moment a check
+            // starts could race its connect.
+            let span = o.interval.saturating_sub(Duration::from_millis(1));
+            let phase = span.mul_f64((k as f64 + rng.unit()) / n as f64);
+            if let Some(d) = (check_start + phase).checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
             }
             let killed = Instant::now();
-            let phase = killed - checked;
+            // The actual phase (later than planned when the plan was already in the past).
+            let phase = killed - check_start;
             primary.kill();
             let switched = poll_until(Duration::from_secs(10), || g.active() == Some(1));
             primary.reap();
@@ -524,12 +542,13 @@ fn detection(o: &Opts) {
                 continue;
             };
             let switch = switched - killed;
-            // ideal: the first check after the kill, then down_after − 1 more.
-            let to_next = o
-                .interval
-                .checked_sub(phase.min(o.interval))
-                .unwrap_or_default();
-            let ideal = (!passive).then(|| to_next + o.interval * (o.down_after - 1));
+            // Ideal: the first check planned after the kill fails at once (refused), then
+            // down_after − 1 more, one interval apart.
+            let ideal = (!passive).then(|| {
+                let checks_before = phase.as_nanos() / o.interval.as_nanos() + 1;
+                let next = check_start + o.interval * checks_before as u32;
+                (next - killed) + o.interval * (o.down_after - 1)
+            });
             let restarted = Instant::now();
             primary = Sim::start(&o.bin, pa, pid_file);
             let Some(back) = poll_until(Duration::from_secs(10), || g.active() == Some(0)) else {

@@ -366,8 +366,9 @@ async fn all_instances_down_answers_503_with_retry_after_at_once() {
     let (rt, g, proxy, cancel) = start(&yaml).await;
     primary.go_down();
     backup.go_down();
-    eventually(Duration::from_secs(5), "no active instance", || async {
-        g.active().is_none().then_some(())
+    eventually(Duration::from_secs(5), "both instances down", || async {
+        let down = watchfire::state::Health::Down;
+        (g.health(0) == down && g.health(1) == down && g.active().is_none()).then_some(())
     })
     .await;
     let mut client = Client::connect(proxy).await;

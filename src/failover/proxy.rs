@@ -339,30 +339,31 @@ async fn forward(
     let mut req = Request::from_parts(parts, Either::Left(body));
     let mut tried: u64 = 0;
     let mut last_error = None;
+    let mut replayed = false;
     loop {
         let Some(i) = group.pick(tried) else {
-            let resp = match last_error {
-                Some(e) => {
-                    stats.count(None, 502);
-                    plain(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("failover proxy: no instance could take the request ({e})"),
-                    )
-                }
-                None => {
-                    stats.count(None, 503);
-                    let mut r = plain(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "failover proxy: no instance is up",
-                    );
-                    let secs = cfg.retry_after.as_secs().max(1).to_string();
-                    if let Ok(v) = HeaderValue::from_str(&secs) {
-                        r.headers_mut().insert(header::RETRY_AFTER, v);
-                    }
-                    r
-                }
+            // Every instance refused the connection (nothing was sent): the service is
+            // unavailable, like when none is up. A replayed request that failed again is a
+            // bad gateway.
+            if replayed {
+                stats.count(None, 502);
+                let e = last_error.unwrap_or_default();
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("failover proxy: no instance could take the request ({e})"),
+                );
+            }
+            stats.count(None, 503);
+            let text = match &last_error {
+                Some(e) => format!("failover proxy: no instance is reachable ({e})"),
+                None => "failover proxy: no instance is up".to_string(),
             };
-            return resp;
+            let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, &text);
+            let secs = cfg.retry_after.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
         };
         tried |= 1 << i;
         let inst = &group.cfg.instances[i];
@@ -395,6 +396,7 @@ async fn forward(
             }
             Attempt::MaybeSent(detail) if replayable => {
                 stats.retries_replay.fetch_add(1, Ordering::Relaxed);
+                replayed = true;
                 last_error = Some(detail);
                 req = rebuild(Either::Right(Empty::new()));
             }
