@@ -185,24 +185,10 @@ impl Group {
     }
 
     fn views(&self, st: &mut GroupState, now: Instant) -> Vec<View> {
-        let targets = self.targets.read().expect("targets lock poisoned");
-        (0..self.cfg.instances.len())
-            .map(|i| {
-                let health = targets
-                    .get(i)
-                    .map(|t| t.stats.lock().expect("stats lock poisoned").state.health)
-                    .unwrap_or(Health::Down);
-                st.up_since[i] = if health == Health::Up {
-                    st.up_since[i].or(Some(now))
-                } else {
-                    None
-                };
-                View {
-                    health,
-                    up_since: st.up_since[i],
-                }
-            })
-            .collect()
+        let health: Vec<Health> = (0..self.cfg.instances.len())
+            .map(|i| self.health(i))
+            .collect();
+        select::observe(&health, &mut st.up_since, now)
     }
 
     /// Looks at the instances' health now and moves traffic if the rules say so.

@@ -120,6 +120,26 @@ fn moved(
     )
 }
 
+/// The views of instances with `health` at `now`. `up_since` (one slot per instance) keeps the
+/// start of each instance's current run of `Up` and is updated here.
+pub fn observe(health: &[Health], up_since: &mut [Option<Instant>], now: Instant) -> Vec<View> {
+    health
+        .iter()
+        .zip(up_since.iter_mut())
+        .map(|(&health, since)| {
+            *since = if health == Health::Up {
+                since.or(Some(now))
+            } else {
+                None
+            };
+            View {
+                health,
+                up_since: *since,
+            }
+        })
+        .collect()
+}
+
 /// One decision: the selection after looking at `views` at `now`.
 pub fn decide(
     sel: Selection,
@@ -317,10 +337,7 @@ mod tests {
             let mut since: [Option<Instant>; 3] = [None; 3];
             for (hs, dt) in steps {
                 now += Duration::from_millis(dt);
-                let views: Vec<View> = hs.iter().enumerate().map(|(i, h)| {
-                    since[i] = if *h == Health::Up { since[i].or(Some(now)) } else { None };
-                    View { health: *h, up_since: since[i] }
-                }).collect();
+                let views = observe(&hs, &mut since, now);
                 sel = decide(sel, &views, now, &P).0;
                 match sel.active {
                     Some(a) => prop_assert!(views[a].health != Health::Down),
@@ -341,10 +358,7 @@ mod tests {
             let mut since: [Option<Instant>; 2] = [None; 2];
             for (hs, dt) in steps {
                 now += Duration::from_millis(dt);
-                let views: Vec<View> = hs.iter().enumerate().map(|(i, h)| {
-                    since[i] = if *h == Health::Up { since[i].or(Some(now)) } else { None };
-                    View { health: *h, up_since: since[i] }
-                }).collect();
+                let views = observe(&hs, &mut since, now);
                 let before = sel;
                 let (next, sw) = decide(sel, &views, now, &P);
                 if let Some(sw) = sw {
