@@ -657,6 +657,37 @@ async fn exchange(
     }
 }
 
+/// Drives the connection until the response head arrives (HTTP/1.1 and HTTP/2 alike).
+async fn await_head<F, S>(
+    conn: super::http_conn::ConnFuture,
+    response: F,
+    sender: S,
+    deadline: Instant,
+    t_gotconn: Instant,
+    r: &mut Report,
+) -> Result<Answer, String>
+where
+    F: std::future::Future<Output = Result<http::Response<hyper::body::Incoming>, hyper::Error>>,
+    S: Send + 'static,
+{
+    let mut conn = Conn { fut: Some(conn) };
+    let resp = match timeout_at(deadline, conn.drive(response)).await {
+        Err(_) => return Err("context deadline exceeded".into()),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Err(e))) => return Err(chain(&e)),
+        Ok(Ok(Ok(resp))) => resp,
+    };
+    let first_byte = Instant::now();
+    r.add(PROCESSING, first_byte - t_gotconn);
+    Ok(Answer {
+        resp,
+        conn,
+        tls: None,
+        first_byte,
+        _sender: Box::new(sender),
+    })
+}
+
 /// HTTP/1.1 handshake on `io`, the request, the response head.
 async fn send<S>(
     io: S,
@@ -677,24 +708,8 @@ where
         Ok(Err(e)) => return Err(format!("HTTP handshake: {e}")),
         Ok(Ok(x)) => x,
     };
-    let mut conn = Conn {
-        fut: Some(Box::pin(conn)),
-    };
-    let resp = match timeout_at(deadline, conn.drive(sender.send_request(req))).await {
-        Err(_) => return Err("context deadline exceeded".into()),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Err(e))) => return Err(chain(&e)),
-        Ok(Ok(Ok(resp))) => resp,
-    };
-    let first_byte = Instant::now();
-    r.add(PROCESSING, first_byte - t_gotconn);
-    Ok(Answer {
-        resp,
-        conn,
-        tls: None,
-        first_byte,
-        _sender: Box::new(sender),
-    })
+    let response = sender.send_request(req);
+    await_head(Box::pin(conn), response, sender, deadline, t_gotconn, r).await
 }
 
 /// HTTP/2 (negotiated by ALPN over TLS): the same request with `:authority` from the `Host`
@@ -730,22 +745,6 @@ where
         Ok(Err(e)) => return Err(format!("HTTP/2 handshake: {e}")),
         Ok(Ok(x)) => x,
     };
-    let mut conn = Conn {
-        fut: Some(Box::pin(conn)),
-    };
-    let resp = match timeout_at(deadline, conn.drive(sender.send_request(req))).await {
-        Err(_) => return Err("context deadline exceeded".into()),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Err(e))) => return Err(chain(&e)),
-        Ok(Ok(Ok(resp))) => resp,
-    };
-    let first_byte = Instant::now();
-    r.add(PROCESSING, first_byte - t_gotconn);
-    Ok(Answer {
-        resp,
-        conn,
-        tls: None,
-        first_byte,
-        _sender: Box::new(sender),
-    })
+    let response = sender.send_request(req);
+    await_head(Box::pin(conn), response, sender, deadline, t_gotconn, r).await
 }
