@@ -189,7 +189,21 @@ impl TargetStats {
             phases: o.phases,
             body_bytes: o.body_bytes,
         };
-        let (next, transition) = state::step(self.state, o.ok(), thresholds);
+        let stepped = state::step(self.state, o.ok(), thresholds);
+        self.apply(stepped, now)
+    }
+
+    /// Takes the target down at once on outside evidence ([`state::eject`]).
+    pub fn eject(&mut self, thresholds: Thresholds) -> Option<Transition> {
+        let ejected = state::eject(self.state, thresholds);
+        self.apply(ejected, SystemTime::now())
+    }
+
+    fn apply(
+        &mut self,
+        (next, transition): (State, Option<Transition>),
+        now: SystemTime,
+    ) -> Option<Transition> {
         self.state = next;
         if let Some(t) = transition {
             match t.to {

@@ -113,21 +113,13 @@ impl Target {
     /// it), as if `down_after` probes had failed; it comes back up after `up_after` successful
     /// probes as usual.
     pub fn mark_down(&self, reason: Reason, detail: String) {
-        let from = {
-            let mut stats = self.stats.lock().expect("stats lock poisoned");
-            let from = stats.state.health;
-            if from == Health::Down {
-                return;
-            }
-            stats.state = crate::state::State {
-                health: Health::Down,
-                successes: 0,
-                failures: self.spec.down_after,
-            };
-            stats.transitions_down += 1;
-            stats.last_transition = Some(std::time::SystemTime::now());
-            from
-        };
+        let ejected = self
+            .stats
+            .lock()
+            .expect("stats lock poisoned")
+            .eject(self.thresholds());
+        let Some(t) = ejected else { return };
+        let from = t.from;
         warn!(target = %self.spec.name, from = %from, reason = reason.as_str(), detail = %detail, "target is down (passive detection)");
         let _ = self.shared.events.send(TransitionEvent {
             target: self.spec.name.clone(),

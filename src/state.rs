@@ -104,6 +104,22 @@ pub fn step(state: State, ok: bool, t: Thresholds) -> (State, Option<Transition>
     (next, transition)
 }
 
+/// Outside evidence (the failover proxy could not reach the target) takes it down at once, as
+/// if `down_after` probes had failed; it comes back after `up_after` successes as usual.
+pub fn eject(state: State, t: Thresholds) -> (State, Option<Transition>) {
+    let next = State {
+        health: Health::Down,
+        successes: 0,
+        failures: state.failures.max(t.down_after.max(1)),
+    };
+    let transition = (state.health != Health::Down).then_some(Transition {
+        from: state.health,
+        to: Health::Down,
+        streak: next.failures,
+    });
+    (next, transition)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +174,18 @@ mod tests {
         let (s, trs) = run(&[false, false, false, true, true], T);
         assert_eq!(s.health, Health::Up);
         assert_eq!(trs.last().expect("two transitions").to, Health::Up);
+    }
+
+    #[test]
+    fn eject_takes_an_up_target_down_and_up_after_successes_bring_it_back() {
+        let (up, _) = run(&[true, true], T);
+        let (down, tr) = eject(up, T);
+        assert_eq!(down.health, Health::Down);
+        assert_eq!(tr.map(|t| (t.from, t.to)), Some((Health::Up, Health::Down)));
+        assert_eq!(eject(down, T).1, None, "already down: no second transition");
+        let (once, _) = step(down, true, T);
+        assert_eq!(once.health, Health::Down);
+        assert_eq!(step(once, true, T).0.health, Health::Up);
     }
 
     fn thresholds() -> impl Strategy<Value = Thresholds> {
