@@ -1,7 +1,9 @@
 //! blackbox_exporter compatibility, hermetic: `modules:` loading (Debian's blackbox.yml, errors
 //! with file/line/field), `/probe` answers and status codes, the timeout rule, `/config`
-//! redaction, and the HTTP module's options against an in-test HTTP(S) server.
+//! redaction, the HTTP module's options against an in-test HTTP(S) server, and client
+//! certificates (mutual TLS) in the config and against a server that requires one.
 
+mod blackbox_servers;
 #[path = "common/blackbox.rs"]
 mod harness;
 
@@ -891,4 +893,138 @@ async fn reload_brings_new_modules_to_probe() {
         .expect("reload");
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(probe_raw(&wf, &q, &[]).await.status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates (mutual TLS)
+
+#[tokio::test]
+async fn http_presents_the_client_certificate_named_relative_to_the_config() {
+    let pki = blackbox_servers::client_pki();
+    let cert = blackbox_servers::self_signed_requiring_client(&[], &pki);
+    let server = blackbox_servers::https_ok(&cert).await;
+    let ca = cert.ca_file.path().display();
+    // The config sits beside the PEM files and names them relatively.
+    let yaml = format!(
+        "modules:\n  mtls:\n    prober: http\n    http:\n      tls_config: {{ca_file: '{ca}', server_name: localhost, cert_file: client.pem, key_file: client-key.pem}}\n  \
+         stranger:\n    prober: http\n    http:\n      tls_config: {{ca_file: '{ca}', server_name: localhost, cert_file: stranger.pem, key_file: stranger-key.pem}}\n  \
+         anonymous:\n    prober: http\n    http:\n      tls_config: {{ca_file: '{ca}', server_name: localhost}}\n"
+    );
+    let config = write(pki.dir.path(), "blackbox.yml", &yaml);
+    let wf = Watchfire::start(&config).await;
+    let target = format!("https://127.0.0.1:{}/", server.addr.port());
+    let m = probe(&wf, &target, "mtls").await;
+    assert_eq!(m.success(), Some(1.0), "{}", m.text);
+    assert_eq!(m.value("probe_http_status_code"), Some(200.0));
+    assert_eq!(m.value("probe_http_ssl"), Some(1.0));
+    for refused in ["stranger", "anonymous"] {
+        let m = probe(&wf, &target, refused).await;
+        assert_eq!(m.success(), Some(0.0), "{refused}: {}", m.text);
+    }
+    // /config shows the paths as written, never the key itself (blackbox shows key_file too).
+    let r = get(wf.addr, "/config", &[]).await;
+    let v: serde_json::Value = serde_saphyr::from_str(&r.body).expect("/config is YAML");
+    let tls = &v["modules"]["mtls"]["http"]["tls_config"];
+    assert_eq!(tls["cert_file"], "client.pem");
+    assert_eq!(tls["key_file"], "client-key.pem");
+    assert!(!r.body.contains("PRIVATE KEY"), "{}", r.body);
+}
+
+#[test]
+fn client_certificate_mistakes_are_config_errors_naming_field_and_file() {
+    let pki = blackbox_servers::client_pki();
+    let (c, k) = (pki.cert_file.display(), pki.key_file.display());
+    let garbage = write(pki.dir.path(), "garbage.pem", "not PEM at all\n");
+    let g = garbage.display();
+    let errs = errors(
+        "blackbox.yml",
+        &format!(
+            "modules:
+  half:
+    prober: http
+    http:
+      tls_config: {{cert_file: '{c}'}}
+  tcp_half:
+    prober: tcp
+    tcp:
+      tls_config: {{key_file: '{k}'}}
+  swapped:
+    prober: http
+    http:
+      tls_config: {{cert_file: '{k}', key_file: '{c}'}}
+  grpc_no_key:
+    prober: grpc
+    grpc:
+      tls: true
+      tls_config: {{cert_file: '{c}', key_file: '{g}'}}
+  oauth:
+    prober: http
+    http:
+      oauth2: {{client_id: a, client_secret: b, token_url: 'http://127.0.0.1:1/t', tls_config: {{cert_file: '{c}'}}}}
+"
+        ),
+    );
+    let has = |field: &str, fragments: &[&str]| {
+        assert!(
+            errs.iter()
+                .any(|e| e.field == field && fragments.iter().all(|f| e.message.contains(f))),
+            "want an error at {field} containing {fragments:?}; got:\n{}",
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
+    has(
+        "modules.half.http.tls_config.key_file",
+        &["missing", "client.pem"],
+    );
+    has(
+        "modules.tcp_half.tcp.tls_config.cert_file",
+        &["missing", "client-key.pem"],
+    );
+    has(
+        "modules.swapped.http.tls_config.cert_file",
+        &["client-key.pem", "swapped"],
+    );
+    has(
+        "modules.grpc_no_key.grpc.tls_config.key_file",
+        &["garbage.pem", "no private key"],
+    );
+    has(
+        "modules.oauth.http.oauth2",
+        &["tls_config.key_file", "missing"],
+    );
+    assert_eq!(errs.len(), 5, "{errs:?}");
+}
+
+#[tokio::test]
+async fn client_certificate_files_missing_at_load_fail_the_probes_until_they_appear() {
+    let pki = blackbox_servers::client_pki();
+    let cert = blackbox_servers::self_signed_requiring_client(&[], &pki);
+    let server = blackbox_servers::https_ok(&cert).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "modules:\n  later:\n    prober: http\n    http:\n      tls_config: {{ca_file: '{}', server_name: localhost, cert_file: later.pem, key_file: later-key.pem}}\n",
+        cert.ca_file.path().display()
+    );
+    let config = write(dir.path(), "blackbox.yml", &yaml);
+    let wf = Watchfire::start(&config).await;
+    let target = format!("https://127.0.0.1:{}/", server.addr.port());
+    let r = probe_raw(
+        &wf,
+        &format!("target={}&module=later&debug=true", enc(&target)),
+        &[],
+    )
+    .await;
+    assert!(
+        r.body.contains("tls_config.cert_file") && r.body.contains("later.pem"),
+        "the probe's log names the field and the file:\n{}",
+        r.body
+    );
+    assert!(r.body.contains("probe_success 0"), "{}", r.body);
+    std::fs::copy(&pki.cert_file, dir.path().join("later.pem")).expect("cert");
+    std::fs::copy(&pki.key_file, dir.path().join("later-key.pem")).expect("key");
+    let m = probe(&wf, &target, "later").await;
+    assert_eq!(m.success(), Some(1.0), "{}", m.text);
 }

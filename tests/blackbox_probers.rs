@@ -422,6 +422,89 @@ async fn tcp_tls_with_an_untrusted_certificate_fails() {
     assert!(!ok, "{}", text(&out));
 }
 
+/// The `tls_config` of a module trusting `cert` (server name `localhost`), presenting
+/// `identity` (`(cert_file, key_file)`) when given.
+fn mtls_config(cert: &srv::Cert, identity: Option<(&std::path::Path, &std::path::Path)>) -> String {
+    let mut t = format!(
+        "{{ca_file: '{}', server_name: localhost",
+        cert.ca_file.path().display()
+    );
+    if let Some((c, k)) = identity {
+        t.push_str(&format!(
+            ", cert_file: '{}', key_file: '{}'",
+            c.display(),
+            k.display()
+        ));
+    }
+    t.push('}');
+    t
+}
+
+#[tokio::test]
+async fn tcp_tls_and_starttls_present_the_client_certificate_a_server_requires() {
+    let pki = srv::client_pki();
+    let ours = Some((pki.cert_file.as_path(), pki.key_file.as_path()));
+    let stranger = Some((
+        pki.stranger_cert_file.as_path(),
+        pki.stranger_key_file.as_path(),
+    ));
+    let cert = srv::self_signed_requiring_client(&[], &pki);
+    let banner = srv::tls_banner(&cert).await;
+    let smtp = srv::smtp(&cert).await;
+    for (identity, want) in [(ours, true), (None, false), (stranger, false)] {
+        // TLS from the first byte. With TLS 1.3 the client's handshake completes before the
+        // server checks the certificate: the banner read is what fails without one.
+        let m: TcpModule = module(&format!(
+            "tls: true\ntls_config: {}\nquery_response: [{{expect: '^220 tls banner'}}]",
+            mtls_config(&cert, identity)
+        ));
+        let (ok, out) = run_tcp(&m, &srv::target(banner.addr), T).await;
+        assert_eq!(ok, want, "tls, identity {identity:?}\n{}", text(&out));
+        // STARTTLS.
+        let mut m: TcpModule = module(SMTP_STARTTLS);
+        m.tls_config = module(&mtls_config(&cert, identity));
+        let (ok, out) = run_tcp(&m, &srv::target(smtp.addr), T).await;
+        assert_eq!(ok, want, "starttls, identity {identity:?}\n{}", text(&out));
+    }
+}
+
+#[tokio::test]
+async fn tcp_client_certificate_files_that_cannot_be_read_fail_the_probe_naming_them() {
+    let pki = srv::client_pki();
+    let cert = srv::self_signed_requiring_client(&[], &pki);
+    let server = srv::tls_banner(&cert).await;
+    let missing = pki.dir.path().join("gone.pem");
+    let (cert_file, key_file) = (pki.cert_file.as_path(), pki.key_file.as_path());
+    for (c, k, field, file) in [
+        (
+            missing.as_path(),
+            key_file,
+            "tls_config.cert_file",
+            "gone.pem",
+        ),
+        (
+            cert_file,
+            missing.as_path(),
+            "tls_config.key_file",
+            "gone.pem",
+        ),
+        // A certificate is not a key.
+        (cert_file, cert_file, "tls_config.key_file", "client.pem"),
+    ] {
+        let m: TcpModule = module(&format!(
+            "tls: true\ntls_config: {}",
+            mtls_config(&cert, Some((c, k)))
+        ));
+        let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+        let log = text(&out);
+        assert!(!ok, "{log}");
+        assert!(
+            log.contains(&format!("{field}: ")) && log.contains(file),
+            "the log names {field} and {file}:\n{log}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // dns
 
@@ -771,6 +854,25 @@ async fn grpc_tls_reports_ssl_and_the_certificate() {
     let n = names(&out);
     assert!(n.contains(&"probe_tls_version_info") && n.contains(&"probe_ssl_last_chain_info"));
     assert!(!n.contains(&"probe_ssl_last_chain_expiry_timestamp_seconds"));
+}
+
+#[tokio::test]
+async fn grpc_tls_presents_the_client_certificate_a_server_requires() {
+    let pki = srv::client_pki();
+    let cert = srv::self_signed_requiring_client(&[b"h2"], &pki);
+    let server = srv::grpc_health_tls(&cert).await;
+    let ours = Some((pki.cert_file.as_path(), pki.key_file.as_path()));
+    for (identity, want) in [(ours, true), (None, false)] {
+        let m: GrpcModule = module(&format!(
+            "tls: true\ntls_config: {}",
+            mtls_config(&cert, identity)
+        ));
+        let (ok, out) = run_grpc(&m, &srv::target(server.addr)).await;
+        assert_eq!(ok, want, "identity {identity:?}\n{}", text(&out));
+        if want {
+            assert_eq!(out.value("probe_grpc_ssl"), Some(1.0));
+        }
+    }
 }
 
 #[tokio::test]

@@ -298,17 +298,33 @@ fn check_module(
                 true
             }
         };
+    // tls_config paths are relative to the config file, like every path in it.
+    let mut tcp = r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    tcp.tls_config.resolve_paths(file);
+    let mut dns = r.dns.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    dns.tls_config.resolve_paths(file);
+    let mut grpc = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    grpc.tls_config.resolve_paths(file);
     if let Some(t) = &r.tcp {
-        ok &= validated("tcp", Some(&t.referenced), t.value.validate());
+        let checked = tcp
+            .validate()
+            .and_then(|()| tcp.tls_config.check_at_load("tcp"));
+        ok &= validated("tcp", Some(&t.referenced), checked);
     }
     if let Some(d) = &r.dns {
-        ok &= validated("dns", Some(&d.referenced), d.value.validate());
+        let checked = dns
+            .validate()
+            .and_then(|()| dns.tls_config.check_at_load("dns"));
+        ok &= validated("dns", Some(&d.referenced), checked);
     }
     if let Some(i) = &r.icmp {
         ok &= validated("icmp", Some(&i.referenced), i.value.validate());
     }
     if let Some(g) = &r.grpc {
-        ok &= validated("grpc", Some(&g.referenced), g.value.validate());
+        let checked = grpc
+            .validate()
+            .and_then(|()| grpc.tls_config.check_at_load("grpc"));
+        ok &= validated("grpc", Some(&g.referenced), checked);
     }
     let (prober, http) = (prober?, http?);
     if !ok {
@@ -320,10 +336,10 @@ fn check_module(
         prober,
         timeout,
         http,
-        tcp: r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
-        dns: r.dns.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
+        tcp,
+        dns,
         icmp: r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
-        grpc: r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
+        grpc,
         shown,
         file: file.to_path_buf(),
         line: m.referenced.line(),

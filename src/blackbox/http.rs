@@ -601,24 +601,31 @@ impl HttpProbe {
         let tls_min = tls_version(&tls_in.min_version, "min_version", &mut bad);
         let tls_max = tls_version(&tls_in.max_version, "max_version", &mut bad);
         let mut tls_cfg = tls_in.clone();
-        tls_cfg.ca_file = tls_cfg
-            .ca_file
-            .map(|p| relative_to(file, &p).to_string_lossy().into_owned());
-        let tls = match tls_cfg.client_config(alpn(m.enable_http2)) {
+        tls_cfg.resolve_paths(file);
+        // `tls_config.cert_file: ...` is reported at that field.
+        let mut bad_tls = |msg: &str| match msg.split_once(": ") {
+            Some((f, rest)) if f.starts_with("tls_config.") && !f.contains(' ') => {
+                bad(f.to_string(), tls_at.as_ref(), rest.to_string())
+            }
+            _ => bad("tls_config".into(), tls_at.as_ref(), msg.to_string()),
+        };
+        let paired =
+            super::client_cert::pair(tls_cfg.cert_file.as_deref(), tls_cfg.key_file.as_deref())
+                .map(|_| ());
+        let tls = match paired
+            .clone()
+            .and_then(|()| tls_cfg.client_config(alpn(m.enable_http2)))
+        {
             Ok(c) => Ok(c),
-            // A CA file that is not there (yet) fails the https probes, not the config:
-            // blackbox reads it at probe time, and its own example names one.
-            Err(msg)
-                if tls_cfg
-                    .ca_file
-                    .as_ref()
-                    .is_some_and(|f| std::fs::metadata(f).is_err()) =>
-            {
+            // A CA file or client certificate that is not there (yet) fails the https probes,
+            // not the config: blackbox reads them at probe time, and its own example names a
+            // CA file.
+            Err(msg) if paired.is_ok() && !tls_cfg.missing_files().is_empty() => {
                 tracing::warn!(error = %msg, "http.tls_config cannot be used yet; https probes with this module will fail until it can");
                 Err((msg, tls_cfg.clone()))
             }
             Err(msg) => {
-                bad("tls_config".into(), tls_at.as_ref(), msg.clone());
+                bad_tls(&msg);
                 Err((msg, tls_cfg.clone()))
             }
         };

@@ -177,6 +177,24 @@ impl OAuth2 {
                     .map_err(|e| format!("tls_config.ca_file: {e}"))?;
                 b = b.add_root_certificate(cert);
             }
+            if let Some((c, k)) =
+                super::client_cert::pair(t.cert_file.as_deref(), t.key_file.as_deref())?
+            {
+                // Checked with watchfire's messages first; reqwest takes key and chain as one PEM.
+                let (c, k) = (relative_to(file, c), relative_to(file, k));
+                super::client_cert::read_chain(&c)?;
+                super::client_cert::read_key(&k)?;
+                let mut pem = std::fs::read(&k).map_err(|e| {
+                    format!("tls_config.key_file: cannot read {}: {e}", k.display())
+                })?;
+                pem.push(b'\n');
+                pem.extend(std::fs::read(&c).map_err(|e| {
+                    format!("tls_config.cert_file: cannot read {}: {e}", c.display())
+                })?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| format!("tls_config.cert_file/key_file: {e}"))?;
+                b = b.identity(id);
+            }
         }
         if let Some(p) = &cfg.proxy_url {
             b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("proxy_url: {e}"))?);

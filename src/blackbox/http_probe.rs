@@ -619,7 +619,7 @@ async fn exchange(
         let t_tls = Instant::now();
         let config = match &p.tls {
             Ok(c) => c.clone(),
-            // A CA file missing at load: try again, it may be there now.
+            // A CA file or client certificate missing at load: try again, it may be there now.
             Err((_, source)) => source.client_config(super::http::alpn(p.enable_http2))?,
         };
         let connector = tokio_rustls::TlsConnector::from(config);

@@ -7,6 +7,8 @@
 //!   the exposition format), [`Ctx`] (target, deadline, debug log), [`IpProtocol`] and
 //!   [`resolve`] (`preferred_ip_protocol` / `ip_protocol_fallback`, `probe_dns_lookup_time_seconds`,
 //!   `probe_ip_protocol`, `probe_ip_addr_hash`), and [`TlsConfig`] (`tls_config`).
+//! - `client_cert` — `tls_config.cert_file` / `key_file`: the client certificate of mutual TLS,
+//!   reloaded when its files change.
 //! - `config` — the `modules:` section (blackbox's field names, unknown fields rejected).
 //! - `endpoint` — `/probe`, `/config`: timeout rule, module lookup, `probe_success`,
 //!   `probe_duration_seconds`, `debug=true`.
@@ -17,6 +19,7 @@
 //!   `http_client`.
 //! - `tls_info` — the TLS certificate metrics blackbox reports after a handshake.
 
+pub mod client_cert;
 pub mod config;
 pub mod dns;
 pub mod endpoint;
@@ -401,8 +404,11 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
-    /// Builds a rustls client config (ALPN as given).
+    /// Builds a rustls client config (ALPN as given), with the client certificate of
+    /// `cert_file` / `key_file` when they are set ([`client_cert::FileClientCert`]: reloaded when
+    /// the files change). Errors name the field and the file.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConfig>, String> {
+        let identity = client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref())?;
         let opts = crate::config::TlsOptions {
             insecure_skip_verify: self.insecure_skip_verify,
             ca_file: self.ca_file.as_ref().map(Into::into),
@@ -411,12 +417,61 @@ impl TlsConfig {
         let base = crate::probe::tls::client_config(&opts)?;
         let mut cfg = (*base).clone();
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        if self.cert_file.is_some() || self.key_file.is_some() {
-            return Err(
-                "tls_config.cert_file/key_file (client certificates) are not supported yet".into(),
-            );
+        if let Some((cert_file, key_file)) = identity {
+            let resolver = client_cert::FileClientCert::new(
+                cert_file.into(),
+                key_file.into(),
+                cfg.crypto_provider().clone(),
+            )?;
+            cfg.client_auth_cert_resolver = Arc::new(resolver);
         }
         Ok(Arc::new(cfg))
+    }
+
+    /// Makes `ca_file`, `cert_file` and `key_file` relative to the config file's directory
+    /// (`file`), as watchfire reads every path in a config.
+    pub fn resolve_paths(&mut self, file: &std::path::Path) {
+        for p in [&mut self.ca_file, &mut self.cert_file, &mut self.key_file] {
+            if let Some(path) = p.as_mut().filter(|s| !s.is_empty()) {
+                *path = http_client::relative_to(file, path)
+                    .to_string_lossy()
+                    .into_owned();
+            }
+        }
+    }
+
+    /// The files named that do not exist (yet): like blackbox, which reads them at probe time,
+    /// watchfire then fails the probes rather than the config, and warns at load.
+    pub fn missing_files(&self) -> Vec<&str> {
+        [&self.ca_file, &self.cert_file, &self.key_file]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|f| !f.is_empty() && std::fs::metadata(f).is_err())
+            .collect()
+    }
+
+    /// The load-time check of a tcp, dns or grpc module's `tls_config` (`section`: `tcp`, ...):
+    /// `cert_file` and `key_file` come together, and files that exist must be usable. Files
+    /// that do not exist yet are a warning ([`TlsConfig::missing_files`]).
+    pub fn check_at_load(&self, section: &str) -> Result<(), String> {
+        if *self == TlsConfig::default() {
+            return Ok(());
+        }
+        let at = |e: String| format!("{section}.{e}");
+        client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref()).map_err(at)?;
+        let missing = self.missing_files();
+        if !missing.is_empty() {
+            tracing::warn!(section, files = ?missing, "tls_config names files that do not exist yet; probes with this module fail until they do");
+            return Ok(());
+        }
+        self.client_config(&[]).map(|_| ()).map_err(|e| {
+            if e.starts_with("tls_config.") {
+                at(e)
+            } else {
+                format!("{section}.tls_config: {e}")
+            }
+        })
     }
 }
 

@@ -1,7 +1,8 @@
 //! Loopback servers for the tcp, dns and grpc prober tests (hermetic and differential): an
 //! SMTP-like banner server with STARTTLS, a TLS banner server, a DNS server on UDP and TCP, gRPC
-//! health servers (plain, TLS, with a required metadata token, without the health service) and
-//! a listener that closes every connection. All bind 127.0.0.1:0; each stops when dropped.
+//! health servers (plain, TLS, with a required metadata token, without the health service), a
+//! listener that closes every connection, an HTTPS server, and client certificates for servers
+//! that require them (mutual TLS). All bind 127.0.0.1:0; each stops when dropped.
 
 #![allow(dead_code)]
 
@@ -66,6 +67,126 @@ pub fn self_signed(alpn: &[&[u8]]) -> Cert {
         pem,
         ca_file,
     }
+}
+
+/// Client certificates for mutual TLS: a test CA, a client certificate it signed and one it did
+/// not (self-signed), each with its key, as PEM files in a temporary directory.
+pub struct ClientPki {
+    /// The CA's certificate (what a server requiring client certificates trusts).
+    pub ca: rustls::pki_types::CertificateDer<'static>,
+    /// The signed client certificate (PEM file).
+    pub cert_file: std::path::PathBuf,
+    /// Its private key (PEM file).
+    pub key_file: std::path::PathBuf,
+    /// A client certificate the CA did not sign (PEM file).
+    pub stranger_cert_file: std::path::PathBuf,
+    /// Its private key (PEM file).
+    pub stranger_key_file: std::path::PathBuf,
+    /// Holds the files.
+    pub dir: tempfile::TempDir,
+}
+
+/// A fresh [`ClientPki`].
+pub fn client_pki() -> ClientPki {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "watchfire test client CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["prober.test".to_string()]).expect("client params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "watchfire prober");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().expect("client key");
+    let cert = params.signed_by(&key, &ca).expect("client certificate");
+    let stranger = rcgen::generate_simple_self_signed(vec!["stranger.test".into()])
+        .expect("stranger certificate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write PEM");
+        p
+    };
+    ClientPki {
+        ca: ca.der().clone(),
+        cert_file: write("client.pem", cert.pem()),
+        key_file: write("client-key.pem", key.serialize_pem()),
+        stranger_cert_file: write("stranger.pem", stranger.cert.pem()),
+        stranger_key_file: write("stranger-key.pem", stranger.signing_key.serialize_pem()),
+        dir,
+    }
+}
+
+/// Like [`self_signed`], but the server requires a client certificate signed by `pki`'s CA.
+pub fn self_signed_requiring_client(alpn: &[&[u8]], pki: &ClientPki) -> Cert {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("self-signed certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.clone()).expect("client CA");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("client verifier");
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .expect("server certificate");
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let pem = ck.cert.pem();
+    let mut ca_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut ca_file, pem.as_bytes()).expect("write CA file");
+    Cert {
+        server: Arc::new(cfg),
+        pem,
+        ca_file,
+    }
+}
+
+/// HTTPS on 127.0.0.1:0 with `cert`'s config: every request is answered `200 OK`, body
+/// `mtls ok` (one request per connection).
+pub async fn https_ok(cert: &Cert) -> Server {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server.clone());
+    tcp_server(move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(s).await else {
+                return;
+            };
+            let mut r = BufReader::new(tls);
+            let mut line = String::new();
+            // The request head ends with an empty line.
+            loop {
+                line.clear();
+                match r.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line == "\r\n" || line == "\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let _ = r
+                .get_mut()
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nmtls ok",
+                )
+                .await;
+            let _ = r.get_mut().shutdown().await;
+        }
+    })
+    .await
 }
 
 /// Accepts TCP connections on 127.0.0.1:0 and runs `handle` on each.
