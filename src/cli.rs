@@ -74,6 +74,11 @@ pub struct RunArgs {
     /// duration (`500ms`), as blackbox_exporter's flag.
     #[arg(long, default_value = "0.5", value_parser = parse_offset)]
     pub timeout_offset: Duration,
+    /// How many recent /probe results `/` lists and `/logs?id=` shows (blackbox's
+    /// `--history.limit`); failures that fall out are kept too, up to as many again. 0 keeps none.
+    #[arg(long, alias = "history.limit", default_value_t = crate::blackbox::history::DEFAULT_HISTORY_LIMIT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=crate::blackbox::history::MAX_HISTORY_LIMIT as u64))]
+    pub history_limit: usize,
     /// Most probes in flight at once.
     #[arg(long, default_value_t = crate::runtime::DEFAULT_MAX_CONCURRENCY)]
     pub max_concurrency: usize,
@@ -247,6 +252,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(anyhow::Error::msg)?;
     runtime.blackbox().set_timeout_offset(a.timeout_offset);
+    runtime.blackbox().history().set_limit(a.history_limit);
     crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
         .context("installing SIGHUP handler")?;
     let addr = listener

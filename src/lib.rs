@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //!
-//! - [`blackbox`] — blackbox_exporter compatibility: `modules:`, `/probe`, and the http, tcp,
-//!   dns, icmp and grpc probers with the exporter's metric names.
+//! - [`blackbox`] — blackbox_exporter compatibility: `modules:`, `/probe`, the recent-probe
+//!   history (`/`, `/logs`), and the http, tcp, dns, icmp and grpc probers with the exporter's
+//!   metric names.
 //! - [`cli`] — the command line (clap): `run`, `check`, `probe`, `sim`, `demo`.
 //! - [`config`] — YAML files (a file or a directory of `*.yaml`) parsed once into checked types;
 //!   every error names file, line and field.

@@ -1,5 +1,6 @@
 //! watchfire's HTTP server: `/metrics`, `/api/v1/targets`, `/-/healthy`, `/-/ready`,
-//! `/-/reload`, and blackbox_exporter's `/probe` and `/config` ([`crate::blackbox::endpoint`]).
+//! `/-/reload`, and blackbox_exporter's `/probe` and `/config` ([`crate::blackbox::endpoint`]),
+//! `/` (the endpoints and the recent probes) and `/logs` ([`crate::blackbox::history`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -85,6 +86,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
                 .body(Full::new(Bytes::from(out)))
                 .expect("static response parts are valid")
         }
+        "/" if get => crate::blackbox::history::landing_page(state.runtime.blackbox().history()),
         "/api/v1/targets" if get => json(StatusCode::OK, &targets_json(&state.runtime)),
         "/probe" if get || req.method() == Method::POST => {
             let config = state.runtime.config();
@@ -97,6 +99,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             .await
         }
         "/config" if get => crate::blackbox::endpoint::config(&state.runtime.config().modules),
+        "/logs" if get => {
+            crate::blackbox::history::logs(state.runtime.blackbox().history(), req.uri().query())
+        }
         "/-/healthy" if get => text(StatusCode::OK, "watchfire is healthy\n"),
         "/-/ready" if get => text(StatusCode::OK, "watchfire is ready\n"),
         "/-/reload" if req.method() == Method::POST => match state.runtime.reload().await {
@@ -122,14 +127,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             failover_action(&state, p, req.uri().query())
         }
         "/-/reload" => method_not_allowed("POST"),
-        "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" | "/config" => {
+        "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" | "/config" | "/logs" | "/" => {
             method_not_allowed("GET")
         }
         "/probe" => method_not_allowed("GET, POST"),
-        "/" if get => text(
-            StatusCode::OK,
-            "watchfire\n\n/metrics\n/api/v1/targets\n/-/healthy\n/-/ready\n/-/reload (POST)\n/probe?target=T&module=M\n/config\n",
-        ),
         _ => text(StatusCode::NOT_FOUND, format!("no such endpoint: {path}\n")),
     }
 }

@@ -16,7 +16,8 @@
 //!    added; the families come out sorted by name, as Go's registry writes them.
 //!
 //! `debug=true` answers the probe's log, the metrics and the module's configuration (secrets
-//! hidden) as text, in blackbox's layout.
+//! hidden) as text, in blackbox's layout. Every probe that ran is kept in the recent-probe
+//! history ([`super::history`]: `/`, `/logs?id=`), its log included, as blackbox keeps it.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use http_body_util::Full;
 use tokio::time::Instant;
 
 use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
+use super::history::History;
 use super::{dns, grpc, http as bhttp, icmp, tcp, Ctx, Output};
 use crate::config::TargetSpec;
 use crate::probe::{Outcome, Phases, Reason};
@@ -43,11 +45,13 @@ pub const DEFAULT_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 /// Grace past the deadline before a prober that did not stop is abandoned.
 const OVERRUN_GRACE: Duration = Duration::from_secs(1);
 
-/// Endpoint state kept by the runtime: the timeout offset and the unknown-module counter.
+/// Endpoint state kept by the runtime: the timeout offset, the unknown-module counter and the
+/// recent-probe history.
 #[derive(Debug)]
 pub struct Blackbox {
     timeout_offset_ns: AtomicU64,
     module_unknown: AtomicU64,
+    history: History,
 }
 
 impl Default for Blackbox {
@@ -55,11 +59,17 @@ impl Default for Blackbox {
         Blackbox {
             timeout_offset_ns: AtomicU64::new(DEFAULT_TIMEOUT_OFFSET.as_nanos() as u64),
             module_unknown: AtomicU64::new(0),
+            history: History::default(),
         }
     }
 }
 
 impl Blackbox {
+    /// The recent `/probe` results (`/`, `/logs`; `--history.limit`).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
     /// Sets `--timeout-offset`.
     pub fn set_timeout_offset(&self, d: Duration) {
         self.timeout_offset_ns.store(
@@ -280,21 +290,21 @@ pub async fn probe(
             );
         }
     }
-    let (out, _ok) = run(module, target, hostname, timeout, params.debug).await;
-    let mut body = String::with_capacity(2048);
-    if params.debug {
-        body.push_str("Logs for the probe:\n");
-        for l in out.log_lines() {
-            body.push_str(l);
-            body.push('\n');
-        }
-        body.push_str("\n\n\nMetrics that would have been returned:\n");
+    // The history shows each probe's log, as blackbox's does: keep it when the history is on.
+    let log = params.debug || state.history.enabled();
+    let (out, ok) = run(module, target.clone(), hostname, timeout, log).await;
+    let response = if params.debug {
+        text(StatusCode::OK, debug_text(&out, module))
+    } else {
+        let mut body = String::with_capacity(2048);
         out.render(&mut body);
-        body.push_str("\n\n\nModule configuration:\n");
-        body.push_str(&module.to_yaml());
-        return text(StatusCode::OK, body);
-    }
-    out.render(&mut body);
+        metrics_response(body)
+    };
+    state.history.add(module.clone(), target, ok, out);
+    response
+}
+
+fn metrics_response(body: String) -> Response<Body> {
     Response::builder()
         .header(
             header::CONTENT_TYPE,
@@ -302,6 +312,22 @@ pub async fn probe(
         )
         .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")
+}
+
+/// The debug output of a probe, in blackbox's layout: its log, its metrics and the module's
+/// configuration (secrets hidden).
+pub fn debug_text(out: &Output, module: &Module) -> String {
+    let mut body = String::with_capacity(4096);
+    body.push_str("Logs for the probe:\n");
+    for l in out.log_lines() {
+        body.push_str(l);
+        body.push('\n');
+    }
+    body.push_str("\n\n\nMetrics that would have been returned:\n");
+    out.render(&mut body);
+    body.push_str("\n\n\nModule configuration:\n");
+    body.push_str(&module.to_yaml());
+    body
 }
 
 /// Runs `module` against `target` within `timeout`: the probe's metrics (sorted, with

@@ -12,6 +12,7 @@
 //! - `config` — the `modules:` section (blackbox's field names, unknown fields rejected).
 //! - `endpoint` — `/probe`, `/config`: timeout rule, module lookup, `probe_success`,
 //!   `probe_duration_seconds`, `debug=true`.
+//! - `history` — the recent `/probe` results (`--history.limit`): the `/` page and `/logs?id=`.
 //! - `http`, `tcp`, `dns`, `icmp`, `grpc` — one file per prober: the module's options struct
 //!   and `probe(module, ctx, out) -> bool`. The HTTP prober's probe is in `http_probe`, one
 //!   connection of it in `http_conn`, its response-side helpers (decompression, Content-Length,
@@ -24,6 +25,7 @@ pub mod config;
 pub mod dns;
 pub mod endpoint;
 pub mod grpc;
+pub mod history;
 pub mod http;
 mod http_body;
 pub mod http_client;
