@@ -964,23 +964,39 @@ async fn icmp_echo_to_ipv4_loopback() {
         )
         .is_some());
     }
-    let raw = out.log_lines().iter().any(|l| l.contains("created Raw"));
-    if raw {
-        assert_eq!(
-            out.value("probe_icmp_reply_hop_limit"),
-            Some(64.0),
-            "{}",
-            text(&out)
-        );
-    }
+    // On every socket type, as blackbox: the TTL loopback replies leave with.
+    assert_eq!(
+        out.value("probe_icmp_reply_hop_limit"),
+        Some(sysctl("/proc/sys/net/ipv4/ip_default_ttl")),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A number from /proc/sys.
+fn sysctl(path: &str) -> f64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[tokio::test]
-async fn icmp_echo_to_ipv6_loopback() {
-    let (ok, out) = run_icmp(&module("{}"), "::1").await;
-    require_icmp(&out);
-    assert!(ok, "{}", text(&out));
-    assert_eq!(out.value("probe_ip_protocol"), Some(6.0));
+async fn icmp_echo_to_ipv6_loopback_reports_the_reply_hop_limit() {
+    // ttl sets the request's hop limit, not the reply's: the reply leaves ::1 with lo's.
+    for yaml in ["{}", "ttl: 5"] {
+        let (ok, out) = run_icmp(&module(yaml), "::1").await;
+        require_icmp(&out);
+        assert!(ok, "{}", text(&out));
+        assert_eq!(out.value("probe_ip_protocol"), Some(6.0));
+        assert_eq!(
+            out.value("probe_icmp_reply_hop_limit"),
+            Some(sysctl("/proc/sys/net/ipv6/conf/lo/hop_limit")),
+            "{yaml}\n{}",
+            text(&out)
+        );
+    }
 }
 
 #[tokio::test]

@@ -3,19 +3,26 @@
 //! Sockets: an unprivileged datagram ICMP socket (`SOCK_DGRAM` + `IPPROTO_ICMP[V6]`, allowed by
 //! `net.ipv4.ping_group_range`) where the system allows it, a raw socket otherwise
 //! (root / `CAP_NET_RAW`), as blackbox does. No `unsafe`: socket2's safe API opens the socket,
-//! which then serves as a tokio `UdpSocket` (plain `sendto` / `recvfrom`).
+//! which then serves as a tokio `UdpSocket`; replies are read with nix's safe `recvmsg`.
 //!
-//! `probe_icmp_reply_hop_limit` is reported when the reply's IP header is visible, i.e. on raw
-//! IPv4 sockets. blackbox also reads it from `IP_RECVTTL` / `IPV6_RECVHOPLIMIT` control
-//! messages (datagram sockets, IPv6); that needs `recvmsg` with a control buffer, which cannot be
-//! read without `unsafe` (forbidden crate-wide), so there the metric is absent.
+//! `probe_icmp_reply_hop_limit` (the reply's TTL for IPv4, hop limit for IPv6) is reported as
+//! blackbox reports it: on every socket type, from the control message the kernel attaches to
+//! each reply once asked with `IP_RECVTTL` / `IPV6_RECVHOPLIMIT` (raw IPv4 sockets also show the
+//! IP header, which serves when no control message came). When the kernel refuses the option,
+//! or a reply carries neither, the metric is absent and the probe's log says why.
 
+use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd as _, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 
+use nix::sys::socket::{
+    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -147,7 +154,11 @@ pub async fn probe(module: &IcmpModule, ctx: &Ctx, out: &mut Output) -> bool {
     };
 
     let setup_start = Instant::now();
-    let (socket, mode) = match open(dst, src, module) {
+    let Opened {
+        socket,
+        mode,
+        hop_limit_asked,
+    } = match open(dst, src, module) {
         Ok(s) => s,
         Err(e) => {
             out.log(format!("error listening to socket: {e}"));
@@ -155,6 +166,11 @@ pub async fn probe(module: &IcmpModule, ctx: &Ctx, out: &mut Output) -> bool {
         }
     };
     out.log(format!("created {mode:?} ICMP socket"));
+    if let Err(e) = &hop_limit_asked {
+        out.log(format!(
+            "cannot ask for the reply's hop limit ({e}); probe_icmp_reply_hop_limit will be missing"
+        ));
+    }
     let id = echo_id();
     let seq = next_sequence();
     let data = if module.payload_size == 0 {
@@ -185,8 +201,17 @@ pub async fn probe(module: &IcmpModule, ctx: &Ctx, out: &mut Output) -> bool {
             .await
             .map_err(|e| format!("error writing to socket: {e}"))?;
         let mut buf = vec![0u8; 65_536];
+        let mut cmsg = nix::cmsg_space!(CInt);
+        let fd = socket.as_raw_fd();
         loop {
-            let (n, peer) = match socket.recv_from(&mut buf).await {
+            let read = socket
+                .async_io(Interest::READABLE, || receive(fd, &mut buf, &mut cmsg))
+                .await;
+            let Received {
+                len,
+                peer,
+                hop_limit,
+            } = match read {
                 Ok(r) => r,
                 Err(e) => {
                     // blackbox keeps reading after a read error, until the deadline.
@@ -194,11 +219,12 @@ pub async fn probe(module: &IcmpModule, ctx: &Ctx, out: &mut Output) -> bool {
                     continue;
                 }
             };
-            if peer.ip() != dst {
+            if peer != Some(dst) {
                 continue;
             }
-            if let Some(hop_limit) = match_reply(&buf[..n], mode, dst.is_ipv6(), id, seq, &data) {
-                return Ok::<_, String>(hop_limit);
+            if let Some(from_header) = match_reply(&buf[..len], mode, dst.is_ipv6(), id, seq, &data)
+            {
+                return Ok::<_, String>(hop_limit.or(from_header));
             }
         }
     };
@@ -216,8 +242,10 @@ pub async fn probe(module: &IcmpModule, ctx: &Ctx, out: &mut Output) -> bool {
                     "Replied packet hop limit (TTL for ipv4)",
                     f64::from(h),
                 );
-            } else {
-                out.log("the reply's hop limit is unknown on this socket type");
+            } else if hop_limit_asked.is_ok() {
+                out.log(
+                    "the reply carried no hop limit; probe_icmp_reply_hop_limit will be missing",
+                );
             }
             out.log("found matching reply packet");
             true
@@ -240,13 +268,58 @@ fn ttl_or_default(ttl: i64) -> u8 {
         .unwrap_or(DEFAULT_TTL as u8)
 }
 
+/// `c_int`, the type of the `IP_TTL` / `IPV6_HOPLIMIT` control messages' payload.
+type CInt = i32;
+
+/// One datagram read with [`receive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Received {
+    /// Its length.
+    len: usize,
+    /// Who sent it.
+    peer: Option<IpAddr>,
+    /// The TTL / hop limit of its IP header, from the control message.
+    hop_limit: Option<u8>,
+}
+
+/// Reads one datagram into `buf` with its control messages (`recvmsg`); `WouldBlock` when
+/// there is none yet.
+fn receive(fd: RawFd, buf: &mut [u8], cmsg: &mut [u8]) -> std::io::Result<Received> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::empty())?;
+    let mut hop_limit = None;
+    // Truncated control data (ENOBUFS) cannot be read: the hop limit is then unknown.
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::Ipv4Ttl(h) | ControlMessageOwned::Ipv6HopLimit(h) = c {
+                hop_limit = u8::try_from(h).ok();
+            }
+        }
+    }
+    let peer = msg.address.as_ref().and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|v4| IpAddr::V4(v4.ip()))
+            .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+    });
+    Ok(Received {
+        len: msg.bytes,
+        peer,
+        hop_limit,
+    })
+}
+
+/// An open ICMP socket.
+struct Opened {
+    socket: UdpSocket,
+    mode: Mode,
+    /// Whether the kernel agreed to attach the hop limit to replies (why not, if it refused).
+    hop_limit_asked: Result<(), String>,
+}
+
 /// Opens the socket: an unprivileged datagram ICMP socket where the system allows it, a raw
-/// one otherwise (`dont_fragment` needs a raw IPv4 socket with `IP_HDRINCL`).
-fn open(
-    dst: IpAddr,
-    src: Option<IpAddr>,
-    module: &IcmpModule,
-) -> Result<(UdpSocket, Mode), String> {
+/// one otherwise (`dont_fragment` needs a raw IPv4 socket with `IP_HDRINCL`); asks for each
+/// reply's TTL / hop limit.
+fn open(dst: IpAddr, src: Option<IpAddr>, module: &IcmpModule) -> Result<Opened, String> {
     let (domain, proto) = if dst.is_ipv4() {
         (Domain::IPV4, Protocol::ICMPV4)
     } else {
@@ -287,13 +360,23 @@ fn open(
         };
         set.map_err(|e| format!("cannot set the TTL: {e}"))?;
     }
+    let hop_limit_asked = if dst.is_ipv4() {
+        setsockopt(&socket, sockopt::Ipv4RecvTtl, &true).map_err(|e| format!("IP_RECVTTL: {e}"))
+    } else {
+        setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)
+            .map_err(|e| format!("IPV6_RECVHOPLIMIT: {e}"))
+    };
     socket
         .set_nonblocking(true)
         .map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
     let std_socket: std::net::UdpSocket = socket.into();
     let socket =
         UdpSocket::from_std(std_socket).map_err(|e| format!("cannot register the socket: {e}"))?;
-    Ok((socket, mode))
+    Ok(Opened {
+        socket,
+        mode,
+        hop_limit_asked,
+    })
 }
 
 /// An echo request (ICMPv4 type 8 or ICMPv6 type 128). The ICMPv4 checksum is computed here;
@@ -347,8 +430,8 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// Whether `pkt` is the reply to our request; `Some(hop_limit)` if so (the hop limit only when
-/// the socket shows it: raw IPv4 sockets deliver the IP header).
+/// Whether `pkt` is the reply to our request; `Some(ttl)` if so, the TTL read from the IP
+/// header when the socket delivers it (raw IPv4 sockets).
 fn match_reply(
     pkt: &[u8],
     mode: Mode,
@@ -433,6 +516,57 @@ mod tests {
             for mode in [Mode::Dgram, Mode::Raw, Mode::RawHeader] {
                 let _ = match_reply(&pkt, mode, v6, 1, 1, b"x");
             }
+        }
+    }
+
+    /// `receive` reads the TTL / hop limit control messages; UDP sockets carry the same ones as
+    /// ICMP sockets, and need no privilege.
+    #[test]
+    fn receive_reads_the_hop_limit_from_the_control_message() {
+        for (local, v6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
+            let rx = std::net::UdpSocket::bind(local).expect("bind receiver");
+            rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .expect("timeout");
+            let opt = if v6 {
+                setsockopt(&rx, sockopt::Ipv6RecvHopLimit, &true)
+            } else {
+                setsockopt(&rx, sockopt::Ipv4RecvTtl, &true)
+            };
+            opt.expect("ask for the hop limit");
+            let tx = Socket::new(
+                if v6 { Domain::IPV6 } else { Domain::IPV4 },
+                Type::DGRAM,
+                None,
+            )
+            .expect("sender");
+            if v6 {
+                tx.set_unicast_hops_v6(7).expect("hops");
+            } else {
+                tx.set_ttl_v4(7).expect("ttl");
+            }
+            let to = rx.local_addr().expect("address");
+            tx.send_to(b"ping", &to.into()).expect("send");
+            let mut buf = [0u8; 64];
+            let mut cmsg = nix::cmsg_space!(CInt);
+            let r = receive(rx.as_raw_fd(), &mut buf, &mut cmsg).expect("receive");
+            assert_eq!(
+                r,
+                Received {
+                    len: 4,
+                    peer: Some(to.ip()),
+                    hop_limit: Some(7)
+                },
+                "{local}"
+            );
+            // Not asked: no control message, no hop limit.
+            let quiet = std::net::UdpSocket::bind(local).expect("bind");
+            quiet
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .expect("timeout");
+            tx.send_to(b"x", &quiet.local_addr().expect("address").into())
+                .expect("send");
+            let r = receive(quiet.as_raw_fd(), &mut buf, &mut cmsg).expect("receive");
+            assert_eq!((r.len, r.hop_limit), (1, None), "{local}");
         }
     }
 
