@@ -50,6 +50,10 @@
 //! The last line printed is machine-readable (`RESULT key=value ...`) and parsed by
 //! `bench/run.sh`.
 
+/// The allocator the `watchfire` binary uses (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -295,11 +299,8 @@ fn bucket_quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
 fn main() {
     let o = parse_args();
     let ticks = clock_ticks_per_s();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if o.workers > 0 {
-        builder.worker_threads(o.workers);
-    }
-    let tokio_rt = builder.enable_all().build().expect("tokio runtime");
+    let tokio_rt = watchfire::runtime::build_tokio((o.workers > 0).then_some(o.workers))
+        .expect("tokio runtime");
     let rss_before = status_bytes("VmRSS");
 
     let timeout = o.interval.mul_f64(0.8).min(Duration::from_secs(2));

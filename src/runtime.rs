@@ -28,6 +28,16 @@ use crate::state::{Health, Thresholds};
 /// Default bound on probes in flight at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4096;
 
+/// Builds the tokio runtime the `watchfire` binary (and its benchmarks) run on: multi-threaded,
+/// `workers` threads (tokio's default, one per CPU, when `None`), IO and timers enabled.
+pub fn build_tokio(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().thread_name("watchfire").build()
+}
+
 /// One scheduled target with everything recorded about it.
 pub struct Target {
     /// The checked spec.
