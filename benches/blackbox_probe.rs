@@ -14,6 +14,10 @@
 //!   seconds (default 5). Reports probes/s and the whole process's CPU µs per probe (utime+stime
 //!   from `/proc/self/stat`, target server included, so an upper bound for the prober alone).
 
+/// The allocator the `watchfire` binary uses (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -60,6 +60,10 @@
 //! The last lines printed are machine-readable (`RESULT key=value ...`), parsed by
 //! `bench/failover.sh`.
 
+/// The allocator the `watchfire` binary uses (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufRead as _, Write as _};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -313,11 +317,7 @@ fn poll_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Instant> {
 }
 
 fn tokio_runtime(workers: usize) -> tokio::runtime::Runtime {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        b.worker_threads(workers);
-    }
-    b.enable_all().build().expect("tokio runtime")
+    watchfire::runtime::build_tokio((workers > 0).then_some(workers)).expect("tokio runtime")
 }
 
 /// Sets `stop` on SIGINT or SIGTERM, so that the child processes are killed by their guards.

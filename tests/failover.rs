@@ -628,3 +628,95 @@ async fn bad_failover_configs_are_refused_with_their_place() {
         "{err}"
     );
 }
+
+/// An HTTP/1.1 keep-alive backend that counts the connections that carried proxied requests
+/// (any path but the health checks' `/health`) and those requests.
+async fn counting_backend() -> (SocketAddr, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (conns, reqs) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (c, r) = (conns.clone(), reqs.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let (c, r) = (c.clone(), r.clone());
+            let counted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                    if req.uri().path() != "/health" {
+                        r.fetch_add(1, Ordering::Relaxed);
+                        if !counted.swap(true, Ordering::Relaxed) {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, conns, reqs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connection_reuses_one_upstream_connection_and_follows_a_switch() {
+    let (a, a_conns, a_reqs) = counting_backend().await;
+    let (b, b_conns, b_reqs) = counting_backend().await;
+    let yaml = format!(
+        "failover:\n  - name: gw\n    instances: [http://{a}, http://{b}]\n    check: {{ path: /health, interval: 100ms, timeout: 80ms }}\n    failback: manual\n    min_switch_interval: 0s\n    proxy: {{ listen: \"127.0.0.1:0\" }}\n"
+    );
+    let (rt, g, proxy, cancel) = start(&yaml).await;
+    eventually(Duration::from_secs(5), "both instances up", || {
+        let g = g.clone();
+        async move {
+            (g.health(0) == watchfire::state::Health::Up
+                && g.health(1) == watchfire::state::Health::Up)
+                .then_some(())
+        }
+    })
+    .await;
+
+    // One client connection, 20 requests: one upstream connection carries them all.
+    let mut c = Client::connect(proxy).await;
+    for _ in 0..20 {
+        assert_eq!(c.send("GET", "/x", "").await.expect("answer").0, 200);
+    }
+    let a_before = a_reqs.load(Ordering::Relaxed);
+    assert_eq!(a_before, 20, "{a_before} requests reached the primary");
+    assert_eq!(
+        a_conns.load(Ordering::Relaxed),
+        1,
+        "one upstream connection"
+    );
+
+    // The client goes away: its upstream connection goes back to the pool for the next one.
+    drop(c);
+    let mut c = Client::connect(proxy).await;
+    for _ in 0..5 {
+        assert_eq!(c.send("GET", "/x", "").await.expect("answer").0, 200);
+    }
+    assert!(
+        a_conns.load(Ordering::Relaxed) <= 2,
+        "the pooled connection is reused (one new one at most, if it was not back yet)"
+    );
+
+    // Traffic moves: the same client connection's next requests go to the backup.
+    g.manual_switch(1).expect("switch to the backup");
+    for _ in 0..5 {
+        assert_eq!(c.send("GET", "/x", "").await.expect("answer").0, 200);
+    }
+    assert_eq!(b_reqs.load(Ordering::Relaxed), 5);
+    assert_eq!(b_conns.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        a_reqs.load(Ordering::Relaxed),
+        25,
+        "nothing more on the primary"
+    );
+    cancel.cancel();
+    rt.drain(Duration::from_secs(2)).await;
+}
