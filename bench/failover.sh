@@ -103,7 +103,7 @@ cleanup() {
     # if they are still `watchfire sim` processes.
     if [[ -f "$SIM_PIDS" ]]; then
         while read -r p; do
-            if [[ -n "$p" ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' sim --listen '; then
+            if [[ -n "$p" ]] && { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -q ' sim --listen '; then
                 kill -9 "$p" 2>/dev/null || true
             fi
         done <"$SIM_PIDS"

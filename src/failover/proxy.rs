@@ -53,14 +53,12 @@ const MAX_IDLE: usize = 64;
 
 /// Proxy counters of a group.
 pub struct Stats {
-    /// Requests by (instance index or none, status code).
-    requests: Mutex<BTreeMap<(Option<usize>, u16), u64>>,
+    /// Requests by code and the duration histogram, under one lock: one lock per request.
+    counters: Mutex<Counters>,
     /// Resends after a connection failed before sending.
     retries_connect: AtomicU64,
     /// Resends of idempotent requests after a failure that may have reached the instance.
     retries_replay: AtomicU64,
-    /// Time to the response head.
-    duration: Mutex<Buckets<16>>,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
     pools: Vec<Pool>,
@@ -75,30 +73,39 @@ impl std::fmt::Debug for Stats {
 impl Stats {
     pub(super) fn new(instances: usize, max_in_flight: usize) -> Stats {
         Stats {
-            requests: Mutex::new(BTreeMap::new()),
+            counters: Mutex::new(Counters::default()),
             retries_connect: AtomicU64::new(0),
             retries_replay: AtomicU64::new(0),
-            duration: Mutex::new(Buckets::default()),
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
             max_in_flight,
             pools: (0..instances).map(|_| Pool::default()).collect(),
         }
     }
 
+    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().expect("proxy stats lock poisoned")
+    }
+
+    /// Counts a request the proxy answered itself or that ended without a response head.
     fn count(&self, instance: Option<usize>, code: u16) {
         *self
+            .counters()
             .requests
-            .lock()
-            .expect("proxy stats lock poisoned")
             .entry((instance, code))
             .or_insert(0) += 1;
     }
 
+    /// Counts a response head from `instance` that took `secs` since the request came.
+    fn answered(&self, instance: usize, code: u16, secs: f64) {
+        let mut c = self.counters();
+        *c.requests.entry((Some(instance), code)).or_insert(0) += 1;
+        c.duration.observe(&DURATION_BUCKETS, secs);
+    }
+
     /// Requests answered by `instance` (None: by the proxy itself) with `code`.
     pub fn requests(&self, instance: Option<usize>, code: u16) -> u64 {
-        self.requests
-            .lock()
-            .expect("proxy stats lock poisoned")
+        self.counters()
+            .requests
             .get(&(instance, code))
             .copied()
             .unwrap_or(0)
@@ -111,6 +118,14 @@ impl Stats {
             self.retries_replay.load(Ordering::Relaxed),
         )
     }
+}
+
+#[derive(Default)]
+struct Counters {
+    /// Requests by (instance index or none, status code).
+    requests: BTreeMap<(Option<usize>, u16), u64>,
+    /// Time to the response head.
+    duration: Buckets<16>,
 }
 
 #[derive(Default)]
@@ -483,12 +498,7 @@ async fn forward(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<DownBody
         }
         match attempt(&ctx, i, req).await {
             Attempt::Answered(resp) => {
-                stats.count(Some(i), resp.status().as_u16());
-                stats
-                    .duration
-                    .lock()
-                    .expect("proxy stats lock poisoned")
-                    .observe(&DURATION_BUCKETS, start.elapsed().as_secs_f64());
+                stats.answered(i, resp.status().as_u16(), start.elapsed().as_secs_f64());
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 return Response::from_parts(parts, Either::Left(body));
@@ -596,13 +606,7 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
     }
     let _ = writeln!(out, "# HELP watchfire_proxy_requests_total Requests through the failover proxy by instance (`none`: answered by the proxy) and status code.\n# TYPE watchfire_proxy_requests_total counter");
     for g in &with_proxy {
-        for ((i, code), n) in g
-            .proxy
-            .requests
-            .lock()
-            .expect("proxy stats lock poisoned")
-            .iter()
-        {
+        for ((i, code), n) in g.proxy.counters().requests.iter() {
             let inst = i
                 .map(|i| g.cfg.instances[i].authority.as_str())
                 .unwrap_or("none");
@@ -637,12 +641,7 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
     }
     let _ = writeln!(out, "# HELP watchfire_proxy_request_duration_seconds Time from the request to the instance's response head, through the proxy.\n# TYPE watchfire_proxy_request_duration_seconds histogram");
     for g in &with_proxy {
-        let b = g
-            .proxy
-            .duration
-            .lock()
-            .expect("proxy stats lock poisoned")
-            .clone();
+        let b = g.proxy.counters().duration.clone();
         let labels = format!("group=\"{}\"", g.cfg.name);
         crate::metrics::histogram_series(
             out,
