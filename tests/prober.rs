@@ -794,6 +794,15 @@ fn tcp_sockets() -> Vec<(u16, u16, u8)> {
 }
 
 const TCP_TIME_WAIT: u8 = 0x06;
+
+/// Client-side sockets in TIME_WAIT towards local port `port`, as (local port, remote port).
+fn time_wait_to(port: u16) -> Vec<(u16, u16)> {
+    tcp_sockets()
+        .into_iter()
+        .filter(|&(l, r, st)| st == TCP_TIME_WAIT && r == port && l != port)
+        .map(|(l, r, _)| (l, r))
+        .collect()
+}
 const TCP_LISTEN: u8 = 0x0A;
 
 #[tokio::test]
@@ -807,15 +816,18 @@ async fn fresh_connections_leave_no_time_wait_on_the_prober_side() {
         "the sim's listener is visible in /proc/net/tcp"
     );
     let prober = HttpProber::new(Arc::new(target(&sim_url(&sim, "/health")))).expect("prober");
+    // Sockets of earlier tests whose server had the same port number may still sit in
+    // TIME_WAIT (60 s): only sockets that appear during these probes count.
+    let before = time_wait_to(sim_port);
     for i in 0..200 {
         let o = probe_with(&prober).await;
         assert_eq!(o.result, Ok(()), "probe {i}: {o:#?}");
         assert!(!o.reused_connection);
     }
     assert_eq!(sim.requests(), 200);
-    let ours: Vec<_> = tcp_sockets()
+    let ours: Vec<_> = time_wait_to(sim_port)
         .into_iter()
-        .filter(|&(l, r, st)| st == TCP_TIME_WAIT && r == sim_port && l != sim_port)
+        .filter(|s| !before.contains(s))
         .collect();
     assert!(
         ours.is_empty(),
@@ -836,13 +848,14 @@ async fn fresh_connections_leave_no_time_wait_on_the_prober_side() {
     .await;
     let port = stubborn.addr.port();
     let prober = HttpProber::new(Arc::new(target(&stubborn.url("/")))).expect("prober");
+    let before = time_wait_to(port);
     for i in 0..50 {
         let o = probe_with(&prober).await;
         assert_eq!(o.result, Ok(()), "probe {i}: {o:#?}");
     }
-    let ours: Vec<_> = tcp_sockets()
+    let ours: Vec<_> = time_wait_to(port)
         .into_iter()
-        .filter(|&(l, r, st)| st == TCP_TIME_WAIT && r == port && l != port)
+        .filter(|s| !before.contains(s))
         .collect();
     assert!(
         ours.is_empty(),
