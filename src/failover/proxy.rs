@@ -239,8 +239,9 @@ impl ConnCtx {
         if s.is_closed() {
             return None;
         }
-        // The previous response's end is still on its way through the connection's task.
-        match tokio::time::timeout(Duration::from_millis(50), s.ready()).await {
+        // The previous response's end is still on its way through the connection's task (a
+        // connection that closes instead says so at once).
+        match tokio::time::timeout(self.cfg.connect_timeout, s.ready()).await {
             Ok(Ok(())) => Some(s),
             _ => None,
         }
