@@ -3,16 +3,16 @@
 //! giving `usage / limit` (by default cAdvisor's `container_memory_usage_bytes /
 //! container_spec_memory_limit_bytes`, the runbook's alert expression).
 //!
-//! Deliberately small and self-contained: one reading is two small files or one query.
+//! One reading is two small files or one query. The cgroup side uses the container-memory
+//! reader's version detection, bounded file reads and "unlimited" cut-off
+//! ([`crate::memory::cgroup`]); it reads only usage and limit, because the memory check needs
+//! nothing else and a bare cgroup directory (no `memory.stat`) is enough for it.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::prom::Prom;
-
-/// A cgroup v1 limit at or above this means "no limit" (the kernel reports a page-rounded
-/// `i64::MAX`).
-pub const V1_UNLIMITED: u64 = 1 << 60;
+use crate::memory::cgroup::{self as cg, Version as CgroupVersion};
 
 /// Where memory readings come from.
 #[derive(Debug, Clone)]
@@ -26,15 +26,6 @@ pub enum MemorySource {
         /// The query.
         query: String,
     },
-}
-
-/// The cgroup version found in a directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    /// `memory.current` / `memory.max`.
-    V2,
-    /// `memory.usage_in_bytes` / `memory.limit_in_bytes`.
-    V1,
 }
 
 /// A cgroup directory to read memory from.
@@ -58,11 +49,7 @@ pub struct Reading {
 impl Cgroup {
     /// Finds the cgroup version of `dir` by the files it holds.
     pub fn open(dir: &Path) -> Result<Cgroup, String> {
-        let version = if dir.join("memory.current").is_file() {
-            CgroupVersion::V2
-        } else if dir.join("memory.usage_in_bytes").is_file() {
-            CgroupVersion::V1
-        } else {
+        let Some(version) = cg::version_of(dir) else {
             return Err(format!(
                 "{} holds neither memory.current (cgroup v2) nor memory.usage_in_bytes (cgroup v1)",
                 dir.display()
@@ -85,7 +72,7 @@ impl Cgroup {
         let used = read_number(&self.dir.join(cur))?
             .ok_or_else(|| format!("{}: `max` is not a usage", self.dir.join(cur).display()))?;
         let limit = match read_number(&self.dir.join(max)) {
-            Ok(Some(l)) if self.version == CgroupVersion::V1 && l >= V1_UNLIMITED => None,
+            Ok(Some(l)) if self.version == CgroupVersion::V1 && l > cg::UNLIMITED_ABOVE => None,
             Ok(l) => l,
             // A cgroup without a limit file (the root) is unlimited.
             Err(_) if !self.dir.join(max).exists() => None,
@@ -109,8 +96,7 @@ impl Cgroup {
 
 /// A number of bytes from a cgroup file; `max` is `None`.
 fn read_number(path: &Path) -> Result<Option<u64>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = cg::read_small(path).map_err(|f| format!("cannot read {f}"))?;
     let t = text.trim();
     if t == "max" {
         return Ok(None);
