@@ -32,26 +32,19 @@ QUICK=${BENCH_QUICK:-0}
 SECS=5
 [[ "$QUICK" == 1 ]] && SECS=2
 
-log() { printf '== %s\n' "$*" >&2; }
-find_tool() {
-    command -v "$1" 2>/dev/null || { [[ -x "/usr/sbin/$1" ]] && echo "/usr/sbin/$1"; } || true
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 NGINX=$(find_tool nginx)
 WRK=$(find_tool wrk)
 EXPORTER=$(find_tool prometheus-blackbox-exporter)
 if [[ -z "$NGINX" || -z "$WRK" || -z "$EXPORTER" ]]; then
-    log "installing nginx-light, wrk and prometheus-blackbox-exporter"
-    SUDO=()
-    if [[ "$(id -u)" -ne 0 ]]; then SUDO=(sudo); fi
-    "${SUDO[@]}" apt-get update
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        nginx-light wrk prometheus-blackbox-exporter
+    install_packages nginx-light wrk prometheus-blackbox-exporter
     NGINX=$(find_tool nginx)
     WRK=$(find_tool wrk)
     EXPORTER=$(find_tool prometheus-blackbox-exporter)
 fi
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+raise_open_files
 HZ=$(getconf CLK_TCK)
 
 TMP=$(mktemp -d -t watchfire-blackbox-bench.XXXXXX)
@@ -68,28 +61,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    local p
-    for p in $(shuf -i 20000-30000 -n 200); do
-        if [[ -z "$(ss -Htln "sport = :$p")" ]]; then
-            echo "$p"
-            return
-        fi
-    done
-    log "no free port"
-    exit 1
-}
-wait_port() {
-    local port=$1 pid=$2 what=$3
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return; fi
-        kill -0 "$pid" 2>/dev/null || { log "$what exited"; cat "$TMP"/*.log >&2 || true; exit 1; }
-        sleep 0.1
-    done
-    log "$what did not listen on $port"
-    exit 1
-}
 
 # nginx.
 NGINX_PORT=$(free_port)
@@ -139,7 +110,6 @@ done
 log "nginx on $TARGET, watchfire $WF_PID on :$WF_PORT, exporter $BB_PID on :$BB_PORT ($BB_VERSION)"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'; }
 
 declare -A RATES CPUS NOTES
 run() {

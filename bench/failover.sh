@@ -68,25 +68,18 @@ else
     ROUNDS=20
 fi
 
-log() { printf '== %s\n' "$*" >&2; }
-
-find_tool() {
-    command -v "$1" 2>/dev/null || { [[ -x "/usr/sbin/$1" ]] && echo "/usr/sbin/$1"; } || true
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 NGINX=$(find_tool nginx)
 WRK=$(find_tool wrk)
 if [[ -z "$NGINX" || -z "$WRK" ]]; then
-    log "installing nginx-light and wrk"
-    SUDO=()
-    if [[ "$(id -u)" -ne 0 ]]; then SUDO=(sudo); fi
-    "${SUDO[@]}" apt-get update
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light wrk
+    install_packages nginx-light wrk
     NGINX=$(find_tool nginx)
     WRK=$(find_tool wrk)
 fi
 
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+raise_open_files
 
 TMP=$(mktemp -d -t watchfire-failover-bench.XXXXXX)
 PIDS=()
@@ -112,32 +105,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Free ports below the ephemeral range (so no client socket can hold them).
-USED_PORTS=" "
-free_port() {
-    local p
-    for p in $(shuf -i 20000-30000 -n 200); do
-        if [[ "$USED_PORTS" != *" $p "* && -z "$(ss -Htln "sport = :$p")" ]]; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return
-        fi
-    done
-    log "no free port found"
-    exit 1
-}
-
-wait_port() {
-    local port=$1 pid=$2 what=$3
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return; fi
-        kill -0 "$pid" 2>/dev/null || { log "$what did not start"; cat "$TMP"/*.log >&2 || true; exit 1; }
-        sleep 0.1
-    done
-    log "$what is not listening on $port"
-    exit 1
-}
 
 # Common part of both nginx configs: one worker, no access log, temp paths in TMP.
 nginx_conf() {
@@ -184,7 +151,6 @@ WATCHFIRE=target/release/watchfire
 [[ -x "$WATCHFIRE" ]] || { log "$WATCHFIRE was not built"; exit 1; }
 log "benchmark: $BENCH; sims: $WATCHFIRE"
 
-median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # 1. Detection.
@@ -199,9 +165,10 @@ DET_CHECKS=$(grep '^RESULT scenario=detection variant=checks' "$TMP/detection.ou
 DET_PASSIVE=$(grep '^RESULT scenario=detection variant=passive' "$TMP/detection.out" | tail -1)
 
 # 2. Proxies.
+# Picked before anything listens on them: each call is told the ports already picked.
 BACKEND_PORT=$(free_port)
-BACKUP_PORT=$(free_port)
-NGINX_PROXY_PORT=$(free_port)
+BACKUP_PORT=$(free_port "$BACKEND_PORT")
+NGINX_PROXY_PORT=$(free_port "$BACKEND_PORT" "$BACKUP_PORT")
 {
     nginx_conf "$TMP/backend"
     cat <<EOF

@@ -61,26 +61,19 @@ else
     MEM_SECS=10
 fi
 
-log() { printf '== %s\n' "$*" >&2; }
-
-find_tool() {
-    command -v "$1" 2>/dev/null || { [[ -x "/usr/sbin/$1" ]] && echo "/usr/sbin/$1"; } || true
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 NGINX=$(find_tool nginx)
 WRK=$(find_tool wrk)
 if [[ -z "$NGINX" || -z "$WRK" ]]; then
-    log "installing nginx-light and wrk"
-    SUDO=()
-    if [[ "$(id -u)" -ne 0 ]]; then SUDO=(sudo); fi
-    "${SUDO[@]}" apt-get update
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light wrk
+    install_packages nginx-light wrk
     NGINX=$(find_tool nginx)
     WRK=$(find_tool wrk)
 fi
 
 # Probes and wrk open one socket each per request in flight.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+raise_open_files
 log "open files limit: $(ulimit -n)"
 
 TMP=$(mktemp -d -t watchfire-bench.XXXXXX)
@@ -95,25 +88,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A free port below the ephemeral range (so no client socket can hold it).
-PORT=""
-for p in $(shuf -i 20000-30000 -n 100); do
-    if [[ -z "$(ss -Htln "sport = :$p")" ]]; then
-        PORT=$p
-        break
-    fi
-done
-[[ -n "$PORT" ]] || { log "no free port found"; exit 1; }
+PORT=$(free_port)
 URL="http://127.0.0.1:$PORT/"
 
 sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$PORT|g" bench/nginx.conf >"$TMP/nginx.conf"
 "$NGINX" -e "$TMP/error.log" -p "$TMP" -c "$TMP/nginx.conf" &
 NGINX_PID=$!
-for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    kill -0 "$NGINX_PID" 2>/dev/null || { log "nginx did not start"; cat "$TMP/error.log" >&2; exit 1; }
-    sleep 0.1
-done
+wait_port "$PORT" "$NGINX_PID" nginx
 log "nginx $NGINX_PID on $URL"
 
 log "building the benchmark (cargo bench --bench probe_rate --no-run)"
@@ -125,7 +106,6 @@ BIN="$TMP/probe_rate"
 cp "$BIN_SRC" "$BIN"
 log "benchmark binary: $BIN_SRC"
 
-median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # 1. The loopback limit: wrk, one connection per request.
