@@ -18,6 +18,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,73 +32,38 @@ use tokio_util::sync::CancellationToken;
 use watchfire::runtime::{Runtime, RuntimeOptions};
 use watchfire::server::{self, AppState};
 
+/// Command-line options; `--bench`, which cargo adds, is accepted and ignored.
+#[derive(Debug, clap::Parser)]
+#[command(name = "blackbox_probe")]
 struct Opts {
+    /// Serve `/probe` on this address (with `--config`) instead of measuring in-process.
+    #[arg(long, requires = "config")]
     serve: Option<SocketAddr>,
+    /// The blackbox.yml to serve.
+    #[arg(long, requires = "serve")]
     config: Option<PathBuf>,
-    duration: Duration,
+    /// Measurement window, s.
+    #[arg(long = "duration-s", default_value_t = 5)]
+    duration_s: u64,
+    /// Probes in flight.
+    #[arg(long, default_value_t = 32)]
     concurrency: usize,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: blackbox_probe [--serve ADDR --config FILE] [--duration-s D] [--concurrency C]"
-    );
-    std::process::exit(2);
-}
-
-fn parse_args() -> Opts {
-    let mut o = Opts {
-        serve: None,
-        config: None,
-        duration: Duration::from_secs(5),
-        concurrency: 32,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--bench" {
-            continue;
-        }
-        let Some(v) = args.next() else { usage() };
-        match flag.as_str() {
-            "--serve" => o.serve = Some(v.parse().unwrap_or_else(|_| usage())),
-            "--config" => o.config = Some(PathBuf::from(v)),
-            "--duration-s" => {
-                o.duration = Duration::from_secs(v.parse().unwrap_or_else(|_| usage()))
-            }
-            "--concurrency" => o.concurrency = v.parse().unwrap_or_else(|_| usage()),
-            _ => usage(),
-        }
-    }
-    o
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
 /// utime + stime of this process, in seconds.
 fn cpu_seconds() -> f64 {
-    let text = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
-    let after = &text[text.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // After the comm, field 3 (state) is index 0: utime (14) and stime (15) are 11 and 12.
-    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
-    let hz = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0);
-    ticks as f64 / hz
+    let (u, s) = common::process_cpu();
+    (u + s) as f64 / common::clock_ticks_per_s() as f64
 }
 
 fn main() {
-    let o = parse_args();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match (o.serve, &o.config) {
-        (Some(addr), Some(cfg)) => rt.block_on(serve(addr, cfg.clone())),
-        (None, None) => rt.block_on(measure(o.duration, o.concurrency)),
-        _ => usage(),
+    let o = <Opts as clap::Parser>::parse();
+    let rt = watchfire::runtime::build_tokio(None).expect("tokio runtime");
+    match (o.serve, o.config) {
+        (Some(addr), Some(cfg)) => rt.block_on(serve(addr, cfg)),
+        _ => rt.block_on(measure(Duration::from_secs(o.duration_s), o.concurrency)),
     }
 }
 

@@ -64,6 +64,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::io::{BufRead as _, Write as _};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -81,109 +83,99 @@ use watchfire::failover::Group;
 use watchfire::runtime::{Runtime, RuntimeOptions};
 use watchfire::state::Health;
 
-/// Command-line options (`--key value`); `--bench`, which cargo adds, is ignored.
-#[derive(Debug, Clone)]
+/// Command-line options; `--bench`, which cargo adds, is accepted and ignored.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "failover",
+    override_usage = "failover --mode detection --bin PATH/TO/watchfire [OPTIONS]\n       \
+                      failover --mode proxy --backend URL --backup URL [OPTIONS]"
+)]
 struct Opts {
+    /// `detection` or `proxy`.
+    #[arg(long, value_parser = ["detection", "proxy"])]
     mode: String,
+    /// The watchfire binary run as the sims (detection).
+    #[arg(long, default_value = "")]
     bin: String,
-    rounds: usize,
+    /// Kills per variant (detection).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Check interval, ms.
+    #[arg(long = "interval-ms", default_value = "200", value_parser = nonzero_millis)]
     interval: Duration,
+    /// Check timeout, ms.
+    #[arg(long = "timeout-ms", default_value = "150", value_parser = millis)]
     timeout: Duration,
+    #[arg(long = "down-after", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     down_after: u32,
+    #[arg(long = "up-after", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     up_after: u32,
+    /// Variants to run: `checks` (health checks only) and/or `passive` (client traffic too).
+    #[arg(long, value_delimiter = ',', default_value = "checks,passive", value_parser = ["checks", "passive"])]
     variants: Vec<String>,
+    /// Client request period in the passive variant, ms.
+    #[arg(long = "load-every-ms", default_value = "10", value_parser = millis)]
     load_every: Duration,
+    /// Seed of the kill phases (0: from the clock).
+    #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// File the sims' PIDs are appended to, for the wrapper script's cleanup.
+    #[arg(long = "pid-file")]
     pid_file: Option<String>,
+    /// tokio worker threads (0 = tokio's default).
+    #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Primary instance URL (proxy).
+    #[arg(long, default_value = "")]
     backend: String,
+    /// Backup instance URL (proxy).
+    #[arg(long, default_value = "")]
     backup: String,
+    /// The proxy's in-flight bound (proxy).
+    #[arg(long = "max-in-flight")]
     max_in_flight: Option<usize>,
+    /// Longest run in proxy mode, s.
+    #[arg(long = "duration-s", default_value = "600", value_parser = seconds)]
     duration: Duration,
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: failover --mode detection --bin PATH/TO/watchfire [--rounds N] [--interval-ms I] \
-         [--timeout-ms T] [--down-after D] [--up-after U] [--variants checks,passive] \
-         [--load-every-ms L] [--seed S] [--pid-file F] [--workers W (0 = tokio default)]\n\
-         \x20      failover --mode proxy --backend URL --backup URL [--max-in-flight M] \
-         [--duration-s D] [--workers W]"
-    );
-    std::process::exit(2);
+fn millis(v: &str) -> Result<Duration, String> {
+    v.parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("`{v}` is not a number of ms"))
+}
+
+fn nonzero_millis(v: &str) -> Result<Duration, String> {
+    millis(v).and_then(|d| {
+        if d.is_zero() {
+            Err("must be above 0".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+fn seconds(v: &str) -> Result<Duration, String> {
+    v.parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("`{v}` is not a number of s"))
 }
 
 fn parse_args() -> Opts {
-    let mut o = Opts {
-        mode: String::new(),
-        bin: String::new(),
-        rounds: 20,
-        interval: Duration::from_millis(200),
-        timeout: Duration::from_millis(150),
-        down_after: 3,
-        up_after: 2,
-        variants: vec!["checks".into(), "passive".into()],
-        load_every: Duration::from_millis(10),
-        seed: 0,
-        pid_file: None,
-        workers: 0,
-        backend: String::new(),
-        backup: String::new(),
-        max_in_flight: None,
-        duration: Duration::from_secs(600),
+    let o = <Opts as clap::Parser>::parse();
+    let missing = match o.mode.as_str() {
+        "detection" if o.bin.is_empty() => Some("--mode detection needs --bin"),
+        "proxy" if o.backend.is_empty() || o.backup.is_empty() => {
+            Some("--mode proxy needs --backend and --backup")
+        }
+        _ => None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--bench" {
-            continue;
-        }
-        let Some(value) = args.next() else {
-            eprintln!("{flag} needs a value");
-            usage();
-        };
-        let num = |v: &str| -> u64 {
-            v.parse().unwrap_or_else(|_| {
-                eprintln!("{flag}: `{v}` is not a number");
-                usage()
-            })
-        };
-        match flag.as_str() {
-            "--mode" => o.mode = value,
-            "--bin" => o.bin = value,
-            "--rounds" => o.rounds = num(&value) as usize,
-            "--interval-ms" => o.interval = Duration::from_millis(num(&value)),
-            "--timeout-ms" => o.timeout = Duration::from_millis(num(&value)),
-            "--down-after" => o.down_after = num(&value) as u32,
-            "--up-after" => o.up_after = num(&value) as u32,
-            "--variants" => o.variants = value.split(',').map(str::to_string).collect(),
-            "--load-every-ms" => o.load_every = Duration::from_millis(num(&value)),
-            "--seed" => o.seed = num(&value),
-            "--pid-file" => o.pid_file = Some(value),
-            "--workers" => o.workers = num(&value) as usize,
-            "--backend" => o.backend = value,
-            "--backup" => o.backup = value,
-            "--max-in-flight" => o.max_in_flight = Some(num(&value) as usize),
-            "--duration-s" => o.duration = Duration::from_secs(num(&value)),
-            _ => {
-                eprintln!("unknown option {flag}");
-                usage();
-            }
-        }
-    }
-    let ok = match o.mode.as_str() {
-        "detection" => {
-            !o.bin.is_empty()
-                && o.rounds > 0
-                && o.down_after > 0
-                && o.up_after > 0
-                && !o.interval.is_zero()
-                && o.variants.iter().all(|v| v == "checks" || v == "passive")
-        }
-        "proxy" => !o.backend.is_empty() && !o.backup.is_empty(),
-        _ => false,
-    };
-    if !ok {
-        usage();
+    if let Some(m) = missing {
+        <Opts as clap::CommandFactory>::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, m)
+            .exit();
     }
     o
 }
@@ -487,7 +479,7 @@ fn detection(o: &Opts) {
             }
         );
         // Stratified random phases, shuffled.
-        let n = o.rounds;
+        let n = o.rounds as usize;
         let mut order: Vec<usize> = (0..n).collect();
         for i in (1..n).rev() {
             order.swap(i, rng.below(i + 1));
@@ -641,13 +633,8 @@ fn detection(o: &Opts) {
 
 /// (utime + stime) of this process, in clock ticks.
 fn process_ticks() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let Some(close) = text.rfind(')') else {
-        return 0;
-    };
-    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    field(11) + field(12)
+    let (u, s) = common::process_cpu();
+    u + s
 }
 
 fn proxy(o: &Opts) {
@@ -737,8 +724,7 @@ fn proxy(o: &Opts) {
 fn main() {
     let o = parse_args();
     match o.mode.as_str() {
-        "detection" => detection(&o),
         "proxy" => proxy(&o),
-        _ => usage(),
+        _ => detection(&o),
     }
 }

@@ -54,105 +54,64 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{clock_ticks_per_s, parse_stat, process_cpu};
 use tokio_util::sync::CancellationToken;
 use watchfire::config::{Config, TargetSpec};
 use watchfire::probe::Reason;
 use watchfire::record::LAG_BUCKETS;
 use watchfire::runtime::{Runtime, RuntimeOptions, DEFAULT_MAX_CONCURRENCY};
 
-/// Command-line options (`--key value`); `--bench`, which cargo adds, is ignored.
-#[derive(Debug, Clone)]
+/// Command-line options; `--bench`, which cargo adds, is accepted and ignored.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "probe_rate")]
 struct Opts {
+    /// The URL every target probes.
+    #[arg(long)]
     url: String,
+    /// Scenario name, echoed in the report.
+    #[arg(long, default_value = "custom")]
     scenario: String,
-    targets: usize,
+    /// Number of targets.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    targets: u64,
+    /// Interval of every target, ms.
+    #[arg(long = "interval-ms", default_value = "1000", value_parser = millis)]
     interval: Duration,
+    /// Measurement window, s.
+    #[arg(long = "duration-s", default_value = "10", value_parser = seconds)]
     duration: Duration,
+    /// Warm-up, ms (default: max(interval, 1 s) + 100 ms).
+    #[arg(long = "warmup-ms", value_parser = millis)]
     warmup: Option<Duration>,
+    /// tokio worker threads (0 = tokio's default).
+    #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Bound on probes in flight.
+    #[arg(long = "max-concurrency", default_value_t = DEFAULT_MAX_CONCURRENCY)]
     max_concurrency: usize,
+    /// Keep one connection per target.
+    #[arg(long = "keep-alive", default_value_t = false, action = clap::ArgAction::Set)]
     keep_alive: bool,
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: probe_rate --url URL [--scenario NAME] [--targets N] [--interval-ms I] \
-         [--duration-s D] [--warmup-ms W] [--workers T (0 = tokio default)] \
-         [--max-concurrency C] [--keep-alive true|false]"
-    );
-    std::process::exit(2);
+fn millis(v: &str) -> Result<Duration, String> {
+    v.parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("`{v}` is not a number of ms"))
 }
 
-fn parse_args() -> Opts {
-    let mut o = Opts {
-        url: String::new(),
-        scenario: "custom".into(),
-        targets: 1000,
-        interval: Duration::from_millis(1000),
-        duration: Duration::from_secs(10),
-        warmup: None,
-        workers: 2,
-        max_concurrency: DEFAULT_MAX_CONCURRENCY,
-        keep_alive: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--bench" {
-            continue;
-        }
-        let Some(value) = args.next() else {
-            eprintln!("{flag} needs a value");
-            usage();
-        };
-        let num = |v: &str| -> u64 {
-            v.parse().unwrap_or_else(|_| {
-                eprintln!("{flag}: `{v}` is not a number");
-                usage()
-            })
-        };
-        match flag.as_str() {
-            "--url" => o.url = value,
-            "--scenario" => o.scenario = value,
-            "--targets" => o.targets = num(&value) as usize,
-            "--interval-ms" => o.interval = Duration::from_millis(num(&value)),
-            "--duration-s" => o.duration = Duration::from_secs(num(&value)),
-            "--warmup-ms" => o.warmup = Some(Duration::from_millis(num(&value))),
-            "--workers" => o.workers = num(&value) as usize,
-            "--max-concurrency" => o.max_concurrency = num(&value) as usize,
-            "--keep-alive" => o.keep_alive = value == "true",
-            _ => {
-                eprintln!("unknown option {flag}");
-                usage();
-            }
-        }
-    }
-    if o.url.is_empty() || o.targets == 0 {
-        usage();
-    }
-    o
-}
-
-/// CPU clock ticks (utime, stime) from the text of a `/proc/.../stat` file, and the `comm`.
-fn parse_stat(text: &str) -> Option<(String, u64, u64)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
-    // After the `comm`: field 3 (state) is index 0, so utime (14) and stime (15) are 11 and 12.
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    let utime = rest.get(11)?.parse().ok()?;
-    let stime = rest.get(12)?.parse().ok()?;
-    Some((comm, utime, stime))
-}
-
-/// (utime, stime) of the whole process, in clock ticks.
-fn process_cpu() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
-    let (_, u, s) = parse_stat(&text).expect("parse /proc/self/stat");
-    (u, s)
+fn seconds(v: &str) -> Result<Duration, String> {
+    v.parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("`{v}` is not a number of s"))
 }
 
 /// utime+stime in clock ticks per thread name (threads of the same name summed).
@@ -170,17 +129,6 @@ fn thread_cpu() -> BTreeMap<String, u64> {
         }
     }
     out
-}
-
-fn clock_ticks_per_s() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&t| t > 0)
-        .unwrap_or(100)
 }
 
 /// Busy clock ticks of the whole machine (every CPU), from the first line of `/proc/stat`.
@@ -297,14 +245,14 @@ fn bucket_quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
 }
 
 fn main() {
-    let o = parse_args();
+    let o = <Opts as clap::Parser>::parse();
     let ticks = clock_ticks_per_s();
     let tokio_rt = watchfire::runtime::build_tokio((o.workers > 0).then_some(o.workers))
         .expect("tokio runtime");
     let rss_before = status_bytes("VmRSS");
 
     let timeout = o.interval.mul_f64(0.8).min(Duration::from_secs(2));
-    let mut targets = Vec::with_capacity(o.targets);
+    let mut targets = Vec::with_capacity(o.targets as usize);
     for i in 0..o.targets {
         let mut spec = TargetSpec::new(format!("t{i}"), &o.url).unwrap_or_else(|e| {
             eprintln!("bad --url {}: {e}", o.url);
