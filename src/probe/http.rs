@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
+use http::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -45,6 +45,13 @@ pub struct HttpProber {
     spec: Arc<TargetSpec>,
     tls: Option<Arc<rustls::ClientConfig>>,
     uri: Uri,
+    /// Whether connections need `TCP_NODELAY`. A fresh connection sends its one request in one
+    /// write; when that fits in one segment, Nagle's algorithm has nothing to hold back and the
+    /// option would only cost a syscall per probe. Kept-alive connections and large requests
+    /// (whose last partial segment could wait for a delayed ACK) get it.
+    nodelay: bool,
+    /// Every request's headers, built once.
+    headers: HeaderMap,
     kept: Mutex<Option<(Sender, Arc<Marks>)>>,
 }
 
@@ -91,7 +98,16 @@ impl HttpProber {
             .path_and_query
             .parse()
             .map_err(|e| format!("bad request path `{}`: {e}", spec.url.path_and_query))?;
+        let request_bytes = spec.body.len()
+            + spec.url.path_and_query.len()
+            + spec
+                .headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
         Ok(HttpProber {
+            nodelay: spec.keep_alive || request_bytes > 1024,
+            headers: request_headers(&spec),
             spec,
             tls,
             uri,
@@ -112,16 +128,21 @@ impl HttpProber {
         let mut status = None;
         let mut body_bytes = 0;
         let mut reused = false;
-        let result = self
-            .run(
-                started,
-                deadline,
-                &mut phases,
-                &mut status,
-                &mut body_bytes,
-                &mut reused,
-            )
-            .await;
+        let mut stage = Stage::Resolve;
+        // One timer for the whole probe (not one per stage): the stage it ends in says which
+        // reason a timeout means.
+        let run = self.run(
+            started,
+            &mut stage,
+            &mut phases,
+            &mut status,
+            &mut body_bytes,
+            &mut reused,
+        );
+        let result = match timeout_at(deadline, run).await {
+            Ok(r) => r,
+            Err(_) => Err(stage.timed_out(&self.spec.url.host)),
+        };
         let finished = Instant::now();
         let (result, detail) = match result {
             Ok(()) => match self.spec.expect.max_latency {
@@ -153,7 +174,7 @@ impl HttpProber {
     async fn run(
         &self,
         started: Instant,
-        deadline: Instant,
+        stage: &mut Stage,
         phases: &mut Phases,
         status: &mut Option<u16>,
         body_bytes: &mut u64,
@@ -165,9 +186,7 @@ impl HttpProber {
                 *reused = true;
                 let t0 = Instant::now();
                 match self
-                    .exchange(
-                        sender, None, &marks, t0, deadline, phases, status, body_bytes,
-                    )
+                    .exchange(sender, None, &marks, t0, stage, phases, status, body_bytes)
                     .await
                 {
                     Err(f) if f.reason == Reason::Reset && status.is_none() => {
@@ -180,9 +199,10 @@ impl HttpProber {
                 }
             }
         }
-        let addr = self.resolve(started, deadline, phases).await?;
+        let addr = self.resolve(started, phases).await?;
+        *stage = Stage::Connect(addr);
         let t_conn = Instant::now();
-        let tcp = connect(addr, deadline).await?;
+        let tcp = connect(addr, self.nodelay).await?;
         let t_connected = Instant::now();
         phases.connect = t_connected - t_conn;
         let marks = Arc::new(Marks::new());
@@ -190,18 +210,18 @@ impl HttpProber {
             let name = super::tls::server_name(&self.spec.tls, &self.spec.url.host)
                 .map_err(|m| Fail::new(Reason::Tls, m))?;
             let connector = tokio_rustls::TlsConnector::from(cfg.clone());
-            let tls = match timeout_at(deadline, connector.connect(name, tcp)).await {
-                Err(_) => return Err(Fail::new(Reason::Timeout, "TLS handshake timed out")),
-                Ok(Err(e)) => return Err(Fail::from_error(Reason::Tls, "TLS handshake", &e)),
-                Ok(Ok(s)) => s,
-            };
+            *stage = Stage::Tls;
+            let tls = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| Fail::from_error(Reason::Tls, "TLS handshake", &e))?;
             phases.tls = t_connected.elapsed();
             let io = TimedIo {
                 inner: tls,
                 marks: marks.clone(),
                 skip_shutdown: !self.spec.keep_alive,
             };
-            self.handshake_and_exchange(io, &marks, deadline, phases, status, body_bytes)
+            self.handshake_and_exchange(io, &marks, stage, phases, status, body_bytes)
                 .await
         } else {
             let io = TimedIo {
@@ -209,7 +229,7 @@ impl HttpProber {
                 marks: marks.clone(),
                 skip_shutdown: !self.spec.keep_alive,
             };
-            self.handshake_and_exchange(io, &marks, deadline, phases, status, body_bytes)
+            self.handshake_and_exchange(io, &marks, stage, phases, status, body_bytes)
                 .await
         }
     }
@@ -222,32 +242,14 @@ impl HttpProber {
         }
     }
 
-    async fn resolve(
-        &self,
-        started: Instant,
-        deadline: Instant,
-        phases: &mut Phases,
-    ) -> Result<SocketAddr, Fail> {
+    async fn resolve(&self, started: Instant, phases: &mut Phases) -> Result<SocketAddr, Fail> {
         let url = &self.spec.url;
         if let Some(ip) = url.ip {
             return Ok(SocketAddr::new(ip, url.port));
         }
-        let lookup = tokio::net::lookup_host((url.host.as_str(), url.port));
-        let addrs = match timeout_at(deadline, lookup).await {
-            Err(_) => {
-                return Err(Fail::new(
-                    Reason::Dns,
-                    format!("resolving {} timed out", url.host),
-                ))
-            }
-            Ok(Err(e)) => {
-                return Err(Fail::new(
-                    Reason::Dns,
-                    format!("cannot resolve {}: {e}", url.host),
-                ))
-            }
-            Ok(Ok(a)) => a,
-        };
+        let addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
+            .await
+            .map_err(|e| Fail::new(Reason::Dns, format!("cannot resolve {}: {e}", url.host)))?;
         phases.resolve = started.elapsed();
         let mut addrs: Vec<SocketAddr> = addrs.collect();
         // Prefer IPv4 when both exist: loopback and most internal services answer there.
@@ -262,7 +264,7 @@ impl HttpProber {
         &self,
         io: TimedIo<T>,
         marks: &Arc<Marks>,
-        deadline: Instant,
+        stage: &mut Stage,
         phases: &mut Phases,
         status: &mut Option<u16>,
         body_bytes: &mut u64,
@@ -273,21 +275,18 @@ impl HttpProber {
         let hs = http1::Builder::new()
             .max_buf_size(64 * 1024)
             .handshake::<_, Full<Bytes>>(TokioIo::new(io));
-        let (sender, conn) = match timeout_at(deadline, hs).await {
-            Err(_) => return Err(Fail::new(Reason::Timeout, "HTTP handshake timed out")),
-            Ok(Err(e)) => return Err(Fail::from_error(Reason::Protocol, "HTTP handshake", &e)),
-            Ok(Ok(x)) => x,
-        };
+        *stage = Stage::Handshake;
+        let (sender, conn) = hs
+            .await
+            .map_err(|e| Fail::from_error(Reason::Protocol, "HTTP handshake", &e))?;
         if self.spec.keep_alive {
             // The connection outlives this probe: it needs its own task.
             tokio::spawn(async move {
                 let _ = conn.await;
             });
             let t0 = Instant::now();
-            self.exchange(
-                sender, None, marks, t0, deadline, phases, status, body_bytes,
-            )
-            .await
+            self.exchange(sender, None, marks, t0, stage, phases, status, body_bytes)
+                .await
         } else {
             // Drive the connection in this task: no spawn per probe, and the socket closes the
             // moment the probe returns.
@@ -298,7 +297,7 @@ impl HttpProber {
                 Some(conn),
                 marks,
                 t0,
-                deadline,
+                stage,
                 phases,
                 status,
                 body_bytes,
@@ -314,7 +313,7 @@ impl HttpProber {
         mut conn: Option<ConnFuture<'_>>,
         marks: &Arc<Marks>,
         t_send: Instant,
-        deadline: Instant,
+        stage: &mut Stage,
         phases: &mut Phases,
         status: &mut Option<u16>,
         body_bytes: &mut u64,
@@ -338,10 +337,8 @@ impl HttpProber {
                 }
             }
         };
-        let resp = match timeout_at(deadline, response).await {
-            Err(_) => return Err(Fail::new(Reason::Timeout, "no answer before the timeout")),
-            Ok(r) => r?,
-        };
+        *stage = Stage::Answer;
+        let resp = response.await?;
         let t_head = Instant::now();
         let first = marks.first_read().unwrap_or(t_head);
         let written = marks.written().unwrap_or(t_send);
@@ -396,15 +393,8 @@ impl HttpProber {
                 }
             }
         };
-        match timeout_at(deadline, read).await {
-            Err(_) => {
-                return Err(Fail::new(
-                    Reason::Timeout,
-                    "body not read before the timeout",
-                ))
-            }
-            Ok(r) => r?,
-        }
+        *stage = Stage::Body;
+        read.await?;
         phases.transfer = first.elapsed();
         if self.spec.keep_alive && !sender.is_closed() {
             let mut guard = self.kept.lock().expect("kept-connection lock poisoned");
@@ -436,22 +426,7 @@ impl HttpProber {
         let mut req = Request::new(Full::new(self.spec.body.clone()));
         *req.method_mut() = self.spec.method.clone();
         *req.uri_mut() = self.uri.clone();
-        let h = req.headers_mut();
-        h.reserve(self.spec.headers.len() + 3);
-        for (k, v) in &self.spec.headers {
-            h.append(k, v.clone());
-        }
-        if !h.contains_key(HOST) {
-            if let Ok(v) = HeaderValue::from_str(&self.spec.url.authority) {
-                h.insert(HOST, v);
-            }
-        }
-        if !h.contains_key(USER_AGENT) {
-            h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        }
-        if !self.spec.keep_alive && !h.contains_key(CONNECTION) {
-            h.insert(CONNECTION, HeaderValue::from_static("close"));
-        }
+        *req.headers_mut() = self.headers.clone();
         req
     }
 }
@@ -459,8 +434,57 @@ impl HttpProber {
 type ConnFuture<'a> =
     Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send + 'a>>;
 
-/// Connects with `SO_LINGER` 0 (no TIME_WAIT on our side) and `TCP_NODELAY`.
-async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Fail> {
+/// The headers every request of `spec` carries: the configured ones, then `Host`, `User-Agent`
+/// and (fresh connections) `Connection: close` unless configured.
+fn request_headers(spec: &TargetSpec) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(spec.headers.len() + 3);
+    for (k, v) in &spec.headers {
+        h.append(k, v.clone());
+    }
+    if !h.contains_key(HOST) {
+        if let Ok(v) = HeaderValue::from_str(&spec.url.authority) {
+            h.insert(HOST, v);
+        }
+    }
+    if !h.contains_key(USER_AGENT) {
+        h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    }
+    if !spec.keep_alive && !h.contains_key(CONNECTION) {
+        h.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    h
+}
+
+/// Where a probe is; on timeout it decides the reason and the message.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Resolve,
+    Connect(SocketAddr),
+    Tls,
+    Handshake,
+    Answer,
+    Body,
+}
+
+impl Stage {
+    fn timed_out(self, host: &str) -> Fail {
+        match self {
+            Stage::Resolve => Fail::new(Reason::Dns, format!("resolving {host} timed out")),
+            Stage::Connect(addr) => Fail::new(
+                Reason::ConnectTimeout,
+                format!("connecting to {addr} timed out"),
+            ),
+            Stage::Tls => Fail::new(Reason::Timeout, "TLS handshake timed out"),
+            Stage::Handshake => Fail::new(Reason::Timeout, "HTTP handshake timed out"),
+            Stage::Answer => Fail::new(Reason::Timeout, "no answer before the timeout"),
+            Stage::Body => Fail::new(Reason::Timeout, "body not read before the timeout"),
+        }
+    }
+}
+
+/// Connects with `SO_LINGER` 0 (no TIME_WAIT on our side), and `TCP_NODELAY` when asked (see
+/// [`HttpProber::nodelay`]).
+async fn connect(addr: SocketAddr, nodelay: bool) -> Result<TcpStream, Fail> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -468,19 +492,13 @@ async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Fail>
     }
     .map_err(|e| Fail::new(Reason::Connect, format!("cannot create a socket: {e}")))?;
     let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
-    let _ = socket.set_nodelay(true);
-    match timeout_at(deadline, socket.connect(addr)).await {
-        Err(_) => Err(Fail::new(
-            Reason::ConnectTimeout,
-            format!("connecting to {addr} timed out"),
-        )),
-        Ok(Err(e)) => Err(Fail::from_error(
-            Reason::Connect,
-            &format!("connecting to {addr}"),
-            &e,
-        )),
-        Ok(Ok(s)) => Ok(s),
+    if nodelay {
+        let _ = socket.set_nodelay(true);
     }
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e| Fail::from_error(Reason::Connect, &format!("connecting to {addr}"), &e))
 }
 
 /// Checks every expected JSON field.
