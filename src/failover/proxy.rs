@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +29,6 @@ use hyper::server::conn::http1 as server;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -59,7 +58,10 @@ pub struct Stats {
     retries_connect: AtomicU64,
     /// Resends of idempotent requests after a failure that may have reached the instance.
     retries_replay: AtomicU64,
-    permits: Arc<Semaphore>,
+    /// Requests being forwarded now (bounded by `max_in_flight`). A plain counter: the bound
+    /// is only ever tried, never waited for, so a semaphore (whose release takes a lock) would
+    /// be all cost.
+    in_flight: AtomicUsize,
     max_in_flight: usize,
     pools: Vec<Pool>,
 }
@@ -76,10 +78,20 @@ impl Stats {
             counters: Mutex::new(Counters::default()),
             retries_connect: AtomicU64::new(0),
             retries_replay: AtomicU64::new(0),
-            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            in_flight: AtomicUsize::new(0),
             max_in_flight,
             pools: (0..instances).map(|_| Pool::default()).collect(),
         }
+    }
+
+    /// Takes an in-flight slot; `None` when all `max_in_flight` are taken.
+    fn enter(&self) -> Option<InFlight<'_>> {
+        let max = self.max_in_flight.max(1);
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= max {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(InFlight(&self.in_flight))
     }
 
     fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
@@ -117,6 +129,15 @@ impl Stats {
             self.retries_connect.load(Ordering::Relaxed),
             self.retries_replay.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// One request's in-flight slot, given back on drop.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -354,15 +375,18 @@ fn plain(status: StatusCode, text: &str) -> Response<DownBody> {
 /// Whether `name` is hop-by-hop by itself (RFC 9110 §7.6.1, plus the obsolete `Keep-Alive`,
 /// `Proxy-Connection` and `Transfer-Encoding`, which hyper frames itself).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == header::PROXY_AUTHENTICATE
-        || *name == header::PROXY_AUTHORIZATION
-        || *name == header::TE
-        || *name == header::TRAILER
-        || *name == header::UPGRADE
-        || *name == header::TRANSFER_ENCODING
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+    // Names are lowercase; the length picks the one or two candidates to compare.
+    let s = name.as_str();
+    match s.len() {
+        2 => s == "te",
+        7 => s == "trailer" || s == "upgrade",
+        10 => s == "connection" || s == "keep-alive",
+        16 => s == "proxy-connection",
+        17 => s == "transfer-encoding",
+        18 => s == "proxy-authenticate",
+        19 => s == "proxy-authorization",
+        _ => false,
+    }
 }
 
 /// Drops the hop-by-hop headers and those that `Connection` names. One pass over the headers,
@@ -370,6 +394,10 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `Connection` (eight removals by name on every request and response were ~8 % of the proxy's
 /// CPU).
 fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Nothing to do (the common case for a request): no allocation, one pass.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     let mut found: Vec<HeaderName> = Vec::new();
     for (name, value) in h.iter() {
         if *name == header::CONNECTION {
@@ -405,7 +433,7 @@ fn is_idempotent(m: &Method) -> bool {
 async fn forward(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<DownBody> {
     let (group, cfg) = (&ctx.group, &ctx.cfg);
     let stats = &group.proxy;
-    let Ok(_permit) = stats.permits.clone().try_acquire_owned() else {
+    let Some(_slot) = stats.enter() else {
         stats.count(None, 503);
         let mut r = plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -632,8 +660,9 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
     for g in &with_proxy {
         let busy = g
             .proxy
-            .max_in_flight
-            .saturating_sub(g.proxy.permits.available_permits());
+            .in_flight
+            .load(Ordering::Relaxed)
+            .min(g.proxy.max_in_flight);
         let _ = writeln!(
             out,
             "watchfire_proxy_in_flight{{group=\"{}\"}} {busy}",
@@ -680,6 +709,9 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("upgrade", "h2c"),
             ("proxy-authorization", "secret"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-connection", "keep-alive"),
+            ("trailer", "x-sum"),
             ("content-type", "application/json"),
             ("x-keep", "yes"),
         ]);
@@ -687,6 +719,23 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "host", "x-keep"]);
+    }
+
+    #[test]
+    fn in_flight_slots_are_bounded_and_given_back() {
+        let stats = Stats::new(1, 2);
+        let a = stats.enter().expect("first slot");
+        let b = stats.enter().expect("second slot");
+        assert!(stats.enter().is_none(), "a third request is over the bound");
+        assert_eq!(
+            stats.in_flight.load(Ordering::Relaxed),
+            2,
+            "a refusal takes no slot"
+        );
+        drop(a);
+        let c = stats.enter().expect("a slot given back is free again");
+        drop((b, c));
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 0);
     }
 
     #[test]
