@@ -360,12 +360,13 @@ impl Runtime {
                 continue;
             }
             if let Some(p) = &g.proxy {
-                let l = failover::proxy::bind(p.listen).map_err(|e| {
-                    format!(
-                        "failover group {}: the proxy cannot listen on {}: {e}",
-                        g.name, p.listen
-                    )
-                })?;
+                let l =
+                    failover::proxy::bind(p.listen, failover::proxy::threads()).map_err(|e| {
+                        format!(
+                            "failover group {}: the proxy cannot listen on {}: {e}",
+                            g.name, p.listen
+                        )
+                    })?;
                 listeners.push((g.name.clone(), l));
             }
         }
@@ -414,7 +415,7 @@ impl Runtime {
         &self,
         config: &Config,
         targets: &[Arc<Target>],
-        mut listeners: Vec<(String, std::net::TcpListener)>,
+        mut listeners: Vec<(String, Vec<std::net::TcpListener>)>,
     ) -> Result<(), String> {
         let find = |g: &crate::config::FailoverGroup| -> Vec<Arc<Target>> {
             g.instances
@@ -439,18 +440,19 @@ impl Runtime {
                     .iter()
                     .position(|(n, _)| *n == g.name)
                     .expect("a listener was bound for every new proxy");
-                let (_, std_listener) = listeners.swap_remove(pos);
-                let listener = tokio::net::TcpListener::from_std(std_listener)
-                    .map_err(|e| format!("failover group {}: proxy listener: {e}", g.name))?;
-                let addr = listener.local_addr().unwrap_or(p.listen);
+                let (_, bound) = listeners.swap_remove(pos);
+                let addr = bound
+                    .first()
+                    .and_then(|l| l.local_addr().ok())
+                    .unwrap_or(p.listen);
+                let threads = bound.len();
+                failover::proxy::start(bound, group.clone(), p.clone(), group.cancel_token())
+                    .map_err(|e| {
+                        group.stop();
+                        format!("failover group {}: proxy threads: {e}", g.name)
+                    })?;
                 group.set_proxy_addr(addr);
-                info!(group = %g.name, listen = %addr, "failover proxy listening");
-                tokio::spawn(failover::proxy::serve(
-                    listener,
-                    group.clone(),
-                    p.clone(),
-                    group.cancel_token(),
-                ));
+                info!(group = %g.name, listen = %addr, threads, "failover proxy listening");
             }
             next.push(group);
         }

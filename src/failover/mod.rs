@@ -71,6 +71,9 @@ pub struct Group {
     passive: Vec<AtomicU64>,
     cancel: CancellationToken,
     proxy_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// The runtime the group was made on: hooks run there, also when the switch was decided
+    /// on a proxy thread (whose runtime ends with the proxy).
+    home: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Group {
@@ -110,7 +113,15 @@ impl Group {
             hooks: Arc::new(hooks::Hooks::default()),
             cancel,
             proxy_addr: std::sync::OnceLock::new(),
+            home: tokio::runtime::Handle::try_current().ok(),
         })
+    }
+
+    fn spawn_hook(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        match &self.home {
+            Some(h) => drop(h.spawn(fut)),
+            None => drop(tokio::spawn(fut)),
+        }
     }
 
     /// Points the group at (possibly new) check targets after a reload.
@@ -259,10 +270,10 @@ impl Group {
         };
         // Hooks run in their own tasks: the switch above is already in effect.
         if let Some(h) = self.cfg.hooks.exec.clone() {
-            tokio::spawn(hooks::run_exec(h, notice.clone(), self.hooks.clone()));
+            self.spawn_hook(hooks::run_exec(h, notice.clone(), self.hooks.clone()));
         }
         if let Some(h) = self.cfg.hooks.webhook.clone() {
-            tokio::spawn(hooks::run_webhook(h, notice, self.hooks.clone()));
+            self.spawn_hook(hooks::run_webhook(h, notice, self.hooks.clone()));
         }
     }
 
