@@ -31,8 +31,9 @@
 #      keepalive 64; }` with `proxy_http_version 1.1; proxy_set_header Connection "";` (and
 #      Host / X-Forwarded-For set, as the watchfire proxy does);
 #    - watchfire-proxy: `failover --mode proxy` (a runtime with one failover group: the backend's
-#      two ports as primary and backup, checks every 1 s; tokio default workers = CPUs, as the
-#      `watchfire` binary), running until its stdin (a FIFO held by this script) is closed.
+#      two ports as primary and backup, checks every 1 s, as the `watchfire` binary runs it: the
+#      proxy on its own threads, one per CPU, each with a single-threaded runtime and its own
+#      `SO_REUSEPORT` listener), running until its stdin (a FIFO held by this script) is closed.
 #    Throughput: `wrk -t1 -c32 -d5s` (keep-alive) against the backend directly, nginx-proxy and
 #    watchfire-proxy, interleaved (direct, nginx, watchfire) × 3 so that background load hits
 #    all three alike; medians. Latency at low load: `wrk -t1 -c1 -d5s --latency` the same way;
@@ -45,9 +46,9 @@
 #    next to the medians that the goals are judged on. With fewer than 2 quiet rounds the
 #    latency verdict is NOISY instead of PASS/MISS.
 #    Goals: watchfire-proxy req/s ≥ 80 % of nginx-proxy's; added p99 ≤ 200 µs.
-# 3. BENCH_DIAG=1 adds, in the same interleaved rounds, two more watchfire proxies: `--workers 1`
-#    (one tokio worker thread, like nginx's single worker) and `--max-in-flight 1000000` (the
-#    in-flight semaphore never near its bound), and `perf stat` of each proxy during a -c1 run:
+# 3. BENCH_DIAG=1 adds, in the same interleaved rounds, one more watchfire proxy:
+#    `--max-in-flight 1000000` (the in-flight counter never near its bound), and `perf stat` of
+#    each proxy during a -c1 run:
 #    syscalls, futex and epoll_wait calls and context switches per request. A profile of the
 #    proxy under -c32 is a separate step (see the report): `perf record -g --call-graph dwarf
 #    -p PID` while wrk runs.
@@ -254,9 +255,8 @@ start_wf() {
 }
 start_wf watchfire
 if [[ "$DIAG" == 1 ]]; then
-    # Where does the watchfire proxy's time go? Same proxy, one tokio worker; and a bound on
-    # requests in flight that can never be reached (the semaphore's cost alone).
-    start_wf watchfire-1w --workers 1
+    # Where does the watchfire proxy's time go? Same proxy with a bound on requests in flight
+    # that can never be reached.
     start_wf watchfire-mif --max-in-flight 1000000
 fi
 WF_URL=${URL[watchfire]}
@@ -419,7 +419,7 @@ verdict() {
 
 echo
 echo "watchfire failover benchmark ($([[ "$QUICK" == 1 ]] && echo quick || echo full)): $(nproc) CPUs; 1-min load average during the wrk runs $LOAD_RANGE"
-echo "backend: nginx 1 worker; nginx-proxy: nginx 1 worker, upstream keepalive 64; watchfire-proxy: failover --mode proxy (tokio default workers = $(nproc))"
+echo "backend: nginx 1 worker; nginx-proxy: nginx 1 worker, upstream keepalive 64; watchfire-proxy: failover --mode proxy ($(nproc) proxy threads, one per CPU)"
 echo
 FMT='%-30s %16s %16s %16s\n'
 # shellcheck disable=SC2059
@@ -449,7 +449,7 @@ if [[ "$DIAG" == 1 ]]; then
             "$(awk -v a="$r" -v b="$R_NGINX" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')" \
             "$(tr ' ' / <<<"${STAT[$name]:-n/a}")"
     done
-    echo "watchfire-1w: --workers 1; watchfire-mif: --max-in-flight 1000000; last column: perf stat per request at -c1."
+    echo "watchfire-mif: --max-in-flight 1000000; last column: perf stat per request at -c1."
     echo
 fi
 echo "quiet round: direct p99 <= $NOISY_US us (else background load dominates that round's p99)."

@@ -52,7 +52,8 @@
 //! # Mode `proxy`
 //!
 //! Starts a runtime with one group `bench` over `--backend` (primary) and `--backup`, checks every
-//! second, proxy on a free loopback port (`--max-in-flight`, default as in the config), waits
+//! second, proxy on a free loopback port (`--max-in-flight`, default as in the config; the
+//! proxy's threads, one per CPU, are the ones the `watchfire` binary runs), waits
 //! until the primary is active, prints `PROXY ADDR` on stdout, then runs until stdin reaches EOF
 //! or `--duration-s` has passed (or SIGINT/SIGTERM), and prints the proxy's request counts and
 //! the process CPU time.
@@ -122,7 +123,8 @@ struct Opts {
     /// File the sims' PIDs are appended to, for the wrapper script's cleanup.
     #[arg(long = "pid-file")]
     pid_file: Option<String>,
-    /// tokio worker threads (0 = tokio's default).
+    /// tokio worker threads of the main runtime (0 = tokio's default); the proxy runs on its
+    /// own threads, one per CPU, whatever this says.
     #[arg(long, default_value_t = 0)]
     workers: usize,
     /// Primary instance URL (proxy).
