@@ -38,6 +38,33 @@ pub fn build_tokio(workers: Option<usize>) -> std::io::Result<tokio::runtime::Ru
     b.enable_all().thread_name("watchfire").build()
 }
 
+fn build_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16)
+}
+
+/// Starts `n` probe threads, each running a single-threaded tokio runtime until `cancel`, and
+/// returns their handles. The scheduler thread hands each probe to its target's thread: a probe
+/// runs start to end on one thread (no work stealing, no wake-ups across threads, its connection
+/// state in one CPU's cache), like nginx's workers. On the shared multi-threaded runtime the
+/// same probes cost more CPU each.
+fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Result<Vec<Handle>> {
+    let mut lanes = Vec::with_capacity(n);
+    for k in 0..n.max(1) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        lanes.push(rt.handle().clone());
+        let cancel = cancel.clone();
+        std::thread::Builder::new()
+            .name(format!("watchfire-probe-{k}"))
+            .spawn(move || rt.block_on(cancel.cancelled()))?;
+    }
+    Ok(lanes)
+}
+
 /// One scheduled target with everything recorded about it.
 pub struct Target {
     /// The checked spec.
@@ -48,6 +75,9 @@ pub struct Target {
     /// Recorded state; locked briefly by the probe that ends and by scrapes.
     pub stats: Mutex<TargetStats>,
     running: AtomicBool,
+    /// Which probe thread runs this target's probes (from its name: stable across reloads, so a
+    /// kept-alive connection stays on its thread).
+    lane: usize,
     shared: Arc<Shared>,
 }
 
@@ -78,7 +108,9 @@ pub struct TransitionEvent {
 
 /// What every target shares: where probes run and who hears about transitions.
 struct Shared {
-    handle: Handle,
+    /// Where probes run: the probe threads' runtimes (see [`probe_threads`]), or the caller's
+    /// runtime when the precise scheduler is off (tests on paused time).
+    lanes: Vec<Handle>,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -91,12 +123,14 @@ struct Shared {
 
 impl Target {
     fn new(spec: Arc<TargetSpec>, shared: Arc<Shared>) -> Result<Target, String> {
+        let lane = (crate::schedule::fnv1a(spec.name.as_bytes()) >> 32) as usize;
         Ok(Target {
             prober: HttpProber::new(spec.clone())?,
             module: Mutex::new(None),
             spec,
             stats: Mutex::new(TargetStats::default()),
             running: AtomicBool::new(false),
+            lane,
             shared,
         })
     }
@@ -214,6 +248,7 @@ impl Job for Target {
 
     fn dispatch(self: Arc<Self>, planned: Instant) {
         let shared = self.shared.clone();
+        let lane = &shared.lanes[self.lane % shared.lanes.len()];
         if shared.cancel.is_cancelled() {
             self.running.store(false, Ordering::Release);
             return;
@@ -238,7 +273,7 @@ impl Job for Target {
             run.await;
             self.running.store(false, Ordering::Release);
         });
-        shared.handle.spawn(fut);
+        lane.spawn(fut);
     }
 }
 
@@ -309,8 +344,14 @@ impl Runtime {
         cancel: CancellationToken,
     ) -> Result<Arc<Runtime>, String> {
         let (events, _) = broadcast::channel(1024);
+        let lanes = if opts.precise_timer {
+            probe_threads(build_threads(), cancel.clone())
+                .map_err(|e| format!("cannot start the probe threads: {e}"))?
+        } else {
+            vec![Handle::current()]
+        };
         let shared = Arc::new(Shared {
-            handle: Handle::current(),
+            lanes,
             permits: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
             tracker: TaskTracker::new(),
             cancel: cancel.clone(),
