@@ -98,6 +98,12 @@ impl Hdr {
         }
     }
 
+    /// Adds every count of `other` (to merge per-thread histograms when read).
+    pub fn merge(&mut self, other: &Hdr) {
+        // Both auto-resize, so adding cannot go out of range.
+        let _ = self.0.add(&other.0);
+    }
+
     /// Samples recorded.
     pub fn len(&self) -> u64 {
         self.0.len()
@@ -287,6 +293,23 @@ mod tests {
         b.observe(&DURATION_BUCKETS, 100.0);
         assert_eq!(b.counts[1], 1);
         assert_eq!(b.counts[15], 1);
+    }
+
+    #[test]
+    fn merged_hdrs_answer_as_one_histogram_of_both() {
+        let (mut a, mut b) = (Hdr::default(), Hdr::default());
+        for _ in 0..99 {
+            a.record(Duration::from_micros(100));
+        }
+        b.record(Duration::from_secs(2));
+        let mut all = Hdr::default();
+        all.merge(&a);
+        all.merge(&b);
+        assert_eq!(all.len(), 100);
+        let p99 = all.quantile(0.99).unwrap();
+        assert!(p99 < Duration::from_micros(102), "p99 {p99:?}");
+        let max = all.quantile(1.0).unwrap();
+        assert!(max >= Duration::from_millis(1980), "max {max:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! and place on the schedule intact. A config that fails to load changes nothing.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -115,10 +115,14 @@ struct Shared {
     tracker: TaskTracker,
     cancel: CancellationToken,
     events: broadcast::Sender<TransitionEvent>,
-    /// Probes in flight (gauge).
-    in_flight: AtomicU64,
-    /// Schedule lag of every probe of every target: is the prober keeping up?
-    lag: Mutex<Hdr>,
+    /// The bound on probes in flight (`permits` holds what is left of it).
+    max_concurrency: usize,
+    /// Whether `lanes` are this runtime's own probe threads, which stop on `cancel` and drop
+    /// their probes with them; on the caller's runtime each probe watches `cancel` itself.
+    own_lanes: bool,
+    /// Schedule lag of every probe of every target, one histogram per lane (merged when read):
+    /// is the prober keeping up?
+    lag: Vec<Mutex<Hdr>>,
 }
 
 impl Target {
@@ -183,9 +187,8 @@ impl Target {
     }
 
     fn record(&self, outcome: &Outcome) {
-        self.shared
-            .lag
-            .lock()
+        let lag = &self.shared.lag[self.lane % self.shared.lag.len()];
+        lag.lock()
             .expect("lag lock poisoned")
             .record(outcome.schedule_lag());
         let transition = {
@@ -260,15 +263,16 @@ impl Job for Target {
         // half of them on the scheduler thread.
         let fut = shared.tracker.track_future(async move {
             let run = Box::pin(async {
-                let permit = self.shared.permits.clone().acquire_owned().await;
-                self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                tokio::select! {
-                    biased;
-                    _ = self.shared.cancel.cancelled() => {}
-                    _ = self.probe_and_record(planned) => {}
+                let _permit = self.shared.permits.acquire().await;
+                if self.shared.own_lanes {
+                    self.probe_and_record(planned).await;
+                } else {
+                    tokio::select! {
+                        biased;
+                        _ = self.shared.cancel.cancelled() => {}
+                        _ = self.probe_and_record(planned) => {}
+                    }
                 }
-                self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-                drop(permit);
             });
             run.await;
             self.running.store(false, Ordering::Release);
@@ -344,20 +348,23 @@ impl Runtime {
         cancel: CancellationToken,
     ) -> Result<Arc<Runtime>, String> {
         let (events, _) = broadcast::channel(1024);
-        let lanes = if opts.precise_timer {
+        let own_lanes = opts.precise_timer;
+        let lanes = if own_lanes {
             probe_threads(build_threads(), cancel.clone())
                 .map_err(|e| format!("cannot start the probe threads: {e}"))?
         } else {
             vec![Handle::current()]
         };
+        let n_lanes = lanes.len();
         let shared = Arc::new(Shared {
             lanes,
             permits: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
             tracker: TaskTracker::new(),
             cancel: cancel.clone(),
             events,
-            in_flight: AtomicU64::new(0),
-            lag: Mutex::new(Hdr::default()),
+            max_concurrency: opts.max_concurrency.max(1),
+            own_lanes,
+            lag: (0..n_lanes).map(|_| Mutex::new(Hdr::default())).collect(),
         });
         let scheduler = if opts.precise_timer {
             let (h, _join) = schedule::spawn_thread::<Target>(cancel.clone())
@@ -580,21 +587,31 @@ impl Runtime {
 
     /// Probes in flight now.
     pub fn in_flight(&self) -> u64 {
-        self.shared.in_flight.load(Ordering::Relaxed)
+        let free = self.shared.permits.available_permits();
+        self.shared.max_concurrency.saturating_sub(free) as u64
+    }
+
+    /// Every lane's lag histogram, merged.
+    fn lag_merged(&self) -> Hdr {
+        let mut all = Hdr::default();
+        for h in &self.shared.lag {
+            all.merge(&h.lock().expect("lag lock poisoned"));
+        }
+        all
     }
 
     /// Quantile `q` of the schedule lag over every probe so far (`None` before the first).
     pub fn lag_quantile(&self, q: f64) -> Option<Duration> {
-        self.shared
-            .lag
-            .lock()
-            .expect("lag lock poisoned")
-            .quantile(q)
+        self.lag_merged().quantile(q)
     }
 
     /// Probes recorded so far, over every target (from the lag histogram).
     pub fn probes_recorded(&self) -> u64 {
-        self.shared.lag.lock().expect("lag lock poisoned").len()
+        self.shared
+            .lag
+            .iter()
+            .map(|h| h.lock().expect("lag lock poisoned").len())
+            .sum()
     }
 
     /// When this runtime started.
