@@ -780,6 +780,43 @@ mod tests {
     }
 
     #[test]
+    fn listeners_share_the_port_the_first_one_got() {
+        let all = bind("127.0.0.1:0".parse().unwrap(), 3).expect("bind");
+        assert_eq!(all.len(), 3);
+        let port = all[0].local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        for l in &all {
+            assert_eq!(l.local_addr().unwrap().port(), port);
+        }
+        // Every one of them accepts: the kernel spreads connections over all of them.
+        let mut seen = [false; 3];
+        for _ in 0..200 {
+            let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            // A connection waits in exactly one listener's queue: find it.
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            'found: loop {
+                for (k, l) in all.iter().enumerate() {
+                    if l.accept().is_ok() {
+                        seen[k] = true;
+                        break 'found;
+                    }
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no listener got the connection"
+                );
+                std::thread::yield_now();
+            }
+            if seen.iter().all(|s| *s) {
+                break;
+            }
+        }
+        assert_eq!(seen, [true; 3], "connections reached every listener");
+        // A program without SO_REUSEPORT cannot take the port meanwhile.
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+    }
+
+    #[test]
     fn in_flight_slots_are_bounded_and_given_back() {
         let stats = Stats::new(1, 2);
         let a = stats.enter().expect("first slot");
