@@ -38,11 +38,29 @@ pub fn build_tokio(workers: Option<usize>) -> std::io::Result<tokio::runtime::Ru
     b.enable_all().thread_name("watchfire").build()
 }
 
-fn build_threads() -> usize {
+/// How many threads the per-CPU hot paths (probes, the failover proxy) each run: one per CPU,
+/// like nginx's `worker_processes auto`, at most 16.
+pub fn per_cpu_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(16)
+}
+
+/// Starts an OS thread named `name` running `fut` on a single-threaded tokio runtime of its
+/// own (IO and timers enabled); returns that runtime's handle. The thread ends when `fut` does.
+pub fn spawn_single_threaded(
+    name: String,
+    fut: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Handle> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || rt.block_on(fut))?;
+    Ok(handle)
 }
 
 /// Starts `n` probe threads, each running a single-threaded tokio runtime until `cancel`, and
@@ -51,18 +69,14 @@ fn build_threads() -> usize {
 /// state in one CPU's cache), like nginx's workers. On the shared multi-threaded runtime the
 /// same probes cost more CPU each.
 fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Result<Vec<Handle>> {
-    let mut lanes = Vec::with_capacity(n);
-    for k in 0..n.max(1) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        lanes.push(rt.handle().clone());
-        let cancel = cancel.clone();
-        std::thread::Builder::new()
-            .name(format!("watchfire-probe-{k}"))
-            .spawn(move || rt.block_on(cancel.cancelled()))?;
-    }
-    Ok(lanes)
+    (0..n.max(1))
+        .map(|k| {
+            spawn_single_threaded(
+                format!("watchfire-probe-{k}"),
+                cancel.clone().cancelled_owned(),
+            )
+        })
+        .collect()
 }
 
 /// One scheduled target with everything recorded about it.
@@ -75,8 +89,8 @@ pub struct Target {
     /// Recorded state; locked briefly by the probe that ends and by scrapes.
     pub stats: Mutex<TargetStats>,
     running: AtomicBool,
-    /// Which probe thread runs this target's probes (from its name: stable across reloads, so a
-    /// kept-alive connection stays on its thread).
+    /// Which probe thread runs this target's probes, an index into the lanes (from its name:
+    /// stable across reloads, so a kept-alive connection stays on its thread).
     lane: usize,
     shared: Arc<Shared>,
 }
@@ -127,7 +141,8 @@ struct Shared {
 
 impl Target {
     fn new(spec: Arc<TargetSpec>, shared: Arc<Shared>) -> Result<Target, String> {
-        let lane = (crate::schedule::fnv1a(spec.name.as_bytes()) >> 32) as usize;
+        let lane =
+            (crate::schedule::fnv1a(spec.name.as_bytes()) >> 32) as usize % shared.lanes.len();
         Ok(Target {
             prober: HttpProber::new(spec.clone())?,
             module: Mutex::new(None),
@@ -187,8 +202,8 @@ impl Target {
     }
 
     fn record(&self, outcome: &Outcome) {
-        let lag = &self.shared.lag[self.lane % self.shared.lag.len()];
-        lag.lock()
+        self.shared.lag[self.lane]
+            .lock()
             .expect("lag lock poisoned")
             .record(outcome.schedule_lag());
         let transition = {
@@ -251,7 +266,7 @@ impl Job for Target {
 
     fn dispatch(self: Arc<Self>, planned: Instant) {
         let shared = self.shared.clone();
-        let lane = &shared.lanes[self.lane % shared.lanes.len()];
+        let lane = self.lane;
         if shared.cancel.is_cancelled() {
             self.running.store(false, Ordering::Release);
             return;
@@ -277,7 +292,7 @@ impl Job for Target {
             run.await;
             self.running.store(false, Ordering::Release);
         });
-        lane.spawn(fut);
+        shared.lanes[lane].spawn(fut);
     }
 }
 
@@ -350,7 +365,7 @@ impl Runtime {
         let (events, _) = broadcast::channel(1024);
         let own_lanes = opts.precise_timer;
         let lanes = if own_lanes {
-            probe_threads(build_threads(), cancel.clone())
+            probe_threads(per_cpu_threads(), cancel.clone())
                 .map_err(|e| format!("cannot start the probe threads: {e}"))?
         } else {
             vec![Handle::current()]
@@ -408,13 +423,12 @@ impl Runtime {
                 continue;
             }
             if let Some(p) = &g.proxy {
-                let l =
-                    failover::proxy::bind(p.listen, failover::proxy::threads()).map_err(|e| {
-                        format!(
-                            "failover group {}: the proxy cannot listen on {}: {e}",
-                            g.name, p.listen
-                        )
-                    })?;
+                let l = failover::proxy::bind(p.listen, per_cpu_threads()).map_err(|e| {
+                    format!(
+                        "failover group {}: the proxy cannot listen on {}: {e}",
+                        g.name, p.listen
+                    )
+                })?;
                 listeners.push((g.name.clone(), l));
             }
         }

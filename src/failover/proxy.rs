@@ -79,15 +79,14 @@ impl Stats {
             retries_connect: AtomicU64::new(0),
             retries_replay: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            max_in_flight,
+            max_in_flight: max_in_flight.max(1),
             pools: (0..instances).map(|_| Pool::default()).collect(),
         }
     }
 
     /// Takes an in-flight slot; `None` when all `max_in_flight` are taken.
     fn enter(&self) -> Option<InFlight<'_>> {
-        let max = self.max_in_flight.max(1);
-        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= max {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
@@ -394,10 +393,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `Connection` (eight removals by name on every request and response were ~8 % of the proxy's
 /// CPU).
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Nothing to do (the common case for a request): no allocation, one pass.
-    if !h.keys().any(is_hop_by_hop) {
-        return;
-    }
+    // Allocates only when something is found (the common request has nothing to drop).
     let mut found: Vec<HeaderName> = Vec::new();
     for (name, value) in h.iter() {
         if *name == header::CONNECTION {
@@ -563,15 +559,6 @@ async fn forward(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<DownBody
     }
 }
 
-/// How many threads a proxy runs (one listener each): one per CPU, like nginx's
-/// `worker_processes auto`, at most 16.
-pub fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16)
-}
-
 /// Binds `n` listeners on `addr` (at least one), all with `SO_REUSEPORT`, so that the kernel
 /// spreads new connections over the proxy's threads. The first decides the port (`addr` may
 /// say port 0); only its failure is an error, with the address: a port held by another program
@@ -620,18 +607,12 @@ pub fn start(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     for (k, listener) in listeners.into_iter().enumerate() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let (group, cfg, cancel) = (group.clone(), cfg.clone(), cancel.clone());
-        let name = format!("watchfire-proxy-{k}");
-        std::thread::Builder::new().name(name).spawn(move || {
-            rt.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(l) => serve(l, group, cfg, cancel).await,
-                    Err(e) => warn!(error = %e, "proxy listener cannot be registered"),
-                }
-            })
+        crate::runtime::spawn_single_threaded(format!("watchfire-proxy-{k}"), async move {
+            match TcpListener::from_std(listener) {
+                Ok(l) => serve(l, group, cfg, cancel).await,
+                Err(e) => warn!(error = %e, "proxy listener cannot be registered"),
+            }
         })?;
     }
     Ok(())
