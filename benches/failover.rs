@@ -105,7 +105,7 @@ struct Opts {
     #[arg(long = "interval-ms", default_value = "200", value_parser = nonzero_millis)]
     interval: Duration,
     /// Check timeout, ms.
-    #[arg(long = "timeout-ms", default_value = "150", value_parser = millis)]
+    #[arg(long = "timeout-ms", default_value = "150", value_parser = common::millis)]
     timeout: Duration,
     #[arg(long = "down-after", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     down_after: u32,
@@ -115,7 +115,7 @@ struct Opts {
     #[arg(long, value_delimiter = ',', default_value = "checks,passive", value_parser = ["checks", "passive"])]
     variants: Vec<String>,
     /// Client request period in the passive variant, ms.
-    #[arg(long = "load-every-ms", default_value = "10", value_parser = millis)]
+    #[arg(long = "load-every-ms", default_value = "10", value_parser = common::millis)]
     load_every: Duration,
     /// Seed of the kill phases (0: from the clock).
     #[arg(long, default_value_t = 0)]
@@ -137,32 +137,20 @@ struct Opts {
     #[arg(long = "max-in-flight")]
     max_in_flight: Option<usize>,
     /// Longest run in proxy mode, s.
-    #[arg(long = "duration-s", default_value = "600", value_parser = seconds)]
+    #[arg(long = "duration-s", default_value = "600", value_parser = common::seconds)]
     duration: Duration,
     #[arg(long = "bench", hide = true)]
     _bench: bool,
 }
 
-fn millis(v: &str) -> Result<Duration, String> {
-    v.parse()
-        .map(Duration::from_millis)
-        .map_err(|_| format!("`{v}` is not a number of ms"))
-}
-
 fn nonzero_millis(v: &str) -> Result<Duration, String> {
-    millis(v).and_then(|d| {
+    common::millis(v).and_then(|d| {
         if d.is_zero() {
             Err("must be above 0".into())
         } else {
             Ok(d)
         }
     })
-}
-
-fn seconds(v: &str) -> Result<Duration, String> {
-    v.parse()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("`{v}` is not a number of s"))
 }
 
 fn parse_args() -> Opts {

@@ -81,13 +81,13 @@ struct Opts {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     targets: u64,
     /// Interval of every target, ms.
-    #[arg(long = "interval-ms", default_value = "1000", value_parser = millis)]
+    #[arg(long = "interval-ms", default_value = "1000", value_parser = common::millis)]
     interval: Duration,
     /// Measurement window, s.
-    #[arg(long = "duration-s", default_value = "10", value_parser = seconds)]
+    #[arg(long = "duration-s", default_value = "10", value_parser = common::seconds)]
     duration: Duration,
     /// Warm-up, ms (default: max(interval, 1 s) + 100 ms).
-    #[arg(long = "warmup-ms", value_parser = millis)]
+    #[arg(long = "warmup-ms", value_parser = common::millis)]
     warmup: Option<Duration>,
     /// tokio worker threads (0 = tokio's default).
     #[arg(long, default_value_t = 2)]
@@ -100,18 +100,6 @@ struct Opts {
     keep_alive: bool,
     #[arg(long = "bench", hide = true)]
     _bench: bool,
-}
-
-fn millis(v: &str) -> Result<Duration, String> {
-    v.parse()
-        .map(Duration::from_millis)
-        .map_err(|_| format!("`{v}` is not a number of ms"))
-}
-
-fn seconds(v: &str) -> Result<Duration, String> {
-    v.parse()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("`{v}` is not a number of s"))
 }
 
 /// utime+stime in clock ticks per thread name (threads of the same name summed).

@@ -1,4 +1,5 @@
-//! CPU accounting shared by the benchmarks: `/proc` clock ticks of this process and its threads.
+//! What the benchmarks share: `/proc` CPU accounting of this process and its threads, and the
+//! parsers of their millisecond and second options.
 // Each benchmark is its own crate and uses a part of this module.
 #![allow(dead_code)]
 
@@ -31,4 +32,18 @@ pub fn clock_ticks_per_s() -> u64 {
         .and_then(|s| s.trim().parse().ok())
         .filter(|&t| t > 0)
         .unwrap_or(100)
+}
+
+/// A `--...-ms` option: a whole number of milliseconds.
+pub fn millis(v: &str) -> Result<std::time::Duration, String> {
+    v.parse()
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| format!("`{v}` is not a number of ms"))
+}
+
+/// A `--...-s` option: a whole number of seconds.
+pub fn seconds(v: &str) -> Result<std::time::Duration, String> {
+    v.parse()
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| format!("`{v}` is not a number of s"))
 }

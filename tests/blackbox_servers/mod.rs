@@ -50,7 +50,7 @@ pub fn self_signed(alpn: &[&[u8]]) -> Cert {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("self-signed certificate");
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -58,8 +58,14 @@ pub fn self_signed(alpn: &[&[u8]]) -> Cert {
     .with_no_client_auth()
     .with_single_cert(vec![ck.cert.der().clone()], key)
     .expect("server certificate");
+    finish_cert(cfg, &ck.cert, alpn)
+}
+
+/// `cfg` with `alpn`, as a [`Cert`]: the server config, its certificate's PEM and a CA file
+/// holding that PEM (the certificate is its own CA).
+fn finish_cert(mut cfg: rustls::ServerConfig, cert: &rcgen::Certificate, alpn: &[&[u8]]) -> Cert {
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let pem = ck.cert.pem();
+    let pem = cert.pem();
     let mut ca_file = tempfile::NamedTempFile::new().expect("temp file");
     std::io::Write::write_all(&mut ca_file, pem.as_bytes()).expect("write CA file");
     Cert {
@@ -139,21 +145,13 @@ pub fn self_signed_requiring_client(alpn: &[&[u8]], pki: &ClientPki) -> Cert {
     )
     .build()
     .expect("client verifier");
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![ck.cert.der().clone()], key)
         .expect("server certificate");
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let pem = ck.cert.pem();
-    let mut ca_file = tempfile::NamedTempFile::new().expect("temp file");
-    std::io::Write::write_all(&mut ca_file, pem.as_bytes()).expect("write CA file");
-    Cert {
-        server: Arc::new(cfg),
-        pem,
-        ca_file,
-    }
+    finish_cert(cfg, &ck.cert, alpn)
 }
 
 /// HTTPS on 127.0.0.1:0 with `cert`'s config: every request is answered `200 OK`, body
