@@ -95,6 +95,9 @@ struct Opts {
     /// Bound on probes in flight.
     #[arg(long = "max-concurrency", default_value_t = DEFAULT_MAX_CONCURRENCY)]
     max_concurrency: usize,
+    /// Least time between two wake-ups of a probe thread's scheduler, µs.
+    #[arg(long = "min-wake-gap-us", default_value_t = watchfire::schedule::DEFAULT_MIN_WAKE_GAP.as_micros() as u64)]
+    min_wake_gap_us: u64,
     /// Keep one connection per target.
     #[arg(long = "keep-alive", default_value_t = false, action = clap::ArgAction::Set)]
     keep_alive: bool,
@@ -257,7 +260,7 @@ fn main() {
     let offered = o.targets as f64 / o.interval.as_secs_f64();
     eprintln!(
         "scenario {}: {} targets every {:?} (offered {:.0}/s), timeout {:?}, workers {}, \
-         max_concurrency {}, keep_alive {}, warm-up {:?}, window {:?}",
+         max_concurrency {}, min_wake_gap {} µs, keep_alive {}, warm-up {:?}, window {:?}",
         o.scenario,
         o.targets,
         o.interval,
@@ -269,6 +272,7 @@ fn main() {
             o.workers.to_string()
         },
         o.max_concurrency,
+        o.min_wake_gap_us,
         o.keep_alive,
         warmup,
         o.duration
@@ -278,6 +282,7 @@ fn main() {
     let opts = RuntimeOptions {
         max_concurrency: o.max_concurrency,
         precise_timer: true,
+        min_wake_gap: Duration::from_micros(o.min_wake_gap_us),
     };
     let (s0, s1, rss_end, hwm_end, lag50, lag99, drained) = tokio_rt.block_on(async {
         let config = Config {
@@ -403,7 +408,7 @@ fn main() {
     );
     println!(
         "RESULT scenario={} targets={} interval_ms={} workers={} max_concurrency={} \
-         keep_alive={} window_s={wall:.2} offered_per_s={offered:.0} probes={probes} \
+         min_wake_gap_us={} keep_alive={} window_s={wall:.2} offered_per_s={offered:.0} probes={probes} \
          probes_per_s={per_s:.0} skipped={skipped} unprobed_after_warmup={} cpu_cores={cores:.2} \
          other_cores={other_cores:.2} loadavg={:.2} \
          cpu_us_per_probe={cpu_us_per_probe:.1} cpu_user_us_per_probe={:.1} \
@@ -417,6 +422,7 @@ fn main() {
         o.interval.as_millis(),
         o.workers,
         o.max_concurrency,
+        o.min_wake_gap_us,
         o.keep_alive,
         s0.unprobed,
         s1.loadavg,

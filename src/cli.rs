@@ -82,6 +82,11 @@ pub struct RunArgs {
     /// Most probes in flight at once.
     #[arg(long, default_value_t = crate::runtime::DEFAULT_MAX_CONCURRENCY)]
     pub max_concurrency: usize,
+    /// Least time between two wake-ups of a probe thread's scheduler (at most 10ms): probes
+    /// planned closer together than this start together, at most this late. `0s` starts each
+    /// probe at its planned time, for a few µs more CPU per probe at high rates.
+    #[arg(long, default_value = "200us", value_parser = parse_wake_gap)]
+    pub min_wake_gap: Duration,
 }
 
 /// `watchfire check`.
@@ -101,6 +106,15 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     };
     full.parse()
         .map_err(|e| format!("`{s}` is not an address like 127.0.0.1:9115 or :9115 ({e})"))
+}
+
+/// `--min-wake-gap`: a duration up to 10 ms.
+pub fn parse_wake_gap(s: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d > Duration::from_millis(10) {
+        return Err(format!("`{s}` is over 10ms: probes would start that late"));
+    }
+    Ok(d)
 }
 
 /// `--timeout-offset`: seconds as a number (blackbox's form) or a duration.
@@ -246,6 +260,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
+        min_wake_gap: a.min_wake_gap,
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())

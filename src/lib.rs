@@ -10,7 +10,7 @@
 //! - [`config`] — YAML files (a file or a directory of `*.yaml`) parsed once into checked types;
 //!   every error names file, line and field.
 //! - [`schedule`] — the scheduler: planned starts spread across each interval, no overlap, bounded
-//!   concurrency, schedule lag. The timing core is pure; the driver sleeps precisely.
+//!   concurrency, schedule lag. The timing core is pure; the driver sleeps precisely (timerfd).
 //! - [`probe`] — one probe: the [`probe::Outcome`] type and the failure-reason enum;
 //!   [`probe::http`] is the HTTP prober on hyper's connection-level client with phase timings.
 //! - [`record`] — per-target recording: HDR histograms (from the send and from the planned start),
@@ -39,8 +39,8 @@
 //!
 //! The main tokio runtime (multi-threaded) serves HTTP, runs reloads, failover controllers and
 //! hooks. Two hot paths run beside it on threads of their own, one per CPU, each a
-//! single-threaded runtime: the probes (the scheduler thread hands each target's probes to one
-//! of them) and the failover proxy (one `SO_REUSEPORT` listener each). Work that starts on one
+//! single-threaded runtime: the probes (each thread schedules and runs its own share of the
+//! targets, waking on a timerfd) and the failover proxy (one `SO_REUSEPORT` listener each). Work that starts on one
 //! of those threads ends there, with no wake-ups across threads; measured in `bench/`, this is
 //! what brought the proxy past 80 % of nginx's throughput.
 #![forbid(unsafe_code)]

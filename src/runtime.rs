@@ -64,10 +64,10 @@ pub fn spawn_single_threaded(
 }
 
 /// Starts `n` probe threads, each running a single-threaded tokio runtime until `cancel`, and
-/// returns their handles. The scheduler thread hands each probe to its target's thread: a probe
-/// runs start to end on one thread (no work stealing, no wake-ups across threads, its connection
-/// state in one CPU's cache), like nginx's workers. On the shared multi-threaded runtime the
-/// same probes cost more CPU each.
+/// returns their handles. Each thread schedules and runs the probes of its own share of the
+/// targets: a probe is planned, started and run to its end on one thread (no work stealing, no
+/// wake-ups across threads, its connection state in one CPU's cache), like nginx's workers. On
+/// the shared multi-threaded runtime the same probes cost more CPU each.
 fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Result<Vec<Handle>> {
     (0..n.max(1))
         .map(|k| {
@@ -317,7 +317,8 @@ pub struct Runtime {
     targets: RwLock<Arc<Vec<Arc<Target>>>>,
     config: RwLock<Arc<Config>>,
     config_path: Option<PathBuf>,
-    scheduler: SchedulerHandle<Target>,
+    /// One scheduler per lane, each with the targets whose `lane` it is.
+    schedulers: Vec<SchedulerHandle<Target>>,
     reload: Mutex<ReloadStatus>,
     /// Serialises reloads.
     reload_lock: tokio::sync::Mutex<()>,
@@ -341,8 +342,12 @@ impl std::fmt::Debug for Runtime {
 pub struct RuntimeOptions {
     /// Bound on probes in flight.
     pub max_concurrency: usize,
-    /// Use the precise scheduler thread (true in production; false to follow paused time).
+    /// Run probes on the probe threads with their precise timers (true in production; false
+    /// runs scheduler and probes on the caller's runtime, to follow paused time in tests).
     pub precise_timer: bool,
+    /// The least time between two wake-ups of a probe thread's scheduler (see
+    /// [`schedule::TimerFdSleeper`]); zero wakes for every planned start.
+    pub min_wake_gap: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -350,6 +355,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             precise_timer: true,
+            min_wake_gap: schedule::DEFAULT_MIN_WAKE_GAP,
         }
     }
 }
@@ -381,21 +387,34 @@ impl Runtime {
             own_lanes,
             lag: (0..n_lanes).map(|_| Mutex::new(Hdr::default())).collect(),
         });
-        let scheduler = if opts.precise_timer {
-            let (h, _join) = schedule::spawn_thread::<Target>(cancel.clone())
-                .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
-            h
+        let schedulers = if own_lanes {
+            // Each probe thread runs the scheduler of its own targets, waking on a timerfd in
+            // its reactor: a due probe is spawned onto the thread it runs on.
+            shared
+                .lanes
+                .iter()
+                .map(|lane| {
+                    let sleeper = {
+                        let _on_lane = lane.enter();
+                        schedule::TimerFdSleeper::new(opts.min_wake_gap)
+                    }
+                    .map_err(|e| format!("cannot create a probe thread's timer: {e}"))?;
+                    let (h, fut) = schedule::scheduler::<Target, _>(sleeper, cancel.clone());
+                    lane.spawn(fut);
+                    Ok(h)
+                })
+                .collect::<Result<Vec<_>, String>>()?
         } else {
             let (h, fut) = schedule::scheduler::<Target, _>(schedule::TokioSleeper, cancel.clone());
             tokio::spawn(fut);
-            h
+            vec![h]
         };
         let rt = Arc::new(Runtime {
             shared,
             targets: RwLock::new(Arc::new(Vec::new())),
             config: RwLock::new(Arc::new(Config::default())),
             config_path,
-            scheduler,
+            schedulers,
             reload: Mutex::new(ReloadStatus {
                 ok: true,
                 last_success: SystemTime::now(),
@@ -463,8 +482,11 @@ impl Runtime {
         }
         let next = Arc::new(next);
         *self.targets.write().expect("targets lock poisoned") = next.clone();
-        if !self.scheduler.replace(next.to_vec()).await {
-            return Err("the scheduler has stopped".into());
+        for (lane, scheduler) in self.schedulers.iter().enumerate() {
+            let mine = next.iter().filter(|t| t.lane == lane).cloned().collect();
+            if !scheduler.replace(mine).await {
+                return Err("the scheduler has stopped".into());
+            }
         }
         self.apply_failover(&config, &next, listeners)?;
         self.memory.apply(&config.memory);

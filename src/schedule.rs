@@ -8,9 +8,9 @@
 //! - A tick that finds the job's previous probe still running is counted as skipped and never
 //!   made up later (no bursts). A scheduler that wakes more than a whole interval late skips
 //!   the missed ticks the same way.
-//! - One heap, one loop: no task or timer per target. The loop waits with a [`Sleeper`]; the
-//!   production [`PreciseSleeper`] (on the scheduler's own thread) wakes within tens of
-//!   microseconds, where tokio's millisecond timer wheel would add up to 2 ms of lag.
+//! - One heap, one loop per probe thread: no task or timer per target. The loop waits with a
+//!   [`Sleeper`]; the production `TimerFdSleeper` wakes within microseconds on the thread that
+//!   runs the probes, where tokio's millisecond timer wheel would add up to 2 ms of lag.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -57,26 +57,105 @@ impl Sleeper for TokioSleeper {
     }
 }
 
-/// Sleeps coarsely on tokio's timer, then precisely with the OS's nanosecond sleep for the last
-/// couple of milliseconds. Blocks its thread for that last stretch: use it only on a thread of
-/// its own (see [`spawn_thread`]).
-#[derive(Debug, Default)]
-pub struct PreciseSleeper;
+/// Sleeps on a `timerfd` registered with the current tokio runtime's reactor: the thread runs
+/// its other tasks (the probes) while it waits, and the kernel's high-resolution timer wakes it
+/// at the deadline to within microseconds — a timerfd gets no timer slack, where a thread's
+/// nanosecond sleep gets 50 µs and tokio's timer wheel rounds to the millisecond. One
+/// `timerfd_settime` per wake-up; the expiry count is never read (setting the timer resets it).
+///
+/// Wake-ups are coalesced: a sleep that would end less than `min_gap` after the previous one
+/// ended is stretched to `min_gap`, so at high probe rates one wake-up starts every probe due
+/// in that stretch (each wake-up of an idle thread costs a few microseconds of CPU). A probe
+/// started late this way is at most `min_gap` late, and its lag is recorded like any other.
+/// Sleeps further apart than `min_gap` are not delayed at all.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct TimerFdSleeper {
+    fd: tokio::io::unix::AsyncFd<RawTimerFd>,
+    min_gap: Duration,
+    /// When the last sleep ended.
+    woke: Option<Instant>,
+}
 
-/// How far before the deadline the coarse timer hands over to the precise sleep: tokio's timer
-/// may be up to ~2 ms late (tick rounding plus the poller's millisecond timeout).
-const PRECISE_MARGIN: Duration = Duration::from_micros(2500);
+/// The default `min_gap` of [`TimerFdSleeper`]: at 23,000 probes/s on 2 cores it saves ~4 µs
+/// of CPU per probe (8 %) against no coalescing, for ~100 µs more median lag.
+pub const DEFAULT_MIN_WAKE_GAP: Duration = Duration::from_micros(200);
 
-impl Sleeper for PreciseSleeper {
+/// `AsyncFd` wants `AsRawFd`; nix's timer only offers `AsFd`.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+struct RawTimerFd(nix::sys::timerfd::TimerFd);
+
+#[cfg(target_os = "linux")]
+impl std::os::fd::AsRawFd for RawTimerFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl TimerFdSleeper {
+    /// Creates the timer on the runtime of the current context (call it inside the runtime, or
+    /// with its handle entered, that will drive the sleeps); `min_gap` coalesces wake-ups.
+    pub fn new(min_gap: Duration) -> std::io::Result<TimerFdSleeper> {
+        use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        // `with_interest` is deprecated because an `AsRawFd` may hand out a descriptor it does
+        // not own; `RawTimerFd` owns its descriptor for the `AsyncFd`'s whole life and always
+        // returns the same one, which is the condition the unsafe replacement asks the caller
+        // to promise (and this crate forbids unsafe code).
+        #[allow(deprecated)]
+        let fd = tokio::io::unix::AsyncFd::with_interest(
+            RawTimerFd(timer),
+            tokio::io::Interest::READABLE,
+        )?;
+        Ok(TimerFdSleeper {
+            fd,
+            min_gap,
+            woke: None,
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Sleeper for TimerFdSleeper {
     async fn sleep_until(&mut self, deadline: Instant) {
-        if let Some(coarse) = deadline.checked_sub(PRECISE_MARGIN) {
-            if coarse > Instant::now() {
-                tokio::time::sleep_until(coarse).await;
-            }
-        }
+        use nix::sys::time::TimeSpec;
+        use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
+        let deadline = match self.woke {
+            Some(woke) => deadline.max(woke + self.min_gap),
+            None => deadline,
+        };
         let now = Instant::now();
-        if deadline > now {
-            std::thread::sleep(deadline - now);
+        if deadline <= now {
+            self.woke = Some(now);
+            return;
+        }
+        // Relative: `Instant` does not expose its clock reading. A zero value would disarm the
+        // timer, but `deadline > now` makes it at least a nanosecond.
+        let armed = self.fd.get_ref().0.set(
+            Expiration::OneShot(TimeSpec::from_duration(deadline - now)),
+            TimerSetTimeFlags::empty(),
+        );
+        if armed.is_err() {
+            return tokio::time::sleep_until(deadline).await;
+        }
+        loop {
+            match self.fd.readable().await {
+                // Readiness left over from a timer armed by an earlier, abandoned sleep is
+                // cleared here and the wait goes on; the kernel reports the new expiry afresh.
+                Ok(mut ready) => ready.clear_ready(),
+                Err(_) => return tokio::time::sleep_until(deadline).await,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.woke = Some(now);
+                return;
+            }
         }
     }
 }
@@ -103,20 +182,6 @@ pub fn scheduler<J: Job, S: Sleeper>(
 ) -> (SchedulerHandle<J>, impl Future<Output = ()> + Send) {
     let (tx, rx) = mpsc::channel(4);
     (SchedulerHandle { tx }, run(rx, sleeper, cancel))
-}
-
-/// Runs a scheduler on a dedicated OS thread with the [`PreciseSleeper`].
-pub fn spawn_thread<J: Job>(
-    cancel: CancellationToken,
-) -> std::io::Result<(SchedulerHandle<J>, std::thread::JoinHandle<()>)> {
-    let (handle, fut) = scheduler::<J, _>(PreciseSleeper, cancel);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
-    let join = std::thread::Builder::new()
-        .name("watchfire-sched".into())
-        .spawn(move || rt.block_on(fut))?;
-    Ok((handle, join))
 }
 
 struct Entry<J> {
@@ -217,11 +282,13 @@ async fn run<J: Job, S: Sleeper>(
         next_id: 0,
         rng: seed,
     };
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let next = st.heap.peek().map(|r| r.0 .0);
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             msg = rx.recv() => match msg {
                 Some(jobs) => st.replace(jobs, Instant::now()),
                 None => break,
@@ -305,6 +372,67 @@ mod tests {
                 self.running.store(false, Ordering::Release);
             });
         }
+    }
+
+    /// Real time: the timerfd sleeper never wakes before its deadline, and not much after.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn timerfd_sleeper_wakes_at_the_deadline() {
+        let mut s = TimerFdSleeper::new(Duration::ZERO).unwrap();
+        for micros in [300u64, 1_000, 5_000] {
+            let deadline = Instant::now() + Duration::from_micros(micros);
+            s.sleep_until(deadline).await;
+            let late = Instant::now() - deadline;
+            // Never early (`late` would have saturated to zero, so check the clock instead).
+            assert!(Instant::now() >= deadline);
+            // A loaded 2-core machine can hold a thread up for milliseconds; 50 ms is a hang.
+            assert!(late < Duration::from_millis(50), "woke {late:?} late");
+        }
+        // A deadline already past returns at once.
+        let t0 = Instant::now();
+        s.sleep_until(t0 - Duration::from_millis(1)).await;
+        assert!(t0.elapsed() < Duration::from_millis(50));
+    }
+
+    /// An abandoned sleep's timer, firing later, does not end the next, longer sleep early.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn timerfd_sleeper_ignores_an_abandoned_timer() {
+        let mut s = TimerFdSleeper::new(Duration::ZERO).unwrap();
+        let short = Instant::now() + Duration::from_millis(1);
+        // Poll the short sleep once (arms the timer), then drop it.
+        let _ = tokio::time::timeout(Duration::ZERO, s.sleep_until(short)).await;
+        // Wait past the abandoned deadline so its expiry is pending in the reactor.
+        tokio::time::sleep_until(short + Duration::from_millis(2)).await;
+        let long = Instant::now() + Duration::from_millis(20);
+        s.sleep_until(long).await;
+        assert!(Instant::now() >= long);
+    }
+
+    /// Wake-ups closer than `min_gap` are stretched to it; further apart, they are not delayed.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn timerfd_sleeper_coalesces_close_wake_ups() {
+        // Long enough that a delay of a whole gap stands out from a loaded machine's noise.
+        let gap = Duration::from_millis(200);
+        let mut s = TimerFdSleeper::new(gap).unwrap();
+        s.sleep_until(Instant::now() + Duration::from_micros(100))
+            .await;
+        let first = Instant::now();
+        // Due 100 µs after the first wake-up: held until the gap has passed.
+        s.sleep_until(first + Duration::from_micros(100)).await;
+        let second = Instant::now();
+        assert!(
+            second - first >= gap,
+            "woke {:?} after the first",
+            second - first
+        );
+        // Due well after the gap: woken at its own deadline, not a gap after it.
+        let third_due = second + gap + Duration::from_millis(20);
+        s.sleep_until(third_due).await;
+        let late = Instant::now() - third_due;
+        assert!(Instant::now() >= third_due);
+        assert!(late < gap * 3 / 4, "woke {late:?} after its deadline");
     }
 
     #[tokio::test(start_paused = true)]
