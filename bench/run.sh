@@ -37,6 +37,9 @@
 #     VmRSS before the targets were built) / 100,000. Only meaningful when the prober keeps up
 #     (`unprobed` 0, few probes in flight): a prober that falls behind holds up to
 #     max_concurrency connections and grows its histograms with the lag.
+#   - keep-0g, lag-0g: keep-up and lag once more each with `--min-wake-gap-us 0` (a probe
+#     thread wakes at every planned start instead of at most once per 200 µs): what the
+#     default coalescing saves in CPU and costs in lag, measured in the same run. No goal.
 #   Every scenario also reports failures by reason (expected 0) and skipped ticks.
 # - Lag figures: `lag p50/p99` are the runtime's HDR quantiles, cumulative since start (they
 #   include the warm-up); `win ≤1ms` is exact for the window only (share of probes with lag
@@ -160,6 +163,12 @@ for i in 1 2 3; do
 done
 log "lag: 10000 targets every 1 s, ${LAG_SECS} s"
 LAG=$(bench lag --targets 10000 --interval-ms 1000 --duration-s "$LAG_SECS")
+# What the default wake-up coalescing (--min-wake-gap 200us) trades: the same keep-up and lag
+# scenarios once each with every probe thread woken at each planned start.
+log "keep-up without wake-up coalescing (--min-wake-gap-us 0), ${RATE_SECS} s"
+KEEP_NOGAP=$(bench keep-up --targets "$KEEP_TARGETS" --interval-ms 100 --duration-s "$RATE_SECS" --min-wake-gap-us 0)
+log "lag without wake-up coalescing (--min-wake-gap-us 0), ${LAG_SECS} s"
+LAG_NOGAP=$(bench lag --targets 10000 --interval-ms 1000 --duration-s "$LAG_SECS" --min-wake-gap-us 0)
 log "memory: 100000 targets every 10 s, warm-up 10 s, ${MEM_SECS} s"
 MEM=$(bench memory --targets 100000 --interval-ms 10000 --duration-s "$MEM_SECS")
 
@@ -212,8 +221,11 @@ for i in 0 1 2; do row "rate$((i + 1))" "${RATE_RESULTS[$i]}"; done
 for i in 0 1 2; do row "keep$((i + 1))" "${KEEP_RESULTS[$i]}"; done
 row lag "$LAG"
 row memory "$MEM"
+row keep-0g "$KEEP_NOGAP"
+row lag-0g "$LAG_NOGAP"
 echo "memory: RSS $(field rss_per_target_bytes "$MEM") B/target, of which HDR counts $(field hdr_bytes_per_target "$MEM") B; peak RSS $(($(field rss_peak_bytes "$MEM") / 1048576)) MiB; $(field unprobed_after_warmup "$MEM") targets unprobed after the warm-up; $(field in_flight_end "$MEM") probes in flight at the end"
 echo "rate = $RATE_TARGETS targets every 100 ms ($((RATE_TARGETS * 10))/s offered = wrk's median), keep = $KEEP_TARGETS every 100 ms (80 % of it), lag = 10,000 every 1 s, memory = 100,000 every 10 s."
+echo "keep-0g, lag-0g: keep and lag again without wake-up coalescing (--min-wake-gap 0s; the rows above use the default 200us)."
 echo "lag_p50/p99: runtime HDR, cumulative incl. warm-up; win_*: this window only, from lag buckets."
 echo "other = CPU cores used during the window by everything else on the machine (nginx, other users)."
 echo
@@ -239,4 +251,4 @@ GFMT='%-62s %-26s %s\n'
 }
 echo
 echo "raw:"
-printf '%s\n' "${RATE_RESULTS[@]}" "${KEEP_RESULTS[@]}" "$LAG" "$MEM"
+printf '%s\n' "${RATE_RESULTS[@]}" "${KEEP_RESULTS[@]}" "$LAG" "$MEM" "$KEEP_NOGAP" "$LAG_NOGAP"

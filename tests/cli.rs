@@ -237,12 +237,16 @@ fn min_wake_gap_defaults_to_200us_and_refuses_more_than_10ms() {
         run_args(&["--min-wake-gap=1ms"]).unwrap(),
         Duration::from_millis(1)
     );
-    let err = run_args(&["--min-wake-gap", "20ms"]).unwrap_err().to_string();
+    let err = run_args(&["--min-wake-gap", "20ms"])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("--min-wake-gap") && err.contains("over 10ms"),
         "{err}"
     );
-    let err = run_args(&["--min-wake-gap", "soon"]).unwrap_err().to_string();
+    let err = run_args(&["--min-wake-gap", "soon"])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("--min-wake-gap") && err.contains("not a duration"),
         "{err}"

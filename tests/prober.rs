@@ -388,6 +388,73 @@ async fn body_regex_mismatch_is_body_mismatch() {
     sim.shutdown().await;
 }
 
+/// A JSON body of about `size` bytes with `"status": status` at its end.
+fn padded_json(size: usize, status: &str) -> String {
+    format!(
+        "{{\"pad\":\"{}\",\"status\":\"{status}\"}}",
+        "x".repeat(size)
+    )
+}
+
+#[tokio::test]
+async fn large_bodies_are_checked_too() {
+    // 300 KiB: over the size checked on the probe's own thread, so checked on the blocking pool.
+    let server = serve(|mut s| async move {
+        let head = read_head(&mut s).await;
+        let status = if head.starts_with(b"GET /down") {
+            "down"
+        } else {
+            "healthy"
+        };
+        let body = padded_json(300 * 1024, status);
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.write_all(resp.as_bytes()).await;
+    })
+    .await;
+    let json_spec = |path: &str| {
+        let mut spec = capped(&server.url(path));
+        spec.expect.json = vec![(vec!["status".into()], json!("healthy"))];
+        spec
+    };
+    let o = probe(json_spec("/up")).await;
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    assert!(o.body_bytes > 300 * 1024, "{o:#?}");
+    let o = probe(json_spec("/down")).await;
+    assert_reason(&o, Reason::JsonMismatch);
+    assert!(
+        o.detail.as_deref().is_some_and(|d| d.contains("down")),
+        "{o:#?}"
+    );
+
+    let regex_spec = |path: &str| {
+        let mut spec = capped(&server.url(path));
+        spec.expect.body = Some(Regex::new(r#""status":"healthy"\}$"#).expect("regex"));
+        spec
+    };
+    assert_eq!(probe(regex_spec("/up")).await.result, Ok(()));
+    assert_reason(&probe(regex_spec("/down")).await, Reason::BodyMismatch);
+}
+
+#[tokio::test]
+async fn a_huge_declared_length_under_a_huge_limit_is_not_reserved_up_front() {
+    // 32 GiB declared, 10 bytes sent: the prober must not try to allocate the declared size.
+    let server = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 34359738368\r\n\r\n0123456789";
+        let _ = s.write_all(head.as_bytes()).await;
+    })
+    .await;
+    let mut spec = capped(&server.url("/huge"));
+    spec.body_limit = 64 << 30;
+    spec.expect.body = Some(Regex::new("never").expect("regex"));
+    let o = probe(spec).await;
+    assert!(o.result.is_err(), "a body cut short is a failure: {o:#?}");
+    assert_eq!(o.body_bytes, 10, "{o:#?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bodies over the cap
 
