@@ -17,7 +17,7 @@
 //!   binary), on free ports below the ephemeral range so that the primary can be restarted on its
 //!   port. Their PIDs are appended to `--pid-file` (when given) so that a wrapper script can kill
 //!   them if this process dies without running its destructors.
-//! - One runtime ([`Runtime::start`], the precise scheduler thread; `--workers` tokio workers,
+//! - One runtime ([`Runtime::start`], the probe threads; `--workers` tokio workers,
 //!   default 0 = tokio's default, one per CPU, as in the `watchfire` binary) with one failover
 //!   group `gw`: check `GET /health` every `--interval-ms` (200) with timeout
 //!   `--timeout-ms` (150), `down_after` 3, `up_after` 2, `hold: 0s`, `min_switch_interval: 0s`

@@ -12,8 +12,9 @@
 //! - Builds `--targets` N [`TargetSpec`]s named `t{i}`, all probing `--url` with a fresh
 //!   connection per probe (`keep_alive: false` unless `--keep-alive true`), interval
 //!   `--interval-ms` I, timeout min(0.8 × I, 2 s), `down_after`/`up_after` defaults.
-//! - Starts [`Runtime::start`] (precise scheduler thread, `--max-concurrency`, default
-//!   [`DEFAULT_MAX_CONCURRENCY`]) on a multi-thread tokio runtime with `--workers` worker threads
+//! - Starts [`Runtime::start`] (probe threads with their timerfd schedulers, `--max-concurrency`,
+//!   default [`DEFAULT_MAX_CONCURRENCY`], `--min-wake-gap-us`, default 200) on a multi-thread
+//!   tokio runtime with `--workers` worker threads
 //!   (default 2 = the cores of the reference machine; `0` lets tokio choose, which is the number
 //!   of CPUs).
 //! - Warm-up: `--warmup-ms`, default max(I, 1 s) + 100 ms, so that every target has started
@@ -26,8 +27,8 @@
 //!     of `stats.probes()`), probes/s = probes / window wall time;
 //!   - CPU: delta of utime+stime of the whole process from `/proc/self/stat` (clock ticks,
 //!     `getconf CLK_TCK`, 100 on Linux: 10 ms resolution, negligible over a window of seconds),
-//!     split user/system, and per thread name from `/proc/self/task/*/stat` (tokio workers vs the
-//!     scheduler thread); CPU µs per probe = CPU delta / probes;
+//!     split user/system, and per thread name from `/proc/self/task/*/stat` (the probe threads vs
+//!     the rest); CPU µs per probe = CPU delta / probes;
 //!   - failures by reason and skipped ticks: deltas of the per-target counters;
 //!   - window lag: from the deltas of the per-target Prometheus lag buckets
 //!     ([`LAG_BUCKETS`]: 0.1, 0.25, 0.5, 1, 2.5 ms …), as `win_lag_le_1ms_pct` (exact: the

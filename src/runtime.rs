@@ -274,8 +274,7 @@ impl Job for Target {
         // The probe's state (hyper's connection, buffers, the select below) is several
         // kilobytes: it lives in one box allocated when the task first runs, so the task itself
         // stays small. tokio copies a task's future when it is spawned and again when it
-        // completes; with the probe's state inline those copies were ~5 % of the CPU per probe,
-        // half of them on the scheduler thread.
+        // completes; with the probe's state inline those copies were ~5 % of the CPU per probe.
         let fut = shared.tracker.track_future(async move {
             let run = Box::pin(async {
                 let _permit = self.shared.permits.acquire().await;

@@ -2,7 +2,7 @@
 //! compiled form, [`HttpProbe`], built once at config load (regexps, CEL programs, the TLS client
 //! config, auth), so a probe only runs.
 //!
-//! The probe itself is in [`super::http_probe`]; [`probe`] is its entry point.
+//! The probe itself is in the `http_probe` module; [`probe`] is its entry point.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ pub use super::http_client::{Auth, Authorization, BasicAuth, OAuth2Config, Proxi
 use super::tcp::ser_ip_protocol;
 use super::{Ctx, IpProtocol, Output, TlsConfig};
 
-/// Runs one HTTP probe (see [`super::http_probe`]).
+/// Runs one HTTP probe (see the `http_probe` module).
 pub async fn probe(module: &HttpProbe, ctx: &Ctx, out: &mut Output) -> bool {
     super::http_probe::probe(module, ctx, out).await
 }

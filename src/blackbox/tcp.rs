@@ -2,8 +2,8 @@
 //! lines until `expect` matches, `send` a line (with `${1}` from that match), `starttls`.
 //!
 //! Also home of what the tcp, grpc and dns probers share: the TLS metrics
-//! ([`TlsFacts`]), `host:port` splitting, and the address metrics blackbox registers before
-//! resolving ([`resolve_target`]).
+//! (`TlsFacts`), `host:port` splitting, and the address metrics blackbox registers before
+//! resolving (`resolve_target`).
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -1,7 +1,7 @@
 //! The YAML schema as written by users: serde structs that keep source positions
 //! ([`Spanned`]) wherever a later check may need to point at a line.
 //!
-//! Nothing here is trusted: [`super::check`] turns these into the checked types.
+//! Nothing here is trusted: the `check` module turns these into the checked types.
 
 use std::collections::BTreeMap;
 

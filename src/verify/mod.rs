@@ -13,7 +13,7 @@
 //! - [`checks`] — the verdict as pure functions of the tallies.
 //! - [`progress`] — indicatif bar on a terminal, plain lines otherwise.
 //! - [`report`] — the JSON schema (version 1), the text summary and the Markdown RESOLVED message.
-//! - [`impact`] — downtime, failed requests and error budget from Prometheus.
+//! - [`impact`](mod@impact) — downtime, failed requests and error budget from Prometheus.
 //! - [`prom`] — a small client for the Prometheus HTTP API.
 //! - [`memory`] — cgroup v1/v2 and Prometheus memory readings.
 //! - [`human`] — figures formatted for people.
@@ -121,7 +121,7 @@ pub struct ImpactQueryArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     /// Target to probe (repeatable): `URL`, `METHOD URL` or `METHOD URL JSON`, e.g.
-    /// 'POST http://127.0.0.1:8000/predict {"data": [[1,2,3,4]]}'.
+    /// `'POST http://127.0.0.1:8000/predict {"data": [[1,2,3,4]]}'`.
     #[arg(long = "target", value_name = "URL")]
     pub targets: Vec<String>,
     /// Method of --target URLs that do not name one (default GET, POST with --json-body).
