@@ -245,6 +245,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 if now_active != active {
                     let now = Instant::now();
                     let (what, since) = match now_active {
+                        // The group's first choice, before anything failed: not a failback.
+                        Some(0) if active.is_none() && last_fault.is_none() => ("ACTIVE traffic → primary", None),
                         Some(0) => ("FAILBACK traffic → primary", last_heal.map(|h| ("after the heal", now - h))),
                         Some(_) => ("FAILOVER traffic → backup", last_fault.map(|f| ("after the fault", now - f))),
                         None => ("NO INSTANCE UP: the proxy answers 503", None),
