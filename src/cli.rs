@@ -79,7 +79,7 @@ pub struct RunArgs {
     #[arg(long, alias = "history.limit", default_value_t = crate::blackbox::history::DEFAULT_HISTORY_LIMIT,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=crate::blackbox::history::MAX_HISTORY_LIMIT as u64))]
     pub history_limit: usize,
-    /// Most probes in flight at once.
+    /// Most probes in flight at once, divided evenly among the probe threads (one per CPU).
     #[arg(long, default_value_t = crate::runtime::DEFAULT_MAX_CONCURRENCY)]
     pub max_concurrency: usize,
     /// Least time between two wake-ups of a probe thread's scheduler (at most 10ms): probes

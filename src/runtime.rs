@@ -122,21 +122,42 @@ pub struct TransitionEvent {
 
 /// What every target shares: where probes run and who hears about transitions.
 struct Shared {
-    /// Where probes run: the probe threads' runtimes (see [`probe_threads`]), or the caller's
+    /// Where probes run: the probe threads (see [`probe_threads`]), or one lane on the caller's
     /// runtime when the precise scheduler is off (tests on paused time).
-    lanes: Vec<Handle>,
-    permits: Arc<Semaphore>,
-    tracker: TaskTracker,
+    lanes: Vec<Lane>,
     cancel: CancellationToken,
     events: broadcast::Sender<TransitionEvent>,
-    /// The bound on probes in flight (`permits` holds what is left of it).
-    max_concurrency: usize,
     /// Whether `lanes` are this runtime's own probe threads, which stop on `cancel` and drop
     /// their probes with them; on the caller's runtime each probe watches `cancel` itself.
     own_lanes: bool,
-    /// Schedule lag of every probe of every target, one histogram per lane (merged when read):
-    /// is the prober keeping up?
-    lag: Vec<Mutex<Hdr>>,
+}
+
+/// One probe thread and what only its probes touch, so that a probe writes no memory another
+/// probe thread writes too (aligned to its own cache lines: no false sharing between lanes).
+#[repr(align(128))]
+struct Lane {
+    handle: Handle,
+    /// This lane's share of `--max-concurrency`.
+    permits: Semaphore,
+    /// The size of that share (`permits` holds what is left of it).
+    bound: usize,
+    /// This lane's probes in flight, for [`Runtime::drain`].
+    tracker: TaskTracker,
+    /// Schedule lag of every probe on this lane (merged over lanes when read): is the prober
+    /// keeping up?
+    lag: Mutex<Hdr>,
+}
+
+impl Lane {
+    fn new(handle: Handle, bound: usize) -> Lane {
+        Lane {
+            handle,
+            permits: Semaphore::new(bound),
+            bound,
+            tracker: TaskTracker::new(),
+            lag: Mutex::new(Hdr::default()),
+        }
+    }
 }
 
 impl Target {
@@ -202,7 +223,8 @@ impl Target {
     }
 
     fn record(&self, outcome: &Outcome) {
-        self.shared.lag[self.lane]
+        self.shared.lanes[self.lane]
+            .lag
             .lock()
             .expect("lag lock poisoned")
             .record(outcome.schedule_lag());
@@ -265,19 +287,19 @@ impl Job for Target {
     }
 
     fn dispatch(self: Arc<Self>, planned: Instant) {
-        let shared = self.shared.clone();
-        let lane = self.lane;
-        if shared.cancel.is_cancelled() {
+        if self.shared.cancel.is_cancelled() {
             self.running.store(false, Ordering::Release);
             return;
         }
+        let tracked = self.shared.lanes[self.lane].tracker.token();
         // The probe's state (hyper's connection, buffers, the select below) is several
         // kilobytes: it lives in one box allocated when the task first runs, so the task itself
         // stays small. tokio copies a task's future when it is spawned and again when it
         // completes; with the probe's state inline those copies were ~5 % of the CPU per probe.
-        let fut = shared.tracker.track_future(async move {
+        let fut = async move {
+            let _tracked = tracked;
             let run = Box::pin(async {
-                let _permit = self.shared.permits.acquire().await;
+                let _permit = self.shared.lanes[self.lane].permits.acquire().await;
                 if self.shared.own_lanes {
                     self.probe_and_record(planned).await;
                 } else {
@@ -290,8 +312,9 @@ impl Job for Target {
             });
             run.await;
             self.running.store(false, Ordering::Release);
-        });
-        shared.lanes[lane].spawn(fut);
+        };
+        // The scheduler that calls this runs on the target's own lane: a local spawn.
+        tokio::spawn(fut);
     }
 }
 
@@ -339,7 +362,8 @@ impl std::fmt::Debug for Runtime {
 /// Options for [`Runtime::start`].
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
-    /// Bound on probes in flight.
+    /// Bound on probes in flight, divided evenly among the probe threads (each a share of its
+    /// own, at least 1, so that starting a probe touches nothing another thread writes).
     pub max_concurrency: usize,
     /// Run probes on the probe threads with their precise timers (true in production; false
     /// runs scheduler and probes on the caller's runtime, to follow paused time in tests).
@@ -375,16 +399,13 @@ impl Runtime {
         } else {
             vec![Handle::current()]
         };
-        let n_lanes = lanes.len();
+        // `--max-concurrency` is divided evenly among the lanes, at least one probe each.
+        let bound = (opts.max_concurrency / lanes.len()).max(1);
         let shared = Arc::new(Shared {
-            lanes,
-            permits: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
-            tracker: TaskTracker::new(),
+            lanes: lanes.into_iter().map(|h| Lane::new(h, bound)).collect(),
             cancel: cancel.clone(),
             events,
-            max_concurrency: opts.max_concurrency.max(1),
             own_lanes,
-            lag: (0..n_lanes).map(|_| Mutex::new(Hdr::default())).collect(),
         });
         let schedulers = if own_lanes {
             // Each probe thread runs the scheduler of its own targets, waking on a timerfd in
@@ -394,12 +415,12 @@ impl Runtime {
                 .iter()
                 .map(|lane| {
                     let sleeper = {
-                        let _on_lane = lane.enter();
+                        let _on_lane = lane.handle.enter();
                         schedule::TimerFdSleeper::new(opts.min_wake_gap)
                     }
                     .map_err(|e| format!("cannot create a probe thread's timer: {e}"))?;
                     let (h, fut) = schedule::scheduler::<Target, _>(sleeper, cancel.clone());
-                    lane.spawn(fut);
+                    lane.handle.spawn(fut);
                     Ok(h)
                 })
                 .collect::<Result<Vec<_>, String>>()?
@@ -622,15 +643,18 @@ impl Runtime {
 
     /// Probes in flight now.
     pub fn in_flight(&self) -> u64 {
-        let free = self.shared.permits.available_permits();
-        self.shared.max_concurrency.saturating_sub(free) as u64
+        self.shared
+            .lanes
+            .iter()
+            .map(|l| l.bound.saturating_sub(l.permits.available_permits()) as u64)
+            .sum()
     }
 
     /// Every lane's lag histogram, merged.
     fn lag_merged(&self) -> Hdr {
         let mut all = Hdr::default();
-        for h in &self.shared.lag {
-            all.merge(&h.lock().expect("lag lock poisoned"));
+        for lane in &self.shared.lanes {
+            all.merge(&lane.lag.lock().expect("lag lock poisoned"));
         }
         all
     }
@@ -643,9 +667,9 @@ impl Runtime {
     /// Probes recorded so far, over every target (from the lag histogram).
     pub fn probes_recorded(&self) -> u64 {
         self.shared
-            .lag
+            .lanes
             .iter()
-            .map(|h| h.lock().expect("lag lock poisoned").len())
+            .map(|lane| lane.lag.lock().expect("lag lock poisoned").len())
             .sum()
     }
 
@@ -662,10 +686,15 @@ impl Runtime {
     /// Waits (bounded by `grace`) for in-flight probes after cancellation; false if some were
     /// still running when the grace period ended.
     pub async fn drain(&self, grace: Duration) -> bool {
-        self.shared.tracker.close();
-        tokio::time::timeout(grace, self.shared.tracker.wait())
-            .await
-            .is_ok()
+        for lane in &self.shared.lanes {
+            lane.tracker.close();
+        }
+        let all = async {
+            for lane in &self.shared.lanes {
+                lane.tracker.wait().await;
+            }
+        };
+        tokio::time::timeout(grace, all).await.is_ok()
     }
 }
 
