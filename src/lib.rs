@@ -35,6 +35,11 @@
 //! [`runtime`] rather than inside [`schedule`], so that the scheduler stays a pure timing core that
 //! can be tested under paused time without any network code.
 //!
+//! # Platform
+//!
+//! Linux: the probe threads' timers are timerfds, container memory comes from cgroups, and the
+//! failover proxy's listeners share a port with `SO_REUSEPORT`.
+//!
 //! # Threads
 //!
 //! The main tokio runtime (multi-threaded) serves HTTP, runs reloads, failover controllers and

@@ -68,7 +68,6 @@ impl Sleeper for TokioSleeper {
 /// in that stretch (each wake-up of an idle thread costs a few microseconds of CPU). A probe
 /// started late this way is at most `min_gap` late, and its lag is recorded like any other.
 /// Sleeps further apart than `min_gap` are not delayed at all.
-#[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct TimerFdSleeper {
     fd: tokio::io::unix::AsyncFd<RawTimerFd>,
@@ -82,11 +81,9 @@ pub struct TimerFdSleeper {
 pub const DEFAULT_MIN_WAKE_GAP: Duration = Duration::from_micros(200);
 
 /// `AsyncFd` wants `AsRawFd`; nix's timer only offers `AsFd`.
-#[cfg(target_os = "linux")]
 #[derive(Debug)]
 struct RawTimerFd(nix::sys::timerfd::TimerFd);
 
-#[cfg(target_os = "linux")]
 impl std::os::fd::AsRawFd for RawTimerFd {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsFd;
@@ -94,7 +91,6 @@ impl std::os::fd::AsRawFd for RawTimerFd {
     }
 }
 
-#[cfg(target_os = "linux")]
 impl TimerFdSleeper {
     /// Creates the timer on the runtime of the current context (call it inside the runtime, or
     /// with its handle entered, that will drive the sleeps); `min_gap` coalesces wake-ups.
@@ -121,7 +117,6 @@ impl TimerFdSleeper {
     }
 }
 
-#[cfg(target_os = "linux")]
 impl Sleeper for TimerFdSleeper {
     async fn sleep_until(&mut self, deadline: Instant) {
         use nix::sys::time::TimeSpec;
@@ -375,7 +370,6 @@ mod tests {
     }
 
     /// Real time: the timerfd sleeper never wakes before its deadline, and not much after.
-    #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "current_thread")]
     async fn timerfd_sleeper_wakes_at_the_deadline() {
         let mut s = TimerFdSleeper::new(Duration::ZERO).unwrap();
@@ -395,7 +389,6 @@ mod tests {
     }
 
     /// An abandoned sleep's timer, firing later, does not end the next, longer sleep early.
-    #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "current_thread")]
     async fn timerfd_sleeper_ignores_an_abandoned_timer() {
         let mut s = TimerFdSleeper::new(Duration::ZERO).unwrap();
@@ -410,7 +403,6 @@ mod tests {
     }
 
     /// Wake-ups closer than `min_gap` are stretched to it; further apart, they are not delayed.
-    #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "current_thread")]
     async fn timerfd_sleeper_coalesces_close_wake_ups() {
         // Long enough that a delay of a whole gap stands out from a loaded machine's noise.
