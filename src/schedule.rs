@@ -36,10 +36,20 @@ pub trait Job: Send + Sync + 'static {
     fn try_begin(&self) -> bool;
     /// Counts a tick skipped because the previous run had not finished.
     fn skipped(&self, planned: Instant);
+    /// Whether a run may start now. False defers this job and every job due after it on this
+    /// scheduler (they start later, their planned starts unchanged, and a tick deferred past a
+    /// whole interval is skipped like any missed tick); the scheduler asks again after
+    /// [`ADMIT_RETRY`]. For a scheduler whose jobs share a resource that is overloaded.
+    fn admit(&self) -> bool {
+        true
+    }
     /// Starts a run planned for `planned` (spawns; must not block). The run must end by making
     /// `try_begin` succeed again.
     fn dispatch(self: Arc<Self>, planned: Instant);
 }
+
+/// How long a scheduler whose due job was not admitted waits before asking again.
+pub const ADMIT_RETRY: Duration = Duration::from_micros(200);
 
 /// How the scheduler loop waits.
 pub trait Sleeper: Send {
@@ -190,6 +200,8 @@ struct State<J> {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     next_id: u64,
     rng: u64,
+    /// The last `fire_due` left due jobs behind because one was not admitted.
+    deferred: bool,
 }
 
 impl<J: Job> State<J> {
@@ -227,34 +239,44 @@ impl<J: Job> State<J> {
         spread + Duration::from_nanos(extra)
     }
 
-    /// Runs every job due at `now`; returns how many were dispatched.
+    /// Runs every job due at `now` (until one is not admitted: see `deferred`); returns how
+    /// many were dispatched.
     fn fire_due(&mut self, now: Instant) -> usize {
         let mut fired = 0;
+        self.deferred = false;
         while let Some(&Reverse((at, id))) = self.heap.peek() {
             if at > now {
                 break;
             }
-            self.heap.pop();
             let Some(entry) = self.jobs.get_mut(&id) else {
+                self.heap.pop();
                 continue;
             };
             if entry.next != at {
+                self.heap.pop();
                 continue;
             }
+            if !entry.job.admit() {
+                self.deferred = true;
+                break;
+            }
+            self.heap.pop();
             let job = entry.job.clone();
+            let iv = job.interval().max(Duration::from_micros(1));
+            // More than a whole interval late (a late wake-up, or deferred): the ticks missed
+            // are skipped, not burst, and the latest one due runs.
+            let mut at = at;
+            while at + iv <= now {
+                job.skipped(at);
+                at += iv;
+            }
             if job.try_begin() {
                 job.clone().dispatch(at);
                 fired += 1;
             } else {
                 job.skipped(at);
             }
-            let iv = job.interval().max(Duration::from_micros(1));
-            let mut next = at + iv;
-            // Woke more than a whole interval late: the missed ticks are skipped, not burst.
-            while next + iv <= now {
-                job.skipped(next);
-                next += iv;
-            }
+            let next = at + iv;
             entry.next = next;
             self.heap.push(Reverse((next, id)));
         }
@@ -276,11 +298,16 @@ async fn run<J: Job, S: Sleeper>(
         heap: BinaryHeap::new(),
         next_id: 0,
         rng: seed,
+        deferred: false,
     };
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let next = st.heap.peek().map(|r| r.0 .0);
+        let next = if st.deferred {
+            Some(Instant::now() + ADMIT_RETRY)
+        } else {
+            st.heap.peek().map(|r| r.0 .0)
+        };
         tokio::select! {
             biased;
             _ = &mut cancelled => break,
@@ -332,6 +359,8 @@ mod tests {
         running: AtomicBool,
         skipped: AtomicU64,
         starts: Mutex<Vec<(Instant, Instant)>>,
+        /// While set, `admit` says no.
+        closed: AtomicBool,
     }
 
     impl TestJob {
@@ -343,6 +372,7 @@ mod tests {
                 running: AtomicBool::new(false),
                 skipped: AtomicU64::new(0),
                 starts: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
             })
         }
     }
@@ -359,6 +389,9 @@ mod tests {
         }
         fn skipped(&self, _planned: Instant) {
             self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        fn admit(&self) -> bool {
+            !self.closed.load(Ordering::Relaxed)
         }
         fn dispatch(self: Arc<Self>, planned: Instant) {
             self.starts.lock().unwrap().push((planned, Instant::now()));
@@ -464,12 +497,14 @@ mod tests {
             heap: BinaryHeap::new(),
             next_id: 0,
             rng: 1,
+            deferred: false,
         };
         let mut b: State<TestJob> = State {
             jobs: HashMap::new(),
             heap: BinaryHeap::new(),
             next_id: 0,
             rng: 2,
+            deferred: false,
         };
         let j = TestJob::new("gateway-health", 5000, 1);
         assert_eq!(a.first_offset(&j), b.first_offset(&j));
@@ -512,6 +547,39 @@ mod tests {
             "{skipped} skipped for {} runs",
             starts.len()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_not_admitted_starts_later_on_its_grid_and_skips_what_it_missed() {
+        let cancel = CancellationToken::new();
+        let (h, fut) = scheduler::<TestJob, _>(TokioSleeper, cancel.clone());
+        let task = tokio::spawn(fut);
+        let job = TestJob::new("gated", 100, 1);
+        job.closed.store(true, Ordering::Relaxed);
+        let t0 = Instant::now();
+        h.replace(vec![job.clone()]).await;
+        // Closed for 350 ms: nothing starts, whatever its phase.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(job.starts.lock().unwrap().is_empty());
+        job.closed.store(false, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let starts = job.starts.lock().unwrap().clone();
+        // The first start, once admitted, is within a retry of the opening, for the latest tick
+        // planned before it (less than an interval earlier): late, never early.
+        let (planned, actual) = starts[0];
+        assert!(planned < t0 + Duration::from_millis(350), "{starts:?}");
+        assert!(planned + Duration::from_millis(100) > t0 + Duration::from_millis(350));
+        assert!(actual >= t0 + Duration::from_millis(350), "{starts:?}");
+        assert!(actual - (t0 + Duration::from_millis(350)) <= Duration::from_millis(2));
+        // Ticks missed by more than an interval were skipped, not burst: the next starts keep
+        // the 100 ms grid and there is one run per tick after the opening.
+        for w in starts.windows(2) {
+            assert_eq!(w[1].0 - w[0].0, Duration::from_millis(100), "{starts:?}");
+        }
+        assert!((4..=5).contains(&starts.len()), "{starts:?}");
+        assert!(job.skipped.load(Ordering::Relaxed) >= 2);
     }
 
     #[tokio::test(start_paused = true)]
