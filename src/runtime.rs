@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::runtime::Handle;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -137,19 +137,19 @@ struct Shared {
 #[repr(align(128))]
 struct Lane {
     handle: Handle,
-    /// This lane's share of `--max-concurrency`.
-    permits: Semaphore,
-    /// The size of that share (`permits` holds what is left of it).
+    /// This lane's share of `--max-concurrency`: `limit` never exceeds it.
     bound: usize,
     /// This lane's probes in flight, for [`Runtime::drain`].
     tracker: TaskTracker,
     /// Schedule lag of every probe on this lane (merged over lanes when read): is the prober
     /// keeping up?
     lag: Mutex<Hdr>,
-    /// Probes dispatched on this lane and not yet finished (spawned ones included).
+    /// Probes dispatched on this lane and not yet finished (spawned ones included): its
+    /// probes in flight.
     active: AtomicUsize,
-    /// How many probes may be active before new ones wait (see [`watch_load`]): `bound` while
-    /// the thread has time to spare, [`OVERLOAD_IN_FLIGHT`] while it is overloaded.
+    /// How many probes may be active before new ones wait in the schedule ([`Job::admit`];
+    /// see [`watch_load`]): `bound` while the thread has time to spare, [`OVERLOAD_IN_FLIGHT`]
+    /// while it is overloaded. This is the only bound on probes in flight.
     limit: AtomicUsize,
 }
 
@@ -157,7 +157,6 @@ impl Lane {
     fn new(handle: Handle, bound: usize) -> Lane {
         Lane {
             handle,
-            permits: Semaphore::new(bound),
             bound,
             tracker: TaskTracker::new(),
             lag: Mutex::new(Hdr::default()),
@@ -360,7 +359,6 @@ impl Job for Target {
         let fut = async move {
             let _tracked = tracked;
             let run = Box::pin(async {
-                let _permit = self.shared.lanes[self.lane].permits.acquire().await;
                 if self.shared.own_lanes {
                     self.probe_and_record(planned).await;
                 } else {
@@ -712,7 +710,7 @@ impl Runtime {
         self.shared
             .lanes
             .iter()
-            .map(|l| l.bound.saturating_sub(l.permits.available_permits()) as u64)
+            .map(|lane| lane.active.load(Ordering::Relaxed) as u64)
             .sum()
     }
 
