@@ -200,11 +200,19 @@ struct State<J> {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     next_id: u64,
     rng: u64,
-    /// The last `fire_due` left due jobs behind because one was not admitted.
-    deferred: bool,
 }
 
 impl<J: Job> State<J> {
+    /// An empty schedule; `rng` seeds the jitter of first starts.
+    fn new(rng: u64) -> State<J> {
+        State {
+            jobs: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_id: 0,
+            rng,
+        }
+    }
+
     fn replace(&mut self, jobs: Vec<Arc<J>>, now: Instant) {
         let mut old: HashMap<*const J, (u64, Instant)> = self
             .jobs
@@ -239,11 +247,9 @@ impl<J: Job> State<J> {
         spread + Duration::from_nanos(extra)
     }
 
-    /// Runs every job due at `now` (until one is not admitted: see `deferred`); returns how
-    /// many were dispatched.
-    fn fire_due(&mut self, now: Instant) -> usize {
-        let mut fired = 0;
-        self.deferred = false;
+    /// Runs every job due at `now`, until one is not admitted; returns whether that happened
+    /// (due jobs were left behind, to be asked again after [`ADMIT_RETRY`]).
+    fn fire_due(&mut self, now: Instant) -> bool {
         while let Some(&Reverse((at, id))) = self.heap.peek() {
             if at > now {
                 break;
@@ -257,8 +263,7 @@ impl<J: Job> State<J> {
                 continue;
             }
             if !entry.job.admit() {
-                self.deferred = true;
-                break;
+                return true;
             }
             self.heap.pop();
             let job = entry.job.clone();
@@ -272,7 +277,6 @@ impl<J: Job> State<J> {
             }
             if job.try_begin() {
                 job.clone().dispatch(at);
-                fired += 1;
             } else {
                 job.skipped(at);
             }
@@ -280,7 +284,7 @@ impl<J: Job> State<J> {
             entry.next = next;
             self.heap.push(Reverse((next, id)));
         }
-        fired
+        false
     }
 }
 
@@ -293,17 +297,13 @@ async fn run<J: Job, S: Sleeper>(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0x9e37_79b9);
-    let mut st: State<J> = State {
-        jobs: HashMap::new(),
-        heap: BinaryHeap::new(),
-        next_id: 0,
-        rng: seed,
-        deferred: false,
-    };
+    let mut st: State<J> = State::new(seed);
+    // The last `fire_due` left due jobs behind because one was not admitted.
+    let mut deferred = false;
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let next = if st.deferred {
+        let next = if deferred {
             Some(Instant::now() + ADMIT_RETRY)
         } else {
             st.heap.peek().map(|r| r.0 .0)
@@ -321,7 +321,7 @@ async fn run<J: Job, S: Sleeper>(
                     None => std::future::pending().await,
                 }
             } => {
-                st.fire_due(Instant::now());
+                deferred = st.fire_due(Instant::now());
             }
         }
     }
@@ -402,6 +402,18 @@ mod tests {
         }
     }
 
+    /// A scheduler on tokio's timer, spawned; the future stops it and waits for its end.
+    fn start() -> (SchedulerHandle<TestJob>, impl Future<Output = ()>) {
+        let cancel = CancellationToken::new();
+        let (h, fut) = scheduler::<TestJob, _>(TokioSleeper, cancel.clone());
+        let task = tokio::spawn(fut);
+        let stop = async move {
+            cancel.cancel();
+            task.await.unwrap();
+        };
+        (h, stop)
+    }
+
     /// Real time: the timerfd sleeper never wakes before its deadline, and not much after.
     #[tokio::test(flavor = "current_thread")]
     async fn timerfd_sleeper_wakes_at_the_deadline() {
@@ -462,17 +474,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn first_starts_spread_across_the_interval() {
-        let cancel = CancellationToken::new();
-        let (h, fut) = scheduler::<TestJob, _>(TokioSleeper, cancel.clone());
-        let task = tokio::spawn(fut);
+        let (h, stop) = start();
         let jobs: Vec<_> = (0..1000)
             .map(|i| TestJob::new(&format!("t{i}"), 1000, 1))
             .collect();
         let t0 = Instant::now();
         h.replace(jobs.clone()).await;
         tokio::time::sleep(Duration::from_millis(1001)).await;
-        cancel.cancel();
-        task.await.unwrap();
+        stop.await;
         // Every job started once in the first interval; count starts per 100 ms slice.
         let mut slices = [0u32; 10];
         for j in &jobs {
@@ -492,20 +501,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn spread_is_deterministic_from_the_name() {
-        let mut a: State<TestJob> = State {
-            jobs: HashMap::new(),
-            heap: BinaryHeap::new(),
-            next_id: 0,
-            rng: 1,
-            deferred: false,
-        };
-        let mut b: State<TestJob> = State {
-            jobs: HashMap::new(),
-            heap: BinaryHeap::new(),
-            next_id: 0,
-            rng: 2,
-            deferred: false,
-        };
+        let mut a: State<TestJob> = State::new(1);
+        let mut b: State<TestJob> = State::new(2);
         let j = TestJob::new("gateway-health", 5000, 1);
         assert_eq!(a.first_offset(&j), b.first_offset(&j));
         assert!(a.first_offset(&j) < Duration::from_secs(5));
@@ -513,15 +510,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_probe_never_overlaps_itself_and_missed_ticks_are_not_burst() {
-        let cancel = CancellationToken::new();
-        let (h, fut) = scheduler::<TestJob, _>(TokioSleeper, cancel.clone());
-        let task = tokio::spawn(fut);
+        let (h, stop) = start();
         // Runs take 250 ms against a 100 ms interval: 2 of every 3 ticks find it running.
         let job = TestJob::new("slow", 100, 250);
         h.replace(vec![job.clone()]).await;
         tokio::time::sleep(Duration::from_millis(3000)).await;
-        cancel.cancel();
-        task.await.unwrap();
+        stop.await;
         let starts = job.starts.lock().unwrap().clone();
         for w in starts.windows(2) {
             assert!(
@@ -551,9 +545,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_job_not_admitted_starts_later_on_its_grid_and_skips_what_it_missed() {
-        let cancel = CancellationToken::new();
-        let (h, fut) = scheduler::<TestJob, _>(TokioSleeper, cancel.clone());
-        let task = tokio::spawn(fut);
+        let (h, stop) = start();
         let job = TestJob::new("gated", 100, 1);
         job.closed.store(true, Ordering::Relaxed);
         let t0 = Instant::now();
@@ -563,8 +555,7 @@ mod tests {
         assert!(job.starts.lock().unwrap().is_empty());
         job.closed.store(false, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(400)).await;
-        cancel.cancel();
-        task.await.unwrap();
+        stop.await;
         let starts = job.starts.lock().unwrap().clone();
         // The first start, once admitted, is within a retry of the opening, for the latest tick
         // planned before it (less than an interval earlier): late, never early.
@@ -584,17 +575,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn replacing_keeps_unchanged_jobs_on_their_grid() {
-        let cancel = CancellationToken::new();
-        let (h, fut) = scheduler::<TestJob, _>(TokioSleeper, cancel.clone());
-        let task = tokio::spawn(fut);
+        let (h, stop) = start();
         let keep = TestJob::new("keep", 100, 1);
         h.replace(vec![keep.clone()]).await;
         tokio::time::sleep(Duration::from_millis(550)).await;
         let added = TestJob::new("added", 100, 1);
         h.replace(vec![keep.clone(), added.clone()]).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        cancel.cancel();
-        task.await.unwrap();
+        stop.await;
         let starts = keep.starts.lock().unwrap().clone();
         for w in starts.windows(2) {
             assert_eq!(w[1].0 - w[0].0, Duration::from_millis(100));
@@ -605,16 +593,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn actual_start_matches_planned_start_under_paused_time() {
-        let cancel = CancellationToken::new();
-        let (h, fut) = scheduler::<TestJob, _>(TokioSleeper, cancel.clone());
-        let task = tokio::spawn(fut);
+        let (h, stop) = start();
         let jobs: Vec<_> = (0..50)
             .map(|i| TestJob::new(&format!("j{i}"), 200, 1))
             .collect();
         h.replace(jobs.clone()).await;
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        cancel.cancel();
-        task.await.unwrap();
+        stop.await;
         for j in &jobs {
             for (planned, actual) in j.starts.lock().unwrap().iter() {
                 assert!(
