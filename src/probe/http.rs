@@ -508,7 +508,6 @@ async fn connect(addr: SocketAddr, nodelay: bool) -> Result<TcpStream, Fail> {
         .map_err(|e| Fail::from_error(Reason::Connect, &format!("connecting to {addr}"), &e))
 }
 
-/// Checks every expected JSON field.
 /// Bodies up to this size are checked on the probe's own thread (a JSON parse of 32 KiB takes
 /// ~0.1 ms); larger ones on the blocking pool.
 const INLINE_CHECK_MAX: usize = 32 * 1024;
@@ -533,6 +532,7 @@ fn check_body(expect: &crate::config::Expect, body: &[u8]) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Checks every expected JSON field.
 fn check_json(expect: &[(Vec<String>, serde_json::Value)], body: &[u8]) -> Result<(), Fail> {
     let doc: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| Fail::new(Reason::JsonMismatch, format!("body is not JSON: {e}")))?;
