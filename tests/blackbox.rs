@@ -4,6 +4,7 @@
 //! certificates (mutual TLS) in the config and against a server that requires one.
 
 mod blackbox_servers;
+mod common;
 #[path = "common/blackbox.rs"]
 mod harness;
 
@@ -818,26 +819,16 @@ async fn files_missing_at_load_fail_the_probes_not_the_config() {
 
 #[test]
 fn exporter_flags_are_accepted_by_run() {
-    use clap::Parser as _;
-    let cli = watchfire::cli::Cli::try_parse_from([
-        "watchfire",
-        "run",
+    let a = common::run_args(&[
         "--config.file=/etc/prometheus/blackbox.yml",
         "--web.listen-address=:9115",
         "--timeout-offset=0.25",
     ])
     .expect("blackbox_exporter's flags parse");
-    let watchfire::cli::Command::Run(a) = cli.command else {
-        panic!("not run");
-    };
     assert_eq!(a.config, PathBuf::from("/etc/prometheus/blackbox.yml"));
     assert_eq!(a.listen, "0.0.0.0:9115".parse().unwrap());
     assert_eq!(a.timeout_offset, Duration::from_millis(250));
-    let cli = watchfire::cli::Cli::try_parse_from(["watchfire", "run", "--timeout-offset", "1s"])
-        .expect("a duration works too");
-    let watchfire::cli::Command::Run(a) = cli.command else {
-        panic!("not run");
-    };
+    let a = common::run_args(&["--timeout-offset", "1s"]).expect("a duration works too");
     assert_eq!(a.timeout_offset, Duration::from_secs(1));
 }
 

@@ -1,6 +1,7 @@
 //! blackbox_exporter's recent-probe history: `/` lists the last `/probe` results newest first
 //! (HTML-escaped), `/logs?id=N` shows one probe's debug output, `--history.limit` bounds them.
 
+mod common;
 #[path = "common/blackbox.rs"]
 mod harness;
 
@@ -170,15 +171,7 @@ async fn history_limit_keeps_the_last_probes_and_older_failures() {
 
 #[test]
 fn history_limit_flag_takes_blackbox_spelling() {
-    use clap::Parser as _;
-    let limit = |args: &[&str]| {
-        let mut argv = vec!["watchfire", "run"];
-        argv.extend_from_slice(args);
-        watchfire::cli::Cli::try_parse_from(argv).map(|cli| match cli.command {
-            watchfire::cli::Command::Run(a) => a.history_limit,
-            _ => unreachable!("run"),
-        })
-    };
+    let limit = |args: &[&str]| common::run_args(args).map(|a| a.history_limit);
     assert_eq!(limit(&[]).expect("default"), 100);
     assert_eq!(limit(&["--history.limit=5"]).expect("blackbox's name"), 5);
     assert_eq!(

@@ -222,33 +222,18 @@ fn demo_runs_to_completion_and_shows_detection() {
 
 #[test]
 fn min_wake_gap_defaults_to_200us_and_refuses_more_than_10ms() {
-    use clap::Parser as _;
-    let run_args = |args: &[&str]| {
-        let mut all = vec!["watchfire", "run"];
-        all.extend_from_slice(args);
-        watchfire::cli::Cli::try_parse_from(all).map(|cli| match cli.command {
-            watchfire::cli::Command::Run(a) => a.min_wake_gap,
-            _ => panic!("not run"),
-        })
-    };
-    assert_eq!(run_args(&[]).unwrap(), Duration::from_micros(200));
-    assert_eq!(run_args(&["--min-wake-gap", "0s"]).unwrap(), Duration::ZERO);
+    let gap = |args: &[&str]| common::run_args(args).map(|a| a.min_wake_gap);
+    assert_eq!(gap(&[]).unwrap(), Duration::from_micros(200));
+    assert_eq!(gap(&["--min-wake-gap", "0s"]).unwrap(), Duration::ZERO);
     assert_eq!(
-        run_args(&["--min-wake-gap=1ms"]).unwrap(),
+        gap(&["--min-wake-gap=1ms"]).unwrap(),
         Duration::from_millis(1)
     );
-    let err = run_args(&["--min-wake-gap", "20ms"])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("--min-wake-gap") && err.contains("over 10ms"),
-        "{err}"
-    );
-    let err = run_args(&["--min-wake-gap", "soon"])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("--min-wake-gap") && err.contains("not a duration"),
-        "{err}"
-    );
+    for (value, says) in [("20ms", "over 10ms"), ("soon", "not a duration")] {
+        let err = gap(&["--min-wake-gap", value]).unwrap_err().to_string();
+        assert!(
+            err.contains("--min-wake-gap") && err.contains(says),
+            "{err}"
+        );
+    }
 }

@@ -61,3 +61,14 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Parses `watchfire run ARGS` as the binary would; the `run` subcommand's options, or clap's
+/// error.
+pub fn run_args(args: &[&str]) -> Result<watchfire::cli::RunArgs, clap::Error> {
+    use clap::Parser as _;
+    let argv = ["watchfire", "run"].iter().chain(args);
+    match watchfire::cli::Cli::try_parse_from(argv)?.command {
+        watchfire::cli::Command::Run(a) => Ok(a),
+        _ => unreachable!("parsed as `run`"),
+    }
+}
