@@ -147,20 +147,25 @@ bench() {
     grep '^RESULT' <<<"$out" | tail -1
 }
 
+# Three runs of SCENARIO with TARGETS targets every 100 ms, their RESULT lines appended to the
+# array named by the first argument: three_runs ARRAY SCENARIO TARGETS
+three_runs() {
+    local -n results=$1
+    local scenario=$2 targets=$3 i
+    for i in 1 2 3; do
+        log "$scenario run $i: $targets targets every 100 ms, ${RATE_SECS} s"
+        results+=("$(bench "$scenario" --targets "$targets" --interval-ms 100 --duration-s "$RATE_SECS")")
+    done
+}
+
 # Offer wrk's rate: N targets every 100 ms.
 RATE_TARGETS=$(awk -v r="$WRK_MEDIAN" 'BEGIN {n = int((r + 9) / 10); print (n < 1 ? 1 : n)}')
 RATE_RESULTS=()
-for i in 1 2 3; do
-    log "rate run $i: $RATE_TARGETS targets every 100 ms, ${RATE_SECS} s"
-    RATE_RESULTS+=("$(bench rate --targets "$RATE_TARGETS" --interval-ms 100 --duration-s "$RATE_SECS")")
-done
+three_runs RATE_RESULTS rate "$RATE_TARGETS"
 # The goal's rate, 80 % of wrk's: does the prober keep up, and at what CPU per probe?
 KEEP_TARGETS=$(awk -v r="$WRK_MEDIAN" 'BEGIN {n = int((0.8 * r + 9) / 10); print (n < 1 ? 1 : n)}')
 KEEP_RESULTS=()
-for i in 1 2 3; do
-    log "keep-up run $i: $KEEP_TARGETS targets every 100 ms, ${RATE_SECS} s"
-    KEEP_RESULTS+=("$(bench keep-up --targets "$KEEP_TARGETS" --interval-ms 100 --duration-s "$RATE_SECS")")
-done
+three_runs KEEP_RESULTS keep-up "$KEEP_TARGETS"
 log "lag: 10000 targets every 1 s, ${LAG_SECS} s"
 LAG=$(bench lag --targets 10000 --interval-ms 1000 --duration-s "$LAG_SECS")
 # What the default wake-up coalescing (--min-wake-gap 200us) trades: the same keep-up and lag
@@ -172,23 +177,17 @@ LAG_NOGAP=$(bench lag --targets 10000 --interval-ms 1000 --duration-s "$LAG_SECS
 log "memory: 100000 targets every 10 s, warm-up 10 s, ${MEM_SECS} s"
 MEM=$(bench memory --targets 100000 --interval-ms 10000 --duration-s "$MEM_SECS")
 
-rate_med() {
+# The median of field KEY over RESULT lines: med KEY RESULT...
+med() {
     local k=$1 r
-    for r in "${RATE_RESULTS[@]}"; do field "$k" "$r"; done | median
+    shift
+    for r in "$@"; do field "$k" "$r"; done | median
 }
-rate_all() {
-    local k=$1 r
-    for r in "${RATE_RESULTS[@]}"; do field "$k" "$r"; done | paste -sd/
-}
-keep_med() {
-    local k=$1 r
-    for r in "${KEEP_RESULTS[@]}"; do field "$k" "$r"; done | median
-}
-KEEP_PPS=$(keep_med probes_per_s)
-KEEP_CPU=$(keep_med cpu_us_per_probe)
-KEEP_SKIPPED=$(keep_med skipped)
-RATE_PPS=$(rate_med probes_per_s)
-RATE_CPU=$(rate_med cpu_us_per_probe)
+KEEP_PPS=$(med probes_per_s "${KEEP_RESULTS[@]}")
+KEEP_CPU=$(med cpu_us_per_probe "${KEEP_RESULTS[@]}")
+KEEP_SKIPPED=$(med skipped "${KEEP_RESULTS[@]}")
+RATE_PPS=$(med probes_per_s "${RATE_RESULTS[@]}")
+RATE_CPU=$(med cpu_us_per_probe "${RATE_RESULTS[@]}")
 RATIO=$(awk -v a="$RATE_PPS" -v b="$WRK_MEDIAN" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
 
 # 3. The table.
