@@ -58,6 +58,7 @@ pub mod failover;
 pub mod memory;
 pub mod metrics;
 pub mod probe;
+pub mod probers;
 pub mod record;
 pub mod runtime;
 pub mod schedule;

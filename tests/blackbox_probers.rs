@@ -8,11 +8,11 @@ use std::time::Duration;
 use blackbox_servers as srv;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
-use watchfire::blackbox::dns::{self, DnsModule};
-use watchfire::blackbox::grpc::{self, GrpcModule};
-use watchfire::blackbox::icmp::{self, IcmpModule};
-use watchfire::blackbox::tcp::{self, TcpModule};
-use watchfire::blackbox::{Ctx, Output};
+use watchfire::probers::dns::{self, DnsModule};
+use watchfire::probers::grpc::{self, GrpcModule};
+use watchfire::probers::icmp::{self, IcmpModule};
+use watchfire::probers::tcp::{self, TcpModule};
+use watchfire::probers::{Ctx, Output};
 
 /// A probe context for `target` with `timeout`.
 fn ctx(target: &str, timeout: Duration) -> Ctx {
@@ -104,10 +104,7 @@ async fn run_icmp(m: &IcmpModule, target: &str) -> (bool, Output) {
 fn modules_take_blackbox_field_names_and_defaults() {
     let t: TcpModule = module("{}");
     assert!(t.ip_protocol_fallback);
-    assert_eq!(
-        t.preferred_ip_protocol,
-        watchfire::blackbox::IpProtocol::Ip6
-    );
+    assert_eq!(t.preferred_ip_protocol, watchfire::probers::IpProtocol::Ip6);
     let d: DnsModule = module("query_name: example.com");
     assert_eq!(
         (d.query_type.as_str(), d.query_class.as_str()),

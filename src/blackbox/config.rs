@@ -20,12 +20,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::dns::DnsModule;
-use super::grpc::GrpcModule;
-use super::http::{HttpModule, HttpProbe};
-use super::icmp::IcmpModule;
-use super::tcp::TcpModule;
 use crate::config::ConfigError;
+use crate::probers::dns::DnsModule;
+use crate::probers::grpc::GrpcModule;
+use crate::probers::http::{HttpModule, HttpProbe};
+use crate::probers::icmp::IcmpModule;
+use crate::probers::tcp::TcpModule;
 
 /// The module `/probe` uses when the request names none.
 pub const DEFAULT_MODULE: &str = "http_2xx";
@@ -377,19 +377,6 @@ fn shown(prober: Prober, r: &RawModule, http: &HttpModule) -> serde_json::Value 
         m.insert("grpc".into(), to_value(serde_json::to_value(v)));
     }
     serde_json::Value::Object(m)
-}
-
-/// Serializes a secret as blackbox shows it: `<secret>` (an empty one is left out by the
-/// field's `skip_serializing_if`).
-pub(crate) fn ser_secret<S: serde::Serializer>(
-    v: &impl AsRef<str>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    if v.as_ref().is_empty() {
-        s.serialize_str("")
-    } else {
-        s.serialize_str("<secret>")
-    }
 }
 
 /// Writes `v` as block-style YAML at `indent` spaces.

@@ -30,9 +30,9 @@ use tokio::time::Instant;
 
 use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::History;
-use super::{dns, grpc, http as bhttp, icmp, tcp, Ctx, Output};
 use crate::config::TargetSpec;
 use crate::probe::{Outcome, Phases, Reason};
+use crate::probers::{dns, grpc, http as bhttp, icmp, tcp, Ctx, Output};
 
 /// The header Prometheus sends with its scrape timeout.
 pub const TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";

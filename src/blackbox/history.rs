@@ -30,7 +30,7 @@ use http::{header, Response, StatusCode};
 use http_body_util::Full;
 
 use super::config::Module;
-use super::Output;
+use crate::probers::Output;
 
 /// `--history.limit`'s default, as blackbox's.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;

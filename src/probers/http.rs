@@ -15,9 +15,9 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use super::config::ser_secret;
 use super::http_client::{relative_to, ser_secret_map};
 pub use super::http_client::{Auth, Authorization, BasicAuth, OAuth2Config, Proxies};
+use super::ser_secret;
 use super::tcp::ser_ip_protocol;
 use super::{Ctx, IpProtocol, Output, TlsConfig};
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
-use super::config::ser_secret;
 use super::http::HttpModule;
+use super::ser_secret;
 use super::TlsConfig;
 
 /// `basic_auth`.
