@@ -152,7 +152,7 @@ async fn measure(duration: Duration, concurrency: usize) {
         tasks.push(tokio::spawn(async move {
             let mut text = String::new();
             while Instant::now() < end {
-                let (out, ok) = watchfire::blackbox::endpoint::run(
+                let probed = watchfire::blackbox::endpoint::run(
                     &m,
                     u.clone(),
                     None,
@@ -161,9 +161,9 @@ async fn measure(duration: Duration, concurrency: usize) {
                 )
                 .await;
                 text.clear();
-                out.render(&mut text);
+                probed.families().render(&mut text);
                 p.fetch_add(1, Ordering::Relaxed);
-                if !ok {
+                if !probed.ok() {
                     f.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -57,6 +57,7 @@ pub mod demo;
 pub mod failover;
 pub mod memory;
 pub mod metrics;
+pub mod net;
 pub mod probe;
 pub mod probers;
 pub mod record;

@@ -31,8 +31,8 @@ use tokio::time::Instant;
 use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::History;
 use crate::config::TargetSpec;
-use crate::probe::{Outcome, Phases, Reason};
-use crate::probers::{dns, grpc, http as bhttp, icmp, tcp, Ctx, Output};
+use crate::probe::{Fail, Outcome, Reason};
+use crate::probers::{dns, grpc, http as bhttp, icmp, plog, tcp, Ctx, Facts, Log, Output, View};
 
 /// The header Prometheus sends with its scrape timeout.
 pub const TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
@@ -292,7 +292,9 @@ pub async fn probe(
     }
     // The history shows each probe's log, as blackbox's does: keep it when the history is on.
     let log = params.debug || state.history.enabled();
-    let (out, ok) = run(module, target.clone(), hostname, timeout, log).await;
+    let probed = run(module, target.clone(), hostname, timeout, log).await;
+    let ok = probed.ok();
+    let out = probed.into_output();
     let response = if params.debug {
         text(StatusCode::OK, debug_text(&out, module))
     } else {
@@ -330,16 +332,62 @@ pub fn debug_text(out: &Output, module: &Module) -> String {
     body
 }
 
-/// Runs `module` against `target` within `timeout`: the probe's metrics (sorted, with
-/// `probe_success` and `probe_duration_seconds`) and whether it succeeded; the probe's log is
-/// kept when `log` is true. Also what scheduled targets with a `module:` run.
+/// What one probe of a module found: the typed verdict, the kind's facts (the blackbox families
+/// are rendered from them), the debug log and how long it took.
+#[derive(Debug)]
+pub struct Probed {
+    /// `Ok(())` or why it failed.
+    pub result: Result<(), Fail>,
+    /// The kind's facts.
+    pub facts: Facts,
+    /// The debug log (empty unless asked for).
+    pub log: Log,
+    /// From the start of the probe to its end.
+    pub duration: Duration,
+}
+
+impl Probed {
+    /// True when the probe succeeded.
+    pub fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    /// The blackbox families: the kind's, `probe_success` and `probe_duration_seconds`, sorted
+    /// by name as Go's registry writes them.
+    pub fn families(&self) -> Output {
+        let mut out = Output::quiet();
+        self.facts.render(&mut out);
+        out.gauge(
+            "probe_success",
+            "Displays whether or not the probe was a success",
+            if self.ok() { 1.0 } else { 0.0 },
+        );
+        out.gauge(
+            "probe_duration_seconds",
+            "Returns how long the probe took to complete in seconds",
+            self.duration.as_secs_f64(),
+        );
+        out.sort();
+        out
+    }
+
+    /// The families and the log together (the history and `debug=true` show both).
+    pub fn into_output(self) -> Output {
+        let mut out = self.families();
+        out.set_log(self.log.into_lines());
+        out
+    }
+}
+
+/// Runs `module` against `target` within `timeout`; the probe's log is kept when `log` is true.
+/// What `/probe` and scheduled targets with a `module:` run alike.
 pub async fn run(
     module: &Module,
     target: String,
     hostname: Option<String>,
     timeout: Duration,
     log: bool,
-) -> (Output, bool) {
+) -> Probed {
     let start = Instant::now();
     let ctx = Ctx {
         target,
@@ -347,120 +395,118 @@ pub async fn run(
         deadline: start + timeout,
         timeout,
     };
-    let mut out = if log { Output::new() } else { Output::quiet() };
-    if log {
-        out.log(format!(
-            "Beginning probe module={} target={} probe={} timeout_seconds={}",
-            module.name,
-            ctx.target,
-            module.prober.as_str(),
-            timeout.as_secs_f64()
-        ));
-    }
+    let mut log = if log { Log::new() } else { Log::off() };
+    plog!(
+        log,
+        "Beginning probe module={} target={} probe={} timeout_seconds={}",
+        module.name,
+        ctx.target,
+        module.prober.as_str(),
+        timeout.as_secs_f64()
+    );
+    let mut legacy = if log.on() {
+        Output::new()
+    } else {
+        Output::quiet()
+    };
     let probe = async {
-        match module.prober {
-            Prober::Http => bhttp::probe(&module.http, &ctx, &mut out).await,
-            Prober::Tcp => tcp::probe(&module.tcp, &ctx, &mut out).await,
-            Prober::Dns => dns::probe(&module.dns, &ctx, &mut out).await,
-            Prober::Icmp => icmp::probe(&module.icmp, &ctx, &mut out).await,
-            Prober::Grpc => grpc::probe(&module.grpc, &ctx, &mut out).await,
+        let ok = match module.prober {
+            Prober::Http => bhttp::probe(&module.http, &ctx, &mut legacy).await,
+            Prober::Tcp => tcp::probe(&module.tcp, &ctx, &mut legacy).await,
+            Prober::Dns => dns::probe(&module.dns, &ctx, &mut legacy).await,
+            Prober::Icmp => icmp::probe(&module.icmp, &ctx, &mut legacy).await,
+            Prober::Grpc => grpc::probe(&module.grpc, &ctx, &mut legacy).await,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(legacy_failure(&legacy, module, &ctx, start))
         }
     };
-    let ok = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
+    let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
         .await
-        .unwrap_or(false);
-    let duration = start.elapsed().as_secs_f64();
-    if log {
-        out.log(format!(
-            "{} duration_seconds={duration}",
-            if ok {
-                "Probe succeeded"
-            } else {
-                "Probe failed"
-            }
-        ));
+        .unwrap_or_else(|_| {
+            Err(Fail::new(
+                Reason::Timeout,
+                format!("the probe overran its timeout of {timeout:?}"),
+            ))
+        });
+    log.extend(legacy.take_log());
+    let duration = start.elapsed();
+    match &result {
+        Ok(()) => plog!(log, "Probe succeeded duration_seconds={}", duration.as_secs_f64()),
+        Err(f) => plog!(
+            log,
+            "Probe failed duration_seconds={} reason={} detail={}",
+            duration.as_secs_f64(),
+            f.reason,
+            f.detail
+        ),
     }
-    out.gauge(
-        "probe_success",
-        "Displays whether or not the probe was a success",
-        if ok { 1.0 } else { 0.0 },
-    );
-    out.gauge(
-        "probe_duration_seconds",
-        "Returns how long the probe took to complete in seconds",
+    Probed {
+        result,
+        facts: Facts::Legacy(legacy),
+        log,
         duration,
-    );
-    out.sort();
-    (out, ok)
+    }
 }
 
-/// A scheduled target's probe when it names a `module:`: the module's request and checks
-/// against the target's URL, within the target's timeout, as an [`Outcome`] for watchfire's own
-/// series (phases, status, body size; a failure's reason inferred from the metrics, its detail
-/// from the probe's log).
-pub async fn scheduled(module: &Module, spec: &TargetSpec, planned: Instant) -> Outcome {
-    let started = Instant::now();
-    let timeout = module.timeout.map_or(spec.timeout, |m| m.min(spec.timeout));
-    let (out, ok) = run(module, spec.url.full.clone(), None, timeout, true).await;
-    let finished = Instant::now();
-    let phase = |p: &str| {
-        let v = out
-            .value_with("probe_http_duration_seconds", &[("phase", p)])
-            .unwrap_or(0.0);
-        Duration::try_from_secs_f64(v).unwrap_or_default()
-    };
+/// The reason of a legacy prober's failure, guessed from its families; transitional, until
+/// every prober returns its own.
+fn legacy_failure(out: &Output, module: &Module, ctx: &Ctx, start: Instant) -> Fail {
     let status = out
         .value("probe_http_status_code")
         .filter(|s| *s > 0.0)
         .map(|s| s as u16);
     let flag = |n: &str| out.value(n) == Some(1.0);
-    let result = if ok {
-        Ok(())
-    } else if flag("probe_failed_due_to_regex") {
-        Err(Reason::BodyMismatch)
+    let reason = if flag("probe_failed_due_to_regex") {
+        Reason::BodyMismatch
     } else if flag("probe_failed_due_to_cel") {
-        Err(Reason::JsonMismatch)
+        Reason::JsonMismatch
     } else if let Some(code) = status {
         let valid = if module.http.valid_status_codes.is_empty() {
             (200..300).contains(&code)
         } else {
             module.http.valid_status_codes.contains(&i64::from(code))
         };
-        Err(if valid {
+        if valid {
             Reason::Protocol
         } else {
             Reason::Status
-        })
-    } else if out.value("probe_ip_protocol").unwrap_or(0.0) == 0.0 && spec.url.ip.is_none() {
-        Err(Reason::Dns)
-    } else if finished - started >= timeout {
-        Err(Reason::Timeout)
+        }
+    } else if out.value("probe_ip_protocol").unwrap_or(0.0) == 0.0 {
+        Reason::Dns
+    } else if start.elapsed() >= ctx.timeout {
+        Reason::Timeout
     } else {
-        Err(Reason::Connect)
+        Reason::Connect
     };
-    let detail = (!ok).then(|| {
-        out.log_lines()
-            .iter()
-            .rev()
-            .find(|l| !l.contains("Probe failed"))
-            .map(|l| l.split_once(' ').map(|(_, m)| m).unwrap_or(l).to_string())
-            .unwrap_or_else(|| format!("module {} failed", module.name))
-    });
+    let detail = out
+        .log_lines()
+        .last()
+        .map(|l| l.split_once(' ').map(|(_, m)| m).unwrap_or(l).to_string())
+        .unwrap_or_else(|| format!("module {} failed", module.name));
+    Fail::new(reason, detail)
+}
+
+/// A scheduled target's probe when it names a `module:`: the module's probe of the target,
+/// within the target's timeout, as an [`Outcome`] for watchfire's own series.
+pub async fn scheduled(module: &Module, spec: &TargetSpec, planned: Instant) -> Outcome {
+    let started = Instant::now();
+    let timeout = module.timeout.map_or(spec.timeout, |m| m.min(spec.timeout));
+    let probed = run(module, spec.url.full.clone(), None, timeout, false).await;
+    let finished = Instant::now();
+    let (result, detail) = match probed.result {
+        Ok(()) => (Ok(()), None),
+        Err(f) => (Err(f.reason), Some(f.detail)),
+    };
     Outcome {
         planned,
         started,
         finished,
-        phases: Phases {
-            resolve: phase("resolve"),
-            connect: phase("connect"),
-            tls: phase("tls"),
-            processing: phase("processing"),
-            transfer: phase("transfer"),
-        },
-        status,
-        body_bytes: out
-            .value("probe_http_uncompressed_body_length")
-            .unwrap_or(0.0) as u64,
+        phases: probed.facts.phases(),
+        status: probed.facts.status(),
+        body_bytes: probed.facts.bytes(),
         result,
         detail,
         reused_connection: false,

@@ -12,7 +12,6 @@
 //! first and no RST is needed at all. With `keep_alive: true` one connection is kept per target
 //! and reused while the server keeps it open.
 
-use std::error::Error as StdError;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -32,7 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
-use super::{Outcome, Phases, Reason};
+use super::{Fail, Outcome, Phases, Reason};
+use crate::net::fail_from;
 use crate::config::TargetSpec;
 
 /// `User-Agent` sent when the target sets none.
@@ -60,28 +60,6 @@ impl std::fmt::Debug for HttpProber {
         f.debug_struct("HttpProber")
             .field("target", &self.spec.name)
             .finish()
-    }
-}
-
-/// A probe failure on its way to becoming an [`Outcome`].
-struct Fail {
-    reason: Reason,
-    detail: String,
-}
-
-impl Fail {
-    fn new(reason: Reason, detail: impl Into<String>) -> Fail {
-        Fail {
-            reason,
-            detail: detail.into(),
-        }
-    }
-
-    fn from_error(default: Reason, context: &str, e: &(dyn StdError + 'static)) -> Fail {
-        Fail::new(
-            classify(e).unwrap_or(default),
-            format!("{context}: {}", chain(e)),
-        )
     }
 }
 
@@ -214,7 +192,7 @@ impl HttpProber {
             let tls = connector
                 .connect(name, tcp)
                 .await
-                .map_err(|e| Fail::from_error(Reason::Tls, "TLS handshake", &e))?;
+                .map_err(|e| fail_from(Reason::Tls, "TLS handshake", &e))?;
             phases.tls = t_connected.elapsed();
             let io = TimedIo {
                 inner: tls,
@@ -278,7 +256,7 @@ impl HttpProber {
         *stage = Stage::Handshake;
         let (sender, conn) = hs
             .await
-            .map_err(|e| Fail::from_error(Reason::Protocol, "HTTP handshake", &e))?;
+            .map_err(|e| fail_from(Reason::Protocol, "HTTP handshake", &e))?;
         if self.spec.keep_alive {
             // The connection outlives this probe: it needs its own task.
             tokio::spawn(async move {
@@ -327,11 +305,11 @@ impl HttpProber {
             loop {
                 tokio::select! {
                     biased;
-                    r = &mut send => return r.map_err(|e| Fail::from_error(Reason::Protocol, "request", &e)),
+                    r = &mut send => return r.map_err(|e| fail_from(Reason::Protocol, "request", &e)),
                     r = async { conn.as_mut().expect("polled only while present").await }, if !conn_done => {
                         conn_done = true;
                         if let Err(e) = r {
-                            return Err(Fail::from_error(Reason::Protocol, "connection", &e));
+                            return Err(fail_from(Reason::Protocol, "connection", &e));
                         }
                     }
                 }
@@ -373,7 +351,7 @@ impl HttpProber {
                     biased;
                     f = body.frame() => match f {
                         None => return Ok(()),
-                        Some(Err(e)) => return Err(Fail::from_error(Reason::Reset, "reading the body", &e)),
+                        Some(Err(e)) => return Err(fail_from(Reason::Reset, "reading the body", &e)),
                         Some(Ok(frame)) => {
                             if let Ok(data) = frame.into_data() {
                                 *body_bytes += data.len() as u64;
@@ -389,7 +367,7 @@ impl HttpProber {
                     r = async { conn.as_mut().expect("polled only while present").await }, if !conn_done => {
                         conn_done = true;
                         if let Err(e) = r {
-                            return Err(Fail::from_error(Reason::Reset, "connection", &e));
+                            return Err(fail_from(Reason::Reset, "connection", &e));
                         }
                     }
                 }
@@ -505,7 +483,7 @@ async fn connect(addr: SocketAddr, nodelay: bool) -> Result<TcpStream, Fail> {
     socket
         .connect(addr)
         .await
-        .map_err(|e| Fail::from_error(Reason::Connect, &format!("connecting to {addr}"), &e))
+        .map_err(|e| fail_from(Reason::Connect, &format!("connecting to {addr}"), &e))
 }
 
 /// Bodies up to this size are checked on the probe's own thread (a JSON parse of 32 KiB takes
@@ -570,64 +548,6 @@ fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
         (serde_json::Value::Number(x), serde_json::Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
     }
-}
-
-/// Maps an error to a reason by walking its `source()` chain (never by matching text).
-pub fn classify(e: &(dyn StdError + 'static)) -> Option<Reason> {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                return Some(Reason::Protocol);
-            }
-            if h.is_timeout() {
-                return Some(Reason::Timeout);
-            }
-            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
-                // Keep walking: an io error underneath is more precise.
-                if err.source().is_none() {
-                    return Some(Reason::Reset);
-                }
-            }
-        }
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            return Some(Reason::Tls);
-        }
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if inner.downcast_ref::<rustls::Error>().is_some() {
-                    return Some(Reason::Tls);
-                }
-            }
-            return Some(match io.kind() {
-                io::ErrorKind::ConnectionRefused => Reason::Refused,
-                io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::UnexpectedEof => Reason::Reset,
-                io::ErrorKind::TimedOut => Reason::Timeout,
-                io::ErrorKind::InvalidData => Reason::Tls,
-                _ => return None,
-            });
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// The error and its sources, joined (for the human detail only).
-fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// When the request was last written and when the first answer byte arrived.
@@ -777,13 +697,5 @@ mod tests {
             check_json(&ok, b"not json").expect_err("not json").reason,
             Reason::JsonMismatch
         );
-    }
-
-    #[test]
-    fn refused_io_errors_classify_as_refused() {
-        let e = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(classify(&e), Some(Reason::Refused));
-        let e = io::Error::from(io::ErrorKind::ConnectionReset);
-        assert_eq!(classify(&e), Some(Reason::Reset));
     }
 }

@@ -41,11 +41,29 @@ pub enum Reason {
     TooSlow,
     /// The body was larger than the read cap.
     BodyTooLarge,
+    /// A response header matched `fail_if_header_matches` or missed
+    /// `fail_if_header_not_matches` (http modules).
+    HeaderMismatch,
+    /// The answer broke the module's TLS or protocol policy: `fail_if_ssl`, `fail_if_not_ssl`,
+    /// `valid_http_versions`, a TLS version outside `min_version` / `max_version`.
+    Policy,
+    /// A line or message did not match what the module expects (tcp, unix and websocket
+    /// `query_response`, `expect`).
+    ExpectMismatch,
+    /// The DNS answer's rcode is not one of `valid_rcodes`.
+    Rcode,
+    /// A DNS answer, authority or additional section failed its `validate_*` rules.
+    AnswerMismatch,
+    /// The gRPC health service answered, but not `SERVING`.
+    NotServing,
+    /// The probe could not start: a local problem, not the target's (a file the module names is
+    /// missing or unreadable, a raw socket not permitted, an auth token not obtained).
+    Setup,
 }
 
 impl Reason {
     /// Every reason, in label order.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Dns,
         Reason::Refused,
         Reason::ConnectTimeout,
@@ -59,6 +77,13 @@ impl Reason {
         Reason::JsonMismatch,
         Reason::TooSlow,
         Reason::BodyTooLarge,
+        Reason::HeaderMismatch,
+        Reason::Policy,
+        Reason::ExpectMismatch,
+        Reason::Rcode,
+        Reason::AnswerMismatch,
+        Reason::NotServing,
+        Reason::Setup,
     ];
 
     /// The label value.
@@ -77,6 +102,13 @@ impl Reason {
             Reason::JsonMismatch => "json_mismatch",
             Reason::TooSlow => "too_slow",
             Reason::BodyTooLarge => "body_too_large",
+            Reason::HeaderMismatch => "header_mismatch",
+            Reason::Policy => "policy",
+            Reason::ExpectMismatch => "expect_mismatch",
+            Reason::Rcode => "rcode",
+            Reason::AnswerMismatch => "answer_mismatch",
+            Reason::NotServing => "not_serving",
+            Reason::Setup => "setup",
         }
     }
 
@@ -89,6 +121,31 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A failed probe: why (a label value) and what happened (one line, for people).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail {
+    /// Why, from the fixed set.
+    pub reason: Reason,
+    /// One line of detail: the error chain, the mismatch.
+    pub detail: String,
+}
+
+impl Fail {
+    /// A failure for `reason`, with `detail`.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Fail {
+        Fail {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
     }
 }
 

@@ -16,6 +16,16 @@
 //!   `http_client`.
 //! - `tls_info` — the TLS certificate metrics blackbox reports after a handshake.
 
+/// Adds a formatted line to a [`Log`], formatting it only when the log is on.
+macro_rules! plog {
+    ($log:expr, $($arg:tt)*) => {
+        if $log.on() {
+            $log.line(format!($($arg)*));
+        }
+    };
+}
+pub(crate) use plog;
+
 pub mod client_cert;
 pub mod dns;
 pub mod grpc;
@@ -35,6 +45,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::time::Instant;
+
+use crate::probe::{Fail, Phases, Reason};
 
 /// A metric type, as blackbox_exporter declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +193,28 @@ impl Output {
         }
     }
 
+    /// Copies every sample of `other` into this output (replacing samples with the same
+    /// labels).
+    pub fn merge(&mut self, other: &Output) {
+        for f in &other.families {
+            for (labels, v) in &f.samples {
+                let labels: Vec<(&str, &str)> =
+                    labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                self.sample(&f.name, &f.help, f.kind, &labels, *v);
+            }
+        }
+    }
+
+    /// Takes the log lines out (a legacy prober's log, moved into a [`Log`]).
+    pub fn take_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Replaces the log with `lines` (the history keeps a probe's families and log together).
+    pub fn set_log(&mut self, lines: Vec<String>) {
+        self.log = lines;
+    }
+
     /// The debug log.
     pub fn log_lines(&self) -> &[String] {
         &self.log
@@ -292,15 +326,17 @@ pub enum IpProtocol {
 }
 
 /// Resolves `host` like blackbox_exporter does: the preferred family first, the other one when
-/// `fallback` allows; sets `probe_dns_lookup_time_seconds`, `probe_ip_protocol` and
-/// `probe_ip_addr_hash`. An IP literal resolves to itself with a lookup time of 0.
-pub async fn resolve(
+/// `fallback` allows. An IP literal resolves to itself with a lookup time of 0. What happened is
+/// kept in `facts` (rendered as `probe_dns_lookup_time_seconds`, `probe_ip_protocol` and
+/// `probe_ip_addr_hash`); a failure is [`Reason::Dns`].
+pub async fn lookup(
     host: &str,
     preferred: IpProtocol,
     fallback: bool,
     ctx: &Ctx,
-    out: &mut Output,
-) -> Result<IpAddr, String> {
+    facts: &mut Resolved,
+    log: &mut Log,
+) -> Result<IpAddr, Fail> {
     let start = Instant::now();
     let host_trim = host.trim_start_matches('[').trim_end_matches(']');
     let result = if let Ok(ip) = host_trim.parse::<IpAddr>() {
@@ -327,40 +363,203 @@ pub async fn resolve(
             }
         }
     };
-    out.gauge(
-        "probe_dns_lookup_time_seconds",
-        "Returns the time taken for probe dns lookup in seconds",
-        start.elapsed().as_secs_f64(),
-    );
-    if result.is_err() {
-        // blackbox registers both gauges before resolving: a failed lookup reports them as 0.
-        out.gauge(
-            "probe_ip_protocol",
-            "Specifies whether probe ip protocol is IP4 or IP6",
-            0.0,
-        );
-        out.gauge(
-            "probe_ip_addr_hash",
-            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-            0.0,
-        );
-    }
-    if let Ok(ip) = &result {
-        out.gauge(
-            "probe_ip_protocol",
-            "Specifies whether probe ip protocol is IP4 or IP6",
-            if ip.is_ipv4() { 4.0 } else { 6.0 },
-        );
-        out.gauge(
-            "probe_ip_addr_hash",
-            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-            f64::from(ip_hash(ip)),
-        );
-        if out.logging() {
-            out.log(format!("resolved {host_trim} to {ip}"));
+    facts.lookup = Some(start.elapsed());
+    facts.ip = result.as_ref().ok().copied();
+    match result {
+        Ok(ip) => {
+            plog!(log, "resolved {host_trim} to {ip}");
+            Ok(ip)
+        }
+        Err(e) => {
+            plog!(log, "error resolving address: {e}");
+            Err(Fail::new(Reason::Dns, e))
         }
     }
-    result
+}
+
+/// Resolves `host` as [`lookup`] does and writes the facts into `out` at once (the probers not
+/// yet returning facts of their own).
+pub async fn resolve(
+    host: &str,
+    preferred: IpProtocol,
+    fallback: bool,
+    ctx: &Ctx,
+    out: &mut Output,
+) -> Result<IpAddr, String> {
+    let mut facts = Resolved::default();
+    let mut log = if out.logging() { Log::new() } else { Log::off() };
+    let result = lookup(host, preferred, fallback, ctx, &mut facts, &mut log).await;
+    facts.render(out);
+    for l in log.lines {
+        out.log.push(l);
+    }
+    result.map_err(|f| f.detail)
+}
+
+/// What resolving the target found: rendered as blackbox's `probe_dns_lookup_time_seconds`,
+/// `probe_ip_protocol` and `probe_ip_addr_hash` (the last two 0 when the lookup failed, absent
+/// when none was made).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// How long the lookup took, when one was made.
+    pub lookup: Option<Duration>,
+    /// The address chosen.
+    pub ip: Option<IpAddr>,
+}
+
+impl Resolved {
+    /// Writes the resolution families.
+    pub fn render(&self, out: &mut Output) {
+        let Some(took) = self.lookup else { return };
+        out.gauge(
+            "probe_dns_lookup_time_seconds",
+            "Returns the time taken for probe dns lookup in seconds",
+            took.as_secs_f64(),
+        );
+        self.render_address(out);
+    }
+
+    /// Writes `probe_ip_protocol` and `probe_ip_addr_hash` only (0 without an address): the
+    /// probers that declare them before resolving.
+    pub fn render_address(&self, out: &mut Output) {
+        out.gauge(
+            "probe_ip_protocol",
+            "Specifies whether probe ip protocol is IP4 or IP6",
+            match self.ip {
+                Some(IpAddr::V4(_)) => 4.0,
+                Some(IpAddr::V6(_)) => 6.0,
+                None => 0.0,
+            },
+        );
+        out.gauge(
+            "probe_ip_addr_hash",
+            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+            self.ip.as_ref().map_or(0.0, |ip| f64::from(ip_hash(ip))),
+        );
+    }
+}
+
+/// The debug log of one probe (`/probe?debug=true`, the history's `/logs?id=`): timestamped
+/// lines, or nothing at all when nobody will read it ([`Log::off`]).
+#[derive(Debug, Clone, Default)]
+pub struct Log {
+    lines: Vec<String>,
+    started: Option<Instant>,
+}
+
+impl Log {
+    /// A log whose timestamps count from now.
+    pub fn new() -> Log {
+        Log {
+            lines: Vec::new(),
+            started: Some(Instant::now()),
+        }
+    }
+
+    /// A log that keeps nothing: [`plog!`] then does not even format its line.
+    pub fn off() -> Log {
+        Log::default()
+    }
+
+    /// Whether lines are kept.
+    pub fn on(&self) -> bool {
+        self.started.is_some()
+    }
+
+    /// Adds a line (dropped when the log is off).
+    pub fn line(&mut self, line: impl AsRef<str>) {
+        let Some(started) = self.started else { return };
+        let at = started.elapsed().as_secs_f64();
+        self.lines.push(format!("{at:.6}s {}", line.as_ref()));
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// Appends lines already stamped (a legacy prober's log); dropped when the log is off.
+    pub fn extend(&mut self, lines: Vec<String>) {
+        if self.on() {
+            self.lines.extend(lines);
+        }
+    }
+
+    /// The lines, taken out.
+    pub fn into_lines(self) -> Vec<String> {
+        self.lines
+    }
+}
+
+/// One probe's facts, whatever its kind.
+#[derive(Debug)]
+pub enum Facts {
+    /// A prober not yet returning facts of its own: the families it wrote while probing.
+    /// Transitional; its reason is a guess.
+    Legacy(Output),
+}
+
+impl View for Facts {
+    fn render(&self, out: &mut Output) {
+        match self {
+            Facts::Legacy(o) => out.merge(o),
+        }
+    }
+
+    fn phases(&self) -> Phases {
+        match self {
+            Facts::Legacy(o) => {
+                let phase = |p: &str| {
+                    let v = o
+                        .value_with("probe_http_duration_seconds", &[("phase", p)])
+                        .unwrap_or(0.0);
+                    Duration::try_from_secs_f64(v).unwrap_or_default()
+                };
+                Phases {
+                    resolve: phase("resolve"),
+                    connect: phase("connect"),
+                    tls: phase("tls"),
+                    processing: phase("processing"),
+                    transfer: phase("transfer"),
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            Facts::Legacy(o) => o
+                .value("probe_http_status_code")
+                .filter(|s| *s > 0.0)
+                .map(|s| s as u16),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Facts::Legacy(o) => o
+                .value("probe_http_uncompressed_body_length")
+                .unwrap_or(0.0) as u64,
+        }
+    }
+}
+
+/// A kind's facts as data. The blackbox metric families and watchfire's own series are views
+/// of them: nothing reads a rendered metric or a log line back.
+pub trait View {
+    /// Writes the kind's blackbox families (all but `probe_success` and
+    /// `probe_duration_seconds`, which the caller adds).
+    fn render(&self, out: &mut Output);
+    /// The phase timings, under watchfire's one definition per phase ([`Phases`]).
+    fn phases(&self) -> Phases;
+    /// The HTTP status of the final answer, for the kinds that have one.
+    fn status(&self) -> Option<u16> {
+        None
+    }
+    /// Bytes of answer read (the uncompressed body for HTTP).
+    fn bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// FNV-32a of the address bytes (blackbox_exporter's `probe_ip_addr_hash`).
