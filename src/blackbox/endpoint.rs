@@ -404,23 +404,10 @@ pub async fn run(
         module.prober.as_str(),
         timeout.as_secs_f64()
     );
-    let mut legacy = if log.on() {
-        Output::new()
-    } else {
-        Output::quiet()
-    };
+    let mut facts = facts_for(module.prober, log.on());
     let probe = async {
-        let ok = match module.prober {
-            Prober::Http => bhttp::probe(&module.http, &ctx, &mut legacy).await,
-            Prober::Tcp => tcp::probe(&module.tcp, &ctx, &mut legacy).await,
-            Prober::Dns => dns::probe(&module.dns, &ctx, &mut legacy).await,
-            Prober::Icmp => icmp::probe(&module.icmp, &ctx, &mut legacy).await,
-            Prober::Grpc => grpc::probe(&module.grpc, &ctx, &mut legacy).await,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(legacy_failure(&legacy, module, &ctx, start))
+        match &mut facts {
+            Facts::Legacy(out) => legacy(module, &ctx, out, start).await,
         }
     };
     let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
@@ -431,10 +418,17 @@ pub async fn run(
                 format!("the probe overran its timeout of {timeout:?}"),
             ))
         });
-    log.extend(legacy.take_log());
+    #[allow(irrefutable_let_patterns)] // until every prober returns its own facts
+    if let Facts::Legacy(out) = &mut facts {
+        log.extend(out.take_log());
+    }
     let duration = start.elapsed();
     match &result {
-        Ok(()) => plog!(log, "Probe succeeded duration_seconds={}", duration.as_secs_f64()),
+        Ok(()) => plog!(
+            log,
+            "Probe succeeded duration_seconds={}",
+            duration.as_secs_f64()
+        ),
         Err(f) => plog!(
             log,
             "Probe failed duration_seconds={} reason={} detail={}",
@@ -445,9 +439,35 @@ pub async fn run(
     }
     Probed {
         result,
-        facts: Facts::Legacy(legacy),
+        facts,
         log,
         duration,
+    }
+}
+
+/// The empty facts of `prober`'s kind, filled in as the probe goes (so that a probe cut short by
+/// the deadline still reports what it found).
+fn facts_for(prober: Prober, log: bool) -> Facts {
+    match prober {
+        Prober::Http | Prober::Tcp | Prober::Dns | Prober::Icmp | Prober::Grpc => {
+            Facts::Legacy(if log { Output::new() } else { Output::quiet() })
+        }
+    }
+}
+
+/// A prober not yet returning facts: it writes its families into `out`; its reason is guessed.
+async fn legacy(module: &Module, ctx: &Ctx, out: &mut Output, start: Instant) -> Result<(), Fail> {
+    let ok = match module.prober {
+        Prober::Http => bhttp::probe(&module.http, ctx, out).await,
+        Prober::Tcp => tcp::probe(&module.tcp, ctx, out).await,
+        Prober::Dns => dns::probe(&module.dns, ctx, out).await,
+        Prober::Icmp => icmp::probe(&module.icmp, ctx, out).await,
+        Prober::Grpc => grpc::probe(&module.grpc, ctx, out).await,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(legacy_failure(out, module, ctx, start))
     }
 }
 

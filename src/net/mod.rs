@@ -74,7 +74,6 @@ pub fn chain(e: &(dyn StdError + 'static)) -> String {
     s
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,8 +32,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
 use super::{Fail, Outcome, Phases, Reason};
-use crate::net::fail_from;
 use crate::config::TargetSpec;
+use crate::net::fail_from;
 
 /// `User-Agent` sent when the target sets none.
 pub const USER_AGENT_VALUE: &str = concat!("watchfire/", env!("CARGO_PKG_VERSION"));

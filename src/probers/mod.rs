@@ -198,8 +198,10 @@ impl Output {
     pub fn merge(&mut self, other: &Output) {
         for f in &other.families {
             for (labels, v) in &f.samples {
-                let labels: Vec<(&str, &str)> =
-                    labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let labels: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 self.sample(&f.name, &f.help, f.kind, &labels, *v);
             }
         }
@@ -387,7 +389,11 @@ pub async fn resolve(
     out: &mut Output,
 ) -> Result<IpAddr, String> {
     let mut facts = Resolved::default();
-    let mut log = if out.logging() { Log::new() } else { Log::off() };
+    let mut log = if out.logging() {
+        Log::new()
+    } else {
+        Log::off()
+    };
     let result = lookup(host, preferred, fallback, ctx, &mut facts, &mut log).await;
     facts.render(out);
     for l in log.lines {

@@ -1,0 +1,100 @@
+//! The icmp prober against in-test loopback servers.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// icmp
+
+/// Fails loudly, with the reason, when this machine permits no ICMP socket at all.
+fn require_icmp(out: &Output) {
+    if let Some(l) = out
+        .log_lines()
+        .iter()
+        .find(|l| l.contains("error listening to socket"))
+    {
+        panic!(
+            "ICMP sockets are not permitted here, so the ICMP prober cannot be tested: {l}\n\
+             (allow unprivileged ICMP with `sysctl net.ipv4.ping_group_range='0 2147483647'`, \
+             or run with CAP_NET_RAW)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn icmp_echo_to_ipv4_loopback() {
+    let (ok, out) = run_icmp(&module("preferred_ip_protocol: ip4"), "127.0.0.1").await;
+    require_icmp(&out);
+    assert!(ok, "{}", text(&out));
+    assert_eq!(out.value("probe_ip_protocol"), Some(4.0));
+    for phase in ["resolve", "setup", "rtt"] {
+        assert!(sample(
+            &out,
+            "probe_icmp_duration_seconds",
+            &format!("phase=\"{phase}\"")
+        )
+        .is_some());
+    }
+    // On every socket type, as blackbox: the TTL loopback replies leave with.
+    assert_eq!(
+        out.value("probe_icmp_reply_hop_limit"),
+        Some(sysctl("/proc/sys/net/ipv4/ip_default_ttl")),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A number from /proc/sys.
+fn sysctl(path: &str) -> f64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[tokio::test]
+async fn icmp_echo_to_ipv6_loopback_reports_the_reply_hop_limit() {
+    // ttl sets the request's hop limit, not the reply's: the reply leaves ::1 with lo's.
+    for yaml in ["{}", "ttl: 5"] {
+        let (ok, out) = run_icmp(&module(yaml), "::1").await;
+        require_icmp(&out);
+        assert!(ok, "{}", text(&out));
+        assert_eq!(out.value("probe_ip_protocol"), Some(6.0));
+        assert_eq!(
+            out.value("probe_icmp_reply_hop_limit"),
+            Some(sysctl("/proc/sys/net/ipv6/conf/lo/hop_limit")),
+            "{yaml}\n{}",
+            text(&out)
+        );
+    }
+}
+
+#[tokio::test]
+async fn icmp_options_payload_ttl_and_dont_fragment() {
+    for yaml in [
+        "payload_size: 1200\nttl: 5\npreferred_ip_protocol: ip4",
+        "payload_size: 3\npreferred_ip_protocol: ip4",
+        "dont_fragment: true\nttl: 9\npreferred_ip_protocol: ip4",
+        "payload_size: 1200\nttl: 5",
+    ] {
+        let target = if yaml.contains("ip4") {
+            "127.0.0.1"
+        } else {
+            "::1"
+        };
+        let (ok, out) = run_icmp(&module(yaml), target).await;
+        require_icmp(&out);
+        assert!(ok, "{yaml}\n{}", text(&out));
+    }
+}
+
+#[tokio::test]
+async fn icmp_to_an_unresolvable_host_fails() {
+    let (ok, out) = run_icmp(&module("{}"), &unresolvable()).await;
+    assert!(!ok);
+    assert_eq!(out.value("probe_ip_protocol"), Some(0.0));
+    assert_eq!(
+        sample(&out, "probe_icmp_duration_seconds", "phase=\"rtt\""),
+        Some(0.0)
+    );
+}

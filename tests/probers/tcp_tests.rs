@@ -1,0 +1,286 @@
+//! The tcp prober against in-test loopback servers.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// tcp
+
+#[tokio::test]
+async fn tcp_connect_reports_address_metrics() {
+    let server = srv::silent().await;
+    let (ok, out) = run_tcp(&module("{}"), &srv::target(server.addr), T).await;
+    assert!(ok, "{}", text(&out));
+    assert_eq!(
+        names(&out),
+        [
+            "probe_dns_lookup_time_seconds",
+            "probe_failed_due_to_regex",
+            "probe_ip_addr_hash",
+            "probe_ip_protocol",
+        ]
+    );
+    assert_eq!(out.value("probe_ip_protocol"), Some(4.0));
+    assert_eq!(out.value("probe_ip_addr_hash"), Some(3_668_918_509.0));
+    assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
+}
+
+#[tokio::test]
+async fn tcp_connect_to_a_closed_port_fails() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let (ok, out) = run_tcp(&module("{}"), &format!("127.0.0.1:{port}"), T).await;
+    assert!(!ok, "{}", text(&out));
+    assert_eq!(out.value("probe_ip_protocol"), Some(4.0));
+}
+
+#[tokio::test]
+async fn tcp_and_dns_connect_from_the_source_address() {
+    let server = srv::silent().await;
+    let target = srv::target(server.addr);
+    let (ok, out) = run_tcp(&module("source_ip_address: 127.0.0.1"), &target, T).await;
+    assert!(ok, "{}", text(&out));
+    // An IPv6 source cannot reach an IPv4 target.
+    let (ok, _) = run_tcp(&module("source_ip_address: '::1'"), &target, T).await;
+    assert!(!ok);
+    let dns_server = srv::dns().await;
+    let dns_target = srv::target(dns_server.addr);
+    for transport in ["udp", "tcp"] {
+        let m: DnsModule = module(&format!(
+            "query_name: a.test\ntransport_protocol: {transport}\nsource_ip_address: 127.0.0.1"
+        ));
+        let (ok, out) = run_dns(&m, &dns_target).await;
+        assert!(ok, "{transport}\n{}", text(&out));
+    }
+}
+
+#[tokio::test]
+async fn tcp_target_without_port_fails_before_resolving() {
+    let (ok, out) = run_tcp(&module("{}"), "127.0.0.1", T).await;
+    assert!(!ok);
+    assert_eq!(names(&out), ["probe_failed_due_to_regex"]);
+}
+
+#[tokio::test]
+async fn tcp_unresolvable_host_still_reports_address_metrics_as_zero() {
+    let (ok, out) = run_tcp(&module("{}"), &format!("{}:25", unresolvable()), T).await;
+    assert!(!ok);
+    assert_eq!(out.value("probe_ip_protocol"), Some(0.0));
+    assert_eq!(out.value("probe_ip_addr_hash"), Some(0.0));
+    assert!(out.value("probe_dns_lookup_time_seconds").is_some());
+}
+
+const SMTP_STARTTLS: &str = r#"
+query_response:
+  - expect: "^220 ([^ ]+) ESMTP"
+    send: "EHLO ${1}"
+    labels:
+      - {name: banner_host, value: "${1}"}
+  - expect: "^250 STARTTLS"
+    send: STARTTLS
+  - expect: "^220"
+    starttls: true
+  - expect: "^250 tls-ok"
+"#;
+
+#[tokio::test]
+async fn tcp_query_response_expands_captures_and_upgrades_with_starttls() {
+    let cert = srv::self_signed(&[]);
+    let server = srv::smtp(&cert).await;
+    let mut m: TcpModule = module(SMTP_STARTTLS);
+    m.tls_config.ca_file = Some(cert.ca_file.path().display().to_string());
+    m.tls_config.server_name = Some("localhost".into());
+    let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+    assert!(ok, "{}", text(&out));
+    assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
+    assert_eq!(
+        sample(&out, "probe_expect_info", "banner_host=\"mx.test\""),
+        Some(1.0),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        sample(&out, "probe_tls_version_info", "version=\"TLS 1.3\""),
+        Some(1.0)
+    );
+    let expiry = out.value("probe_ssl_earliest_cert_expiry").expect("expiry");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(expiry > now, "the certificate is valid: {expiry} vs {now}");
+    // Verified against ca_file: the last chain's expiry is the certificate's.
+    assert_eq!(
+        out.value("probe_ssl_last_chain_expiry_timestamp_seconds"),
+        Some(expiry)
+    );
+    assert!(names(&out).contains(&"probe_ssl_last_chain_info"));
+}
+
+#[tokio::test]
+async fn tcp_starttls_with_an_untrusted_certificate_fails() {
+    let cert = srv::self_signed(&[]);
+    let server = srv::smtp(&cert).await;
+    let m: TcpModule = module(SMTP_STARTTLS);
+    let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+    assert!(!ok, "{}", text(&out));
+    assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
+    assert!(out.value("probe_ssl_earliest_cert_expiry").is_none());
+}
+
+#[tokio::test]
+async fn tcp_expect_that_never_matches_sets_failed_due_to_regex() {
+    let cert = srv::self_signed(&[]);
+    let server = srv::smtp(&cert).await;
+    // The server closes after its 500: the regexp never matched, end of stream.
+    let m: TcpModule =
+        module("query_response: [{expect: '^220'}, {send: 'HELO x'}, {expect: '^250'}]");
+    let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+    assert!(!ok, "{}", text(&out));
+    assert_eq!(out.value("probe_failed_due_to_regex"), Some(1.0));
+}
+
+#[tokio::test]
+async fn tcp_silent_server_fails_at_the_deadline_without_a_regex_verdict() {
+    let server = srv::silent().await;
+    let m: TcpModule = module("query_response: [{expect: '^220'}]");
+    let started = std::time::Instant::now();
+    let (ok, out) = run_tcp(&m, &srv::target(server.addr), Duration::from_millis(300)).await;
+    let took = started.elapsed();
+    assert!(!ok);
+    assert!(
+        took < Duration::from_secs(2),
+        "bounded by the deadline: {took:?}"
+    );
+    assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
+}
+
+#[tokio::test]
+async fn tcp_tls_reports_the_certificate_like_blackbox() {
+    let cert = srv::self_signed(&[]);
+    let server = srv::tls_banner(&cert).await;
+    let m: TcpModule = module(
+        "tls: true\ntls_config: {insecure_skip_verify: true}\nquery_response: [{expect: '^220 tls banner'}]",
+    );
+    let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+    assert!(ok, "{}", text(&out));
+    assert_eq!(
+        names(&out),
+        [
+            "probe_dns_lookup_time_seconds",
+            "probe_failed_due_to_regex",
+            "probe_ip_addr_hash",
+            "probe_ip_protocol",
+            "probe_ssl_earliest_cert_expiry",
+            "probe_ssl_last_chain_expiry_timestamp_seconds",
+            "probe_ssl_last_chain_info",
+            "probe_tls_version_info",
+        ]
+    );
+    // Nothing verified: Go's zero time.
+    assert_eq!(
+        out.value("probe_ssl_last_chain_expiry_timestamp_seconds"),
+        Some(-62_135_596_800.0)
+    );
+    let rendered = text(&out);
+    assert!(
+        rendered.contains("subject=\"CN=rcgen self signed cert\"")
+            && rendered.contains("subjectalternative=\"localhost\""),
+        "{rendered}"
+    );
+}
+
+#[tokio::test]
+async fn tcp_tls_with_an_untrusted_certificate_fails() {
+    let cert = srv::self_signed(&[]);
+    let server = srv::tls_banner(&cert).await;
+    let (ok, out) = run_tcp(&module("tls: true"), &srv::target(server.addr), T).await;
+    assert!(!ok, "{}", text(&out));
+}
+
+/// The `tls_config` of a module trusting `cert` (server name `localhost`), presenting
+/// `identity` (`(cert_file, key_file)`) when given.
+pub(crate) fn mtls_config(
+    cert: &srv::Cert,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> String {
+    let mut t = format!(
+        "{{ca_file: '{}', server_name: localhost",
+        cert.ca_file.path().display()
+    );
+    if let Some((c, k)) = identity {
+        t.push_str(&format!(
+            ", cert_file: '{}', key_file: '{}'",
+            c.display(),
+            k.display()
+        ));
+    }
+    t.push('}');
+    t
+}
+
+#[tokio::test]
+async fn tcp_tls_and_starttls_present_the_client_certificate_a_server_requires() {
+    let pki = srv::client_pki();
+    let ours = Some((pki.cert_file.as_path(), pki.key_file.as_path()));
+    let stranger = Some((
+        pki.stranger_cert_file.as_path(),
+        pki.stranger_key_file.as_path(),
+    ));
+    let cert = srv::self_signed_requiring_client(&[], &pki);
+    let banner = srv::tls_banner(&cert).await;
+    let smtp = srv::smtp(&cert).await;
+    for (identity, want) in [(ours, true), (None, false), (stranger, false)] {
+        // TLS from the first byte. With TLS 1.3 the client's handshake completes before the
+        // server checks the certificate: the banner read is what fails without one.
+        let m: TcpModule = module(&format!(
+            "tls: true\ntls_config: {}\nquery_response: [{{expect: '^220 tls banner'}}]",
+            mtls_config(&cert, identity)
+        ));
+        let (ok, out) = run_tcp(&m, &srv::target(banner.addr), T).await;
+        assert_eq!(ok, want, "tls, identity {identity:?}\n{}", text(&out));
+        // STARTTLS.
+        let mut m: TcpModule = module(SMTP_STARTTLS);
+        m.tls_config = module(&mtls_config(&cert, identity));
+        let (ok, out) = run_tcp(&m, &srv::target(smtp.addr), T).await;
+        assert_eq!(ok, want, "starttls, identity {identity:?}\n{}", text(&out));
+    }
+}
+
+#[tokio::test]
+async fn tcp_client_certificate_files_that_cannot_be_read_fail_the_probe_naming_them() {
+    let pki = srv::client_pki();
+    let cert = srv::self_signed_requiring_client(&[], &pki);
+    let server = srv::tls_banner(&cert).await;
+    let missing = pki.dir.path().join("gone.pem");
+    let (cert_file, key_file) = (pki.cert_file.as_path(), pki.key_file.as_path());
+    for (c, k, field, file) in [
+        (
+            missing.as_path(),
+            key_file,
+            "tls_config.cert_file",
+            "gone.pem",
+        ),
+        (
+            cert_file,
+            missing.as_path(),
+            "tls_config.key_file",
+            "gone.pem",
+        ),
+        // A certificate is not a key.
+        (cert_file, cert_file, "tls_config.key_file", "client.pem"),
+    ] {
+        let m: TcpModule = module(&format!(
+            "tls: true\ntls_config: {}",
+            mtls_config(&cert, Some((c, k)))
+        ));
+        let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+        let log = text(&out);
+        assert!(!ok, "{log}");
+        assert!(
+            log.contains(&format!("{field}: ")) && log.contains(file),
+            "the log names {field} and {file}:\n{log}"
+        );
+    }
+}
