@@ -407,6 +407,7 @@ pub async fn run(
     let mut facts = facts_for(module.prober, log.on());
     let probe = async {
         match &mut facts {
+            Facts::Http(f) => bhttp::probe(&module.http, &ctx, f, &mut log).await,
             Facts::Legacy(out) => legacy(module, &ctx, out, start).await,
         }
     };
@@ -418,7 +419,6 @@ pub async fn run(
                 format!("the probe overran its timeout of {timeout:?}"),
             ))
         });
-    #[allow(irrefutable_let_patterns)] // until every prober returns its own facts
     if let Facts::Legacy(out) = &mut facts {
         log.extend(out.take_log());
     }
@@ -449,7 +449,8 @@ pub async fn run(
 /// the deadline still reports what it found).
 fn facts_for(prober: Prober, log: bool) -> Facts {
     match prober {
-        Prober::Http | Prober::Tcp | Prober::Dns | Prober::Icmp | Prober::Grpc => {
+        Prober::Http => Facts::Http(bhttp::Facts::default()),
+        Prober::Tcp | Prober::Dns | Prober::Icmp | Prober::Grpc => {
             Facts::Legacy(if log { Output::new() } else { Output::quiet() })
         }
     }
@@ -458,7 +459,7 @@ fn facts_for(prober: Prober, log: bool) -> Facts {
 /// A prober not yet returning facts: it writes its families into `out`; its reason is guessed.
 async fn legacy(module: &Module, ctx: &Ctx, out: &mut Output, start: Instant) -> Result<(), Fail> {
     let ok = match module.prober {
-        Prober::Http => bhttp::probe(&module.http, ctx, out).await,
+        Prober::Http => unreachable!("the http prober returns facts of its own"),
         Prober::Tcp => tcp::probe(&module.tcp, ctx, out).await,
         Prober::Dns => dns::probe(&module.dns, ctx, out).await,
         Prober::Icmp => icmp::probe(&module.icmp, ctx, out).await,

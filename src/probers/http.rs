@@ -19,11 +19,19 @@ use super::http_client::{relative_to, ser_secret_map};
 pub use super::http_client::{Auth, Authorization, BasicAuth, OAuth2Config, Proxies};
 use super::ser_secret;
 use super::tcp::ser_ip_protocol;
-use super::{Ctx, IpProtocol, Output, TlsConfig};
+use super::{Ctx, IpProtocol, Log, TlsConfig};
+use crate::probe::Fail;
 
-/// Runs one HTTP probe (see the `http_probe` module).
-pub async fn probe(module: &HttpProbe, ctx: &Ctx, out: &mut Output) -> bool {
-    super::http_probe::probe(module, ctx, out).await
+pub use super::http_probe::Facts;
+
+/// Runs one HTTP probe (see the `http_probe` module), filling in `facts`.
+pub async fn probe(
+    module: &HttpProbe,
+    ctx: &Ctx,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<(), Fail> {
+    super::http_probe::probe(module, ctx, facts, log).await
 }
 
 /// One `fail_if_header_matches` / `fail_if_header_not_matches` entry.

@@ -8,16 +8,8 @@ use std::io::{self, Write};
 use http::{HeaderMap, Method};
 
 use super::http::{Cel, Compression, HttpProbe};
-use super::Output;
-
-/// Logs a formatted line, formatting it only when the output keeps its log (`debug=true`).
-macro_rules! olog {
-    ($out:expr, ($($arg:tt)*)) => {
-        if $out.logging() {
-            $out.log(format!($($arg)*));
-        }
-    };
-}
+use super::Log;
+use crate::probe::{Fail, Reason};
 
 /// Where the (decompressed) body goes: counted, capped, kept when a check needs it.
 #[derive(Debug, Default)]
@@ -280,125 +272,103 @@ pub fn eval_cel(cel: &Cel, body: &cel::Value) -> Result<bool, String> {
     }
 }
 
-/// `fail_if_header_matches` / `fail_if_header_not_matches`, as blackbox checks them.
-pub(super) fn headers_ok(p: &HttpProbe, headers: &http::HeaderMap, out: &mut Output) -> bool {
-    for c in &p.header_fail {
-        let values: Vec<&str> = headers
-            .get_all(&c.name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if values.is_empty() {
-            if c.allow_missing {
-                continue;
-            }
-            olog!(out, ("Missing required header header={}", c.written));
-            return false;
-        }
-        if values.iter().any(|v| c.re.is_match(v)) {
-            olog!(
-                out,
-                (
-                    "Header matched regular expression header={} regexp={}",
-                    c.written,
-                    c.re.as_str()
-                )
-            );
-            return false;
-        }
-    }
-    for c in &p.header_need {
-        let values: Vec<&str> = headers
-            .get_all(&c.name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if values.is_empty() {
-            if c.allow_missing {
-                continue;
-            }
-            olog!(out, ("Missing required header header={}", c.written));
-            return false;
-        }
-        if !values.iter().any(|v| c.re.is_match(v)) {
-            olog!(
-                out,
-                (
-                    "Header did not match regular expression header={} regexp={}",
-                    c.written,
-                    c.re.as_str()
-                )
-            );
-            return false;
-        }
-    }
-    true
+/// Logs `detail` and returns it as a failure for `reason`.
+fn failed(log: &mut Log, reason: Reason, detail: String) -> Result<(), Fail> {
+    log.line(&detail);
+    Err(Fail::new(reason, detail))
 }
 
-/// `fail_if_body_matches_regexp` / `fail_if_body_not_matches_regexp`.
-pub(super) fn body_regexps_ok(p: &HttpProbe, body: &[u8], out: &mut Output) -> bool {
+/// The values of `name` that are text.
+fn header_values<'h>(headers: &'h http::HeaderMap, name: &http::HeaderName) -> Vec<&'h str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
+}
+
+/// `fail_if_header_matches` / `fail_if_header_not_matches`, as blackbox checks them; a failure
+/// is [`Reason::HeaderMismatch`].
+pub(super) fn check_headers(
+    p: &HttpProbe,
+    headers: &http::HeaderMap,
+    log: &mut Log,
+) -> Result<(), Fail> {
+    for (rules, fail_on_match) in [(&p.header_fail, true), (&p.header_need, false)] {
+        for c in rules {
+            let values = header_values(headers, &c.name);
+            if values.is_empty() {
+                if c.allow_missing {
+                    continue;
+                }
+                let detail = format!("Missing required header header={}", c.written);
+                return failed(log, Reason::HeaderMismatch, detail);
+            }
+            if values.iter().any(|v| c.re.is_match(v)) == fail_on_match {
+                let verb = if fail_on_match {
+                    "matched"
+                } else {
+                    "did not match"
+                };
+                let detail = format!(
+                    "Header {verb} regular expression header={} regexp={}",
+                    c.written,
+                    c.re.as_str()
+                );
+                return failed(log, Reason::HeaderMismatch, detail);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `fail_if_body_matches_regexp` / `fail_if_body_not_matches_regexp`; a failure is
+/// [`Reason::BodyMismatch`].
+pub(super) fn check_body_regexps(p: &HttpProbe, body: &[u8], log: &mut Log) -> Result<(), Fail> {
     // Go matches bytes; lossy UTF-8 keeps ASCII patterns equivalent.
     let text = String::from_utf8_lossy(body);
     if let Some(re) = p.body_fail.iter().find(|re| re.is_match(&text)) {
-        olog!(
-            out,
-            ("Body matched regular expression regexp={}", re.as_str())
-        );
-        return false;
+        let detail = format!("Body matched regular expression regexp={}", re.as_str());
+        return failed(log, Reason::BodyMismatch, detail);
     }
     if let Some(re) = p.body_need.iter().find(|re| !re.is_match(&text)) {
-        olog!(
-            out,
-            (
-                "Body did not match regular expression regexp={}",
-                re.as_str()
-            )
+        let detail = format!(
+            "Body did not match regular expression regexp={}",
+            re.as_str()
         );
-        return false;
+        return failed(log, Reason::BodyMismatch, detail);
     }
-    true
+    Ok(())
 }
 
-/// The CEL checks over the body parsed as JSON.
-pub(super) fn cel_ok(p: &HttpProbe, body: &[u8], out: &mut Output) -> bool {
+/// The CEL checks over the body parsed as JSON; a failure (a body that is not JSON included) is
+/// [`Reason::JsonMismatch`].
+pub(super) fn check_cel(p: &HttpProbe, body: &[u8], log: &mut Log) -> Result<(), Fail> {
     let json: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            olog!(out, ("Error unmarshalling HTTP body to JSON: {e}"));
-            return false;
+            let detail = format!("Error unmarshalling HTTP body to JSON: {e}");
+            return failed(log, Reason::JsonMismatch, detail);
         }
     };
     let value = json_to_cel(&json);
-    if let Some(c) = &p.cel_fail {
+    for (program, fail_on_true) in [(&p.cel_fail, true), (&p.cel_need, false)] {
+        let Some(c) = program else { continue };
         match eval_cel(c, &value) {
-            Ok(false) => {}
-            Ok(true) => {
-                olog!(out, ("Body matched CEL expression expression={}", c.source));
-                return false;
+            Ok(v) if v != fail_on_true => {}
+            Ok(_) => {
+                let verb = if fail_on_true {
+                    "matched"
+                } else {
+                    "did not match"
+                };
+                let detail = format!("Body {verb} CEL expression expression={}", c.source);
+                return failed(log, Reason::JsonMismatch, detail);
             }
-            Err(e) => {
-                out.log(e);
-                return false;
-            }
+            Err(e) => return failed(log, Reason::JsonMismatch, e),
         }
     }
-    if let Some(c) = &p.cel_need {
-        match eval_cel(c, &value) {
-            Ok(true) => {}
-            Ok(false) => {
-                olog!(
-                    out,
-                    ("Body did not match CEL expression expression={}", c.source)
-                );
-                return false;
-            }
-            Err(e) => {
-                out.log(e);
-                return false;
-            }
-        }
-    }
-    true
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
+use crate::net::fail_from;
+use crate::probe::{Fail, Reason};
+
 /// The connection's IO without its half-close: once the answer is read, hyper would shut the
 /// write side down (a FIN, a syscall) before the socket is dropped anyway; dropping it alone
 /// closes with `SO_LINGER` 0, one packet instead of two.
@@ -75,7 +78,7 @@ impl Conn {
     pub(super) async fn drive<F: std::future::Future>(
         &mut self,
         f: F,
-    ) -> Result<F::Output, String> {
+    ) -> Result<F::Output, hyper::Error> {
         tokio::pin!(f);
         loop {
             let ended = tokio::select! {
@@ -84,55 +87,49 @@ impl Conn {
                 r = async { self.fut.as_mut().expect("polled only while present").await }, if self.fut.is_some() => r,
             };
             self.fut = None;
-            if let Err(e) = ended {
-                return Err(chain(&e));
-            }
+            ended?;
         }
     }
 }
 
-/// The error and its sources, joined.
-pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
-/// Resolves `host` the system's way (redirect targets, proxies), first address.
-pub(super) async fn lookup(host: &str, port: u16, deadline: Instant) -> Result<SocketAddr, String> {
+/// Resolves `host` the system's way (redirect targets, proxies), first address; a failure is
+/// [`Reason::Dns`].
+pub(super) async fn lookup_first(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<SocketAddr, Fail> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    match timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
-        Err(_) => Err(format!("lookup {host}: context deadline exceeded")),
-        Ok(Err(e)) => Err(format!("lookup {host}: {e}")),
-        Ok(Ok(mut addrs)) => addrs
-            .next()
-            .ok_or_else(|| format!("lookup {host}: no address")),
-    }
+    let detail = match timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
+        Err(_) => format!("lookup {host}: context deadline exceeded"),
+        Ok(Err(e)) => format!("lookup {host}: {e}"),
+        Ok(Ok(mut addrs)) => match addrs.next() {
+            Some(a) => return Ok(a),
+            None => format!("lookup {host}: no address"),
+        },
+    };
+    Err(Fail::new(Reason::Dns, detail))
 }
 
-/// Connects with `TCP_NODELAY` and `SO_LINGER` 0 (no TIME_WAIT on the prober's side).
-pub(super) async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, String> {
+/// Connects with `TCP_NODELAY` and `SO_LINGER` 0 (no TIME_WAIT on the prober's side); a
+/// failure is classified by its cause (`refused`, `connect_timeout`, `connect`).
+pub(super) async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Fail> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
-    .map_err(|e| format!("socket: {e}"))?;
+    .map_err(|e| fail_from(Reason::Setup, "socket", &e))?;
     let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
     let _ = socket.set_nodelay(true);
     match timeout_at(deadline, socket.connect(addr)).await {
-        Err(_) => Err(format!("dial tcp {addr}: i/o timeout")),
-        Ok(Err(e)) => Err(format!("dial tcp {addr}: {e}")),
+        Err(_) => Err(Fail::new(
+            Reason::ConnectTimeout,
+            format!("dial tcp {addr}: i/o timeout"),
+        )),
+        Ok(Err(e)) => Err(fail_from(Reason::Connect, &format!("dial tcp {addr}"), &e)),
         Ok(Ok(s)) => Ok(s),
     }
 }
@@ -144,7 +141,7 @@ pub(super) async fn tunnel(
     auth: Option<&HeaderValue>,
     headers: &[(HeaderName, HeaderValue)],
     deadline: Instant,
-) -> Result<(), String> {
+) -> Result<(), Fail> {
     let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
     if let Some(a) = auth.and_then(|a| a.to_str().ok()) {
         req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
@@ -168,8 +165,11 @@ pub(super) async fn tunnel(
         Ok::<_, std::io::Error>(head)
     };
     let head = match timeout_at(deadline, talk).await {
-        Err(_) => return Err("proxy CONNECT: context deadline exceeded".into()),
-        Ok(Err(e)) => return Err(format!("proxy CONNECT: {e}")),
+        Err(_) => {
+            let detail = "proxy CONNECT: context deadline exceeded";
+            return Err(Fail::new(Reason::ConnectTimeout, detail));
+        }
+        Ok(Err(e)) => return Err(fail_from(Reason::Connect, "proxy CONNECT", &e)),
         Ok(Ok(h)) => h,
     };
     let line = String::from_utf8_lossy(&head);
@@ -177,7 +177,10 @@ pub(super) async fn tunnel(
     if line.split_whitespace().nth(1) == Some("200") {
         Ok(())
     } else {
-        Err(format!("proxy CONNECT refused: {line}"))
+        Err(Fail::new(
+            Reason::Connect,
+            format!("proxy CONNECT refused: {line}"),
+        ))
     }
 }
 

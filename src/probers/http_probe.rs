@@ -27,21 +27,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout_at, Instant};
 
 use super::http::{HttpProbe, ReqBody};
-use super::http_body::{self, body_regexps_ok, cel_ok, headers_ok, Decoder, Sink};
+use super::http_body::{self, check_body_regexps, check_cel, check_headers, Decoder, Sink};
 use super::http_conn::{
-    authority, bracket, chain, connect, cookie_header, host_of, lookup, referer, strip_port,
-    tunnel, Conn, NoShutdown,
+    authority, bracket, connect, cookie_header, host_of, lookup_first, referer, strip_port, tunnel,
+    Conn, NoShutdown,
 };
-use super::{resolve, tls_info, Ctx, Output};
-
-/// Logs a formatted line, formatting it only when the output keeps its log (`debug=true`).
-macro_rules! olog {
-    ($out:expr, ($($arg:tt)*)) => {
-        if $out.logging() {
-            $out.log(format!($($arg)*));
-        }
-    };
-}
+use super::{lookup, tls_info, Ctx, Log, Output, Resolved, View};
+use crate::net::fail_from;
+use crate::probe::{Fail, Phases, Reason};
 
 /// `User-Agent` sent when the module sets none.
 pub const USER_AGENT: &str = concat!("watchfire/", env!("CARGO_PKG_VERSION"));
@@ -56,29 +49,54 @@ const PROCESSING: usize = 3;
 const TRANSFER: usize = 4;
 const PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
 
-/// What the probe reports, filled in as it goes and written once at the end.
+/// What an `http` probe found, filled in as it goes; the blackbox families are rendered from it.
+///
+/// Phases are blackbox's and watchfire's alike, summed over the hops (the first request and
+/// each redirect followed): resolve = name lookup; connect = TCP connect (a proxy's `CONNECT`
+/// included); tls = TLS handshake; processing = connection ready → first response byte (the
+/// request written included); transfer = first response byte → body read.
 #[derive(Debug, Default)]
-struct Report {
-    /// Phase sums; a phase blackbox never created stays `None` (no sample).
-    phases: [Option<f64>; 5],
-    status: u16,
-    content_length: i64,
-    body_len: u64,
-    redirects: usize,
-    ssl: bool,
-    version: f64,
-    regex_failed: bool,
-    cel_failed: bool,
-    last_modified: Option<i64>,
+pub struct Facts {
+    /// The first hop's name lookup (none with a proxy that resolves).
+    pub resolved: Resolved,
+    /// Phase sums in seconds; a phase blackbox never created stays `None` (no sample).
+    pub phases: [Option<f64>; 5],
+    /// The final response's status (0 without one).
+    pub status: u16,
+    /// Go's `resp.ContentLength` (-1 when unknown).
+    pub content_length: i64,
+    /// Body bytes read, after decompression.
+    pub body_len: u64,
+    /// Redirects seen.
+    pub redirects: usize,
+    /// The final request went over TLS.
+    pub ssl: bool,
+    /// The final response's HTTP version (0 without one).
+    pub version: f64,
+    /// A header or body regexp failed the probe.
+    pub regex_failed: bool,
+    /// `Some(failed)` when the module has a CEL check.
+    pub cel_failed: Option<bool>,
+    /// `Last-Modified`, in Unix seconds.
+    pub last_modified: Option<i64>,
+    /// The final hop's TLS handshake, and whether its chain was verified.
+    pub tls: Option<(tls_info::Handshake, bool)>,
 }
 
-impl Report {
+impl Facts {
     fn add(&mut self, phase: usize, d: Duration) {
         let v = self.phases[phase].get_or_insert(0.0);
         *v += d.as_secs_f64();
     }
 
-    fn write(&self, p: &HttpProbe, out: &mut Output) {
+    fn phase(&self, phase: usize) -> Duration {
+        Duration::try_from_secs_f64(self.phases[phase].unwrap_or(0.0)).unwrap_or_default()
+    }
+}
+
+impl View for Facts {
+    fn render(&self, out: &mut Output) {
+        self.resolved.render(out);
         for (i, name) in PHASES.iter().enumerate() {
             if let Some(v) = self.phases[i] {
                 out.gauge_with(
@@ -125,11 +143,11 @@ impl Report {
             if self.regex_failed { 1.0 } else { 0.0 },
         );
         // Upstream (0.27+) reports this only for modules with a CEL check; 0.23 has no CEL.
-        if p.has_cel() {
+        if let Some(failed) = self.cel_failed {
             out.gauge(
                 "probe_failed_due_to_cel",
                 "Indicates if probe failed due to CEL expression not matching",
-                if self.cel_failed { 1.0 } else { 0.0 },
+                if failed { 1.0 } else { 0.0 },
             );
         }
         if let Some(t) = self.last_modified {
@@ -139,15 +157,42 @@ impl Report {
                 t as f64,
             );
         }
+        if let Some((h, verified)) = &self.tls {
+            tls_info::report(h, *verified, out);
+        }
+    }
+
+    fn phases(&self) -> Phases {
+        Phases {
+            resolve: self.phase(RESOLVE),
+            connect: self.phase(CONNECT),
+            tls: self.phase(TLS),
+            processing: self.phase(PROCESSING),
+            transfer: self.phase(TRANSFER),
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        (self.status > 0).then_some(self.status)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.body_len
     }
 }
 
-/// Runs one probe of `ctx.target` with module `p`, writing the metrics into `out`.
-pub async fn probe(p: &HttpProbe, ctx: &Ctx, out: &mut Output) -> bool {
-    let mut r = Report::default();
-    let ok = run(p, ctx, out, &mut r).await;
-    r.write(p, out);
-    ok
+/// Logs a failure's detail and returns it.
+fn fail(log: &mut Log, f: Fail) -> Fail {
+    log.line(&f.detail);
+    f
+}
+
+/// Runs one probe of `ctx.target` with module `p`, filling in `facts`.
+pub async fn probe(p: &HttpProbe, ctx: &Ctx, facts: &mut Facts, log: &mut Log) -> Result<(), Fail> {
+    if p.has_cel() {
+        facts.cel_failed = Some(false);
+    }
+    run(p, ctx, facts, log).await
 }
 
 /// One request: where it goes and what it carries.
@@ -175,7 +220,7 @@ struct Answer {
     _sender: Box<dyn std::any::Any + Send>,
 }
 
-async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool {
+async fn run(p: &HttpProbe, ctx: &Ctx, r: &mut Facts, log: &mut Log) -> Result<(), Fail> {
     let target = if ctx.target.starts_with("http://") || ctx.target.starts_with("https://") {
         ctx.target.clone()
     } else {
@@ -184,12 +229,12 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
     let url = match url::Url::parse(&target) {
         Ok(u) if u.host_str().is_some() => u,
         Ok(_) => {
-            olog!(out, ("Could not parse target URL: {target} has no host"));
-            return false;
+            let detail = format!("Could not parse target URL: {target} has no host");
+            return Err(fail(log, Fail::new(Reason::Setup, detail)));
         }
         Err(e) => {
-            olog!(out, ("Could not parse target URL: {e}"));
-            return false;
+            let detail = format!("Could not parse target URL: {e}");
+            return Err(fail(log, Fail::new(Reason::Setup, detail)));
         }
     };
     let host = host_of(&url);
@@ -197,26 +242,23 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
     let ip = if p.proxies.skip_resolve {
         None
     } else {
-        olog!(
-            out,
-            (
-                "Resolving target address (ip_protocol {:?}, fallback {})",
-                p.ip_protocol,
-                p.ip_protocol_fallback
-            )
+        plog!(
+            log,
+            "Resolving target address (ip_protocol {:?}, fallback {})",
+            p.ip_protocol,
+            p.ip_protocol_fallback
         );
-        let res = resolve(&host, p.ip_protocol, p.ip_protocol_fallback, ctx, out).await;
-        r.add(
-            RESOLVE,
-            Duration::from_secs_f64(out.value("probe_dns_lookup_time_seconds").unwrap_or(0.0)),
-        );
-        match res {
-            Ok(ip) => Some(ip),
-            Err(e) => {
-                olog!(out, ("Error resolving address: {e}"));
-                return false;
-            }
-        }
+        let res = lookup(
+            &host,
+            p.ip_protocol,
+            p.ip_protocol_fallback,
+            ctx,
+            &mut r.resolved,
+            log,
+        )
+        .await;
+        r.add(RESOLVE, r.resolved.lookup.unwrap_or_default());
+        Some(res?)
     };
     let body = match &p.body {
         ReqBody::Empty => Bytes::new(),
@@ -224,11 +266,8 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
         ReqBody::File(f) => match tokio::fs::read(f).await {
             Ok(b) => Bytes::from(b),
             Err(e) => {
-                olog!(
-                    out,
-                    ("Error creating request: cannot read {}: {e}", f.display())
-                );
-                return false;
+                let detail = format!("Error creating request: cannot read {}: {e}", f.display());
+                return Err(fail(log, Fail::new(Reason::Setup, detail)));
             }
         },
     };
@@ -238,8 +277,8 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
     let auth = match p.auth.header(ctx.deadline).await {
         Ok(a) => a,
         Err(e) => {
-            olog!(out, ("Error for HTTP request: {e}"));
-            return false;
+            let detail = format!("Error for HTTP request: {e}");
+            return Err(fail(log, Fail::new(Reason::Setup, detail)));
         }
     };
     let host_header = ctx
@@ -281,13 +320,11 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
         } else {
             Bytes::new()
         };
-        olog!(
-            out,
-            (
-                "Making HTTP request url={} host={}",
-                hop.url,
-                hop.host_header
-            )
+        plog!(
+            log,
+            "Making HTTP request url={} host={}",
+            hop.url,
+            hop.host_header
         );
         let jar_host = if hop.on_first {
             host.clone()
@@ -311,9 +348,9 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
         .await;
         let a = match sent {
             Ok(a) => a,
-            Err(e) => {
-                olog!(out, ("Error for HTTP request: {e}"));
-                return false;
+            Err(f) => {
+                let detail = format!("Error for HTTP request: {}", f.detail);
+                return Err(fail(log, Fail::new(f.reason, detail)));
             }
         };
         let status = a.resp.status().as_u16();
@@ -335,20 +372,18 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
         if matches!(status, 307 | 308) && matches!(p.body, ReqBody::File(_)) && !body.is_empty() {
             break (a, false);
         }
-        olog!(out, ("Received redirect location={loc}"));
+        plog!(log, "Received redirect location={loc}");
         let next = match hop.url.join(&loc) {
             Ok(u) => u,
             Err(e) => {
-                olog!(
-                    out,
-                    ("Error for HTTP request: failed to parse Location header {loc:?}: {e}")
-                );
-                return false;
+                let detail =
+                    format!("Error for HTTP request: failed to parse Location header {loc:?}: {e}");
+                return Err(fail(log, Fail::new(Reason::Protocol, detail)));
             }
         };
         r.redirects = index + 1;
         if r.redirects > MAX_REDIRECTS || !p.follow_redirects {
-            out.log("Not following redirect");
+            log.line("Not following redirect");
             break (a, true);
         }
         for sc in a.resp.headers().get_all(header::SET_COOKIE) {
@@ -383,7 +418,60 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
         };
         index += 1;
     };
-    finish(p, ctx, out, r, &hop, answer, errored).await
+    finish(p, ctx, r, log, &hop, answer, errored).await
+}
+
+/// The first failure of a probe's checks, kept while the later checks still record their facts
+/// (blackbox reports every family whatever failed first).
+#[derive(Default)]
+struct Verdict(Option<Fail>);
+
+impl Verdict {
+    fn ok(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Records `r`'s failure unless an earlier one is kept; returns whether `r` passed.
+    fn check(&mut self, r: Result<(), Fail>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(f) => {
+                self.0.get_or_insert(f);
+                false
+            }
+        }
+    }
+
+    /// Records a failure for `reason`, logging `detail`.
+    fn fail(&mut self, log: &mut Log, reason: Reason, detail: String) {
+        log.line(&detail);
+        self.0.get_or_insert(Fail::new(reason, detail));
+    }
+
+    fn into_result(self) -> Result<(), Fail> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// The status check: `accept_any_response`, `valid_status_codes`, or any 2xx.
+fn check_status(p: &HttpProbe, status: u16) -> Result<(), Fail> {
+    let detail = if p.accept_any_response {
+        return Ok(());
+    } else if p.valid_status_codes.is_empty() {
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        format!("Invalid HTTP response status code, wanted 2xx status_code={status}")
+    } else {
+        if p.valid_status_codes.contains(&i64::from(status)) {
+            return Ok(());
+        }
+        format!(
+            "Invalid HTTP response status code status_code={status} valid_status_codes={:?}",
+            p.valid_status_codes
+        )
+    };
+    Err(Fail::new(Reason::Status, detail))
 }
 
 /// The final response: status, header checks, body (decompressed, counted, checked), version,
@@ -391,12 +479,12 @@ async fn run(p: &HttpProbe, ctx: &Ctx, out: &mut Output, r: &mut Report) -> bool
 async fn finish(
     p: &HttpProbe,
     ctx: &Ctx,
-    out: &mut Output,
-    r: &mut Report,
+    r: &mut Facts,
+    log: &mut Log,
     hop: &Hop,
     answer: Answer,
     errored: bool,
-) -> bool {
+) -> Result<(), Fail> {
     let Answer {
         resp,
         mut conn,
@@ -405,33 +493,15 @@ async fn finish(
         _sender,
     } = answer;
     let status = resp.status().as_u16();
-    olog!(out, ("Received HTTP response status_code={status}"));
+    plog!(log, "Received HTTP response status_code={status}");
     r.status = status;
     r.content_length = http_body::content_length(&hop.method, status, resp.headers());
-    let mut success = if p.accept_any_response {
-        true
-    } else if p.valid_status_codes.is_empty() {
-        let ok = (200..300).contains(&status);
-        if !ok {
-            olog!(
-                out,
-                ("Invalid HTTP response status code, wanted 2xx status_code={status}")
-            );
-        }
-        ok
-    } else {
-        let ok = p.valid_status_codes.contains(&i64::from(status));
-        if !ok {
-            olog!(out, (
-                "Invalid HTTP response status code status_code={status} valid_status_codes={:?}",
-                p.valid_status_codes
-            ));
-        }
-        ok
-    };
-    if success && (!p.header_fail.is_empty() || !p.header_need.is_empty()) {
-        success = headers_ok(p, resp.headers(), out);
-        r.regex_failed = !success;
+    let mut verdict = Verdict::default();
+    if let Err(f) = check_status(p, status) {
+        verdict.fail(log, f.reason, f.detail);
+    }
+    if verdict.ok() && (!p.header_fail.is_empty() || !p.header_need.is_empty()) {
+        r.regex_failed = !verdict.check(check_headers(p, resp.headers(), log));
     }
     let (version, proto) = match resp.version() {
         http::Version::HTTP_09 => (0.9, "HTTP/0.9"),
@@ -446,73 +516,113 @@ async fn finish(
         .and_then(|v| v.to_str().ok())
         .and_then(http_body::parse_http_date);
     if !errored {
-        let mut sink = Sink {
-            limit: p.body_size_limit,
-            keep: success && p.needs_body(),
-            ..Sink::default()
-        };
-        let mut decoder = Decoder::new(p.compression, &mut sink);
-        let mut body = resp.into_body();
-        let read = async {
-            loop {
-                match conn.drive(body.frame()).await {
-                    Err(e) => return Err(e),
-                    Ok(None) => return decoder.finish().map_err(|e| e.to_string()),
-                    Ok(Some(Err(e))) => return Err(format!("reading the body: {e}")),
-                    Ok(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data() {
-                            decoder.write(&data).map_err(|e| e.to_string())?;
-                        }
-                    }
-                }
-            }
-        };
-        let read_err = match timeout_at(ctx.deadline, read).await {
-            Err(_) => Some("context deadline exceeded".to_string()),
-            Ok(Err(e)) => Some(e),
-            Ok(Ok(())) => None,
-        };
-        let init_failed = decoder.init_failed;
-        drop(decoder);
-        if init_failed {
-            out.log("Failed to get decompressor for HTTP response body");
-            success = false;
-        }
-        // Go reads the body for the regexps (then CEL) first, so a read error fails those
-        // checks and sets their flag before it fails the probe itself.
-        if success && (!p.body_fail.is_empty() || !p.body_need.is_empty()) {
-            success = read_err.is_none() && body_regexps_ok(p, &sink.buf, out);
-            r.regex_failed = !success;
-        }
-        if success && p.has_cel() {
-            success = read_err.is_none() && cel_ok(p, &sink.buf, out);
-            r.cel_failed = !success;
-        }
-        if let Some(e) = &read_err {
-            olog!(out, ("Failed to read HTTP response body: {e}"));
-            success = false;
-        }
-        r.body_len = sink.count;
+        let keep = verdict.ok() && p.needs_body();
+        read_body(p, ctx, r, log, resp, &mut conn, keep, &mut verdict).await;
     }
     r.add(TRANSFER, first_byte.elapsed());
     r.last_modified = last_modified;
     r.version = version;
     if !p.valid_http_versions.is_empty() && !p.valid_http_versions.iter().any(|v| v == proto) {
-        olog!(out, ("Invalid HTTP version number version={proto}"));
-        success = false;
+        let detail = format!("Invalid HTTP version number version={proto}");
+        verdict.fail(log, Reason::Policy, detail);
     }
     if let Some(h) = tls {
         r.ssl = true;
-        tls_info::report(&h, !p.tls_insecure, out);
+        r.tls = Some((h, !p.tls_insecure));
         if p.fail_if_ssl {
-            out.log("Final request was over SSL");
-            success = false;
+            verdict.fail(log, Reason::Policy, "Final request was over SSL".into());
         }
-    } else if p.fail_if_not_ssl && success {
-        out.log("Final request was not over SSL");
-        success = false;
+    } else if p.fail_if_not_ssl && verdict.ok() {
+        verdict.fail(log, Reason::Policy, "Final request was not over SSL".into());
     }
-    success
+    verdict.into_result()
+}
+
+/// Reads the final response's body through the decompression into a counting sink (kept when
+/// `keep`), then runs the body regexps and CEL checks as Go does: a read error fails those
+/// checks (and sets their flag) before it fails the probe itself.
+#[allow(clippy::too_many_arguments)]
+async fn read_body(
+    p: &HttpProbe,
+    ctx: &Ctx,
+    r: &mut Facts,
+    log: &mut Log,
+    resp: http::Response<hyper::body::Incoming>,
+    conn: &mut Conn,
+    keep: bool,
+    verdict: &mut Verdict,
+) {
+    let mut sink = Sink {
+        limit: p.body_size_limit,
+        keep,
+        ..Sink::default()
+    };
+    let mut decoder = Decoder::new(p.compression, &mut sink);
+    let mut body = resp.into_body();
+    let read = async {
+        loop {
+            match conn.drive(body.frame()).await {
+                Err(e) => return Err(fail_from(Reason::Reset, "connection", &e)),
+                Ok(None) => {
+                    return decoder
+                        .finish()
+                        .map_err(|e| Fail::new(Reason::Protocol, e.to_string()))
+                }
+                Ok(Some(Err(e))) => return Err(fail_from(Reason::Reset, "reading the body", &e)),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        decoder
+                            .write(&data)
+                            .map_err(|e| Fail::new(Reason::Protocol, e.to_string()))?;
+                    }
+                }
+            }
+        }
+    };
+    let read_err = match timeout_at(ctx.deadline, read).await {
+        Err(_) => Some(Fail::new(Reason::Timeout, "context deadline exceeded")),
+        Ok(Err(f)) => Some(f),
+        Ok(Ok(())) => None,
+    };
+    let init_failed = decoder.init_failed;
+    drop(decoder);
+    let read_err = read_err.map(|f| {
+        if sink.too_large {
+            Fail::new(Reason::BodyTooLarge, f.detail)
+        } else {
+            f
+        }
+    });
+    if init_failed {
+        let detail = "Failed to get decompressor for HTTP response body".to_string();
+        verdict.fail(log, Reason::Protocol, detail);
+    }
+    let read_failed = || {
+        let f = read_err.clone().expect("called only after a read error");
+        Err(Fail::new(
+            f.reason,
+            format!("Failed to read HTTP response body: {}", f.detail),
+        ))
+    };
+    if verdict.ok() && (!p.body_fail.is_empty() || !p.body_need.is_empty()) {
+        let checked = match &read_err {
+            Some(_) => read_failed(),
+            None => check_body_regexps(p, &sink.buf, log),
+        };
+        r.regex_failed = !verdict.check(checked);
+    }
+    if verdict.ok() && p.has_cel() {
+        let checked = match &read_err {
+            Some(_) => read_failed(),
+            None => check_cel(p, &sink.buf, log),
+        };
+        r.cel_failed = Some(!verdict.check(checked));
+    }
+    if let Some(f) = &read_err {
+        let detail = format!("Failed to read HTTP response body: {}", f.detail);
+        verdict.fail(log, f.reason, detail);
+    }
+    r.body_len = sink.count;
 }
 
 /// One request on a fresh connection, up to the response head.
@@ -528,8 +638,8 @@ async fn exchange(
     auth: Option<&HeaderValue>,
     cookie: Option<HeaderValue>,
     index: usize,
-    r: &mut Report,
-) -> Result<Answer, String> {
+    r: &mut Facts,
+) -> Result<Answer, Fail> {
     let deadline = ctx.deadline;
     let tls = hop.url.scheme() == "https";
     let host = host_of(&hop.url);
@@ -540,9 +650,9 @@ async fn exchange(
     let proxy_host = first_ip.map_or_else(|| host.clone(), |ip| ip.to_string());
     let via_proxy = p.proxies.for_target(hop.url.scheme(), &proxy_host, port);
     let addr = match (via_proxy, first_ip) {
-        (Some(px), _) => lookup(&px.host, px.port, deadline).await?,
+        (Some(px), _) => lookup_first(&px.host, px.port, deadline).await?,
         (None, Some(ip)) => SocketAddr::new(ip, first_port),
-        (None, None) => lookup(&host, port, deadline).await?,
+        (None, None) => lookup_first(&host, port, deadline).await?,
     };
     let t_dns = Instant::now();
     if index > 0 {
@@ -570,7 +680,7 @@ async fn exchange(
         }
         pq.parse()
     }
-    .map_err(|e| format!("bad request URI: {e}"))?;
+    .map_err(|e| Fail::new(Reason::Setup, format!("bad request URI: {e}")))?;
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = hop.method.clone();
     *req.uri_mut() = uri;
@@ -578,8 +688,10 @@ async fn exchange(
         let h = req.headers_mut();
         h.insert(
             header::HOST,
-            HeaderValue::from_str(&hop.host_header)
-                .map_err(|_| format!("`{}` is not a valid Host header", hop.host_header))?,
+            HeaderValue::from_str(&hop.host_header).map_err(|_| {
+                let detail = format!("`{}` is not a valid Host header", hop.host_header);
+                Fail::new(Reason::Setup, detail)
+            })?,
         );
         for (k, v) in &p.headers {
             // Go drops credentials when a redirect leaves the original host.
@@ -614,18 +726,26 @@ async fn exchange(
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     if tls {
-        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
-            .map_err(|e| format!("`{server_name}` is not a TLS server name: {e}"))?;
+        let name =
+            rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| {
+                let detail = format!("`{server_name}` is not a TLS server name: {e}");
+                Fail::new(Reason::Tls, detail)
+            })?;
         let t_tls = Instant::now();
         let config = match &p.tls {
             Ok(c) => c.clone(),
             // A CA file or client certificate missing at load: try again, it may be there now.
-            Err((_, source)) => source.client_config(super::http::alpn(p.enable_http2))?,
+            Err((_, source)) => source
+                .client_config(super::http::alpn(p.enable_http2))
+                .map_err(|e| Fail::new(Reason::Setup, e))?,
         };
         let connector = tokio_rustls::TlsConnector::from(config);
         let stream = match timeout_at(deadline, connector.connect(name, tcp)).await {
-            Err(_) => return Err("TLS handshake: context deadline exceeded".into()),
-            Ok(Err(e)) => return Err(format!("TLS handshake: {e}")),
+            Err(_) => {
+                let detail = "TLS handshake: context deadline exceeded";
+                return Err(Fail::new(Reason::Timeout, detail));
+            }
+            Ok(Err(e)) => return Err(fail_from(Reason::Tls, "TLS handshake", &e)),
             Ok(Ok(s)) => s,
         };
         let t_gotconn = Instant::now();
@@ -637,10 +757,11 @@ async fn exchange(
         if p.tls_min.is_some_and(|m| v < u16::from(m))
             || p.tls_max.is_some_and(|m| v > u16::from(m))
         {
-            return Err(format!(
+            let detail = format!(
                 "TLS handshake: {} is outside tls_config's min_version/max_version",
                 tls_info::tls_version_name(version)
-            ));
+            );
+            return Err(Fail::new(Reason::Policy, detail));
         }
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let mut a = if h2 {
@@ -664,17 +785,17 @@ async fn await_head<F, S>(
     sender: S,
     deadline: Instant,
     t_gotconn: Instant,
-    r: &mut Report,
-) -> Result<Answer, String>
+    r: &mut Facts,
+) -> Result<Answer, Fail>
 where
     F: std::future::Future<Output = Result<http::Response<hyper::body::Incoming>, hyper::Error>>,
     S: Send + 'static,
 {
     let mut conn = Conn { fut: Some(conn) };
     let resp = match timeout_at(deadline, conn.drive(response)).await {
-        Err(_) => return Err("context deadline exceeded".into()),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Err(e))) => return Err(chain(&e)),
+        Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),
+        Ok(Err(e)) => return Err(fail_from(Reason::Reset, "connection", &e)),
+        Ok(Ok(Err(e))) => return Err(fail_from(Reason::Protocol, "request", &e)),
         Ok(Ok(Ok(resp))) => resp,
     };
     let first_byte = Instant::now();
@@ -694,8 +815,8 @@ async fn send<S>(
     req: Request<Full<Bytes>>,
     deadline: Instant,
     t_gotconn: Instant,
-    r: &mut Report,
-) -> Result<Answer, String>
+    r: &mut Facts,
+) -> Result<Answer, Fail>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -704,8 +825,8 @@ where
         .max_buf_size(256 * 1024)
         .handshake::<_, Full<Bytes>>(TokioIo::new(NoShutdown(io)));
     let (mut sender, conn) = match timeout_at(deadline, hs).await {
-        Err(_) => return Err("context deadline exceeded".into()),
-        Ok(Err(e)) => return Err(format!("HTTP handshake: {e}")),
+        Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),
+        Ok(Err(e)) => return Err(fail_from(Reason::Protocol, "HTTP handshake", &e)),
         Ok(Ok(x)) => x,
     };
     let response = sender.send_request(req);
@@ -719,8 +840,8 @@ async fn send_h2<S>(
     mut req: Request<Full<Bytes>>,
     deadline: Instant,
     t_gotconn: Instant,
-    r: &mut Report,
-) -> Result<Answer, String>
+    r: &mut Facts,
+) -> Result<Answer, Fail>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -736,13 +857,13 @@ where
         .map_or("/".to_string(), |p| p.to_string());
     *req.uri_mut() = format!("https://{authority}{pq}")
         .parse()
-        .map_err(|e| format!("bad request URI: {e}"))?;
+        .map_err(|e| Fail::new(Reason::Setup, format!("bad request URI: {e}")))?;
     *req.version_mut() = http::Version::HTTP_2;
     let hs = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .handshake::<_, Full<Bytes>>(TokioIo::new(NoShutdown(io)));
     let (mut sender, conn) = match timeout_at(deadline, hs).await {
-        Err(_) => return Err("context deadline exceeded".into()),
-        Ok(Err(e)) => return Err(format!("HTTP/2 handshake: {e}")),
+        Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),
+        Ok(Err(e)) => return Err(fail_from(Reason::Protocol, "HTTP/2 handshake", &e)),
         Ok(Ok(x)) => x,
     };
     let response = sender.send_request(req);

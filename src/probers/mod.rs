@@ -500,6 +500,8 @@ impl Log {
 /// One probe's facts, whatever its kind.
 #[derive(Debug)]
 pub enum Facts {
+    /// `http`
+    Http(http::Facts),
     /// A prober not yet returning facts of its own: the families it wrote while probing.
     /// Transitional; its reason is a guess.
     Legacy(Output),
@@ -508,12 +510,14 @@ pub enum Facts {
 impl View for Facts {
     fn render(&self, out: &mut Output) {
         match self {
+            Facts::Http(f) => f.render(out),
             Facts::Legacy(o) => out.merge(o),
         }
     }
 
     fn phases(&self) -> Phases {
         match self {
+            Facts::Http(f) => f.phases(),
             Facts::Legacy(o) => {
                 let phase = |p: &str| {
                     let v = o
@@ -534,6 +538,7 @@ impl View for Facts {
 
     fn status(&self) -> Option<u16> {
         match self {
+            Facts::Http(f) => f.status(),
             Facts::Legacy(o) => o
                 .value("probe_http_status_code")
                 .filter(|s| *s > 0.0)
@@ -543,6 +548,7 @@ impl View for Facts {
 
     fn bytes(&self) -> u64 {
         match self {
+            Facts::Http(f) => f.bytes(),
             Facts::Legacy(o) => o
                 .value("probe_http_uncompressed_body_length")
                 .unwrap_or(0.0) as u64,
