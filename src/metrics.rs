@@ -15,6 +15,8 @@ use crate::record::{TargetStats, DURATION_BUCKETS, LAG_BUCKETS};
 use crate::runtime::Runtime;
 use crate::state::Health;
 
+// blackbox::Output still escapes through this path; it goes once /probe renders through
+// expo::Families.
 pub use crate::expo::escape_label;
 
 /// Quantiles exported from the HDR histograms.

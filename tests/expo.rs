@@ -40,14 +40,27 @@ async fn target_label_values_are_escaped_on_metrics() {
         .await
         .expect("runtime starts");
     let body = watchfire::server::metrics_body(&rt, &prometheus::Registry::new());
-    let want = format!(
-        "{}{{target=\"t\",note=\"{ESCAPED}\",state=\"unknown\"}} 1",
-        catalog::TARGET_STATE.name
-    );
-    assert!(body.lines().any(|l| l == want), "{want}\n{body}");
-    for l in series(&body, catalog::PROBES_SKIPPED.name) {
-        assert!(l.contains(ESCAPED), "{l}");
+    // Whatever a probe may have done meanwhile, every per-target series carries the labels.
+    let labels = format!("{{target=\"t\",note=\"{ESCAPED}\"");
+    for f in [
+        catalog::TARGET_STATE,
+        catalog::PROBES_TOTAL,
+        catalog::PROBES_SKIPPED,
+    ] {
+        let lines = series(&body, f.name);
+        assert!(!lines.is_empty(), "{}\n{body}", f.name);
+        for l in lines {
+            assert!(l.starts_with(&format!("{}{labels}", f.name)), "{l}");
+        }
     }
+    let bucket = format!(
+        "{}_bucket{labels},le=\"+Inf\"}} ",
+        catalog::PROBE_DURATION.name
+    );
+    assert!(
+        body.lines().any(|l| l.starts_with(&bucket)),
+        "{bucket}\n{body}"
+    );
     cancel.cancel();
 }
 
