@@ -54,6 +54,7 @@ pub mod blackbox;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod expo;
 pub mod failover;
 pub mod memory;
 pub mod metrics;

@@ -1,64 +1,23 @@
-//! Metric names and the `/metrics` renderer.
+//! watchfire's own series: the per-target families and the process-wide gauges.
 //!
 //! Per-target series are written straight from each target's compact [`TargetStats`] at scrape
 //! time — no registry object per target or per probe. Each target is locked once per scrape to
-//! take a snapshot; the families are then written from the snapshots. The process's own metrics
-//! come from a `prometheus::Registry` passed in by the caller.
+//! take a snapshot; the families are then written from the snapshots through
+//! [`crate::expo::Writer`], under the names of [`crate::expo::catalog`]. The process's own
+//! metrics come from a `prometheus::Registry` passed in by the caller.
 
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::expo::catalog::*;
+use crate::expo::{LabelSet, Writer};
 use crate::probe::{Phases, Reason};
 use crate::record::{TargetStats, DURATION_BUCKETS, LAG_BUCKETS};
 use crate::runtime::Runtime;
 use crate::state::Health;
 
-/// Last probe succeeded (0/1).
-pub const PROBE_SUCCESS: &str = "watchfire_probe_success";
-/// Health after the fall/rise thresholds (0/1; absent while unknown).
-pub const TARGET_UP: &str = "watchfire_target_up";
-/// Health as an enum gauge (`state` = unknown|up|down).
-pub const TARGET_STATE: &str = "watchfire_target_state";
-/// Probe duration histogram (from the actual start).
-pub const PROBE_DURATION: &str = "watchfire_probe_duration_seconds";
-/// HDR quantiles of the latency from the actual send.
-pub const PROBE_LATENCY: &str = "watchfire_probe_latency_seconds";
-/// HDR quantiles of the latency from the planned start (coordinated-omission corrected).
-pub const PROBE_LATENCY_PLANNED: &str = "watchfire_probe_latency_from_planned_seconds";
-/// Probes by result (`success` or the failure reason).
-pub const PROBES_TOTAL: &str = "watchfire_probes_total";
-/// Ticks skipped because the previous probe still ran.
-pub const PROBES_SKIPPED: &str = "watchfire_probes_skipped_total";
-/// State transitions by destination state.
-pub const TRANSITIONS: &str = "watchfire_target_transitions_total";
-/// Schedule lag histogram (actual − planned start).
-pub const SCHEDULE_LAG: &str = "watchfire_probe_schedule_lag_seconds";
-/// Last probe's duration.
-pub const LAST_DURATION: &str = "watchfire_probe_last_duration_seconds";
-/// Last probe's phases.
-pub const LAST_PHASE: &str = "watchfire_probe_last_phase_seconds";
-/// Last probe's HTTP status (0 when none).
-pub const LAST_STATUS: &str = "watchfire_probe_last_status_code";
-/// Last probe's body size.
-pub const LAST_BODY_BYTES: &str = "watchfire_probe_last_body_bytes";
-/// When the last probe ended.
-pub const LAST_TIMESTAMP: &str = "watchfire_probe_last_timestamp_seconds";
-/// When the target last changed state.
-pub const LAST_TRANSITION: &str = "watchfire_target_last_transition_timestamp_seconds";
-/// Scheduled targets.
-pub const TARGETS: &str = "watchfire_targets";
-/// Probes running now.
-pub const IN_FLIGHT: &str = "watchfire_probes_in_flight";
-/// Whether the last config reload worked.
-pub const RELOAD_OK: &str = "watchfire_config_last_reload_successful";
-/// When the config was last loaded successfully.
-pub const RELOAD_TIME: &str = "watchfire_config_last_reload_success_timestamp_seconds";
-/// Reload attempts by result.
-pub const RELOADS: &str = "watchfire_config_reloads_total";
-/// Schedule lag quantiles over every probe of every target.
-pub const LAG_QUANTILES: &str = "watchfire_schedule_lag_seconds";
-/// Build information.
-pub const BUILD_INFO: &str = "watchfire_build_info";
+// blackbox::Output still escapes through this path; it goes once /probe renders through
+// expo::Families.
+pub use crate::expo::escape_label;
 
 /// Quantiles exported from the HDR histograms.
 pub const QUANTILES: [(f64, &str); 5] = [
@@ -71,7 +30,7 @@ pub const QUANTILES: [(f64, &str); 5] = [
 
 /// What one scrape needs of a target, copied under its lock.
 struct Snap {
-    labels: String,
+    labels: LabelSet,
     health: Health,
     ok: bool,
     probes: u64,
@@ -92,7 +51,7 @@ struct Snap {
     last_transition: Option<SystemTime>,
 }
 
-fn snap(labels: String, s: &TargetStats) -> Snap {
+fn snap(labels: LabelSet, s: &TargetStats) -> Snap {
     let mut q_send = [None; QUANTILES.len()];
     let mut q_planned = [None; QUANTILES.len()];
     for (i, (q, _)) in QUANTILES.iter().enumerate() {
@@ -122,107 +81,122 @@ fn snap(labels: String, s: &TargetStats) -> Snap {
     }
 }
 
-/// Escapes a label value for the text format.
-pub fn escape_label(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
 
-fn write_f64(out: &mut String, v: f64) {
-    if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v.is_nan() {
-        out.push_str("NaN");
-    } else {
-        let _ = write!(out, "{v}");
+/// The label set of a target: `target` and its configured labels, escaped once per scrape.
+fn target_labels(name: &str, labels: &std::collections::BTreeMap<String, String>) -> LabelSet {
+    let mut set = LabelSet::with_capacity(64);
+    set.push("target", name);
+    for (k, v) in labels {
+        set.push(k, v);
     }
+    set
 }
 
-fn sample(out: &mut String, name: &str, labels: &str, extra: &str, v: f64) {
-    out.push_str(name);
-    sample_tail(out, labels, extra, v);
-}
-
-/// `{labels,extra} value\n` after a metric name already written.
-fn sample_tail(out: &mut String, labels: &str, extra: &str, v: f64) {
-    out.push('{');
-    out.push_str(labels);
-    if !extra.is_empty() {
-        if !labels.is_empty() {
-            out.push(',');
-        }
-        out.push_str(extra);
+/// Renders the per-target families and watchfire's process-wide gauges (not the build info:
+/// see [`render_build_info`]).
+pub fn render(rt: &Runtime, out: &mut String) {
+    let targets = rt.targets();
+    let mut snaps = Vec::with_capacity(targets.len());
+    for t in targets.iter() {
+        let labels = target_labels(&t.spec.name, &t.spec.labels);
+        let stats = t.stats.lock().expect("stats lock poisoned");
+        snaps.push(snap(labels, &stats));
     }
-    out.push_str("} ");
-    write_f64(out, v);
-    out.push('\n');
+    let mut w = Writer::new(out);
+    w.reserve(snaps.len() * 3000);
+    render_health(&mut w, &snaps);
+    render_distributions(&mut w, &snaps);
+    render_last(&mut w, &snaps);
+    render_process(&mut w, rt, snaps.len());
 }
 
-fn histogram<const N: usize>(
-    out: &mut String,
-    name: &str,
-    snaps: &[Snap],
-    bounds: &[f64],
-    get: impl Fn(&Snap) -> &crate::record::Buckets<N>,
-) {
+/// Success, health, state, probe and transition counters.
+fn render_health(w: &mut Writer, snaps: &[Snap]) {
+    w.header(&PROBE_SUCCESS);
+    for s in snaps.iter().filter(|s| s.probes > 0) {
+        w.sample_in(&PROBE_SUCCESS, &s.labels, &[], s.ok);
+    }
+    w.header(&TARGET_UP);
     for s in snaps {
-        histogram_series(out, name, &s.labels, bounds, get(s));
-    }
-}
-
-/// Writes one labelled series of a histogram family (`_bucket` lines, `_sum`, `_count`).
-pub fn histogram_series<const N: usize>(
-    out: &mut String,
-    name: &str,
-    labels: &str,
-    bounds: &[f64],
-    b: &crate::record::Buckets<N>,
-) {
-    let mut cum = 0u64;
-    let mut le = String::with_capacity(16);
-    for (i, c) in b.counts.iter().enumerate() {
-        cum += c;
-        le.clear();
-        le.push_str("le=\"");
-        match bounds.get(i) {
-            Some(v) => {
-                let _ = write!(le, "{v}");
-            }
-            None => le.push_str("+Inf"),
+        match s.health {
+            Health::Up => w.sample_in(&TARGET_UP, &s.labels, &[], true),
+            Health::Down => w.sample_in(&TARGET_UP, &s.labels, &[], false),
+            Health::Unknown => {}
         }
-        le.push('"');
-        out.push_str(name);
-        out.push_str("_bucket");
-        sample_tail(out, labels, &le, cum as f64);
     }
-    out.push_str(name);
-    out.push_str("_sum");
-    sample_tail(out, labels, "", b.sum);
-    out.push_str(name);
-    out.push_str("_count");
-    sample_tail(out, labels, "", cum as f64);
+    w.header(&TARGET_STATE);
+    for s in snaps {
+        for h in [Health::Unknown, Health::Up, Health::Down] {
+            let state = [("state", h.as_str())];
+            w.sample_in(&TARGET_STATE, &s.labels, &state, s.health == h);
+        }
+    }
+    w.header(&PROBES_TOTAL);
+    for s in snaps {
+        w.sample_in(
+            &PROBES_TOTAL,
+            &s.labels,
+            &[("result", "success")],
+            s.successes,
+        );
+        for r in Reason::ALL {
+            let n = s.failures[r.index()];
+            if n > 0 {
+                w.sample_in(&PROBES_TOTAL, &s.labels, &[("result", r.as_str())], n);
+            }
+        }
+    }
+    w.header(&PROBES_SKIPPED);
+    for s in snaps {
+        w.sample_in(&PROBES_SKIPPED, &s.labels, &[], s.skipped);
+    }
+    w.header(&TRANSITIONS);
+    for s in snaps {
+        w.sample_in(&TRANSITIONS, &s.labels, &[("to", "up")], s.up);
+        w.sample_in(&TRANSITIONS, &s.labels, &[("to", "down")], s.down);
+    }
 }
 
-fn quantiles(out: &mut String, name: &str, snaps: &[Snap], planned: bool) {
-    let sum = format!("{name}_sum");
-    let count = format!("{name}_count");
+/// The duration and lag histograms and the two latency summaries.
+fn render_distributions(w: &mut Writer, snaps: &[Snap]) {
+    w.header(&PROBE_DURATION);
+    for s in snaps {
+        let b = &s.duration;
+        w.histogram(
+            &PROBE_DURATION,
+            &s.labels,
+            &DURATION_BUCKETS,
+            &b.counts,
+            b.sum,
+        );
+    }
+    w.header(&SCHEDULE_LAG);
+    for s in snaps {
+        w.histogram(
+            &SCHEDULE_LAG,
+            &s.labels,
+            &LAG_BUCKETS,
+            &s.lag.counts,
+            s.lag.sum,
+        );
+    }
+    w.header(&PROBE_LATENCY);
+    quantiles(w, snaps, false);
+    w.header(&PROBE_LATENCY_PLANNED);
+    quantiles(w, snaps, true);
+}
+
+fn quantiles(w: &mut Writer, snaps: &[Snap], planned: bool) {
+    let f = if planned {
+        &PROBE_LATENCY_PLANNED
+    } else {
+        &PROBE_LATENCY
+    };
     for s in snaps {
         let qs = if planned { &s.q_planned } else { &s.q_send };
         if qs[0].is_none() {
@@ -230,7 +204,7 @@ fn quantiles(out: &mut String, name: &str, snaps: &[Snap], planned: bool) {
         }
         for (i, (_, label)) in QUANTILES.iter().enumerate() {
             let v = qs[i].map(|d| d.as_secs_f64()).unwrap_or(f64::NAN);
-            sample(out, name, &s.labels, &format!("quantile=\"{label}\""), v);
+            w.sample_in(f, &s.labels, &[("quantile", label)], v);
         }
         // _sum/_count from the duration histogram (same probes) keep the summary well-formed.
         let total = if planned {
@@ -238,263 +212,83 @@ fn quantiles(out: &mut String, name: &str, snaps: &[Snap], planned: bool) {
         } else {
             s.duration.sum
         };
-        sample(out, &sum, &s.labels, "", total);
-        sample(out, &count, &s.labels, "", s.duration.count() as f64);
+        w.sum(f, &s.labels, total);
+        w.count(f, &s.labels, s.duration.count());
     }
 }
 
-/// Renders the per-target families and watchfire's own gauges.
-pub fn render(rt: &Runtime, out: &mut String) {
-    let targets = rt.targets();
-    let mut snaps = Vec::with_capacity(targets.len());
-    for t in targets.iter() {
-        let mut labels = String::with_capacity(64);
-        labels.push_str("target=\"");
-        escape_label(&t.spec.name, &mut labels);
-        labels.push('"');
-        for (k, v) in &t.spec.labels {
-            labels.push(',');
-            labels.push_str(k);
-            labels.push_str("=\"");
-            escape_label(v, &mut labels);
-            labels.push('"');
-        }
-        let stats = t.stats.lock().expect("stats lock poisoned");
-        snaps.push(snap(labels, &stats));
-    }
-    out.reserve(snaps.len() * 3000);
-
-    header(
-        out,
-        PROBE_SUCCESS,
-        "gauge",
-        "Whether the last probe succeeded (1) or failed (0).",
-    );
+/// The last probe's gauges and the timestamps.
+fn render_last(w: &mut Writer, snaps: &[Snap]) {
+    w.header(&LAST_DURATION);
     for s in snaps.iter().filter(|s| s.probes > 0) {
-        sample(
-            out,
-            PROBE_SUCCESS,
+        w.sample_in(
+            &LAST_DURATION,
             &s.labels,
-            "",
-            if s.ok { 1.0 } else { 0.0 },
-        );
-    }
-    header(out, TARGET_UP, "gauge", "Target health after the down_after/up_after thresholds: 1 up, 0 down; absent until decided.");
-    for s in &snaps {
-        match s.health {
-            Health::Up => sample(out, TARGET_UP, &s.labels, "", 1.0),
-            Health::Down => sample(out, TARGET_UP, &s.labels, "", 0.0),
-            Health::Unknown => {}
-        }
-    }
-    header(
-        out,
-        TARGET_STATE,
-        "gauge",
-        "Target health as an enum: 1 for the current state.",
-    );
-    for s in &snaps {
-        for h in [Health::Unknown, Health::Up, Health::Down] {
-            let v = if s.health == h { 1.0 } else { 0.0 };
-            sample(
-                out,
-                TARGET_STATE,
-                &s.labels,
-                &format!("state=\"{}\"", h.as_str()),
-                v,
-            );
-        }
-    }
-    header(
-        out,
-        PROBES_TOTAL,
-        "counter",
-        "Probes run, by result: success or the failure reason.",
-    );
-    for s in &snaps {
-        sample(
-            out,
-            PROBES_TOTAL,
-            &s.labels,
-            "result=\"success\"",
-            s.successes as f64,
-        );
-        for r in Reason::ALL {
-            let n = s.failures[r.index()];
-            if n > 0 {
-                sample(
-                    out,
-                    PROBES_TOTAL,
-                    &s.labels,
-                    &format!("result=\"{}\"", r.as_str()),
-                    n as f64,
-                );
-            }
-        }
-    }
-    header(
-        out,
-        PROBES_SKIPPED,
-        "counter",
-        "Scheduled ticks skipped because the previous probe of the target was still running.",
-    );
-    for s in &snaps {
-        sample(out, PROBES_SKIPPED, &s.labels, "", s.skipped as f64);
-    }
-    header(
-        out,
-        TRANSITIONS,
-        "counter",
-        "Changes of target health, by the state changed to.",
-    );
-    for s in &snaps {
-        sample(out, TRANSITIONS, &s.labels, "to=\"up\"", s.up as f64);
-        sample(out, TRANSITIONS, &s.labels, "to=\"down\"", s.down as f64);
-    }
-    header(
-        out,
-        PROBE_DURATION,
-        "histogram",
-        "Probe duration measured from the actual start, seconds.",
-    );
-    histogram(out, PROBE_DURATION, &snaps, &DURATION_BUCKETS, |s| {
-        &s.duration
-    });
-    header(
-        out,
-        SCHEDULE_LAG,
-        "histogram",
-        "Actual start minus planned start of each probe, seconds.",
-    );
-    histogram(out, SCHEDULE_LAG, &snaps, &LAG_BUCKETS, |s| &s.lag);
-    header(out, PROBE_LATENCY, "summary", "Probe latency quantiles from the actual send (HDR histogram, 2 significant figures, since the target was loaded).");
-    quantiles(out, PROBE_LATENCY, &snaps, false);
-    header(out, PROBE_LATENCY_PLANNED, "summary", "Probe latency quantiles from the planned start: corrected for coordinated omission, includes the prober's own delay.");
-    quantiles(out, PROBE_LATENCY_PLANNED, &snaps, true);
-    header(
-        out,
-        LAST_DURATION,
-        "gauge",
-        "Duration of the last probe, seconds.",
-    );
-    for s in snaps.iter().filter(|s| s.probes > 0) {
-        sample(
-            out,
-            LAST_DURATION,
-            &s.labels,
-            "",
+            &[],
             s.last_duration.as_secs_f64(),
         );
     }
-    header(
-        out,
-        LAST_PHASE,
-        "gauge",
-        "Phases of the last probe, seconds.",
-    );
+    w.header(&LAST_PHASE);
     for s in snaps.iter().filter(|s| s.probes > 0) {
         for (name, d) in Phases::NAMES.iter().zip(s.last_phases.as_array()) {
-            sample(
-                out,
-                LAST_PHASE,
-                &s.labels,
-                &format!("phase=\"{name}\""),
-                d.as_secs_f64(),
-            );
+            w.sample_in(&LAST_PHASE, &s.labels, &[("phase", name)], d.as_secs_f64());
         }
     }
-    header(
-        out,
-        LAST_STATUS,
-        "gauge",
-        "HTTP status of the last probe (0 when no answer).",
-    );
+    w.header(&LAST_STATUS);
     for s in snaps.iter().filter(|s| s.probes > 0) {
-        sample(out, LAST_STATUS, &s.labels, "", f64::from(s.last_status));
+        w.sample_in(&LAST_STATUS, &s.labels, &[], s.last_status);
     }
-    header(
-        out,
-        LAST_BODY_BYTES,
-        "gauge",
-        "Body bytes read by the last probe.",
-    );
+    w.header(&LAST_BODY_BYTES);
     for s in snaps.iter().filter(|s| s.probes > 0) {
-        sample(out, LAST_BODY_BYTES, &s.labels, "", s.last_body as f64);
+        w.sample_in(&LAST_BODY_BYTES, &s.labels, &[], s.last_body);
     }
-    header(
-        out,
-        LAST_TIMESTAMP,
-        "gauge",
-        "When the last probe ended, seconds since the epoch.",
-    );
-    for s in &snaps {
+    w.header(&LAST_TIMESTAMP);
+    for s in snaps {
         if let Some(t) = s.last_at {
-            sample(out, LAST_TIMESTAMP, &s.labels, "", unix(t));
+            w.sample_in(&LAST_TIMESTAMP, &s.labels, &[], unix(t));
         }
     }
-    header(
-        out,
-        LAST_TRANSITION,
-        "gauge",
-        "When the target last changed health, seconds since the epoch.",
-    );
-    for s in &snaps {
+    w.header(&LAST_TRANSITION);
+    for s in snaps {
         if let Some(t) = s.last_transition {
-            sample(out, LAST_TRANSITION, &s.labels, "", unix(t));
+            w.sample_in(&LAST_TRANSITION, &s.labels, &[], unix(t));
         }
     }
+}
 
+/// Targets, probes in flight, reloads and the schedule lag over all probes.
+fn render_process(w: &mut Writer, rt: &Runtime, targets: usize) {
     let reload = rt.reload_status();
-    header(out, TARGETS, "gauge", "Targets scheduled.");
-    let _ = writeln!(out, "{TARGETS} {}", snaps.len());
-    header(out, IN_FLIGHT, "gauge", "Probes running now.");
-    let _ = writeln!(out, "{IN_FLIGHT} {}", rt.in_flight());
-    header(
-        out,
-        RELOAD_OK,
-        "gauge",
-        "Whether the last configuration reload attempt was successful.",
-    );
-    let _ = writeln!(out, "{RELOAD_OK} {}", u8::from(reload.ok));
-    header(
-        out,
-        RELOAD_TIME,
-        "gauge",
-        "Timestamp of the last successful configuration load.",
-    );
-    out.push_str(RELOAD_TIME);
-    out.push(' ');
-    write_f64(out, unix(reload.last_success));
-    out.push('\n');
-    header(
-        out,
-        RELOADS,
-        "counter",
-        "Configuration reload attempts by result.",
-    );
-    let _ = writeln!(out, "{RELOADS}{{result=\"success\"}} {}", reload.successes);
-    let _ = writeln!(out, "{RELOADS}{{result=\"failure\"}} {}", reload.failures);
-    header(out, LAG_QUANTILES, "summary", "Schedule lag (actual minus planned start) over every probe of every target since start (HDR).");
+    w.header(&TARGETS);
+    w.sample(&TARGETS, &[], targets);
+    w.header(&IN_FLIGHT);
+    w.sample(&IN_FLIGHT, &[], rt.in_flight());
+    w.header(&RELOAD_OK);
+    w.sample(&RELOAD_OK, &[], reload.ok);
+    w.header(&RELOAD_TIME);
+    w.sample(&RELOAD_TIME, &[], unix(reload.last_success));
+    w.header(&RELOADS);
+    w.sample(&RELOADS, &[("result", "success")], reload.successes);
+    w.sample(&RELOADS, &[("result", "failure")], reload.failures);
+    w.header(&LAG_QUANTILES);
+    let all = LabelSet::new();
     if rt.probes_recorded() > 0 {
         for (q, label) in QUANTILES {
             let v = rt
                 .lag_quantile(q)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(f64::NAN);
-            out.push_str(LAG_QUANTILES);
-            let _ = write!(out, "{{quantile=\"{label}\"}} ");
-            write_f64(out, v);
-            out.push('\n');
+            w.sample(&LAG_QUANTILES, &[("quantile", label)], v);
         }
     }
-    let _ = writeln!(out, "{LAG_QUANTILES}_count {}", rt.probes_recorded());
-    crate::failover::render(&rt.failover_groups(), out);
-    header(out, BUILD_INFO, "gauge", "Build information.");
-    let _ = writeln!(
-        out,
-        "{BUILD_INFO}{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
+    w.count(&LAG_QUANTILES, &all, rt.probes_recorded());
+}
+
+/// Renders `watchfire_build_info`.
+pub fn render_build_info(out: &mut String) {
+    let mut w = Writer::new(out);
+    w.header(&BUILD_INFO);
+    w.sample(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1u8);
 }
 
 /// Appends the registry's families (process metrics and any others) in the text format.
@@ -525,18 +319,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn label_values_are_escaped() {
-        let mut s = String::new();
-        escape_label("a\"b\\c\nd", &mut s);
-        assert_eq!(s, "a\\\"b\\\\c\\nd");
-    }
-
-    #[test]
-    fn floats_render_in_exposition_form() {
-        let mut s = String::new();
-        write_f64(&mut s, f64::INFINITY);
-        s.push(' ');
-        write_f64(&mut s, 0.0005);
-        assert_eq!(s, "+Inf 0.0005");
+    fn target_label_values_are_escaped() {
+        let labels = [("env".to_string(), "x\\y\nz".to_string())].into();
+        let set = target_labels("a\"b", &labels);
+        let mut out = String::new();
+        Writer::new(&mut out).sample_in(&TARGET_UP, &set, &[], true);
+        assert_eq!(
+            out,
+            "watchfire_target_up{target=\"a\\\"b\",env=\"x\\\\y\\nz\"} 1\n"
+        );
     }
 }

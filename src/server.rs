@@ -67,17 +67,27 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
+/// The `/metrics` body, composed from each subsystem's collector: the targets and process-wide
+/// series, the failover groups, the build info, container memory, the blackbox endpoint's
+/// counter, then `registry` (process metrics).
+pub fn metrics_body(rt: &Runtime, registry: &prometheus::Registry) -> String {
+    let mut out = String::new();
+    metrics::render(rt, &mut out);
+    crate::failover::render(&rt.failover_groups(), &mut out);
+    metrics::render_build_info(&mut out);
+    rt.memory().render(&mut out);
+    rt.blackbox().render_metrics(&mut out);
+    metrics::render_registry(registry, &mut out);
+    out
+}
+
 /// Routes one request.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     match path {
         "/metrics" if get => {
-            let mut out = String::new();
-            metrics::render(&state.runtime, &mut out);
-            state.runtime.memory().render(&mut out);
-            state.runtime.blackbox().render_metrics(&mut out);
-            metrics::render_registry(&state.registry, &mut out);
+            let out = metrics_body(&state.runtime, &state.registry);
             Response::builder()
                 .header(
                     header::CONTENT_TYPE,

@@ -381,11 +381,7 @@ async fn all_instances_down_answers_503_with_retry_after_at_once() {
         "Retry-After: 7 (configured): {body}"
     );
     assert!(took < Duration::from_millis(50), "503 took {took:?}");
-    let m = {
-        let mut s = String::new();
-        watchfire::metrics::render(&rt, &mut s);
-        s
-    };
+    let m = watchfire::server::metrics_body(&rt, &prometheus::Registry::new());
     assert_eq!(
         common::sample(&m, "watchfire_failover_available{group=\"gw\"}"),
         Some(0.0)

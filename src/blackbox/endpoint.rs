@@ -19,7 +19,6 @@
 //! hidden) as text, in blackbox's layout. Every probe that ran is kept in the recent-probe
 //! history ([`super::history`]: `/`, `/logs?id=`), its log included, as blackbox keeps it.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -90,13 +89,10 @@ impl Blackbox {
 
     /// Writes the endpoint's own series for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
-        let _ = write!(
-            out,
-            "# HELP blackbox_module_unknown_total Count of unknown modules requested by probes\n\
-             # TYPE blackbox_module_unknown_total counter\n\
-             blackbox_module_unknown_total {}\n",
-            self.module_unknown_total()
-        );
+        use crate::expo::catalog::BLACKBOX_MODULE_UNKNOWN;
+        let mut w = crate::expo::Writer::new(out);
+        w.header(&BLACKBOX_MODULE_UNKNOWN);
+        w.sample(&BLACKBOX_MODULE_UNKNOWN, &[], self.module_unknown_total());
     }
 }
 

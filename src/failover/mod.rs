@@ -12,7 +12,6 @@ pub mod proxy;
 pub mod select;
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -424,66 +423,35 @@ pub struct HooksJson {
     pub webhook: Option<hooks::HookStats>,
 }
 
-/// Renders the failover families.
+/// Renders the failover families (and the proxy's, [`proxy::render`]); nothing without groups.
 pub fn render(groups: &[Arc<Group>], out: &mut String) {
+    use crate::expo::catalog::*;
     if groups.is_empty() {
         return;
     }
-    let h = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    h(
-        out,
-        "watchfire_failover_active",
-        "gauge",
-        "1 for the instance of each failover group receiving traffic.",
-    );
+    let mut w = crate::expo::Writer::new(out);
+    w.header(&FAILOVER_ACTIVE);
     for g in groups {
         let a = g.active();
         for (i, inst) in g.cfg.instances.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "watchfire_failover_active{{group=\"{}\",instance=\"{}\"}} {}",
-                g.cfg.name,
-                inst.authority,
-                u8::from(a == Some(i))
-            );
+            let labels = [
+                ("group", g.cfg.name.as_str()),
+                ("instance", &inst.authority),
+            ];
+            w.sample(&FAILOVER_ACTIVE, &labels, a == Some(i));
         }
     }
-    h(
-        out,
-        "watchfire_failover_available",
-        "gauge",
-        "1 when some instance of the group can take traffic, 0 when the proxy answers 503.",
-    );
+    w.header(&FAILOVER_AVAILABLE);
     for g in groups {
-        let _ = writeln!(
-            out,
-            "watchfire_failover_available{{group=\"{}\"}} {}",
-            g.cfg.name,
-            u8::from(g.active().is_some())
-        );
+        let available = g.active().is_some();
+        w.sample(&FAILOVER_AVAILABLE, &[("group", &g.cfg.name)], available);
     }
-    h(
-        out,
-        "watchfire_failover_primary_active",
-        "gauge",
-        "1 when traffic is on the group's first instance.",
-    );
+    w.header(&FAILOVER_PRIMARY_ACTIVE);
     for g in groups {
-        let _ = writeln!(
-            out,
-            "watchfire_failover_primary_active{{group=\"{}\"}} {}",
-            g.cfg.name,
-            u8::from(g.active() == Some(0))
-        );
+        let primary = g.active() == Some(0);
+        w.sample(&FAILOVER_PRIMARY_ACTIVE, &[("group", &g.cfg.name)], primary);
     }
-    h(
-        out,
-        "watchfire_failover_transitions_total",
-        "counter",
-        "Times traffic moved from one instance (or none) to another.",
-    );
+    w.header(&FAILOVER_TRANSITIONS);
     for g in groups {
         let n = g
             .state
@@ -491,40 +459,22 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
             .expect("group state lock poisoned")
             .transitions
             .saturating_sub(1);
-        let _ = writeln!(
-            out,
-            "watchfire_failover_transitions_total{{group=\"{}\"}} {n}",
-            g.cfg.name
-        );
+        w.sample(&FAILOVER_TRANSITIONS, &[("group", &g.cfg.name)], n);
     }
-    h(
-        out,
-        "watchfire_failover_passive_failures_total",
-        "counter",
-        "Requests the proxy could not deliver to an instance (each takes it down at once).",
-    );
+    w.header(&FAILOVER_PASSIVE_FAILURES);
     for g in groups {
         for (i, inst) in g.cfg.instances.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "watchfire_failover_passive_failures_total{{group=\"{}\",instance=\"{}\"}} {}",
-                g.cfg.name,
-                inst.authority,
-                g.passive[i].load(Ordering::Relaxed)
-            );
+            let labels = [
+                ("group", g.cfg.name.as_str()),
+                ("instance", &inst.authority),
+            ];
+            let n = g.passive[i].load(Ordering::Relaxed);
+            w.sample(&FAILOVER_PASSIVE_FAILURES, &labels, n);
         }
     }
-    h(
-        out,
-        "watchfire_failover_hook_runs_total",
-        "counter",
-        "Hook runs by hook and result.",
-    );
+    w.header(&FAILOVER_HOOK_RUNS);
     for g in groups {
-        for (hook, stats, on) in [
-            ("exec", &g.hooks.exec, g.cfg.hooks.exec.is_some()),
-            ("webhook", &g.hooks.webhook, g.cfg.hooks.webhook.is_some()),
-        ] {
+        for (hook, stats, on) in configured_hooks(g) {
             if !on {
                 continue;
             }
@@ -534,26 +484,36 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
                 ("failure", s.failed),
                 ("timeout", s.timed_out),
             ] {
-                let _ = writeln!(out, "watchfire_failover_hook_runs_total{{group=\"{}\",hook=\"{hook}\",result=\"{result}\"}} {n}", g.cfg.name);
+                let labels = [
+                    ("group", g.cfg.name.as_str()),
+                    ("hook", hook),
+                    ("result", result),
+                ];
+                w.sample(&FAILOVER_HOOK_RUNS, &labels, n);
             }
         }
     }
-    h(
-        out,
-        "watchfire_failover_hook_last_duration_seconds",
-        "gauge",
-        "Duration of each hook's last run.",
-    );
+    w.header(&FAILOVER_HOOK_LAST_DURATION);
     for g in groups {
-        for (hook, stats, on) in [
-            ("exec", &g.hooks.exec, g.cfg.hooks.exec.is_some()),
-            ("webhook", &g.hooks.webhook, g.cfg.hooks.webhook.is_some()),
-        ] {
+        for (hook, stats, on) in configured_hooks(g) {
             if on {
                 let s = stats.lock().expect("hook stats lock poisoned");
-                let _ = writeln!(out, "watchfire_failover_hook_last_duration_seconds{{group=\"{}\",hook=\"{hook}\"}} {}", g.cfg.name, s.last_duration_seconds);
+                let labels = [("group", g.cfg.name.as_str()), ("hook", hook)];
+                w.sample(
+                    &FAILOVER_HOOK_LAST_DURATION,
+                    &labels,
+                    s.last_duration_seconds,
+                );
             }
         }
     }
     proxy::render(groups, out);
+}
+
+/// Each hook of a group: its name, its results and whether it is configured.
+fn configured_hooks(g: &Group) -> [(&'static str, &Mutex<hooks::HookStats>, bool); 2] {
+    [
+        ("exec", &g.hooks.exec, g.cfg.hooks.exec.is_some()),
+        ("webhook", &g.hooks.webhook, g.cfg.hooks.webhook.is_some()),
+    ]
 }

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -666,58 +665,64 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
 }
 
-/// Renders the proxy families.
+/// Renders the proxy families of the groups that have a proxy; nothing when none has.
 pub fn render(groups: &[Arc<Group>], out: &mut String) {
+    use crate::expo::catalog::{
+        PROXY_IN_FLIGHT, PROXY_REQUESTS, PROXY_REQUEST_DURATION, PROXY_RETRIES,
+    };
     let with_proxy: Vec<&Arc<Group>> = groups.iter().filter(|g| g.cfg.proxy.is_some()).collect();
     if with_proxy.is_empty() {
         return;
     }
-    let _ = writeln!(out, "# HELP watchfire_proxy_requests_total Requests through the failover proxy by instance (`none`: answered by the proxy) and status code.\n# TYPE watchfire_proxy_requests_total counter");
+    let mut w = crate::expo::Writer::new(out);
+    w.header(&PROXY_REQUESTS);
     for g in &with_proxy {
         for ((i, code), n) in g.proxy.counters().requests.iter() {
             let inst = i
                 .map(|i| g.cfg.instances[i].authority.as_str())
                 .unwrap_or("none");
-            let _ = writeln!(out, "watchfire_proxy_requests_total{{group=\"{}\",instance=\"{inst}\",code=\"{code}\"}} {n}", g.cfg.name);
+            let code = code.to_string();
+            let labels = [
+                ("group", g.cfg.name.as_str()),
+                ("instance", inst),
+                ("code", &code),
+            ];
+            w.sample(&PROXY_REQUESTS, &labels, *n);
         }
     }
-    let _ = writeln!(out, "# HELP watchfire_proxy_retries_total Requests resent to another instance: `connect` (nothing was sent) or `replay` (idempotent, may have been sent).\n# TYPE watchfire_proxy_retries_total counter");
+    w.header(&PROXY_RETRIES);
     for g in &with_proxy {
         let (c, r) = g.proxy.retries();
-        let _ = writeln!(
-            out,
-            "watchfire_proxy_retries_total{{group=\"{}\",reason=\"connect\"}} {c}",
-            g.cfg.name
+        w.sample(
+            &PROXY_RETRIES,
+            &[("group", &g.cfg.name), ("reason", "connect")],
+            c,
         );
-        let _ = writeln!(
-            out,
-            "watchfire_proxy_retries_total{{group=\"{}\",reason=\"replay\"}} {r}",
-            g.cfg.name
+        w.sample(
+            &PROXY_RETRIES,
+            &[("group", &g.cfg.name), ("reason", "replay")],
+            r,
         );
     }
-    let _ = writeln!(out, "# HELP watchfire_proxy_in_flight Requests being forwarded now.\n# TYPE watchfire_proxy_in_flight gauge");
+    w.header(&PROXY_IN_FLIGHT);
     for g in &with_proxy {
         let busy = g
             .proxy
             .in_flight
             .load(Ordering::Relaxed)
             .min(g.proxy.max_in_flight);
-        let _ = writeln!(
-            out,
-            "watchfire_proxy_in_flight{{group=\"{}\"}} {busy}",
-            g.cfg.name
-        );
+        w.sample(&PROXY_IN_FLIGHT, &[("group", &g.cfg.name)], busy);
     }
-    let _ = writeln!(out, "# HELP watchfire_proxy_request_duration_seconds Time from the request to the instance's response head, through the proxy.\n# TYPE watchfire_proxy_request_duration_seconds histogram");
+    w.header(&PROXY_REQUEST_DURATION);
     for g in &with_proxy {
         let b = g.proxy.counters().duration.clone();
-        let labels = format!("group=\"{}\"", g.cfg.name);
-        crate::metrics::histogram_series(
-            out,
-            "watchfire_proxy_request_duration_seconds",
+        let labels = crate::expo::LabelSet::of(&[("group", &g.cfg.name)]);
+        w.histogram(
+            &PROXY_REQUEST_DURATION,
             &labels,
             &DURATION_BUCKETS,
-            &b,
+            &b.counts,
+            b.sum,
         );
     }
 }

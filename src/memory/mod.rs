@@ -37,7 +37,6 @@ pub mod cgroup;
 pub mod config;
 pub mod resolve;
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +46,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::expo::{catalog, Family, Writer};
+
 pub use cgroup::{Failure, Problem, Sample};
 pub use config::{check_section, RawWatch, Roots, Source, Watch};
 
@@ -54,21 +55,21 @@ pub use config::{check_section, RawWatch, Roots, Source, Watch};
 pub const READ_INTERVAL: Duration = Duration::from_secs(1);
 
 /// cAdvisor: current usage including page cache.
-pub const USAGE: &str = "container_memory_usage_bytes";
+pub const USAGE: &str = catalog::MEMORY_USAGE.name;
 /// cAdvisor: usage minus inactive file pages.
-pub const WORKING_SET: &str = "container_memory_working_set_bytes";
+pub const WORKING_SET: &str = catalog::MEMORY_WORKING_SET.name;
 /// cAdvisor: the memory limit, 0 when unlimited.
-pub const LIMIT: &str = "container_spec_memory_limit_bytes";
+pub const LIMIT: &str = catalog::MEMORY_LIMIT.name;
 /// cAdvisor: anonymous memory.
-pub const RSS: &str = "container_memory_rss";
+pub const RSS: &str = catalog::MEMORY_RSS.name;
 /// cAdvisor: page cache.
-pub const CACHE: &str = "container_memory_cache";
+pub const CACHE: &str = catalog::MEMORY_CACHE.name;
 /// cAdvisor: OOM kills (counter).
-pub const OOM_EVENTS: &str = "container_oom_events_total";
+pub const OOM_EVENTS: &str = catalog::MEMORY_OOM_EVENTS.name;
 /// watchfire: whether the last read of a watch succeeded.
-pub const WATCH_UP: &str = "watchfire_memory_watch_up";
+pub const WATCH_UP: &str = catalog::MEMORY_WATCH_UP.name;
 /// watchfire: the state of a watch, `ok` or why it could not be read.
-pub const WATCH_STATUS: &str = "watchfire_memory_watch_status";
+pub const WATCH_STATUS: &str = catalog::MEMORY_WATCH_STATUS.name;
 
 /// Every metric name this module exports.
 pub const METRIC_NAMES: [&str; 8] = [
@@ -274,20 +275,6 @@ fn log_change(w: &Watch, before: Option<&Result<Sample, Failure>>, now: &Result<
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn line(out: &mut String, name: &str, container: &str, extra: &str, v: u64) {
-    out.push_str(name);
-    out.push_str("{container=\"");
-    crate::metrics::escape_label(container, out);
-    out.push('"');
-    out.push_str(extra);
-    let _ = writeln!(out, "}} {v}");
-}
-
 /// Renders readings in the text format. Writes nothing when there are no watches.
 pub fn render(readings: &[(String, Option<Result<Sample, Failure>>)], out: &mut String) {
     if readings.is_empty() {
@@ -301,72 +288,43 @@ pub fn render(readings: &[(String, Option<Result<Sample, Failure>>)], out: &mut 
         })
         .collect();
     type Get = fn(&Sample) -> Option<u64>;
-    let families: [(&str, &str, &str, Get); 6] = [
-        (
-            USAGE,
-            "gauge",
-            "Current memory usage in bytes, including all memory regardless of when it was accessed.",
-            |s| Some(s.usage),
-        ),
-        (
-            WORKING_SET,
-            "gauge",
-            "Current working set in bytes (usage minus inactive file cache).",
-            |s| Some(s.working_set),
-        ),
-        (
-            LIMIT,
-            "gauge",
-            "Memory limit for the container in bytes, 0 when unlimited.",
-            |s| Some(s.limit.unwrap_or(0)),
-        ),
-        (RSS, "gauge", "Size of RSS (anonymous memory) in bytes.", |s| s.rss),
-        (CACHE, "gauge", "Number of bytes of page cache memory.", |s| s.cache),
-        (
-            OOM_EVENTS,
-            "counter",
-            "Count of out of memory kills observed for the container (while its cgroup exists).",
-            |s| s.oom_kills,
-        ),
+    let families: [(&Family, Get); 6] = [
+        (&catalog::MEMORY_USAGE, |s| Some(s.usage)),
+        (&catalog::MEMORY_WORKING_SET, |s| Some(s.working_set)),
+        (&catalog::MEMORY_LIMIT, |s| Some(s.limit.unwrap_or(0))),
+        (&catalog::MEMORY_RSS, |s| s.rss),
+        (&catalog::MEMORY_CACHE, |s| s.cache),
+        (&catalog::MEMORY_OOM_EVENTS, |s| s.oom_kills),
     ];
-    for (name, kind, help, get) in families {
-        header(out, name, kind, help);
+    let mut w = Writer::new(out);
+    for (f, get) in families {
+        w.header(f);
         for (n, s) in &ok {
             if let Some(v) = get(s) {
-                line(out, name, n, "", v);
+                w.sample(f, &[("container", n)], v);
             }
         }
     }
-    header(
-        out,
-        WATCH_UP,
-        "gauge",
-        "Whether the container's memory was read (1) or is gone or unreadable (0); see watchfire_memory_watch_status.",
-    );
+    let up = &catalog::MEMORY_WATCH_UP;
+    w.header(up);
     for (n, r) in readings {
         if let Some(r) = r {
-            line(out, WATCH_UP, n, "", u64::from(r.is_ok()));
+            w.sample(up, &[("container", n)], r.is_ok());
         }
     }
-    header(
-        out,
-        WATCH_STATUS,
-        "gauge",
-        "State of a memory watch: 1 for the current status (ok, or why it cannot be read).",
-    );
+    let status = &catalog::MEMORY_WATCH_STATUS;
+    w.header(status);
     for (n, r) in readings {
         let Some(r) = r else { continue };
         let current = r.as_ref().err().map(|f| f.problem);
-        line(
-            out,
-            WATCH_STATUS,
-            n,
-            ",status=\"ok\"",
-            u64::from(current.is_none()),
+        w.sample(
+            status,
+            &[("container", n), ("status", "ok")],
+            current.is_none(),
         );
         for p in Problem::ALL {
-            let extra = format!(",status=\"{}\"", p.as_str());
-            line(out, WATCH_STATUS, n, &extra, u64::from(current == Some(p)));
+            let labels = [("container", n.as_str()), ("status", p.as_str())];
+            w.sample(status, &labels, current == Some(p));
         }
     }
 }

@@ -15,6 +15,7 @@ use tracing::debug;
 
 use super::faults::parse_patch;
 use super::{lock, AfterConn, AfterSlot, Inner, MAX_BODY_BYTES, MODEL_VERSION};
+use crate::expo::{Family, Type, Writer};
 
 const JSON: &str = "application/json";
 
@@ -253,29 +254,44 @@ fn predict(body: &[u8]) -> Result<Vec<f64>, String> {
         .collect()
 }
 
+/// `sim_up`.
+const UP: Family = Family {
+    name: "sim_up",
+    kind: Type::Gauge,
+    help: "Whether the simulated gateway is serving.",
+};
+/// `sim_requests_total{path,code}`.
+const REQUESTS: Family = Family {
+    name: "sim_requests_total",
+    kind: Type::Counter,
+    help: "Requests answered, by path and status code.",
+};
+/// `sim_fault_active{fault}`.
+const FAULT_ACTIVE: Family = Family {
+    name: "sim_fault_active",
+    kind: Type::Gauge,
+    help: "Whether a fault is active (1) or not (0).",
+};
+/// `sim_memory_leaked_bytes`.
+const LEAKED: Family = Family {
+    name: "sim_memory_leaked_bytes",
+    kind: Type::Gauge,
+    help: "Memory retained by the leak fault.",
+};
+
 /// The Prometheus text exposition of `/metrics`.
 fn render_metrics(inner: &Inner) -> String {
-    use std::fmt::Write as _;
     let f = inner.faults.borrow().clone();
     let mut out = String::with_capacity(2048);
-    let _ = write!(
-        out,
-        "# HELP sim_up Whether the simulated gateway is serving.\n\
-         # TYPE sim_up gauge\nsim_up 1\n\
-         # HELP sim_requests_total Requests answered, by path and status code.\n\
-         # TYPE sim_requests_total counter\n"
-    );
+    let mut w = Writer::new(&mut out);
+    w.header(&UP);
+    w.sample(&UP, &[], 1u8);
+    w.header(&REQUESTS);
     for ((path, code), n) in lock(&inner.counts).iter() {
-        let _ = writeln!(
-            out,
-            "sim_requests_total{{path=\"{path}\",code=\"{code}\"}} {n}"
-        );
+        let code = code.to_string();
+        w.sample(&REQUESTS, &[("path", *path), ("code", &code)], *n);
     }
-    let _ = write!(
-        out,
-        "# HELP sim_fault_active Whether a fault is active (1) or not (0).\n\
-         # TYPE sim_fault_active gauge\n"
-    );
+    w.header(&FAULT_ACTIVE);
     let active = [
         ("down", f.down),
         ("hang", f.hang),
@@ -286,17 +302,9 @@ fn render_metrics(inner: &Inner) -> String {
         ("leak_rate", f.leak_rate > 0),
     ];
     for (fault, on) in active {
-        let _ = writeln!(
-            out,
-            "sim_fault_active{{fault=\"{fault}\"}} {}",
-            u8::from(on)
-        );
+        w.sample(&FAULT_ACTIVE, &[("fault", fault)], on);
     }
-    let _ = write!(
-        out,
-        "# HELP sim_memory_leaked_bytes Memory retained by the leak fault.\n\
-         # TYPE sim_memory_leaked_bytes gauge\nsim_memory_leaked_bytes {}\n",
-        inner.leaked.load(Ordering::Relaxed)
-    );
+    w.header(&LEAKED);
+    w.sample(&LEAKED, &[], inner.leaked.load(Ordering::Relaxed));
     out
 }

@@ -1,0 +1,391 @@
+//! Every metric family watchfire's `/metrics` can expose (apart from the `process_*` families,
+//! which the `prometheus` crate's process collector writes), with its type and help text, and
+//! the names of the families a blackbox `/probe` answer can hold.
+//!
+//! Writers use these constants; nothing else spells a metric name.
+
+use super::{Family, Type};
+
+const fn family(name: &'static str, kind: Type, help: &'static str) -> Family {
+    Family { name, kind, help }
+}
+
+// Per target (label `target` plus the target's labels).
+
+/// Last probe succeeded (0/1).
+pub const PROBE_SUCCESS: Family = family(
+    "watchfire_probe_success",
+    Type::Gauge,
+    "Whether the last probe succeeded (1) or failed (0).",
+);
+/// Health after the fall/rise thresholds (0/1; absent while unknown).
+pub const TARGET_UP: Family = family(
+    "watchfire_target_up",
+    Type::Gauge,
+    "Target health after the down_after/up_after thresholds: 1 up, 0 down; absent until decided.",
+);
+/// Health as an enum gauge (`state` = unknown|up|down).
+pub const TARGET_STATE: Family = family(
+    "watchfire_target_state",
+    Type::Gauge,
+    "Target health as an enum: 1 for the current state.",
+);
+/// Probes by result (`success` or the failure reason).
+pub const PROBES_TOTAL: Family = family(
+    "watchfire_probes_total",
+    Type::Counter,
+    "Probes run, by result: success or the failure reason.",
+);
+/// Ticks skipped because the previous probe still ran.
+pub const PROBES_SKIPPED: Family = family(
+    "watchfire_probes_skipped_total",
+    Type::Counter,
+    "Scheduled ticks skipped because the previous probe of the target was still running.",
+);
+/// State transitions by destination state.
+pub const TRANSITIONS: Family = family(
+    "watchfire_target_transitions_total",
+    Type::Counter,
+    "Changes of target health, by the state changed to.",
+);
+/// Probe duration histogram (from the actual start).
+pub const PROBE_DURATION: Family = family(
+    "watchfire_probe_duration_seconds",
+    Type::Histogram,
+    "Probe duration measured from the actual start, seconds.",
+);
+/// Schedule lag histogram (actual − planned start).
+pub const SCHEDULE_LAG: Family = family(
+    "watchfire_probe_schedule_lag_seconds",
+    Type::Histogram,
+    "Actual start minus planned start of each probe, seconds.",
+);
+/// HDR quantiles of the latency from the actual send.
+pub const PROBE_LATENCY: Family = family(
+    "watchfire_probe_latency_seconds",
+    Type::Summary,
+    "Probe latency quantiles from the actual send (HDR histogram, 2 significant figures, since the target was loaded).",
+);
+/// HDR quantiles of the latency from the planned start (coordinated-omission corrected).
+pub const PROBE_LATENCY_PLANNED: Family = family(
+    "watchfire_probe_latency_from_planned_seconds",
+    Type::Summary,
+    "Probe latency quantiles from the planned start: corrected for coordinated omission, includes the prober's own delay.",
+);
+/// Last probe's duration.
+pub const LAST_DURATION: Family = family(
+    "watchfire_probe_last_duration_seconds",
+    Type::Gauge,
+    "Duration of the last probe, seconds.",
+);
+/// Last probe's phases.
+pub const LAST_PHASE: Family = family(
+    "watchfire_probe_last_phase_seconds",
+    Type::Gauge,
+    "Phases of the last probe, seconds.",
+);
+/// Last probe's HTTP status (0 when none).
+pub const LAST_STATUS: Family = family(
+    "watchfire_probe_last_status_code",
+    Type::Gauge,
+    "HTTP status of the last probe (0 when no answer).",
+);
+/// Last probe's body size.
+pub const LAST_BODY_BYTES: Family = family(
+    "watchfire_probe_last_body_bytes",
+    Type::Gauge,
+    "Body bytes read by the last probe.",
+);
+/// When the last probe ended.
+pub const LAST_TIMESTAMP: Family = family(
+    "watchfire_probe_last_timestamp_seconds",
+    Type::Gauge,
+    "When the last probe ended, seconds since the epoch.",
+);
+/// When the target last changed state.
+pub const LAST_TRANSITION: Family = family(
+    "watchfire_target_last_transition_timestamp_seconds",
+    Type::Gauge,
+    "When the target last changed health, seconds since the epoch.",
+);
+
+// Process-wide.
+
+/// Scheduled targets.
+pub const TARGETS: Family = family("watchfire_targets", Type::Gauge, "Targets scheduled.");
+/// Probes running now.
+pub const IN_FLIGHT: Family = family(
+    "watchfire_probes_in_flight",
+    Type::Gauge,
+    "Probes running now.",
+);
+/// Whether the last config reload worked.
+pub const RELOAD_OK: Family = family(
+    "watchfire_config_last_reload_successful",
+    Type::Gauge,
+    "Whether the last configuration reload attempt was successful.",
+);
+/// When the config was last loaded successfully.
+pub const RELOAD_TIME: Family = family(
+    "watchfire_config_last_reload_success_timestamp_seconds",
+    Type::Gauge,
+    "Timestamp of the last successful configuration load.",
+);
+/// Reload attempts by result.
+pub const RELOADS: Family = family(
+    "watchfire_config_reloads_total",
+    Type::Counter,
+    "Configuration reload attempts by result.",
+);
+/// Schedule lag quantiles over every probe of every target.
+pub const LAG_QUANTILES: Family = family(
+    "watchfire_schedule_lag_seconds",
+    Type::Summary,
+    "Schedule lag (actual minus planned start) over every probe of every target since start (HDR).",
+);
+/// Build information.
+pub const BUILD_INFO: Family = family("watchfire_build_info", Type::Gauge, "Build information.");
+
+// Failover groups (label `group`).
+
+/// The instance receiving traffic.
+pub const FAILOVER_ACTIVE: Family = family(
+    "watchfire_failover_active",
+    Type::Gauge,
+    "1 for the instance of each failover group receiving traffic.",
+);
+/// Whether any instance can take traffic.
+pub const FAILOVER_AVAILABLE: Family = family(
+    "watchfire_failover_available",
+    Type::Gauge,
+    "1 when some instance of the group can take traffic, 0 when the proxy answers 503.",
+);
+/// Whether traffic is on the first instance.
+pub const FAILOVER_PRIMARY_ACTIVE: Family = family(
+    "watchfire_failover_primary_active",
+    Type::Gauge,
+    "1 when traffic is on the group's first instance.",
+);
+/// Switches of the active instance.
+pub const FAILOVER_TRANSITIONS: Family = family(
+    "watchfire_failover_transitions_total",
+    Type::Counter,
+    "Times traffic moved from one instance (or none) to another.",
+);
+/// Requests the proxy could not deliver, by instance.
+pub const FAILOVER_PASSIVE_FAILURES: Family = family(
+    "watchfire_failover_passive_failures_total",
+    Type::Counter,
+    "Requests the proxy could not deliver to an instance (each takes it down at once).",
+);
+/// Hook runs by hook and result.
+pub const FAILOVER_HOOK_RUNS: Family = family(
+    "watchfire_failover_hook_runs_total",
+    Type::Counter,
+    "Hook runs by hook and result.",
+);
+/// Each hook's last duration.
+pub const FAILOVER_HOOK_LAST_DURATION: Family = family(
+    "watchfire_failover_hook_last_duration_seconds",
+    Type::Gauge,
+    "Duration of each hook's last run.",
+);
+/// Proxied requests by instance and status code.
+pub const PROXY_REQUESTS: Family = family(
+    "watchfire_proxy_requests_total",
+    Type::Counter,
+    "Requests through the failover proxy by instance (`none`: answered by the proxy) and status code.",
+);
+/// Requests resent to another instance.
+pub const PROXY_RETRIES: Family = family(
+    "watchfire_proxy_retries_total",
+    Type::Counter,
+    "Requests resent to another instance: `connect` (nothing was sent) or `replay` (idempotent, may have been sent).",
+);
+/// Requests being forwarded now.
+pub const PROXY_IN_FLIGHT: Family = family(
+    "watchfire_proxy_in_flight",
+    Type::Gauge,
+    "Requests being forwarded now.",
+);
+/// Time to the instance's response head.
+pub const PROXY_REQUEST_DURATION: Family = family(
+    "watchfire_proxy_request_duration_seconds",
+    Type::Histogram,
+    "Time from the request to the instance's response head, through the proxy.",
+);
+
+// Container memory (label `container`), under cAdvisor's names.
+
+/// cAdvisor: current usage including page cache.
+pub const MEMORY_USAGE: Family = family(
+    "container_memory_usage_bytes",
+    Type::Gauge,
+    "Current memory usage in bytes, including all memory regardless of when it was accessed.",
+);
+/// cAdvisor: usage minus inactive file pages.
+pub const MEMORY_WORKING_SET: Family = family(
+    "container_memory_working_set_bytes",
+    Type::Gauge,
+    "Current working set in bytes (usage minus inactive file cache).",
+);
+/// cAdvisor: the memory limit, 0 when unlimited.
+pub const MEMORY_LIMIT: Family = family(
+    "container_spec_memory_limit_bytes",
+    Type::Gauge,
+    "Memory limit for the container in bytes, 0 when unlimited.",
+);
+/// cAdvisor: anonymous memory.
+pub const MEMORY_RSS: Family = family(
+    "container_memory_rss",
+    Type::Gauge,
+    "Size of RSS (anonymous memory) in bytes.",
+);
+/// cAdvisor: page cache.
+pub const MEMORY_CACHE: Family = family(
+    "container_memory_cache",
+    Type::Gauge,
+    "Number of bytes of page cache memory.",
+);
+/// cAdvisor: OOM kills.
+pub const MEMORY_OOM_EVENTS: Family = family(
+    "container_oom_events_total",
+    Type::Counter,
+    "Count of out of memory kills observed for the container (while its cgroup exists).",
+);
+/// Whether the last read of a memory watch succeeded.
+pub const MEMORY_WATCH_UP: Family = family(
+    "watchfire_memory_watch_up",
+    Type::Gauge,
+    "Whether the container's memory was read (1) or is gone or unreadable (0); see watchfire_memory_watch_status.",
+);
+/// The state of a memory watch, `ok` or why it could not be read.
+pub const MEMORY_WATCH_STATUS: Family = family(
+    "watchfire_memory_watch_status",
+    Type::Gauge,
+    "State of a memory watch: 1 for the current status (ok, or why it cannot be read).",
+);
+
+// The blackbox endpoint.
+
+/// `/probe` requests naming an unknown module (blackbox_exporter's name and help).
+pub const BLACKBOX_MODULE_UNKNOWN: Family = family(
+    "blackbox_module_unknown_total",
+    Type::Counter,
+    "Count of unknown modules requested by probes",
+);
+
+/// Every family above, in the order `/metrics` writes them.
+pub const ALL: &[Family] = &[
+    PROBE_SUCCESS,
+    TARGET_UP,
+    TARGET_STATE,
+    PROBES_TOTAL,
+    PROBES_SKIPPED,
+    TRANSITIONS,
+    PROBE_DURATION,
+    SCHEDULE_LAG,
+    PROBE_LATENCY,
+    PROBE_LATENCY_PLANNED,
+    LAST_DURATION,
+    LAST_PHASE,
+    LAST_STATUS,
+    LAST_BODY_BYTES,
+    LAST_TIMESTAMP,
+    LAST_TRANSITION,
+    TARGETS,
+    IN_FLIGHT,
+    RELOAD_OK,
+    RELOAD_TIME,
+    RELOADS,
+    LAG_QUANTILES,
+    FAILOVER_ACTIVE,
+    FAILOVER_AVAILABLE,
+    FAILOVER_PRIMARY_ACTIVE,
+    FAILOVER_TRANSITIONS,
+    FAILOVER_PASSIVE_FAILURES,
+    FAILOVER_HOOK_RUNS,
+    FAILOVER_HOOK_LAST_DURATION,
+    PROXY_REQUESTS,
+    PROXY_RETRIES,
+    PROXY_IN_FLIGHT,
+    PROXY_REQUEST_DURATION,
+    BUILD_INFO,
+    MEMORY_USAGE,
+    MEMORY_WORKING_SET,
+    MEMORY_LIMIT,
+    MEMORY_RSS,
+    MEMORY_CACHE,
+    MEMORY_OOM_EVENTS,
+    MEMORY_WATCH_UP,
+    MEMORY_WATCH_STATUS,
+    BLACKBOX_MODULE_UNKNOWN,
+];
+
+/// The families a blackbox `/probe` answer can hold, by name (blackbox_exporter's names).
+pub const PROBE_FAMILIES: &[&str] = &[
+    "probe_dns_additional_rrs",
+    "probe_dns_answer_rrs",
+    "probe_dns_authority_rrs",
+    "probe_dns_duration_seconds",
+    "probe_dns_lookup_time_seconds",
+    "probe_dns_query_succeeded",
+    "probe_dns_serial",
+    "probe_duration_seconds",
+    "probe_expect_info",
+    "probe_failed_due_to_cel",
+    "probe_failed_due_to_regex",
+    "probe_grpc_duration_seconds",
+    "probe_grpc_healthcheck_response",
+    "probe_grpc_ssl",
+    "probe_grpc_status_code",
+    "probe_http_content_length",
+    "probe_http_duration_seconds",
+    "probe_http_last_modified_timestamp_seconds",
+    "probe_http_redirects",
+    "probe_http_ssl",
+    "probe_http_status_code",
+    "probe_http_uncompressed_body_length",
+    "probe_http_version",
+    "probe_icmp_duration_seconds",
+    "probe_icmp_reply_hop_limit",
+    "probe_ip_addr_hash",
+    "probe_ip_protocol",
+    "probe_ssl_earliest_cert_expiry",
+    "probe_ssl_last_chain_expiry_timestamp_seconds",
+    "probe_ssl_last_chain_info",
+    "probe_success",
+    "probe_tls_cipher_info",
+    "probe_tls_version_info",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn valid(name: &str) -> bool {
+        let mut b = name.bytes();
+        b.next().is_some_and(|c| c.is_ascii_lowercase())
+            && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    }
+
+    #[test]
+    fn names_are_unique_and_well_formed_and_help_is_one_line() {
+        let mut seen = BTreeSet::new();
+        for f in ALL {
+            assert!(valid(f.name), "{}", f.name);
+            assert!(seen.insert(f.name), "{} twice", f.name);
+            assert!(!f.help.is_empty() && !f.help.contains('\n'), "{}", f.name);
+            assert_eq!(
+                f.name.ends_with("_total"),
+                f.kind == Type::Counter,
+                "{}: counters, and only counters, end in _total",
+                f.name
+            );
+        }
+        let probe: BTreeSet<&str> = PROBE_FAMILIES.iter().copied().collect();
+        assert_eq!(probe.len(), PROBE_FAMILIES.len());
+        assert!(probe.iter().all(|n| valid(n) && n.starts_with("probe_")));
+    }
+}
