@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderName;
 use http::{HeaderMap, Method};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use super::http_client::{relative_to, ser_secret_map};
+use super::http_client::ser_secret_map;
 pub use super::http_client::{Auth, Authorization, BasicAuth, OAuth2Config, Proxies};
 use super::ser_secret;
 use super::tcp::ser_ip_protocol;
@@ -45,6 +45,30 @@ pub struct HeaderMatch {
     /// A missing header passes instead of failing.
     #[serde(skip_serializing_if = "is_false")]
     pub allow_missing: bool,
+}
+
+/// One `http_headers` entry: the header's values, in this order.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpHeader {
+    /// Plain values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// Secret values (shown as `<secret>`).
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "ser_secrets")]
+    pub secrets: Vec<String>,
+    /// Files whose contents (trailing newline trimmed) are values, read at each probe.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+}
+
+fn ser_secrets<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for _ in v {
+        seq.serialize_element("<secret>")?;
+    }
+    seq.end()
 }
 
 /// `body_size_limit`: bytes, or a number with a unit (`1MB`, `512KiB`; blackbox's units are
@@ -94,6 +118,10 @@ pub struct HttpModule {
     /// Request headers; `Host` sets the Host header (and the TLS server name).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, Spanned<String>>,
+    /// The HTTP client's headers (`http_headers`, blackbox 0.25+): per header, plain `values`,
+    /// `secrets` (shown as `<secret>`) and `files` whose contents are read at each probe.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub http_headers: BTreeMap<String, Spanned<HttpHeader>>,
     /// Fail when the body matches any of these.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fail_if_body_matches_regexp: Vec<Spanned<String>>,
@@ -182,6 +210,7 @@ impl Default for HttpModule {
             fail_if_not_ssl: false,
             method: None,
             headers: BTreeMap::new(),
+            http_headers: BTreeMap::new(),
             fail_if_body_matches_regexp: Vec::new(),
             fail_if_body_not_matches_regexp: Vec::new(),
             fail_if_header_matches: Vec::new(),
@@ -298,6 +327,9 @@ pub struct HttpProbe {
     pub method: Method,
     /// Request headers other than `Host`.
     pub headers: HeaderMap,
+    /// `http_headers` whose values come from files, read at each probe: the header and its
+    /// files (paths resolved).
+    pub header_files: Vec<(HeaderName, Vec<PathBuf>)>,
     /// The `Host` header from `headers`.
     pub host: Option<String>,
     /// Request body.
@@ -351,333 +383,8 @@ impl HttpProbe {
 
     /// Checks and compiles `m`; relative paths are relative to `file`'s directory.
     pub fn compile(m: &HttpModule, file: &Path) -> Result<HttpProbe, Vec<Problem>> {
-        let mut probs = Vec::new();
-        let mut bad = |field: String, at: Option<&serde_saphyr::Location>, message: String| {
-            let (line, column) = at.map(|a| (a.line(), a.column())).unwrap_or((0, 0));
-            probs.push(Problem {
-                field,
-                line,
-                column,
-                message,
-            });
-        };
-        let mut valid_status_codes = Vec::new();
-        for (i, c) in m.valid_status_codes.iter().enumerate() {
-            if !(100..=999).contains(&c.value) {
-                bad(
-                    format!("valid_status_codes[{i}]"),
-                    Some(&c.referenced),
-                    format!("{} is not an HTTP status code", c.value),
-                );
-            }
-            valid_status_codes.push(c.value);
-        }
-        let method = match &m.method {
-            None => Method::GET,
-            Some(s) if s.value.is_empty() => Method::GET,
-            Some(s) => match Method::from_bytes(s.value.as_bytes()) {
-                Ok(x) => x,
-                Err(_) => {
-                    bad(
-                        "method".into(),
-                        Some(&s.referenced),
-                        format!("`{}` is not an HTTP method", s.value),
-                    );
-                    Method::GET
-                }
-            },
-        };
-        let mut headers = HeaderMap::new();
-        let mut host = None;
-        for (k, v) in &m.headers {
-            let field = format!("headers.{k}");
-            let Ok(name) = HeaderName::from_bytes(k.as_bytes()) else {
-                bad(
-                    field,
-                    Some(&v.referenced),
-                    format!("`{k}` is not a valid header name"),
-                );
-                continue;
-            };
-            if name == http::header::HOST {
-                host = Some(v.value.clone());
-                continue;
-            }
-            match HeaderValue::from_str(&v.value) {
-                Ok(val) => {
-                    headers.insert(name, val);
-                }
-                Err(_) => bad(
-                    field,
-                    Some(&v.referenced),
-                    "the value holds characters HTTP does not allow".into(),
-                ),
-            }
-        }
-        let regexps =
-            |list: &[Spanned<String>],
-             name: &str,
-             bad: &mut dyn FnMut(String, Option<&serde_saphyr::Location>, String)| {
-                let mut out = Vec::new();
-                for (i, r) in list.iter().enumerate() {
-                    match Regex::new(&r.value) {
-                        Ok(re) => out.push(re),
-                        Err(e) => bad(
-                            format!("{name}[{i}]"),
-                            Some(&r.referenced),
-                            format!("invalid regular expression: {}", one_line(&e.to_string())),
-                        ),
-                    }
-                }
-                out
-            };
-        let body_fail = regexps(
-            &m.fail_if_body_matches_regexp,
-            "fail_if_body_matches_regexp",
-            &mut bad,
-        );
-        let body_need = regexps(
-            &m.fail_if_body_not_matches_regexp,
-            "fail_if_body_not_matches_regexp",
-            &mut bad,
-        );
-        let header_checks =
-            |list: &[Spanned<HeaderMatch>],
-             name: &str,
-             bad: &mut dyn FnMut(String, Option<&serde_saphyr::Location>, String)| {
-                let mut out = Vec::new();
-                for (i, h) in list.iter().enumerate() {
-                    let hn = match HeaderName::from_bytes(h.value.header.as_bytes()) {
-                        Ok(n) => n,
-                        Err(_) => {
-                            bad(
-                                format!("{name}[{i}].header"),
-                                Some(&h.referenced),
-                                format!("`{}` is not a valid header name", h.value.header),
-                            );
-                            continue;
-                        }
-                    };
-                    match Regex::new(&h.value.regexp) {
-                        Ok(re) => out.push(HeaderCheck {
-                            name: hn,
-                            written: h.value.header.clone(),
-                            re,
-                            allow_missing: h.value.allow_missing,
-                        }),
-                        Err(e) => bad(
-                            format!("{name}[{i}].regexp"),
-                            Some(&h.referenced),
-                            format!("invalid regular expression: {}", one_line(&e.to_string())),
-                        ),
-                    }
-                }
-                out
-            };
-        let header_fail = header_checks(
-            &m.fail_if_header_matches,
-            "fail_if_header_matches",
-            &mut bad,
-        );
-        let header_need = header_checks(
-            &m.fail_if_header_not_matches,
-            "fail_if_header_not_matches",
-            &mut bad,
-        );
-        let cel =
-            |c: &Option<Spanned<String>>,
-             name: &str,
-             bad: &mut dyn FnMut(String, Option<&serde_saphyr::Location>, String)| {
-                let c = c.as_ref()?;
-                match cel::Program::compile(&c.value) {
-                    Ok(program) => Some(Cel {
-                        source: c.value.clone(),
-                        program,
-                    }),
-                    Err(e) => {
-                        bad(
-                            name.to_string(),
-                            Some(&c.referenced),
-                            format!("invalid CEL expression: {}", one_line(&e.to_string())),
-                        );
-                        None
-                    }
-                }
-            };
-        let cel_fail = cel(
-            &m.fail_if_body_json_matches_cel,
-            "fail_if_body_json_matches_cel",
-            &mut bad,
-        );
-        let cel_need = cel(
-            &m.fail_if_body_json_not_matches_cel,
-            "fail_if_body_json_not_matches_cel",
-            &mut bad,
-        );
-        let body = match (&m.body, &m.body_file) {
-            (Some(b), Some(f)) if !b.is_empty() => {
-                bad(
-                    "body_file".into(),
-                    Some(&f.referenced),
-                    "setting body and body_file both are not allowed".into(),
-                );
-                ReqBody::Empty
-            }
-            (_, Some(f)) => {
-                // Read at each probe, as blackbox does: a file that is not there yet fails the
-                // probes, not the config (blackbox's own example names one).
-                let p = relative_to(file, &f.value);
-                if let Err(e) = std::fs::metadata(&p) {
-                    tracing::warn!(file = %p.display(), error = %e, "http.body_file cannot be read; probes with this module will fail until it can");
-                }
-                ReqBody::File(p)
-            }
-            (Some(b), None) if !b.is_empty() => ReqBody::Inline(Bytes::from(b.clone())),
-            _ => ReqBody::Empty,
-        };
-        let auth = super::http_client::auth(m, file, &mut bad);
-        let proxies = super::http_client::proxies(m, &mut bad);
-        let compression = match m.compression.as_ref() {
-            None => Compression::Identity,
-            Some(c) => {
-                match c.value.to_ascii_lowercase().as_str() {
-                    "" | "identity" => Compression::Identity,
-                    "gzip" => Compression::Gzip,
-                    "deflate" => Compression::Deflate,
-                    "br" => Compression::Brotli,
-                    other => {
-                        bad(
-                        "compression".into(),
-                        Some(&c.referenced),
-                        format!("unsupported compression `{other}` (use gzip, deflate, br or identity)"),
-                    );
-                        Compression::Identity
-                    }
-                }
-            }
-        };
-        if let (Some(c), Some(ae)) = (&m.compression, headers.get(http::header::ACCEPT_ENCODING)) {
-            let ae = ae.to_str().unwrap_or("");
-            if !accept_encoding_allows(&c.value, ae) {
-                bad(
-                    "headers.Accept-Encoding".into(),
-                    Some(&c.referenced),
-                    format!(
-                        "invalid configuration \"Accept-Encoding: {ae}\", \"compression: {}\": the server would not send {} content",
-                        c.value, c.value
-                    ),
-                );
-            }
-        }
-        let body_size_limit = match &m.body_size_limit {
-            None => None,
-            Some(s) => match parse_byte_size(&s.value) {
-                Ok(n) if n <= 0 => None,
-                Ok(n) => Some(n as u64),
-                Err(msg) => {
-                    bad("body_size_limit".into(), Some(&s.referenced), msg);
-                    None
-                }
-            },
-        };
-        let tls_at = m.tls_config.as_ref().map(|t| t.referenced);
-        let tls_in = m
-            .tls_config
-            .as_ref()
-            .map(|t| t.value.clone())
-            .unwrap_or_default();
-        let tls_version =
-            |v: &Option<String>,
-             name: &str,
-             bad: &mut dyn FnMut(String, Option<&serde_saphyr::Location>, String)| {
-                let v = v.as_deref()?;
-                match v {
-                    "TLS10" | "TLS11" | "TLS12" => Some(rustls::ProtocolVersion::TLSv1_2),
-                    "TLS13" => Some(rustls::ProtocolVersion::TLSv1_3),
-                    other => {
-                        bad(
-                            format!("tls_config.{name}"),
-                            tls_at.as_ref(),
-                            format!(
-                                "unknown TLS version `{other}` (use TLS10, TLS11, TLS12 or TLS13)"
-                            ),
-                        );
-                        None
-                    }
-                }
-            };
-        let tls_min = tls_version(&tls_in.min_version, "min_version", &mut bad);
-        let tls_max = tls_version(&tls_in.max_version, "max_version", &mut bad);
-        let mut tls_cfg = tls_in.clone();
-        tls_cfg.resolve_paths(file);
-        // `tls_config.cert_file: ...` is reported at that field.
-        let mut bad_tls = |msg: &str| match msg.split_once(": ") {
-            Some((f, rest)) if f.starts_with("tls_config.") && !f.contains(' ') => {
-                bad(f.to_string(), tls_at.as_ref(), rest.to_string())
-            }
-            _ => bad("tls_config".into(), tls_at.as_ref(), msg.to_string()),
-        };
-        let paired =
-            super::client_cert::pair(tls_cfg.cert_file.as_deref(), tls_cfg.key_file.as_deref())
-                .map(|_| ());
-        let tls = match paired
-            .clone()
-            .and_then(|()| tls_cfg.client_config(alpn(m.enable_http2)))
-        {
-            Ok(c) => Ok(c),
-            // A CA file or client certificate that is not there (yet) fails the https probes,
-            // not the config: blackbox reads them at probe time, and its own example names a
-            // CA file.
-            Err(msg) if paired.is_ok() && !tls_cfg.missing_files().is_empty() => {
-                tracing::warn!(error = %msg, "http.tls_config cannot be used yet; https probes with this module will fail until it can");
-                Err((msg, tls_cfg.clone()))
-            }
-            Err(msg) => {
-                bad_tls(&msg);
-                Err((msg, tls_cfg.clone()))
-            }
-        };
-        if !probs.is_empty() {
-            return Err(probs);
-        }
-        Ok(HttpProbe {
-            valid_status_codes,
-            valid_http_versions: m.valid_http_versions.clone(),
-            ip_protocol: m.preferred_ip_protocol,
-            ip_protocol_fallback: m.ip_protocol_fallback,
-            accept_any_response: m.accept_any_response,
-            enable_http2: m.enable_http2,
-            follow_redirects: match m.no_follow_redirects {
-                Some(no) => !no,
-                None => m.follow_redirects,
-            },
-            fail_if_ssl: m.fail_if_ssl,
-            fail_if_not_ssl: m.fail_if_not_ssl,
-            method,
-            headers,
-            host,
-            body,
-            body_fail,
-            body_need,
-            header_fail,
-            header_need,
-            cel_fail,
-            cel_need,
-            auth,
-            tls,
-            tls_server_name: tls_in.server_name.clone().filter(|s| !s.is_empty()),
-            tls_insecure: tls_in.insecure_skip_verify,
-            tls_min,
-            tls_max,
-            proxies,
-            compression,
-            body_size_limit,
-        })
+        super::http_compile::compile(m, file)
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The ALPN protocols offered over TLS: HTTP/2 first when `enable_http2`, as Go's client.

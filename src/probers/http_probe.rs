@@ -271,6 +271,7 @@ async fn run(p: &HttpProbe, ctx: &Ctx, r: &mut Facts, log: &mut Log) -> Result<(
             }
         },
     };
+    let file_headers = read_header_files(p).await.map_err(|f| fail(log, f))?;
     for phase in [CONNECT, TLS, PROCESSING, TRANSFER] {
         r.phases[phase].get_or_insert(0.0);
     }
@@ -341,6 +342,7 @@ async fn run(p: &HttpProbe, ctx: &Ctx, r: &mut Facts, log: &mut Log) -> Result<(
             &server_name,
             req_body,
             auth.as_ref(),
+            &file_headers,
             cookie,
             index,
             r,
@@ -625,6 +627,32 @@ async fn read_body(
     r.body_len = sink.count;
 }
 
+/// The values of `http_headers` that come from files, read now (as blackbox reads them for
+/// each request); a file that cannot be read, or whose content is not a header value, is
+/// [`Reason::Setup`].
+async fn read_header_files(p: &HttpProbe) -> Result<http::HeaderMap, Fail> {
+    let mut out = http::HeaderMap::new();
+    for (name, files) in &p.header_files {
+        for f in files {
+            let text = tokio::fs::read_to_string(f).await.map_err(|e| {
+                let detail = format!("Error creating request: cannot read {}: {e}", f.display());
+                Fail::new(Reason::Setup, detail)
+            })?;
+            let mut value = HeaderValue::from_str(text.trim_end_matches(['\r', '\n']))
+                .map_err(|_| {
+                    let detail = format!(
+                        "Error creating request: {} holds characters HTTP does not allow in header {name}",
+                        f.display()
+                    );
+                    Fail::new(Reason::Setup, detail)
+                })?;
+            value.set_sensitive(true);
+            out.append(name.clone(), value);
+        }
+    }
+    Ok(out)
+}
+
 /// One request on a fresh connection, up to the response head.
 #[allow(clippy::too_many_arguments)]
 async fn exchange(
@@ -636,6 +664,7 @@ async fn exchange(
     server_name: &str,
     body: Bytes,
     auth: Option<&HeaderValue>,
+    file_headers: &http::HeaderMap,
     cookie: Option<HeaderValue>,
     index: usize,
     r: &mut Facts,
@@ -703,6 +732,9 @@ async fn exchange(
                 continue;
             }
             h.insert(k, v.clone());
+        }
+        for (k, v) in file_headers {
+            h.append(k, v.clone());
         }
         if !h.contains_key(header::USER_AGENT) {
             h.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));

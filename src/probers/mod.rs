@@ -32,6 +32,7 @@ pub mod grpc;
 pub mod http;
 mod http_body;
 pub mod http_client;
+mod http_compile;
 mod http_conn;
 mod http_probe;
 pub mod icmp;

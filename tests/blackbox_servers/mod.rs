@@ -188,7 +188,7 @@ pub async fn https_ok(cert: &Cert) -> Server {
 }
 
 /// Accepts TCP connections on 127.0.0.1:0 and runs `handle` on each.
-async fn tcp_server<F, Fut>(handle: F) -> Server
+pub async fn tcp_server<F, Fut>(handle: F) -> Server
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,

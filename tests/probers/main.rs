@@ -6,6 +6,7 @@
 mod blackbox_servers;
 mod dns_tests;
 mod grpc_tests;
+mod http_tests;
 mod icmp_tests;
 mod tcp_tests;
 
