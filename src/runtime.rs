@@ -243,7 +243,10 @@ impl Target {
             // than the plain HTTP probe's, and inline it would size every probe's future.
             Some(m) => {
                 Box::pin(crate::blackbox::endpoint::scheduled(
-                    &m, &self.spec, planned,
+                    &m,
+                    &self.spec.url.full,
+                    self.spec.timeout,
+                    planned,
                 ))
                 .await
             }

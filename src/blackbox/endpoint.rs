@@ -29,7 +29,6 @@ use tokio::time::Instant;
 
 use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::History;
-use crate::config::TargetSpec;
 use crate::probe::{Fail, Outcome, Reason};
 use crate::probers::{dns, grpc, http as bhttp, icmp, plog, tcp, Ctx, Facts, Log, Output, View};
 
@@ -506,12 +505,18 @@ fn legacy_failure(out: &Output, module: &Module, ctx: &Ctx, start: Instant) -> F
     Fail::new(reason, detail)
 }
 
-/// A scheduled target's probe when it names a `module:`: the module's probe of the target,
-/// within the target's timeout, as an [`Outcome`] for watchfire's own series.
-pub async fn scheduled(module: &Module, spec: &TargetSpec, planned: Instant) -> Outcome {
+/// A scheduled target's probe when it names a `module:`: the module's probe of `target`, within
+/// the target's `timeout` (or the module's, when shorter), as an [`Outcome`] for watchfire's own
+/// series.
+pub async fn scheduled(
+    module: &Module,
+    target: &str,
+    timeout: Duration,
+    planned: Instant,
+) -> Outcome {
     let started = Instant::now();
-    let timeout = module.timeout.map_or(spec.timeout, |m| m.min(spec.timeout));
-    let probed = run(module, spec.url.full.clone(), None, timeout, false).await;
+    let timeout = module.timeout.map_or(timeout, |m| m.min(timeout));
+    let probed = run(module, target.to_string(), None, timeout, false).await;
     let finished = Instant::now();
     let (result, detail) = match probed.result {
         Ok(()) => (Ok(()), None),

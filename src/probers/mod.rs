@@ -254,7 +254,7 @@ impl Output {
                         }
                         out.push_str(k);
                         out.push_str("=\"");
-                        crate::metrics::escape_label(val, out);
+                        crate::expo::escape_label(val, out);
                         out.push('"');
                     }
                     out.push('}');
