@@ -39,7 +39,6 @@ pub mod icmp;
 pub mod tcp;
 pub mod tls_info;
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,29 +46,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::expo::{Families, Type};
 use crate::probe::{Fail, Phases, Reason};
 
-/// A metric type, as blackbox_exporter declares it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `gauge`
-    Gauge,
-    /// `counter`
-    Counter,
-}
-
-#[derive(Debug, Clone)]
-struct Family {
-    name: String,
-    help: String,
-    kind: Kind,
-    samples: Vec<(Vec<(String, String)>, f64)>,
-}
-
-/// The metrics of one probe, in the order first reported, plus the debug log.
+/// The metrics of one probe (blackbox's families, buffered and sorted as Go's registry writes
+/// them) plus, for the probers not yet returning facts and for the history, the debug log.
 #[derive(Debug, Default, Clone)]
 pub struct Output {
-    families: Vec<Family>,
+    families: Families,
     log: Vec<String>,
     started: Option<Instant>,
     /// Log lines are dropped (a probe nobody asked to debug); see [`Output::quiet`].
@@ -101,73 +85,39 @@ impl Output {
 
     /// Sets an unlabelled gauge (replacing an earlier value of the same name).
     pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
-        self.sample(name, help, Kind::Gauge, &[], value);
+        self.families.set(name, help, Type::Gauge, &[], value);
     }
 
     /// Sets a labelled gauge sample (replacing an earlier sample with the same labels).
     pub fn gauge_with(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
-        self.sample(name, help, Kind::Gauge, labels, value);
+        self.families.set(name, help, Type::Gauge, labels, value);
     }
 
-    /// Sets a sample of any kind.
+    /// Sets a sample of any type.
     pub fn sample(
         &mut self,
         name: &str,
         help: &str,
-        kind: Kind,
+        kind: Type,
         labels: &[(&str, &str)],
         value: f64,
     ) {
-        let labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let fam = match self.families.iter_mut().find(|f| f.name == name) {
-            Some(f) => f,
-            None => {
-                self.families.push(Family {
-                    name: name.to_string(),
-                    help: help.to_string(),
-                    kind,
-                    samples: Vec::new(),
-                });
-                self.families.last_mut().expect("just pushed")
-            }
-        };
-        match fam.samples.iter_mut().find(|(l, _)| *l == labels) {
-            Some(s) => s.1 = value,
-            None => fam.samples.push((labels, value)),
-        }
+        self.families.set(name, help, kind, labels, value);
     }
 
     /// The value of an unlabelled sample, if set (tests, debug).
     pub fn value(&self, name: &str) -> Option<f64> {
-        self.families
-            .iter()
-            .find(|f| f.name == name)
-            .and_then(|f| f.samples.first())
-            .map(|s| s.1)
+        self.families.value(name)
     }
 
     /// The value of the sample of `name` with exactly these labels, if set.
     pub fn value_with(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.families
-            .iter()
-            .find(|f| f.name == name)?
-            .samples
-            .iter()
-            .find(|(l, _)| {
-                l.len() == labels.len()
-                    && l.iter()
-                        .zip(labels)
-                        .all(|((k, v), (k2, v2))| k == k2 && v == v2)
-            })
-            .map(|s| s.1)
+        self.families.value_with(name, labels)
     }
 
     /// Metric names reported so far.
     pub fn names(&self) -> Vec<&str> {
-        self.families.iter().map(|f| f.name.as_str()).collect()
+        self.families.names()
     }
 
     /// Adds a line to the debug log (shown by `/probe?debug=true`).
@@ -184,28 +134,13 @@ impl Output {
 
     /// Orders families by name and samples by label values, as Go's registry writes them.
     pub fn sort(&mut self) {
-        self.families.sort_by(|a, b| a.name.cmp(&b.name));
-        for f in &mut self.families {
-            f.samples.sort_by(|a, b| {
-                let va = a.0.iter().map(|(_, v)| v.as_str());
-                let vb = b.0.iter().map(|(_, v)| v.as_str());
-                va.cmp(vb)
-            });
-        }
+        self.families.sort();
     }
 
     /// Copies every sample of `other` into this output (replacing samples with the same
     /// labels).
     pub fn merge(&mut self, other: &Output) {
-        for f in &other.families {
-            for (labels, v) in &f.samples {
-                let labels: Vec<(&str, &str)> = labels
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                self.sample(&f.name, &f.help, f.kind, &labels, *v);
-            }
-        }
+        self.families.merge(&other.families);
     }
 
     /// Takes the log lines out (a legacy prober's log, moved into a [`Log`]).
@@ -225,74 +160,7 @@ impl Output {
 
     /// Renders the metrics in the text exposition format.
     pub fn render(&self, out: &mut String) {
-        for f in &self.families {
-            let kind = match f.kind {
-                Kind::Gauge => "gauge",
-                Kind::Counter => "counter",
-            };
-            // push_str rather than write!: this runs for every family of every probe.
-            for part in [
-                "# HELP ",
-                &f.name,
-                " ",
-                &f.help,
-                "\n# TYPE ",
-                &f.name,
-                " ",
-                kind,
-                "\n",
-            ] {
-                out.push_str(part);
-            }
-            for (labels, v) in &f.samples {
-                out.push_str(&f.name);
-                if !labels.is_empty() {
-                    out.push('{');
-                    for (i, (k, val)) in labels.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        out.push_str(k);
-                        out.push_str("=\"");
-                        crate::expo::escape_label(val, out);
-                        out.push('"');
-                    }
-                    out.push('}');
-                }
-                out.push(' ');
-                if v.is_nan() {
-                    out.push_str("NaN");
-                } else if v.is_infinite() {
-                    out.push_str(if *v > 0.0 { "+Inf" } else { "-Inf" });
-                } else {
-                    write_value(*v, out);
-                }
-                out.push('\n');
-            }
-        }
-    }
-}
-
-/// Writes a sample value: integers (most probe metrics) without the float formatter.
-fn write_value(v: f64, out: &mut String) {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        let mut n = v.abs() as u64;
-        if v < 0.0 {
-            out.push('-');
-        }
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
-    } else {
-        let _ = write!(out, "{v}");
+        self.families.render(out);
     }
 }
 
