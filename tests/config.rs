@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use http::Method;
 use tempfile::TempDir;
-use watchfire::config::{load, load_str, Config, ConfigError, DEFAULT_BODY_LIMIT};
+use watchfire::config::{load, load_str, Config, DEFAULT_BODY_LIMIT};
+use watchfire::diag::ConfigError;
 
 /// Writes `text` as `dir/name` and returns the path.
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

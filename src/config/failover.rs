@@ -7,7 +7,9 @@ use std::time::Duration;
 use http::HeaderMap;
 use serde_saphyr::Spanned;
 
-use super::check::{body, expect, method, positive, timing, valid_name, Ctx, Defaults};
+use crate::diag::Diagnostics;
+
+use super::check::{body, duration, expect, method, positive, timing, valid_name, Defaults};
 use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
 use super::{
     ExecHook, FailoverGroup, Hooks, Instance, Origin, ProbeUrl, ProxyConfig, TargetSpec,
@@ -35,12 +37,12 @@ pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
 
 /// Checks one group; returns it with the health-check targets of its instances.
 pub(super) fn check_group(
-    ctx: &mut Ctx<'_>,
+    diag: &mut Diagnostics,
     d: &Defaults,
     g: &Spanned<RawFailoverGroup>,
     field: &str,
 ) -> Option<(FailoverGroup, Vec<TargetSpec>)> {
-    let before = ctx.errors.len();
+    let before = diag.count();
     let r = &g.value;
     let name = match &r.name {
         Some(n) if valid_name(&n.value) && !n.value.contains('/') => n.value.clone(),
@@ -49,11 +51,11 @@ pub(super) fn check_group(
                 "`{}` is not a usable group name: letters, digits, `-`, `_`, `.`",
                 n.value
             );
-            ctx.err(n, format!("{field}.name"), msg);
+            diag.error(n, format!("{field}.name"), msg);
             String::new()
         }
         None => {
-            ctx.err(
+            diag.error(
                 g,
                 format!("{field}.name"),
                 "missing: every failover group needs a name",
@@ -62,7 +64,7 @@ pub(super) fn check_group(
         }
     };
     if r.instances.is_empty() {
-        ctx.err(
+        diag.error(
             g,
             format!("{field}.instances"),
             "a failover group needs instances: base URLs, primary first, then backups",
@@ -76,19 +78,19 @@ pub(super) fn check_group(
         .map(|p| p.value.clone())
         .unwrap_or_else(|| "/health".into());
     if let Some(p) = check.path.as_ref().filter(|p| !p.value.starts_with('/')) {
-        ctx.err(p, format!("{field}.check.path"), "must start with `/`");
+        diag.error(p, format!("{field}.check.path"), "must start with `/`");
     }
-    let method = method(ctx, &check.method, &format!("{field}.check.method"));
+    let method = method(diag, &check.method, &format!("{field}.check.method"));
     let mut hdrs = HeaderMap::new();
     let body = body(
-        ctx,
+        diag,
         &check.body,
         &check.body_json,
         &format!("{field}.check"),
         &mut hdrs,
     );
     let (interval, timeout, _) = timing(
-        ctx,
+        diag,
         &Defaults::default(),
         &check.interval,
         &check.timeout,
@@ -96,16 +98,16 @@ pub(super) fn check_group(
         g,
         &format!("{field}.check"),
     );
-    let expect = expect(ctx, &check.expect, &format!("{field}.check.expect"));
+    let expect = expect(diag, &check.expect, &format!("{field}.check.expect"));
     let down_after = r
         .down_after
         .as_ref()
-        .and_then(|v| positive(ctx, v, &format!("{field}.down_after")))
+        .and_then(|v| positive(diag, v, &format!("{field}.down_after")))
         .unwrap_or(DEFAULT_DOWN_AFTER);
     let up_after = r
         .up_after
         .as_ref()
-        .and_then(|v| positive(ctx, v, &format!("{field}.up_after")))
+        .and_then(|v| positive(diag, v, &format!("{field}.up_after")))
         .unwrap_or(DEFAULT_UP_AFTER);
     let auto_failback = match &r.failback {
         None => true,
@@ -113,27 +115,25 @@ pub(super) fn check_group(
         Some(f) if f.value == "manual" => false,
         Some(f) => {
             let msg = format!("`{}`: use `auto` or `manual`", f.value);
-            ctx.err(f, format!("{field}.failback"), msg);
+            diag.error(f, format!("{field}.failback"), msg);
             true
         }
     };
-    let hold = ctx
-        .duration(&r.hold, &format!("{field}.hold"))
-        .unwrap_or(DEFAULT_HOLD);
-    let min_switch_interval = ctx
-        .duration(
-            &r.min_switch_interval,
-            &format!("{field}.min_switch_interval"),
-        )
-        .unwrap_or(DEFAULT_MIN_SWITCH_INTERVAL);
+    let hold = duration(diag, &r.hold, &format!("{field}.hold")).unwrap_or(DEFAULT_HOLD);
+    let min_switch_interval = duration(
+        diag,
+        &r.min_switch_interval,
+        &format!("{field}.min_switch_interval"),
+    )
+    .unwrap_or(DEFAULT_MIN_SWITCH_INTERVAL);
     let proxy = r
         .proxy
         .as_ref()
-        .and_then(|p| proxy(ctx, &p.value, &format!("{field}.proxy")));
+        .and_then(|p| proxy(diag, &p.value, &format!("{field}.proxy")));
     let hooks = r
         .hooks
         .as_ref()
-        .map(|h| hooks(ctx, &h.value, &format!("{field}.hooks")))
+        .map(|h| hooks(diag, &h.value, &format!("{field}.hooks")))
         .unwrap_or_default();
 
     let mut instances = Vec::new();
@@ -145,12 +145,12 @@ pub(super) fn check_group(
         let parsed = match ProbeUrl::parse(base) {
             Ok(u) => u,
             Err(m) => {
-                ctx.err(inst, ifield, format!("`{}`: {m}", inst.value));
+                diag.error(inst, ifield, format!("`{}`: {m}", inst.value));
                 continue;
             }
         };
         if parsed.path_and_query != "/" {
-            ctx.err(
+            diag.error(
                 inst,
                 ifield,
                 format!(
@@ -161,7 +161,7 @@ pub(super) fn check_group(
             continue;
         }
         if proxy.is_some() && parsed.tls {
-            ctx.err(
+            diag.error(
                 inst,
                 ifield,
                 "the failover proxy forwards plain HTTP: use an http:// instance",
@@ -170,7 +170,7 @@ pub(super) fn check_group(
         }
         let authority = format!("{}:{}", parsed.host, parsed.port);
         if !seen.insert(authority.clone()) {
-            ctx.err(
+            diag.error(
                 inst,
                 ifield,
                 format!("duplicate instance `{authority}`: each instance may appear once"),
@@ -180,7 +180,7 @@ pub(super) fn check_group(
         let url = match ProbeUrl::parse(&format!("{base}{path}")) {
             Ok(u) => u,
             Err(m) => {
-                ctx.err(inst, ifield, format!("`{}{path}`: {m}", inst.value));
+                diag.error(inst, ifield, format!("`{}{path}`: {m}", inst.value));
                 continue;
             }
         };
@@ -213,12 +213,12 @@ pub(super) fn check_group(
             up_after,
             module: None,
             origin: Origin {
-                file: ctx.file.to_path_buf(),
+                file: diag.file().to_path_buf(),
                 line: inst.referenced.line(),
             },
         });
     }
-    if ctx.errors.len() > before {
+    if diag.count() > before {
         return None;
     }
     Some((
@@ -235,31 +235,32 @@ pub(super) fn check_group(
     ))
 }
 
-fn proxy(ctx: &mut Ctx<'_>, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
+fn proxy(diag: &mut Diagnostics, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
     let listen = match p.listen.value.parse::<std::net::SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
             let msg = format!("`{}` is not an address like 127.0.0.1:8080", p.listen.value);
-            ctx.err(&p.listen, format!("{field}.listen"), msg);
+            diag.error(&p.listen, format!("{field}.listen"), msg);
             None
         }
     };
     let max_in_flight = match &p.max_in_flight {
         Some(v) if v.value == 0 => {
-            ctx.err(v, format!("{field}.max_in_flight"), "must be at least 1");
+            diag.error(v, format!("{field}.max_in_flight"), "must be at least 1");
             DEFAULT_MAX_IN_FLIGHT
         }
         Some(v) => v.value,
         None => DEFAULT_MAX_IN_FLIGHT,
     };
-    let connect_timeout = ctx
-        .duration(&p.connect_timeout, &format!("{field}.connect_timeout"))
-        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-    let timeout = ctx
-        .duration(&p.timeout, &format!("{field}.timeout"))
-        .unwrap_or(DEFAULT_PROXY_TIMEOUT);
-    let retry_after = ctx
-        .duration(&p.retry_after, &format!("{field}.retry_after"))
+    let connect_timeout = duration(
+        diag,
+        &p.connect_timeout,
+        &format!("{field}.connect_timeout"),
+    )
+    .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let timeout =
+        duration(diag, &p.timeout, &format!("{field}.timeout")).unwrap_or(DEFAULT_PROXY_TIMEOUT);
+    let retry_after = duration(diag, &p.retry_after, &format!("{field}.retry_after"))
         .unwrap_or(DEFAULT_RETRY_AFTER);
     let preserve_host = match &p.host {
         None => true,
@@ -267,7 +268,7 @@ fn proxy(ctx: &mut Ctx<'_>, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
         Some(h) if h.value == "instance" => false,
         Some(h) => {
             let msg = format!("`{}`: use `preserve` or `instance`", h.value);
-            ctx.err(h, format!("{field}.host"), msg);
+            diag.error(h, format!("{field}.host"), msg);
             true
         }
     };
@@ -281,28 +282,27 @@ fn proxy(ctx: &mut Ctx<'_>, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
     })
 }
 
-fn hooks(ctx: &mut Ctx<'_>, h: &RawHooks, field: &str) -> Hooks {
+fn hooks(diag: &mut Diagnostics, h: &RawHooks, field: &str) -> Hooks {
     let exec = h.exec.as_ref().and_then(|e| {
         let f = format!("{field}.exec.command");
         let Some(program) = e.value.command.first() else {
-            ctx.err(
+            diag.error(
                 e,
                 f,
                 "empty: give the program and its arguments, e.g. [docker-compose, up, -d, backup]",
             );
             return None;
         };
-        if let Err(m) = find_program(ctx.file, &program.value) {
-            ctx.err(program, f, m);
+        if let Err(m) = find_program(diag.file(), &program.value) {
+            diag.error(program, f, m);
             return None;
         }
-        let timeout = ctx
-            .duration(&e.value.timeout, &format!("{field}.exec.timeout"))
+        let timeout = duration(diag, &e.value.timeout, &format!("{field}.exec.timeout"))
             .unwrap_or(DEFAULT_EXEC_TIMEOUT);
         let mut command: Vec<String> = e.value.command.iter().map(|c| c.value.clone()).collect();
         if program.value.contains('/') {
             // Relative paths are relative to the config file, like every other path in it.
-            let p = super::check::resolve_relative(ctx.file, Path::new(&program.value));
+            let p = super::check::resolve_relative(diag.file(), Path::new(&program.value));
             command[0] = p.display().to_string();
         }
         Some(ExecHook { command, timeout })
@@ -313,12 +313,11 @@ fn hooks(ctx: &mut Ctx<'_>, h: &RawHooks, field: &str) -> Hooks {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => {
                 let msg = format!("`{}` is not an http:// or https:// URL", url.value);
-                ctx.err(url, format!("{field}.webhook.url"), msg);
+                diag.error(url, format!("{field}.webhook.url"), msg);
                 return None;
             }
         }
-        let timeout = ctx
-            .duration(&w.value.timeout, &format!("{field}.webhook.timeout"))
+        let timeout = duration(diag, &w.value.timeout, &format!("{field}.webhook.timeout"))
             .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
         Some(WebhookHook {
             url: url.value.clone(),

@@ -4,11 +4,13 @@
 //! may hold `defaults:` (applied to the targets of that file), `targets:`, `failover:`,
 //! `memory:` and blackbox_exporter's `modules:` (a blackbox.yml loads as it stands).
 //! Every problem found is reported — not only the first — as a [`ConfigError`] naming the file,
-//! the line and the field, so `watchfire check` can list them all.
+//! the line and the field, so `watchfire check` can list them all; every checker records its
+//! problems into one [`crate::diag::Diagnostics`] collector.
 
 mod check;
 mod failover;
 pub mod raw;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +23,9 @@ use http::{HeaderMap, Method};
 use regex::Regex;
 
 pub use check::{parse_duration, parse_size};
+
+use crate::diag::{ConfigError, ConfigErrors};
+use crate::probe::tls::TlsOptions;
 
 /// Default time between planned starts.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -272,17 +277,6 @@ impl Expect {
     }
 }
 
-/// TLS options of a target.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// Accept any certificate.
-    pub insecure_skip_verify: bool,
-    /// Trust these CAs (PEM file) instead of the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Verify against this name (and send it as SNI) instead of the URL's host.
-    pub server_name: Option<String>,
-}
-
 /// A failover group: ordered instances, primary first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailoverGroup {
@@ -363,53 +357,6 @@ pub struct WebhookHook {
     pub retries: u32,
 }
 
-/// One problem in a config: what, where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line (0 when the problem is the file as a whole).
-    pub line: u64,
-    /// 1-based column (0 when unknown).
-    pub column: u64,
-    /// Dotted path of the field (`targets[1].timeout`), empty for file-level problems.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if self.line > 0 {
-            write!(f, ":{}", self.line)?;
-            if self.column > 0 {
-                write!(f, ":{}", self.column)?;
-            }
-        }
-        if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// All the problems found in a config.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Reads and checks a config from a file or a directory of `*.yaml` / `*.yml` files.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let files = config_files(path).map_err(|e| ConfigErrors(vec![e]))?;
@@ -418,10 +365,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         match std::fs::read_to_string(f) {
             Ok(text) => sources.push((f.clone(), text)),
             Err(e) => {
-                return Err(ConfigErrors(vec![file_error(
-                    f,
-                    format!("cannot read the file: {e}"),
-                )]))
+                let e = ConfigError::in_file(f, format!("cannot read the file: {e}"));
+                return Err(ConfigErrors(vec![e]));
             }
         }
     }
@@ -437,29 +382,19 @@ pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigErrors> {
     check::check_sources(&[(Path::new(name), text)])
 }
 
-fn file_error(file: &Path, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message,
-    }
-}
-
 /// The files a config path stands for.
 fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let meta = std::fs::metadata(path)
-        .map_err(|e| file_error(path, format!("cannot open the config: {e}")))?;
+        .map_err(|e| ConfigError::in_file(path, format!("cannot open the config: {e}")))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
     let entries = std::fs::read_dir(path)
-        .map_err(|e| file_error(path, format!("cannot list the directory: {e}")))?;
+        .map_err(|e| ConfigError::in_file(path, format!("cannot list the directory: {e}")))?;
     for entry in entries {
-        let entry =
-            entry.map_err(|e| file_error(path, format!("cannot list the directory: {e}")))?;
+        let entry = entry
+            .map_err(|e| ConfigError::in_file(path, format!("cannot list the directory: {e}")))?;
         let p = entry.path();
         let yaml = matches!(
             p.extension().and_then(|e| e.to_str()),
@@ -471,9 +406,9 @@ fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(file_error(
+        return Err(ConfigError::in_file(
             path,
-            "the directory holds no *.yaml or *.yml file".into(),
+            "the directory holds no *.yaml or *.yml file",
         ));
     }
     Ok(files)

@@ -14,12 +14,13 @@
 //! [`RawWatch`] is the serde shape, [`check_section`] turns it into [`Watch`]es and reports every
 //! problem with its file, line and field like the rest of the config.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{ConfigError, Origin};
+use crate::config::Origin;
+use crate::diag::Diagnostics;
 
 /// Where the cgroup filesystem is mounted unless `cgroup_root` says otherwise.
 pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -119,59 +120,31 @@ impl Default for Roots {
     }
 }
 
-/// Checks the `memory:` entries of one file, appending good watches to `out` (which holds the
-/// watches of earlier files, for the duplicate check) and problems to `errors`.
-pub fn check_section(
-    file: &Path,
-    raw: &[Spanned<RawWatch>],
-    out: &mut Vec<Watch>,
-    errors: &mut Vec<ConfigError>,
-) {
+/// Checks the `memory:` entries of the file `diag` is at, appending good watches to `out`
+/// (which holds the watches of earlier files, for the duplicate check) and recording problems
+/// in `diag`.
+pub fn check_section(diag: &mut Diagnostics, raw: &[Spanned<RawWatch>], out: &mut Vec<Watch>) {
     for (i, w) in raw.iter().enumerate() {
         let field = format!("memory[{i}]");
-        let mut e = Errs {
-            file,
-            errors: &mut *errors,
-            found: false,
-        };
-        if let Some(watch) = check_watch(&mut e, w, &field, out) {
+        if let Some(watch) = check_watch(diag, w, &field, out) {
             out.push(watch);
         }
     }
 }
 
-/// Collects errors of one watch.
-struct Errs<'a> {
-    file: &'a Path,
-    errors: &'a mut Vec<ConfigError>,
-    found: bool,
-}
-
-impl Errs<'_> {
-    fn at<T>(&mut self, at: &Spanned<T>, field: String, message: impl Into<String>) {
-        self.found = true;
-        self.errors.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field,
-            message: message.into(),
-        });
-    }
-}
-
 fn check_watch(
-    e: &mut Errs<'_>,
+    diag: &mut Diagnostics,
     w: &Spanned<RawWatch>,
     field: &str,
     earlier: &[Watch],
 ) -> Option<Watch> {
+    let before = diag.count();
     let r = &w.value;
     let given = usize::from(r.cgroup.is_some())
         + usize::from(r.pid.is_some())
         + usize::from(r.docker.is_some());
     if given == 0 {
-        e.at(
+        diag.error(
             w,
             format!("{field}.cgroup"),
             "missing: say where the container is with one of `cgroup`, `pid` or `docker`",
@@ -180,7 +153,7 @@ fn check_watch(
     let source = if let Some(c) = &r.cgroup {
         let p = c.value.trim();
         if p.is_empty() {
-            e.at(c, format!("{field}.cgroup"), "must not be empty");
+            diag.error(c, format!("{field}.cgroup"), "must not be empty");
         }
         Some(Source::Cgroup(PathBuf::from(p)))
     } else {
@@ -188,7 +161,7 @@ fn check_watch(
     };
     let source = match (&r.pid, source) {
         (Some(p), Some(_)) => {
-            e.at(
+            diag.error(
                 p,
                 format!("{field}.pid"),
                 "set only one of `cgroup`, `pid` or `docker`",
@@ -196,7 +169,7 @@ fn check_watch(
             None
         }
         (Some(p), None) if p.value == 0 => {
-            e.at(
+            diag.error(
                 p,
                 format!("{field}.pid"),
                 "must be a process ID (1 or more)",
@@ -208,7 +181,7 @@ fn check_watch(
     };
     let source = match (&r.docker, source) {
         (Some(d), Some(_)) => {
-            e.at(
+            diag.error(
                 d,
                 format!("{field}.docker"),
                 "set only one of `cgroup`, `pid` or `docker`",
@@ -220,7 +193,7 @@ fn check_watch(
             if valid_docker_ref(v) {
                 Some(Source::Docker(v.to_string()))
             } else {
-                e.at(
+                diag.error(
                     d,
                     format!("{field}.docker"),
                     format!(
@@ -236,7 +209,7 @@ fn check_watch(
     let name = match (&r.name, &r.docker) {
         (Some(n), _) if valid_name(&n.value) => Some(n.value.clone()),
         (Some(n), _) => {
-            e.at(
+            diag.error(
                 n,
                 format!("{field}.name"),
                 format!(
@@ -248,7 +221,7 @@ fn check_watch(
         }
         (None, Some(d)) => Some(d.value.trim().trim_start_matches('/').to_string()),
         (None, None) if given > 0 => {
-            e.at(
+            diag.error(
                 w,
                 format!("{field}.name"),
                 "missing: a `cgroup` or `pid` watch needs a `name` (the `container` label)",
@@ -264,25 +237,22 @@ fn check_watch(
                 .as_ref()
                 .map(|s| s.referenced)
                 .unwrap_or(w.referenced);
-            e.found = true;
-            e.errors.push(ConfigError {
-                file: e.file.to_path_buf(),
-                line: at.line(),
-                column: at.column(),
-                field: format!("{field}.name"),
-                message: format!(
+            diag.error(
+                at,
+                format!("{field}.name"),
+                format!(
                     "duplicate name `{n}` (first defined at {}:{})",
                     first.origin.file.display(),
                     first.origin.line
                 ),
-            });
+            );
         }
     }
     let mut roots = Roots::default();
     if let Some(c) = &r.cgroup_root {
         match absolute(&c.value) {
             Some(p) => roots.cgroup = p,
-            None => e.at(
+            None => diag.error(
                 c,
                 format!("{field}.cgroup_root"),
                 format!("`{}` must be an absolute path", c.value),
@@ -292,14 +262,14 @@ fn check_watch(
     if let Some(d) = &r.docker_root {
         match absolute(&d.value) {
             Some(p) => roots.docker = p,
-            None => e.at(
+            None => diag.error(
                 d,
                 format!("{field}.docker_root"),
                 format!("`{}` must be an absolute path", d.value),
             ),
         }
     }
-    if e.found {
+    if diag.count() > before {
         return None;
     }
     Some(Watch {
@@ -307,7 +277,7 @@ fn check_watch(
         source: source?,
         roots,
         origin: Origin {
-            file: e.file.to_path_buf(),
+            file: diag.file().to_path_buf(),
             line: w.referenced.line(),
         },
     })
@@ -338,15 +308,15 @@ fn valid_docker_ref(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn check(yaml: &str) -> (Vec<Watch>, Vec<ConfigError>) {
+    fn check(yaml: &str) -> (Vec<Watch>, Vec<crate::diag::ConfigError>) {
         #[derive(Deserialize)]
         struct File {
             memory: Vec<Spanned<RawWatch>>,
         }
         let f: File = serde_saphyr::from_str(yaml).expect("test YAML parses");
-        let (mut out, mut errors) = (Vec::new(), Vec::new());
-        check_section(Path::new("m.yaml"), &f.memory, &mut out, &mut errors);
-        (out, errors)
+        let (mut out, mut diag) = (Vec::new(), Diagnostics::new("m.yaml"));
+        check_section(&mut diag, &f.memory, &mut out);
+        (out, diag.into_errors())
     }
 
     #[test]
