@@ -865,6 +865,25 @@ fn a_directory_of_two_files_merges_in_name_order() {
 }
 
 #[test]
+fn same_probe_ignores_where_a_target_is_written_and_nothing_else() {
+    let one = "targets:\n\
+         \x20 - name: t\n\
+         \x20   url: http://127.0.0.1:8000/health\n\
+         \x20   expect: {status: [200], body: 'ok$'}\n";
+    let a = good(one);
+    // The same target, two lines further down: where it is written is not compared.
+    let moved = good(&format!("# a comment\n# another\n{one}"));
+    assert_ne!(a.targets[0].origin.line, moved.targets[0].origin.line);
+    assert!(a.targets[0].same_probe(&moved.targets[0]));
+    // Anything that changes the probe (here: the body regexp, compared by its source) is a
+    // different probe.
+    let changed = good(&one.replace("ok$", "ok"));
+    assert!(!a.targets[0].same_probe(&changed.targets[0]));
+    let changed = good(&format!("{one}\x20   keep_alive: true\n"));
+    assert!(!a.targets[0].same_probe(&changed.targets[0]));
+}
+
+#[test]
 fn cli_check_lists_every_error_and_exits_1() {
     let (_d, path, errs) = bad_file(
         "targets:\n\

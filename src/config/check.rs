@@ -16,8 +16,9 @@ use crate::probe::tls::TlsOptions;
 
 use super::raw::{RawDefaults, RawExpect, RawSize, RawStatus, RawTarget, RawTls};
 use super::{
-    Config, Expect, Origin, ProbeUrl, TargetSpec, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER,
-    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UP_AFTER, MIN_INTERVAL, RESERVED_LABELS,
+    Config, Expect, Origin, ProbeUrl, TargetSpec, Uncompared, DEFAULT_BODY_LIMIT,
+    DEFAULT_DOWN_AFTER, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UP_AFTER, MIN_INTERVAL,
+    RESERVED_LABELS,
 };
 
 /// Parses a humantime duration (`5s`, `500ms`, `1m30s`).
@@ -652,10 +653,10 @@ fn check_target(
         down_after,
         up_after,
         module: r.module.as_ref().map(|m| m.value.clone()),
-        origin: Origin {
+        origin: Uncompared(Origin {
             file: diag.file().to_path_buf(),
             line: t.referenced.line(),
-        },
+        }),
     })
 }
 

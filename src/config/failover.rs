@@ -13,7 +13,7 @@ use super::check::{body, duration, expect, method, positive, timing, valid_name,
 use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
 use super::{
     ExecHook, FailoverGroup, Hooks, Instance, Origin, ProbeUrl, ProxyConfig, TargetSpec,
-    WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
+    Uncompared, WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
 };
 
 /// Default minimum time up before failback.
@@ -212,10 +212,10 @@ pub(super) fn check_group(
             down_after,
             up_after,
             module: None,
-            origin: Origin {
+            origin: Uncompared(Origin {
                 file: diag.file().to_path_buf(),
                 line: inst.referenced.line(),
-            },
+            }),
         });
     }
     if diag.count() > before {

@@ -14,6 +14,7 @@ mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,11 @@ pub struct Config {
 }
 
 /// One scheduled HTTP probe, fully resolved (defaults applied, values checked).
-#[derive(Debug, Clone)]
+///
+/// Equality is derived: two specs are equal when everything that changes what is probed or how
+/// the series are labelled is the same. Where the target was written ([`TargetSpec::origin`])
+/// is not compared.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
     /// Unique name; the `target` label.
     pub name: String,
@@ -96,8 +101,8 @@ pub struct TargetSpec {
     pub up_after: u32,
     /// The blackbox module (`prober: http`) whose checks the probe also runs.
     pub module: Option<String>,
-    /// Where the target was defined (for messages).
-    pub origin: Origin,
+    /// Where the target was defined (for messages); not compared.
+    pub origin: Uncompared<Origin>,
 }
 
 impl TargetSpec {
@@ -120,29 +125,33 @@ impl TargetSpec {
             down_after: DEFAULT_DOWN_AFTER,
             up_after: DEFAULT_UP_AFTER,
             module: None,
-            origin: Origin::default(),
+            origin: Uncompared::default(),
         })
     }
 
     /// True when a reload can keep this target's recorded state: everything that changes what
-    /// is probed or how the series are labelled is the same.
+    /// is probed or how the series are labelled is the same (the derived equality).
     pub fn same_probe(&self, other: &TargetSpec) -> bool {
-        self.name == other.name
-            && self.url == other.url
-            && self.method == other.method
-            && self.headers == other.headers
-            && self.body == other.body
-            && self.interval == other.interval
-            && self.timeout == other.timeout
-            && self.jitter == other.jitter
-            && self.labels == other.labels
-            && self.expect == other.expect
-            && self.keep_alive == other.keep_alive
-            && self.body_limit == other.body_limit
-            && self.tls == other.tls
-            && self.down_after == other.down_after
-            && self.up_after == other.up_after
-            && self.module == other.module
+        self == other
+    }
+}
+
+/// A value carried beside the ones that matter, which equality ignores: every `Uncompared`
+/// equals every other, so a derived `PartialEq` of the struct holding it skips it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Uncompared<T>(pub T);
+
+impl<T> PartialEq for Uncompared<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Deref for Uncompared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
     }
 }
 
@@ -254,12 +263,20 @@ impl Default for Expect {
     }
 }
 
+/// Field by field, regular expressions by their source (`Regex` has no equality). The
+/// destructuring names every field, so a new one cannot be left out.
 impl PartialEq for Expect {
     fn eq(&self, other: &Self) -> bool {
-        self.status == other.status
-            && self.json == other.json
-            && self.body.as_ref().map(Regex::as_str) == other.body.as_ref().map(Regex::as_str)
-            && self.max_latency == other.max_latency
+        let Expect {
+            status,
+            json,
+            body,
+            max_latency,
+        } = self;
+        *status == other.status
+            && *json == other.json
+            && body.as_ref().map(Regex::as_str) == other.body.as_ref().map(Regex::as_str)
+            && *max_latency == other.max_latency
     }
 }
 
