@@ -243,26 +243,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
             .ok()
     });
     let http_raw = r.http.as_ref().map(|h| h.value.clone()).unwrap_or_default();
-    let http = match HttpProbe::compile(&http_raw, &file) {
-        Ok(h) => Some(h),
-        Err(problems) => {
-            // A problem without a line of its own is placed at the `http:` section.
-            let section = r.http.as_ref().map_or(Pos::from(m), Pos::from);
-            for p in problems {
-                let at = if p.line == 0 {
-                    section
-                } else {
-                    Pos::new(p.line, p.column)
-                };
-                diag.field_error(
-                    at,
-                    &field,
-                    FieldError::new(p.field, p.message).under("http"),
-                );
-            }
-            None
-        }
-    };
+    let http = compile_http(diag, &field, m, &http_raw);
     // The other probers' options: what serde cannot check, each module's `validate()` does, and
     // `tls_config` must be usable. A problem is placed at its prober's section.
     let mut validated = |section: &str, at: Pos, r: Result<(), FieldError>| {
@@ -320,6 +301,30 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
         file,
         line: m.referenced.line(),
     })
+}
+
+/// The module's `http:` options compiled, or `None` with every problem recorded (a problem
+/// without a line of its own is placed at the `http:` section).
+fn compile_http(
+    diag: &mut Diagnostics,
+    field: &str,
+    m: &Spanned<RawModule>,
+    raw: &HttpModule,
+) -> Option<HttpProbe> {
+    let problems = match HttpProbe::compile(raw, diag.file()) {
+        Ok(h) => return Some(h),
+        Err(problems) => problems,
+    };
+    let section = m.value.http.as_ref().map_or(Pos::from(m), Pos::from);
+    for p in problems {
+        let at = if p.line == 0 {
+            section
+        } else {
+            Pos::new(p.line, p.column)
+        };
+        diag.field_error(at, field, FieldError::new(p.field, p.message).under("http"));
+    }
+    None
 }
 
 /// The module as shown by `/config`: the prober, the timeout when set, the prober's own options

@@ -345,6 +345,27 @@ fn check_tls_file(diag: &mut Diagnostics, opts: &TlsOptions, at: &Spanned<RawTls
     }
 }
 
+/// A target's `tls:` (or the defaults'), its `ca_file` relative to the config file.
+fn target_tls(
+    diag: &mut Diagnostics,
+    d: &Defaults,
+    raw: &Option<Spanned<RawTls>>,
+    field: &str,
+) -> TlsOptions {
+    let tls = match raw {
+        Some(x) => {
+            let o = tls(&x.value);
+            check_tls_file(diag, &o, x, &format!("{field}.tls"));
+            o
+        }
+        None => d.tls.clone().unwrap_or_default(),
+    };
+    TlsOptions {
+        ca_file: tls.ca_file.map(|p| resolve_relative(diag.file(), &p)),
+        ..tls
+    }
+}
+
 /// Paths in a config are relative to the config file's directory.
 pub(super) fn resolve_relative(file: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
@@ -603,18 +624,7 @@ fn check_target(
     let mut lbls = d.labels.clone();
     lbls.extend(labels(diag, &r.labels, &format!("{field}.labels")));
     let expect = expect(diag, &r.expect, &format!("{field}.expect"));
-    let tls = match &r.tls {
-        Some(x) => {
-            let o = tls(&x.value);
-            check_tls_file(diag, &o, x, &format!("{field}.tls"));
-            o
-        }
-        None => d.tls.clone().unwrap_or_default(),
-    };
-    let tls = TlsOptions {
-        ca_file: tls.ca_file.map(|p| resolve_relative(diag.file(), &p)),
-        ..tls
-    };
+    let tls = target_tls(diag, d, &r.tls, field);
     let down_after = r
         .down_after
         .as_ref()

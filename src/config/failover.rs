@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use http::HeaderMap;
+use bytes::Bytes;
+use http::{HeaderMap, Method};
 use serde_saphyr::Spanned;
 
 use crate::diag::Diagnostics;
@@ -12,7 +13,7 @@ use crate::diag::Diagnostics;
 use super::check::{body, duration, expect, method, positive, timing, valid_name, Defaults};
 use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
 use super::{
-    ExecHook, FailoverGroup, Hooks, Instance, Origin, ProbeUrl, ProxyConfig, TargetSpec,
+    ExecHook, Expect, FailoverGroup, Hooks, Instance, Origin, ProbeUrl, ProxyConfig, TargetSpec,
     Uncompared, WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
 };
 
@@ -44,25 +45,7 @@ pub(super) fn check_group(
 ) -> Option<(FailoverGroup, Vec<TargetSpec>)> {
     let before = diag.count();
     let r = &g.value;
-    let name = match &r.name {
-        Some(n) if valid_name(&n.value) && !n.value.contains('/') => n.value.clone(),
-        Some(n) => {
-            let msg = format!(
-                "`{}` is not a usable group name: letters, digits, `-`, `_`, `.`",
-                n.value
-            );
-            diag.error(n, format!("{field}.name"), msg);
-            String::new()
-        }
-        None => {
-            diag.error(
-                g,
-                format!("{field}.name"),
-                "missing: every failover group needs a name",
-            );
-            String::new()
-        }
-    };
+    let name = group_name(diag, g, field);
     if r.instances.is_empty() {
         diag.error(
             g,
@@ -70,35 +53,96 @@ pub(super) fn check_group(
             "a failover group needs instances: base URLs, primary first, then backups",
         );
     }
-    let empty = RawCheck::default();
-    let check = r.check.as_ref().map(|c| &c.value).unwrap_or(&empty);
-    let path = check
-        .path
+    let hc = health_check(diag, g, field);
+    let p = policy(diag, r, field);
+    let proxy = r
+        .proxy
         .as_ref()
-        .map(|p| p.value.clone())
-        .unwrap_or_else(|| "/health".into());
-    if let Some(p) = check.path.as_ref().filter(|p| !p.value.starts_with('/')) {
-        diag.error(p, format!("{field}.check.path"), "must start with `/`");
+        .and_then(|p| proxy(diag, &p.value, &format!("{field}.proxy")));
+    let hooks = r
+        .hooks
+        .as_ref()
+        .map(|h| hooks(diag, &h.value, &format!("{field}.hooks")))
+        .unwrap_or_default();
+
+    let mut instances = Vec::new();
+    let mut checks = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, inst) in r.instances.iter().enumerate() {
+        let ifield = format!("{field}.instances[{i}]");
+        let Some((base, parsed)) = instance_base(diag, inst, &ifield, proxy.is_some(), &mut seen)
+        else {
+            continue;
+        };
+        let path = &hc.path;
+        let url = match ProbeUrl::parse(&format!("{base}{path}")) {
+            Ok(u) => u,
+            Err(m) => {
+                diag.error(inst, ifield, format!("`{}{path}`: {m}", inst.value));
+                continue;
+            }
+        };
+        let target = format!("{name}/{i}");
+        instances.push(Instance {
+            base: base.to_string(),
+            authority: format!("{}:{}", parsed.host, parsed.port),
+            host: parsed.host,
+            port: parsed.port,
+            target: target.clone(),
+        });
+        checks.push(TargetSpec {
+            name: target,
+            url,
+            method: hc.method.clone(),
+            headers: hc.headers.clone(),
+            body: hc.body.clone(),
+            interval: hc.interval,
+            timeout: hc.timeout,
+            jitter: Duration::ZERO,
+            labels: BTreeMap::from([
+                ("group".to_string(), name.clone()),
+                ("instance_url".to_string(), base.to_string()),
+            ]),
+            expect: hc.expect.clone(),
+            keep_alive: false,
+            body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
+            tls: d.tls.clone().unwrap_or_default(),
+            down_after: p.down_after,
+            up_after: p.up_after,
+            module: None,
+            origin: Uncompared(Origin {
+                file: diag.file().to_path_buf(),
+                line: inst.referenced.line(),
+            }),
+        });
     }
-    let method = method(diag, &check.method, &format!("{field}.check.method"));
-    let mut hdrs = HeaderMap::new();
-    let body = body(
-        diag,
-        &check.body,
-        &check.body_json,
-        &format!("{field}.check"),
-        &mut hdrs,
-    );
-    let (interval, timeout, _) = timing(
-        diag,
-        &Defaults::default(),
-        &check.interval,
-        &check.timeout,
-        &None,
-        g,
-        &format!("{field}.check"),
-    );
-    let expect = expect(diag, &check.expect, &format!("{field}.check.expect"));
+    if diag.count() > before {
+        return None;
+    }
+    Some((
+        FailoverGroup {
+            name,
+            instances,
+            auto_failback: p.auto_failback,
+            hold: p.hold,
+            min_switch_interval: p.min_switch_interval,
+            proxy,
+            hooks,
+        },
+        checks,
+    ))
+}
+
+/// A group's thresholds and switching policy.
+struct Policy {
+    down_after: u32,
+    up_after: u32,
+    auto_failback: bool,
+    hold: Duration,
+    min_switch_interval: Duration,
+}
+
+fn policy(diag: &mut Diagnostics, r: &RawFailoverGroup, field: &str) -> Policy {
     let down_after = r
         .down_after
         .as_ref()
@@ -126,113 +170,124 @@ pub(super) fn check_group(
         &format!("{field}.min_switch_interval"),
     )
     .unwrap_or(DEFAULT_MIN_SWITCH_INTERVAL);
-    let proxy = r
-        .proxy
-        .as_ref()
-        .and_then(|p| proxy(diag, &p.value, &format!("{field}.proxy")));
-    let hooks = r
-        .hooks
-        .as_ref()
-        .map(|h| hooks(diag, &h.value, &format!("{field}.hooks")))
-        .unwrap_or_default();
+    Policy {
+        down_after,
+        up_after,
+        auto_failback,
+        hold,
+        min_switch_interval,
+    }
+}
 
-    let mut instances = Vec::new();
-    let mut checks = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, inst) in r.instances.iter().enumerate() {
-        let ifield = format!("{field}.instances[{i}]");
-        let base = inst.value.trim_end_matches('/');
-        let parsed = match ProbeUrl::parse(base) {
-            Ok(u) => u,
-            Err(m) => {
-                diag.error(inst, ifield, format!("`{}`: {m}", inst.value));
-                continue;
-            }
-        };
-        if parsed.path_and_query != "/" {
-            diag.error(
-                inst,
-                ifield,
-                format!(
-                    "`{}`: an instance is a base URL (scheme, host, port) without a path",
-                    inst.value
-                ),
+/// The group's name; empty (with a problem recorded) when missing or unusable.
+fn group_name(diag: &mut Diagnostics, g: &Spanned<RawFailoverGroup>, field: &str) -> String {
+    match &g.value.name {
+        Some(n) if valid_name(&n.value) && !n.value.contains('/') => n.value.clone(),
+        Some(n) => {
+            let msg = format!(
+                "`{}` is not a usable group name: letters, digits, `-`, `_`, `.`",
+                n.value
             );
-            continue;
+            diag.error(n, format!("{field}.name"), msg);
+            String::new()
         }
-        if proxy.is_some() && parsed.tls {
+        None => {
             diag.error(
-                inst,
-                ifield,
-                "the failover proxy forwards plain HTTP: use an http:// instance",
+                g,
+                format!("{field}.name"),
+                "missing: every failover group needs a name",
             );
-            continue;
+            String::new()
         }
-        let authority = format!("{}:{}", parsed.host, parsed.port);
-        if !seen.insert(authority.clone()) {
-            diag.error(
-                inst,
-                ifield,
-                format!("duplicate instance `{authority}`: each instance may appear once"),
-            );
-            continue;
-        }
-        let url = match ProbeUrl::parse(&format!("{base}{path}")) {
-            Ok(u) => u,
-            Err(m) => {
-                diag.error(inst, ifield, format!("`{}{path}`: {m}", inst.value));
-                continue;
-            }
-        };
-        let target = format!("{name}/{i}");
-        instances.push(Instance {
-            base: base.to_string(),
-            authority: authority.clone(),
-            host: parsed.host.clone(),
-            port: parsed.port,
-            target: target.clone(),
-        });
-        checks.push(TargetSpec {
-            name: target,
-            url,
-            method: method.clone(),
-            headers: hdrs.clone(),
-            body: body.clone(),
-            interval,
-            timeout,
-            jitter: Duration::ZERO,
-            labels: BTreeMap::from([
-                ("group".to_string(), name.clone()),
-                ("instance_url".to_string(), base.to_string()),
-            ]),
-            expect: expect.clone(),
-            keep_alive: false,
-            body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
-            tls: d.tls.clone().unwrap_or_default(),
-            down_after,
-            up_after,
-            module: None,
-            origin: Uncompared(Origin {
-                file: diag.file().to_path_buf(),
-                line: inst.referenced.line(),
-            }),
-        });
     }
-    if diag.count() > before {
-        return None;
+}
+
+/// The health check every instance of a group shares (`check:`), with its defaults.
+struct HealthCheck {
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+    interval: Duration,
+    timeout: Duration,
+    expect: Expect,
+}
+
+fn health_check(diag: &mut Diagnostics, g: &Spanned<RawFailoverGroup>, field: &str) -> HealthCheck {
+    let empty = RawCheck::default();
+    let check = g.value.check.as_ref().map(|c| &c.value).unwrap_or(&empty);
+    let path = check
+        .path
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| "/health".into());
+    if let Some(p) = check.path.as_ref().filter(|p| !p.value.starts_with('/')) {
+        diag.error(p, format!("{field}.check.path"), "must start with `/`");
     }
-    Some((
-        FailoverGroup {
-            name,
-            instances,
-            auto_failback,
-            hold,
-            min_switch_interval,
-            proxy,
-            hooks,
-        },
-        checks,
-    ))
+    let method = method(diag, &check.method, &format!("{field}.check.method"));
+    let mut headers = HeaderMap::new();
+    let body = body(
+        diag,
+        &check.body,
+        &check.body_json,
+        &format!("{field}.check"),
+        &mut headers,
+    );
+    let (interval, timeout, _) = timing(
+        diag,
+        &Defaults::default(),
+        &check.interval,
+        &check.timeout,
+        &None,
+        g,
+        &format!("{field}.check"),
+    );
+    let expect = expect(diag, &check.expect, &format!("{field}.check.expect"));
+    HealthCheck {
+        path,
+        method,
+        headers,
+        body,
+        interval,
+        timeout,
+        expect,
+    }
+}
+
+/// One instance's base URL (without a trailing slash) and its parse, or `None` with a problem
+/// recorded: not a URL, a path, https behind the proxy (`plain_only`), or seen before.
+fn instance_base<'a>(
+    diag: &mut Diagnostics,
+    inst: &'a Spanned<String>,
+    ifield: &str,
+    plain_only: bool,
+    seen: &mut HashSet<String>,
+) -> Option<(&'a str, ProbeUrl)> {
+    let base = inst.value.trim_end_matches('/');
+    let parsed = match ProbeUrl::parse(base) {
+        Ok(u) => u,
+        Err(m) => {
+            diag.error(inst, ifield, format!("`{}`: {m}", inst.value));
+            return None;
+        }
+    };
+    let problem = if parsed.path_and_query != "/" {
+        format!(
+            "`{}`: an instance is a base URL (scheme, host, port) without a path",
+            inst.value
+        )
+    } else if plain_only && parsed.tls {
+        "the failover proxy forwards plain HTTP: use an http:// instance".to_string()
+    } else if !seen.insert(format!("{}:{}", parsed.host, parsed.port)) {
+        format!(
+            "duplicate instance `{}:{}`: each instance may appear once",
+            parsed.host, parsed.port
+        )
+    } else {
+        return Some((base, parsed));
+    };
+    diag.error(inst, ifield, problem);
+    None
 }
 
 fn proxy(diag: &mut Diagnostics, p: &RawProxy, field: &str) -> Option<ProxyConfig> {

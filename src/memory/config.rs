@@ -139,11 +139,27 @@ fn check_watch(
     earlier: &[Watch],
 ) -> Option<Watch> {
     let before = diag.count();
+    let source = source(diag, w, field);
+    let name = watch_name(diag, w, field, earlier);
+    let roots = roots(diag, &w.value, field);
+    if diag.count() > before {
+        return None;
+    }
+    Some(Watch {
+        name: name?,
+        source: source?,
+        roots,
+        origin: Origin {
+            file: diag.file().to_path_buf(),
+            line: w.referenced.line(),
+        },
+    })
+}
+
+/// Where the watch's cgroup is found: exactly one of `cgroup`, `pid` or `docker`.
+fn source(diag: &mut Diagnostics, w: &Spanned<RawWatch>, field: &str) -> Option<Source> {
     let r = &w.value;
-    let given = usize::from(r.cgroup.is_some())
-        + usize::from(r.pid.is_some())
-        + usize::from(r.docker.is_some());
-    if given == 0 {
+    if r.cgroup.is_none() && r.pid.is_none() && r.docker.is_none() {
         diag.error(
             w,
             format!("{field}.cgroup"),
@@ -179,7 +195,7 @@ fn check_watch(
         (Some(p), None) => Some(Source::Pid(p.value)),
         (None, s) => s,
     };
-    let source = match (&r.docker, source) {
+    match (&r.docker, source) {
         (Some(d), Some(_)) => {
             diag.error(
                 d,
@@ -205,7 +221,17 @@ fn check_watch(
             }
         }
         (None, s) => s,
-    };
+    }
+}
+
+/// The `container` label: `name`, else the `docker` value; unique across the config.
+fn watch_name(
+    diag: &mut Diagnostics,
+    w: &Spanned<RawWatch>,
+    field: &str,
+    earlier: &[Watch],
+) -> Option<String> {
+    let r = &w.value;
     let name = match (&r.name, &r.docker) {
         (Some(n), _) if valid_name(&n.value) => Some(n.value.clone()),
         (Some(n), _) => {
@@ -220,7 +246,7 @@ fn check_watch(
             None
         }
         (None, Some(d)) => Some(d.value.trim().trim_start_matches('/').to_string()),
-        (None, None) if given > 0 => {
+        (None, None) if r.cgroup.is_some() || r.pid.is_some() => {
             diag.error(
                 w,
                 format!("{field}.name"),
@@ -248,6 +274,11 @@ fn check_watch(
             );
         }
     }
+    name
+}
+
+/// The filesystem roots, defaults unless `cgroup_root` / `docker_root` are set.
+fn roots(diag: &mut Diagnostics, r: &RawWatch, field: &str) -> Roots {
     let mut roots = Roots::default();
     if let Some(c) = &r.cgroup_root {
         match absolute(&c.value) {
@@ -269,18 +300,7 @@ fn check_watch(
             ),
         }
     }
-    if diag.count() > before {
-        return None;
-    }
-    Some(Watch {
-        name: name?,
-        source: source?,
-        roots,
-        origin: Origin {
-            file: diag.file().to_path_buf(),
-            line: w.referenced.line(),
-        },
-    })
+    roots
 }
 
 fn absolute(s: &str) -> Option<PathBuf> {
