@@ -202,12 +202,12 @@ pub(crate) fn check_section(
 /// Takes apart a problem reported as text that starts with its field
 /// (`tcp.query_response[0].expect: invalid regexp ...`), the way the tcp, dns, icmp and grpc
 /// options' `validate()` and the client-certificate checks still report theirs: the field when
-/// the text starts with `prefix` and names one, no field (the whole text as the message)
-/// otherwise. Everything else in config passes fields as data ([`FieldError`]).
-pub(crate) fn field_from_text(prefix: &str, text: String) -> FieldError {
+/// the text starts with `prefix` and names one, `otherwise` (the whole text as the message)
+/// when it does not. Everything else in config passes fields as data ([`FieldError`]).
+pub(crate) fn field_from_text(prefix: &str, otherwise: &str, text: String) -> FieldError {
     match text.split_once(": ") {
         Some((f, rest)) if f.starts_with(prefix) && !f.contains(' ') => FieldError::new(f, rest),
-        _ => FieldError::new("", text),
+        _ => FieldError::new(otherwise, text),
     }
 }
 
@@ -246,18 +246,14 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
     let http = compile_http(diag, &field, m, &http_raw);
     // The other probers' options: what serde cannot check, each module's `validate()` does, and
     // `tls_config` must be usable. A problem is placed at its prober's section.
-    let mut validated = |section: &str, at: Pos, r: Result<(), FieldError>| {
+    let mut validated = |at: Pos, r: Result<(), FieldError>| {
         if let Err(e) = r {
-            let e = if e.field.is_empty() {
-                e.under(section)
-            } else {
-                e
-            };
             diag.field_error(at, &field, e);
         }
     };
-    let validate =
-        |section: &str, r: Result<(), String>| r.map_err(|text| field_from_text(section, text));
+    let validate = |section: &str, r: Result<(), String>| {
+        r.map_err(|text| field_from_text(section, section, text))
+    };
     // tls_config paths are relative to the config file, like every path in it.
     let mut tcp = r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
     tcp.tls_config.resolve_paths(&file);
@@ -268,20 +264,20 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
     if let Some(t) = &r.tcp {
         let checked =
             validate("tcp", tcp.validate()).and_then(|()| tcp.tls_config.check_at_load("tcp"));
-        validated("tcp", Pos::from(t), checked);
+        validated(Pos::from(t), checked);
     }
     if let Some(d) = &r.dns {
         let checked =
             validate("dns", dns.validate()).and_then(|()| dns.tls_config.check_at_load("dns"));
-        validated("dns", Pos::from(d), checked);
+        validated(Pos::from(d), checked);
     }
     if let Some(i) = &r.icmp {
-        validated("icmp", Pos::from(i), validate("icmp", i.value.validate()));
+        validated(Pos::from(i), validate("icmp", i.value.validate()));
     }
     if let Some(g) = &r.grpc {
         let checked =
             validate("grpc", grpc.validate()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
-        validated("grpc", Pos::from(g), checked);
+        validated(Pos::from(g), checked);
     }
     let (prober, http) = (prober?, http?);
     if diag.count() > before {
@@ -499,14 +495,24 @@ mod tests {
     fn fields_are_taken_from_text_only_under_the_prefix() {
         let e = field_from_text(
             "tcp",
+            "tcp",
             "tcp.query_response[0].expect: invalid regexp `(`".into(),
         );
         assert_eq!(
             e,
             FieldError::new("tcp.query_response[0].expect", "invalid regexp `(`")
         );
-        let e = field_from_text("tls_config.", "cannot read CA file /x: gone".into());
-        assert_eq!(e, FieldError::new("", "cannot read CA file /x: gone"));
+        let e = field_from_text(
+            "tls_config.",
+            "tls_config",
+            "cannot read CA file /x: gone".into(),
+        );
+        assert_eq!(
+            e,
+            FieldError::new("tls_config", "cannot read CA file /x: gone")
+        );
+        let e = field_from_text("icmp", "icmp", "icmp.ttl: out of range".into());
+        assert_eq!(e, FieldError::new("icmp.ttl", "out of range"));
     }
 
     #[test]

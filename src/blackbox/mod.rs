@@ -464,13 +464,7 @@ impl TlsConfig {
         // The client-certificate checks name their field in the text (`tls_config.key_file:
         // ...`); any other problem is about `tls_config` as a whole.
         let problem = |text: String| {
-            let e = config::field_from_text("tls_config.", text);
-            let e = if e.field.is_empty() {
-                e.under("tls_config")
-            } else {
-                e
-            };
-            e.under(section)
+            config::field_from_text("tls_config.", "tls_config", text).under(section)
         };
         client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref()).map_err(problem)?;
         let missing = self.missing_files();
