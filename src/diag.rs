@@ -5,7 +5,8 @@
 //! the loader turns what was collected into [`ConfigErrors`], which `watchfire check` lists in
 //! full. A check that runs before the position of its input is known (a module's `validate()`,
 //! a `tls_config` check) returns a [`FieldError`]: the field as data, placed later with
-//! [`Diagnostics::field_error`].
+//! [`Diagnostics::field_error`]. [`Origin`] is where a checked item (a target, a memory
+//! watch) was defined, kept for later messages.
 //!
 //! This module is a leaf: it imports nothing from the rest of watchfire.
 
@@ -46,6 +47,15 @@ impl<T> From<&Spanned<T>> for Pos {
     fn from(s: &Spanned<T>) -> Pos {
         Pos::from(s.referenced)
     }
+}
+
+/// Where something was defined in a config (a target, a watch), for messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// File.
+    pub file: PathBuf,
+    /// 1-based line, 0 when unknown.
+    pub line: u64,
 }
 
 /// One problem in a config: what, where.

@@ -11,14 +11,13 @@ use http::{HeaderMap, Method};
 use regex::Regex;
 use serde_saphyr::Spanned;
 
-use crate::diag::{ConfigErrors, Diagnostics, Pos};
+use crate::diag::{ConfigErrors, Diagnostics, Origin, Pos};
 use crate::probe::tls::TlsOptions;
 
 use super::raw::{RawDefaults, RawExpect, RawSize, RawStatus, RawTarget, RawTls};
 use super::{
-    Config, Expect, Origin, ProbeUrl, TargetSpec, Uncompared, DEFAULT_BODY_LIMIT,
-    DEFAULT_DOWN_AFTER, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UP_AFTER, MIN_INTERVAL,
-    RESERVED_LABELS,
+    Config, Expect, ProbeUrl, TargetSpec, Uncompared, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER,
+    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UP_AFTER, MIN_INTERVAL, RESERVED_LABELS,
 };
 
 /// Parses a humantime duration (`5s`, `500ms`, `1m30s`).

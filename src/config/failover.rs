@@ -8,12 +8,12 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use serde_saphyr::Spanned;
 
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Origin};
 
 use super::check::{body, duration, expect, method, positive, timing, valid_name, Defaults};
 use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
 use super::{
-    ExecHook, Expect, FailoverGroup, Hooks, Instance, Origin, ProbeUrl, ProxyConfig, TargetSpec,
+    ExecHook, Expect, FailoverGroup, Hooks, Instance, ProbeUrl, ProxyConfig, TargetSpec,
     Uncompared, WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
 };
 

@@ -25,7 +25,7 @@ use regex::Regex;
 
 pub use check::{parse_duration, parse_size};
 
-use crate::diag::{ConfigError, ConfigErrors};
+use crate::diag::{ConfigError, ConfigErrors, Origin};
 use crate::probe::tls::TlsOptions;
 
 /// Default time between planned starts.
@@ -153,15 +153,6 @@ impl<T> Deref for Uncompared<T> {
     fn deref(&self) -> &T {
         &self.0
     }
-}
-
-/// Where something was defined.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Origin {
-    /// File.
-    pub file: PathBuf,
-    /// 1-based line, 0 when unknown.
-    pub line: u64,
 }
 
 /// A checked probe URL: scheme, host, port and the request target, split once at load.

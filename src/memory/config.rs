@@ -19,8 +19,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::Origin;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Origin};
 
 /// Where the cgroup filesystem is mounted unless `cgroup_root` says otherwise.
 pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
