@@ -289,7 +289,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn runtime_load(path: &std::path::Path) -> Result<config::Config, config::ConfigErrors> {
+async fn runtime_load(path: &std::path::Path) -> Result<config::Config, crate::diag::ConfigErrors> {
     crate::runtime::load_blocking(path.to_path_buf()).await
 }
 

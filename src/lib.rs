@@ -9,6 +9,8 @@
 //! - [`cli`] — the command line (clap): `run`, `check`, `probe`, `sim`, `demo`.
 //! - [`config`] — YAML files (a file or a directory of `*.yaml`) parsed once into checked types;
 //!   every error names file, line and field.
+//! - [`diag`] — config diagnostics: [`diag::ConfigError`] (file, line, column, field, message)
+//!   and the [`diag::Diagnostics`] collector every config checker records into.
 //! - [`schedule`] — the scheduler: planned starts spread across each interval, no overlap, bounded
 //!   concurrency, schedule lag. The timing core is pure; the driver sleeps precisely (timerfd).
 //! - [`probe`] — one probe: the [`probe::Outcome`] type and the failure-reason enum;
@@ -54,6 +56,7 @@ pub mod blackbox;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod diag;
 pub mod expo;
 pub mod failover;
 pub mod memory;

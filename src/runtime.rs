@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::{self, Config, ConfigErrors, TargetSpec};
+use crate::config::{self, Config, TargetSpec};
+use crate::diag::{ConfigError, ConfigErrors};
 use crate::failover::{self, Group};
 use crate::probe::http::HttpProber;
 use crate::probe::{Outcome, Reason};
@@ -769,7 +770,7 @@ impl Runtime {
 pub async fn load_blocking(path: PathBuf) -> Result<Config, ConfigErrors> {
     match tokio::task::spawn_blocking(move || config::load(&path)).await {
         Ok(r) => r,
-        Err(e) => Err(ConfigErrors(vec![config::ConfigError {
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
             file: PathBuf::new(),
             line: 0,
             column: 0,

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use harness::{enc, get, ParsedMetrics, Reply, Scenarios, Watchfire};
-use watchfire::config::{load, load_str, ConfigError};
+use watchfire::config::{load, load_str};
+use watchfire::diag::ConfigError;
 
 const DEBIAN_BLACKBOX_YML: &str = "/etc/prometheus/blackbox.yml";
 

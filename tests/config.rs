@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use http::Method;
 use tempfile::TempDir;
-use watchfire::config::{load, load_str, Config, ConfigError, DEFAULT_BODY_LIMIT};
+use watchfire::config::{load, load_str, Config, DEFAULT_BODY_LIMIT};
+use watchfire::diag::ConfigError;
 
 /// Writes `text` as `dir/name` and returns the path.
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -861,6 +862,25 @@ fn a_directory_of_two_files_merges_in_name_order() {
     assert_eq!(c.targets[0].origin.file, a);
     assert_eq!(c.targets[2].origin.file, b);
     assert_eq!(c.targets[2].origin.line, 2);
+}
+
+#[test]
+fn same_probe_ignores_where_a_target_is_written_and_nothing_else() {
+    let one = "targets:\n\
+         \x20 - name: t\n\
+         \x20   url: http://127.0.0.1:8000/health\n\
+         \x20   expect: {status: [200], body: 'ok$'}\n";
+    let a = good(one);
+    // The same target, two lines further down: where it is written is not compared.
+    let moved = good(&format!("# a comment\n# another\n{one}"));
+    assert_ne!(a.targets[0].origin.line, moved.targets[0].origin.line);
+    assert!(a.targets[0].same_probe(&moved.targets[0]));
+    // Anything that changes the probe (here: the body regexp, compared by its source) is a
+    // different probe.
+    let changed = good(&one.replace("ok$", "ok"));
+    assert!(!a.targets[0].same_probe(&changed.targets[0]));
+    let changed = good(&format!("{one}\x20   keep_alive: true\n"));
+    assert!(!a.targets[0].same_probe(&changed.targets[0]));
 }
 
 #[test]

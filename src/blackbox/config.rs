@@ -13,14 +13,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::ConfigError;
+use crate::diag::{Diagnostics, FieldError, Pos};
 use crate::probers::dns::DnsModule;
 use crate::probers::grpc::GrpcModule;
 use crate::probers::http::{HttpModule, HttpProbe};
@@ -174,160 +174,101 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `5s` or `500ms`"))
 }
 
-/// Checks one file's `modules:` into `out`, reporting problems into `errors`. `seen` remembers
-/// where each name was defined, to report a module defined in two files.
+/// Checks the `modules:` of the file `diag` is at into `out`, recording problems in `diag`.
+/// `seen` remembers where each name was defined, to report a module defined in two files.
 pub(crate) fn check_section(
-    file: &Path,
+    diag: &mut Diagnostics,
     raw: &BTreeMap<String, Spanned<RawModule>>,
     out: &mut Modules,
     seen: &mut HashMap<String, (PathBuf, u64)>,
-    errors: &mut Vec<ConfigError>,
 ) {
     for (name, m) in raw {
-        let field = format!("modules.{name}");
         let line = m.referenced.line();
-        let mut err = |line: u64, column: u64, field: String, message: String| {
-            errors.push(ConfigError {
-                file: file.to_path_buf(),
-                line,
-                column,
-                field,
-                message,
-            })
-        };
         if let Some((f, l)) = seen.get(name) {
-            err(
-                line,
-                m.referenced.column(),
-                field.clone(),
+            diag.error(
+                m,
+                format!("modules.{name}"),
                 format!("module `{name}` is already defined at {}:{l}", f.display()),
             );
             continue;
         }
-        seen.insert(name.clone(), (file.to_path_buf(), line));
-        if let Some(m) = check_module(file, name, m, &mut err) {
+        seen.insert(name.clone(), (diag.file().to_path_buf(), line));
+        if let Some(m) = check_module(diag, name, m) {
             out.map.insert(name.clone(), Arc::new(m));
         }
     }
 }
 
-fn check_module(
-    file: &Path,
-    name: &str,
-    m: &Spanned<RawModule>,
-    err: &mut impl FnMut(u64, u64, String, String),
-) -> Option<Module> {
+fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> Option<Module> {
     let field = format!("modules.{name}");
+    let file = diag.file().to_path_buf();
+    let before = diag.count();
     let r = &m.value;
-    let mut ok = true;
     let prober = match &r.prober {
         None => {
-            err(
-                m.referenced.line(),
-                m.referenced.column(),
+            diag.error(
+                m,
                 format!("{field}.prober"),
-                "missing: every module needs a prober (http, tcp, dns, icmp or grpc)".into(),
+                "missing: every module needs a prober (http, tcp, dns, icmp or grpc)",
             );
             None
         }
-        Some(p) => match Prober::parse(&p.value) {
-            Some(x) => Some(x),
-            None => {
-                err(
-                    p.referenced.line(),
-                    p.referenced.column(),
-                    format!("{field}.prober"),
-                    format!(
-                        "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc)",
-                        p.value
-                    ),
-                );
-                None
-            }
-        },
-    };
-    let timeout = match &r.timeout {
-        None => None,
-        Some(t) => match parse_duration(&t.value) {
-            Ok(d) => Some(d),
-            Err(msg) => {
-                err(
-                    t.referenced.line(),
-                    t.referenced.column(),
-                    format!("{field}.timeout"),
-                    msg,
-                );
-                ok = false;
-                None
-            }
-        },
-    };
-    let http_raw = r.http.as_ref().map(|h| h.value.clone()).unwrap_or_default();
-    let http = match HttpProbe::compile(&http_raw, file) {
-        Ok(h) => Some(h),
-        Err(problems) => {
-            let at = r.http.as_ref().map(|h| &h.referenced);
-            for p in problems {
-                let (line, column) = match (p.line, at) {
-                    (0, Some(at)) => (at.line(), at.column()),
-                    (0, None) => (m.referenced.line(), m.referenced.column()),
-                    (l, _) => (l, p.column),
-                };
-                err(line, column, format!("{field}.http.{}", p.field), p.message);
-            }
+        Some(p) => Prober::parse(&p.value).or_else(|| {
+            diag.error(
+                p,
+                format!("{field}.prober"),
+                format!(
+                    "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc)",
+                    p.value
+                ),
+            );
             None
+        }),
+    };
+    let timeout = r.timeout.as_ref().and_then(|t| {
+        parse_duration(&t.value)
+            .map_err(|msg| diag.error(t, format!("{field}.timeout"), msg))
+            .ok()
+    });
+    let http_raw = r.http.as_ref().map(|h| h.value.clone()).unwrap_or_default();
+    let http = compile_http(diag, &field, m, &http_raw);
+    // The other probers' options: what serde cannot check, each module's `validate()` does, and
+    // `tls_config` must be usable. A problem is placed at its prober's section.
+    let mut validated = |at: Pos, r: Result<(), FieldError>| {
+        if let Err(e) = r {
+            diag.field_error(at, &field, e);
         }
     };
-    // The other probers' options: what serde cannot check, each module's `validate()` does; its
-    // message starts with the field (`tcp.query_response[0].expect: ...`).
-    let mut validated =
-        |section: &str, at: Option<&serde_saphyr::Location>, r: Result<(), String>| {
-            if let Err(msg) = r {
-                let (sub, msg) = match msg.split_once(": ") {
-                    Some((f, rest)) if f.starts_with(section) && !f.contains(' ') => {
-                        (f.to_string(), rest.to_string())
-                    }
-                    _ => (section.to_string(), msg),
-                };
-                let (line, column) = at
-                    .map(|a| (a.line(), a.column()))
-                    .unwrap_or((m.referenced.line(), m.referenced.column()));
-                err(line, column, format!("{field}.{sub}"), msg);
-                false
-            } else {
-                true
-            }
-        };
+    let validate = |section: &str, r: Result<(), String>| {
+        r.map_err(|text| FieldError::from_text(section, section, text))
+    };
     // tls_config paths are relative to the config file, like every path in it.
     let mut tcp = r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-    tcp.tls_config.resolve_paths(file);
+    tcp.tls_config.resolve_paths(&file);
     let mut dns = r.dns.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-    dns.tls_config.resolve_paths(file);
+    dns.tls_config.resolve_paths(&file);
     let mut grpc = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-    grpc.tls_config.resolve_paths(file);
+    grpc.tls_config.resolve_paths(&file);
     if let Some(t) = &r.tcp {
-        let checked = tcp
-            .validate()
-            .and_then(|()| tcp.tls_config.check_at_load("tcp"));
-        ok &= validated("tcp", Some(&t.referenced), checked);
+        let checked =
+            validate("tcp", tcp.validate()).and_then(|()| tcp.tls_config.check_at_load("tcp"));
+        validated(Pos::from(t), checked);
     }
     if let Some(d) = &r.dns {
-        let checked = dns
-            .validate()
-            .and_then(|()| dns.tls_config.check_at_load("dns"));
-        ok &= validated("dns", Some(&d.referenced), checked);
+        let checked =
+            validate("dns", dns.validate()).and_then(|()| dns.tls_config.check_at_load("dns"));
+        validated(Pos::from(d), checked);
     }
     if let Some(i) = &r.icmp {
-        ok &= validated("icmp", Some(&i.referenced), i.value.validate());
+        validated(Pos::from(i), validate("icmp", i.value.validate()));
     }
     if let Some(g) = &r.grpc {
-        let checked = grpc
-            .validate()
-            .and_then(|()| grpc.tls_config.check_at_load("grpc"));
-        ok &= validated("grpc", Some(&g.referenced), checked);
+        let checked =
+            validate("grpc", grpc.validate()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
+        validated(Pos::from(g), checked);
     }
     let (prober, http) = (prober?, http?);
-    if !ok {
+    if diag.count() > before {
         return None;
     }
     let shown = shown(prober, r, &http_raw);
@@ -341,9 +282,33 @@ fn check_module(
         icmp: r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
         grpc,
         shown,
-        file: file.to_path_buf(),
+        file,
         line: m.referenced.line(),
     })
+}
+
+/// The module's `http:` options compiled, or `None` with every problem recorded (a problem
+/// without a line of its own is placed at the `http:` section).
+fn compile_http(
+    diag: &mut Diagnostics,
+    field: &str,
+    m: &Spanned<RawModule>,
+    raw: &HttpModule,
+) -> Option<HttpProbe> {
+    let problems = match HttpProbe::compile(raw, diag.file()) {
+        Ok(h) => return Some(h),
+        Err(problems) => problems,
+    };
+    let section = m.value.http.as_ref().map_or(Pos::from(m), Pos::from);
+    for p in problems {
+        let at = if p.line == 0 {
+            section
+        } else {
+            Pos::new(p.line, p.column)
+        };
+        diag.field_error(at, field, FieldError::new(p.field, p.message).under("http"));
+    }
+    None
 }
 
 /// The module as shown by `/config`: the prober, the timeout when set, the prober's own options
@@ -499,6 +464,30 @@ mod tests {
         let back: serde_json::Value = serde_saphyr::from_str(&out).expect("valid YAML");
         assert_eq!(back, v, "{out}");
         assert!(out.contains("password: <secret>"), "{out}");
+    }
+
+    #[test]
+    fn fields_are_taken_from_text_only_under_the_prefix() {
+        let e = FieldError::from_text(
+            "tcp",
+            "tcp",
+            "tcp.query_response[0].expect: invalid regexp `(`".into(),
+        );
+        assert_eq!(
+            e,
+            FieldError::new("tcp.query_response[0].expect", "invalid regexp `(`")
+        );
+        let e = FieldError::from_text(
+            "tls_config.",
+            "tls_config",
+            "cannot read CA file /x: gone".into(),
+        );
+        assert_eq!(
+            e,
+            FieldError::new("tls_config", "cannot read CA file /x: gone")
+        );
+        let e = FieldError::from_text("icmp", "icmp", "icmp.ttl: out of range".into());
+        assert_eq!(e, FieldError::new("icmp.ttl", "out of range"));
     }
 
     #[test]

@@ -4,14 +4,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use http::HeaderMap;
+use bytes::Bytes;
+use http::{HeaderMap, Method};
 use serde_saphyr::Spanned;
 
-use super::check::{body, expect, method, positive, timing, valid_name, Ctx, Defaults};
+use crate::diag::{Diagnostics, Origin};
+
+use super::check::{body, duration, expect, method, positive, timing, valid_name, Defaults};
 use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
 use super::{
-    ExecHook, FailoverGroup, Hooks, Instance, Origin, ProbeUrl, ProxyConfig, TargetSpec,
-    WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
+    ExecHook, Expect, FailoverGroup, Hooks, Instance, ProbeUrl, ProxyConfig, TargetSpec,
+    Uncompared, WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
 };
 
 /// Default minimum time up before failback.
@@ -35,105 +38,31 @@ pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
 
 /// Checks one group; returns it with the health-check targets of its instances.
 pub(super) fn check_group(
-    ctx: &mut Ctx<'_>,
+    diag: &mut Diagnostics,
     d: &Defaults,
     g: &Spanned<RawFailoverGroup>,
     field: &str,
 ) -> Option<(FailoverGroup, Vec<TargetSpec>)> {
-    let before = ctx.errors.len();
+    let before = diag.count();
     let r = &g.value;
-    let name = match &r.name {
-        Some(n) if valid_name(&n.value) && !n.value.contains('/') => n.value.clone(),
-        Some(n) => {
-            let msg = format!(
-                "`{}` is not a usable group name: letters, digits, `-`, `_`, `.`",
-                n.value
-            );
-            ctx.err(n, format!("{field}.name"), msg);
-            String::new()
-        }
-        None => {
-            ctx.err(
-                g,
-                format!("{field}.name"),
-                "missing: every failover group needs a name",
-            );
-            String::new()
-        }
-    };
+    let name = group_name(diag, g, field);
     if r.instances.is_empty() {
-        ctx.err(
+        diag.error(
             g,
             format!("{field}.instances"),
             "a failover group needs instances: base URLs, primary first, then backups",
         );
     }
-    let empty = RawCheck::default();
-    let check = r.check.as_ref().map(|c| &c.value).unwrap_or(&empty);
-    let path = check
-        .path
-        .as_ref()
-        .map(|p| p.value.clone())
-        .unwrap_or_else(|| "/health".into());
-    if let Some(p) = check.path.as_ref().filter(|p| !p.value.starts_with('/')) {
-        ctx.err(p, format!("{field}.check.path"), "must start with `/`");
-    }
-    let method = method(ctx, &check.method, &format!("{field}.check.method"));
-    let mut hdrs = HeaderMap::new();
-    let body = body(
-        ctx,
-        &check.body,
-        &check.body_json,
-        &format!("{field}.check"),
-        &mut hdrs,
-    );
-    let (interval, timeout, _) = timing(
-        ctx,
-        &Defaults::default(),
-        &check.interval,
-        &check.timeout,
-        &None,
-        g,
-        &format!("{field}.check"),
-    );
-    let expect = expect(ctx, &check.expect, &format!("{field}.check.expect"));
-    let down_after = r
-        .down_after
-        .as_ref()
-        .and_then(|v| positive(ctx, v, &format!("{field}.down_after")))
-        .unwrap_or(DEFAULT_DOWN_AFTER);
-    let up_after = r
-        .up_after
-        .as_ref()
-        .and_then(|v| positive(ctx, v, &format!("{field}.up_after")))
-        .unwrap_or(DEFAULT_UP_AFTER);
-    let auto_failback = match &r.failback {
-        None => true,
-        Some(f) if f.value == "auto" => true,
-        Some(f) if f.value == "manual" => false,
-        Some(f) => {
-            let msg = format!("`{}`: use `auto` or `manual`", f.value);
-            ctx.err(f, format!("{field}.failback"), msg);
-            true
-        }
-    };
-    let hold = ctx
-        .duration(&r.hold, &format!("{field}.hold"))
-        .unwrap_or(DEFAULT_HOLD);
-    let min_switch_interval = ctx
-        .duration(
-            &r.min_switch_interval,
-            &format!("{field}.min_switch_interval"),
-        )
-        .unwrap_or(DEFAULT_MIN_SWITCH_INTERVAL);
+    let hc = health_check(diag, g, field);
+    let p = policy(diag, r, field);
     let proxy = r
         .proxy
         .as_ref()
-        .and_then(|p| proxy(ctx, &p.value, &format!("{field}.proxy")));
+        .and_then(|p| proxy(diag, &p.value, &format!("{field}.proxy")));
     let hooks = r
         .hooks
         .as_ref()
-        .map(|h| hooks(ctx, &h.value, &format!("{field}.hooks")))
+        .map(|h| hooks(diag, &h.value, &format!("{field}.hooks")))
         .unwrap_or_default();
 
     let mut instances = Vec::new();
@@ -141,93 +70,62 @@ pub(super) fn check_group(
     let mut seen = HashSet::new();
     for (i, inst) in r.instances.iter().enumerate() {
         let ifield = format!("{field}.instances[{i}]");
-        let base = inst.value.trim_end_matches('/');
-        let parsed = match ProbeUrl::parse(base) {
-            Ok(u) => u,
-            Err(m) => {
-                ctx.err(inst, ifield, format!("`{}`: {m}", inst.value));
-                continue;
-            }
+        let Some((base, parsed)) = instance_base(diag, inst, &ifield, proxy.is_some(), &mut seen)
+        else {
+            continue;
         };
-        if parsed.path_and_query != "/" {
-            ctx.err(
-                inst,
-                ifield,
-                format!(
-                    "`{}`: an instance is a base URL (scheme, host, port) without a path",
-                    inst.value
-                ),
-            );
-            continue;
-        }
-        if proxy.is_some() && parsed.tls {
-            ctx.err(
-                inst,
-                ifield,
-                "the failover proxy forwards plain HTTP: use an http:// instance",
-            );
-            continue;
-        }
-        let authority = format!("{}:{}", parsed.host, parsed.port);
-        if !seen.insert(authority.clone()) {
-            ctx.err(
-                inst,
-                ifield,
-                format!("duplicate instance `{authority}`: each instance may appear once"),
-            );
-            continue;
-        }
+        let path = &hc.path;
         let url = match ProbeUrl::parse(&format!("{base}{path}")) {
             Ok(u) => u,
             Err(m) => {
-                ctx.err(inst, ifield, format!("`{}{path}`: {m}", inst.value));
+                diag.error(inst, ifield, format!("`{}{path}`: {m}", inst.value));
                 continue;
             }
         };
         let target = format!("{name}/{i}");
         instances.push(Instance {
             base: base.to_string(),
-            authority: authority.clone(),
-            host: parsed.host.clone(),
+            authority: format!("{}:{}", parsed.host, parsed.port),
+            host: parsed.host,
             port: parsed.port,
             target: target.clone(),
         });
         checks.push(TargetSpec {
             name: target,
             url,
-            method: method.clone(),
-            headers: hdrs.clone(),
-            body: body.clone(),
-            interval,
-            timeout,
+            method: hc.method.clone(),
+            headers: hc.headers.clone(),
+            body: hc.body.clone(),
+            interval: hc.interval,
+            timeout: hc.timeout,
             jitter: Duration::ZERO,
             labels: BTreeMap::from([
                 ("group".to_string(), name.clone()),
                 ("instance_url".to_string(), base.to_string()),
             ]),
-            expect: expect.clone(),
+            expect: hc.expect.clone(),
             keep_alive: false,
             body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
             tls: d.tls.clone().unwrap_or_default(),
-            down_after,
-            up_after,
+            down_after: p.down_after,
+            up_after: p.up_after,
             module: None,
-            origin: Origin {
-                file: ctx.file.to_path_buf(),
+            origin: Uncompared(Origin {
+                file: diag.file().to_path_buf(),
                 line: inst.referenced.line(),
-            },
+            }),
         });
     }
-    if ctx.errors.len() > before {
+    if diag.count() > before {
         return None;
     }
     Some((
         FailoverGroup {
             name,
             instances,
-            auto_failback,
-            hold,
-            min_switch_interval,
+            auto_failback: p.auto_failback,
+            hold: p.hold,
+            min_switch_interval: p.min_switch_interval,
             proxy,
             hooks,
         },
@@ -235,31 +133,189 @@ pub(super) fn check_group(
     ))
 }
 
-fn proxy(ctx: &mut Ctx<'_>, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
+/// A group's thresholds and switching policy.
+struct Policy {
+    down_after: u32,
+    up_after: u32,
+    auto_failback: bool,
+    hold: Duration,
+    min_switch_interval: Duration,
+}
+
+fn policy(diag: &mut Diagnostics, r: &RawFailoverGroup, field: &str) -> Policy {
+    let down_after = r
+        .down_after
+        .as_ref()
+        .and_then(|v| positive(diag, v, &format!("{field}.down_after")))
+        .unwrap_or(DEFAULT_DOWN_AFTER);
+    let up_after = r
+        .up_after
+        .as_ref()
+        .and_then(|v| positive(diag, v, &format!("{field}.up_after")))
+        .unwrap_or(DEFAULT_UP_AFTER);
+    let auto_failback = match &r.failback {
+        None => true,
+        Some(f) if f.value == "auto" => true,
+        Some(f) if f.value == "manual" => false,
+        Some(f) => {
+            let msg = format!("`{}`: use `auto` or `manual`", f.value);
+            diag.error(f, format!("{field}.failback"), msg);
+            true
+        }
+    };
+    let hold = duration(diag, &r.hold, &format!("{field}.hold")).unwrap_or(DEFAULT_HOLD);
+    let min_switch_interval = duration(
+        diag,
+        &r.min_switch_interval,
+        &format!("{field}.min_switch_interval"),
+    )
+    .unwrap_or(DEFAULT_MIN_SWITCH_INTERVAL);
+    Policy {
+        down_after,
+        up_after,
+        auto_failback,
+        hold,
+        min_switch_interval,
+    }
+}
+
+/// The group's name; empty (with a problem recorded) when missing or unusable.
+fn group_name(diag: &mut Diagnostics, g: &Spanned<RawFailoverGroup>, field: &str) -> String {
+    match &g.value.name {
+        Some(n) if valid_name(&n.value) && !n.value.contains('/') => n.value.clone(),
+        Some(n) => {
+            let msg = format!(
+                "`{}` is not a usable group name: letters, digits, `-`, `_`, `.`",
+                n.value
+            );
+            diag.error(n, format!("{field}.name"), msg);
+            String::new()
+        }
+        None => {
+            diag.error(
+                g,
+                format!("{field}.name"),
+                "missing: every failover group needs a name",
+            );
+            String::new()
+        }
+    }
+}
+
+/// The health check every instance of a group shares (`check:`), with its defaults.
+struct HealthCheck {
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+    interval: Duration,
+    timeout: Duration,
+    expect: Expect,
+}
+
+fn health_check(diag: &mut Diagnostics, g: &Spanned<RawFailoverGroup>, field: &str) -> HealthCheck {
+    let empty = RawCheck::default();
+    let check = g.value.check.as_ref().map(|c| &c.value).unwrap_or(&empty);
+    let path = check
+        .path
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| "/health".into());
+    if let Some(p) = check.path.as_ref().filter(|p| !p.value.starts_with('/')) {
+        diag.error(p, format!("{field}.check.path"), "must start with `/`");
+    }
+    let method = method(diag, &check.method, &format!("{field}.check.method"));
+    let mut headers = HeaderMap::new();
+    let body = body(
+        diag,
+        &check.body,
+        &check.body_json,
+        &format!("{field}.check"),
+        &mut headers,
+    );
+    let (interval, timeout, _) = timing(
+        diag,
+        &Defaults::default(),
+        &check.interval,
+        &check.timeout,
+        &None,
+        g,
+        &format!("{field}.check"),
+    );
+    let expect = expect(diag, &check.expect, &format!("{field}.check.expect"));
+    HealthCheck {
+        path,
+        method,
+        headers,
+        body,
+        interval,
+        timeout,
+        expect,
+    }
+}
+
+/// One instance's base URL (without a trailing slash) and its parse, or `None` with a problem
+/// recorded: not a URL, a path, https behind the proxy (`plain_only`), or seen before.
+fn instance_base<'a>(
+    diag: &mut Diagnostics,
+    inst: &'a Spanned<String>,
+    ifield: &str,
+    plain_only: bool,
+    seen: &mut HashSet<String>,
+) -> Option<(&'a str, ProbeUrl)> {
+    let base = inst.value.trim_end_matches('/');
+    let parsed = match ProbeUrl::parse(base) {
+        Ok(u) => u,
+        Err(m) => {
+            diag.error(inst, ifield, format!("`{}`: {m}", inst.value));
+            return None;
+        }
+    };
+    let problem = if parsed.path_and_query != "/" {
+        format!(
+            "`{}`: an instance is a base URL (scheme, host, port) without a path",
+            inst.value
+        )
+    } else if plain_only && parsed.tls {
+        "the failover proxy forwards plain HTTP: use an http:// instance".to_string()
+    } else if !seen.insert(format!("{}:{}", parsed.host, parsed.port)) {
+        format!(
+            "duplicate instance `{}:{}`: each instance may appear once",
+            parsed.host, parsed.port
+        )
+    } else {
+        return Some((base, parsed));
+    };
+    diag.error(inst, ifield, problem);
+    None
+}
+
+fn proxy(diag: &mut Diagnostics, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
     let listen = match p.listen.value.parse::<std::net::SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
             let msg = format!("`{}` is not an address like 127.0.0.1:8080", p.listen.value);
-            ctx.err(&p.listen, format!("{field}.listen"), msg);
+            diag.error(&p.listen, format!("{field}.listen"), msg);
             None
         }
     };
     let max_in_flight = match &p.max_in_flight {
         Some(v) if v.value == 0 => {
-            ctx.err(v, format!("{field}.max_in_flight"), "must be at least 1");
+            diag.error(v, format!("{field}.max_in_flight"), "must be at least 1");
             DEFAULT_MAX_IN_FLIGHT
         }
         Some(v) => v.value,
         None => DEFAULT_MAX_IN_FLIGHT,
     };
-    let connect_timeout = ctx
-        .duration(&p.connect_timeout, &format!("{field}.connect_timeout"))
-        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-    let timeout = ctx
-        .duration(&p.timeout, &format!("{field}.timeout"))
-        .unwrap_or(DEFAULT_PROXY_TIMEOUT);
-    let retry_after = ctx
-        .duration(&p.retry_after, &format!("{field}.retry_after"))
+    let connect_timeout = duration(
+        diag,
+        &p.connect_timeout,
+        &format!("{field}.connect_timeout"),
+    )
+    .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let timeout =
+        duration(diag, &p.timeout, &format!("{field}.timeout")).unwrap_or(DEFAULT_PROXY_TIMEOUT);
+    let retry_after = duration(diag, &p.retry_after, &format!("{field}.retry_after"))
         .unwrap_or(DEFAULT_RETRY_AFTER);
     let preserve_host = match &p.host {
         None => true,
@@ -267,7 +323,7 @@ fn proxy(ctx: &mut Ctx<'_>, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
         Some(h) if h.value == "instance" => false,
         Some(h) => {
             let msg = format!("`{}`: use `preserve` or `instance`", h.value);
-            ctx.err(h, format!("{field}.host"), msg);
+            diag.error(h, format!("{field}.host"), msg);
             true
         }
     };
@@ -281,28 +337,27 @@ fn proxy(ctx: &mut Ctx<'_>, p: &RawProxy, field: &str) -> Option<ProxyConfig> {
     })
 }
 
-fn hooks(ctx: &mut Ctx<'_>, h: &RawHooks, field: &str) -> Hooks {
+fn hooks(diag: &mut Diagnostics, h: &RawHooks, field: &str) -> Hooks {
     let exec = h.exec.as_ref().and_then(|e| {
         let f = format!("{field}.exec.command");
         let Some(program) = e.value.command.first() else {
-            ctx.err(
+            diag.error(
                 e,
                 f,
                 "empty: give the program and its arguments, e.g. [docker-compose, up, -d, backup]",
             );
             return None;
         };
-        if let Err(m) = find_program(ctx.file, &program.value) {
-            ctx.err(program, f, m);
+        if let Err(m) = find_program(diag.file(), &program.value) {
+            diag.error(program, f, m);
             return None;
         }
-        let timeout = ctx
-            .duration(&e.value.timeout, &format!("{field}.exec.timeout"))
+        let timeout = duration(diag, &e.value.timeout, &format!("{field}.exec.timeout"))
             .unwrap_or(DEFAULT_EXEC_TIMEOUT);
         let mut command: Vec<String> = e.value.command.iter().map(|c| c.value.clone()).collect();
         if program.value.contains('/') {
             // Relative paths are relative to the config file, like every other path in it.
-            let p = super::check::resolve_relative(ctx.file, Path::new(&program.value));
+            let p = super::check::resolve_relative(diag.file(), Path::new(&program.value));
             command[0] = p.display().to_string();
         }
         Some(ExecHook { command, timeout })
@@ -313,12 +368,11 @@ fn hooks(ctx: &mut Ctx<'_>, h: &RawHooks, field: &str) -> Hooks {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => {
                 let msg = format!("`{}` is not an http:// or https:// URL", url.value);
-                ctx.err(url, format!("{field}.webhook.url"), msg);
+                diag.error(url, format!("{field}.webhook.url"), msg);
                 return None;
             }
         }
-        let timeout = ctx
-            .duration(&w.value.timeout, &format!("{field}.webhook.timeout"))
+        let timeout = duration(diag, &w.value.timeout, &format!("{field}.webhook.timeout"))
             .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
         Some(WebhookHook {
             url: url.value.clone(),

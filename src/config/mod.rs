@@ -4,14 +4,17 @@
 //! may hold `defaults:` (applied to the targets of that file), `targets:`, `failover:`,
 //! `memory:` and blackbox_exporter's `modules:` (a blackbox.yml loads as it stands).
 //! Every problem found is reported — not only the first — as a [`ConfigError`] naming the file,
-//! the line and the field, so `watchfire check` can list them all.
+//! the line and the field, so `watchfire check` can list them all; every checker records its
+//! problems into one [`crate::diag::Diagnostics`] collector.
 
 mod check;
 mod failover;
 pub mod raw;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +24,9 @@ use http::{HeaderMap, Method};
 use regex::Regex;
 
 pub use check::{parse_duration, parse_size};
+
+use crate::diag::{ConfigError, ConfigErrors, Origin};
+use crate::probe::tls::TlsOptions;
 
 /// Default time between planned starts.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -56,7 +62,11 @@ pub struct Config {
 }
 
 /// One scheduled HTTP probe, fully resolved (defaults applied, values checked).
-#[derive(Debug, Clone)]
+///
+/// Equality is derived: two specs are equal when everything that changes what is probed or how
+/// the series are labelled is the same. Where the target was written ([`TargetSpec::origin`])
+/// is not compared.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
     /// Unique name; the `target` label.
     pub name: String,
@@ -91,8 +101,8 @@ pub struct TargetSpec {
     pub up_after: u32,
     /// The blackbox module (`prober: http`) whose checks the probe also runs.
     pub module: Option<String>,
-    /// Where the target was defined (for messages).
-    pub origin: Origin,
+    /// Where the target was defined (for messages); not compared.
+    pub origin: Uncompared<Origin>,
 }
 
 impl TargetSpec {
@@ -115,39 +125,34 @@ impl TargetSpec {
             down_after: DEFAULT_DOWN_AFTER,
             up_after: DEFAULT_UP_AFTER,
             module: None,
-            origin: Origin::default(),
+            origin: Uncompared::default(),
         })
     }
 
     /// True when a reload can keep this target's recorded state: everything that changes what
-    /// is probed or how the series are labelled is the same.
+    /// is probed or how the series are labelled is the same (the derived equality).
     pub fn same_probe(&self, other: &TargetSpec) -> bool {
-        self.name == other.name
-            && self.url == other.url
-            && self.method == other.method
-            && self.headers == other.headers
-            && self.body == other.body
-            && self.interval == other.interval
-            && self.timeout == other.timeout
-            && self.jitter == other.jitter
-            && self.labels == other.labels
-            && self.expect == other.expect
-            && self.keep_alive == other.keep_alive
-            && self.body_limit == other.body_limit
-            && self.tls == other.tls
-            && self.down_after == other.down_after
-            && self.up_after == other.up_after
-            && self.module == other.module
+        self == other
     }
 }
 
-/// Where something was defined.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Origin {
-    /// File.
-    pub file: PathBuf,
-    /// 1-based line, 0 when unknown.
-    pub line: u64,
+/// A value carried beside the ones that matter, which equality ignores: every `Uncompared`
+/// equals every other, so a derived `PartialEq` of the struct holding it skips it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Uncompared<T>(pub T);
+
+impl<T> PartialEq for Uncompared<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Deref for Uncompared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// A checked probe URL: scheme, host, port and the request target, split once at load.
@@ -249,12 +254,20 @@ impl Default for Expect {
     }
 }
 
+/// Field by field, regular expressions by their source (`Regex` has no equality). The
+/// destructuring names every field, so a new one cannot be left out.
 impl PartialEq for Expect {
     fn eq(&self, other: &Self) -> bool {
-        self.status == other.status
-            && self.json == other.json
-            && self.body.as_ref().map(Regex::as_str) == other.body.as_ref().map(Regex::as_str)
-            && self.max_latency == other.max_latency
+        let Expect {
+            status,
+            json,
+            body,
+            max_latency,
+        } = self;
+        *status == other.status
+            && *json == other.json
+            && body.as_ref().map(Regex::as_str) == other.body.as_ref().map(Regex::as_str)
+            && *max_latency == other.max_latency
     }
 }
 
@@ -270,17 +283,6 @@ impl Expect {
             .iter()
             .any(|&(lo, hi)| (lo..=hi).contains(&code))
     }
-}
-
-/// TLS options of a target.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// Accept any certificate.
-    pub insecure_skip_verify: bool,
-    /// Trust these CAs (PEM file) instead of the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Verify against this name (and send it as SNI) instead of the URL's host.
-    pub server_name: Option<String>,
 }
 
 /// A failover group: ordered instances, primary first.
@@ -363,53 +365,6 @@ pub struct WebhookHook {
     pub retries: u32,
 }
 
-/// One problem in a config: what, where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line (0 when the problem is the file as a whole).
-    pub line: u64,
-    /// 1-based column (0 when unknown).
-    pub column: u64,
-    /// Dotted path of the field (`targets[1].timeout`), empty for file-level problems.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if self.line > 0 {
-            write!(f, ":{}", self.line)?;
-            if self.column > 0 {
-                write!(f, ":{}", self.column)?;
-            }
-        }
-        if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// All the problems found in a config.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Reads and checks a config from a file or a directory of `*.yaml` / `*.yml` files.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let files = config_files(path).map_err(|e| ConfigErrors(vec![e]))?;
@@ -418,10 +373,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         match std::fs::read_to_string(f) {
             Ok(text) => sources.push((f.clone(), text)),
             Err(e) => {
-                return Err(ConfigErrors(vec![file_error(
-                    f,
-                    format!("cannot read the file: {e}"),
-                )]))
+                let e = ConfigError::in_file(f, format!("cannot read the file: {e}"));
+                return Err(ConfigErrors(vec![e]));
             }
         }
     }
@@ -437,29 +390,19 @@ pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigErrors> {
     check::check_sources(&[(Path::new(name), text)])
 }
 
-fn file_error(file: &Path, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message,
-    }
-}
-
 /// The files a config path stands for.
 fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let meta = std::fs::metadata(path)
-        .map_err(|e| file_error(path, format!("cannot open the config: {e}")))?;
+        .map_err(|e| ConfigError::in_file(path, format!("cannot open the config: {e}")))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
     let entries = std::fs::read_dir(path)
-        .map_err(|e| file_error(path, format!("cannot list the directory: {e}")))?;
+        .map_err(|e| ConfigError::in_file(path, format!("cannot list the directory: {e}")))?;
     for entry in entries {
-        let entry =
-            entry.map_err(|e| file_error(path, format!("cannot list the directory: {e}")))?;
+        let entry = entry
+            .map_err(|e| ConfigError::in_file(path, format!("cannot list the directory: {e}")))?;
         let p = entry.path();
         let yaml = matches!(
             p.extension().and_then(|e| e.to_str()),
@@ -471,9 +414,9 @@ fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(file_error(
+        return Err(ConfigError::in_file(
             path,
-            "the directory holds no *.yaml or *.yml file".into(),
+            "the directory holds no *.yaml or *.yml file",
         ));
     }
     Ok(files)

@@ -14,12 +14,12 @@
 //! [`RawWatch`] is the serde shape, [`check_section`] turns it into [`Watch`]es and reports every
 //! problem with its file, line and field like the rest of the config.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{ConfigError, Origin};
+use crate::diag::{Diagnostics, Origin};
 
 /// Where the cgroup filesystem is mounted unless `cgroup_root` says otherwise.
 pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -119,59 +119,47 @@ impl Default for Roots {
     }
 }
 
-/// Checks the `memory:` entries of one file, appending good watches to `out` (which holds the
-/// watches of earlier files, for the duplicate check) and problems to `errors`.
-pub fn check_section(
-    file: &Path,
-    raw: &[Spanned<RawWatch>],
-    out: &mut Vec<Watch>,
-    errors: &mut Vec<ConfigError>,
-) {
+/// Checks the `memory:` entries of the file `diag` is at, appending good watches to `out`
+/// (which holds the watches of earlier files, for the duplicate check) and recording problems
+/// in `diag`.
+pub fn check_section(diag: &mut Diagnostics, raw: &[Spanned<RawWatch>], out: &mut Vec<Watch>) {
     for (i, w) in raw.iter().enumerate() {
         let field = format!("memory[{i}]");
-        let mut e = Errs {
-            file,
-            errors: &mut *errors,
-            found: false,
-        };
-        if let Some(watch) = check_watch(&mut e, w, &field, out) {
+        if let Some(watch) = check_watch(diag, w, &field, out) {
             out.push(watch);
         }
     }
 }
 
-/// Collects errors of one watch.
-struct Errs<'a> {
-    file: &'a Path,
-    errors: &'a mut Vec<ConfigError>,
-    found: bool,
-}
-
-impl Errs<'_> {
-    fn at<T>(&mut self, at: &Spanned<T>, field: String, message: impl Into<String>) {
-        self.found = true;
-        self.errors.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field,
-            message: message.into(),
-        });
-    }
-}
-
 fn check_watch(
-    e: &mut Errs<'_>,
+    diag: &mut Diagnostics,
     w: &Spanned<RawWatch>,
     field: &str,
     earlier: &[Watch],
 ) -> Option<Watch> {
+    let before = diag.count();
+    let source = source(diag, w, field);
+    let name = watch_name(diag, w, field, earlier);
+    let roots = roots(diag, &w.value, field);
+    if diag.count() > before {
+        return None;
+    }
+    Some(Watch {
+        name: name?,
+        source: source?,
+        roots,
+        origin: Origin {
+            file: diag.file().to_path_buf(),
+            line: w.referenced.line(),
+        },
+    })
+}
+
+/// Where the watch's cgroup is found: exactly one of `cgroup`, `pid` or `docker`.
+fn source(diag: &mut Diagnostics, w: &Spanned<RawWatch>, field: &str) -> Option<Source> {
     let r = &w.value;
-    let given = usize::from(r.cgroup.is_some())
-        + usize::from(r.pid.is_some())
-        + usize::from(r.docker.is_some());
-    if given == 0 {
-        e.at(
+    if r.cgroup.is_none() && r.pid.is_none() && r.docker.is_none() {
+        diag.error(
             w,
             format!("{field}.cgroup"),
             "missing: say where the container is with one of `cgroup`, `pid` or `docker`",
@@ -180,7 +168,7 @@ fn check_watch(
     let source = if let Some(c) = &r.cgroup {
         let p = c.value.trim();
         if p.is_empty() {
-            e.at(c, format!("{field}.cgroup"), "must not be empty");
+            diag.error(c, format!("{field}.cgroup"), "must not be empty");
         }
         Some(Source::Cgroup(PathBuf::from(p)))
     } else {
@@ -188,7 +176,7 @@ fn check_watch(
     };
     let source = match (&r.pid, source) {
         (Some(p), Some(_)) => {
-            e.at(
+            diag.error(
                 p,
                 format!("{field}.pid"),
                 "set only one of `cgroup`, `pid` or `docker`",
@@ -196,7 +184,7 @@ fn check_watch(
             None
         }
         (Some(p), None) if p.value == 0 => {
-            e.at(
+            diag.error(
                 p,
                 format!("{field}.pid"),
                 "must be a process ID (1 or more)",
@@ -206,9 +194,9 @@ fn check_watch(
         (Some(p), None) => Some(Source::Pid(p.value)),
         (None, s) => s,
     };
-    let source = match (&r.docker, source) {
+    match (&r.docker, source) {
         (Some(d), Some(_)) => {
-            e.at(
+            diag.error(
                 d,
                 format!("{field}.docker"),
                 "set only one of `cgroup`, `pid` or `docker`",
@@ -220,7 +208,7 @@ fn check_watch(
             if valid_docker_ref(v) {
                 Some(Source::Docker(v.to_string()))
             } else {
-                e.at(
+                diag.error(
                     d,
                     format!("{field}.docker"),
                     format!(
@@ -232,11 +220,21 @@ fn check_watch(
             }
         }
         (None, s) => s,
-    };
+    }
+}
+
+/// The `container` label: `name`, else the `docker` value; unique across the config.
+fn watch_name(
+    diag: &mut Diagnostics,
+    w: &Spanned<RawWatch>,
+    field: &str,
+    earlier: &[Watch],
+) -> Option<String> {
+    let r = &w.value;
     let name = match (&r.name, &r.docker) {
         (Some(n), _) if valid_name(&n.value) => Some(n.value.clone()),
         (Some(n), _) => {
-            e.at(
+            diag.error(
                 n,
                 format!("{field}.name"),
                 format!(
@@ -247,8 +245,8 @@ fn check_watch(
             None
         }
         (None, Some(d)) => Some(d.value.trim().trim_start_matches('/').to_string()),
-        (None, None) if given > 0 => {
-            e.at(
+        (None, None) if r.cgroup.is_some() || r.pid.is_some() => {
+            diag.error(
                 w,
                 format!("{field}.name"),
                 "missing: a `cgroup` or `pid` watch needs a `name` (the `container` label)",
@@ -264,25 +262,27 @@ fn check_watch(
                 .as_ref()
                 .map(|s| s.referenced)
                 .unwrap_or(w.referenced);
-            e.found = true;
-            e.errors.push(ConfigError {
-                file: e.file.to_path_buf(),
-                line: at.line(),
-                column: at.column(),
-                field: format!("{field}.name"),
-                message: format!(
+            diag.error(
+                at,
+                format!("{field}.name"),
+                format!(
                     "duplicate name `{n}` (first defined at {}:{})",
                     first.origin.file.display(),
                     first.origin.line
                 ),
-            });
+            );
         }
     }
+    name
+}
+
+/// The filesystem roots, defaults unless `cgroup_root` / `docker_root` are set.
+fn roots(diag: &mut Diagnostics, r: &RawWatch, field: &str) -> Roots {
     let mut roots = Roots::default();
     if let Some(c) = &r.cgroup_root {
         match absolute(&c.value) {
             Some(p) => roots.cgroup = p,
-            None => e.at(
+            None => diag.error(
                 c,
                 format!("{field}.cgroup_root"),
                 format!("`{}` must be an absolute path", c.value),
@@ -292,25 +292,14 @@ fn check_watch(
     if let Some(d) = &r.docker_root {
         match absolute(&d.value) {
             Some(p) => roots.docker = p,
-            None => e.at(
+            None => diag.error(
                 d,
                 format!("{field}.docker_root"),
                 format!("`{}` must be an absolute path", d.value),
             ),
         }
     }
-    if e.found {
-        return None;
-    }
-    Some(Watch {
-        name: name?,
-        source: source?,
-        roots,
-        origin: Origin {
-            file: e.file.to_path_buf(),
-            line: w.referenced.line(),
-        },
-    })
+    roots
 }
 
 fn absolute(s: &str) -> Option<PathBuf> {
@@ -338,15 +327,15 @@ fn valid_docker_ref(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn check(yaml: &str) -> (Vec<Watch>, Vec<ConfigError>) {
+    fn check(yaml: &str) -> (Vec<Watch>, Vec<crate::diag::ConfigError>) {
         #[derive(Deserialize)]
         struct File {
             memory: Vec<Spanned<RawWatch>>,
         }
         let f: File = serde_saphyr::from_str(yaml).expect("test YAML parses");
-        let (mut out, mut errors) = (Vec::new(), Vec::new());
-        check_section(Path::new("m.yaml"), &f.memory, &mut out, &mut errors);
-        (out, errors)
+        let (mut out, mut diag) = (Vec::new(), Diagnostics::new("m.yaml"));
+        check_section(&mut diag, &f.memory, &mut out);
+        (out, diag.into_errors())
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! rustls client configurations for `https://` probes: system roots, a custom CA file, or no
 //! verification at all (`insecure_skip_verify`).
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -8,7 +9,16 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::TlsOptions;
+/// TLS options of a target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Accept any certificate.
+    pub insecure_skip_verify: bool,
+    /// Trust these CAs (PEM file) instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Verify against this name (and send it as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+}
 
 /// The system's trusted roots, loaded once per process.
 fn system_roots() -> Arc<RootCertStore> {

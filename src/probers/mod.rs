@@ -484,7 +484,7 @@ impl TlsConfig {
     /// the files change). Errors name the field and the file.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConfig>, String> {
         let identity = client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref())?;
-        let opts = crate::config::TlsOptions {
+        let opts = crate::probe::tls::TlsOptions {
             insecure_skip_verify: self.insecure_skip_verify,
             ca_file: self.ca_file.as_ref().map(Into::into),
             server_name: self.server_name.clone(),
@@ -528,25 +528,24 @@ impl TlsConfig {
 
     /// The load-time check of a tcp, dns or grpc module's `tls_config` (`section`: `tcp`, ...):
     /// `cert_file` and `key_file` come together, and files that exist must be usable. Files
-    /// that do not exist yet are a warning ([`TlsConfig::missing_files`]).
-    pub fn check_at_load(&self, section: &str) -> Result<(), String> {
+    /// that do not exist yet are a warning ([`TlsConfig::missing_files`]). A problem names its
+    /// field below the module (`tcp.tls_config.key_file`).
+    pub fn check_at_load(&self, section: &str) -> Result<(), crate::diag::FieldError> {
         if *self == TlsConfig::default() {
             return Ok(());
         }
-        let at = |e: String| format!("{section}.{e}");
-        client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref()).map_err(at)?;
+        // The client-certificate checks name their field in the text (`tls_config.key_file:
+        // ...`); any other problem is about `tls_config` as a whole.
+        let problem = |text: String| {
+            crate::diag::FieldError::from_text("tls_config.", "tls_config", text).under(section)
+        };
+        client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref()).map_err(problem)?;
         let missing = self.missing_files();
         if !missing.is_empty() {
             tracing::warn!(section, files = ?missing, "tls_config names files that do not exist yet; probes with this module fail until they do");
             return Ok(());
         }
-        self.client_config(&[]).map(|_| ()).map_err(|e| {
-            if e.starts_with("tls_config.") {
-                at(e)
-            } else {
-                format!("{section}.tls_config: {e}")
-            }
-        })
+        self.client_config(&[]).map(|_| ()).map_err(problem)
     }
 }
 

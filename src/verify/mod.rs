@@ -38,7 +38,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{parse_duration, ConfigErrors};
+use crate::config::parse_duration;
+use crate::diag::ConfigErrors;
 
 use self::parse::{parse_factor, parse_ratio, parse_time, TimeSpec};
 use self::prom::PromError;

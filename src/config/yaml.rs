@@ -1,0 +1,207 @@
+//! YAML errors placed in the file: the line, column and dotted field of a syntax or schema
+//! error, found from the document's own structure.
+
+use serde_saphyr::Spanned;
+
+use super::check::one_line;
+use super::raw::RawFile;
+use crate::diag::{Diagnostics, Pos};
+
+/// Parses one file's text, recording the problem and returning `None` when it is not YAML or
+/// does not fit the schema.
+pub(super) fn parse_file(diag: &mut Diagnostics, text: &str) -> Option<RawFile> {
+    if text.trim().is_empty() {
+        return Some(RawFile::default());
+    }
+    let e = match serde_saphyr::from_str(text) {
+        Ok(r) => return Some(r),
+        Err(e) => e,
+    };
+    // A document that is not YAML at all is reported as a syntax error, even when the typed
+    // parse tripped over something else first; otherwise the error is about the schema and the
+    // field is found by its position.
+    let (e, paths) = match serde_saphyr::from_str::<Node>(text) {
+        Ok(tree) => {
+            let mut paths = Vec::new();
+            collect_paths(&tree, "", &mut paths);
+            (e, paths)
+        }
+        Err(syntax) => (syntax, Vec::new()),
+    };
+    let at = e.location().map(Pos::from).unwrap_or_default();
+    let field = yaml_error_field(&e, &paths, at.line, at.column);
+    diag.error(at, field, plain_yaml_message(&e));
+    None
+}
+
+/// The error behind the snippet and alias wrappers `serde_saphyr` puts around it.
+fn inner_yaml_error(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = e
+    {
+        e = error;
+    }
+    e
+}
+
+/// The dotted field a YAML/serde error is about (`targets[1].bogus`), found from its position
+/// in `paths` (see [`collect_paths`]); empty when unknown.
+fn yaml_error_field(e: &serde_saphyr::Error, paths: &[Located], line: u64, column: u64) -> String {
+    let at = (line, column);
+    match inner_yaml_error(e) {
+        serde_saphyr::Error::SerdeUnknownField { field, .. } => paths
+            .iter()
+            .find(|p| p.key && p.at == at && p.path.rsplit('.').next() == Some(field.as_str()))
+            .map(|p| p.path.clone())
+            .unwrap_or_else(|| field.clone()),
+        serde_saphyr::Error::SerdeMissingField { field, .. } => match enclosing(paths, at) {
+            Some(p) => format!("{}.{field}", p.path),
+            None => (*field).to_string(),
+        },
+        _ => enclosing(paths, at)
+            .map(|p| p.path.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// The last key or sequence element starting at or before `at` (the shallowest on a tie).
+fn enclosing(paths: &[Located], at: (u64, u64)) -> Option<&Located> {
+    if at.0 == 0 {
+        return None;
+    }
+    let mut best: Option<&Located> = None;
+    for p in paths {
+        if p.at <= at && best.is_none_or(|b| p.at > b.at) {
+            best = Some(p);
+        }
+    }
+    best
+}
+
+/// The YAML error's message without the location and snippet (we print our own).
+fn plain_yaml_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::MessageFormatter as _;
+    match inner_yaml_error(e) {
+        serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } => format!(
+            "unknown key `{field}` (expected one of: {})",
+            expected.join(", ")
+        ),
+        inner => one_line(&serde_saphyr::DefaultMessageFormatter.format_message(inner)),
+    }
+}
+
+/// Any YAML document as a tree that remembers where each key and sequence element starts, to
+/// name the field of a schema error from its position.
+enum Node {
+    Map(Vec<(Spanned<String>, Node)>),
+    Seq(Vec<Spanned<Node>>),
+    Leaf,
+}
+
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Node, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(k) = m.next_key::<Spanned<String>>()? {
+                    entries.push((k, m.next_value::<Node>()?));
+                }
+                Ok(Node::Map(entries))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(n) = s.next_element::<Spanned<Node>>()? {
+                    items.push(n);
+                }
+                Ok(Node::Seq(items))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+                serde::Deserialize::deserialize(d)
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Node, D::Error> {
+                serde::Deserialize::deserialize(d)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_i128<E>(self, _: i128) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_u128<E>(self, _: u128) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_bytes<E>(self, _: &[u8]) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_none<E>(self) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A key or sequence element: where it starts and its dotted path.
+struct Located {
+    at: (u64, u64),
+    path: String,
+    key: bool,
+}
+
+/// Every key and sequence element of `node`, in document order.
+fn collect_paths(node: &Node, prefix: &str, out: &mut Vec<Located>) {
+    match node {
+        Node::Map(entries) => {
+            for (k, v) in entries {
+                let path = if prefix.is_empty() {
+                    k.value.clone()
+                } else {
+                    format!("{prefix}.{}", k.value)
+                };
+                out.push(Located {
+                    at: (k.referenced.line(), k.referenced.column()),
+                    path: path.clone(),
+                    key: true,
+                });
+                collect_paths(v, &path, out);
+            }
+        }
+        Node::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{prefix}[{i}]");
+                out.push(Located {
+                    at: (item.referenced.line(), item.referenced.column()),
+                    path: path.clone(),
+                    key: false,
+                });
+                collect_paths(&item.value, &path, out);
+            }
+        }
+        Node::Leaf => {}
+    }
+}
