@@ -313,7 +313,7 @@ fn check_module(
     }
     if let Some(d) = &r.dns {
         let checked = dns
-            .validate()
+            .compile()
             .and_then(|()| dns.tls_config.check_at_load("dns"));
         ok &= validated("dns", Some(&d.referenced), checked);
     }
@@ -322,7 +322,7 @@ fn check_module(
     }
     if let Some(g) = &r.grpc {
         let checked = grpc
-            .validate()
+            .compile()
             .and_then(|()| grpc.tls_config.check_at_load("grpc"));
         ok &= validated("grpc", Some(&g.referenced), checked);
     }

@@ -408,6 +408,8 @@ pub async fn run(
     let probe = async {
         match &mut facts {
             Facts::Legacy(out) => legacy(module, &ctx, out, start).await,
+            Facts::Dns(f) => dns::probe(&module.dns, &ctx, f, &mut log).await,
+            Facts::Grpc(f) => grpc::probe(&module.grpc, &ctx, f, &mut log).await,
         }
     };
     let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
@@ -449,7 +451,9 @@ pub async fn run(
 /// the deadline still reports what it found).
 fn facts_for(prober: Prober, log: bool) -> Facts {
     match prober {
-        Prober::Http | Prober::Tcp | Prober::Dns | Prober::Icmp | Prober::Grpc => {
+        Prober::Dns => Facts::Dns(dns::Facts::default()),
+        Prober::Grpc => Facts::Grpc(grpc::Facts::default()),
+        Prober::Http | Prober::Tcp | Prober::Icmp => {
             Facts::Legacy(if log { Output::new() } else { Output::quiet() })
         }
     }
@@ -460,9 +464,11 @@ async fn legacy(module: &Module, ctx: &Ctx, out: &mut Output, start: Instant) ->
     let ok = match module.prober {
         Prober::Http => bhttp::probe(&module.http, ctx, out).await,
         Prober::Tcp => tcp::probe(&module.tcp, ctx, out).await,
-        Prober::Dns => dns::probe(&module.dns, ctx, out).await,
         Prober::Icmp => icmp::probe(&module.icmp, ctx, out).await,
-        Prober::Grpc => grpc::probe(&module.grpc, ctx, out).await,
+        // Kinds with facts of their own never get here (see `facts_for`).
+        Prober::Dns | Prober::Grpc => {
+            return Err(Fail::new(Reason::Setup, "not a legacy prober"));
+        }
     };
     if ok {
         Ok(())

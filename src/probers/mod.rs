@@ -503,12 +503,18 @@ pub enum Facts {
     /// A prober not yet returning facts of its own: the families it wrote while probing.
     /// Transitional; its reason is a guess.
     Legacy(Output),
+    /// A dns probe's.
+    Dns(dns::Facts),
+    /// A grpc probe's.
+    Grpc(grpc::Facts),
 }
 
 impl View for Facts {
     fn render(&self, out: &mut Output) {
         match self {
             Facts::Legacy(o) => out.merge(o),
+            Facts::Dns(f) => f.render(out),
+            Facts::Grpc(f) => f.render(out),
         }
     }
 
@@ -529,6 +535,8 @@ impl View for Facts {
                     transfer: phase("transfer"),
                 }
             }
+            Facts::Dns(f) => f.phases(),
+            Facts::Grpc(f) => f.phases(),
         }
     }
 
@@ -538,6 +546,8 @@ impl View for Facts {
                 .value("probe_http_status_code")
                 .filter(|s| *s > 0.0)
                 .map(|s| s as u16),
+            Facts::Dns(f) => f.status(),
+            Facts::Grpc(f) => f.status(),
         }
     }
 
@@ -546,6 +556,8 @@ impl View for Facts {
             Facts::Legacy(o) => o
                 .value("probe_http_uncompressed_body_length")
                 .unwrap_or(0.0) as u64,
+            Facts::Dns(f) => f.bytes(),
+            Facts::Grpc(f) => f.bytes(),
         }
     }
 }
