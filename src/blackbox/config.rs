@@ -256,7 +256,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
     }
     if let Some(d) = &r.dns {
         let checked =
-            validate("dns", dns.validate()).and_then(|()| dns.tls_config.check_at_load("dns"));
+            validate("dns", dns.compile()).and_then(|()| dns.tls_config.check_at_load("dns"));
         validated(Pos::from(d), checked);
     }
     if let Some(i) = &r.icmp {
@@ -264,7 +264,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
     }
     if let Some(g) = &r.grpc {
         let checked =
-            validate("grpc", grpc.validate()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
+            validate("grpc", grpc.compile()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
         validated(Pos::from(g), checked);
     }
     let (prober, http) = (prober?, http?);

@@ -404,6 +404,8 @@ pub async fn run(
         match &mut facts {
             Facts::Http(f) => bhttp::probe(&module.http, &ctx, f, &mut log).await,
             Facts::Legacy(out) => legacy(module, &ctx, out, start).await,
+            Facts::Dns(f) => dns::probe(&module.dns, &ctx, f, &mut log).await,
+            Facts::Grpc(f) => grpc::probe(&module.grpc, &ctx, f, &mut log).await,
         }
     };
     let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
@@ -445,7 +447,9 @@ pub async fn run(
 fn facts_for(prober: Prober, log: bool) -> Facts {
     match prober {
         Prober::Http => Facts::Http(bhttp::Facts::default()),
-        Prober::Tcp | Prober::Dns | Prober::Icmp | Prober::Grpc => {
+        Prober::Dns => Facts::Dns(dns::Facts::default()),
+        Prober::Grpc => Facts::Grpc(grpc::Facts::default()),
+        Prober::Tcp | Prober::Icmp => {
             Facts::Legacy(if log { Output::new() } else { Output::quiet() })
         }
     }
@@ -454,11 +458,12 @@ fn facts_for(prober: Prober, log: bool) -> Facts {
 /// A prober not yet returning facts: it writes its families into `out`; its reason is guessed.
 async fn legacy(module: &Module, ctx: &Ctx, out: &mut Output, start: Instant) -> Result<(), Fail> {
     let ok = match module.prober {
-        Prober::Http => unreachable!("the http prober returns facts of its own"),
         Prober::Tcp => tcp::probe(&module.tcp, ctx, out).await,
-        Prober::Dns => dns::probe(&module.dns, ctx, out).await,
         Prober::Icmp => icmp::probe(&module.icmp, ctx, out).await,
-        Prober::Grpc => grpc::probe(&module.grpc, ctx, out).await,
+        // Kinds with facts of their own never get here (see `facts_for`).
+        Prober::Http | Prober::Dns | Prober::Grpc => {
+            return Err(Fail::new(Reason::Setup, "not a legacy prober"));
+        }
     };
     if ok {
         Ok(())

@@ -1,22 +1,47 @@
 //! The `dns` prober: one query (udp or tcp, optionally DNS over TLS) built with hickory-proto,
 //! then the rcode check and the answer/authority/additional validators.
+//!
+//! [`probe`] fills in [`Facts`] as it goes; the blackbox families are rendered from them
+//! ([`View`]). blackbox's own phases of `probe_dns_duration_seconds` and the [`Phases`] they
+//! feed:
+//!
+//! - `resolve` — the target's name lookup ([`Phases::resolve`]);
+//! - `connect` — the exchange outside miekg/dns's rtt: socket setup, the TCP connect and the
+//!   TLS handshake of DNS over TLS ([`Phases::connect`] is the socket setup and connect alone,
+//!   [`Phases::tls`] the handshake);
+//! - `request` — miekg/dns's rtt, from the query's first byte written to the answer read:
+//!   [`Phases::processing`] up to the answer's first byte (the first datagram, or the TCP
+//!   length prefix), [`Phases::transfer`] from there to the end of the answer.
+//!
+//! Failures: the name does not resolve `dns`; the server refuses (a closed TCP port, or an ICMP
+//! port unreachable for UDP) `refused`; the TCP connect outlives the deadline
+//! `connect_timeout`, another connect error `connect`; the DNS over TLS handshake fails `tls`;
+//! no answer before the deadline `timeout`; the connection closes or resets before the answer
+//! `reset`; the answer is not a DNS message `protocol`; its rcode is not one of `valid_rcodes`
+//! `rcode`; a `validate_*_rrs` rule fails `answer_mismatch`; a target whose port is not a
+//! number, a query that cannot be built, a source address that cannot be bound `setup`.
+
+mod rr;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use regex::Regex;
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
 use tokio::time::Instant;
 
-use super::tcp::{
-    resolve_target, ser_ip_protocol, server_name, split_host_port, validate_source_ip,
-};
-use super::{Ctx, IpProtocol, Output, TlsConfig};
+pub(crate) use self::rr::rr_string;
+pub use self::rr::RrValidator;
+use self::rr::Rules;
+use super::tcp::{ser_ip_protocol, server_name, split_host_port, validate_source_ip};
+use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
+use crate::net::{chain, fail_from};
+use crate::probe::{Fail, Phases, Reason};
 
 /// `transport_protocol` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -27,49 +52,6 @@ pub enum Transport {
     Udp,
     /// TCP.
     Tcp,
-}
-
-/// Regexp checks on one section of the response; each RR is matched in its presentation form
-/// (`name<TAB>ttl<TAB>class<TAB>type<TAB>rdata`, as miekg/dns prints it).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RrValidator {
-    /// Fail if any RR matches any of these.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub fail_if_matches_regexp: Vec<String>,
-    /// Fail if any RR does not match one of these (also when there are no RRs).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub fail_if_not_matches_regexp: Vec<String>,
-    /// Named so, but blackbox fails the probe when *not* every RR matches all of these.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub fail_if_all_match_regexp: Vec<String>,
-    /// Fail if no RR matches one of these (also when there are no RRs).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub fail_if_none_matches_regexp: Vec<String>,
-}
-
-impl RrValidator {
-    fn validate(&self, section: &str) -> Result<(), String> {
-        let lists = [
-            ("fail_if_matches_regexp", &self.fail_if_matches_regexp),
-            (
-                "fail_if_not_matches_regexp",
-                &self.fail_if_not_matches_regexp,
-            ),
-            ("fail_if_all_match_regexp", &self.fail_if_all_match_regexp),
-            (
-                "fail_if_none_matches_regexp",
-                &self.fail_if_none_matches_regexp,
-            ),
-        ];
-        for (field, list) in lists {
-            for re in list.iter() {
-                Regex::new(re)
-                    .map_err(|e| format!("dns.{section}.{field}: invalid regexp `{re}`: {e}"))?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// blackbox's `dns:` module options.
@@ -106,6 +88,9 @@ pub struct DnsModule {
     pub dns_over_tls: bool,
     /// TLS settings for `dns_over_tls`.
     pub tls_config: TlsConfig,
+    /// The options above, compiled by [`DnsModule::compile`]; not an option itself.
+    #[serde(skip)]
+    compiled: Loaded,
 }
 
 impl Default for DnsModule {
@@ -125,33 +110,103 @@ impl Default for DnsModule {
             validate_additional_rrs: RrValidator::default(),
             dns_over_tls: false,
             tls_config: TlsConfig::default(),
+            compiled: Loaded::default(),
         }
     }
 }
 
+/// What a probe uses of the options, parsed and compiled once.
+#[derive(Debug)]
+struct Compiled {
+    qtype: RecordType,
+    qclass: DNSClass,
+    /// The query name as an FQDN, or why it is not one (a probe-time failure, as in blackbox).
+    name: Result<Name, String>,
+    valid_rcodes: Vec<u16>,
+    source: Option<IpAddr>,
+    answer: Rules,
+    authority: Rules,
+    additional: Rules,
+}
+
+/// The compiled form kept in the module. Equal whatever it holds: it follows from the options,
+/// which are compared.
+#[derive(Debug, Clone, Default)]
+struct Loaded(Option<Arc<Compiled>>);
+
+impl PartialEq for Loaded {
+    fn eq(&self, _: &Loaded) -> bool {
+        true
+    }
+}
+
+impl Eq for Loaded {}
+
 impl DnsModule {
-    /// Checks what serde cannot: the required name, type/class/rcode names, regexps.
+    /// Checks what serde cannot: the required name, type/class/rcode names, regexps. Each error
+    /// starts with the field (`dns.query_type: ...`).
     pub fn validate(&self) -> Result<(), String> {
+        self.check_name()?;
+        self.build().map(|_| ())
+    }
+
+    /// Validates (as [`DnsModule::validate`]) and keeps the compiled form (types, rcodes,
+    /// regexps), so that a probe parses and compiles nothing. A module probed without it is
+    /// compiled for that probe.
+    pub fn compile(&mut self) -> Result<(), String> {
+        self.check_name()?;
+        self.compiled = Loaded(Some(Arc::new(self.build()?)));
+        Ok(())
+    }
+
+    fn check_name(&self) -> Result<(), String> {
         if self.query_name.is_empty() {
             return Err("dns.query_name: query name must be set for DNS module".into());
         }
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Compiled, String> {
         validate_source_ip("dns", self.source_ip_address.as_deref())?;
-        parse_type(&self.query_type).map_err(|e| format!("dns.query_type: {e}"))?;
-        parse_class(&self.query_class).map_err(|e| format!("dns.query_class: {e}"))?;
+        let qtype = parse_type(&self.query_type).map_err(|e| format!("dns.query_type: {e}"))?;
+        let qclass = parse_class(&self.query_class).map_err(|e| format!("dns.query_class: {e}"))?;
+        let mut valid_rcodes = Vec::with_capacity(self.valid_rcodes.len());
         for rc in &self.valid_rcodes {
-            if rcode_value(rc).is_none() {
-                return Err(format!("dns.valid_rcodes: `{rc}` is not a DNS rcode"));
+            match rcode_value(rc) {
+                Some(v) => valid_rcodes.push(v),
+                None => return Err(format!("dns.valid_rcodes: `{rc}` is not a DNS rcode")),
             }
         }
         if self.dns_over_tls && self.transport_protocol != Transport::Tcp {
             return Err("dns.dns_over_tls: needs transport_protocol: tcp".into());
         }
-        self.validate_answer_rrs.validate("validate_answer_rrs")?;
-        self.validate_authority_rrs
-            .validate("validate_authority_rrs")?;
-        self.validate_additional_rrs
-            .validate("validate_additional_rrs")?;
-        Ok(())
+        let source = match &self.source_ip_address {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| format!("dns.source_ip_address: `{s}` is not an IP address"))?,
+            ),
+            None => None,
+        };
+        let name = Name::from_utf8(&self.query_name)
+            .map(|mut n| {
+                n.set_fqdn(true);
+                n
+            })
+            .map_err(|e| format!("invalid query name `{}`: {e}", self.query_name));
+        Ok(Compiled {
+            qtype,
+            qclass,
+            name,
+            valid_rcodes,
+            source,
+            answer: self.validate_answer_rrs.compile("validate_answer_rrs")?,
+            authority: self
+                .validate_authority_rrs
+                .compile("validate_authority_rrs")?,
+            additional: self
+                .validate_additional_rrs
+                .compile("validate_additional_rrs")?,
+        })
     }
 }
 
@@ -217,48 +272,144 @@ fn parse_class(s: &str) -> Result<DNSClass, String> {
 
 const DURATION: &str = "probe_dns_duration_seconds";
 const DURATION_HELP: &str = "Duration of DNS request by phase";
+const SECTIONS: [(&str, &str); 3] = [
+    (
+        "probe_dns_answer_rrs",
+        "Returns number of entries in the answer resource record list",
+    ),
+    (
+        "probe_dns_authority_rrs",
+        "Returns number of entries in the authority resource record list",
+    ),
+    (
+        "probe_dns_additional_rrs",
+        "Returns number of entries in the additional resource record list",
+    ),
+];
 
-/// Runs one DNS probe.
-pub async fn probe(module: &DnsModule, ctx: &Ctx, out: &mut Output) -> bool {
-    for phase in ["resolve", "connect", "request"] {
-        out.gauge_with(DURATION, DURATION_HELP, &[("phase", phase)], 0.0);
+/// What one DNS probe found, filled in as it goes.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The target's name lookup.
+    pub resolved: Resolved,
+    /// Resolution started (`probe_ip_protocol` and `probe_ip_addr_hash` are then reported, as
+    /// 0 until an address is found).
+    pub resolving: bool,
+    /// The whole exchange: socket setup, connect, TLS handshake, query and answer (also when
+    /// it failed or the deadline cut it short).
+    pub exchange: Duration,
+    /// The parts of the exchange.
+    pub timing: Timing,
+    /// The answer, when one arrived.
+    pub answer: Option<Answer>,
+}
+
+/// The parts of a DNS exchange, each zero until reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Socket setup and connect (the TCP handshake for `tcp`).
+    pub connect: Duration,
+    /// The connection is up (always for udp once its socket is connected).
+    pub connected: bool,
+    /// The DNS over TLS handshake.
+    pub tls: Duration,
+    /// From the query's first byte written to the answer's first byte.
+    pub first_byte: Duration,
+    /// From the query's first byte written to the answer read (miekg/dns's rtt).
+    pub rtt: Duration,
+}
+
+/// What the answer held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// RRs in the answer section.
+    pub answer_rrs: usize,
+    /// RRs in the authority section.
+    pub authority_rrs: usize,
+    /// RRs in the additional section, the EDNS OPT record included (as miekg/dns counts it).
+    pub additional_rrs: usize,
+    /// The rcode.
+    pub rcode: u16,
+    /// For a `SOA` query, the serial of the last SOA in the answer (0 without one).
+    pub serial: Option<u32>,
+}
+
+impl View for Facts {
+    fn render(&self, out: &mut Output) {
+        let resolve = match self.resolved.ip {
+            Some(_) => self.resolved.lookup.unwrap_or_default(),
+            None => Duration::ZERO,
+        };
+        let connect = self.exchange.saturating_sub(self.timing.rtt);
+        for (phase, d) in [
+            ("resolve", resolve),
+            ("connect", connect),
+            ("request", self.timing.rtt),
+        ] {
+            out.gauge_with(
+                DURATION,
+                DURATION_HELP,
+                &[("phase", phase)],
+                d.as_secs_f64(),
+            );
+        }
+        let a = self.answer.unwrap_or_default();
+        let counts = [a.answer_rrs, a.authority_rrs, a.additional_rrs];
+        for ((name, help), n) in SECTIONS.into_iter().zip(counts) {
+            out.gauge(name, help, n as f64);
+        }
+        out.gauge(
+            "probe_dns_query_succeeded",
+            "Displays whether or not the query was executed successfully",
+            if self.answer.is_some() { 1.0 } else { 0.0 },
+        );
+        if let Some(serial) = a.serial {
+            out.gauge(
+                "probe_dns_serial",
+                "Returns the serial number of the zone",
+                f64::from(serial),
+            );
+        }
+        if self.resolved.lookup.is_some() {
+            self.resolved.render(out);
+        } else if self.resolving {
+            self.resolved.render_address(out);
+        }
     }
-    let counts = [
-        (
-            "probe_dns_answer_rrs",
-            "Returns number of entries in the answer resource record list",
-        ),
-        (
-            "probe_dns_authority_rrs",
-            "Returns number of entries in the authority resource record list",
-        ),
-        (
-            "probe_dns_additional_rrs",
-            "Returns number of entries in the additional resource record list",
-        ),
-    ];
-    for (name, help) in counts {
-        out.gauge(name, help, 0.0);
+
+    fn phases(&self) -> Phases {
+        Phases {
+            resolve: self.resolved.lookup.unwrap_or_default(),
+            connect: self.timing.connect,
+            tls: self.timing.tls,
+            processing: self.timing.first_byte,
+            transfer: self.timing.rtt.saturating_sub(self.timing.first_byte),
+        }
     }
-    out.gauge(
-        "probe_dns_query_succeeded",
-        "Displays whether or not the query was executed successfully",
-        0.0,
-    );
-    let (qtype, qclass) = match (
-        parse_type(&module.query_type),
-        parse_class(&module.query_class),
-    ) {
-        (Ok(t), Ok(c)) => (t, c),
-        (Err(e), _) | (_, Err(e)) => {
-            out.log(e);
-            return false;
+
+    fn bytes(&self) -> u64 {
+        0
+    }
+}
+
+/// Runs one DNS probe, filling in `facts` as it goes.
+pub async fn probe(
+    module: &DnsModule,
+    ctx: &Ctx,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<(), Fail> {
+    let built;
+    let c = match &module.compiled.0 {
+        Some(c) => c.as_ref(),
+        None => {
+            built = module.build().map_err(|e| {
+                plog!(log, "{e}");
+                Fail::new(Reason::Setup, e)
+            })?;
+            &built
         }
     };
-    if module.dns_over_tls && module.transport_protocol != Transport::Tcp {
-        out.log("configuration error: expected transport protocol tcp for DoT");
-        return false;
-    }
     let (host, port) = match split_host_port(&ctx.target) {
         Ok((h, p)) => (h, p),
         // Target only contains the host: the default port.
@@ -267,101 +418,87 @@ pub async fn probe(module: &DnsModule, ctx: &Ctx, out: &mut Output) -> bool {
             if module.dns_over_tls { "853" } else { "53" }.to_string(),
         ),
     };
-    let Some(ip) = resolve_target(
+    facts.resolving = true;
+    let ip = lookup(
         &host,
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
-        out,
+        &mut facts.resolved,
+        log,
     )
-    .await
-    else {
-        return false;
-    };
-    let lookup = out.value("probe_dns_lookup_time_seconds").unwrap_or(0.0);
-    out.gauge_with(DURATION, DURATION_HELP, &[("phase", "resolve")], lookup);
+    .await?;
     let Ok(port) = port.parse::<u16>() else {
-        out.log(format!("invalid port `{port}`"));
-        return false;
+        plog!(log, "invalid port `{port}`");
+        return Err(Fail::new(
+            Reason::Setup,
+            format!("invalid port `{port}` in target `{}`", ctx.target),
+        ));
     };
     let server = SocketAddr::new(ip, port);
-
-    let name = match Name::from_utf8(&module.query_name) {
-        Ok(mut n) => {
-            n.set_fqdn(true);
-            n
-        }
-        Err(e) => {
-            out.log(format!("invalid query name `{}`: {e}", module.query_name));
-            return false;
+    let name = c.name.clone().map_err(|e| {
+        plog!(log, "{e}");
+        Fail::new(Reason::Setup, e)
+    })?;
+    let id = query_id();
+    let wire = query(module, c, name, id).map_err(|e| {
+        plog!(log, "{e}");
+        Fail::new(Reason::Setup, e)
+    })?;
+    plog!(
+        log,
+        "making DNS query to {server} over {:?}: {} {} {}",
+        module.transport_protocol,
+        module.query_name,
+        c.qtype,
+        c.qclass
+    );
+    let start = Instant::now();
+    let result = tokio::time::timeout_at(
+        ctx.deadline,
+        exchange(module, c, &host, server, &wire, id, &mut facts.timing),
+    )
+    .await
+    .unwrap_or_else(|_| Err(deadline_passed(module, &facts.timing)));
+    facts.exchange = start.elapsed();
+    let response = match result {
+        Ok(r) => r,
+        Err(f) => {
+            plog!(log, "error while sending a DNS query: {}", f.detail);
+            return Err(f);
         }
     };
-    let id = query_id();
+    check(module, c, &response, facts, log)
+}
+
+/// The query's wire form.
+fn query(module: &DnsModule, c: &Compiled, name: Name, id: u16) -> Result<Vec<u8>, String> {
     let mut msg = Message::new();
     msg.set_id(id)
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(module.recursion_desired);
-    let mut query = Query::query(name, qtype);
-    query.set_query_class(qclass);
+    let mut query = Query::query(name, c.qtype);
+    query.set_query_class(c.qclass);
     msg.add_query(query);
-    let wire = match msg.to_vec() {
-        Ok(w) => w,
-        Err(e) => {
-            out.log(format!("cannot encode the query: {e}"));
-            return false;
-        }
-    };
-    out.log(format!(
-        "making DNS query to {server} over {:?}: {} {qtype} {qclass}",
-        module.transport_protocol, module.query_name
-    ));
-    let start = Instant::now();
-    let mut rtt = Duration::ZERO;
-    let result = tokio::time::timeout_at(
-        ctx.deadline,
-        exchange(module, &host, server, &wire, id, &mut rtt),
-    )
-    .await
-    .unwrap_or_else(|_| Err("timeout: the probe's deadline passed".into()));
-    let total = start.elapsed();
-    out.gauge_with(
-        DURATION,
-        DURATION_HELP,
-        &[("phase", "connect")],
-        total.saturating_sub(rtt).as_secs_f64(),
-    );
-    out.gauge_with(
-        DURATION,
-        DURATION_HELP,
-        &[("phase", "request")],
-        rtt.as_secs_f64(),
-    );
-    let response = match result {
-        Ok(r) => r,
-        Err(e) => {
-            out.log(format!("error while sending a DNS query: {e}"));
-            return false;
-        }
-    };
+    msg.to_vec()
+        .map_err(|e| format!("cannot encode the query: {e}"))
+}
+
+/// Records what the answer holds, then checks its rcode and its sections.
+fn check(
+    module: &DnsModule,
+    c: &Compiled,
+    response: &Message,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<(), Fail> {
+    let rcode = u16::from(response.response_code());
     // miekg/dns keeps the EDNS OPT record in the additional section; hickory lifts it out.
     let opt = usize::from(response.extensions().is_some());
-    let sections = [
-        response.answers().len(),
-        response.name_servers().len(),
-        response.additionals().len() + opt,
-    ];
-    for ((name, help), n) in counts.into_iter().zip(sections) {
-        out.gauge(name, help, n as f64);
-    }
-    out.gauge(
-        "probe_dns_query_succeeded",
-        "Displays whether or not the query was executed successfully",
-        1.0,
-    );
-    if qtype == RecordType::SOA {
-        // The last SOA in the answer, as blackbox sets the gauge for each in turn.
-        let serial = response
+    // The last SOA in the answer, as blackbox sets the gauge for each in turn.
+    let serial = (c.qtype == RecordType::SOA).then(|| {
+        response
             .answers()
             .iter()
             .rev()
@@ -369,49 +506,39 @@ pub async fn probe(module: &DnsModule, ctx: &Ctx, out: &mut Output) -> bool {
                 RData::SOA(soa) => Some(soa.serial()),
                 _ => None,
             })
-            .unwrap_or(0);
-        out.gauge(
-            "probe_dns_serial",
-            "Returns the serial number of the zone",
-            f64::from(serial),
-        );
-    }
-    let rcode = u16::from(response.response_code());
-    let valid: Vec<u16> = module
-        .valid_rcodes
-        .iter()
-        .filter_map(|n| rcode_value(n))
-        .collect();
-    if !valid.contains(&rcode) {
-        out.log(format!(
+            .unwrap_or(0)
+    });
+    facts.answer = Some(Answer {
+        answer_rrs: response.answers().len(),
+        authority_rrs: response.name_servers().len(),
+        additional_rrs: response.additionals().len() + opt,
+        rcode,
+        serial,
+    });
+    if !c.valid_rcodes.contains(&rcode) {
+        let detail = format!(
             "rcode {} is not one of the valid rcodes {:?}",
             rcode_name(rcode),
             module.valid_rcodes
-        ));
-        return false;
+        );
+        plog!(log, "{detail}");
+        return Err(Fail::new(Reason::Rcode, detail));
     }
-    out.log(format!("rcode {} is valid", rcode_name(rcode)));
+    plog!(log, "rcode {} is valid", rcode_name(rcode));
     let checks = [
-        ("answer", response.answers(), &module.validate_answer_rrs),
-        (
-            "authority",
-            response.name_servers(),
-            &module.validate_authority_rrs,
-        ),
-        (
-            "additional",
-            response.additionals(),
-            &module.validate_additional_rrs,
-        ),
+        ("answer", response.answers(), &c.answer),
+        ("authority", response.name_servers(), &c.authority),
+        ("additional", response.additionals(), &c.additional),
     ];
-    for (section, rrs, validator) in checks {
+    for (section, rrs, rules) in checks {
         let texts: Vec<String> = rrs.iter().map(rr_string).collect();
-        if let Err(e) = valid_rrs(&texts, validator) {
-            out.log(format!("{section} RRs validation failed: {e}"));
-            return false;
+        if let Err(e) = rules.check(&texts) {
+            let detail = format!("{section} RRs validation failed: {e}");
+            plog!(log, "{detail}");
+            return Err(Fail::new(Reason::AnswerMismatch, detail));
         }
     }
-    true
+    Ok(())
 }
 
 /// A fresh query id (SipHash of a counter under a random key).
@@ -423,278 +550,173 @@ fn query_id() -> u16 {
     std::collections::hash_map::RandomState::new().hash_one(n) as u16
 }
 
-/// Sends the query and reads the answer; `rtt` gets the time from the first byte sent to the
-/// last byte received (miekg/dns's rtt; the rest of the exchange counts as `connect`).
+/// The failure of an exchange the deadline cut short: before a TCP connection was up it is
+/// `connect_timeout`, after it (and always for udp) `timeout`.
+fn deadline_passed(module: &DnsModule, timing: &Timing) -> Fail {
+    if module.transport_protocol == Transport::Tcp && !timing.connected {
+        Fail::new(
+            Reason::ConnectTimeout,
+            "timeout: the probe's deadline passed while connecting",
+        )
+    } else {
+        Fail::new(Reason::Timeout, "timeout: the probe's deadline passed")
+    }
+}
+
+/// Sends the query and reads the answer under the probe's deadline, recording the exchange's
+/// parts in `timing` as they happen.
 async fn exchange(
     module: &DnsModule,
+    c: &Compiled,
     host: &str,
     server: SocketAddr,
     wire: &[u8],
     id: u16,
-    rtt: &mut Duration,
-) -> Result<Message, String> {
-    let source: Option<IpAddr> = match &module.source_ip_address {
-        Some(s) => Some(
-            s.parse()
-                .map_err(|_| format!("error parsing source ip address: {s}"))?,
-        ),
-        None => None,
-    };
+    timing: &mut Timing,
+) -> Result<Message, Fail> {
     match module.transport_protocol {
-        Transport::Udp => {
-            let local = match (source, server) {
-                (Some(ip), _) => SocketAddr::new(ip, 0),
-                (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-                (None, SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-            };
-            let sock = UdpSocket::bind(local)
-                .await
-                .map_err(|e| format!("cannot bind {local}: {e}"))?;
-            sock.connect(server)
-                .await
-                .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-            let start = Instant::now();
-            sock.send(wire).await.map_err(|e| format!("send: {e}"))?;
-            let mut buf = vec![0u8; 65_535];
-            loop {
-                let n = sock
-                    .recv(&mut buf)
-                    .await
-                    .map_err(|e| format!("read: {e}"))?;
-                // Like miekg/dns: answers with another id are skipped.
-                match Message::from_vec(&buf[..n]) {
-                    Ok(m) if m.id() == id => {
-                        *rtt = start.elapsed();
-                        return Ok(m);
-                    }
-                    Ok(_) => continue,
-                    Err(e) => return Err(format!("cannot parse the answer: {e}")),
-                }
-            }
+        Transport::Udp => udp_exchange(c.source, server, wire, id, timing).await,
+        Transport::Tcp => tcp_exchange(module, c.source, host, server, wire, id, timing).await,
+    }
+}
+
+async fn udp_exchange(
+    source: Option<IpAddr>,
+    server: SocketAddr,
+    wire: &[u8],
+    id: u16,
+    timing: &mut Timing,
+) -> Result<Message, Fail> {
+    let start = Instant::now();
+    let local = match (source, server) {
+        (Some(ip), _) => SocketAddr::new(ip, 0),
+        (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (None, SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(local)
+        .await
+        .map_err(|e| Fail::new(Reason::Setup, format!("cannot bind {local}: {e}")))?;
+    sock.connect(server)
+        .await
+        .map_err(|e| fail_from(Reason::Connect, &format!("cannot connect to {server}"), &e))?;
+    timing.connect = start.elapsed();
+    timing.connected = true;
+    let start = Instant::now();
+    sock.send(wire)
+        .await
+        .map_err(|e| fail_from(Reason::Connect, "send", &e))?;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .await
+            .map_err(|e| fail_from(Reason::Reset, "read", &e))?;
+        if timing.first_byte.is_zero() {
+            timing.first_byte = start.elapsed();
         }
-        Transport::Tcp => {
-            let socket = if server.is_ipv4() {
-                TcpSocket::new_v4()
-            } else {
-                TcpSocket::new_v6()
+        // Like miekg/dns: answers with another id are skipped.
+        match Message::from_vec(&buf[..n]) {
+            Ok(m) if m.id() == id => {
+                timing.rtt = start.elapsed();
+                return Ok(m);
             }
-            .map_err(|e| format!("cannot create socket: {e}"))?;
-            if let Some(ip) = source {
-                socket
-                    .bind(SocketAddr::new(ip, 0))
-                    .map_err(|e| format!("cannot bind to {ip}: {e}"))?;
-            }
-            let stream = socket
-                .connect(server)
-                .await
-                .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-            if module.dns_over_tls {
-                let cfg = module.tls_config.client_config(&[])?;
-                let name = server_name(&module.tls_config, host)?;
-                let tls = tokio_rustls::TlsConnector::from(cfg)
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-                tcp_exchange(tls, wire, id, rtt).await
-            } else {
-                tcp_exchange(stream, wire, id, rtt).await
+            Ok(_) => continue,
+            Err(e) => {
+                return Err(Fail::new(
+                    Reason::Protocol,
+                    format!("cannot parse the answer: {e}"),
+                ))
             }
         }
     }
 }
 
-async fn tcp_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+async fn tcp_exchange(
+    module: &DnsModule,
+    source: Option<IpAddr>,
+    host: &str,
+    server: SocketAddr,
+    wire: &[u8],
+    id: u16,
+    timing: &mut Timing,
+) -> Result<Message, Fail> {
+    let start = Instant::now();
+    let socket = if server.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| Fail::new(Reason::Setup, format!("cannot create socket: {e}")))?;
+    if let Some(ip) = source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| Fail::new(Reason::Setup, format!("cannot bind to {ip}: {e}")))?;
+    }
+    let stream = socket
+        .connect(server)
+        .await
+        .map_err(|e| fail_from(Reason::Connect, &format!("cannot connect to {server}"), &e))?;
+    timing.connect = start.elapsed();
+    timing.connected = true;
+    if !module.dns_over_tls {
+        return framed_exchange(stream, wire, id, timing).await;
+    }
+    let start = Instant::now();
+    let cfg = module
+        .tls_config
+        .client_config(&[])
+        .map_err(|e| Fail::new(Reason::Setup, e))?;
+    let name = server_name(&module.tls_config, host).map_err(|e| Fail::new(Reason::Setup, e))?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, stream)
+        .await
+        .map_err(|e| Fail::new(Reason::Tls, format!("TLS handshake failed: {}", chain(&e))))?;
+    timing.tls = start.elapsed();
+    framed_exchange(tls, wire, id, timing).await
+}
+
+/// One query and its answer over a stream, each framed by its 2-byte length.
+async fn framed_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     wire: &[u8],
     id: u16,
-    rtt: &mut Duration,
-) -> Result<Message, String> {
-    let len = u16::try_from(wire.len()).map_err(|_| "query too long".to_string())?;
+    timing: &mut Timing,
+) -> Result<Message, Fail> {
+    let len = u16::try_from(wire.len()).map_err(|_| Fail::new(Reason::Setup, "query too long"))?;
     let mut framed = Vec::with_capacity(wire.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(wire);
     let start = Instant::now();
     s.write_all(&framed)
         .await
-        .map_err(|e| format!("write: {e}"))?;
-    s.flush().await.map_err(|e| format!("write: {e}"))?;
+        .map_err(|e| fail_from(Reason::Reset, "write", &e))?;
+    s.flush()
+        .await
+        .map_err(|e| fail_from(Reason::Reset, "write", &e))?;
     loop {
         let mut len = [0u8; 2];
         s.read_exact(&mut len)
             .await
-            .map_err(|e| format!("read: {e}"))?;
+            .map_err(|e| fail_from(Reason::Reset, "read", &e))?;
+        if timing.first_byte.is_zero() {
+            timing.first_byte = start.elapsed();
+        }
         let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
         s.read_exact(&mut buf)
             .await
-            .map_err(|e| format!("read: {e}"))?;
-        let m = Message::from_vec(&buf).map_err(|e| format!("cannot parse the answer: {e}"))?;
+            .map_err(|e| fail_from(Reason::Reset, "read", &e))?;
+        let m = Message::from_vec(&buf)
+            .map_err(|e| Fail::new(Reason::Protocol, format!("cannot parse the answer: {e}")))?;
         if m.id() == id {
-            *rtt = start.elapsed();
+            timing.rtt = start.elapsed();
             return Ok(m);
         }
     }
 }
 
-/// blackbox's `validRRs`: the four regexp checks over one section.
-fn valid_rrs(rrs: &[String], v: &RrValidator) -> Result<(), String> {
-    let compile = |list: &[String]| -> Result<Vec<Regex>, String> {
-        list.iter()
-            .map(|r| Regex::new(r).map_err(|e| format!("invalid regexp `{r}`: {e}")))
-            .collect()
-    };
-    let fail_matches = compile(&v.fail_if_matches_regexp)?;
-    let fail_all = compile(&v.fail_if_all_match_regexp)?;
-    let fail_not = compile(&v.fail_if_not_matches_regexp)?;
-    let fail_none = compile(&v.fail_if_none_matches_regexp)?;
-    if rrs.is_empty() && !fail_not.is_empty() {
-        return Err("fail_if_not_matches_regexp specified but no RRs returned".into());
-    }
-    if rrs.is_empty() && !fail_none.is_empty() {
-        return Err("fail_if_none_matches_regexp specified but no RRs returned".into());
-    }
-    let mut all_match = true;
-    let mut any_match = false;
-    for rr in rrs {
-        if let Some(re) = fail_matches.iter().find(|re| re.is_match(rr)) {
-            return Err(format!("at least one RR matched regexp `{re}`: {rr}"));
-        }
-        if fail_all.iter().any(|re| !re.is_match(rr)) {
-            all_match = false;
-        }
-        if let Some(re) = fail_not.iter().find(|re| !re.is_match(rr)) {
-            return Err(format!("at least one RR did not match regexp `{re}`: {rr}"));
-        }
-        if fail_none.iter().any(|re| re.is_match(rr)) {
-            any_match = true;
-        }
-    }
-    // Despite its name, blackbox fails `fail_if_all_match_regexp` when *not* every RR matches
-    // (0.23 and upstream alike); dashboards and alerts rely on that behaviour, so keep it.
-    if !fail_all.is_empty() && !all_match {
-        return Err("not all RRs matched regexp".into());
-    }
-    if !fail_none.is_empty() && !any_match {
-        return Err("none of the RRs matched any regexp".into());
-    }
-    Ok(())
-}
-
-/// An RR in miekg/dns's presentation format: `name\tttl\tclass\ttype\trdata`.
-pub(crate) fn rr_string(r: &Record) -> String {
-    let class = match r.dns_class() {
-        DNSClass::IN => "IN".to_string(),
-        DNSClass::CH => "CH".to_string(),
-        DNSClass::HS => "HS".to_string(),
-        DNSClass::NONE => "NONE".to_string(),
-        DNSClass::ANY => "ANY".to_string(),
-        other => format!("CLASS{}", u16::from(other)),
-    };
-    let rtype = match r.record_type() {
-        RecordType::Unknown(n) => format!("TYPE{n}"),
-        t => t.to_string(),
-    };
-    let rdata = match r.data() {
-        RData::A(a) => a.0.to_string(),
-        RData::AAAA(a) => a.0.to_string(),
-        RData::CNAME(n) => n.0.to_string(),
-        RData::NS(n) => n.0.to_string(),
-        RData::PTR(n) => n.0.to_string(),
-        RData::MX(mx) => format!("{} {}", mx.preference(), mx.exchange()),
-        RData::SRV(srv) => format!(
-            "{} {} {} {}",
-            srv.priority(),
-            srv.weight(),
-            srv.port(),
-            srv.target()
-        ),
-        RData::SOA(soa) => format!(
-            "{} {} {} {} {} {} {}",
-            soa.mname(),
-            soa.rname(),
-            soa.serial(),
-            soa.refresh(),
-            soa.retry(),
-            soa.expire(),
-            soa.minimum()
-        ),
-        RData::TXT(txt) => txt
-            .txt_data()
-            .iter()
-            .map(|s| go_txt(s))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    };
-    format!("{}\t{}\t{class}\t{rtype}\t{rdata}", r.name(), r.ttl())
-}
-
-/// One TXT string as miekg/dns quotes it.
-fn go_txt(s: &[u8]) -> String {
-    let mut out = String::from("\"");
-    for &b in s {
-        match b {
-            b'"' | b'\\' => {
-                out.push('\\');
-                out.push(char::from(b));
-            }
-            0x20..=0x7e => out.push(char::from(b)),
-            _ => out.push_str(&format!("\\{b:03}")),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rrs(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn validators_follow_blackbox_including_its_all_match_quirk() {
-        let two = rrs(&["a.\t1\tIN\tA\t192.0.2.1", "a.\t1\tIN\tA\t192.0.2.2"]);
-        let v = |f: fn(&mut RrValidator)| {
-            let mut v = RrValidator::default();
-            f(&mut v);
-            v
-        };
-        assert!(valid_rrs(
-            &two,
-            &v(|v| v.fail_if_matches_regexp = vec!["\\.2$".into()])
-        )
-        .is_err());
-        assert!(valid_rrs(
-            &two,
-            &v(|v| v.fail_if_not_matches_regexp = vec!["\\.1$".into()])
-        )
-        .is_err());
-        // Fails unless every RR matches.
-        assert!(valid_rrs(
-            &two,
-            &v(|v| v.fail_if_all_match_regexp = vec!["192".into()])
-        )
-        .is_ok());
-        assert!(valid_rrs(
-            &two,
-            &v(|v| v.fail_if_all_match_regexp = vec!["\\.1$".into()])
-        )
-        .is_err());
-        assert!(valid_rrs(
-            &two,
-            &v(|v| v.fail_if_none_matches_regexp = vec!["\\.3$".into()])
-        )
-        .is_err());
-        assert!(valid_rrs(
-            &[],
-            &v(|v| v.fail_if_none_matches_regexp = vec![".".into()])
-        )
-        .is_err());
-        assert!(valid_rrs(&[], &v(|v| v.fail_if_not_matches_regexp = vec![".".into()])).is_err());
-        assert!(valid_rrs(&[], &v(|v| v.fail_if_all_match_regexp = vec![".".into()])).is_ok());
-    }
 
     #[test]
     fn rcodes_and_types_use_miekg_names() {
@@ -708,8 +730,25 @@ mod tests {
     }
 
     #[test]
-    fn txt_strings_are_quoted_like_miekg() {
-        assert_eq!(go_txt(b"a \"b\"\\"), "\"a \\\"b\\\"\\\\\"");
-        assert_eq!(go_txt(&[0x01, b'x']), "\"\\001x\"");
+    fn compile_keeps_the_compiled_form_and_modules_still_compare_by_options() {
+        let mut m = DnsModule {
+            query_name: "a.test".into(),
+            ..DnsModule::default()
+        };
+        let plain = m.clone();
+        m.compile().expect("valid");
+        assert!(m.compiled.0.is_some());
+        assert_eq!(m, plain);
+        m.valid_rcodes = vec!["NOPE".into()];
+        assert!(m.compile().unwrap_err().starts_with("dns.valid_rcodes"));
+    }
+
+    #[test]
+    fn facts_render_zeroes_before_anything_happened() {
+        let mut out = Output::new();
+        Facts::default().render(&mut out);
+        assert_eq!(out.value("probe_dns_query_succeeded"), Some(0.0));
+        assert_eq!(out.value("probe_ip_protocol"), None);
+        assert_eq!(out.value_with(DURATION, &[("phase", "request")]), Some(0.0));
     }
 }

@@ -1,10 +1,30 @@
 //! The `grpc` prober: one `grpc.health.v1.Health/Check` call (tonic-health), plain or TLS.
+//!
+//! [`probe`] fills in [`Facts`] as it goes; the blackbox families are rendered from them
+//! ([`View`]). blackbox's own phases of `probe_grpc_duration_seconds` and the [`Phases`] they
+//! feed:
+//!
+//! - `resolve` — the target's name lookup ([`Phases::resolve`]);
+//! - `check` — everything after it: [`Phases::connect`] is the TCP connect,
+//!   [`Phases::tls`] the TLS handshake, [`Phases::processing`] from the connection being ready
+//!   to the health answer (the HTTP/2 handshake and the request included). The answer is one
+//!   small message that tonic hands over whole, so [`Phases::transfer`] is zero.
+//!
+//! Failures: the name does not resolve `dns`; a closed port `refused`; the connect outlives
+//! the deadline `connect_timeout`, another connect error `connect`; the TLS handshake fails
+//! `tls`; the deadline passes after the connect `timeout`; the connection closes or resets
+//! before an answer `reset`; the peer does not speak gRPC (no HTTP/2, no health service:
+//! `UNIMPLEMENTED`) `protocol`; the health service answers `NOT_SERVING`, `SERVICE_UNKNOWN` or
+//! `UNKNOWN`, or does not know the service (`NOT_FOUND`) `not_serving`; another gRPC status
+//! from the server `status`; a target that cannot be parsed, a TLS configuration or metadata
+//! that cannot be used `setup`.
 
 use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
@@ -19,8 +39,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use super::tcp::{resolve_target, ser_ip_protocol, server_name, split_host_port, TlsFacts};
-use super::{Ctx, IpProtocol, Output, TlsConfig};
+use super::tcp::{ser_ip_protocol, server_name, split_host_port, TlsFacts};
+use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
+use crate::net::{chain, classify, fail_from};
+use crate::probe::{Fail, Phases, Reason};
 
 /// A metadata value: one string or a list (gRPC metadata keys may repeat).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -60,6 +82,9 @@ pub struct GrpcModule {
     /// Request metadata (headers) sent with the check. Not in 0.23, which rejects the field.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, MetadataValue>,
+    /// The metadata, compiled by [`GrpcModule::compile`]; not an option itself.
+    #[serde(skip)]
+    compiled: Loaded,
 }
 
 impl Default for GrpcModule {
@@ -71,28 +96,58 @@ impl Default for GrpcModule {
             tls: false,
             tls_config: TlsConfig::default(),
             metadata: BTreeMap::new(),
+            compiled: Loaded::default(),
         }
     }
 }
 
+/// The metadata sent with every check, parsed once.
+type Metadata = Vec<(MetadataKey<Ascii>, AsciiMetadataValue)>;
+
+/// The compiled form kept in the module. Equal whatever it holds: it follows from the options,
+/// which are compared.
+#[derive(Debug, Clone, Default)]
+struct Loaded(Option<Arc<Metadata>>);
+
+impl PartialEq for Loaded {
+    fn eq(&self, _: &Loaded) -> bool {
+        true
+    }
+}
+
+impl Eq for Loaded {}
+
 impl GrpcModule {
     /// Checks what serde cannot: metadata keys and values must be valid gRPC metadata.
     pub fn validate(&self) -> Result<(), String> {
+        self.build().map(|_| ())
+    }
+
+    /// Validates (as [`GrpcModule::validate`]) and keeps the parsed metadata, so that a probe
+    /// parses nothing. A module probed without it is compiled for that probe.
+    pub fn compile(&mut self) -> Result<(), String> {
+        self.compiled = Loaded(Some(Arc::new(self.build()?)));
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Metadata, String> {
+        let mut out = Metadata::new();
         for (k, v) in &self.metadata {
             if k.ends_with("-bin") {
                 return Err(format!(
                     "grpc.metadata: binary metadata key `{k}` is not supported"
                 ));
             }
-            tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(k.as_bytes())
+            let key = MetadataKey::<Ascii>::from_bytes(k.as_bytes())
                 .map_err(|_| format!("grpc.metadata: `{k}` is not a valid metadata key"))?;
             for val in v.values() {
-                tonic::metadata::MetadataValue::try_from(val.as_str()).map_err(|_| {
+                let val = val.parse::<AsciiMetadataValue>().map_err(|_| {
                     format!("grpc.metadata.{k}: `{val}` is not a valid metadata value")
                 })?;
+                out.push((key.clone(), val));
             }
         }
-        Ok(())
+        Ok(out)
     }
 }
 
@@ -107,51 +162,135 @@ const HEALTH_HELP: &str = "Response HealthCheck response";
 /// `grpc.health.v1.HealthCheckResponse.ServingStatus` names.
 const SERVING_STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
+/// What one gRPC health probe found, filled in as it goes.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The target's name lookup.
+    pub resolved: Resolved,
+    /// Resolution started (`probe_ip_protocol` and `probe_ip_addr_hash` are then reported, as
+    /// 0 until an address is found).
+    pub resolving: bool,
+    /// How long the check took (connect, TLS, the call), once it ended or the deadline cut it
+    /// short.
+    pub check: Option<Duration>,
+    /// The gRPC status code as grpc-go reports it (`UNAVAILABLE` for a connection that could
+    /// not be made or that does not speak HTTP/2); `None` before the check ended.
+    pub code: Option<Code>,
+    /// The serving status, when the health service answered.
+    pub serving: Option<ServingStatus>,
+    /// The TLS connection's facts, when TLS was used.
+    pub(crate) tls: Option<TlsFacts>,
+    /// The server's chain is verified (not `insecure_skip_verify`).
+    pub verified: bool,
+    /// The parts of the check.
+    pub timing: Timing,
+}
+
+/// The parts of a check, each zero until reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// The TCP connect.
+    pub connect: Duration,
+    /// The TCP connection is up.
+    pub connected: bool,
+    /// The TLS handshake.
+    pub tls: Duration,
+    /// From the connection being ready to the health answer.
+    pub call: Duration,
+}
+
+impl View for Facts {
+    fn render(&self, out: &mut Output) {
+        let resolve = match self.resolved.ip {
+            Some(_) => self.resolved.lookup.unwrap_or_default(),
+            None => Duration::ZERO,
+        };
+        out.gauge_with(
+            DURATION,
+            DURATION_HELP,
+            &[("phase", "resolve")],
+            resolve.as_secs_f64(),
+        );
+        // Registered up front by blackbox, so present (as 0) without TLS too.
+        out.gauge(
+            "probe_ssl_earliest_cert_expiry",
+            "Returns last SSL chain expiry in unixtime",
+            0.0,
+        );
+        let tls = self.tls.as_ref().filter(|_| self.serving.is_some());
+        out.gauge(SSL, SSL_HELP, if tls.is_some() { 1.0 } else { 0.0 });
+        if let Some(tls) = tls {
+            tls.report(out, self.verified, false);
+        }
+        let code = self.code.map_or(0, |c| c as i32);
+        out.gauge(STATUS, STATUS_HELP, f64::from(code));
+        if self.resolved.lookup.is_some() {
+            self.resolved.render(out);
+        } else if self.resolving {
+            self.resolved.render_address(out);
+        }
+        let Some(check) = self.check else { return };
+        out.gauge_with(
+            DURATION,
+            DURATION_HELP,
+            &[("phase", "check")],
+            check.as_secs_f64(),
+        );
+        let serving = self.serving.map(|s| s.as_str_name());
+        for name in SERVING_STATUSES {
+            let v = if serving == Some(name) { 1.0 } else { 0.0 };
+            out.gauge_with(HEALTH, HEALTH_HELP, &[("serving_status", name)], v);
+        }
+    }
+
+    fn phases(&self) -> Phases {
+        Phases {
+            resolve: self.resolved.lookup.unwrap_or_default(),
+            connect: self.timing.connect,
+            tls: self.timing.tls,
+            processing: self.timing.call,
+            transfer: Duration::ZERO,
+        }
+    }
+}
+
 /// A byte stream, plain or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// The outcome of the check.
-struct Checked {
-    /// The gRPC status code (0 when the server answered).
-    code: Code,
-    /// The serving status, when the server answered.
-    serving: Option<&'static str>,
-    /// TLS facts of the connection, when TLS was used and the server answered.
-    tls: Option<TlsFacts>,
-}
-
-/// Runs one gRPC health probe.
-pub async fn probe(module: &GrpcModule, ctx: &Ctx, out: &mut Output) -> bool {
-    out.gauge_with(DURATION, DURATION_HELP, &[("phase", "resolve")], 0.0);
-    out.gauge(SSL, SSL_HELP, 0.0);
-    out.gauge(STATUS, STATUS_HELP, 0.0);
-    // Registered up front by blackbox, so present (as 0) without TLS too.
-    out.gauge(
-        "probe_ssl_earliest_cert_expiry",
-        "Returns last SSL chain expiry in unixtime",
-        0.0,
-    );
-    let (host, port) = match parse_target(&ctx.target) {
-        Ok(hp) => hp,
-        Err(e) => {
-            out.log(format!("could not parse target URL: {e}"));
-            return false;
+/// Runs one gRPC health probe, filling in `facts` as it goes.
+pub async fn probe(
+    module: &GrpcModule,
+    ctx: &Ctx,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<(), Fail> {
+    facts.verified = !module.tls_config.insecure_skip_verify;
+    let built;
+    let metadata = match &module.compiled.0 {
+        Some(m) => m.as_ref(),
+        None => {
+            built = module.build().map_err(|e| {
+                plog!(log, "{e}");
+                Fail::new(Reason::Setup, e)
+            })?;
+            &built
         }
     };
-    let Some(ip) = resolve_target(
+    let (host, port) = parse_target(&ctx.target).map_err(|e| {
+        plog!(log, "could not parse target URL: {e}");
+        Fail::new(Reason::Setup, format!("could not parse target URL: {e}"))
+    })?;
+    facts.resolving = true;
+    let ip = lookup(
         &host,
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
-        out,
+        &mut facts.resolved,
+        log,
     )
-    .await
-    else {
-        return false;
-    };
-    let lookup = out.value("probe_dns_lookup_time_seconds").unwrap_or(0.0);
-    out.gauge_with(DURATION, DURATION_HELP, &[("phase", "resolve")], lookup);
+    .await?;
     let port = match port {
         Some(p) => p,
         None if module.tls => 443,
@@ -162,162 +301,170 @@ pub async fn probe(module: &GrpcModule, ctx: &Ctx, out: &mut Output) -> bool {
     // `context.Background()` and could outlive the scrape): follow upstream, the deadline gives
     // DEADLINE_EXCEEDED. Unlike both, the resolved address is dialed (blackbox resolves, then
     // lets grpc-go resolve the name again), so `probe_ip_addr_hash` names the address probed.
-    let checked = match tokio::time::timeout_at(
-        ctx.deadline,
-        check(module, &host, SocketAddr::new(ip, port), out),
-    )
-    .await
-    {
-        Ok(c) => c,
+    let call = check(
+        module,
+        metadata,
+        &host,
+        SocketAddr::new(ip, port),
+        facts,
+        log,
+    );
+    let result = match tokio::time::timeout_at(ctx.deadline, call).await {
+        Ok(r) => r,
         Err(_) => {
-            out.log("timeout: the probe's deadline passed");
-            Checked {
-                code: Code::DeadlineExceeded,
-                serving: None,
-                tls: None,
-            }
+            plog!(log, "timeout: the probe's deadline passed");
+            let reason = if facts.timing.connected {
+                Reason::Timeout
+            } else {
+                Reason::ConnectTimeout
+            };
+            Err((
+                Code::DeadlineExceeded,
+                Fail::new(reason, "timeout: the probe's deadline passed"),
+            ))
         }
     };
-    out.gauge_with(
-        DURATION,
-        DURATION_HELP,
-        &[("phase", "check")],
-        check_start.elapsed().as_secs_f64(),
-    );
-    for name in SERVING_STATUSES {
-        out.gauge_with(HEALTH, HEALTH_HELP, &[("serving_status", name)], 0.0);
-    }
-    if let Some(name) = checked.serving {
-        out.gauge_with(HEALTH, HEALTH_HELP, &[("serving_status", name)], 1.0);
-    }
-    if checked.serving.is_some() {
-        if let Some(facts) = &checked.tls {
-            out.gauge(SSL, SSL_HELP, 1.0);
-            facts.report(out, !module.tls_config.insecure_skip_verify, false);
+    facts.check = Some(check_start.elapsed());
+    let (code, result) = match result {
+        Ok(serving) => {
+            facts.serving = Some(serving);
+            (Code::Ok, verdict(serving))
         }
-    }
-    out.gauge(STATUS, STATUS_HELP, f64::from(checked.code as i32));
-    let ok = checked.code == Code::Ok && checked.serving == Some("SERVING");
-    if ok {
-        out.log("the server is SERVING");
-    } else {
-        out.log(format!(
+        Err((code, fail)) => (code, Err(fail)),
+    };
+    facts.code = Some(code);
+    match &result {
+        Ok(()) => plog!(log, "the server is SERVING"),
+        Err(_) => plog!(
+            log,
             "health check failed: code {:?}, serving status {}",
-            checked.code,
-            checked.serving.unwrap_or("none")
-        ));
+            code,
+            facts.serving.map_or("none", |s| s.as_str_name())
+        ),
     }
-    ok
+    result
 }
+
+/// The verdict on a serving status the health service answered.
+fn verdict(serving: ServingStatus) -> Result<(), Fail> {
+    match serving {
+        ServingStatus::Serving => Ok(()),
+        other => Err(Fail::new(
+            Reason::NotServing,
+            format!("the health service answered {}", other.as_str_name()),
+        )),
+    }
+}
+
+/// A check that ended without an answer: the gRPC code grpc-go reports, and why.
+type Failed = (Code, Fail);
 
 /// Connects (TCP, then TLS when configured) and calls `Health/Check`. A connection that cannot
 /// be made, or that does not speak HTTP/2, is `UNAVAILABLE`, as grpc-go reports it.
-async fn check(module: &GrpcModule, host: &str, addr: SocketAddr, out: &mut Output) -> Checked {
-    let unavailable = |out: &mut Output, e: String| {
-        out.log(e);
-        Checked {
-            code: Code::Unavailable,
-            serving: None,
-            tls: None,
-        }
+async fn check(
+    module: &GrpcModule,
+    metadata: &Metadata,
+    host: &str,
+    addr: SocketAddr,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<ServingStatus, Failed> {
+    let mut unavailable = |f: Fail| {
+        plog!(log, "{}", f.detail);
+        (Code::Unavailable, f)
     };
-    let stream = match TcpStream::connect(addr).await {
-        Ok(s) => s,
-        Err(e) => return unavailable(out, format!("cannot connect to {addr}: {e}")),
-    };
+    let start = Instant::now();
+    let stream = TcpStream::connect(addr).await.map_err(|e| {
+        unavailable(fail_from(
+            Reason::Connect,
+            &format!("cannot connect to {addr}"),
+            &e,
+        ))
+    })?;
+    facts.timing.connect = start.elapsed();
+    facts.timing.connected = true;
     let _ = stream.set_nodelay(true);
-    let (io, tls): (Box<dyn Io>, Option<TlsFacts>) = if module.tls {
-        let cfg = match module.tls_config.client_config(&[b"h2"]) {
-            Ok(c) => c,
-            Err(e) => return unavailable(out, format!("TLS configuration: {e}")),
-        };
-        let name = match server_name(&module.tls_config, host) {
-            Ok(n) => n,
-            Err(e) => return unavailable(out, e),
-        };
-        match tokio_rustls::TlsConnector::from(cfg)
+    let io: Box<dyn Io> = if module.tls {
+        let start = Instant::now();
+        let cfg = module.tls_config.client_config(&[b"h2"]).map_err(|e| {
+            unavailable(Fail::new(Reason::Setup, format!("TLS configuration: {e}")))
+        })?;
+        let name = server_name(&module.tls_config, host)
+            .map_err(|e| unavailable(Fail::new(Reason::Setup, e)))?;
+        let t = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, stream)
             .await
-        {
-            Ok(t) => {
-                let facts = TlsFacts::of(t.get_ref().1);
-                (Box::new(t), Some(facts))
-            }
-            Err(e) => return unavailable(out, format!("TLS handshake failed: {e}")),
-        }
+            .map_err(|e| {
+                unavailable(Fail::new(
+                    Reason::Tls,
+                    format!("TLS handshake failed: {}", chain(&e)),
+                ))
+            })?;
+        facts.timing.tls = start.elapsed();
+        facts.tls = Some(TlsFacts::of(t.get_ref().1));
+        Box::new(t)
     } else {
-        (Box::new(stream), None)
+        Box::new(stream)
     };
+    let start = Instant::now();
     let authority = match addr.port() {
         p if host.contains(':') => format!("[{host}]:{p}"),
         p => format!("{host}:{p}"),
     };
-    let endpoint = match Endpoint::from_shared(format!("http://{authority}")) {
-        Ok(e) => e,
-        Err(e) => return unavailable(out, format!("invalid authority `{authority}`: {e}")),
-    };
-    let channel = match endpoint
+    let endpoint = Endpoint::from_shared(format!("http://{authority}")).map_err(|e| {
+        unavailable(Fail::new(
+            Reason::Setup,
+            format!("invalid authority `{authority}`: {e}"),
+        ))
+    })?;
+    let channel = endpoint
         .connect_with_connector(OneConnection(Arc::new(Mutex::new(Some(io)))))
         .await
-    {
-        Ok(c) => c,
-        Err(e) => return unavailable(out, format!("cannot establish HTTP/2: {}", error_chain(&e))),
-    };
+        .map_err(|e| {
+            unavailable(Fail::new(
+                classify(&e).unwrap_or(Reason::Protocol),
+                format!("cannot establish HTTP/2: {}", chain(&e)),
+            ))
+        })?;
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: module.service.clone(),
     });
-    for (k, v) in &module.metadata {
-        let Ok(key) = MetadataKey::<Ascii>::from_bytes(k.as_bytes()) else {
-            return unavailable(out, format!("invalid metadata key `{k}`"));
-        };
-        for val in v.values() {
-            let Ok(val) = val.parse::<AsciiMetadataValue>() else {
-                return unavailable(out, format!("invalid metadata value for `{k}`"));
-            };
-            request.metadata_mut().append(key.clone(), val);
-        }
+    for (key, val) in metadata {
+        request.metadata_mut().append(key.clone(), val.clone());
     }
-    out.log(format!(
+    plog!(
+        log,
         "calling grpc.health.v1.Health/Check for service `{}`",
         module.service
-    ));
-    match HealthClient::new(channel).check(request).await {
+    );
+    let answer = HealthClient::new(channel).check(request).await;
+    facts.timing.call = start.elapsed();
+    match answer {
         Ok(resp) => {
-            let status =
-                ServingStatus::try_from(resp.get_ref().status).unwrap_or(ServingStatus::Unknown);
-            Checked {
-                code: Code::Ok,
-                serving: Some(status.as_str_name()),
-                tls,
-            }
+            Ok(ServingStatus::try_from(resp.get_ref().status).unwrap_or(ServingStatus::Unknown))
         }
         Err(status) => {
-            out.log(format!("Check failed: {status}"));
-            // A status made on this side from a broken connection (no grpc-status from the
-            // server) is UNAVAILABLE for grpc-go.
-            let local = status.source().is_some() && status.code() != Code::DeadlineExceeded;
-            Checked {
-                code: if local {
-                    Code::Unavailable
-                } else {
-                    status.code()
-                },
-                serving: None,
-                tls: None,
-            }
+            plog!(log, "Check failed: {status}");
+            Err(failed_call(&status))
         }
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+/// The code and reason of a failed call. A status made on this side from a broken connection
+/// (no grpc-status from the server) is `UNAVAILABLE` for grpc-go, its reason what broke.
+fn failed_call(status: &tonic::Status) -> Failed {
+    let detail = format!("Check failed: {}", chain(status));
+    if status.source().is_some() && status.code() != Code::DeadlineExceeded {
+        let reason = classify(status).unwrap_or(Reason::Protocol);
+        return (Code::Unavailable, Fail::new(reason, detail));
     }
-    s
+    let reason = match status.code() {
+        Code::Unimplemented => Reason::Protocol,
+        Code::NotFound => Reason::NotServing,
+        Code::DeadlineExceeded => Reason::Timeout,
+        _ => Reason::Status,
+    };
+    (status.code(), Fail::new(reason, detail))
 }
 
 /// Hands tonic the connection made beforehand, once.

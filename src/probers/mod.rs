@@ -374,6 +374,10 @@ pub enum Facts {
     /// A prober not yet returning facts of its own: the families it wrote while probing.
     /// Transitional; its reason is a guess.
     Legacy(Output),
+    /// A dns probe's.
+    Dns(dns::Facts),
+    /// A grpc probe's.
+    Grpc(grpc::Facts),
 }
 
 impl View for Facts {
@@ -381,6 +385,8 @@ impl View for Facts {
         match self {
             Facts::Http(f) => f.render(out),
             Facts::Legacy(o) => out.merge(o),
+            Facts::Dns(f) => f.render(out),
+            Facts::Grpc(f) => f.render(out),
         }
     }
 
@@ -402,6 +408,8 @@ impl View for Facts {
                     transfer: phase("transfer"),
                 }
             }
+            Facts::Dns(f) => f.phases(),
+            Facts::Grpc(f) => f.phases(),
         }
     }
 
@@ -412,6 +420,8 @@ impl View for Facts {
                 .value("probe_http_status_code")
                 .filter(|s| *s > 0.0)
                 .map(|s| s as u16),
+            Facts::Dns(f) => f.status(),
+            Facts::Grpc(f) => f.status(),
         }
     }
 
@@ -421,6 +431,8 @@ impl View for Facts {
             Facts::Legacy(o) => o
                 .value("probe_http_uncompressed_body_length")
                 .unwrap_or(0.0) as u64,
+            Facts::Dns(f) => f.bytes(),
+            Facts::Grpc(f) => f.bytes(),
         }
     }
 }

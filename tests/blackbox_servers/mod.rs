@@ -649,3 +649,81 @@ pub fn target(addr: SocketAddr) -> String {
         IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
     }
 }
+
+// ---- failure modes for the dns and grpc reasons ----
+
+/// Answers every UDP datagram with bytes that are not a DNS message.
+pub async fn dns_garbage() -> Server {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind UDP");
+    let addr = udp.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((_, peer)) = udp.recv_from(&mut buf).await {
+            let _ = udp.send_to(b"\x00\x01not dns", peer).await;
+        }
+    });
+    Server {
+        addr,
+        tasks: vec![task],
+    }
+}
+
+/// A UDP socket that reads every datagram and never answers.
+pub async fn udp_silent() -> Server {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind UDP");
+    let addr = udp.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while udp.recv_from(&mut buf).await.is_ok() {}
+    });
+    Server {
+        addr,
+        tasks: vec![task],
+    }
+}
+
+/// An HTTP/1.1 server (not gRPC, not HTTP/2): answers whatever arrives with
+/// `400 Bad Request`, then reads until the client leaves.
+pub async fn http1_bad_request() -> Server {
+    tcp_server(|mut s| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+}
+
+/// A listener that never accepts, with its accept queue filled: a further connect gets no
+/// answer to its SYN (Linux drops it), so it lasts until the client gives up.
+pub async fn full_backlog() -> Server {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind");
+    let addr = socket.local_addr().expect("local address");
+    let listener = socket.listen(1).expect("listen");
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            TcpStream::connect(addr),
+        );
+        match attempt.await {
+            Ok(Ok(s)) => fillers.push(s),
+            Ok(Err(e)) => panic!("filling the accept queue of {addr}: {e}"),
+            // A connect that gets no answer: the queue is full.
+            Err(_) => break,
+        }
+    }
+    let task = tokio::spawn(async move {
+        let _keep = (listener, fillers);
+        std::future::pending::<()>().await;
+    });
+    Server {
+        addr,
+        tasks: vec![task],
+    }
+}

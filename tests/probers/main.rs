@@ -15,11 +15,12 @@ use std::time::Duration;
 use blackbox_servers as srv;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
+use watchfire::probe::{Fail, Reason};
 use watchfire::probers::dns::{self, DnsModule};
 use watchfire::probers::grpc::{self, GrpcModule};
 use watchfire::probers::icmp::{self, IcmpModule};
 use watchfire::probers::tcp::{self, TcpModule};
-use watchfire::probers::{Ctx, Output};
+use watchfire::probers::{Ctx, Log, Output, View};
 
 /// A probe context for `target` with `timeout`.
 fn ctx(target: &str, timeout: Duration) -> Ctx {
@@ -83,18 +84,44 @@ async fn run_tcp(m: &TcpModule, target: &str, timeout: Duration) -> (bool, Outpu
     (ok, out)
 }
 
-async fn run_dns(m: &DnsModule, target: &str) -> (bool, Output) {
-    m.validate().expect("valid module");
-    let mut out = Output::new();
-    let ok = dns::probe(m, &ctx(target, T), &mut out).await;
-    (ok, out)
+async fn run_dns(m: &DnsModule, target: &str) -> (Result<(), Fail>, Output) {
+    run_dns_within(m, target, T).await
 }
 
-async fn run_grpc(m: &GrpcModule, target: &str) -> (bool, Output) {
-    m.validate().expect("valid module");
+/// Probes with `m` compiled as at load; the facts rendered as the families, with the log.
+async fn run_dns_within(
+    m: &DnsModule,
+    target: &str,
+    timeout: Duration,
+) -> (Result<(), Fail>, Output) {
+    let mut m = m.clone();
+    m.compile().expect("valid module");
+    let (mut facts, mut log) = (dns::Facts::default(), Log::new());
+    let result = dns::probe(&m, &ctx(target, timeout), &mut facts, &mut log).await;
     let mut out = Output::new();
-    let ok = grpc::probe(m, &ctx(target, T), &mut out).await;
-    (ok, out)
+    facts.render(&mut out);
+    out.set_log(log.into_lines());
+    (result, out)
+}
+
+async fn run_grpc(m: &GrpcModule, target: &str) -> (Result<(), Fail>, Output) {
+    run_grpc_within(m, target, T).await
+}
+
+/// Probes with `m` compiled as at load; the facts rendered as the families, with the log.
+async fn run_grpc_within(
+    m: &GrpcModule,
+    target: &str,
+    timeout: Duration,
+) -> (Result<(), Fail>, Output) {
+    let mut m = m.clone();
+    m.compile().expect("valid module");
+    let (mut facts, mut log) = (grpc::Facts::default(), Log::new());
+    let result = grpc::probe(&m, &ctx(target, timeout), &mut facts, &mut log).await;
+    let mut out = Output::new();
+    facts.render(&mut out);
+    out.set_log(log.into_lines());
+    (result, out)
 }
 
 async fn run_icmp(m: &IcmpModule, target: &str) -> (bool, Output) {
@@ -283,15 +310,13 @@ async fn malformed_targets_fail_cleanly_for_every_prober() {
     }
     let dns_m: DnsModule = module("query_name: a.test");
     for t in dns_targets {
-        let mut out = Output::new();
-        let ok = dns::probe(&dns_m, &ctx(t, short), &mut out).await;
-        assert!(!ok, "dns `{t}`");
+        let (result, _) = run_dns_within(&dns_m, t, short).await;
+        assert!(result.is_err(), "dns `{t}`");
     }
     let grpc_m: GrpcModule = module("{}");
     for t in grpc_targets {
-        let mut out = Output::new();
-        let ok = grpc::probe(&grpc_m, &ctx(t, short), &mut out).await;
-        assert!(!ok, "grpc `{t}`");
+        let (result, _) = run_grpc_within(&grpc_m, t, short).await;
+        assert!(result.is_err(), "grpc `{t}`");
     }
     let icmp_m: IcmpModule = module("payload_size: 65000");
     for t in icmp_targets {
