@@ -20,10 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
 use crate::config::Config;
-use crate::runtime::{Runtime, RuntimeOptions, TransitionEvent};
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, AppState};
 use crate::sim::{FaultConfig, Sim};
-use crate::state::Health;
+use crate::state::{Health, TransitionEvent};
 
 /// Probe interval of the demo's targets.
 const INTERVAL: Duration = Duration::from_millis(250);

@@ -66,4 +66,5 @@ pub mod shutdown;
 pub mod sim;
 pub mod state;
 pub mod telemetry;
+pub mod threads;
 pub mod verify;

@@ -608,7 +608,7 @@ pub fn start(
 ) -> std::io::Result<()> {
     for (k, listener) in listeners.into_iter().enumerate() {
         let (group, cfg, cancel) = (group.clone(), cfg.clone(), cancel.clone());
-        crate::runtime::spawn_single_threaded(format!("watchfire-proxy-{k}"), async move {
+        crate::threads::spawn_single_threaded(format!("watchfire-proxy-{k}"), async move {
             match TcpListener::from_std(listener) {
                 Ok(l) => serve(l, group, cfg, cancel).await,
                 Err(e) => warn!(error = %e, "proxy listener cannot be registered"),
