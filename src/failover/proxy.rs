@@ -122,6 +122,11 @@ impl Stats {
             .unwrap_or(0)
     }
 
+    /// Requests being forwarded now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Requests resent to another instance (connection failures, idempotent replays).
     pub fn retries(&self) -> (u64, u64) {
         (
