@@ -8,6 +8,7 @@
 //! end how many client requests failed (none, when it works).
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,6 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, AppState};
@@ -31,6 +31,15 @@ const INTERVAL: Duration = Duration::from_millis(250);
 const TIMEOUT: Duration = Duration::from_millis(200);
 /// Pause between two client requests through the failover proxy.
 const CLIENT_PACE: Duration = Duration::from_millis(25);
+
+/// What `watchfire demo` is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Keep running after the story ends (until Ctrl-C).
+    pub forever: bool,
+    /// Address for the demo's /metrics (port 0: a free port).
+    pub listen: SocketAddr,
+}
 
 /// One step of the script: at `at` after start, do `action`.
 struct Step {
@@ -155,7 +164,7 @@ async fn clients(
 }
 
 /// Runs the demo.
-pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     let local = "127.0.0.1:0".parse().expect("a literal address");
     let primary = Sim::start(local, FaultConfig::default())
         .await

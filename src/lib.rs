@@ -50,6 +50,7 @@
 //! what brought the proxy past 80 % of nginx's throughput.
 #![forbid(unsafe_code)]
 
+pub mod adhoc;
 pub mod blackbox;
 pub mod cli;
 pub mod config;
