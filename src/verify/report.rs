@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::{Check, DownPeriod, Status, TargetTally};
 use super::human::{self, pct};
-use super::impact;
 
 /// The JSON schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -372,11 +371,80 @@ pub fn text(r: &VerifyReport) -> String {
     let _ = writeln!(s, "  downtime: {}", human::secs(r.downtime_seconds));
     if let Some(i) = &r.impact {
         let _ = writeln!(s);
-        s.push_str(&impact::text(i));
+        s.push_str(&impact_text(i));
     }
     if !r.failed_checks.is_empty() {
         let _ = writeln!(s, "\nfailed: {}", r.failed_checks.join(", "));
     }
+    s
+}
+
+/// The text lines of an impact report (stdout of `watchfire impact`, and inside verify's).
+pub fn impact_text(r: &ImpactReport) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("impact from {} to {}\n", r.from, r.to));
+    s.push_str(&format!("  up series:        {}\n", r.up_query));
+    s.push_str(&format!(
+        "  downtime:         {} in {} outage{}",
+        human::secs(r.downtime_seconds),
+        r.outages.len(),
+        if r.outages.len() == 1 { "" } else { "s" }
+    ));
+    if r.no_data_seconds > 0.0 {
+        s.push_str(&format!(
+            " ({} with no data)",
+            human::secs(r.no_data_seconds)
+        ));
+    }
+    s.push('\n');
+    for o in &r.outages {
+        s.push_str(&format!(
+            "    {} → {}{}  {}",
+            o.start,
+            o.end,
+            if o.ongoing { " (still down)" } else { "" },
+            human::secs(o.duration_seconds)
+        ));
+        if let (Some(rate), Some(f)) = (o.request_rate_before, o.failed_requests) {
+            s.push_str(&format!(
+                "  {} req/s before → {} failed requests",
+                human::count(rate),
+                human::count(f)
+            ));
+        }
+        s.push('\n');
+    }
+    match (&r.rate_query, r.failed_requests) {
+        (Some(q), Some(f)) => {
+            s.push_str(&format!("  request rate:     {q}\n"));
+            if let Some(rate) = r.request_rate_before {
+                s.push_str(&format!(
+                    "  before outage:    {} req/s\n",
+                    human::count(rate)
+                ));
+            }
+            s.push_str(&format!(
+                "  failed requests:  {} (rate × downtime)\n",
+                human::count(f)
+            ));
+        }
+        _ => s.push_str("  failed requests:  not computed (give --job or --rate-query)\n"),
+    }
+    s.push_str(&format!(
+        "  error budget:     {} consumed of {} ({} over {}), {} left\n",
+        human::pct(r.error_budget_consumed_ratio),
+        human::secs(r.error_budget_seconds),
+        human::pct(r.slo),
+        human::secs(r.slo_window_seconds),
+        if r.error_budget_remaining_seconds >= 0.0 {
+            human::secs(r.error_budget_remaining_seconds)
+        } else {
+            format!(
+                "overspent by {}",
+                human::secs(-r.error_budget_remaining_seconds)
+            )
+        }
+    ));
     s
 }
 
