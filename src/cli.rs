@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `probe`, `sim`, `demo`.
+//! The command line: `run`, `check`, `probe`, `sim`, `demo`, `verify`, `impact`.
 //!
 //! Each command returns an [`std::process::ExitCode`]; `main` only parses, sets up logging and
 //! the runtime, and calls [`execute`].
