@@ -374,9 +374,8 @@ async fn memory_source(
     })
 }
 
-/// Checks the flags, loads what they point at, asks Prometheus what is needed up front.
-pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, VerifyError> {
-    let (specs, config_names) = target_specs(a)?;
+/// The output paths, interval and window checked, and the window's criteria (without memory).
+fn window_criteria(a: &VerifyArgs) -> Result<Criteria, VerifyError> {
     // Found now rather than after a ten-minute window.
     for (flag, path) in [("--json", &a.json), ("--report", &a.report)] {
         if let Some(p) = path {
@@ -425,6 +424,13 @@ pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, Verify
             a.min_probes
         )));
     }
+    Ok(criteria)
+}
+
+/// Checks the flags, loads what they point at, asks Prometheus what is needed up front.
+pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, VerifyError> {
+    let (specs, config_names) = target_specs(a)?;
+    let criteria = window_criteria(a)?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let prom = a.prom.prometheus.as_deref().map(Prom::new).transpose()?;
 
