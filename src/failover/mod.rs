@@ -10,6 +10,8 @@
 pub mod hooks;
 pub mod proxy;
 pub mod select;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
