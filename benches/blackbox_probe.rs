@@ -60,7 +60,7 @@ fn cpu_seconds() -> f64 {
 
 fn main() {
     let o = <Opts as clap::Parser>::parse();
-    let rt = watchfire::runtime::build_tokio(None).expect("tokio runtime");
+    let rt = watchfire::threads::build_tokio(None).expect("tokio runtime");
     match (o.serve, o.config) {
         (Some(addr), Some(cfg)) => rt.block_on(serve(addr, cfg)),
         _ => rt.block_on(measure(Duration::from_secs(o.duration_s), o.concurrency)),

@@ -299,7 +299,7 @@ fn poll_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Instant> {
 }
 
 fn tokio_runtime(workers: usize) -> tokio::runtime::Runtime {
-    watchfire::runtime::build_tokio((workers > 0).then_some(workers)).expect("tokio runtime")
+    watchfire::threads::build_tokio((workers > 0).then_some(workers)).expect("tokio runtime")
 }
 
 /// Sets `stop` on SIGINT or SIGTERM, so that the child processes are killed by their guards.

@@ -239,7 +239,7 @@ fn bucket_quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
 fn main() {
     let o = <Opts as clap::Parser>::parse();
     let ticks = clock_ticks_per_s();
-    let tokio_rt = watchfire::runtime::build_tokio((o.workers > 0).then_some(o.workers))
+    let tokio_rt = watchfire::threads::build_tokio((o.workers > 0).then_some(o.workers))
         .expect("tokio runtime");
     let rss_before = status_bytes("VmRSS");
 

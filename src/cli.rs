@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `probe`, `sim`, `demo`.
+//! The command line: `run`, `check`, `probe`, `sim`, `demo`, `verify`, `impact`.
 //!
 //! Each command returns an [`std::process::ExitCode`]; `main` only parses, sets up logging and
 //! the runtime, and calls [`execute`].
@@ -11,19 +11,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::{self, parse_duration, parse_size, TargetSpec};
+use crate::adhoc::{AdhocProbe, DEFAULT_CONFIG};
+use crate::config::{self, parse_duration, parse_size};
 use crate::probe::http::HttpProber;
 use crate::probe::Phases;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, AppState};
 use crate::telemetry::LogFormat;
 
-/// Default config location.
-pub const DEFAULT_CONFIG: &str = "probes/";
 /// Default listen address (blackbox_exporter's port).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9115";
 
@@ -172,6 +170,27 @@ pub struct ProbeArgs {
     pub format: OutputFormat,
 }
 
+impl ProbeArgs {
+    /// The probe these flags describe.
+    pub fn adhoc(&self) -> AdhocProbe {
+        AdhocProbe {
+            url: self.url.clone(),
+            method: self.method.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            json: self.json.clone(),
+            timeout: self.timeout,
+            expect_status: self.expect_status.clone(),
+            expect_json: self.expect_json.clone(),
+            expect_body: self.expect_body.clone(),
+            max_latency: self.max_latency,
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+            body_limit: self.body_limit,
+        }
+    }
+}
+
 /// Output format of `probe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -224,6 +243,16 @@ pub struct DemoArgs {
     pub listen: SocketAddr,
 }
 
+impl DemoArgs {
+    /// The demo these flags ask for.
+    pub fn options(&self) -> crate::demo::Options {
+        crate::demo::Options {
+            forever: self.forever,
+            listen: self.listen,
+        }
+    }
+}
+
 /// Runs the parsed command.
 pub async fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -231,7 +260,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Check(a) => Ok(check(a)),
         Command::Probe(a) => probe(a).await,
         Command::Sim(a) => sim(a).await,
-        Command::Demo(a) => crate::demo::run(a).await,
+        Command::Demo(a) => crate::demo::run(a.options()).await,
         Command::Verify(a) => crate::verify::run_verify(a).await,
         Command::Impact(a) => crate::verify::run_impact(a).await,
     };
@@ -316,88 +345,8 @@ fn check(a: CheckArgs) -> ExitCode {
     }
 }
 
-/// Builds a one-off target from `probe` flags.
-pub fn probe_spec(a: &ProbeArgs) -> anyhow::Result<TargetSpec> {
-    let mut spec =
-        TargetSpec::new("probe", &a.url).map_err(|e| anyhow::anyhow!("URL `{}`: {e}", a.url))?;
-    spec.method = http::Method::from_bytes(a.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| anyhow::anyhow!("--method `{}` is not an HTTP method", a.method))?;
-    for h in &a.headers {
-        let (k, v) = h
-            .split_once(':')
-            .ok_or_else(|| anyhow::anyhow!("--header `{h}`: write `Name: value`"))?;
-        let name = HeaderName::from_bytes(k.trim().as_bytes())
-            .map_err(|_| anyhow::anyhow!("--header `{h}`: `{}` is not a header name", k.trim()))?;
-        let value = HeaderValue::from_str(v.trim()).map_err(|_| {
-            anyhow::anyhow!("--header `{h}`: the value has characters HTTP does not allow")
-        })?;
-        spec.headers.append(name, value);
-    }
-    if let Some(b) = &a.body {
-        spec.body = bytes::Bytes::from(b.clone());
-    }
-    if let Some(j) = &a.json {
-        let v: serde_json::Value =
-            serde_json::from_str(j).map_err(|e| anyhow::anyhow!("--json: not valid JSON: {e}"))?;
-        spec.body = bytes::Bytes::from(serde_json::to_vec(&v)?);
-        if !spec.headers.contains_key(CONTENT_TYPE) {
-            spec.headers
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-    }
-    spec.timeout = a.timeout;
-    spec.interval = a.timeout * 2;
-    if !a.expect_status.is_empty() {
-        let mut yaml = String::from(
-            "targets:\n  - name: x\n    url: http://127.0.0.1/\n    expect:\n      status: [",
-        );
-        yaml.push_str(
-            &a.expect_status
-                .iter()
-                .map(|s| format!("\"{s}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-        yaml.push_str("]\n");
-        let c = config::load_str("--expect-status", &yaml).map_err(|e| {
-            anyhow::anyhow!(
-                "--expect-status: {}",
-                e.0.iter()
-                    .map(|x| x.message.clone())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
-        spec.expect.status = c.targets[0].expect.status.clone();
-    }
-    for j in &a.expect_json {
-        let (path, value) = j
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--expect-json `{j}`: write `path=value`"))?;
-        if path.is_empty() || path.split('.').any(str::is_empty) {
-            anyhow::bail!("--expect-json `{j}`: the path is dot-separated keys, none empty");
-        }
-        let v = serde_json::from_str(value)
-            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
-        spec.expect
-            .json
-            .push((path.split('.').map(str::to_string).collect(), v));
-    }
-    if let Some(re) = &a.expect_body {
-        spec.expect.body = Some(
-            regex::Regex::new(re)
-                .map_err(|e| anyhow::anyhow!("--expect-body: invalid regular expression: {e}"))?,
-        );
-    }
-    spec.expect.max_latency = a.max_latency;
-    spec.tls.insecure_skip_verify = a.insecure;
-    spec.tls.ca_file = a.ca_file.clone();
-    spec.body_limit = usize::try_from(a.body_limit).unwrap_or(usize::MAX).max(1);
-    Ok(spec)
-}
-
 async fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
-    let spec = Arc::new(probe_spec(&a)?);
+    let spec = Arc::new(a.adhoc().target_spec()?);
     let prober = HttpProber::new(spec.clone()).map_err(anyhow::Error::msg)?;
     let o = prober.probe(tokio::time::Instant::now()).await;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

@@ -8,6 +8,7 @@
 //! end how many client requests failed (none, when it works).
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,15 +16,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::DemoArgs;
 use crate::config::Config;
-use crate::runtime::{Runtime, RuntimeOptions, TransitionEvent};
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, AppState};
 use crate::sim::{FaultConfig, Sim};
-use crate::state::Health;
+use crate::state::{Health, TransitionEvent};
 
 /// Probe interval of the demo's targets.
 const INTERVAL: Duration = Duration::from_millis(250);
@@ -31,6 +32,15 @@ const INTERVAL: Duration = Duration::from_millis(250);
 const TIMEOUT: Duration = Duration::from_millis(200);
 /// Pause between two client requests through the failover proxy.
 const CLIENT_PACE: Duration = Duration::from_millis(25);
+
+/// What `watchfire demo` is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Keep running after the story ends (until Ctrl-C).
+    pub forever: bool,
+    /// Address for the demo's /metrics (port 0: a free port).
+    pub listen: SocketAddr,
+}
 
 /// One step of the script: at `at` after start, do `action`.
 struct Step {
@@ -155,7 +165,7 @@ async fn clients(
 }
 
 /// Runs the demo.
-pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     let local = "127.0.0.1:0".parse().expect("a literal address");
     let primary = Sim::start(local, FaultConfig::default())
         .await
@@ -176,18 +186,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("the demo's failover group")?;
     let proxy = group.proxy_addr().context("the demo's failover proxy")?;
     let mut events = runtime.subscribe();
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", a.listen))?;
-    let metrics_addr = listener.local_addr()?;
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        registry: crate::metrics::process_registry(),
-    });
-    let c = cancel.clone();
-    let server = tokio::spawn(server::serve(listener, state, async move {
-        c.cancelled().await
-    }));
+    let (metrics_addr, server) = serve_metrics(a.listen, runtime.clone(), cancel.clone()).await?;
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let load = tokio::spawn(clients(
         proxy,
@@ -196,13 +195,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         cancel.child_token(),
     ));
 
-    println!("watchfire demo — an inference gateway with a primary and a backup instance");
-    println!("  primary  {p}   (GET /health, POST /predict)");
-    println!("  backup   {b}");
-    println!("  probes   every {INTERVAL:?}, timeout {TIMEOUT:?}, down after 3 failures, up after 2 successes");
-    println!("  proxy    http://{proxy}  (failover; a client sends a request through it every {CLIENT_PACE:?})");
-    println!("  metrics  http://{metrics_addr}/metrics   failover: http://{metrics_addr}/api/v1/failover");
-    println!();
+    banner(&p, &b, proxy, metrics_addr);
 
     let start = Instant::now();
     let stamp = |t: Instant| {
@@ -226,31 +219,18 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             _ = async { sleep_until(next_step.unwrap_or(end)).await }, if next_step.is_some() => {
                 let step = steps.next().expect("peeked");
                 let now = Instant::now();
+                let kind = act(step, &primary);
                 match step.action {
-                    Action::Down => { primary.go_down(); last_fault = Some(now); }
-                    Action::Hang => {
-                        primary.set_faults(FaultConfig { hang: true, ..FaultConfig::default() });
-                        last_fault = Some(now);
-                    }
-                    Action::Heal => {
-                        primary.heal();
-                        last_heal = Some(now);
-                    }
+                    Action::Down | Action::Hang => last_fault = Some(now),
+                    Action::Heal => last_heal = Some(now),
                 }
-                let kind = if matches!(step.action, Action::Heal) { "HEAL " } else { "FAULT" };
                 println!("{} {kind}  {}", stamp(now), step.text);
             }
             _ = tick.tick() => {
                 let now_active = group.active();
                 if now_active != active {
                     let now = Instant::now();
-                    let (what, since) = match now_active {
-                        // The group's first choice, before anything failed: not a failback.
-                        Some(0) if active.is_none() && last_fault.is_none() => ("ACTIVE traffic → primary", None),
-                        Some(0) => ("FAILBACK traffic → primary", last_heal.map(|h| ("after the heal", now - h))),
-                        Some(_) => ("FAILOVER traffic → backup", last_fault.map(|f| ("after the fault", now - f))),
-                        None => ("NO INSTANCE UP: the proxy answers 503", None),
-                    };
+                    let (what, since) = traffic_moved(now_active, active, last_fault, last_heal, now);
                     match since {
                         Some((label, d)) => {
                             println!("{} {what}  ({:.0} ms {label})", stamp(now), d.as_secs_f64() * 1000.0);
@@ -287,6 +267,78 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     primary.shutdown().await;
     backup.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the demo's `/metrics` and API on `listen` until `cancel`; returns the address and the
+/// server's task.
+async fn serve_metrics(
+    listen: SocketAddr,
+    runtime: Arc<Runtime>,
+    cancel: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AppState {
+        runtime,
+        registry: crate::metrics::process_registry(),
+    });
+    let server = tokio::spawn(server::serve(listener, state, async move {
+        cancel.cancelled().await
+    }));
+    Ok((addr, server))
+}
+
+/// What the demo is made of, printed before the story starts.
+fn banner(p: &str, b: &str, proxy: SocketAddr, metrics_addr: SocketAddr) {
+    println!("watchfire demo — an inference gateway with a primary and a backup instance");
+    println!("  primary  {p}   (GET /health, POST /predict)");
+    println!("  backup   {b}");
+    println!("  probes   every {INTERVAL:?}, timeout {TIMEOUT:?}, down after 3 failures, up after 2 successes");
+    println!("  proxy    http://{proxy}  (failover; a client sends a request through it every {CLIENT_PACE:?})");
+    println!("  metrics  http://{metrics_addr}/metrics   failover: http://{metrics_addr}/api/v1/failover");
+    println!();
+}
+
+/// Plays one step of the script on the primary; returns how the timeline labels it.
+fn act(step: &Step, primary: &Sim) -> &'static str {
+    match step.action {
+        Action::Down => primary.go_down(),
+        Action::Hang => primary.set_faults(FaultConfig {
+            hang: true,
+            ..FaultConfig::default()
+        }),
+        Action::Heal => primary.heal(),
+    }
+    match step.action {
+        Action::Heal => "HEAL ",
+        Action::Down | Action::Hang => "FAULT",
+    }
+}
+
+/// The timeline's words for traffic moving from `before` to `now_active`, and, for a failover
+/// or failback, the time since the fault or heal that caused it.
+fn traffic_moved(
+    now_active: Option<usize>,
+    before: Option<usize>,
+    last_fault: Option<Instant>,
+    last_heal: Option<Instant>,
+    now: Instant,
+) -> (&'static str, Option<(&'static str, Duration)>) {
+    match now_active {
+        // The group's first choice, before anything failed: not a failback.
+        Some(0) if before.is_none() && last_fault.is_none() => ("ACTIVE traffic → primary", None),
+        Some(0) => (
+            "FAILBACK traffic → primary",
+            last_heal.map(|h| ("after the heal", now - h)),
+        ),
+        Some(_) => (
+            "FAILOVER traffic → backup",
+            last_fault.map(|f| ("after the fault", now - f)),
+        ),
+        None => ("NO INSTANCE UP: the proxy answers 503", None),
+    }
 }
 
 fn describe(

@@ -52,6 +52,7 @@
 //! what brought the proxy past 80 % of nginx's throughput.
 #![forbid(unsafe_code)]
 
+pub mod adhoc;
 pub mod blackbox;
 pub mod cli;
 pub mod config;
@@ -72,4 +73,5 @@ pub mod shutdown;
 pub mod sim;
 pub mod state;
 pub mod telemetry;
+pub mod threads;
 pub mod verify;

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Demo(_) | Command::Probe(_));
     watchfire::telemetry::init(cli.log_format, cli.verbose, quiet);
-    let runtime = match watchfire::runtime::build_tokio(None) {
+    let runtime = match watchfire::threads::build_tokio(None) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("watchfire: cannot start the async runtime: {e}");

@@ -24,45 +24,11 @@ use crate::probe::http::HttpProber;
 use crate::probe::{Outcome, Reason};
 use crate::record::{Hdr, TargetStats};
 use crate::schedule::{self, Job, SchedulerHandle};
-use crate::state::{Health, Thresholds};
+use crate::state::{Health, Thresholds, TransitionEvent};
+use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
 /// Default bound on probes in flight at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4096;
-
-/// Builds the tokio runtime the `watchfire` binary (and its benchmarks) run on: multi-threaded,
-/// `workers` threads (tokio's default, one per CPU, when `None`), IO and timers enabled.
-pub fn build_tokio(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        b.worker_threads(n.max(1));
-    }
-    b.enable_all().thread_name("watchfire").build()
-}
-
-/// How many threads the per-CPU hot paths (probes, the failover proxy) each run: one per CPU,
-/// like nginx's `worker_processes auto`, at most 16.
-pub fn per_cpu_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16)
-}
-
-/// Starts an OS thread named `name` running `fut` on a single-threaded tokio runtime of its
-/// own (IO and timers enabled); returns that runtime's handle. The thread ends when `fut` does.
-pub fn spawn_single_threaded(
-    name: String,
-    fut: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<Handle> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let handle = rt.handle().clone();
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || rt.block_on(fut))?;
-    Ok(handle)
-}
 
 /// Starts `n` probe threads, each running a single-threaded tokio runtime until `cancel`, and
 /// returns their handles. Each thread schedules and runs the probes of its own share of the
@@ -102,23 +68,6 @@ impl std::fmt::Debug for Target {
             .field("name", &self.spec.name)
             .finish()
     }
-}
-
-/// A change of a target's health, as announced to subscribers (demo, failover).
-#[derive(Debug, Clone)]
-pub struct TransitionEvent {
-    /// Target name.
-    pub target: String,
-    /// Health before.
-    pub from: Health,
-    /// Health after.
-    pub to: Health,
-    /// When the deciding probe ended.
-    pub at: Instant,
-    /// The last failure's reason (when going down).
-    pub reason: Option<Reason>,
-    /// The last failure's detail.
-    pub detail: Option<String>,
 }
 
 /// What every target shares: where probes run and who hears about transitions.
@@ -318,6 +267,16 @@ impl Target {
         } else if let Err(r) = outcome.result {
             debug!(target = %self.spec.name, reason = r.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "probe failed");
         }
+    }
+}
+
+impl failover::Instance for Target {
+    fn health(&self) -> Health {
+        self.stats.lock().expect("stats lock poisoned").state.health
+    }
+
+    fn mark_down(&self, reason: Reason, detail: String) {
+        Target::mark_down(self, reason, detail);
     }
 }
 
@@ -589,10 +548,11 @@ impl Runtime {
         targets: &[Arc<Target>],
         mut listeners: Vec<(String, Vec<std::net::TcpListener>)>,
     ) -> Result<(), String> {
-        let find = |g: &crate::config::FailoverGroup| -> Vec<Arc<Target>> {
+        let find = |g: &crate::config::FailoverGroup| -> Vec<Arc<dyn failover::Instance>> {
             g.instances
                 .iter()
-                .filter_map(|i| targets.iter().find(|t| t.spec.name == i.target).cloned())
+                .filter_map(|i| targets.iter().find(|t| t.spec.name == i.target))
+                .map(|t| t.clone() as Arc<dyn failover::Instance>)
                 .collect()
         };
         let mut groups = self.failover.lock().expect("failover lock poisoned");

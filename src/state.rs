@@ -9,6 +9,10 @@
 
 use std::fmt;
 
+use tokio::time::Instant;
+
+use crate::probe::Reason;
+
 /// A target's health as decided by the thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Health {
@@ -76,6 +80,24 @@ pub struct Transition {
     pub to: Health,
     /// The length of the streak that decided it.
     pub streak: u32,
+}
+
+/// A change of a target's health, as announced to subscribers (demo, failover): a
+/// [`Transition`] with the target's name, when it happened and the failure behind it.
+#[derive(Debug, Clone)]
+pub struct TransitionEvent {
+    /// Target name.
+    pub target: String,
+    /// Health before.
+    pub from: Health,
+    /// Health after.
+    pub to: Health,
+    /// When the deciding probe ended.
+    pub at: Instant,
+    /// The last failure's reason (when going down).
+    pub reason: Option<Reason>,
+    /// The last failure's detail.
+    pub detail: Option<String>,
 }
 
 /// One step: the state after a probe that succeeded (`ok`) or failed.

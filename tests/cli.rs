@@ -94,17 +94,15 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     })
     .await;
     signal(&child.0, "-TERM");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "watchfire did not stop within 10 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = eventually(
+        Duration::from_secs(10),
+        "watchfire to stop after SIGTERM",
+        || {
+            let exited = child.0.try_wait().unwrap();
+            async move { exited }
+        },
+    )
+    .await;
     assert!(status.success(), "exit status {status:?}");
     gw.shutdown().await;
 }

@@ -8,6 +8,7 @@
 //! exporter fails the tests: they never pass by skipping.
 #![cfg(feature = "e2e")]
 
+mod common;
 #[path = "common/blackbox.rs"]
 mod harness;
 

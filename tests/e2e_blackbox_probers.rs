@@ -5,6 +5,7 @@
 #![cfg(feature = "e2e")]
 
 mod blackbox_servers;
+mod common;
 #[path = "common/blackbox.rs"]
 mod harness;
 

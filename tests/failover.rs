@@ -277,7 +277,12 @@ async fn a_request_inside_a_dying_primary_is_replayed_only_when_idempotent() {
     let post_req =
         tokio::spawn(async move { post.send("POST", "/predict", r#"{"data": [[1]]}"#).await });
     // Both are inside the primary (it holds them 400 ms); kill it.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    eventually(
+        Duration::from_secs(5),
+        "both requests in flight",
+        || async { (g.proxy.in_flight() == 2).then_some(()) },
+    )
+    .await;
     primary.kill();
     let (code, _) = get_req.await.unwrap().expect("GET answered");
     assert_eq!(code, 200, "an idempotent GET is replayed on the backup");
@@ -486,6 +491,11 @@ async fn a_hanging_hook_is_killed_and_the_webhook_retried_without_delaying_the_s
     )
     .await;
     let exec = g.hooks.exec.lock().unwrap().clone();
+    assert_eq!(
+        (exec.ok, exec.failed, exec.timed_out),
+        (0, 0, 1),
+        "a timed-out hook is counted once, as timed out: {exec:?}"
+    );
     assert!(
         exec.last_duration_seconds >= 0.3 && exec.last_duration_seconds < 2.0,
         "{exec:?}"

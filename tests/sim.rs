@@ -1,10 +1,13 @@
 //! Integration tests for the simulated inference gateway (`watchfire::sim`).
 
+mod common;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::eventually;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
@@ -109,27 +112,25 @@ fn refused(r: io::Result<TcpStream>) -> bool {
 
 /// Polls until connecting to `addr` is refused (or fails the test at the deadline).
 async fn wait_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + PATIENCE;
-    while !refused(TcpStream::connect(addr).await) {
-        assert!(Instant::now() < deadline, "{addr} still accepting");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        PATIENCE,
+        &format!("{addr} to refuse connections"),
+        || async { refused(TcpStream::connect(addr).await).then_some(()) },
+    )
+    .await;
 }
 
 /// Polls until `/health` on `addr` answers 200 (or fails the test at the deadline).
 async fn wait_serving(addr: SocketAddr) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Ok(mut conn) = Conn::open(addr).await {
-            if let Ok(Ok(r)) = timeout(PATIENCE, conn.send("GET", "/health", None)).await {
-                if r.status == StatusCode::OK {
-                    return;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "{addr} not serving again");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(PATIENCE, &format!("{addr} serving again"), || async {
+        let mut conn = Conn::open(addr).await.ok()?;
+        let r = timeout(PATIENCE, conn.send("GET", "/health", None))
+            .await
+            .ok()?
+            .ok()?;
+        (r.status == StatusCode::OK).then_some(())
+    })
+    .await;
 }
 
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -550,11 +551,10 @@ async fn leak_grows_memory_leaked_bytes_and_reset_frees_it() {
     })
     .await;
     let addr = sim.local_addr();
-    let deadline = Instant::now() + PATIENCE;
-    while leaked_bytes(addr).await < cap as f64 {
-        assert!(Instant::now() < deadline, "leak never reached its cap");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(PATIENCE, "the leak to reach its cap", || async {
+        (leaked_bytes(addr).await >= cap as f64).then_some(())
+    })
+    .await;
     assert_eq!(leaked_bytes(addr).await, cap as f64, "bounded by leak_max");
 
     let r = call(addr, "POST", "/-/faults/reset", None).await;
@@ -600,14 +600,10 @@ async fn shutdown_lets_in_flight_requests_finish() {
 
 /// Polls until the server is handling a `/health` or `/predict` request.
 async fn wait_in_flight(sim: &Sim) {
-    let deadline = Instant::now() + PATIENCE;
-    while sim.in_flight() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "request never reached the server"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(PATIENCE, "the request to reach the server", || async {
+        (sim.in_flight() > 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

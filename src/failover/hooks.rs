@@ -28,12 +28,60 @@ pub struct SwitchNotice {
     pub at: String,
 }
 
+/// How one run of a hook ended. Each run ends in exactly one of these, and is counted under
+/// exactly one result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// The command exited 0, or the webhook was answered 2xx.
+    Succeeded {
+        /// The command's exit code (`None` for a webhook).
+        exit_code: Option<i32>,
+    },
+    /// The command could not start or exited non-zero, or the webhook failed after all its
+    /// retries.
+    Failed {
+        /// The command's exit code, when it exited.
+        exit_code: Option<i32>,
+        /// What went wrong.
+        error: String,
+    },
+    /// The command was killed at its timeout.
+    TimedOut {
+        /// The timeout it overran.
+        timeout: Duration,
+    },
+}
+
+impl HookOutcome {
+    /// The exit code of the command's run, when it exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            HookOutcome::Succeeded { exit_code } | HookOutcome::Failed { exit_code, .. } => {
+                *exit_code
+            }
+            HookOutcome::TimedOut { .. } => None,
+        }
+    }
+
+    /// What went wrong, for people; `None` on success.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            HookOutcome::Succeeded { .. } => None,
+            HookOutcome::Failed { error, .. } => Some(error.clone()),
+            HookOutcome::TimedOut { timeout } => {
+                Some(format!("killed after its timeout of {timeout:?}"))
+            }
+        }
+    }
+}
+
 /// Results of a hook's runs.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HookStats {
     /// Runs that succeeded.
     pub ok: u64,
-    /// Runs that failed (non-zero exit, HTTP error after all retries).
+    /// Runs that failed (could not start, non-zero exit, HTTP error after all retries); runs
+    /// killed at their timeout are counted under `timed_out` only.
     pub failed: u64,
     /// Runs killed at their timeout.
     pub timed_out: u64,
@@ -45,6 +93,20 @@ pub struct HookStats {
     pub last_duration_seconds: f64,
     /// The last error.
     pub last_error: Option<String>,
+}
+
+impl HookStats {
+    /// Counts one run that took `elapsed` under its one result.
+    pub fn record(&mut self, outcome: &HookOutcome, elapsed: Duration) {
+        match outcome {
+            HookOutcome::Succeeded { .. } => self.ok += 1,
+            HookOutcome::Failed { .. } => self.failed += 1,
+            HookOutcome::TimedOut { .. } => self.timed_out += 1,
+        }
+        self.last_exit_code = outcome.exit_code();
+        self.last_duration_seconds = elapsed.as_secs_f64();
+        self.last_error = outcome.error();
+    }
 }
 
 /// The exec and webhook results of one group.
@@ -71,41 +133,45 @@ pub async fn run_exec(hook: ExecHook, notice: SwitchNotice, stats: Arc<Hooks>) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
-    let result = match cmd.spawn() {
-        Err(e) => Err((None, format!("cannot start `{}`: {e}", hook.command[0]))),
+    let outcome = match cmd.spawn() {
+        Err(e) => HookOutcome::Failed {
+            exit_code: None,
+            error: format!("cannot start `{}`: {e}", hook.command[0]),
+        },
         Ok(mut child) => match tokio::time::timeout(hook.timeout, child.wait()).await {
-            Ok(Ok(status)) if status.success() => Ok(status.code()),
-            Ok(Ok(status)) => Err((status.code(), format!("exited with {status}"))),
-            Ok(Err(e)) => Err((None, format!("waiting for it failed: {e}"))),
+            Ok(Ok(status)) if status.success() => HookOutcome::Succeeded {
+                exit_code: status.code(),
+            },
+            Ok(Ok(status)) => HookOutcome::Failed {
+                exit_code: status.code(),
+                error: format!("exited with {status}"),
+            },
+            Ok(Err(e)) => HookOutcome::Failed {
+                exit_code: None,
+                error: format!("waiting for it failed: {e}"),
+            },
             Err(_) => {
                 let _ = child.kill().await;
-                Err((
-                    None,
-                    format!("killed after its timeout of {:?}", hook.timeout),
-                ))
+                HookOutcome::TimedOut {
+                    timeout: hook.timeout,
+                }
             }
         },
     };
     let elapsed = start.elapsed();
-    let mut st = stats.exec.lock().expect("hook stats lock poisoned");
-    st.last_duration_seconds = elapsed.as_secs_f64();
-    match result {
-        Ok(code) => {
-            st.ok += 1;
-            st.last_exit_code = code;
-            st.last_error = None;
-            info!(group = %notice.group, command = ?hook.command, duration = ?elapsed, "failover exec hook succeeded");
+    match outcome.error() {
+        None => {
+            info!(group = %notice.group, command = ?hook.command, duration = ?elapsed, "failover exec hook succeeded")
         }
-        Err((code, e)) => {
-            if code.is_none() && e.starts_with("killed") {
-                st.timed_out += 1;
-            }
-            st.failed += 1;
-            st.last_exit_code = code;
-            warn!(group = %notice.group, command = ?hook.command, error = %e, "failover exec hook failed");
-            st.last_error = Some(e);
+        Some(e) => {
+            warn!(group = %notice.group, command = ?hook.command, error = %e, "failover exec hook failed")
         }
     }
+    stats
+        .exec
+        .lock()
+        .expect("hook stats lock poisoned")
+        .record(&outcome, elapsed);
 }
 
 /// POSTs the notice as JSON, retrying with exponential backoff (0.5 s, 1 s, 2 s, ...).
@@ -134,10 +200,9 @@ pub async fn run_webhook(hook: WebhookHook, notice: SwitchNotice, stats: Arc<Hoo
         }
         match client.post(&hook.url).json(&notice).send().await {
             Ok(r) if r.status().is_success() => {
+                let outcome = HookOutcome::Succeeded { exit_code: None };
                 let mut st = stats.webhook.lock().expect("hook stats lock poisoned");
-                st.ok += 1;
-                st.last_error = None;
-                st.last_duration_seconds = start.elapsed().as_secs_f64();
+                st.record(&outcome, start.elapsed());
                 info!(group = %notice.group, url = %hook.url, attempts = attempt + 1, "failover webhook delivered");
                 return;
             }
@@ -151,9 +216,51 @@ pub async fn run_webhook(hook: WebhookHook, notice: SwitchNotice, stats: Arc<Hoo
             }
         }
     }
-    let mut st = stats.webhook.lock().expect("hook stats lock poisoned");
-    st.failed += 1;
-    st.last_duration_seconds = start.elapsed().as_secs_f64();
     warn!(group = %notice.group, url = %hook.url, attempts = hook.retries + 1, error = %last_error, "failover webhook failed");
-    st.last_error = Some(last_error);
+    let outcome = HookOutcome::Failed {
+        exit_code: None,
+        error: last_error,
+    };
+    stats
+        .webhook
+        .lock()
+        .expect("hook stats lock poisoned")
+        .record(&outcome, start.elapsed());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_out_run_is_counted_once_under_timed_out() {
+        let mut st = HookStats::default();
+        let outcome = HookOutcome::TimedOut {
+            timeout: Duration::from_millis(300),
+        };
+        st.record(&outcome, Duration::from_millis(310));
+        assert_eq!((st.ok, st.failed, st.timed_out), (0, 0, 1));
+        assert_eq!(st.last_exit_code, None);
+        assert_eq!(
+            st.last_error.as_deref(),
+            Some("killed after its timeout of 300ms")
+        );
+    }
+
+    #[test]
+    fn a_success_clears_the_last_error() {
+        let mut st = HookStats::default();
+        let failed = HookOutcome::Failed {
+            exit_code: Some(3),
+            error: "exited with exit status: 3".into(),
+        };
+        st.record(&failed, Duration::from_millis(5));
+        assert_eq!((st.failed, st.last_exit_code), (1, Some(3)));
+        st.record(
+            &HookOutcome::Succeeded { exit_code: Some(0) },
+            Duration::ZERO,
+        );
+        assert_eq!((st.ok, st.failed, st.timed_out), (1, 1, 0));
+        assert_eq!((st.last_exit_code, st.last_error), (Some(0), None));
+    }
 }

@@ -10,6 +10,8 @@
 pub mod hooks;
 pub mod proxy;
 pub mod select;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,9 +26,18 @@ use tracing::{info, warn};
 
 use crate::config::FailoverGroup;
 use crate::probe::Reason;
-use crate::runtime::{Target, TransitionEvent};
-use crate::state::Health;
+use crate::state::{Health, TransitionEvent};
 use select::{Params, Selection, Switch, SwitchReason, View};
+
+/// An instance's health check as a group sees it: the scheduled target that probes it. The
+/// runtime's targets implement it; the group needs nothing else from them.
+pub trait Instance: Send + Sync {
+    /// The health its checks (and passive detection) decided.
+    fn health(&self) -> Health;
+    /// Takes it down at once on outside evidence (the proxy could not reach it), as if
+    /// `down_after` checks had failed; the transition is announced like any other.
+    fn mark_down(&self, reason: Reason, detail: String);
+}
 
 /// `active` value meaning "no instance".
 const NONE: usize = usize::MAX;
@@ -60,7 +71,7 @@ pub struct Group {
     /// Its config.
     pub cfg: FailoverGroup,
     params: Params,
-    targets: RwLock<Vec<Arc<Target>>>,
+    targets: RwLock<Vec<Arc<dyn Instance>>>,
     state: Mutex<GroupState>,
     active: AtomicUsize,
     /// Hook results.
@@ -87,7 +98,7 @@ impl Group {
     /// Creates a group over its instances' check targets (in instance order).
     pub fn new(
         cfg: FailoverGroup,
-        targets: Vec<Arc<Target>>,
+        targets: Vec<Arc<dyn Instance>>,
         cancel: CancellationToken,
     ) -> Arc<Group> {
         let n = cfg.instances.len();
@@ -124,7 +135,7 @@ impl Group {
     }
 
     /// Points the group at (possibly new) check targets after a reload.
-    pub fn set_targets(&self, targets: Vec<Arc<Target>>) {
+    pub fn set_targets(&self, targets: Vec<Arc<dyn Instance>>) {
         *self.targets.write().expect("targets lock poisoned") = targets;
     }
 
@@ -158,10 +169,7 @@ impl Group {
     /// Health of instance `i` from its checks (and passive detection).
     pub fn health(&self, i: usize) -> Health {
         let targets = self.targets.read().expect("targets lock poisoned");
-        targets
-            .get(i)
-            .map(|t| t.stats.lock().expect("stats lock poisoned").state.health)
-            .unwrap_or(Health::Down)
+        targets.get(i).map(|t| t.health()).unwrap_or(Health::Down)
     }
 
     /// Where a request should go, skipping the instances in `tried` (a bit per index): the active
@@ -336,14 +344,7 @@ impl Group {
                     check_target: inst.target.clone(),
                     state: targets
                         .get(i)
-                        .map(|t| {
-                            t.stats
-                                .lock()
-                                .expect("stats lock poisoned")
-                                .state
-                                .health
-                                .as_str()
-                        })
+                        .map(|t| t.health().as_str())
                         .unwrap_or("unknown"),
                     active: self.active() == Some(i),
                     passive_failures: self.passive[i].load(Ordering::Relaxed),

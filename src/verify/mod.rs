@@ -344,7 +344,7 @@ pub async fn impact(args: ImpactArgs) -> Result<ImpactReport, VerifyError> {
     let spec = plan::impact_spec(&args.query, &args.targets, from, to)?;
     let prom = prom::Prom::new(&args.prometheus)?;
     let report = impact::compute(&prom, &spec).await?;
-    print!("{}", impact::text(&report));
+    print!("{}", report::impact_text(&report));
     if let Some(path) = &args.json {
         write(path, "--json", &json_text(&report)?)?;
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::cli::{probe_spec, OutputFormat, ProbeArgs};
+use crate::adhoc::{AdhocProbe, DEFAULT_CONFIG};
 use crate::config::{self, TargetSpec, MIN_INTERVAL};
 use crate::probe::http::HttpProber;
 use crate::state::Thresholds;
@@ -73,7 +73,7 @@ pub fn target_specs(a: &VerifyArgs) -> Result<(Vec<TargetSpec>, Vec<String>), Ve
             .method
             .or_else(|| a.method.clone())
             .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.to_string());
-        let probe = ProbeArgs {
+        let probe = AdhocProbe {
             url: parsed.url.clone(),
             method: method.clone(),
             headers: a.headers.clone(),
@@ -87,19 +87,17 @@ pub fn target_specs(a: &VerifyArgs) -> Result<(Vec<TargetSpec>, Vec<String>), Ve
             insecure: a.insecure,
             ca_file: None,
             body_limit: BODY_LIMIT,
-            format: OutputFormat::Text,
         };
-        let mut spec = probe_spec(&probe).map_err(|e| usage(format!("--target: {e:#}")))?;
+        let mut spec = probe
+            .target_spec()
+            .map_err(|e| usage(format!("--target: {e}")))?;
         spec.name = url_target_name(spec.method.as_str(), &spec.url.full);
         spec.interval = a.interval;
         specs.push(spec);
     }
     let mut config_names = Vec::new();
     if a.config.is_some() || !a.names.is_empty() {
-        let path = a
-            .config
-            .clone()
-            .unwrap_or_else(|| crate::cli::DEFAULT_CONFIG.into());
+        let path = a.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
         let cfg = config::load(&path).map_err(|errors| VerifyError::Config {
             path: path.clone(),
             errors,
@@ -376,9 +374,8 @@ async fn memory_source(
     })
 }
 
-/// Checks the flags, loads what they point at, asks Prometheus what is needed up front.
-pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, VerifyError> {
-    let (specs, config_names) = target_specs(a)?;
+/// The output paths, interval and window checked, and the window's criteria (without memory).
+fn window_criteria(a: &VerifyArgs) -> Result<Criteria, VerifyError> {
     // Found now rather than after a ten-minute window.
     for (flag, path) in [("--json", &a.json), ("--report", &a.report)] {
         if let Some(p) = path {
@@ -427,6 +424,13 @@ pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, Verify
             a.min_probes
         )));
     }
+    Ok(criteria)
+}
+
+/// Checks the flags, loads what they point at, asks Prometheus what is needed up front.
+pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, VerifyError> {
+    let (specs, config_names) = target_specs(a)?;
+    let criteria = window_criteria(a)?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let prom = a.prom.prometheus.as_deref().map(Prom::new).transpose()?;
 

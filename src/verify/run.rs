@@ -146,6 +146,39 @@ fn snapshot<'a>(
     }
 }
 
+/// Adds a memory reading (or its error) to the tally.
+fn push_memory(m: &mut MemoryTally, at: Duration, r: Result<super::memory::Reading, String>) {
+    match r {
+        Ok(r) => m.samples.push(MemorySample {
+            at,
+            used: r.used,
+            limit: r.limit,
+        }),
+        Err(e) => {
+            m.errors += 1;
+            m.last_error = Some(e);
+        }
+    }
+}
+
+/// The first check that has already failed for good, `elapsed` into the window (`--fail-fast`).
+fn decided_fail(
+    targets: &[TargetTally],
+    memory: Option<&MemoryTally>,
+    c: &Criteria,
+    elapsed: Duration,
+) -> Option<CheckName> {
+    let stage = Stage {
+        elapsed,
+        done: false,
+        stopped: None,
+    };
+    checks::judge(targets, memory, c, &stage)
+        .into_iter()
+        .find(|ch| ch.status == Status::Fail && ch.decided)
+        .map(|ch| ch.name)
+}
+
 /// Runs the window and returns what it collected.
 pub async fn collect(
     setup: Setup,
@@ -198,13 +231,7 @@ pub async fn collect(
                 }
                 Some(Msg::Memory(at, r)) => {
                     if let Some(m) = memory.as_mut() {
-                        match r {
-                            Ok(r) => m.samples.push(MemorySample { at, used: r.used, limit: r.limit }),
-                            Err(e) => {
-                                m.errors += 1;
-                                m.last_error = Some(e);
-                            }
-                        }
+                        push_memory(m, at, r);
                     }
                     true
                 }
@@ -218,17 +245,9 @@ pub async fn collect(
             }
         };
         if got_sample && setup.fail_fast {
-            let stage = Stage {
-                elapsed: start.elapsed(),
-                done: false,
-                stopped: None,
-            };
-            let lost = checks::judge(&targets, memory.as_ref(), &c, &stage)
-                .into_iter()
-                .find(|ch| ch.status == Status::Fail && ch.decided);
-            if let Some(ch) = lost {
+            if let Some(name) = decided_fail(&targets, memory.as_ref(), &c, start.elapsed()) {
                 stopped = Some(StopReason::FailFast);
-                decided_by = Some(ch.name);
+                decided_by = Some(name);
                 break;
             }
         }

@@ -4,6 +4,7 @@
 //! Use it from a test crate with
 //!
 //! ```text
+//! mod common;
 //! #[path = "common/blackbox.rs"]
 //! mod harness;
 //! ```
@@ -137,35 +138,35 @@ impl Exporter {
     }
 
     async fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + READY_WITHIN;
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
             .build()
             .expect("reqwest client");
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "it exited with {status}; log:\n{}",
-                    self.log_text()
-                ));
-            }
-            if let Ok(r) = client
-                .get(format!("http://{}/-/healthy", self.addr))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return Ok(());
+        let url = format!("http://{}/-/healthy", self.addr);
+        let child = &mut self.child;
+        let ready = crate::common::poll_until(READY_WITHIN, || {
+            let exited = child.try_wait().ok().flatten();
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(status));
                 }
+                let r = client.get(url).send().await.ok()?;
+                r.status().is_success().then_some(Ok(()))
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "not healthy after {READY_WITHIN:?}; log:\n{}",
-                    self.log_text()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+        .await;
+        match ready {
+            Some(Ok(())) => Ok(()),
+            Some(Err(status)) => Err(format!(
+                "it exited with {status}; log:\n{}",
+                self.log_text()
+            )),
+            None => Err(format!(
+                "not healthy after {READY_WITHIN:?}; log:\n{}",
+                self.log_text()
+            )),
         }
     }
 

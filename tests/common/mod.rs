@@ -35,8 +35,12 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     request(addr, "GET", path).await
 }
 
-/// Polls `check` every 10 ms until it returns `Some`, or panics with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+/// How often [`poll_until`] and [`eventually`] ask again.
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Polls `check` every [`POLL_EVERY`] until it returns `Some`; `None` once `limit` has passed.
+/// The one deadline loop of the tests: wait with this (or [`eventually`]), never with a sleep.
+pub async fn poll_until<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -44,12 +48,24 @@ where
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
-            return v;
+            return Some(v);
         }
         if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
+            return None;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Polls `check` as [`poll_until`] does, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll_until(limit, check).await {
+        Some(v) => v,
+        None => panic!("timed out after {limit:?} waiting for {what}"),
     }
 }
 
