@@ -12,7 +12,7 @@ use regex::Regex;
 use serde_saphyr::Spanned;
 
 use crate::diag::{ConfigErrors, Diagnostics, Origin, Pos};
-use crate::probe::tls::TlsOptions;
+use crate::net::tls::TlsOptions;
 
 use super::raw::{RawDefaults, RawExpect, RawSize, RawStatus, RawTarget, RawTls};
 use super::{

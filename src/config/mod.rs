@@ -26,7 +26,7 @@ use regex::Regex;
 pub use check::{parse_duration, parse_size};
 
 use crate::diag::{ConfigError, ConfigErrors, Origin};
-use crate::probe::tls::TlsOptions;
+use crate::net::tls::TlsOptions;
 
 /// Default time between planned starts.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);

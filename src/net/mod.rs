@@ -1,6 +1,8 @@
 //! The network layer every prober and the failover proxy share: how an error becomes a
 //! [`Reason`] (by walking its `source()` chain, never by reading its text) and the one-line
-//! detail people read.
+//! detail people read; [`tls`], the TLS client configuration and server-name rule.
+
+pub mod tls;
 
 use std::error::Error as StdError;
 use std::io;

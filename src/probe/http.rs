@@ -67,7 +67,7 @@ impl HttpProber {
     /// Prepares a prober for `spec` (builds its TLS config once).
     pub fn new(spec: Arc<TargetSpec>) -> Result<HttpProber, String> {
         let tls = if spec.url.tls {
-            Some(super::tls::client_config(&spec.tls)?)
+            Some(crate::net::tls::client_config(&spec.tls)?)
         } else {
             None
         };
@@ -185,7 +185,7 @@ impl HttpProber {
         phases.connect = t_connected - t_conn;
         let marks = Arc::new(Marks::new());
         if let Some(cfg) = &self.tls {
-            let name = super::tls::server_name(&self.spec.tls, &self.spec.url.host)
+            let name = crate::net::tls::server_name(&self.spec.tls, &self.spec.url.host)
                 .map_err(|m| Fail::new(Reason::Tls, m))?;
             let connector = tokio_rustls::TlsConnector::from(cfg.clone());
             *stage = Stage::Tls;

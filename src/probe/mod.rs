@@ -5,7 +5,6 @@
 //! (the error chain) travels beside it for logs and the JSON API.
 
 pub mod http;
-pub mod tls;
 
 use std::fmt;
 use std::time::Duration;

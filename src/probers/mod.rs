@@ -496,12 +496,12 @@ impl TlsConfig {
     /// the files change). Errors name the field and the file.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConfig>, String> {
         let identity = client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref())?;
-        let opts = crate::probe::tls::TlsOptions {
+        let opts = crate::net::tls::TlsOptions {
             insecure_skip_verify: self.insecure_skip_verify,
             ca_file: self.ca_file.as_ref().map(Into::into),
             server_name: self.server_name.clone(),
         };
-        let base = crate::probe::tls::client_config(&opts)?;
+        let base = crate::net::tls::client_config(&opts)?;
         let mut cfg = (*base).clone();
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         if let Some((cert_file, key_file)) = identity {
