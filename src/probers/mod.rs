@@ -331,7 +331,7 @@ impl Log {
         }
     }
 
-    /// A log that keeps nothing: [`plog!`] then does not even format its line.
+    /// A log that keeps nothing: the `plog!` macro then does not even format its line.
     pub fn off() -> Log {
         Log::default()
     }
