@@ -34,6 +34,7 @@ mod http_body;
 pub mod http_client;
 mod http_compile;
 mod http_conn;
+mod http_facts;
 mod http_probe;
 pub mod icmp;
 pub mod tcp;
