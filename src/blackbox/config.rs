@@ -306,8 +306,9 @@ fn check_module(
     let mut grpc = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
     grpc.tls_config.resolve_paths(file);
     if let Some(t) = &r.tcp {
+        // Compiles the `expect` regexps once, here, for every probe of the module.
         let checked = tcp
-            .validate()
+            .compile()
             .and_then(|()| tcp.tls_config.check_at_load("tcp"));
         ok &= validated("tcp", Some(&t.referenced), checked);
     }

@@ -408,6 +408,8 @@ pub async fn run(
     let probe = async {
         match &mut facts {
             Facts::Legacy(out) => legacy(module, &ctx, out, start).await,
+            Facts::Tcp(f) => tcp::probe(&module.tcp, &ctx, f, &mut log).await,
+            Facts::Icmp(f) => icmp::probe(&module.icmp, &ctx, f, &mut log).await,
         }
     };
     let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
@@ -449,7 +451,9 @@ pub async fn run(
 /// the deadline still reports what it found).
 fn facts_for(prober: Prober, log: bool) -> Facts {
     match prober {
-        Prober::Http | Prober::Tcp | Prober::Dns | Prober::Icmp | Prober::Grpc => {
+        Prober::Tcp => Facts::Tcp(tcp::Facts::default()),
+        Prober::Icmp => Facts::Icmp(icmp::Facts::default()),
+        Prober::Http | Prober::Dns | Prober::Grpc => {
             Facts::Legacy(if log { Output::new() } else { Output::quiet() })
         }
     }
@@ -459,10 +463,15 @@ fn facts_for(prober: Prober, log: bool) -> Facts {
 async fn legacy(module: &Module, ctx: &Ctx, out: &mut Output, start: Instant) -> Result<(), Fail> {
     let ok = match module.prober {
         Prober::Http => bhttp::probe(&module.http, ctx, out).await,
-        Prober::Tcp => tcp::probe(&module.tcp, ctx, out).await,
         Prober::Dns => dns::probe(&module.dns, ctx, out).await,
-        Prober::Icmp => icmp::probe(&module.icmp, ctx, out).await,
         Prober::Grpc => grpc::probe(&module.grpc, ctx, out).await,
+        // Never here: these kinds have facts of their own (`facts_for`).
+        Prober::Tcp | Prober::Icmp => {
+            return Err(Fail::new(
+                Reason::Setup,
+                format!("the {} prober has facts of its own", module.prober.as_str()),
+            ))
+        }
     };
     if ok {
         Ok(())

@@ -13,7 +13,8 @@
 //!   and `probe(module, ctx, out) -> bool`. The HTTP prober's probe is in `http_probe`, one
 //!   connection of it in `http_conn`, its response-side helpers (decompression, Content-Length,
 //!   Last-Modified, CEL) in `http_body`, its client settings (auth incl. OAuth2, proxies) in
-//!   `http_client`.
+//!   `http_client`. The tcp prober's connection and `query_response` dialogue are in
+//!   `tcp_dialogue`.
 //! - `tls_info` — the TLS certificate metrics blackbox reports after a handshake.
 
 /// Adds a formatted line to a [`Log`], formatting it only when the log is on.
@@ -36,6 +37,7 @@ mod http_conn;
 mod http_probe;
 pub mod icmp;
 pub mod tcp;
+mod tcp_dialogue;
 pub mod tls_info;
 
 use std::fmt::Write as _;
@@ -462,7 +464,7 @@ impl Log {
         }
     }
 
-    /// A log that keeps nothing: [`plog!`] then does not even format its line.
+    /// A log that keeps nothing: `plog!` then does not even format its line.
     pub fn off() -> Log {
         Log::default()
     }
@@ -503,12 +505,18 @@ pub enum Facts {
     /// A prober not yet returning facts of its own: the families it wrote while probing.
     /// Transitional; its reason is a guess.
     Legacy(Output),
+    /// The tcp prober's.
+    Tcp(tcp::Facts),
+    /// The icmp prober's.
+    Icmp(icmp::Facts),
 }
 
 impl View for Facts {
     fn render(&self, out: &mut Output) {
         match self {
             Facts::Legacy(o) => out.merge(o),
+            Facts::Tcp(f) => f.render(out),
+            Facts::Icmp(f) => f.render(out),
         }
     }
 
@@ -529,6 +537,8 @@ impl View for Facts {
                     transfer: phase("transfer"),
                 }
             }
+            Facts::Tcp(f) => f.phases(),
+            Facts::Icmp(f) => f.phases(),
         }
     }
 
@@ -538,6 +548,8 @@ impl View for Facts {
                 .value("probe_http_status_code")
                 .filter(|s| *s > 0.0)
                 .map(|s| s as u16),
+            Facts::Tcp(f) => f.status(),
+            Facts::Icmp(f) => f.status(),
         }
     }
 
@@ -546,6 +558,8 @@ impl View for Facts {
             Facts::Legacy(o) => o
                 .value("probe_http_uncompressed_body_length")
                 .unwrap_or(0.0) as u64,
+            Facts::Tcp(f) => f.bytes(),
+            Facts::Icmp(f) => f.bytes(),
         }
     }
 }
