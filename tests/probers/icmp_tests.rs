@@ -158,3 +158,20 @@ async fn icmp_socket_that_cannot_be_set_up_is_setup() {
     .await;
     assert_eq!(reason(&p.result), Some(Reason::Setup));
 }
+
+/// The limited broadcast address: the kernel refuses to send an echo request there from a
+/// socket not allowed to broadcast (nothing leaves this host).
+#[tokio::test]
+async fn icmp_request_that_cannot_be_sent_is_connect() {
+    let m: IcmpModule = module("preferred_ip_protocol: ip4");
+    let (r, out) = run_icmp(&m, "255.255.255.255", T).await;
+    require_icmp(&out);
+    assert_eq!(reason(&r), Some(Reason::Connect), "{}", text(&out));
+    let p = via_endpoint(
+        "prober: icmp\nicmp: {preferred_ip_protocol: ip4}",
+        "255.255.255.255",
+        T,
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::Connect));
+}

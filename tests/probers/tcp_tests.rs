@@ -477,3 +477,13 @@ async fn tcp_phases_follow_the_one_definition() {
     assert!(phases.processing > Duration::ZERO, "{phases:?}");
     assert!(phases.connect + phases.tls + phases.processing <= p.duration);
 }
+
+/// The limited broadcast address: the kernel refuses a TCP connect to it at once (no packet
+/// leaves this host).
+#[tokio::test]
+async fn tcp_connect_the_kernel_refuses_to_route_is_connect() {
+    let (r, out) = run_tcp(&module("{}"), "255.255.255.255:1", T).await;
+    assert_eq!(reason(&r), Some(Reason::Connect), "{}", text(&out));
+    let p = via_endpoint("prober: tcp", "255.255.255.255:1", T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Connect));
+}
