@@ -38,6 +38,7 @@ mod http_probe;
 pub mod icmp;
 pub mod tcp;
 pub mod tls_info;
+pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -378,6 +379,8 @@ pub enum Facts {
     Dns(dns::Facts),
     /// A grpc probe's.
     Grpc(grpc::Facts),
+    /// A websocket probe's.
+    Websocket(websocket::Facts),
 }
 
 impl View for Facts {
@@ -387,6 +390,7 @@ impl View for Facts {
             Facts::Legacy(o) => out.merge(o),
             Facts::Dns(f) => f.render(out),
             Facts::Grpc(f) => f.render(out),
+            Facts::Websocket(f) => f.render(out),
         }
     }
 
@@ -410,6 +414,7 @@ impl View for Facts {
             }
             Facts::Dns(f) => f.phases(),
             Facts::Grpc(f) => f.phases(),
+            Facts::Websocket(f) => f.phases(),
         }
     }
 
@@ -422,6 +427,7 @@ impl View for Facts {
                 .map(|s| s as u16),
             Facts::Dns(f) => f.status(),
             Facts::Grpc(f) => f.status(),
+            Facts::Websocket(f) => f.status(),
         }
     }
 
@@ -433,6 +439,7 @@ impl View for Facts {
                 .unwrap_or(0.0) as u64,
             Facts::Dns(f) => f.bytes(),
             Facts::Grpc(f) => f.bytes(),
+            Facts::Websocket(f) => f.bytes(),
         }
     }
 }
