@@ -526,6 +526,6 @@ mod tests {
             assert_eq!(Prober::parse(n), Some(p));
             assert_eq!(p.as_str(), n);
         }
-        assert_eq!(Prober::parse("websocket"), None);
+        assert_eq!(Prober::parse("smtp"), None);
     }
 }

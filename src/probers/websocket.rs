@@ -689,7 +689,7 @@ async fn dialogue(
                     format!(
                         "query_response[{i}]: regexp `{}` did not match message `{}`",
                         re.as_str(),
-                        String::from_utf8_lossy(&message)
+                        excerpt(&message)
                     ),
                 ));
             };
@@ -697,7 +697,7 @@ async fn dialogue(
                 log,
                 "regexp `{}` matched message `{}`",
                 re.as_str(),
-                String::from_utf8_lossy(&message)
+                excerpt(&message)
             );
             let mut expanded = Vec::new();
             caps.expand(&send, &mut expanded);
@@ -738,6 +738,15 @@ async fn read_message(ws: &mut Ws) -> Result<Vec<u8>, Fail> {
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
         }
+    }
+}
+
+/// A message as shown in the log and a failure's detail: its first 200 characters.
+fn excerpt(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.into_owned(),
     }
 }
 
