@@ -123,7 +123,7 @@ fn module_mistakes_are_config_errors_naming_the_field() {
         "blackbox.yml",
         r#"modules:
   a:
-    prober: websocket
+    prober: smtp
   b:
     http: {}
   c:
@@ -161,7 +161,7 @@ fn module_mistakes_are_config_errors_naming_the_field() {
       tls_config: {ca_file: /etc/hostname}
 "#,
     );
-    has_error(&errs, 3, "modules.a.prober", "unknown prober `websocket`");
+    has_error(&errs, 3, "modules.a.prober", "unknown prober `smtp`");
     has_error(&errs, 5, "modules.b.prober", "missing");
     has_error(&errs, 8, "modules.c.timeout", "not a duration");
     has_error(

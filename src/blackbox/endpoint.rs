@@ -30,7 +30,9 @@ use tokio::time::Instant;
 use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::History;
 use crate::probe::{Fail, Outcome, Reason};
-use crate::probers::{dns, grpc, http as bhttp, icmp, plog, tcp, Ctx, Facts, Log, Output, View};
+use crate::probers::{
+    dns, grpc, http as bhttp, icmp, plog, tcp, websocket, Ctx, Facts, Log, Output, View,
+};
 
 /// The header Prometheus sends with its scrape timeout.
 pub const TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
@@ -210,9 +212,14 @@ pub fn check_target(prober: Prober, target: &str) -> Result<(), String> {
                 prober.as_str()
             ))
         }
+        (Prober::Websocket, s)
+            if !s.is_some_and(|s| s.eq_ignore_ascii_case("ws") || s.eq_ignore_ascii_case("wss")) =>
+        {
+            return Err("Target parameter is malformed: the websocket prober takes a ws:// or wss:// URL".into())
+        }
         _ => {}
     }
-    if prober == Prober::Http {
+    if matches!(prober, Prober::Http | Prober::Websocket) {
         let full = if scheme.is_some() {
             target.to_string()
         } else {
@@ -407,6 +414,7 @@ pub async fn run(
             Facts::Dns(f) => dns::probe(&module.dns, &ctx, f, &mut log).await,
             Facts::Icmp(f) => icmp::probe(&module.icmp, &ctx, f, &mut log).await,
             Facts::Grpc(f) => grpc::probe(&module.grpc, &ctx, f, &mut log).await,
+            Facts::Websocket(f) => websocket::probe(&module.websocket, &ctx, f, &mut log).await,
         }
     };
     let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
@@ -449,6 +457,7 @@ fn facts_for(prober: Prober) -> Facts {
         Prober::Dns => Facts::Dns(dns::Facts::default()),
         Prober::Icmp => Facts::Icmp(icmp::Facts::default()),
         Prober::Grpc => Facts::Grpc(grpc::Facts::default()),
+        Prober::Websocket => Facts::Websocket(websocket::Facts::default()),
     }
 }
 

@@ -41,6 +41,7 @@ pub mod icmp;
 pub mod tcp;
 mod tcp_dialogue;
 pub mod tls_info;
+pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -322,6 +323,8 @@ pub enum Facts {
     Icmp(icmp::Facts),
     /// A grpc probe's.
     Grpc(grpc::Facts),
+    /// A websocket probe's.
+    Websocket(websocket::Facts),
 }
 
 impl Facts {
@@ -333,6 +336,7 @@ impl Facts {
             Facts::Dns(f) => f,
             Facts::Icmp(f) => f,
             Facts::Grpc(f) => f,
+            Facts::Websocket(f) => f,
         }
     }
 }

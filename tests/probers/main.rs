@@ -9,6 +9,7 @@ mod grpc_tests;
 mod http_tests;
 mod icmp_tests;
 mod tcp_tests;
+mod websocket_tests;
 
 use std::time::Duration;
 
