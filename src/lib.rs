@@ -14,7 +14,8 @@
 //! - [`schedule`] — the scheduler: planned starts spread across each interval, no overlap, bounded
 //!   concurrency, schedule lag. The timing core is pure; the driver sleeps precisely (timerfd).
 //! - [`probe`] — one probe: the [`probe::Outcome`] type and the failure-reason enum;
-//!   [`probe::http`] is the HTTP prober on hyper's connection-level client with phase timings.
+//!   [`probers::native`] is the native HTTP prober on hyper's connection-level client with
+//!   phase timings.
 //! - [`record`] — per-target recording: HDR histograms (from the send and from the planned start),
 //!   Prometheus buckets, counters by result, last-probe gauges.
 //! - [`state`] — the pure up/down state machine (`down_after` / `up_after`).

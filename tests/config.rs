@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::Method;
 use tempfile::TempDir;
-use watchfire::config::{load, load_str, Config, DEFAULT_BODY_LIMIT};
+use watchfire::config::{load, load_str, Config, HttpCheck, TargetSpec, DEFAULT_BODY_LIMIT};
 use watchfire::diag::ConfigError;
 
 /// Writes `text` as `dir/name` and returns the path.
@@ -39,6 +39,11 @@ fn bad_file(text: &str) -> (TempDir, PathBuf, Vec<ConfigError>) {
 }
 
 /// Loads a config that must be valid.
+/// The native HTTP check of a target written with `url:` and no `module:`.
+fn http(t: &TargetSpec) -> &HttpCheck {
+    t.http().expect("a native HTTP check")
+}
+
 fn good(text: &str) -> Config {
     load_str("good.yaml", text).unwrap_or_else(|e| panic!("config should load:\n{e}"))
 }
@@ -469,7 +474,7 @@ fn bad_method_is_rejected() {
     );
     // Lower case is fine and normalised.
     let c = good("targets:\n  - name: p\n    url: http://127.0.0.1/\n    method: post\n");
-    assert_eq!(c.targets[0].method, Method::POST);
+    assert_eq!(http(&c.targets[0]).method, Method::POST);
 }
 
 #[test]
@@ -704,20 +709,26 @@ fn the_shipped_probes_directory_loads() {
         Some("127.0.0.1:8080".parse().expect("addr"))
     );
     let check1 = &c.targets[3];
-    assert_eq!(check1.url.full, "http://127.0.0.1:8001/health");
+    assert_eq!(http(check1).url.full, "http://127.0.0.1:8001/health");
     assert_eq!(check1.interval, Duration::from_millis(500));
     assert_eq!(check1.timeout, Duration::from_millis(300));
     let predict = &c.targets[1];
-    assert_eq!(predict.method, Method::POST);
+    assert_eq!(http(predict).method, Method::POST);
     assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&predict.body).expect("JSON body"),
+        serde_json::from_slice::<serde_json::Value>(&http(predict).body).expect("JSON body"),
         serde_json::json!({ "data": [[1, 2, 3, 4]] })
     );
     assert_eq!(
-        predict.headers.get("content-type").map(|v| v.as_bytes()),
+        http(predict)
+            .headers
+            .get("content-type")
+            .map(|v| v.as_bytes()),
         Some(&b"application/json"[..])
     );
-    assert_eq!(predict.expect.max_latency, Some(Duration::from_millis(500)));
+    assert_eq!(
+        http(predict).expect.max_latency,
+        Some(Duration::from_millis(500))
+    );
     assert_eq!(
         c.targets[0].labels.get("service").map(String::as_str),
         Some("inference-gateway")
@@ -760,27 +771,27 @@ fn defaults_apply_and_target_overrides_win() {
     assert_eq!(a.name, "inherits");
     assert_eq!(a.interval, Duration::from_secs(30));
     assert_eq!(a.timeout, Duration::from_secs(3));
-    assert!(a.keep_alive);
-    assert_eq!(a.body_limit, 64 * 1024);
+    assert!(http(a).keep_alive);
+    assert_eq!(http(a).body_limit, 64 * 1024);
     assert_eq!(a.down_after, 5);
     assert_eq!(a.up_after, watchfire::config::DEFAULT_UP_AFTER);
-    assert_eq!(a.headers["authorization"], "Bearer token");
-    assert_eq!(a.headers["x-team"], "sre");
+    assert_eq!(http(a).headers["authorization"], "Bearer token");
+    assert_eq!(http(a).headers["x-team"], "sre");
     assert_eq!(a.labels.get("team").map(String::as_str), Some("sre"));
     assert_eq!(a.labels.get("env").map(String::as_str), Some("prod"));
     assert_eq!(a.origin.line, 14);
-    assert_eq!(a.method, Method::GET);
+    assert_eq!(http(a).method, Method::GET);
 
     let b = &c.targets[1];
     assert_eq!(b.interval, Duration::from_secs(10));
     assert_eq!(b.timeout, Duration::from_secs(1));
-    assert!(!b.keep_alive);
-    assert_eq!(b.body_limit, 1024);
+    assert!(!http(b).keep_alive);
+    assert_eq!(http(b).body_limit, 1024);
     assert_eq!(b.down_after, 2);
     assert_eq!(b.up_after, 4);
-    assert_eq!(b.headers["x-team"], "ml");
-    assert_eq!(b.headers.get_all("x-team").iter().count(), 1);
-    assert_eq!(b.headers["authorization"], "Bearer token");
+    assert_eq!(http(b).headers["x-team"], "ml");
+    assert_eq!(http(b).headers.get_all("x-team").iter().count(), 1);
+    assert_eq!(http(b).headers["authorization"], "Bearer token");
     assert_eq!(b.labels.get("env").map(String::as_str), Some("staging"));
     assert_eq!(b.labels.get("team").map(String::as_str), Some("sre"));
 
@@ -796,10 +807,10 @@ fn defaults_apply_and_target_overrides_win() {
     let p = &c.targets[0];
     assert_eq!(p.interval, watchfire::config::DEFAULT_INTERVAL);
     assert_eq!(p.timeout, watchfire::config::DEFAULT_TIMEOUT);
-    assert_eq!(p.body_limit, DEFAULT_BODY_LIMIT);
-    assert!(!p.keep_alive);
+    assert_eq!(http(p).body_limit, DEFAULT_BODY_LIMIT);
+    assert!(!http(p).keep_alive);
     assert!(p.labels.is_empty());
-    assert_eq!(p.expect.status, vec![(200, 299)]);
+    assert_eq!(http(p).expect.status, vec![(200, 299)]);
     assert!(c.targets[1].timeout < c.targets[1].interval);
 }
 
@@ -812,7 +823,7 @@ fn status_classes_and_ranges_parse() {
          \x20   expect:\n\
          \x20     status: [200, \"3xx\", \"400-404\", \"418\", \"5XX\"]\n",
     );
-    let e = &c.targets[0].expect;
+    let e = &http(&c.targets[0]).expect;
     assert_eq!(
         e.status,
         vec![(200, 200), (300, 399), (400, 404), (418, 418), (500, 599)]

@@ -15,6 +15,8 @@
 //!   Last-Modified, CEL) in `http_body`, its client settings (auth incl. OAuth2, proxies) in
 //!   `http_client`.
 //! - `tls_info` — the TLS certificate metrics blackbox reports after a handshake.
+//! - [`native`] — watchfire's own HTTP prober (a target's `url:` without `module:`): its
+//!   options ([`native::HttpCheck`]) and [`native::HttpProber`].
 
 /// Adds a formatted line to a [`Log`], formatting it only when the log is on.
 macro_rules! plog {
@@ -36,6 +38,7 @@ mod http_compile;
 mod http_conn;
 mod http_probe;
 pub mod icmp;
+pub mod native;
 pub mod tcp;
 pub mod tls_info;
 
