@@ -32,10 +32,20 @@ pub(super) struct ModuleRef {
     /// Where `module:` is written.
     at: Pos,
     name: String,
-    /// `target:` (to be parsed by the module's prober) with its position; `None` for `url:`.
-    target: Option<(Pos, String)>,
+    /// How the target says what the module probes.
+    form: Form,
     /// Fields written on the target that the module makes meaningless, with their positions.
     ignored: Vec<(&'static str, Pos)>,
+}
+
+/// How a module target says what it probes.
+enum Form {
+    /// `url:` (http modules only).
+    Url,
+    /// `target:`, to be parsed by the module's prober, and where it is written.
+    Target(Pos, String),
+    /// Neither or both: already reported.
+    Invalid,
 }
 
 /// Checks one target; its `module:`, when it has one, is returned for [`check_module_refs`].
@@ -188,17 +198,20 @@ fn module_check(
     m: &Spanned<String>,
 ) -> (Option<Check>, ModuleRef) {
     let r = &t.value;
-    let (target, url_form) = match (&r.url, &r.target) {
+    let (target, form) = match (&r.url, &r.target) {
         (Some(_), Some(x)) => {
             diag.error(
                 x,
                 format!("{field}.target"),
                 "set either `url` (an http module's URL) or `target`, not both",
             );
-            (None, None)
+            (None, Form::Invalid)
         }
-        (Some(u), None) => (probe_url(diag, u, field).map(|p| p.full), None),
-        (None, Some(x)) => (Some(x.value.clone()), Some((Pos::from(x), x.value.clone()))),
+        (Some(u), None) => (probe_url(diag, u, field).map(|p| p.full), Form::Url),
+        (None, Some(x)) => (
+            Some(x.value.clone()),
+            Form::Target(Pos::from(x), x.value.clone()),
+        ),
         (None, None) => {
             diag.error(
                 t,
@@ -208,7 +221,7 @@ fn module_check(
                     m.value
                 ),
             );
-            (None, None)
+            (None, Form::Invalid)
         }
     };
     let module_ref = ModuleRef {
@@ -216,7 +229,7 @@ fn module_check(
         field: field.to_string(),
         at: Pos::from(m),
         name: m.value.clone(),
-        target: url_form,
+        form,
         ignored: ignored_fields(r),
     };
     let check = target.map(|target| Check::Module {
@@ -269,8 +282,8 @@ pub(super) fn check_module_refs(
             continue;
         };
         let prober = m.prober;
-        match &r.target {
-            None if prober != Prober::Http => diag.error(
+        match &r.form {
+            Form::Url if prober != Prober::Http => diag.error(
                 r.at,
                 format!("{}.module", r.field),
                 format!(
@@ -278,8 +291,8 @@ pub(super) fn check_module_refs(
                     prober.as_str()
                 ),
             ),
-            None => {}
-            Some((at, target)) => {
+            Form::Url | Form::Invalid => {}
+            Form::Target(at, target) => {
                 if let Err(e) = crate::blackbox::endpoint::check_target(prober, target) {
                     diag.error(
                         *at,
