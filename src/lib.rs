@@ -1,38 +1,58 @@
 //! watchfire — a synthetic-monitoring prober that measures honestly, keeps up/down state with
 //! fall/rise thresholds and exports Prometheus metrics rendered from compact per-target state.
 //!
-//! # Layout
+//! # Layout, by layer
 //!
-//! - [`blackbox`] — blackbox_exporter compatibility: `modules:`, `/probe`, the recent-probe
-//!   history (`/`, `/logs`), and the http, tcp, dns, icmp and grpc probers with the exporter's
-//!   metric names.
-//! - [`cli`] — the command line (clap): `run`, `check`, `probe`, `sim`, `demo`.
-//! - [`config`] — YAML files (a file or a directory of `*.yaml`) parsed once into checked types;
-//!   every error names file, line and field.
-//! - [`diag`] — config diagnostics: [`diag::ConfigError`] (file, line, column, field, message)
-//!   and the [`diag::Diagnostics`] collector every config checker records into.
-//! - [`schedule`] — the scheduler: planned starts spread across each interval, no overlap, bounded
-//!   concurrency, schedule lag. The timing core is pure; the driver sleeps precisely (timerfd).
-//! - [`probe`] — one probe: the [`probe::Outcome`] type and the failure-reason enum;
-//!   [`probers::native`] is the native HTTP prober on hyper's connection-level client with
-//!   phase timings.
-//! - [`record`] — per-target recording: HDR histograms (from the send and from the planned start),
-//!   Prometheus buckets, counters by result, last-probe gauges.
-//! - [`state`] — the pure up/down state machine (`down_after` / `up_after`).
-//! - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
-//!   exported under cAdvisor's names.
-//! - [`metrics`] — metric names and the text renderer used at scrape time.
-//! - [`runtime`] — the live set of targets: applies a config, keeps unchanged targets' state
-//!   across reloads, runs probes and records them.
-//! - [`server`] — the HTTP server: `/metrics`, `/api/v1/targets`, `/-/healthy`, `/-/ready`,
-//!   `/-/reload`.
-//! - [`sim`] — a simulated inference gateway with switchable faults.
-//! - [`demo`] — `watchfire demo`: the whole story in under a minute.
-//! - [`failover`] — failover groups: pure selection, the controller, hooks, and the failover
-//!   proxy that forwards to the active instance.
-//! - [`shutdown`] — signal handling (SIGINT/SIGTERM, SIGHUP for reload).
-//! - [`telemetry`] — logging setup (`--log-format text|json`, `-v`).
-//! - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.
+//! Each layer imports only from the layers below it; `tests/layers.rs` fails on an import that
+//! points up or on a cycle between modules.
+//!
+//! - **core** (imports nothing of the crate above it)
+//!   - [`probe`] — the result of any probe: [`probe::Outcome`], [`probe::Fail`], the closed set of
+//!     failure reasons [`probe::Reason`] and [`probe::Phases`] (one definition per phase).
+//!   - [`state`] — the pure up/down state machine (`down_after` / `up_after`) and its transition
+//!     events.
+//!   - [`record`] — per-target recording: HDR histograms (from the send and from the planned
+//!     start), Prometheus buckets, counters by result, last-probe gauges.
+//!   - [`schedule`] — planned starts spread across each interval, no overlap, bounded
+//!     concurrency, schedule lag. The timing core is pure; the driver sleeps precisely
+//!     (timerfd).
+//!   - [`expo`] — the one Prometheus text writer (labels escaped by construction) and the
+//!     metric-name catalog.
+//!   - [`diag`] — config diagnostics: [`diag::ConfigError`] (file, line, column, field,
+//!     message) and the [`diag::Diagnostics`] collector every config checker records into.
+//!   - [`threads`] — the per-CPU single-threaded runtimes of the probe and proxy threads.
+//! - **net** — [`net`]: error classification by walking `source()`, the detail chain, and
+//!   [`net::tls`] (client configuration, the server-name rule).
+//! - **probers** — [`probers`]: every probe kind, each with its options compiled at load, a
+//!   `probe()` that fills in typed facts and returns `Result<(), Fail>`, and a view that renders
+//!   blackbox_exporter's families from those facts (http, tcp, dns, icmp, grpc), plus watchfire's
+//!   own HTTP prober ([`probers::native`]).
+//! - **features**
+//!   - [`config`] — YAML files (a file or a directory of `*.yaml`) parsed once into checked
+//!     types; every error names file, line and field.
+//!   - [`blackbox`] — blackbox_exporter compatibility: `modules:`, `/probe`, `/config`, the
+//!     recent-probe history (`/`, `/logs`); `endpoint::run` is what `/probe` and scheduled module
+//!     targets both run.
+//!   - [`failover`] — failover groups over a small `Instance` trait: pure selection, the
+//!     controller, hooks, and the proxy that forwards to the active instance.
+//!   - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
+//!     exported under cAdvisor's names.
+//! - **runtime**
+//!   - [`runtime`] — the live set of targets: applies a config, keeps unchanged targets' state
+//!     across reloads, runs probes and records them.
+//!   - [`metrics`] — watchfire's own series, rendered from the targets' state at scrape time.
+//! - **app**
+//!   - [`cli`] — the command line (clap): `run`, `check`, `probe`, `verify`, `impact`, `sim`,
+//!     `demo`.
+//!   - [`adhoc`] — the one-off probe of `watchfire probe` as plain data, and the prober of one
+//!     target (native or module) that `probe` and `verify` run outside the scheduler.
+//!   - [`server`] — the HTTP server: `/metrics` (composed from each subsystem's collector),
+//!     `/probe`, `/api/v1/targets`, `/-/healthy`, `/-/ready`, `/-/reload`.
+//!   - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.
+//!   - [`demo`] — `watchfire demo`: the whole story in under a minute.
+//!   - [`sim`] — a simulated inference gateway with switchable faults.
+//!   - [`shutdown`] — signal handling (SIGINT/SIGTERM, SIGHUP for reload).
+//!   - [`telemetry`] — logging setup (`--log-format text|json`, `-v`).
 //!
 //! Deviation from DESIGN.md's suggested layout: the target set and its probe loop live in
 //! [`runtime`] rather than inside [`schedule`], so that the scheduler stays a pure timing core that

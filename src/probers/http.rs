@@ -22,7 +22,7 @@ use super::tcp::ser_ip_protocol;
 use super::{Ctx, IpProtocol, Log, TlsConfig};
 use crate::probe::Fail;
 
-pub use super::http_probe::Facts;
+pub use super::http_facts::Facts;
 
 /// Runs one HTTP probe (see the `http_probe` module), filling in `facts`.
 pub async fn probe(

@@ -36,6 +36,7 @@ mod http_body;
 pub mod http_client;
 mod http_compile;
 mod http_conn;
+mod http_facts;
 mod http_probe;
 pub mod icmp;
 pub mod native;
@@ -334,7 +335,7 @@ impl Log {
         }
     }
 
-    /// A log that keeps nothing: [`plog!`] then does not even format its line.
+    /// A log that keeps nothing: the `plog!` macro then does not even format its line.
     pub fn off() -> Log {
         Log::default()
     }
