@@ -1,6 +1,8 @@
 //! The HTTP prober against real servers on loopback: the simulated gateway and small in-test
 //! servers, one test per failure reason.
 
+mod common;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -659,6 +661,39 @@ async fn self_signed_certificate_fails_default_verification_with_tls() {
             .is_some_and(|d| d.to_lowercase().contains("certificate")),
         "{o:#?}"
     );
+}
+
+/// The same untrusted certificate, met by a scheduled target of an http module: the reason is
+/// `tls` (not `connect`), through the runtime's state machine like a native target's.
+#[tokio::test]
+async fn a_scheduled_http_module_target_with_an_untrusted_certificate_fails_with_tls() {
+    use watchfire::runtime::{Runtime, RuntimeOptions};
+    use watchfire::state::Health;
+    let fx = tls_server().await;
+    let cfg = watchfire::config::load_str(
+        "tls.yaml",
+        &format!(
+            "modules:\n  http_2xx:\n    prober: http\ntargets:\n  - name: secure\n    module: http_2xx\n    url: {}\n    interval: 50ms\n    timeout: 40ms\n    down_after: 1\n",
+            fx.https()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let opts = RuntimeOptions {
+        precise_timer: false,
+        ..RuntimeOptions::default()
+    };
+    let rt = Runtime::start(cfg, None, opts, cancel.clone())
+        .await
+        .expect("runtime starts");
+    let t = rt.target("secure").expect("the target");
+    let last = common::eventually(Duration::from_secs(5), "the target down", || async {
+        let s = t.stats.lock().expect("stats");
+        (s.state.health == Health::Down).then(|| s.last.clone())
+    })
+    .await;
+    assert_eq!(last.reason, Some(Reason::Tls), "{last:#?}");
+    cancel.cancel();
 }
 
 #[tokio::test]
