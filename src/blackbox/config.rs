@@ -250,8 +250,9 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
     let mut grpc = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
     grpc.tls_config.resolve_paths(&file);
     if let Some(t) = &r.tcp {
+        // Compiles the `expect` regexps once, here, for every probe of the module.
         let checked =
-            validate("tcp", tcp.validate()).and_then(|()| tcp.tls_config.check_at_load("tcp"));
+            validate("tcp", tcp.compile()).and_then(|()| tcp.tls_config.check_at_load("tcp"));
         validated(Pos::from(t), checked);
     }
     if let Some(d) = &r.dns {

@@ -350,7 +350,7 @@ impl Probed {
     /// The blackbox families: the kind's, `probe_success` and `probe_duration_seconds`, sorted
     /// by name as Go's registry writes them.
     pub fn families(&self) -> Output {
-        let mut out = Output::quiet();
+        let mut out = Output::new();
         self.facts.render(&mut out);
         out.gauge(
             "probe_success",
@@ -399,12 +399,13 @@ pub async fn run(
         module.prober.as_str(),
         timeout.as_secs_f64()
     );
-    let mut facts = facts_for(module.prober, log.on());
+    let mut facts = facts_for(module.prober);
     let probe = async {
         match &mut facts {
             Facts::Http(f) => bhttp::probe(&module.http, &ctx, f, &mut log).await,
-            Facts::Legacy(out) => legacy(module, &ctx, out, start).await,
+            Facts::Tcp(f) => tcp::probe(&module.tcp, &ctx, f, &mut log).await,
             Facts::Dns(f) => dns::probe(&module.dns, &ctx, f, &mut log).await,
+            Facts::Icmp(f) => icmp::probe(&module.icmp, &ctx, f, &mut log).await,
             Facts::Grpc(f) => grpc::probe(&module.grpc, &ctx, f, &mut log).await,
         }
     };
@@ -416,9 +417,6 @@ pub async fn run(
                 format!("the probe overran its timeout of {timeout:?}"),
             ))
         });
-    if let Facts::Legacy(out) = &mut facts {
-        log.extend(out.take_log());
-    }
     let duration = start.elapsed();
     match &result {
         Ok(()) => plog!(
@@ -444,70 +442,14 @@ pub async fn run(
 
 /// The empty facts of `prober`'s kind, filled in as the probe goes (so that a probe cut short by
 /// the deadline still reports what it found).
-fn facts_for(prober: Prober, log: bool) -> Facts {
+fn facts_for(prober: Prober) -> Facts {
     match prober {
         Prober::Http => Facts::Http(bhttp::Facts::default()),
+        Prober::Tcp => Facts::Tcp(tcp::Facts::default()),
         Prober::Dns => Facts::Dns(dns::Facts::default()),
+        Prober::Icmp => Facts::Icmp(icmp::Facts::default()),
         Prober::Grpc => Facts::Grpc(grpc::Facts::default()),
-        Prober::Tcp | Prober::Icmp => {
-            Facts::Legacy(if log { Output::new() } else { Output::quiet() })
-        }
     }
-}
-
-/// A prober not yet returning facts: it writes its families into `out`; its reason is guessed.
-async fn legacy(module: &Module, ctx: &Ctx, out: &mut Output, start: Instant) -> Result<(), Fail> {
-    let ok = match module.prober {
-        Prober::Tcp => tcp::probe(&module.tcp, ctx, out).await,
-        Prober::Icmp => icmp::probe(&module.icmp, ctx, out).await,
-        // Kinds with facts of their own never get here (see `facts_for`).
-        Prober::Http | Prober::Dns | Prober::Grpc => {
-            return Err(Fail::new(Reason::Setup, "not a legacy prober"));
-        }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(legacy_failure(out, module, ctx, start))
-    }
-}
-
-/// The reason of a legacy prober's failure, guessed from its families; transitional, until
-/// every prober returns its own.
-fn legacy_failure(out: &Output, module: &Module, ctx: &Ctx, start: Instant) -> Fail {
-    let status = out
-        .value("probe_http_status_code")
-        .filter(|s| *s > 0.0)
-        .map(|s| s as u16);
-    let flag = |n: &str| out.value(n) == Some(1.0);
-    let reason = if flag("probe_failed_due_to_regex") {
-        Reason::BodyMismatch
-    } else if flag("probe_failed_due_to_cel") {
-        Reason::JsonMismatch
-    } else if let Some(code) = status {
-        let valid = if module.http.valid_status_codes.is_empty() {
-            (200..300).contains(&code)
-        } else {
-            module.http.valid_status_codes.contains(&i64::from(code))
-        };
-        if valid {
-            Reason::Protocol
-        } else {
-            Reason::Status
-        }
-    } else if out.value("probe_ip_protocol").unwrap_or(0.0) == 0.0 {
-        Reason::Dns
-    } else if start.elapsed() >= ctx.timeout {
-        Reason::Timeout
-    } else {
-        Reason::Connect
-    };
-    let detail = out
-        .log_lines()
-        .last()
-        .map(|l| l.split_once(' ').map(|(_, m)| m).unwrap_or(l).to_string())
-        .unwrap_or_else(|| format!("module {} failed", module.name));
-    Fail::new(reason, detail)
 }
 
 /// A scheduled target's probe when it names a `module:`: the module's probe of `target`, within

@@ -106,18 +106,6 @@ impl Families {
         }
     }
 
-    /// Sets every sample of `other` here (replacing samples with the same labels).
-    pub fn merge(&mut self, other: &Families) {
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
-        for f in &other.families {
-            for (labels, v) in &f.samples {
-                pairs.clear();
-                pairs.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                self.set(&f.name, &f.help, f.kind, &pairs, *v);
-            }
-        }
-    }
-
     fn family(&self, name: &str) -> Option<&Buffered> {
         self.families.iter().find(|f| f.name == name)
     }

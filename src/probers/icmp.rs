@@ -10,12 +10,24 @@
 //! each reply once asked with `IP_RECVTTL` / `IPV6_RECVHOPLIMIT` (raw IPv4 sockets also show the
 //! IP header, which serves when no control message came). When the kernel refuses the option,
 //! or a reply carries neither, the metric is absent and the probe's log says why.
+//!
+//! Phases ([`Phases`]) from blackbox's `probe_icmp_duration_seconds`: `resolve` is the name
+//! lookup (blackbox's `resolve`, which it reports as 0 when the lookup failed); `connect` is
+//! the socket setup (blackbox's `setup`: opening the socket and building the request);
+//! `processing` is the echo request written to its reply read (blackbox's `rtt`); `tls` and
+//! `transfer` are 0 (a reply is one datagram).
+//!
+//! Failures: resolution is [`Reason::Dns`]; a socket that cannot be opened (neither a datagram
+//! nor a raw ICMP socket permitted), bound or configured is [`Reason::Setup`]; a request that
+//! cannot be sent is what its error says, else [`Reason::Connect`]; no reply before the deadline
+//! is [`Reason::Timeout`].
 
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd as _, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use nix::sys::socket::{
     recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
@@ -26,8 +38,10 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::tcp::{resolve_target, ser_ip_protocol};
-use super::{Ctx, IpProtocol, Output};
+use super::tcp::ser_ip_protocol;
+use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, View};
+use crate::net::classify;
+use crate::probe::{Fail, Phases, Reason};
 
 /// blackbox's default `ttl`.
 pub const DEFAULT_TTL: i64 = 64;
@@ -124,31 +138,93 @@ enum Mode {
     RawHeader,
 }
 
-/// Runs one ICMP probe.
-pub async fn probe(module: &IcmpModule, ctx: &Ctx, out: &mut Output) -> bool {
-    for phase in ["resolve", "setup", "rtt"] {
-        out.gauge_with(DURATION, DURATION_HELP, &[("phase", phase)], 0.0);
+/// What one icmp probe found, filled in as it goes.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The target's resolution.
+    pub resolved: Resolved,
+    /// `probe_icmp_duration_seconds{phase="setup"}`: opening the socket and building the
+    /// request.
+    pub setup: Duration,
+    /// `probe_icmp_duration_seconds{phase="rtt"}`: the request written to its reply read.
+    pub rtt: Duration,
+    /// `probe_icmp_reply_hop_limit`, when the reply carried one.
+    pub hop_limit: Option<u8>,
+}
+
+impl View for Facts {
+    fn render(&self, out: &mut Output) {
+        // As blackbox: the resolve phase is the lookup's time once an address was found.
+        let resolve = match (self.resolved.ip, self.resolved.lookup) {
+            (Some(_), Some(took)) => took,
+            _ => Duration::ZERO,
+        };
+        for (phase, took) in [
+            ("resolve", resolve),
+            ("setup", self.setup),
+            ("rtt", self.rtt),
+        ] {
+            out.gauge_with(
+                DURATION,
+                DURATION_HELP,
+                &[("phase", phase)],
+                took.as_secs_f64(),
+            );
+        }
+        if self.resolved.lookup.is_some() {
+            self.resolved.render(out);
+        } else {
+            self.resolved.render_address(out);
+        }
+        if let Some(h) = self.hop_limit {
+            out.gauge(
+                "probe_icmp_reply_hop_limit",
+                "Replied packet hop limit (TTL for ipv4)",
+                f64::from(h),
+            );
+        }
     }
-    let Some(dst) = resolve_target(
+
+    fn phases(&self) -> Phases {
+        Phases {
+            resolve: self.resolved.lookup.unwrap_or_default(),
+            connect: self.setup,
+            processing: self.rtt,
+            ..Phases::default()
+        }
+    }
+}
+
+/// Runs one ICMP probe, filling in `facts` as it goes.
+pub async fn probe(
+    module: &IcmpModule,
+    ctx: &Ctx,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<(), Fail> {
+    let fail = |log: &mut Log, f: Fail| {
+        plog!(log, "{}", f.detail);
+        Err(f)
+    };
+    let dst = lookup(
         &ctx.target,
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
-        out,
+        &mut facts.resolved,
+        log,
     )
-    .await
-    else {
-        return false;
-    };
-    let lookup = out.value("probe_dns_lookup_time_seconds").unwrap_or(0.0);
-    out.gauge_with(DURATION, DURATION_HELP, &[("phase", "resolve")], lookup);
+    .await?;
     let src: Option<IpAddr> = match &module.source_ip_address {
         None => None,
         Some(s) => match s.parse() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                out.log(format!("error parsing source ip address: {s}"));
-                return false;
+                let f = Fail::new(
+                    Reason::Setup,
+                    format!("error parsing source ip address: {s}"),
+                );
+                return fail(log, f);
             }
         },
     };
@@ -161,102 +237,116 @@ pub async fn probe(module: &IcmpModule, ctx: &Ctx, out: &mut Output) -> bool {
     } = match open(dst, src, module) {
         Ok(s) => s,
         Err(e) => {
-            out.log(format!("error listening to socket: {e}"));
-            return false;
+            let f = Fail::new(Reason::Setup, format!("error listening to socket: {e}"));
+            return fail(log, f);
         }
     };
-    out.log(format!("created {mode:?} ICMP socket"));
+    plog!(log, "created {mode:?} ICMP socket");
     if let Err(e) = &hop_limit_asked {
-        out.log(format!(
+        plog!(
+            log,
             "cannot ask for the reply's hop limit ({e}); probe_icmp_reply_hop_limit will be missing"
-        ));
+        );
     }
     let id = echo_id();
     let seq = next_sequence();
-    let data = if module.payload_size == 0 {
-        PAYLOAD.to_vec()
-    } else {
-        let mut d = vec![0u8; module.payload_size];
-        let n = PAYLOAD.len().min(d.len());
-        d[..n].copy_from_slice(&PAYLOAD[..n]);
-        d
-    };
+    let data = payload(module.payload_size);
     let echo = echo_request(dst.is_ipv6(), id, seq, &data);
     let packet = if mode == Mode::RawHeader {
         ipv4_with_df(src, dst, ttl_or_default(module.ttl), &echo)
     } else {
         echo
     };
-    out.gauge_with(
-        DURATION,
-        DURATION_HELP,
-        &[("phase", "setup")],
-        setup_start.elapsed().as_secs_f64(),
-    );
-    out.log(format!("writing echo request id={id} seq={seq}"));
+    facts.setup = setup_start.elapsed();
+    plog!(log, "writing echo request id={id} seq={seq}");
     let rtt_start = Instant::now();
-    let exchange = async {
-        socket
-            .send_to(&packet, SocketAddr::new(dst, 0))
-            .await
-            .map_err(|e| format!("error writing to socket: {e}"))?;
-        let mut buf = vec![0u8; 65_536];
-        let mut cmsg = nix::cmsg_space!(CInt);
-        let fd = socket.as_raw_fd();
-        loop {
-            let read = socket
-                .async_io(Interest::READABLE, || receive(fd, &mut buf, &mut cmsg))
-                .await;
-            let Received {
-                len,
-                peer,
-                hop_limit,
-            } = match read {
-                Ok(r) => r,
-                Err(e) => {
-                    // blackbox keeps reading after a read error, until the deadline.
-                    tracing::debug!(error = %e, "error reading from ICMP socket");
-                    continue;
-                }
-            };
-            if peer != Some(dst) {
+    let request = Request {
+        mode,
+        dst,
+        id,
+        seq,
+        data: &data,
+    };
+    match tokio::time::timeout_at(ctx.deadline, exchange(&socket, &packet, request)).await {
+        Ok(Ok(hop_limit)) => {
+            facts.rtt = rtt_start.elapsed();
+            facts.hop_limit = hop_limit;
+            if hop_limit.is_none() && hop_limit_asked.is_ok() {
+                plog!(
+                    log,
+                    "the reply carried no hop limit; probe_icmp_reply_hop_limit will be missing"
+                );
+            }
+            plog!(log, "found matching reply packet");
+            Ok(())
+        }
+        Ok(Err(f)) => fail(log, f),
+        Err(_) => fail(
+            log,
+            Fail::new(Reason::Timeout, "timeout reading from socket"),
+        ),
+    }
+}
+
+/// The echo payload: blackbox's text, or `size` bytes starting with it (0: the text alone).
+fn payload(size: usize) -> Vec<u8> {
+    if size == 0 {
+        return PAYLOAD.to_vec();
+    }
+    let mut d = vec![0u8; size];
+    let n = PAYLOAD.len().min(d.len());
+    d[..n].copy_from_slice(&PAYLOAD[..n]);
+    d
+}
+
+/// What identifies the reply to one echo request.
+#[derive(Debug, Clone, Copy)]
+struct Request<'a> {
+    mode: Mode,
+    dst: IpAddr,
+    id: u16,
+    seq: u16,
+    data: &'a [u8],
+}
+
+/// Sends `packet` and reads until the reply to `req` comes; its hop limit when known. A send
+/// that fails is what its error says, else [`Reason::Connect`].
+async fn exchange(socket: &UdpSocket, packet: &[u8], req: Request<'_>) -> Result<Option<u8>, Fail> {
+    socket
+        .send_to(packet, SocketAddr::new(req.dst, 0))
+        .await
+        .map_err(|e| {
+            Fail::new(
+                classify(&e).unwrap_or(Reason::Connect),
+                format!("error writing to socket: {e}"),
+            )
+        })?;
+    let mut buf = vec![0u8; 65_536];
+    let mut cmsg = nix::cmsg_space!(CInt);
+    let fd = socket.as_raw_fd();
+    loop {
+        let read = socket
+            .async_io(Interest::READABLE, || receive(fd, &mut buf, &mut cmsg))
+            .await;
+        let Received {
+            len,
+            peer,
+            hop_limit,
+        } = match read {
+            Ok(r) => r,
+            Err(e) => {
+                // blackbox keeps reading after a read error, until the deadline.
+                tracing::debug!(error = %e, "error reading from ICMP socket");
                 continue;
             }
-            if let Some(from_header) = match_reply(&buf[..len], mode, dst.is_ipv6(), id, seq, &data)
-            {
-                return Ok::<_, String>(hop_limit.or(from_header));
-            }
+        };
+        if peer != Some(req.dst) {
+            continue;
         }
-    };
-    match tokio::time::timeout_at(ctx.deadline, exchange).await {
-        Ok(Ok(hop_limit)) => {
-            out.gauge_with(
-                DURATION,
-                DURATION_HELP,
-                &[("phase", "rtt")],
-                rtt_start.elapsed().as_secs_f64(),
-            );
-            if let Some(h) = hop_limit {
-                out.gauge(
-                    "probe_icmp_reply_hop_limit",
-                    "Replied packet hop limit (TTL for ipv4)",
-                    f64::from(h),
-                );
-            } else if hop_limit_asked.is_ok() {
-                out.log(
-                    "the reply carried no hop limit; probe_icmp_reply_hop_limit will be missing",
-                );
-            }
-            out.log("found matching reply packet");
-            true
-        }
-        Ok(Err(e)) => {
-            out.log(e);
-            false
-        }
-        Err(_) => {
-            out.log("timeout reading from socket");
-            false
+        let v6 = req.dst.is_ipv6();
+        if let Some(from_header) = match_reply(&buf[..len], req.mode, v6, req.id, req.seq, req.data)
+        {
+            return Ok(hop_limit.or(from_header));
         }
     }
 }

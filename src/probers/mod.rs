@@ -13,7 +13,8 @@
 //!   and `probe(module, ctx, out) -> bool`. The HTTP prober's probe is in `http_probe`, one
 //!   connection of it in `http_conn`, its response-side helpers (decompression, Content-Length,
 //!   Last-Modified, CEL) in `http_body`, its client settings (auth incl. OAuth2, proxies) in
-//!   `http_client`.
+//!   `http_client`. The tcp prober's connection and `query_response` dialogue are in
+//!   `tcp_dialogue`.
 //! - `tls_info` — the TLS certificate metrics blackbox reports after a handshake.
 //! - [`native`] — watchfire's own HTTP prober (a target's `url:` without `module:`): its
 //!   options ([`native::HttpCheck`]) and [`native::HttpProber`].
@@ -41,6 +42,7 @@ mod http_probe;
 pub mod icmp;
 pub mod native;
 pub mod tcp;
+mod tcp_dialogue;
 pub mod tls_info;
 
 use std::net::{IpAddr, SocketAddr};
@@ -53,38 +55,19 @@ use tokio::time::Instant;
 use crate::expo::{Families, Type};
 use crate::probe::{Fail, Phases, Reason};
 
-/// The metrics of one probe (blackbox's families, buffered and sorted as Go's registry writes
-/// them) plus, for the probers not yet returning facts and for the history, the debug log.
+/// The metrics of one probe as `/probe` answers them (blackbox's families, buffered and sorted as
+/// Go's registry writes them), and the probe's debug log beside them for `debug=true` and the
+/// recent-probe history.
 #[derive(Debug, Default, Clone)]
 pub struct Output {
     families: Families,
     log: Vec<String>,
-    started: Option<Instant>,
-    /// Log lines are dropped (a probe nobody asked to debug); see [`Output::quiet`].
-    quiet: bool,
 }
 
 impl Output {
-    /// An empty output; the log's timestamps count from now.
+    /// An empty output.
     pub fn new() -> Output {
-        Output {
-            started: Some(Instant::now()),
-            ..Output::default()
-        }
-    }
-
-    /// An output that keeps no log: `/probe` without `debug=true` (nobody reads it). Probers
-    /// may skip formatting log lines when [`Output::logging`] is false.
-    pub fn quiet() -> Output {
-        Output {
-            quiet: true,
-            ..Output::new()
-        }
-    }
-
-    /// Whether log lines are kept.
-    pub fn logging(&self) -> bool {
-        !self.quiet
+        Output::default()
     }
 
     /// Sets an unlabelled gauge (replacing an earlier value of the same name).
@@ -124,32 +107,14 @@ impl Output {
         self.families.names()
     }
 
-    /// Adds a line to the debug log (shown by `/probe?debug=true`).
-    pub fn log(&mut self, line: impl AsRef<str>) {
-        if self.quiet {
-            return;
-        }
-        let at = self
-            .started
-            .map(|s| s.elapsed().as_secs_f64())
-            .unwrap_or(0.0);
-        self.log.push(format!("{at:.6}s {}", line.as_ref()));
+    /// Adds a line to the debug log as it is.
+    pub fn log(&mut self, line: impl Into<String>) {
+        self.log.push(line.into());
     }
 
     /// Orders families by name and samples by label values, as Go's registry writes them.
     pub fn sort(&mut self) {
         self.families.sort();
-    }
-
-    /// Copies every sample of `other` into this output (replacing samples with the same
-    /// labels).
-    pub fn merge(&mut self, other: &Output) {
-        self.families.merge(&other.families);
-    }
-
-    /// Takes the log lines out (a legacy prober's log, moved into a [`Log`]).
-    pub fn take_log(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.log)
     }
 
     /// Replaces the log with `lines` (the history keeps a probe's families and log together).
@@ -252,29 +217,6 @@ pub async fn lookup(
     }
 }
 
-/// Resolves `host` as [`lookup`] does and writes the facts into `out` at once (the probers not
-/// yet returning facts of their own).
-pub async fn resolve(
-    host: &str,
-    preferred: IpProtocol,
-    fallback: bool,
-    ctx: &Ctx,
-    out: &mut Output,
-) -> Result<IpAddr, String> {
-    let mut facts = Resolved::default();
-    let mut log = if out.logging() {
-        Log::new()
-    } else {
-        Log::off()
-    };
-    let result = lookup(host, preferred, fallback, ctx, &mut facts, &mut log).await;
-    facts.render(out);
-    for l in log.lines {
-        out.log.push(l);
-    }
-    result.map_err(|f| f.detail)
-}
-
 /// What resolving the target found: rendered as blackbox's `probe_dns_lookup_time_seconds`,
 /// `probe_ip_protocol` and `probe_ip_addr_hash` (the last two 0 when the lookup failed, absent
 /// when none was made).
@@ -373,71 +315,46 @@ impl Log {
 /// One probe's facts, whatever its kind.
 #[derive(Debug)]
 pub enum Facts {
-    /// `http`
+    /// An http probe's.
     Http(http::Facts),
-    /// A prober not yet returning facts of its own: the families it wrote while probing.
-    /// Transitional; its reason is a guess.
-    Legacy(Output),
+    /// A tcp probe's.
+    Tcp(tcp::Facts),
     /// A dns probe's.
     Dns(dns::Facts),
+    /// An icmp probe's.
+    Icmp(icmp::Facts),
     /// A grpc probe's.
     Grpc(grpc::Facts),
 }
 
+impl Facts {
+    /// The kind's own facts, as a [`View`].
+    fn view(&self) -> &dyn View {
+        match self {
+            Facts::Http(f) => f,
+            Facts::Tcp(f) => f,
+            Facts::Dns(f) => f,
+            Facts::Icmp(f) => f,
+            Facts::Grpc(f) => f,
+        }
+    }
+}
+
 impl View for Facts {
     fn render(&self, out: &mut Output) {
-        match self {
-            Facts::Http(f) => f.render(out),
-            Facts::Legacy(o) => out.merge(o),
-            Facts::Dns(f) => f.render(out),
-            Facts::Grpc(f) => f.render(out),
-        }
+        self.view().render(out);
     }
 
     fn phases(&self) -> Phases {
-        match self {
-            Facts::Http(f) => f.phases(),
-            Facts::Legacy(o) => {
-                let phase = |p: &str| {
-                    let v = o
-                        .value_with("probe_http_duration_seconds", &[("phase", p)])
-                        .unwrap_or(0.0);
-                    Duration::try_from_secs_f64(v).unwrap_or_default()
-                };
-                Phases {
-                    resolve: phase("resolve"),
-                    connect: phase("connect"),
-                    tls: phase("tls"),
-                    processing: phase("processing"),
-                    transfer: phase("transfer"),
-                }
-            }
-            Facts::Dns(f) => f.phases(),
-            Facts::Grpc(f) => f.phases(),
-        }
+        self.view().phases()
     }
 
     fn status(&self) -> Option<u16> {
-        match self {
-            Facts::Http(f) => f.status(),
-            Facts::Legacy(o) => o
-                .value("probe_http_status_code")
-                .filter(|s| *s > 0.0)
-                .map(|s| s as u16),
-            Facts::Dns(f) => f.status(),
-            Facts::Grpc(f) => f.status(),
-        }
+        self.view().status()
     }
 
     fn bytes(&self) -> u64 {
-        match self {
-            Facts::Http(f) => f.bytes(),
-            Facts::Legacy(o) => o
-                .value("probe_http_uncompressed_body_length")
-                .unwrap_or(0.0) as u64,
-            Facts::Dns(f) => f.bytes(),
-            Facts::Grpc(f) => f.bytes(),
-        }
+        self.view().bytes()
     }
 }
 

@@ -1,18 +1,94 @@
 //! The `tcp` prober: connect (optionally over TLS), then the `query_response` dialogue — read
-//! lines until `expect` matches, `send` a line (with `${1}` from that match), `starttls`.
+//! lines until `expect` matches (or read `expect_bytes`), `send` a line (with `${1}` from that
+//! match), `starttls`. The connection and the dialogue are in `tcp_dialogue`; this file holds the
+//! module options (regexps compiled once, at load), the probe's [`Facts`] and their view.
+//!
+//! Phases ([`Phases`]; blackbox reports none for tcp): `resolve` is the name lookup; `connect`
+//! the TCP connect; `tls` the TLS handshakes (`tls: true` and every `starttls`); `processing`
+//! from the connection being ready (after the `tls: true` handshake) to the first line or bytes
+//! read; `transfer` from there to the end of the dialogue, STARTTLS handshakes excluded.
+//!
+//! Failures: a target that is not `host:port` and a socket that cannot be created, bound or
+//! given its TLS settings are [`Reason::Setup`]; resolution [`Reason::Dns`]; the connect
+//! [`Reason::Refused`] / [`Reason::Connect`], or [`Reason::ConnectTimeout`] when the deadline
+//! passes before it is up; the handshake [`Reason::Tls`]; a lost connection [`Reason::Reset`];
+//! a line longer than 64 KiB [`Reason::Protocol`]; an `expect` that no line matched or
+//! `expect_bytes` that differ [`Reason::ExpectMismatch`]; the deadline after connecting
+//! [`Reason::Timeout`].
 //!
 //! Also home of what the tcp, grpc and dns probers share: the TLS metrics
 //! (`TlsFacts`), `host:port` splitting, and the address metrics blackbox registers before
 //! resolving (`resolve_target`).
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 
-use regex::bytes::{Captures, Regex};
+use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
 
-use super::{Ctx, IpProtocol, Output, TlsConfig};
+use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
+use crate::probe::{Fail, Phases, Reason};
+
+/// Bytes of a `send` or `expect_bytes`: a YAML string, or a `!!binary` value (base64) for
+/// control bytes. The YAML reader (serde-saphyr 2.0) hands a `!!binary` value to a field that
+/// also takes plain strings only when its bytes are UTF-8; other bytes are a config error at
+/// their line and column.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Payload(pub Vec<u8>);
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(s: &str) -> Payload {
+        Payload(s.as_bytes().to_vec())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Payload;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or !!binary bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Payload, E> {
+                Ok(Payload(v.as_bytes().to_vec()))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+                Ok(Payload(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
+                Ok(Payload(v))
+            }
+        }
+        // As a string: a plain scalar keeps its text (`N`, `yes`, `042`), as Go's YAML does.
+        d.deserialize_string(V)
+    }
+}
+
+/// An `expect` regexp compiled once (by [`TcpModule::compile`] at load): not part of the
+/// module's identity or of its shown configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Compiled(OnceLock<Regex>);
+
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Compiled) -> bool {
+        true
+    }
+}
+impl Eq for Compiled {}
 
 /// One `query_response` step.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -21,9 +97,12 @@ pub struct QueryResponse {
     /// Regexp a received line must match; lines are read until one does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
+    /// Bytes that must come next, exactly (upstream 0.27+; exclusive with `expect`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_bytes: Option<Payload>,
     /// Line to send (a newline is added); `${1}`, `${name}` expand from the `expect` match.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub send: Option<String>,
+    pub send: Option<Payload>,
     /// Upgrade the connection to TLS after this step.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub starttls: bool,
@@ -31,6 +110,20 @@ pub struct QueryResponse {
     /// (upstream 0.25+; 0.23 rejects the field).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<ExpectLabel>,
+    /// `expect`, compiled.
+    #[serde(skip)]
+    pub compiled: Compiled,
+}
+
+impl QueryResponse {
+    /// The compiled `expect` (compiled here, once, if the module skipped
+    /// [`TcpModule::compile`]; an invalid one then matches nothing).
+    pub(crate) fn regex(&self) -> &Regex {
+        self.compiled.0.get_or_init(|| {
+            let re = self.expect.as_deref().unwrap_or_default();
+            Regex::new(re).unwrap_or_else(|_| Regex::new("[^\\s\\S]").expect("a valid regexp"))
+        })
+    }
 }
 
 /// A `probe_expect_info` label.
@@ -107,14 +200,27 @@ fn is_label_name(name: &str) -> bool {
 }
 
 impl TcpModule {
-    /// Checks what serde cannot: regexps, label names and the source address.
+    /// Checks what serde cannot: regexps, `expect` / `expect_bytes` exclusion, label names and
+    /// the source address. Errors start with the field (`tcp.query_response[0].expect: ...`).
     pub fn validate(&self) -> Result<(), String> {
+        self.clone().compile()
+    }
+
+    /// The load-time step: checks the module as [`TcpModule::validate`] does and keeps each
+    /// `expect` compiled, so that probes only use it.
+    pub fn compile(&mut self) -> Result<(), String> {
         validate_source_ip("tcp", self.source_ip_address.as_deref())?;
-        for (i, qr) in self.query_response.iter().enumerate() {
+        for (i, qr) in self.query_response.iter_mut().enumerate() {
             if let Some(re) = &qr.expect {
-                Regex::new(re).map_err(|e| {
+                let compiled = Regex::new(re).map_err(|e| {
                     format!("tcp.query_response[{i}].expect: invalid regexp `{re}`: {e}")
                 })?;
+                qr.compiled = Compiled(OnceLock::from(compiled));
+            }
+            if qr.expect.is_some() && qr.expect_bytes.is_some() {
+                return Err(format!(
+                    "tcp.query_response[{i}].expect_bytes: expect and expect_bytes are mutually exclusive"
+                ));
             }
             if !qr.labels.is_empty() && qr.expect.is_none() {
                 return Err(format!(
@@ -132,222 +238,134 @@ impl TcpModule {
         }
         Ok(())
     }
+
+    /// Whether a step has `expect_bytes` (then `probe_failed_due_to_bytes` is reported).
+    fn expects_bytes(&self) -> bool {
+        self.query_response
+            .iter()
+            .any(|q| q.expect_bytes.as_ref().is_some_and(|b| !b.0.is_empty()))
+    }
 }
 
 const FAILED_DUE_TO_REGEX: &str = "probe_failed_due_to_regex";
 const FAILED_DUE_TO_REGEX_HELP: &str = "Indicates if probe failed due to regex";
-/// Longest line read (Go's `bufio.Scanner` default token limit).
-const MAX_LINE: usize = 64 * 1024;
+const FAILED_DUE_TO_BYTES: &str = "probe_failed_due_to_bytes";
+const FAILED_DUE_TO_BYTES_HELP: &str = "Indicates if probe failed due to bytes";
 
-/// A byte stream, plain or TLS.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+/// What one tcp probe found, filled in as it goes.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The target's resolution (`lookup` is `None` when the target did not split into host and
+    /// port, and nothing was resolved).
+    pub resolved: Resolved,
+    /// `probe_failed_due_to_regex`: the last `expect` read to the end without a match.
+    pub failed_due_to_regex: bool,
+    /// `probe_failed_due_to_bytes`: `Some` for modules with an `expect_bytes` step (upstream
+    /// 0.27+ reports it always; watchfire only there, to stay as 0.23 otherwise).
+    pub failed_due_to_bytes: Option<bool>,
+    /// `probe_expect_info` label sets, one per matched step with `labels`.
+    pub expect_info: Vec<Vec<(String, String)>>,
+    /// The TLS facts of the last handshake (`tls: true` or `starttls`).
+    pub(crate) tls: Option<TlsFacts>,
+    /// Whether that handshake verified the chain (no `insecure_skip_verify`).
+    pub tls_verified: bool,
+    /// The TCP connection was established.
+    pub connected: bool,
+    /// Phase timings (see the module doc).
+    pub phases: Phases,
+}
 
-/// Runs one TCP probe.
-pub async fn probe(module: &TcpModule, ctx: &Ctx, out: &mut Output) -> bool {
-    out.gauge(FAILED_DUE_TO_REGEX, FAILED_DUE_TO_REGEX_HELP, 0.0);
+impl View for Facts {
+    fn render(&self, out: &mut Output) {
+        out.gauge(
+            FAILED_DUE_TO_REGEX,
+            FAILED_DUE_TO_REGEX_HELP,
+            f64::from(u8::from(self.failed_due_to_regex)),
+        );
+        if let Some(failed) = self.failed_due_to_bytes {
+            out.gauge(
+                FAILED_DUE_TO_BYTES,
+                FAILED_DUE_TO_BYTES_HELP,
+                f64::from(u8::from(failed)),
+            );
+        }
+        self.resolved.render(out);
+        if let Some(tls) = &self.tls {
+            tls.report(out, self.tls_verified, true);
+        }
+        for labels in &self.expect_info {
+            let pairs: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            out.gauge_with("probe_expect_info", "Explicit content matched", &pairs, 1.0);
+        }
+    }
+
+    fn phases(&self) -> Phases {
+        self.phases
+    }
+}
+
+/// Runs one TCP probe, filling in `facts` as it goes.
+pub async fn probe(
+    module: &TcpModule,
+    ctx: &Ctx,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<(), Fail> {
+    if module.expects_bytes() {
+        facts.failed_due_to_bytes = Some(false);
+    }
+    let fail = |log: &mut Log, f: Fail| {
+        plog!(log, "{}", f.detail);
+        Err(f)
+    };
     let (host, port) = match split_host_port(&ctx.target) {
         Ok(hp) => hp,
         Err(e) => {
-            out.log(format!("error splitting target address and port: {e}"));
-            return false;
+            let f = Fail::new(
+                Reason::Setup,
+                format!("error splitting target address and port: {e}"),
+            );
+            return fail(log, f);
         }
     };
-    let Some(ip) = resolve_target(
+    let ip = lookup(
         &host,
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
-        out,
+        &mut facts.resolved,
+        log,
     )
-    .await
-    else {
-        return false;
-    };
+    .await?;
+    facts.phases.resolve = facts.resolved.lookup.unwrap_or_default();
     let Ok(port) = port.parse::<u16>() else {
-        out.log(format!("invalid port `{port}`"));
-        return false;
+        return fail(
+            log,
+            Fail::new(Reason::Setup, format!("invalid port `{port}`")),
+        );
     };
     let addr = SocketAddr::new(ip, port);
-    match tokio::time::timeout_at(ctx.deadline, run(module, &host, addr, out)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            out.log(e);
-            false
-        }
-        Err(_) => {
-            out.log("timeout: the probe's deadline passed");
-            false
-        }
-    }
-}
-
-/// Connects and runs the dialogue; `Err` carries the log line.
-async fn run(
-    module: &TcpModule,
-    host: &str,
-    addr: SocketAddr,
-    out: &mut Output,
-) -> Result<(), String> {
-    let stream = connect(addr, module.source_ip_address.as_deref(), out).await?;
-    out.log("successfully dialed");
-    let mut conn: Box<dyn Io> = if module.tls {
-        out.log("starting TLS handshake");
-        Box::new(tls_handshake(stream, &module.tls_config, host, out).await?)
-    } else {
-        Box::new(stream)
+    // `hostname` names the TLS server when `tls_config.server_name` does not (upstream 0.24+).
+    let tls_host = ctx.hostname.as_deref().unwrap_or(&host);
+    let dialogue = super::tcp_dialogue::run(module, tls_host, addr, facts, log);
+    let result = match tokio::time::timeout_at(ctx.deadline, dialogue).await {
+        Ok(r) => r,
+        Err(_) => Err(Fail::new(
+            if facts.connected {
+                Reason::Timeout
+            } else {
+                Reason::ConnectTimeout
+            },
+            "timeout: the probe's deadline passed",
+        )),
     };
-    let mut reader = BufReader::new(conn);
-    for (i, qr) in module.query_response.iter().enumerate() {
-        out.log(format!("processing query response entry {i}"));
-        let mut send = qr.send.clone().map(String::into_bytes);
-        if let Some(expect) = &qr.expect {
-            let re = Regex::new(expect).map_err(|e| format!("invalid regexp `{expect}`: {e}"))?;
-            let mut line = Vec::new();
-            let caps = loop {
-                line.clear();
-                match read_line(&mut reader, &mut line).await {
-                    Err(e) => return Err(format!("error reading from connection: {e}")),
-                    Ok(false) => {
-                        out.gauge(FAILED_DUE_TO_REGEX, FAILED_DUE_TO_REGEX_HELP, 1.0);
-                        return Err(format!("regexp `{expect}` did not match any line"));
-                    }
-                    Ok(true) => {}
-                }
-                out.log(format!("read line: {}", String::from_utf8_lossy(&line)));
-                if let Some(c) = re.captures(&line) {
-                    break c;
-                }
-            };
-            out.log(format!("regexp `{expect}` matched"));
-            out.gauge(FAILED_DUE_TO_REGEX, FAILED_DUE_TO_REGEX_HELP, 0.0);
-            if let Some(s) = &send {
-                send = Some(expand(&caps, s));
-            }
-            if !qr.labels.is_empty() {
-                report_expect_info(&qr.labels, &caps, out);
-            }
-        }
-        if let Some(s) = send.filter(|s| !s.is_empty()) {
-            out.log(format!("sending line: {}", String::from_utf8_lossy(&s)));
-            let w = reader.get_mut();
-            let mut msg = s;
-            msg.push(b'\n');
-            w.write_all(&msg)
-                .await
-                .map_err(|e| format!("failed to send: {e}"))?;
-            w.flush()
-                .await
-                .map_err(|e| format!("failed to send: {e}"))?;
-        }
-        if qr.starttls {
-            // Like blackbox, anything read ahead of the upgrade is dropped.
-            conn = reader.into_inner();
-            out.log("starting TLS (STARTTLS)");
-            let tls = tls_handshake(conn, &module.tls_config, host, out).await?;
-            let tls: Box<dyn Io> = Box::new(tls);
-            reader = BufReader::new(tls);
-        }
+    match result {
+        Ok(()) => Ok(()),
+        Err(f) => fail(log, f),
     }
-    Ok(())
-}
-
-/// Expands `$1`, `${1}`, `$name`, `${name}` and `$$` (Go's `Regexp.Expand` rules).
-fn expand(caps: &Captures<'_>, template: &[u8]) -> Vec<u8> {
-    let mut dst = Vec::new();
-    caps.expand(template, &mut dst);
-    dst
-}
-
-fn report_expect_info(labels: &[ExpectLabel], caps: &Captures<'_>, out: &mut Output) {
-    let values: Vec<String> = labels
-        .iter()
-        .map(|l| String::from_utf8_lossy(&expand(caps, l.value.as_bytes())).into_owned())
-        .collect();
-    let pairs: Vec<(&str, &str)> = labels
-        .iter()
-        .zip(&values)
-        .map(|(l, v)| (l.name.as_str(), v.as_str()))
-        .collect();
-    out.gauge_with("probe_expect_info", "Explicit content matched", &pairs, 1.0);
-}
-
-/// Reads one line like Go's `bufio.Scanner` (`\n`-terminated, a trailing `\r` dropped, the last
-/// line may lack its newline). `Ok(false)` at end of stream; an error past [`MAX_LINE`] bytes.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    line: &mut Vec<u8>,
-) -> std::io::Result<bool> {
-    loop {
-        let buf = r.fill_buf().await?;
-        if buf.is_empty() {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(!line.is_empty());
-        }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        if line.len() + chunk.len() > MAX_LINE {
-            return Err(std::io::Error::other("token too long"));
-        }
-        line.extend_from_slice(chunk);
-        let used = done.unwrap_or(buf.len());
-        r.consume(used);
-        if done.is_some() {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(true);
-        }
-    }
-}
-
-async fn connect(
-    addr: SocketAddr,
-    source: Option<&str>,
-    out: &mut Output,
-) -> Result<TcpStream, String> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| format!("cannot create socket: {e}"))?;
-    if let Some(src) = source {
-        let ip: IpAddr = src
-            .parse()
-            .map_err(|_| format!("error parsing source ip address: {src}"))?;
-        out.log(format!("using local address {ip}"));
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("cannot bind to {ip}: {e}"))?;
-    }
-    socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("error dialing TCP {addr}: {e}"))
-}
-
-/// A TLS client handshake over `io` (server name: `tls_config.server_name`, else `host`),
-/// reporting the TLS metrics.
-async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    io: S,
-    tls_config: &TlsConfig,
-    host: &str,
-    out: &mut Output,
-) -> Result<tokio_rustls::client::TlsStream<S>, String> {
-    let cfg = tls_config.client_config(&[])?;
-    let name = server_name(tls_config, host)?;
-    let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(name, io)
-        .await
-        .map_err(|e| format!("TLS handshake (client) failed: {e}"))?;
-    out.log("TLS handshake (client) succeeded");
-    TlsFacts::of(tls.get_ref().1).report(out, !tls_config.insecure_skip_verify, true);
-    Ok(tls)
 }
 
 /// The TLS server name: `tls_config.server_name`, else the target's host.
@@ -385,34 +403,6 @@ pub(crate) fn split_host_port(target: &str) -> Result<(String, String), String> 
             Err(format!("address {target}: too many colons in address"))
         }
         Some((host, port)) => Ok((host.to_string(), port.to_string())),
-    }
-}
-
-/// Resolves like blackbox's `chooseProtocol`: `probe_ip_protocol` and `probe_ip_addr_hash` are
-/// registered (as 0) before resolving, so they are reported even when resolution fails.
-pub(crate) async fn resolve_target(
-    host: &str,
-    preferred: IpProtocol,
-    fallback: bool,
-    ctx: &Ctx,
-    out: &mut Output,
-) -> Option<IpAddr> {
-    out.gauge(
-        "probe_ip_protocol",
-        "Specifies whether probe ip protocol is IP4 or IP6",
-        0.0,
-    );
-    out.gauge(
-        "probe_ip_addr_hash",
-        "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-        0.0,
-    );
-    match super::resolve(host, preferred, fallback, ctx, out).await {
-        Ok(ip) => Some(ip),
-        Err(e) => {
-            out.log(format!("error resolving address: {e}"));
-            None
-        }
     }
 }
 
@@ -542,35 +532,6 @@ mod tests {
         assert!(split_host_port("").is_err());
     }
 
-    #[tokio::test]
-    async fn read_line_splits_like_a_go_scanner() {
-        let data: &[u8] = b"one\r\ntwo\n\nthree\r";
-        let mut r = BufReader::new(data);
-        let mut l = Vec::new();
-        let mut lines = Vec::new();
-        while read_line(&mut r, &mut l).await.unwrap() {
-            lines.push(String::from_utf8(l.clone()).unwrap());
-            l.clear();
-        }
-        assert_eq!(lines, ["one", "two", "", "three"]);
-    }
-
-    #[tokio::test]
-    async fn read_line_rejects_overlong_lines() {
-        let data = vec![b'x'; MAX_LINE + 10];
-        let mut r = BufReader::new(&data[..]);
-        let mut l = Vec::new();
-        assert!(read_line(&mut r, &mut l).await.is_err());
-    }
-
-    #[test]
-    fn expand_uses_go_template_rules() {
-        let re = Regex::new(r"^220 (?P<host>\S+) (.*)$").unwrap();
-        let caps = re.captures(b"220 mx.example ESMTP ready").unwrap();
-        assert_eq!(expand(&caps, b"EHLO ${1}"), b"EHLO mx.example");
-        assert_eq!(expand(&caps, b"$host/$2/$$"), b"mx.example/ESMTP ready/$");
-    }
-
     proptest::proptest! {
         #[test]
         fn split_host_port_never_panics(s in "\\PC{0,40}") {
@@ -594,5 +555,45 @@ mod tests {
             ..Default::default()
         };
         assert!(m.validate().unwrap_err().contains("source_ip_address"));
+        let m = TcpModule {
+            query_response: vec![QueryResponse {
+                expect: Some("x".into()),
+                expect_bytes: Some("x".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let e = m.validate().unwrap_err();
+        assert!(e.starts_with("tcp.query_response[0].expect_bytes"), "{e}");
+    }
+
+    #[test]
+    fn compile_keeps_the_regexp() {
+        let mut m = TcpModule {
+            query_response: vec![QueryResponse {
+                expect: Some("^2(\\d+)".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        m.compile().expect("valid");
+        assert!(m.query_response[0].compiled.0.get().is_some());
+        assert!(m.query_response[0].regex().is_match(b"220 hi"));
+    }
+
+    #[test]
+    fn payloads_take_text_and_binary() {
+        let q: QueryResponse =
+            serde_saphyr::from_str("{send: !!binary AAAACFBJTkc=, expect_bytes: S}")
+                .expect("parses");
+        assert_eq!(q.send, Some(Payload(b"\0\0\0\x08PING".to_vec())));
+        // Bytes that are not UTF-8 are refused by the YAML reader (see `Payload`).
+        assert!(serde_saphyr::from_str::<QueryResponse>("{send: !!binary AAAACATSFi8=}").is_err());
+        assert_eq!(q.expect_bytes, Some(Payload(b"S".to_vec())));
+        for plain in ["042", "N", "yes"] {
+            let q: QueryResponse =
+                serde_saphyr::from_str(&format!("{{send: {plain}}}")).expect("parses");
+            assert_eq!(q.send, Some(Payload(plain.as_bytes().to_vec())));
+        }
     }
 }

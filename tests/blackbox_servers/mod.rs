@@ -696,6 +696,23 @@ pub async fn http1_bad_request() -> Server {
     .await
 }
 
+// ---- tcp prober failure modes ----
+
+/// Reads `want` bytes (less if the client closes first), answers `reply`, then waits for the
+/// client to leave (a PostgreSQL-like SSLRequest exchange, for `expect_bytes`).
+pub async fn answers_after(want: usize, reply: &'static [u8]) -> Server {
+    tcp_server(move |mut s| async move {
+        let mut got = vec![0u8; want];
+        if s.read_exact(&mut got).await.is_err() {
+            return;
+        }
+        let _ = s.write_all(reply).await;
+        let mut sink = [0u8; 1024];
+        while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await
+}
+
 /// A listener that never accepts, with its accept queue filled: a further connect gets no
 /// answer to its SYN (Linux drops it), so it lasts until the client gives up.
 pub async fn full_backlog() -> Server {
@@ -726,4 +743,54 @@ pub async fn full_backlog() -> Server {
         addr,
         tasks: vec![task],
     }
+}
+
+/// Sends `data` at once, then waits for the client to leave.
+pub async fn sends(data: Vec<u8>) -> Server {
+    let data = Arc::new(data);
+    tcp_server(move |mut s| {
+        let data = data.clone();
+        async move {
+            let _ = s.write_all(&data).await;
+            let mut sink = [0u8; 1024];
+            while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+    })
+    .await
+}
+
+/// Sends `220 hello` and then resets the connection (RST: linger 0) once the client sends
+/// anything.
+pub async fn resetting() -> Server {
+    tcp_server(|mut s| async move {
+        let _ = s.write_all(b"220 hello\r\n").await;
+        let mut sink = [0u8; 64];
+        let _ = s.read(&mut sink).await;
+        let _ = s.set_zero_linger();
+        drop(s);
+    })
+    .await
+}
+
+/// A listener nobody accepts from, its queue full: a new connect gets no answer (its SYN is
+/// dropped), so it can only time out. The returned streams hold the queue full.
+pub fn unanswering() -> (SocketAddr, std::net::TcpListener, Vec<std::net::TcpStream>) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let listener: std::net::TcpListener = socket.into();
+    let addr = listener.local_addr().expect("address");
+    let mut held = Vec::new();
+    // A backlog of 0 queues one connection or two; the first connect not answered at once
+    // shows the queue is full.
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    (addr, listener, held)
 }

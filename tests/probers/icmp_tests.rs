@@ -1,5 +1,6 @@
 //! The icmp prober against in-test loopback servers.
 
+use super::tcp_tests::via_endpoint;
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -22,9 +23,9 @@ fn require_icmp(out: &Output) {
 
 #[tokio::test]
 async fn icmp_echo_to_ipv4_loopback() {
-    let (ok, out) = run_icmp(&module("preferred_ip_protocol: ip4"), "127.0.0.1").await;
+    let (r, out) = run_icmp(&module("preferred_ip_protocol: ip4"), "127.0.0.1", T).await;
     require_icmp(&out);
-    assert!(ok, "{}", text(&out));
+    assert!(r.is_ok(), "{}", text(&out));
     assert_eq!(out.value("probe_ip_protocol"), Some(4.0));
     for phase in ["resolve", "setup", "rtt"] {
         assert!(sample(
@@ -56,9 +57,9 @@ fn sysctl(path: &str) -> f64 {
 async fn icmp_echo_to_ipv6_loopback_reports_the_reply_hop_limit() {
     // ttl sets the request's hop limit, not the reply's: the reply leaves ::1 with lo's.
     for yaml in ["{}", "ttl: 5"] {
-        let (ok, out) = run_icmp(&module(yaml), "::1").await;
+        let (r, out) = run_icmp(&module(yaml), "::1", T).await;
         require_icmp(&out);
-        assert!(ok, "{}", text(&out));
+        assert!(r.is_ok(), "{}", text(&out));
         assert_eq!(out.value("probe_ip_protocol"), Some(6.0));
         assert_eq!(
             out.value("probe_icmp_reply_hop_limit"),
@@ -82,19 +83,95 @@ async fn icmp_options_payload_ttl_and_dont_fragment() {
         } else {
             "::1"
         };
-        let (ok, out) = run_icmp(&module(yaml), target).await;
+        let (r, out) = run_icmp(&module(yaml), target, T).await;
         require_icmp(&out);
-        assert!(ok, "{yaml}\n{}", text(&out));
+        assert!(r.is_ok(), "{yaml}\n{}", text(&out));
     }
 }
 
 #[tokio::test]
 async fn icmp_to_an_unresolvable_host_fails() {
-    let (ok, out) = run_icmp(&module("{}"), &unresolvable()).await;
-    assert!(!ok);
+    let (r, out) = run_icmp(&module("{}"), &unresolvable(), T).await;
+    assert_eq!(reason(&r), Some(Reason::Dns));
+    let p = via_endpoint("prober: icmp", &unresolvable(), T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Dns));
     assert_eq!(out.value("probe_ip_protocol"), Some(0.0));
     assert_eq!(
         sample(&out, "probe_icmp_duration_seconds", "phase=\"rtt\""),
         Some(0.0)
     );
+}
+
+#[tokio::test]
+async fn icmp_through_the_endpoint_succeeds_with_blackbox_families() {
+    let p = via_endpoint(
+        "prober: icmp\nicmp: {preferred_ip_protocol: ip4}",
+        "127.0.0.1",
+        T,
+    )
+    .await;
+    assert!(p.ok(), "{:?}", p.log.lines());
+    let families = p.families();
+    assert_eq!(families.value("probe_success"), Some(1.0));
+    assert_eq!(families.value("probe_ip_protocol"), Some(4.0));
+    let rtt = families
+        .value_with("probe_icmp_duration_seconds", &[("phase", "rtt")])
+        .expect("rtt");
+    // The one phase definition: the round trip is `processing`.
+    assert_eq!(p.facts.phases().processing.as_secs_f64(), rtt);
+}
+
+/// 0.0.0.0 reaches this host, whose reply comes from another address: it is never the reply
+/// to the request, so none arrives before the deadline.
+#[tokio::test]
+async fn icmp_without_a_reply_before_the_deadline_is_a_timeout() {
+    let short = Duration::from_millis(300);
+    let m: IcmpModule = module("preferred_ip_protocol: ip4");
+    let (r, out) = run_icmp(&m, "0.0.0.0", short).await;
+    require_icmp(&out);
+    assert_eq!(reason(&r), Some(Reason::Timeout), "{}", text(&out));
+    assert_eq!(
+        sample(&out, "probe_icmp_duration_seconds", "phase=\"rtt\""),
+        Some(0.0)
+    );
+    let p = via_endpoint(
+        "prober: icmp\nicmp: {preferred_ip_protocol: ip4}",
+        "0.0.0.0",
+        short,
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::Timeout));
+}
+
+/// A socket that cannot be set up (here: bound to an address this host does not have; the
+/// same reason as a raw or datagram ICMP socket not permitted) is a local problem.
+#[tokio::test]
+async fn icmp_socket_that_cannot_be_set_up_is_setup() {
+    let yaml = "source_ip_address: 192.0.2.1\npreferred_ip_protocol: ip4";
+    let (r, out) = run_icmp(&module(yaml), "127.0.0.1", T).await;
+    assert_eq!(reason(&r), Some(Reason::Setup), "{}", text(&out));
+    let p = via_endpoint(
+        "prober: icmp\nicmp: {source_ip_address: 192.0.2.1, preferred_ip_protocol: ip4}",
+        "127.0.0.1",
+        T,
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::Setup));
+}
+
+/// The limited broadcast address: the kernel refuses to send an echo request there from a
+/// socket not allowed to broadcast (nothing leaves this host).
+#[tokio::test]
+async fn icmp_request_that_cannot_be_sent_is_connect() {
+    let m: IcmpModule = module("preferred_ip_protocol: ip4");
+    let (r, out) = run_icmp(&m, "255.255.255.255", T).await;
+    require_icmp(&out);
+    assert_eq!(reason(&r), Some(Reason::Connect), "{}", text(&out));
+    let p = via_endpoint(
+        "prober: icmp\nicmp: {preferred_ip_protocol: ip4}",
+        "255.255.255.255",
+        T,
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::Connect));
 }

@@ -77,11 +77,27 @@ fn sample(out: &Output, name: &str, labels: &str) -> Option<f64> {
         .map(|v| v.parse().expect("a number"))
 }
 
-async fn run_tcp(m: &TcpModule, target: &str, timeout: Duration) -> (bool, Output) {
-    m.validate().expect("valid module");
+/// A probe's facts rendered as its blackbox families, with its log (for the assertions).
+fn rendered(facts: &impl View, log: Log) -> Output {
     let mut out = Output::new();
-    let ok = tcp::probe(m, &ctx(target, timeout), &mut out).await;
-    (ok, out)
+    facts.render(&mut out);
+    out.set_log(log.into_lines());
+    out
+}
+
+/// The reason of a failed probe (`None` when it succeeded).
+fn reason(r: &Result<(), Fail>) -> Option<Reason> {
+    r.as_ref().err().map(|f| f.reason)
+}
+
+/// Compiles `m` (as loading does) and probes `target`: the verdict and the rendered facts.
+async fn run_tcp(m: &TcpModule, target: &str, timeout: Duration) -> (Result<(), Fail>, Output) {
+    let mut m = m.clone();
+    m.compile().expect("valid module");
+    let mut facts = tcp::Facts::default();
+    let mut log = Log::new();
+    let r = tcp::probe(&m, &ctx(target, timeout), &mut facts, &mut log).await;
+    (r, rendered(&facts, log))
 }
 
 async fn run_dns(m: &DnsModule, target: &str) -> (Result<(), Fail>, Output) {
@@ -124,11 +140,13 @@ async fn run_grpc_within(
     (result, out)
 }
 
-async fn run_icmp(m: &IcmpModule, target: &str) -> (bool, Output) {
+/// Probes `target` with `m` within `timeout`: the verdict and the rendered facts.
+async fn run_icmp(m: &IcmpModule, target: &str, timeout: Duration) -> (Result<(), Fail>, Output) {
     m.validate().expect("valid module");
-    let mut out = Output::new();
-    let ok = icmp::probe(m, &ctx(target, T), &mut out).await;
-    (ok, out)
+    let mut facts = icmp::Facts::default();
+    let mut log = Log::new();
+    let r = icmp::probe(m, &ctx(target, timeout), &mut facts, &mut log).await;
+    (r, rendered(&facts, log))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,9 +322,8 @@ async fn malformed_targets_fail_cleanly_for_every_prober() {
     let short = Duration::from_millis(300);
     let tcp_m: TcpModule = module("{}");
     for t in tcp_targets {
-        let mut out = Output::new();
-        let ok = tcp::probe(&tcp_m, &ctx(t, short), &mut out).await;
-        assert!(!ok, "tcp `{t}`");
+        let (r, _) = run_tcp(&tcp_m, t, short).await;
+        assert!(r.is_err(), "tcp `{t}`");
     }
     let dns_m: DnsModule = module("query_name: a.test");
     for t in dns_targets {
@@ -320,7 +337,6 @@ async fn malformed_targets_fail_cleanly_for_every_prober() {
     }
     let icmp_m: IcmpModule = module("payload_size: 65000");
     for t in icmp_targets {
-        let mut out = Output::new();
-        let _ = icmp::probe(&icmp_m, &ctx(t, short), &mut out).await;
+        let _ = run_icmp(&icmp_m, t, short).await;
     }
 }

@@ -1,6 +1,7 @@
 //! The tcp prober against in-test loopback servers.
 
 use super::*;
+use watchfire::blackbox::endpoint::{self, Probed};
 
 // ---------------------------------------------------------------------------------------------
 // tcp
@@ -8,8 +9,8 @@ use super::*;
 #[tokio::test]
 async fn tcp_connect_reports_address_metrics() {
     let server = srv::silent().await;
-    let (ok, out) = run_tcp(&module("{}"), &srv::target(server.addr), T).await;
-    assert!(ok, "{}", text(&out));
+    let (r, out) = run_tcp(&module("{}"), &srv::target(server.addr), T).await;
+    assert!(r.is_ok(), "{}", text(&out));
     assert_eq!(
         names(&out),
         [
@@ -22,6 +23,11 @@ async fn tcp_connect_reports_address_metrics() {
     assert_eq!(out.value("probe_ip_protocol"), Some(4.0));
     assert_eq!(out.value("probe_ip_addr_hash"), Some(3_668_918_509.0));
     assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
+    let p = via_endpoint("prober: tcp", &srv::target(server.addr), T).await;
+    assert!(p.ok(), "{:?}", p.result);
+    let families = p.families();
+    assert_eq!(families.value("probe_success"), Some(1.0));
+    assert_eq!(families.value("probe_ip_addr_hash"), Some(3_668_918_509.0));
 }
 
 #[tokio::test]
@@ -30,20 +36,25 @@ async fn tcp_connect_to_a_closed_port_fails() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let (ok, out) = run_tcp(&module("{}"), &format!("127.0.0.1:{port}"), T).await;
-    assert!(!ok, "{}", text(&out));
+    let target = format!("127.0.0.1:{port}");
+    let (r, out) = run_tcp(&module("{}"), &target, T).await;
+    assert_eq!(reason(&r), Some(Reason::Refused), "{}", text(&out));
     assert_eq!(out.value("probe_ip_protocol"), Some(4.0));
+    let p = via_endpoint("prober: tcp", &target, T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Refused));
 }
 
 #[tokio::test]
 async fn tcp_and_dns_connect_from_the_source_address() {
     let server = srv::silent().await;
     let target = srv::target(server.addr);
-    let (ok, out) = run_tcp(&module("source_ip_address: 127.0.0.1"), &target, T).await;
-    assert!(ok, "{}", text(&out));
+    let (r, out) = run_tcp(&module("source_ip_address: 127.0.0.1"), &target, T).await;
+    assert!(r.is_ok(), "{}", text(&out));
     // An IPv6 source cannot reach an IPv4 target.
-    let (ok, _) = run_tcp(&module("source_ip_address: '::1'"), &target, T).await;
-    assert!(!ok);
+    let (r, _) = run_tcp(&module("source_ip_address: '::1'"), &target, T).await;
+    assert_eq!(reason(&r), Some(Reason::Setup));
+    let p = via_endpoint("prober: tcp\ntcp: {source_ip_address: '::1'}", &target, T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Setup));
     let dns_server = srv::dns().await;
     let dns_target = srv::target(dns_server.addr);
     for transport in ["udp", "tcp"] {
@@ -57,15 +68,25 @@ async fn tcp_and_dns_connect_from_the_source_address() {
 
 #[tokio::test]
 async fn tcp_target_without_port_fails_before_resolving() {
-    let (ok, out) = run_tcp(&module("{}"), "127.0.0.1", T).await;
-    assert!(!ok);
+    let (r, out) = run_tcp(&module("{}"), "127.0.0.1", T).await;
+    assert_eq!(reason(&r), Some(Reason::Setup));
     assert_eq!(names(&out), ["probe_failed_due_to_regex"]);
+    let (r, _) = run_tcp(&module("{}"), "127.0.0.1:99999", T).await;
+    assert_eq!(reason(&r), Some(Reason::Setup));
+    let p = via_endpoint("prober: tcp", "127.0.0.1", T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Setup));
+    let mut families = String::new();
+    p.families().render(&mut families);
+    assert!(!families.contains("probe_ip_protocol"), "{families}");
 }
 
 #[tokio::test]
 async fn tcp_unresolvable_host_still_reports_address_metrics_as_zero() {
-    let (ok, out) = run_tcp(&module("{}"), &format!("{}:25", unresolvable()), T).await;
-    assert!(!ok);
+    let target = format!("{}:25", unresolvable());
+    let (r, out) = run_tcp(&module("{}"), &target, T).await;
+    assert_eq!(reason(&r), Some(Reason::Dns));
+    let p = via_endpoint("prober: tcp", &target, T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Dns));
     assert_eq!(out.value("probe_ip_protocol"), Some(0.0));
     assert_eq!(out.value("probe_ip_addr_hash"), Some(0.0));
     assert!(out.value("probe_dns_lookup_time_seconds").is_some());
@@ -91,8 +112,8 @@ async fn tcp_query_response_expands_captures_and_upgrades_with_starttls() {
     let mut m: TcpModule = module(SMTP_STARTTLS);
     m.tls_config.ca_file = Some(cert.ca_file.path().display().to_string());
     m.tls_config.server_name = Some("localhost".into());
-    let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
-    assert!(ok, "{}", text(&out));
+    let (r, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+    assert!(r.is_ok(), "{}", text(&out));
     assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
     assert_eq!(
         sample(&out, "probe_expect_info", "banner_host=\"mx.test\""),
@@ -123,10 +144,13 @@ async fn tcp_starttls_with_an_untrusted_certificate_fails() {
     let cert = srv::self_signed(&[]);
     let server = srv::smtp(&cert).await;
     let m: TcpModule = module(SMTP_STARTTLS);
-    let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
-    assert!(!ok, "{}", text(&out));
+    let (r, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+    assert_eq!(reason(&r), Some(Reason::Tls), "{}", text(&out));
     assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
     assert!(out.value("probe_ssl_earliest_cert_expiry").is_none());
+    let yaml = format!("prober: tcp\ntcp:\n{}", indent(SMTP_STARTTLS, 2));
+    let p = via_endpoint(&yaml, &srv::target(server.addr), T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Tls));
 }
 
 #[tokio::test]
@@ -136,9 +160,16 @@ async fn tcp_expect_that_never_matches_sets_failed_due_to_regex() {
     // The server closes after its 500: the regexp never matched, end of stream.
     let m: TcpModule =
         module("query_response: [{expect: '^220'}, {send: 'HELO x'}, {expect: '^250'}]");
-    let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
-    assert!(!ok, "{}", text(&out));
+    let (r, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+    assert_eq!(reason(&r), Some(Reason::ExpectMismatch), "{}", text(&out));
     assert_eq!(out.value("probe_failed_due_to_regex"), Some(1.0));
+    let p = via_endpoint(
+        "prober: tcp\ntcp: {query_response: [{expect: '^220'}, {send: 'HELO x'}, {expect: '^250'}]}",
+        &srv::target(server.addr),
+        T,
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::ExpectMismatch));
 }
 
 #[tokio::test]
@@ -146,14 +177,21 @@ async fn tcp_silent_server_fails_at_the_deadline_without_a_regex_verdict() {
     let server = srv::silent().await;
     let m: TcpModule = module("query_response: [{expect: '^220'}]");
     let started = std::time::Instant::now();
-    let (ok, out) = run_tcp(&m, &srv::target(server.addr), Duration::from_millis(300)).await;
+    let (r, out) = run_tcp(&m, &srv::target(server.addr), Duration::from_millis(300)).await;
     let took = started.elapsed();
-    assert!(!ok);
+    assert_eq!(reason(&r), Some(Reason::Timeout), "{}", text(&out));
     assert!(
         took < Duration::from_secs(2),
         "bounded by the deadline: {took:?}"
     );
     assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
+    let p = via_endpoint(
+        "prober: tcp\ntcp: {query_response: [{expect: '^220'}]}",
+        &srv::target(server.addr),
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::Timeout));
 }
 
 #[tokio::test]
@@ -163,8 +201,8 @@ async fn tcp_tls_reports_the_certificate_like_blackbox() {
     let m: TcpModule = module(
         "tls: true\ntls_config: {insecure_skip_verify: true}\nquery_response: [{expect: '^220 tls banner'}]",
     );
-    let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
-    assert!(ok, "{}", text(&out));
+    let (r, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+    assert!(r.is_ok(), "{}", text(&out));
     assert_eq!(
         names(&out),
         [
@@ -195,8 +233,15 @@ async fn tcp_tls_reports_the_certificate_like_blackbox() {
 async fn tcp_tls_with_an_untrusted_certificate_fails() {
     let cert = srv::self_signed(&[]);
     let server = srv::tls_banner(&cert).await;
-    let (ok, out) = run_tcp(&module("tls: true"), &srv::target(server.addr), T).await;
-    assert!(!ok, "{}", text(&out));
+    let (r, out) = run_tcp(&module("tls: true"), &srv::target(server.addr), T).await;
+    assert_eq!(reason(&r), Some(Reason::Tls), "{}", text(&out));
+    let p = via_endpoint(
+        "prober: tcp\ntcp: {tls: true}",
+        &srv::target(server.addr),
+        T,
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::Tls));
 }
 
 /// The `tls_config` of a module trusting `cert` (server name `localhost`), presenting
@@ -238,13 +283,29 @@ async fn tcp_tls_and_starttls_present_the_client_certificate_a_server_requires()
             "tls: true\ntls_config: {}\nquery_response: [{{expect: '^220 tls banner'}}]",
             mtls_config(&cert, identity)
         ));
-        let (ok, out) = run_tcp(&m, &srv::target(banner.addr), T).await;
-        assert_eq!(ok, want, "tls, identity {identity:?}\n{}", text(&out));
+        let (r, out) = run_tcp(&m, &srv::target(banner.addr), T).await;
+        assert_eq!(
+            r.is_ok(),
+            want,
+            "tls, identity {identity:?}\n{}",
+            text(&out)
+        );
+        if !want {
+            assert_eq!(reason(&r), Some(Reason::Tls), "{}", text(&out));
+        }
         // STARTTLS.
         let mut m: TcpModule = module(SMTP_STARTTLS);
         m.tls_config = module(&mtls_config(&cert, identity));
-        let (ok, out) = run_tcp(&m, &srv::target(smtp.addr), T).await;
-        assert_eq!(ok, want, "starttls, identity {identity:?}\n{}", text(&out));
+        let (r, out) = run_tcp(&m, &srv::target(smtp.addr), T).await;
+        assert_eq!(
+            r.is_ok(),
+            want,
+            "starttls, identity {identity:?}\n{}",
+            text(&out)
+        );
+        if !want {
+            assert_eq!(reason(&r), Some(Reason::Tls), "{}", text(&out));
+        }
     }
 }
 
@@ -275,12 +336,154 @@ async fn tcp_client_certificate_files_that_cannot_be_read_fail_the_probe_naming_
             "tls: true\ntls_config: {}",
             mtls_config(&cert, Some((c, k)))
         ));
-        let (ok, out) = run_tcp(&m, &srv::target(server.addr), T).await;
+        let (r, out) = run_tcp(&m, &srv::target(server.addr), T).await;
         let log = text(&out);
-        assert!(!ok, "{log}");
+        assert_eq!(reason(&r), Some(Reason::Setup), "{log}");
         assert!(
             log.contains(&format!("{field}: ")) && log.contains(file),
             "the log names {field} and {file}:\n{log}"
         );
     }
+}
+
+#[tokio::test]
+async fn tcp_client_certificate_file_missing_fails_setup_through_the_endpoint() {
+    let pki = srv::client_pki();
+    let cert = srv::self_signed_requiring_client(&[], &pki);
+    let server = srv::tls_banner(&cert).await;
+    let missing = pki.dir.path().join("gone.pem");
+    let yaml = format!(
+        "prober: tcp\ntcp:\n  tls: true\n  tls_config: {}",
+        mtls_config(&cert, Some((missing.as_path(), pki.key_file.as_path())))
+    );
+    let p = via_endpoint(&yaml, &srv::target(server.addr), T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Setup), "{:?}", p.result);
+}
+
+/// `text` with every line indented by `n` spaces.
+fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{pad}{l}\n"))
+        .collect()
+}
+
+/// Loads `options` (a module's `prober:` and options) as module `m` of a blackbox.yml and runs
+/// it against `target` through `endpoint::run`, the path `/probe` and scheduled targets share.
+pub(crate) async fn via_endpoint(options: &str, target: &str, timeout: Duration) -> Probed {
+    let text = format!("modules:\n  m:\n{}", indent(options, 4));
+    let c = watchfire::config::load_str("blackbox.yml", &text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let m = c.modules.get("m").expect("module m");
+    endpoint::run(m, target.to_string(), None, timeout, true).await
+}
+
+#[tokio::test]
+async fn tcp_connect_that_gets_no_answer_is_a_connect_timeout() {
+    let (addr, _listener, _held) = srv::unanswering();
+    let short = Duration::from_millis(300);
+    let (r, out) = run_tcp(&module("{}"), &srv::target(addr), short).await;
+    assert_eq!(reason(&r), Some(Reason::ConnectTimeout), "{}", text(&out));
+    let p = via_endpoint("prober: tcp", &srv::target(addr), short).await;
+    assert_eq!(reason(&p.result), Some(Reason::ConnectTimeout));
+}
+
+#[tokio::test]
+async fn tcp_connection_reset_during_the_dialogue_is_reset() {
+    let server = srv::resetting().await;
+    let qr = "query_response: [{expect: '^220'}, {send: 'x'}, {expect: '^250'}]";
+    let (r, out) = run_tcp(&module(qr), &srv::target(server.addr), T).await;
+    assert_eq!(reason(&r), Some(Reason::Reset), "{}", text(&out));
+    let p = via_endpoint(
+        &format!("prober: tcp\ntcp: {{{qr}}}"),
+        &srv::target(server.addr),
+        T,
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::Reset));
+}
+
+#[tokio::test]
+async fn tcp_line_longer_than_a_go_scanner_takes_is_a_protocol_failure() {
+    let server = srv::sends(vec![b'x'; 70_000]).await;
+    let qr = "query_response: [{expect: '^220'}]";
+    let (r, out) = run_tcp(&module(qr), &srv::target(server.addr), T).await;
+    assert_eq!(reason(&r), Some(Reason::Protocol), "{}", text(&out));
+    assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
+    let p = via_endpoint(
+        &format!("prober: tcp\ntcp: {{{qr}}}"),
+        &srv::target(server.addr),
+        T,
+    )
+    .await;
+    assert_eq!(reason(&p.result), Some(Reason::Protocol));
+}
+
+/// An SSLRequest-like exchange: 8 bytes sent as `!!binary` (plus the newline every `send`
+/// ends with), one byte expected back.
+const SSL_REQUEST: &str =
+    "query_response:\n  - send: !!binary AAAACFBJTkc=\n  - expect_bytes: EXPECTED\n";
+
+#[tokio::test]
+async fn tcp_expect_bytes_matches_exactly_and_reports_failed_due_to_bytes() {
+    let server = srv::answers_after(9, b"S").await;
+    let target = srv::target(server.addr);
+    let (r, out) = run_tcp(&module(&SSL_REQUEST.replace("EXPECTED", "S")), &target, T).await;
+    assert!(r.is_ok(), "{}", text(&out));
+    assert_eq!(out.value("probe_failed_due_to_bytes"), Some(0.0));
+    assert_eq!(out.value("probe_failed_due_to_regex"), Some(0.0));
+    let (r, out) = run_tcp(&module(&SSL_REQUEST.replace("EXPECTED", "N")), &target, T).await;
+    assert_eq!(reason(&r), Some(Reason::ExpectMismatch), "{}", text(&out));
+    assert_eq!(out.value("probe_failed_due_to_bytes"), Some(1.0));
+    let yaml = format!(
+        "prober: tcp\ntcp:\n{}",
+        indent(&SSL_REQUEST.replace("EXPECTED", "N"), 2)
+    );
+    let p = via_endpoint(&yaml, &target, T).await;
+    assert_eq!(reason(&p.result), Some(Reason::ExpectMismatch));
+    // Without `expect_bytes` the family is absent, as in blackbox 0.23.
+    let (_, out) = run_tcp(&module("{}"), &target, T).await;
+    assert_eq!(out.value("probe_failed_due_to_bytes"), None);
+}
+
+#[tokio::test]
+async fn tcp_hostname_names_the_tls_server_when_the_module_does_not() {
+    let cert = srv::self_signed(&[]);
+    let server = srv::tls_banner(&cert).await;
+    let mut m: TcpModule = module("tls: true\nquery_response: [{expect: '^220 tls banner'}]");
+    m.tls_config.ca_file = Some(cert.ca_file.path().display().to_string());
+    m.compile().expect("valid");
+    for (hostname, want) in [("localhost", None), ("other.test", Some(Reason::Tls))] {
+        let mut c = ctx(&srv::target(server.addr), T);
+        c.hostname = Some(hostname.to_string());
+        let mut facts = tcp::Facts::default();
+        let r = tcp::probe(&m, &c, &mut facts, &mut Log::off()).await;
+        assert_eq!(reason(&r), want, "{hostname}");
+    }
+}
+
+#[tokio::test]
+async fn tcp_phases_follow_the_one_definition() {
+    let cert = srv::self_signed(&[]);
+    let server = srv::tls_banner(&cert).await;
+    let yaml = "prober: tcp\ntcp:\n  tls: true\n  tls_config: {insecure_skip_verify: true}\n  \
+                query_response: [{expect: '^220 tls banner'}]";
+    let p = via_endpoint(yaml, &srv::target(server.addr), T).await;
+    assert!(p.ok(), "{:?}", p.result);
+    let phases = p.facts.phases();
+    assert!(phases.connect > Duration::ZERO, "{phases:?}");
+    assert!(phases.tls > Duration::ZERO, "{phases:?}");
+    assert!(phases.processing > Duration::ZERO, "{phases:?}");
+    assert!(phases.connect + phases.tls + phases.processing <= p.duration);
+}
+
+/// The limited broadcast address: the kernel refuses a TCP connect to it at once (no packet
+/// leaves this host).
+#[tokio::test]
+async fn tcp_connect_the_kernel_refuses_to_route_is_connect() {
+    let (r, out) = run_tcp(&module("{}"), "255.255.255.255:1", T).await;
+    assert_eq!(reason(&r), Some(Reason::Connect), "{}", text(&out));
+    let p = via_endpoint("prober: tcp", "255.255.255.255:1", T).await;
+    assert_eq!(reason(&p.result), Some(Reason::Connect));
 }
