@@ -89,7 +89,7 @@ fn modules_sit_beside_targets_failover_and_defaults() {
         "defaults:\n  interval: 10s\ntargets:\n  - name: api\n    url: http://127.0.0.1:1/health\n    module: strict\nmodules:\n  strict:\n    prober: http\n    timeout: 3s\n    http:\n      valid_status_codes: [200]\n      fail_if_not_ssl: false\n  ping:\n    prober: icmp\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.targets[0].module.as_deref(), Some("strict"));
+    assert_eq!(c.targets[0].module(), Some("strict"));
     let m = c.modules.get("strict").expect("module");
     assert_eq!(m.timeout, Some(Duration::from_secs(3)));
     assert_eq!(m.http.valid_status_codes, vec![200]);
