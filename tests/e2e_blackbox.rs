@@ -13,7 +13,8 @@ mod common;
 mod harness;
 
 use harness::{
-    assert_equivalent, enc, set_aside_upstream_additions, Pair, ParsedMetrics, Scenarios,
+    assert_equivalent, assert_scheduled_agrees, enc, set_aside_upstream_additions, Pair,
+    ParsedMetrics, Scenarios,
 };
 
 /// Metrics whose values do not depend on timing.
@@ -225,6 +226,7 @@ async fn check_all(
         let (bb, mut wf) = pair.probe(target, module).await;
         set_aside_upstream_additions(&mut wf);
         assert_equivalent(what, &bb, &wf, VALUES, &[]);
+        assert_scheduled_agrees(pair, what, target, module, &bb).await;
         all.push((bb, wf));
     }
     all

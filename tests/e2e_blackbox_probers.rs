@@ -10,7 +10,9 @@ mod common;
 mod harness;
 
 use blackbox_servers as srv;
-use harness::{assert_equivalent, set_aside_upstream_additions, Pair, ParsedMetrics};
+use harness::{
+    assert_equivalent, assert_scheduled_agrees, set_aside_upstream_additions, Pair, ParsedMetrics,
+};
 
 /// Probes `target` with `module` on both; asserts equivalence and returns both answers.
 async fn same(
@@ -42,6 +44,7 @@ async fn same(
         );
     }
     assert_equivalent(what, &bb, &wf, values, ignore_names);
+    assert_scheduled_agrees(pair, what, target, module, &bb).await;
     (bb, wf)
 }
 

@@ -288,6 +288,35 @@ impl Pair {
         )
     }
 
+    /// The scheduled form of a `/probe` case: `module` probing `target` as a `targets:` entry
+    /// (`module:` + `target:`) of a config holding the same `modules:`, loaded and started as a
+    /// runtime; its target runs one probe now, as its schedule would (and records it).
+    pub async fn scheduled(&self, target: &str, module: &str) -> watchfire::probe::Outcome {
+        let modules = std::fs::read_to_string(&self.config).expect("read blackbox.yml");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("scheduled.yml");
+        let target_yaml = serde_json::Value::String(target.to_string());
+        let yaml = format!(
+            "{modules}\ntargets:\n  - {{name: scheduled, module: {module}, target: {target_yaml}, interval: 1h, timeout: 10s}}\n"
+        );
+        std::fs::write(&path, yaml).expect("write scheduled.yml");
+        let cfg = watchfire::config::load(&path).unwrap_or_else(|e| {
+            panic!("the scheduled form of {module} on {target} does not load:\n{e}")
+        });
+        let cancel = CancellationToken::new();
+        let opts = RuntimeOptions {
+            precise_timer: false,
+            ..RuntimeOptions::default()
+        };
+        let runtime = Runtime::start(cfg, Some(path), opts, cancel.clone())
+            .await
+            .expect("runtime starts");
+        let t = runtime.target("scheduled").expect("the scheduled target");
+        let outcome = t.probe_and_record(tokio::time::Instant::now()).await;
+        cancel.cancel();
+        outcome
+    }
+
     /// The same GET on both at once, raw; returns (exporter, watchfire).
     pub async fn get_both(&self, path_and_query: &str, headers: &[(&str, &str)]) -> (Reply, Reply) {
         tokio::join!(
@@ -607,6 +636,27 @@ pub fn set_aside_upstream_additions(wf: &mut ParsedMetrics) {
     }
     wf.remove_label("probe_ssl_last_chain_info", "serialnumber");
     wf.remove_metric("probe_tls_cipher_info");
+}
+
+/// The case's scheduled form (a `targets:` entry with the same module and target) succeeds
+/// exactly when the exporter's probe did, and names a reason when it fails.
+pub async fn assert_scheduled_agrees(
+    pair: &Pair,
+    what: &str,
+    target: &str,
+    module: &str,
+    bb: &ParsedMetrics,
+) {
+    let outcome = pair.scheduled(target, module).await;
+    assert_eq!(
+        outcome.ok(),
+        bb.success() == Some(1.0),
+        "{what}: the scheduled form {} where the exporter's probe_success is {:?} ({:?}, {:?})",
+        if outcome.ok() { "succeeded" } else { "failed" },
+        bb.success(),
+        outcome.result,
+        outcome.detail
+    );
 }
 
 pub fn assert_equivalent(
