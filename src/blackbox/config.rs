@@ -26,6 +26,7 @@ use crate::probers::grpc::GrpcModule;
 use crate::probers::http::{HttpModule, HttpProbe};
 use crate::probers::icmp::IcmpModule;
 use crate::probers::tcp::TcpModule;
+use crate::probers::unix::UnixModule;
 
 /// The module `/probe` uses when the request names none.
 pub const DEFAULT_MODULE: &str = "http_2xx";
@@ -43,16 +44,19 @@ pub enum Prober {
     Icmp,
     /// `grpc`
     Grpc,
+    /// `unix`
+    Unix,
 }
 
 impl Prober {
     /// Every prober, by its name in the config.
-    pub const ALL: [(&'static str, Prober); 5] = [
+    pub const ALL: [(&'static str, Prober); 6] = [
         ("http", Prober::Http),
         ("tcp", Prober::Tcp),
         ("dns", Prober::Dns),
         ("icmp", Prober::Icmp),
         ("grpc", Prober::Grpc),
+        ("unix", Prober::Unix),
     ];
 
     /// The name as written in the config.
@@ -73,7 +77,7 @@ impl Prober {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModule {
-    /// `http`, `tcp`, `dns`, `icmp` or `grpc`.
+    /// `http`, `tcp`, `dns`, `icmp`, `grpc` or `unix`.
     pub prober: Option<Spanned<String>>,
     /// Upper bound on one probe (blackbox duration: `5s`, `1m`, `500ms`).
     pub timeout: Option<Spanned<String>>,
@@ -87,6 +91,8 @@ pub struct RawModule {
     pub icmp: Option<Spanned<IcmpModule>>,
     /// `grpc` prober options.
     pub grpc: Option<Spanned<GrpcModule>>,
+    /// `unix` prober options.
+    pub unix: Option<Spanned<UnixModule>>,
 }
 
 /// A checked module, ready to probe with.
@@ -108,6 +114,8 @@ pub struct Module {
     pub icmp: IcmpModule,
     /// The gRPC options.
     pub grpc: GrpcModule,
+    /// The unix socket options.
+    pub unix: UnixModule,
     /// The module as `/config` and `debug=true` show it, secrets hidden.
     pub shown: serde_json::Value,
     /// Where the module was defined.
@@ -209,7 +217,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
             diag.error(
                 m,
                 format!("{field}.prober"),
-                "missing: every module needs a prober (http, tcp, dns, icmp or grpc)",
+                "missing: every module needs a prober (http, tcp, dns, icmp, grpc or unix)",
             );
             None
         }
@@ -218,7 +226,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
                 p,
                 format!("{field}.prober"),
                 format!(
-                    "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc)",
+                    "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc, unix)",
                     p.value
                 ),
             );
@@ -268,6 +276,13 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
             validate("grpc", grpc.compile()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
         validated(Pos::from(g), checked);
     }
+    let mut unix = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    unix.tls_config.resolve_paths(&file);
+    if let Some(u) = &r.unix {
+        let checked =
+            validate("unix", unix.compile()).and_then(|()| unix.tls_config.check_at_load("unix"));
+        validated(Pos::from(u), checked);
+    }
     let (prober, http) = (prober?, http?);
     if diag.count() > before {
         return None;
@@ -282,6 +297,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
         dns,
         icmp: r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
         grpc,
+        unix,
         shown,
         file,
         line: m.referenced.line(),
@@ -341,6 +357,10 @@ fn shown(prober: Prober, r: &RawModule, http: &HttpModule) -> serde_json::Value 
     if prober == Prober::Grpc || r.grpc.is_some() {
         let v = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
         m.insert("grpc".into(), to_value(serde_json::to_value(v)));
+    }
+    if prober == Prober::Unix || r.unix.is_some() {
+        let v = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+        m.insert("unix".into(), to_value(serde_json::to_value(v)));
     }
     serde_json::Value::Object(m)
 }

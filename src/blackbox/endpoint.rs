@@ -30,7 +30,9 @@ use tokio::time::Instant;
 use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::History;
 use crate::probe::{Fail, Outcome, Reason};
-use crate::probers::{dns, grpc, http as bhttp, icmp, plog, tcp, Ctx, Facts, Log, Output, View};
+use crate::probers::{
+    dns, grpc, http as bhttp, icmp, plog, tcp, unix, Ctx, Facts, Log, Output, View,
+};
 
 /// The header Prometheus sends with its scrape timeout.
 pub const TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
@@ -210,7 +212,17 @@ pub fn check_target(prober: Prober, target: &str) -> Result<(), String> {
                 prober.as_str()
             ))
         }
+        (Prober::Unix, Some(s)) => {
+            return Err(format!(
+                "Target parameter is malformed: the unix prober takes a socket path, not a `{s}://` URL"
+            ))
+        }
         _ => {}
+    }
+    if prober == Prober::Unix && !target.starts_with('/') {
+        return Err(
+            "Target parameter is malformed: the unix prober takes an absolute socket path".into(),
+        );
     }
     if prober == Prober::Http {
         let full = if scheme.is_some() {
@@ -407,6 +419,7 @@ pub async fn run(
             Facts::Dns(f) => dns::probe(&module.dns, &ctx, f, &mut log).await,
             Facts::Icmp(f) => icmp::probe(&module.icmp, &ctx, f, &mut log).await,
             Facts::Grpc(f) => grpc::probe(&module.grpc, &ctx, f, &mut log).await,
+            Facts::Unix(f) => unix::probe(&module.unix, &ctx, f, &mut log).await,
         }
     };
     let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
@@ -449,6 +462,7 @@ fn facts_for(prober: Prober) -> Facts {
         Prober::Dns => Facts::Dns(dns::Facts::default()),
         Prober::Icmp => Facts::Icmp(icmp::Facts::default()),
         Prober::Grpc => Facts::Grpc(grpc::Facts::default()),
+        Prober::Unix => Facts::Unix(unix::Facts::default()),
     }
 }
 

@@ -14,7 +14,7 @@
 //!   connection of it in `http_conn`, its response-side helpers (decompression, Content-Length,
 //!   Last-Modified, CEL) in `http_body`, its client settings (auth incl. OAuth2, proxies) in
 //!   `http_client`. The tcp prober's connection and `query_response` dialogue are in
-//!   `tcp_dialogue`.
+//!   `tcp_dialogue`, which the `unix` prober (a unix domain socket) shares.
 //! - `tls_info` — the TLS certificate metrics blackbox reports after a handshake.
 
 /// Adds a formatted line to a [`Log`], formatting it only when the log is on.
@@ -41,6 +41,7 @@ pub mod icmp;
 pub mod tcp;
 mod tcp_dialogue;
 pub mod tls_info;
+pub mod unix;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -322,6 +323,8 @@ pub enum Facts {
     Icmp(icmp::Facts),
     /// A grpc probe's.
     Grpc(grpc::Facts),
+    /// A unix probe's.
+    Unix(unix::Facts),
 }
 
 impl Facts {
@@ -333,6 +336,7 @@ impl Facts {
             Facts::Dns(f) => f,
             Facts::Icmp(f) => f,
             Facts::Grpc(f) => f,
+            Facts::Unix(f) => f,
         }
     }
 }
