@@ -1,8 +1,9 @@
 //! Loopback servers for the tcp, dns and grpc prober tests (hermetic and differential): an
 //! SMTP-like banner server with STARTTLS, a TLS banner server, a DNS server on UDP and TCP, gRPC
 //! health servers (plain, TLS, with a required metadata token, without the health service), a
-//! listener that closes every connection, an HTTPS server, and client certificates for servers
-//! that require them (mutual TLS). All bind 127.0.0.1:0; each stops when dropped.
+//! listener that closes every connection, an HTTPS server, client certificates for servers that
+//! require them (mutual TLS), servers on unix sockets and scripted line dialogues. All bind
+//! 127.0.0.1:0 (or a socket in a temporary directory); each stops when dropped.
 
 #![allow(dead_code)]
 
@@ -793,4 +794,166 @@ pub fn unanswering() -> (SocketAddr, std::net::TcpListener, Vec<std::net::TcpStr
         }
     }
     (addr, listener, held)
+}
+
+// ---- unix sockets and scripted dialogues (the unix prober, upstream's example.yml) ----
+
+/// A server on a unix domain socket in a fresh temporary directory; the task is aborted and
+/// the directory removed when dropped.
+pub struct UnixServer {
+    /// The socket's path.
+    pub path: std::path::PathBuf,
+    task: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl UnixServer {
+    /// The socket's path, as a prober target.
+    pub fn target(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for UnixServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Accepts connections on a unix socket and runs `handle` on each.
+pub async fn unix_server<F, Fut>(handle: F) -> UnixServer
+where
+    F: Fn(tokio::net::UnixStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("probe.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind unix socket");
+    let task = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(handle(s));
+        }
+    });
+    UnixServer {
+        path,
+        task,
+        _dir: dir,
+    }
+}
+
+/// Answers each `PING` line with `PONG` until the client leaves (upstream's `unix_socket_ping`
+/// example), over TLS when `cert` is given.
+pub async fn unix_ping(cert: Option<&Cert>) -> UnixServer {
+    let acceptor = cert.map(|c| tokio_rustls::TlsAcceptor::from(c.server.clone()));
+    unix_server(move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            match acceptor {
+                None => ping_pong(s).await,
+                Some(a) => {
+                    if let Ok(tls) = a.accept(s).await {
+                        ping_pong(tls).await;
+                    }
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// The PING / PONG dialogue of [`unix_ping`].
+async fn ping_pong<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: S) {
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while matches!(r.read_line(&mut line).await, Ok(n) if n > 0) {
+        if line.trim_end() == "PING" && r.get_mut().write_all(b"PONG\n").await.is_err() {
+            return;
+        }
+        let _ = r.get_mut().flush().await;
+        line.clear();
+    }
+}
+
+/// A socket path in a fresh temporary directory where nothing listens: the socket file stays
+/// after its listener is closed (a connect is refused).
+pub fn stale_unix_socket() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("bind unix socket"));
+    let target = path.to_string_lossy().into_owned();
+    (dir, target)
+}
+
+/// One step of a [`scripted`] server.
+#[derive(Debug, Clone, Copy)]
+pub enum Say {
+    /// Send these bytes.
+    Send(&'static [u8]),
+    /// Read one line (whatever it holds).
+    Line,
+    /// Read exactly this many bytes.
+    Bytes(usize),
+    /// Switch to TLS (as the first step: TLS from the first byte).
+    Tls,
+}
+
+/// A TCP server that plays `script` on each connection (TLS steps with `cert`), then reads
+/// until the client leaves.
+pub async fn scripted(script: &'static [Say], cert: Option<&Cert>) -> Server {
+    let acceptor = cert.map(|c| tokio_rustls::TlsAcceptor::from(c.server.clone()));
+    tcp_server(move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            let mut conn: Box<dyn Stream> = Box::new(s);
+            for say in script {
+                conn = match play(conn, *say, acceptor.as_ref()).await {
+                    Some(c) => c,
+                    None => return,
+                };
+            }
+            let _ = conn.flush().await;
+            let mut sink = [0u8; 1024];
+            while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+    })
+    .await
+}
+
+/// A byte stream, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// One step of [`scripted`]; `None` when the connection is over.
+async fn play(
+    mut conn: Box<dyn Stream>,
+    say: Say,
+    acceptor: Option<&tokio_rustls::TlsAcceptor>,
+) -> Option<Box<dyn Stream>> {
+    match say {
+        Say::Send(b) => {
+            conn.write_all(b).await.ok()?;
+            conn.flush().await.ok()?;
+        }
+        Say::Line => {
+            // Byte by byte, so that nothing after the line is read ahead (a STARTTLS follows).
+            let mut b = [0u8; 1];
+            loop {
+                conn.read_exact(&mut b).await.ok()?;
+                if b[0] == b'\n' {
+                    break;
+                }
+            }
+        }
+        Say::Bytes(n) => {
+            let mut got = vec![0u8; n];
+            conn.read_exact(&mut got).await.ok()?;
+        }
+        Say::Tls => {
+            let tls = acceptor
+                .expect("a TLS step needs a certificate")
+                .accept(conn);
+            return Some(Box::new(tls.await.ok()?));
+        }
+    }
+    Some(conn)
 }

@@ -5,10 +5,12 @@
 #[path = "../blackbox_servers/mod.rs"]
 mod blackbox_servers;
 mod dns_tests;
+mod example_tests;
 mod grpc_tests;
 mod http_tests;
 mod icmp_tests;
 mod tcp_tests;
+mod unix_tests;
 
 use std::time::Duration;
 
@@ -40,9 +42,10 @@ fn unresolvable() -> String {
     format!("{}.invalid", "x".repeat(64))
 }
 
-/// A module from its blackbox.yml section (checked with `validate`).
+/// A module from its blackbox.yml section (checked with `validate`), read as a config is.
 fn module<M: DeserializeOwned>(yaml: &str) -> M {
-    serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("module YAML `{yaml}`: {e}"))
+    serde_saphyr::from_str_with_options(yaml, tcp::Payload::yaml_options())
+        .unwrap_or_else(|e| panic!("module YAML `{yaml}`: {e}"))
 }
 
 /// The rendered metrics, for failure messages.
