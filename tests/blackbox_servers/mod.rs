@@ -957,3 +957,101 @@ async fn play(
     }
     Some(conn)
 }
+
+/// A request as [`http_site`] saw it.
+#[derive(Debug, Clone, Default)]
+pub struct SeenRequest {
+    /// The request line (`GET / HTTP/1.1`).
+    pub line: String,
+    /// The header lines, as sent.
+    pub headers: Vec<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// An HTTP/1.1 server on 127.0.0.1:0 for upstream's example http modules, one request per
+/// connection, every request kept in `seen`:
+///
+/// - `/token` — an OAuth2 token (`{"access_token": ...}`)
+/// - `/json` — `{"foo": "bar", "baz": "qux"}`
+/// - `/gzip` — a gzip-encoded body (`Content-Encoding: gzip`)
+/// - anything else (also in a proxy's absolute form) — `Download the latest version here`, with
+///   `Access-Control-Allow-Origin: *`
+pub async fn http_site(seen: Arc<std::sync::Mutex<Vec<SeenRequest>>>) -> Server {
+    tcp_server(move |s| {
+        let seen = seen.clone();
+        async move {
+            let mut r = BufReader::new(s);
+            let Some(req) = read_request(&mut r).await else {
+                return;
+            };
+            let path = req.line.split(' ').nth(1).unwrap_or("/").to_string();
+            let path = path.rsplit_once("://").map_or(path.as_str(), |(_, rest)| {
+                rest.find('/').map_or("/", |i| &rest[i..])
+            });
+            let (headers, body): (&str, Vec<u8>) = match path {
+                "/token" => (
+                    "Content-Type: application/json\r\n",
+                    br#"{"access_token":"t0ken","token_type":"Bearer","expires_in":3600}"#.to_vec(),
+                ),
+                "/json" => (
+                    "Content-Type: application/json\r\n",
+                    br#"{"foo": "bar", "baz": "qux"}"#.to_vec(),
+                ),
+                "/gzip" => ("Content-Encoding: gzip\r\n", gzip(b"compressed hello")),
+                _ => (
+                    "Access-Control-Allow-Origin: *\r\n",
+                    b"Download the latest version here".to_vec(),
+                ),
+            };
+            seen.lock().expect("requests").push(req);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = r.get_mut().write_all(head.as_bytes()).await;
+            let _ = r.get_mut().write_all(&body).await;
+            let _ = r.get_mut().shutdown().await;
+        }
+    })
+    .await
+}
+
+/// Reads a request head and its `Content-Length` body.
+async fn read_request(r: &mut BufReader<TcpStream>) -> Option<SeenRequest> {
+    let mut req = SeenRequest::default();
+    let mut line = String::new();
+    r.read_line(&mut line).await.ok()?;
+    req.line = line.trim_end().to_string();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let h = line.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        req.headers.push(h.to_string());
+    }
+    let len = req
+        .headers
+        .iter()
+        .find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    req.body = vec![0u8; len];
+    r.read_exact(&mut req.body).await.ok()?;
+    Some(req)
+}
+
+/// `data`, gzip-compressed.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("compress");
+    e.finish().expect("compress")
+}

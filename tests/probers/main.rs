@@ -1,4 +1,4 @@
-//! The tcp, dns, icmp and grpc probers against in-test loopback servers: metric names, label
+//! The tcp, dns, icmp, grpc and unix probers against in-test loopback servers: metric names, label
 //! sets and values as blackbox_exporter reports them, every failure mode, and bad input. One
 //! file per prober kind; this one holds the shared helpers, the module config and bad input.
 
