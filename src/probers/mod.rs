@@ -5,7 +5,7 @@
 //!
 //! - this file — what every prober shares: [`Output`] (the metrics of one probe, rendered in
 //!   the exposition format), [`Ctx`] (target, deadline, debug log), [`IpProtocol`] and
-//!   [`resolve`] (`preferred_ip_protocol` / `ip_protocol_fallback`, `probe_dns_lookup_time_seconds`,
+//!   [`lookup`] (`preferred_ip_protocol` / `ip_protocol_fallback`, `probe_dns_lookup_time_seconds`,
 //!   `probe_ip_protocol`, `probe_ip_addr_hash`), and [`TlsConfig`] (`tls_config`).
 //! - `client_cert` — `tls_config.cert_file` / `key_file`: the client certificate of mutual TLS,
 //!   reloaded when its files change.

@@ -465,7 +465,7 @@ async fn every_module_of_the_upstream_example_loads_and_probes() {
     assert_eq!(plan.len(), MODULES.len());
     let mut wrong = Vec::new();
     for (name, (target, want)) in &plan {
-        let m = config.modules.get(*name).expect("module in the config");
+        let m = config.modules.get(name).expect("module in the config");
         let p = endpoint::run(m, target.clone(), None, T, true).await;
         let got = match &p.result {
             Result::Ok(()) => Want::Ok,

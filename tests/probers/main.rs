@@ -1,6 +1,7 @@
-//! The tcp, dns, icmp, grpc and unix probers against in-test loopback servers: metric names, label
-//! sets and values as blackbox_exporter reports them, every failure mode, and bad input. One
-//! file per prober kind; this one holds the shared helpers, the module config and bad input.
+//! The tcp, dns, icmp, grpc and unix probers against in-test loopback servers: metric names,
+//! label sets and values as blackbox_exporter reports them, every failure mode, and bad input.
+//! One file per prober kind, and one for upstream's example.yml; this one holds the shared
+//! helpers, the module config and bad input.
 
 #[path = "../blackbox_servers/mod.rs"]
 mod blackbox_servers;
