@@ -252,7 +252,9 @@ fn main() {
         });
         spec.interval = o.interval;
         spec.timeout = timeout;
-        spec.keep_alive = o.keep_alive;
+        if let Some(h) = spec.http_mut() {
+            h.keep_alive = o.keep_alive;
+        }
         targets.push(Arc::new(spec));
     }
     let warmup = o

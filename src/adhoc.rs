@@ -1,14 +1,21 @@
 //! An ad-hoc probe: what `watchfire probe` and `watchfire verify --target` know about one URL,
 //! as plain data (no command-line parsing here), and the [`TargetSpec`] it builds. The command
-//! line fills [`AdhocProbe`] from its flags; `verify` fills it from its own. Also the default
-//! config location, which `run`, `check` and `verify --name` share.
+//! line fills [`AdhocProbe`] from its flags; `verify` fills it from its own. A module target
+//! (`watchfire probe --module NAME TARGET`) is built by [`module_target`]. [`OneProber`] probes
+//! either kind of target outside the scheduler (`probe`, `verify`). Also the default config
+//! location, which `run`, `check` and `verify --name` share.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use tokio::time::Instant;
 
-use crate::config::{self, TargetSpec};
+use crate::blackbox::config::{Module, Modules};
+use crate::config::{self, Check, HttpCheck, TargetSpec};
+use crate::probe::Outcome;
+use crate::probers::native::HttpProber;
 
 /// Default config location.
 pub const DEFAULT_CONFIG: &str = "probes/";
@@ -89,12 +96,34 @@ pub enum AdhocError {
     /// `--expect-body` is not a regular expression.
     #[error("--expect-body: invalid regular expression: {0}")]
     ExpectBody(regex::Error),
+    /// `--module` names no module of the config.
+    #[error("--module {name}: no such module in the config (it has: {known})")]
+    NoModule {
+        /// The name given.
+        name: String,
+        /// The modules the config has, comma-separated.
+        known: String,
+    },
+    /// The target is not one the module's prober can probe.
+    #[error(
+        "target `{target}`: the {prober} prober of module `{module}` cannot probe it: {reason}"
+    )]
+    ModuleTarget {
+        /// The target given.
+        target: String,
+        /// The module.
+        module: String,
+        /// The module's prober kind.
+        prober: &'static str,
+        /// Why not.
+        reason: String,
+    },
 }
 
 impl AdhocProbe {
     /// The one-off target (named `probe`) these options describe.
     pub fn target_spec(&self) -> Result<TargetSpec, AdhocError> {
-        let mut spec = TargetSpec::new("probe", &self.url).map_err(|e| AdhocError::Url {
+        let mut spec = HttpCheck::new(&self.url).map_err(|e| AdhocError::Url {
             url: self.url.clone(),
             reason: e.to_string(),
         })?;
@@ -115,8 +144,6 @@ impl AdhocProbe {
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
         }
-        spec.timeout = self.timeout;
-        spec.interval = self.timeout * 2;
         if !self.expect_status.is_empty() {
             spec.expect.status = expect_status(&self.expect_status)?;
         }
@@ -132,7 +159,104 @@ impl AdhocProbe {
         spec.body_limit = usize::try_from(self.body_limit)
             .unwrap_or(usize::MAX)
             .max(1);
-        Ok(spec)
+        let mut target = TargetSpec::with_check("probe", Check::Http(spec));
+        target.timeout = self.timeout;
+        target.interval = self.timeout * 2;
+        Ok(target)
+    }
+}
+
+/// The one-off target (named `probe`) that probes `target` with the module `module` of
+/// `modules`, bounded by `timeout` (and by the module's own `timeout`, when shorter).
+pub fn module_target(
+    modules: &Modules,
+    module: &str,
+    target: &str,
+    timeout: Duration,
+) -> Result<TargetSpec, AdhocError> {
+    let Some(m) = modules.get(module) else {
+        return Err(AdhocError::NoModule {
+            name: module.to_string(),
+            known: modules
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    crate::blackbox::endpoint::check_target(m.prober, target).map_err(|reason| {
+        AdhocError::ModuleTarget {
+            target: target.to_string(),
+            module: module.to_string(),
+            prober: m.prober.as_str(),
+            reason,
+        }
+    })?;
+    let check = Check::Module {
+        module: module.to_string(),
+        target: target.to_string(),
+    };
+    let mut spec = TargetSpec::with_check("probe", check);
+    spec.timeout = timeout;
+    spec.interval = timeout * 2;
+    Ok(spec)
+}
+
+/// Probes one target outside the scheduler (`watchfire probe`, `watchfire verify`): the native
+/// HTTP prober, or the target's blackbox module.
+// One per probed target, made once: boxing the larger variant would save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum OneProber {
+    /// A native HTTP check.
+    Native(HttpProber),
+    /// A module target.
+    Module {
+        /// The module.
+        module: Arc<Module>,
+        /// What it probes.
+        target: String,
+        /// Bound on one probe.
+        timeout: Duration,
+    },
+}
+
+impl OneProber {
+    /// The prober for `spec`, its module (if any) taken from `modules`.
+    pub fn new(spec: &TargetSpec, modules: &Modules) -> Result<OneProber, String> {
+        match &spec.check {
+            Check::Http(h) => Ok(OneProber::Native(HttpProber::new(
+                Arc::new(h.clone()),
+                spec.timeout,
+            )?)),
+            Check::Module { module, target } => {
+                let m = modules
+                    .get(module)
+                    .ok_or_else(|| format!("no module named `{module}` is configured"))?;
+                Ok(OneProber::Module {
+                    module: m.clone(),
+                    target: target.clone(),
+                    timeout: spec.timeout,
+                })
+            }
+        }
+    }
+
+    /// Runs one probe now; `planned` is when it was meant to start.
+    pub async fn probe(&self, planned: Instant) -> Outcome {
+        match self {
+            OneProber::Native(p) => p.probe(planned).await,
+            OneProber::Module {
+                module,
+                target,
+                timeout,
+            } => {
+                Box::pin(crate::blackbox::endpoint::scheduled(
+                    module, target, *timeout, planned,
+                ))
+                .await
+            }
+        }
     }
 }
 
@@ -168,7 +292,8 @@ fn expect_status(values: &[String]) -> Result<Vec<(u16, u16)>, AdhocError> {
                 .join("; "),
         )
     })?;
-    Ok(c.targets[0].expect.status.clone())
+    let expect = c.targets[0].http().map(|h| h.expect.status.clone());
+    Ok(expect.expect("a target with a url and no module is a native HTTP check"))
 }
 
 /// One `path=value` JSON expectation: the path's keys and the value.
@@ -218,6 +343,8 @@ mod tests {
         .target_spec()
         .expect("valid flags");
         assert_eq!(spec.name, "probe");
+        assert_eq!(spec.interval, Duration::from_secs(10));
+        let spec = spec.http().expect("a native check").clone();
         assert_eq!(spec.method, http::Method::GET);
         assert_eq!(&spec.body[..], br#"{"a":1}"#);
         assert_eq!(spec.headers[CONTENT_TYPE], "application/json");
@@ -230,7 +357,6 @@ mod tests {
                 serde_json::Value::Bool(true)
             )]
         );
-        assert_eq!(spec.interval, Duration::from_secs(10));
     }
 
     #[test]

@@ -14,9 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::adhoc::{AdhocProbe, DEFAULT_CONFIG};
-use crate::config::{self, parse_duration, parse_size};
-use crate::probe::http::HttpProber;
+use crate::adhoc::{AdhocProbe, OneProber, DEFAULT_CONFIG};
+use crate::config::{self, parse_duration, parse_size, TargetSpec};
 use crate::probe::Phases;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, AppState};
@@ -47,7 +46,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate a config: list every error, exit non-zero if there is any.
     Check(CheckArgs),
-    /// Probe one URL now and print phase timings and the verdict (exit 0 on success).
+    /// Probe one URL (or, with --module, one module target) now and print phase timings and the
+    /// verdict (exit 0 on success).
     Probe(ProbeArgs),
     /// Run a simulated inference gateway with switchable faults.
     Sim(SimArgs),
@@ -127,8 +127,17 @@ pub fn parse_offset(s: &str) -> Result<Duration, String> {
 /// `watchfire probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The URL to probe (http:// or https://).
+    /// The URL to probe (http:// or https://); with --module, the module's target in its
+    /// prober's syntax (`host:port` for tcp and grpc, a host for icmp and dns, a URL for http).
     pub url: String,
+    /// Probe with this module of the config's `modules:` (any prober kind) instead of the native
+    /// HTTP prober; the request and the checks are the module's.
+    #[arg(long, conflicts_with_all = ["method", "headers", "body", "json", "expect_status",
+        "expect_json", "expect_body", "max_latency", "insecure", "ca_file", "body_limit"])]
+    pub module: Option<String>,
+    /// The config whose `modules:` --module names (default probes/).
+    #[arg(long, alias = "config.file", requires = "module")]
+    pub config: Option<PathBuf>,
     /// HTTP method.
     #[arg(short = 'X', long, default_value = "GET")]
     pub method: String,
@@ -346,54 +355,86 @@ fn check(a: CheckArgs) -> ExitCode {
 }
 
 async fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
-    let spec = Arc::new(a.adhoc().target_spec()?);
-    let prober = HttpProber::new(spec.clone()).map_err(anyhow::Error::msg)?;
+    let (spec, modules) = match &a.module {
+        None => (
+            a.adhoc().target_spec()?,
+            crate::blackbox::config::Modules::default(),
+        ),
+        Some(m) => {
+            let path = a.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
+            let cfg = runtime_load(&path).await.map_err(|errs| {
+                anyhow::anyhow!("{errs}\nthe config {} has errors", path.display())
+            })?;
+            let spec = crate::adhoc::module_target(&cfg.modules, m, &a.url, a.timeout)?;
+            (spec, cfg.modules)
+        }
+    };
+    let prober = OneProber::new(&spec, &modules).map_err(anyhow::Error::msg)?;
     let o = prober.probe(tokio::time::Instant::now()).await;
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     match a.format {
-        OutputFormat::Text => {
-            println!("url:          {}", spec.url);
-            for (name, d) in Phases::NAMES.iter().zip(o.phases.as_array()) {
-                println!("{:<13} {:>9.3} ms", format!("{name}:"), ms(d));
-            }
-            println!("{:<13} {:>9.3} ms", "total:", ms(o.latency()));
-            match o.status {
-                Some(s) => println!("status:       {s}"),
-                None => println!("status:       -"),
-            }
-            println!("body bytes:   {}", o.body_bytes);
-            match &o.result {
-                Ok(()) => println!("result:       success"),
-                Err(r) => println!(
-                    "result:       FAILED ({r}): {}",
-                    o.detail.as_deref().unwrap_or("")
-                ),
-            }
-        }
-        OutputFormat::Json => {
-            let phases: serde_json::Map<String, serde_json::Value> = Phases::NAMES
-                .iter()
-                .zip(o.phases.as_array())
-                .map(|(n, d)| (n.to_string(), serde_json::json!(d.as_secs_f64())))
-                .collect();
-            let v = serde_json::json!({
-                "url": spec.url.full,
-                "success": o.ok(),
-                "result": o.result.err().map(|r| r.as_str()).unwrap_or("success"),
-                "detail": o.detail,
-                "status": o.status,
-                "body_bytes": o.body_bytes,
-                "duration_seconds": o.latency().as_secs_f64(),
-                "phases_seconds": phases,
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
+        OutputFormat::Text => print_text(&spec, &o),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&spec, &o))?),
     }
     Ok(if o.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `probe`'s text output: what was probed, the phases (like `curl -w`), the verdict.
+fn print_text(spec: &TargetSpec, o: &crate::probe::Outcome) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    match spec.module() {
+        None => println!("url:          {}", spec.target_text()),
+        Some(m) => {
+            println!("module:       {m}");
+            println!("target:       {}", spec.target_text());
+        }
+    }
+    for (name, d) in Phases::NAMES.iter().zip(o.phases.as_array()) {
+        println!("{:<13} {:>9.3} ms", format!("{name}:"), ms(d));
+    }
+    println!("{:<13} {:>9.3} ms", "total:", ms(o.latency()));
+    match o.status {
+        Some(s) => println!("status:       {s}"),
+        None => println!("status:       -"),
+    }
+    println!("body bytes:   {}", o.body_bytes);
+    match &o.result {
+        Ok(()) => println!("result:       success"),
+        Err(r) => println!(
+            "result:       FAILED ({r}): {}",
+            o.detail.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// `probe --format json`: one object; `url` for a native check, `module` and `target` for a
+/// module target.
+fn json(spec: &TargetSpec, o: &crate::probe::Outcome) -> serde_json::Value {
+    let phases: serde_json::Map<String, serde_json::Value> = Phases::NAMES
+        .iter()
+        .zip(o.phases.as_array())
+        .map(|(n, d)| (n.to_string(), serde_json::json!(d.as_secs_f64())))
+        .collect();
+    let mut v = serde_json::json!({
+        "success": o.ok(),
+        "result": o.result.err().map(|r| r.as_str()).unwrap_or("success"),
+        "detail": o.detail,
+        "status": o.status,
+        "body_bytes": o.body_bytes,
+        "duration_seconds": o.latency().as_secs_f64(),
+        "phases_seconds": phases,
+    });
+    match spec.module() {
+        None => v["url"] = spec.target_text().into(),
+        Some(m) => {
+            v["module"] = m.into();
+            v["target"] = spec.target_text().into();
+        }
+    }
+    v
 }
 
 async fn sim(a: SimArgs) -> anyhow::Result<ExitCode> {

@@ -26,7 +26,7 @@
 //! - **probers** — [`probers`]: every probe kind, each with its options compiled at load, a
 //!   `probe()` that fills in typed facts and returns `Result<(), Fail>`, and a view that renders
 //!   blackbox_exporter's families from those facts (http, tcp, dns, icmp, grpc), plus watchfire's
-//!   own HTTP prober.
+//!   own HTTP prober ([`probers::native`]).
 //! - **features**
 //!   - [`config`] — YAML files (a file or a directory of `*.yaml`) parsed once into checked
 //!     types; every error names file, line and field.
@@ -44,7 +44,8 @@
 //! - **app**
 //!   - [`cli`] — the command line (clap): `run`, `check`, `probe`, `verify`, `impact`, `sim`,
 //!     `demo`.
-//!   - [`adhoc`] — the one-off probe of `watchfire probe` as plain data.
+//!   - [`adhoc`] — the one-off probe of `watchfire probe` as plain data, and the prober of one
+//!     target (native or module) that `probe` and `verify` run outside the scheduler.
 //!   - [`server`] — the HTTP server: `/metrics` (composed from each subsystem's collector),
 //!     `/probe`, `/api/v1/targets`, `/-/healthy`, `/-/ready`, `/-/reload`.
 //!   - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.

@@ -17,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::{self, Config, TargetSpec};
+use crate::config::{self, Check, Config, TargetSpec};
 use crate::diag::{ConfigError, ConfigErrors};
 use crate::failover::{self, Group};
-use crate::probe::http::HttpProber;
-use crate::probe::{Outcome, Reason};
+use crate::probe::{Fail, Outcome, Reason};
+use crate::probers::native::HttpProber;
 use crate::record::{Hdr, TargetStats};
 use crate::schedule::{self, Job, SchedulerHandle};
 use crate::state::{Health, Thresholds, TransitionEvent};
@@ -50,8 +50,10 @@ fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Result<Vec<Han
 pub struct Target {
     /// The checked spec.
     pub spec: Arc<TargetSpec>,
-    prober: HttpProber,
-    /// The blackbox module (`module:`) the probe runs instead, kept current across reloads.
+    /// The native HTTP prober, for a [`Check::Http`] target.
+    prober: Option<HttpProber>,
+    /// The blackbox module of a [`Check::Module`] target, looked up again on every reload (a
+    /// changed module keeps the target's state).
     module: Mutex<Option<Arc<crate::blackbox::config::Module>>>,
     /// Recorded state; locked briefly by the probe that ends and by scrapes.
     pub stats: Mutex<TargetStats>,
@@ -167,8 +169,12 @@ impl Target {
     fn new(spec: Arc<TargetSpec>, shared: Arc<Shared>) -> Result<Target, String> {
         let lane =
             (crate::schedule::fnv1a(spec.name.as_bytes()) >> 32) as usize % shared.lanes.len();
+        let prober = match &spec.check {
+            Check::Http(h) => Some(HttpProber::new(Arc::new(h.clone()), spec.timeout)?),
+            Check::Module { .. } => None,
+        };
         Ok(Target {
-            prober: HttpProber::new(spec.clone())?,
+            prober,
             module: Mutex::new(None),
             spec,
             stats: Mutex::new(TargetStats::default()),
@@ -187,23 +193,35 @@ impl Target {
 
     /// Runs one probe planned for `planned`, records it, announces a transition.
     pub async fn probe_and_record(&self, planned: Instant) -> Outcome {
-        let module = self.module.lock().expect("module lock poisoned").clone();
-        let outcome = match module {
-            // Boxed: a module probe's state (any prober: HTTP/2, gRPC, DNS...) is far larger
-            // than the plain HTTP probe's, and inline it would size every probe's future.
-            Some(m) => {
-                Box::pin(crate::blackbox::endpoint::scheduled(
-                    &m,
-                    &self.spec.url.full,
-                    self.spec.timeout,
-                    planned,
-                ))
-                .await
+        let outcome = match &self.prober {
+            Some(p) => p.probe(planned).await,
+            // A module target: what it probes is the module's target.
+            None => {
+                let module = self.module();
+                match module {
+                    // Boxed: a module probe's state (any prober: HTTP/2, gRPC, DNS...) is far
+                    // larger than the plain HTTP probe's, and inline it would size every
+                    // probe's future.
+                    Some(m) => {
+                        Box::pin(crate::blackbox::endpoint::scheduled(
+                            &m,
+                            self.spec.target_text(),
+                            self.spec.timeout,
+                            planned,
+                        ))
+                        .await
+                    }
+                    None => not_probed(planned, "the module is not configured"),
+                }
             }
-            None => self.prober.probe(planned).await,
         };
         self.record(&outcome);
         outcome
+    }
+
+    /// The blackbox module a module target is probed with (as of the last reload).
+    pub fn module(&self) -> Option<Arc<crate::blackbox::config::Module>> {
+        self.module.lock().expect("module lock poisoned").clone()
     }
 
     /// Takes the target down at once on outside evidence (the failover proxy could not reach
@@ -267,6 +285,24 @@ impl Target {
         } else if let Err(r) = outcome.result {
             debug!(target = %self.spec.name, reason = r.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "probe failed");
         }
+    }
+}
+
+/// The outcome of a probe that could not start (a checked config never gets here: every module
+/// target's module exists).
+fn not_probed(planned: Instant, why: &str) -> Outcome {
+    let now = Instant::now();
+    let f = Fail::new(Reason::Setup, why);
+    Outcome {
+        planned,
+        started: now,
+        finished: now,
+        phases: Default::default(),
+        status: None,
+        body_bytes: 0,
+        result: Err(f.reason),
+        detail: Some(f.detail),
+        reused_connection: false,
     }
 }
 
@@ -520,11 +556,7 @@ impl Runtime {
         }
         let removed = old.len() + added - next.len();
         for t in &next {
-            let m = t
-                .spec
-                .module
-                .as_ref()
-                .and_then(|n| config.modules.get(n).cloned());
+            let m = t.spec.module().and_then(|n| config.modules.get(n).cloned());
             *t.module.lock().expect("module lock poisoned") = m;
         }
         let next = Arc::new(next);

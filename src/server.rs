@@ -202,8 +202,10 @@ fn failover_action(state: &AppState, path: &str, query: Option<&str>) -> Respons
 pub struct TargetJson {
     /// Name.
     pub name: String,
-    /// URL.
+    /// What is probed: the URL, or a module target's target (`host:port` for tcp...).
     pub url: String,
+    /// The same as `url`, under the name that fits every prober kind.
+    pub target: String,
     /// User labels.
     pub labels: std::collections::BTreeMap<String, String>,
     /// `unknown`, `up` or `down`.
@@ -240,8 +242,10 @@ pub struct TargetJson {
     pub interval: String,
     /// Timeout, humantime.
     pub timeout: String,
-    /// The blackbox module whose checks the probe also runs.
+    /// The blackbox module that probes the target (`module:`); null for the native HTTP prober.
     pub module: Option<String>,
+    /// The module's prober kind (`http`, `tcp`, `dns`, `icmp`, `grpc`); null without a module.
+    pub prober: Option<&'static str>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -258,7 +262,8 @@ pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
             let q = |h: &crate::record::Hdr, q: f64| h.quantile(q).map(|d| d.as_secs_f64());
             TargetJson {
                 name: t.spec.name.clone(),
-                url: t.spec.url.full.clone(),
+                url: t.spec.target_text().to_string(),
+                target: t.spec.target_text().to_string(),
                 labels: t.spec.labels.clone(),
                 state: s.state.health.as_str(),
                 last_success: probed.then_some(s.last.ok),
@@ -277,7 +282,8 @@ pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
                 last_transition: s.last_transition.map(rfc3339),
                 interval: humantime::format_duration(t.spec.interval).to_string(),
                 timeout: humantime::format_duration(t.spec.timeout).to_string(),
-                module: t.spec.module.clone(),
+                module: t.spec.module().map(str::to_string),
+                prober: t.module().map(|m| m.prober.as_str()),
             }
         })
         .collect()

@@ -89,7 +89,7 @@ fn modules_sit_beside_targets_failover_and_defaults() {
         "defaults:\n  interval: 10s\ntargets:\n  - name: api\n    url: http://127.0.0.1:1/health\n    module: strict\nmodules:\n  strict:\n    prober: http\n    timeout: 3s\n    http:\n      valid_status_codes: [200]\n      fail_if_not_ssl: false\n  ping:\n    prober: icmp\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.targets[0].module.as_deref(), Some("strict"));
+    assert_eq!(c.targets[0].module(), Some("strict"));
     let m = c.modules.get("strict").expect("module");
     assert_eq!(m.timeout, Some(Duration::from_secs(3)));
     assert_eq!(m.http.valid_status_codes, vec![200]);
@@ -123,7 +123,7 @@ fn module_mistakes_are_config_errors_naming_the_field() {
         "blackbox.yml",
         r#"modules:
   a:
-    prober: websocket
+    prober: smtp
   b:
     http: {}
   c:
@@ -161,7 +161,7 @@ fn module_mistakes_are_config_errors_naming_the_field() {
       tls_config: {ca_file: /etc/hostname}
 "#,
     );
-    has_error(&errs, 3, "modules.a.prober", "unknown prober `websocket`");
+    has_error(&errs, 3, "modules.a.prober", "unknown prober `smtp`");
     has_error(&errs, 5, "modules.b.prober", "missing");
     has_error(&errs, 8, "modules.c.timeout", "not a duration");
     has_error(

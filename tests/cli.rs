@@ -177,6 +177,73 @@ async fn probe_prints_phases_and_exits_by_verdict() {
     gw.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_with_a_tcp_module_prints_the_verdict_and_exits_by_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepting = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("m.yaml");
+    std::fs::write(&cfg, "modules:\n  tcp_connect:\n    prober: tcp\n").unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let target = addr.to_string();
+    let run = |format: &'static str| {
+        let (cfg, target) = (cfg.clone(), target.clone());
+        async move {
+            let args = [
+                "probe",
+                "--module",
+                "tcp_connect",
+                &target,
+                "--config",
+                &cfg,
+            ];
+            tokio::process::Command::new(BIN)
+                .args(args)
+                .args(["--format", format])
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = run("json").await;
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
+    assert_eq!(v["result"], "success");
+    assert_eq!(v["module"], "tcp_connect");
+    assert_eq!(v["target"], target.as_str());
+    assert!(v["phases_seconds"]["connect"].is_number(), "{v}");
+
+    accepting.abort();
+    let _ = accepting.await;
+    let refused = run("text").await;
+    assert_eq!(refused.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        text.contains("module:       tcp_connect") && text.contains("FAILED (refused)"),
+        "{text}"
+    );
+
+    // A module the config does not have is a usage error naming it.
+    let usage = tokio::process::Command::new(BIN)
+        .args(["probe", "--module", "nope", &target, "--config", &cfg])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("--module nope"));
+}
+
 #[test]
 fn demo_runs_to_completion_and_shows_detection() {
     let out = Command::new(BIN).arg("demo").output().expect("demo runs");

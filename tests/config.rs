@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::Method;
 use tempfile::TempDir;
-use watchfire::config::{load, load_str, Config, DEFAULT_BODY_LIMIT};
+use watchfire::config::{load, load_str, Check, Config, HttpCheck, TargetSpec, DEFAULT_BODY_LIMIT};
 use watchfire::diag::ConfigError;
 
 /// Writes `text` as `dir/name` and returns the path.
@@ -36,6 +36,11 @@ fn bad_file(text: &str) -> (TempDir, PathBuf, Vec<ConfigError>) {
     let path = write(dir.path(), "bad.yaml", text);
     let errs = errors(&path);
     (dir, path, errs)
+}
+
+/// The native HTTP check of a target written with `url:` and no `module:`.
+fn http(t: &TargetSpec) -> &HttpCheck {
+    t.http().expect("a native HTTP check")
 }
 
 /// Loads a config that must be valid.
@@ -469,7 +474,7 @@ fn bad_method_is_rejected() {
     );
     // Lower case is fine and normalised.
     let c = good("targets:\n  - name: p\n    url: http://127.0.0.1/\n    method: post\n");
-    assert_eq!(c.targets[0].method, Method::POST);
+    assert_eq!(http(&c.targets[0]).method, Method::POST);
 }
 
 #[test]
@@ -704,20 +709,26 @@ fn the_shipped_probes_directory_loads() {
         Some("127.0.0.1:8080".parse().expect("addr"))
     );
     let check1 = &c.targets[3];
-    assert_eq!(check1.url.full, "http://127.0.0.1:8001/health");
+    assert_eq!(http(check1).url.full, "http://127.0.0.1:8001/health");
     assert_eq!(check1.interval, Duration::from_millis(500));
     assert_eq!(check1.timeout, Duration::from_millis(300));
     let predict = &c.targets[1];
-    assert_eq!(predict.method, Method::POST);
+    assert_eq!(http(predict).method, Method::POST);
     assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&predict.body).expect("JSON body"),
+        serde_json::from_slice::<serde_json::Value>(&http(predict).body).expect("JSON body"),
         serde_json::json!({ "data": [[1, 2, 3, 4]] })
     );
     assert_eq!(
-        predict.headers.get("content-type").map(|v| v.as_bytes()),
+        http(predict)
+            .headers
+            .get("content-type")
+            .map(|v| v.as_bytes()),
         Some(&b"application/json"[..])
     );
-    assert_eq!(predict.expect.max_latency, Some(Duration::from_millis(500)));
+    assert_eq!(
+        http(predict).expect.max_latency,
+        Some(Duration::from_millis(500))
+    );
     assert_eq!(
         c.targets[0].labels.get("service").map(String::as_str),
         Some("inference-gateway")
@@ -760,27 +771,27 @@ fn defaults_apply_and_target_overrides_win() {
     assert_eq!(a.name, "inherits");
     assert_eq!(a.interval, Duration::from_secs(30));
     assert_eq!(a.timeout, Duration::from_secs(3));
-    assert!(a.keep_alive);
-    assert_eq!(a.body_limit, 64 * 1024);
+    assert!(http(a).keep_alive);
+    assert_eq!(http(a).body_limit, 64 * 1024);
     assert_eq!(a.down_after, 5);
     assert_eq!(a.up_after, watchfire::config::DEFAULT_UP_AFTER);
-    assert_eq!(a.headers["authorization"], "Bearer token");
-    assert_eq!(a.headers["x-team"], "sre");
+    assert_eq!(http(a).headers["authorization"], "Bearer token");
+    assert_eq!(http(a).headers["x-team"], "sre");
     assert_eq!(a.labels.get("team").map(String::as_str), Some("sre"));
     assert_eq!(a.labels.get("env").map(String::as_str), Some("prod"));
     assert_eq!(a.origin.line, 14);
-    assert_eq!(a.method, Method::GET);
+    assert_eq!(http(a).method, Method::GET);
 
     let b = &c.targets[1];
     assert_eq!(b.interval, Duration::from_secs(10));
     assert_eq!(b.timeout, Duration::from_secs(1));
-    assert!(!b.keep_alive);
-    assert_eq!(b.body_limit, 1024);
+    assert!(!http(b).keep_alive);
+    assert_eq!(http(b).body_limit, 1024);
     assert_eq!(b.down_after, 2);
     assert_eq!(b.up_after, 4);
-    assert_eq!(b.headers["x-team"], "ml");
-    assert_eq!(b.headers.get_all("x-team").iter().count(), 1);
-    assert_eq!(b.headers["authorization"], "Bearer token");
+    assert_eq!(http(b).headers["x-team"], "ml");
+    assert_eq!(http(b).headers.get_all("x-team").iter().count(), 1);
+    assert_eq!(http(b).headers["authorization"], "Bearer token");
     assert_eq!(b.labels.get("env").map(String::as_str), Some("staging"));
     assert_eq!(b.labels.get("team").map(String::as_str), Some("sre"));
 
@@ -796,10 +807,10 @@ fn defaults_apply_and_target_overrides_win() {
     let p = &c.targets[0];
     assert_eq!(p.interval, watchfire::config::DEFAULT_INTERVAL);
     assert_eq!(p.timeout, watchfire::config::DEFAULT_TIMEOUT);
-    assert_eq!(p.body_limit, DEFAULT_BODY_LIMIT);
-    assert!(!p.keep_alive);
+    assert_eq!(http(p).body_limit, DEFAULT_BODY_LIMIT);
+    assert!(!http(p).keep_alive);
     assert!(p.labels.is_empty());
-    assert_eq!(p.expect.status, vec![(200, 299)]);
+    assert_eq!(http(p).expect.status, vec![(200, 299)]);
     assert!(c.targets[1].timeout < c.targets[1].interval);
 }
 
@@ -812,7 +823,7 @@ fn status_classes_and_ranges_parse() {
          \x20   expect:\n\
          \x20     status: [200, \"3xx\", \"400-404\", \"418\", \"5XX\"]\n",
     );
-    let e = &c.targets[0].expect;
+    let e = &http(&c.targets[0]).expect;
     assert_eq!(
         e.status,
         vec![(200, 200), (300, 399), (400, 404), (418, 418), (500, 599)]
@@ -953,4 +964,181 @@ fn cli_check_of_the_shipped_probes_exits_0() {
         stdout.contains("OK (4 targets, 1 failover groups"),
         "{stdout}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Module targets: `target:` with `module:`, any prober kind
+
+const TCP_MODULE: &str =
+    "modules:\n  tcp_connect:\n    prober: tcp\n  http_2xx:\n    prober: http\n";
+
+/// The one error whose field is `field`.
+#[track_caller]
+fn error_at<'a>(errs: &'a [ConfigError], field: &str) -> &'a ConfigError {
+    errs.iter()
+        .find(|e| e.field == field)
+        .unwrap_or_else(|| panic!("no error at {field}: {errs:#?}"))
+}
+
+#[test]
+fn a_module_target_of_any_kind_loads_as_a_module_check() {
+    let c = good(&format!(
+        "targets:\n\
+         \x20 - name: db\n\
+         \x20   module: tcp_connect\n\
+         \x20   target: 127.0.0.1:5432\n\
+         \x20 - name: api\n\
+         \x20   module: http_2xx\n\
+         \x20   url: http://127.0.0.1:8000/health\n\
+         {TCP_MODULE}"
+    ));
+    let db = &c.targets[0];
+    assert_eq!(
+        db.check,
+        Check::Module {
+            module: "tcp_connect".into(),
+            target: "127.0.0.1:5432".into()
+        }
+    );
+    assert_eq!(db.target_text(), "127.0.0.1:5432");
+    assert_eq!(db.module(), Some("tcp_connect"));
+    assert!(db.http().is_none());
+    assert_eq!(c.targets[1].module(), Some("http_2xx"));
+    assert_eq!(c.targets[1].target_text(), "http://127.0.0.1:8000/health");
+}
+
+#[test]
+fn each_field_a_module_makes_meaningless_is_an_error_naming_the_field_and_the_module() {
+    let (_d, path, errs) = bad_file(&format!(
+        "targets:\n\
+         \x20 - name: db\n\
+         \x20   module: tcp_connect\n\
+         \x20   target: 127.0.0.1:5432\n\
+         \x20   method: POST\n\
+         \x20   headers: {{ X-A: b }}\n\
+         \x20   body: hello\n\
+         \x20   expect: {{ status: [200] }}\n\
+         \x20   keep_alive: true\n\
+         \x20   tls: {{ insecure_skip_verify: true }}\n\
+         \x20   body_limit: 1KiB\n\
+         \x20 - name: api\n\
+         \x20   module: http_2xx\n\
+         \x20   url: http://127.0.0.1:8000/\n\
+         \x20   body_json: {{ a: 1 }}\n\
+         {TCP_MODULE}"
+    ));
+    let cases = [
+        ("targets[0].method", 5),
+        ("targets[0].headers", 6),
+        ("targets[0].body", 7),
+        ("targets[0].expect", 8),
+        ("targets[0].keep_alive", 9),
+        ("targets[0].tls", 10),
+        ("targets[0].body_limit", 11),
+    ];
+    for (field, line) in cases {
+        let key = field.rsplit('.').next().expect("a key");
+        let head = format!("`{key}` has no effect with `module: tcp_connect` (prober tcp)");
+        check(error_at(&errs, field), &path, line, field, &[&head]);
+    }
+    check(
+        error_at(&errs, "targets[0].expect"),
+        &path,
+        8,
+        "targets[0].expect",
+        &["put the checks in the module"],
+    );
+    check(
+        error_at(&errs, "targets[1].body_json"),
+        &path,
+        15,
+        "targets[1].body_json",
+        &["`body_json` has no effect with `module: http_2xx` (prober http)"],
+    );
+    assert_eq!(errs.len(), 8, "{errs:#?}");
+}
+
+#[test]
+fn fields_inherited_from_defaults_do_not_apply_to_a_module_target() {
+    let c = good(&format!(
+        "defaults:\n\
+         \x20 headers: {{ Authorization: Bearer x }}\n\
+         \x20 keep_alive: true\n\
+         \x20 body_limit: 64KiB\n\
+         \x20 tls: {{ insecure_skip_verify: true }}\n\
+         targets:\n\
+         \x20 - name: db\n\
+         \x20   module: tcp_connect\n\
+         \x20   target: 127.0.0.1:5432\n\
+         {TCP_MODULE}"
+    ));
+    assert_eq!(c.targets[0].module(), Some("tcp_connect"));
+}
+
+#[test]
+fn url_and_target_rules_name_the_field_at_fault() {
+    let (_d, path, errs) = bad_file(&format!(
+        "targets:\n\
+         \x20 - name: a\n\
+         \x20   target: 127.0.0.1:5432\n\
+         \x20 - name: b\n\
+         \x20   module: tcp_connect\n\
+         \x20   url: http://127.0.0.1:1/\n\
+         \x20   target: 127.0.0.1:1\n\
+         \x20 - name: c\n\
+         \x20   module: tcp_connect\n\
+         \x20 - name: d\n\
+         \x20   module: tcp_connect\n\
+         \x20   url: http://127.0.0.1:1/\n\
+         \x20 - name: e\n\
+         \x20   module: tcp_connect\n\
+         \x20   target: http://127.0.0.1:1/\n\
+         \x20 - name: f\n\
+         \x20   module: nope\n\
+         \x20   target: 127.0.0.1:1\n\
+         {TCP_MODULE}"
+    ));
+    check(
+        error_at(&errs, "targets[0].target"),
+        &path,
+        3,
+        "targets[0].target",
+        &["`target` needs a `module`"],
+    );
+    check(
+        error_at(&errs, "targets[1].target"),
+        &path,
+        7,
+        "targets[1].target",
+        &["either `url`", "or `target`, not both"],
+    );
+    check(
+        error_at(&errs, "targets[2].target"),
+        &path,
+        8,
+        "targets[2].target",
+        &["missing", "`module: tcp_connect` needs a `target`"],
+    );
+    check(
+        error_at(&errs, "targets[3].module"),
+        &path,
+        11,
+        "targets[3].module",
+        &["tcp prober", "write what it probes as `target`"],
+    );
+    check(
+        error_at(&errs, "targets[4].target"),
+        &path,
+        15,
+        "targets[4].target",
+        &["tcp prober of `module: tcp_connect`", "host[:port]"],
+    );
+    check(
+        error_at(&errs, "targets[5].module"),
+        &path,
+        17,
+        "targets[5].module",
+        &["no module named `nope`"],
+    );
+    assert_eq!(errs.len(), 6, "{errs:#?}");
 }

@@ -720,11 +720,15 @@ fn docker_compose_is_the_runbook_s_stack_and_agrees_with_the_code() {
     let config = watchfire::config::load(&config_dir)
         .unwrap_or_else(|e| panic!("{}: {e}", config_dir.display()));
     for t in &config.targets {
+        let url = &t
+            .http()
+            .expect("the shipped targets are native HTTP checks")
+            .url;
         assert!(
-            services.contains_key(&t.url.host) && t.url.port == 8000,
+            services.contains_key(&url.host) && url.port == 8000,
             "target {} probes {}: not a gateway service on 8000",
             t.name,
-            t.url
+            url
         );
     }
     let names: BTreeSet<&str> = config.memory.iter().map(|w| w.name.as_str()).collect();

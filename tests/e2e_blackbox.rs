@@ -12,7 +12,9 @@ mod common;
 #[path = "common/blackbox.rs"]
 mod harness;
 
-use harness::{assert_equivalent, enc, Pair, ParsedMetrics, Scenarios};
+use harness::{
+    assert_equivalent, enc, set_aside_upstream_additions, Pair, ParsedMetrics, Scenarios,
+};
 
 /// Metrics whose values do not depend on timing.
 const VALUES: &[&str] = &[
@@ -211,24 +213,6 @@ async fn setup() -> (Scenarios, Pair) {
     let s = Scenarios::start().await;
     let pair = Pair::start(&modules(&s)).await;
     (s, pair)
-}
-
-/// Where Debian's 0.23 and upstream differ, watchfire follows upstream: the TLS metrics gained
-/// `probe_tls_cipher_info{cipher}` (0.25) and a `serialnumber` label on
-/// `probe_ssl_last_chain_info` (0.26). Checked here, then set aside for the comparison.
-fn set_aside_upstream_additions(wf: &mut ParsedMetrics) {
-    if wf.families.contains_key("probe_ssl_last_chain_info") {
-        let labels = wf.labels_of("probe_ssl_last_chain_info");
-        assert!(
-            labels
-                .iter()
-                .all(|l| l.get("serialnumber").is_some_and(|v| !v.is_empty())),
-            "serialnumber label: {labels:?}"
-        );
-        assert!(wf.value("probe_tls_cipher_info").is_some());
-    }
-    wf.remove_label("probe_ssl_last_chain_info", "serialnumber");
-    wf.remove_metric("probe_tls_cipher_info");
 }
 
 /// Probes every `(scenario, target, module)` on both and asserts they agree.

@@ -10,7 +10,7 @@ mod common;
 mod harness;
 
 use blackbox_servers as srv;
-use harness::{assert_equivalent, Pair, ParsedMetrics};
+use harness::{assert_equivalent, set_aside_upstream_additions, Pair, ParsedMetrics};
 
 /// Probes `target` with `module` on both; asserts equivalence and returns both answers.
 async fn same(
@@ -21,7 +21,8 @@ async fn same(
     values: &[&str],
     ignore_names: &[&str],
 ) -> (ParsedMetrics, ParsedMetrics) {
-    let (bb, wf) = pair.probe(target, module).await;
+    let (bb, mut wf) = pair.probe(target, module).await;
+    set_aside_upstream_additions(&mut wf);
     if std::env::var("E2E_DUMP").is_ok() {
         eprintln!(
             "=== {what}\n--- exporter:\n{}\n--- watchfire:\n{}",

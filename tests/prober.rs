@@ -1,6 +1,8 @@
 //! The HTTP prober against real servers on loopback: the simulated gateway and small in-test
 //! servers, one test per failure reason.
 
+mod common;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,31 +16,58 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
-use watchfire::config::TargetSpec;
-use watchfire::probe::http::HttpProber;
+use watchfire::config::DEFAULT_TIMEOUT;
 use watchfire::probe::{Outcome, Reason};
+use watchfire::probers::native::{HttpCheck, HttpProber};
 use watchfire::sim::{FaultConfig, Sim};
 
 const MIB: usize = 1024 * 1024;
 /// Slack allowed past a probe's timeout before it must have returned.
 const SLACK: Duration = Duration::from_millis(50);
 
-fn target(url: &str) -> TargetSpec {
-    TargetSpec::new("test", url).expect("valid target URL")
+/// A check and the timeout its probes run under (the prober's two inputs).
+struct Spec {
+    check: HttpCheck,
+    timeout: Duration,
+}
+
+impl std::ops::Deref for Spec {
+    type Target = HttpCheck;
+
+    fn deref(&self) -> &HttpCheck {
+        &self.check
+    }
+}
+
+impl std::ops::DerefMut for Spec {
+    fn deref_mut(&mut self) -> &mut HttpCheck {
+        &mut self.check
+    }
+}
+
+fn target(url: &str) -> Spec {
+    Spec {
+        check: HttpCheck::new(url).expect("valid target URL"),
+        timeout: DEFAULT_TIMEOUT,
+    }
+}
+
+fn new_prober(spec: Spec) -> HttpProber {
+    HttpProber::new(Arc::new(spec.check), spec.timeout).expect("prober")
 }
 
 async fn probe_with(prober: &HttpProber) -> Outcome {
     prober.probe(tokio::time::Instant::now()).await
 }
 
-async fn probe(spec: TargetSpec) -> Outcome {
-    let prober = HttpProber::new(Arc::new(spec)).expect("prober");
+async fn probe(spec: Spec) -> Outcome {
+    let prober = new_prober(spec);
     probe_with(&prober).await
 }
 
 /// Probes and also measures the wall time of the call.
-async fn timed_probe(spec: TargetSpec) -> (Outcome, Duration) {
-    let prober = HttpProber::new(Arc::new(spec)).expect("prober");
+async fn timed_probe(spec: Spec) -> (Outcome, Duration) {
+    let prober = new_prober(spec);
     let t0 = std::time::Instant::now();
     let o = probe_with(&prober).await;
     (o, t0.elapsed())
@@ -458,7 +487,7 @@ async fn a_huge_declared_length_under_a_huge_limit_is_not_reserved_up_front() {
 // ---------------------------------------------------------------------------------------------
 // Bodies over the cap
 
-fn capped(url: &str) -> TargetSpec {
+fn capped(url: &str) -> Spec {
     let mut spec = target(url);
     spec.body_limit = MIB;
     spec.timeout = Duration::from_secs(5);
@@ -634,6 +663,39 @@ async fn self_signed_certificate_fails_default_verification_with_tls() {
     );
 }
 
+/// The same untrusted certificate, met by a scheduled target of an http module: the reason is
+/// `tls` (not `connect`), through the runtime's state machine like a native target's.
+#[tokio::test]
+async fn a_scheduled_http_module_target_with_an_untrusted_certificate_fails_with_tls() {
+    use watchfire::runtime::{Runtime, RuntimeOptions};
+    use watchfire::state::Health;
+    let fx = tls_server().await;
+    let cfg = watchfire::config::load_str(
+        "tls.yaml",
+        &format!(
+            "modules:\n  http_2xx:\n    prober: http\ntargets:\n  - name: secure\n    module: http_2xx\n    url: {}\n    interval: 50ms\n    timeout: 40ms\n    down_after: 1\n",
+            fx.https()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let opts = RuntimeOptions {
+        precise_timer: false,
+        ..RuntimeOptions::default()
+    };
+    let rt = Runtime::start(cfg, None, opts, cancel.clone())
+        .await
+        .expect("runtime starts");
+    let t = rt.target("secure").expect("the target");
+    let last = common::eventually(Duration::from_secs(5), "the target down", || async {
+        let s = t.stats.lock().expect("stats");
+        (s.state.health == Health::Down).then(|| s.last.clone())
+    })
+    .await;
+    assert_eq!(last.reason, Some(Reason::Tls), "{last:#?}");
+    cancel.cancel();
+}
+
 #[tokio::test]
 async fn insecure_skip_verify_accepts_a_self_signed_certificate() {
     let fx = tls_server().await;
@@ -760,7 +822,7 @@ async fn keep_alive_reuses_the_connection_and_survives_a_restart() {
     let mut spec = target(&sim_url(&sim, "/health"));
     spec.keep_alive = true;
     spec.timeout = Duration::from_secs(2);
-    let prober = HttpProber::new(Arc::new(spec)).expect("prober");
+    let prober = new_prober(spec);
 
     let first = probe_with(&prober).await;
     assert_eq!(first.result, Ok(()), "{first:#?}");
@@ -802,7 +864,7 @@ async fn keep_alive_connection_is_not_reused_after_a_timeout() {
     let mut spec = target(&sim_url(&sim, "/health"));
     spec.keep_alive = true;
     spec.timeout = Duration::from_millis(300);
-    let prober = HttpProber::new(Arc::new(spec)).expect("prober");
+    let prober = new_prober(spec);
     assert_eq!(probe_with(&prober).await.result, Ok(()));
 
     sim.set_faults(FaultConfig {
@@ -882,7 +944,7 @@ async fn fresh_connections_leave_no_time_wait_on_the_prober_side() {
             .any(|&(l, _, st)| l == sim_port && st == TCP_LISTEN),
         "the sim's listener is visible in /proc/net/tcp"
     );
-    let prober = HttpProber::new(Arc::new(target(&sim_url(&sim, "/health")))).expect("prober");
+    let prober = new_prober(target(&sim_url(&sim, "/health")));
     // Sockets of earlier tests whose server had the same port number may still sit in
     // TIME_WAIT (60 s): only sockets that appear during these probes count.
     let before = time_wait_to(sim_port);
@@ -914,7 +976,7 @@ async fn fresh_connections_leave_no_time_wait_on_the_prober_side() {
     })
     .await;
     let port = stubborn.addr.port();
-    let prober = HttpProber::new(Arc::new(target(&stubborn.url("/")))).expect("prober");
+    let prober = new_prober(target(&stubborn.url("/")));
     let before = time_wait_to(port);
     for i in 0..50 {
         let o = probe_with(&prober).await;

@@ -384,3 +384,67 @@ async fn a_hanging_target_costs_its_own_timeout_and_nothing_else() {
     fast.shutdown().await;
     hung.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_module_target_goes_up_then_down_refused_when_the_listener_closes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepting = tokio::spawn(async move {
+        loop {
+            if let Ok((s, _)) = listener.accept().await {
+                drop(s);
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    write(
+        &path,
+        &format!(
+            "modules:\n  tcp_connect:\n    prober: tcp\ntargets:\n  - name: db\n    module: tcp_connect\n    target: 127.0.0.1:{port}\n    interval: 50ms\n    timeout: 40ms\n    down_after: 2\n    up_after: 1\n"
+        ),
+    );
+    let r = start(&path).await;
+    eventually(Duration::from_secs(5), "db up", || async {
+        (r.health("db") == Health::Up).then_some(())
+    })
+    .await;
+    let (code, body) = get(r.addr, "/api/v1/targets").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let db = v
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "db"))
+        .unwrap_or_else(|| panic!("db in {body}"));
+    assert_eq!(db["module"], "tcp_connect");
+    assert_eq!(db["prober"], "tcp");
+    assert_eq!(db["target"], format!("127.0.0.1:{port}"));
+    assert_eq!(db["state"], "up");
+
+    // The listener closes: nothing listens on the port any more.
+    accepting.abort();
+    let _ = accepting.await;
+    eventually(Duration::from_secs(5), "db down", || async {
+        (r.health("db") == Health::Down).then_some(())
+    })
+    .await;
+    let (_, m) = get(r.addr, "/metrics").await;
+    let refused = sample(
+        &m,
+        "watchfire_probes_total{target=\"db\",result=\"refused\"}",
+    );
+    assert!(
+        refused.is_some_and(|n| n >= 2.0),
+        "refused probes: {refused:?}\n{m}"
+    );
+    assert_eq!(sample(&m, "watchfire_target_up{target=\"db\"}"), Some(0.0));
+    let (_, body) = get(r.addr, "/api/v1/targets").await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let db = v
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "db"))
+        .expect("db");
+    assert_eq!(db["state"], "down");
+    assert_eq!(db["last_result"], "refused");
+    r.stop().await;
+}

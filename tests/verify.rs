@@ -432,6 +432,44 @@ async fn config_targets_are_verified_by_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_target_from_the_config_is_verified_like_a_url() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepting = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "modules:\n  tcp_connect:\n    prober: tcp\ntargets:\n  - name: db\n    module: tcp_connect\n    target: {addr}\n"
+    );
+    std::fs::write(dir.path().join("db.yaml"), yaml).expect("write config");
+    let cfg = dir.path().to_str().expect("utf-8");
+    let line = format!("--config {cfg} --name db --for 1s --interval 50ms --min-probes 5");
+    let r = verify(args(&line, &[])).await;
+    assert!(r.passed(), "{}", verify::report::text(&r));
+    let db = &r.targets[0];
+    assert_eq!(db.name, "db");
+    assert_eq!(db.url, addr.to_string());
+    assert_eq!(db.method, "module:tcp_connect");
+    assert!(db.probes >= 5 && db.successes == db.probes, "{db:#?}");
+    assert!(
+        db.p99_seconds.is_some(),
+        "connects count as answers: {db:#?}"
+    );
+
+    // Nothing listens any more: every probe fails and the verdict is FAIL.
+    accepting.abort();
+    let _ = accepting.await;
+    let r = verify(args(&line, &[])).await;
+    assert!(!r.passed(), "{}", verify::report::text(&r));
+    assert_eq!(r.targets[0].successes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_from_a_cgroup_is_checked() {
     let gw = sim(FaultConfig::default()).await;
     let health = url(&gw, "/health");

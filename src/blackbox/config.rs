@@ -27,6 +27,7 @@ use crate::probers::http::{HttpModule, HttpProbe};
 use crate::probers::icmp::IcmpModule;
 use crate::probers::tcp::TcpModule;
 use crate::probers::unix::UnixModule;
+use crate::probers::websocket::WebsocketModule;
 
 /// The module `/probe` uses when the request names none.
 pub const DEFAULT_MODULE: &str = "http_2xx";
@@ -46,17 +47,20 @@ pub enum Prober {
     Grpc,
     /// `unix`
     Unix,
+    /// `websocket`
+    Websocket,
 }
 
 impl Prober {
     /// Every prober, by its name in the config.
-    pub const ALL: [(&'static str, Prober); 6] = [
+    pub const ALL: [(&'static str, Prober); 7] = [
         ("http", Prober::Http),
         ("tcp", Prober::Tcp),
         ("dns", Prober::Dns),
         ("icmp", Prober::Icmp),
         ("grpc", Prober::Grpc),
         ("unix", Prober::Unix),
+        ("websocket", Prober::Websocket),
     ];
 
     /// The name as written in the config.
@@ -77,7 +81,7 @@ impl Prober {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModule {
-    /// `http`, `tcp`, `dns`, `icmp`, `grpc` or `unix`.
+    /// `http`, `tcp`, `dns`, `icmp`, `grpc`, `unix` or `websocket`.
     pub prober: Option<Spanned<String>>,
     /// Upper bound on one probe (blackbox duration: `5s`, `1m`, `500ms`).
     pub timeout: Option<Spanned<String>>,
@@ -93,6 +97,8 @@ pub struct RawModule {
     pub grpc: Option<Spanned<GrpcModule>>,
     /// `unix` prober options.
     pub unix: Option<Spanned<UnixModule>>,
+    /// `websocket` prober options.
+    pub websocket: Option<Spanned<WebsocketModule>>,
 }
 
 /// A checked module, ready to probe with.
@@ -116,6 +122,8 @@ pub struct Module {
     pub grpc: GrpcModule,
     /// The unix socket options.
     pub unix: UnixModule,
+    /// The websocket options, compiled (regexps, TLS config, credentials, headers).
+    pub websocket: WebsocketModule,
     /// The module as `/config` and `debug=true` show it, secrets hidden.
     pub shown: serde_json::Value,
     /// Where the module was defined.
@@ -217,7 +225,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
             diag.error(
                 m,
                 format!("{field}.prober"),
-                "missing: every module needs a prober (http, tcp, dns, icmp, grpc or unix)",
+                "missing: every module needs a prober (http, tcp, dns, icmp, grpc, unix or websocket)",
             );
             None
         }
@@ -226,7 +234,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
                 p,
                 format!("{field}.prober"),
                 format!(
-                    "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc, unix)",
+                    "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc, unix, websocket)",
                     p.value
                 ),
             );
@@ -283,6 +291,19 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
             validate("unix", unix.compile()).and_then(|()| unix.tls_config.check_at_load("unix"));
         validated(Pos::from(u), checked);
     }
+    let mut websocket = r
+        .websocket
+        .as_ref()
+        .map(|t| t.value.clone())
+        .unwrap_or_default();
+    websocket.http_config.tls_config.resolve_paths(&file);
+    if let Some(w) = &r.websocket {
+        let checked = websocket.compile(&file).and_then(|()| {
+            let tls = &websocket.http_config.tls_config;
+            tls.check_at_load("websocket.http_config")
+        });
+        validated(Pos::from(w), checked);
+    }
     let (prober, http) = (prober?, http?);
     if diag.count() > before {
         return None;
@@ -298,6 +319,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
         icmp: r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
         grpc,
         unix,
+        websocket,
         shown,
         file,
         line: m.referenced.line(),
@@ -361,6 +383,14 @@ fn shown(prober: Prober, r: &RawModule, http: &HttpModule) -> serde_json::Value 
     if prober == Prober::Unix || r.unix.is_some() {
         let v = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
         m.insert("unix".into(), to_value(serde_json::to_value(v)));
+    }
+    if prober == Prober::Websocket || r.websocket.is_some() {
+        let v = r
+            .websocket
+            .as_ref()
+            .map(|t| t.value.clone())
+            .unwrap_or_default();
+        m.insert("websocket".into(), to_value(serde_json::to_value(v)));
     }
     serde_json::Value::Object(m)
 }
@@ -517,6 +547,6 @@ mod tests {
             assert_eq!(Prober::parse(n), Some(p));
             assert_eq!(p.as_str(), n);
         }
-        assert_eq!(Prober::parse("websocket"), None);
+        assert_eq!(Prober::parse("smtp"), None);
     }
 }

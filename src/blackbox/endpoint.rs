@@ -31,7 +31,7 @@ use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::History;
 use crate::probe::{Fail, Outcome, Reason};
 use crate::probers::{
-    dns, grpc, http as bhttp, icmp, plog, tcp, unix, Ctx, Facts, Log, Output, View,
+    dns, grpc, http as bhttp, icmp, plog, tcp, unix, websocket, Ctx, Facts, Log, Output, View,
 };
 
 /// The header Prometheus sends with its scrape timeout.
@@ -217,6 +217,11 @@ pub fn check_target(prober: Prober, target: &str) -> Result<(), String> {
                 "Target parameter is malformed: the unix prober takes a socket path, not a `{s}://` URL"
             ))
         }
+        (Prober::Websocket, s)
+            if !s.is_some_and(|s| s.eq_ignore_ascii_case("ws") || s.eq_ignore_ascii_case("wss")) =>
+        {
+            return Err("Target parameter is malformed: the websocket prober takes a ws:// or wss:// URL".into())
+        }
         _ => {}
     }
     if prober == Prober::Unix && !target.starts_with('/') {
@@ -224,7 +229,7 @@ pub fn check_target(prober: Prober, target: &str) -> Result<(), String> {
             "Target parameter is malformed: the unix prober takes an absolute socket path".into(),
         );
     }
-    if prober == Prober::Http {
+    if matches!(prober, Prober::Http | Prober::Websocket) {
         let full = if scheme.is_some() {
             target.to_string()
         } else {
@@ -420,6 +425,7 @@ pub async fn run(
             Facts::Icmp(f) => icmp::probe(&module.icmp, &ctx, f, &mut log).await,
             Facts::Grpc(f) => grpc::probe(&module.grpc, &ctx, f, &mut log).await,
             Facts::Unix(f) => unix::probe(&module.unix, &ctx, f, &mut log).await,
+            Facts::Websocket(f) => websocket::probe(&module.websocket, &ctx, f, &mut log).await,
         }
     };
     let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
@@ -463,6 +469,7 @@ fn facts_for(prober: Prober) -> Facts {
         Prober::Icmp => Facts::Icmp(icmp::Facts::default()),
         Prober::Grpc => Facts::Grpc(grpc::Facts::default()),
         Prober::Unix => Facts::Unix(unix::Facts::default()),
+        Prober::Websocket => Facts::Websocket(websocket::Facts::default()),
     }
 }
 

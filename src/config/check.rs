@@ -11,14 +11,11 @@ use http::{HeaderMap, Method};
 use regex::Regex;
 use serde_saphyr::Spanned;
 
-use crate::diag::{ConfigErrors, Diagnostics, Origin, Pos};
+use crate::diag::{ConfigErrors, Diagnostics};
 use crate::net::tls::TlsOptions;
 
-use super::raw::{RawDefaults, RawExpect, RawSize, RawStatus, RawTarget, RawTls};
-use super::{
-    Config, Expect, ProbeUrl, TargetSpec, Uncompared, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER,
-    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UP_AFTER, MIN_INTERVAL, RESERVED_LABELS,
-};
+use super::raw::{RawDefaults, RawExpect, RawSize, RawStatus, RawTls};
+use super::{Config, Expect, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL, RESERVED_LABELS};
 
 /// Parses a humantime duration (`5s`, `500ms`, `1m30s`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -84,14 +81,6 @@ pub(super) struct Defaults {
     pub(super) tls: Option<TlsOptions>,
 }
 
-/// A target's `module:`, checked once every file's modules are known.
-struct ModuleRef {
-    file: PathBuf,
-    at: Pos,
-    field: String,
-    name: String,
-}
-
 /// Checks every source, returning the config or every problem found.
 pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigErrors> {
     let mut diag = Diagnostics::default();
@@ -100,7 +89,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     let mut seen: HashMap<String, (PathBuf, u64)> = HashMap::new();
     // Module names → where defined; targets' `module:` are checked once every file is read.
     let mut seen_modules: HashMap<String, (PathBuf, u64)> = HashMap::new();
-    let mut module_refs: Vec<ModuleRef> = Vec::new();
+    let mut module_refs = Vec::new();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -113,15 +102,9 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             .map(|d| check_defaults(&mut diag, d))
             .unwrap_or_default();
         for (i, t) in raw.targets.iter().enumerate() {
-            let spec = check_target(&mut diag, &defaults, t, &format!("targets[{i}]"));
-            if let Some(m) = &t.value.module {
-                module_refs.push(ModuleRef {
-                    file: file.to_path_buf(),
-                    at: Pos::from(m),
-                    field: format!("targets[{i}].module"),
-                    name: m.value.clone(),
-                });
-            }
+            let (spec, module_ref) =
+                super::target::check_target(&mut diag, &defaults, t, &format!("targets[{i}]"));
+            module_refs.extend(module_ref);
             // Duplicates are found even when the target has other problems.
             if let Some(n) = t.value.name.as_ref().filter(|n| valid_name(&n.value)) {
                 note_name(&mut diag, &mut seen, n, &format!("targets[{i}].name"));
@@ -156,32 +139,8 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             &mut seen_modules,
         );
     }
-    check_module_refs(&mut diag, &config, &seen_modules, module_refs);
+    super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
     diag.finish(config)
-}
-
-/// Checks that every target's `module:` names a configured http module.
-fn check_module_refs(
-    diag: &mut Diagnostics,
-    config: &Config,
-    seen_modules: &HashMap<String, (PathBuf, u64)>,
-    refs: Vec<ModuleRef>,
-) {
-    for r in refs {
-        let name = &r.name;
-        let message = match config.modules.get(name) {
-            Some(m) if m.prober == crate::blackbox::config::Prober::Http => continue,
-            Some(m) => format!(
-                "module `{name}` uses the {} prober; a target's module must be an http one",
-                m.prober.as_str()
-            ),
-            // A module with errors of its own is already reported.
-            None if seen_modules.contains_key(name) => continue,
-            None => format!("no module named `{name}` is configured under `modules:`"),
-        };
-        diag.set_file(r.file);
-        diag.error(r.at, r.field, message);
-    }
 }
 
 /// Records `name` as defined here, or a problem when it was defined before.
@@ -242,7 +201,7 @@ pub(super) fn positive(diag: &mut Diagnostics, v: &Spanned<u32>, field: &str) ->
     }
 }
 
-fn size(diag: &mut Diagnostics, v: &Spanned<RawSize>, field: &str) -> Option<usize> {
+pub(super) fn size(diag: &mut Diagnostics, v: &Spanned<RawSize>, field: &str) -> Option<usize> {
     let n = match &v.value {
         RawSize::Bytes(n) => Ok(*n),
         RawSize::Text(s) => parse_size(s),
@@ -260,7 +219,7 @@ fn size(diag: &mut Diagnostics, v: &Spanned<RawSize>, field: &str) -> Option<usi
     }
 }
 
-fn headers(
+pub(super) fn headers(
     diag: &mut Diagnostics,
     raw: &BTreeMap<String, Spanned<String>>,
     field: &str,
@@ -292,7 +251,7 @@ fn headers(
     map
 }
 
-fn labels(
+pub(super) fn labels(
     diag: &mut Diagnostics,
     raw: &BTreeMap<String, Spanned<String>>,
     field: &str,
@@ -345,7 +304,7 @@ fn check_tls_file(diag: &mut Diagnostics, opts: &TlsOptions, at: &Spanned<RawTls
 }
 
 /// A target's `tls:` (or the defaults'), its `ca_file` relative to the config file.
-fn target_tls(
+pub(super) fn target_tls(
     diag: &mut Diagnostics,
     d: &Defaults,
     raw: &Option<Spanned<RawTls>>,
@@ -569,104 +528,6 @@ pub(super) fn timing(
         }
     }
     (iv, to, ji)
-}
-
-fn check_target(
-    diag: &mut Diagnostics,
-    d: &Defaults,
-    t: &Spanned<RawTarget>,
-    field: &str,
-) -> Option<TargetSpec> {
-    let before = diag.count();
-    let r = &t.value;
-    let name = match &r.name {
-        Some(n) if valid_name(&n.value) => n.value.clone(),
-        Some(n) => {
-            diag.error(n, format!("{field}.name"), format!("`{}` is not a usable name: use letters, digits, `-`, `_`, `.`, `/` (1–128 characters)", n.value));
-            String::new()
-        }
-        None => {
-            diag.error(
-                t,
-                format!("{field}.name"),
-                "missing: every target needs a unique name",
-            );
-            String::new()
-        }
-    };
-    let url = match &r.url {
-        Some(u) => match ProbeUrl::parse(&u.value) {
-            Ok(p) => Some(p),
-            Err(m) => {
-                diag.error(u, format!("{field}.url"), format!("`{}`: {m}", u.value));
-                None
-            }
-        },
-        None => {
-            diag.error(
-                t,
-                format!("{field}.url"),
-                "missing: every target needs a url",
-            );
-            None
-        }
-    };
-    let method = method(diag, &r.method, &format!("{field}.method"));
-    let mut hdrs = d.headers.clone();
-    for (k, v) in headers(diag, &r.headers, &format!("{field}.headers")).drain() {
-        if let Some(k) = k {
-            hdrs.insert(k, v);
-        }
-    }
-    let body = body(diag, &r.body, &r.body_json, field, &mut hdrs);
-    let (interval, timeout, jitter) = timing(diag, d, &r.interval, &r.timeout, &r.jitter, t, field);
-    let mut lbls = d.labels.clone();
-    lbls.extend(labels(diag, &r.labels, &format!("{field}.labels")));
-    let expect = expect(diag, &r.expect, &format!("{field}.expect"));
-    let tls = target_tls(diag, d, &r.tls, field);
-    let down_after = r
-        .down_after
-        .as_ref()
-        .and_then(|v| positive(diag, v, &format!("{field}.down_after")))
-        .or(d.down_after)
-        .unwrap_or(DEFAULT_DOWN_AFTER);
-    let up_after = r
-        .up_after
-        .as_ref()
-        .and_then(|v| positive(diag, v, &format!("{field}.up_after")))
-        .or(d.up_after)
-        .unwrap_or(DEFAULT_UP_AFTER);
-    let body_limit = r
-        .body_limit
-        .as_ref()
-        .and_then(|v| size(diag, v, &format!("{field}.body_limit")))
-        .or(d.body_limit)
-        .unwrap_or(DEFAULT_BODY_LIMIT);
-    if diag.count() > before {
-        return None;
-    }
-    Some(TargetSpec {
-        name,
-        url: url?,
-        method,
-        headers: hdrs,
-        body,
-        interval,
-        timeout,
-        jitter,
-        labels: lbls,
-        expect,
-        keep_alive: r.keep_alive.or(d.keep_alive).unwrap_or(false),
-        body_limit,
-        tls,
-        down_after,
-        up_after,
-        module: r.module.as_ref().map(|m| m.value.clone()),
-        origin: Uncompared(Origin {
-            file: diag.file().to_path_buf(),
-            line: t.referenced.line(),
-        }),
-    })
 }
 
 pub(super) fn valid_name(s: &str) -> bool {

@@ -13,8 +13,8 @@ use crate::diag::{Diagnostics, Origin};
 use super::check::{body, duration, expect, method, positive, timing, valid_name, Defaults};
 use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
 use super::{
-    ExecHook, Expect, FailoverGroup, Hooks, Instance, ProbeUrl, ProxyConfig, TargetSpec,
-    Uncompared, WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
+    Check, ExecHook, Expect, FailoverGroup, Hooks, HttpCheck, Instance, ProbeUrl, ProxyConfig,
+    TargetSpec, Uncompared, WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
 };
 
 /// Default minimum time up before failback.
@@ -92,10 +92,16 @@ pub(super) fn check_group(
         });
         checks.push(TargetSpec {
             name: target,
-            url,
-            method: hc.method.clone(),
-            headers: hc.headers.clone(),
-            body: hc.body.clone(),
+            check: Check::Http(HttpCheck {
+                url,
+                method: hc.method.clone(),
+                headers: hc.headers.clone(),
+                body: hc.body.clone(),
+                expect: hc.expect.clone(),
+                keep_alive: false,
+                body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
+                tls: d.tls.clone().unwrap_or_default(),
+            }),
             interval: hc.interval,
             timeout: hc.timeout,
             jitter: Duration::ZERO,
@@ -103,13 +109,8 @@ pub(super) fn check_group(
                 ("group".to_string(), name.clone()),
                 ("instance_url".to_string(), base.to_string()),
             ]),
-            expect: hc.expect.clone(),
-            keep_alive: false,
-            body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
-            tls: d.tls.clone().unwrap_or_default(),
             down_after: p.down_after,
             up_after: p.up_after,
-            module: None,
             origin: Uncompared(Origin {
                 file: diag.file().to_path_buf(),
                 line: inst.referenced.line(),

@@ -10,23 +10,19 @@
 mod check;
 mod failover;
 pub mod raw;
+mod target;
 mod yaml;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method};
-use regex::Regex;
-
+pub use crate::probers::native::{Expect, HttpCheck, ProbeUrl};
 pub use check::{parse_duration, parse_size};
 
 use crate::diag::{ConfigError, ConfigErrors, Origin};
-use crate::net::tls::TlsOptions;
 
 /// Default time between planned starts.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -37,7 +33,7 @@ pub const DEFAULT_DOWN_AFTER: u32 = 3;
 /// Default consecutive successes before a target is up.
 pub const DEFAULT_UP_AFTER: u32 = 2;
 /// Default cap on the response body read by a probe.
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+pub const DEFAULT_BODY_LIMIT: usize = crate::probers::native::DEFAULT_BODY_LIMIT;
 /// Shortest interval accepted: below this the schedule would be all overhead.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Label names watchfire itself uses on per-target series; users may not redefine them.
@@ -61,7 +57,8 @@ pub struct Config {
     pub sources: Vec<PathBuf>,
 }
 
-/// One scheduled HTTP probe, fully resolved (defaults applied, values checked).
+/// One scheduled target, fully resolved (defaults applied, values checked): what is probed
+/// ([`TargetSpec::check`]), when, and how its series are labelled and judged.
 ///
 /// Equality is derived: two specs are equal when everything that changes what is probed or how
 /// the series are labelled is the same. Where the target was written ([`TargetSpec::origin`])
@@ -70,15 +67,8 @@ pub struct Config {
 pub struct TargetSpec {
     /// Unique name; the `target` label.
     pub name: String,
-    /// The URL probed.
-    pub url: ProbeUrl,
-    /// HTTP method.
-    pub method: Method,
-    /// Request headers (user-supplied; `Host`, `User-Agent` and `Connection` are added by the
-    /// prober unless set here).
-    pub headers: HeaderMap,
-    /// Request body.
-    pub body: Bytes,
+    /// What is probed, and by which prober.
+    pub check: Check,
     /// Time between planned starts.
     pub interval: Duration,
     /// Bound on the whole probe.
@@ -87,52 +77,93 @@ pub struct TargetSpec {
     pub jitter: Duration,
     /// User labels, added to every series of this target.
     pub labels: BTreeMap<String, String>,
-    /// Checks a response must pass.
-    pub expect: Expect,
-    /// Reuse one connection across probes.
-    pub keep_alive: bool,
-    /// Cap on the response body read.
-    pub body_limit: usize,
-    /// TLS settings (used for `https://`).
-    pub tls: TlsOptions,
     /// Consecutive failures before down.
     pub down_after: u32,
     /// Consecutive successes before up.
     pub up_after: u32,
-    /// The blackbox module (`prober: http`) whose checks the probe also runs.
-    pub module: Option<String>,
     /// Where the target was defined (for messages); not compared.
     pub origin: Uncompared<Origin>,
 }
 
+/// What a scheduled target probes.
+// One per target, held in the target's `Arc`: boxing the larger variant would save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// The native HTTP prober (`url:` without `module:`).
+    Http(HttpCheck),
+    /// A blackbox module (`module:`) of any prober kind, with its target in that prober's
+    /// syntax (`url:` or `target:`). The module itself is looked up by name when the config is
+    /// applied, so a reload that changes only the module keeps the target's state.
+    Module {
+        /// The module's name under `modules:`.
+        module: String,
+        /// The target, as `/probe?target=` would take it (a URL for http, `host:port` for tcp
+        /// and grpc, a host for icmp and dns).
+        target: String,
+    },
+}
+
 impl TargetSpec {
-    /// A target built in code (CLI `probe`, `demo`, tests) with the defaults applied.
+    /// A native HTTP target built in code (CLI `probe`, `demo`, tests) with the defaults applied.
     pub fn new(name: impl Into<String>, url: &str) -> Result<TargetSpec, String> {
-        Ok(TargetSpec {
+        Ok(TargetSpec::with_check(
+            name,
+            Check::Http(HttpCheck::new(url)?),
+        ))
+    }
+
+    /// A target probing `check`, with the default timing and thresholds.
+    pub fn with_check(name: impl Into<String>, check: Check) -> TargetSpec {
+        TargetSpec {
             name: name.into(),
-            url: ProbeUrl::parse(url)?,
-            method: Method::GET,
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
+            check,
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
             jitter: Duration::ZERO,
             labels: BTreeMap::new(),
-            expect: Expect::default(),
-            keep_alive: false,
-            body_limit: DEFAULT_BODY_LIMIT,
-            tls: TlsOptions::default(),
             down_after: DEFAULT_DOWN_AFTER,
             up_after: DEFAULT_UP_AFTER,
-            module: None,
             origin: Uncompared::default(),
-        })
+        }
     }
 
     /// True when a reload can keep this target's recorded state: everything that changes what
     /// is probed or how the series are labelled is the same (the derived equality).
     pub fn same_probe(&self, other: &TargetSpec) -> bool {
         self == other
+    }
+
+    /// What is probed, as people read it: the URL of a native check, the module's target.
+    pub fn target_text(&self) -> &str {
+        match &self.check {
+            Check::Http(h) => &h.url.full,
+            Check::Module { target, .. } => target,
+        }
+    }
+
+    /// The module's name, for a module target.
+    pub fn module(&self) -> Option<&str> {
+        match &self.check {
+            Check::Http(_) => None,
+            Check::Module { module, .. } => Some(module),
+        }
+    }
+
+    /// The native HTTP check, for a target without a module.
+    pub fn http(&self) -> Option<&HttpCheck> {
+        match &self.check {
+            Check::Http(h) => Some(h),
+            Check::Module { .. } => None,
+        }
+    }
+
+    /// The native HTTP check, mutably, for a target without a module.
+    pub fn http_mut(&mut self) -> Option<&mut HttpCheck> {
+        match &mut self.check {
+            Check::Http(h) => Some(h),
+            Check::Module { .. } => None,
+        }
     }
 }
 
@@ -152,136 +183,6 @@ impl<T> Deref for Uncompared<T> {
 
     fn deref(&self) -> &T {
         &self.0
-    }
-}
-
-/// A checked probe URL: scheme, host, port and the request target, split once at load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeUrl {
-    /// The URL as written (normalised).
-    pub full: String,
-    /// `https` when true.
-    pub tls: bool,
-    /// Host name or IP literal (without brackets).
-    pub host: String,
-    /// Port (explicit or the scheme's default).
-    pub port: u16,
-    /// `Host` header value (`host` or `host:port`).
-    pub authority: String,
-    /// Path and query (`/health?x=1`).
-    pub path_and_query: String,
-    /// The host parsed as an IP address, when it is one (no DNS needed).
-    pub ip: Option<std::net::IpAddr>,
-}
-
-impl ProbeUrl {
-    /// Parses and checks an `http://` or `https://` URL.
-    pub fn parse(s: &str) -> Result<ProbeUrl, String> {
-        let u = url::Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
-        let tls = match u.scheme() {
-            "http" => false,
-            "https" => true,
-            other => {
-                return Err(format!(
-                    "scheme `{other}` is not supported (use http or https)"
-                ))
-            }
-        };
-        let (host, ip) = match u.host() {
-            Some(url::Host::Domain(d)) => (d.to_string(), None),
-            Some(url::Host::Ipv4(a)) => (a.to_string(), Some(std::net::IpAddr::V4(a))),
-            Some(url::Host::Ipv6(a)) => (a.to_string(), Some(std::net::IpAddr::V6(a))),
-            None => return Err("the URL has no host".into()),
-        };
-        if !u.username().is_empty() || u.password().is_some() {
-            return Err(
-                "credentials in the URL are not supported (use an Authorization header)".into(),
-            );
-        }
-        let port = u
-            .port_or_known_default()
-            .expect("http and https have default ports");
-        let authority = match (u.port(), ip) {
-            (None, Some(std::net::IpAddr::V6(a))) => format!("[{a}]"),
-            (None, _) => host.clone(),
-            (Some(p), Some(std::net::IpAddr::V6(a))) => format!("[{a}]:{p}"),
-            (Some(p), _) => format!("{host}:{p}"),
-        };
-        let mut path_and_query = u.path().to_string();
-        if let Some(q) = u.query() {
-            path_and_query.push('?');
-            path_and_query.push_str(q);
-        }
-        Ok(ProbeUrl {
-            full: u.to_string(),
-            tls,
-            host,
-            port,
-            authority,
-            path_and_query,
-            ip,
-        })
-    }
-}
-
-impl fmt::Display for ProbeUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.full)
-    }
-}
-
-/// What a successful response looks like.
-#[derive(Debug, Clone)]
-pub struct Expect {
-    /// Accepted status ranges (inclusive); default 200–299.
-    pub status: Vec<(u16, u16)>,
-    /// JSON path (split on dots) → expected value.
-    pub json: Vec<(Vec<String>, serde_json::Value)>,
-    /// Regular expression the body must match.
-    pub body: Option<Regex>,
-    /// Slowest acceptable probe.
-    pub max_latency: Option<Duration>,
-}
-
-impl Default for Expect {
-    fn default() -> Self {
-        Expect {
-            status: vec![(200, 299)],
-            json: Vec::new(),
-            body: None,
-            max_latency: None,
-        }
-    }
-}
-
-/// Field by field, regular expressions by their source (`Regex` has no equality). The
-/// destructuring names every field, so a new one cannot be left out.
-impl PartialEq for Expect {
-    fn eq(&self, other: &Self) -> bool {
-        let Expect {
-            status,
-            json,
-            body,
-            max_latency,
-        } = self;
-        *status == other.status
-            && *json == other.json
-            && body.as_ref().map(Regex::as_str) == other.body.as_ref().map(Regex::as_str)
-            && *max_latency == other.max_latency
-    }
-}
-
-impl Expect {
-    /// True when the body must be read in full before the verdict.
-    pub fn needs_body(&self) -> bool {
-        self.body.is_some() || !self.json.is_empty()
-    }
-
-    /// True when `code` is accepted.
-    pub fn status_ok(&self, code: u16) -> bool {
-        self.status
-            .iter()
-            .any(|&(lo, hi)| (lo..=hi).contains(&code))
     }
 }
 

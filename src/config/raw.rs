@@ -15,7 +15,7 @@ pub struct RawFile {
     /// Values every target in this file inherits unless it sets its own.
     #[serde(default)]
     pub defaults: Option<Spanned<RawDefaults>>,
-    /// Scheduled HTTP probes.
+    /// Scheduled probes: native HTTP checks and blackbox module targets.
     #[serde(default)]
     pub targets: Vec<Spanned<RawTarget>>,
     /// Failover groups: ordered instances with a health check each.
@@ -76,8 +76,11 @@ pub enum RawSize {
 pub struct RawTarget {
     /// Unique name; becomes the `target` label.
     pub name: Option<Spanned<String>>,
-    /// `http://` or `https://` URL.
+    /// `http://` or `https://` URL: probed by the native HTTP prober, or by an http `module:`.
     pub url: Option<Spanned<String>>,
+    /// What a `module:` of any prober kind probes, in that prober's syntax (blackbox's
+    /// `target=`): `host:port` for tcp and grpc, a host for icmp and dns, a URL for http.
+    pub target: Option<Spanned<String>>,
     /// HTTP method, `GET` by default.
     pub method: Option<Spanned<String>>,
     /// Request headers.
@@ -99,7 +102,7 @@ pub struct RawTarget {
     /// What a successful answer looks like.
     pub expect: Option<Spanned<RawExpect>>,
     /// Reuse one connection across probes.
-    pub keep_alive: Option<bool>,
+    pub keep_alive: Option<Spanned<bool>>,
     /// Cap on the body read.
     pub body_limit: Option<Spanned<RawSize>>,
     /// TLS settings.
@@ -108,7 +111,8 @@ pub struct RawTarget {
     pub down_after: Option<Spanned<u32>>,
     /// Consecutive successes before up.
     pub up_after: Option<Spanned<u32>>,
-    /// A blackbox module (`prober: http`) whose checks the probe also runs.
+    /// A blackbox module (any prober) that probes this target instead of the native HTTP
+    /// prober; the request and the checks are the module's.
     pub module: Option<Spanned<String>>,
 }
 

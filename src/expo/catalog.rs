@@ -357,6 +357,10 @@ pub const PROBE_FAMILIES: &[&str] = &[
     "probe_success",
     "probe_tls_cipher_info",
     "probe_tls_version_info",
+    "probe_websocket_connection_upgraded",
+    "probe_websocket_duration_seconds",
+    "probe_websocket_failed_due_to_regex",
+    "probe_websocket_status_code",
 ];
 
 #[cfg(test)]

@@ -2,9 +2,8 @@
 //!
 //! A failed probe is data, not an error: every probe ends in an [`Outcome`] whose `result` is
 //! `Ok(())` or a [`Reason`] from a fixed set, so labels never carry free text. The human detail
-//! (the error chain) travels beside it for logs and the JSON API.
-
-pub mod http;
+//! (the error chain) travels beside it for logs and the JSON API. The probers that produce
+//! outcomes live in [`crate::probers`].
 
 use std::fmt;
 use std::time::Duration;
@@ -148,7 +147,7 @@ impl fmt::Display for Fail {
     }
 }
 
-/// Time spent in each phase of an HTTP probe (zero for a phase not reached or not needed).
+/// Time spent in each phase of a probe (zero for a phase not reached or not needed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Phases {
     /// Name resolution.

@@ -121,7 +121,7 @@ impl View for Facts {
             );
         }
         if let Some((h, verified)) = &self.tls {
-            tls_info::report(h, *verified, out);
+            h.report(out, *verified, true);
         }
     }
 

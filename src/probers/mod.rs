@@ -1,21 +1,28 @@
-//! The blackbox-compatible probers: one file (or a few) per prober kind, each with its module
-//! options (blackbox's field names), compiled at load, and `probe()`.
+//! Every probe kind: watchfire's own HTTP prober and the blackbox-compatible ones, each with
+//! its options (blackbox's field names for the modules) compiled once at load, a `probe()` that
+//! fills in the kind's typed facts as it goes and returns `Result<(), Fail>` (the reason from the
+//! one fixed set), and a [`View`] of those facts: the blackbox families `/probe` answers with and
+//! the phases, status and size watchfire's own series record. Nothing reads a rendered metric or
+//! a log line back.
 //!
 //! # Layout
 //!
-//! - this file — what every prober shares: [`Output`] (the metrics of one probe, rendered in
-//!   the exposition format), [`Ctx`] (target, deadline, debug log), [`IpProtocol`] and
-//!   [`lookup`] (`preferred_ip_protocol` / `ip_protocol_fallback`, `probe_dns_lookup_time_seconds`,
-//!   `probe_ip_protocol`, `probe_ip_addr_hash`), and [`TlsConfig`] (`tls_config`).
-//! - `client_cert` — `tls_config.cert_file` / `key_file`: the client certificate of mutual TLS,
-//!   reloaded when its files change.
-//! - `http`, `tcp`, `dns`, `icmp`, `grpc` — one file per prober: the module's options struct
-//!   and `probe(module, ctx, out) -> bool`. The HTTP prober's probe is in `http_probe`, one
-//!   connection of it in `http_conn`, its response-side helpers (decompression, Content-Length,
-//!   Last-Modified, CEL) in `http_body`, its client settings (auth incl. OAuth2, proxies) in
-//!   `http_client`. The tcp prober's connection and `query_response` dialogue are in
-//!   `tcp_dialogue`, which the `unix` prober (a unix domain socket) shares.
-//! - `tls_info` — the TLS certificate metrics blackbox reports after a handshake.
+//! - this file — what every prober shares: [`Ctx`] (target, deadline), [`Log`] (the debug log),
+//!   [`IpProtocol`], [`lookup`] and its [`Resolved`] facts (`preferred_ip_protocol` /
+//!   `ip_protocol_fallback`; `probe_dns_lookup_time_seconds`, `probe_ip_protocol`,
+//!   `probe_ip_addr_hash`), [`TlsConfig`] (`tls_config`), the [`View`] trait, the [`Facts`] of
+//!   any kind, and [`Output`] (the rendered families of one `/probe` answer).
+//! - `http` (options), `http_compile` (the load-time step), `http_probe` (one probe, its final
+//!   answer in `http_probe/answer`), `http_facts` (its facts and view), `http_conn` (one
+//!   connection), `http_body` (decompression, Content-Length, Last-Modified, the regexp and CEL
+//!   checks), `http_client` (auth incl. OAuth2, proxies).
+//! - `tcp` (options and facts) and `tcp_dialogue` (the connection and the `query_response`
+//!   dialogue, which `unix` shares over a unix domain socket); `dns`, `icmp`, `grpc`, `unix`,
+//!   `websocket`: one file (or a few) per kind.
+//! - `tls_info` — the one TLS emitter every kind reports its handshake with; `client_cert` —
+//!   `tls_config.cert_file` / `key_file`, reloaded when the files change.
+//! - [`native`] — watchfire's own HTTP prober (a target's `url:` without `module:`): its
+//!   options ([`native::HttpCheck`]) and [`native::HttpProber`].
 
 /// Adds a formatted line to a [`Log`], formatting it only when the log is on.
 macro_rules! plog {
@@ -38,10 +45,12 @@ mod http_conn;
 mod http_facts;
 mod http_probe;
 pub mod icmp;
+pub mod native;
 pub mod tcp;
 mod tcp_dialogue;
 pub mod tls_info;
 pub mod unix;
+pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -325,6 +334,8 @@ pub enum Facts {
     Grpc(grpc::Facts),
     /// A unix probe's.
     Unix(unix::Facts),
+    /// A websocket probe's.
+    Websocket(websocket::Facts),
 }
 
 impl Facts {
@@ -337,6 +348,7 @@ impl Facts {
             Facts::Icmp(f) => f,
             Facts::Grpc(f) => f,
             Facts::Unix(f) => f,
+            Facts::Websocket(f) => f,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The TLS metrics blackbox reports after a handshake (http, and tcp with `tls`; see
-//! [`Handshake::of`] and [`report`]): `probe_ssl_earliest_cert_expiry`,
+//! The TLS metrics blackbox reports after a handshake, one emitter for every prober kind (see
+//! [`Handshake::of`] and [`Handshake::report`]): `probe_ssl_earliest_cert_expiry`,
 //! `probe_ssl_last_chain_expiry_timestamp_seconds`,
 //! `probe_ssl_last_chain_info{fingerprint_sha256,subject,issuer,subjectalternative,serialnumber}`,
 //! `probe_tls_version_info{version}` and `probe_tls_cipher_info{cipher}`, with blackbox's HELP texts (its own wording, kept as is) and Go's formatting of names
@@ -41,16 +41,26 @@ impl Handshake {
     }
 }
 
-/// Reports the TLS metrics of a finished handshake. `verified` is false under
-/// `insecure_skip_verify` (blackbox then has no verified chain).
-///
-/// The last chain's expiry is the earliest `notAfter` of the certificates the server sent (Go
-/// also counts the root it found in its own store, which rustls does not expose; roots outlive
-/// the certificates they sign, so the figure is the same in practice).
-///
-/// Follows upstream (0.25+/0.26+) where it differs from Debian's 0.23: `probe_ssl_last_chain_info`
-/// has a `serialnumber` label and `probe_tls_cipher_info{cipher}` is reported.
-pub fn report(h: &Handshake, verified: bool, out: &mut Output) {
+impl Handshake {
+    /// Reports the TLS metrics of a finished handshake: every prober kind's one emitter, so
+    /// every kind reports the same families with the same label sets. `verified` is false under
+    /// `insecure_skip_verify` (blackbox then has no verified chain); `last_chain_expiry`:
+    /// whether the kind reports `probe_ssl_last_chain_expiry_timestamp_seconds` (http, tcp,
+    /// unix; grpc does not, as upstream).
+    ///
+    /// The last chain's expiry is the earliest `notAfter` of the certificates the server sent
+    /// (Go also counts the root it found in its own store, which rustls does not expose; roots
+    /// outlive the certificates they sign, so the figure is the same in practice).
+    ///
+    /// Follows upstream (0.25+/0.26+) where it differs from Debian's 0.23:
+    /// `probe_ssl_last_chain_info` has a `serialnumber` label and `probe_tls_cipher_info{cipher}`
+    /// is reported.
+    pub fn report(&self, out: &mut Output, verified: bool, last_chain_expiry: bool) {
+        report(self, verified, last_chain_expiry, out);
+    }
+}
+
+fn report(h: &Handshake, verified: bool, last_chain_expiry: bool, out: &mut Output) {
     let parsed: Vec<X509Certificate<'_>> = h
         .certs
         .iter()
@@ -67,12 +77,14 @@ pub fn report(h: &Handshake, verified: bool, out: &mut Output) {
         "Returns last SSL chain expiry in unixtime",
         earliest,
     );
-    let last_chain = if verified { earliest } else { GO_ZERO_TIME };
-    out.gauge(
-        "probe_ssl_last_chain_expiry_timestamp_seconds",
-        "Returns last SSL chain expiry in timestamp",
-        last_chain,
-    );
+    if last_chain_expiry {
+        let last_chain = if verified { earliest } else { GO_ZERO_TIME };
+        out.gauge(
+            "probe_ssl_last_chain_expiry_timestamp_seconds",
+            "Returns last SSL chain expiry in timestamp",
+            last_chain,
+        );
+    }
     if let (Some(der), Some(leaf)) = (h.certs.first(), parsed.first()) {
         let fingerprint = hex(&Sha256::digest(der.as_ref()));
         let subject = go_name(leaf.subject());
@@ -307,7 +319,7 @@ mod tests {
             cipher: Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
         };
         let mut out = Output::new();
-        report(&h, false, &mut out);
+        h.report(&mut out, false, true);
         assert_eq!(
             out.value("probe_ssl_last_chain_expiry_timestamp_seconds"),
             Some(GO_ZERO_TIME)

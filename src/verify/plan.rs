@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::adhoc::{AdhocProbe, DEFAULT_CONFIG};
-use crate::config::{self, TargetSpec, MIN_INTERVAL};
-use crate::probe::http::HttpProber;
+use crate::adhoc::{AdhocProbe, OneProber, DEFAULT_CONFIG};
+use crate::blackbox::config::Modules;
+use crate::config::{self, Check, TargetSpec, MIN_INTERVAL};
 use crate::state::Thresholds;
 
 use super::checks::{self, Criteria, LatencyBound, MemoryCriteria, TargetTally};
@@ -63,9 +63,13 @@ pub fn url_target_name(method: &str, url: &str) -> String {
     }
 }
 
-/// The targets to probe, and the names of those taken from a config (for Prometheus queries).
-pub fn target_specs(a: &VerifyArgs) -> Result<(Vec<TargetSpec>, Vec<String>), VerifyError> {
+/// The targets to probe (native HTTP checks and module targets), the names of those taken from a
+/// config (for Prometheus queries), and the config's modules (which module targets probe with).
+pub fn target_specs(
+    a: &VerifyArgs,
+) -> Result<(Vec<TargetSpec>, Vec<String>, Modules), VerifyError> {
     let mut specs = Vec::new();
+    let mut modules = Modules::default();
     for t in &a.targets {
         let parsed = parse_target(t).map_err(|e| usage(format!("--target {e}")))?;
         let body = parsed.body.or_else(|| a.json_body.clone());
@@ -91,7 +95,7 @@ pub fn target_specs(a: &VerifyArgs) -> Result<(Vec<TargetSpec>, Vec<String>), Ve
         let mut spec = probe
             .target_spec()
             .map_err(|e| usage(format!("--target: {e}")))?;
-        spec.name = url_target_name(spec.method.as_str(), &spec.url.full);
+        spec.name = url_target_name(&method, spec.target_text());
         spec.interval = a.interval;
         specs.push(spec);
     }
@@ -125,6 +129,7 @@ pub fn target_specs(a: &VerifyArgs) -> Result<(Vec<TargetSpec>, Vec<String>), Ve
         if chosen.is_empty() {
             return Err(usage(format!("{} has no targets", path.display())));
         }
+        modules = cfg.modules.clone();
         for t in chosen {
             let mut spec = (*t).clone();
             spec.interval = a.interval;
@@ -144,7 +149,16 @@ pub fn target_specs(a: &VerifyArgs) -> Result<(Vec<TargetSpec>, Vec<String>), Ve
             return Err(usage(format!("target `{}` is given twice", s.name)));
         }
     }
-    Ok((specs, config_names))
+    Ok((specs, config_names, modules))
+}
+
+/// How a target's probe is described beside its target in the report: the HTTP method of a
+/// native check, `module:NAME` for a module target.
+fn probe_word(spec: &TargetSpec) -> String {
+    match &spec.check {
+        Check::Http(h) => h.method.as_str().to_string(),
+        Check::Module { module, .. } => format!("module:{module}"),
+    }
 }
 
 /// Reads each target's p99 from an earlier verify report.
@@ -429,7 +443,7 @@ fn window_criteria(a: &VerifyArgs) -> Result<Criteria, VerifyError> {
 
 /// Checks the flags, loads what they point at, asks Prometheus what is needed up front.
 pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, VerifyError> {
-    let (specs, config_names) = target_specs(a)?;
+    let (specs, config_names, modules) = target_specs(a)?;
     let criteria = window_criteria(a)?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let prom = a.prom.prometheus.as_deref().map(Prom::new).transpose()?;
@@ -467,14 +481,13 @@ pub async fn prepare(a: &VerifyArgs, now: SystemTime) -> Result<Prepared, Verify
         };
         tallies.push(TargetTally::new(
             spec.name.clone(),
-            spec.url.full.clone(),
-            spec.method.as_str(),
+            spec.target_text(),
+            probe_word(&spec),
             thresholds,
             bound,
         ));
-        let name = spec.name.clone();
-        let prober =
-            HttpProber::new(Arc::new(spec)).map_err(|e| usage(format!("target `{name}`: {e}")))?;
+        let prober = OneProber::new(&spec, &modules)
+            .map_err(|e| usage(format!("target `{}`: {e}", spec.name)))?;
         probers.push(Arc::new(prober));
     }
     Ok(Prepared {

@@ -1,6 +1,6 @@
-//! The window: one probe loop per target on the existing [`HttpProber`], a memory reader when
-//! asked, and the collector that folds results into tallies, shows progress and stops early on
-//! `--fail-fast` or an interruption.
+//! The window: one probe loop per target on its [`OneProber`] (the native HTTP prober or the
+//! target's blackbox module), a memory reader when asked, and the collector that folds results
+//! into tallies, shows progress and stops early on `--fail-fast` or an interruption.
 //!
 //! Each target's probes are planned on the grid `start + k × interval` and never overlap: a probe
 //! still running at its successor's planned start makes that start skipped (counted), not
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
-use crate::probe::http::HttpProber;
+use crate::adhoc::OneProber;
 use crate::record::Hdr;
 
 use super::checks::{
@@ -29,7 +29,7 @@ use super::progress::{Progress, Snapshot};
 #[derive(Debug)]
 pub struct Setup {
     /// One prober per tally, same order.
-    pub probers: Vec<Arc<HttpProber>>,
+    pub probers: Vec<Arc<OneProber>>,
     /// The checks' bounds (window, interval included).
     pub criteria: Criteria,
     /// Memory source and how often to read it.
@@ -64,7 +64,7 @@ enum Msg {
 
 async fn probe_loop(
     index: usize,
-    prober: Arc<HttpProber>,
+    prober: Arc<OneProber>,
     start: Instant,
     end: Instant,
     interval: Duration,
@@ -221,7 +221,7 @@ pub async fn collect(
             msg = rx.recv() => match msg {
                 None => break,
                 Some(Msg::Probe(s)) => {
-                    if s.status.is_some() {
+                    if s.answered() {
                         overall.record(s.latency);
                     }
                     if let Some(t) = targets.get_mut(s.target) {

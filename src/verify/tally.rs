@@ -30,6 +30,14 @@ pub struct Sample {
     pub skipped_after: u32,
 }
 
+impl Sample {
+    /// True when the target answered: an HTTP status arrived, or (probers without one: tcp,
+    /// icmp, dns...) the probe succeeded. Only answers count towards latency.
+    pub fn answered(&self) -> bool {
+        self.status.is_some() || self.result.is_ok()
+    }
+}
+
 /// The p99 bound a target is held to, and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyBound {
@@ -149,7 +157,7 @@ impl TargetTally {
                 self.fail_streak_start.get_or_insert(s.at);
             }
         }
-        if s.status.is_some() {
+        if s.answered() {
             self.answered += 1;
             self.latency.record(s.latency);
             if self.bound.as_ref().is_some_and(|b| s.latency > b.limit) {

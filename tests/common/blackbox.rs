@@ -590,6 +590,25 @@ pub fn assert_same_values(what: &str, bb: &ParsedMetrics, wf: &ParsedMetrics, na
 
 /// Everything the differential suite asserts per scenario: equal `probe_success`, metric names
 /// (apart from `ignore_names`), label names, HELP/TYPE, and the values of `values`.
+/// Where Debian's 0.23 and upstream differ, watchfire follows upstream: the TLS metrics gained
+/// `probe_tls_cipher_info{cipher}` (0.25) and a `serialnumber` label on
+/// `probe_ssl_last_chain_info` (0.26), for every prober kind alike (one TLS emitter). Checked
+/// here, then set aside for the comparison.
+pub fn set_aside_upstream_additions(wf: &mut ParsedMetrics) {
+    if wf.families.contains_key("probe_ssl_last_chain_info") {
+        let labels = wf.labels_of("probe_ssl_last_chain_info");
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.get("serialnumber").is_some_and(|v| !v.is_empty())),
+            "serialnumber label: {labels:?}"
+        );
+        assert!(wf.value("probe_tls_cipher_info").is_some());
+    }
+    wf.remove_label("probe_ssl_last_chain_info", "serialnumber");
+    wf.remove_metric("probe_tls_cipher_info");
+}
+
 pub fn assert_equivalent(
     what: &str,
     bb: &ParsedMetrics,

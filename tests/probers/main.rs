@@ -12,6 +12,7 @@ mod http_tests;
 mod icmp_tests;
 mod tcp_tests;
 mod unix_tests;
+mod websocket_tests;
 
 use std::time::Duration;
 

@@ -213,6 +213,7 @@ async fn tcp_tls_reports_the_certificate_like_blackbox() {
             "probe_ssl_earliest_cert_expiry",
             "probe_ssl_last_chain_expiry_timestamp_seconds",
             "probe_ssl_last_chain_info",
+            "probe_tls_cipher_info",
             "probe_tls_version_info",
         ]
     );
@@ -226,6 +227,26 @@ async fn tcp_tls_reports_the_certificate_like_blackbox() {
         rendered.contains("subject=\"CN=rcgen self signed cert\"")
             && rendered.contains("subjectalternative=\"localhost\""),
         "{rendered}"
+    );
+    // One TLS emitter for every kind: the http prober's label set, serial number included.
+    let info = rendered
+        .lines()
+        .find(|l| l.starts_with("probe_ssl_last_chain_info{"))
+        .expect("probe_ssl_last_chain_info");
+    let labels: Vec<&str> = info
+        .split(['{', ','])
+        .filter_map(|p| p.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "fingerprint_sha256",
+            "subject",
+            "issuer",
+            "subjectalternative",
+            "serialnumber"
+        ],
+        "{info}"
     );
 }
 

@@ -1,4 +1,6 @@
-//! The HTTP prober, on hyper's connection-level client so every phase can be timed.
+//! The native HTTP prober (a target's `url:` without `module:`), on hyper's connection-level
+//! client so every phase can be timed. What it probes is an [`HttpCheck`] (in `check`, with the
+//! URL and the response checks); the timing marks on its connection are in `timed`.
 //!
 //! Per probe: resolve (skipped for IP literals) → TCP connect → TLS (rustls) → request →
 //! first byte → body (read up to the cap) → checks. One deadline bounds the whole probe; each
@@ -12,12 +14,14 @@
 //! first and no RST is needed at all. With `keep_alive: true` one connection is kept per target
 //! and reused while the server keeps it open.
 
-use std::io;
+mod check;
+mod timed;
+
+pub use check::{Expect, HttpCheck, ProbeUrl, DEFAULT_BODY_LIMIT};
+
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,22 +31,26 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
-use super::{Fail, Outcome, Phases, Reason};
-use crate::config::TargetSpec;
 use crate::net::fail_from;
+use crate::probe::{Fail, Outcome, Phases, Reason};
+
+use check::check_body;
+use timed::{Marks, TimedIo};
 
 /// `User-Agent` sent when the target sets none.
 pub const USER_AGENT_VALUE: &str = concat!("watchfire/", env!("CARGO_PKG_VERSION"));
 
 type Sender = http1::SendRequest<Full<Bytes>>;
 
-/// Probes one target. Cheap to share; holds the kept-alive connection when asked to.
+/// Probes one [`HttpCheck`]. Cheap to share; holds the kept-alive connection when asked to.
 pub struct HttpProber {
-    spec: Arc<TargetSpec>,
+    spec: Arc<HttpCheck>,
+    /// Bound on one whole probe.
+    timeout: Duration,
     tls: Option<Arc<rustls::ClientConfig>>,
     uri: Uri,
     /// Whether connections need `TCP_NODELAY`. A fresh connection sends its one request in one
@@ -58,14 +66,15 @@ pub struct HttpProber {
 impl std::fmt::Debug for HttpProber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpProber")
-            .field("target", &self.spec.name)
+            .field("url", &self.spec.url.full)
             .finish()
     }
 }
 
 impl HttpProber {
-    /// Prepares a prober for `spec` (builds its TLS config once).
-    pub fn new(spec: Arc<TargetSpec>) -> Result<HttpProber, String> {
+    /// Prepares a prober for `spec`, each probe bounded by `timeout` (builds its TLS config
+    /// once).
+    pub fn new(spec: Arc<HttpCheck>, timeout: Duration) -> Result<HttpProber, String> {
         let tls = if spec.url.tls {
             Some(crate::net::tls::client_config(&spec.tls)?)
         } else {
@@ -87,21 +96,27 @@ impl HttpProber {
             nodelay: spec.keep_alive || request_bytes > 1024,
             headers: request_headers(&spec),
             spec,
+            timeout,
             tls,
             uri,
             kept: Mutex::new(None),
         })
     }
 
-    /// The target this prober probes.
-    pub fn spec(&self) -> &Arc<TargetSpec> {
+    /// The check this prober probes.
+    pub fn check(&self) -> &Arc<HttpCheck> {
         &self.spec
+    }
+
+    /// The bound on one whole probe.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Runs one probe now; `planned` is when the scheduler meant it to start.
     pub async fn probe(&self, planned: Instant) -> Outcome {
         let started = Instant::now();
-        let deadline = started + self.spec.timeout;
+        let deadline = started + self.timeout;
         let mut phases = Phases::default();
         let mut status = None;
         let mut body_bytes = 0;
@@ -421,7 +436,7 @@ type ConnFuture<'a> =
 
 /// The headers every request of `spec` carries: the configured ones, then `Host`, `User-Agent`
 /// and (fresh connections) `Connection: close` unless configured.
-fn request_headers(spec: &TargetSpec) -> HeaderMap {
+fn request_headers(spec: &HttpCheck) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(spec.headers.len() + 3);
     for (k, v) in &spec.headers {
         h.append(k, v.clone());
@@ -492,210 +507,3 @@ const INLINE_CHECK_MAX: usize = 32 * 1024;
 
 /// The most body buffer reserved from a declared `Content-Length` before the bytes arrive.
 const PRERESERVE_MAX: u64 = 1024 * 1024;
-
-/// The `expect.body` regex and `expect.json` fields, against the whole body.
-fn check_body(expect: &crate::config::Expect, body: &[u8]) -> Result<(), Fail> {
-    if let Some(re) = &expect.body {
-        let text = String::from_utf8_lossy(body);
-        if !re.is_match(&text) {
-            return Err(Fail::new(
-                Reason::BodyMismatch,
-                format!("body does not match /{}/", re.as_str()),
-            ));
-        }
-    }
-    if !expect.json.is_empty() {
-        check_json(&expect.json, body)?;
-    }
-    Ok(())
-}
-
-/// Checks every expected JSON field.
-fn check_json(expect: &[(Vec<String>, serde_json::Value)], body: &[u8]) -> Result<(), Fail> {
-    let doc: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| Fail::new(Reason::JsonMismatch, format!("body is not JSON: {e}")))?;
-    for (path, want) in expect {
-        let mut cur = &doc;
-        for key in path {
-            let next = match cur {
-                serde_json::Value::Object(m) => m.get(key.as_str()),
-                serde_json::Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
-                _ => None,
-            };
-            match next {
-                Some(v) => cur = v,
-                None => {
-                    return Err(Fail::new(
-                        Reason::JsonMismatch,
-                        format!("JSON field `{}` is missing", path.join(".")),
-                    ))
-                }
-            }
-        }
-        if !json_equal(cur, want) {
-            return Err(Fail::new(
-                Reason::JsonMismatch,
-                format!("JSON field `{}` is {cur}, expected {want}", path.join(".")),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Equality that treats `1` and `1.0` as the same number.
-fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    match (a, b) {
-        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
-
-/// When the request was last written and when the first answer byte arrived.
-#[derive(Debug)]
-struct Marks {
-    epoch: Instant,
-    /// Nanoseconds after `epoch` + 1 (0 = not yet).
-    written: AtomicU64,
-    first_read: AtomicU64,
-}
-
-impl Marks {
-    fn new() -> Marks {
-        Marks {
-            epoch: Instant::now(),
-            written: AtomicU64::new(0),
-            first_read: AtomicU64::new(0),
-        }
-    }
-
-    fn reset(&self) {
-        self.written.store(0, Ordering::Relaxed);
-        self.first_read.store(0, Ordering::Relaxed);
-    }
-
-    fn stamp(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64 + 1
-    }
-
-    fn get(&self, v: &AtomicU64) -> Option<Instant> {
-        match v.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(self.epoch + Duration::from_nanos(n - 1)),
-        }
-    }
-
-    fn written(&self) -> Option<Instant> {
-        self.get(&self.written)
-    }
-
-    fn first_read(&self) -> Option<Instant> {
-        self.get(&self.first_read)
-    }
-}
-
-/// An IO wrapper that stamps the last write before the answer and the first read of it.
-struct TimedIo<T> {
-    inner: T,
-    marks: Arc<Marks>,
-    /// Fresh connections are closed with `SO_LINGER` 0 when dropped; a `shutdown(SHUT_WR)` first
-    /// would cost a syscall per probe (~12 µs measured) and a FIN that leaves the server in
-    /// TIME_WAIT for nothing. Kept-alive connections shut down normally.
-    skip_shutdown: bool,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            let m = &self.marks;
-            if m.first_read.load(Ordering::Relaxed) == 0 {
-                m.first_read.store(m.stamp(), Ordering::Relaxed);
-            }
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            let m = &self.marks;
-            if m.first_read.load(Ordering::Relaxed) == 0 {
-                m.written.store(m.stamp(), Ordering::Relaxed);
-            }
-        }
-        r
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            let m = &self.marks;
-            if m.first_read.load(Ordering::Relaxed) == 0 {
-                m.written.store(m.stamp(), Ordering::Relaxed);
-            }
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.skip_shutdown {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_paths_walk_objects_and_arrays() {
-        let body = br#"{"status":"healthy","items":[{"id":7}],"n":1.0}"#;
-        let ok = vec![
-            (vec!["status".to_string()], serde_json::json!("healthy")),
-            (
-                vec!["items".into(), "0".into(), "id".into()],
-                serde_json::json!(7),
-            ),
-            (vec!["n".to_string()], serde_json::json!(1)),
-        ];
-        assert!(check_json(&ok, body).is_ok());
-        let bad = vec![(vec!["status".to_string()], serde_json::json!("down"))];
-        let f = check_json(&bad, body).expect_err("mismatch");
-        assert_eq!(f.reason, Reason::JsonMismatch);
-        assert!(f.detail.contains("`status`"), "{}", f.detail);
-        let missing = vec![(vec!["nope".to_string()], serde_json::json!(1))];
-        assert!(check_json(&missing, body)
-            .expect_err("missing")
-            .detail
-            .contains("missing"));
-        assert_eq!(
-            check_json(&ok, b"not json").expect_err("not json").reason,
-            Reason::JsonMismatch
-        );
-    }
-}
