@@ -28,10 +28,11 @@ use http_body_util::Full;
 use tokio::time::Instant;
 
 use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
-use super::history::History;
+use super::history::{debug_text, History};
 use crate::probe::{Fail, Outcome, Reason};
 use crate::probers::{
-    dns, grpc, http as bhttp, icmp, plog, tcp, unix, websocket, Ctx, Facts, Log, Output, View,
+    dns, grpc, http_facts, http_probe, icmp, plog, tcp, unix, websocket, Ctx, Facts, Log, Output,
+    View,
 };
 
 /// The header Prometheus sends with its scrape timeout.
@@ -328,22 +329,6 @@ fn metrics_response(body: String) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
-/// The debug output of a probe, in blackbox's layout: its log, its metrics and the module's
-/// configuration (secrets hidden).
-pub fn debug_text(out: &Output, module: &Module) -> String {
-    let mut body = String::with_capacity(4096);
-    body.push_str("Logs for the probe:\n");
-    for l in out.log_lines() {
-        body.push_str(l);
-        body.push('\n');
-    }
-    body.push_str("\n\n\nMetrics that would have been returned:\n");
-    out.render(&mut body);
-    body.push_str("\n\n\nModule configuration:\n");
-    body.push_str(&module.to_yaml());
-    body
-}
-
 /// What one probe of a module found: the typed verdict, the kind's facts (the blackbox families
 /// are rendered from them), the debug log and how long it took.
 #[derive(Debug)]
@@ -419,7 +404,7 @@ pub async fn run(
     let mut facts = facts_for(module.prober);
     let probe = async {
         match &mut facts {
-            Facts::Http(f) => bhttp::probe(&module.http, &ctx, f, &mut log).await,
+            Facts::Http(f) => http_probe::probe(&module.http, &ctx, f, &mut log).await,
             Facts::Tcp(f) => tcp::probe(&module.tcp, &ctx, f, &mut log).await,
             Facts::Dns(f) => dns::probe(&module.dns, &ctx, f, &mut log).await,
             Facts::Icmp(f) => icmp::probe(&module.icmp, &ctx, f, &mut log).await,
@@ -463,7 +448,7 @@ pub async fn run(
 /// the deadline still reports what it found).
 fn facts_for(prober: Prober) -> Facts {
     match prober {
-        Prober::Http => Facts::Http(bhttp::Facts::default()),
+        Prober::Http => Facts::Http(http_facts::Facts::default()),
         Prober::Tcp => Facts::Tcp(tcp::Facts::default()),
         Prober::Dns => Facts::Dns(dns::Facts::default()),
         Prober::Icmp => Facts::Icmp(icmp::Facts::default()),

@@ -55,7 +55,7 @@ pub struct Entry {
 impl Entry {
     /// The debug output, as `/probe?debug=true` answered (or would have).
     pub fn debug_output(&self) -> String {
-        super::endpoint::debug_text(&self.out, &self.config)
+        debug_text(&self.out, &self.config)
     }
 }
 
@@ -307,6 +307,22 @@ pub fn logs(history: &History, query: Option<&str>) -> Response<Body> {
         }
     };
     text(StatusCode::OK, entry.debug_output())
+}
+
+/// The debug output of a probe, in blackbox's layout: its log, its metrics and the module's
+/// configuration (secrets hidden).
+pub fn debug_text(out: &Output, module: &Module) -> String {
+    let mut body = String::with_capacity(4096);
+    body.push_str("Logs for the probe:\n");
+    for l in out.log_lines() {
+        body.push_str(l);
+        body.push('\n');
+    }
+    body.push_str("\n\n\nMetrics that would have been returned:\n");
+    out.render(&mut body);
+    body.push_str("\n\n\nModule configuration:\n");
+    body.push_str(&module.to_yaml());
+    body
 }
 
 #[cfg(test)]

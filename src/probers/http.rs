@@ -5,7 +5,7 @@
 //! The probe itself is in the `http_probe` module; [`probe`] is its entry point.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,20 +19,7 @@ use super::http_client::ser_secret_map;
 pub use super::http_client::{Auth, Authorization, BasicAuth, OAuth2Config, Proxies};
 use super::ser_secret;
 use super::tcp::ser_ip_protocol;
-use super::{Ctx, IpProtocol, Log, TlsConfig};
-use crate::probe::Fail;
-
-pub use super::http_facts::Facts;
-
-/// Runs one HTTP probe (see the `http_probe` module), filling in `facts`.
-pub async fn probe(
-    module: &HttpProbe,
-    ctx: &Ctx,
-    facts: &mut Facts,
-    log: &mut Log,
-) -> Result<(), Fail> {
-    super::http_probe::probe(module, ctx, facts, log).await
-}
+use super::{IpProtocol, TlsConfig};
 
 /// One `fail_if_header_matches` / `fail_if_header_not_matches` entry.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -379,11 +366,6 @@ impl HttpProbe {
     /// True when a CEL check is configured (`probe_failed_due_to_cel` is reported).
     pub fn has_cel(&self) -> bool {
         self.cel_fail.is_some() || self.cel_need.is_some()
-    }
-
-    /// Checks and compiles `m`; relative paths are relative to `file`'s directory.
-    pub fn compile(m: &HttpModule, file: &Path) -> Result<HttpProbe, Vec<Problem>> {
-        super::http_compile::compile(m, file)
     }
 }
 

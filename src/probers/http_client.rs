@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
-use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
-use super::http::HttpModule;
 use super::ser_secret;
 use super::TlsConfig;
 
@@ -161,7 +159,7 @@ pub struct OAuth2 {
 }
 
 impl OAuth2 {
-    fn new(cfg: &OAuth2Config, file: &Path) -> Result<OAuth2, String> {
+    pub(super) fn new(cfg: &OAuth2Config, file: &Path) -> Result<OAuth2, String> {
         url::Url::parse(&cfg.token_url)
             .map_err(|e| format!("token_url `{}` is not a URL ({e})", cfg.token_url))?;
         let mut b = reqwest::Client::builder().no_proxy();
@@ -316,147 +314,6 @@ fn parse_token(body: &[u8]) -> Result<(String, String, Option<u64>), String> {
     Ok((token, kind, exp))
 }
 
-/// Where an optional section starts.
-fn at<T>(s: &Option<Spanned<T>>) -> Option<serde_saphyr::Location> {
-    s.as_ref().map(|s| s.referenced)
-}
-
-/// Where a problem is reported: field, position (if known), message.
-pub type Bad<'a> = &'a mut dyn FnMut(String, Option<&serde_saphyr::Location>, String);
-
-/// The authentication settings, checked the way Prometheus' HTTP client checks them.
-pub fn auth(m: &HttpModule, file: &Path, bad: Bad<'_>) -> Auth {
-    let bearer = !m.bearer_token.is_empty() || m.bearer_token_file.is_some();
-    if !m.bearer_token.is_empty() && m.bearer_token_file.is_some() {
-        bad(
-            "bearer_token_file".into(),
-            None,
-            "at most one of bearer_token & bearer_token_file must be configured".into(),
-        );
-    }
-    if (m.basic_auth.is_some() || m.oauth2.is_some()) && bearer {
-        bad(
-            if m.basic_auth.is_some() { "basic_auth" } else { "oauth2" }.into(),
-            at(&m.basic_auth).or(at(&m.oauth2)).as_ref(),
-            "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured"
-                .into(),
-        );
-    }
-    if m.basic_auth.is_some() && m.oauth2.is_some() {
-        bad(
-            "oauth2".into(),
-            at(&m.oauth2).as_ref(),
-            "at most one of basic_auth, oauth2 & authorization must be configured".into(),
-        );
-    }
-    if let Some(b) = &m.basic_auth {
-        if m.authorization.is_some() {
-            bad(
-                "basic_auth".into(),
-                Some(&b.referenced),
-                "at most one of basic_auth, oauth2 & authorization must be configured".into(),
-            );
-        }
-        let b2 = &b.value;
-        if !b2.password.is_empty() && b2.password_file.is_some() {
-            bad(
-                "basic_auth.password_file".into(),
-                Some(&b.referenced),
-                "at most one of basic_auth password & password_file must be configured".into(),
-            );
-        }
-        if !b2.username.is_empty() && b2.username_file.is_some() {
-            bad(
-                "basic_auth.username_file".into(),
-                Some(&b.referenced),
-                "at most one of basic_auth username & username_file must be configured".into(),
-            );
-        }
-        let user = match &b2.username_file {
-            Some(f) => SecretSource::File(relative_to(file, f)),
-            None => SecretSource::Inline(b2.username.clone()),
-        };
-        let pass = match &b2.password_file {
-            Some(f) => SecretSource::File(relative_to(file, f)),
-            None => SecretSource::Inline(b2.password.clone()),
-        };
-        return Auth::Basic { user, pass };
-    }
-    if let Some(o) = &m.oauth2 {
-        if m.authorization.is_some() {
-            bad(
-                "oauth2".into(),
-                Some(&o.referenced),
-                "at most one of basic_auth, oauth2 & authorization must be configured".into(),
-            );
-        }
-        if !o.value.client_secret.is_empty() && o.value.client_secret_file.is_some() {
-            bad(
-                "oauth2.client_secret_file".into(),
-                Some(&o.referenced),
-                "at most one of oauth2 client_secret & client_secret_file must be configured"
-                    .into(),
-            );
-        }
-        return match OAuth2::new(&o.value, file) {
-            Ok(x) => Auth::OAuth2(Box::new(x)),
-            Err(msg) => {
-                bad("oauth2".into(), Some(&o.referenced), msg);
-                Auth::None
-            }
-        };
-    }
-    if let Some(a) = &m.authorization {
-        if bearer {
-            bad(
-                "authorization".into(),
-                Some(&a.referenced),
-                "authorization is not compatible with bearer_token & bearer_token_file".into(),
-            );
-        }
-        let a2 = &a.value;
-        if !a2.credentials.is_empty() && a2.credentials_file.is_some() {
-            bad(
-                "authorization.credentials_file".into(),
-                Some(&a.referenced),
-                "at most one of authorization credentials & credentials_file must be configured"
-                    .into(),
-            );
-        }
-        let kind = match a2.kind.trim() {
-            "" => "Bearer".to_string(),
-            k if k.eq_ignore_ascii_case("basic") => {
-                bad(
-                    "authorization.type".into(),
-                    Some(&a.referenced),
-                    "authorization type cannot be set to \"basic\", use \"basic_auth\" instead"
-                        .into(),
-                );
-                k.to_string()
-            }
-            k => k.to_string(),
-        };
-        let credentials = match &a2.credentials_file {
-            Some(f) => SecretSource::File(relative_to(file, f)),
-            None => SecretSource::Inline(a2.credentials.clone()),
-        };
-        return Auth::Scheme { kind, credentials };
-    }
-    if let Some(f) = &m.bearer_token_file {
-        return Auth::Scheme {
-            kind: "Bearer".into(),
-            credentials: SecretSource::File(relative_to(file, f)),
-        };
-    }
-    if !m.bearer_token.is_empty() {
-        return Auth::Scheme {
-            kind: "Bearer".into(),
-            credentials: SecretSource::Inline(m.bearer_token.clone()),
-        };
-    }
-    Auth::None
-}
-
 /// An `http://` proxy.
 #[derive(Debug, Clone)]
 pub struct Proxy {
@@ -585,12 +442,18 @@ fn in_net(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
 /// Which proxy, if any, a request goes through.
 #[derive(Debug, Clone, Default)]
 pub struct Proxies {
-    fixed: Option<Proxy>,
-    no_proxy: Option<NoProxy>,
-    env_http: Option<Proxy>,
-    env_https: Option<Proxy>,
-    env_no_proxy: NoProxy,
-    from_env: bool,
+    /// `proxy_url`.
+    pub(super) fixed: Option<Proxy>,
+    /// `no_proxy`.
+    pub(super) no_proxy: Option<NoProxy>,
+    /// `HTTP_PROXY` (`proxy_from_environment`).
+    pub(super) env_http: Option<Proxy>,
+    /// `HTTPS_PROXY` (`proxy_from_environment`).
+    pub(super) env_https: Option<Proxy>,
+    /// `NO_PROXY` (`proxy_from_environment`).
+    pub(super) env_no_proxy: NoProxy,
+    /// `proxy_from_environment`.
+    pub(super) from_env: bool,
     /// `proxy_connect_header`, sent with `CONNECT`.
     pub connect_headers: Vec<(HeaderName, HeaderValue)>,
     /// `skip_resolve_phase_with_proxy` applies (a fixed proxy is set).
@@ -622,84 +485,6 @@ impl Proxies {
             self.env_http.as_ref()
         }
     }
-}
-
-/// The proxy settings, checked as Prometheus' HTTP client checks them.
-pub fn proxies(m: &HttpModule, bad: Bad<'_>) -> Proxies {
-    let mut p = Proxies::default();
-    if let Some(u) = &m.proxy_url {
-        match parse_proxy(&u.value) {
-            Ok(x) => p.fixed = Some(x),
-            Err(msg) => bad("proxy_url".into(), Some(&u.referenced), msg),
-        }
-        if m.proxy_from_environment {
-            bad(
-                "proxy_from_environment".into(),
-                Some(&u.referenced),
-                "if proxy_from_environment is configured, proxy_url must not be configured".into(),
-            );
-        }
-    }
-    if let Some(n) = &m.no_proxy {
-        if m.proxy_url.is_none() {
-            bad(
-                "no_proxy".into(),
-                None,
-                "if no_proxy is configured, proxy_url must also be configured".into(),
-            );
-        }
-        p.no_proxy = Some(NoProxy::parse(n));
-    }
-    if !m.proxy_connect_header.is_empty() && m.proxy_url.is_none() && !m.proxy_from_environment {
-        bad(
-            "proxy_connect_header".into(),
-            None,
-            "if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured".into(),
-        );
-    }
-    for (k, vs) in &m.proxy_connect_header {
-        let Ok(name) = HeaderName::from_bytes(k.as_bytes()) else {
-            bad(
-                format!("proxy_connect_header.{k}"),
-                None,
-                format!("`{k}` is not a valid header name"),
-            );
-            continue;
-        };
-        for v in vs {
-            match HeaderValue::from_str(v) {
-                Ok(v) => p.connect_headers.push((name.clone(), v)),
-                Err(_) => bad(
-                    format!("proxy_connect_header.{k}"),
-                    None,
-                    "the value holds characters HTTP does not allow".into(),
-                ),
-            }
-        }
-    }
-    if m.proxy_from_environment {
-        p.from_env = true;
-        let env = |names: [&str; 2]| {
-            names
-                .iter()
-                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-        };
-        let parse = |v: Option<String>| {
-            v.and_then(|v| {
-                let v = if v.contains("://") {
-                    v
-                } else {
-                    format!("http://{v}")
-                };
-                parse_proxy(&v).ok()
-            })
-        };
-        p.env_http = parse(env(["HTTP_PROXY", "http_proxy"]));
-        p.env_https = parse(env(["HTTPS_PROXY", "https_proxy"]));
-        p.env_no_proxy = NoProxy::parse(&env(["NO_PROXY", "no_proxy"]).unwrap_or_default());
-    }
-    p.skip_resolve = m.skip_resolve_phase_with_proxy && p.fixed.is_some();
-    p
 }
 
 /// Serializes `proxy_connect_header` values as secrets.

@@ -33,8 +33,15 @@ impl Problems {
     }
 }
 
+impl HttpProbe {
+    /// Checks and compiles `m`; relative paths are relative to `file`'s directory.
+    pub fn compile(m: &HttpModule, file: &Path) -> Result<HttpProbe, Vec<Problem>> {
+        compile(m, file)
+    }
+}
+
 /// Checks and compiles `m`; relative paths are relative to `file`'s directory.
-pub(super) fn compile(m: &HttpModule, file: &Path) -> Result<HttpProbe, Vec<Problem>> {
+fn compile(m: &HttpModule, file: &Path) -> Result<HttpProbe, Vec<Problem>> {
     let mut p = Problems::default();
     let valid_status_codes = status_codes(m, &mut p);
     let method = method(m, &mut p);
@@ -69,11 +76,11 @@ pub(super) fn compile(m: &HttpModule, file: &Path) -> Result<HttpProbe, Vec<Prob
     let body = request_body(m, file, &mut p);
     let auth = {
         let mut bad = |f: String, at: Option<&Location>, msg: String| p.add(f, at, msg);
-        super::http_client::auth(m, file, &mut bad)
+        super::http_settings::auth(m, file, &mut bad)
     };
     let proxies = {
         let mut bad = |f: String, at: Option<&Location>, msg: String| p.add(f, at, msg);
-        super::http_client::proxies(m, &mut bad)
+        super::http_settings::proxies(m, &mut bad)
     };
     let compression = compression(m, &headers, &mut p);
     let body_size_limit = body_size_limit(m, &mut p);

@@ -42,8 +42,9 @@ mod http_body;
 pub mod http_client;
 mod http_compile;
 mod http_conn;
-mod http_facts;
-mod http_probe;
+pub mod http_facts;
+pub mod http_probe;
+mod http_settings;
 pub mod icmp;
 pub mod native;
 pub mod tcp;
@@ -323,7 +324,7 @@ impl Log {
 #[derive(Debug)]
 pub enum Facts {
     /// An http probe's.
-    Http(http::Facts),
+    Http(http_facts::Facts),
     /// A tcp probe's.
     Tcp(tcp::Facts),
     /// A dns probe's.
