@@ -10,7 +10,7 @@ use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostics, Origin};
 
-use super::check::{body, duration, expect, method, positive, timing, valid_name, Defaults};
+use super::fields::{body, duration, expect, method, positive, timing, valid_name, Defaults};
 use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
 use super::{
     Check, ExecHook, Expect, FailoverGroup, Hooks, HttpCheck, Instance, ProbeUrl, ProxyConfig,
@@ -358,7 +358,7 @@ fn hooks(diag: &mut Diagnostics, h: &RawHooks, field: &str) -> Hooks {
         let mut command: Vec<String> = e.value.command.iter().map(|c| c.value.clone()).collect();
         if program.value.contains('/') {
             // Relative paths are relative to the config file, like every other path in it.
-            let p = super::check::resolve_relative(diag.file(), Path::new(&program.value));
+            let p = super::fields::resolve_relative(diag.file(), Path::new(&program.value));
             command[0] = p.display().to_string();
         }
         Some(ExecHook { command, timeout })
@@ -392,7 +392,7 @@ fn hooks(diag: &mut Diagnostics, h: &RawHooks, field: &str) -> Hooks {
 /// Checks that a hook's program can be run: a path that exists, or a name found on `PATH`.
 fn find_program(config_file: &Path, program: &str) -> Result<(), String> {
     if program.contains('/') {
-        let p = super::check::resolve_relative(config_file, Path::new(program));
+        let p = super::fields::resolve_relative(config_file, Path::new(program));
         return match std::fs::metadata(&p) {
             Ok(m) if m.is_file() => Ok(()),
             Ok(_) => Err(format!("`{}` is not a file", p.display())),

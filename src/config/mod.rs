@@ -9,6 +9,7 @@
 
 mod check;
 mod failover;
+mod fields;
 pub mod raw;
 mod target;
 mod yaml;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::probers::native::{Expect, HttpCheck, ProbeUrl};
-pub use check::{parse_duration, parse_size};
+pub use fields::{parse_duration, parse_size};
 
 use crate::diag::{ConfigError, ConfigErrors, Origin};
 

@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 use crate::blackbox::config::Prober;
 use crate::diag::{Diagnostics, Origin, Pos};
 
-use super::check::{
+use super::fields::{
     body, expect, headers, labels, method, positive, size, target_tls, timing, valid_name, Defaults,
 };
 use super::raw::RawTarget;

@@ -3,7 +3,7 @@
 
 use serde_saphyr::Spanned;
 
-use super::check::one_line;
+use super::fields::one_line;
 use super::raw::RawFile;
 use crate::diag::{Diagnostics, Pos};
 
