@@ -26,6 +26,7 @@ use crate::probers::grpc::GrpcModule;
 use crate::probers::http::{HttpModule, HttpProbe};
 use crate::probers::icmp::IcmpModule;
 use crate::probers::tcp::TcpModule;
+use crate::probers::unix::UnixModule;
 use crate::probers::websocket::WebsocketModule;
 
 /// The module `/probe` uses when the request names none.
@@ -44,18 +45,21 @@ pub enum Prober {
     Icmp,
     /// `grpc`
     Grpc,
+    /// `unix`
+    Unix,
     /// `websocket`
     Websocket,
 }
 
 impl Prober {
     /// Every prober, by its name in the config.
-    pub const ALL: [(&'static str, Prober); 6] = [
+    pub const ALL: [(&'static str, Prober); 7] = [
         ("http", Prober::Http),
         ("tcp", Prober::Tcp),
         ("dns", Prober::Dns),
         ("icmp", Prober::Icmp),
         ("grpc", Prober::Grpc),
+        ("unix", Prober::Unix),
         ("websocket", Prober::Websocket),
     ];
 
@@ -77,7 +81,7 @@ impl Prober {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModule {
-    /// `http`, `tcp`, `dns`, `icmp`, `grpc` or `websocket`.
+    /// `http`, `tcp`, `dns`, `icmp`, `grpc`, `unix` or `websocket`.
     pub prober: Option<Spanned<String>>,
     /// Upper bound on one probe (blackbox duration: `5s`, `1m`, `500ms`).
     pub timeout: Option<Spanned<String>>,
@@ -91,6 +95,8 @@ pub struct RawModule {
     pub icmp: Option<Spanned<IcmpModule>>,
     /// `grpc` prober options.
     pub grpc: Option<Spanned<GrpcModule>>,
+    /// `unix` prober options.
+    pub unix: Option<Spanned<UnixModule>>,
     /// `websocket` prober options.
     pub websocket: Option<Spanned<WebsocketModule>>,
 }
@@ -114,6 +120,8 @@ pub struct Module {
     pub icmp: IcmpModule,
     /// The gRPC options.
     pub grpc: GrpcModule,
+    /// The unix socket options.
+    pub unix: UnixModule,
     /// The websocket options, compiled (regexps, TLS config, credentials, headers).
     pub websocket: WebsocketModule,
     /// The module as `/config` and `debug=true` show it, secrets hidden.
@@ -217,7 +225,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
             diag.error(
                 m,
                 format!("{field}.prober"),
-                "missing: every module needs a prober (http, tcp, dns, icmp, grpc or websocket)",
+                "missing: every module needs a prober (http, tcp, dns, icmp, grpc, unix or websocket)",
             );
             None
         }
@@ -226,7 +234,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
                 p,
                 format!("{field}.prober"),
                 format!(
-                    "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc, websocket)",
+                    "unknown prober `{}` (watchfire supports http, tcp, dns, icmp, grpc, unix, websocket)",
                     p.value
                 ),
             );
@@ -276,6 +284,13 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
             validate("grpc", grpc.compile()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
         validated(Pos::from(g), checked);
     }
+    let mut unix = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    unix.tls_config.resolve_paths(&file);
+    if let Some(u) = &r.unix {
+        let checked =
+            validate("unix", unix.compile()).and_then(|()| unix.tls_config.check_at_load("unix"));
+        validated(Pos::from(u), checked);
+    }
     let mut websocket = r
         .websocket
         .as_ref()
@@ -303,6 +318,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
         dns,
         icmp: r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
         grpc,
+        unix,
         websocket,
         shown,
         file,
@@ -363,6 +379,10 @@ fn shown(prober: Prober, r: &RawModule, http: &HttpModule) -> serde_json::Value 
     if prober == Prober::Grpc || r.grpc.is_some() {
         let v = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
         m.insert("grpc".into(), to_value(serde_json::to_value(v)));
+    }
+    if prober == Prober::Unix || r.unix.is_some() {
+        let v = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+        m.insert("unix".into(), to_value(serde_json::to_value(v)));
     }
     if prober == Prober::Websocket || r.websocket.is_some() {
         let v = r

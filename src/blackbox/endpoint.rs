@@ -31,7 +31,8 @@ use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::{debug_text, History};
 use crate::probe::{Fail, Outcome, Reason};
 use crate::probers::{
-    dns, grpc, http_facts, http_probe, icmp, plog, tcp, websocket, Ctx, Facts, Log, Output, View,
+    dns, grpc, http_facts, http_probe, icmp, plog, tcp, unix, websocket, Ctx, Facts, Log, Output,
+    View,
 };
 
 /// The header Prometheus sends with its scrape timeout.
@@ -212,12 +213,22 @@ pub fn check_target(prober: Prober, target: &str) -> Result<(), String> {
                 prober.as_str()
             ))
         }
+        (Prober::Unix, Some(s)) => {
+            return Err(format!(
+                "Target parameter is malformed: the unix prober takes a socket path, not a `{s}://` URL"
+            ))
+        }
         (Prober::Websocket, s)
             if !s.is_some_and(|s| s.eq_ignore_ascii_case("ws") || s.eq_ignore_ascii_case("wss")) =>
         {
             return Err("Target parameter is malformed: the websocket prober takes a ws:// or wss:// URL".into())
         }
         _ => {}
+    }
+    if prober == Prober::Unix && !target.starts_with('/') {
+        return Err(
+            "Target parameter is malformed: the unix prober takes an absolute socket path".into(),
+        );
     }
     if matches!(prober, Prober::Http | Prober::Websocket) {
         let full = if scheme.is_some() {
@@ -398,6 +409,7 @@ pub async fn run(
             Facts::Dns(f) => dns::probe(&module.dns, &ctx, f, &mut log).await,
             Facts::Icmp(f) => icmp::probe(&module.icmp, &ctx, f, &mut log).await,
             Facts::Grpc(f) => grpc::probe(&module.grpc, &ctx, f, &mut log).await,
+            Facts::Unix(f) => unix::probe(&module.unix, &ctx, f, &mut log).await,
             Facts::Websocket(f) => websocket::probe(&module.websocket, &ctx, f, &mut log).await,
         }
     };
@@ -441,6 +453,7 @@ fn facts_for(prober: Prober) -> Facts {
         Prober::Dns => Facts::Dns(dns::Facts::default()),
         Prober::Icmp => Facts::Icmp(icmp::Facts::default()),
         Prober::Grpc => Facts::Grpc(grpc::Facts::default()),
+        Prober::Unix => Facts::Unix(unix::Facts::default()),
         Prober::Websocket => Facts::Websocket(websocket::Facts::default()),
     }
 }

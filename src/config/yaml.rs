@@ -13,14 +13,15 @@ pub(super) fn parse_file(diag: &mut Diagnostics, text: &str) -> Option<RawFile> 
     if text.trim().is_empty() {
         return Some(RawFile::default());
     }
-    let e = match serde_saphyr::from_str(text) {
+    let options = crate::probers::tcp::Payload::yaml_options();
+    let e = match serde_saphyr::from_str_with_options(text, options.clone()) {
         Ok(r) => return Some(r),
         Err(e) => e,
     };
     // A document that is not YAML at all is reported as a syntax error, even when the typed
     // parse tripped over something else first; otherwise the error is about the schema and the
     // field is found by its position.
-    let (e, paths) = match serde_saphyr::from_str::<Node>(text) {
+    let (e, paths) = match serde_saphyr::from_str_with_options::<Node>(text, options) {
         Ok(tree) => {
             let mut paths = Vec::new();
             collect_paths(&tree, "", &mut paths);

@@ -17,7 +17,8 @@
 //!   connection), `http_body` (decompression, Content-Length, Last-Modified, the regexp and CEL
 //!   checks), `http_client` (auth incl. OAuth2, proxies).
 //! - `tcp` (options and facts) and `tcp_dialogue` (the connection and the `query_response`
-//!   dialogue); `dns`, `icmp`, `grpc`, `websocket`: one file (or a few) per kind.
+//!   dialogue, which `unix` shares over a unix domain socket); `dns`, `icmp`, `grpc`, `unix`,
+//!   `websocket`: one file (or a few) per kind.
 //! - `tls_info` — the one TLS emitter every kind reports its handshake with; `client_cert` —
 //!   `tls_config.cert_file` / `key_file`, reloaded when the files change.
 //! - [`native`] — watchfire's own HTTP prober (a target's `url:` without `module:`): its
@@ -49,6 +50,7 @@ pub mod native;
 pub mod tcp;
 mod tcp_dialogue;
 pub mod tls_info;
+pub mod unix;
 pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
@@ -331,6 +333,8 @@ pub enum Facts {
     Icmp(icmp::Facts),
     /// A grpc probe's.
     Grpc(grpc::Facts),
+    /// A unix probe's.
+    Unix(unix::Facts),
     /// A websocket probe's.
     Websocket(websocket::Facts),
 }
@@ -344,6 +348,7 @@ impl Facts {
             Facts::Dns(f) => f,
             Facts::Icmp(f) => f,
             Facts::Grpc(f) => f,
+            Facts::Unix(f) => f,
             Facts::Websocket(f) => f,
         }
     }

@@ -31,11 +31,25 @@ use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
 use crate::probe::{Fail, Phases, Reason};
 
 /// Bytes of a `send` or `expect_bytes`: a YAML string, or a `!!binary` value (base64) for
-/// control bytes. The YAML reader (serde-saphyr 2.0) hands a `!!binary` value to a field that
-/// also takes plain strings only when its bytes are UTF-8; other bytes are a config error at
-/// their line and column.
+/// control bytes, which need not be UTF-8 (`!!binary AAAACATSFi8=`, PostgreSQL's SSLRequest).
+///
+/// The YAML reader decodes a `!!binary` value itself only for a byte field, and a byte field
+/// does not take plain strings; for a string field it requires the decoded bytes to be UTF-8.
+/// So a payload is read as a string together with its tag, and a `!!binary` one is decoded
+/// here. That needs the reader to hand such a value over as its base64 text: configs are read
+/// with [`Payload::yaml_options`].
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Payload(pub Vec<u8>);
+
+impl Payload {
+    /// The YAML reader's options for reading a config: `!!binary` values reach a string field
+    /// as their base64 text, which [`Payload`] decodes.
+    pub fn yaml_options() -> serde_saphyr::Options {
+        let mut o = serde_saphyr::Options::default();
+        o.ignore_binary_tag_for_string = true;
+        o
+    }
+}
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,27 +69,110 @@ impl Serialize for Payload {
     }
 }
 
+/// A scalar's text, as written (a plain `042` stays `042`, as Go's YAML keeps it).
+struct Text(Vec<u8>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or !!binary bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.as_bytes().to_vec()))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Text, E> {
+                Ok(Text(v.to_vec()))
+            }
+        }
+        d.deserialize_string(V)
+    }
+}
+
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
         struct V;
-        impl serde::de::Visitor<'_> for V {
+        impl<'de> serde::de::Visitor<'de> for V {
             type Value = Payload;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string or !!binary bytes")
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Payload, E> {
-                Ok(Payload(v.as_bytes().to_vec()))
+            // The YAML reader: the value, then its tag.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Payload, A::Error> {
+                use serde::de::Error as _;
+                let Text(text) = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let tag: Option<String> = seq.next_element()?;
+                if !tag.as_deref().is_some_and(is_binary_tag) {
+                    return Ok(Payload(text));
+                }
+                base64_decode(&text).map(Payload).map_err(A::Error::custom)
             }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Payload, E> {
-                Ok(Payload(v.to_vec()))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
-                Ok(Payload(v))
+            // Other readers, which have no tags.
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Payload, D::Error> {
+                Text::deserialize(d).map(|t| Payload(t.0))
             }
         }
-        // As a string: a plain scalar keeps its text (`N`, `yes`, `042`), as Go's YAML does.
-        d.deserialize_string(V)
+        // The YAML reader's way to hand over a value with its tag (see `serde_saphyr::Tagged`).
+        d.deserialize_newtype_struct("__yaml_tagged", V)
     }
+}
+
+/// Whether a YAML tag is the binary one, in any of its spellings.
+fn is_binary_tag(tag: &str) -> bool {
+    matches!(
+        tag,
+        "!!binary" | "!binary" | "tag:yaml.org,2002:binary" | "tag:yaml.org,2002:!binary"
+    )
+}
+
+/// Decodes standard base64 (padding optional, white space ignored), as YAML's `!!binary`.
+fn base64_decode(text: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    let mut padding = 0;
+    for &c in text.iter().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                padding += 1;
+                continue;
+            }
+            _ => {
+                return Err(format!(
+                    "invalid !!binary value: `{}` is not base64",
+                    c as char
+                ))
+            }
+        };
+        if padding > 0 {
+            return Err("invalid !!binary value: data after its padding".into());
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if bits >= 6 || padding > 2 {
+        return Err("invalid !!binary value: truncated base64".into());
+    }
+    Ok(out)
 }
 
 /// An `expect` regexp compiled once (by [`TcpModule::compile`] at load): not part of the
@@ -210,33 +307,7 @@ impl TcpModule {
     /// `expect` compiled, so that probes only use it.
     pub fn compile(&mut self) -> Result<(), String> {
         validate_source_ip("tcp", self.source_ip_address.as_deref())?;
-        for (i, qr) in self.query_response.iter_mut().enumerate() {
-            if let Some(re) = &qr.expect {
-                let compiled = Regex::new(re).map_err(|e| {
-                    format!("tcp.query_response[{i}].expect: invalid regexp `{re}`: {e}")
-                })?;
-                qr.compiled = Compiled(OnceLock::from(compiled));
-            }
-            if qr.expect.is_some() && qr.expect_bytes.is_some() {
-                return Err(format!(
-                    "tcp.query_response[{i}].expect_bytes: expect and expect_bytes are mutually exclusive"
-                ));
-            }
-            if !qr.labels.is_empty() && qr.expect.is_none() {
-                return Err(format!(
-                    "tcp.query_response[{i}].labels: needs an `expect` to take values from"
-                ));
-            }
-            for l in &qr.labels {
-                if !is_label_name(&l.name) {
-                    return Err(format!(
-                        "tcp.query_response[{i}].labels: `{}` is not a valid label name",
-                        l.name
-                    ));
-                }
-            }
-        }
-        Ok(())
+        compile_steps("tcp", &mut self.query_response)
     }
 
     /// Whether a step has `expect_bytes` (then `probe_failed_due_to_bytes` is reported).
@@ -245,6 +316,37 @@ impl TcpModule {
             .iter()
             .any(|q| q.expect_bytes.as_ref().is_some_and(|b| !b.0.is_empty()))
     }
+}
+
+/// Checks the `query_response` steps of a `prober` (`tcp`, `unix`) module and keeps each
+/// `expect` compiled: regexps, `expect` / `expect_bytes` exclusion, label names. Errors start
+/// with the field (`unix.query_response[0].expect: ...`).
+pub(crate) fn compile_steps(prober: &str, steps: &mut [QueryResponse]) -> Result<(), String> {
+    for (i, qr) in steps.iter_mut().enumerate() {
+        let field = format!("{prober}.query_response[{i}]");
+        if let Some(re) = &qr.expect {
+            let compiled = Regex::new(re)
+                .map_err(|e| format!("{field}.expect: invalid regexp `{re}`: {e}"))?;
+            qr.compiled = Compiled(OnceLock::from(compiled));
+        }
+        if qr.expect.is_some() && qr.expect_bytes.is_some() {
+            return Err(format!(
+                "{field}.expect_bytes: expect and expect_bytes are mutually exclusive"
+            ));
+        }
+        if !qr.labels.is_empty() && qr.expect.is_none() {
+            return Err(format!(
+                "{field}.labels: needs an `expect` to take values from"
+            ));
+        }
+        if let Some(l) = qr.labels.iter().find(|l| !is_label_name(&l.name)) {
+            return Err(format!(
+                "{field}.labels: `{}` is not a valid label name",
+                l.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 const FAILED_DUE_TO_REGEX: &str = "probe_failed_due_to_regex";
@@ -482,17 +584,39 @@ mod tests {
 
     #[test]
     fn payloads_take_text_and_binary() {
-        let q: QueryResponse =
-            serde_saphyr::from_str("{send: !!binary AAAACFBJTkc=, expect_bytes: S}")
-                .expect("parses");
+        let read = |yaml: &str| -> QueryResponse {
+            serde_saphyr::from_str_with_options(yaml, Payload::yaml_options()).expect("parses")
+        };
+        let q = read("{send: !!binary AAAACFBJTkc=, expect_bytes: S}");
         assert_eq!(q.send, Some(Payload(b"\0\0\0\x08PING".to_vec())));
-        // Bytes that are not UTF-8 are refused by the YAML reader (see `Payload`).
-        assert!(serde_saphyr::from_str::<QueryResponse>("{send: !!binary AAAACATSFi8=}").is_err());
         assert_eq!(q.expect_bytes, Some(Payload(b"S".to_vec())));
-        for plain in ["042", "N", "yes"] {
-            let q: QueryResponse =
-                serde_saphyr::from_str(&format!("{{send: {plain}}}")).expect("parses");
-            assert_eq!(q.send, Some(Payload(plain.as_bytes().to_vec())));
+        // Bytes that are not UTF-8: PostgreSQL's SSLRequest.
+        let q = read("{send: !!binary AAAACATSFi8=}");
+        assert_eq!(
+            q.send,
+            Some(Payload(vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]))
+        );
+        let q = read("{send: !<tag:yaml.org,2002:binary> 'AAAA\nCATSFi8='}");
+        assert_eq!(q.send.map(|p| p.0.len()), Some(8));
+        for plain in ["042", "N", "yes", "'AAAACATSFi8='"] {
+            let q = read(&format!("{{send: {plain}}}"));
+            let want = plain.trim_matches('\'');
+            assert_eq!(q.send, Some(Payload(want.as_bytes().to_vec())));
         }
+        let bad = serde_saphyr::from_str_with_options::<QueryResponse>(
+            "{send: !!binary 'not base64!'}",
+            Payload::yaml_options(),
+        );
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(base64_decode(b"TWFu").unwrap(), b"Man");
+        assert_eq!(base64_decode(b"TWE=").unwrap(), b"Ma");
+        assert_eq!(base64_decode(b"TWE").unwrap(), b"Ma");
+        assert_eq!(base64_decode(b"TQ==").unwrap(), b"M");
+        assert!(base64_decode(b"T").is_err());
+        assert!(base64_decode(b"TQ==TQ").is_err());
     }
 }

@@ -1,7 +1,8 @@
-//! One connection of the `tcp` prober: connect, the optional TLS handshake, and the
-//! `query_response` dialogue — read lines until `expect` matches (or read `expect_bytes`),
-//! `send` (with `${1}` from that match), `starttls`. Each step records its facts in
-//! [`Facts`](super::tcp::Facts) as it goes; a failure is a [`Fail`] with its reason.
+//! The `query_response` dialogue the `tcp` and `unix` probers share, over any byte stream: the
+//! optional TLS handshake (`tls: true`), then the steps — read lines until `expect` matches (or
+//! read `expect_bytes`), `send` (with `${1}` from that match), `starttls`. Each step records its
+//! facts in [`Facts`](super::tcp::Facts) as it goes; a failure is a [`Fail`] with its reason.
+//! Also the tcp prober's connect.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -22,8 +23,21 @@ use crate::probe::{Fail, Reason};
 pub(super) const MAX_LINE: usize = 64 * 1024;
 
 /// A byte stream, plain or TLS.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What a dialogue runs: the module's steps and TLS settings.
+#[derive(Clone, Copy)]
+pub(super) struct Script<'a> {
+    /// The `query_response` steps.
+    pub steps: &'a [QueryResponse],
+    /// `tls: true`: a TLS handshake before the first step.
+    pub tls: bool,
+    /// The settings of that handshake and of every `starttls`.
+    pub tls_config: &'a TlsConfig,
+    /// The TLS server name when `tls_config.server_name` is not set.
+    pub host: &'a str,
+}
 
 /// Why a line could not be read.
 #[derive(Debug)]
@@ -97,24 +111,50 @@ pub(super) async fn run(
     facts.phases.connect = started.elapsed();
     facts.connected = true;
     plog!(log, "successfully dialed");
-    let conn: Box<dyn Io> = if module.tls {
-        plog!(log, "starting TLS handshake");
-        let at = Instant::now();
-        let tls = tls_handshake(stream, &module.tls_config, host, facts, log).await;
-        facts.phases.tls += at.elapsed();
-        Box::new(tls?)
-    } else {
-        Box::new(stream)
+    let script = Script {
+        steps: &module.query_response,
+        tls: module.tls,
+        tls_config: &module.tls_config,
+        host,
     };
+    let conn = open(&script, stream, facts, log).await?;
+    converse(&script, conn, facts, log).await
+}
+
+/// Makes a connected `stream` ready for the steps: the TLS handshake when the script has
+/// `tls: true` (its time counted under `tls`), else the stream as it is.
+pub(super) async fn open<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    script: &Script<'_>,
+    stream: S,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<Box<dyn Io>, Fail> {
+    if !script.tls {
+        return Ok(Box::new(stream));
+    }
+    plog!(log, "starting TLS handshake");
+    let at = Instant::now();
+    let tls = tls_handshake(stream, script.tls_config, script.host, facts, log).await;
+    facts.phases.tls += at.elapsed();
+    Ok(Box::new(tls?))
+}
+
+/// Runs the script's steps over `conn` (made ready by [`open`]).
+pub(super) async fn converse(
+    script: &Script<'_>,
+    conn: Box<dyn Io>,
+    facts: &mut Facts,
+    log: &mut Log,
+) -> Result<(), Fail> {
     let mut clock = Clock {
         ready: Instant::now(),
         first: None,
         starttls_after_first: Duration::ZERO,
     };
     let mut reader = BufReader::new(conn);
-    for (i, qr) in module.query_response.iter().enumerate() {
+    for (i, qr) in script.steps.iter().enumerate() {
         plog!(log, "processing query response entry {i}");
-        reader = step(module, qr, host, reader, &mut clock, facts, log).await?;
+        reader = step(script, qr, reader, &mut clock, facts, log).await?;
         clock.update(facts);
     }
     Ok(())
@@ -122,9 +162,8 @@ pub(super) async fn run(
 
 /// One `query_response` entry; returns the connection (upgraded after `starttls`).
 async fn step(
-    module: &TcpModule,
+    script: &Script<'_>,
     qr: &QueryResponse,
-    host: &str,
     mut reader: BufReader<Box<dyn Io>>,
     clock: &mut Clock,
     facts: &mut Facts,
@@ -190,7 +229,7 @@ async fn step(
         let conn = reader.into_inner();
         plog!(log, "starting TLS (STARTTLS)");
         let at = Instant::now();
-        let tls = tls_handshake(conn, &module.tls_config, host, facts, log).await;
+        let tls = tls_handshake(conn, script.tls_config, script.host, facts, log).await;
         let took = at.elapsed();
         facts.phases.tls += took;
         if clock.first.is_some() {

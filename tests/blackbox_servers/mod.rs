@@ -1,8 +1,9 @@
 //! Loopback servers for the tcp, dns and grpc prober tests (hermetic and differential): an
 //! SMTP-like banner server with STARTTLS, a TLS banner server, a DNS server on UDP and TCP, gRPC
 //! health servers (plain, TLS, with a required metadata token, without the health service), a
-//! listener that closes every connection, an HTTPS server, and client certificates for servers
-//! that require them (mutual TLS). All bind 127.0.0.1:0; each stops when dropped.
+//! listener that closes every connection, an HTTPS server, client certificates for servers that
+//! require them (mutual TLS), servers on unix sockets and scripted line dialogues. All bind
+//! 127.0.0.1:0 (or a socket in a temporary directory); each stops when dropped.
 
 #![allow(dead_code)]
 
@@ -19,6 +20,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+
+mod dialogues;
+// Not every test crate that includes these servers uses the dialogues.
+#[allow(unused_imports)]
+pub use dialogues::*;
 
 /// A running server; its tasks are aborted on drop.
 pub struct Server {

@@ -1,14 +1,17 @@
-//! The tcp, dns, icmp and grpc probers against in-test loopback servers: metric names, label
-//! sets and values as blackbox_exporter reports them, every failure mode, and bad input. One
-//! file per prober kind; this one holds the shared helpers, the module config and bad input.
+//! The tcp, dns, icmp, grpc and unix probers against in-test loopback servers: metric names,
+//! label sets and values as blackbox_exporter reports them, every failure mode, and bad input.
+//! One file per prober kind, and one for upstream's example.yml; this one holds the shared
+//! helpers, the module config and bad input.
 
 #[path = "../blackbox_servers/mod.rs"]
 mod blackbox_servers;
 mod dns_tests;
+mod example_tests;
 mod grpc_tests;
 mod http_tests;
 mod icmp_tests;
 mod tcp_tests;
+mod unix_tests;
 mod websocket_tests;
 
 use std::time::Duration;
@@ -41,9 +44,10 @@ fn unresolvable() -> String {
     format!("{}.invalid", "x".repeat(64))
 }
 
-/// A module from its blackbox.yml section (checked with `validate`).
+/// A module from its blackbox.yml section (checked with `validate`), read as a config is.
 fn module<M: DeserializeOwned>(yaml: &str) -> M {
-    serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("module YAML `{yaml}`: {e}"))
+    serde_saphyr::from_str_with_options(yaml, tcp::Payload::yaml_options())
+        .unwrap_or_else(|e| panic!("module YAML `{yaml}`: {e}"))
 }
 
 /// The rendered metrics, for failure messages.
