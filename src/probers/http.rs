@@ -2,7 +2,7 @@
 //! compiled form, [`HttpProbe`], built once at config load (regexps, CEL programs, the TLS client
 //! config, auth), so a probe only runs.
 //!
-//! The probe itself is in the `http_probe` module; [`probe`] is its entry point.
+//! The probe itself is in `http_probe` (its entry point is `http_probe::probe`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
