@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,6 +215,84 @@ pub(crate) fn check_section(
     }
 }
 
+/// The tcp, dns, icmp, grpc, unix and websocket options of one module, checked and compiled.
+struct Kinds {
+    tcp: TcpModule,
+    dns: DnsModule,
+    icmp: IcmpModule,
+    grpc: GrpcModule,
+    unix: UnixModule,
+    websocket: WebsocketModule,
+}
+
+/// Checks and compiles the options of every prober kind but http that the module sets.
+fn compile_kinds(diag: &mut Diagnostics, field: &str, file: &Path, r: &RawModule) -> Kinds {
+    // The other probers' options: what serde cannot check, each module's `validate()` does, and
+    // `tls_config` must be usable. A problem is placed at its prober's section.
+    let mut validated = |at: Pos, r: Result<(), FieldError>| {
+        if let Err(e) = r {
+            diag.field_error(at, field, e);
+        }
+    };
+    let validate = |section: &str, r: Result<(), String>| {
+        r.map_err(|text| FieldError::from_text(section, section, text))
+    };
+    // tls_config paths are relative to the config file, like every path in it.
+    let mut tcp = r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    tcp.tls_config.resolve_paths(file);
+    let mut dns = r.dns.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    dns.tls_config.resolve_paths(file);
+    let mut grpc = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    grpc.tls_config.resolve_paths(file);
+    if let Some(t) = &r.tcp {
+        // Compiles the `expect` regexps once, here, for every probe of the module.
+        let checked =
+            validate("tcp", tcp.compile()).and_then(|()| tcp.tls_config.check_at_load("tcp"));
+        validated(Pos::from(t), checked);
+    }
+    if let Some(d) = &r.dns {
+        let checked =
+            validate("dns", dns.compile()).and_then(|()| dns.tls_config.check_at_load("dns"));
+        validated(Pos::from(d), checked);
+    }
+    if let Some(i) = &r.icmp {
+        validated(Pos::from(i), validate("icmp", i.value.validate()));
+    }
+    if let Some(g) = &r.grpc {
+        let checked =
+            validate("grpc", grpc.compile()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
+        validated(Pos::from(g), checked);
+    }
+    let mut unix = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    unix.tls_config.resolve_paths(file);
+    if let Some(u) = &r.unix {
+        let checked =
+            validate("unix", unix.compile()).and_then(|()| unix.tls_config.check_at_load("unix"));
+        validated(Pos::from(u), checked);
+    }
+    let mut websocket = r
+        .websocket
+        .as_ref()
+        .map(|t| t.value.clone())
+        .unwrap_or_default();
+    websocket.http_config.tls_config.resolve_paths(file);
+    if let Some(w) = &r.websocket {
+        let checked = websocket.compile(file).and_then(|()| {
+            let tls = &websocket.http_config.tls_config;
+            tls.check_at_load("websocket.http_config")
+        });
+        validated(Pos::from(w), checked);
+    }
+    Kinds {
+        tcp,
+        dns,
+        icmp: r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
+        grpc,
+        unix,
+        websocket,
+    }
+}
+
 fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> Option<Module> {
     let field = format!("modules.{name}");
     let file = diag.file().to_path_buf();
@@ -248,62 +326,7 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
     });
     let http_raw = r.http.as_ref().map(|h| h.value.clone()).unwrap_or_default();
     let http = compile_http(diag, &field, m, &http_raw);
-    // The other probers' options: what serde cannot check, each module's `validate()` does, and
-    // `tls_config` must be usable. A problem is placed at its prober's section.
-    let mut validated = |at: Pos, r: Result<(), FieldError>| {
-        if let Err(e) = r {
-            diag.field_error(at, &field, e);
-        }
-    };
-    let validate = |section: &str, r: Result<(), String>| {
-        r.map_err(|text| FieldError::from_text(section, section, text))
-    };
-    // tls_config paths are relative to the config file, like every path in it.
-    let mut tcp = r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-    tcp.tls_config.resolve_paths(&file);
-    let mut dns = r.dns.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-    dns.tls_config.resolve_paths(&file);
-    let mut grpc = r.grpc.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-    grpc.tls_config.resolve_paths(&file);
-    if let Some(t) = &r.tcp {
-        // Compiles the `expect` regexps once, here, for every probe of the module.
-        let checked =
-            validate("tcp", tcp.compile()).and_then(|()| tcp.tls_config.check_at_load("tcp"));
-        validated(Pos::from(t), checked);
-    }
-    if let Some(d) = &r.dns {
-        let checked =
-            validate("dns", dns.compile()).and_then(|()| dns.tls_config.check_at_load("dns"));
-        validated(Pos::from(d), checked);
-    }
-    if let Some(i) = &r.icmp {
-        validated(Pos::from(i), validate("icmp", i.value.validate()));
-    }
-    if let Some(g) = &r.grpc {
-        let checked =
-            validate("grpc", grpc.compile()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
-        validated(Pos::from(g), checked);
-    }
-    let mut unix = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-    unix.tls_config.resolve_paths(&file);
-    if let Some(u) = &r.unix {
-        let checked =
-            validate("unix", unix.compile()).and_then(|()| unix.tls_config.check_at_load("unix"));
-        validated(Pos::from(u), checked);
-    }
-    let mut websocket = r
-        .websocket
-        .as_ref()
-        .map(|t| t.value.clone())
-        .unwrap_or_default();
-    websocket.http_config.tls_config.resolve_paths(&file);
-    if let Some(w) = &r.websocket {
-        let checked = websocket.compile(&file).and_then(|()| {
-            let tls = &websocket.http_config.tls_config;
-            tls.check_at_load("websocket.http_config")
-        });
-        validated(Pos::from(w), checked);
-    }
+    let kinds = compile_kinds(diag, &field, &file, r);
     let (prober, http) = (prober?, http?);
     if diag.count() > before {
         return None;
@@ -314,12 +337,12 @@ fn check_module(diag: &mut Diagnostics, name: &str, m: &Spanned<RawModule>) -> O
         prober,
         timeout,
         http,
-        tcp,
-        dns,
-        icmp: r.icmp.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
-        grpc,
-        unix,
-        websocket,
+        tcp: kinds.tcp,
+        dns: kinds.dns,
+        icmp: kinds.icmp,
+        grpc: kinds.grpc,
+        unix: kinds.unix,
+        websocket: kinds.websocket,
         shown,
         file,
         line: m.referenced.line(),
