@@ -129,18 +129,7 @@ struct Compiled {
     additional: Rules,
 }
 
-/// The compiled form kept in the module. Equal whatever it holds: it follows from the options,
-/// which are compared.
-#[derive(Debug, Clone, Default)]
-struct Loaded(Option<Arc<Compiled>>);
-
-impl PartialEq for Loaded {
-    fn eq(&self, _: &Loaded) -> bool {
-        true
-    }
-}
-
-impl Eq for Loaded {}
+type Loaded = super::Loaded<Compiled>;
 
 impl DnsModule {
     /// Checks what serde cannot: the required name, type/class/rcode names, regexps. Each error
@@ -155,7 +144,7 @@ impl DnsModule {
     /// compiled for that probe.
     pub fn compile(&mut self) -> Result<(), String> {
         self.check_name()?;
-        self.compiled = Loaded(Some(Arc::new(self.build()?)));
+        self.compiled = super::Loaded(Some(Arc::new(self.build()?)));
         Ok(())
     }
 

@@ -104,18 +104,7 @@ impl Default for GrpcModule {
 /// The metadata sent with every check, parsed once.
 type Metadata = Vec<(MetadataKey<Ascii>, AsciiMetadataValue)>;
 
-/// The compiled form kept in the module. Equal whatever it holds: it follows from the options,
-/// which are compared.
-#[derive(Debug, Clone, Default)]
-struct Loaded(Option<Arc<Metadata>>);
-
-impl PartialEq for Loaded {
-    fn eq(&self, _: &Loaded) -> bool {
-        true
-    }
-}
-
-impl Eq for Loaded {}
+type Loaded = super::Loaded<Metadata>;
 
 impl GrpcModule {
     /// Checks what serde cannot: metadata keys and values must be valid gRPC metadata.
@@ -126,7 +115,7 @@ impl GrpcModule {
     /// Validates (as [`GrpcModule::validate`]) and keeps the parsed metadata, so that a probe
     /// parses nothing. A module probed without it is compiled for that probe.
     pub fn compile(&mut self) -> Result<(), String> {
-        self.compiled = Loaded(Some(Arc::new(self.build()?)));
+        self.compiled = super::Loaded(Some(Arc::new(self.build()?)));
         Ok(())
     }
 

@@ -141,6 +141,31 @@ impl Output {
     }
 }
 
+/// A module's compiled form, kept in the module beside the options it follows from. Equal
+/// whatever it holds, so that comparing modules compares their options only.
+#[derive(Debug)]
+pub(crate) struct Loaded<T>(pub(crate) Option<Arc<T>>);
+
+impl<T> Default for Loaded<T> {
+    fn default() -> Self {
+        Loaded(None)
+    }
+}
+
+impl<T> Clone for Loaded<T> {
+    fn clone(&self) -> Self {
+        Loaded(self.0.clone())
+    }
+}
+
+impl<T> PartialEq for Loaded<T> {
+    fn eq(&self, _: &Loaded<T>) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Loaded<T> {}
+
 /// What one probe works with.
 #[derive(Debug, Clone)]
 pub struct Ctx {
