@@ -1,16 +1,21 @@
 //! [`Families`]: families and samples buffered until rendered, as a blackbox `/probe` answer
 //! collects them.
 
+use std::borrow::Cow;
+
 use super::{Type, Writer};
+
+/// A sample's label pairs, in the order given: static names (the catalog's) or a user's.
+type Labels = Vec<(Cow<'static, str>, String)>;
 
 /// One buffered family.
 #[derive(Debug, Clone)]
 struct Buffered {
-    name: String,
-    help: String,
+    name: &'static str,
+    help: &'static str,
     kind: Type,
     /// Label pairs (in the order given) and the value.
-    samples: Vec<(Vec<(String, String)>, f64)>,
+    samples: Vec<(Labels, f64)>,
 }
 
 /// Metric families buffered in the order first set; a sample set again with the same labels
@@ -35,25 +40,50 @@ impl Families {
     /// Sets the sample of `name` with these labels, replacing an earlier one with the same
     /// labels (same names and values in the same order). The family's help and type are those
     /// given when its first sample was set.
-    pub fn set(&mut self, name: &str, help: &str, kind: Type, labels: &[(&str, &str)], value: f64) {
-        let fam = match self.families.iter().position(|f| f.name == name) {
-            Some(i) => &mut self.families[i],
-            None => {
-                self.families.push(Buffered {
-                    name: name.to_string(),
-                    help: help.to_string(),
-                    kind,
-                    samples: Vec::new(),
-                });
-                self.families.last_mut().expect("just pushed")
-            }
-        };
+    ///
+    /// Names, help texts and label names are static (the catalog's), so a family costs no
+    /// allocation but its label values'.
+    pub fn set(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: Type,
+        labels: &[(&'static str, &str)],
+        value: f64,
+    ) {
+        let fam = self.family_mut(name, help, kind);
         match fam.samples.iter_mut().find(|(l, _)| same(l, labels)) {
             Some(s) => s.1 = value,
             None => fam.samples.push((
                 labels
                     .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .map(|(k, v)| (Cow::Borrowed(*k), v.to_string()))
+                    .collect(),
+                value,
+            )),
+        }
+    }
+
+    /// [`Families::set`] for label names that are not static (a user's `labels:`).
+    pub fn set_owned(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: Type,
+        labels: &[(String, String)],
+        value: f64,
+    ) {
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let fam = self.family_mut(name, help, kind);
+        match fam.samples.iter_mut().find(|(l, _)| same(l, &pairs)) {
+            Some(s) => s.1 = value,
+            None => fam.samples.push((
+                labels
+                    .iter()
+                    .map(|(k, v)| (Cow::Owned(k.clone()), v.clone()))
                     .collect(),
                 value,
             )),
@@ -76,13 +106,13 @@ impl Families {
 
     /// Family names, in the order first set (or sorted, after [`Families::sort`]).
     pub fn names(&self) -> Vec<&str> {
-        self.families.iter().map(|f| f.name.as_str()).collect()
+        self.families.iter().map(|f| f.name).collect()
     }
 
     /// Orders families by name and each family's samples by their label values, as Go's
     /// registry writes them.
     pub fn sort(&mut self) {
-        self.families.sort_by(|a, b| a.name.cmp(&b.name));
+        self.families.sort_by(|a, b| a.name.cmp(b.name));
         for f in &mut self.families {
             f.samples.sort_by(|a, b| {
                 let va = a.0.iter().map(|(_, v)| v.as_str());
@@ -97,11 +127,27 @@ impl Families {
         let mut w = Writer::new(out);
         let mut pairs: Vec<(&str, &str)> = Vec::new();
         for f in &self.families {
-            w.header_parts(&f.name, &f.help, f.kind);
+            w.header_parts(f.name, f.help, f.kind);
             for (labels, v) in &f.samples {
                 pairs.clear();
-                pairs.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                w.line(&f.name, "", None, &pairs, *v);
+                pairs.extend(labels.iter().map(|(k, v)| (k.as_ref(), v.as_str())));
+                w.line(f.name, "", None, &pairs, *v);
+            }
+        }
+    }
+
+    /// The family `name`, added (with `help` and `kind`) when it is not there yet.
+    fn family_mut(&mut self, name: &'static str, help: &'static str, kind: Type) -> &mut Buffered {
+        match self.families.iter().position(|f| f.name == name) {
+            Some(i) => &mut self.families[i],
+            None => {
+                self.families.push(Buffered {
+                    name,
+                    help,
+                    kind,
+                    samples: Vec::new(),
+                });
+                self.families.last_mut().expect("just pushed")
             }
         }
     }
@@ -112,7 +158,7 @@ impl Families {
 }
 
 /// Whether stored labels equal `labels`, pair by pair.
-fn same(stored: &[(String, String)], labels: &[(&str, &str)]) -> bool {
+fn same(stored: &[(Cow<'static, str>, String)], labels: &[(&str, &str)]) -> bool {
     stored.len() == labels.len()
         && stored
             .iter()

@@ -79,22 +79,40 @@ impl Output {
     }
 
     /// Sets an unlabelled gauge (replacing an earlier value of the same name).
-    pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
+    pub fn gauge(&mut self, name: &'static str, help: &'static str, value: f64) {
         self.families.set(name, help, Type::Gauge, &[], value);
     }
 
     /// Sets a labelled gauge sample (replacing an earlier sample with the same labels).
-    pub fn gauge_with(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+    pub fn gauge_with(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        value: f64,
+    ) {
         self.families.set(name, help, Type::Gauge, labels, value);
+    }
+
+    /// Sets a labelled gauge sample whose label names are not static (a module's `labels:`).
+    pub fn gauge_with_owned(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(String, String)],
+        value: f64,
+    ) {
+        self.families
+            .set_owned(name, help, Type::Gauge, labels, value);
     }
 
     /// Sets a sample of any type.
     pub fn sample(
         &mut self,
-        name: &str,
-        help: &str,
+        name: &'static str,
+        help: &'static str,
         kind: Type,
-        labels: &[(&str, &str)],
+        labels: &[(&'static str, &str)],
         value: f64,
     ) {
         self.families.set(name, help, kind, labels, value);

@@ -396,11 +396,7 @@ impl View for Facts {
             tls.report(out, self.tls_verified, true);
         }
         for labels in &self.expect_info {
-            let pairs: Vec<(&str, &str)> = labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            out.gauge_with("probe_expect_info", "Explicit content matched", &pairs, 1.0);
+            out.gauge_with_owned("probe_expect_info", "Explicit content matched", labels, 1.0);
         }
     }
 
