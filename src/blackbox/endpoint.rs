@@ -31,8 +31,8 @@ use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::{debug_text, History};
 use crate::probe::{Fail, Outcome, Reason};
 use crate::probers::{
-    dns, grpc, http_facts, http_probe, icmp, plog, tcp, unix, websocket, Ctx, Facts, Log, Output,
-    View,
+    dns, grpc, http_facts, http_probe, icmp, plog, tcp, tcp_probe, unix, websocket, Ctx, Facts,
+    Log, Output, View,
 };
 
 /// The header Prometheus sends with its scrape timeout.
@@ -405,7 +405,7 @@ pub async fn run(
     let probe = async {
         match &mut facts {
             Facts::Http(f) => http_probe::probe(&module.http, &ctx, f, &mut log).await,
-            Facts::Tcp(f) => tcp::probe(&module.tcp, &ctx, f, &mut log).await,
+            Facts::Tcp(f) => tcp_probe::probe(&module.tcp, &ctx, f, &mut log).await,
             Facts::Dns(f) => dns::probe(&module.dns, &ctx, f, &mut log).await,
             Facts::Icmp(f) => icmp::probe(&module.icmp, &ctx, f, &mut log).await,
             Facts::Grpc(f) => grpc::probe(&module.grpc, &ctx, f, &mut log).await,

@@ -49,6 +49,7 @@ pub mod icmp;
 pub mod native;
 pub mod tcp;
 mod tcp_dialogue;
+pub mod tcp_probe;
 pub mod tls_info;
 pub mod unix;
 pub mod websocket;

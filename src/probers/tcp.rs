@@ -21,14 +21,14 @@
 //! resolving (`resolve_target`).
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
-use crate::probe::{Fail, Phases, Reason};
+use super::{IpProtocol, Output, Resolved, TlsConfig, View};
+use crate::probe::Phases;
 
 /// Bytes of a `send` or `expect_bytes`: a YAML string, or a `!!binary` value (base64) for
 /// control bytes, which need not be UTF-8 (`!!binary AAAACATSFi8=`, PostgreSQL's SSLRequest).
@@ -311,7 +311,7 @@ impl TcpModule {
     }
 
     /// Whether a step has `expect_bytes` (then `probe_failed_due_to_bytes` is reported).
-    fn expects_bytes(&self) -> bool {
+    pub(super) fn expects_bytes(&self) -> bool {
         self.query_response
             .iter()
             .any(|q| q.expect_bytes.as_ref().is_some_and(|b| !b.0.is_empty()))
@@ -402,67 +402,6 @@ impl View for Facts {
 
     fn phases(&self) -> Phases {
         self.phases
-    }
-}
-
-/// Runs one TCP probe, filling in `facts` as it goes.
-pub async fn probe(
-    module: &TcpModule,
-    ctx: &Ctx,
-    facts: &mut Facts,
-    log: &mut Log,
-) -> Result<(), Fail> {
-    if module.expects_bytes() {
-        facts.failed_due_to_bytes = Some(false);
-    }
-    let fail = |log: &mut Log, f: Fail| {
-        plog!(log, "{}", f.detail);
-        Err(f)
-    };
-    let (host, port) = match split_host_port(&ctx.target) {
-        Ok(hp) => hp,
-        Err(e) => {
-            let f = Fail::new(
-                Reason::Setup,
-                format!("error splitting target address and port: {e}"),
-            );
-            return fail(log, f);
-        }
-    };
-    let ip = lookup(
-        &host,
-        module.preferred_ip_protocol,
-        module.ip_protocol_fallback,
-        ctx,
-        &mut facts.resolved,
-        log,
-    )
-    .await?;
-    facts.phases.resolve = facts.resolved.lookup.unwrap_or_default();
-    let Ok(port) = port.parse::<u16>() else {
-        return fail(
-            log,
-            Fail::new(Reason::Setup, format!("invalid port `{port}`")),
-        );
-    };
-    let addr = SocketAddr::new(ip, port);
-    // `hostname` names the TLS server when `tls_config.server_name` does not (upstream 0.24+).
-    let tls_host = ctx.hostname.as_deref().unwrap_or(&host);
-    let dialogue = super::tcp_dialogue::run(module, tls_host, addr, facts, log);
-    let result = match tokio::time::timeout_at(ctx.deadline, dialogue).await {
-        Ok(r) => r,
-        Err(_) => Err(Fail::new(
-            if facts.connected {
-                Reason::Timeout
-            } else {
-                Reason::ConnectTimeout
-            },
-            "timeout: the probe's deadline passed",
-        )),
-    };
-    match result {
-        Ok(()) => Ok(()),
-        Err(f) => fail(log, f),
     }
 }
 

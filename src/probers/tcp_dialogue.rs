@@ -2,19 +2,16 @@
 //! optional TLS handshake (`tls: true`), then the steps — read lines until `expect` matches (or
 //! read `expect_bytes`), `send` (with `${1}` from that match), `starttls`. Each step records its
 //! facts in [`Facts`](super::tcp::Facts) as it goes; a failure is a [`Fail`] with its reason.
-//! Also the tcp prober's connect.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use regex::bytes::Captures;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
 };
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use super::tcp::{server_name, ExpectLabel, Facts, QueryResponse, TcpModule, TlsFacts};
+use super::tcp::{server_name, ExpectLabel, Facts, QueryResponse, TlsFacts};
 use super::{Log, TlsConfig};
 use crate::net::classify;
 use crate::probe::{Fail, Reason};
@@ -95,30 +92,6 @@ impl Clock {
             facts.phases.transfer = first.elapsed().saturating_sub(self.starttls_after_first);
         }
     }
-}
-
-/// Connects to `addr` and runs the dialogue; `host` is the TLS server name when
-/// `tls_config.server_name` is not set.
-pub(super) async fn run(
-    module: &TcpModule,
-    host: &str,
-    addr: SocketAddr,
-    facts: &mut Facts,
-    log: &mut Log,
-) -> Result<(), Fail> {
-    let started = Instant::now();
-    let stream = connect(addr, module.source_ip_address.as_deref(), log).await?;
-    facts.phases.connect = started.elapsed();
-    facts.connected = true;
-    plog!(log, "successfully dialed");
-    let script = Script {
-        steps: &module.query_response,
-        tls: module.tls,
-        tls_config: &module.tls_config,
-        host,
-    };
-    let conn = open(&script, stream, facts, log).await?;
-    converse(&script, conn, facts, log).await
 }
 
 /// Makes a connected `stream` ready for the steps: the TLS handshake when the script has
@@ -336,35 +309,6 @@ pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
             return Ok(true);
         }
     }
-}
-
-/// Opens the connection (from `source` when set). A socket that cannot be created or bound is
-/// [`Reason::Setup`]; a failed connect is what its error says, else [`Reason::Connect`].
-async fn connect(addr: SocketAddr, source: Option<&str>, log: &mut Log) -> Result<TcpStream, Fail> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| Fail::new(Reason::Setup, format!("cannot create socket: {e}")))?;
-    if let Some(src) = source {
-        let ip: IpAddr = src.parse().map_err(|_| {
-            Fail::new(
-                Reason::Setup,
-                format!("error parsing source ip address: {src}"),
-            )
-        })?;
-        plog!(log, "using local address {ip}");
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| Fail::new(Reason::Setup, format!("cannot bind to {ip}: {e}")))?;
-    }
-    socket.connect(addr).await.map_err(|e| {
-        Fail::new(
-            classify(&e).unwrap_or(Reason::Connect),
-            format!("error dialing TCP {addr}: {e}"),
-        )
-    })
 }
 
 /// A TLS client handshake over `io` (server name: `tls_config.server_name`, else `host`),

@@ -101,7 +101,8 @@ async fn run_tcp(m: &TcpModule, target: &str, timeout: Duration) -> (Result<(), 
     m.compile().expect("valid module");
     let mut facts = tcp::Facts::default();
     let mut log = Log::new();
-    let r = tcp::probe(&m, &ctx(target, timeout), &mut facts, &mut log).await;
+    let r =
+        watchfire::probers::tcp_probe::probe(&m, &ctx(target, timeout), &mut facts, &mut log).await;
     (r, rendered(&facts, log))
 }
 

@@ -479,7 +479,7 @@ async fn tcp_hostname_names_the_tls_server_when_the_module_does_not() {
         let mut c = ctx(&srv::target(server.addr), T);
         c.hostname = Some(hostname.to_string());
         let mut facts = tcp::Facts::default();
-        let r = tcp::probe(&m, &c, &mut facts, &mut Log::off()).await;
+        let r = watchfire::probers::tcp_probe::probe(&m, &c, &mut facts, &mut Log::off()).await;
         assert_eq!(reason(&r), want, "{hostname}");
     }
 }
