@@ -207,7 +207,7 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     let mut last_fault: Option<Instant> = None;
     let mut last_heal: Option<Instant> = None;
     let mut active = group.active();
-    let mut detections: Vec<(String, Duration)> = Vec::new();
+    let mut detections = Vec::new();
     let mut steps = SCRIPT.iter().peekable();
     let end = start + STORY;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
@@ -253,7 +253,6 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     }
     cancel.cancel();
     let _ = load.await;
-
     println!();
     println!("{}", summary(&runtime, &detections));
     println!(
@@ -263,10 +262,15 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     );
     println!("metrics were at http://{metrics_addr}/metrics");
     let _ = server.await;
+    stop(&runtime, primary, backup).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lets the runtime's probes end, then stops both gateways.
+async fn stop(runtime: &Runtime, primary: Sim, backup: Sim) {
     runtime.drain(Duration::from_secs(2)).await;
     primary.shutdown().await;
     backup.shutdown().await;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Serves the demo's `/metrics` and API on `listen` until `cancel`; returns the address and the
