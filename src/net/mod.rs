@@ -6,8 +6,57 @@ pub mod tls;
 
 use std::error::Error as StdError;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::probe::{Fail, Reason};
+
+/// How a probe's TCP socket is set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// Bind to this local address first (`source_ip_address`).
+    pub source: Option<IpAddr>,
+    /// `SO_LINGER` 0: closing sends a reset and leaves no TIME_WAIT on the prober's side (the
+    /// probers that open a fresh connection per probe at high rates).
+    pub linger_zero: bool,
+    /// `TCP_NODELAY`.
+    pub nodelay: bool,
+}
+
+/// Opens a TCP connection to `addr` — every prober's one socket setup. A socket that cannot be
+/// created or bound is [`Reason::Setup`] (a local problem); a failed connect is what its error
+/// says ([`classify`]), else [`Reason::Connect`], with `context()` (`connecting to ADDR`, made
+/// only on failure) before the error chain. Deadlines are the caller's: each kind names a
+/// connect cut short its own way.
+pub async fn connect(
+    addr: SocketAddr,
+    opts: SocketOptions,
+    context: impl FnOnce() -> String,
+) -> Result<TcpStream, Fail> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| fail_from(Reason::Setup, "cannot create a socket", &e))?;
+    if let Some(ip) = opts.source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| fail_from(Reason::Setup, &format!("cannot bind to {ip}"), &e))?;
+    }
+    if opts.linger_zero {
+        let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
+    }
+    if opts.nodelay {
+        let _ = socket.set_nodelay(true);
+    }
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e| fail_from(Reason::Connect, &context(), &e))
+}
 
 /// A failure from error `e` met while doing `context`: the reason its source chain names, else
 /// `default`; the detail is `context: chain`.
@@ -88,6 +137,27 @@ mod tests {
         assert_eq!(classify(&e), Some(Reason::Reset));
         let e = io::Error::other("something else");
         assert_eq!(classify(&e), None);
+    }
+
+    #[tokio::test]
+    async fn connect_classifies_a_refused_connection_and_a_bad_source() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop(l);
+        let f = connect(addr, SocketOptions::default(), || "connecting".into())
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(f.reason, Reason::Refused, "{f}");
+        assert!(f.detail.starts_with("connecting: "), "{f}");
+        let opts = SocketOptions {
+            // TEST-NET-1: not an address of this host, so the bind fails locally.
+            source: Some("192.0.2.1".parse().expect("ip")),
+            ..SocketOptions::default()
+        };
+        let f = connect(addr, opts, || "connecting".into())
+            .await
+            .expect_err("cannot bind");
+        assert_eq!(f.reason, Reason::Setup, "{f}");
     }
 
     #[test]

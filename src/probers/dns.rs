@@ -32,7 +32,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 pub(crate) use self::rr::rr_string;
@@ -40,7 +40,7 @@ pub use self::rr::RrValidator;
 use self::rr::Rules;
 use super::tcp::{ser_ip_protocol, server_name, split_host_port, validate_source_ip};
 use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
-use crate::net::{chain, fail_from};
+use crate::net::{self, chain, fail_from, SocketOptions};
 use crate::probe::{Fail, Phases, Reason};
 
 /// `transport_protocol` values.
@@ -630,21 +630,11 @@ async fn tcp_exchange(
     timing: &mut Timing,
 ) -> Result<Message, Fail> {
     let start = Instant::now();
-    let socket = if server.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| Fail::new(Reason::Setup, format!("cannot create socket: {e}")))?;
-    if let Some(ip) = source {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| Fail::new(Reason::Setup, format!("cannot bind to {ip}: {e}")))?;
-    }
-    let stream = socket
-        .connect(server)
-        .await
-        .map_err(|e| fail_from(Reason::Connect, &format!("cannot connect to {server}"), &e))?;
+    let opts = SocketOptions {
+        source,
+        ..SocketOptions::default()
+    };
+    let stream = net::connect(server, opts, || format!("cannot connect to {server}")).await?;
     timing.connect = start.elapsed();
     timing.connected = true;
     if !module.dns_over_tls {

@@ -29,7 +29,6 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tonic::codegen::Service;
 use tonic::metadata::{Ascii, AsciiMetadataValue, MetadataKey};
@@ -41,7 +40,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use super::tcp::{ser_ip_protocol, server_name, split_host_port, TlsFacts};
 use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
-use crate::net::{chain, classify, fail_from};
+use crate::net::{self, chain, classify, SocketOptions};
 use crate::probe::{Fail, Phases, Reason};
 
 /// A metadata value: one string or a list (gRPC metadata keys may repeat).
@@ -363,16 +362,15 @@ async fn check(
         (Code::Unavailable, f)
     };
     let start = Instant::now();
-    let stream = TcpStream::connect(addr).await.map_err(|e| {
-        unavailable(fail_from(
-            Reason::Connect,
-            &format!("cannot connect to {addr}"),
-            &e,
-        ))
-    })?;
+    let opts = SocketOptions {
+        nodelay: true,
+        ..SocketOptions::default()
+    };
+    let stream = net::connect(addr, opts, || format!("cannot connect to {addr}"))
+        .await
+        .map_err(&mut unavailable)?;
     facts.timing.connect = start.elapsed();
     facts.timing.connected = true;
-    let _ = stream.set_nodelay(true);
     let io: Box<dyn Io> = if module.tls {
         let start = Instant::now();
         let cfg = module.tls_config.client_config(&[b"h2"]).map_err(|e| {

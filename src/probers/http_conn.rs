@@ -4,14 +4,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use crate::net::fail_from;
+use crate::net::{self, fail_from, SocketOptions};
 use crate::probe::{Fail, Reason};
 
 /// The connection's IO without its half-close: once the answer is read, hyper would shut the
@@ -116,21 +115,18 @@ pub(super) async fn lookup_first(
 /// Connects with `TCP_NODELAY` and `SO_LINGER` 0 (no TIME_WAIT on the prober's side); a
 /// failure is classified by its cause (`refused`, `connect_timeout`, `connect`).
 pub(super) async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Fail> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| fail_from(Reason::Setup, "socket", &e))?;
-    let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
-    let _ = socket.set_nodelay(true);
-    match timeout_at(deadline, socket.connect(addr)).await {
+    let opts = SocketOptions {
+        linger_zero: true,
+        nodelay: true,
+        ..SocketOptions::default()
+    };
+    let context = || format!("dial tcp {addr}");
+    match timeout_at(deadline, net::connect(addr, opts, context)).await {
         Err(_) => Err(Fail::new(
             Reason::ConnectTimeout,
             format!("dial tcp {addr}: i/o timeout"),
         )),
-        Ok(Err(e)) => Err(fail_from(Reason::Connect, &format!("dial tcp {addr}"), &e)),
-        Ok(Ok(s)) => Ok(s),
+        Ok(r) => r,
     }
 }
 

@@ -9,12 +9,12 @@
 //! read; `transfer` from there to the end of the dialogue, STARTTLS handshakes excluded.
 //!
 //! Failures: a target that is not `host:port` and a socket that cannot be created, bound or
-//! given its TLS settings are [`Reason::Setup`]; resolution [`Reason::Dns`]; the connect
-//! [`Reason::Refused`] / [`Reason::Connect`], or [`Reason::ConnectTimeout`] when the deadline
-//! passes before it is up; the handshake [`Reason::Tls`]; a lost connection [`Reason::Reset`];
-//! a line longer than 64 KiB [`Reason::Protocol`]; an `expect` that no line matched or
-//! `expect_bytes` that differ [`Reason::ExpectMismatch`]; the deadline after connecting
-//! [`Reason::Timeout`].
+//! given its TLS settings are `Setup`; resolution `Dns`; the connect
+//! `Refused` / `Connect`, or `ConnectTimeout` when the deadline
+//! passes before it is up; the handshake `Tls`; a lost connection `Reset`;
+//! a line longer than 64 KiB `Protocol`; an `expect` that no line matched or
+//! `expect_bytes` that differ `ExpectMismatch`; the deadline after connecting
+//! `Timeout`.
 //!
 //! Also home of what the tcp, grpc and dns probers share: the TLS metrics
 //! (`TlsFacts`), `host:port` splitting, and the address metrics blackbox registers before

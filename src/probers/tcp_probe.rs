@@ -4,13 +4,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::tcp::{split_host_port, Facts, TcpModule};
 use super::tcp_dialogue::{converse, open, Script};
 use super::{lookup, Ctx, Log};
-use crate::net::classify;
+use crate::net::{self, SocketOptions};
 use crate::probe::{Fail, Reason};
 
 /// Runs one TCP probe, filling in `facts` as it goes.
@@ -101,28 +101,22 @@ async fn run(
 /// Opens the connection (from `source` when set). A socket that cannot be created or bound is
 /// [`Reason::Setup`]; a failed connect is what its error says, else [`Reason::Connect`].
 async fn connect(addr: SocketAddr, source: Option<&str>, log: &mut Log) -> Result<TcpStream, Fail> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| Fail::new(Reason::Setup, format!("cannot create socket: {e}")))?;
-    if let Some(src) = source {
-        let ip: IpAddr = src.parse().map_err(|_| {
-            Fail::new(
-                Reason::Setup,
-                format!("error parsing source ip address: {src}"),
-            )
-        })?;
-        plog!(log, "using local address {ip}");
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| Fail::new(Reason::Setup, format!("cannot bind to {ip}: {e}")))?;
-    }
-    socket.connect(addr).await.map_err(|e| {
-        Fail::new(
-            classify(&e).unwrap_or(Reason::Connect),
-            format!("error dialing TCP {addr}: {e}"),
-        )
-    })
+    let source = match source {
+        None => None,
+        Some(src) => {
+            let ip: IpAddr = src.parse().map_err(|_| {
+                Fail::new(
+                    Reason::Setup,
+                    format!("error parsing source ip address: {src}"),
+                )
+            })?;
+            plog!(log, "using local address {ip}");
+            Some(ip)
+        }
+    };
+    let opts = SocketOptions {
+        source,
+        ..SocketOptions::default()
+    };
+    net::connect(addr, opts, || format!("error dialing TCP {addr}")).await
 }

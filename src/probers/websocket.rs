@@ -36,7 +36,6 @@ use regex::bytes::Regex;
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
@@ -48,7 +47,7 @@ use super::http_client::{relative_to, Auth, Authorization, BasicAuth, SecretSour
 use super::tcp::QueryResponse;
 use super::{lookup, ser_secret, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
 use crate::diag::FieldError;
-use crate::net::{chain, fail_from};
+use crate::net::{self, chain, fail_from, SocketOptions};
 use crate::probe::{Fail, Phases, Reason};
 
 /// The part of Prometheus' HTTP client settings (`http_config`) a websocket probe uses.
@@ -601,21 +600,16 @@ async fn open(
     log: &mut Log,
 ) -> Result<Ws, Fail> {
     let start = Instant::now();
-    let stream = match tokio::time::timeout_at(ctx.deadline, TcpStream::connect(addr)).await {
+    let context = || format!("cannot connect to {addr}");
+    let connecting = net::connect(addr, SocketOptions::default(), context);
+    let stream = match tokio::time::timeout_at(ctx.deadline, connecting).await {
         Err(_) => {
             return Err(Fail::new(
                 Reason::ConnectTimeout,
                 format!("connecting to {addr} timed out"),
             ))
         }
-        Ok(Err(e)) => {
-            return Err(fail_from(
-                Reason::Connect,
-                &format!("cannot connect to {addr}"),
-                &e,
-            ))
-        }
-        Ok(Ok(s)) => s,
+        Ok(r) => r?,
     };
     facts.connect = Some(start.elapsed());
     plog!(log, "connected to {addr}");

@@ -32,10 +32,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use crate::net::fail_from;
+use crate::net::{self, fail_from, SocketOptions};
 use crate::probe::{Fail, Outcome, Phases, Reason};
 
 use check::check_body;
@@ -485,20 +485,12 @@ impl Stage {
 /// Connects with `SO_LINGER` 0 (no TIME_WAIT on our side), and `TCP_NODELAY` when asked (see
 /// [`HttpProber::nodelay`]).
 async fn connect(addr: SocketAddr, nodelay: bool) -> Result<TcpStream, Fail> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| Fail::new(Reason::Connect, format!("cannot create a socket: {e}")))?;
-    let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
-    if nodelay {
-        let _ = socket.set_nodelay(true);
-    }
-    socket
-        .connect(addr)
-        .await
-        .map_err(|e| fail_from(Reason::Connect, &format!("connecting to {addr}"), &e))
+    let opts = SocketOptions {
+        linger_zero: true,
+        nodelay,
+        ..SocketOptions::default()
+    };
+    net::connect(addr, opts, || format!("connecting to {addr}")).await
 }
 
 /// Bodies up to this size are checked on the probe's own thread (a JSON parse of 32 KiB takes
