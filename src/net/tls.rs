@@ -74,9 +74,12 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(cfg))
 }
 
-/// The name to verify and send as SNI.
-pub fn server_name(opts: &TlsOptions, host: &str) -> Result<ServerName<'static>, String> {
-    let name = opts.server_name.as_deref().unwrap_or(host);
+/// The name to verify and send as SNI — every prober's one rule: the configured
+/// `server_name` when it is set and not empty, else the host connected to (an IPv6 literal
+/// without its brackets).
+pub fn server_name(configured: Option<&str>, host: &str) -> Result<ServerName<'static>, String> {
+    let name = configured.filter(|s| !s.is_empty()).unwrap_or(host);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(name.to_string())
         .map_err(|e| format!("`{name}` is not a TLS server name: {e}"))
 }

@@ -378,10 +378,10 @@ async fn exchange(
     } else {
         host_of(&hop.url)
     };
-    let name = rustls::pki_types::ServerName::try_from(server_name.clone()).map_err(|e| {
-        let detail = format!("`{server_name}` is not a TLS server name: {e}");
-        Fail::new(Reason::Tls, detail)
-    })?;
+    // The first hop's name is already chosen (tls_config.server_name, the Host header, or the
+    // target's host); the one rule then applies to it as to every prober's.
+    let name = crate::net::tls::server_name(None, &server_name)
+        .map_err(|detail| Fail::new(Reason::Tls, detail))?;
     let t_tls = Instant::now();
     let config = match &p.tls {
         Ok(c) => c.clone(),

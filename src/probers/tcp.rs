@@ -405,19 +405,15 @@ impl View for Facts {
     }
 }
 
-/// The TLS server name: `tls_config.server_name`, else the target's host.
+/// The TLS server name: `tls_config.server_name`, else the target's host ([`net::tls::server_name`],
+/// every prober's one rule).
+///
+/// [`net::tls::server_name`]: crate::net::tls::server_name
 pub(crate) fn server_name(
     tls_config: &TlsConfig,
     host: &str,
 ) -> Result<rustls::pki_types::ServerName<'static>, String> {
-    let name = tls_config
-        .server_name
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .unwrap_or(host);
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    rustls::pki_types::ServerName::try_from(name.to_string())
-        .map_err(|e| format!("`{name}` is not a TLS server name: {e}"))
+    crate::net::tls::server_name(tls_config.server_name.as_deref(), host)
 }
 
 /// Splits `host:port` like Go's `net.SplitHostPort` (`[v6]:port` for IPv6 literals).

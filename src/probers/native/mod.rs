@@ -200,8 +200,11 @@ impl HttpProber {
         phases.connect = t_connected - t_conn;
         let marks = Arc::new(Marks::new());
         if let Some(cfg) = &self.tls {
-            let name = crate::net::tls::server_name(&self.spec.tls, &self.spec.url.host)
-                .map_err(|m| Fail::new(Reason::Tls, m))?;
+            let name = crate::net::tls::server_name(
+                self.spec.tls.server_name.as_deref(),
+                &self.spec.url.host,
+            )
+            .map_err(|m| Fail::new(Reason::Tls, m))?;
             let connector = tokio_rustls::TlsConnector::from(cfg.clone());
             *stage = Stage::Tls;
             let tls = connector
