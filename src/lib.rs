@@ -21,8 +21,9 @@
 //!   - [`diag`] — config diagnostics: [`diag::ConfigError`] (file, line, column, field,
 //!     message) and the [`diag::Diagnostics`] collector every config checker records into.
 //!   - [`threads`] — the per-CPU single-threaded runtimes of the probe and proxy threads.
-//! - **net** — [`net`]: error classification by walking `source()`, the detail chain, and
-//!   [`net::tls`] (client configuration, the server-name rule).
+//! - **net** — [`net`]: error classification by walking `source()`, the detail chain, one
+//!   socket setup ([`net::connect`]), and [`net::tls`] (client configuration, the one
+//!   server-name rule).
 //! - **probers** — [`probers`]: every probe kind, each with its options compiled at load, a
 //!   `probe()` that fills in typed facts and returns `Result<(), Fail>`, and a view that renders
 //!   blackbox_exporter's families from those facts (http, tcp, dns, icmp, grpc), plus watchfire's
