@@ -38,7 +38,7 @@ use tokio::time::Instant;
 pub(crate) use self::rr::rr_string;
 pub use self::rr::RrValidator;
 use self::rr::Rules;
-use super::tcp::{ser_ip_protocol, server_name, split_host_port, validate_source_ip};
+use super::tcp::{ser_ip_protocol, split_host_port, validate_source_ip};
 use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
 use crate::net::{self, chain, fail_from, SocketOptions};
 use crate::probe::{Fail, Phases, Reason};
@@ -645,7 +645,8 @@ async fn tcp_exchange(
         .tls_config
         .client_config(&[])
         .map_err(|e| Fail::new(Reason::Setup, e))?;
-    let name = server_name(&module.tls_config, host).map_err(|e| Fail::new(Reason::Setup, e))?;
+    let name = net::tls::server_name(module.tls_config.server_name.as_deref(), host)
+        .map_err(|e| Fail::new(Reason::Setup, e))?;
     let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, stream)
         .await

@@ -38,7 +38,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use super::tcp::{ser_ip_protocol, server_name, split_host_port, TlsFacts};
+use super::tcp::{ser_ip_protocol, split_host_port, TlsFacts};
 use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
 use crate::net::{self, chain, classify, SocketOptions};
 use crate::probe::{Fail, Phases, Reason};
@@ -376,7 +376,7 @@ async fn check(
         let cfg = module.tls_config.client_config(&[b"h2"]).map_err(|e| {
             unavailable(Fail::new(Reason::Setup, format!("TLS configuration: {e}")))
         })?;
-        let name = server_name(&module.tls_config, host)
+        let name = net::tls::server_name(module.tls_config.server_name.as_deref(), host)
             .map_err(|e| unavailable(Fail::new(Reason::Setup, e)))?;
         let t = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, stream)

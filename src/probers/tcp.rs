@@ -405,17 +405,6 @@ impl View for Facts {
     }
 }
 
-/// The TLS server name: `tls_config.server_name`, else the target's host ([`net::tls::server_name`],
-/// every prober's one rule).
-///
-/// [`net::tls::server_name`]: crate::net::tls::server_name
-pub(crate) fn server_name(
-    tls_config: &TlsConfig,
-    host: &str,
-) -> Result<rustls::pki_types::ServerName<'static>, String> {
-    crate::net::tls::server_name(tls_config.server_name.as_deref(), host)
-}
-
 /// Splits `host:port` like Go's `net.SplitHostPort` (`[v6]:port` for IPv6 literals).
 pub(crate) fn split_host_port(target: &str) -> Result<(String, String), String> {
     if let Some(rest) = target.strip_prefix('[') {

@@ -11,7 +11,7 @@ use tokio::io::{
 };
 use tokio::time::Instant;
 
-use super::tcp::{server_name, ExpectLabel, Facts, QueryResponse, TlsFacts};
+use super::tcp::{ExpectLabel, Facts, QueryResponse, TlsFacts};
 use super::{Log, TlsConfig};
 use crate::net::classify;
 use crate::probe::{Fail, Reason};
@@ -325,7 +325,8 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let cfg = tls_config
         .client_config(&[])
         .map_err(|e| Fail::new(Reason::Setup, e))?;
-    let name = server_name(tls_config, host).map_err(|e| Fail::new(Reason::Setup, e))?;
+    let name = crate::net::tls::server_name(tls_config.server_name.as_deref(), host)
+        .map_err(|e| Fail::new(Reason::Setup, e))?;
     let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, io)
         .await

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use crate::net::chain;
+
 /// Bound on one API call.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -134,21 +136,6 @@ fn value(s: &str) -> f64 {
         "-Inf" => f64::NEG_INFINITY,
         _ => s.parse().unwrap_or(f64::NAN),
     }
-}
-
-/// The error and its sources, joined.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 impl Prom {
