@@ -138,20 +138,6 @@ impl FieldError {
         }
     }
 
-    /// Takes apart a problem reported as text that starts with its field
-    /// (`tcp.query_response[0].expect: invalid regexp ...`), the way the probers' option checks
-    /// and the client-certificate checks still report theirs: the field when the text starts
-    /// with `prefix` and names one, `otherwise` (the whole text as the message) when it does
-    /// not. Transitional: everything else passes fields as data.
-    pub fn from_text(prefix: &str, otherwise: &str, text: String) -> FieldError {
-        match text.split_once(": ") {
-            Some((f, rest)) if f.starts_with(prefix) && !f.contains(' ') => {
-                FieldError::new(f, rest)
-            }
-            _ => FieldError::new(otherwise, text),
-        }
-    }
-
     /// The same problem with its field placed under `prefix` (`tls_config.ca_file` under
     /// `tcp` is `tcp.tls_config.ca_file`).
     pub fn under(self, prefix: &str) -> FieldError {

@@ -234,9 +234,6 @@ fn compile_kinds(diag: &mut Diagnostics, field: &str, file: &Path, r: &RawModule
             diag.field_error(at, field, e);
         }
     };
-    let validate = |section: &str, r: Result<(), String>| {
-        r.map_err(|text| FieldError::from_text(section, section, text))
-    };
     // tls_config paths are relative to the config file, like every path in it.
     let mut tcp = r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
     tcp.tls_config.resolve_paths(file);
@@ -246,28 +243,32 @@ fn compile_kinds(diag: &mut Diagnostics, field: &str, file: &Path, r: &RawModule
     grpc.tls_config.resolve_paths(file);
     if let Some(t) = &r.tcp {
         // Compiles the `expect` regexps once, here, for every probe of the module.
-        let checked =
-            validate("tcp", tcp.compile()).and_then(|()| tcp.tls_config.check_at_load("tcp"));
+        let checked = tcp
+            .compile()
+            .and_then(|()| tcp.tls_config.check_at_load("tcp"));
         validated(Pos::from(t), checked);
     }
     if let Some(d) = &r.dns {
-        let checked =
-            validate("dns", dns.compile()).and_then(|()| dns.tls_config.check_at_load("dns"));
+        let checked = dns
+            .compile()
+            .and_then(|()| dns.tls_config.check_at_load("dns"));
         validated(Pos::from(d), checked);
     }
     if let Some(i) = &r.icmp {
-        validated(Pos::from(i), validate("icmp", i.value.validate()));
+        validated(Pos::from(i), i.value.validate());
     }
     if let Some(g) = &r.grpc {
-        let checked =
-            validate("grpc", grpc.compile()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
+        let checked = grpc
+            .compile()
+            .and_then(|()| grpc.tls_config.check_at_load("grpc"));
         validated(Pos::from(g), checked);
     }
     let mut unix = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
     unix.tls_config.resolve_paths(file);
     if let Some(u) = &r.unix {
-        let checked =
-            validate("unix", unix.compile()).and_then(|()| unix.tls_config.check_at_load("unix"));
+        let checked = unix
+            .compile()
+            .and_then(|()| unix.tls_config.check_at_load("unix"));
         validated(Pos::from(u), checked);
     }
     let mut websocket = r
@@ -538,30 +539,6 @@ mod tests {
         let back: serde_json::Value = serde_saphyr::from_str(&out).expect("valid YAML");
         assert_eq!(back, v, "{out}");
         assert!(out.contains("password: <secret>"), "{out}");
-    }
-
-    #[test]
-    fn fields_are_taken_from_text_only_under_the_prefix() {
-        let e = FieldError::from_text(
-            "tcp",
-            "tcp",
-            "tcp.query_response[0].expect: invalid regexp `(`".into(),
-        );
-        assert_eq!(
-            e,
-            FieldError::new("tcp.query_response[0].expect", "invalid regexp `(`")
-        );
-        let e = FieldError::from_text(
-            "tls_config.",
-            "tls_config",
-            "cannot read CA file /x: gone".into(),
-        );
-        assert_eq!(
-            e,
-            FieldError::new("tls_config", "cannot read CA file /x: gone")
-        );
-        let e = FieldError::from_text("icmp", "icmp", "icmp.ttl: out of range".into());
-        assert_eq!(e, FieldError::new("icmp.ttl", "out of range"));
     }
 
     #[test]

@@ -388,7 +388,7 @@ async fn exchange(
         // A CA file or client certificate missing at load: try again, it may be there now.
         Err((_, source)) => source
             .client_config(super::http::alpn(p.enable_http2))
-            .map_err(|e| Fail::new(Reason::Setup, e))?,
+            .map_err(|e| Fail::new(Reason::Setup, e.to_string()))?,
     };
     let connector = tokio_rustls::TlsConnector::from(config);
     let stream = match timeout_at(deadline, connector.connect(name, tcp)).await {

@@ -473,14 +473,17 @@ impl TlsConfig {
     /// Builds a rustls client config (ALPN as given), with the client certificate of
     /// `cert_file` / `key_file` when they are set ([`client_cert::FileClientCert`]: reloaded when
     /// the files change). Errors name the field and the file.
-    pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConfig>, String> {
+    pub fn client_config(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ClientConfig>, crate::diag::FieldError> {
         let identity = client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref())?;
         let opts = crate::net::tls::TlsOptions {
             insecure_skip_verify: self.insecure_skip_verify,
             ca_file: self.ca_file.as_ref().map(Into::into),
             server_name: self.server_name.clone(),
         };
-        let base = crate::net::tls::client_config(&opts)?;
+        let base = crate::net::tls::client_config(&opts).map_err(|e| e.under("tls_config"))?;
         let mut cfg = (*base).clone();
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         if let Some((cert_file, key_file)) = identity {
@@ -525,11 +528,7 @@ impl TlsConfig {
         if *self == TlsConfig::default() {
             return Ok(());
         }
-        // The client-certificate checks name their field in the text (`tls_config.key_file:
-        // ...`); any other problem is about `tls_config` as a whole.
-        let problem = |text: String| {
-            crate::diag::FieldError::from_text("tls_config.", "tls_config", text).under(section)
-        };
+        let problem = |e: crate::diag::FieldError| e.under(section);
         client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref()).map_err(problem)?;
         let missing = self.missing_files();
         if !missing.is_empty() {

@@ -187,7 +187,7 @@ impl WebsocketModule {
         let tls = if tls_cfg.missing_files().is_empty() {
             let cfg = tls_cfg
                 .client_config(&[])
-                .map_err(|e| bad("http_config.tls_config".into(), e))?;
+                .map_err(|e| bad(format!("http_config.{}", e.field), e.message))?;
             Some(cfg)
         } else {
             None

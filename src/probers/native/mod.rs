@@ -76,7 +76,7 @@ impl HttpProber {
     /// once).
     pub fn new(spec: Arc<HttpCheck>, timeout: Duration) -> Result<HttpProber, String> {
         let tls = if spec.url.tls {
-            Some(crate::net::tls::client_config(&spec.tls)?)
+            Some(crate::net::tls::client_config(&spec.tls).map_err(|e| e.message)?)
         } else {
             None
         };
