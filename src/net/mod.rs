@@ -1,7 +1,9 @@
 //! The network layer every prober and the failover proxy share: how an error becomes a
 //! [`Reason`] (by walking its `source()` chain, never by reading its text) and the one-line
-//! detail people read; [`tls`], the TLS client configuration and server-name rule.
+//! detail people read; [`tls`], the TLS client configuration and server-name rule; [`driver`],
+//! the HTTP/1.1 handshake and a hyper connection driven beside the probe.
 
+pub mod driver;
 pub mod tls;
 
 use std::error::Error as StdError;

@@ -161,10 +161,10 @@ impl DnsModule {
 
     fn build(&self) -> Result<Compiled, FieldError> {
         validate_source_ip("dns", self.source_ip_address.as_deref())?;
-        let qtype = parse_type(&self.query_type)
-            .map_err(|e| FieldError::new("dns.query_type", e))?;
-        let qclass = parse_class(&self.query_class)
-            .map_err(|e| FieldError::new("dns.query_class", e))?;
+        let qtype =
+            parse_type(&self.query_type).map_err(|e| FieldError::new("dns.query_type", e))?;
+        let qclass =
+            parse_class(&self.query_class).map_err(|e| FieldError::new("dns.query_class", e))?;
         let mut valid_rcodes = Vec::with_capacity(self.valid_rcodes.len());
         for rc in &self.valid_rcodes {
             match rcode_value(rc) {

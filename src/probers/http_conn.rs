@@ -64,33 +64,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for NoShutdown<S> {
     }
 }
 
-pub(super) type ConnFuture =
-    Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>>;
-
-/// The connection's own future, driven alongside whatever the probe awaits (no task per probe:
-/// the socket closes the moment the probe is done with it).
-pub(super) struct Conn {
-    pub(super) fut: Option<ConnFuture>,
-}
-
-impl Conn {
-    pub(super) async fn drive<F: std::future::Future>(
-        &mut self,
-        f: F,
-    ) -> Result<F::Output, hyper::Error> {
-        tokio::pin!(f);
-        loop {
-            let ended = tokio::select! {
-                biased;
-                v = &mut f => return Ok(v),
-                r = async { self.fut.as_mut().expect("polled only while present").await }, if self.fut.is_some() => r,
-            };
-            self.fut = None;
-            ended?;
-        }
-    }
-}
-
 /// Resolves `host` the system's way (redirect targets, proxies), first address; a failure is
 /// [`Reason::Dns`].
 pub(super) async fn lookup_first(

@@ -20,7 +20,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
-use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout_at, Instant};
@@ -29,9 +28,10 @@ use super::http::{HttpProbe, ReqBody};
 use super::http_client::Proxy;
 use super::http_conn::{
     authority, bracket, connect, cookie_header, host_of, lookup_first, referer, strip_port, tunnel,
-    Conn, NoShutdown,
+    NoShutdown,
 };
 use super::{lookup, tls_info, Ctx, Log};
+use crate::net::driver::{handshake_http1, ConnFuture, Driver, Http1Options};
 use crate::net::fail_from;
 use crate::probe::{Fail, Reason};
 
@@ -77,7 +77,7 @@ struct Hop {
 /// A response head and the connection it came on.
 struct Answer {
     resp: http::Response<hyper::body::Incoming>,
-    conn: Conn,
+    conn: Driver<'static>,
     /// The handshake, when the hop used TLS.
     tls: Option<tls_info::Handshake>,
     first_byte: Instant,
@@ -544,7 +544,7 @@ fn request(
 
 /// Drives the connection until the response head arrives (HTTP/1.1 and HTTP/2 alike).
 async fn await_head<F, S>(
-    conn: super::http_conn::ConnFuture,
+    conn: ConnFuture<'static>,
     response: F,
     sender: S,
     deadline: Instant,
@@ -555,7 +555,7 @@ where
     F: std::future::Future<Output = Result<http::Response<hyper::body::Incoming>, hyper::Error>>,
     S: Send + 'static,
 {
-    let mut conn = Conn { fut: Some(conn) };
+    let mut conn = Driver::new(conn);
     let resp = match timeout_at(deadline, conn.drive(response)).await {
         Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),
         Ok(Err(e)) => return Err(fail_from(Reason::Reset, "connection", &e)),
@@ -573,6 +573,13 @@ where
     })
 }
 
+/// blackbox's HTTP/1.1 client: Title-Case header names as Go writes them, and response heads up
+/// to 256 KiB.
+const HTTP1: Http1Options = Http1Options {
+    max_buf_size: 256 * 1024,
+    title_case_headers: true,
+};
+
 /// HTTP/1.1 handshake on `io`, the request, the response head.
 async fn send<S>(
     io: S,
@@ -584,10 +591,7 @@ async fn send<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let hs = http1::Builder::new()
-        .title_case_headers(true)
-        .max_buf_size(256 * 1024)
-        .handshake::<_, Full<Bytes>>(TokioIo::new(NoShutdown(io)));
+    let hs = handshake_http1(NoShutdown(io), HTTP1);
     let (mut sender, conn) = match timeout_at(deadline, hs).await {
         Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),
         Ok(Err(e)) => return Err(fail_from(Reason::Protocol, "HTTP handshake", &e)),
