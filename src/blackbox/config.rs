@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostics, FieldError, Pos};
+use crate::net::guard::Guard;
 use crate::probers::dns::DnsModule;
 use crate::probers::grpc::GrpcModule;
 use crate::probers::http::{HttpModule, HttpProbe};
@@ -141,13 +142,24 @@ impl Module {
     }
 }
 
-/// Every configured module, by name.
+/// Every configured module, by name, and the `/probe` guard over them (`probe_guard:`).
 #[derive(Debug, Clone, Default)]
 pub struct Modules {
     map: BTreeMap<String, Arc<Module>>,
+    guard: Option<Arc<Guard>>,
 }
 
 impl Modules {
+    /// The `/probe` guard, when `probe_guard:` is configured.
+    pub fn guard(&self) -> Option<&Arc<Guard>> {
+        self.guard.as_ref()
+    }
+
+    /// Sets the `/probe` guard.
+    pub fn set_guard(&mut self, guard: Option<Arc<Guard>>) {
+        self.guard = guard;
+    }
+
     /// The module called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Module>> {
         self.map.get(name)

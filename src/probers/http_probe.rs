@@ -32,7 +32,8 @@ use super::http_conn::{
     Conn, NoShutdown,
 };
 use super::{lookup, tls_info, Ctx, Log};
-use crate::net::fail_from;
+use crate::net::guard::Session;
+use crate::net::{self, fail_from};
 use crate::probe::{Fail, Reason};
 
 /// `User-Agent` sent when the module sets none.
@@ -194,6 +195,7 @@ async fn prepare(
         );
         let res = lookup(
             &host,
+            Some(port),
             p.ip_protocol,
             p.ip_protocol_fallback,
             ctx,
@@ -366,7 +368,9 @@ async fn exchange(
 ) -> Result<Answer, Fail> {
     let deadline = ctx.deadline;
     let tls = hop.url.scheme() == "https";
-    let (tcp, via_proxy, t_dns, t_connected) = open(p, plan, hop, index, deadline, r).await?;
+    let guard = ctx.guard.as_deref();
+    let (tcp, via_proxy, t_dns, t_connected) =
+        open(p, plan, hop, index, (deadline, guard), r).await?;
     let req = request(p, plan, hop, via_proxy, cookie, index)?;
     if !tls {
         let t_gotconn = Instant::now();
@@ -424,13 +428,14 @@ async fn exchange(
 
 /// The hop's TCP connection: to its proxy or its address (the first hop's resolved one), through
 /// a proxy's `CONNECT` tunnel for https. Also whether a proxy is used, and when the lookup and
-/// the connect ended.
+/// the connect ended. Under a `/probe` guard every address connected to is checked: the hop's,
+/// or the proxy's and (resolved here) the target's behind it.
 async fn open<'p>(
     p: &'p HttpProbe,
     plan: &Plan,
     hop: &Hop,
     index: usize,
-    deadline: Instant,
+    (deadline, guard): (Instant, Option<&Session>),
     r: &mut Facts,
 ) -> Result<(tokio::net::TcpStream, Option<&'p Proxy>, Instant, Instant), Fail> {
     let tls = hop.url.scheme() == "https";
@@ -443,9 +448,14 @@ async fn open<'p>(
     let proxy_host = first_ip.map_or_else(|| host.clone(), |ip| ip.to_string());
     let via_proxy = p.proxies.for_target(hop.url.scheme(), &proxy_host, port);
     let addr = match (via_proxy, first_ip) {
-        (Some(px), _) => lookup_first(&px.host, px.port, deadline).await?,
+        (Some(px), ip) => {
+            if let (Some(g), None) = (guard, ip) {
+                behind_proxy(&host, port, deadline, g).await?;
+            }
+            lookup_first(&px.host, px.port, deadline, guard).await?
+        }
         (None, Some(ip)) => SocketAddr::new(ip, plan.port),
-        (None, None) => lookup_first(&host, port, deadline).await?,
+        (None, None) => lookup_first(&host, port, deadline, guard).await?,
     };
     let t_dns = Instant::now();
     if index > 0 {
@@ -464,6 +474,19 @@ async fn open<'p>(
         .await?;
     }
     Ok((tcp, via_proxy, t_dns, t_connected))
+}
+
+/// Checks a target the proxy will connect to, resolved here: a name this host cannot resolve
+/// is refused, since the guard cannot tell where the proxy would take it.
+async fn behind_proxy(host: &str, port: u16, deadline: Instant, g: &Session) -> Result<(), Fail> {
+    match net::resolve(host, Some(port), &net::Policy::SYSTEM, deadline, Some(g)).await {
+        Ok(_) => Ok(()),
+        Err(net::ResolveError::Denied(d)) => Err(Fail::new(Reason::Policy, d.to_string())),
+        Err(e) => Err(Fail::new(
+            Reason::Policy,
+            format!("the probe guard cannot check {host} behind the proxy: {e}"),
+        )),
+    }
 }
 
 /// The hop's request: URI (absolute-form through a plain-HTTP proxy), the module's headers

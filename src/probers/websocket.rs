@@ -487,6 +487,7 @@ pub async fn probe(
     };
     let ip = lookup(
         &target.host,
+        Some(target.port),
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
