@@ -121,6 +121,25 @@ pub fn url(u: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A URL that is a secret as a whole (a webhook, whose path often is its credential, as
+/// Slack's and Alertmanager's are) as it may be shown: scheme, host and port, then `/<secret>`
+/// when it has a path or query; the userinfo is dropped.
+pub fn origin(u: &str) -> String {
+    let start = u.find("://").map_or(0, |i| i + 3);
+    let rest = &u[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..end]
+        .rsplit_once('@')
+        .map_or(&rest[..end], |(_, h)| h);
+    let tail = rest[end..].trim_start_matches('/');
+    let mut out = format!("{}{host}", &u[..start]);
+    if !tail.is_empty() {
+        out.push('/');
+        out.push_str(MASK);
+    }
+    out
+}
+
 fn percent_decoded(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
         return Cow::Borrowed(s);
@@ -243,6 +262,16 @@ mod tests {
         ] {
             assert!(matches!(url(plain), Cow::Borrowed(_)), "{plain}");
         }
+    }
+
+    #[test]
+    fn an_origin_keeps_only_scheme_host_and_port() {
+        assert_eq!(
+            origin("https://u:p@hooks.example:8443/services/T0/B0/XYZ?x=1"),
+            "https://hooks.example:8443/<secret>"
+        );
+        assert_eq!(origin("http://h"), "http://h");
+        assert_eq!(origin("http://h/"), "http://h");
     }
 
     #[test]

@@ -427,7 +427,78 @@ fn shown(prober: Prober, r: &RawModule, http: &HttpModule) -> serde_json::Value 
             .unwrap_or_default();
         m.insert("websocket".into(), to_value(serde_json::to_value(v)));
     }
-    serde_json::Value::Object(m)
+    let mut v = serde_json::Value::Object(m);
+    hide_secrets(&mut v);
+    v
+}
+
+/// Applies the redaction rule ([`crate::redact`]) to a module as shown: header values (of
+/// `headers`, `http_headers` values, websocket headers) but the harmless ones, request bodies
+/// (`body`), the values of `endpoint_params`, fields whose names say they hold a secret, and
+/// the passwords and secret query values of every URL (`proxy_url`, `token_url`, ...).
+/// Password fields the probers' options already serialize as `<secret>` stay so.
+fn hide_secrets(v: &mut serde_json::Value) {
+    use crate::redact::{self, MASK};
+    use serde_json::Value;
+    let mask = |v: &mut Value| {
+        if v.as_str().is_some_and(|s| !s.is_empty()) || v.is_array() || v.is_object() {
+            *v = Value::String(MASK.into());
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                let key = k.to_ascii_lowercase();
+                if key == "headers" {
+                    if let Value::Object(hs) = val {
+                        for (name, hv) in hs.iter_mut() {
+                            if !redact::header_is_shown(name) {
+                                mask_strings(hv);
+                            }
+                        }
+                        continue;
+                    }
+                }
+                if key == "http_headers" {
+                    if let Value::Object(hs) = val {
+                        for (name, h) in hs.iter_mut() {
+                            if !redact::header_is_shown(name) {
+                                if let Some(values) = h.get_mut("values") {
+                                    mask_strings(values);
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                }
+                match val {
+                    _ if key == "body" || key == "endpoint_params" => mask(val),
+                    Value::String(s) if key.ends_with("url") => {
+                        *s = redact::url(s).into_owned();
+                    }
+                    // A file's path is not its content.
+                    Value::String(_) if key.ends_with("_file") => {}
+                    Value::String(_) | Value::Array(_) if redact::is_secret_name(&key) => {
+                        mask_strings(val);
+                    }
+                    _ => hide_secrets(val),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(hide_secrets),
+        _ => {}
+    }
+}
+
+/// Every non-empty string in `v` (a value, a list of values) replaced by `<secret>`.
+fn mask_strings(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if !s.is_empty() => *s = crate::redact::MASK.into(),
+        Value::Array(a) => a.iter_mut().for_each(mask_strings),
+        Value::Object(m) => m.values_mut().for_each(mask_strings),
+        _ => {}
+    }
 }
 
 /// Writes `v` as block-style YAML at `indent` spaces.

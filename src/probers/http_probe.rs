@@ -125,7 +125,7 @@ async fn run(p: &HttpProbe, ctx: &Ctx, r: &mut Facts, log: &mut Log) -> Result<(
         plog!(
             log,
             "Making HTTP request url={} host={}",
-            hop.url,
+            crate::redact::url(hop.url.as_str()),
             hop.host_header
         );
         let jar_host = if hop.on_first {
@@ -284,7 +284,11 @@ fn redirect(
     if matches!(status, 307 | 308) && matches!(p.body, ReqBody::File(_)) && !plan.body.is_empty() {
         return Ok(Redirect::Answer { errored: false });
     }
-    plog!(log, "Received redirect location={loc}");
+    plog!(
+        log,
+        "Received redirect location={}",
+        crate::redact::url(loc)
+    );
     let next = hop.url.join(loc).map_err(|e| {
         let detail =
             format!("Error for HTTP request: failed to parse Location header {loc:?}: {e}");

@@ -468,7 +468,11 @@ pub async fn probe(
     };
     let target = parse_target(&ctx.target)
         .map_err(|e| setup(log, format!("could not parse target URL: {e}")))?;
-    plog!(log, "probing websocket target={}", target.url);
+    plog!(
+        log,
+        "probing websocket target={}",
+        crate::redact::url(target.url.as_str())
+    );
     facts.started = true;
     let built;
     let compiled = match &module.compiled {
