@@ -648,6 +648,24 @@ mod tests {
     }
 
     #[test]
+    fn shown_modules_hide_header_values_bodies_and_url_secrets() {
+        let yaml = "modules:\n  m:\n    prober: http\n    http:\n      headers: {Authorization: S1, X-Custom: S2, Host: h.example}\n      body: S3\n      proxy_url: \"http://u:S4@p:3128\"\n      oauth2: {client_id: c, client_secret: S5, token_url: \"https://t/x?client_secret=S6\", endpoint_params: {a: S7}}\n      tls_config: {ca_file: /run/ca.pem}\n";
+        let c = crate::config::load_str("m.yml", yaml).expect("module loads");
+        let shown = c.modules.to_yaml();
+        for s in ["S1", "S2", "S3", "S4", "S5", "S6", "S7"] {
+            assert!(!shown.contains(s), "{s} shown:\n{shown}");
+        }
+        for kept in [
+            "Host: h.example",
+            "u:<secret>@p:3128",
+            "ca_file: /run/ca.pem",
+            "client_id: c",
+        ] {
+            assert!(shown.contains(kept), "{kept} missing:\n{shown}");
+        }
+    }
+
+    #[test]
     fn prober_names_round_trip() {
         for (n, p) in Prober::ALL {
             assert_eq!(Prober::parse(n), Some(p));
