@@ -143,6 +143,14 @@ modules:
         client_secret: SECRET-TAG-31
         token_url: "http://tok:SECRET-TAG-32@{up}/token?client_secret=SECRET-TAG-33"
         endpoint_params: {{ audience: SECRET-TAG-34 }}
+  http_oauth2_down:
+    prober: http
+    timeout: 2s
+    http:
+      oauth2:
+        client_id: probe
+        client_secret: SECRET-TAG-36
+        token_url: "http://tok:SECRET-TAG-37@{closed}/token?access_token=SECRET-TAG-38"
   ws:
     prober: websocket
     timeout: 2s
@@ -232,6 +240,7 @@ async fn tagged_secrets_appear_in_no_answer_and_no_log_line() {
         "http_credentials",
         "http_authorization",
         "http_oauth2",
+        "http_oauth2_down",
     ] {
         let q = format!(
             "/probe?debug=true&module={module}&target={}",
