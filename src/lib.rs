@@ -25,7 +25,7 @@
 //!     values, [`redact::Secret`]) for every page, log line and error message.
 //! - **net** — [`net`]: error classification by walking `source()`, the detail chain, one
 //!   socket setup ([`net::connect`]), one resolution with an address-family policy
-//!   ([`net::resolve`]), the `/probe` guard ([`net::guard`]), and [`net::tls`] (client
+//!   ([`net::resolve()`]), the `/probe` guard ([`net::guard`]), and [`net::tls`] (client
 //!   configuration, the one server-name rule).
 //! - **probers** — [`probers`]: every probe kind, each with its options compiled at load, a
 //!   `probe()` that fills in typed facts and returns `Result<(), Fail>`, and a view that renders

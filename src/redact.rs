@@ -1,7 +1,7 @@
 //! The one redaction rule: what watchfire never shows — in `/config`, `/probe?debug=true`,
 //! `/logs`, the JSON API, log lines at every level and error messages.
 //!
-//! - **URLs** ([`url`]): the userinfo password (`http://user:<secret>@host/`; the user name is
+//! - **URLs** ([`url()`]): the userinfo password (`http://user:<secret>@host/`; the user name is
 //!   kept, as blackbox_exporter shows a `proxy_url`), and the values of query parameters whose
 //!   names say they carry a secret ([`is_secret_name`]).
 //! - **Header values** ([`header_is_shown`]): every module header's value is `<secret>` except
@@ -152,7 +152,7 @@ fn percent_decoded(s: &str) -> Cow<'_, str> {
     )
 }
 
-/// Every URL-shaped word of `text` redacted ([`url`]): for messages that quote a URL
+/// Every URL-shaped word of `text` redacted ([`url()`]): for messages that quote a URL
 /// somewhere in them (a config error, a resolver's message). Words are split on whitespace and
 /// on quotes and backticks only, so a URL is always one word.
 pub fn urls_in(text: &str) -> Cow<'_, str> {

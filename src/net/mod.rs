@@ -1,6 +1,6 @@
 //! The network layer every prober and the failover proxy share: how an error becomes a
 //! [`Reason`] (by walking its `source()` chain, never by reading its text) and the one-line
-//! detail people read; [`resolve`], name resolution with an address-family policy (the one
+//! detail people read; [`resolve()`], name resolution with an address-family policy (the one
 //! place every probe's address is chosen, and checked by the `/probe` [`guard`]); [`tls`], the
 //! TLS client configuration and server-name rule.
 

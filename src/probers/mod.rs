@@ -222,7 +222,7 @@ pub enum IpProtocol {
 }
 
 /// Resolves `host` like blackbox_exporter does: the preferred family first, the other one when
-/// `fallback` allows ([`net::resolve`]). An IP literal resolves to itself with a lookup time of
+/// `fallback` allows ([`net::resolve()`]). An IP literal resolves to itself with a lookup time of
 /// 0. What happened is kept in `facts` (rendered as `probe_dns_lookup_time_seconds`,
 /// `probe_ip_protocol` and `probe_ip_addr_hash`); a failure is [`Reason::Dns`]. Under a `/probe`
 /// guard ([`Ctx::guard`]) the address is checked with `port` (`None` when the probe has none);
