@@ -220,6 +220,23 @@ async fn a_scheduled_only_module_is_refused_on_probe_but_its_targets_still_probe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_sockets_are_refused_unless_the_guard_allows_them() {
+    let yaml = format!(
+        "{MODULES}  sock:\n    prober: unix\n    timeout: 1s\nprobe_guard:\n  deny:\n    - cidr: 10.0.0.0/8\n"
+    );
+    let (_d, wf) = start(&yaml).await;
+    let (ok, text) = probe(&wf, "sock", "/run/watchfire-guard-test.sock").await;
+    assert!(!ok && text.contains("unix_sockets is false"), "{text}");
+    let allowed = format!("{yaml}  unix_sockets: true\n");
+    let (_d2, wf2) = start(&allowed).await;
+    let (ok, text) = probe(&wf2, "sock", "/run/watchfire-guard-test.sock").await;
+    // Allowed: it runs, and fails only because nothing is there.
+    assert!(!ok && !text.contains("probe guard"), "{text}");
+    assert_eq!(refusals(&wf).await, 1.0);
+    assert_eq!(refusals(&wf2).await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_guard_nothing_is_refused() {
     let up = serve(ok_response()).await;
     let (_d, wf) = start(MODULES).await;
