@@ -98,7 +98,8 @@ impl fmt::Display for ConfigError {
         if !self.field.is_empty() {
             write!(f, ": {}", self.field)?;
         }
-        write!(f, ": {}", self.message)
+        // A message may quote the value it is about: URLs in it are shown redacted.
+        write!(f, ": {}", crate::redact::urls_in(&self.message))
     }
 }
 

@@ -426,6 +426,7 @@ pub async fn probe(
     facts.resolving = true;
     let ip = lookup(
         &host,
+        port.parse::<u16>().ok(),
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,

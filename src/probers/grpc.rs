@@ -279,8 +279,14 @@ pub async fn probe(
         Fail::new(Reason::Setup, format!("could not parse target URL: {e}"))
     })?;
     facts.resolving = true;
+    let port = match port {
+        Some(p) => p,
+        None if module.tls => 443,
+        None => 80,
+    };
     let ip = lookup(
         &host,
+        Some(port),
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
@@ -288,11 +294,6 @@ pub async fn probe(
         log,
     )
     .await?;
-    let port = match port {
-        Some(p) => p,
-        None if module.tls => 443,
-        None => 80,
-    };
     let check_start = Instant::now();
     // Upstream bounds the check by the probe's deadline (0.23 called it with
     // `context.Background()` and could outlive the scrape): follow upstream, the deadline gives

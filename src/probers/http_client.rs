@@ -247,12 +247,12 @@ impl OAuth2 {
                 .form(&f)
                 .send()
                 .await
-                .map_err(|e| format!("oauth2: token request: {e}"))?;
+                .map_err(|e| format!("oauth2: token request: {}", e.without_url()))?;
             let status = resp.status();
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| format!("oauth2: token response: {e}"))?;
+                .map_err(|e| format!("oauth2: token response: {}", e.without_url()))?;
             if !status.is_success() {
                 last = format!(
                     "oauth2: cannot fetch token: {status}: {}",

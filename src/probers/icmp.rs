@@ -216,6 +216,7 @@ pub async fn probe(
     };
     let dst = lookup(
         &ctx.target,
+        None,
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,

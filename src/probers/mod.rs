@@ -54,7 +54,7 @@ pub mod tls_info;
 pub mod unix;
 pub mod websocket;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +62,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::expo::{Families, Type};
+use crate::net;
 use crate::probe::{Fail, Phases, Reason};
 
 /// The metrics of one probe as `/probe` answers them (blackbox's families, buffered and sorted as
@@ -196,6 +197,9 @@ pub struct Ctx {
     pub deadline: Instant,
     /// The effective timeout.
     pub timeout: Duration,
+    /// The `/probe` guard every connection of this probe is checked against (`None` for
+    /// scheduled targets and when no `probe_guard:` is configured).
+    pub guard: Option<Arc<net::guard::Session>>,
 }
 
 impl Ctx {
@@ -218,11 +222,14 @@ pub enum IpProtocol {
 }
 
 /// Resolves `host` like blackbox_exporter does: the preferred family first, the other one when
-/// `fallback` allows. An IP literal resolves to itself with a lookup time of 0. What happened is
-/// kept in `facts` (rendered as `probe_dns_lookup_time_seconds`, `probe_ip_protocol` and
-/// `probe_ip_addr_hash`); a failure is [`Reason::Dns`].
+/// `fallback` allows ([`net::resolve()`]). An IP literal resolves to itself with a lookup time of
+/// 0. What happened is kept in `facts` (rendered as `probe_dns_lookup_time_seconds`,
+/// `probe_ip_protocol` and `probe_ip_addr_hash`); a failure is [`Reason::Dns`]. Under a `/probe`
+/// guard ([`Ctx::guard`]) the address is checked with `port` (`None` when the probe has none);
+/// a refusal is [`Reason::Policy`].
 pub async fn lookup(
     host: &str,
+    port: Option<u16>,
     preferred: IpProtocol,
     fallback: bool,
     ctx: &Ctx,
@@ -231,30 +238,15 @@ pub async fn lookup(
 ) -> Result<IpAddr, Fail> {
     let start = Instant::now();
     let host_trim = host.trim_start_matches('[').trim_end_matches(']');
-    let result = if let Ok(ip) = host_trim.parse::<IpAddr>() {
-        Ok(ip)
-    } else {
-        let lookup = tokio::net::lookup_host((host_trim, 0));
-        match tokio::time::timeout(ctx.remaining(), lookup).await {
-            Err(_) => Err(format!("resolving {host_trim} timed out")),
-            Ok(Err(e)) => Err(format!("cannot resolve {host_trim}: {e}")),
-            Ok(Ok(addrs)) => {
-                let addrs: Vec<IpAddr> = addrs.map(|a: SocketAddr| a.ip()).collect();
-                let want_v6 = preferred == IpProtocol::Ip6;
-                let pick = addrs
-                    .iter()
-                    .find(|a| a.is_ipv6() == want_v6)
-                    .or_else(|| if fallback { addrs.first() } else { None })
-                    .copied();
-                pick.ok_or_else(|| {
-                    format!(
-                        "{host_trim} has no {} address",
-                        if want_v6 { "IPv6" } else { "IPv4" }
-                    )
-                })
-            }
-        }
+    let policy = net::Policy {
+        preferred: Some(match preferred {
+            IpProtocol::Ip4 => net::Family::V4,
+            IpProtocol::Ip6 => net::Family::V6,
+        }),
+        fallback,
+        source: None,
     };
+    let result = net::resolve(host_trim, port, &policy, ctx.deadline, ctx.guard.as_deref()).await;
     facts.lookup = Some(start.elapsed());
     facts.ip = result.as_ref().ok().copied();
     match result {
@@ -262,11 +254,19 @@ pub async fn lookup(
             plog!(log, "resolved {host_trim} to {ip}");
             Ok(ip)
         }
-        Err(e) => {
-            plog!(log, "error resolving address: {e}");
-            Err(Fail::new(Reason::Dns, e))
-        }
+        Err(e) => Err(resolve_fail(e, log)),
     }
+}
+
+/// The failure a [`net::ResolveError`] is: [`Reason::Policy`] for a guard's refusal,
+/// [`Reason::Dns`] otherwise.
+pub(crate) fn resolve_fail(e: net::ResolveError, log: &mut Log) -> Fail {
+    if let net::ResolveError::Denied(d) = &e {
+        plog!(log, "{d}");
+        return Fail::new(Reason::Policy, d.to_string());
+    }
+    plog!(log, "error resolving address: {e}");
+    Fail::new(Reason::Dns, e.to_string())
 }
 
 /// What resolving the target found: rendered as blackbox's `probe_dns_lookup_time_seconds`,

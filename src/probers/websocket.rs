@@ -468,7 +468,11 @@ pub async fn probe(
     };
     let target = parse_target(&ctx.target)
         .map_err(|e| setup(log, format!("could not parse target URL: {e}")))?;
-    plog!(log, "probing websocket target={}", target.url);
+    plog!(
+        log,
+        "probing websocket target={}",
+        crate::redact::url(target.url.as_str())
+    );
     facts.started = true;
     let built;
     let compiled = match &module.compiled {
@@ -487,6 +491,7 @@ pub async fn probe(
     };
     let ip = lookup(
         &target.host,
+        Some(target.port),
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,

@@ -33,6 +33,7 @@ fn ctx(target: &str, timeout: Duration) -> Ctx {
         hostname: None,
         deadline: Instant::now() + timeout,
         timeout,
+        guard: None,
     }
 }
 

@@ -251,17 +251,14 @@ impl HttpProber {
         if let Some(ip) = url.ip {
             return Ok(SocketAddr::new(ip, url.port));
         }
-        let addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
-            .await
-            .map_err(|e| Fail::new(Reason::Dns, format!("cannot resolve {}: {e}", url.host)))?;
-        phases.resolve = started.elapsed();
-        let mut addrs: Vec<SocketAddr> = addrs.collect();
         // Prefer IPv4 when both exist: loopback and most internal services answer there.
-        addrs.sort_by_key(|a| a.is_ipv6());
-        addrs
-            .into_iter()
-            .next()
-            .ok_or_else(|| Fail::new(Reason::Dns, format!("{} has no address", url.host)))
+        let policy = net::Policy::prefer(net::Family::V4);
+        let deadline = started + self.timeout;
+        let ip = net::resolve(&url.host, Some(url.port), &policy, deadline, None)
+            .await
+            .map_err(|e| Fail::new(Reason::Dns, e.to_string()))?;
+        phases.resolve = started.elapsed();
+        Ok(SocketAddr::new(ip, url.port))
     }
 
     async fn handshake_and_exchange<T>(
