@@ -21,6 +21,8 @@
 //!   - [`diag`] — config diagnostics: [`diag::ConfigError`] (file, line, column, field,
 //!     message) and the [`diag::Diagnostics`] collector every config checker records into.
 //!   - [`threads`] — the per-CPU single-threaded runtimes of the probe and proxy threads.
+//!   - [`limits`] — bounds on untrusted input: capped file reads, and regular and CEL expressions
+//!     measured (length, nesting) before they are parsed.
 //! - **net** — [`net`]: error classification by walking `source()`, the detail chain, one
 //!   socket setup ([`net::connect`]), and [`net::tls`] (client configuration, the one
 //!   server-name rule).
@@ -82,6 +84,7 @@ pub mod demo;
 pub mod diag;
 pub mod expo;
 pub mod failover;
+pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod net;

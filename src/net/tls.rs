@@ -53,9 +53,9 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
             .with_no_client_auth()
     } else if let Some(ca) = &opts.ca_file {
         let mut store = RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
-        for c in certs {
+        let pem = crate::limits::read_capped(ca, crate::limits::MAX_PEM_FILE_BYTES, "CA file")
+            .map_err(|e| e.to_string())?;
+        for c in CertificateDer::pem_slice_iter(&pem) {
             let c = c.map_err(|e| format!("bad certificate in {}: {e}", ca.display()))?;
             store
                 .add(c)

@@ -41,8 +41,8 @@ pub fn pair<'a>(
 }
 
 fn read(field: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path)
-        .map_err(|e| format!("tls_config.{field}: cannot read {}: {e}", path.display()))
+    crate::limits::read_capped(path, crate::limits::MAX_PEM_FILE_BYTES, "file")
+        .map_err(|e| format!("tls_config.{field}: {e}"))
 }
 
 fn not_pem(field: &str, path: &Path, e: pem::Error) -> String {

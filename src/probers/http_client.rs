@@ -99,10 +99,14 @@ impl SecretSource {
     pub async fn read(&self) -> Result<String, String> {
         match self {
             SecretSource::Inline(s) => Ok(s.clone()),
-            SecretSource::File(p) => tokio::fs::read_to_string(p)
-                .await
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+            SecretSource::File(p) => crate::limits::read_capped_string_async(
+                p,
+                crate::limits::MAX_SECRET_FILE_BYTES,
+                "secret file",
+            )
+            .await
+            .map(|s| s.trim().to_string())
+            .map_err(|e| e.to_string()),
         }
     }
 }
@@ -169,8 +173,9 @@ impl OAuth2 {
             }
             if let Some(ca) = &t.ca_file {
                 let p = relative_to(file, ca);
-                let pem = std::fs::read(&p)
-                    .map_err(|e| format!("tls_config.ca_file: cannot read {}: {e}", p.display()))?;
+                let pem =
+                    crate::limits::read_capped(&p, crate::limits::MAX_PEM_FILE_BYTES, "CA file")
+                        .map_err(|e| format!("tls_config.ca_file: {e}"))?;
                 let cert = reqwest::Certificate::from_pem(&pem)
                     .map_err(|e| format!("tls_config.ca_file: {e}"))?;
                 b = b.add_root_certificate(cert);
@@ -182,13 +187,18 @@ impl OAuth2 {
                 let (c, k) = (relative_to(file, c), relative_to(file, k));
                 super::client_cert::read_chain(&c)?;
                 super::client_cert::read_key(&k)?;
-                let mut pem = std::fs::read(&k).map_err(|e| {
-                    format!("tls_config.key_file: cannot read {}: {e}", k.display())
-                })?;
+                let mut pem =
+                    crate::limits::read_capped(&k, crate::limits::MAX_PEM_FILE_BYTES, "key file")
+                        .map_err(|e| format!("tls_config.key_file: {e}"))?;
                 pem.push(b'\n');
-                pem.extend(std::fs::read(&c).map_err(|e| {
-                    format!("tls_config.cert_file: cannot read {}: {e}", c.display())
-                })?);
+                pem.extend(
+                    crate::limits::read_capped(
+                        &c,
+                        crate::limits::MAX_PEM_FILE_BYTES,
+                        "certificate file",
+                    )
+                    .map_err(|e| format!("tls_config.cert_file: {e}"))?,
+                );
                 let id = reqwest::Identity::from_pem(&pem)
                     .map_err(|e| format!("tls_config.cert_file/key_file: {e}"))?;
                 b = b.identity(id);

@@ -207,10 +207,16 @@ async fn prepare(
     let body = match &p.body {
         ReqBody::Empty => Bytes::new(),
         ReqBody::Inline(b) => b.clone(),
-        ReqBody::File(f) => match tokio::fs::read(f).await {
+        ReqBody::File(f) => match crate::limits::read_capped_async(
+            f,
+            crate::limits::MAX_BODY_FILE_BYTES,
+            "body_file",
+        )
+        .await
+        {
             Ok(b) => Bytes::from(b),
             Err(e) => {
-                let detail = format!("Error creating request: cannot read {}: {e}", f.display());
+                let detail = format!("Error creating request: {e}");
                 return Err(fail(log, Fail::new(Reason::Setup, detail)));
             }
         },
@@ -335,8 +341,14 @@ async fn read_header_files(p: &HttpProbe) -> Result<http::HeaderMap, Fail> {
     let mut out = http::HeaderMap::new();
     for (name, files) in &p.header_files {
         for f in files {
-            let text = tokio::fs::read_to_string(f).await.map_err(|e| {
-                let detail = format!("Error creating request: cannot read {}: {e}", f.display());
+            let text = crate::limits::read_capped_string_async(
+                f,
+                crate::limits::MAX_SECRET_FILE_BYTES,
+                "header file",
+            )
+            .await
+            .map_err(|e| {
+                let detail = format!("Error creating request: {e}");
                 Fail::new(Reason::Setup, detail)
             })?;
             let mut value = HeaderValue::from_str(text.trim_end_matches(['\r', '\n']))

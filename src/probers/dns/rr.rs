@@ -30,7 +30,7 @@ impl RrValidator {
         let compile = |field: &str, list: &[String]| -> Result<Vec<Regex>, String> {
             list.iter()
                 .map(|re| {
-                    Regex::new(re)
+                    crate::limits::regex(re)
                         .map_err(|e| format!("dns.{section}.{field}: invalid regexp `{re}`: {e}"))
                 })
                 .collect()
