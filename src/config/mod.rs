@@ -340,6 +340,21 @@ pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigErrors> {
     check::check_sources(&[(Path::new(name), text)])
 }
 
+/// A fingerprint of the config's files (their names and contents) to notice a change on disk;
+/// `None` when the config cannot be read (which is a change too, and the reload says why).
+pub fn fingerprint(path: &Path) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let files = config_files(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in &files {
+        f.hash(&mut h);
+        crate::limits::read_capped(f, crate::limits::MAX_CONFIG_FILE_BYTES, "config file")
+            .ok()?
+            .hash(&mut h);
+    }
+    Some(h.finish())
+}
+
 /// The files a config path stands for.
 fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let meta = std::fs::metadata(path)
