@@ -209,7 +209,6 @@ pub async fn run_invocation(inv: Invocation) -> ExitCode {
         }),
         Err(err) => {
             tracing::error!(error = %err, "cannot start");
-            eprintln!("watchfire: {err}");
             ExitCode::from(2)
         }
     }

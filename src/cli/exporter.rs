@@ -22,7 +22,7 @@ pub const EXPORTER_NAMES: &[&str] = &["blackbox_exporter", "prometheus-blackbox-
 /// blackbox_exporter 0.28's flags, parsed as kingpin parses them.
 #[derive(Debug, Parser)]
 #[command(
-    name = "blackbox_exporter",
+    name = "watchfire",
     version,
     about = "watchfire, answering as blackbox_exporter: the exporter's flags and endpoints \
              (`watchfire help` lists watchfire's own commands)."

@@ -15,6 +15,11 @@ use tokio::time::Instant;
 use super::ser_secret;
 use super::TlsConfig;
 
+/// Largest HTTP/1 response head (status line and headers) a prober reads: Go's `net/http`
+/// default (`MaxResponseHeaderBytes` unset is 10 MiB), so that a target blackbox_exporter
+/// accepts is accepted here too. The read buffer only grows this far when a head needs it.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 10 << 20;
+
 /// `basic_auth`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

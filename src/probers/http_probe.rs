@@ -598,7 +598,8 @@ where
 {
     let hs = http1::Builder::new()
         .title_case_headers(true)
-        .max_buf_size(256 * 1024)
+        .max_buf_size(super::http_client::MAX_RESPONSE_HEAD_BYTES + 64 * 1024)
+        .max_header_size(super::http_client::MAX_RESPONSE_HEAD_BYTES)
         .handshake::<_, Full<Bytes>>(TokioIo::new(NoShutdown(io)));
     let (mut sender, conn) = match timeout_at(deadline, hs).await {
         Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),
@@ -636,6 +637,7 @@ where
         .map_err(|e| Fail::new(Reason::Setup, format!("bad request URI: {e}")))?;
     *req.version_mut() = http::Version::HTTP_2;
     let hs = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .max_header_list_size(super::http_client::MAX_RESPONSE_HEAD_BYTES as u32)
         .handshake::<_, Full<Bytes>>(TokioIo::new(NoShutdown(io)));
     let (mut sender, conn) = match timeout_at(deadline, hs).await {
         Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),

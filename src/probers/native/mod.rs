@@ -269,7 +269,8 @@ impl HttpProber {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let hs = http1::Builder::new()
-            .max_buf_size(64 * 1024)
+            .max_buf_size(crate::probers::http_client::MAX_RESPONSE_HEAD_BYTES + 64 * 1024)
+            .max_header_size(crate::probers::http_client::MAX_RESPONSE_HEAD_BYTES)
             .handshake::<_, Full<Bytes>>(TokioIo::new(io));
         *stage = Stage::Handshake;
         let (sender, conn) = hs
