@@ -240,7 +240,7 @@ pub fn regex(pattern: &str) -> Result<regex::Regex, ExprError> {
         .map_err(|e| ExprError::Invalid(e.to_string()))
 }
 
-/// [`regex`] for a regular expression matched against bytes.
+/// [`regex()`] for a regular expression matched against bytes.
 pub fn regex_bytes(pattern: &str) -> Result<regex::bytes::Regex, ExprError> {
     check_regex(pattern)?;
     regex::bytes::RegexBuilder::new(pattern)
