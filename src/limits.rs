@@ -191,7 +191,7 @@ pub enum ExprError {
         max: usize,
     },
     /// Nested deeper than its limit.
-    #[error("the {kind} nests {depth} levels deep (brackets, groups or conditionals); at most {max} are accepted")]
+    #[error("the {kind} nests more than {max} levels deep (brackets, groups, conditionals or chained operations); at most {max} are accepted")]
     TooDeep {
         /// `regular expression` or `CEL expression`.
         kind: &'static str,
