@@ -255,9 +255,6 @@ fn deeply_nested_regexps_are_refused_before_parsing() {
     let (out, took) = check(&p, &[]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(
-        all.contains("nests") && all.contains("at most 100"),
-        "{all}"
-    );
+    assert!(all.contains("nests more than 100 levels"), "{all}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
