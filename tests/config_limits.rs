@@ -234,13 +234,16 @@ fn yaml_limits_are_reported_in_plain_words() {
     for i in 0..70 {
         deep.push_str(&format!("{}k{i}:\n", "  ".repeat(i + 1)));
     }
-    let p = write(dir.path(), "deep.yml", &deep);
-    let (out, _) = check(&p, &[]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("nested more than 64 levels"), "{all}");
-    for library_word in ["budget", "max_depth", "Breach", "Depth {"] {
-        assert!(!all.contains(library_word), "{library_word} in: {all}");
+    let flow = format!("targets: {}{}\n", "[".repeat(30_000), "]".repeat(30_000));
+    for (name, text_of_file) in [("deep.yml", deep), ("flow.yml", flow)] {
+        let p = write(dir.path(), name, &text_of_file);
+        let (out, _) = check(&p, &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("nested more than 64 levels"), "{all}");
+        for library_word in ["budget", "max_depth", "Breach", "Depth {", "recursion"] {
+            assert!(!all.contains(library_word), "{library_word} in: {all}");
+        }
     }
 }
 

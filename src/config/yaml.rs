@@ -55,6 +55,9 @@ fn budget() -> serde_saphyr::Budget {
     // Every value is one event, every mapping and list one more at its end.
     b.max_events = 2 * MAX_YAML_VALUES;
     b.max_depth = MAX_YAML_DEPTH;
+    // The parser's own cap on `[`/`{` nesting, just past the depth limit: a deeper flow
+    // collection is refused by the parser before the depth is counted (see `too_deep`).
+    b.flow_nesting_limit = MAX_YAML_DEPTH + 1;
     b
 }
 
@@ -66,9 +69,7 @@ fn budget_message(breach: &BudgetBreach) -> String {
             "the file holds more than {MAX_YAML_VALUES} values (keys, list items and scalars: \
              about 280,000 targets); {split}"
         ),
-        BudgetBreach::Depth { .. } => {
-            format!("mappings and lists are nested more than {MAX_YAML_DEPTH} levels deep here")
-        }
+        BudgetBreach::Depth { .. } => too_deep(),
         BudgetBreach::Aliases { .. } | BudgetBreach::AliasAnchorRatio { .. } => {
             "the file repeats anchors (`*name`) too often; write the values out instead".into()
         }
@@ -83,6 +84,24 @@ fn budget_message(breach: &BudgetBreach) -> String {
         }
         _ => format!("the file is too large or too complex to read; {split}"),
     }
+}
+
+/// The depth limit in words: the budget's depth count, or the parser's own nesting cap (which
+/// refuses `[[[[…` before the depth is counted).
+fn too_deep() -> String {
+    format!("mappings and lists are nested more than {MAX_YAML_DEPTH} levels deep here")
+}
+
+/// Whether the parser refused the text for nesting past its cap.
+fn parser_nesting_error(e: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::granit_parser::ErrorKind;
+    use serde_saphyr::ExternalMessageSource;
+    matches!(
+        e,
+        serde_saphyr::Error::ExternalMessage { source, .. }
+            if matches!(&**source, ExternalMessageSource::Parser(s)
+                if matches!(s.kind(), ErrorKind::RecursionLimitExceeded))
+    )
 }
 
 /// The error behind the snippet and alias wrappers `serde_saphyr` puts around it.
@@ -140,6 +159,7 @@ fn plain_yaml_message(e: &serde_saphyr::Error) -> String {
             expected.join(", ")
         ),
         serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
+        inner if parser_nesting_error(inner) => too_deep(),
         inner => one_line(&serde_saphyr::DefaultMessageFormatter.format_message(inner)),
     }
 }
