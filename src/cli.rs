@@ -1,8 +1,12 @@
-//! The command line: `run`, `check`, `probe`, `sim`, `demo`, `verify`, `impact`.
+//! The command line: `run`, `check`, `probe`, `sim`, `demo`, `verify`, `impact`, and
+//! blackbox_exporter's own command line for a drop-in ([`exporter`]).
 //!
-//! Each command returns an [`std::process::ExitCode`]; `main` only parses, sets up logging and
-//! the runtime, and calls [`execute`].
+//! Each command returns an [`std::process::ExitCode`]; `main` only parses ([`parse`]), sets up
+//! logging and the runtime, and calls [`run_invocation`].
 
+pub mod exporter;
+
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +23,7 @@ use crate::config::{self, parse_duration, parse_size, TargetSpec};
 use crate::probe::Phases;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, AppState};
-use crate::telemetry::LogFormat;
+use crate::telemetry::{LogFormat, LogLevel};
 
 /// Default listen address (blackbox_exporter's port).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9115";
@@ -85,6 +89,18 @@ pub struct RunArgs {
     /// probe at its planned time, for a few µs more CPU per probe at high rates.
     #[arg(long, default_value = "200us", value_parser = parse_wake_gap)]
     pub min_wake_gap: Duration,
+    /// Start with, and reload to, a config that defines nothing (no targets, modules, failover
+    /// groups or memory watches); refused by default, as it is most often a mistake.
+    #[arg(long)]
+    pub allow_empty_config: bool,
+    /// Reload the config when its content changes (checked every
+    /// --config.auto-reload-interval); a config with errors keeps the running one.
+    #[arg(long = "config.enable-auto-reload")]
+    pub auto_reload: bool,
+    /// Time between two checks for --config.enable-auto-reload: seconds (`30`, blackbox's form)
+    /// or a duration (`2s`).
+    #[arg(long = "config.auto-reload-interval", default_value = "30", value_parser = parse_seconds)]
+    pub auto_reload_interval: Duration,
 }
 
 /// `watchfire check`.
@@ -93,6 +109,10 @@ pub struct CheckArgs {
     /// Config file or directory of *.yaml files.
     #[arg(long, alias = "config.file", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+    /// Accept a config that defines nothing (no targets, modules, failover groups or memory
+    /// watches).
+    #[arg(long)]
+    pub allow_empty_config: bool,
 }
 
 /// A listen address; blackbox_exporter's `:9115` (no host) means every interface.
@@ -121,6 +141,76 @@ pub fn parse_offset(s: &str) -> Result<Duration, String> {
         Ok(x) if x.is_finite() && (0.0..=3600.0).contains(&x) => Ok(Duration::from_secs_f64(x)),
         Ok(_) => Err(format!("`{s}` is outside 0..3600 seconds")),
         Err(_) => parse_duration(s),
+    }
+}
+
+/// A positive interval: seconds as a number (blackbox's `--config.auto-reload-interval 30`) or
+/// a duration (`500ms`).
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.0..=86_400.0).contains(&x) => Duration::from_secs_f64(x),
+        Ok(_) => return Err(format!("`{s}` is outside 0..86400 seconds")),
+        Err(_) => parse_duration(s)?,
+    };
+    if d.is_zero() {
+        return Err(format!("`{s}` is not a positive interval"));
+    }
+    Ok(d)
+}
+
+/// What the command line asks for: watchfire's subcommands, or blackbox_exporter's flags.
+#[derive(Debug)]
+pub enum Invocation {
+    /// `watchfire SUBCOMMAND ...`.
+    Watchfire(Cli),
+    /// blackbox_exporter's command line (see [`exporter`]).
+    Exporter(exporter::ExporterArgs),
+}
+
+impl Invocation {
+    /// The log format and level asked for.
+    pub fn logging(&self) -> (LogFormat, LogLevel) {
+        match self {
+            Invocation::Watchfire(cli) => {
+                let quiet = matches!(cli.command, Command::Demo(_) | Command::Probe(_));
+                (cli.log_format, LogLevel::from_verbosity(cli.verbose, quiet))
+            }
+            Invocation::Exporter(e) => e.logging(),
+        }
+    }
+}
+
+/// Parses the process's command line (see [`exporter::is_exporter_style`] for which syntax is
+/// used); on an error, or for `--help` and `--version`, prints and exits as clap does.
+pub fn parse(args: Vec<OsString>) -> Invocation {
+    if exporter::is_exporter_style(&args) {
+        Invocation::Exporter(exporter::ExporterArgs::parse_from(args))
+    } else {
+        Invocation::Watchfire(Cli::parse_from(args))
+    }
+}
+
+/// Runs what the command line asked for.
+pub async fn run_invocation(inv: Invocation) -> ExitCode {
+    let e = match inv {
+        Invocation::Watchfire(cli) => return execute(cli).await,
+        Invocation::Exporter(e) => e,
+    };
+    if e.config_check {
+        return check(CheckArgs {
+            config: e.config_file,
+            allow_empty_config: e.allow_empty_config,
+        });
+    }
+    match e.run_args() {
+        Ok(a) => run(a).await.unwrap_or_else(|e| {
+            eprintln!("watchfire: {e:#}");
+            ExitCode::from(2)
+        }),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -283,7 +373,10 @@ pub async fn execute(cli: Cli) -> ExitCode {
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = match runtime_load(&a.config).await {
+    let load = config::LoadOptions {
+        allow_empty: a.allow_empty_config,
+    };
+    let config = match crate::runtime::load_blocking_with(a.config.clone(), load).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -306,8 +399,17 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     runtime.blackbox().set_timeout_offset(a.timeout_offset);
     runtime.blackbox().history().set_limit(a.history_limit);
+    runtime.set_allow_empty_config(a.allow_empty_config);
     crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
         .context("installing SIGHUP handler")?;
+    if a.auto_reload {
+        reload_on_change(
+            runtime.clone(),
+            a.config.clone(),
+            a.auto_reload_interval,
+            cancel.clone(),
+        );
+    }
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
@@ -335,8 +437,52 @@ async fn runtime_load(path: &std::path::Path) -> Result<config::Config, crate::d
     crate::runtime::load_blocking(path.to_path_buf()).await
 }
 
+/// `--config.enable-auto-reload`: every `every`, the config's content is fingerprinted; when it
+/// changed, the config is reloaded as on SIGHUP (a config with errors keeps the running one and
+/// counts as a failed reload). An unchanged config is not reloaded.
+fn reload_on_change(
+    runtime: Arc<Runtime>,
+    path: PathBuf,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let fingerprint = move || {
+        let p = path.clone();
+        async move {
+            tokio::task::spawn_blocking(move || config::fingerprint(&p))
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    tokio::spawn(async move {
+        let mut last = fingerprint().await;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = fingerprint().await;
+            if now == last {
+                continue;
+            }
+            last = now;
+            info!("the config changed on disk, reloading");
+            if let Err(e) = runtime.reload().await {
+                tracing::warn!(error = %e, "automatic reload failed; the running config is unchanged");
+            }
+        }
+    });
+}
+
 fn check(a: CheckArgs) -> ExitCode {
-    match config::load(&a.config) {
+    let load = config::LoadOptions {
+        allow_empty: a.allow_empty_config,
+    };
+    match config::load_with(&a.config, load) {
         Ok(c) => {
             println!(
                 "{}: OK ({} targets, {} failover groups, {} modules, {} files)",

@@ -23,6 +23,8 @@
 //!   - [`threads`] — the per-CPU single-threaded runtimes of the probe and proxy threads.
 //!   - [`redact`] — the one redaction rule (URL passwords and secret query values, header
 //!     values, [`redact::Secret`]) for every page, log line and error message.
+//!   - [`limits`] — bounds on untrusted input: capped file reads, and regular and CEL expressions
+//!     measured (length, nesting) before they are parsed.
 //! - **net** — [`net`]: error classification by walking `source()`, the detail chain, one
 //!   socket setup ([`net::connect`]), one resolution with an address-family policy
 //!   ([`net::resolve()`]), the `/probe` guard ([`net::guard`]), and [`net::tls`] (client
@@ -85,6 +87,7 @@ pub mod demo;
 pub mod diag;
 pub mod expo;
 pub mod failover;
+pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod net;

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use watchfire::cli::{self, Cli, Command};
+use watchfire::cli;
 
 /// mimalloc instead of glibc's malloc: a fresh-connection probe makes ~15 small allocations and
 /// frees them on another thread as often as not; under callgrind the probe benchmark spends
@@ -12,9 +11,10 @@ use watchfire::cli::{self, Cli, Command};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Probe(_));
-    watchfire::telemetry::init(cli.log_format, cli.verbose, quiet);
+    // watchfire's subcommands, or blackbox_exporter's flags (by the binary's name or the flags).
+    let invocation = cli::parse(std::env::args_os().collect());
+    let (format, level) = invocation.logging();
+    watchfire::telemetry::init(format, level);
     let runtime = match watchfire::threads::build_tokio(None) {
         Ok(rt) => rt,
         Err(e) => {
@@ -22,5 +22,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(cli::execute(cli))
+    runtime.block_on(cli::run_invocation(invocation))
 }

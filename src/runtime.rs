@@ -412,6 +412,8 @@ pub struct Runtime {
     /// `/probe`'s state: the timeout offset and the unknown-module counter.
     blackbox: crate::blackbox::endpoint::Blackbox,
     started: SystemTime,
+    /// Whether a reload may apply a config that defines nothing (`--allow-empty-config`).
+    allow_empty_config: AtomicBool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -510,6 +512,7 @@ impl Runtime {
             memory: crate::memory::Memory::new(cancel.clone()),
             blackbox: crate::blackbox::endpoint::Blackbox::default(),
             started: SystemTime::now(),
+            allow_empty_config: AtomicBool::new(false),
         });
         rt.apply(config).await?;
         Ok(rt)
@@ -658,7 +661,10 @@ impl Runtime {
         let Some(path) = self.config_path.clone() else {
             return Err("no config file to reload (started without --config)".into());
         };
-        let result = match load_blocking(path.clone()).await {
+        let opts = config::LoadOptions {
+            allow_empty: self.allow_empty_config.load(Ordering::Relaxed),
+        };
+        let result = match load_blocking_with(path.clone(), opts).await {
             Ok(cfg) => self.apply(cfg).await,
             Err(e) => Err(e.to_string()),
         };
@@ -679,6 +685,12 @@ impl Runtime {
             }
         }
         result
+    }
+
+    /// Lets reloads apply a config that defines nothing (`--allow-empty-config`); refused by
+    /// default, the running config staying.
+    pub fn set_allow_empty_config(&self, allow: bool) {
+        self.allow_empty_config.store(allow, Ordering::Relaxed);
     }
 
     /// The current targets (a snapshot).
@@ -760,7 +772,15 @@ impl Runtime {
 
 /// Loads a config on the blocking pool (file IO must not stall probes).
 pub async fn load_blocking(path: PathBuf) -> Result<Config, ConfigErrors> {
-    match tokio::task::spawn_blocking(move || config::load(&path)).await {
+    load_blocking_with(path, config::LoadOptions { allow_empty: true }).await
+}
+
+/// [`load_blocking`] with options (an empty config refused unless `opts.allow_empty`).
+pub async fn load_blocking_with(
+    path: PathBuf,
+    opts: config::LoadOptions,
+) -> Result<Config, ConfigErrors> {
+    match tokio::task::spawn_blocking(move || config::load_with(&path, opts)).await {
         Ok(r) => r,
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             file: PathBuf::new(),

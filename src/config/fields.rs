@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method};
-use regex::Regex;
 use serde_saphyr::Spanned;
 
 use crate::diag::Diagnostics;
@@ -332,7 +331,7 @@ pub(super) fn expect(
         ));
     }
     if let Some(b) = &e.body {
-        match Regex::new(&b.value) {
+        match crate::limits::regex(&b.value) {
             Ok(r) => out.body = Some(r),
             Err(err) => diag.error(
                 b,

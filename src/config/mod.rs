@@ -268,29 +268,92 @@ pub struct WebhookHook {
     pub retries: u32,
 }
 
-/// Reads and checks a config from a file or a directory of `*.yaml` / `*.yml` files.
+/// How a config is loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Accept a config that defines nothing (no targets, modules, failover groups or memory
+    /// watches). Off by default: an empty or comment-only file is far more often a mistake (a
+    /// truncated deploy, a wrong path) than an intent, and running it would stop every probe.
+    pub allow_empty: bool,
+}
+
+/// Reads and checks a config from a file or a directory of `*.yaml` / `*.yml` files. An empty
+/// config is accepted; [`load_with`] refuses it unless told otherwise.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, LoadOptions { allow_empty: true })
+}
+
+/// Reads and checks a config as [`load`] does; a config that defines nothing is an error
+/// naming the file(s) unless `opts.allow_empty`. Every file read is capped at
+/// [`crate::limits::MAX_CONFIG_FILE_BYTES`].
+pub fn load_with(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors> {
     let files = config_files(path).map_err(|e| ConfigErrors(vec![e]))?;
     let mut sources = Vec::with_capacity(files.len());
     for f in &files {
-        match std::fs::read_to_string(f) {
+        let limit = crate::limits::MAX_CONFIG_FILE_BYTES;
+        match crate::limits::read_capped_string(f, limit, "config file") {
             Ok(text) => sources.push((f.clone(), text)),
-            Err(e) => {
-                let e = ConfigError::in_file(f, format!("cannot read the file: {e}"));
-                return Err(ConfigErrors(vec![e]));
-            }
+            Err(e) => return Err(ConfigErrors(vec![ConfigError::in_file(f, e.to_string())])),
         }
     }
     let named: Vec<(&Path, &str)> = sources
         .iter()
         .map(|(p, t)| (p.as_path(), t.as_str()))
         .collect();
-    check::check_sources(&named)
+    let config = check::check_sources(&named)?;
+    if !opts.allow_empty && config.is_empty() {
+        return Err(ConfigErrors(vec![empty_config_error(path, &files)]));
+    }
+    Ok(config)
+}
+
+impl Config {
+    /// True when the config defines nothing at all: no targets, modules, failover groups or
+    /// memory watches.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+            && self.modules.is_empty()
+            && self.failover.is_empty()
+            && self.memory.is_empty()
+    }
+}
+
+/// The error of a config that defines nothing, naming the file(s).
+fn empty_config_error(path: &Path, files: &[PathBuf]) -> ConfigError {
+    let which = if files.len() == 1 && files[0] == path {
+        "the file".to_string()
+    } else {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        format!("the {} file(s) {}", files.len(), names.join(", "))
+    };
+    ConfigError::in_file(
+        path,
+        format!(
+            "the config is empty: no targets, modules, failover groups or memory watches in \
+             {which} (is it empty, or only comments?); refusing it, as it would stop every \
+             probe (--allow-empty-config accepts it)"
+        ),
+    )
 }
 
 /// Checks config text as if it were read from `name` (tests, embedded configs).
 pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigErrors> {
     check::check_sources(&[(Path::new(name), text)])
+}
+
+/// A fingerprint of the config's files (their names and contents) to notice a change on disk;
+/// `None` when the config cannot be read (which is a change too, and the reload says why).
+pub fn fingerprint(path: &Path) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let files = config_files(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in &files {
+        f.hash(&mut h);
+        crate::limits::read_capped(f, crate::limits::MAX_CONFIG_FILE_BYTES, "config file")
+            .ok()?
+            .hash(&mut h);
+    }
+    Some(h.finish())
 }
 
 /// The files a config path stands for.
@@ -303,7 +366,15 @@ fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files = Vec::new();
     let entries = std::fs::read_dir(path)
         .map_err(|e| ConfigError::in_file(path, format!("cannot list the directory: {e}")))?;
-    for entry in entries {
+    for (n, entry) in entries.enumerate() {
+        if n == crate::limits::MAX_CONFIG_DIR_ENTRIES {
+            let msg = format!(
+                "the directory holds more than {} entries; a config directory holds only its \
+                 *.yaml or *.yml files",
+                crate::limits::MAX_CONFIG_DIR_ENTRIES
+            );
+            return Err(ConfigError::in_file(path, msg));
+        }
         let entry = entry
             .map_err(|e| ConfigError::in_file(path, format!("cannot list the directory: {e}")))?;
         let p = entry.path();

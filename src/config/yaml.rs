@@ -1,6 +1,11 @@
 //! YAML errors placed in the file: the line, column and dotted field of a syntax or schema
 //! error, found from the document's own structure.
+//!
+//! Each file is read within the YAML reader's budget, raised from its defaults so that one file
+//! holds a few hundred thousand targets ([`MAX_YAML_VALUES`]); a file past a limit gets an error
+//! in plain words ([`budget_message`]).
 
+use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::Spanned;
 
 use super::fields::one_line;
@@ -13,7 +18,8 @@ pub(super) fn parse_file(diag: &mut Diagnostics, text: &str) -> Option<RawFile> 
     if text.trim().is_empty() {
         return Some(RawFile::default());
     }
-    let options = crate::probers::tcp::Payload::yaml_options();
+    let mut options = crate::probers::tcp::Payload::yaml_options();
+    options.budget = Some(budget());
     let e = match serde_saphyr::from_str_with_options(text, options.clone()) {
         Ok(r) => return Some(r),
         Err(e) => e,
@@ -33,6 +39,69 @@ pub(super) fn parse_file(diag: &mut Diagnostics, text: &str) -> Option<RawFile> 
     let field = yaml_error_field(&e, &paths, at.line, at.column);
     diag.error(at, field, plain_yaml_message(&e));
     None
+}
+
+/// Most values (keys, list items and scalars) one config file may hold: about 280,000 targets
+/// of the usual seven values each. The YAML reader's default (250,000) allowed ~35,000.
+pub const MAX_YAML_VALUES: usize = 2_000_000;
+/// Deepest nesting of mappings and lists in a config file (the YAML reader's default; a config
+/// needs fewer than ten).
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// The YAML reader's limits for a config file.
+fn budget() -> serde_saphyr::Budget {
+    let mut b = serde_saphyr::Budget::default();
+    b.max_nodes = MAX_YAML_VALUES;
+    // Every value is one event, every mapping and list one more at its end.
+    b.max_events = 2 * MAX_YAML_VALUES;
+    b.max_depth = MAX_YAML_DEPTH;
+    // The parser's own cap on `[`/`{` nesting, just past the depth limit: a deeper flow
+    // collection is refused by the parser before the depth is counted (see `too_deep`).
+    b.flow_nesting_limit = MAX_YAML_DEPTH + 1;
+    b
+}
+
+/// A breached YAML limit in words a user acts on.
+fn budget_message(breach: &BudgetBreach) -> String {
+    let split = "split it into several files in a config directory";
+    match breach {
+        BudgetBreach::Nodes { .. } | BudgetBreach::Events { .. } => format!(
+            "the file holds more than {MAX_YAML_VALUES} values (keys, list items and scalars: \
+             about 280,000 targets); {split}"
+        ),
+        BudgetBreach::Depth { .. } => too_deep(),
+        BudgetBreach::Aliases { .. } | BudgetBreach::AliasAnchorRatio { .. } => {
+            "the file repeats anchors (`*name`) too often; write the values out instead".into()
+        }
+        BudgetBreach::Anchors { .. } => {
+            format!("the file defines too many anchors (`&name`); {split}")
+        }
+        BudgetBreach::Documents { .. } => {
+            "the file holds too many YAML documents (`---`); a config file holds one".into()
+        }
+        BudgetBreach::ScalarBytes { .. } | BudgetBreach::InputBytes { .. } => {
+            format!("the file's text is too large; {split}")
+        }
+        _ => format!("the file is too large or too complex to read; {split}"),
+    }
+}
+
+/// The depth limit in words: the budget's depth count, or the parser's own nesting cap (which
+/// refuses `[[[[…` before the depth is counted).
+fn too_deep() -> String {
+    format!("mappings and lists are nested more than {MAX_YAML_DEPTH} levels deep here")
+}
+
+/// Whether the parser refused the text for nesting past its cap.
+fn parser_nesting_error(e: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::granit_parser::ErrorKind;
+    use serde_saphyr::ExternalMessageSource;
+    matches!(
+        e,
+        serde_saphyr::Error::ExternalMessage { source, .. }
+            if matches!(&**source, ExternalMessageSource::Parser(s)
+                if matches!(s.kind(), ErrorKind::RecursionLimitExceeded))
+    )
 }
 
 /// The error behind the snippet and alias wrappers `serde_saphyr` puts around it.
@@ -89,6 +158,8 @@ fn plain_yaml_message(e: &serde_saphyr::Error) -> String {
             "unknown key `{field}` (expected one of: {})",
             expected.join(", ")
         ),
+        serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
+        inner if parser_nesting_error(inner) => too_deep(),
         inner => one_line(&serde_saphyr::DefaultMessageFormatter.format_message(inner)),
     }
 }

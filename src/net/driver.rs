@@ -18,8 +18,10 @@ pub type ConnFuture<'a> = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> 
 /// The HTTP/1.1 client options a prober sets.
 #[derive(Debug, Clone, Copy)]
 pub struct Http1Options {
-    /// Largest read buffer, which bounds the response head (status line and headers).
+    /// Largest read buffer (it grows to this only when a response head needs it).
     pub max_buf_size: usize,
+    /// Largest response head (status line and headers).
+    pub max_header_size: usize,
     /// Write header names in Title-Case, as Go's client does (blackbox's wire form).
     pub title_case_headers: bool,
 }
@@ -40,6 +42,7 @@ where
 {
     http1::Builder::new()
         .max_buf_size(opts.max_buf_size)
+        .max_header_size(opts.max_header_size)
         .title_case_headers(opts.title_case_headers)
         .handshake::<_, Full<Bytes>>(TokioIo::new(io))
         .await

@@ -56,9 +56,9 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, FieldError>
             .with_no_client_auth()
     } else if let Some(ca) = &opts.ca_file {
         let mut store = RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| ca_problem(format!("cannot read CA file {}: {e}", ca.display())))?;
-        for c in certs {
+        let pem = crate::limits::read_capped(ca, crate::limits::MAX_PEM_FILE_BYTES, "CA file")
+            .map_err(|e| ca_problem(e.to_string()))?;
+        for c in CertificateDer::pem_slice_iter(&pem) {
             let c =
                 c.map_err(|e| ca_problem(format!("bad certificate in {}: {e}", ca.display())))?;
             store.add(c).map_err(|e| {

@@ -48,12 +48,8 @@ pub fn pair<'a>(
 }
 
 fn read(field: &str, path: &Path) -> Result<Vec<u8>, FieldError> {
-    std::fs::read(path).map_err(|e| {
-        FieldError::new(
-            format!("tls_config.{field}"),
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })
+    crate::limits::read_capped(path, crate::limits::MAX_PEM_FILE_BYTES, "file")
+        .map_err(|e| FieldError::new(format!("tls_config.{field}"), e.to_string()))
 }
 
 fn not_pem(field: &str, path: &Path, e: pem::Error) -> FieldError {

@@ -15,6 +15,11 @@ use tokio::time::Instant;
 use super::ser_secret;
 use super::TlsConfig;
 
+/// Largest HTTP/1 response head (status line and headers) a prober reads: Go's `net/http`
+/// default (`MaxResponseHeaderBytes` unset is 10 MiB), so that a target blackbox_exporter
+/// accepts is accepted here too. The read buffer only grows this far when a head needs it.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 10 << 20;
+
 /// `basic_auth`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -99,10 +104,14 @@ impl SecretSource {
     pub async fn read(&self) -> Result<String, String> {
         match self {
             SecretSource::Inline(s) => Ok(s.clone()),
-            SecretSource::File(p) => tokio::fs::read_to_string(p)
-                .await
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+            SecretSource::File(p) => crate::limits::read_capped_string_async(
+                p,
+                crate::limits::MAX_SECRET_FILE_BYTES,
+                "secret file",
+            )
+            .await
+            .map(|s| s.trim().to_string())
+            .map_err(|e| e.to_string()),
         }
     }
 }
@@ -169,8 +178,9 @@ impl OAuth2 {
             }
             if let Some(ca) = &t.ca_file {
                 let p = relative_to(file, ca);
-                let pem = std::fs::read(&p)
-                    .map_err(|e| format!("tls_config.ca_file: cannot read {}: {e}", p.display()))?;
+                let pem =
+                    crate::limits::read_capped(&p, crate::limits::MAX_PEM_FILE_BYTES, "CA file")
+                        .map_err(|e| format!("tls_config.ca_file: {e}"))?;
                 let cert = reqwest::Certificate::from_pem(&pem)
                     .map_err(|e| format!("tls_config.ca_file: {e}"))?;
                 b = b.add_root_certificate(cert);
@@ -183,13 +193,18 @@ impl OAuth2 {
                 let (c, k) = (relative_to(file, c), relative_to(file, k));
                 super::client_cert::read_chain(&c).map_err(|e| e.to_string())?;
                 super::client_cert::read_key(&k).map_err(|e| e.to_string())?;
-                let mut pem = std::fs::read(&k).map_err(|e| {
-                    format!("tls_config.key_file: cannot read {}: {e}", k.display())
-                })?;
+                let mut pem =
+                    crate::limits::read_capped(&k, crate::limits::MAX_PEM_FILE_BYTES, "key file")
+                        .map_err(|e| format!("tls_config.key_file: {e}"))?;
                 pem.push(b'\n');
-                pem.extend(std::fs::read(&c).map_err(|e| {
-                    format!("tls_config.cert_file: cannot read {}: {e}", c.display())
-                })?);
+                pem.extend(
+                    crate::limits::read_capped(
+                        &c,
+                        crate::limits::MAX_PEM_FILE_BYTES,
+                        "certificate file",
+                    )
+                    .map_err(|e| format!("tls_config.cert_file: {e}"))?,
+                );
                 let id = reqwest::Identity::from_pem(&pem)
                     .map_err(|e| format!("tls_config.cert_file/key_file: {e}"))?;
                 b = b.identity(id);

@@ -240,7 +240,7 @@ fn header_files(
 fn regexps(list: &[Spanned<String>], name: &str, p: &mut Problems) -> Vec<Regex> {
     let mut out = Vec::new();
     for (i, r) in list.iter().enumerate() {
-        match Regex::new(&r.value) {
+        match crate::limits::regex(&r.value) {
             Ok(re) => out.push(re),
             Err(e) => p.add(
                 format!("{name}[{i}]"),
@@ -263,7 +263,7 @@ fn header_checks(list: &[Spanned<HeaderMatch>], name: &str, p: &mut Problems) ->
             );
             continue;
         };
-        match Regex::new(&h.value.regexp) {
+        match crate::limits::regex(&h.value.regexp) {
             Ok(re) => out.push(HeaderCheck {
                 name: hn,
                 written: h.value.header.clone(),
@@ -282,7 +282,7 @@ fn header_checks(list: &[Spanned<HeaderMatch>], name: &str, p: &mut Problems) ->
 
 fn cel(c: &Option<Spanned<String>>, name: &str, p: &mut Problems) -> Option<Cel> {
     let c = c.as_ref()?;
-    match cel::Program::compile(&c.value) {
+    match crate::limits::cel(&c.value) {
         Ok(program) => Some(Cel {
             source: c.value.clone(),
             program,

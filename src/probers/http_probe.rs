@@ -209,10 +209,16 @@ async fn prepare(
     let body = match &p.body {
         ReqBody::Empty => Bytes::new(),
         ReqBody::Inline(b) => b.clone(),
-        ReqBody::File(f) => match tokio::fs::read(f).await {
+        ReqBody::File(f) => match crate::limits::read_capped_async(
+            f,
+            crate::limits::MAX_BODY_FILE_BYTES,
+            "body_file",
+        )
+        .await
+        {
             Ok(b) => Bytes::from(b),
             Err(e) => {
-                let detail = format!("Error creating request: cannot read {}: {e}", f.display());
+                let detail = format!("Error creating request: {e}");
                 return Err(fail(log, Fail::new(Reason::Setup, detail)));
             }
         },
@@ -341,8 +347,14 @@ async fn read_header_files(p: &HttpProbe) -> Result<http::HeaderMap, Fail> {
     let mut out = http::HeaderMap::new();
     for (name, files) in &p.header_files {
         for f in files {
-            let text = tokio::fs::read_to_string(f).await.map_err(|e| {
-                let detail = format!("Error creating request: cannot read {}: {e}", f.display());
+            let text = crate::limits::read_capped_string_async(
+                f,
+                crate::limits::MAX_SECRET_FILE_BYTES,
+                "header file",
+            )
+            .await
+            .map_err(|e| {
+                let detail = format!("Error creating request: {e}");
                 Fail::new(Reason::Setup, detail)
             })?;
             let mut value = HeaderValue::from_str(text.trim_end_matches(['\r', '\n']))
@@ -601,9 +613,10 @@ where
 }
 
 /// blackbox's HTTP/1.1 client: Title-Case header names as Go writes them, and response heads up
-/// to 256 KiB.
+/// to Go's limit ([`super::http_client::MAX_RESPONSE_HEAD_BYTES`]).
 const HTTP1: Http1Options = Http1Options {
-    max_buf_size: 256 * 1024,
+    max_buf_size: super::http_client::MAX_RESPONSE_HEAD_BYTES + 64 * 1024,
+    max_header_size: super::http_client::MAX_RESPONSE_HEAD_BYTES,
     title_case_headers: true,
 };
 
@@ -655,6 +668,7 @@ where
         .map_err(|e| Fail::new(Reason::Setup, format!("bad request URI: {e}")))?;
     *req.version_mut() = http::Version::HTTP_2;
     let hs = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .max_header_list_size(super::http_client::MAX_RESPONSE_HEAD_BYTES as u32)
         .handshake::<_, Full<Bytes>>(TokioIo::new(NoShutdown(io)));
     let (mut sender, conn) = match timeout_at(deadline, hs).await {
         Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),

@@ -219,7 +219,8 @@ impl QueryResponse {
     pub(crate) fn regex(&self) -> &Regex {
         self.compiled.0.get_or_init(|| {
             let re = self.expect.as_deref().unwrap_or_default();
-            Regex::new(re).unwrap_or_else(|_| Regex::new("[^\\s\\S]").expect("a valid regexp"))
+            crate::limits::regex_bytes(re)
+                .unwrap_or_else(|_| Regex::new("[^\\s\\S]").expect("a valid regexp"))
         })
     }
 }
@@ -327,7 +328,7 @@ pub(crate) fn compile_steps(prober: &str, steps: &mut [QueryResponse]) -> Result
     for (i, qr) in steps.iter_mut().enumerate() {
         let field = format!("{prober}.query_response[{i}]");
         if let Some(re) = &qr.expect {
-            let compiled = Regex::new(re).map_err(|e| {
+            let compiled = crate::limits::regex_bytes(re).map_err(|e| {
                 FieldError::new(
                     format!("{field}.expect"),
                     format!("invalid regexp `{re}`: {e}"),

@@ -174,7 +174,7 @@ impl WebsocketModule {
             }
             let re = match &qr.expect {
                 Some(re) => Some(
-                    Regex::new(re)
+                    crate::limits::regex_bytes(re)
                         .map_err(|e| bad(field("expect"), format!("invalid regexp `{re}`: {e}")))?,
                 ),
                 None => None,
@@ -547,9 +547,13 @@ async fn request(
         let value = match source {
             HeaderSource::Fixed(v) => v.clone(),
             HeaderSource::File(p) => {
-                let text = tokio::fs::read_to_string(p)
-                    .await
-                    .map_err(|e| format!("cannot read header file {}: {e}", p.display()))?;
+                let text = crate::limits::read_capped_string_async(
+                    p,
+                    crate::limits::MAX_SECRET_FILE_BYTES,
+                    "header file",
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 HeaderValue::from_str(text.trim()).map_err(|_| {
                     format!(
                         "header file {} holds characters HTTP does not allow",

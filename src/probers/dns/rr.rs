@@ -31,7 +31,7 @@ impl RrValidator {
         let compile = |field: &str, list: &[String]| -> Result<Vec<Regex>, FieldError> {
             list.iter()
                 .map(|re| {
-                    Regex::new(re).map_err(|e| {
+                    crate::limits::regex(re).map_err(|e| {
                         FieldError::new(
                             format!("dns.{section}.{field}"),
                             format!("invalid regexp `{re}`: {e}"),

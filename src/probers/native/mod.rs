@@ -489,9 +489,11 @@ async fn connect(addr: SocketAddr, nodelay: bool) -> Result<TcpStream, Fail> {
 
 /// Bodies up to this size are checked on the probe's own thread (a JSON parse of 32 KiB takes
 /// ~0.1 ms); larger ones on the blocking pool.
-/// The native prober's HTTP/1.1 client: header names as written, response heads up to 64 KiB.
+/// The native prober's HTTP/1.1 client: header names as written, response heads up to the
+/// blackbox prober's limit ([`crate::probers::http_client::MAX_RESPONSE_HEAD_BYTES`]).
 const HTTP1: Http1Options = Http1Options {
-    max_buf_size: 64 * 1024,
+    max_buf_size: crate::probers::http_client::MAX_RESPONSE_HEAD_BYTES + 64 * 1024,
+    max_header_size: crate::probers::http_client::MAX_RESPONSE_HEAD_BYTES,
     title_case_headers: false,
 };
 
