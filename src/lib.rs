@@ -38,6 +38,8 @@
 //!     controller, hooks, and the proxy that forwards to the active instance.
 //!   - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
 //!     exported under cAdvisor's names.
+//!   - [`web`] — `--web.config.file` (exporter-toolkit's format): TLS, basic-auth users and
+//!     response headers for every listener (the server's, the failover proxy's if wired).
 //! - **runtime**
 //!   - [`runtime`] — the live set of targets: applies a config, keeps unchanged targets' state
 //!     across reloads, runs probes and records them.
@@ -97,3 +99,4 @@ pub mod state;
 pub mod telemetry;
 pub mod threads;
 pub mod verify;
+pub mod web;
