@@ -23,7 +23,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("net", &["net"]),
     ("probers", &["probers"]),
-    ("features", &["config", "blackbox", "failover", "memory", "web"]),
+    (
+        "features",
+        &["config", "blackbox", "failover", "memory", "web"],
+    ),
     ("runtime", &["runtime", "metrics"]),
     (
         "app",

@@ -22,7 +22,6 @@ pub const MAX_CONCURRENT_CHECKS: usize = 4;
 /// Remembered successes, at most (forgotten all at once past it).
 pub const CACHE_ENTRIES: usize = 1024;
 
-
 /// The outcome of checking a request's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Authorization {

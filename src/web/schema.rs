@@ -88,7 +88,10 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(Entries(Vec::new()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(k) = m.next_key::<Spanned<String>>()? {
                     out.push((k, m.next_value::<V>()?));
@@ -111,10 +114,7 @@ const ALLOWED_HEADERS: &[&str] = &[
 
 /// One `http_server_config.headers` entry, checked.
 pub(super) fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
-    if !ALLOWED_HEADERS
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(name))
-    {
+    if !ALLOWED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
         return Err(format!(
             "header `{name}` cannot be set here (allowed: {})",
             ALLOWED_HEADERS.join(", ")

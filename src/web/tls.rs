@@ -225,7 +225,10 @@ fn versions(t: &RawTls) -> Result<Vec<&'static rustls::SupportedProtocolVersion>
             "TLS10" | "TLS11" => Err(err(
                 field,
                 Some(s),
-                format!("{} is not supported (rustls speaks TLS12 and TLS13)", s.value),
+                format!(
+                    "{} is not supported (rustls speaks TLS12 and TLS13)",
+                    s.value
+                ),
             )),
             other => Err(err(
                 field,
@@ -299,11 +302,15 @@ fn client_verifier(
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_slice_iter(&ca) {
                 let c = c.map_err(|e| {
-                    err("client_ca_file", t.client_ca_file.as_ref(), format!("not PEM: {e}"))
+                    err(
+                        "client_ca_file",
+                        t.client_ca_file.as_ref(),
+                        format!("not PEM: {e}"),
+                    )
                 })?;
-                roots.add(c).map_err(|e| {
-                    err("client_ca_file", t.client_ca_file.as_ref(), e.to_string())
-                })?;
+                roots
+                    .add(c)
+                    .map_err(|e| err("client_ca_file", t.client_ca_file.as_ref(), e.to_string()))?;
             }
             let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let b = if a == ClientAuth::VerifyClientCertIfGiven {
