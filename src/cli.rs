@@ -369,8 +369,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut listeners = Vec::new();
     for addr in &a.listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
+        let l = server::bind(*addr)
             .with_context(|| format!("cannot listen on {addr} (--web.listen-address)"))?;
         listeners.push(l);
     }

@@ -21,6 +21,14 @@ use tokio_util::sync::CancellationToken;
 use watchfire::server::admission::Limits;
 use watchfire::server::ServeOptions;
 
+/// The tests that load the machine (hundreds of sockets, a probe flood) take turns: run side by
+/// side on two cores they would measure each other.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const MODULES: &str = "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n";
 
 fn opts(limits: Limits) -> ServeOptions {
@@ -68,6 +76,7 @@ fn slowloris(
 /// `/-/healthy` and `/metrics`, 20 rounds 50 ms apart, each answered 200 within a second
 /// while `n` slow sockets are kept open against a server with `limits`.
 async fn answers_under_slowloris(limits: Limits, n: usize) {
+    let _turn = heavy();
     let srv = Served::start(MODULES, opts(limits), 1).await;
     let stop = CancellationToken::new();
     let (made, tasks) = slowloris(srv.addr(), n, stop.clone());
@@ -129,6 +138,7 @@ async fn a_stalled_header_is_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_past_the_cap_do_not_block_scrapes() {
+    let _turn = heavy();
     let limits = Limits {
         max_connections: 64,
         header_timeout: Duration::from_secs(30),
@@ -138,11 +148,10 @@ async fn idle_keep_alive_connections_past_the_cap_do_not_block_scrapes() {
     let mut idle = Vec::new();
     for _ in 0..100 {
         let stream = tokio::net::TcpStream::connect(srv.addr()).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
         let conn = tokio::spawn(conn);
         let req = http::Request::get("/-/healthy")
             .header("host", "x")
@@ -158,14 +167,17 @@ async fn idle_keep_alive_connections_past_the_cap_do_not_block_scrapes() {
         assert_eq!(a.status, 200);
     }
     let closed = idle.iter().filter(|(_, c)| c.is_finished()).count();
-    assert!(closed >= 36, "the longest idle connections made room ({closed} closed)");
+    assert!(
+        closed >= 36,
+        "the longest idle connections made room ({closed} closed)"
+    );
     drop(idle);
     srv.stop().await;
 }
 
 /// A target that accepts connections and never answers.
 async fn hanging_target() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = watchfire::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = l.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -178,6 +190,7 @@ async fn hanging_target() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_to_a_hanging_target_end_by_their_deadline_or_get_a_prompt_503() {
+    let _turn = heavy();
     // Bounded for a debug build sharing two cores with its own client: the full 1,500 run in
     // release is bench/abuse.sh's.
     const PROBES: usize = 150;

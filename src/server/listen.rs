@@ -18,6 +18,24 @@ use tracing::{debug, warn};
 use super::admission::{Admitted, Connections, Requests};
 use super::{AppState, ServeOptions, SHUTDOWN_GRACE};
 
+/// The listen backlog asked for (the kernel caps it at `net.core.somaxconn`). A flood of
+/// connections waits here only for the accept loop, which never waits for a permit; the usual
+/// 128 would drop SYNs under a burst of a few hundred scrapes and cost each a 1 s retransmit.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener for [`serve_with`] with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a
+/// restart does not wait for old connections' TIME_WAIT).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// What every connection task shares.
 pub(super) struct Shared {
     pub state: Arc<AppState>,

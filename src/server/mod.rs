@@ -12,7 +12,7 @@ pub mod admission;
 pub mod intent;
 mod listen;
 
-pub use listen::serve_with;
+pub use listen::{bind, serve_with, LISTEN_BACKLOG};
 
 use std::future::Future;
 use std::sync::Arc;

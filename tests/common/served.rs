@@ -45,11 +45,7 @@ impl Served {
             .expect("runtime starts");
         let mut ls = Vec::new();
         for _ in 0..listeners {
-            ls.push(
-                tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind loopback"),
-            );
+            ls.push(server::bind("127.0.0.1:0".parse().unwrap()).expect("bind loopback"));
         }
         let addrs = ls.iter().map(|l| l.local_addr().expect("addr")).collect();
         let state = Arc::new(AppState {
