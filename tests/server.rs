@@ -23,11 +23,7 @@ use watchfire::server::ServeOptions;
 
 /// The tests that load the machine (hundreds of sockets, a probe flood) take turns: run side by
 /// side on two cores they would measure each other.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const MODULES: &str = "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n";
 
@@ -76,7 +72,7 @@ fn slowloris(
 /// `/-/healthy` and `/metrics`, 20 rounds 50 ms apart, each answered 200 within a second
 /// while `n` slow sockets are kept open against a server with `limits`.
 async fn answers_under_slowloris(limits: Limits, n: usize) {
-    let _turn = heavy();
+    let _turn = HEAVY.lock().await;
     let srv = Served::start(MODULES, opts(limits), 1).await;
     let stop = CancellationToken::new();
     let (made, tasks) = slowloris(srv.addr(), n, stop.clone());
@@ -138,7 +134,7 @@ async fn a_stalled_header_is_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_past_the_cap_do_not_block_scrapes() {
-    let _turn = heavy();
+    let _turn = HEAVY.lock().await;
     let limits = Limits {
         max_connections: 64,
         header_timeout: Duration::from_secs(30),
@@ -190,7 +186,7 @@ async fn hanging_target() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_to_a_hanging_target_end_by_their_deadline_or_get_a_prompt_503() {
-    let _turn = heavy();
+    let _turn = HEAVY.lock().await;
     // Bounded for a debug build sharing two cores with its own client: the full 1,500 run in
     // release is bench/abuse.sh's.
     const PROBES: usize = 150;
