@@ -642,7 +642,10 @@ fn ports(svc: &Value) -> Vec<(u16, u16)> {
         .into_iter()
         .flatten()
         .map(|p| {
-            let (h, c) = s(p).split_once(':').expect("host:container");
+            // `[ip:]host:container`
+            let mut parts = s(p).rsplitn(3, ':');
+            let c = parts.next().expect("container port");
+            let h = parts.next().expect("host:container");
             (h.parse().expect("port"), c.parse().expect("port"))
         })
         .collect()
