@@ -50,7 +50,9 @@
 //!   - [`adhoc`] — the one-off probe of `watchfire probe` as plain data, and the prober of one
 //!     target (native or module) that `probe` and `verify` run outside the scheduler.
 //!   - [`server`] — the HTTP server: `/metrics` (composed from each subsystem's collector),
-//!     `/probe`, `/api/v1/targets`, `/-/healthy`, `/-/ready`, `/-/reload`.
+//!     `/probe`, `/api/v1/targets`, `/-/healthy`, `/-/ready`, `/-/reload`; admission by class
+//!     and a connection cap that closes idle connections first, the web config on every
+//!     listener, intent for state-changing requests, the route prefix.
 //!   - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.
 //!   - [`demo`] — `watchfire demo`: the whole story in under a minute.
 //!   - [`sim`] — a simulated inference gateway with switchable faults.
