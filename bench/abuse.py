@@ -17,20 +17,26 @@ HOST = "127.0.0.1"
 
 
 async def get(port, path, timeout, headers=""):
-    """Status of one GET on a fresh connection, or 0 when none came within `timeout`."""
+    """(status, seconds from the request's last byte sent to the answer's end) of one GET on a
+    fresh connection; status 0 when none came within `timeout`."""
+    sent = [None]
+
     async def once():
         r, w = await asyncio.open_connection(HOST, port)
         w.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{headers}Connection: close\r\n\r\n".encode())
         await w.drain()
+        sent[0] = time.monotonic()
         line = await r.readline()
         while await r.read(65536):
             pass
         w.close()
         return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
+    t0 = time.monotonic()
     try:
-        return await asyncio.wait_for(once(), timeout)
+        status = await asyncio.wait_for(once(), timeout)
     except (OSError, asyncio.TimeoutError, ValueError, IndexError):
-        return 0
+        status = 0
+    return status, time.monotonic() - (sent[0] or t0)
 
 
 async def slow_socket(port, stop, opened):
@@ -70,7 +76,7 @@ async def slowloris(port, sockets, seconds):
     while time.monotonic() < end:
         for path in checks:
             t0 = time.monotonic()
-            status = await get(port, path, 1.0)
+            status, _ = await get(port, path, 1.0)
             checks[path].append((status, time.monotonic() - t0))
         await asyncio.sleep(0.25)
     stop.set()
@@ -82,24 +88,34 @@ async def slowloris(port, sockets, seconds):
     return out
 
 
+async def loop_lag(stop, worst):
+    """The client's own lateness: how far past 10 ms its event loop wakes a 10 ms sleep."""
+    while not stop.is_set():
+        t0 = time.monotonic()
+        await asyncio.sleep(0.01)
+        worst[0] = max(worst[0], time.monotonic() - t0 - 0.01)
+
+
 async def flood(port, target_port, n, deadline):
     path = f"/probe?module=http_2xx&target=http://{HOST}:{target_port}/"
     header = f"X-Prometheus-Scrape-Timeout-Seconds: {deadline + 0.5}\r\n"
 
     async def one():
-        t0 = time.monotonic()
-        status = await get(port, path, deadline + 30, header)
-        return status, time.monotonic() - t0
+        return await get(port, path, deadline + 30, header)
 
+    stop, worst = asyncio.Event(), [0.0]
+    lag = asyncio.create_task(loop_lag(stop, worst))
     probes = [asyncio.create_task(one()) for _ in range(n)]
     scrapes = []
     await asyncio.sleep(0.2)
     for _ in range(10):
         t0 = time.monotonic()
-        s = await get(port, "/metrics", 1.0)
+        s, _ = await get(port, "/metrics", 1.0)
         scrapes.append(s == 200 and time.monotonic() - t0 <= 1.0)
         await asyncio.sleep(deadline / 12)
     results = await asyncio.gather(*probes)
+    stop.set()
+    await lag
     answered = sorted(t for s, t in results if s == 200)
     refused = [t for s, t in results if s == 503]
     q = lambda p: round(answered[min(len(answered) - 1, int(p * len(answered)))], 3) if answered else None
@@ -113,6 +129,7 @@ async def flood(port, target_port, n, deadline):
         "late_over_deadline_plus_100ms": sum(1 for t in answered if t > deadline + 0.1),
         "answer_s": {"min": q(0), "p50": q(0.5), "p99": q(0.99), "max": q(1.0)},
         "metrics_answered_within_1s": f"{sum(scrapes)}/{len(scrapes)}",
+        "client_loop_lag_max_s": round(worst[0], 3),
     }
 
 

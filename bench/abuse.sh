@@ -16,7 +16,8 @@
 #   200 within 1 s. Goal: 100 %.
 # - Probe flood: 1,500 concurrent `/probe` of a target that accepts and never answers, each with
 #   `X-Prometheus-Scrape-Timeout-Seconds: 5.5` (deadline 5 s after the 0.5 s offset). Reported:
-#   answers' times (from each client's connect), how many came after the deadline + 100 ms,
+#   answers' times (from the request's last byte sent to the answer's end, as Prometheus times
+#   a scrape), how many came after the deadline + 100 ms,
 #   how many were 503 and how fast, and 10 `/metrics` scrapes during the flood (200 within 1 s).
 #   Goal: every answer by its deadline + 100 ms or a prompt 503; `/metrics` always answered.
 # - The machine may be shared: figures move with other load. Both servers run the same clients

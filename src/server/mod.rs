@@ -2,11 +2,11 @@
 //! `/-/reload`, and blackbox_exporter's `/probe` and `/config` ([`crate::blackbox::endpoint`]),
 //! `/` (the endpoints and the recent probes) and `/logs` ([`crate::blackbox::history`]).
 //!
-//! Every request goes through the same steps ([`dispatch`]): the route prefix
+//! Every request goes through the same steps: the route prefix
 //! (`--web.route-prefix`), the web config's basic-auth users ([`crate::web`]), admission by class
 //! ([`admission`]), intent for state-changing requests ([`intent`]), then the route; the web
-//! config's headers are added to every answer. [`listen`] runs the accept loops and the
-//! connections.
+//! config's headers are added to every answer. [`serve_with`] runs the accept loops (one per
+//! listener) and the connections.
 
 pub mod admission;
 pub mod intent;
