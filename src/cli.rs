@@ -389,10 +389,17 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .context("installing SIGHUP handler")?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
-    let addr = format!("{addrs:?}");
-    info!(%addr, tls = serve_opts.web.current().tls(), route_prefix = %serve_opts.route_prefix, targets = runtime.targets().len(), modules = runtime.config().modules.len(), config = %a.config.display(), "watchfire is running");
+        .map(|l| l.local_addr())
+        .collect::<Result<_, _>>()
+        .context("reading the listen address")?;
+    // `addr` is the first listener (tools read it); `addrs` lists every one.
+    let addr = addrs[0];
+    let all = addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    info!(%addr, addrs = %all, tls = serve_opts.web.current().tls(), route_prefix = %serve_opts.route_prefix, targets = runtime.targets().len(), modules = runtime.config().modules.len(), config = %a.config.display(), "watchfire is running");
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
         registry: crate::metrics::process_registry(),

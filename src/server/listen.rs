@@ -164,13 +164,13 @@ async fn connection(
         _ = slot.evicted() => return,
         _ = cancel.cancelled() => return,
     };
+    drop(web);
     let svc_slot = slot.clone();
     let svc = service_fn(move |req| {
         let busy = svc_slot.busy();
         let shared = shared.clone();
-        let web = web.clone();
         async move {
-            let resp = super::dispatch(&shared, &web, req).await;
+            let resp = super::dispatch(&shared, req).await;
             drop(busy);
             Ok::<_, Infallible>(resp)
         }

@@ -137,12 +137,12 @@ fn with_retry_after(mut r: Response<Body>) -> Response<Body> {
     r
 }
 
-/// One request through the steps of the module doc.
-async fn dispatch(
-    shared: &listen::Shared,
-    web: &WebConfig,
-    req: Request<Incoming>,
-) -> Response<Body> {
+/// One request through the steps of the module doc, with the web config in force now (a
+/// changed user list applies to the next request, a changed certificate to the next
+/// connection).
+async fn dispatch(shared: &listen::Shared, req: Request<Incoming>) -> Response<Body> {
+    let web = shared.opts.web.current();
+    let web = web.as_ref();
     let mut resp = admit_and_route(shared, web, req).await;
     for (name, value) in web.headers() {
         resp.headers_mut().insert(name.clone(), value.clone());
