@@ -341,3 +341,33 @@ fn run_refuses_to_start_on_a_bad_web_config() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn require_any_client_cert_takes_an_unverified_certificate_but_not_none() {
+    let pki = Pki::new();
+    // A client certificate no configured CA signed: RequireAnyClientCert asks for one and, as
+    // Go does, does not verify it (its signature over the handshake still is).
+    let stranger = rcgen::generate_simple_self_signed(vec!["stranger.test".into()]).unwrap();
+    let mut identity = stranger.cert.pem().into_bytes();
+    identity.extend(stranger.signing_key.serialize_pem().into_bytes());
+    let web = pki.write(
+        "web.yml",
+        &tls_yaml(&pki, "  client_auth_type: RequireAnyClientCert\n"),
+    );
+    let srv = start_with(&web).await;
+    let url = format!("https://localhost:{}/-/healthy", srv.addr().port());
+    let without = client(&pki, srv.addr(), false).get(&url).send().await;
+    assert!(without.is_err(), "a certificate is required: {without:?}");
+    let ca = std::fs::read(&pki.ca_file).unwrap();
+    let with = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("localhost", srv.addr())
+        .identity(reqwest::Identity::from_pem(&identity).unwrap())
+        .build()
+        .unwrap();
+    let r = with.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    srv.stop().await;
+}
