@@ -1,6 +1,8 @@
 # watchfire: multi-stage build, small non-root runtime image.
 #   docker build -t watchfire:local .
-#   docker run -p 9115:9115 watchfire:local          # probes the config in /etc/watchfire/
+#   docker run -p 127.0.0.1:9115:9115 watchfire:local   # probes the config in /etc/watchfire/
+# Publish the port on the host's loopback as above unless Prometheus scrapes from elsewhere; then
+# mount a web config (TLS, basic_auth_users) and add --web.config.file.
 # The same image runs the simulated gateway: docker run watchfire:local sim --listen 0.0.0.0:8000
 
 FROM rust:1.95-bookworm AS build
@@ -23,4 +25,6 @@ EXPOSE 9115
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/watchfire", "probe", "--timeout", "4s", "http://127.0.0.1:9115/-/healthy"]
 ENTRYPOINT ["/usr/local/bin/watchfire"]
-CMD ["run", "--listen", "0.0.0.0:9115", "--config", "/etc/watchfire/"]
+# 0.0.0.0 inside the container: a published port reaches the container's own interface only. Who
+# can reach it is decided where it is published (`-p 127.0.0.1:9115:9115`).
+CMD ["run", "--web.listen-address", "0.0.0.0:9115", "--config", "/etc/watchfire/"]

@@ -69,9 +69,11 @@ pub struct RunArgs {
     /// Config file or directory of *.yaml files (a blackbox.yml works as it stands).
     #[arg(long, alias = "config.file", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
-    /// Address to serve /metrics, /probe and the API on (`:9115` means all interfaces).
-    #[arg(long, alias = "web.listen-address", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
-    pub listen: SocketAddr,
+    /// Address to serve /metrics, /probe and the API on (`:9115` means all interfaces);
+    /// repeat to serve on several.
+    #[arg(long, alias = "web.listen-address", default_value = DEFAULT_LISTEN, value_parser = parse_listen,
+          action = clap::ArgAction::Append)]
+    pub listen: Vec<SocketAddr>,
     /// Subtracted from Prometheus' scrape timeout to get /probe's timeout: seconds (`0.5`) or a
     /// duration (`500ms`), as blackbox_exporter's flag.
     #[arg(long, default_value = "0.5", value_parser = parse_offset)]
@@ -101,6 +103,72 @@ pub struct RunArgs {
     /// or a duration (`2s`).
     #[arg(long = "config.auto-reload-interval", default_value = "30", value_parser = parse_seconds)]
     pub auto_reload_interval: Duration,
+
+    // The server's own flags (TLS and auth, limits, routes, control endpoints).
+    /// exporter-toolkit's web config file: TLS, basic-auth users (bcrypt), response headers, for
+    /// every endpoint. Read again when it or a file it names changes.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+    /// Open connections, at most: past it the longest idle one is closed; when all are busy the
+    /// new one is answered 503.
+    #[arg(long = "web.max-connections", value_name = "N",
+          default_value_t = server::admission::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub web_max_connections: usize,
+    /// /probe requests in flight, at most; more are answered 503 with Retry-After at once.
+    #[arg(long = "web.max-probes-in-flight", value_name = "N",
+          default_value_t = server::admission::DEFAULT_MAX_PROBES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub web_max_probes: usize,
+    /// API, page, /-/reload and failover requests in flight, at most (503 past it).
+    #[arg(long = "web.max-requests-in-flight", value_name = "N",
+          default_value_t = server::admission::DEFAULT_MAX_REQUESTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub web_max_requests: usize,
+    /// /-/healthy, /-/ready and /metrics requests in flight, at most (503 past it).
+    #[arg(long = "web.max-management-in-flight", value_name = "N",
+          default_value_t = server::admission::DEFAULT_MAX_MANAGEMENT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub web_max_management: usize,
+    /// Time a client has to send a request's headers (and finish a TLS handshake), from the
+    /// connection's start or the previous answer: it also closes idle keep-alive connections.
+    #[arg(long = "web.header-timeout", value_name = "DURATION", default_value = "5s",
+          value_parser = parse_header_timeout)]
+    pub web_header_timeout: Duration,
+    /// Prefix of every endpoint (`/blackbox` serves `/blackbox/metrics`...); default: the path
+    /// of --web.external-url, else `/`.
+    #[arg(long = "web.route-prefix", value_name = "PATH")]
+    pub web_route_prefix: Option<String>,
+    /// The URL watchfire is reached at through a reverse proxy: its path is the default route
+    /// prefix, and an Origin naming it counts as watchfire's own for control requests.
+    #[arg(long = "web.external-url", value_name = "URL", value_parser = parse_external_url)]
+    pub web_external_url: Option<url::Url>,
+    /// Turn off POST /-/reload (403); SIGHUP still reloads.
+    #[arg(long = "web.disable-reload")]
+    pub web_disable_reload: bool,
+    /// Turn off the failover actions POST /api/v1/failover/GROUP/switch and /failback (403).
+    #[arg(long = "web.disable-failover-api")]
+    pub web_disable_failover_api: bool,
+}
+
+/// `--web.header-timeout`: a duration from 100ms to 10 minutes.
+pub fn parse_header_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(600) {
+        return Err(format!("`{s}` is outside 100ms..10m"));
+    }
+    Ok(d)
+}
+
+/// `--web.external-url`: an absolute http(s) URL.
+pub fn parse_external_url(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(format!(
+            "`{s}` is not an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(u)
 }
 
 /// `watchfire check`.
@@ -376,6 +444,17 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let load = config::LoadOptions {
         allow_empty: a.allow_empty_config,
     };
+    // Taken before the load: a change made while the config loads is then seen by the first
+    // check, never missed.
+    let fingerprint = if a.auto_reload {
+        let p = a.config.clone();
+        tokio::task::spawn_blocking(move || config::fingerprint(&p))
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
     let config = match crate::runtime::load_blocking_with(a.config.clone(), load).await {
         Ok(c) => c,
         Err(e) => {
@@ -384,9 +463,20 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", a.listen))?;
+    let serve_opts = match serve_options(&a) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("watchfire: the web config has errors; nothing started");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut listeners = Vec::new();
+    for addr in &a.listen {
+        let l = server::bind(*addr)
+            .with_context(|| format!("cannot listen on {addr} (--web.listen-address)"))?;
+        listeners.push(l);
+    }
     let cancel = CancellationToken::new();
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
     let opts = RuntimeOptions {
@@ -406,16 +496,27 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         reload_on_change(
             runtime.clone(),
             a.config.clone(),
+            fingerprint,
             a.auto_reload_interval,
             cancel.clone(),
         );
     }
-    let addr = listener
-        .local_addr()
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<_, _>>()
         .context("reading the listen address")?;
-    info!(%addr, targets = runtime.targets().len(), modules = runtime.config().modules.len(), config = %a.config.display(), "watchfire is running");
+    // `addr` is the first listener (tools read it); `addrs` lists every one.
+    let addr = addrs[0];
+    let all = addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    info!(%addr, addrs = %all, tls = serve_opts.web.current().tls(), route_prefix = %serve_opts.route_prefix, targets = runtime.targets().len(), modules = runtime.config().modules.len(), config = %a.config.display(), "watchfire is running");
     let guard = runtime.config().modules.guard().cloned();
-    if let Some(w) = crate::net::guard::probe_exposure_warning(&[addr], false, guard.as_deref()) {
+    let has_auth = !serve_opts.web.current().users().is_empty();
+    if let Some(w) = crate::net::guard::probe_exposure_warning(&addrs, has_auth, guard.as_deref()) {
         tracing::warn!("{w}");
     }
     let state = Arc::new(AppState {
@@ -423,14 +524,48 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         registry: crate::metrics::process_registry(),
     });
     let c = cancel.clone();
-    server::serve(listener, state, async move { c.cancelled().await })
-        .await
-        .context("serving")?;
+    server::serve_with(
+        listeners,
+        state,
+        serve_opts,
+        async move { c.cancelled().await },
+    )
+    .await
+    .context("serving")?;
     if !runtime.drain(Duration::from_secs(5)).await {
         tracing::warn!("probes still running after the 5 s grace period; exiting anyway");
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server's options from `run`'s flags; `Err` when the web config file does not load.
+fn serve_options(a: &RunArgs) -> Result<server::ServeOptions, crate::web::WebConfigError> {
+    let web = match &a.web_config_file {
+        Some(path) => crate::web::WebSource::load(path)?,
+        None => crate::web::WebSource::none(),
+    };
+    let external = a.web_external_url.as_ref();
+    Ok(server::ServeOptions {
+        limits: server::admission::Limits {
+            max_connections: a.web_max_connections,
+            max_probes: a.web_max_probes,
+            max_requests: a.web_max_requests,
+            max_management: a.web_max_management,
+            header_timeout: a.web_header_timeout,
+        },
+        web: Arc::new(web),
+        route_prefix: server::route_prefix(a.web_route_prefix.as_deref(), external),
+        external_authority: external.and_then(|u| {
+            let host = u.host_str()?;
+            Some(match u.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_string(),
+            })
+        }),
+        reload_endpoint: !a.web_disable_reload,
+        failover_api: !a.web_disable_failover_api,
+    })
 }
 
 async fn runtime_load(path: &std::path::Path) -> Result<config::Config, crate::diag::ConfigErrors> {
@@ -439,10 +574,12 @@ async fn runtime_load(path: &std::path::Path) -> Result<config::Config, crate::d
 
 /// `--config.enable-auto-reload`: every `every`, the config's content is fingerprinted; when it
 /// changed, the config is reloaded as on SIGHUP (a config with errors keeps the running one and
-/// counts as a failed reload). An unchanged config is not reloaded.
+/// counts as a failed reload). An unchanged config is not reloaded; `loaded` is the fingerprint
+/// taken before the running config was loaded.
 fn reload_on_change(
     runtime: Arc<Runtime>,
     path: PathBuf,
+    loaded: Option<u64>,
     every: Duration,
     cancel: CancellationToken,
 ) {
@@ -456,7 +593,7 @@ fn reload_on_change(
         }
     };
     tokio::spawn(async move {
-        let mut last = fingerprint().await;
+        let mut last = loaded;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;

@@ -43,6 +43,8 @@
 //!     controller, hooks, and the proxy that forwards to the active instance.
 //!   - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
 //!     exported under cAdvisor's names.
+//!   - [`web`] — `--web.config.file` (exporter-toolkit's format): TLS, basic-auth users and
+//!     response headers for every listener (the server's, the failover proxy's if wired).
 //! - **runtime**
 //!   - [`runtime`] — the live set of targets: applies a config, keeps unchanged targets' state
 //!     across reloads, runs probes and records them.
@@ -53,7 +55,9 @@
 //!   - [`adhoc`] — the one-off probe of `watchfire probe` as plain data, and the prober of one
 //!     target (native or module) that `probe` and `verify` run outside the scheduler.
 //!   - [`server`] — the HTTP server: `/metrics` (composed from each subsystem's collector),
-//!     `/probe`, `/api/v1/targets`, `/-/healthy`, `/-/ready`, `/-/reload`.
+//!     `/probe`, `/api/v1/targets`, `/-/healthy`, `/-/ready`, `/-/reload`; admission by class
+//!     and a connection cap that closes idle connections first, the web config on every
+//!     listener, intent for state-changing requests, the route prefix.
 //!   - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.
 //!   - [`demo`] — `watchfire demo`: the whole story in under a minute.
 //!   - [`sim`] — a simulated inference gateway with switchable faults.
@@ -104,3 +108,4 @@ pub mod state;
 pub mod telemetry;
 pub mod threads;
 pub mod verify;
+pub mod web;

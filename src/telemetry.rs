@@ -78,9 +78,8 @@ pub fn colour_on_stderr() -> bool {
 
 /// Installs the global subscriber, writing to stderr; `RUST_LOG` overrides the level.
 pub fn init(format: LogFormat, level: LogLevel) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{},{QUIET_DEPENDENCIES}", level.directive()))
-    });
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},{QUIET_DEPENDENCIES}", level.directive())));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

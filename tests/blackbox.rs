@@ -835,7 +835,7 @@ fn exporter_flags_are_accepted_by_run() {
     ])
     .expect("blackbox_exporter's flags parse");
     assert_eq!(a.config, PathBuf::from("/etc/prometheus/blackbox.yml"));
-    assert_eq!(a.listen, "0.0.0.0:9115".parse().unwrap());
+    assert_eq!(a.listen, vec!["0.0.0.0:9115".parse().unwrap()]);
     assert_eq!(a.timeout_offset, Duration::from_millis(250));
     let a = common::run_args(&["--timeout-offset", "1s"]).expect("a duration works too");
     assert_eq!(a.timeout_offset, Duration::from_secs(1));

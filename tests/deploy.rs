@@ -579,7 +579,7 @@ fn the_dockerfile_is_multi_stage_non_root_healthchecked_on_9115() {
     argv.extend(strings(&cmd));
     match cli(&argv) {
         Command::Run(r) => {
-            assert_eq!(r.listen.to_string(), "0.0.0.0:9115");
+            assert_eq!(r.listen[0].to_string(), "0.0.0.0:9115");
             assert_eq!(r.config, PathBuf::from("/etc/watchfire/"));
         }
         other => panic!("the image runs {other:?}"),
@@ -642,7 +642,10 @@ fn ports(svc: &Value) -> Vec<(u16, u16)> {
         .into_iter()
         .flatten()
         .map(|p| {
-            let (h, c) = s(p).split_once(':').expect("host:container");
+            // `[ip:]host:container`
+            let mut parts = s(p).rsplitn(3, ':');
+            let c = parts.next().expect("container port");
+            let h = parts.next().expect("host:container");
             (h.parse().expect("port"), c.parse().expect("port"))
         })
         .collect()
@@ -714,7 +717,7 @@ fn docker_compose_is_the_runbook_s_stack_and_agrees_with_the_code() {
         Command::Run(r) => r,
         other => panic!("watchfire runs {other:?}"),
     };
-    assert_eq!(run.listen.port(), 9115);
+    assert_eq!(run.listen[0].port(), 9115);
     assert!(ports(wf).contains(&(9115, 9115)));
     let config_dir = host_path(wf, run.config.to_str().expect("utf-8"));
     let config = watchfire::config::load(&config_dir)
@@ -837,7 +840,7 @@ fn the_systemd_unit_runs_watchfire_on_9115() {
         .collect();
     match cli(&start) {
         Command::Run(r) => {
-            assert_eq!(r.listen.port(), 9115);
+            assert_eq!(r.listen[0].port(), 9115);
             assert_eq!(r.config, PathBuf::from("/etc/watchfire/"));
         }
         other => panic!("ExecStart runs {other:?}"),
@@ -878,7 +881,7 @@ fn the_kubernetes_manifests_agree_with_each_other_and_the_code() {
         Command::Run(r) => r,
         other => panic!("the Deployment runs {other:?}"),
     };
-    assert_eq!(run.listen.port(), 9115);
+    assert_eq!(run.listen[0].port(), 9115);
     let port = ctr["ports"]
         .as_array()
         .expect("ports")

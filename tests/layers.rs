@@ -5,7 +5,7 @@
 //! ```text
 //! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry
 //! runtime   runtime, metrics (the target set and the series rendered from it)
-//! features  config, blackbox, failover, memory
+//! features  config, blackbox, failover, memory, web
 //! probers   probers (every probe kind)
 //! net       net (resolution, sockets, TLS, error classification)
 //! core      probe, state, record, schedule, expo, diag, threads, redact, limits
@@ -23,7 +23,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("net", &["net"]),
     ("probers", &["probers"]),
-    ("features", &["config", "blackbox", "failover", "memory"]),
+    (
+        "features",
+        &["config", "blackbox", "failover", "memory", "web"],
+    ),
     ("runtime", &["runtime", "metrics"]),
     (
         "app",

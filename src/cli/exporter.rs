@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(a.logging(), (LogFormat::ExporterJson, LogLevel::Warn));
         let run = a.run_args().unwrap();
         assert_eq!(run.config, PathBuf::from("/etc/b.yml"));
-        assert_eq!(run.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(run.listen, vec!["127.0.0.1:1".parse().unwrap()]);
         assert_eq!(run.timeout_offset, Duration::from_millis(250));
     }
 
@@ -348,7 +348,7 @@ mod tests {
         assert_eq!(a.auto_reload_interval, Duration::from_secs(30));
         assert_eq!(a.logging(), (LogFormat::Logfmt, LogLevel::Info));
         let run = a.run_args().unwrap();
-        assert_eq!(run.listen, "0.0.0.0:9115".parse().unwrap());
+        assert_eq!(run.listen, vec!["0.0.0.0:9115".parse().unwrap()]);
         assert!(!run.auto_reload && !run.allow_empty_config);
     }
 }

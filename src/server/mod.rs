@@ -1,8 +1,19 @@
 //! watchfire's HTTP server: `/metrics`, `/api/v1/targets`, `/-/healthy`, `/-/ready`,
 //! `/-/reload`, and blackbox_exporter's `/probe` and `/config` ([`crate::blackbox::endpoint`]),
 //! `/` (the endpoints and the recent probes) and `/logs` ([`crate::blackbox::history`]).
+//!
+//! Every request goes through the same steps: the route prefix
+//! (`--web.route-prefix`), the web config's basic-auth users ([`crate::web`]), admission by class
+//! ([`admission`]), intent for state-changing requests ([`intent`]), then the route; the web
+//! config's headers are added to every answer. [`serve_with`] runs the accept loops (one per
+//! listener) and the connections.
 
-use std::convert::Infallible;
+pub mod admission;
+pub mod intent;
+mod listen;
+
+pub use listen::{bind, serve_with, LISTEN_BACKLOG};
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,21 +22,15 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::info;
 
 use crate::metrics;
 use crate::runtime::Runtime;
+use crate::web::{Authorization, WebConfig, WebSource};
+use admission::{Class, Limits};
 
-/// Bound on concurrent connections to the server.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// How long in-flight requests may take to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -81,9 +86,165 @@ pub fn metrics_body(rt: &Runtime, registry: &prometheus::Registry) -> String {
     out
 }
 
-/// Routes one request.
+/// How the server serves: limits, web config, routes, which control endpoints are on.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Connection and request limits.
+    pub limits: Limits,
+    /// `--web.config.file` (none by default).
+    pub web: Arc<WebSource>,
+    /// `--web.route-prefix`, normalized: empty for `/`, else `/path` without a trailing slash.
+    pub route_prefix: String,
+    /// `host[:port]` of `--web.external-url`: an `Origin` naming it is this server's own.
+    pub external_authority: Option<String>,
+    /// `POST /-/reload` answers (off: `403`; SIGHUP still reloads).
+    pub reload_endpoint: bool,
+    /// `POST /api/v1/failover/GROUP/switch|failback` answer (off: `403`).
+    pub failover_api: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            limits: Limits::default(),
+            web: Arc::new(WebSource::none()),
+            route_prefix: String::new(),
+            external_authority: None,
+            reload_endpoint: true,
+            failover_api: true,
+        }
+    }
+}
+
+/// `--web.route-prefix` normalized (`/`, `` → empty; `x/` → `/x`); when not given, the path of
+/// `--web.external-url`, as blackbox_exporter does.
+pub fn route_prefix(prefix: Option<&str>, external: Option<&url::Url>) -> String {
+    let raw = match prefix {
+        Some(p) => p.to_string(),
+        None => external.map(|u| u.path().to_string()).unwrap_or_default(),
+    };
+    let trimmed = raw.trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+fn with_retry_after(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    r
+}
+
+/// One request through the steps of the module doc, with the web config in force now (a
+/// changed user list applies to the next request, a changed certificate to the next
+/// connection).
+async fn dispatch(shared: &listen::Shared, req: Request<Incoming>) -> Response<Body> {
+    let web = shared.opts.web.current();
+    let web = web.as_ref();
+    let mut resp = admit_and_route(shared, web, req).await;
+    for (name, value) in web.headers() {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+async fn admit_and_route(
+    shared: &listen::Shared,
+    web: &WebConfig,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let opts = &shared.opts;
+    let full = req.uri().path();
+    let path = if opts.route_prefix.is_empty() {
+        full.to_string()
+    } else if full == opts.route_prefix {
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, format!("{}/", opts.route_prefix))
+            .body(Full::new(Bytes::new()))
+            .expect("static response parts are valid");
+    } else {
+        match full.strip_prefix(&opts.route_prefix) {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            _ => return text(StatusCode::NOT_FOUND, format!("no such endpoint: {full}\n")),
+        }
+    };
+    match web
+        .authorize(req.headers().get(header::AUTHORIZATION))
+        .await
+    {
+        Authorization::Allowed(_) => {}
+        Authorization::Denied => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic"),
+            );
+            return r;
+        }
+        Authorization::Busy => {
+            return with_retry_after(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many password checks in progress; retry\n",
+            ))
+        }
+    }
+    let class = Class::of(&path);
+    let Some(_permit) = shared.requests.try_admit(class) else {
+        return with_retry_after(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many requests in flight (limit: {}); retry\n",
+                class.flag()
+            ),
+        ));
+    };
+    if req.method() == Method::POST {
+        if let Some(refused) = control_refusal(opts, &path, req.headers()) {
+            return refused;
+        }
+    }
+    route(&shared.state, &path, req).await
+}
+
+/// `403` for a state-changing request that is turned off or lacks intent ([`intent`]).
+fn control_refusal(
+    opts: &ServeOptions,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Option<Response<Body>> {
+    let flag = if path == "/-/reload" {
+        (!opts.reload_endpoint).then_some("--web.disable-reload")
+    } else if path.starts_with("/api/v1/failover/") {
+        (!opts.failover_api).then_some("--web.disable-failover-api")
+    } else {
+        return None;
+    };
+    if let Some(flag) = flag {
+        return Some(text(
+            StatusCode::FORBIDDEN,
+            format!("{path} is turned off ({flag})\n"),
+        ));
+    }
+    match intent::check(headers, opts.external_authority.as_deref()) {
+        Ok(()) => None,
+        Err(e) => {
+            info!(path, refusal = %e, "state-changing request refused");
+            Some(text(StatusCode::FORBIDDEN, format!("{e}\n")))
+        }
+    }
+}
+
+/// Routes one request with the default options (no prefix, no web config, no limits reached).
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path();
+    let path = req.uri().path().to_string();
+    route(&state, &path, req).await
+}
+
+/// Routes one request for `path` (the route prefix already taken off).
+async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Response<Body> {
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     match path {
         "/metrics" if get => {
@@ -134,7 +295,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             if req.method() != Method::POST {
                 return method_not_allowed("POST");
             }
-            failover_action(&state, p, req.uri().query())
+            failover_action(state, p, req.uri().query())
         }
         "/-/reload" => method_not_allowed("POST"),
         "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" | "/config" | "/logs" | "/" => {
@@ -289,68 +450,12 @@ pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
         .collect()
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded).
+/// Serves `listener` with the default [`ServeOptions`] until `shutdown` resolves, then lets
+/// in-flight requests finish (bounded).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly rather than spin.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(state, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
-    cancel.cancel();
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing");
-    }
-    Ok(())
+    serve_with(vec![listener], state, ServeOptions::default(), shutdown).await
 }
