@@ -21,6 +21,7 @@
 //!   - [`diag`] — config diagnostics: [`diag::ConfigError`] (file, line, column, field,
 //!     message) and the [`diag::Diagnostics`] collector every config checker records into.
 //!   - [`threads`] — the per-CPU single-threaded runtimes of the probe and proxy threads.
+//!   - [`limits`] — the open-file limit raised at start and the probes in flight it allows.
 //! - **net** — [`net`]: error classification by walking `source()`, the detail chain, one
 //!   socket setup ([`net::connect`]), and [`net::tls`] (client configuration, the one
 //!   server-name rule).
@@ -82,6 +83,7 @@ pub mod demo;
 pub mod diag;
 pub mod expo;
 pub mod failover;
+pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod net;

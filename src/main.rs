@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Demo(_) | Command::Probe(_));
     watchfire::telemetry::init(cli.log_format, cli.verbose, quiet);
+    watchfire::limits::raise_nofile();
     let runtime = match watchfire::threads::build_tokio(None) {
         Ok(rt) => rt,
         Err(e) => {

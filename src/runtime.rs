@@ -6,7 +6,7 @@
 //! and place on the schedule intact. A config that fails to load changes nothing.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -82,6 +82,12 @@ struct Shared {
     /// Whether `lanes` are this runtime's own probe threads, which stop on `cancel` and drop
     /// their probes with them; on the caller's runtime each probe watches `cancel` itself.
     own_lanes: bool,
+    /// Probes that failed for a reason of watchfire's own ([`Reason::Prober`]): rare, so one
+    /// counter for every lane.
+    local_errors: AtomicU64,
+    /// The bound on probes in flight: `--max-concurrency`, or less when the open-file limit
+    /// cannot hold that many ([`crate::limits::probe_cap`]).
+    max_in_flight: usize,
 }
 
 /// One probe thread and what only its probes touch, so that a probe writes no memory another
@@ -282,10 +288,39 @@ impl Target {
                 reason,
                 detail: outcome.detail.clone(),
             });
+        } else if outcome.result == Err(Reason::Prober) {
+            self.shared.local_errors.fetch_add(1, Ordering::Relaxed);
+            warn!(target = %self.spec.name, reason = Reason::Prober.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "watchfire could not run the probe (short of a local resource); the target's health is unchanged");
         } else if let Err(r) = outcome.result {
             debug!(target = %self.spec.name, reason = r.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "probe failed");
         }
     }
+}
+
+/// `max_concurrency` capped by what the open-file limit can hold ([`crate::limits::probe_cap`]),
+/// logged with the limit.
+fn fd_bounded(max_concurrency: usize) -> usize {
+    let Ok((soft, hard)) = crate::limits::nofile() else {
+        return max_concurrency;
+    };
+    let cap = crate::limits::probe_cap(max_concurrency, soft);
+    if cap < max_concurrency {
+        warn!(
+            open_files = soft,
+            hard_limit = hard,
+            max_concurrency,
+            probes_in_flight = cap,
+            "the open-file limit bounds probes in flight below --max-concurrency"
+        );
+    } else {
+        info!(
+            open_files = soft,
+            hard_limit = hard,
+            probes_in_flight = cap,
+            "probes in flight bounded by --max-concurrency"
+        );
+    }
+    cap
 }
 
 /// The outcome of a probe that could not start (a checked config never gets here: every module
@@ -460,13 +495,16 @@ impl Runtime {
         } else {
             vec![Handle::current()]
         };
-        // `--max-concurrency` is divided evenly among the lanes, at least one probe each.
-        let bound = (opts.max_concurrency / lanes.len()).max(1);
+        let max_in_flight = fd_bounded(opts.max_concurrency);
+        // The bound is divided evenly among the lanes, at least one probe each.
+        let bound = (max_in_flight / lanes.len()).max(1);
         let shared = Arc::new(Shared {
             lanes: lanes.into_iter().map(|h| Lane::new(h, bound)).collect(),
             cancel: cancel.clone(),
             events,
             own_lanes,
+            local_errors: AtomicU64::new(0),
+            max_in_flight,
         });
         let schedulers = if own_lanes {
             // Each probe thread runs the scheduler of its own targets, waking on a timerfd in
@@ -708,6 +746,16 @@ impl Runtime {
             .iter()
             .map(|lane| lane.active.load(Ordering::Relaxed) as u64)
             .sum()
+    }
+
+    /// Probes that failed for a reason of watchfire's own ([`Reason::Prober`]) so far.
+    pub fn local_errors(&self) -> u64 {
+        self.shared.local_errors.load(Ordering::Relaxed)
+    }
+
+    /// The bound on probes in flight (`--max-concurrency`, capped by the open-file limit).
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight
     }
 
     /// Every lane's lag histogram, merged.

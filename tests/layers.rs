@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "core",
         &[
-            "probe", "state", "record", "schedule", "expo", "diag", "threads",
+            "probe", "state", "record", "schedule", "expo", "diag", "threads", "limits",
         ],
     ),
     ("net", &["net"]),

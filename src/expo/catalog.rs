@@ -119,6 +119,18 @@ pub const IN_FLIGHT: Family = family(
     Type::Gauge,
     "Probes running now.",
 );
+/// The bound on probes in flight.
+pub const MAX_IN_FLIGHT: Family = family(
+    "watchfire_probes_max_in_flight",
+    Type::Gauge,
+    "Bound on probes in flight: --max-concurrency, or less when the open-file limit cannot hold that many.",
+);
+/// Probes watchfire itself could not run.
+pub const LOCAL_ERRORS: Family = family(
+    "watchfire_probe_local_errors_total",
+    Type::Counter,
+    "Scheduled probes that failed for a reason of watchfire's own (out of file descriptors, socket buffers, ephemeral ports or memory); they count toward no target's health.",
+);
 /// Whether the last config reload worked.
 pub const RELOAD_OK: Family = family(
     "watchfire_config_last_reload_successful",
@@ -295,6 +307,8 @@ pub const ALL: &[Family] = &[
     LAST_TRANSITION,
     TARGETS,
     IN_FLIGHT,
+    MAX_IN_FLIGHT,
+    LOCAL_ERRORS,
     RELOAD_OK,
     RELOAD_TIME,
     RELOADS,
