@@ -264,6 +264,12 @@ impl Group {
         while st.history.len() > HISTORY {
             st.history.pop_front();
         }
+        if let (Some(from), SwitchReason::ActiveDown | SwitchReason::NoneUp) = (sw.from, sw.reason)
+        {
+            // Requests waiting on the instance that went down end now, not at the proxy
+            // timeout (a frozen process accepts and never answers).
+            self.proxy.evict(from);
+        }
         if sw.reason == SwitchReason::Initial {
             return;
         }
