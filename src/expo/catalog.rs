@@ -184,6 +184,18 @@ pub const FAILOVER_TRANSITIONS: Family = family(
     Type::Counter,
     "Times traffic moved from one instance (or none) to another.",
 );
+/// Switches in the dampening window.
+pub const FAILOVER_SWITCHES_IN_WINDOW: Family = family(
+    "watchfire_failover_switches_in_window",
+    Type::Gauge,
+    "Switches of the group within its dampening window; each beyond the first doubles the hold before a failback.",
+);
+/// The hold a failback needs now.
+pub const FAILOVER_FAILBACK_HOLD: Family = family(
+    "watchfire_failover_failback_hold_seconds",
+    Type::Gauge,
+    "Time a better instance must stay up before traffic fails back to it now: hold, doubled by each recent switch, at most max_hold.",
+);
 /// Requests the proxy could not deliver, by instance.
 pub const FAILOVER_PASSIVE_FAILURES: Family = family(
     "watchfire_failover_passive_failures_total",
@@ -317,6 +329,8 @@ pub const ALL: &[Family] = &[
     FAILOVER_AVAILABLE,
     FAILOVER_PRIMARY_ACTIVE,
     FAILOVER_TRANSITIONS,
+    FAILOVER_SWITCHES_IN_WINDOW,
+    FAILOVER_FAILBACK_HOLD,
     FAILOVER_PASSIVE_FAILURES,
     FAILOVER_HOOK_RUNS,
     FAILOVER_HOOK_LAST_DURATION,
