@@ -79,7 +79,11 @@ async fn timed(proxy: SocketAddr, method: &str, body: &'static str) -> (u16, Dur
         .expect("connect to proxy");
     let (mut tx, conn) = http1::handshake(TokioIo::new(s)).await.expect("handshake");
     tokio::spawn(conn);
-    let path = if method == "GET" { "/health" } else { "/predict" };
+    let path = if method == "GET" {
+        "/health"
+    } else {
+        "/predict"
+    };
     let req = http::Request::builder()
         .method(method)
         .uri(path)
@@ -164,11 +168,20 @@ async fn requests_inside_a_frozen_primary_end_right_after_the_switch() {
         max <= bound,
         "an idempotent request costs at most the switch time ({switch_time:?}) + 300 ms: {max:?}"
     );
-    assert!(g.proxy.switch_retries() >= 4, "the GETs in flight were resent");
+    assert!(
+        g.proxy.switch_retries() >= 4,
+        "the GETs in flight were resent"
+    );
     for p in posts {
         let (code, took) = p.await.expect("post task");
-        assert_eq!(code, 502, "a POST that may have reached the primary is not resent");
-        assert!(took <= bound, "a prompt 502, not the 30 s timeout: {took:?}");
+        assert_eq!(
+            code, 502,
+            "a POST that may have reached the primary is not resent"
+        );
+        assert!(
+            took <= bound,
+            "a prompt 502, not the 30 s timeout: {took:?}"
+        );
     }
     cancel.cancel();
     rt.drain(Duration::from_secs(2)).await;
@@ -228,7 +241,10 @@ async fn a_slowly_flapping_primary_is_dampened() {
     println!(
         "primary failing 150 ms every 600 ms, 6 times: {undamped} switches without dampening, {damped} with it; failed requests {failed_undamped} / {failed_damped}"
     );
-    assert!(undamped >= 8, "without dampening it follows every flap: {undamped}");
+    assert!(
+        undamped >= 8,
+        "without dampening it follows every flap: {undamped}"
+    );
     assert!(damped <= 4, "dampened: {damped} switches");
     assert_eq!(failed_damped, 0, "no client error while the primary flaps");
 }
