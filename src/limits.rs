@@ -7,7 +7,7 @@
 //! at start, as Prometheus and most servers do, and bounds probes in flight by what is left.
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// File descriptors kept for everything but probes (listeners, scrapes, `/probe` and proxy
 /// connections, config files, logs): a quarter of the limit, at least this many.
@@ -58,7 +58,7 @@ pub fn raise_nofile() -> Option<NofileLimit> {
         hard: unlimited(hard),
     };
     if before >= hard {
-        info!(
+        debug!(
             soft = limit.soft,
             hard = limit.hard,
             "open-file limit already at its hard limit"
@@ -92,6 +92,32 @@ pub fn probe_cap(max_concurrency: usize, nofile: u64) -> usize {
     let fit = nofile.saturating_sub(reserve) / FDS_PER_PROBE;
     let fit = usize::try_from(fit).unwrap_or(usize::MAX);
     max_concurrency.min(fit).max(1)
+}
+
+/// `max_concurrency` capped by what the current open-file limit can hold ([`probe_cap`]),
+/// logged with the limit.
+pub fn probe_bound(max_concurrency: usize) -> usize {
+    let Ok((soft, hard)) = nofile() else {
+        return max_concurrency;
+    };
+    let cap = probe_cap(max_concurrency, soft);
+    if cap < max_concurrency {
+        warn!(
+            open_files = soft,
+            hard_limit = hard,
+            max_concurrency,
+            probes_in_flight = cap,
+            "the open-file limit bounds probes in flight below --max-concurrency"
+        );
+    } else {
+        info!(
+            open_files = soft,
+            hard_limit = hard,
+            probes_in_flight = cap,
+            "probes in flight bounded by --max-concurrency"
+        );
+    }
+    cap
 }
 
 #[cfg(test)]

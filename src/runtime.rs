@@ -86,7 +86,7 @@ struct Shared {
     /// counter for every lane.
     local_errors: AtomicU64,
     /// The bound on probes in flight: `--max-concurrency`, or less when the open-file limit
-    /// cannot hold that many ([`crate::limits::probe_cap`]).
+    /// cannot hold that many ([`crate::limits::probe_bound`]).
     max_in_flight: usize,
 }
 
@@ -289,38 +289,16 @@ impl Target {
                 detail: outcome.detail.clone(),
             });
         } else if outcome.result == Err(Reason::Prober) {
-            self.shared.local_errors.fetch_add(1, Ordering::Relaxed);
-            warn!(target = %self.spec.name, reason = Reason::Prober.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "watchfire could not run the probe (short of a local resource); the target's health is unchanged");
+            let n = self.shared.local_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            // Logged at the 1st, 2nd, 4th, 8th... of the process: a shortage fails many probes
+            // at once, and one line per probe would add to it.
+            if n.is_power_of_two() {
+                warn!(target = %self.spec.name, reason = Reason::Prober.as_str(), local_errors = n, detail = outcome.detail.as_deref().unwrap_or(""), "watchfire could not run a probe (short of a local resource); the target's health is unchanged");
+            }
         } else if let Err(r) = outcome.result {
             debug!(target = %self.spec.name, reason = r.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "probe failed");
         }
     }
-}
-
-/// `max_concurrency` capped by what the open-file limit can hold ([`crate::limits::probe_cap`]),
-/// logged with the limit.
-fn fd_bounded(max_concurrency: usize) -> usize {
-    let Ok((soft, hard)) = crate::limits::nofile() else {
-        return max_concurrency;
-    };
-    let cap = crate::limits::probe_cap(max_concurrency, soft);
-    if cap < max_concurrency {
-        warn!(
-            open_files = soft,
-            hard_limit = hard,
-            max_concurrency,
-            probes_in_flight = cap,
-            "the open-file limit bounds probes in flight below --max-concurrency"
-        );
-    } else {
-        info!(
-            open_files = soft,
-            hard_limit = hard,
-            probes_in_flight = cap,
-            "probes in flight bounded by --max-concurrency"
-        );
-    }
-    cap
 }
 
 /// The outcome of a probe that could not start (a checked config never gets here: every module
@@ -495,7 +473,7 @@ impl Runtime {
         } else {
             vec![Handle::current()]
         };
-        let max_in_flight = fd_bounded(opts.max_concurrency);
+        let max_in_flight = crate::limits::probe_bound(opts.max_concurrency);
         // The bound is divided evenly among the lanes, at least one probe each.
         let bound = (max_in_flight / lanes.len()).max(1);
         let shared = Arc::new(Shared {

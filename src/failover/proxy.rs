@@ -61,6 +61,8 @@ pub struct Stats {
     retries_replay: AtomicU64,
     /// Resends after traffic was switched away from the instance the request waited on.
     retries_switch: AtomicU64,
+    /// Connections not opened for want of a local resource (answered 503).
+    local_errors: AtomicU64,
     /// Requests being forwarded now (bounded by `max_in_flight`). A plain counter: the bound
     /// is only ever tried, never waited for, so a semaphore (whose release takes a lock) would
     /// be all cost.
@@ -82,6 +84,7 @@ impl Stats {
             retries_connect: AtomicU64::new(0),
             retries_replay: AtomicU64::new(0),
             retries_switch: AtomicU64::new(0),
+            local_errors: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: max_in_flight.max(1),
             pools: (0..instances).map(|_| Pool::default()).collect(),
@@ -382,8 +385,11 @@ async fn deliver(ctx: &ConnCtx, mut req: Request<UpBody>, mut d: Delivery) -> Re
             }
             Attempt::NotSent(_, f) if f.reason.is_local() => {
                 // watchfire's own shortage (file descriptors, ports): no instance is to blame,
-                // and another would fare no better.
-                warn!(group = %group.cfg.name, instance = %inst.authority, reason = f.reason.as_str(), detail = %f.detail, "failover proxy: cannot open a connection (short of a local resource)");
+                // and another would fare no better. Logged at the 1st, 2nd, 4th... time.
+                let n = stats.local_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    warn!(group = %group.cfg.name, instance = %inst.authority, reason = f.reason.as_str(), local_errors = n, detail = %f.detail, "failover proxy: cannot open a connection (short of a local resource)");
+                }
                 let text = format!("failover proxy: cannot open a connection: {}", f.detail);
                 return unavailable(stats, &text, 1);
             }
