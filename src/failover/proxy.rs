@@ -7,7 +7,7 @@
 //! - A request that may have reached an instance is resent only when its method is idempotent
 //!   and it has no body; otherwise the client gets a 502.
 //! - When traffic is switched away from an instance because it went down, every connection to
-//!   it is closed at once ([`Stats::evict`]): the requests waiting on it (a frozen process
+//!   it is closed at once: the requests waiting on it (a frozen process
 //!   accepts and never answers) are resent to the new active instance right away when nothing
 //!   was sent or they can be replayed, and the others get a prompt 502 instead of waiting for
 //!   the proxy timeout. A voluntary switch (failback, manual) lets requests in flight finish.

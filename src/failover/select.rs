@@ -41,7 +41,7 @@ pub struct Params {
 /// is past any useful `max_hold`).
 const RECENT: usize = 16;
 
-/// When the last [`RECENT`] switches happened (the initial choice is not a switch).
+/// When the last 16 switches happened (the initial choice is not a switch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Recent {
     at: [Option<Instant>; RECENT],
