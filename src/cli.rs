@@ -312,6 +312,10 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .local_addr()
         .context("reading the listen address")?;
     info!(%addr, targets = runtime.targets().len(), modules = runtime.config().modules.len(), config = %a.config.display(), "watchfire is running");
+    let guard = runtime.config().modules.guard().cloned();
+    if let Some(w) = crate::net::guard::probe_exposure_warning(&[addr], false, guard.as_deref()) {
+        tracing::warn!("{w}");
+    }
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
         registry: crate::metrics::process_registry(),

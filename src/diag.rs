@@ -98,7 +98,8 @@ impl fmt::Display for ConfigError {
         if !self.field.is_empty() {
             write!(f, ": {}", self.field)?;
         }
-        write!(f, ": {}", self.message)
+        // A message may quote the value it is about: URLs in it are shown redacted.
+        write!(f, ": {}", crate::redact::urls_in(&self.message))
     }
 }
 
@@ -135,20 +136,6 @@ impl FieldError {
         FieldError {
             field: field.into(),
             message: message.into(),
-        }
-    }
-
-    /// Takes apart a problem reported as text that starts with its field
-    /// (`tcp.query_response[0].expect: invalid regexp ...`), the way the probers' option checks
-    /// and the client-certificate checks still report theirs: the field when the text starts
-    /// with `prefix` and names one, `otherwise` (the whole text as the message) when it does
-    /// not. Transitional: everything else passes fields as data.
-    pub fn from_text(prefix: &str, otherwise: &str, text: String) -> FieldError {
-        match text.split_once(": ") {
-            Some((f, rest)) if f.starts_with(prefix) && !f.contains(' ') => {
-                FieldError::new(f, rest)
-            }
-            _ => FieldError::new(otherwise, text),
         }
     }
 

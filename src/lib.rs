@@ -22,9 +22,12 @@
 //!     message) and the [`diag::Diagnostics`] collector every config checker records into.
 //!   - [`threads`] — the per-CPU single-threaded runtimes of the probe and proxy threads.
 //!   - [`limits`] — the open-file limit raised at start and the probes in flight it allows.
+//!   - [`redact`] — the one redaction rule (URL passwords and secret query values, header
+//!     values, [`redact::Secret`]) for every page, log line and error message.
 //! - **net** — [`net`]: error classification by walking `source()`, the detail chain, one
-//!   socket setup ([`net::connect`]), and [`net::tls`] (client configuration, the one
-//!   server-name rule).
+//!   socket setup ([`net::connect`]), one resolution with an address-family policy
+//!   ([`net::resolve()`]), the `/probe` guard ([`net::guard`]), and [`net::tls`] (client
+//!   configuration, the one server-name rule).
 //! - **probers** — [`probers`]: every probe kind, each with its options compiled at load, a
 //!   `probe()` that fills in typed facts and returns `Result<(), Fail>`, and a view that renders
 //!   blackbox_exporter's families from those facts (http, tcp, dns, icmp, grpc), plus watchfire's
@@ -90,6 +93,7 @@ pub mod net;
 pub mod probe;
 pub mod probers;
 pub mod record;
+pub mod redact;
 pub mod runtime;
 pub mod schedule;
 pub mod server;

@@ -262,8 +262,8 @@ pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
             let q = |h: &crate::record::Hdr, q: f64| h.quantile(q).map(|d| d.as_secs_f64());
             TargetJson {
                 name: t.spec.name.clone(),
-                url: t.spec.target_text().to_string(),
-                target: t.spec.target_text().to_string(),
+                url: crate::redact::url(t.spec.target_text()).into_owned(),
+                target: crate::redact::url(t.spec.target_text()).into_owned(),
                 labels: t.spec.labels.clone(),
                 state: s.state.health.as_str(),
                 last_success: probed.then_some(s.last.ok),

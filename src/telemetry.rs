@@ -11,6 +11,11 @@ pub enum LogFormat {
     Json,
 }
 
+/// Dependencies kept at `warn` whatever the verbosity: at trace level they log whole requests
+/// and frames, credentials included (tungstenite writes the upgrade request with its
+/// `Authorization` header), which the redaction rule ([`crate::redact`]) cannot reach.
+pub const QUIET_DEPENDENCIES: &str = "hyper=warn,rustls=warn,h2=warn,tungstenite=warn,tokio_tungstenite=warn,reqwest=warn,hyper_util=warn,tonic=warn,tower=warn";
+
 /// Installs the global subscriber. `verbosity` 0 = info (errors only when `quiet`, for commands
 /// that print their own output), 1 = debug, 2+ = trace; `RUST_LOG` overrides it.
 pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
@@ -21,7 +26,8 @@ pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,rustls=warn")));
+        // Dependencies that trace whole requests (headers with credentials) stay at warn.
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{QUIET_DEPENDENCIES}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -201,7 +201,12 @@ fn module_mistakes_are_config_errors_naming_the_field() {
         "invalid regular expression",
     );
     // A CA file that is there but holds no certificate (a missing one only fails the probes).
-    has_error(&errs, 38, "modules.j.http.tls_config", "/etc/hostname");
+    has_error(
+        &errs,
+        38,
+        "modules.j.http.tls_config.ca_file",
+        "/etc/hostname",
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! features  config, blackbox, failover, memory
 //! probers   probers (every probe kind)
 //! net       net (resolution, sockets, TLS, error classification)
-//! core      probe, state, record, schedule, expo, diag, threads
+//! core      probe, state, record, schedule, expo, diag, threads, redact
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "core",
         &[
-            "probe", "state", "record", "schedule", "expo", "diag", "threads", "limits",
+            "probe", "state", "record", "schedule", "expo", "diag", "threads", "redact", "limits",
         ],
     ),
     ("net", &["net"]),

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostics, FieldError, Pos};
+use crate::net::guard::Guard;
 use crate::probers::dns::DnsModule;
 use crate::probers::grpc::GrpcModule;
 use crate::probers::http::{HttpModule, HttpProbe};
@@ -141,13 +142,24 @@ impl Module {
     }
 }
 
-/// Every configured module, by name.
+/// Every configured module, by name, and the `/probe` guard over them (`probe_guard:`).
 #[derive(Debug, Clone, Default)]
 pub struct Modules {
     map: BTreeMap<String, Arc<Module>>,
+    guard: Option<Arc<Guard>>,
 }
 
 impl Modules {
+    /// The `/probe` guard, when `probe_guard:` is configured.
+    pub fn guard(&self) -> Option<&Arc<Guard>> {
+        self.guard.as_ref()
+    }
+
+    /// Sets the `/probe` guard.
+    pub fn set_guard(&mut self, guard: Option<Arc<Guard>>) {
+        self.guard = guard;
+    }
+
     /// The module called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Module>> {
         self.map.get(name)
@@ -234,9 +246,6 @@ fn compile_kinds(diag: &mut Diagnostics, field: &str, file: &Path, r: &RawModule
             diag.field_error(at, field, e);
         }
     };
-    let validate = |section: &str, r: Result<(), String>| {
-        r.map_err(|text| FieldError::from_text(section, section, text))
-    };
     // tls_config paths are relative to the config file, like every path in it.
     let mut tcp = r.tcp.as_ref().map(|t| t.value.clone()).unwrap_or_default();
     tcp.tls_config.resolve_paths(file);
@@ -246,28 +255,32 @@ fn compile_kinds(diag: &mut Diagnostics, field: &str, file: &Path, r: &RawModule
     grpc.tls_config.resolve_paths(file);
     if let Some(t) = &r.tcp {
         // Compiles the `expect` regexps once, here, for every probe of the module.
-        let checked =
-            validate("tcp", tcp.compile()).and_then(|()| tcp.tls_config.check_at_load("tcp"));
+        let checked = tcp
+            .compile()
+            .and_then(|()| tcp.tls_config.check_at_load("tcp"));
         validated(Pos::from(t), checked);
     }
     if let Some(d) = &r.dns {
-        let checked =
-            validate("dns", dns.compile()).and_then(|()| dns.tls_config.check_at_load("dns"));
+        let checked = dns
+            .compile()
+            .and_then(|()| dns.tls_config.check_at_load("dns"));
         validated(Pos::from(d), checked);
     }
     if let Some(i) = &r.icmp {
-        validated(Pos::from(i), validate("icmp", i.value.validate()));
+        validated(Pos::from(i), i.value.validate());
     }
     if let Some(g) = &r.grpc {
-        let checked =
-            validate("grpc", grpc.compile()).and_then(|()| grpc.tls_config.check_at_load("grpc"));
+        let checked = grpc
+            .compile()
+            .and_then(|()| grpc.tls_config.check_at_load("grpc"));
         validated(Pos::from(g), checked);
     }
     let mut unix = r.unix.as_ref().map(|t| t.value.clone()).unwrap_or_default();
     unix.tls_config.resolve_paths(file);
     if let Some(u) = &r.unix {
-        let checked =
-            validate("unix", unix.compile()).and_then(|()| unix.tls_config.check_at_load("unix"));
+        let checked = unix
+            .compile()
+            .and_then(|()| unix.tls_config.check_at_load("unix"));
         validated(Pos::from(u), checked);
     }
     let mut websocket = r
@@ -415,7 +428,78 @@ fn shown(prober: Prober, r: &RawModule, http: &HttpModule) -> serde_json::Value 
             .unwrap_or_default();
         m.insert("websocket".into(), to_value(serde_json::to_value(v)));
     }
-    serde_json::Value::Object(m)
+    let mut v = serde_json::Value::Object(m);
+    hide_secrets(&mut v);
+    v
+}
+
+/// Applies the redaction rule ([`crate::redact`]) to a module as shown: header values (of
+/// `headers`, `http_headers` values, websocket headers) but the harmless ones, request bodies
+/// (`body`), the values of `endpoint_params`, fields whose names say they hold a secret, and
+/// the passwords and secret query values of every URL (`proxy_url`, `token_url`, ...).
+/// Password fields the probers' options already serialize as `<secret>` stay so.
+fn hide_secrets(v: &mut serde_json::Value) {
+    use crate::redact::{self, MASK};
+    use serde_json::Value;
+    let mask = |v: &mut Value| {
+        if v.as_str().is_some_and(|s| !s.is_empty()) || v.is_array() || v.is_object() {
+            *v = Value::String(MASK.into());
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                let key = k.to_ascii_lowercase();
+                if key == "headers" {
+                    if let Value::Object(hs) = val {
+                        for (name, hv) in hs.iter_mut() {
+                            if !redact::header_is_shown(name) {
+                                mask_strings(hv);
+                            }
+                        }
+                        continue;
+                    }
+                }
+                if key == "http_headers" {
+                    if let Value::Object(hs) = val {
+                        for (name, h) in hs.iter_mut() {
+                            if !redact::header_is_shown(name) {
+                                if let Some(values) = h.get_mut("values") {
+                                    mask_strings(values);
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                }
+                match val {
+                    _ if key == "body" || key == "endpoint_params" => mask(val),
+                    Value::String(s) if key.ends_with("url") => {
+                        *s = redact::url(s).into_owned();
+                    }
+                    // A file's path is not its content.
+                    Value::String(_) if key.ends_with("_file") => {}
+                    Value::String(_) | Value::Array(_) if redact::is_secret_name(&key) => {
+                        mask_strings(val);
+                    }
+                    _ => hide_secrets(val),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(hide_secrets),
+        _ => {}
+    }
+}
+
+/// Every non-empty string in `v` (a value, a list of values) replaced by `<secret>`.
+fn mask_strings(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if !s.is_empty() => *s = crate::redact::MASK.into(),
+        Value::Array(a) => a.iter_mut().for_each(mask_strings),
+        Value::Object(m) => m.values_mut().for_each(mask_strings),
+        _ => {}
+    }
 }
 
 /// Writes `v` as block-style YAML at `indent` spaces.
@@ -541,27 +625,21 @@ mod tests {
     }
 
     #[test]
-    fn fields_are_taken_from_text_only_under_the_prefix() {
-        let e = FieldError::from_text(
-            "tcp",
-            "tcp",
-            "tcp.query_response[0].expect: invalid regexp `(`".into(),
-        );
-        assert_eq!(
-            e,
-            FieldError::new("tcp.query_response[0].expect", "invalid regexp `(`")
-        );
-        let e = FieldError::from_text(
-            "tls_config.",
-            "tls_config",
-            "cannot read CA file /x: gone".into(),
-        );
-        assert_eq!(
-            e,
-            FieldError::new("tls_config", "cannot read CA file /x: gone")
-        );
-        let e = FieldError::from_text("icmp", "icmp", "icmp.ttl: out of range".into());
-        assert_eq!(e, FieldError::new("icmp.ttl", "out of range"));
+    fn shown_modules_hide_header_values_bodies_and_url_secrets() {
+        let yaml = "modules:\n  m:\n    prober: http\n    http:\n      headers: {Authorization: S1, X-Custom: S2, Host: h.example}\n      body: S3\n      proxy_url: \"http://u:S4@p:3128\"\n      oauth2: {client_id: c, client_secret: S5, token_url: \"https://t/x?client_secret=S6\", endpoint_params: {a: S7}}\n      tls_config: {ca_file: /run/ca.pem}\n";
+        let c = crate::config::load_str("m.yml", yaml).expect("module loads");
+        let shown = c.modules.to_yaml();
+        for s in ["S1", "S2", "S3", "S4", "S5", "S6", "S7"] {
+            assert!(!shown.contains(s), "{s} shown:\n{shown}");
+        }
+        for kept in [
+            "Host: h.example",
+            "u:<secret>@p:3128",
+            "ca_file: /run/ca.pem",
+            "client_id: c",
+        ] {
+            assert!(shown.contains(kept), "{kept} missing:\n{shown}");
+        }
     }
 
     #[test]

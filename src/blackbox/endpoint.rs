@@ -20,6 +20,7 @@
 //! history ([`super::history`]: `/`, `/logs?id=`), its log included, as blackbox keeps it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 
 use super::config::{Module, Modules, Prober, DEFAULT_MODULE};
 use super::history::{debug_text, History};
+use crate::net::guard::{Guard, Session};
 use crate::probe::{Fail, Outcome, Reason};
 use crate::probers::{
     dns, grpc, http_facts, http_probe, icmp, plog, tcp, tcp_probe, unix, websocket, Ctx, Facts,
@@ -52,6 +54,7 @@ const OVERRUN_GRACE: Duration = Duration::from_secs(1);
 pub struct Blackbox {
     timeout_offset_ns: AtomicU64,
     module_unknown: AtomicU64,
+    guard_refusals: AtomicU64,
     history: History,
 }
 
@@ -60,6 +63,7 @@ impl Default for Blackbox {
         Blackbox {
             timeout_offset_ns: AtomicU64::new(DEFAULT_TIMEOUT_OFFSET.as_nanos() as u64),
             module_unknown: AtomicU64::new(0),
+            guard_refusals: AtomicU64::new(0),
             history: History::default(),
         }
     }
@@ -89,12 +93,19 @@ impl Blackbox {
         self.module_unknown.load(Ordering::Relaxed)
     }
 
+    /// `watchfire_probe_guard_refusals_total`: `/probe` requests the guard refused.
+    pub fn guard_refusals_total(&self) -> u64 {
+        self.guard_refusals.load(Ordering::Relaxed)
+    }
+
     /// Writes the endpoint's own series for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
-        use crate::expo::catalog::BLACKBOX_MODULE_UNKNOWN;
+        use crate::expo::catalog::{BLACKBOX_MODULE_UNKNOWN, PROBE_GUARD_REFUSALS};
         let mut w = crate::expo::Writer::new(out);
         w.header(&BLACKBOX_MODULE_UNKNOWN);
         w.sample(&BLACKBOX_MODULE_UNKNOWN, &[], self.module_unknown_total());
+        w.header(&PROBE_GUARD_REFUSALS);
+        w.sample(&PROBE_GUARD_REFUSALS, &[], self.guard_refusals_total());
     }
 }
 
@@ -305,7 +316,10 @@ pub async fn probe(
     }
     // The history shows each probe's log, as blackbox's does: keep it when the history is on.
     let log = params.debug || state.history.enabled();
-    let probed = run(module, target.clone(), hostname, timeout, log).await;
+    let probed = match modules.guard() {
+        None => run(module, target.clone(), hostname, timeout, log).await,
+        Some(g) => guarded(state, g, module, target.clone(), hostname, timeout, log).await,
+    };
     let ok = probed.ok();
     let out = probed.into_output();
     let response = if params.debug {
@@ -317,6 +331,80 @@ pub async fn probe(
     };
     state.history.add(module.clone(), target, ok, out);
     response
+}
+
+/// Runs a `/probe` under the guard `g`: a scheduled-only module, or a unix socket the guard does
+/// not allow, is refused before anything is probed; otherwise every connection the probe makes
+/// is checked. A refusal is a failed probe with reason `policy`, logged and counted in
+/// `watchfire_probe_guard_refusals_total`.
+async fn guarded(
+    state: &Blackbox,
+    g: &Arc<Guard>,
+    module: &Module,
+    target: String,
+    hostname: Option<String>,
+    timeout: Duration,
+    log: bool,
+) -> Probed {
+    let session = Arc::new(Session::new(g.clone()));
+    let before = if g.is_scheduled_only(&module.name) {
+        Some(format!(
+            "the probe guard refuses module {}: it is scheduled_only",
+            module.name
+        ))
+    } else if module.prober == Prober::Unix {
+        session.check_unix(&target).err().map(|d| d.to_string())
+    } else {
+        None
+    };
+    let probed = match before {
+        Some(detail) => refused(module, &target, detail, log),
+        None => {
+            run_with(
+                module,
+                target.clone(),
+                hostname,
+                timeout,
+                log,
+                Some(session.clone()),
+            )
+            .await
+        }
+    };
+    if session.refused() || g.is_scheduled_only(&module.name) {
+        state.guard_refusals.fetch_add(1, Ordering::Relaxed);
+        let detail = probed
+            .result
+            .as_ref()
+            .err()
+            .map_or("", |f| f.detail.as_str());
+        tracing::info!(
+            module = %module.name,
+            target = %crate::redact::url(&target),
+            detail,
+            "/probe refused by the probe guard"
+        );
+    }
+    probed
+}
+
+/// A probe refused before it started: failed with reason `policy`.
+fn refused(module: &Module, target: &str, detail: String, log: bool) -> Probed {
+    let mut lines = if log { Log::new() } else { Log::off() };
+    plog!(
+        lines,
+        "Beginning probe module={} target={} probe={}",
+        module.name,
+        crate::redact::url(target),
+        module.prober.as_str()
+    );
+    plog!(lines, "Probe failed reason=policy detail={detail}");
+    Probed {
+        result: Err(Fail::new(Reason::Policy, detail)),
+        facts: facts_for(module.prober),
+        log: lines,
+        duration: Duration::ZERO,
+    }
 }
 
 fn metrics_response(body: String) -> Response<Body> {
@@ -385,19 +473,32 @@ pub async fn run(
     timeout: Duration,
     log: bool,
 ) -> Probed {
+    run_with(module, target, hostname, timeout, log, None).await
+}
+
+/// [`run`], every connection checked by `guard` when there is one.
+async fn run_with(
+    module: &Module,
+    target: String,
+    hostname: Option<String>,
+    timeout: Duration,
+    log: bool,
+    guard: Option<Arc<Session>>,
+) -> Probed {
     let start = Instant::now();
     let ctx = Ctx {
         target,
         hostname,
         deadline: start + timeout,
         timeout,
+        guard,
     };
     let mut log = if log { Log::new() } else { Log::off() };
     plog!(
         log,
         "Beginning probe module={} target={} probe={} timeout_seconds={}",
         module.name,
-        ctx.target,
+        crate::redact::url(&ctx.target),
         module.prober.as_str(),
         timeout.as_secs_f64()
     );

@@ -44,7 +44,7 @@ pub struct Entry {
     pub id: i64,
     /// The module's name.
     pub module: String,
-    /// The `target` parameter.
+    /// The `target` parameter (shown through [`crate::redact::url`]).
     pub target: String,
     /// Whether it succeeded.
     pub success: bool,
@@ -242,7 +242,7 @@ pub fn landing_page(history: &History) -> Response<Body> {
         html.push_str("<tr><td>");
         escape_html(&e.module, &mut html);
         html.push_str("</td><td>");
-        escape_html(&e.target, &mut html);
+        escape_html(&crate::redact::url(&e.target), &mut html);
         html.push_str("</td><td>");
         html.push_str(if e.success {
             "Success"

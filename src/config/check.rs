@@ -21,6 +21,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     // Module names → where defined; targets' `module:` are checked once every file is read.
     let mut seen_modules: HashMap<String, (PathBuf, u64)> = HashMap::new();
     let mut module_refs = Vec::new();
+    let mut guard = GuardSection::default();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -69,9 +70,60 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             &mut config.modules,
             &mut seen_modules,
         );
+        if let Some(g) = &raw.probe_guard {
+            guard.check(&mut diag, g);
+        }
     }
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
+    guard.finish(&mut diag, &mut config);
     diag.finish(config)
+}
+
+/// `probe_guard:`: set in one file at most, its `scheduled_only` modules checked once every
+/// file's modules are known.
+#[derive(Default)]
+struct GuardSection {
+    guard: Option<crate::net::guard::Guard>,
+    /// Where it was set: file, line.
+    at: Option<(PathBuf, u64)>,
+    /// Each `scheduled_only` entry: name, file, position.
+    names: Vec<(String, PathBuf, crate::diag::Pos)>,
+}
+
+impl GuardSection {
+    fn check(&mut self, diag: &mut Diagnostics, g: &Spanned<crate::net::guard::RawGuard>) {
+        if let Some((f, l)) = &self.at {
+            let msg = format!("probe_guard is already set at {}:{l}", f.display());
+            diag.error(g, "probe_guard", msg);
+            return;
+        }
+        self.at = Some((diag.file().to_path_buf(), g.referenced.line()));
+        for n in &g.value.scheduled_only {
+            self.names
+                .push((n.value.clone(), diag.file().to_path_buf(), n.into()));
+        }
+        match crate::net::guard::Guard::compile(&g.value) {
+            Ok(guard) => self.guard = Some(guard),
+            Err(problems) => {
+                for (at, e) in problems {
+                    diag.field_error(at, "probe_guard", e);
+                }
+            }
+        }
+    }
+
+    fn finish(self, diag: &mut Diagnostics, config: &mut Config) {
+        let here = diag.file().to_path_buf();
+        for (i, (name, file, at)) in self.names.iter().enumerate() {
+            if config.modules.get(name).is_none() {
+                diag.set_file(file);
+                let msg = format!("no module named `{name}` is configured under `modules:`");
+                diag.error(*at, format!("probe_guard.scheduled_only[{i}]"), msg);
+            }
+        }
+        diag.set_file(here);
+        config.modules.set_guard(self.guard.map(Arc::new));
+    }
 }
 
 /// Records `name` as defined here, or a problem when it was defined before.

@@ -409,7 +409,10 @@ fn hooks(diag: &mut Diagnostics, h: &RawHooks, field: &str) -> Hooks {
         match url::Url::parse(&url.value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => {
-                let msg = format!("`{}` is not an http:// or https:// URL", url.value);
+                let msg = format!(
+                    "`{}` is not an http:// or https:// URL",
+                    crate::redact::origin(&url.value)
+                );
                 diag.error(url, format!("{field}.webhook.url"), msg);
                 return None;
             }
@@ -417,7 +420,7 @@ fn hooks(diag: &mut Diagnostics, h: &RawHooks, field: &str) -> Hooks {
         let timeout = duration(diag, &w.value.timeout, &format!("{field}.webhook.timeout"))
             .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
         Some(WebhookHook {
-            url: url.value.clone(),
+            url: crate::redact::Secret::new(url.value.clone()),
             timeout,
             retries: w
                 .value

@@ -273,8 +273,9 @@ pub struct ExecHook {
 /// `hooks.webhook`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookHook {
-    /// Where to POST.
-    pub url: String,
+    /// Where to POST: a secret as a whole (its path is often its credential), shown and logged
+    /// only through [`crate::redact::origin`].
+    pub url: crate::redact::Secret<String>,
     /// Bound on one attempt.
     pub timeout: Duration,
     /// Attempts after the first.

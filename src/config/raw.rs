@@ -27,6 +27,10 @@ pub struct RawFile {
     /// blackbox_exporter modules, by name (checked by [`crate::blackbox::config`]).
     #[serde(default)]
     pub modules: BTreeMap<String, Spanned<crate::blackbox::config::RawModule>>,
+    /// The `/probe` guard: which addresses on-demand probes may connect to (checked by
+    /// [`crate::net::guard::Guard::compile`]); at most one file may set it.
+    #[serde(default)]
+    pub probe_guard: Option<Spanned<crate::net::guard::RawGuard>>,
 }
 
 /// The `defaults:` section.

@@ -299,6 +299,13 @@ pub const BLACKBOX_MODULE_UNKNOWN: Family = family(
     "Count of unknown modules requested by probes",
 );
 
+/// `/probe` requests the probe guard refused.
+pub const PROBE_GUARD_REFUSALS: Family = family(
+    "watchfire_probe_guard_refusals_total",
+    Type::Counter,
+    "/probe requests refused by the probe guard (probe_guard:), each answered as a failed probe with reason policy",
+);
+
 /// Every family above, in the order `/metrics` writes them.
 pub const ALL: &[Family] = &[
     PROBE_SUCCESS,
@@ -348,6 +355,7 @@ pub const ALL: &[Family] = &[
     MEMORY_WATCH_UP,
     MEMORY_WATCH_STATUS,
     BLACKBOX_MODULE_UNKNOWN,
+    PROBE_GUARD_REFUSALS,
 ];
 
 /// The families a blackbox `/probe` answer can hold, by name (blackbox_exporter's names).

@@ -207,12 +207,12 @@ pub async fn run_webhook(hook: WebhookHook, notice: SwitchNotice, stats: Arc<Hoo
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-        match client.post(&hook.url).json(&notice).send().await {
+        match client.post(hook.url.expose()).json(&notice).send().await {
             Ok(r) if r.status().is_success() => {
                 let outcome = HookOutcome::Succeeded { exit_code: None };
                 let mut st = stats.webhook.lock().expect("hook stats lock poisoned");
                 st.record(&outcome, start.elapsed());
-                info!(group = %notice.group, url = %hook.url, attempts = attempt + 1, "failover webhook delivered");
+                info!(group = %notice.group, url = %crate::redact::origin(hook.url.expose()), attempts = attempt + 1, "failover webhook delivered");
                 return;
             }
             Ok(r) => last_error = format!("answered {}", r.status()),
@@ -220,12 +220,12 @@ pub async fn run_webhook(hook: WebhookHook, notice: SwitchNotice, stats: Arc<Hoo
                 last_error = if e.is_timeout() {
                     format!("no answer within {:?}", hook.timeout)
                 } else {
-                    format!("request failed: {e}")
+                    format!("request failed: {}", e.without_url())
                 }
             }
         }
     }
-    warn!(group = %notice.group, url = %hook.url, attempts = hook.retries + 1, error = %last_error, "failover webhook failed");
+    warn!(group = %notice.group, url = %crate::redact::origin(hook.url.expose()), attempts = hook.retries + 1, error = %last_error, "failover webhook failed");
     let outcome = HookOutcome::Failed {
         exit_code: None,
         error: last_error,

@@ -368,7 +368,7 @@ impl Group {
                 .enumerate()
                 .map(|(i, inst)| InstanceJson {
                     index: i,
-                    url: inst.base.clone(),
+                    url: crate::redact::url(&inst.base).into_owned(),
                     check_target: inst.target.clone(),
                     state: targets
                         .get(i)

@@ -1,11 +1,19 @@
 //! The network layer every prober and the failover proxy share: how an error becomes a
-//! [`Reason`] (by walking its `source()` chain, never by reading its text) and the one-line
-//! detail people read; [`tls`], the TLS client configuration and server-name rule.
+//! [`Reason`] (by walking its `source()` chain, never by reading its text; an OS error that says
+//! watchfire itself is short of a resource, [`LocalCause`], is [`Reason::Prober`]) and the
+//! one-line detail people read; [`resolve()`], name resolution with an address-family policy (the one
+//! place every probe's address is chosen, and checked by the `/probe` [`guard`]); [`tls`], the
+//! TLS client configuration and server-name rule; [`driver`], the HTTP/1.1 handshake and a hyper
+//! connection driven beside the probe.
 
 mod classify;
+pub mod driver;
+pub mod guard;
+pub mod resolve;
 pub mod tls;
 
 pub use classify::{io_local_cause, local_cause, LocalCause};
+pub use resolve::{resolve, Family, Policy, ResolveError};
 
 use std::error::Error as StdError;
 use std::io;

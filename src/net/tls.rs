@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use crate::diag::FieldError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -42,10 +43,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Builds the client config for a target's TLS options.
-pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
+/// A problem names its field relative to the TLS options: `ca_file`, or none for the setup as a
+/// whole.
+pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, FieldError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(|e| FieldError::new("", format!("TLS setup: {e}")))?;
     let mut cfg = if opts.insecure_skip_verify {
         builder
             .dangerous()
@@ -54,15 +57,19 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
     } else if let Some(ca) = &opts.ca_file {
         let mut store = RootCertStore::empty();
         let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
+            .map_err(|e| ca_problem(format!("cannot read CA file {}: {e}", ca.display())))?;
         for c in certs {
-            let c = c.map_err(|e| format!("bad certificate in {}: {e}", ca.display()))?;
-            store
-                .add(c)
-                .map_err(|e| format!("unusable certificate in {}: {e}", ca.display()))?;
+            let c =
+                c.map_err(|e| ca_problem(format!("bad certificate in {}: {e}", ca.display())))?;
+            store.add(c).map_err(|e| {
+                ca_problem(format!("unusable certificate in {}: {e}", ca.display()))
+            })?;
         }
         if store.is_empty() {
-            return Err(format!("no certificate found in {}", ca.display()));
+            return Err(ca_problem(format!(
+                "no certificate found in {}",
+                ca.display()
+            )));
         }
         builder.with_root_certificates(store).with_no_client_auth()
     } else {
@@ -72,6 +79,10 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+fn ca_problem(message: String) -> FieldError {
+    FieldError::new("ca_file", message)
 }
 
 /// The name to verify and send as SNI — every prober's one rule: the configured

@@ -43,7 +43,8 @@ pub enum Reason {
     /// `fail_if_header_not_matches` (http modules).
     HeaderMismatch,
     /// The answer broke the module's TLS or protocol policy: `fail_if_ssl`, `fail_if_not_ssl`,
-    /// `valid_http_versions`, a TLS version outside `min_version` / `max_version`.
+    /// `valid_http_versions`, a TLS version outside `min_version` / `max_version`; or the
+    /// `/probe` guard refused a connection (`probe_guard:`).
     Policy,
     /// A line or message did not match what the module expects (tcp, unix and websocket
     /// `query_response`, `expect`).

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::diag::FieldError;
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
@@ -26,34 +27,44 @@ use rustls::SignatureScheme;
 pub fn pair<'a>(
     cert_file: Option<&'a str>,
     key_file: Option<&'a str>,
-) -> Result<Option<(&'a str, &'a str)>, String> {
+) -> Result<Option<(&'a str, &'a str)>, FieldError> {
     let set = |f: Option<&'a str>| f.filter(|s| !s.is_empty());
     match (set(cert_file), set(key_file)) {
         (None, None) => Ok(None),
         (Some(c), Some(k)) => Ok(Some((c, k))),
-        (Some(c), None) => Err(format!(
-            "tls_config.key_file: missing: cert_file ({c}) is set, and a client certificate needs its private key"
+        (Some(c), None) => Err(FieldError::new(
+            "tls_config.key_file",
+            format!(
+                "missing: cert_file ({c}) is set, and a client certificate needs its private key"
+            ),
         )),
-        (None, Some(k)) => Err(format!(
-            "tls_config.cert_file: missing: key_file ({k}) is set, and a private key needs its client certificate"
+        (None, Some(k)) => Err(FieldError::new(
+            "tls_config.cert_file",
+            format!(
+                "missing: key_file ({k}) is set, and a private key needs its client certificate"
+            ),
         )),
     }
 }
 
-fn read(field: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path)
-        .map_err(|e| format!("tls_config.{field}: cannot read {}: {e}", path.display()))
+fn read(field: &str, path: &Path) -> Result<Vec<u8>, FieldError> {
+    std::fs::read(path).map_err(|e| {
+        FieldError::new(
+            format!("tls_config.{field}"),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })
 }
 
-fn not_pem(field: &str, path: &Path, e: pem::Error) -> String {
-    format!(
-        "tls_config.{field}: {} is not valid PEM: {e}",
-        path.display()
+fn not_pem(field: &str, path: &Path, e: pem::Error) -> FieldError {
+    FieldError::new(
+        format!("tls_config.{field}"),
+        format!("{} is not valid PEM: {e}", path.display()),
     )
 }
 
 /// The certificate chain in `cert_file` (PEM `CERTIFICATE` blocks, leaf first).
-pub fn read_chain(cert_file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn read_chain(cert_file: &Path) -> Result<Vec<CertificateDer<'static>>, FieldError> {
     let pem = read("cert_file", cert_file)?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -64,9 +75,12 @@ pub fn read_chain(cert_file: &Path) -> Result<Vec<CertificateDer<'static>>, Stri
         } else {
             ""
         };
-        return Err(format!(
-            "tls_config.cert_file: {} holds no certificate (no CERTIFICATE block){hint}",
-            cert_file.display()
+        return Err(FieldError::new(
+            "tls_config.cert_file",
+            format!(
+                "{} holds no certificate (no CERTIFICATE block){hint}",
+                cert_file.display()
+            ),
         ));
     }
     Ok(chain)
@@ -74,12 +88,15 @@ pub fn read_chain(cert_file: &Path) -> Result<Vec<CertificateDer<'static>>, Stri
 
 /// The private key in `key_file` (the first `PRIVATE KEY`, `RSA PRIVATE KEY` or
 /// `EC PRIVATE KEY` block).
-pub fn read_key(key_file: &Path) -> Result<PrivateKeyDer<'static>, String> {
+pub fn read_key(key_file: &Path) -> Result<PrivateKeyDer<'static>, FieldError> {
     let pem = read("key_file", key_file)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
-        pem::Error::NoItemsFound => format!(
-            "tls_config.key_file: {} holds no private key (no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)",
-            key_file.display()
+        pem::Error::NoItemsFound => FieldError::new(
+            "tls_config.key_file",
+            format!(
+                "{} holds no private key (no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)",
+                key_file.display()
+            ),
         ),
         e => not_pem("key_file", key_file, e),
     })
@@ -91,28 +108,34 @@ pub fn load(
     cert_file: &Path,
     key_file: &Path,
     provider: &CryptoProvider,
-) -> Result<CertifiedKey, String> {
+) -> Result<CertifiedKey, FieldError> {
     let chain = read_chain(cert_file)?;
     let key = read_key(key_file)?;
     let signing = provider.key_provider.load_private_key(key).map_err(|e| {
-        format!(
-            "tls_config.key_file: the key in {} cannot be used: {e}",
-            key_file.display()
+        FieldError::new(
+            "tls_config.key_file",
+            format!("the key in {} cannot be used: {e}", key_file.display()),
         )
     })?;
     let ck = CertifiedKey::new(chain, signing);
     match ck.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(ck),
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err(format!(
-                "tls_config.key_file: the key in {} does not belong to the certificate in {}",
-                key_file.display(),
-                cert_file.display()
+            Err(FieldError::new(
+                "tls_config.key_file",
+                format!(
+                    "the key in {} does not belong to the certificate in {}",
+                    key_file.display(),
+                    cert_file.display()
+                ),
             ))
         }
-        Err(e) => Err(format!(
-            "tls_config.cert_file: the certificate in {} cannot be used: {e}",
-            cert_file.display()
+        Err(e) => Err(FieldError::new(
+            "tls_config.cert_file",
+            format!(
+                "the certificate in {} cannot be used: {e}",
+                cert_file.display()
+            ),
         )),
     }
 }
@@ -152,7 +175,7 @@ impl FileClientCert {
         cert_file: PathBuf,
         key_file: PathBuf,
         provider: Arc<CryptoProvider>,
-    ) -> Result<FileClientCert, String> {
+    ) -> Result<FileClientCert, FieldError> {
         let stamp = stamp(&cert_file, &key_file);
         let key = Arc::new(load(&cert_file, &key_file, &provider)?);
         Ok(FileClientCert {
@@ -246,12 +269,16 @@ mod tests {
         assert_eq!(pair(Some("c"), Some("k")), Ok(Some(("c", "k"))));
         let e = pair(Some("c.pem"), None).unwrap_err();
         assert!(
-            e.starts_with("tls_config.key_file: missing") && e.contains("c.pem"),
+            e.field == "tls_config.key_file"
+                && e.message.starts_with("missing")
+                && e.message.contains("c.pem"),
             "{e}"
         );
         let e = pair(None, Some("k.pem")).unwrap_err();
         assert!(
-            e.starts_with("tls_config.cert_file: missing") && e.contains("k.pem"),
+            e.field == "tls_config.cert_file"
+                && e.message.starts_with("missing")
+                && e.message.contains("k.pem"),
             "{e}"
         );
     }
@@ -280,30 +307,20 @@ mod tests {
         let empty = f.write("empty.pem", "nothing here\n");
         let other = f.write("other.pem", &other_key);
         let cases = [
-            (
-                &missing,
-                &k,
-                "tls_config.cert_file: cannot read",
-                "missing.pem",
-            ),
-            (
-                &c,
-                &missing,
-                "tls_config.key_file: cannot read",
-                "missing.pem",
-            ),
-            (&garbage, &k, "tls_config.cert_file:", "garbage.pem"),
-            (&empty, &k, "tls_config.cert_file:", "no certificate"),
-            (&c, &empty, "tls_config.key_file:", "no private key"),
-            (&k, &c, "tls_config.cert_file:", "swapped"),
-            (&c, &other, "tls_config.key_file:", "does not belong"),
+            (&missing, &k, "tls_config.cert_file", "cannot read"),
+            (&c, &missing, "tls_config.key_file", "cannot read"),
+            (&garbage, &k, "tls_config.cert_file", "garbage.pem"),
+            (&empty, &k, "tls_config.cert_file", "no certificate"),
+            (&c, &empty, "tls_config.key_file", "no private key"),
+            (&k, &c, "tls_config.cert_file", "swapped"),
+            (&c, &other, "tls_config.key_file", "does not belong"),
         ];
-        for (cert_file, key_file, start, has) in cases {
+        for (cert_file, key_file, field, has) in cases {
             let e = load(cert_file, key_file, &provider()).unwrap_err();
-            assert!(e.starts_with(start) && e.contains(has), "{e}");
+            assert!(e.field == field && e.message.contains(has), "{e}");
         }
         let e = load(&garbage, &k, &provider()).unwrap_err();
-        assert!(e.contains("not valid PEM"), "{e}");
+        assert!(e.message.contains("not valid PEM"), "{e}");
     }
 
     #[test]

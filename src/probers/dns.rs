@@ -40,6 +40,7 @@ pub use self::rr::RrValidator;
 use self::rr::Rules;
 use super::tcp::{ser_ip_protocol, split_host_port, validate_source_ip};
 use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
+use crate::diag::FieldError;
 use crate::net::{self, chain, fail_from, SocketOptions};
 use crate::probe::{Fail, Phases, Reason};
 
@@ -134,7 +135,7 @@ type Loaded = super::Loaded<Compiled>;
 impl DnsModule {
     /// Checks what serde cannot: the required name, type/class/rcode names, regexps. Each error
     /// starts with the field (`dns.query_type: ...`).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         self.check_name()?;
         self.build().map(|_| ())
     }
@@ -142,38 +143,53 @@ impl DnsModule {
     /// Validates (as [`DnsModule::validate`]) and keeps the compiled form (types, rcodes,
     /// regexps), so that a probe parses and compiles nothing. A module probed without it is
     /// compiled for that probe.
-    pub fn compile(&mut self) -> Result<(), String> {
+    pub fn compile(&mut self) -> Result<(), FieldError> {
         self.check_name()?;
         self.compiled = super::Loaded(Some(Arc::new(self.build()?)));
         Ok(())
     }
 
-    fn check_name(&self) -> Result<(), String> {
+    fn check_name(&self) -> Result<(), FieldError> {
         if self.query_name.is_empty() {
-            return Err("dns.query_name: query name must be set for DNS module".into());
+            return Err(FieldError::new(
+                "dns.query_name",
+                "query name must be set for DNS module",
+            ));
         }
         Ok(())
     }
 
-    fn build(&self) -> Result<Compiled, String> {
+    fn build(&self) -> Result<Compiled, FieldError> {
         validate_source_ip("dns", self.source_ip_address.as_deref())?;
-        let qtype = parse_type(&self.query_type).map_err(|e| format!("dns.query_type: {e}"))?;
-        let qclass = parse_class(&self.query_class).map_err(|e| format!("dns.query_class: {e}"))?;
+        let qtype =
+            parse_type(&self.query_type).map_err(|e| FieldError::new("dns.query_type", e))?;
+        let qclass =
+            parse_class(&self.query_class).map_err(|e| FieldError::new("dns.query_class", e))?;
         let mut valid_rcodes = Vec::with_capacity(self.valid_rcodes.len());
         for rc in &self.valid_rcodes {
             match rcode_value(rc) {
                 Some(v) => valid_rcodes.push(v),
-                None => return Err(format!("dns.valid_rcodes: `{rc}` is not a DNS rcode")),
+                None => {
+                    return Err(FieldError::new(
+                        "dns.valid_rcodes",
+                        format!("`{rc}` is not a DNS rcode"),
+                    ))
+                }
             }
         }
         if self.dns_over_tls && self.transport_protocol != Transport::Tcp {
-            return Err("dns.dns_over_tls: needs transport_protocol: tcp".into());
+            return Err(FieldError::new(
+                "dns.dns_over_tls",
+                "needs transport_protocol: tcp",
+            ));
         }
         let source = match &self.source_ip_address {
-            Some(s) => Some(
-                s.parse()
-                    .map_err(|_| format!("dns.source_ip_address: `{s}` is not an IP address"))?,
-            ),
+            Some(s) => Some(s.parse().map_err(|_| {
+                FieldError::new(
+                    "dns.source_ip_address",
+                    format!("`{s}` is not an IP address"),
+                )
+            })?),
             None => None,
         };
         let name = Name::from_utf8(&self.query_name)
@@ -394,7 +410,7 @@ pub async fn probe(
         None => {
             built = module.build().map_err(|e| {
                 plog!(log, "{e}");
-                Fail::new(Reason::Setup, e)
+                Fail::new(Reason::Setup, e.to_string())
             })?;
             &built
         }
@@ -410,6 +426,7 @@ pub async fn probe(
     facts.resolving = true;
     let ip = lookup(
         &host,
+        port.parse::<u16>().ok(),
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
@@ -644,9 +661,9 @@ async fn tcp_exchange(
     let cfg = module
         .tls_config
         .client_config(&[])
-        .map_err(|e| Fail::new(Reason::Setup, e))?;
+        .map_err(|e| Fail::new(Reason::Setup, e.to_string()))?;
     let name = net::tls::server_name(module.tls_config.server_name.as_deref(), host)
-        .map_err(|e| Fail::new(Reason::Setup, e))?;
+        .map_err(|e| Fail::new(Reason::Setup, e.to_string()))?;
     let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, stream)
         .await
@@ -720,7 +737,7 @@ mod tests {
         assert!(m.compiled.0.is_some());
         assert_eq!(m, plain);
         m.valid_rcodes = vec!["NOPE".into()];
-        assert!(m.compile().unwrap_err().starts_with("dns.valid_rcodes"));
+        assert_eq!(m.compile().unwrap_err().field, "dns.valid_rcodes");
     }
 
     #[test]

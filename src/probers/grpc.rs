@@ -40,6 +40,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use super::tcp::{ser_ip_protocol, split_host_port, TlsFacts};
 use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, TlsConfig, View};
+use crate::diag::FieldError;
 use crate::net::{self, chain, classify, SocketOptions};
 use crate::probe::{Fail, Phases, Reason};
 
@@ -107,30 +108,38 @@ type Loaded = super::Loaded<Metadata>;
 
 impl GrpcModule {
     /// Checks what serde cannot: metadata keys and values must be valid gRPC metadata.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         self.build().map(|_| ())
     }
 
     /// Validates (as [`GrpcModule::validate`]) and keeps the parsed metadata, so that a probe
     /// parses nothing. A module probed without it is compiled for that probe.
-    pub fn compile(&mut self) -> Result<(), String> {
+    pub fn compile(&mut self) -> Result<(), FieldError> {
         self.compiled = super::Loaded(Some(Arc::new(self.build()?)));
         Ok(())
     }
 
-    fn build(&self) -> Result<Metadata, String> {
+    fn build(&self) -> Result<Metadata, FieldError> {
         let mut out = Metadata::new();
         for (k, v) in &self.metadata {
             if k.ends_with("-bin") {
-                return Err(format!(
-                    "grpc.metadata: binary metadata key `{k}` is not supported"
+                return Err(FieldError::new(
+                    "grpc.metadata",
+                    format!("binary metadata key `{k}` is not supported"),
                 ));
             }
-            let key = MetadataKey::<Ascii>::from_bytes(k.as_bytes())
-                .map_err(|_| format!("grpc.metadata: `{k}` is not a valid metadata key"))?;
+            let key = MetadataKey::<Ascii>::from_bytes(k.as_bytes()).map_err(|_| {
+                FieldError::new(
+                    "grpc.metadata",
+                    format!("`{k}` is not a valid metadata key"),
+                )
+            })?;
             for val in v.values() {
                 let val = val.parse::<AsciiMetadataValue>().map_err(|_| {
-                    format!("grpc.metadata.{k}: `{val}` is not a valid metadata value")
+                    FieldError::new(
+                        format!("grpc.metadata.{k}"),
+                        format!("`{val}` is not a valid metadata value"),
+                    )
                 })?;
                 out.push((key.clone(), val));
             }
@@ -260,7 +269,7 @@ pub async fn probe(
         None => {
             built = module.build().map_err(|e| {
                 plog!(log, "{e}");
-                Fail::new(Reason::Setup, e)
+                Fail::new(Reason::Setup, e.to_string())
             })?;
             &built
         }
@@ -270,8 +279,14 @@ pub async fn probe(
         Fail::new(Reason::Setup, format!("could not parse target URL: {e}"))
     })?;
     facts.resolving = true;
+    let port = match port {
+        Some(p) => p,
+        None if module.tls => 443,
+        None => 80,
+    };
     let ip = lookup(
         &host,
+        Some(port),
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
@@ -279,11 +294,6 @@ pub async fn probe(
         log,
     )
     .await?;
-    let port = match port {
-        Some(p) => p,
-        None if module.tls => 443,
-        None => 80,
-    };
     let check_start = Instant::now();
     // Upstream bounds the check by the probe's deadline (0.23 called it with
     // `context.Background()` and could outlive the scrape): follow upstream, the deadline gives

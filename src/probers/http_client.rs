@@ -176,12 +176,13 @@ impl OAuth2 {
                 b = b.add_root_certificate(cert);
             }
             if let Some((c, k)) =
-                super::client_cert::pair(t.cert_file.as_deref(), t.key_file.as_deref())?
+                super::client_cert::pair(t.cert_file.as_deref(), t.key_file.as_deref())
+                    .map_err(|e| e.to_string())?
             {
                 // Checked with watchfire's messages first; reqwest takes key and chain as one PEM.
                 let (c, k) = (relative_to(file, c), relative_to(file, k));
-                super::client_cert::read_chain(&c)?;
-                super::client_cert::read_key(&k)?;
+                super::client_cert::read_chain(&c).map_err(|e| e.to_string())?;
+                super::client_cert::read_key(&k).map_err(|e| e.to_string())?;
                 let mut pem = std::fs::read(&k).map_err(|e| {
                     format!("tls_config.key_file: cannot read {}: {e}", k.display())
                 })?;
@@ -246,12 +247,12 @@ impl OAuth2 {
                 .form(&f)
                 .send()
                 .await
-                .map_err(|e| format!("oauth2: token request: {e}"))?;
+                .map_err(|e| format!("oauth2: token request: {}", e.without_url()))?;
             let status = resp.status();
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| format!("oauth2: token response: {e}"))?;
+                .map_err(|e| format!("oauth2: token response: {}", e.without_url()))?;
             if !status.is_success() {
                 last = format!(
                     "oauth2: cannot fetch token: {status}: {}",

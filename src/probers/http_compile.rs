@@ -417,18 +417,13 @@ fn tls(m: &HttpModule, file: &Path, p: &mut Problems) -> Tls {
         Ok(c) => Ok(c),
         // A CA file or client certificate that is not there (yet) fails the https probes, not
         // the config: blackbox reads them at probe time, and its own example names a CA file.
-        Err(msg) if paired.is_ok() && !cfg.missing_files().is_empty() => {
-            tracing::warn!(error = %msg, "http.tls_config cannot be used yet; https probes with this module will fail until it can");
-            Err((msg, cfg.clone()))
+        Err(e) if paired.is_ok() && !cfg.missing_files().is_empty() => {
+            tracing::warn!(error = %e, "http.tls_config cannot be used yet; https probes with this module will fail until it can");
+            Err((e.to_string(), cfg.clone()))
         }
-        Err(msg) => {
-            // `tls_config.cert_file: ...` is reported at that field.
-            match msg.split_once(": ") {
-                Some((f, rest)) if f.starts_with("tls_config.") && !f.contains(' ') => {
-                    p.add(f.to_string(), at.as_ref(), rest.to_string())
-                }
-                _ => p.add("tls_config".into(), at.as_ref(), msg.clone()),
-            }
+        Err(e) => {
+            let msg = e.to_string();
+            p.add(e.field, at.as_ref(), e.message);
             Err((msg, cfg.clone()))
         }
     };

@@ -2,7 +2,7 @@
 //! `CONNECT` tunnel, the hyper connection driven in the probe's own task, and the URL and header
 //! helpers of a hop (Host, Referer, cookies).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 
 use http::header::{HeaderName, HeaderValue};
@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use crate::net::{self, fail_from, SocketOptions};
+use crate::net::guard::Session;
+use crate::net::{self, fail_from, Policy, ResolveError, SocketOptions};
 use crate::probe::{Fail, Reason};
 
 /// The connection's IO without its half-close: once the answer is read, hyper would shut the
@@ -64,50 +65,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for NoShutdown<S> {
     }
 }
 
-pub(super) type ConnFuture =
-    Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>>;
-
-/// The connection's own future, driven alongside whatever the probe awaits (no task per probe:
-/// the socket closes the moment the probe is done with it).
-pub(super) struct Conn {
-    pub(super) fut: Option<ConnFuture>,
-}
-
-impl Conn {
-    pub(super) async fn drive<F: std::future::Future>(
-        &mut self,
-        f: F,
-    ) -> Result<F::Output, hyper::Error> {
-        tokio::pin!(f);
-        loop {
-            let ended = tokio::select! {
-                biased;
-                v = &mut f => return Ok(v),
-                r = async { self.fut.as_mut().expect("polled only while present").await }, if self.fut.is_some() => r,
-            };
-            self.fut = None;
-            ended?;
-        }
-    }
-}
-
-/// Resolves `host` the system's way (redirect targets, proxies), first address; a failure is
-/// [`Reason::Dns`].
+/// Resolves `host` the system's way (redirect targets, proxies: the resolver's first address,
+/// as Go's dialer starts with), checked by the `/probe` guard when there is one; a failure is
+/// [`Reason::Dns`], a refusal [`Reason::Policy`].
 pub(super) async fn lookup_first(
     host: &str,
     port: u16,
     deadline: Instant,
+    guard: Option<&Session>,
 ) -> Result<SocketAddr, Fail> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let detail = match timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
-        Err(_) => format!("lookup {host}: context deadline exceeded"),
-        Ok(Err(e)) => format!("lookup {host}: {e}"),
-        Ok(Ok(mut addrs)) => match addrs.next() {
-            Some(a) => return Ok(a),
-            None => format!("lookup {host}: no address"),
-        },
+    let resolved = net::resolve(host, Some(port), &Policy::SYSTEM, deadline, guard).await;
+    let detail = match resolved {
+        Ok(ip) => return Ok(SocketAddr::new(ip, port)),
+        Err(ResolveError::Denied(d)) => return Err(Fail::new(Reason::Policy, d.to_string())),
+        Err(ResolveError::TimedOut { .. }) => format!("lookup {host}: context deadline exceeded"),
+        Err(ResolveError::Lookup { source, .. }) => format!("lookup {host}: {source}"),
+        Err(ResolveError::NoAddress { .. }) => format!("lookup {host}: no address"),
     };
     Err(Fail::new(Reason::Dns, detail))
 }

@@ -20,7 +20,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
-use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout_at, Instant};
@@ -29,10 +28,12 @@ use super::http::{HttpProbe, ReqBody};
 use super::http_client::Proxy;
 use super::http_conn::{
     authority, bracket, connect, cookie_header, host_of, lookup_first, referer, strip_port, tunnel,
-    Conn, NoShutdown,
+    NoShutdown,
 };
 use super::{lookup, tls_info, Ctx, Log};
-use crate::net::fail_from;
+use crate::net::driver::{handshake_http1, ConnFuture, Driver, Http1Options};
+use crate::net::guard::Session;
+use crate::net::{self, fail_from};
 use crate::probe::{Fail, Reason};
 
 /// `User-Agent` sent when the module sets none.
@@ -77,7 +78,7 @@ struct Hop {
 /// A response head and the connection it came on.
 struct Answer {
     resp: http::Response<hyper::body::Incoming>,
-    conn: Conn,
+    conn: Driver<'static>,
     /// The handshake, when the hop used TLS.
     tls: Option<tls_info::Handshake>,
     first_byte: Instant,
@@ -124,7 +125,7 @@ async fn run(p: &HttpProbe, ctx: &Ctx, r: &mut Facts, log: &mut Log) -> Result<(
         plog!(
             log,
             "Making HTTP request url={} host={}",
-            hop.url,
+            crate::redact::url(hop.url.as_str()),
             hop.host_header
         );
         let jar_host = if hop.on_first {
@@ -194,6 +195,7 @@ async fn prepare(
         );
         let res = lookup(
             &host,
+            Some(port),
             p.ip_protocol,
             p.ip_protocol_fallback,
             ctx,
@@ -282,7 +284,11 @@ fn redirect(
     if matches!(status, 307 | 308) && matches!(p.body, ReqBody::File(_)) && !plan.body.is_empty() {
         return Ok(Redirect::Answer { errored: false });
     }
-    plog!(log, "Received redirect location={loc}");
+    plog!(
+        log,
+        "Received redirect location={}",
+        crate::redact::url(loc)
+    );
     let next = hop.url.join(loc).map_err(|e| {
         let detail =
             format!("Error for HTTP request: failed to parse Location header {loc:?}: {e}");
@@ -366,7 +372,9 @@ async fn exchange(
 ) -> Result<Answer, Fail> {
     let deadline = ctx.deadline;
     let tls = hop.url.scheme() == "https";
-    let (tcp, via_proxy, t_dns, t_connected) = open(p, plan, hop, index, deadline, r).await?;
+    let guard = ctx.guard.as_deref();
+    let (tcp, via_proxy, t_dns, t_connected) =
+        open(p, plan, hop, index, (deadline, guard), r).await?;
     let req = request(p, plan, hop, via_proxy, cookie, index)?;
     if !tls {
         let t_gotconn = Instant::now();
@@ -388,7 +396,7 @@ async fn exchange(
         // A CA file or client certificate missing at load: try again, it may be there now.
         Err((_, source)) => source
             .client_config(super::http::alpn(p.enable_http2))
-            .map_err(|e| Fail::new(Reason::Setup, e))?,
+            .map_err(|e| Fail::new(Reason::Setup, e.to_string()))?,
     };
     let connector = tokio_rustls::TlsConnector::from(config);
     let stream = match timeout_at(deadline, connector.connect(name, tcp)).await {
@@ -424,13 +432,14 @@ async fn exchange(
 
 /// The hop's TCP connection: to its proxy or its address (the first hop's resolved one), through
 /// a proxy's `CONNECT` tunnel for https. Also whether a proxy is used, and when the lookup and
-/// the connect ended.
+/// the connect ended. Under a `/probe` guard every address connected to is checked: the hop's,
+/// or the proxy's and (resolved here) the target's behind it.
 async fn open<'p>(
     p: &'p HttpProbe,
     plan: &Plan,
     hop: &Hop,
     index: usize,
-    deadline: Instant,
+    (deadline, guard): (Instant, Option<&Session>),
     r: &mut Facts,
 ) -> Result<(tokio::net::TcpStream, Option<&'p Proxy>, Instant, Instant), Fail> {
     let tls = hop.url.scheme() == "https";
@@ -443,9 +452,14 @@ async fn open<'p>(
     let proxy_host = first_ip.map_or_else(|| host.clone(), |ip| ip.to_string());
     let via_proxy = p.proxies.for_target(hop.url.scheme(), &proxy_host, port);
     let addr = match (via_proxy, first_ip) {
-        (Some(px), _) => lookup_first(&px.host, px.port, deadline).await?,
+        (Some(px), ip) => {
+            if let (Some(g), None) = (guard, ip) {
+                behind_proxy(&host, port, deadline, g).await?;
+            }
+            lookup_first(&px.host, px.port, deadline, guard).await?
+        }
         (None, Some(ip)) => SocketAddr::new(ip, plan.port),
-        (None, None) => lookup_first(&host, port, deadline).await?,
+        (None, None) => lookup_first(&host, port, deadline, guard).await?,
     };
     let t_dns = Instant::now();
     if index > 0 {
@@ -464,6 +478,19 @@ async fn open<'p>(
         .await?;
     }
     Ok((tcp, via_proxy, t_dns, t_connected))
+}
+
+/// Checks a target the proxy will connect to, resolved here: a name this host cannot resolve
+/// is refused, since the guard cannot tell where the proxy would take it.
+async fn behind_proxy(host: &str, port: u16, deadline: Instant, g: &Session) -> Result<(), Fail> {
+    match net::resolve(host, Some(port), &net::Policy::SYSTEM, deadline, Some(g)).await {
+        Ok(_) => Ok(()),
+        Err(net::ResolveError::Denied(d)) => Err(Fail::new(Reason::Policy, d.to_string())),
+        Err(e) => Err(Fail::new(
+            Reason::Policy,
+            format!("the probe guard cannot check {host} behind the proxy: {e}"),
+        )),
+    }
 }
 
 /// The hop's request: URI (absolute-form through a plain-HTTP proxy), the module's headers
@@ -544,7 +571,7 @@ fn request(
 
 /// Drives the connection until the response head arrives (HTTP/1.1 and HTTP/2 alike).
 async fn await_head<F, S>(
-    conn: super::http_conn::ConnFuture,
+    conn: ConnFuture<'static>,
     response: F,
     sender: S,
     deadline: Instant,
@@ -555,7 +582,7 @@ where
     F: std::future::Future<Output = Result<http::Response<hyper::body::Incoming>, hyper::Error>>,
     S: Send + 'static,
 {
-    let mut conn = Conn { fut: Some(conn) };
+    let mut conn = Driver::new(conn);
     let resp = match timeout_at(deadline, conn.drive(response)).await {
         Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),
         Ok(Err(e)) => return Err(fail_from(Reason::Reset, "connection", &e)),
@@ -573,6 +600,13 @@ where
     })
 }
 
+/// blackbox's HTTP/1.1 client: Title-Case header names as Go writes them, and response heads up
+/// to 256 KiB.
+const HTTP1: Http1Options = Http1Options {
+    max_buf_size: 256 * 1024,
+    title_case_headers: true,
+};
+
 /// HTTP/1.1 handshake on `io`, the request, the response head.
 async fn send<S>(
     io: S,
@@ -584,10 +618,7 @@ async fn send<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let hs = http1::Builder::new()
-        .title_case_headers(true)
-        .max_buf_size(256 * 1024)
-        .handshake::<_, Full<Bytes>>(TokioIo::new(NoShutdown(io)));
+    let hs = handshake_http1(NoShutdown(io), HTTP1);
     let (mut sender, conn) = match timeout_at(deadline, hs).await {
         Err(_) => return Err(Fail::new(Reason::Timeout, "context deadline exceeded")),
         Ok(Err(e)) => return Err(fail_from(Reason::Protocol, "HTTP handshake", &e)),

@@ -40,6 +40,7 @@ use tokio::time::Instant;
 
 use super::tcp::ser_ip_protocol;
 use super::{lookup, Ctx, IpProtocol, Log, Output, Resolved, View};
+use crate::diag::FieldError;
 use crate::net::classify;
 use crate::probe::{Fail, Phases, Reason};
 
@@ -81,19 +82,26 @@ impl Default for IcmpModule {
 
 impl IcmpModule {
     /// Checks what serde cannot: `ttl` range, the source address.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.ttl < 0 {
-            return Err("icmp.ttl: \"ttl\" cannot be negative".into());
+            return Err(FieldError::new("icmp.ttl", "\"ttl\" cannot be negative"));
         }
         if self.ttl > 255 {
-            return Err("icmp.ttl: \"ttl\" cannot exceed 255".into());
+            return Err(FieldError::new("icmp.ttl", "\"ttl\" cannot exceed 255"));
         }
         if self.payload_size > 65_000 {
-            return Err("icmp.payload_size: cannot exceed 65000 bytes".into());
+            return Err(FieldError::new(
+                "icmp.payload_size",
+                "cannot exceed 65000 bytes",
+            ));
         }
         if let Some(src) = &self.source_ip_address {
-            src.parse::<std::net::IpAddr>()
-                .map_err(|_| format!("icmp.source_ip_address: `{src}` is not an IP address"))?;
+            src.parse::<std::net::IpAddr>().map_err(|_| {
+                FieldError::new(
+                    "icmp.source_ip_address",
+                    format!("`{src}` is not an IP address"),
+                )
+            })?;
         }
         Ok(())
     }
@@ -208,6 +216,7 @@ pub async fn probe(
     };
     let dst = lookup(
         &ctx.target,
+        None,
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
@@ -666,12 +675,12 @@ mod tests {
             ttl: 256,
             ..Default::default()
         };
-        assert!(m.validate().unwrap_err().starts_with("icmp.ttl"));
+        assert_eq!(m.validate().unwrap_err().field, "icmp.ttl");
         let m = IcmpModule {
             ttl: -1,
             ..Default::default()
         };
-        assert!(m.validate().unwrap_err().starts_with("icmp.ttl"));
+        assert_eq!(m.validate().unwrap_err().field, "icmp.ttl");
         assert!(IcmpModule::default().validate().is_ok());
     }
 }

@@ -28,7 +28,7 @@
 macro_rules! plog {
     ($log:expr, $($arg:tt)*) => {
         if $log.on() {
-            $log.line(format!($($arg)*));
+            $log.write(format_args!($($arg)*));
         }
     };
 }
@@ -54,7 +54,7 @@ pub mod tls_info;
 pub mod unix;
 pub mod websocket;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +62,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::expo::{Families, Type};
+use crate::net;
 use crate::probe::{Fail, Phases, Reason};
 
 /// The metrics of one probe as `/probe` answers them (blackbox's families, buffered and sorted as
@@ -196,6 +197,9 @@ pub struct Ctx {
     pub deadline: Instant,
     /// The effective timeout.
     pub timeout: Duration,
+    /// The `/probe` guard every connection of this probe is checked against (`None` for
+    /// scheduled targets and when no `probe_guard:` is configured).
+    pub guard: Option<Arc<net::guard::Session>>,
 }
 
 impl Ctx {
@@ -218,11 +222,14 @@ pub enum IpProtocol {
 }
 
 /// Resolves `host` like blackbox_exporter does: the preferred family first, the other one when
-/// `fallback` allows. An IP literal resolves to itself with a lookup time of 0. What happened is
-/// kept in `facts` (rendered as `probe_dns_lookup_time_seconds`, `probe_ip_protocol` and
-/// `probe_ip_addr_hash`); a failure is [`Reason::Dns`].
+/// `fallback` allows ([`net::resolve()`]). An IP literal resolves to itself with a lookup time of
+/// 0. What happened is kept in `facts` (rendered as `probe_dns_lookup_time_seconds`,
+/// `probe_ip_protocol` and `probe_ip_addr_hash`); a failure is [`Reason::Dns`]. Under a `/probe`
+/// guard ([`Ctx::guard`]) the address is checked with `port` (`None` when the probe has none);
+/// a refusal is [`Reason::Policy`].
 pub async fn lookup(
     host: &str,
+    port: Option<u16>,
     preferred: IpProtocol,
     fallback: bool,
     ctx: &Ctx,
@@ -231,30 +238,15 @@ pub async fn lookup(
 ) -> Result<IpAddr, Fail> {
     let start = Instant::now();
     let host_trim = host.trim_start_matches('[').trim_end_matches(']');
-    let result = if let Ok(ip) = host_trim.parse::<IpAddr>() {
-        Ok(ip)
-    } else {
-        let lookup = tokio::net::lookup_host((host_trim, 0));
-        match tokio::time::timeout(ctx.remaining(), lookup).await {
-            Err(_) => Err(format!("resolving {host_trim} timed out")),
-            Ok(Err(e)) => Err(format!("cannot resolve {host_trim}: {e}")),
-            Ok(Ok(addrs)) => {
-                let addrs: Vec<IpAddr> = addrs.map(|a: SocketAddr| a.ip()).collect();
-                let want_v6 = preferred == IpProtocol::Ip6;
-                let pick = addrs
-                    .iter()
-                    .find(|a| a.is_ipv6() == want_v6)
-                    .or_else(|| if fallback { addrs.first() } else { None })
-                    .copied();
-                pick.ok_or_else(|| {
-                    format!(
-                        "{host_trim} has no {} address",
-                        if want_v6 { "IPv6" } else { "IPv4" }
-                    )
-                })
-            }
-        }
+    let policy = net::Policy {
+        preferred: Some(match preferred {
+            IpProtocol::Ip4 => net::Family::V4,
+            IpProtocol::Ip6 => net::Family::V6,
+        }),
+        fallback,
+        source: None,
     };
+    let result = net::resolve(host_trim, port, &policy, ctx.deadline, ctx.guard.as_deref()).await;
     facts.lookup = Some(start.elapsed());
     facts.ip = result.as_ref().ok().copied();
     match result {
@@ -262,11 +254,19 @@ pub async fn lookup(
             plog!(log, "resolved {host_trim} to {ip}");
             Ok(ip)
         }
-        Err(e) => {
-            plog!(log, "error resolving address: {e}");
-            Err(Fail::new(Reason::Dns, e))
-        }
+        Err(e) => Err(resolve_fail(e, log)),
     }
+}
+
+/// The failure a [`net::ResolveError`] is: [`Reason::Policy`] for a guard's refusal,
+/// [`Reason::Dns`] otherwise.
+pub(crate) fn resolve_fail(e: net::ResolveError, log: &mut Log) -> Fail {
+    if let net::ResolveError::Denied(d) = &e {
+        plog!(log, "{d}");
+        return Fail::new(Reason::Policy, d.to_string());
+    }
+    plog!(log, "error resolving address: {e}");
+    Fail::new(Reason::Dns, e.to_string())
 }
 
 /// What resolving the target found: rendered as blackbox's `probe_dns_lookup_time_seconds`,
@@ -324,7 +324,7 @@ impl Log {
     /// A log whose timestamps count from now.
     pub fn new() -> Log {
         Log {
-            lines: Vec::new(),
+            lines: Vec::with_capacity(16),
             started: Some(Instant::now()),
         }
     }
@@ -344,6 +344,17 @@ impl Log {
         let Some(started) = self.started else { return };
         let at = started.elapsed().as_secs_f64();
         self.lines.push(format!("{at:.6}s {}", line.as_ref()));
+    }
+
+    /// Adds a line formatted straight into its stamped form (one allocation; what [`plog!`]
+    /// calls); dropped when the log is off.
+    pub fn write(&mut self, args: std::fmt::Arguments<'_>) {
+        use std::fmt::Write as _;
+        let Some(started) = self.started else { return };
+        let at = started.elapsed().as_secs_f64();
+        let mut line = String::with_capacity(96);
+        let _ = write!(line, "{at:.6}s {args}");
+        self.lines.push(line);
     }
 
     /// The lines so far.
@@ -473,14 +484,17 @@ impl TlsConfig {
     /// Builds a rustls client config (ALPN as given), with the client certificate of
     /// `cert_file` / `key_file` when they are set ([`client_cert::FileClientCert`]: reloaded when
     /// the files change). Errors name the field and the file.
-    pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConfig>, String> {
+    pub fn client_config(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ClientConfig>, crate::diag::FieldError> {
         let identity = client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref())?;
         let opts = crate::net::tls::TlsOptions {
             insecure_skip_verify: self.insecure_skip_verify,
             ca_file: self.ca_file.as_ref().map(Into::into),
             server_name: self.server_name.clone(),
         };
-        let base = crate::net::tls::client_config(&opts)?;
+        let base = crate::net::tls::client_config(&opts).map_err(|e| e.under("tls_config"))?;
         let mut cfg = (*base).clone();
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         if let Some((cert_file, key_file)) = identity {
@@ -525,11 +539,7 @@ impl TlsConfig {
         if *self == TlsConfig::default() {
             return Ok(());
         }
-        // The client-certificate checks name their field in the text (`tls_config.key_file:
-        // ...`); any other problem is about `tls_config` as a whole.
-        let problem = |text: String| {
-            crate::diag::FieldError::from_text("tls_config.", "tls_config", text).under(section)
-        };
+        let problem = |e: crate::diag::FieldError| e.under(section);
         client_cert::pair(self.cert_file.as_deref(), self.key_file.as_deref()).map_err(problem)?;
         let missing = self.missing_files();
         if !missing.is_empty() {

@@ -28,6 +28,7 @@ use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::{IpProtocol, Output, Resolved, TlsConfig, View};
+use crate::diag::FieldError;
 use crate::probe::Phases;
 
 /// Bytes of a `send` or `expect_bytes`: a YAML string, or a `!!binary` value (base64) for
@@ -279,10 +280,11 @@ pub(crate) fn ser_ip_protocol<S: serde::Serializer>(
 }
 
 /// Checks a `source_ip_address` option.
-pub(crate) fn validate_source_ip(prober: &str, src: Option<&str>) -> Result<(), String> {
+pub(crate) fn validate_source_ip(prober: &str, src: Option<&str>) -> Result<(), FieldError> {
     match src {
-        Some(s) if s.parse::<IpAddr>().is_err() => Err(format!(
-            "{prober}.source_ip_address: `{s}` is not an IP address"
+        Some(s) if s.parse::<IpAddr>().is_err() => Err(FieldError::new(
+            format!("{prober}.source_ip_address"),
+            format!("`{s}` is not an IP address"),
         )),
         _ => Ok(()),
     }
@@ -299,13 +301,13 @@ fn is_label_name(name: &str) -> bool {
 impl TcpModule {
     /// Checks what serde cannot: regexps, `expect` / `expect_bytes` exclusion, label names and
     /// the source address. Errors start with the field (`tcp.query_response[0].expect: ...`).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         self.clone().compile()
     }
 
     /// The load-time step: checks the module as [`TcpModule::validate`] does and keeps each
     /// `expect` compiled, so that probes only use it.
-    pub fn compile(&mut self) -> Result<(), String> {
+    pub fn compile(&mut self) -> Result<(), FieldError> {
         validate_source_ip("tcp", self.source_ip_address.as_deref())?;
         compile_steps("tcp", &mut self.query_response)
     }
@@ -321,28 +323,34 @@ impl TcpModule {
 /// Checks the `query_response` steps of a `prober` (`tcp`, `unix`) module and keeps each
 /// `expect` compiled: regexps, `expect` / `expect_bytes` exclusion, label names. Errors start
 /// with the field (`unix.query_response[0].expect: ...`).
-pub(crate) fn compile_steps(prober: &str, steps: &mut [QueryResponse]) -> Result<(), String> {
+pub(crate) fn compile_steps(prober: &str, steps: &mut [QueryResponse]) -> Result<(), FieldError> {
     for (i, qr) in steps.iter_mut().enumerate() {
         let field = format!("{prober}.query_response[{i}]");
         if let Some(re) = &qr.expect {
-            let compiled = Regex::new(re)
-                .map_err(|e| format!("{field}.expect: invalid regexp `{re}`: {e}"))?;
+            let compiled = Regex::new(re).map_err(|e| {
+                FieldError::new(
+                    format!("{field}.expect"),
+                    format!("invalid regexp `{re}`: {e}"),
+                )
+            })?;
             qr.compiled = Compiled(OnceLock::from(compiled));
         }
         if qr.expect.is_some() && qr.expect_bytes.is_some() {
-            return Err(format!(
-                "{field}.expect_bytes: expect and expect_bytes are mutually exclusive"
+            return Err(FieldError::new(
+                format!("{field}.expect_bytes"),
+                "expect and expect_bytes are mutually exclusive",
             ));
         }
         if !qr.labels.is_empty() && qr.expect.is_none() {
-            return Err(format!(
-                "{field}.labels: needs an `expect` to take values from"
+            return Err(FieldError::new(
+                format!("{field}.labels"),
+                "needs an `expect` to take values from",
             ));
         }
         if let Some(l) = qr.labels.iter().find(|l| !is_label_name(&l.name)) {
-            return Err(format!(
-                "{field}.labels: `{}` is not a valid label name",
-                l.name
+            return Err(FieldError::new(
+                format!("{field}.labels"),
+                format!("`{}` is not a valid label name", l.name),
             ));
         }
     }
@@ -470,12 +478,12 @@ mod tests {
             ..Default::default()
         };
         let e = m.validate().unwrap_err();
-        assert!(e.starts_with("tcp.query_response[0].expect"), "{e}");
+        assert_eq!(e.field, "tcp.query_response[0].expect", "{e}");
         let m = TcpModule {
             source_ip_address: Some("nope".into()),
             ..Default::default()
         };
-        assert!(m.validate().unwrap_err().contains("source_ip_address"));
+        assert_eq!(m.validate().unwrap_err().field, "tcp.source_ip_address");
         let m = TcpModule {
             query_response: vec![QueryResponse {
                 expect: Some("x".into()),
@@ -485,7 +493,7 @@ mod tests {
             ..Default::default()
         };
         let e = m.validate().unwrap_err();
-        assert!(e.starts_with("tcp.query_response[0].expect_bytes"), "{e}");
+        assert_eq!(e.field, "tcp.query_response[0].expect_bytes", "{e}");
     }
 
     #[test]

@@ -324,9 +324,9 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<tokio_rustls::client::TlsStream<S>, Fail> {
     let cfg = tls_config
         .client_config(&[])
-        .map_err(|e| Fail::new(Reason::Setup, e))?;
+        .map_err(|e| Fail::new(Reason::Setup, e.to_string()))?;
     let name = crate::net::tls::server_name(tls_config.server_name.as_deref(), host)
-        .map_err(|e| Fail::new(Reason::Setup, e))?;
+        .map_err(|e| Fail::new(Reason::Setup, e.to_string()))?;
     let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, io)
         .await

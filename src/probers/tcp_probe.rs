@@ -39,6 +39,7 @@ pub async fn probe(
     };
     let ip = lookup(
         &host,
+        port.parse::<u16>().ok(),
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::tcp::{self, compile_steps, QueryResponse};
 use super::tcp_dialogue::{converse, open, Script};
 use super::{Ctx, Log, Output, TlsConfig, View};
+use crate::diag::FieldError;
 use crate::net::classify;
 use crate::probe::{Fail, Phases, Reason};
 
@@ -51,7 +52,7 @@ pub struct UnixModule {
 impl UnixModule {
     /// The load-time step: checks the steps as the tcp prober does and keeps each `expect`
     /// compiled. Errors start with the field (`unix.query_response[0].expect: ...`).
-    pub fn compile(&mut self) -> Result<(), String> {
+    pub fn compile(&mut self) -> Result<(), FieldError> {
         compile_steps("unix", &mut self.query_response)
     }
 
@@ -183,10 +184,8 @@ mod tests {
         let mut m: UnixModule =
             serde_saphyr::from_str("{query_response: [{expect: '('}]}").expect("parses");
         let e = m.compile().unwrap_err();
-        assert!(
-            e.starts_with("unix.query_response[0].expect: invalid regexp"),
-            "{e}"
-        );
+        assert_eq!(e.field, "unix.query_response[0].expect");
+        assert!(e.message.starts_with("invalid regexp"), "{e}");
     }
 
     #[test]

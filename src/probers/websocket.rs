@@ -187,7 +187,7 @@ impl WebsocketModule {
         let tls = if tls_cfg.missing_files().is_empty() {
             let cfg = tls_cfg
                 .client_config(&[])
-                .map_err(|e| bad("http_config.tls_config".into(), e))?;
+                .map_err(|e| bad(format!("http_config.{}", e.field), e.message))?;
             Some(cfg)
         } else {
             None
@@ -468,7 +468,11 @@ pub async fn probe(
     };
     let target = parse_target(&ctx.target)
         .map_err(|e| setup(log, format!("could not parse target URL: {e}")))?;
-    plog!(log, "probing websocket target={}", target.url);
+    plog!(
+        log,
+        "probing websocket target={}",
+        crate::redact::url(target.url.as_str())
+    );
     facts.started = true;
     let built;
     let compiled = match &module.compiled {
@@ -487,6 +491,7 @@ pub async fn probe(
     };
     let ip = lookup(
         &target.host,
+        Some(target.port),
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,

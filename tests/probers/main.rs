@@ -33,6 +33,7 @@ fn ctx(target: &str, timeout: Duration) -> Ctx {
         hostname: None,
         deadline: Instant::now() + timeout,
         timeout,
+        guard: None,
     }
 }
 
@@ -212,7 +213,7 @@ fn unknown_fields_and_bad_values_are_rejected_naming_the_field() {
     assert!(serde_saphyr::from_str::<IcmpModule>("ttl: x").is_err());
     assert!(serde_saphyr::from_str::<GrpcModule>("services: x").is_err());
     assert!(serde_saphyr::from_str::<TcpModule>("query_response: [{expect: x, sned: y}]").is_err());
-    let cases: Vec<(Result<(), String>, &str)> = vec![
+    let cases: Vec<(Result<(), watchfire::diag::FieldError>, &str)> = vec![
         (module::<DnsModule>("{}").validate(), "dns.query_name"),
         (
             module::<DnsModule>("query_name: x\nquery_type: BOGUS").validate(),
@@ -263,7 +264,7 @@ fn unknown_fields_and_bad_values_are_rejected_naming_the_field() {
     ];
     for (result, field) in cases {
         let e = result.expect_err(field);
-        assert!(e.starts_with(field), "`{e}` should name {field}");
+        assert_eq!(e.field, field, "`{e}` should name {field}");
     }
 }
 

@@ -4,7 +4,7 @@
 //! connection to it is closed at once, so that the requests waiting on it (a frozen process
 //! accepts and never answers) end now instead of at the proxy timeout.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -19,7 +19,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use super::ConnCtx;
 use crate::config::Instance;
-use crate::net::{self, SocketOptions};
+use crate::net::{self, Policy, ResolveError, SocketOptions};
 use crate::probe::{Fail, Reason};
 
 /// A request body towards an instance: the client's, streamed, or none (a request sent again).
@@ -98,21 +98,14 @@ pub(super) enum Attempt {
     Evicted(Option<Request<UpBody>>),
 }
 
-/// Where `inst` is: its address when its host is an IP literal, else the addresses its name
-/// resolves to (in the resolver's order).
-async fn addresses(inst: &Instance) -> Result<Vec<SocketAddr>, Fail> {
-    let host = inst.host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, inst.port)]);
+/// Where `inst` is ([`net::resolve`]: an IP literal as it is, a name by the system's address
+/// selection).
+async fn address(inst: &Instance, deadline: Instant) -> Result<SocketAddr, Fail> {
+    match net::resolve(&inst.host, Some(inst.port), &Policy::SYSTEM, deadline, None).await {
+        Ok(ip) => Ok(SocketAddr::new(ip, inst.port)),
+        Err(ResolveError::TimedOut { .. }) => Err(timed_out(inst)),
+        Err(e) => Err(net::fail_from(Reason::Dns, "resolving", &e)),
     }
-    let found = tokio::net::lookup_host((host, inst.port))
-        .await
-        .map_err(|e| net::fail_from(Reason::Dns, &format!("resolving {host}"), &e))?;
-    let all: Vec<SocketAddr> = found.collect();
-    if all.is_empty() {
-        return Err(Fail::new(Reason::Dns, format!("{host} has no address")));
-    }
-    Ok(all)
 }
 
 /// Opens a connection to `inst` within `connect_timeout` and starts its task, which ends with
@@ -129,27 +122,11 @@ pub(super) async fn connect(
         nodelay: true,
         ..SocketOptions::default()
     };
-    let mut last = None;
-    let mut stream = None;
-    for addr in timeout_at(deadline, addresses(inst))
+    let addr = address(inst, deadline).await?;
+    let context = || format!("connecting to {}", inst.authority);
+    let stream = timeout_at(deadline, net::connect(addr, opts, context))
         .await
-        .map_err(|_| timed_out(inst))??
-    {
-        let context = || format!("connecting to {}", inst.authority);
-        match timeout_at(deadline, net::connect(addr, opts, context)).await {
-            Err(_) => return Err(timed_out(inst)),
-            Ok(Ok(s)) => {
-                stream = Some(s);
-                break;
-            }
-            // Out of file descriptors or ports: no other address will do better.
-            Ok(Err(f)) if f.reason.is_local() => return Err(f),
-            Ok(Err(f)) => last = Some(f),
-        }
-    }
-    let Some(stream) = stream else {
-        return Err(last.unwrap_or_else(|| Fail::new(Reason::Connect, "no address")));
-    };
+        .map_err(|_| timed_out(inst))??;
     let (sender, conn) = client::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

@@ -1,6 +1,7 @@
 //! The dns prober's resource-record checks: the `validate_*_rrs` options, compiled once at load,
 //! and RRs in miekg/dns's presentation format, which the regexps match.
 
+use crate::diag::FieldError;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -26,12 +27,16 @@ pub struct RrValidator {
 
 impl RrValidator {
     /// Compiles the four lists; an error names the field (`dns.{section}.{field}: ...`).
-    pub(super) fn compile(&self, section: &str) -> Result<Rules, String> {
-        let compile = |field: &str, list: &[String]| -> Result<Vec<Regex>, String> {
+    pub(super) fn compile(&self, section: &str) -> Result<Rules, FieldError> {
+        let compile = |field: &str, list: &[String]| -> Result<Vec<Regex>, FieldError> {
             list.iter()
                 .map(|re| {
-                    Regex::new(re)
-                        .map_err(|e| format!("dns.{section}.{field}: invalid regexp `{re}`: {e}"))
+                    Regex::new(re).map_err(|e| {
+                        FieldError::new(
+                            format!("dns.{section}.{field}"),
+                            format!("invalid regexp `{re}`: {e}"),
+                        )
+                    })
                 })
                 .collect()
         };
@@ -203,9 +208,9 @@ mod tests {
             ..RrValidator::default()
         };
         let e = v.compile("validate_additional_rrs").unwrap_err();
-        assert!(
-            e.starts_with("dns.validate_additional_rrs.fail_if_none_matches_regexp: "),
-            "{e}"
+        assert_eq!(
+            e.field,
+            "dns.validate_additional_rrs.fail_if_none_matches_regexp"
         );
     }
 

@@ -8,9 +8,9 @@ use tokio::time::timeout_at;
 
 use super::super::http::HttpProbe;
 use super::super::http_body::{self, check_body_regexps, check_cel, check_headers, Decoder, Sink};
-use super::super::http_conn::Conn;
 use super::super::Log;
 use super::{Answer, Facts, Hop, TRANSFER};
+use crate::net::driver::Driver;
 use crate::net::fail_from;
 use crate::probe::{Fail, Reason};
 use crate::probers::Ctx;
@@ -142,7 +142,7 @@ async fn read_body(
     r: &mut Facts,
     log: &mut Log,
     resp: http::Response<hyper::body::Incoming>,
-    conn: &mut Conn,
+    conn: &mut Driver<'_>,
     keep: bool,
     verdict: &mut Verdict,
 ) {

@@ -20,7 +20,6 @@ mod timed;
 pub use check::{Expect, HttpCheck, ProbeUrl, DEFAULT_BODY_LIMIT};
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,11 +29,11 @@ use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
+use crate::net::driver::{handshake_http1, Driver, Http1Options};
 use crate::net::{self, fail_from, SocketOptions};
 use crate::probe::{Fail, Outcome, Phases, Reason};
 
@@ -76,7 +75,7 @@ impl HttpProber {
     /// once).
     pub fn new(spec: Arc<HttpCheck>, timeout: Duration) -> Result<HttpProber, String> {
         let tls = if spec.url.tls {
-            Some(crate::net::tls::client_config(&spec.tls)?)
+            Some(crate::net::tls::client_config(&spec.tls).map_err(|e| e.message)?)
         } else {
             None
         };
@@ -179,7 +178,16 @@ impl HttpProber {
                 *reused = true;
                 let t0 = Instant::now();
                 match self
-                    .exchange(sender, None, &marks, t0, stage, phases, status, body_bytes)
+                    .exchange(
+                        sender,
+                        Driver::detached(),
+                        &marks,
+                        t0,
+                        stage,
+                        phases,
+                        status,
+                        body_bytes,
+                    )
                     .await
                 {
                     Err(f) if f.reason == Reason::Reset && status.is_none() => {
@@ -243,17 +251,14 @@ impl HttpProber {
         if let Some(ip) = url.ip {
             return Ok(SocketAddr::new(ip, url.port));
         }
-        let addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
-            .await
-            .map_err(|e| Fail::new(Reason::Dns, format!("cannot resolve {}: {e}", url.host)))?;
-        phases.resolve = started.elapsed();
-        let mut addrs: Vec<SocketAddr> = addrs.collect();
         // Prefer IPv4 when both exist: loopback and most internal services answer there.
-        addrs.sort_by_key(|a| a.is_ipv6());
-        addrs
-            .into_iter()
-            .next()
-            .ok_or_else(|| Fail::new(Reason::Dns, format!("{} has no address", url.host)))
+        let policy = net::Policy::prefer(net::Family::V4);
+        let deadline = started + self.timeout;
+        let ip = net::resolve(&url.host, Some(url.port), &policy, deadline, None)
+            .await
+            .map_err(|e| Fail::new(Reason::Dns, e.to_string()))?;
+        phases.resolve = started.elapsed();
+        Ok(SocketAddr::new(ip, url.port))
     }
 
     async fn handshake_and_exchange<T>(
@@ -268,9 +273,7 @@ impl HttpProber {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let hs = http1::Builder::new()
-            .max_buf_size(64 * 1024)
-            .handshake::<_, Full<Bytes>>(TokioIo::new(io));
+        let hs = handshake_http1(io, HTTP1);
         *stage = Stage::Handshake;
         let (sender, conn) = hs
             .await
@@ -281,24 +284,16 @@ impl HttpProber {
                 let _ = conn.await;
             });
             let t0 = Instant::now();
-            self.exchange(sender, None, marks, t0, stage, phases, status, body_bytes)
+            let conn = Driver::detached();
+            self.exchange(sender, conn, marks, t0, stage, phases, status, body_bytes)
                 .await
         } else {
             // Drive the connection in this task: no spawn per probe, and the socket closes the
             // moment the probe returns.
             let t0 = Instant::now();
-            let conn: ConnFuture<'_> = Box::pin(conn);
-            self.exchange(
-                sender,
-                Some(conn),
-                marks,
-                t0,
-                stage,
-                phases,
-                status,
-                body_bytes,
-            )
-            .await
+            let conn = Driver::new(Box::pin(conn));
+            self.exchange(sender, conn, marks, t0, stage, phases, status, body_bytes)
+                .await
         }
     }
 
@@ -306,7 +301,7 @@ impl HttpProber {
     async fn exchange(
         &self,
         mut sender: Sender,
-        mut conn: Option<ConnFuture<'_>>,
+        mut conn: Driver<'_>,
         marks: &Arc<Marks>,
         t_send: Instant,
         stage: &mut Stage,
@@ -316,30 +311,45 @@ impl HttpProber {
     ) -> Result<(), Fail> {
         marks.reset();
         let req = self.request();
-        let mut conn_done = conn.is_none();
-        let response = async {
-            let send = sender.send_request(req);
-            tokio::pin!(send);
-            loop {
-                tokio::select! {
-                    biased;
-                    r = &mut send => return r.map_err(|e| fail_from(Reason::Protocol, "request", &e)),
-                    r = async { conn.as_mut().expect("polled only while present").await }, if !conn_done => {
-                        conn_done = true;
-                        if let Err(e) = r {
-                            return Err(fail_from(Reason::Protocol, "connection", &e));
-                        }
-                    }
-                }
-            }
-        };
         *stage = Stage::Answer;
-        let resp = response.await?;
+        let resp = conn
+            .drive(sender.send_request(req))
+            .await
+            .map_err(|e| fail_from(Reason::Protocol, "connection", &e))?
+            .map_err(|e| fail_from(Reason::Protocol, "request", &e))?;
         let t_head = Instant::now();
         let first = marks.first_read().unwrap_or(t_head);
         let written = marks.written().unwrap_or(t_send);
         phases.processing = first.saturating_duration_since(written);
         *status = Some(resp.status().as_u16());
+        *stage = Stage::Body;
+        let buf = self.read_body(&mut conn, resp, body_bytes).await?;
+        phases.transfer = first.elapsed();
+        if self.spec.keep_alive && !sender.is_closed() {
+            let mut guard = self.kept.lock().expect("kept-connection lock poisoned");
+            *guard = Some((sender, marks.clone()));
+        }
+        let code = status.unwrap_or(0);
+        if !self.spec.expect.status_ok(code) {
+            return Err(Fail::new(
+                Reason::Status,
+                format!("status {code} is not an accepted one"),
+            ));
+        }
+        match buf {
+            Some(buf) => self.check_kept(buf).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the body while driving the connection, counting `body_bytes` against the body
+    /// limit; the bytes are kept (`Some`) only when the checks need them.
+    async fn read_body(
+        &self,
+        conn: &mut Driver<'_>,
+        resp: http::Response<Incoming>,
+        body_bytes: &mut u64,
+    ) -> Result<Option<Vec<u8>>, Fail> {
         let declared = resp
             .headers()
             .get(CONTENT_LENGTH)
@@ -363,51 +373,35 @@ impl HttpProber {
             buf.reserve(declared.unwrap_or(0).min(limit).min(PRERESERVE_MAX) as usize);
         }
         let mut body: Incoming = resp.into_body();
-        let read = async {
-            loop {
-                tokio::select! {
-                    biased;
-                    f = body.frame() => match f {
-                        None => return Ok(()),
-                        Some(Err(e)) => return Err(fail_from(Reason::Reset, "reading the body", &e)),
-                        Some(Ok(frame)) => {
-                            if let Ok(data) = frame.into_data() {
-                                *body_bytes += data.len() as u64;
-                                if *body_bytes > limit {
-                                    return Err(Fail::new(Reason::BodyTooLarge, format!("body exceeds the limit of {limit} bytes")));
-                                }
-                                if keep {
-                                    buf.extend_from_slice(&data);
-                                }
-                            }
+        loop {
+            let frame = conn
+                .drive(body.frame())
+                .await
+                .map_err(|e| fail_from(Reason::Reset, "connection", &e))?;
+            match frame {
+                None => break,
+                Some(Err(e)) => return Err(fail_from(Reason::Reset, "reading the body", &e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        *body_bytes += data.len() as u64;
+                        if *body_bytes > limit {
+                            return Err(Fail::new(
+                                Reason::BodyTooLarge,
+                                format!("body exceeds the limit of {limit} bytes"),
+                            ));
                         }
-                    },
-                    r = async { conn.as_mut().expect("polled only while present").await }, if !conn_done => {
-                        conn_done = true;
-                        if let Err(e) = r {
-                            return Err(fail_from(Reason::Reset, "connection", &e));
+                        if keep {
+                            buf.extend_from_slice(&data);
                         }
                     }
                 }
             }
-        };
-        *stage = Stage::Body;
-        read.await?;
-        phases.transfer = first.elapsed();
-        if self.spec.keep_alive && !sender.is_closed() {
-            let mut guard = self.kept.lock().expect("kept-connection lock poisoned");
-            *guard = Some((sender, marks.clone()));
         }
-        let code = status.unwrap_or(0);
-        if !self.spec.expect.status_ok(code) {
-            return Err(Fail::new(
-                Reason::Status,
-                format!("status {code} is not an accepted one"),
-            ));
-        }
-        if !keep {
-            return Ok(());
-        }
+        Ok(keep.then_some(buf))
+    }
+
+    /// Checks the kept body: small ones inline, large ones on the blocking pool.
+    async fn check_kept(&self, buf: Vec<u8>) -> Result<(), Fail> {
         if buf.len() <= INLINE_CHECK_MAX {
             return check_body(&self.spec.expect, &buf);
         }
@@ -433,9 +427,6 @@ impl HttpProber {
         req
     }
 }
-
-type ConnFuture<'a> =
-    Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send + 'a>>;
 
 /// The headers every request of `spec` carries: the configured ones, then `Host`, `User-Agent`
 /// and (fresh connections) `Connection: close` unless configured.
@@ -498,6 +489,12 @@ async fn connect(addr: SocketAddr, nodelay: bool) -> Result<TcpStream, Fail> {
 
 /// Bodies up to this size are checked on the probe's own thread (a JSON parse of 32 KiB takes
 /// ~0.1 ms); larger ones on the blocking pool.
+/// The native prober's HTTP/1.1 client: header names as written, response heads up to 64 KiB.
+const HTTP1: Http1Options = Http1Options {
+    max_buf_size: 64 * 1024,
+    title_case_headers: false,
+};
+
 const INLINE_CHECK_MAX: usize = 32 * 1024;
 
 /// The most body buffer reserved from a declared `Content-Length` before the bytes arrive.
