@@ -36,6 +36,6 @@ cargo test --release --test failover_freeze --test fd_limit --no-run 2>&1 | tail
 for k in $(seq 1 "$RUNS"); do
     printf '== run %s of %s (load %s)\n' "$k" "$RUNS" "$(cut -d' ' -f1 /proc/loadavg)" >&2
     cargo test --release --test failover_freeze -- --nocapture --test-threads 1 2>/dev/null \
-        | grep -E '^(frozen primary|primary failing)'
-    cargo test --release --test fd_limit -- --nocapture 2>/dev/null | grep -E '^fd exhaustion'
+        | grep -oE '(frozen primary|primary failing).*'
+    cargo test --release --test fd_limit -- --nocapture 2>/dev/null | grep -oE 'fd exhaustion.*'
 done
