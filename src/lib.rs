@@ -21,6 +21,7 @@
 //!   - [`diag`] — config diagnostics: [`diag::ConfigError`] (file, line, column, field,
 //!     message) and the [`diag::Diagnostics`] collector every config checker records into.
 //!   - [`threads`] — the per-CPU single-threaded runtimes of the probe and proxy threads.
+//!   - [`resources`] — the open-file limit raised at start and the probes in flight it allows.
 //!   - [`redact`] — the one redaction rule (URL passwords and secret query values, header
 //!     values, [`redact::Secret`]) for every page, log line and error message.
 //!   - [`limits`] — bounds on untrusted input: capped file reads, and regular and CEL expressions
@@ -92,6 +93,7 @@ pub mod diag;
 pub mod expo;
 pub mod failover;
 pub mod limits;
+pub mod resources;
 pub mod memory;
 pub mod metrics;
 pub mod net;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let invocation = cli::parse(std::env::args_os().collect());
     let (format, level) = invocation.logging();
     watchfire::telemetry::init(format, level);
+    watchfire::resources::raise_nofile();
     let runtime = match watchfire::threads::build_tokio(None) {
         Ok(rt) => rt,
         Err(e) => {

@@ -263,6 +263,10 @@ fn render_process(w: &mut Writer, rt: &Runtime, targets: usize) {
     w.sample(&TARGETS, &[], targets);
     w.header(&IN_FLIGHT);
     w.sample(&IN_FLIGHT, &[], rt.in_flight());
+    w.header(&MAX_IN_FLIGHT);
+    w.sample(&MAX_IN_FLIGHT, &[], rt.max_in_flight());
+    w.header(&LOCAL_ERRORS);
+    w.sample(&LOCAL_ERRORS, &[], rt.local_errors());
     w.header(&RELOAD_OK);
     w.sample(&RELOAD_OK, &[], reload.ok);
     w.header(&RELOAD_TIME);

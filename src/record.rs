@@ -195,7 +195,7 @@ impl TargetStats {
             phases: o.phases,
             body_bytes: o.body_bytes,
         };
-        let stepped = state::step(self.state, o.ok(), thresholds);
+        let stepped = state::observe(self.state, o.result, thresholds);
         self.apply(stepped, now)
     }
 

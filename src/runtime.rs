@@ -6,7 +6,7 @@
 //! and place on the schedule intact. A config that fails to load changes nothing.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -82,6 +82,12 @@ struct Shared {
     /// Whether `lanes` are this runtime's own probe threads, which stop on `cancel` and drop
     /// their probes with them; on the caller's runtime each probe watches `cancel` itself.
     own_lanes: bool,
+    /// Probes that failed for a reason of watchfire's own ([`Reason::Prober`]): rare, so one
+    /// counter for every lane.
+    local_errors: AtomicU64,
+    /// The bound on probes in flight: `--max-concurrency`, or less when the open-file limit
+    /// cannot hold that many ([`crate::resources::probe_bound`]).
+    max_in_flight: usize,
 }
 
 /// One probe thread and what only its probes touch, so that a probe writes no memory another
@@ -282,6 +288,13 @@ impl Target {
                 reason,
                 detail: outcome.detail.clone(),
             });
+        } else if outcome.result == Err(Reason::Prober) {
+            let n = self.shared.local_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            // Logged at the 1st, 2nd, 4th, 8th... of the process: a shortage fails many probes
+            // at once, and one line per probe would add to it.
+            if n.is_power_of_two() {
+                warn!(target = %self.spec.name, reason = Reason::Prober.as_str(), local_errors = n, detail = outcome.detail.as_deref().unwrap_or(""), "watchfire could not run a probe (short of a local resource); the target's health is unchanged");
+            }
         } else if let Err(r) = outcome.result {
             debug!(target = %self.spec.name, reason = r.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "probe failed");
         }
@@ -462,13 +475,16 @@ impl Runtime {
         } else {
             vec![Handle::current()]
         };
-        // `--max-concurrency` is divided evenly among the lanes, at least one probe each.
-        let bound = (opts.max_concurrency / lanes.len()).max(1);
+        let max_in_flight = crate::resources::probe_bound(opts.max_concurrency);
+        // The bound is divided evenly among the lanes, at least one probe each.
+        let bound = (max_in_flight / lanes.len()).max(1);
         let shared = Arc::new(Shared {
             lanes: lanes.into_iter().map(|h| Lane::new(h, bound)).collect(),
             cancel: cancel.clone(),
             events,
             own_lanes,
+            local_errors: AtomicU64::new(0),
+            max_in_flight,
         });
         let schedulers = if own_lanes {
             // Each probe thread runs the scheduler of its own targets, waking on a timerfd in
@@ -720,6 +736,16 @@ impl Runtime {
             .iter()
             .map(|lane| lane.active.load(Ordering::Relaxed) as u64)
             .sum()
+    }
+
+    /// Probes that failed for a reason of watchfire's own ([`Reason::Prober`]) so far.
+    pub fn local_errors(&self) -> u64 {
+        self.shared.local_errors.load(Ordering::Relaxed)
+    }
+
+    /// The bound on probes in flight (`--max-concurrency`, capped by the open-file limit).
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight
     }
 
     /// Every lane's lag histogram, merged.

@@ -5,7 +5,10 @@
 //!   `up_after` consecutive successes or `Down` after `down_after` consecutive failures;
 //! - from `Up`, only `down_after` consecutive failures lead to `Down`; from `Down`, only
 //!   `up_after` consecutive successes lead to `Up`;
-//! - a transition is reported exactly when the state changes, with the streak that caused it.
+//! - a transition is reported exactly when the state changes, with the streak that caused it;
+//! - a failure that is watchfire's own ([`Reason::is_local`]: out of file descriptors, ports,
+//!   buffers or memory) changes nothing ([`observe`]): it breaks no streak and counts toward
+//!   neither up nor down.
 
 use std::fmt;
 
@@ -126,6 +129,20 @@ pub fn step(state: State, ok: bool, t: Thresholds) -> (State, Option<Transition>
     (next, transition)
 }
 
+/// One step for a probe's `result`: [`step`] for a success or a failure of the target; the
+/// state unchanged for a failure that is watchfire's own ([`Reason::is_local`]), which says
+/// nothing about the target.
+pub fn observe(
+    state: State,
+    result: Result<(), Reason>,
+    t: Thresholds,
+) -> (State, Option<Transition>) {
+    match result {
+        Err(r) if r.is_local() => (state, None),
+        r => step(state, r.is_ok(), t),
+    }
+}
+
 /// Outside evidence (the failover proxy could not reach the target) takes it down at once, as
 /// if `down_after` probes had failed; it comes back after `up_after` successes as usual.
 pub fn eject(state: State, t: Thresholds) -> (State, Option<Transition>) {
@@ -210,6 +227,25 @@ mod tests {
         assert_eq!(step(once, true, T).0.health, Health::Up);
     }
 
+    #[test]
+    fn local_failures_change_nothing() {
+        let (up, _) = run(&[true, true], T);
+        let mut s = up;
+        for _ in 0..10 {
+            let (n, tr) = observe(s, Err(Reason::Prober), T);
+            assert_eq!((n, tr), (s, None));
+            s = n;
+        }
+        // Two target failures, a local one in between, a third: the streak is not broken.
+        let (s, _) = observe(s, Err(Reason::Refused), T);
+        let (s, _) = observe(s, Err(Reason::Refused), T);
+        let (s, _) = observe(s, Err(Reason::Prober), T);
+        let (s, tr) = observe(s, Err(Reason::Refused), T);
+        assert_eq!(s.health, Health::Down);
+        assert_eq!(tr.map(|t| t.streak), Some(3));
+        assert_eq!(observe(up, Ok(()), T), step(up, true, T));
+    }
+
     fn thresholds() -> impl Strategy<Value = Thresholds> {
         (1u32..6, 1u32..6).prop_map(|(d, u)| Thresholds {
             down_after: d,
@@ -247,6 +283,22 @@ mod tests {
                 let need = if tr.to == Health::Up { t.up_after } else { t.down_after };
                 prop_assert_eq!(tr.streak, need);
             }
+        }
+
+        /// However many local failures come between them, the health follows the target's own
+        /// results alone.
+        #[test]
+        fn local_failures_are_invisible(t in thresholds(), outs in prop::collection::vec(0u8..3, 0..200)) {
+            let mut with = State::default();
+            let mut without = State::default();
+            for o in outs {
+                let result = match o { 0 => Ok(()), 1 => Err(Reason::Refused), _ => Err(Reason::Prober) };
+                with = observe(with, result, t).0;
+                if o != 2 {
+                    without = step(without, o == 0, t).0;
+                }
+            }
+            prop_assert_eq!(with, without);
         }
 
         /// Fewer than `down_after` failures in a row can never take an up target down.

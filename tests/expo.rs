@@ -77,6 +77,10 @@ fn group(name: &str, authority: &str) -> FailoverGroup {
         auto_failback: true,
         hold: Duration::ZERO,
         min_switch_interval: Duration::ZERO,
+        dampening: watchfire::config::Dampening {
+            window: Duration::ZERO,
+            max_hold: Duration::ZERO,
+        },
         proxy: Some(ProxyConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             max_in_flight: 1,

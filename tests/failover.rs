@@ -616,6 +616,31 @@ async fn bad_failover_configs_are_refused_with_their_place() {
                 && e.message.contains("/nonexistent/restart-backup.sh")),
         "{e}"
     );
+    // Dampening: a max_hold below hold, an unknown key, a bad duration; each named with its place.
+    let damp = "failover:\n  - name: gw\n    instances: [http://127.0.0.1:8000]\n    hold: 10s\n    dampening: { window: 5m, max_hold: 5s }\n";
+    let e = config::load_str("f.yaml", damp).expect_err("max_hold below hold");
+    assert!(
+        e.0.iter()
+            .any(|e| e.field == "failover[0].dampening.max_hold" && e.line == 5),
+        "{e}"
+    );
+    let damp = "failover:\n  - name: gw\n    instances: [http://127.0.0.1:8000]\n    dampening: { windw: 5m }\n";
+    let e = config::load_str("f.yaml", damp).expect_err("unknown key");
+    assert!(e.to_string().contains("windw"), "{e}");
+    let damp = "failover:\n  - name: gw\n    instances: [http://127.0.0.1:8000]\n    dampening: { window: soon }\n";
+    let e = config::load_str("f.yaml", damp).expect_err("bad duration");
+    assert!(
+        e.0.iter()
+            .any(|e| e.field == "failover[0].dampening.window"),
+        "{e}"
+    );
+    let ok = "failover:\n  - name: gw\n    instances: [http://127.0.0.1:8000]\n    hold: 2s\n";
+    let g = &config::load_str("f.yaml", ok).expect("defaults").failover[0];
+    assert_eq!(
+        (g.dampening.window, g.dampening.max_hold),
+        (Duration::from_secs(300), Duration::from_secs(300)),
+        "dampening is on by default"
+    );
     // A proxy port in use: a clear error naming group and address, nothing started.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();

@@ -8,7 +8,7 @@
 //! features  config, blackbox, failover, memory, web
 //! probers   probers (every probe kind)
 //! net       net (resolution, sockets, TLS, error classification)
-//! core      probe, state, record, schedule, expo, diag, threads, redact, limits
+//! core      probe, state, record, schedule, expo, diag, threads, redact, limits, resources
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "core",
         &[
-            "probe", "state", "record", "schedule", "expo", "diag", "threads", "redact", "limits",
+            "probe", "state", "record", "schedule", "expo", "diag", "threads", "redact", "limits", "resources",
         ],
     ),
     ("net", &["net"]),

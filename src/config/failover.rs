@@ -13,14 +13,19 @@ use crate::diag::{Diagnostics, Origin};
 use super::fields::{body, duration, expect, method, positive, timing, valid_name, Defaults};
 use super::raw::{RawCheck, RawFailoverGroup, RawHooks, RawProxy};
 use super::{
-    Check, ExecHook, Expect, FailoverGroup, Hooks, HttpCheck, Instance, ProbeUrl, ProxyConfig,
-    TargetSpec, Uncompared, WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER,
+    Check, Dampening, ExecHook, Expect, FailoverGroup, Hooks, HttpCheck, Instance, ProbeUrl,
+    ProxyConfig, TargetSpec, Uncompared, WebhookHook, DEFAULT_BODY_LIMIT, DEFAULT_DOWN_AFTER,
+    DEFAULT_UP_AFTER,
 };
 
 /// Default minimum time up before failback.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(5);
 /// Default minimum time between voluntary switches.
 pub const DEFAULT_MIN_SWITCH_INTERVAL: Duration = Duration::from_secs(2);
+/// Default window in which switches lengthen the hold before a failback.
+pub const DEFAULT_DAMPENING_WINDOW: Duration = Duration::from_secs(300);
+/// Default longest hold that dampening makes.
+pub const DEFAULT_MAX_HOLD: Duration = Duration::from_secs(300);
 /// Default bound on requests in flight through a proxy.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// Default bound on connecting to an instance.
@@ -127,6 +132,7 @@ pub(super) fn check_group(
             auto_failback: p.auto_failback,
             hold: p.hold,
             min_switch_interval: p.min_switch_interval,
+            dampening: p.dampening,
             proxy,
             hooks,
         },
@@ -141,6 +147,7 @@ struct Policy {
     auto_failback: bool,
     hold: Duration,
     min_switch_interval: Duration,
+    dampening: Dampening,
 }
 
 fn policy(diag: &mut Diagnostics, r: &RawFailoverGroup, field: &str) -> Policy {
@@ -177,7 +184,41 @@ fn policy(diag: &mut Diagnostics, r: &RawFailoverGroup, field: &str) -> Policy {
         auto_failback,
         hold,
         min_switch_interval,
+        dampening: dampening(diag, r, hold, field),
     }
+}
+
+/// `dampening:` of a group whose base hold is `hold`.
+fn dampening(
+    diag: &mut Diagnostics,
+    r: &RawFailoverGroup,
+    hold: Duration,
+    field: &str,
+) -> Dampening {
+    let mut d = Dampening {
+        window: DEFAULT_DAMPENING_WINDOW,
+        max_hold: DEFAULT_MAX_HOLD.max(hold),
+    };
+    let Some(raw) = &r.dampening else {
+        return d;
+    };
+    let raw = &raw.value;
+    if let Some(w) = duration(diag, &raw.window, &format!("{field}.dampening.window")) {
+        d.window = w;
+    }
+    if let Some(m) = duration(diag, &raw.max_hold, &format!("{field}.dampening.max_hold")) {
+        if m < hold {
+            let at = raw.max_hold.as_ref().expect("parsed from it");
+            let msg = format!(
+                "`{}` is shorter than the group's `hold` ({}): dampening only lengthens the hold",
+                at.value,
+                humantime::format_duration(hold)
+            );
+            diag.error(at, format!("{field}.dampening.max_hold"), msg);
+        }
+        d.max_hold = m.max(hold);
+    }
+    d
 }
 
 /// The group's name; empty (with a problem recorded) when missing or unusable.

@@ -200,10 +200,24 @@ pub struct FailoverGroup {
     pub hold: Duration,
     /// Minimum time between two switches that are not forced by the active instance failing.
     pub min_switch_interval: Duration,
+    /// Flap dampening of failbacks.
+    pub dampening: Dampening,
     /// The failover proxy, when configured.
     pub proxy: Option<ProxyConfig>,
     /// Hooks run on every switch.
     pub hooks: Hooks,
+}
+
+/// Flap dampening of a failover group: the hold before a failback is `hold × 2^(n−1)`, `n` the
+/// switches (this group's, failovers and failbacks alike) in the last `window`, at most
+/// `max_hold`. An instance that flaps faster than the hold grows never gets traffic back until it
+/// has been up for that long; as switches leave the window, the hold shrinks back to `hold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dampening {
+    /// How far back switches count; zero turns dampening off.
+    pub window: Duration,
+    /// The longest hold dampening makes (never less than `hold`).
+    pub max_hold: Duration,
 }
 
 /// One instance of a failover group.

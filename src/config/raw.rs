@@ -183,6 +183,8 @@ pub struct RawFailoverGroup {
     pub hold: Option<Spanned<String>>,
     /// Minimum time between two switches.
     pub min_switch_interval: Option<Spanned<String>>,
+    /// Flap dampening: each switch within a window lengthens the hold before the next failback.
+    pub dampening: Option<Spanned<RawDampening>>,
     /// The failover proxy.
     pub proxy: Option<Spanned<RawProxy>>,
     /// Commands and webhooks run on every switch.
@@ -239,6 +241,16 @@ pub struct RawCheck {
     pub timeout: Option<Spanned<String>>,
     /// What a healthy answer looks like.
     pub expect: Option<Spanned<RawExpect>>,
+}
+
+/// `dampening:` of a failover group.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDampening {
+    /// How far back switches count (default 5m; 0s turns dampening off).
+    pub window: Option<Spanned<String>>,
+    /// The longest hold dampening makes (default 5m).
+    pub max_hold: Option<Spanned<String>>,
 }
 
 /// A failover group's proxy.

@@ -119,6 +119,18 @@ pub const IN_FLIGHT: Family = family(
     Type::Gauge,
     "Probes running now.",
 );
+/// The bound on probes in flight.
+pub const MAX_IN_FLIGHT: Family = family(
+    "watchfire_probes_max_in_flight",
+    Type::Gauge,
+    "Bound on probes in flight: --max-concurrency, or less when the open-file limit cannot hold that many.",
+);
+/// Probes watchfire itself could not run.
+pub const LOCAL_ERRORS: Family = family(
+    "watchfire_probe_local_errors_total",
+    Type::Counter,
+    "Scheduled probes that failed for a reason of watchfire's own (out of file descriptors, socket buffers, ephemeral ports or memory); they count toward no target's health.",
+);
 /// Whether the last config reload worked.
 pub const RELOAD_OK: Family = family(
     "watchfire_config_last_reload_successful",
@@ -171,6 +183,18 @@ pub const FAILOVER_TRANSITIONS: Family = family(
     "watchfire_failover_transitions_total",
     Type::Counter,
     "Times traffic moved from one instance (or none) to another.",
+);
+/// Switches in the dampening window.
+pub const FAILOVER_SWITCHES_IN_WINDOW: Family = family(
+    "watchfire_failover_switches_in_window",
+    Type::Gauge,
+    "Switches of the group within its dampening window; each beyond the first doubles the hold before a failback.",
+);
+/// The hold a failback needs now.
+pub const FAILOVER_FAILBACK_HOLD: Family = family(
+    "watchfire_failover_failback_hold_seconds",
+    Type::Gauge,
+    "Time a better instance must stay up before traffic fails back to it now: hold, doubled by each recent switch, at most max_hold.",
 );
 /// Requests the proxy could not deliver, by instance.
 pub const FAILOVER_PASSIVE_FAILURES: Family = family(
@@ -302,6 +326,8 @@ pub const ALL: &[Family] = &[
     LAST_TRANSITION,
     TARGETS,
     IN_FLIGHT,
+    MAX_IN_FLIGHT,
+    LOCAL_ERRORS,
     RELOAD_OK,
     RELOAD_TIME,
     RELOADS,
@@ -310,6 +336,8 @@ pub const ALL: &[Family] = &[
     FAILOVER_AVAILABLE,
     FAILOVER_PRIMARY_ACTIVE,
     FAILOVER_TRANSITIONS,
+    FAILOVER_SWITCHES_IN_WINDOW,
+    FAILOVER_FAILBACK_HOLD,
     FAILOVER_PASSIVE_FAILURES,
     FAILOVER_HOOK_RUNS,
     FAILOVER_HOOK_LAST_DURATION,

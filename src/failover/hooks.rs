@@ -26,6 +26,10 @@ pub struct SwitchNotice {
     pub detail: String,
     /// When (RFC 3339).
     pub at: String,
+    /// Switches of the group in the dampening window, this one included.
+    pub switches_in_window: u32,
+    /// The hold before the next failback, seconds (lengthened by dampening).
+    pub hold_seconds: f64,
 }
 
 /// How one run of a hook ended. Each run ends in exactly one of these, and is counted under
@@ -129,6 +133,11 @@ pub async fn run_exec(hook: ExecHook, notice: SwitchNotice, stats: Arc<Hooks>) {
         .env("WATCHFIRE_REASON", &notice.reason)
         .env("WATCHFIRE_DETAIL", &notice.detail)
         .env("WATCHFIRE_AT", &notice.at)
+        .env(
+            "WATCHFIRE_SWITCHES_IN_WINDOW",
+            notice.switches_in_window.to_string(),
+        )
+        .env("WATCHFIRE_HOLD_SECONDS", notice.hold_seconds.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

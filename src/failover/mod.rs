@@ -108,6 +108,8 @@ impl Group {
                 hold: cfg.hold,
                 min_switch_interval: cfg.min_switch_interval,
                 auto_failback: cfg.auto_failback,
+                window: cfg.dampening.window,
+                max_hold: cfg.dampening.max_hold,
             },
             proxy: proxy::Stats::new(n, max_in_flight),
             passive: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -264,10 +266,19 @@ impl Group {
         while st.history.len() > HISTORY {
             st.history.pop_front();
         }
+        if let (Some(from), SwitchReason::ActiveDown | SwitchReason::NoneUp) = (sw.from, sw.reason)
+        {
+            // Requests waiting on the instance that went down end now, not at the proxy
+            // timeout (a frozen process accepts and never answers).
+            self.proxy.evict(from);
+        }
         if sw.reason == SwitchReason::Initial {
             return;
         }
+        let now = Instant::now();
         let notice = hooks::SwitchNotice {
+            switches_in_window: select::switches_in_window(&st.sel, now, &self.params),
+            hold_seconds: select::failback_hold(&st.sel, now, &self.params).as_secs_f64(),
             group: self.cfg.name.clone(),
             from: from.unwrap_or_default(),
             to: to.unwrap_or_default(),
@@ -282,6 +293,22 @@ impl Group {
         if let Some(h) = self.cfg.hooks.webhook.clone() {
             self.spawn_hook(hooks::run_webhook(h, notice, self.hooks.clone()));
         }
+    }
+
+    fn dampening_state(&self, st: &GroupState) -> DampeningJson {
+        let now = Instant::now();
+        DampeningJson {
+            window_seconds: self.params.window.as_secs_f64(),
+            max_hold_seconds: self.params.max_hold.as_secs_f64(),
+            switches_in_window: select::switches_in_window(&st.sel, now, &self.params),
+            failback_hold_seconds: select::failback_hold(&st.sel, now, &self.params).as_secs_f64(),
+        }
+    }
+
+    /// The flap dampening state now.
+    pub fn dampening(&self) -> DampeningJson {
+        let st = self.state.lock().expect("group state lock poisoned");
+        self.dampening_state(&st)
     }
 
     fn watches(&self, target: &str) -> bool {
@@ -331,6 +358,7 @@ impl Group {
             active_index: self.active(),
             hold_seconds: self.cfg.hold.as_secs_f64(),
             min_switch_interval_seconds: self.cfg.min_switch_interval.as_secs_f64(),
+            dampening: self.dampening_state(&st),
             proxy: self.proxy_addr().map(|a| a.to_string()),
             transitions: st.transitions.saturating_sub(1),
             instances: self
@@ -371,6 +399,19 @@ impl Group {
     }
 }
 
+/// The flap dampening state of a group in `/api/v1/failover`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DampeningJson {
+    /// How far back switches count.
+    pub window_seconds: f64,
+    /// The longest hold dampening makes.
+    pub max_hold_seconds: f64,
+    /// Switches in the window now.
+    pub switches_in_window: u32,
+    /// The hold a failback needs now: `hold × 2^(switches − 1)`, at most `max_hold`.
+    pub failback_hold_seconds: f64,
+}
+
 /// `/api/v1/failover` entry.
 #[derive(Debug, Serialize)]
 pub struct GroupJson {
@@ -386,6 +427,8 @@ pub struct GroupJson {
     pub hold_seconds: f64,
     /// Minimum time between voluntary switches.
     pub min_switch_interval_seconds: f64,
+    /// Flap dampening.
+    pub dampening: DampeningJson,
     /// Proxy listen address.
     pub proxy: Option<String>,
     /// Switches since start (not counting the initial choice).
@@ -461,6 +504,16 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
             .transitions
             .saturating_sub(1);
         w.sample(&FAILOVER_TRANSITIONS, &[("group", &g.cfg.name)], n);
+    }
+    w.header(&FAILOVER_SWITCHES_IN_WINDOW);
+    for g in groups {
+        let n = g.dampening().switches_in_window;
+        w.sample(&FAILOVER_SWITCHES_IN_WINDOW, &[("group", &g.cfg.name)], n);
+    }
+    w.header(&FAILOVER_FAILBACK_HOLD);
+    for g in groups {
+        let hold = g.dampening().failback_hold_seconds;
+        w.sample(&FAILOVER_FAILBACK_HOLD, &[("group", &g.cfg.name)], hold);
     }
     w.header(&FAILOVER_PASSIVE_FAILURES);
     for g in groups {

@@ -6,6 +6,13 @@
 //!   is not down — whatever its method — and the failure takes the instance down at once.
 //! - A request that may have reached an instance is resent only when its method is idempotent
 //!   and it has no body; otherwise the client gets a 502.
+//! - When traffic is switched away from an instance because it went down, every connection to
+//!   it is closed at once: the requests waiting on it (a frozen process
+//!   accepts and never answers) are resent to the new active instance right away when nothing
+//!   was sent or they can be replayed, and the others get a prompt 502 instead of waiting for
+//!   the proxy timeout. A voluntary switch (failback, manual) lets requests in flight finish.
+//! - A connection watchfire cannot open for want of a local resource (file descriptors,
+//!   ephemeral ports: [`crate::probe::Reason::Prober`]) blames no instance: 503 at once.
 //! - No instance up: 503 at once with `Retry-After`. Too many requests in flight: 503.
 //! - Bodies stream both ways; hop-by-hop headers are dropped; `X-Forwarded-For`, `Forwarded`,
 //!   `X-Forwarded-Proto` and `X-Forwarded-Host` are added; `Host` is the client's
@@ -19,15 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper::client::conn::http1 as client;
 use hyper::server::conn::http1 as server;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,19 +41,15 @@ use tracing::{debug, warn};
 
 use super::Group;
 use crate::config::ProxyConfig;
-use crate::probe::Reason;
 use crate::record::{Buckets, DURATION_BUCKETS};
 
-type UpBody = Either<Incoming, Empty<Bytes>>;
+mod headers;
+mod upstream;
+
+use headers::{is_idempotent, strip_hop_by_hop};
+use upstream::{Attempt, Pool, Sender, UpBody};
+
 type DownBody = Either<Incoming, Full<Bytes>>;
-type Sender = client::SendRequest<UpBody>;
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Idle connections kept per instance.
-const MAX_IDLE: usize = 64;
 
 /// Proxy counters of a group.
 pub struct Stats {
@@ -57,6 +59,10 @@ pub struct Stats {
     retries_connect: AtomicU64,
     /// Resends of idempotent requests after a failure that may have reached the instance.
     retries_replay: AtomicU64,
+    /// Resends after traffic was switched away from the instance the request waited on.
+    retries_switch: AtomicU64,
+    /// Connections not opened for want of a local resource (answered 503).
+    local_errors: AtomicU64,
     /// Requests being forwarded now (bounded by `max_in_flight`). A plain counter: the bound
     /// is only ever tried, never waited for, so a semaphore (whose release takes a lock) would
     /// be all cost.
@@ -77,6 +83,8 @@ impl Stats {
             counters: Mutex::new(Counters::default()),
             retries_connect: AtomicU64::new(0),
             retries_replay: AtomicU64::new(0),
+            retries_switch: AtomicU64::new(0),
+            local_errors: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: max_in_flight.max(1),
             pools: (0..instances).map(|_| Pool::default()).collect(),
@@ -133,6 +141,21 @@ impl Stats {
             self.retries_replay.load(Ordering::Relaxed),
         )
     }
+
+    /// Requests resent to the new active instance after traffic was switched away from the
+    /// (down) instance they waited on.
+    pub fn switch_retries(&self) -> u64 {
+        self.retries_switch.load(Ordering::Relaxed)
+    }
+
+    /// Closes every connection to instance `i` (traffic was switched away from it because it
+    /// went down): the requests waiting on it end at once, and are resent to the new active
+    /// instance when nothing of them was sent or they can be replayed, else answered 502.
+    pub(super) fn evict(&self, i: usize) {
+        if let Some(p) = self.pools.get(i) {
+            p.evict();
+        }
+    }
 }
 
 /// One request's in-flight slot, given back on drop.
@@ -150,44 +173,6 @@ struct Counters {
     requests: BTreeMap<(Option<usize>, u16), u64>,
     /// Time to the response head.
     duration: Buckets<16>,
-}
-
-#[derive(Default)]
-struct Pool {
-    idle: Mutex<Vec<Sender>>,
-}
-
-impl Pool {
-    fn take(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().expect("pool lock poisoned");
-        while let Some(s) = idle.pop() {
-            if s.is_ready() {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn put_if_ready(&self, s: Sender) {
-        if !s.is_ready() {
-            return;
-        }
-        let mut idle = self.idle.lock().expect("pool lock poisoned");
-        if idle.len() < MAX_IDLE {
-            idle.push(s);
-        }
-    }
-}
-
-/// How one attempt at an instance ended.
-enum Attempt {
-    Answered(Response<Incoming>),
-    /// Nothing was sent: the request comes back to go elsewhere.
-    NotSent(Request<UpBody>, Reason, String),
-    /// It may have reached the instance.
-    MaybeSent(String),
-    /// No response head within the proxy timeout.
-    TimedOut,
 }
 
 /// What one client connection's requests share: the group, the proxy's settings, the client's
@@ -291,82 +276,6 @@ impl Drop for ConnCtx {
     }
 }
 
-async fn connect(group: &Group, i: usize, cfg: &ProxyConfig) -> Result<Sender, (Reason, String)> {
-    let inst = &group.cfg.instances[i];
-    let addr = (inst.host.as_str(), inst.port);
-    let stream = match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
-        Err(_) => {
-            return Err((
-                Reason::ConnectTimeout,
-                format!("connecting to {} timed out", inst.authority),
-            ))
-        }
-        Ok(Err(e)) => {
-            let reason = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                Reason::Refused
-            } else {
-                Reason::Connect
-            };
-            return Err((reason, format!("connecting to {}: {e}", inst.authority)));
-        }
-        Ok(Ok(s)) => s,
-    };
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = client::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| {
-            (
-                Reason::Protocol,
-                format!("handshake with {}: {e}", inst.authority),
-            )
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-async fn attempt(ctx: &ConnCtx, i: usize, mut req: Request<UpBody>) -> Attempt {
-    let (group, cfg) = (&ctx.group, &*ctx.cfg);
-    let pool = &group.proxy.pools[i];
-    let mut sticky = ctx.take_sticky(i).await;
-    loop {
-        let (mut sender, fresh) = match sticky.take().or_else(|| pool.take()) {
-            Some(s) => (s, false),
-            None => match connect(group, i, cfg).await {
-                Ok(s) => (s, true),
-                Err((reason, detail)) => return Attempt::NotSent(req, reason, detail),
-            },
-        };
-        match tokio::time::timeout(cfg.timeout, sender.try_send_request(req)).await {
-            Err(_) => return Attempt::TimedOut,
-            Ok(Ok(resp)) => {
-                // Free again once this response (its body included) has streamed through,
-                // which is before this client connection's next request.
-                ctx.keep(i, sender);
-                return Attempt::Answered(resp);
-            }
-            Ok(Err(mut e)) => match e.take_message() {
-                // A kept connection that had closed: not the instance's fault, try another.
-                Some(r) if !fresh => req = r,
-                Some(r) => {
-                    let detail =
-                        format!("{}: {}", group.cfg.instances[i].authority, e.into_error());
-                    return Attempt::NotSent(r, Reason::Reset, detail);
-                }
-                None => {
-                    return Attempt::MaybeSent(format!(
-                        "{}: {}",
-                        group.cfg.instances[i].authority,
-                        e.into_error()
-                    ))
-                }
-            },
-        }
-    }
-}
-
 fn plain(status: StatusCode, text: &str) -> Response<DownBody> {
     Response::builder()
         .status(status)
@@ -375,192 +284,202 @@ fn plain(status: StatusCode, text: &str) -> Response<DownBody> {
         .expect("static response parts are valid")
 }
 
-/// Whether `name` is hop-by-hop by itself (RFC 9110 §7.6.1, plus the obsolete `Keep-Alive`,
-/// `Proxy-Connection` and `Transfer-Encoding`, which hyper frames itself).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    // Names are lowercase; the length picks the one or two candidates to compare.
-    let s = name.as_str();
-    match s.len() {
-        2 => s == "te",
-        7 => s == "trailer" || s == "upgrade",
-        10 => s == "connection" || s == "keep-alive",
-        16 => s == "proxy-connection",
-        17 => s == "transfer-encoding",
-        18 => s == "proxy-authenticate",
-        19 => s == "proxy-authorization",
-        _ => false,
+/// A `503` of the proxy's own, counted under no instance, with `Retry-After: secs` (at least 1).
+fn unavailable(stats: &Stats, text: &str, secs: u64) -> Response<DownBody> {
+    stats.count(None, 503);
+    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, text);
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// The head of a request that may be sent again: an idempotent method and no body.
+struct Replay {
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    /// Only a request that may be resent needs a copy of its head: copying the header map of
+    /// every request cost ~4 % of the proxy's CPU.
+    fn of(parts: &http::request::Parts, body: &Incoming) -> Option<Replay> {
+        (is_idempotent(&parts.method) && body.is_end_stream()).then(|| Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+
+    fn request(&self) -> Request<UpBody> {
+        let mut r = Request::new(Either::Right(Empty::new()));
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.headers_mut() = self.headers.clone();
+        r
     }
 }
 
-/// Drops the hop-by-hop headers and those that `Connection` names. One pass over the headers,
-/// and a removal only for a header that is there: a typical request or response has none but
-/// `Connection` (eight removals by name on every request and response were ~8 % of the proxy's
-/// CPU).
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Allocates only when something is found (the common request has nothing to drop).
-    let mut found: Vec<HeaderName> = Vec::new();
-    for (name, value) in h.iter() {
-        if *name == header::CONNECTION {
-            // Headers named in Connection are hop-by-hop too.
-            // `close` and `keep-alive` are options, not header names (a `Keep-Alive` header is
-            // dropped anyway): skip them without building a name.
-            let named = value.to_str().unwrap_or("").split(',').map(str::trim);
-            found.extend(
-                named
-                    .filter(|n| {
-                        !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive")
-                    })
-                    .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok()),
-            );
-        }
-        if is_hop_by_hop(name) && !found.contains(name) {
-            found.push(name.clone());
-        }
-    }
-    for n in &found {
-        h.remove(n);
-    }
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
+/// One request's way through the instances.
+struct Delivery {
+    method: Method,
+    replay: Option<Replay>,
+    client_host: Option<HeaderValue>,
+    start: Instant,
+    /// Instances tried (a bit per index).
+    tried: u64,
+    last_error: Option<String>,
+    /// Sent again after a failure that may have reached an instance.
+    replayed: bool,
 }
 
 /// Forwards one request.
 async fn forward(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<DownBody> {
-    let (group, cfg) = (&ctx.group, &ctx.cfg);
-    let stats = &group.proxy;
+    let stats = &ctx.group.proxy;
     let Some(_slot) = stats.enter() else {
-        stats.count(None, 503);
-        let mut r = plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "failover proxy: too many requests in flight",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+        return unavailable(stats, "failover proxy: too many requests in flight", 1);
     };
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
     let client_host = parts.headers.get(header::HOST).cloned();
-    strip_hop_by_hop(&mut parts.headers);
-    let xff = match parts.headers.get(X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + ctx.client_ip.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(ctx.client_ip.as_bytes());
-            HeaderValue::from_maybe_shared(Bytes::from(v)).ok()
-        }
-        None => Some(ctx.client_ip.clone()),
+    headers::rewrite_request(&ctx, &mut parts, client_host.as_ref());
+    let d = Delivery {
+        method: parts.method.clone(),
+        replay: Replay::of(&parts, &body),
+        client_host,
+        start,
+        tried: 0,
+        last_error: None,
+        replayed: false,
     };
-    if let Some(v) = xff {
-        parts.headers.insert(X_FORWARDED_FOR, v);
-    }
-    if let Some(h) = &client_host {
-        parts.headers.insert(X_FORWARDED_HOST, h.clone());
-    }
-    if let Some(v) = ctx.forwarded(client_host.as_ref()) {
-        parts.headers.append(header::FORWARDED, v);
-    }
-    parts
-        .headers
-        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    parts.version = Version::HTTP_11;
-    if let Some(pq) = parts.uri.path_and_query().cloned() {
-        parts.uri = http::Uri::from(pq);
-    }
-    let replayable = is_idempotent(&parts.method) && body.is_end_stream();
-    let method = parts.method.clone();
-    // Only a request that may be resent needs a copy of its head: copying the header map of
-    // every request cost ~4 % of the proxy's CPU.
-    let replay_head = replayable.then(|| (parts.uri.clone(), parts.headers.clone()));
-    let rebuild = || {
-        let (uri, headers) = replay_head.clone().expect("rebuilt only when replayable");
-        let mut r = Request::new(Either::Right(Empty::new()));
-        *r.method_mut() = method.clone();
-        *r.uri_mut() = uri;
-        *r.headers_mut() = headers;
-        r
-    };
-    let mut req = Request::from_parts(parts, Either::Left(body));
-    let mut tried: u64 = 0;
-    let mut last_error = None;
-    let mut replayed = false;
+    deliver(&ctx, Request::from_parts(parts, Either::Left(body)), d).await
+}
+
+/// Sends `req` to the active instance, and on to the next ones while that is safe: a request
+/// nothing of which was sent goes anywhere; one that may have been sent only when it can be
+/// replayed ([`Replay`]).
+async fn deliver(ctx: &ConnCtx, mut req: Request<UpBody>, mut d: Delivery) -> Response<DownBody> {
+    let (group, cfg) = (&ctx.group, &ctx.cfg);
+    let stats = &group.proxy;
     loop {
-        let Some(i) = group.pick(tried) else {
-            // Every instance refused the connection (nothing was sent): the service is
-            // unavailable, like when none is up. A replayed request that failed again is a
-            // bad gateway.
-            if replayed {
-                stats.count(None, 502);
-                let e = last_error.unwrap_or_default();
-                return plain(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("failover proxy: no instance could take the request ({e})"),
-                );
-            }
-            stats.count(None, 503);
-            let text = match &last_error {
-                Some(e) => format!("failover proxy: no instance is reachable ({e})"),
-                None => "failover proxy: no instance is up".to_string(),
-            };
-            let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, &text);
-            let secs = cfg.retry_after.as_secs().max(1).to_string();
-            if let Ok(v) = HeaderValue::from_str(&secs) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return r;
+        let Some(i) = group.pick(d.tried) else {
+            return exhausted(ctx, &d);
         };
-        tried |= 1 << i;
+        d.tried |= 1 << i;
         let inst = &group.cfg.instances[i];
         let host = if cfg.preserve_host {
-            client_host.clone()
+            d.client_host.clone()
         } else {
             HeaderValue::from_str(&inst.authority).ok()
         };
         if let Some(h) = host {
             req.headers_mut().insert(header::HOST, h);
         }
-        match attempt(&ctx, i, req).await {
+        let why = match upstream::attempt(ctx, i, req).await {
             Attempt::Answered(resp) => {
-                stats.answered(i, resp.status().as_u16(), start.elapsed().as_secs_f64());
+                stats.answered(i, resp.status().as_u16(), d.start.elapsed().as_secs_f64());
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 return Response::from_parts(parts, Either::Left(body));
             }
-            Attempt::NotSent(r, reason, detail) => {
-                debug!(group = %group.cfg.name, instance = %inst.authority, %detail, "not delivered; trying the next instance");
-                group.passive_failure(i, reason, detail.clone());
+            Attempt::NotSent(_, f) if f.reason.is_local() => {
+                // watchfire's own shortage (file descriptors, ports): no instance is to blame,
+                // and another would fare no better. Logged at the 1st, 2nd, 4th... time.
+                let n = stats.local_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    warn!(group = %group.cfg.name, instance = %inst.authority, reason = f.reason.as_str(), local_errors = n, detail = %f.detail, "failover proxy: cannot open a connection (short of a local resource)");
+                }
+                let text = format!("failover proxy: cannot open a connection: {}", f.detail);
+                return unavailable(stats, &text, 1);
+            }
+            Attempt::NotSent(r, f) => {
+                debug!(group = %group.cfg.name, instance = %inst.authority, detail = %f.detail, "not delivered; trying the next instance");
+                group.passive_failure(i, f.reason, f.detail.clone());
                 stats.retries_connect.fetch_add(1, Ordering::Relaxed);
-                last_error = Some(detail);
+                d.last_error = Some(f.detail);
                 req = r;
+                continue;
             }
-            Attempt::MaybeSent(detail) if replayable => {
-                stats.retries_replay.fetch_add(1, Ordering::Relaxed);
-                replayed = true;
-                last_error = Some(detail);
-                req = rebuild();
-            }
-            Attempt::MaybeSent(detail) => {
-                stats.count(Some(i), 502);
-                return plain(StatusCode::BAD_GATEWAY, &format!("failover proxy: the instance failed mid-request and {} requests are not resent: {detail}", method));
+            Attempt::Evicted(Some(r)) => {
+                // Not sent, and the instance is no longer active: the next one, whatever the
+                // method.
+                stats.retries_switch.fetch_add(1, Ordering::Relaxed);
+                req = r;
+                continue;
             }
             Attempt::TimedOut => {
                 stats.count(Some(i), 504);
-                return plain(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!(
-                        "failover proxy: {} did not answer within {:?}",
-                        inst.authority, cfg.timeout
-                    ),
+                let text = format!(
+                    "failover proxy: {} did not answer within {:?}",
+                    inst.authority, cfg.timeout
                 );
+                return plain(StatusCode::GATEWAY_TIMEOUT, &text);
             }
-        }
+            Attempt::MaybeSent(detail) => MaybeReached::Failed(detail),
+            Attempt::Evicted(None) => MaybeReached::Evicted,
+        };
+        let Some(replay) = &d.replay else {
+            return not_resent(stats, i, &inst.authority, &d.method, why);
+        };
+        let counter = match why {
+            MaybeReached::Failed(detail) => {
+                d.last_error = Some(detail);
+                &stats.retries_replay
+            }
+            MaybeReached::Evicted => &stats.retries_switch,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        d.replayed = true;
+        req = replay.request();
     }
+}
+
+/// Why a request that may have reached an instance did not get its answer there.
+enum MaybeReached {
+    /// The connection failed mid-request.
+    Failed(String),
+    /// Traffic was switched away from the instance (it went down) while the request waited.
+    Evicted,
+}
+
+/// The prompt `502` of a request that may have reached instance `i` and cannot be sent again.
+fn not_resent(
+    stats: &Stats,
+    i: usize,
+    authority: &str,
+    method: &Method,
+    why: MaybeReached,
+) -> Response<DownBody> {
+    stats.count(Some(i), 502);
+    let text = match why {
+        MaybeReached::Failed(detail) => format!(
+            "failover proxy: the instance failed mid-request and {method} requests are not resent: {detail}"
+        ),
+        MaybeReached::Evicted => format!(
+            "failover proxy: traffic moved away from {authority} (it is down) while this request waited for its answer, and {method} requests are not resent"
+        ),
+    };
+    plain(StatusCode::BAD_GATEWAY, &text)
+}
+
+/// The answer when no instance is left to try: `503` when nothing was sent anywhere (as when
+/// none is up), `502` for a request that was sent again and failed again.
+fn exhausted(ctx: &ConnCtx, d: &Delivery) -> Response<DownBody> {
+    let stats = &ctx.group.proxy;
+    if d.replayed {
+        stats.count(None, 502);
+        let e = d.last_error.as_deref().unwrap_or_default();
+        return plain(
+            StatusCode::BAD_GATEWAY,
+            &format!("failover proxy: no instance could take the request ({e})"),
+        );
+    }
+    let text = match &d.last_error {
+        Some(e) => format!("failover proxy: no instance is reachable ({e})"),
+        None => "failover proxy: no instance is up".to_string(),
+    };
+    unavailable(stats, &text, ctx.cfg.retry_after.as_secs())
 }
 
 /// Binds `n` listeners on `addr` (at least one), all with `SO_REUSEPORT`, so that the kernel
@@ -698,16 +617,14 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
     w.header(&PROXY_RETRIES);
     for g in &with_proxy {
         let (c, r) = g.proxy.retries();
-        w.sample(
-            &PROXY_RETRIES,
-            &[("group", &g.cfg.name), ("reason", "connect")],
-            c,
-        );
-        w.sample(
-            &PROXY_RETRIES,
-            &[("group", &g.cfg.name), ("reason", "replay")],
-            r,
-        );
+        let s = g.proxy.switch_retries();
+        for (reason, n) in [("connect", c), ("replay", r), ("switch", s)] {
+            w.sample(
+                &PROXY_RETRIES,
+                &[("group", &g.cfg.name), ("reason", reason)],
+                n,
+            );
+        }
     }
     w.header(&PROXY_IN_FLIGHT);
     for g in &with_proxy {

@@ -1,15 +1,18 @@
 //! The network layer every prober and the failover proxy share: how an error becomes a
-//! [`Reason`] (by walking its `source()` chain, never by reading its text) and the one-line
-//! detail people read; [`resolve()`], name resolution with an address-family policy (the one
+//! [`Reason`] (by walking its `source()` chain, never by reading its text; an OS error that says
+//! watchfire itself is short of a resource, [`LocalCause`], is [`Reason::Prober`]) and the
+//! one-line detail people read; [`resolve()`], name resolution with an address-family policy (the one
 //! place every probe's address is chosen, and checked by the `/probe` [`guard`]); [`tls`], the
 //! TLS client configuration and server-name rule; [`driver`], the HTTP/1.1 handshake and a hyper
 //! connection driven beside the probe.
 
+mod classify;
 pub mod driver;
 pub mod guard;
 pub mod resolve;
 pub mod tls;
 
+pub use classify::{io_local_cause, local_cause, LocalCause};
 pub use resolve::{resolve, Family, Policy, ResolveError};
 
 use std::error::Error as StdError;
@@ -52,7 +55,7 @@ pub async fn connect(
     if let Some(ip) = opts.source {
         socket
             .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| fail_from(Reason::Setup, &format!("cannot bind to {ip}"), &e))?;
+            .map_err(|e| bind_failure(ip, &e))?;
     }
     if opts.linger_zero {
         let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
@@ -66,6 +69,16 @@ pub async fn connect(
         .map_err(|e| fail_from(Reason::Connect, &context(), &e))
 }
 
+/// A failed bind to source address `ip`: [`Reason::Setup`] (the address is not this host's),
+/// unless watchfire is short of a resource other than ports ([`Reason::Prober`]).
+fn bind_failure(ip: IpAddr, e: &io::Error) -> Fail {
+    let detail = format!("cannot bind to {ip}: {}", chain(e));
+    match io_local_cause(e) {
+        Some(c) if c != LocalCause::EphemeralPorts => Fail::new(Reason::Prober, detail),
+        _ => Fail::new(Reason::Setup, detail),
+    }
+}
+
 /// A failure from error `e` met while doing `context`: the reason its source chain names, else
 /// `default`; the detail is `context: chain`.
 pub fn fail_from(default: Reason, context: &str, e: &(dyn StdError + 'static)) -> Fail {
@@ -75,7 +88,9 @@ pub fn fail_from(default: Reason, context: &str, e: &(dyn StdError + 'static)) -
     )
 }
 
-/// Maps an error to a reason by walking its `source()` chain (never by matching text).
+/// Maps an error to a reason by walking its `source()` chain (never by matching text). An OS
+/// error that says watchfire itself is short of a resource ([`LocalCause`]) is
+/// [`Reason::Prober`], whatever the operation.
 pub fn classify(e: &(dyn StdError + 'static)) -> Option<Reason> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -97,6 +112,9 @@ pub fn classify(e: &(dyn StdError + 'static)) -> Option<Reason> {
             return Some(Reason::Tls);
         }
         if let Some(io) = err.downcast_ref::<io::Error>() {
+            if local_cause(io).is_some() {
+                return Some(Reason::Prober);
+            }
             if let Some(inner) = io.get_ref() {
                 if inner.downcast_ref::<rustls::Error>().is_some() {
                     return Some(Reason::Tls);
@@ -145,6 +163,22 @@ mod tests {
         assert_eq!(classify(&e), Some(Reason::Reset));
         let e = io::Error::other("something else");
         assert_eq!(classify(&e), None);
+    }
+
+    #[test]
+    fn local_resource_errors_are_the_probers_not_the_targets() {
+        for errno in [
+            nix::errno::Errno::EMFILE,
+            nix::errno::Errno::ENFILE,
+            nix::errno::Errno::ENOBUFS,
+            nix::errno::Errno::EADDRNOTAVAIL,
+            nix::errno::Errno::ENOMEM,
+        ] {
+            let e = io::Error::from_raw_os_error(errno as i32);
+            assert_eq!(classify(&e), Some(Reason::Prober), "{errno}");
+            let f = fail_from(Reason::Connect, "connecting to 127.0.0.1:80", &e);
+            assert_eq!(f.reason, Reason::Prober, "{errno}");
+        }
     }
 
     #[tokio::test]

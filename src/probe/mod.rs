@@ -58,11 +58,15 @@ pub enum Reason {
     /// The probe could not start: a local problem, not the target's (a file the module names is
     /// missing or unreadable, a raw socket not permitted, an auth token not obtained).
     Setup,
+    /// watchfire itself could not run the probe: it is out of file descriptors (`EMFILE`,
+    /// `ENFILE`), socket buffers (`ENOBUFS`), ephemeral ports (`EADDRNOTAVAIL` on connect) or
+    /// memory (`ENOMEM`). Says nothing about the target: the up/down state machine ignores it.
+    Prober,
 }
 
 impl Reason {
     /// Every reason, in label order.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Dns,
         Reason::Refused,
         Reason::ConnectTimeout,
@@ -83,6 +87,7 @@ impl Reason {
         Reason::AnswerMismatch,
         Reason::NotServing,
         Reason::Setup,
+        Reason::Prober,
     ];
 
     /// The label value.
@@ -108,7 +113,14 @@ impl Reason {
             Reason::AnswerMismatch => "answer_mismatch",
             Reason::NotServing => "not_serving",
             Reason::Setup => "setup",
+            Reason::Prober => "prober",
         }
+    }
+
+    /// True when the failure is watchfire's own ([`Reason::Prober`]), not the target's: it
+    /// counts toward neither up nor down.
+    pub fn is_local(self) -> bool {
+        self == Reason::Prober
     }
 
     /// Index into per-reason counter arrays.

@@ -346,7 +346,7 @@ impl Log {
         self.lines.push(format!("{at:.6}s {}", line.as_ref()));
     }
 
-    /// Adds a line formatted straight into its stamped form (one allocation; what [`plog!`]
+    /// Adds a line formatted straight into its stamped form (one allocation; what `plog!`
     /// calls); dropped when the log is off.
     pub fn write(&mut self, args: std::fmt::Arguments<'_>) {
         use std::fmt::Write as _;

@@ -1,6 +1,7 @@
 //! Unit tests of the failover proxy: hop-by-hop headers, listeners sharing a port, in-flight bounds.
 
 use super::*;
+use http::header::HeaderName;
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
