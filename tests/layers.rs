@@ -18,7 +18,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "core",
         &[
-            "probe", "state", "record", "schedule", "expo", "diag", "threads", "redact", "limits", "resources",
+            "probe",
+            "state",
+            "record",
+            "schedule",
+            "expo",
+            "diag",
+            "threads",
+            "redact",
+            "limits",
+            "resources",
         ],
     ),
     ("net", &["net"]),
