@@ -10,7 +10,7 @@
 //! hop and for the proxy itself — as (the host name when there was one, the address, the port).
 //! Addresses are matched in their canonical form, so a target cannot slip past a rule by how it
 //! is written: the numeric IPv4 forms are parsed into the address they stand for
-//! ([`super::resolve::parse_ip`]), an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) is matched
+//! ([`super::ip::parse_ip`]), an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) is matched
 //! as its IPv4 address, and the unspecified addresses (`0.0.0.0`, `::`), which reach this host
 //! when connected to, are matched as loopback (`127.0.0.1`, `::1`). A rule with `host` never
 //! matches a connection made to an IP literal; a rule with `ports` never matches a portless
@@ -319,7 +319,7 @@ impl RawPorts {
 impl Cidr {
     fn parse(s: &str) -> Result<Cidr, String> {
         let (addr, prefix) = s.split_once('/').unwrap_or((s, ""));
-        let Some(net) = super::resolve::parse_ip(addr.trim()) else {
+        let Some(net) = super::ip::parse_ip(addr.trim()) else {
             return Err(format!("`{s}` is not a CIDR (`10.0.0.0/8`, `fd00::/8`)"));
         };
         let net = canonical_addr(net);
@@ -357,7 +357,7 @@ impl Cidr {
 impl HostPattern {
     fn parse(s: &str) -> Result<HostPattern, String> {
         let h = s.trim().trim_end_matches('.').to_ascii_lowercase();
-        if super::resolve::parse_ip(&h).is_some() {
+        if super::ip::parse_ip(&h).is_some() {
             return Err(format!(
                 "`{s}` is an IP address: match addresses with `cidr`"
             ));
@@ -457,7 +457,7 @@ mod tests {
     }
 
     fn ip(s: &str) -> IpAddr {
-        super::super::resolve::parse_ip(s).expect("ip")
+        super::super::ip::parse_ip(s).expect("ip")
     }
 
     #[test]

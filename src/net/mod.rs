@@ -9,6 +9,7 @@
 mod classify;
 pub mod driver;
 pub mod guard;
+pub mod ip;
 pub mod resolve;
 pub mod tls;
 
