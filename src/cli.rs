@@ -514,11 +514,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .collect::<Vec<_>>()
         .join(",");
     info!(%addr, addrs = %all, tls = serve_opts.web.current().tls(), route_prefix = %serve_opts.route_prefix, targets = runtime.targets().len(), modules = runtime.config().modules.len(), config = %a.config.display(), "watchfire is running");
-    let guard = runtime.config().modules.guard().cloned();
-    let has_auth = !serve_opts.web.current().users().is_empty();
-    if let Some(w) = crate::net::guard::probe_exposure_warning(&addrs, has_auth, guard.as_deref()) {
-        tracing::warn!("{w}");
-    }
+    runtime.set_exposure(addrs.clone(), !serve_opts.web.current().users().is_empty());
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
         registry: crate::metrics::process_registry(),

@@ -2,7 +2,7 @@
 //! the outcome, and announces state transitions.
 //!
 //! A reload builds the new set next to the old one: a target whose probe is unchanged
-//! ([`TargetSpec::same_probe`]) is carried over as the same object — histograms, counters, state
+//! ([`TargetSpec::same_probe`](crate::config::TargetSpec::same_probe)) is carried over as the same object — histograms, counters, state
 //! and place on the schedule intact. A config that fails to load changes nothing.
 
 use std::path::PathBuf;
@@ -15,17 +15,18 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::config::{self, Check, Config, TargetSpec};
+use crate::config::{self, Config};
 use crate::diag::{ConfigError, ConfigErrors};
 use crate::failover::{self, Group};
-use crate::probe::{Fail, Outcome, Reason};
-use crate::probers::native::HttpProber;
-use crate::record::{Hdr, TargetStats};
-use crate::schedule::{self, Job, SchedulerHandle};
-use crate::state::{Health, Thresholds, TransitionEvent};
+use crate::record::Hdr;
+use crate::schedule::{self, SchedulerHandle};
+use crate::state::TransitionEvent;
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
+
+mod target;
+pub use target::Target;
 
 /// Default bound on probes in flight at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4096;
@@ -44,32 +45,6 @@ fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Result<Vec<Han
             )
         })
         .collect()
-}
-
-/// One scheduled target with everything recorded about it.
-pub struct Target {
-    /// The checked spec.
-    pub spec: Arc<TargetSpec>,
-    /// The native HTTP prober, for a [`Check::Http`] target.
-    prober: Option<HttpProber>,
-    /// The blackbox module of a [`Check::Module`] target, looked up again on every reload (a
-    /// changed module keeps the target's state).
-    module: Mutex<Option<Arc<crate::blackbox::config::Module>>>,
-    /// Recorded state; locked briefly by the probe that ends and by scrapes.
-    pub stats: Mutex<TargetStats>,
-    running: AtomicBool,
-    /// Which probe thread runs this target's probes, an index into the lanes (from its name:
-    /// stable across reloads, so a kept-alive connection stays on its thread).
-    lane: usize,
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("name", &self.spec.name)
-            .finish()
-    }
 }
 
 /// What every target shares: where probes run and who hears about transitions.
@@ -171,227 +146,6 @@ async fn watch_load(shared: Arc<Shared>, lane: usize) {
     }
 }
 
-impl Target {
-    fn new(spec: Arc<TargetSpec>, shared: Arc<Shared>) -> Result<Target, String> {
-        let lane =
-            (crate::schedule::fnv1a(spec.name.as_bytes()) >> 32) as usize % shared.lanes.len();
-        let prober = match &spec.check {
-            Check::Http(h) => Some(HttpProber::new(Arc::new(h.clone()), spec.timeout)?),
-            Check::Module { .. } => None,
-        };
-        Ok(Target {
-            prober,
-            module: Mutex::new(None),
-            spec,
-            stats: Mutex::new(TargetStats::default()),
-            running: AtomicBool::new(false),
-            lane,
-            shared,
-        })
-    }
-
-    fn thresholds(&self) -> Thresholds {
-        Thresholds {
-            down_after: self.spec.down_after,
-            up_after: self.spec.up_after,
-        }
-    }
-
-    /// Runs one probe planned for `planned`, records it, announces a transition.
-    pub async fn probe_and_record(&self, planned: Instant) -> Outcome {
-        let outcome = match &self.prober {
-            Some(p) => p.probe(planned).await,
-            // A module target: what it probes is the module's target.
-            None => {
-                let module = self.module();
-                match module {
-                    // Boxed: a module probe's state (any prober: HTTP/2, gRPC, DNS...) is far
-                    // larger than the plain HTTP probe's, and inline it would size every
-                    // probe's future.
-                    Some(m) => {
-                        Box::pin(crate::blackbox::endpoint::scheduled(
-                            &m,
-                            self.spec.target_text(),
-                            self.spec.timeout,
-                            planned,
-                        ))
-                        .await
-                    }
-                    None => not_probed(planned, "the module is not configured"),
-                }
-            }
-        };
-        self.record(&outcome);
-        outcome
-    }
-
-    /// The blackbox module a module target is probed with (as of the last reload).
-    pub fn module(&self) -> Option<Arc<crate::blackbox::config::Module>> {
-        self.module.lock().expect("module lock poisoned").clone()
-    }
-
-    /// Takes the target down at once on outside evidence (the failover proxy could not reach
-    /// it), as if `down_after` probes had failed; it comes back up after `up_after` successful
-    /// probes as usual.
-    pub fn mark_down(&self, reason: Reason, detail: String) {
-        let ejected = self
-            .stats
-            .lock()
-            .expect("stats lock poisoned")
-            .eject(self.thresholds());
-        let Some(t) = ejected else { return };
-        let from = t.from;
-        warn!(target = %self.spec.name, from = %from, reason = reason.as_str(), detail = %detail, "target is down (passive detection)");
-        let _ = self.shared.events.send(TransitionEvent {
-            target: self.spec.name.clone(),
-            from,
-            to: Health::Down,
-            at: Instant::now(),
-            reason: Some(reason),
-            detail: Some(detail),
-        });
-    }
-
-    fn record(&self, outcome: &Outcome) {
-        self.shared.lanes[self.lane]
-            .lag
-            .lock()
-            .expect("lag lock poisoned")
-            .record(outcome.schedule_lag());
-        let transition = {
-            let mut stats = self.stats.lock().expect("stats lock poisoned");
-            stats.record(outcome, self.thresholds())
-        };
-        if let Some(t) = transition {
-            let reason = outcome.result.err();
-            match t.to {
-                Health::Down => warn!(
-                    target = %self.spec.name,
-                    from = %t.from,
-                    failures = t.streak,
-                    reason = reason.map(Reason::as_str).unwrap_or(""),
-                    detail = outcome.detail.as_deref().unwrap_or(""),
-                    "target is down"
-                ),
-                _ => info!(
-                    target = %self.spec.name,
-                    from = %t.from,
-                    successes = t.streak,
-                    "target is up"
-                ),
-            }
-            let _ = self.shared.events.send(TransitionEvent {
-                target: self.spec.name.clone(),
-                from: t.from,
-                to: t.to,
-                at: outcome.finished,
-                reason,
-                detail: outcome.detail.clone(),
-            });
-        } else if outcome.result == Err(Reason::Prober) {
-            let n = self.shared.local_errors.fetch_add(1, Ordering::Relaxed) + 1;
-            // Logged at the 1st, 2nd, 4th, 8th... of the process: a shortage fails many probes
-            // at once, and one line per probe would add to it.
-            if n.is_power_of_two() {
-                warn!(target = %self.spec.name, reason = Reason::Prober.as_str(), local_errors = n, detail = outcome.detail.as_deref().unwrap_or(""), "watchfire could not run a probe (short of a local resource); the target's health is unchanged");
-            }
-        } else if let Err(r) = outcome.result {
-            debug!(target = %self.spec.name, reason = r.as_str(), detail = outcome.detail.as_deref().unwrap_or(""), "probe failed");
-        }
-    }
-}
-
-/// The outcome of a probe that could not start (a checked config never gets here: every module
-/// target's module exists).
-fn not_probed(planned: Instant, why: &str) -> Outcome {
-    let now = Instant::now();
-    let f = Fail::new(Reason::Setup, why);
-    Outcome {
-        planned,
-        started: now,
-        finished: now,
-        phases: Default::default(),
-        status: None,
-        body_bytes: 0,
-        result: Err(f.reason),
-        detail: Some(f.detail),
-        reused_connection: false,
-    }
-}
-
-impl failover::Instance for Target {
-    fn health(&self) -> Health {
-        self.stats.lock().expect("stats lock poisoned").state.health
-    }
-
-    fn mark_down(&self, reason: Reason, detail: String) {
-        Target::mark_down(self, reason, detail);
-    }
-}
-
-impl Job for Target {
-    fn name(&self) -> &str {
-        &self.spec.name
-    }
-
-    fn interval(&self) -> Duration {
-        self.spec.interval
-    }
-
-    fn jitter(&self) -> Duration {
-        self.spec.jitter
-    }
-
-    fn try_begin(&self) -> bool {
-        !self.running.swap(true, Ordering::AcqRel)
-    }
-
-    fn skipped(&self, _planned: Instant) {
-        let mut stats = self.stats.lock().expect("stats lock poisoned");
-        stats.skipped += 1;
-    }
-
-    fn admit(&self) -> bool {
-        let lane = &self.shared.lanes[self.lane];
-        lane.active.load(Ordering::Relaxed) < lane.limit.load(Ordering::Relaxed)
-    }
-
-    fn dispatch(self: Arc<Self>, planned: Instant) {
-        if self.shared.cancel.is_cancelled() {
-            self.running.store(false, Ordering::Release);
-            return;
-        }
-        let lane = &self.shared.lanes[self.lane];
-        let tracked = lane.tracker.token();
-        lane.active.fetch_add(1, Ordering::Relaxed);
-        // The probe's state (hyper's connection, buffers, the select below) is several
-        // kilobytes: it lives in one box allocated when the task first runs, so the task itself
-        // stays small. tokio copies a task's future when it is spawned and again when it
-        // completes; with the probe's state inline those copies were ~5 % of the CPU per probe.
-        let fut = async move {
-            let _tracked = tracked;
-            let run = Box::pin(async {
-                if self.shared.own_lanes {
-                    self.probe_and_record(planned).await;
-                } else {
-                    tokio::select! {
-                        biased;
-                        _ = self.shared.cancel.cancelled() => {}
-                        _ = self.probe_and_record(planned) => {}
-                    }
-                }
-            });
-            run.await;
-            self.shared.lanes[self.lane]
-                .active
-                .fetch_sub(1, Ordering::Relaxed);
-            self.running.store(false, Ordering::Release);
-        };
-        // The scheduler that calls this runs on the target's own lane: a local spawn.
-        tokio::spawn(fut);
-    }
-}
-
 /// Reload bookkeeping for `watchfire_config_last_reload_*`.
 #[derive(Debug, Clone)]
 pub struct ReloadStatus {
@@ -427,6 +181,9 @@ pub struct Runtime {
     started: SystemTime,
     /// Whether a reload may apply a config that defines nothing (`--allow-empty-config`).
     allow_empty_config: AtomicBool,
+    /// Where `/probe` is served and whether the web config asks for users
+    /// ([`Runtime::set_exposure`]).
+    exposure: Mutex<Option<(Vec<std::net::SocketAddr>, bool)>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -529,6 +286,7 @@ impl Runtime {
             blackbox: crate::blackbox::endpoint::Blackbox::default(),
             started: SystemTime::now(),
             allow_empty_config: AtomicBool::new(false),
+            exposure: Mutex::new(None),
         });
         rt.apply(config).await?;
         Ok(rt)
@@ -692,6 +450,7 @@ impl Runtime {
                 st.last_error = None;
                 st.successes += 1;
                 info!(path = %path.display(), "config reloaded");
+                self.warn_exposure();
             }
             Err(e) => {
                 st.ok = false;
@@ -701,6 +460,26 @@ impl Runtime {
             }
         }
         result
+    }
+
+    /// Where `/probe` is served (`listen`) and whether the web config asks for users
+    /// (`has_auth`): watchfire warns now, and after each successful reload, while `/probe`
+    /// answers beyond loopback with neither users nor a `probe_guard`.
+    pub fn set_exposure(&self, listen: Vec<std::net::SocketAddr>, has_auth: bool) {
+        *self.exposure.lock().expect("exposure lock poisoned") = Some((listen, has_auth));
+        self.warn_exposure();
+    }
+
+    fn warn_exposure(&self) {
+        let exposure = self.exposure.lock().expect("exposure lock poisoned");
+        let Some((listen, has_auth)) = exposure.as_ref() else {
+            return;
+        };
+        let config = self.config();
+        let guard = config.modules.guard().map(|g| &**g);
+        if let Some(w) = crate::net::guard::probe_exposure_warning(listen, *has_auth, guard) {
+            warn!("{w}");
+        }
     }
 
     /// Lets reloads apply a config that defines nothing (`--allow-empty-config`); refused by
@@ -738,7 +517,7 @@ impl Runtime {
             .sum()
     }
 
-    /// Probes that failed for a reason of watchfire's own ([`Reason::Prober`]) so far.
+    /// Probes that failed for a reason of watchfire's own ([`crate::probe::Reason::Prober`]) so far.
     pub fn local_errors(&self) -> u64 {
         self.shared.local_errors.load(Ordering::Relaxed)
     }
