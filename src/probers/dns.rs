@@ -599,9 +599,15 @@ async fn udp_exchange(
         (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         (None, SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let sock = UdpSocket::bind(local)
-        .await
-        .map_err(|e| Fail::new(Reason::Setup, format!("cannot bind {local}: {e}")))?;
+    let sock = UdpSocket::bind(local).await.map_err(|e| {
+        // Out of descriptors, buffers or memory is watchfire's own shortage; an address that
+        // cannot be bound (`source_ip_address`) is the module's setup.
+        let reason = match crate::net::io_local_cause(&e) {
+            Some(c) if c != crate::net::LocalCause::EphemeralPorts => Reason::Prober,
+            _ => Reason::Setup,
+        };
+        Fail::new(reason, format!("cannot bind {local}: {e}"))
+    })?;
     sock.connect(server)
         .await
         .map_err(|e| fail_from(Reason::Connect, &format!("cannot connect to {server}"), &e))?;

@@ -164,7 +164,8 @@ impl TargetTally {
                 self.over_bound += 1;
             }
         }
-        let (next, transition) = state::step(self.state, s.result.is_ok(), self.thresholds);
+        // A probe watchfire itself could not run (reason `prober`) says nothing about the service.
+        let (next, transition) = state::observe(self.state, s.result, self.thresholds);
         self.state = next;
         if let Some(t) = transition {
             match t.to {
