@@ -143,6 +143,9 @@ async fn clients(
             .uri(if post { "/predict" } else { "/health" })
             .header("host", "inference-gateway")
             .header("content-type", "application/json")
+            // An inference request may be delivered twice: the proxy may resend it to the backup
+            // when the primary freezes with it in flight.
+            .header("idempotency-key", i.to_string())
             .body(Full::new(bytes::Bytes::from_static(if post {
                 br#"{"data": [[1, 2, 3, 4]]}"#
             } else {

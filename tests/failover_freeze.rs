@@ -72,7 +72,14 @@ async fn start(yaml: &str) -> (Arc<Runtime>, Arc<Group>, SocketAddr, Cancellatio
 }
 
 /// One request on a fresh connection to the proxy: status, and how long it took.
-async fn timed(proxy: SocketAddr, method: &str, body: &'static str) -> (u16, Duration) {
+/// One request through the proxy on a fresh connection: its status and how long it took. With
+/// `key`, it carries an `Idempotency-Key` (the client allows a second delivery).
+async fn timed(
+    proxy: SocketAddr,
+    method: &str,
+    body: &'static str,
+    key: Option<&'static str>,
+) -> (u16, Duration) {
     let t = Instant::now();
     let s = tokio::net::TcpStream::connect(proxy)
         .await
@@ -84,11 +91,15 @@ async fn timed(proxy: SocketAddr, method: &str, body: &'static str) -> (u16, Dur
     } else {
         "/predict"
     };
-    let req = http::Request::builder()
+    let mut req = http::Request::builder()
         .method(method)
         .uri(path)
         .header("host", "gateway.test")
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let req = req
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .expect("request");
     let resp = tx.send_request(req).await.expect("answered");
@@ -127,14 +138,20 @@ async fn requests_inside_a_frozen_primary_end_right_after_the_switch() {
     let frozen_at = Instant::now();
     primary.signal(Signal::SIGSTOP);
     let posts: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(timed(proxy, "POST", r#"{"data": [[1, 2, 3, 4]]}"#)))
+        .map(|_| tokio::spawn(timed(proxy, "POST", r#"{"data": [[1, 2, 3, 4]]}"#, None)))
         .collect();
+    let keyed = tokio::spawn(timed(
+        proxy,
+        "POST",
+        r#"{"data": [[1, 2, 3, 4]]}"#,
+        Some("demo-1"),
+    ));
     let clients: Vec<_> = (0..4)
         .map(|_| {
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while frozen_at.elapsed() < Duration::from_millis(1500) {
-                    seen.push(timed(proxy, "GET", "").await);
+                    seen.push(timed(proxy, "GET", "", None).await);
                 }
                 seen
             })
@@ -183,6 +200,12 @@ async fn requests_inside_a_frozen_primary_end_right_after_the_switch() {
             "a prompt 502, not the 30 s timeout: {took:?}"
         );
     }
+    let (code, took) = keyed.await.expect("keyed post task");
+    assert_eq!(
+        code, 200,
+        "a POST with an Idempotency-Key is replayed on the backup"
+    );
+    assert!(took <= bound, "replayed at the switch: {took:?}");
     cancel.cancel();
     rt.drain(Duration::from_secs(2)).await;
 }
@@ -215,7 +238,7 @@ async fn flapping(extra: &str) -> (u64, u64) {
             // Requests through the proxy until the next change of the primary (paced: the
             // proxy's answer is the wait).
             while Instant::now() < at {
-                if timed(proxy, "GET", "").await.0 != 200 {
+                if timed(proxy, "GET", "", None).await.0 != 200 {
                     failed += 1;
                 }
             }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1 as client;
 use hyper_util::rt::TokioIo;
@@ -23,7 +23,8 @@ use crate::net::{self, Policy, ResolveError, SocketOptions};
 use crate::probe::{Fail, Reason};
 
 /// A request body towards an instance: the client's, streamed, or none (a request sent again).
-pub(super) type UpBody = Either<Incoming, Empty<Bytes>>;
+/// A request body: the client's, streamed, or a buffered copy (empty, or kept for a replay).
+pub(super) type UpBody = Either<Incoming, Full<Bytes>>;
 pub(super) type Sender = client::SendRequest<UpBody>;
 
 /// Idle connections kept per instance.
