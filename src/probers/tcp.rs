@@ -199,7 +199,9 @@ pub struct QueryResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_bytes: Option<Payload>,
     /// Line to send (a newline is added); `${1}`, `${name}` expand from the `expect` match.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Shown as `<secret>` (`/config`, `debug=true`): a dialogue may send a password
+    /// (`AUTH ...`).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_send")]
     pub send: Option<Payload>,
     /// Upgrade the connection to TLS after this step.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -266,6 +268,14 @@ impl Default for TcpModule {
             tls: false,
             tls_config: TlsConfig::default(),
         }
+    }
+}
+
+/// A `send` line as `/config` shows it: `<secret>` (the line is never shown).
+fn ser_send<S: serde::Serializer>(v: &Option<Payload>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<secret>"),
+        None => s.serialize_none(),
     }
 }
 
@@ -495,6 +505,16 @@ mod tests {
         };
         let e = m.validate().unwrap_err();
         assert_eq!(e.field, "tcp.query_response[0].expect_bytes", "{e}");
+    }
+
+    #[test]
+    fn send_lines_are_not_shown() {
+        let m: TcpModule =
+            serde_saphyr::from_str("query_response: [{expect: '^\\+OK'}, {send: 'AUTH s3cret'}]")
+                .expect("parses");
+        let shown = serde_json::to_string(&m).expect("serializes");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("<secret>"), "{shown}");
     }
 
     #[test]
