@@ -167,6 +167,18 @@ async fn idle_keep_alive_connections_past_the_cap_do_not_block_scrapes() {
         closed >= 36,
         "the longest idle connections made room ({closed} closed)"
     );
+    let m = send(srv.addr(), "GET", "/metrics", &[], Duration::from_secs(1))
+        .await
+        .expect("/metrics");
+    let counted = common::sample(
+        &m.body,
+        "watchfire_server_connections_closed_total{reason=\"idle\"}",
+    )
+    .expect("the closed-connection counter");
+    assert!(
+        counted >= closed as f64,
+        "{counted} counted, {closed} closed"
+    );
     drop(idle);
     srv.stop().await;
 }
@@ -251,6 +263,19 @@ async fn probes_to_a_hanging_target_end_by_their_deadline_or_get_a_prompt_503() 
     assert_eq!(answered + refused, PROBES);
     assert!(answered >= ADMITTED / 2, "only {answered} admitted");
     assert!(refused >= PROBES - ADMITTED, "only {refused} refused");
+    // Every prompt 503 is counted (process-wide: other tests of this binary may add to it).
+    let m = send(addr, "GET", "/metrics", &[], Duration::from_secs(1))
+        .await
+        .expect("/metrics after the flood");
+    let counted = common::sample(
+        &m.body,
+        "watchfire_server_requests_rejected_total{class=\"probe\"}",
+    )
+    .expect("the rejection counter");
+    assert!(
+        counted >= refused as f64,
+        "{counted} counted, {refused} refused"
+    );
     hang.abort();
     srv.stop().await;
 }

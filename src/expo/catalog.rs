@@ -306,6 +306,19 @@ pub const PROBE_GUARD_REFUSALS: Family = family(
     "/probe requests refused by the probe guard (probe_guard:), each answered as a failed probe with reason policy",
 );
 
+/// Requests watchfire's own server answered 503 at once (label `class`).
+pub const SERVER_REJECTED: Family = family(
+    "watchfire_server_requests_rejected_total",
+    Type::Counter,
+    "Requests to watchfire's own server answered 503 at once because their class (management, probe, other) was at its in-flight limit.",
+);
+/// Connections watchfire's own server closed at its connection cap (label `reason`).
+pub const SERVER_CONNECTIONS_CLOSED: Family = family(
+    "watchfire_server_connections_closed_total",
+    Type::Counter,
+    "Connections watchfire's own server closed at --web.max-connections: idle (the longest idle one, to make room) or over_capacity (a new one, every open one being busy).",
+);
+
 /// Every family above, in the order `/metrics` writes them.
 pub const ALL: &[Family] = &[
     PROBE_SUCCESS,
@@ -356,6 +369,8 @@ pub const ALL: &[Family] = &[
     MEMORY_WATCH_STATUS,
     BLACKBOX_MODULE_UNKNOWN,
     PROBE_GUARD_REFUSALS,
+    SERVER_REJECTED,
+    SERVER_CONNECTIONS_CLOSED,
 ];
 
 /// The families a blackbox `/probe` answer can hold, by name (blackbox_exporter's names).

@@ -13,7 +13,7 @@
 //!   `/probe` cannot delay `/-/healthy` or `/metrics`, and the reverse.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,14 +109,19 @@ impl Requests {
         }
     }
 
-    /// A place for one request of `class`, or `None` when the class is at its limit.
+    /// A place for one request of `class`, or `None` when the class is at its limit (counted in
+    /// `watchfire_server_requests_rejected_total`).
     pub fn try_admit(&self, class: Class) -> Option<OwnedSemaphorePermit> {
         let s = match class {
             Class::Management => &self.management,
             Class::Probe => &self.probe,
             Class::Other => &self.other,
         };
-        s.clone().try_acquire_owned().ok()
+        let permit = s.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            REJECTED[class as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        permit
     }
 }
 
@@ -218,6 +223,7 @@ impl Connections {
     pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
         let mut open = self.inner.lock().expect("connections lock");
         if open.slots.len() >= self.max && !evict_oldest_idle(&mut open) {
+            OVER_CAPACITY.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let id = open.next;
@@ -237,6 +243,38 @@ impl Connections {
     }
 }
 
+/// Requests answered 503 by class (indexed by `Class as usize`), process-wide.
+static REJECTED: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// New connections closed at the cap because every open one was busy.
+static OVER_CAPACITY: AtomicU64 = AtomicU64::new(0);
+/// Idle connections closed to make room for a new one (or a file descriptor).
+static EVICTED_IDLE: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `watchfire_server_requests_rejected_total{class}` and
+/// `watchfire_server_connections_closed_total{reason}` (process-wide: every server of the
+/// process).
+pub fn render(out: &mut String) {
+    use crate::expo::catalog::{SERVER_CONNECTIONS_CLOSED, SERVER_REJECTED};
+    let mut w = crate::expo::Writer::new(out);
+    w.header(&SERVER_REJECTED);
+    for (class, name) in [
+        (Class::Management, "management"),
+        (Class::Probe, "probe"),
+        (Class::Other, "other"),
+    ] {
+        let n = REJECTED[class as usize].load(Ordering::Relaxed);
+        w.sample(&SERVER_REJECTED, &[("class", name)], n);
+    }
+    w.header(&SERVER_CONNECTIONS_CLOSED);
+    for (reason, n) in [("idle", &EVICTED_IDLE), ("over_capacity", &OVER_CAPACITY)] {
+        w.sample(
+            &SERVER_CONNECTIONS_CLOSED,
+            &[("reason", reason)],
+            n.load(Ordering::Relaxed),
+        );
+    }
+}
+
 /// Closes and forgets the oldest connection with no request in progress.
 fn evict_oldest_idle(open: &mut Open) -> bool {
     let victim = open
@@ -247,6 +285,7 @@ fn evict_oldest_idle(open: &mut Open) -> bool {
     match victim.and_then(|id| open.slots.remove(&id)) {
         Some(slot) => {
             slot.evict.cancel();
+            EVICTED_IDLE.fetch_add(1, Ordering::Relaxed);
             true
         }
         None => false,
