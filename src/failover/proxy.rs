@@ -297,6 +297,9 @@ fn unavailable(stats: &Stats, text: &str, secs: u64) -> Response<DownBody> {
     r
 }
 
+/// The header by which a client allows a second delivery (parsed once, not per request).
+static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+
 /// The largest request body buffered so that its request can be replayed.
 pub const REPLAY_BODY_MAX: u64 = 64 * 1024;
 
@@ -311,7 +314,7 @@ struct Replay {
 impl Replay {
     /// Whether the request may be sent twice: an idempotent method, or an `Idempotency-Key`.
     fn allowed(parts: &http::request::Parts) -> bool {
-        is_idempotent(&parts.method) || parts.headers.contains_key("idempotency-key")
+        is_idempotent(&parts.method) || parts.headers.contains_key(&IDEMPOTENCY_KEY)
     }
 
     /// The request as it will be sent, with its replay when it has one. Only a request that

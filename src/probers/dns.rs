@@ -424,9 +424,10 @@ pub async fn probe(
         ),
     };
     facts.resolving = true;
+    let port_number = port.parse::<u16>().ok();
     let ip = lookup(
         &host,
-        port.parse::<u16>().ok(),
+        port_number,
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
@@ -434,7 +435,7 @@ pub async fn probe(
         log,
     )
     .await?;
-    let Ok(port) = port.parse::<u16>() else {
+    let Some(port) = port_number else {
         plog!(log, "invalid port `{port}`");
         return Err(Fail::new(
             Reason::Setup,

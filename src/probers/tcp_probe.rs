@@ -37,9 +37,10 @@ pub async fn probe(
             return fail(log, f);
         }
     };
+    let port_number = port.parse::<u16>().ok();
     let ip = lookup(
         &host,
-        port.parse::<u16>().ok(),
+        port_number,
         module.preferred_ip_protocol,
         module.ip_protocol_fallback,
         ctx,
@@ -48,7 +49,7 @@ pub async fn probe(
     )
     .await?;
     facts.phases.resolve = facts.resolved.lookup.unwrap_or_default();
-    let Ok(port) = port.parse::<u16>() else {
+    let Some(port) = port_number else {
         return fail(
             log,
             Fail::new(Reason::Setup, format!("invalid port `{port}`")),
