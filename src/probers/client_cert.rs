@@ -47,7 +47,8 @@ pub fn pair<'a>(
     }
 }
 
-fn read(field: &str, path: &Path) -> Result<Vec<u8>, FieldError> {
+/// The PEM text of `path`, the file of `tls_config.{field}` (size-capped).
+pub fn read_pem(field: &str, path: &Path) -> Result<Vec<u8>, FieldError> {
     crate::limits::read_capped(path, crate::limits::MAX_PEM_FILE_BYTES, "file")
         .map_err(|e| FieldError::new(format!("tls_config.{field}"), e.to_string()))
 }
@@ -61,12 +62,16 @@ fn not_pem(field: &str, path: &Path, e: pem::Error) -> FieldError {
 
 /// The certificate chain in `cert_file` (PEM `CERTIFICATE` blocks, leaf first).
 pub fn read_chain(cert_file: &Path) -> Result<Vec<CertificateDer<'static>>, FieldError> {
-    let pem = read("cert_file", cert_file)?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
+    chain_in(&read_pem("cert_file", cert_file)?, cert_file)
+}
+
+/// The certificate chain in `pem`, the text of `cert_file`.
+pub fn chain_in(pem: &[u8], cert_file: &Path) -> Result<Vec<CertificateDer<'static>>, FieldError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| not_pem("cert_file", cert_file, e))?;
     if chain.is_empty() {
-        let hint = if PrivateKeyDer::from_pem_slice(&pem).is_ok() {
+        let hint = if PrivateKeyDer::from_pem_slice(pem).is_ok() {
             " (it holds a private key: are cert_file and key_file swapped?)"
         } else {
             ""
@@ -85,8 +90,12 @@ pub fn read_chain(cert_file: &Path) -> Result<Vec<CertificateDer<'static>>, Fiel
 /// The private key in `key_file` (the first `PRIVATE KEY`, `RSA PRIVATE KEY` or
 /// `EC PRIVATE KEY` block).
 pub fn read_key(key_file: &Path) -> Result<PrivateKeyDer<'static>, FieldError> {
-    let pem = read("key_file", key_file)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+    key_in(&read_pem("key_file", key_file)?, key_file)
+}
+
+/// The private key in `pem`, the text of `key_file`.
+pub fn key_in(pem: &[u8], key_file: &Path) -> Result<PrivateKeyDer<'static>, FieldError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         pem::Error::NoItemsFound => FieldError::new(
             "tls_config.key_file",
             format!(

@@ -191,20 +191,13 @@ impl OAuth2 {
             {
                 // Checked with watchfire's messages first; reqwest takes key and chain as one PEM.
                 let (c, k) = (relative_to(file, c), relative_to(file, k));
-                super::client_cert::read_chain(&c).map_err(|e| e.to_string())?;
-                super::client_cert::read_key(&k).map_err(|e| e.to_string())?;
-                let mut pem =
-                    crate::limits::read_capped(&k, crate::limits::MAX_PEM_FILE_BYTES, "key file")
-                        .map_err(|e| format!("tls_config.key_file: {e}"))?;
+                use super::client_cert::{chain_in, key_in, read_pem};
+                let cert_pem = read_pem("cert_file", &c).map_err(|e| e.to_string())?;
+                chain_in(&cert_pem, &c).map_err(|e| e.to_string())?;
+                let mut pem = read_pem("key_file", &k).map_err(|e| e.to_string())?;
+                key_in(&pem, &k).map_err(|e| e.to_string())?;
                 pem.push(b'\n');
-                pem.extend(
-                    crate::limits::read_capped(
-                        &c,
-                        crate::limits::MAX_PEM_FILE_BYTES,
-                        "certificate file",
-                    )
-                    .map_err(|e| format!("tls_config.cert_file: {e}"))?,
-                );
+                pem.extend(cert_pem);
                 let id = reqwest::Identity::from_pem(&pem)
                     .map_err(|e| format!("tls_config.cert_file/key_file: {e}"))?;
                 b = b.identity(id);
