@@ -286,6 +286,7 @@ fn main() {
         max_concurrency: o.max_concurrency,
         precise_timer: true,
         min_wake_gap: Duration::from_micros(o.min_wake_gap_us),
+        ..RuntimeOptions::default()
     };
     let (s0, s1, rss_end, hwm_end, lag50, lag99, drained) = tokio_rt.block_on(async {
         let config = Config {

@@ -44,6 +44,8 @@
 //!     controller, hooks, and the proxy that forwards to the active instance.
 //!   - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
 //!     exported under cAdvisor's names.
+//!   - [`store`] — what watchfire remembers across restarts (state, transitions, incidents,
+//!     maintenance, rollups) behind one interface; writes queued off the probe path.
 //!   - [`web`] — `--web.config.file` (exporter-toolkit's format): TLS, basic-auth users and
 //!     response headers for every listener (the server's, the failover proxy's if wired).
 //! - **runtime**
@@ -107,6 +109,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sim;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod threads;
 pub mod verify;

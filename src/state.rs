@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use crate::probe::Reason;
 
 /// A target's health as decided by the thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Not enough probes yet to decide.
     Unknown,

@@ -23,6 +23,7 @@ use crate::failover::{self, Group};
 use crate::record::Hdr;
 use crate::schedule::{self, SchedulerHandle};
 use crate::state::TransitionEvent;
+use crate::store::Store;
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
 mod target;
@@ -184,6 +185,8 @@ pub struct Runtime {
     /// Where `/probe` is served and whether the web config asks for users
     /// ([`Runtime::set_exposure`]).
     exposure: Mutex<Option<(Vec<std::net::SocketAddr>, bool)>>,
+    /// Where state, transitions and rollups are kept.
+    store: Store,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -204,6 +207,8 @@ pub struct RuntimeOptions {
     /// The least time between two wake-ups of a probe thread's scheduler (see
     /// [`schedule::TimerFdSleeper`]); zero wakes for every planned start.
     pub min_wake_gap: Duration,
+    /// Where state, transitions and rollups are kept ([`Store::memory`] by default).
+    pub store: Store,
 }
 
 impl Default for RuntimeOptions {
@@ -212,6 +217,7 @@ impl Default for RuntimeOptions {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             precise_timer: true,
             min_wake_gap: schedule::DEFAULT_MIN_WAKE_GAP,
+            store: Store::memory(),
         }
     }
 }
@@ -287,6 +293,7 @@ impl Runtime {
             started: SystemTime::now(),
             allow_empty_config: AtomicBool::new(false),
             exposure: Mutex::new(None),
+            store: opts.store.clone(),
         });
         rt.apply(config).await?;
         Ok(rt)
@@ -553,6 +560,11 @@ impl Runtime {
     /// When this runtime started.
     pub fn started(&self) -> SystemTime {
         self.started
+    }
+
+    /// Where state, transitions and rollups are kept.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Finds a target by name.
