@@ -23,7 +23,7 @@ use crate::failover::{self, Group};
 use crate::record::Hdr;
 use crate::schedule::{self, SchedulerHandle};
 use crate::state::TransitionEvent;
-use crate::store::Store;
+use crate::store::{MaintenanceCalendar, NoMaintenance, Store};
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
 mod target;
@@ -187,6 +187,8 @@ pub struct Runtime {
     exposure: Mutex<Option<(Vec<std::net::SocketAddr>, bool)>>,
     /// Where state, transitions and rollups are kept.
     store: Store,
+    /// The maintenance windows in force ([`Runtime::set_calendar`]).
+    calendar: RwLock<Arc<dyn MaintenanceCalendar>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -294,6 +296,7 @@ impl Runtime {
             allow_empty_config: AtomicBool::new(false),
             exposure: Mutex::new(None),
             store: opts.store.clone(),
+            calendar: RwLock::new(Arc::new(NoMaintenance)),
         });
         rt.apply(config).await?;
         Ok(rt)
@@ -565,6 +568,19 @@ impl Runtime {
     /// Where state, transitions and rollups are kept.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The maintenance windows in force.
+    pub fn calendar(&self) -> Arc<dyn MaintenanceCalendar> {
+        self.calendar
+            .read()
+            .expect("calendar lock poisoned")
+            .clone()
+    }
+
+    /// Replaces the maintenance windows in force (after a reload or an API change).
+    pub fn set_calendar(&self, calendar: Arc<dyn MaintenanceCalendar>) {
+        *self.calendar.write().expect("calendar lock poisoned") = calendar;
     }
 
     /// Finds a target by name.

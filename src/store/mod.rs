@@ -15,7 +15,8 @@ pub mod model;
 
 pub use model::{
     now_millis, GroupState, Impact, Incident, IncidentStatus, IncidentUpdate, Level, Maintenance,
-    Millis, Rollup, Subject, TargetState, TransitionRecord, Write, LATENCY_BOUNDS,
+    MaintenanceCalendar, Millis, NoMaintenance, Rollup, Subject, TargetState, TransitionRecord,
+    Write, LATENCY_BOUNDS,
 };
 
 /// Why a store operation failed.

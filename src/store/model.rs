@@ -297,3 +297,21 @@ pub enum Write {
     /// A target no longer configured: its state is forgotten (its history is kept).
     ForgetTarget(String),
 }
+
+/// Which times are inside a maintenance window, for a target or component: the maintenance
+/// windows (config and API) implement it; rollups, incidents and the status page ask it.
+pub trait MaintenanceCalendar: Send + Sync {
+    /// Milliseconds of `[from, to)` inside a maintenance window covering `name` (a target, a
+    /// failover group or a component).
+    fn covered(&self, name: &str, from: Millis, to: Millis) -> i64;
+}
+
+/// No maintenance windows at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMaintenance;
+
+impl MaintenanceCalendar for NoMaintenance {
+    fn covered(&self, _: &str, _: Millis, _: Millis) -> i64 {
+        0
+    }
+}
