@@ -32,6 +32,40 @@ pub enum StoreError {
     },
 }
 
+/// How long each rollup level is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Minute rollups (default 48 hours).
+    pub minutes: std::time::Duration,
+    /// Hour rollups (default 90 days).
+    pub hours: std::time::Duration,
+    /// Day rollups (default 5 years).
+    pub days: std::time::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Retention {
+            minutes: std::time::Duration::from_secs(2 * DAY),
+            hours: std::time::Duration::from_secs(90 * DAY),
+            days: std::time::Duration::from_secs(5 * 365 * DAY),
+        }
+    }
+}
+
+/// Where the store keeps its data: a directory (SQLite), a PostgreSQL URL, or neither
+/// (memory).
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// The data directory (the SQLite file is made inside).
+    pub path: Option<std::path::PathBuf>,
+    /// A PostgreSQL URL (`postgres://user:password@host:port/db`).
+    pub url: Option<String>,
+    /// How long rollups are kept.
+    pub retention: Retention,
+}
+
 /// Which incidents to list.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentQuery {
@@ -84,6 +118,12 @@ impl Store {
         Store {
             inner: Arc::new(Mutex::new(Inner::default())),
         }
+    }
+
+    /// Opens the store `opts` names (in this first form: always memory).
+    pub async fn open(opts: &StoreOptions) -> Result<Store, StoreError> {
+        let _ = opts;
+        Ok(Store::memory())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
