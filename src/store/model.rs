@@ -304,6 +304,24 @@ pub trait MaintenanceCalendar: Send + Sync {
     /// Milliseconds of `[from, to)` inside a maintenance window covering `name` (a target, a
     /// failover group or a component).
     fn covered(&self, name: &str, from: Millis, to: Millis) -> i64;
+
+    /// Every window (each occurrence of a recurring one) that overlaps `[from, to)`, by start.
+    fn windows(&self, from: Millis, to: Millis) -> Vec<Window>;
+}
+
+/// One occurrence of a maintenance window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// Title.
+    pub name: String,
+    /// Components, targets or groups it covers (empty: all).
+    pub components: Vec<String>,
+    /// Start.
+    pub start: Millis,
+    /// End.
+    pub end: Millis,
+    /// Where it was defined: `config` or `api` (with the API id).
+    pub source: String,
 }
 
 /// No maintenance windows at all.
@@ -313,5 +331,9 @@ pub struct NoMaintenance;
 impl MaintenanceCalendar for NoMaintenance {
     fn covered(&self, _: &str, _: Millis, _: Millis) -> i64 {
         0
+    }
+
+    fn windows(&self, _: Millis, _: Millis) -> Vec<Window> {
+        Vec::new()
     }
 }
