@@ -4,13 +4,15 @@
 //! one-line detail people read; [`resolve()`], name resolution with an address-family policy (the one
 //! place every probe's address is chosen, and checked by the `/probe` [`guard`]); [`tls`], the
 //! TLS client configuration and server-name rule; [`driver`], the HTTP/1.1 handshake and a hyper
-//! connection driven beside the probe.
+//! connection driven beside the probe; [`timed`], the IO wrapper that stamps a request's last
+//! write and its answer's first read.
 
 mod classify;
 pub mod driver;
 pub mod guard;
 pub mod ip;
 pub mod resolve;
+pub mod timed;
 pub mod tls;
 
 pub use classify::{io_local_cause, local_cause, LocalCause};

@@ -6,7 +6,7 @@
 //! rare and written with an awaited call that returns the new row's id.
 //!
 //! This first form keeps everything in memory; the SQLite and PostgreSQL backends replace
-//! [`Inner`] behind the same methods.
+//! its insides behind the same methods.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,6 @@
 //! and reused while the server keeps it open.
 
 mod check;
-mod timed;
 
 pub use check::{Expect, HttpCheck, ProbeUrl, DEFAULT_BODY_LIMIT};
 
@@ -37,8 +36,8 @@ use crate::net::driver::{handshake_http1, Driver, Http1Options};
 use crate::net::{self, fail_from, SocketOptions};
 use crate::probe::{Fail, Outcome, Phases, Reason};
 
+use crate::net::timed::{Marks, TimedIo};
 use check::check_body;
-use timed::{Marks, TimedIo};
 
 /// `User-Agent` sent when the target sets none.
 pub const USER_AGENT_VALUE: &str = concat!("watchfire/", env!("CARGO_PKG_VERSION"));

@@ -1,4 +1,4 @@
-//! Timing marks on the probe's connection: an IO wrapper that stamps the last write of the
+//! Timing marks on a probe's connection: an IO wrapper that stamps the last write of the
 //! request and the first read of the answer, which the `processing` phase is measured between.
 
 use std::io;
@@ -13,15 +13,22 @@ use tokio::time::Instant;
 
 /// When the request was last written and when the first answer byte arrived.
 #[derive(Debug)]
-pub(super) struct Marks {
+pub struct Marks {
     epoch: Instant,
     /// Nanoseconds after `epoch` + 1 (0 = not yet).
     written: AtomicU64,
     first_read: AtomicU64,
 }
 
+impl Default for Marks {
+    fn default() -> Self {
+        Marks::new()
+    }
+}
+
 impl Marks {
-    pub(super) fn new() -> Marks {
+    /// No marks yet; times are taken from now.
+    pub fn new() -> Marks {
         Marks {
             epoch: Instant::now(),
             written: AtomicU64::new(0),
@@ -29,7 +36,8 @@ impl Marks {
         }
     }
 
-    pub(super) fn reset(&self) {
+    /// Clears both marks, for the next request on a kept-alive connection.
+    pub fn reset(&self) {
         self.written.store(0, Ordering::Relaxed);
         self.first_read.store(0, Ordering::Relaxed);
     }
@@ -45,23 +53,27 @@ impl Marks {
         }
     }
 
-    pub(super) fn written(&self) -> Option<Instant> {
+    /// When the request was last written to, if it was.
+    pub fn written(&self) -> Option<Instant> {
         self.get(&self.written)
     }
 
-    pub(super) fn first_read(&self) -> Option<Instant> {
+    /// When the first byte of the answer was read, if it was.
+    pub fn first_read(&self) -> Option<Instant> {
         self.get(&self.first_read)
     }
 }
 
 /// An IO wrapper that stamps the last write before the answer and the first read of it.
-pub(super) struct TimedIo<T> {
-    pub(super) inner: T,
-    pub(super) marks: Arc<Marks>,
+pub struct TimedIo<T> {
+    /// The connection.
+    pub inner: T,
+    /// Where the marks are stamped (shared with the prober that reads them).
+    pub marks: Arc<Marks>,
     /// Fresh connections are closed with `SO_LINGER` 0 when dropped; a `shutdown(SHUT_WR)` first
     /// would cost a syscall per probe (~12 µs measured) and a FIN that leaves the server in
     /// TIME_WAIT for nothing. Kept-alive connections shut down normally.
-    pub(super) skip_shutdown: bool,
+    pub skip_shutdown: bool,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
