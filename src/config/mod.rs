@@ -54,6 +54,10 @@ pub struct Config {
     pub memory: Vec<crate::memory::Watch>,
     /// blackbox_exporter modules (`modules:`), for `/probe` and targets' `module:`.
     pub modules: crate::blackbox::config::Modules,
+    /// `incidents:`: the SLO and request rate incident figures are computed with.
+    pub incidents: crate::incident::config::IncidentsConfig,
+    /// `maintenance:`: the config's maintenance windows.
+    pub maintenance: Vec<crate::incident::maintenance::WindowSpec>,
     /// The files this config was read from.
     pub sources: Vec<PathBuf>,
 }
