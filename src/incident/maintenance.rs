@@ -50,6 +50,17 @@ const WEEKDAYS: [&str; 7] = [
     "sunday",
 ];
 
+/// `monday,thursday`: the weekdays set in `days`.
+pub fn weekday_list(days: &[bool; 7]) -> String {
+    WEEKDAYS
+        .iter()
+        .zip(days)
+        .filter(|(_, on)| **on)
+        .map(|(d, _)| *d)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Parses a recurrence (see the module doc for the grammar).
 pub fn parse_every(text: &str) -> Result<Every, String> {
     let s = text.trim().to_ascii_lowercase();

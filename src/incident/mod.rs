@@ -26,6 +26,7 @@ pub mod config;
 pub mod figures;
 pub mod maintenance;
 pub mod manual;
+pub mod view;
 
 pub use config::IncidentsConfig;
 pub use figures::Figures;
