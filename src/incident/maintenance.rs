@@ -75,7 +75,10 @@ pub fn parse_every(text: &str) -> Result<Every, String> {
         "week" | "weekly" => return Ok(Every::Days(7)),
         _ => {}
     }
-    if let Some((n, unit)) = s.split_once(char::is_whitespace) {
+    if let Some((n, unit)) = s
+        .split_once(char::is_whitespace)
+        .filter(|_| !s.contains(','))
+    {
         let n: u32 = n.trim().parse().map_err(|_| bad())?;
         if !(1..=366).contains(&n) {
             return Err(format!(
