@@ -83,7 +83,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     }
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
     guard.finish(&mut diag, &mut config);
-    crate::incident::config::check_components(&mut diag, &config, &windows);
+    crate::incident::config::check_components(&mut diag, &config.components(), &windows);
     diag.finish(config)
 }
 

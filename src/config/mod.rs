@@ -326,6 +326,14 @@ pub fn load_with(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors>
 }
 
 impl Config {
+    /// Every target's and failover group's component, by name
+    /// ([`crate::incident::component_of`]).
+    pub fn components(&self) -> std::collections::HashMap<String, String> {
+        let groups: Vec<&str> = self.failover.iter().map(|g| g.name.as_str()).collect();
+        let targets = self.targets.iter().map(|t| (t.name.as_str(), &t.labels));
+        crate::incident::components(targets, &groups)
+    }
+
     /// True when the config defines nothing at all: no targets, modules, failover groups or
     /// memory watches.
     pub fn is_empty(&self) -> bool {

@@ -127,10 +127,13 @@ pub fn check_incidents(
         }
     }
     if let Some(w) = &r.slo_window {
-        match crate::config::parse_duration(&w.value) {
+        match humantime::parse_duration(w.value.trim()) {
             Ok(d) if !d.is_zero() => out.slo_window = d,
             Ok(_) => diag.error(w, "incidents.slo_window", "must be longer than 0"),
-            Err(e) => diag.error(w, "incidents.slo_window", e),
+            Err(e) => {
+                let msg = format!("`{}` is not a duration (such as 30d): {e}", w.value);
+                diag.error(w, "incidents.slo_window", msg)
+            }
         }
     }
     if let Some(q) = &r.request_rate {
@@ -200,13 +203,13 @@ pub fn check_maintenance(
 }
 
 /// Checks, once every file is read, that each window's components name a target, a failover
-/// group or a component.
+/// group or a component (`known`: every target's and group's component by name,
+/// [`super::components`]).
 pub fn check_components(
     diag: &mut Diagnostics,
-    config: &crate::config::Config,
+    known: &std::collections::HashMap<String, String>,
     pending: &[Pending],
 ) {
-    let known = super::components(config);
     let here = diag.file().to_path_buf();
     for p in pending {
         for (j, (name, at)) in p.names.iter().enumerate() {

@@ -356,9 +356,14 @@ impl Calendar {
     }
 
     /// A calendar over the config's windows and the stored API windows (one that no longer
-    /// reads, say a time zone gone from the system, is left out with a warning).
-    pub fn build(config: &crate::config::Config, api: &[Maintenance]) -> Calendar {
-        let mut windows = config.maintenance.clone();
+    /// reads, say a time zone gone from the system, is left out with a warning); `components`
+    /// maps target names to their components.
+    pub fn build(
+        config: &[WindowSpec],
+        api: &[Maintenance],
+        components: HashMap<String, String>,
+    ) -> Calendar {
+        let mut windows = config.to_vec();
         for m in api {
             match WindowSpec::from_stored(m) {
                 Ok(w) => windows.push(w),
@@ -367,7 +372,7 @@ impl Calendar {
                 }
             }
         }
-        Calendar::new(windows, super::components(config))
+        Calendar::new(windows, components)
     }
 
     /// The windows it holds.

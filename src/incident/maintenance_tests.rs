@@ -1,7 +1,6 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::config::load_str;
 
 const HOUR: i64 = 3_600_000;
 
@@ -218,49 +217,4 @@ fn bad_windows_name_their_field() {
         ..base.clone()
     });
     assert_eq!(p[0].0, "name");
-}
-
-const TARGETS: &str =
-    "targets:\n  - name: web\n    url: http://127.0.0.1:1/\n    labels: { component: shop }\n";
-
-#[test]
-fn config_sections_load_and_build_a_calendar() {
-    let text = format!(
-        "{TARGETS}incidents:\n  slo: 99.5\n  slo_window: 7d\n  request_rate: 3\n\
-         maintenance:\n  - name: nightly\n    components: [shop]\n    start: 2026-03-27T03:00:00\n    \
-         duration: 30m\n    every: day\n    tz: Europe/Berlin\n"
-    );
-    let c = load_str("m.yaml", &text).expect("loads");
-    assert_eq!(c.incidents.slo, 99.5);
-    assert_eq!(c.incidents.slo_window.as_secs(), 7 * 86_400);
-    assert_eq!(c.incidents.request_rate, Some(3.0));
-    assert_eq!(c.maintenance.len(), 1);
-    let cal = Calendar::build(&c, &[]);
-    // The target is covered through its component label.
-    let at = ms("2026-03-29T01:10:00Z");
-    assert_eq!(cal.covered("web", at, at + 60_000), 60_000);
-}
-
-#[test]
-fn bad_config_sections_name_file_line_and_field() {
-    let text = format!(
-        "{TARGETS}incidents:\n  slo: 100\n  slo_window: soon\n\
-         maintenance:\n  - name: bad\n    components: [nope]\n    start: 2026-03-27T03:00:00\n    \
-         end: 2026-03-27T02:00:00\n    tz: Nowhere/City\n    every: fortnight\n"
-    );
-    let errs = load_str("m.yaml", &text).expect_err("refused").0;
-    let find = |f: &str| {
-        errs.iter()
-            .find(|e| e.field == f)
-            .unwrap_or_else(|| panic!("no error on {f}: {errs:?}"))
-    };
-    assert_eq!(find("incidents.slo").line, 6);
-    assert_eq!(find("incidents.slo_window").line, 7);
-    assert_eq!(find("maintenance[0].components[0]").line, 10);
-    assert!(find("maintenance[0].components[0]")
-        .message
-        .contains("nope"));
-    assert_eq!(find("maintenance[0].tz").line, 13);
-    assert_eq!(find("maintenance[0].every").line, 14);
-    assert!(errs.iter().all(|e| e.file.ends_with("m.yaml")));
 }

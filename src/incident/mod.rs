@@ -48,15 +48,16 @@ pub fn component_of(
         .unwrap_or_else(|| name.to_string())
 }
 
-/// Every target's and group's component, by name (a group is its own component).
-pub fn components(config: &crate::config::Config) -> HashMap<String, String> {
-    let groups: Vec<&str> = config.failover.iter().map(|g| g.name.as_str()).collect();
-    let mut out: HashMap<String, String> = config
-        .targets
-        .iter()
-        .map(|t| (t.name.clone(), component_of(&t.name, &t.labels, &groups)))
+/// Every target's and group's component, by name (a group is its own component), from the
+/// targets' names and labels and the groups' names.
+pub fn components<'a>(
+    targets: impl Iterator<Item = (&'a str, &'a std::collections::BTreeMap<String, String>)>,
+    groups: &[&str],
+) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = targets
+        .map(|(name, labels)| (name.to_string(), component_of(name, labels, groups)))
         .collect();
-    for g in &groups {
+    for g in groups {
         out.insert(g.to_string(), g.to_string());
     }
     out

@@ -43,7 +43,12 @@ impl Counters for RuntimeCounters {
 /// puts it in force ([`Runtime::set_calendar`]).
 pub async fn refresh_calendar(rt: &Runtime) -> Result<Arc<Calendar>, StoreError> {
     let api = rt.store().maintenances().await?;
-    let cal = Arc::new(Calendar::build(&rt.config(), &api));
+    let config = rt.config();
+    let cal = Arc::new(Calendar::build(
+        &config.maintenance,
+        &api,
+        config.components(),
+    ));
     rt.set_calendar(cal.clone());
     Ok(cal)
 }

@@ -280,7 +280,7 @@ async fn maintenance_add(state: &AppState, req: Request<Incoming>) -> Response<B
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let known = crate::incident::components(&state.runtime.config());
+    let known = state.runtime.config().components();
     let m = match manual::check_maintenance(&input, Some(&known)) {
         Ok(m) => m,
         Err(problems) => {
