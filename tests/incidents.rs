@@ -388,3 +388,74 @@ fn bad_config_sections_name_file_line_and_field() {
     assert_eq!(find("maintenance[0].every").line, 14);
     assert!(errs.iter().all(|e| e.file.ends_with("m.yaml")));
 }
+
+#[tokio::test]
+async fn a_real_failover_is_written_on_the_groups_incident_and_recovery_resolves_it() {
+    use watchfire::sim::{FaultConfig, Sim};
+    let local = "127.0.0.1:0".parse().unwrap();
+    let primary = Sim::start(local, FaultConfig::default())
+        .await
+        .expect("sim");
+    let backup = Sim::start(local, FaultConfig::default())
+        .await
+        .expect("sim");
+    let yaml = format!(
+        "failover:
+  - name: gw
+    instances: [http://{}, http://{}]
+    check: {{ path: /health, interval: 50ms, timeout: 40ms }}
+    down_after: 2
+    up_after: 1
+    hold: 0s
+",
+        primary.local_addr(),
+        backup.local_addr()
+    );
+    let s = Served::start(&yaml, ServeOptions::default(), 1).await;
+    let cancel = CancellationToken::new();
+    let g = s.runtime.failover_group("gw").expect("group");
+    eventually(LIMIT, "the primary active", || async {
+        (g.active() == Some(0)).then_some(())
+    })
+    .await;
+    watchfire::runtime::incidents::start(s.runtime.clone(), cancel.clone())
+        .await
+        .expect("incidents start");
+    primary.go_down();
+    let addr = s.addr();
+    let id = opened(addr).await;
+    let moved = format!("Traffic moved to http://{}", backup.local_addr());
+    let path = format!("/api/v1/incidents/{id}");
+    eventually(LIMIT, "the switch on the timeline", || {
+        let (path, moved) = (path.clone(), moved.clone());
+        async move {
+            let (_, v) = call(addr, "GET", &path, "", &[]).await;
+            let t = v["updates"].as_array()?.clone();
+            t.iter()
+                .any(|u| u["message"].as_str().unwrap_or("").starts_with(&moved))
+                .then_some(())
+        }
+    })
+    .await;
+    primary.heal();
+    let v = eventually(LIMIT, "the incident resolved", || {
+        let path = path.clone();
+        async move {
+            let (_, v) = call(addr, "GET", &path, "", &[]).await;
+            (v["status"] == "resolved").then_some(v)
+        }
+    })
+    .await;
+    assert_eq!(v["component"], "gw");
+    assert_eq!(v["targets"], json!(["gw/0"]));
+    let last = v["updates"].as_array().unwrap().last().unwrap()["message"].clone();
+    assert!(
+        last.as_str().unwrap().starts_with("Recovered after"),
+        "{last}"
+    );
+    assert!(v["figures"]["duration_seconds"].as_f64().unwrap() > 0.0);
+    cancel.cancel();
+    s.stop().await;
+    primary.shutdown().await;
+    backup.shutdown().await;
+}
