@@ -5,6 +5,7 @@
 //! logging and the runtime, and calls [`run_invocation`].
 
 pub mod exporter;
+pub mod incident;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -61,6 +62,10 @@ pub enum Command {
     Verify(crate::verify::VerifyArgs),
     /// Compute an incident's impact (downtime, failed requests, error budget) from Prometheus.
     Impact(crate::verify::ImpactArgs),
+    /// List, show, update, resolve or declare incidents on a running watchfire.
+    Incident(incident::IncidentArgs),
+    /// List, add or delete maintenance windows on a running watchfire.
+    Maintenance(incident::MaintenanceArgs),
 }
 
 /// `watchfire run`.
@@ -430,6 +435,8 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Demo(a) => crate::demo::run(a.options()).await,
         Command::Verify(a) => crate::verify::run_verify(a).await,
         Command::Impact(a) => crate::verify::run_impact(a).await,
+        Command::Incident(a) => incident::run_incident(a).await,
+        Command::Maintenance(a) => incident::run_maintenance(a).await,
     };
     match result {
         Ok(code) => code,
@@ -490,6 +497,9 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.blackbox().set_timeout_offset(a.timeout_offset);
     runtime.blackbox().history().set_limit(a.history_limit);
     runtime.set_allow_empty_config(a.allow_empty_config);
+    if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.clone()).await {
+        tracing::warn!(error = %e, "incidents are not recorded: the store failed");
+    }
     crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
         .context("installing SIGHUP handler")?;
     if a.auto_reload {

@@ -90,7 +90,7 @@ fn demo_config(p: &str, b: &str) -> anyhow::Result<Config> {
     body_json: {{ data: [[1, 2, 3, 4]] }}
     interval: 250ms
     timeout: 200ms
-    labels: {{ service: inference-gateway }}
+    labels: {{ service: inference-gateway, component: inference-gateway }}
 failover:
   - name: inference-gateway
     instances: [{p}, {b}]
@@ -189,6 +189,9 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
         .context("the demo's failover group")?;
     let proxy = group.proxy_addr().context("the demo's failover proxy")?;
     let mut events = runtime.subscribe();
+    if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.child_token()).await {
+        println!("(incidents are not recorded: {e})");
+    }
     let (metrics_addr, server) = serve_metrics(a.listen, runtime.clone(), cancel.clone()).await?;
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let load = tokio::spawn(clients(
@@ -254,8 +257,12 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let incidents = recorded_incidents(&runtime).await;
     cancel.cancel();
     let _ = load.await;
+    println!();
+    print!("{incidents}");
+    println!("status page: http://{metrics_addr}/status   incidents: http://{metrics_addr}/api/v1/incidents");
     println!();
     println!("{}", summary(&runtime, &detections));
     println!(
@@ -267,6 +274,30 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     let _ = server.await;
     stop(&runtime, primary, backup).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The incidents the story left, oldest first, with their timelines, as `watchfire incident
+/// show` prints them; waits (bounded) for the last recovery to be recorded.
+async fn recorded_incidents(rt: &Runtime) -> String {
+    let store = rt.store();
+    let all = crate::store::IncidentQuery::default();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut found = Vec::new();
+    while Instant::now() < deadline {
+        found = store.incidents(&all).await.unwrap_or_default();
+        if found.iter().all(|i| i.resolved.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    found.reverse();
+    let ids: Vec<i64> = found.iter().map(|i| i.id).collect();
+    let updates = store.updates(&ids).await.unwrap_or_default();
+    let mut out = format!("incidents recorded: {}\n", found.len());
+    for i in &found {
+        out.push_str(&crate::incident::view::IncidentView::new(i, &updates).render());
+    }
+    out
 }
 
 /// Lets the runtime's probes end, then stops both gateways.

@@ -44,6 +44,8 @@
 //!     controller, hooks, and the proxy that forwards to the active instance.
 //!   - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
 //!     exported under cAdvisor's names.
+//!   - [`incident`] — incidents (one per component outage, with a timeline and the runbook's
+//!     figures at resolution) and maintenance windows (config and API, recurring, time zones).
 //!   - [`store`] — what watchfire remembers across restarts (state, transitions, incidents,
 //!     maintenance, rollups) behind one interface; writes queued off the probe path.
 //!   - [`web`] — `--web.config.file` (exporter-toolkit's format): TLS, basic-auth users and
@@ -94,6 +96,7 @@ pub mod demo;
 pub mod diag;
 pub mod expo;
 pub mod failover;
+pub mod incident;
 pub mod limits;
 pub mod memory;
 pub mod metrics;

@@ -5,7 +5,7 @@
 //! ```text
 //! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry
 //! runtime   runtime, metrics (the target set and the series rendered from it)
-//! features  config, blackbox, failover, memory, web, store
+//! features  config, blackbox, failover, memory, web, store, incident
 //! probers   probers (every probe kind)
 //! net       net (resolution, sockets, TLS, error classification)
 //! core      probe, state, record, schedule, expo, diag, threads, redact, limits, resources
@@ -34,7 +34,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("probers", &["probers"]),
     (
         "features",
-        &["config", "blackbox", "failover", "memory", "web", "store"],
+        &[
+            "config", "blackbox", "failover", "memory", "web", "store", "incident",
+        ],
     ),
     ("runtime", &["runtime", "metrics"]),
     (

@@ -22,6 +22,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     let mut seen_modules: HashMap<String, (PathBuf, u64)> = HashMap::new();
     let mut module_refs = Vec::new();
     let mut guard = GuardSection::default();
+    let (mut incidents_at, mut windows) = (None, Vec::new());
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -73,9 +74,16 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
         if let Some(g) = &raw.probe_guard {
             guard.check(&mut diag, g);
         }
+        if let Some(i) = &raw.incidents {
+            let out = &mut config.incidents;
+            crate::incident::config::check_incidents(&mut diag, i, &mut incidents_at, out);
+        }
+        let out = &mut config.maintenance;
+        crate::incident::config::check_maintenance(&mut diag, &raw.maintenance, out, &mut windows);
     }
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
     guard.finish(&mut diag, &mut config);
+    crate::incident::config::check_components(&mut diag, &config.components(), &windows);
     diag.finish(config)
 }
 

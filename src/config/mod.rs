@@ -54,6 +54,10 @@ pub struct Config {
     pub memory: Vec<crate::memory::Watch>,
     /// blackbox_exporter modules (`modules:`), for `/probe` and targets' `module:`.
     pub modules: crate::blackbox::config::Modules,
+    /// `incidents:`: the SLO and request rate incident figures are computed with.
+    pub incidents: crate::incident::config::IncidentsConfig,
+    /// `maintenance:`: the config's maintenance windows.
+    pub maintenance: Vec<crate::incident::maintenance::WindowSpec>,
     /// The files this config was read from.
     pub sources: Vec<PathBuf>,
 }
@@ -322,6 +326,14 @@ pub fn load_with(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors>
 }
 
 impl Config {
+    /// Every target's and failover group's component, by name
+    /// ([`crate::incident::component_of`]).
+    pub fn components(&self) -> std::collections::HashMap<String, String> {
+        let groups: Vec<&str> = self.failover.iter().map(|g| g.name.as_str()).collect();
+        let targets = self.targets.iter().map(|t| (t.name.as_str(), &t.labels));
+        crate::incident::components(targets, &groups)
+    }
+
     /// True when the config defines nothing at all: no targets, modules, failover groups or
     /// memory watches.
     pub fn is_empty(&self) -> bool {

@@ -31,6 +31,12 @@ pub struct RawFile {
     /// [`crate::net::guard::Guard::compile`]); at most one file may set it.
     #[serde(default)]
     pub probe_guard: Option<Spanned<crate::net::guard::RawGuard>>,
+    /// Incident figures' settings (checked by [`crate::incident::config::check_incidents`]).
+    #[serde(default)]
+    pub incidents: Option<Spanned<crate::incident::config::RawIncidents>>,
+    /// Maintenance windows (checked by [`crate::incident::config::check_maintenance`]).
+    #[serde(default)]
+    pub maintenance: Vec<Spanned<crate::incident::config::RawMaintenance>>,
 }
 
 /// The `defaults:` section.

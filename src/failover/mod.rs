@@ -59,6 +59,20 @@ pub struct SwitchRecord {
     pub detail: Option<String>,
 }
 
+/// A switch of traffic, as announced to subscribers ([`Group::subscribe_switches`]): the
+/// incident manager writes it on the group's incident.
+#[derive(Debug, Clone)]
+pub struct Switched {
+    /// Group name.
+    pub group: String,
+    /// Instance now receiving traffic (base URL), none for none.
+    pub to: Option<String>,
+    /// Why.
+    pub reason: &'static str,
+    /// When.
+    pub at: SystemTime,
+}
+
 struct GroupState {
     sel: Selection,
     up_since: Vec<Option<Instant>>,
@@ -84,6 +98,8 @@ pub struct Group {
     /// The runtime the group was made on: hooks run there, also when the switch was decided
     /// on a proxy thread (whose runtime ends with the proxy).
     home: Option<tokio::runtime::Handle>,
+    /// Switches (not the initial choice), for subscribers.
+    switches: broadcast::Sender<Switched>,
 }
 
 impl std::fmt::Debug for Group {
@@ -126,6 +142,7 @@ impl Group {
             cancel,
             proxy_addr: std::sync::OnceLock::new(),
             home: tokio::runtime::Handle::try_current().ok(),
+            switches: broadcast::channel(64).0,
         })
     }
 
@@ -134,6 +151,11 @@ impl Group {
             Some(h) => drop(h.spawn(fut)),
             None => drop(tokio::spawn(fut)),
         }
+    }
+
+    /// Every switch of traffic from now on (not the initial choice).
+    pub fn subscribe_switches(&self) -> broadcast::Receiver<Switched> {
+        self.switches.subscribe()
     }
 
     /// Points the group at (possibly new) check targets after a reload.
@@ -275,6 +297,12 @@ impl Group {
         if sw.reason == SwitchReason::Initial {
             return;
         }
+        let _ = self.switches.send(Switched {
+            group: self.cfg.name.clone(),
+            to: to.clone(),
+            reason: sw.reason.as_str(),
+            at: SystemTime::now(),
+        });
         let now = Instant::now();
         let notice = hooks::SwitchNotice {
             switches_in_window: select::switches_in_window(&st.sel, now, &self.params),

@@ -132,6 +132,17 @@ impl Stats {
             .unwrap_or(0)
     }
 
+    /// Every request answered so far and those of them answered 5xx (by an instance or by the
+    /// proxy itself): what an incident's figures count.
+    pub fn totals(&self) -> (u64, u64) {
+        let c = self.counters();
+        c.requests
+            .iter()
+            .fold((0, 0), |(all, failed), ((_, code), n)| {
+                (all + n, failed + if *code >= 500 { *n } else { 0 })
+            })
+    }
+
     /// Requests being forwarded now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)

@@ -26,6 +26,7 @@ use crate::state::TransitionEvent;
 use crate::store::{MaintenanceCalendar, NoMaintenance, Store};
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
+pub mod incidents;
 mod target;
 pub use target::Target;
 

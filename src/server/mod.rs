@@ -9,6 +9,7 @@
 //! listener) and the connections.
 
 pub mod admission;
+pub mod incidents;
 pub mod intent;
 mod listen;
 
@@ -202,7 +203,7 @@ async fn admit_and_route(
             ),
         ));
     };
-    if req.method() == Method::POST {
+    if req.method() == Method::POST || req.method() == Method::DELETE {
         if let Some(refused) = control_refusal(opts, &path, req.headers()) {
             return refused;
         }
@@ -220,6 +221,8 @@ fn control_refusal(
         (!opts.reload_endpoint).then_some("--web.disable-reload")
     } else if path.starts_with("/api/v1/failover/") {
         (!opts.failover_api).then_some("--web.disable-failover-api")
+    } else if incidents::owns(path) {
+        None
     } else {
         return None;
     };
@@ -298,6 +301,7 @@ async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Res
             }
             failover_action(state, p, req.uri().query())
         }
+        p if incidents::owns(p) => incidents::route(state, p, req).await,
         "/-/reload" => method_not_allowed("POST"),
         "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" | "/config" | "/logs" | "/" => {
             method_not_allowed("GET")

@@ -1,0 +1,337 @@
+//! `watchfire incident ...` and `watchfire maintenance ...`: a client of a running instance's
+//! incidents and maintenance API ([`crate::server::incidents`]).
+//!
+//! Basic auth (`--web.user`, password from `WATCHFIRE_PASSWORD`) is sent when given. Requests
+//! carry a JSON body (or none), which the server's intent check accepts from a tool.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::incident::manual::{DeclareInput, MaintenanceInput, UpdateInput};
+use crate::incident::view::{IncidentView, MaintenanceView};
+
+/// The instance asked unless `--url` says otherwise.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:9115";
+
+/// How long one API request may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the API is and how to talk to it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Base URL of the running watchfire (with its route prefix, if any).
+    #[arg(long, default_value = DEFAULT_URL)]
+    pub url: String,
+    /// Basic-auth user, when the server's web config asks for one (password from the
+    /// WATCHFIRE_PASSWORD environment variable).
+    #[arg(long = "web.user")]
+    pub user: Option<String>,
+    /// The password for --web.user.
+    #[arg(long, env = "WATCHFIRE_PASSWORD", hide_env_values = true, hide = true)]
+    pub password: Option<String>,
+    /// Print the API's JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `watchfire incident`.
+#[derive(Debug, Args)]
+pub struct IncidentArgs {
+    /// Where the API is.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: IncidentAction,
+}
+
+/// `watchfire incident` actions.
+#[derive(Debug, Subcommand)]
+pub enum IncidentAction {
+    /// List incidents, newest first.
+    List {
+        /// Only those not resolved.
+        #[arg(long)]
+        open: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one incident with its timeline and figures.
+    Show {
+        /// Incident id.
+        id: i64,
+    },
+    /// Post an update: status, message, impact.
+    Update {
+        /// Incident id.
+        id: i64,
+        /// investigating, identified, monitoring or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        /// What people are told.
+        #[arg(long)]
+        message: String,
+        /// none, minor, major or critical.
+        #[arg(long)]
+        impact: Option<String>,
+    },
+    /// Resolve an incident by hand.
+    Resolve {
+        /// Incident id.
+        id: i64,
+        /// What people are told.
+        #[arg(long, default_value = "Resolved.")]
+        message: String,
+    },
+    /// Declare an incident by hand.
+    Declare {
+        /// The component (a failover group, a `component` label or a target).
+        #[arg(long)]
+        component: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// The first update's message.
+        #[arg(long)]
+        message: String,
+        /// none, minor, major (default) or critical.
+        #[arg(long)]
+        impact: Option<String>,
+    },
+}
+
+/// `watchfire maintenance`.
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    /// Where the API is.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: MaintenanceAction,
+}
+
+/// `watchfire maintenance` actions.
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceAction {
+    /// List the windows in force (config and API) with their next occurrence.
+    List,
+    /// Add a window.
+    Add {
+        /// Title.
+        #[arg(long)]
+        name: String,
+        /// A covered target, failover group or component (repeat; none: all).
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// Start: RFC 3339, or a local date-time read in --tz.
+        #[arg(long)]
+        start: String,
+        /// End (or --duration).
+        #[arg(long)]
+        end: Option<String>,
+        /// Length, such as 1h30m (or --end).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Recurrence: day, week, N days, N weeks, monday,thursday.
+        #[arg(long)]
+        every: Option<String>,
+        /// IANA time zone (default UTC).
+        #[arg(long)]
+        tz: Option<String>,
+    },
+    /// Delete a window made through the API.
+    Delete {
+        /// Window id.
+        id: i64,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    api: ApiArgs,
+}
+
+impl Client {
+    fn new(api: ApiArgs) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client { http, api })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<(T, String)> {
+        let url = format!("{}{path}", self.api.url.trim_end_matches('/'));
+        let mut req = self.http.request(method, &url);
+        if let Some(u) = &self.api.user {
+            req = req.basic_auth(u, self.api.password.as_deref());
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the answer")?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| text.trim().to_string());
+            bail!("{url}: {status}: {msg}");
+        }
+        let v = serde_json::from_str(&text)
+            .with_context(|| format!("{url} answered something other than the expected JSON"))?;
+        Ok((v, text))
+    }
+}
+
+const NO_BODY: Option<&()> = None;
+
+/// Runs `watchfire incident ...`.
+pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
+    let json = a.api.json;
+    let c = Client::new(a.api)?;
+    let post = reqwest::Method::POST;
+    let (out, raw): (Vec<IncidentView>, String) = match a.action {
+        IncidentAction::List { open, limit } => {
+            let path = format!("/api/v1/incidents?open={open}&limit={limit}");
+            let (v, raw): (Vec<IncidentView>, _) =
+                c.call(reqwest::Method::GET, &path, NO_BODY).await?;
+            if !json {
+                if v.is_empty() {
+                    println!("no incidents");
+                }
+                for i in &v {
+                    println!("{}", i.line());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            (v, raw)
+        }
+        IncidentAction::Show { id } => {
+            let path = format!("/api/v1/incidents/{id}");
+            let (v, raw) = c.call(reqwest::Method::GET, &path, NO_BODY).await?;
+            (vec![v], raw)
+        }
+        IncidentAction::Update {
+            id,
+            status,
+            message,
+            impact,
+        } => {
+            let body = UpdateInput {
+                status,
+                message,
+                impact,
+            };
+            let path = format!("/api/v1/incidents/{id}/updates");
+            let (v, raw) = c.call(post, &path, Some(&body)).await?;
+            (vec![v], raw)
+        }
+        IncidentAction::Resolve { id, message } => {
+            let body = UpdateInput {
+                status: Some("resolved".into()),
+                message,
+                impact: None,
+            };
+            let path = format!("/api/v1/incidents/{id}/updates");
+            let (v, raw) = c.call(post, &path, Some(&body)).await?;
+            (vec![v], raw)
+        }
+        IncidentAction::Declare {
+            component,
+            title,
+            message,
+            impact,
+        } => {
+            let body = DeclareInput {
+                component,
+                title,
+                message,
+                impact,
+                status: None,
+            };
+            let (v, raw) = c.call(post, "/api/v1/incidents", Some(&body)).await?;
+            (vec![v], raw)
+        }
+    };
+    if json {
+        println!("{}", raw.trim_end());
+    } else {
+        for i in &out {
+            print!("{}", i.render());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `watchfire maintenance ...`.
+pub async fn run_maintenance(a: MaintenanceArgs) -> anyhow::Result<ExitCode> {
+    let json = a.api.json;
+    let c = Client::new(a.api)?;
+    let (views, raw): (Vec<MaintenanceView>, String) = match a.action {
+        MaintenanceAction::List => {
+            c.call(reqwest::Method::GET, "/api/v1/maintenance", NO_BODY)
+                .await?
+        }
+        MaintenanceAction::Add {
+            name,
+            components,
+            start,
+            end,
+            duration,
+            every,
+            tz,
+        } => {
+            let body = MaintenanceInput {
+                name,
+                components,
+                start,
+                end,
+                duration,
+                every,
+                tz,
+            };
+            let (v, raw) = c
+                .call(reqwest::Method::POST, "/api/v1/maintenance", Some(&body))
+                .await?;
+            (vec![v], raw)
+        }
+        MaintenanceAction::Delete { id } => {
+            let path = format!("/api/v1/maintenance/{id}");
+            let (_, raw): (serde_json::Value, _) =
+                c.call(reqwest::Method::DELETE, &path, NO_BODY).await?;
+            if json {
+                println!("{}", raw.trim_end());
+            } else {
+                println!("deleted maintenance window {id}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if json {
+        println!("{}", raw.trim_end());
+    } else if views.is_empty() {
+        println!("no maintenance windows");
+    } else {
+        for v in &views {
+            println!("{}", v.line());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,444 @@
+use std::sync::Mutex;
+
+use super::maintenance::{Calendar, Parts, WindowSpec};
+use super::manual::{self, DeclareInput, Resolution, UpdateInput};
+use super::*;
+use crate::store::Rollup;
+
+/// 2026-01-01T10:00:00Z.
+const T0: Millis = 1_767_261_600_000;
+
+/// Counters a test sets by hand.
+#[derive(Default)]
+struct Scripted {
+    failures: Mutex<HashMap<String, u64>>,
+    proxied: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl Scripted {
+    fn fail(&self, target: &str, n: u64) {
+        self.failures.lock().unwrap().insert(target.into(), n);
+    }
+    fn proxy(&self, group: &str, all: u64, failed: u64) {
+        self.proxied
+            .lock()
+            .unwrap()
+            .insert(group.into(), (all, failed));
+    }
+}
+
+impl Counters for Scripted {
+    fn probe_failures(&self, target: &str) -> Option<u64> {
+        self.failures.lock().unwrap().get(target).copied()
+    }
+    fn proxied(&self, group: &str) -> Option<(u64, u64)> {
+        self.proxied.lock().unwrap().get(group).copied()
+    }
+}
+
+fn down(target: &str, component: &str, at: Millis) -> TargetEvent {
+    TargetEvent {
+        target: target.into(),
+        component: component.into(),
+        down: true,
+        at,
+        reason: Some("connect_refused".into()),
+        detail: Some("connection refused".into()),
+        streak: 3,
+    }
+}
+
+fn up(target: &str, component: &str, at: Millis) -> TargetEvent {
+    TargetEvent {
+        down: false,
+        reason: None,
+        detail: None,
+        ..down(target, component, at)
+    }
+}
+
+async fn manager(store: &Store, counters: Arc<Scripted>) -> Incidents {
+    Incidents::load(store.clone(), IncidentsConfig::default(), counters)
+        .await
+        .expect("loads")
+}
+
+async fn all(store: &Store) -> Vec<Incident> {
+    store.incidents(&IncidentQuery::default()).await.unwrap()
+}
+
+async fn timeline(store: &Store, id: i64) -> Vec<String> {
+    let u = store.updates(&[id]).await.unwrap();
+    u.into_iter().map(|u| u.message).collect()
+}
+
+#[test]
+fn components_follow_groups_then_labels_then_names() {
+    let labels: std::collections::BTreeMap<String, String> =
+        [("component".to_string(), "shop".to_string())].into();
+    let none = Default::default();
+    assert_eq!(component_of("gw/0", &none, &["gw"]), "gw");
+    assert_eq!(component_of("web", &labels, &["gw"]), "shop");
+    assert_eq!(component_of("a/b", &none, &["gw"]), "a/b");
+    assert_eq!(component_of("web", &none, &[]), "web");
+}
+
+#[tokio::test]
+async fn two_targets_of_one_component_make_one_incident() {
+    let store = Store::memory();
+    let mut m = manager(&store, Arc::default()).await;
+    m.on_transition(&down("health", "gw", T0)).await.unwrap();
+    m.on_transition(&down("predict", "gw", T0 + 2_000))
+        .await
+        .unwrap();
+    m.on_transition(&down("predict", "gw", T0 + 3_000))
+        .await
+        .unwrap();
+    m.on_transition(&down("db", "db", T0 + 4_000))
+        .await
+        .unwrap();
+    let v = all(&store).await;
+    assert_eq!(v.len(), 2, "{v:?}");
+    let gw = v.iter().find(|i| i.component == "gw").unwrap();
+    assert_eq!(gw.targets, vec!["health", "predict"]);
+    assert_eq!(gw.title, "gw is down");
+    assert_eq!(gw.status, IncidentStatus::Investigating);
+    let t = timeline(&store, gw.id).await;
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(
+        t[0].starts_with("Detected: health is down (connect_refused"),
+        "{t:?}"
+    );
+    assert!(t[1].starts_with("predict is down too"), "{t:?}");
+    // One target up: still open; the other up: resolved.
+    m.on_transition(&up("health", "gw", T0 + 60_000))
+        .await
+        .unwrap();
+    assert!(store
+        .incident(gw.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .resolved
+        .is_none());
+    m.on_transition(&up("predict", "gw", T0 + 252_000))
+        .await
+        .unwrap();
+    let gw = store.incident(gw.id).await.unwrap().unwrap();
+    assert_eq!(gw.resolved, Some(T0 + 252_000));
+    assert_eq!(gw.status, IncidentStatus::Resolved);
+    let t = timeline(&store, gw.id).await;
+    assert_eq!(t.last().unwrap(), "Recovered after 4m12s");
+    // A new outage after resolution opens a new incident.
+    m.on_transition(&down("health", "gw", T0 + 300_000))
+        .await
+        .unwrap();
+    assert_eq!(all(&store).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_failover_switch_is_written_on_the_groups_incident() {
+    let store = Store::memory();
+    let mut m = manager(&store, Arc::default()).await;
+    let sw = SwitchEvent {
+        group: "gw".into(),
+        to: Some("http://127.0.0.1:8001".into()),
+        reason: "active_down".into(),
+        at: T0 + 5_000,
+    };
+    m.on_switch(&sw).await.unwrap();
+    assert!(all(&store).await.is_empty(), "no incident: nothing written");
+    m.on_transition(&down("gw/0", "gw", T0)).await.unwrap();
+    m.on_switch(&sw).await.unwrap();
+    let none = SwitchEvent {
+        to: None,
+        reason: "none_up".into(),
+        at: T0 + 9_000,
+        ..sw.clone()
+    };
+    m.on_switch(&none).await.unwrap();
+    let id = all(&store).await[0].id;
+    let t = timeline(&store, id).await;
+    assert_eq!(
+        t[1],
+        "Traffic moved to http://127.0.0.1:8001 at 10:00:05 UTC (active_down)"
+    );
+    assert_eq!(
+        t[2],
+        "No instance is up at 10:00:09 UTC: the proxy answers 503"
+    );
+}
+
+#[tokio::test]
+async fn figures_at_resolution_are_exact_for_a_scripted_outage() {
+    let store = Store::memory();
+    let c = Arc::new(Scripted::default());
+    let mut m = manager(&store, c.clone()).await;
+    // Proxy traffic before the outage: 600 requests in the last minute = 10/s.
+    c.proxy("gw", 400, 0);
+    m.sample(&["gw".into()], T0 - 60_000);
+    c.proxy("gw", 1000, 0);
+    m.sample(&["gw".into()], T0);
+    // Down after 3 failures; the proxy has answered 1000 (0 failed).
+    c.fail("gw/0", 3);
+    m.on_transition(&down("gw/0", "gw", T0)).await.unwrap();
+    // The minute rollups hold 80 failures over the incident; 60 more before it don't count.
+    for (start, failures) in [(T0 - 120_000, 60), (T0, 30), (T0 + 60_000, 50)] {
+        store.write(crate::store::Write::Minute(Rollup {
+            target: "gw/0".into(),
+            start,
+            probes: failures,
+            failures,
+            ..Rollup::default()
+        }));
+    }
+    // 4m12s later: 84 failures seen since it went down (3 before), 600 proxied, 60 failed.
+    c.fail("gw/0", 87);
+    c.proxy("gw", 1600, 60);
+    m.on_transition(&up("gw/0", "gw", T0 + 252_000))
+        .await
+        .unwrap();
+    let inc = &all(&store).await[0];
+    let f: Figures = serde_json::from_str(inc.figures.as_deref().unwrap()).unwrap();
+    assert_eq!(f.duration_seconds, 252.0);
+    assert_eq!(f.downtime_seconds, 252.0);
+    assert_eq!(f.maintenance_seconds, 0.0);
+    assert_eq!(f.failed_probes_rollups, 80);
+    assert_eq!(f.failed_probes_seen, 87);
+    assert_eq!(f.failed_probes, 87);
+    assert_eq!(f.proxied_requests, Some(600));
+    assert_eq!(f.failed_proxied_requests, Some(60));
+    assert_eq!(f.request_rate, Some(10.0));
+    assert_eq!(f.request_rate_source.as_deref(), Some("proxy"));
+    assert_eq!(f.estimated_failed_requests, Some(2520.0));
+    assert_eq!(f.slo_percent, 99.9);
+    assert_eq!(f.slo_window_seconds, 2_592_000.0);
+    assert!((f.error_budget_seconds - 2592.0).abs() < 1e-6);
+    assert!((f.error_budget_consumed_percent - 252.0 / 2592.0 * 100.0).abs() < 1e-9);
+}
+
+fn calendar_over(start: &str, duration: &str, component: &str) -> Arc<Calendar> {
+    let p = Parts {
+        name: "deploy",
+        components: vec![component.into()],
+        start: Some(start),
+        duration: Some(duration),
+        ..Parts::default()
+    };
+    let w = WindowSpec::check(&p, "config").unwrap();
+    Arc::new(Calendar::new(
+        vec![w],
+        [("gw/0".into(), "gw".into())].into(),
+    ))
+}
+
+#[tokio::test]
+async fn an_outage_starting_in_maintenance_is_marked_and_excluded_from_the_budget() {
+    let store = Store::memory();
+    let mut m = manager(&store, Arc::default()).await;
+    m.set_config(IncidentsConfig {
+        request_rate: Some(2.0),
+        ..IncidentsConfig::default()
+    });
+    // The window covers 10:00–10:01; the outage runs 10:00:30–10:02:30.
+    m.set_calendar(calendar_over("2026-01-01T10:00:00Z", "1m", "gw"));
+    m.on_transition(&down("gw/0", "gw", T0 + 30_000))
+        .await
+        .unwrap();
+    m.on_transition(&down("other", "other", T0 + 30_000))
+        .await
+        .unwrap();
+    m.on_transition(&up("gw/0", "gw", T0 + 150_000))
+        .await
+        .unwrap();
+    let v = all(&store).await;
+    let gw = v.iter().find(|i| i.component == "gw").unwrap();
+    let other = v.iter().find(|i| i.component == "other").unwrap();
+    assert!(gw.in_maintenance);
+    assert!(!other.in_maintenance);
+    assert!(timeline(&store, gw.id).await[0].ends_with("inside a maintenance window"));
+    let f: Figures = serde_json::from_str(gw.figures.as_deref().unwrap()).unwrap();
+    assert_eq!(f.duration_seconds, 120.0);
+    assert_eq!(f.maintenance_seconds, 30.0);
+    assert_eq!(f.downtime_seconds, 90.0);
+    assert_eq!(f.request_rate_source.as_deref(), Some("config"));
+    assert_eq!(f.estimated_failed_requests, Some(240.0));
+}
+
+fn how(cfg: &IncidentsConfig) -> Resolution<'_> {
+    Resolution {
+        config: cfg,
+        calendar: &NoMaintenance,
+    }
+}
+
+fn says(status: Option<&str>, message: &str) -> UpdateInput {
+    UpdateInput {
+        status: status.map(str::to_string),
+        message: message.into(),
+        impact: None,
+    }
+}
+
+#[tokio::test]
+async fn manual_updates_move_the_status_forward_only() {
+    let store = Store::memory();
+    let cfg = IncidentsConfig::default();
+    let d = DeclareInput {
+        component: "gw".into(),
+        title: "Slow predictions".into(),
+        impact: Some("minor".into()),
+        message: "Looking into it".into(),
+        status: None,
+    };
+    let inc = manual::declare(&store, &d, T0).await.unwrap();
+    assert_eq!(inc.impact, Impact::Minor);
+    let id = inc.id;
+    let up = |s, m| says(s, m);
+    manual::update(
+        &store,
+        id,
+        &up(Some("identified"), "Memory leak"),
+        T0 + 1,
+        &how(&cfg),
+    )
+    .await
+    .unwrap();
+    let mut u = up(None, "Still leaking");
+    u.impact = Some("critical".into());
+    let inc = manual::update(&store, id, &u, T0 + 2, &how(&cfg))
+        .await
+        .unwrap();
+    assert_eq!(
+        (inc.status, inc.impact),
+        (IncidentStatus::Identified, Impact::Critical)
+    );
+    manual::update(
+        &store,
+        id,
+        &up(Some("monitoring"), "Fix deployed"),
+        T0 + 3,
+        &how(&cfg),
+    )
+    .await
+    .unwrap();
+    let back = manual::update(&store, id, &up(Some("identified"), "x"), T0 + 4, &how(&cfg)).await;
+    assert!(
+        matches!(
+            back,
+            Err(IncidentError::Invalid {
+                field: "status",
+                ..
+            })
+        ),
+        "{back:?}"
+    );
+    for (bad, field) in [
+        (up(Some("fixed"), "x"), "status"),
+        (up(None, "  "), "message"),
+        (
+            UpdateInput {
+                impact: Some("huge".into()),
+                ..up(None, "x")
+            },
+            "impact",
+        ),
+    ] {
+        let r = manual::update(&store, id, &bad, T0 + 4, &how(&cfg)).await;
+        assert!(
+            matches!(r, Err(IncidentError::Invalid { field: f, .. }) if f == field),
+            "{r:?}"
+        );
+    }
+    let inc = manual::update(
+        &store,
+        id,
+        &up(Some("resolved"), "All good"),
+        T0 + 60_000,
+        &how(&cfg),
+    )
+    .await
+    .unwrap();
+    assert_eq!(inc.resolved, Some(T0 + 60_000));
+    let f: Figures = serde_json::from_str(inc.figures.as_deref().unwrap()).unwrap();
+    assert_eq!(f.duration_seconds, 60.0);
+    let after = manual::update(&store, id, &up(None, "late"), T0 + 61_000, &how(&cfg)).await;
+    assert!(matches!(after, Err(IncidentError::Invalid { .. })));
+    let missing = manual::update(&store, 999, &up(None, "x"), T0, &how(&cfg)).await;
+    assert!(matches!(missing, Err(IncidentError::NotFound(999))));
+    let t = timeline(&store, id).await;
+    assert_eq!(
+        t,
+        [
+            "Looking into it",
+            "Memory leak",
+            "Still leaking",
+            "Fix deployed",
+            "All good"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_recovery_after_a_manual_resolution_adds_nothing() {
+    let store = Store::memory();
+    let cfg = IncidentsConfig::default();
+    let mut m = manager(&store, Arc::default()).await;
+    m.on_transition(&down("web", "web", T0)).await.unwrap();
+    let id = all(&store).await[0].id;
+    manual::update(
+        &store,
+        id,
+        &says(Some("resolved"), "Done"),
+        T0 + 10_000,
+        &how(&cfg),
+    )
+    .await
+    .unwrap();
+    m.on_transition(&up("web", "web", T0 + 20_000))
+        .await
+        .unwrap();
+    let inc = store.incident(id).await.unwrap().unwrap();
+    assert_eq!(inc.resolved, Some(T0 + 10_000));
+    assert_eq!(timeline(&store, id).await.len(), 2);
+    assert!(m.open_ids().is_empty());
+}
+
+#[tokio::test]
+async fn an_open_incident_continues_across_a_restart() {
+    let store = Store::memory();
+    let mut first = manager(&store, Arc::default()).await;
+    first.on_transition(&down("gw/0", "gw", T0)).await.unwrap();
+    drop(first);
+    // A second manager on the same store: the restored target is down again.
+    let mut second = manager(&store, Arc::default()).await;
+    assert_eq!(second.open_ids().len(), 1);
+    second
+        .on_transition(&down("gw/0", "gw", T0 + 5_000))
+        .await
+        .unwrap();
+    assert_eq!(all(&store).await.len(), 1, "no second incident");
+    second
+        .on_transition(&up("gw/0", "gw", T0 + 90_000))
+        .await
+        .unwrap();
+    let v = all(&store).await;
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].resolved, Some(T0 + 90_000));
+    let t = timeline(&store, v[0].id).await;
+    assert_eq!(
+        t,
+        [
+            "Detected: gw/0 is down (connect_refused: connection refused)",
+            "Recovered after 1m30s"
+        ]
+    );
+}
+
+#[test]
+fn durations_for_people() {
+    assert_eq!(figures::human(252_000), "4m12s");
+    assert_eq!(figures::human(3_723_000), "1h2m3s");
+    assert_eq!(figures::human(5_000), "5s");
+    assert_eq!(figures::human(850), "850ms");
+}

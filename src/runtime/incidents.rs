@@ -1,0 +1,205 @@
+//! The glue between the runtime and the incident manager: one task that feeds the manager the
+//! runtime's transitions and the failover groups' switches, samples the proxies for the request
+//! rate before an outage, and keeps the maintenance calendar in force up to date (at start,
+//! after each reload, and when [`refresh_calendar`] is called after an API change).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::failover::{Group, Instance as _, Switched};
+use crate::incident::maintenance::Calendar;
+use crate::incident::{component_of, Counters, Incidents, SwitchEvent, TargetEvent};
+use crate::state::{Health, TransitionEvent};
+use crate::store::{now_millis, Millis, StoreError};
+
+use super::Runtime;
+
+/// How often the proxies are sampled and a reload is looked for.
+const TICK: Duration = Duration::from_secs(5);
+
+/// The runtime's live counts, as the incident manager reads them.
+struct RuntimeCounters(Arc<Runtime>);
+
+impl Counters for RuntimeCounters {
+    fn probe_failures(&self, target: &str) -> Option<u64> {
+        let t = self.0.target(target)?;
+        let s = t.stats.lock().expect("stats lock poisoned");
+        Some(s.failures.iter().sum())
+    }
+
+    fn proxied(&self, group: &str) -> Option<(u64, u64)> {
+        let g = self.0.failover_group(group)?;
+        g.proxy_addr()?;
+        Some(g.proxy.totals())
+    }
+}
+
+/// Builds the maintenance calendar from the config in force and the store's API windows, and
+/// puts it in force ([`Runtime::set_calendar`]).
+pub async fn refresh_calendar(rt: &Runtime) -> Result<Arc<Calendar>, StoreError> {
+    let api = rt.store().maintenances().await?;
+    let config = rt.config();
+    let cal = Arc::new(Calendar::build(
+        &config.maintenance,
+        &api,
+        config.components(),
+    ));
+    rt.set_calendar(cal.clone());
+    Ok(cal)
+}
+
+/// The wall-clock time of a runtime instant.
+fn wall(at: Instant) -> Millis {
+    now_millis() - Instant::now().saturating_duration_since(at).as_millis() as Millis
+}
+
+fn target_event(rt: &Runtime, e: &TransitionEvent) -> Option<TargetEvent> {
+    let down = match e.to {
+        Health::Down => true,
+        Health::Up => false,
+        Health::Unknown => return None,
+    };
+    let config = rt.config();
+    let groups: Vec<&str> = config.failover.iter().map(|g| g.name.as_str()).collect();
+    let spec = config.targets.iter().find(|t| t.name == e.target);
+    let labels = spec.map(|s| s.labels.clone()).unwrap_or_default();
+    Some(TargetEvent {
+        target: e.target.clone(),
+        component: component_of(&e.target, &labels, &groups),
+        down,
+        at: wall(e.at),
+        reason: e.reason.map(|r| r.as_str().to_string()),
+        detail: e.detail.clone(),
+        streak: spec.map_or(0, |s| s.down_after),
+    })
+}
+
+fn switch_event(s: &Switched) -> SwitchEvent {
+    let at =
+        s.at.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as Millis);
+    SwitchEvent {
+        group: s.group.clone(),
+        to: s.to.clone(),
+        reason: s.reason.to_string(),
+        at,
+    }
+}
+
+/// Forwards each group's switches into `tx` (one task per group, ending with the group);
+/// `known` holds the groups already forwarded, by address.
+fn forward_switches(rt: &Runtime, known: &mut Vec<Arc<Group>>, tx: &mpsc::Sender<Switched>) {
+    known.retain(|g| !g.cancel_token().is_cancelled());
+    for g in rt.failover_groups() {
+        if known.iter().any(|k| Arc::ptr_eq(k, &g)) {
+            continue;
+        }
+        let mut rx = g.subscribe_switches();
+        let (tx, cancel) = (tx.clone(), g.cancel_token());
+        tokio::spawn(async move {
+            loop {
+                let s = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    s = rx.recv() => s,
+                };
+                match s {
+                    Ok(s) => {
+                        if tx.send(s).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => warn!(missed = n, "incident feed missed switches"),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        known.push(g);
+    }
+}
+
+/// Starts the incident manager on `rt`'s store and the task that feeds it, until `cancel`.
+/// Open incidents are continued; a target of one that is up now resolves its part at once.
+pub async fn start(rt: Arc<Runtime>, cancel: CancellationToken) -> Result<(), StoreError> {
+    let counters: Arc<dyn Counters> = Arc::new(RuntimeCounters(rt.clone()));
+    let cal = refresh_calendar(&rt).await?;
+    let mut m =
+        Incidents::load(rt.store().clone(), rt.config().incidents.clone(), counters).await?;
+    m.set_calendar(cal);
+    let mut events = rt.subscribe();
+    // Targets of continued incidents that are up now (their state restored, or up at once).
+    let up: Vec<String> = rt
+        .targets()
+        .iter()
+        .filter(|t| t.health() == Health::Up)
+        .map(|t| t.spec.name.clone())
+        .collect();
+    for t in up {
+        let e = TargetEvent {
+            target: t,
+            component: String::new(),
+            down: false,
+            at: now_millis(),
+            reason: None,
+            detail: None,
+            streak: 0,
+        };
+        m.on_transition(&e).await?;
+    }
+    tokio::spawn(async move { feed(rt, m, &mut events, cancel).await });
+    Ok(())
+}
+
+async fn feed(
+    rt: Arc<Runtime>,
+    mut m: Incidents,
+    events: &mut tokio::sync::broadcast::Receiver<TransitionEvent>,
+    cancel: CancellationToken,
+) {
+    let (tx, mut switches) = mpsc::channel(64);
+    let mut groups = Vec::new();
+    forward_switches(&rt, &mut groups, &tx);
+    let mut config = rt.config();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = events.recv() => match e {
+                Ok(e) => match target_event(&rt, &e) {
+                    Some(te) => m.on_transition(&te).await,
+                    None => Ok(()),
+                },
+                Err(RecvError::Lagged(n)) => {
+                    warn!(missed = n, "incident feed missed transitions");
+                    Ok(())
+                }
+                Err(RecvError::Closed) => return,
+            },
+            Some(s) = switches.recv() => m.on_switch(&switch_event(&s)).await,
+            _ = tick.tick() => {
+                let now = rt.config();
+                if !Arc::ptr_eq(&now, &config) {
+                    config = now;
+                    m.set_config(config.incidents.clone());
+                    match refresh_calendar(&rt).await {
+                        Ok(cal) => m.set_calendar(cal),
+                        Err(e) => warn!(error = %e, "maintenance calendar not refreshed"),
+                    }
+                    forward_switches(&rt, &mut groups, &tx);
+                }
+                m.set_calendar(rt.calendar());
+                let names: Vec<String> = config.failover.iter().map(|g| g.name.clone()).collect();
+                m.sample(&names, now_millis());
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "incident not recorded: the store failed");
+        }
+    }
+}
