@@ -5,6 +5,7 @@
 //! logging and the runtime, and calls [`run_invocation`].
 
 pub mod exporter;
+pub mod report;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -61,6 +62,9 @@ pub enum Command {
     Verify(crate::verify::VerifyArgs),
     /// Compute an incident's impact (downtime, failed requests, error budget) from Prometheus.
     Impact(crate::verify::ImpactArgs),
+    /// Uptime, probes, latency, incidents and error budget over a range, from the store (the
+    /// monthly SLA report).
+    Report(report::ReportArgs),
 }
 
 /// `watchfire run`.
@@ -430,6 +434,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Demo(a) => crate::demo::run(a.options()).await,
         Command::Verify(a) => crate::verify::run_verify(a).await,
         Command::Impact(a) => crate::verify::run_impact(a).await,
+        Command::Report(a) => report::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -108,11 +108,13 @@ async fn a_stored_down_target_is_down_from_the_first_render_until_up_after_succe
         (health(&rt, "health") == Health::Up).then_some(())
     })
     .await;
-    let stats = rt.target("health").unwrap();
-    let s = stats.stats.lock().unwrap();
-    assert!(s.successes >= 3, "up only after up_after successes");
-    assert_eq!((s.transitions_up, s.transitions_down), (1, 0));
-    drop(s);
+    let target = rt.target("health").unwrap();
+    let (successes, ups, downs) = {
+        let s = target.stats.lock().unwrap();
+        (s.successes, s.transitions_up, s.transitions_down)
+    };
+    assert!(successes >= 3, "up only after up_after successes");
+    assert_eq!((ups, downs), (1, 0));
     let history = store
         .transitions(Some("health"), 0, i64::MAX, 0)
         .await
