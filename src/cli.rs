@@ -6,6 +6,7 @@
 
 pub mod exporter;
 pub mod incident;
+pub mod report;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -66,6 +67,9 @@ pub enum Command {
     Incident(incident::IncidentArgs),
     /// List, add or delete maintenance windows on a running watchfire.
     Maintenance(incident::MaintenanceArgs),
+    /// Uptime, probes, latency, incidents and error budget over a range, from the store (the
+    /// monthly SLA report).
+    Report(report::ReportArgs),
 }
 
 /// `watchfire run`.
@@ -437,6 +441,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Impact(a) => crate::verify::run_impact(a).await,
         Command::Incident(a) => incident::run_incident(a).await,
         Command::Maintenance(a) => incident::run_maintenance(a).await,
+        Command::Report(a) => report::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -64,6 +64,8 @@
 //!     and a connection cap that closes idle connections first, the web config on every
 //!     listener, intent for state-changing requests, the route prefix.
 //!   - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.
+//!   - [`report`] — `watchfire report`: uptime, latency, incidents and error budget over a
+//!     range, from the store's rollups.
 //!   - [`demo`] — `watchfire demo`: the whole story in under a minute.
 //!   - [`sim`] — a simulated inference gateway with switchable faults.
 //!   - [`shutdown`] — signal handling (SIGINT/SIGTERM, SIGHUP for reload).
@@ -105,6 +107,7 @@ pub mod probe;
 pub mod probers;
 pub mod record;
 pub mod redact;
+pub mod report;
 pub mod resources;
 pub mod runtime;
 pub mod schedule;

@@ -3,7 +3,7 @@
 //! test fails naming it.
 //!
 //! ```text
-//! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry
+//! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry, report
 //! runtime   runtime, metrics (the target set and the series rendered from it)
 //! features  config, blackbox, failover, memory, web, store, incident
 //! probers   probers (every probe kind)
@@ -52,6 +52,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "adhoc",
             "shutdown",
             "telemetry",
+            "report",
         ],
     ),
 ];

@@ -8,6 +8,7 @@
 //! evidence ([`Group::passive_failure`]), which takes the instance down at once.
 
 pub mod hooks;
+pub mod persist;
 pub mod proxy;
 pub mod select;
 #[cfg(test)]
@@ -100,6 +101,8 @@ pub struct Group {
     home: Option<tokio::runtime::Handle>,
     /// Switches (not the initial choice), for subscribers.
     switches: broadcast::Sender<Switched>,
+    /// Where the group's state and switches are saved, when the runtime gave it a store.
+    store: std::sync::OnceLock<crate::store::Store>,
 }
 
 impl std::fmt::Debug for Group {
@@ -143,7 +146,31 @@ impl Group {
             proxy_addr: std::sync::OnceLock::new(),
             home: tokio::runtime::Handle::try_current().ok(),
             switches: broadcast::channel(64).0,
+            store: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Saves the group's state and switches to `store` from now on.
+    pub fn set_store(&self, store: crate::store::Store) {
+        let _ = self.store.set(store);
+    }
+
+    /// Resumes a saved state before the controller starts: the active instance, the switch
+    /// times dampening counts and a manual pin, with no switch recorded, no hook run and no
+    /// transition counted. False (and a fresh choice) when the state does not fit the group.
+    pub fn restore(&self, stored: &crate::store::GroupState) -> bool {
+        let Some((sel, saved)) = persist::restore(stored, self.cfg.instances.len()) else {
+            warn!(group = %self.cfg.name, "the stored failover state does not fit the group; choosing afresh");
+            return false;
+        };
+        let mut st = self.state.lock().expect("group state lock poisoned");
+        st.sel = sel;
+        // As if the initial choice had been made: the switch count shown stays zero.
+        st.transitions = 1;
+        self.active
+            .store(sel.active.unwrap_or(NONE), Ordering::Release);
+        info!(group = %self.cfg.name, active = self.name_of(sel.active).as_deref().unwrap_or("none"), pinned = saved.pinned, "failover state restored");
+        true
     }
 
     fn spawn_hook(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -287,6 +314,24 @@ impl Group {
         });
         while st.history.len() > HISTORY {
             st.history.pop_front();
+        }
+        if let Some(store) = self.store.get() {
+            let name = &self.cfg.name;
+            store.write(crate::store::Write::GroupState(persist::save(
+                name,
+                &st.sel,
+                Some(sw.reason),
+            )));
+            if sw.reason != SwitchReason::Initial {
+                let rec = persist::transition(
+                    name,
+                    &sw,
+                    from.as_deref(),
+                    to.as_deref(),
+                    detail.as_deref(),
+                );
+                store.write(crate::store::Write::Transition(rec));
+            }
         }
         if let (Some(from), SwitchReason::ActiveDown | SwitchReason::NoneUp) = (sw.from, sw.reason)
         {

@@ -54,8 +54,20 @@ impl Recent {
         self.next = (self.next + 1) % RECENT;
     }
 
-    fn times(&self) -> impl Iterator<Item = Instant> + '_ {
+    /// When the remembered switches happened (in no particular order).
+    pub fn times(&self) -> impl Iterator<Item = Instant> + '_ {
         self.at.iter().flatten().copied()
+    }
+
+    /// The switches at `times` (the last 16 kept), as restored after a restart.
+    pub fn from_times(times: impl IntoIterator<Item = Instant>) -> Recent {
+        let mut v: Vec<Instant> = times.into_iter().collect();
+        v.sort_unstable();
+        let mut r = Recent::default();
+        for t in v {
+            r.push(t);
+        }
+        r
     }
 }
 

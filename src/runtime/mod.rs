@@ -23,9 +23,10 @@ use crate::failover::{self, Group};
 use crate::record::Hdr;
 use crate::schedule::{self, SchedulerHandle};
 use crate::state::TransitionEvent;
-use crate::store::{MaintenanceCalendar, NoMaintenance, Store};
+use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, TargetState, Write};
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
+pub mod history;
 pub mod incidents;
 mod target;
 pub use target::Target;
@@ -65,6 +66,10 @@ struct Shared {
     /// The bound on probes in flight: `--max-concurrency`, or less when the open-file limit
     /// cannot hold that many ([`crate::resources::probe_bound`]).
     max_in_flight: usize,
+    /// Where transitions and states are queued.
+    store: Store,
+    /// Wall-clock milliseconds for the store, advanced by tokio's clock.
+    clock: history::Clock,
 }
 
 /// One probe thread and what only its probes touch, so that a probe writes no memory another
@@ -190,6 +195,15 @@ pub struct Runtime {
     store: Store,
     /// The maintenance windows in force ([`Runtime::set_calendar`]).
     calendar: RwLock<Arc<dyn MaintenanceCalendar>>,
+    /// The stored states the first [`Runtime::apply`] resumes targets and groups from.
+    restoring: Mutex<Option<Restoring>>,
+}
+
+/// Stored states read on start, by name.
+#[derive(Default)]
+struct Restoring {
+    targets: std::collections::HashMap<String, TargetState>,
+    groups: std::collections::HashMap<String, GroupState>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -251,6 +265,8 @@ impl Runtime {
             own_lanes,
             local_errors: AtomicU64::new(0),
             max_in_flight,
+            store: opts.store.clone(),
+            clock: history::Clock::system(),
         });
         let schedulers = if own_lanes {
             // Each probe thread runs the scheduler of its own targets, waking on a timerfd in
@@ -298,8 +314,19 @@ impl Runtime {
             exposure: Mutex::new(None),
             store: opts.store.clone(),
             calendar: RwLock::new(Arc::new(NoMaintenance)),
+            restoring: Mutex::new(None),
         });
+        let restoring = Restoring {
+            targets: history::stored_targets(&opts.store, &config).await,
+            groups: stored_groups(&opts.store, &config).await,
+        };
+        *rt.restoring.lock().expect("restoring lock poisoned") = Some(restoring);
         rt.apply(config).await?;
+        tokio::spawn(history::flush_every_minute(
+            Arc::downgrade(&rt),
+            rt.shared.clock,
+            cancel.clone(),
+        ));
         Ok(rt)
     }
 
@@ -322,6 +349,12 @@ impl Runtime {
                 listeners.push((g.name.clone(), l));
             }
         }
+        let restoring = self
+            .restoring
+            .lock()
+            .expect("restoring lock poisoned")
+            .take()
+            .unwrap_or_default();
         let old = self.targets();
         let mut next = Vec::with_capacity(config.targets.len());
         let (mut kept, mut added) = (0usize, 0usize);
@@ -336,13 +369,21 @@ impl Runtime {
                 }
                 None => {
                     added += 1;
-                    let t = Target::new(spec.clone(), self.shared.clone())
+                    let stored = restoring.targets.get(&spec.name);
+                    let t = Target::new(spec.clone(), self.shared.clone(), stored)
                         .map_err(|e| format!("target {}: {e}", spec.name))?;
                     next.push(Arc::new(t));
                 }
             }
         }
         let removed = old.len() + added - next.len();
+        for gone in old
+            .iter()
+            .filter(|o| !next.iter().any(|n| n.spec.name == o.spec.name))
+        {
+            self.store
+                .write(Write::ForgetTarget(gone.spec.name.clone()));
+        }
         for t in &next {
             let m = t.spec.module().and_then(|n| config.modules.get(n).cloned());
             *t.module.lock().expect("module lock poisoned") = m;
@@ -355,7 +396,7 @@ impl Runtime {
                 return Err("the scheduler has stopped".into());
             }
         }
-        self.apply_failover(&config, &next, listeners)?;
+        self.apply_failover(&config, &next, listeners, &restoring.groups)?;
         self.memory.apply(&config.memory);
         *self.config.write().expect("config lock poisoned") = Arc::new(config);
         info!(targets = next.len(), kept, added, removed, "config applied");
@@ -367,6 +408,7 @@ impl Runtime {
         config: &Config,
         targets: &[Arc<Target>],
         mut listeners: Vec<(String, Vec<std::net::TcpListener>)>,
+        stored: &std::collections::HashMap<String, GroupState>,
     ) -> Result<(), String> {
         let find = |g: &crate::config::FailoverGroup| -> Vec<Arc<dyn failover::Instance>> {
             g.instances
@@ -386,6 +428,10 @@ impl Runtime {
                 continue;
             }
             let group = Group::new(g.clone(), find(g), self.shared.cancel.child_token());
+            group.set_store(self.store.clone());
+            if let Some(state) = stored.get(&g.name) {
+                group.restore(state);
+            }
             tokio::spawn(group.clone().control(self.subscribe()));
             if let Some(p) = &g.proxy {
                 let pos = listeners
@@ -571,6 +617,11 @@ impl Runtime {
         &self.store
     }
 
+    /// The clock the store's times are reckoned on (wall clock at start, advanced by tokio's).
+    pub fn clock(&self) -> history::Clock {
+        self.shared.clock
+    }
+
     /// The maintenance windows in force.
     pub fn calendar(&self) -> Arc<dyn MaintenanceCalendar> {
         self.calendar
@@ -601,6 +652,25 @@ impl Runtime {
             }
         };
         tokio::time::timeout(grace, all).await.is_ok()
+    }
+}
+
+/// The stored states of the failover groups in `config`, by name (others are left: the store
+/// has no way to forget a group, and a group that comes back resumes).
+async fn stored_groups(
+    store: &Store,
+    config: &Config,
+) -> std::collections::HashMap<String, GroupState> {
+    match store.group_states().await {
+        Ok(v) => v
+            .into_iter()
+            .filter(|g| config.failover.iter().any(|f| f.name == g.group))
+            .map(|g| (g.group.clone(), g))
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the stored failover group states; every group chooses afresh");
+            Default::default()
+        }
     }
 }
 

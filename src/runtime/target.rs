@@ -8,14 +8,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::Shared;
+use super::{history, Shared};
 use crate::config::{Check, TargetSpec};
 use crate::failover;
 use crate::probe::{Fail, Outcome, Reason};
 use crate::probers::native::HttpProber;
 use crate::record::TargetStats;
 use crate::schedule::Job;
-use crate::state::{Health, Thresholds, TransitionEvent};
+use crate::state::{Health, Thresholds, Transition, TransitionEvent};
+use crate::store::{Millis, TargetState, Write};
 
 /// One scheduled target with everything recorded about it.
 pub struct Target {
@@ -33,6 +34,11 @@ pub struct Target {
     /// stable across reloads, so a kept-alive connection stays on its thread).
     pub(super) lane: usize,
     shared: Arc<Shared>,
+    /// Changes of decided health not yet in a minute rollup: (when, from, to). Appended under
+    /// the stats lock on a transition (rare), taken by the minute flush.
+    timeline: Mutex<Vec<(Millis, Health, Health)>>,
+    /// When this target object was made (a reload that changes its probe makes a new one).
+    pub(super) born: Millis,
 }
 
 impl std::fmt::Debug for Target {
@@ -44,22 +50,65 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    pub(super) fn new(spec: Arc<TargetSpec>, shared: Arc<Shared>) -> Result<Target, String> {
+    pub(super) fn new(
+        spec: Arc<TargetSpec>,
+        shared: Arc<Shared>,
+        stored: Option<&TargetState>,
+    ) -> Result<Target, String> {
         let lane =
             (crate::schedule::fnv1a(spec.name.as_bytes()) >> 32) as usize % shared.lanes.len();
         let prober = match &spec.check {
             Check::Http(h) => Some(HttpProber::new(Arc::new(h.clone()), spec.timeout)?),
             Check::Module { .. } => None,
         };
+        let mut stats = TargetStats::default();
+        if let Some(stored) = stored {
+            history::restore_stats(&mut stats, stored);
+        }
         Ok(Target {
             prober,
             module: Mutex::new(None),
             spec,
-            stats: Mutex::new(TargetStats::default()),
+            stats: Mutex::new(stats),
             running: AtomicBool::new(false),
             lane,
+            born: shared.clock.now(),
             shared,
+            timeline: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Takes the health changes before `end` for a minute rollup (later ones stay), with the
+    /// health before the first change kept (taken or not).
+    pub(super) fn take_changes(&self, end: Millis) -> (Option<Health>, Vec<(Millis, Health)>) {
+        let mut timeline = self.timeline.lock().expect("timeline lock poisoned");
+        let first_from = timeline.first().map(|c| c.1);
+        let n = timeline.iter().take_while(|c| c.0 < end).count();
+        let taken = timeline.drain(..n).map(|(at, _, to)| (at, to)).collect();
+        (first_from, taken)
+    }
+
+    /// Remembers a transition that happened at `at`: in the timeline (the stats lock is held),
+    /// and queued to the store with the target's state (redacted detail).
+    fn remember(
+        &self,
+        stats: &TargetStats,
+        t: Transition,
+        at: Instant,
+        reason: Option<Reason>,
+        detail: Option<&str>,
+    ) {
+        let at = self.shared.clock.at(at);
+        self.timeline
+            .lock()
+            .expect("timeline lock poisoned")
+            .push((at, t.from, t.to));
+        let name = &self.spec.name;
+        let store = &self.shared.store;
+        store.write(Write::TargetState(history::target_state(name, stats)));
+        store.write(Write::Transition(history::transition_record(
+            name, at, t.from, t.to, reason, detail,
+        )));
     }
 
     fn thresholds(&self) -> Thresholds {
@@ -106,11 +155,15 @@ impl Target {
     /// it), as if `down_after` probes had failed; it comes back up after `up_after` successful
     /// probes as usual.
     pub fn mark_down(&self, reason: Reason, detail: String) {
-        let ejected = self
-            .stats
-            .lock()
-            .expect("stats lock poisoned")
-            .eject(self.thresholds());
+        let now = Instant::now();
+        let ejected = {
+            let mut stats = self.stats.lock().expect("stats lock poisoned");
+            let t = stats.eject(self.thresholds());
+            if let Some(t) = t {
+                self.remember(&stats, t, now, Some(reason), Some(&detail));
+            }
+            t
+        };
         let Some(t) = ejected else { return };
         let from = t.from;
         warn!(target = %self.spec.name, from = %from, reason = reason.as_str(), detail = %detail, "target is down (passive detection)");
@@ -118,7 +171,7 @@ impl Target {
             target: self.spec.name.clone(),
             from,
             to: Health::Down,
-            at: Instant::now(),
+            at: now,
             reason: Some(reason),
             detail: Some(detail),
         });
@@ -132,7 +185,18 @@ impl Target {
             .record(outcome.schedule_lag());
         let transition = {
             let mut stats = self.stats.lock().expect("stats lock poisoned");
-            stats.record(outcome, self.thresholds())
+            let t = stats.record(outcome, self.thresholds());
+            if let Some(t) = t {
+                let reason = outcome.result.err();
+                self.remember(
+                    &stats,
+                    t,
+                    outcome.finished,
+                    reason,
+                    outcome.detail.as_deref(),
+                );
+            }
+            t
         };
         if let Some(t) = transition {
             let reason = outcome.result.err();

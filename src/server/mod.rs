@@ -404,6 +404,8 @@ pub struct TargetJson {
     pub skipped: u64,
     /// When the state last changed (RFC 3339).
     pub last_transition: Option<String>,
+    /// Since when the target has had its state (RFC 3339; kept across restarts by the store).
+    pub since: Option<String>,
     /// Interval, humantime.
     pub interval: String,
     /// Timeout, humantime.
@@ -446,6 +448,7 @@ pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
                 successes: s.successes,
                 skipped: s.skipped,
                 last_transition: s.last_transition.map(rfc3339),
+                since: s.last_transition.map(rfc3339),
                 interval: humantime::format_duration(t.spec.interval).to_string(),
                 timeout: humantime::format_duration(t.spec.timeout).to_string(),
                 module: t.spec.module().map(str::to_string),

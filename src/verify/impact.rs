@@ -224,6 +224,7 @@ pub async fn compute(prom: &Prom, spec: &ImpactSpec) -> Result<ImpactReport, Ver
         } else {
             None
         },
+        failed_probes: None,
         outages,
         slo: spec.slo,
         slo_window_seconds: spec.slo_window.as_secs_f64(),

@@ -31,6 +31,7 @@ pub mod progress;
 pub mod prom;
 pub mod report;
 pub mod run;
+pub mod stored;
 pub mod tally;
 
 use std::future::Future;
@@ -264,9 +265,17 @@ pub struct PromArgs {
 /// `watchfire impact` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImpactArgs {
-    /// Prometheus base URL.
+    /// Prometheus base URL; without it the impact is computed from the store
+    /// (--storage.path / --storage.url).
     #[arg(long, value_name = "URL")]
-    pub prometheus: String,
+    pub prometheus: Option<String>,
+    /// Requests per second before the outage, for the failed requests when computing from the
+    /// store (there is no request counter there).
+    #[arg(long, value_name = "RATE", conflicts_with = "prometheus")]
+    pub request_rate: Option<f64>,
+    /// The store, when there is no --prometheus.
+    #[command(flatten)]
+    pub storage: crate::report::StorageArgs,
     /// Start of the range (RFC 3339, `-1h`, `now-90m`, Unix seconds).
     #[arg(long, value_parser = parse_time, value_name = "TIME", allow_hyphen_values = true)]
     pub from: TimeSpec,
@@ -341,9 +350,28 @@ pub async fn impact(args: ImpactArgs) -> Result<ImpactReport, VerifyError> {
     if args.to.resolve(now) > now {
         eprintln!("watchfire: --to is in the future; the range ends now");
     }
-    let spec = plan::impact_spec(&args.query, &args.targets, from, to)?;
-    let prom = prom::Prom::new(&args.prometheus)?;
-    let report = impact::compute(&prom, &spec).await?;
+    let report = match &args.prometheus {
+        Some(url) => {
+            let spec = plan::impact_spec(&args.query, &args.targets, from, to)?;
+            let prom = prom::Prom::new(url)?;
+            impact::compute(&prom, &spec).await?
+        }
+        None => {
+            let store = crate::store::Store::open(&args.storage.options())
+                .await
+                .map_err(|e| VerifyError::Usage(format!("cannot open the store: {e}")))?;
+            let ms = crate::runtime::history::millis_of;
+            let spec = stored::StoredSpec {
+                targets: args.targets.clone(),
+                from: ms(from),
+                to: ms(to),
+                request_rate: args.request_rate,
+                slo: args.query.slo,
+                slo_window: args.query.slo_window,
+            };
+            stored::compute(&store, &spec).await?
+        }
+    };
     print!("{}", report::impact_text(&report));
     if let Some(path) = &args.json {
         write(path, "--json", &json_text(&report)?)?;

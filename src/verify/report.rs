@@ -193,6 +193,9 @@ pub struct ImpactReport {
     /// Requests that failed: Σ rate before each outage × its duration; `null` without a rate
     /// query.
     pub failed_requests: Option<f64>,
+    /// Probes that failed in the range (from the store's rollups; absent with Prometheus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_probes: Option<u64>,
     /// The SLO as a ratio (`0.999`).
     pub slo: f64,
     /// The SLO's window, seconds.
@@ -428,7 +431,12 @@ pub fn impact_text(r: &ImpactReport) -> String {
                 human::count(f)
             ));
         }
-        _ => s.push_str("  failed requests:  not computed (give --job or --rate-query)\n"),
+        _ => s.push_str(
+            "  failed requests:  not computed (give --job or --rate-query; from the store, --request-rate)\n",
+        ),
+    }
+    if let Some(n) = r.failed_probes {
+        s.push_str(&format!("  failed probes:    {n}\n"));
     }
     s.push_str(&format!(
         "  error budget:     {} consumed of {} ({} over {}), {} left\n",
