@@ -103,6 +103,15 @@ pub struct RunArgs {
     /// or a duration (`2s`).
     #[arg(long = "config.auto-reload-interval", default_value = "30", value_parser = parse_seconds)]
     pub auto_reload_interval: Duration,
+    /// Least level of the /probe log lines (blackbox_exporter's --log.prober): the lines at it
+    /// and above go to stderr, to debug=true and to the history; the others are not kept.
+    #[arg(
+        long = "log.prober",
+        value_enum,
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
+    pub log_prober: crate::probers::Level,
 
     // The server's own flags (TLS and auth, limits, routes, control endpoints).
     /// exporter-toolkit's web config file: TLS, basic-auth users (bcrypt), response headers, for
@@ -488,6 +497,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(anyhow::Error::msg)?;
     runtime.blackbox().set_timeout_offset(a.timeout_offset);
+    runtime.blackbox().set_log_level(a.log_prober);
     runtime.blackbox().history().set_limit(a.history_limit);
     runtime.set_allow_empty_config(a.allow_empty_config);
     crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
