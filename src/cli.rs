@@ -118,6 +118,10 @@ pub struct RunArgs {
     /// every endpoint. Read again when it or a file it names changes.
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
+    /// Serve on the sockets systemd passes (socket activation: `LISTEN_PID`, `LISTEN_FDS`, fd 3
+    /// onwards) instead of --web.listen-address.
+    #[arg(long = "web.systemd-socket")]
+    pub web_systemd_socket: bool,
     /// Open connections, at most: past it the longest idle one is closed; when all are busy the
     /// new one is answered 503.
     #[arg(long = "web.max-connections", value_name = "N",
@@ -480,12 +484,23 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let mut listeners = Vec::new();
-    for addr in &a.listen {
-        let l = server::bind(*addr)
-            .with_context(|| format!("cannot listen on {addr} (--web.listen-address)"))?;
-        listeners.push(l);
-    }
+    let listeners = if a.web_systemd_socket {
+        match server::activation::listeners() {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("watchfire: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        let mut listeners = Vec::new();
+        for addr in &a.listen {
+            let l = server::bind(*addr)
+                .with_context(|| format!("cannot listen on {addr} (--web.listen-address)"))?;
+            listeners.push(l);
+        }
+        listeners
+    };
     let cancel = CancellationToken::new();
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
     let opts = RuntimeOptions {

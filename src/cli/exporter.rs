@@ -59,7 +59,7 @@ pub struct ExporterArgs {
     /// exporter-toolkit web config file (TLS, basic auth, response headers).
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
-    /// Use systemd socket activation listeners instead of port listeners (not supported).
+    /// Use systemd socket activation listeners instead of port listeners (Linux).
     #[arg(long = "web.systemd-socket", overrides_with = "no_systemd_socket")]
     pub systemd_socket: bool,
     #[arg(
@@ -203,12 +203,6 @@ impl ExporterArgs {
     /// name when `run` takes that name (as a long name or an alias), else under `run`'s
     /// equivalent; a flag `run` cannot honour is [`Unsupported`].
     pub fn run_args(&self) -> Result<RunArgs, Unsupported> {
-        if self.systemd_socket {
-            return Err(Unsupported::new(
-                "--web.systemd-socket",
-                "systemd socket activation is not supported; use --web.listen-address",
-            ));
-        }
         let run = RunOnly::command();
         let takes = |name: &str| {
             run.get_arguments().find(|a| {
@@ -260,6 +254,9 @@ impl ExporterArgs {
         }
         if self.auto_reload {
             argv.push("--config.enable-auto-reload".into());
+        }
+        if self.systemd_socket {
+            argv.push("--web.systemd-socket".into());
         }
         if self.allow_empty_config {
             argv.push("--allow-empty-config".into());
