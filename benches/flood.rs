@@ -1,9 +1,9 @@
 //! The `/probe` flood client of `bench/flood.sh`: N concurrent `/probe` requests, each on its
 //! own connection, to a server that probes a target that never answers, and `/metrics` asked on
-//! fresh connections all through. Each answer is timed from the moment its request was handed
-//! to the connection to the moment its response head arrived (hyper resolves the response future
-//! then), on a runtime that does nothing else, so the figures are the server's, not a busy
-//! client's.
+//! fresh connections all through. Each answer is timed from the moment its request was written
+//! to the moment the first bytes of its answer (the status line) arrived, on a runtime that does
+//! nothing else and parses nothing but the status code; the client's own lag (how late a 1 ms
+//! sleep wakes) is reported beside, so that a late client is not taken for a late server.
 //!
 //! ```text
 //! flood --addr 127.0.0.1:9115 --target http://127.0.0.1:PORT/ --probes 1500 --deadline-s 5
@@ -17,10 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::Barrier;
 
 /// Command-line options; `--bench`, which cargo adds, is accepted and ignored.
@@ -53,27 +50,30 @@ struct Answer {
     took: Duration,
 }
 
-/// One GET on a fresh connection, timed from when the request is handed to the connection to
-/// when the response head arrives; the body is then read to the end. Bounded by `limit`.
-async fn get(addr: SocketAddr, path: &str, headers: &[(&str, String)], limit: Duration) -> Answer {
-    let start = Instant::now();
-    let mut sent = start;
+/// One GET on a fresh connection, timed from when the request is written to when the first
+/// bytes of the answer (its status line) arrive; the rest is then read to the end. Raw bytes, no
+/// HTTP library: parsing costs the client nothing, so the time is the server's. Bounded by
+/// `limit`.
+async fn get(addr: SocketAddr, path: &str, headers: &str, limit: Duration) -> Answer {
+    let mut sent = Instant::now();
     let once = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;
-        tokio::spawn(conn);
-        let mut req = http::Request::get(path)
-            .header("host", addr.to_string())
-            .header("connection", "close");
-        for (k, v) in headers {
-            req = req.header(*k, v.as_str());
-        }
-        let req = req.body(Empty::<Bytes>::new()).ok()?;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
         sent = Instant::now();
-        let resp = sender.send_request(req).await.ok()?;
+        let mut buf = vec![0u8; 16 * 1024];
+        let n = stream.read(&mut buf).await.ok()?;
         let head = Instant::now();
-        let status = resp.status().as_u16();
-        let _ = resp.into_body().collect().await;
+        // `HTTP/1.1 200 ...`: the status is the 3 digits after the first space.
+        let status = std::str::from_utf8(&buf[..n.min(64)])
+            .ok()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        while stream.read(&mut buf).await.ok()? > 0 {}
         Some(Answer {
             status,
             took: head - sent,
@@ -86,6 +86,18 @@ async fn get(addr: SocketAddr, path: &str, headers: &[(&str, String)], limit: Du
             took: sent.elapsed(),
         },
     }
+}
+
+/// How late this client's own runtime runs: a task that asks for 1 ms sleeps until `stop`,
+/// keeping the worst overshoot (a late client would make the server look late).
+async fn own_lag(stop: tokio_util::sync::CancellationToken) -> Duration {
+    let mut worst = Duration::ZERO;
+    while !stop.is_cancelled() {
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        worst = worst.max(t.elapsed().saturating_sub(Duration::from_millis(1)));
+    }
+    worst
 }
 
 /// The value at quantile `q` of sorted `v`.
@@ -107,11 +119,12 @@ async fn flood(o: Opts) -> serde_json::Value {
     let deadline = Duration::from_secs_f64(o.deadline_s);
     let enc: String = url::form_urlencoded::byte_serialize(o.target.as_bytes()).collect();
     let path = Arc::new(format!("/probe?module=http_2xx&target={enc}"));
-    let header = vec![(
-        "x-prometheus-scrape-timeout-seconds",
-        format!("{}", o.deadline_s + 0.5),
-    )];
-    let header = Arc::new(header);
+    let header = Arc::new(format!(
+        "X-Prometheus-Scrape-Timeout-Seconds: {}\r\n",
+        o.deadline_s + 0.5
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let lag = tokio::spawn(own_lag(stop.clone()));
     // Every probe task starts at once.
     let barrier = Arc::new(Barrier::new(o.probes + 1));
     let mut probes = Vec::with_capacity(o.probes);
@@ -128,7 +141,7 @@ async fn flood(o: Opts) -> serde_json::Value {
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..o.scrapes {
         let t = Instant::now();
-        let a = get(o.addr, "/metrics", &[], Duration::from_secs(1)).await;
+        let a = get(o.addr, "/metrics", "", Duration::from_secs(1)).await;
         scrapes.push((a.status == 200, t.elapsed()));
         tokio::time::sleep(every.saturating_sub(t.elapsed())).await;
     }
@@ -136,7 +149,11 @@ async fn flood(o: Opts) -> serde_json::Value {
     for p in probes {
         answers.push(p.await.expect("a probe task"));
     }
-    report(&o, deadline, &answers, &scrapes)
+    stop.cancel();
+    let lag = lag.await.expect("the lag task");
+    let mut out = report(&o, deadline, &answers, &scrapes);
+    out["client_own_lag_ms_max"] = ms(Some(lag.as_secs_f64()));
+    out
 }
 
 fn report(
@@ -172,6 +189,7 @@ fn report(
         "answered_503": refused.len(),
         "slowest_503_ms": ms(refused.iter().copied().reduce(f64::max)),
         "no_answer_or_other": none,
+        "over_deadline_ms_min": ms(over.first().copied()),
         "over_deadline_ms_p50": ms(quantile(&over, 0.5)),
         "over_deadline_ms_p99": ms(quantile(&over, 0.99)),
         "over_deadline_ms_max": ms(over.last().copied()),
