@@ -506,6 +506,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
         min_wake_gap: a.min_wake_gap,
+        web: a.web_config_file.is_some().then(|| serve_opts.web.clone()),
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
