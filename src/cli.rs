@@ -112,12 +112,25 @@ pub struct RunArgs {
     /// or a duration (`2s`).
     #[arg(long = "config.auto-reload-interval", default_value = "30", value_parser = parse_seconds)]
     pub auto_reload_interval: Duration,
+    /// Least level of the /probe log lines (blackbox_exporter's --log.prober): the lines at it
+    /// and above go to stderr, to debug=true and to the history; the others are not kept.
+    #[arg(
+        long = "log.prober",
+        value_enum,
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
+    pub log_prober: crate::probers::Level,
 
     // The server's own flags (TLS and auth, limits, routes, control endpoints).
     /// exporter-toolkit's web config file: TLS, basic-auth users (bcrypt), response headers, for
     /// every endpoint. Read again when it or a file it names changes.
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
+    /// Serve on the sockets systemd passes (socket activation: `LISTEN_PID`, `LISTEN_FDS`, fd 3
+    /// onwards) instead of --web.listen-address.
+    #[arg(long = "web.systemd-socket")]
+    pub web_systemd_socket: bool,
     /// Open connections, at most: past it the longest idle one is closed; when all are busy the
     /// new one is answered 503.
     #[arg(long = "web.max-connections", value_name = "N",
@@ -483,23 +496,36 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let mut listeners = Vec::new();
-    for addr in &a.listen {
-        let l = server::bind(*addr)
-            .with_context(|| format!("cannot listen on {addr} (--web.listen-address)"))?;
-        listeners.push(l);
-    }
+    let listeners = if a.web_systemd_socket {
+        match server::activation::listeners() {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("watchfire: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        let mut listeners = Vec::new();
+        for addr in &a.listen {
+            let l = server::bind(*addr)
+                .with_context(|| format!("cannot listen on {addr} (--web.listen-address)"))?;
+            listeners.push(l);
+        }
+        listeners
+    };
     let cancel = CancellationToken::new();
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
         min_wake_gap: a.min_wake_gap,
+        web: a.web_config_file.is_some().then(|| serve_opts.web.clone()),
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
         .await
         .map_err(anyhow::Error::msg)?;
     runtime.blackbox().set_timeout_offset(a.timeout_offset);
+    runtime.blackbox().set_log_level(a.log_prober);
     runtime.blackbox().history().set_limit(a.history_limit);
     runtime.set_allow_empty_config(a.allow_empty_config);
     if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.clone()).await {

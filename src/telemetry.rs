@@ -1,5 +1,6 @@
 //! Logging: text for people, JSON for log pipelines, and blackbox_exporter's logfmt and JSON
-//! lines for a drop-in (`--log.format`); `-v` or `--log.level` sets the level.
+//! lines for a drop-in (`--log.format`); `-v` or `--log.level` sets the level, except for the
+//! probe log lines of `/probe`, which `--log.prober` chooses.
 //!
 //! Colour (ANSI escapes) only in text lines written to a terminal, never to a file or pipe, and
 //! never with `NO_COLOR` set.
@@ -78,8 +79,14 @@ pub fn colour_on_stderr() -> bool {
 
 /// Installs the global subscriber, writing to stderr; `RUST_LOG` overrides the level.
 pub fn init(format: LogFormat, level: LogLevel) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},{QUIET_DEPENDENCIES}", level.directive())));
+    // The probe log lines `/probe` writes pass whatever the level: `--log.prober` chose them.
+    let probe_log = crate::blackbox::endpoint::PROBE_LOG_TARGET;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{},{probe_log}=trace,{QUIET_DEPENDENCIES}",
+            level.directive()
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -318,6 +318,10 @@ async fn malformed_targets_are_a_clear_400_and_probe_nothing() {
 async fn timeout_header_sets_the_probe_timeout_and_absurd_values_are_400() {
     let s = Scenarios::start().await;
     let (_d, wf) = serve(BASIC).await;
+    // The effective timeout is in the `Beginning probe` line, a debug one.
+    wf.runtime
+        .blackbox()
+        .set_log_level(watchfire::probers::Level::Debug);
     let q = format!(
         "target={}&module=slow_module&debug=true",
         enc(&s.url("/status/200"))
@@ -389,6 +393,9 @@ async fn hostname_sets_the_host_header_and_conflicts_are_400() {
 async fn debug_output_has_log_metrics_and_redacted_module() {
     let s = Scenarios::start().await;
     let (_d, wf) = serve(BASIC).await;
+    wf.runtime
+        .blackbox()
+        .set_log_level(watchfire::probers::Level::Debug);
     let r = probe_raw(
         &wf,
         &format!("target={}&module=secret&debug=true", enc(&s.url("/auth"))),

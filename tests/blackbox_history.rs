@@ -15,6 +15,10 @@ async fn setup() -> (tempfile::TempDir, Watchfire, std::net::TcpListener) {
     let path = dir.path().join("blackbox.yml");
     std::fs::write(&path, YAML).expect("write config");
     let wf = Watchfire::start(&path).await;
+    // Every line of each probe's log (`--log.prober=debug`): the history shows them.
+    wf.runtime
+        .blackbox()
+        .set_log_level(watchfire::probers::Level::Debug);
     // Connections complete in the kernel's backlog: nobody needs to accept them.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     (dir, wf, listener)

@@ -88,6 +88,7 @@ fn group(name: &str, authority: &str) -> FailoverGroup {
             timeout: Duration::from_secs(1),
             preserve_host: false,
             retry_after: Duration::from_secs(1),
+            web_config: false,
         }),
         hooks: Hooks::default(),
     }

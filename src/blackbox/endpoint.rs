@@ -18,8 +18,13 @@
 //! `debug=true` answers the probe's log, the metrics and the module's configuration (secrets
 //! hidden) as text, in blackbox's layout. Every probe that ran is kept in the recent-probe
 //! history ([`super::history`]: `/`, `/logs?id=`), its log included, as blackbox keeps it.
+//!
+//! The probe log keeps the lines at `--log.prober`'s level and above (blackbox_exporter 0.28's
+//! rule, default `info`): `debug` for each step, `info` for a redirect, `error` for why the
+//! probe failed (`Probe failed` among them). The same lines go to `debug=true`, the history and
+//! stderr (with `module` and `target`); the lines below the level are not even formatted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +39,7 @@ use crate::net::guard::{Guard, Session};
 use crate::probe::{Fail, Outcome, Reason};
 use crate::probers::{
     dns, grpc, http_facts, http_probe, icmp, plog, tcp, tcp_probe, unix, websocket, Ctx, Facts,
-    Log, Output, View,
+    Level, Line, Log, Output, View,
 };
 
 /// The header Prometheus sends with its scrape timeout.
@@ -45,6 +50,9 @@ pub const DEFAULT_SCRAPE_TIMEOUT_SECS: f64 = 120.0;
 pub const MAX_SCRAPE_TIMEOUT_SECS: f64 = 86_400.0;
 /// `--timeout-offset`'s default, as blackbox's.
 pub const DEFAULT_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+/// The `tracing` target of the probe log lines `/probe` writes to stderr (the logger lets every
+/// level of it through: `--log.prober` has chosen them already).
+pub const PROBE_LOG_TARGET: &str = "watchfire::probe_log";
 /// Grace past the deadline before a prober that did not stop is abandoned.
 const OVERRUN_GRACE: Duration = Duration::from_secs(1);
 
@@ -55,6 +63,7 @@ pub struct Blackbox {
     timeout_offset_ns: AtomicU64,
     module_unknown: AtomicU64,
     guard_refusals: AtomicU64,
+    log_level: AtomicU8,
     history: History,
 }
 
@@ -64,6 +73,7 @@ impl Default for Blackbox {
             timeout_offset_ns: AtomicU64::new(DEFAULT_TIMEOUT_OFFSET.as_nanos() as u64),
             module_unknown: AtomicU64::new(0),
             guard_refusals: AtomicU64::new(0),
+            log_level: AtomicU8::new(Level::default() as u8),
             history: History::default(),
         }
     }
@@ -86,6 +96,17 @@ impl Blackbox {
     /// `--timeout-offset`.
     pub fn timeout_offset(&self) -> Duration {
         Duration::from_nanos(self.timeout_offset_ns.load(Ordering::Relaxed))
+    }
+
+    /// Sets `--log.prober`: the least level of the probe log lines kept for `debug=true`, the
+    /// history and stderr.
+    pub fn set_log_level(&self, level: Level) {
+        self.log_level.store(level as u8, Ordering::Relaxed);
+    }
+
+    /// `--log.prober` (default `info`).
+    pub fn log_level(&self) -> Level {
+        Level::from_index(self.log_level.load(Ordering::Relaxed))
     }
 
     /// `blackbox_module_unknown_total`.
@@ -314,12 +335,13 @@ pub async fn probe(
             );
         }
     }
-    // The history shows each probe's log, as blackbox's does: keep it when the history is on.
-    let log = params.debug || state.history.enabled();
+    // The log at --log.prober's level feeds stderr, debug=true and the history alike.
+    let log = Some(state.log_level());
     let probed = match modules.guard() {
-        None => run(module, target.clone(), hostname, timeout, log).await,
+        None => run_with(module, target.clone(), hostname, timeout, log, None).await,
         Some(g) => guarded(state, g, module, target.clone(), hostname, timeout, log).await,
     };
+    to_stderr(&module.name, &target, probed.log.lines());
     let ok = probed.ok();
     let out = probed.into_output();
     let response = if params.debug {
@@ -344,7 +366,7 @@ async fn guarded(
     target: String,
     hostname: Option<String>,
     timeout: Duration,
-    log: bool,
+    log: Option<Level>,
 ) -> Probed {
     let session = Arc::new(Session::new(g.clone()));
     let before = if g.is_scheduled_only(&module.name) {
@@ -389,21 +411,49 @@ async fn guarded(
 }
 
 /// A probe refused before it started: failed with reason `policy`.
-fn refused(module: &Module, target: &str, detail: String, log: bool) -> Probed {
-    let mut lines = if log { Log::new() } else { Log::off() };
+fn refused(module: &Module, target: &str, detail: String, log: Option<Level>) -> Probed {
+    let mut lines = log.map_or_else(Log::off, Log::at);
     plog!(
         lines,
+        Debug,
         "Beginning probe module={} target={} probe={}",
         module.name,
         crate::redact::url(target),
         module.prober.as_str()
     );
-    plog!(lines, "Probe failed reason=policy detail={detail}");
+    plog!(lines, Error, "Probe failed reason=policy detail={detail}");
     Probed {
         result: Err(Fail::new(Reason::Policy, detail)),
         facts: facts_for(module.prober),
         log: lines,
         duration: Duration::ZERO,
+    }
+}
+
+/// Writes a `/probe`'s log lines to stderr at their own level, with `module` and `target`
+/// (credentials hidden), as blackbox_exporter's probe logger does. `--log.level` does not
+/// filter them: the log already holds only the lines at `--log.prober`'s level.
+fn to_stderr(module: &str, target: &str, lines: &[Line]) {
+    if lines.is_empty() {
+        return;
+    }
+    let target = crate::redact::url(target);
+    for l in lines {
+        let msg = l.msg.as_str();
+        match l.level {
+            Level::Debug => {
+                tracing::debug!(target: PROBE_LOG_TARGET, module, target = %target, "{msg}")
+            }
+            Level::Info => {
+                tracing::info!(target: PROBE_LOG_TARGET, module, target = %target, "{msg}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: PROBE_LOG_TARGET, module, target = %target, "{msg}")
+            }
+            Level::Error => {
+                tracing::error!(target: PROBE_LOG_TARGET, module, target = %target, "{msg}")
+            }
+        }
     }
 }
 
@@ -464,7 +514,8 @@ impl Probed {
     }
 }
 
-/// Runs `module` against `target` within `timeout`; the probe's log is kept when `log` is true.
+/// Runs `module` against `target` within `timeout`; the probe's log (every line) is kept when
+/// `log` is true.
 /// What `/probe` and scheduled targets with a `module:` run alike.
 pub async fn run(
     module: &Module,
@@ -473,16 +524,18 @@ pub async fn run(
     timeout: Duration,
     log: bool,
 ) -> Probed {
+    let log = log.then_some(Level::Debug);
     run_with(module, target, hostname, timeout, log, None).await
 }
 
-/// [`run`], every connection checked by `guard` when there is one.
+/// [`run`] with its log at `log`'s level (`None`: no log), every connection checked by `guard`
+/// when there is one.
 async fn run_with(
     module: &Module,
     target: String,
     hostname: Option<String>,
     timeout: Duration,
-    log: bool,
+    log: Option<Level>,
     guard: Option<Arc<Session>>,
 ) -> Probed {
     let start = Instant::now();
@@ -493,9 +546,10 @@ async fn run_with(
         timeout,
         guard,
     };
-    let mut log = if log { Log::new() } else { Log::off() };
+    let mut log = log.map_or_else(Log::off, Log::at);
     plog!(
         log,
+        Debug,
         "Beginning probe module={} target={} probe={} timeout_seconds={}",
         module.name,
         crate::redact::url(&ctx.target),
@@ -526,11 +580,13 @@ async fn run_with(
     match &result {
         Ok(()) => plog!(
             log,
+            Debug,
             "Probe succeeded duration_seconds={}",
             duration.as_secs_f64()
         ),
         Err(f) => plog!(
             log,
+            Error,
             "Probe failed duration_seconds={} reason={} detail={}",
             duration.as_secs_f64(),
             f.reason,

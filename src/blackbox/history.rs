@@ -312,11 +312,11 @@ pub fn logs(history: &History, query: Option<&str>) -> Response<Body> {
 /// The debug output of a probe, in blackbox's layout: its log, its metrics and the module's
 /// configuration (secrets hidden).
 pub fn debug_text(out: &Output, module: &Module) -> String {
+    use std::fmt::Write as _;
     let mut body = String::with_capacity(4096);
     body.push_str("Logs for the probe:\n");
     for l in out.log_lines() {
-        body.push_str(l);
-        body.push('\n');
+        let _ = writeln!(body, "{l}");
     }
     body.push_str("\n\n\nMetrics that would have been returned:\n");
     out.render(&mut body);

@@ -59,7 +59,7 @@ pub struct ExporterArgs {
     /// exporter-toolkit web config file (TLS, basic auth, response headers).
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
-    /// Use systemd socket activation listeners instead of port listeners (not supported).
+    /// Use systemd socket activation listeners instead of port listeners (Linux).
     #[arg(long = "web.systemd-socket", overrides_with = "no_systemd_socket")]
     pub systemd_socket: bool,
     #[arg(
@@ -87,10 +87,10 @@ pub struct ExporterArgs {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: ExporterFormat,
-    /// Log level of the probe logs (the `/logs` history keeps every line; accepted for
-    /// compatibility).
+    /// Log level for probe request logs: the lines at it and above go to stderr, to
+    /// `debug=true` and to the history.
     #[arg(long = "log.prober", value_enum, default_value = "info")]
-    pub log_prober: ExporterLevel,
+    pub log_prober: crate::probers::Level,
     /// Accept a config that defines nothing (watchfire's own flag; refused by default).
     #[arg(long)]
     pub allow_empty_config: bool,
@@ -203,12 +203,6 @@ impl ExporterArgs {
     /// name when `run` takes that name (as a long name or an alias), else under `run`'s
     /// equivalent; a flag `run` cannot honour is [`Unsupported`].
     pub fn run_args(&self) -> Result<RunArgs, Unsupported> {
-        if self.systemd_socket {
-            return Err(Unsupported::new(
-                "--web.systemd-socket",
-                "systemd socket activation is not supported; use --web.listen-address",
-            ));
-        }
         let run = RunOnly::command();
         let takes = |name: &str| {
             run.get_arguments().find(|a| {
@@ -238,6 +232,7 @@ impl ExporterArgs {
             self.timeout_offset.as_secs_f64().to_string().into(),
         );
         put("history-limit", self.history_limit.to_string().into());
+        put("log.prober", self.log_prober.as_str().into());
         put(
             "config.auto-reload-interval",
             format!("{}ms", self.auto_reload_interval.as_millis()).into(),
@@ -259,6 +254,9 @@ impl ExporterArgs {
         }
         if self.auto_reload {
             argv.push("--config.enable-auto-reload".into());
+        }
+        if self.systemd_socket {
+            argv.push("--web.systemd-socket".into());
         }
         if self.allow_empty_config {
             argv.push("--allow-empty-config".into());
@@ -337,6 +335,12 @@ mod tests {
         assert_eq!(run.config, PathBuf::from("/etc/b.yml"));
         assert_eq!(run.listen, vec!["127.0.0.1:1".parse().unwrap()]);
         assert_eq!(run.timeout_offset, Duration::from_millis(250));
+        assert_eq!(run.log_prober, crate::probers::Level::Info);
+        let a = ExporterArgs::try_parse_from(["blackbox_exporter", "--log.prober=debug"]).unwrap();
+        assert_eq!(
+            a.run_args().unwrap().log_prober,
+            crate::probers::Level::Debug
+        );
     }
 
     #[test]

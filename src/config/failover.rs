@@ -376,6 +376,7 @@ fn proxy(diag: &mut Diagnostics, p: &RawProxy, field: &str) -> Option<ProxyConfi
         timeout,
         preserve_host,
         retry_after,
+        web_config: p.web_config.as_ref().is_some_and(|w| w.value),
     })
 }
 

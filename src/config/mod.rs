@@ -254,6 +254,8 @@ pub struct ProxyConfig {
     pub preserve_host: bool,
     /// `Retry-After` of the 503 when no instance is up.
     pub retry_after: Duration,
+    /// `web_config: true`: TLS and basic auth from `--web.config.file` on the listener.
+    pub web_config: bool,
 }
 
 /// Hooks run on every switch.

@@ -275,4 +275,7 @@ pub struct RawProxy {
     pub host: Option<Spanned<String>>,
     /// `Retry-After` sent with the 503 when no instance is up (default 5s).
     pub retry_after: Option<Spanned<String>>,
+    /// Serve the proxy's listener with `--web.config.file`'s TLS and basic-auth users, as
+    /// watchfire's own endpoints are (default false: plain HTTP, no authentication).
+    pub web_config: Option<Spanned<bool>>,
 }

@@ -45,6 +45,7 @@ use tracing::{debug, warn};
 use super::Group;
 use crate::config::ProxyConfig;
 use crate::record::{Buckets, DURATION_BUCKETS};
+use crate::web::{Authorization, ServerStream, WebConfig, WebSource};
 
 mod headers;
 mod upstream;
@@ -206,6 +207,8 @@ struct ConnCtx {
     forwarded_cache: Mutex<Option<(HeaderValue, HeaderValue)>>,
     /// The upstream connection of the last request: (instance, sender).
     sticky: Mutex<Option<(usize, Sender)>>,
+    /// The web config this connection was accepted under (`proxy.web_config`).
+    web: Option<Arc<WebConfig>>,
 }
 
 impl ConnCtx {
@@ -223,6 +226,7 @@ impl ConnCtx {
             forwarded_for,
             forwarded_cache: Mutex::new(None),
             sticky: Mutex::new(None),
+            web: None,
         }
     }
 
@@ -595,13 +599,15 @@ pub fn start(
     listeners: Vec<std::net::TcpListener>,
     group: Arc<Group>,
     cfg: ProxyConfig,
+    web: Option<Arc<WebSource>>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     for (k, listener) in listeners.into_iter().enumerate() {
         let (group, cfg, cancel) = (group.clone(), cfg.clone(), cancel.clone());
+        let web = web.clone();
         crate::threads::spawn_single_threaded(format!("watchfire-proxy-{k}"), async move {
             match TcpListener::from_std(listener) {
-                Ok(l) => serve(l, group, cfg, cancel).await,
+                Ok(l) => serve(l, group, cfg, web, cancel).await,
                 Err(e) => warn!(error = %e, "proxy listener cannot be registered"),
             }
         })?;
@@ -609,11 +615,14 @@ pub fn start(
     Ok(())
 }
 
-/// Serves the proxy until the group is stopped.
+/// Serves the proxy until the group is stopped. With `web` (the group's `proxy.web_config`),
+/// every connection gets the web config's TLS handshake and every request its basic-auth check
+/// (401 without the right credentials, which are then not passed on to the instance).
 pub async fn serve(
     listener: TcpListener,
     group: Arc<Group>,
     cfg: ProxyConfig,
+    web: Option<Arc<WebSource>>,
     cancel: CancellationToken,
 ) {
     let cfg = Arc::new(cfg);
@@ -631,16 +640,29 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let ctx = Arc::new(ConnCtx::new(group.clone(), cfg.clone(), peer));
+        let mut ctx = ConnCtx::new(group.clone(), cfg.clone(), peer);
         let cancel = cancel.clone();
+        let web = web.as_ref().map(|w| w.current());
         tracker.spawn(async move {
+            let stream = match &web {
+                None => ServerStream::Plain(stream),
+                Some(w) => match w.accept(stream, HEADER_READ_TIMEOUT).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        debug!(error = %e, "proxy TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            ctx.web = web;
+            let ctx = Arc::new(ctx);
             let svc = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(forward(ctx, req).await) }
+                async move { Ok::<_, Infallible>(admit(ctx, req).await) }
             });
             let conn = server::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
@@ -655,6 +677,41 @@ pub async fn serve(
     drop(listener);
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+}
+
+/// Time a client has to finish the TLS handshake, then to send each request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The web config's basic-auth check before [`forward`]: `401` with `WWW-Authenticate` for
+/// missing or wrong credentials, `503` when every check is busy; the `Authorization` the proxy
+/// consumed is not passed on.
+async fn admit(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<DownBody> {
+    let Some(web) = ctx.web.as_ref().filter(|w| !w.users().is_empty()) else {
+        return forward(ctx, req).await;
+    };
+    let refuse = |status: StatusCode, challenge: bool| {
+        let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(match status {
+            StatusCode::UNAUTHORIZED => b"Unauthorized\n",
+            _ => b"busy, retry\n",
+        }))));
+        *r.status_mut() = status;
+        if challenge {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+        }
+        r
+    };
+    match web
+        .authorize(req.headers().get(header::AUTHORIZATION))
+        .await
+    {
+        Authorization::Allowed(_) => {
+            req.headers_mut().remove(header::AUTHORIZATION);
+            forward(ctx, req).await
+        }
+        Authorization::Denied => refuse(StatusCode::UNAUTHORIZED, true),
+        Authorization::Busy => refuse(StatusCode::SERVICE_UNAVAILABLE, false),
+    }
 }
 
 /// Renders the proxy families of the groups that have a proxy; nothing when none has.

@@ -409,7 +409,7 @@ pub async fn probe(
         Some(c) => c.as_ref(),
         None => {
             built = module.build().map_err(|e| {
-                plog!(log, "{e}");
+                plog!(log, Error, "{e}");
                 Fail::new(Reason::Setup, e.to_string())
             })?;
             &built
@@ -436,7 +436,7 @@ pub async fn probe(
     )
     .await?;
     let Some(port) = port_number else {
-        plog!(log, "invalid port `{port}`");
+        plog!(log, Error, "invalid port `{port}`");
         return Err(Fail::new(
             Reason::Setup,
             format!("invalid port `{port}` in target `{}`", ctx.target),
@@ -444,16 +444,17 @@ pub async fn probe(
     };
     let server = SocketAddr::new(ip, port);
     let name = c.name.clone().map_err(|e| {
-        plog!(log, "{e}");
+        plog!(log, Error, "{e}");
         Fail::new(Reason::Setup, e)
     })?;
     let id = query_id();
     let wire = query(module, c, name, id).map_err(|e| {
-        plog!(log, "{e}");
+        plog!(log, Error, "{e}");
         Fail::new(Reason::Setup, e)
     })?;
     plog!(
         log,
+        Debug,
         "making DNS query to {server} over {:?}: {} {} {}",
         module.transport_protocol,
         module.query_name,
@@ -471,7 +472,7 @@ pub async fn probe(
     let response = match result {
         Ok(r) => r,
         Err(f) => {
-            plog!(log, "error while sending a DNS query: {}", f.detail);
+            plog!(log, Error, "error while sending a DNS query: {}", f.detail);
             return Err(f);
         }
     };
@@ -528,10 +529,10 @@ fn check(
             rcode_name(rcode),
             module.valid_rcodes
         );
-        plog!(log, "{detail}");
+        plog!(log, Error, "{detail}");
         return Err(Fail::new(Reason::Rcode, detail));
     }
-    plog!(log, "rcode {} is valid", rcode_name(rcode));
+    plog!(log, Debug, "rcode {} is valid", rcode_name(rcode));
     let checks = [
         ("answer", response.answers(), &c.answer),
         ("authority", response.name_servers(), &c.authority),
@@ -541,7 +542,7 @@ fn check(
         let texts: Vec<String> = rrs.iter().map(rr_string).collect();
         if let Err(e) = rules.check(&texts) {
             let detail = format!("{section} RRs validation failed: {e}");
-            plog!(log, "{detail}");
+            plog!(log, Error, "{detail}");
             return Err(Fail::new(Reason::AnswerMismatch, detail));
         }
     }

@@ -268,14 +268,14 @@ pub async fn probe(
         Some(m) => m.as_ref(),
         None => {
             built = module.build().map_err(|e| {
-                plog!(log, "{e}");
+                plog!(log, Error, "{e}");
                 Fail::new(Reason::Setup, e.to_string())
             })?;
             &built
         }
     };
     let (host, port) = parse_target(&ctx.target).map_err(|e| {
-        plog!(log, "could not parse target URL: {e}");
+        plog!(log, Error, "could not parse target URL: {e}");
         Fail::new(Reason::Setup, format!("could not parse target URL: {e}"))
     })?;
     facts.resolving = true;
@@ -310,7 +310,7 @@ pub async fn probe(
     let result = match tokio::time::timeout_at(ctx.deadline, call).await {
         Ok(r) => r,
         Err(_) => {
-            plog!(log, "timeout: the probe's deadline passed");
+            plog!(log, Error, "timeout: the probe's deadline passed");
             let reason = if facts.timing.connected {
                 Reason::Timeout
             } else {
@@ -332,9 +332,10 @@ pub async fn probe(
     };
     facts.code = Some(code);
     match &result {
-        Ok(()) => plog!(log, "the server is SERVING"),
+        Ok(()) => plog!(log, Debug, "the server is SERVING"),
         Err(_) => plog!(
             log,
+            Error,
             "health check failed: code {:?}, serving status {}",
             code,
             facts.serving.map_or("none", |s| s.as_str_name())
@@ -368,7 +369,7 @@ async fn check(
     log: &mut Log,
 ) -> Result<ServingStatus, Failed> {
     let mut unavailable = |f: Fail| {
-        plog!(log, "{}", f.detail);
+        plog!(log, Error, "{}", f.detail);
         (Code::Unavailable, f)
     };
     let start = Instant::now();
@@ -431,6 +432,7 @@ async fn check(
     }
     plog!(
         log,
+        Debug,
         "calling grpc.health.v1.Health/Check for service `{}`",
         module.service
     );
@@ -441,7 +443,7 @@ async fn check(
             Ok(ServingStatus::try_from(resp.get_ref().status).unwrap_or(ServingStatus::Unknown))
         }
         Err(status) => {
-            plog!(log, "Check failed: {status}");
+            plog!(log, Error, "Check failed: {status}");
             Err(failed_call(&status))
         }
     }

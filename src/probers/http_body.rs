@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use http::{HeaderMap, Method};
 
 use super::http::{Cel, Compression, HttpProbe};
-use super::Log;
+use super::{Level, Log};
 use crate::probe::{Fail, Reason};
 
 /// Where the (decompressed) body goes: counted, capped, kept when a check needs it.
@@ -274,7 +274,7 @@ pub fn eval_cel(cel: &Cel, body: &cel::Value) -> Result<bool, String> {
 
 /// Logs `detail` and returns it as a failure for `reason`.
 fn failed(log: &mut Log, reason: Reason, detail: String) -> Result<(), Fail> {
-    log.line(&detail);
+    log.line(Level::Error, &detail);
     Err(Fail::new(reason, detail))
 }
 

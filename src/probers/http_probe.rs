@@ -30,7 +30,7 @@ use super::http_conn::{
     authority, bracket, connect, cookie_header, host_of, lookup_first, referer, strip_port, tunnel,
     NoShutdown,
 };
-use super::{lookup, tls_info, Ctx, Log};
+use super::{lookup, tls_info, Ctx, Level, Log};
 use crate::net::driver::{handshake_http1, ConnFuture, Driver, Http1Options};
 use crate::net::guard::Session;
 use crate::net::{self, fail_from};
@@ -49,7 +49,7 @@ use answer::finish;
 
 /// Logs a failure's detail and returns it.
 fn fail(log: &mut Log, f: Fail) -> Fail {
-    log.line(&f.detail);
+    log.line(Level::Error, &f.detail);
     f
 }
 
@@ -124,6 +124,7 @@ async fn run(p: &HttpProbe, ctx: &Ctx, r: &mut Facts, log: &mut Log) -> Result<(
     let (answer, errored) = loop {
         plog!(
             log,
+            Debug,
             "Making HTTP request url={} host={}",
             crate::redact::url(hop.url.as_str()),
             hop.host_header
@@ -189,6 +190,7 @@ async fn prepare(
     } else {
         plog!(
             log,
+            Debug,
             "Resolving target address (ip_protocol {:?}, fallback {})",
             p.ip_protocol,
             p.ip_protocol_fallback
@@ -292,6 +294,7 @@ fn redirect(
     }
     plog!(
         log,
+        Info,
         "Received redirect location={}",
         crate::redact::url(loc)
     );
@@ -302,7 +305,7 @@ fn redirect(
     })?;
     r.redirects = index + 1;
     if r.redirects > MAX_REDIRECTS || !p.follow_redirects {
-        log.line("Not following redirect");
+        log.line(Level::Info, "Not following redirect");
         return Ok(Redirect::Answer { errored: true });
     }
     let relative = url::Url::parse(loc).is_err();

@@ -211,7 +211,7 @@ pub async fn probe(
     log: &mut Log,
 ) -> Result<(), Fail> {
     let fail = |log: &mut Log, f: Fail| {
-        plog!(log, "{}", f.detail);
+        plog!(log, Error, "{}", f.detail);
         Err(f)
     };
     let dst = lookup(
@@ -250,10 +250,9 @@ pub async fn probe(
             return fail(log, f);
         }
     };
-    plog!(log, "created {mode:?} ICMP socket");
+    plog!(log, Debug, "created {mode:?} ICMP socket");
     if let Err(e) = &hop_limit_asked {
-        plog!(
-            log,
+        plog!(log, Debug,
             "cannot ask for the reply's hop limit ({e}); probe_icmp_reply_hop_limit will be missing"
         );
     }
@@ -267,7 +266,7 @@ pub async fn probe(
         echo
     };
     facts.setup = setup_start.elapsed();
-    plog!(log, "writing echo request id={id} seq={seq}");
+    plog!(log, Debug, "writing echo request id={id} seq={seq}");
     let rtt_start = Instant::now();
     let request = Request {
         mode,
@@ -283,10 +282,11 @@ pub async fn probe(
             if hop_limit.is_none() && hop_limit_asked.is_ok() {
                 plog!(
                     log,
+                    Debug,
                     "the reply carried no hop limit; probe_icmp_reply_hop_limit will be missing"
                 );
             }
-            plog!(log, "found matching reply packet");
+            plog!(log, Debug, "found matching reply packet");
             Ok(())
         }
         Ok(Err(f)) => fail(log, f),

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //!
-//! - this file — what every prober shares: [`Ctx`] (target, deadline), [`Log`] (the debug log),
+//! - this file — what every prober shares: [`Ctx`] (target, deadline), [`Log`] (the probe log,
+//!   its [`Line`]s at a [`Level`]),
 //!   [`IpProtocol`], [`lookup`] and its [`Resolved`] facts (`preferred_ip_protocol` /
 //!   `ip_protocol_fallback`; `probe_dns_lookup_time_seconds`, `probe_ip_protocol`,
 //!   `probe_ip_addr_hash`), [`TlsConfig`] (`tls_config`), the [`View`] trait, the [`Facts`] of
@@ -24,11 +25,12 @@
 //! - [`native`] — watchfire's own HTTP prober (a target's `url:` without `module:`): its
 //!   options ([`native::HttpCheck`]) and [`native::HttpProber`].
 
-/// Adds a formatted line to a [`Log`], formatting it only when the log is on.
+/// Adds a formatted line at a [`Level`] to a [`Log`], formatting it only when the log keeps
+/// lines of that level: `plog!(log, Debug, "resolved {host} to {ip}")`.
 macro_rules! plog {
-    ($log:expr, $($arg:tt)*) => {
-        if $log.on() {
-            $log.write(format_args!($($arg)*));
+    ($log:expr, $level:ident, $($arg:tt)*) => {
+        if $log.enabled($crate::probers::Level::$level) {
+            $log.write($crate::probers::Level::$level, format_args!($($arg)*));
         }
     };
 }
@@ -71,7 +73,7 @@ use crate::probe::{Fail, Phases, Reason};
 #[derive(Debug, Default, Clone)]
 pub struct Output {
     families: Families,
-    log: Vec<String>,
+    log: Vec<Line>,
 }
 
 impl Output {
@@ -135,9 +137,13 @@ impl Output {
         self.families.names()
     }
 
-    /// Adds a line to the debug log as it is.
+    /// Adds a line to the debug log as it is (at `info`, stamped 0 s).
     pub fn log(&mut self, line: impl Into<String>) {
-        self.log.push(line.into());
+        self.log.push(Line {
+            at: Duration::ZERO,
+            level: Level::Info,
+            msg: line.into(),
+        });
     }
 
     /// Orders families by name and samples by label values, as Go's registry writes them.
@@ -146,12 +152,12 @@ impl Output {
     }
 
     /// Replaces the log with `lines` (the history keeps a probe's families and log together).
-    pub fn set_log(&mut self, lines: Vec<String>) {
+    pub fn set_log(&mut self, lines: Vec<Line>) {
         self.log = lines;
     }
 
     /// The debug log.
-    pub fn log_lines(&self) -> &[String] {
+    pub fn log_lines(&self) -> &[Line] {
         &self.log
     }
 
@@ -251,7 +257,7 @@ pub async fn lookup(
     facts.ip = result.as_ref().ok().copied();
     match result {
         Ok(ip) => {
-            plog!(log, "resolved {host_trim} to {ip}");
+            plog!(log, Debug, "resolved {host_trim} to {ip}");
             Ok(ip)
         }
         Err(e) => Err(resolve_fail(e, log)),
@@ -262,10 +268,10 @@ pub async fn lookup(
 /// [`Reason::Dns`] otherwise.
 pub(crate) fn resolve_fail(e: net::ResolveError, log: &mut Log) -> Fail {
     if let net::ResolveError::Denied(d) = &e {
-        plog!(log, "{d}");
+        plog!(log, Error, "{d}");
         return Fail::new(Reason::Policy, d.to_string());
     }
-    plog!(log, "error resolving address: {e}");
+    plog!(log, Error, "error resolving address: {e}");
     Fail::new(Reason::Dns, e.to_string())
 }
 
@@ -312,20 +318,110 @@ impl Resolved {
     }
 }
 
-/// The debug log of one probe (`/probe?debug=true`, the history's `/logs?id=`): timestamped
-/// lines, or nothing at all when nobody will read it ([`Log::off`]).
+/// The level of a probe log line, blackbox_exporter's four (`--log.prober`): `debug` for each
+/// step, `info` for a redirect, `error` for why a probe failed. Ordered from the least severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, clap::ValueEnum)]
+pub enum Level {
+    /// Each step of a probe (resolving, connecting, each request and answer).
+    Debug,
+    /// What a reader should notice though the probe went on (a redirect, one not followed);
+    /// `--log.prober`'s default.
+    #[default]
+    Info,
+    /// Worth a warning.
+    Warn,
+    /// Why a probe failed (`Probe failed` and the check that failed it).
+    Error,
+}
+
+impl Level {
+    /// The level's name as logfmt writes it (`debug`, `info`, `warn`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+
+    /// The level with this index (`self as u8`); `Error` past the last.
+    pub fn from_index(i: u8) -> Level {
+        match i {
+            0 => Level::Debug,
+            1 => Level::Info,
+            2 => Level::Warn,
+            _ => Level::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of a probe log, kept as data: when it was written (from the probe's start), its
+/// level and its message. Shown (`Display`) as `0.000123s level=debug message`; it reads as its
+/// message (`Deref<Target = str>`) for searching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// From the probe's start.
+    pub at: Duration,
+    /// The line's level.
+    pub level: Level,
+    /// The message, formatted once when the line was written.
+    pub msg: String,
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.6}s level={} {}",
+            self.at.as_secs_f64(),
+            self.level,
+            self.msg
+        )
+    }
+}
+
+impl std::ops::Deref for Line {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.msg
+    }
+}
+
+impl std::borrow::Borrow<str> for Line {
+    fn borrow(&self) -> &str {
+        &self.msg
+    }
+}
+
+/// The log of one probe (`/probe?debug=true`, the history's `/logs?id=`, and the lines
+/// `/probe` writes to stderr): the lines at or above its least level, or nothing at all when
+/// nobody will read it ([`Log::off`]). A line below the level is never even formatted.
 #[derive(Debug, Clone, Default)]
 pub struct Log {
-    lines: Vec<String>,
+    lines: Vec<Line>,
     started: Option<Instant>,
+    least: Level,
 }
 
 impl Log {
-    /// A log whose timestamps count from now.
+    /// A log that keeps every line, its timestamps counting from now.
     pub fn new() -> Log {
+        Log::at(Level::Debug)
+    }
+
+    /// A log that keeps the lines at `least` and above (`--log.prober`), timestamps from now.
+    pub fn at(least: Level) -> Log {
         Log {
-            lines: Vec::with_capacity(16),
+            lines: Vec::new(),
             started: Some(Instant::now()),
+            least,
         }
     }
 
@@ -334,43 +430,47 @@ impl Log {
         Log::default()
     }
 
-    /// Whether lines are kept.
+    /// Whether lines are kept at all.
     pub fn on(&self) -> bool {
         self.started.is_some()
     }
 
-    /// Adds a line (dropped when the log is off).
-    pub fn line(&mut self, line: impl AsRef<str>) {
-        let Some(started) = self.started else { return };
-        let at = started.elapsed().as_secs_f64();
-        self.lines.push(format!("{at:.6}s {}", line.as_ref()));
+    /// Whether a line at `level` would be kept.
+    pub fn enabled(&self, level: Level) -> bool {
+        self.started.is_some() && level >= self.least
     }
 
-    /// Adds a line formatted straight into its stamped form (one allocation; what `plog!`
-    /// calls); dropped when the log is off.
-    pub fn write(&mut self, args: std::fmt::Arguments<'_>) {
-        use std::fmt::Write as _;
-        let Some(started) = self.started else { return };
-        let at = started.elapsed().as_secs_f64();
-        let mut line = String::with_capacity(96);
-        let _ = write!(line, "{at:.6}s {args}");
-        self.lines.push(line);
-    }
-
-    /// The lines so far.
-    pub fn lines(&self) -> &[String] {
-        &self.lines
-    }
-
-    /// Appends lines already stamped (a legacy prober's log); dropped when the log is off.
-    pub fn extend(&mut self, lines: Vec<String>) {
-        if self.on() {
-            self.lines.extend(lines);
+    /// Adds a line as it is (dropped when the level is not kept).
+    pub fn line(&mut self, level: Level, line: impl AsRef<str>) {
+        if self.enabled(level) {
+            self.push(level, line.as_ref().to_string());
         }
     }
 
+    /// Adds a formatted line (what `plog!` calls: the message formatted once, its stamp only
+    /// when shown); dropped when the level is not kept.
+    pub fn write(&mut self, level: Level, args: std::fmt::Arguments<'_>) {
+        if self.enabled(level) {
+            self.push(level, args.to_string());
+        }
+    }
+
+    fn push(&mut self, level: Level, msg: String) {
+        let Some(started) = self.started else { return };
+        self.lines.push(Line {
+            at: started.elapsed(),
+            level,
+            msg,
+        });
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
     /// The lines, taken out.
-    pub fn into_lines(self) -> Vec<String> {
+    pub fn into_lines(self) -> Vec<Line> {
         self.lines
     }
 }

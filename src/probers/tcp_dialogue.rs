@@ -105,7 +105,7 @@ pub(super) async fn open<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     if !script.tls {
         return Ok(Box::new(stream));
     }
-    plog!(log, "starting TLS handshake");
+    plog!(log, Debug, "starting TLS handshake");
     let at = Instant::now();
     let tls = tls_handshake(stream, script.tls_config, script.host, facts, log).await;
     facts.phases.tls += at.elapsed();
@@ -126,7 +126,7 @@ pub(super) async fn converse(
     };
     let mut reader = BufReader::new(conn);
     for (i, qr) in script.steps.iter().enumerate() {
-        plog!(log, "processing query response entry {i}");
+        plog!(log, Debug, "processing query response entry {i}");
         reader = step(script, qr, reader, &mut clock, facts, log).await?;
         clock.update(facts);
     }
@@ -164,12 +164,12 @@ async fn step(
                 }
                 Ok(true) => clock.answered(facts),
             }
-            plog!(log, "read line: {}", String::from_utf8_lossy(&line));
+            plog!(log, Debug, "read line: {}", String::from_utf8_lossy(&line));
             if let Some(c) = re.captures(&line) {
                 break c;
             }
         };
-        plog!(log, "regexp `{expect}` matched");
+        plog!(log, Debug, "regexp `{expect}` matched");
         facts.failed_due_to_regex = false;
         if let Some(s) = &send {
             send = Some(expand(&caps, s));
@@ -182,7 +182,7 @@ async fn step(
         expect_bytes(&mut reader, &want.0, clock, facts, log).await?;
     }
     if let Some(s) = send.filter(|s| !s.is_empty()) {
-        plog!(log, "sending line ({} bytes, not shown)", s.len());
+        plog!(log, Debug, "sending line ({} bytes, not shown)", s.len());
         let w = reader.get_mut();
         let mut msg = s;
         msg.push(b'\n');
@@ -200,7 +200,7 @@ async fn step(
     if qr.starttls {
         // Like blackbox, anything read ahead of the upgrade is dropped.
         let conn = reader.into_inner();
-        plog!(log, "starting TLS (STARTTLS)");
+        plog!(log, Debug, "starting TLS (STARTTLS)");
         let at = Instant::now();
         let tls = tls_handshake(conn, script.tls_config, script.host, facts, log).await;
         let took = at.elapsed();
@@ -240,7 +240,7 @@ async fn expect_bytes(
         }
     }
     got.truncate(n);
-    plog!(log, "read bytes: {got:?}");
+    plog!(log, Debug, "read bytes: {got:?}");
     if n < want.len() {
         return Err(Fail::new(
             Reason::Reset,
@@ -254,7 +254,7 @@ async fn expect_bytes(
             format!("bytes did not match: expected {want:?}, read {got:?}"),
         ));
     }
-    plog!(log, "bytes matched: {want:?}");
+    plog!(log, Debug, "bytes matched: {want:?}");
     facts.failed_due_to_bytes = Some(false);
     Ok(())
 }
@@ -336,7 +336,7 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 format!("TLS handshake (client) failed: {e}"),
             )
         })?;
-    plog!(log, "TLS handshake (client) succeeded");
+    plog!(log, Debug, "TLS handshake (client) succeeded");
     facts.tls = Some(TlsFacts::of(tls.get_ref().1));
     facts.tls_verified = !tls_config.insecure_skip_verify;
     Ok(tls)

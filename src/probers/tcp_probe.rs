@@ -24,7 +24,7 @@ pub async fn probe(
         facts.failed_due_to_bytes = Some(false);
     }
     let fail = |log: &mut Log, f: Fail| {
-        plog!(log, "{}", f.detail);
+        plog!(log, Error, "{}", f.detail);
         Err(f)
     };
     let (host, port) = match split_host_port(&ctx.target) {
@@ -89,7 +89,7 @@ async fn run(
     let stream = connect(addr, module.source_ip_address.as_deref(), log).await?;
     facts.phases.connect = started.elapsed();
     facts.connected = true;
-    plog!(log, "successfully dialed");
+    plog!(log, Debug, "successfully dialed");
     let script = Script {
         steps: &module.query_response,
         tls: module.tls,
@@ -112,7 +112,7 @@ async fn connect(addr: SocketAddr, source: Option<&str>, log: &mut Log) -> Resul
                     format!("error parsing source ip address: {src}"),
                 )
             })?;
-            plog!(log, "using local address {ip}");
+            plog!(log, Debug, "using local address {ip}");
             Some(ip)
         }
     };

@@ -123,7 +123,7 @@ pub async fn probe(
         )),
     };
     if let Err(f) = &result {
-        plog!(log, "{}", f.detail);
+        plog!(log, Error, "{}", f.detail);
     }
     result
 }
@@ -143,7 +143,7 @@ async fn run(
         ));
     }
     let host = module.tls_host()?;
-    plog!(log, "dialing unix socket {target}");
+    plog!(log, Debug, "dialing unix socket {target}");
     let started = Instant::now();
     let stream = UnixStream::connect(path)
         .await
@@ -158,7 +158,7 @@ async fn run(
     };
     let conn = open(&script, stream, &mut facts.dialogue, log).await?;
     facts.dialed = true;
-    plog!(log, "successfully dialed");
+    plog!(log, Debug, "successfully dialed");
     converse(&script, conn, &mut facts.dialogue, log).await
 }
 

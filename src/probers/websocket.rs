@@ -463,13 +463,14 @@ pub async fn probe(
     log: &mut Log,
 ) -> Result<(), Fail> {
     let setup = |log: &mut Log, what: String| {
-        plog!(log, "{what}");
+        plog!(log, Error, "{what}");
         Fail::new(Reason::Setup, what)
     };
     let target = parse_target(&ctx.target)
         .map_err(|e| setup(log, format!("could not parse target URL: {e}")))?;
     plog!(
         log,
+        Debug,
         "probing websocket target={}",
         crate::redact::url(target.url.as_str())
     );
@@ -506,9 +507,9 @@ pub async fn probe(
     let dial_start = Instant::now();
     let opened = open(addr, tls, request, ctx, facts, log).await;
     facts.dial = Some(dial_start.elapsed());
-    let ws = opened.inspect_err(|f| plog!(log, "error dialing websocket: {}", f.detail))?;
+    let ws = opened.inspect_err(|f| plog!(log, Error, "error dialing websocket: {}", f.detail))?;
     facts.upgraded = true;
-    plog!(log, "websocket connection upgraded");
+    plog!(log, Debug, "websocket connection upgraded");
     if compiled.expects.is_empty() {
         return Ok(());
     }
@@ -525,7 +526,7 @@ pub async fn probe(
     facts.transfer = Some(start.elapsed());
     if let Err(f) = &result {
         facts.step_failed = true;
-        plog!(log, "{}", f.detail);
+        plog!(log, Error, "{}", f.detail);
     }
     result
 }
@@ -621,7 +622,7 @@ async fn open(
         Ok(r) => r?,
     };
     facts.connect = Some(start.elapsed());
-    plog!(log, "connected to {addr}");
+    plog!(log, Debug, "connected to {addr}");
     let _ = stream.set_nodelay(true);
     let io: Box<dyn Io> = match tls {
         Some((cfg, name)) => {
@@ -638,7 +639,7 @@ async fn open(
                 Ok(Ok(t)) => t,
             };
             facts.tls = start.elapsed();
-            plog!(log, "TLS handshake done");
+            plog!(log, Debug, "TLS handshake done");
             Box::new(t)
         }
         None => Box::new(stream),
@@ -701,6 +702,7 @@ async fn dialogue(
             };
             plog!(
                 log,
+                Debug,
                 "regexp `{}` matched message `{}`",
                 re.as_str(),
                 excerpt(&message)
@@ -711,7 +713,7 @@ async fn dialogue(
         }
         if !send.is_empty() {
             let text = String::from_utf8_lossy(&send).into_owned();
-            plog!(log, "sending message `{text}`");
+            plog!(log, Debug, "sending message `{text}`");
             ws.send(Message::text(text))
                 .await
                 .map_err(|e| ws_fail("error sending message", &e))?;

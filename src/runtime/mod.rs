@@ -193,6 +193,8 @@ pub struct Runtime {
     exposure: Mutex<Option<(Vec<std::net::SocketAddr>, bool)>>,
     /// Where state, transitions and rollups are kept.
     store: Store,
+    /// `--web.config.file` for the proxies that ask for it.
+    web: Option<Arc<crate::web::WebSource>>,
     /// The maintenance windows in force ([`Runtime::set_calendar`]).
     calendar: RwLock<Arc<dyn MaintenanceCalendar>>,
     /// The stored states the first [`Runtime::apply`] resumes targets and groups from.
@@ -226,6 +228,8 @@ pub struct RuntimeOptions {
     pub min_wake_gap: Duration,
     /// Where state, transitions and rollups are kept ([`Store::memory`] by default).
     pub store: Store,
+    /// `--web.config.file`, for the failover proxies whose group says `proxy.web_config: true`.
+    pub web: Option<Arc<crate::web::WebSource>>,
 }
 
 impl Default for RuntimeOptions {
@@ -235,6 +239,7 @@ impl Default for RuntimeOptions {
             precise_timer: true,
             min_wake_gap: schedule::DEFAULT_MIN_WAKE_GAP,
             store: Store::memory(),
+            web: None,
         }
     }
 }
@@ -313,6 +318,7 @@ impl Runtime {
             allow_empty_config: AtomicBool::new(false),
             exposure: Mutex::new(None),
             store: opts.store.clone(),
+            web: opts.web.clone(),
             calendar: RwLock::new(Arc::new(NoMaintenance)),
             restoring: Mutex::new(None),
         });
@@ -340,6 +346,12 @@ impl Runtime {
                 continue;
             }
             if let Some(p) = &g.proxy {
+                if p.web_config && self.web.is_none() {
+                    return Err(format!(
+                        "failover group {}: proxy.web_config is true but no --web.config.file was given",
+                        g.name
+                    ));
+                }
                 let l = failover::proxy::bind(p.listen, per_cpu_threads()).map_err(|e| {
                     format!(
                         "failover group {}: the proxy cannot listen on {}: {e}",
@@ -444,7 +456,8 @@ impl Runtime {
                     .and_then(|l| l.local_addr().ok())
                     .unwrap_or(p.listen);
                 let threads = bound.len();
-                failover::proxy::start(bound, group.clone(), p.clone(), group.cancel_token())
+                let web = self.web.clone().filter(|_| p.web_config);
+                failover::proxy::start(bound, group.clone(), p.clone(), web, group.cancel_token())
                     .map_err(|e| {
                         group.stop();
                         format!("failover group {}: proxy threads: {e}", g.name)

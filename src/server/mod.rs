@@ -8,6 +8,7 @@
 //! config's headers are added to every answer. [`serve_with`] runs the accept loops (one per
 //! listener) and the connections.
 
+pub mod activation;
 pub mod admission;
 pub mod incidents;
 pub mod intent;

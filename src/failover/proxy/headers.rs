@@ -94,9 +94,14 @@ pub(super) fn rewrite_request(
     if let Some(v) = ctx.forwarded(client_host) {
         parts.headers.append(header::FORWARDED, v);
     }
+    let proto = if ctx.web.as_ref().is_some_and(|w| w.tls()) {
+        "https"
+    } else {
+        "http"
+    };
     parts
         .headers
-        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        .insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     parts.version = Version::HTTP_11;
     if let Some(pq) = parts.uri.path_and_query().cloned() {
         parts.uri = http::Uri::from(pq);

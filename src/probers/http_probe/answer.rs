@@ -8,7 +8,7 @@ use tokio::time::timeout_at;
 
 use super::super::http::HttpProbe;
 use super::super::http_body::{self, check_body_regexps, check_cel, check_headers, Decoder, Sink};
-use super::super::Log;
+use super::super::{Level, Log};
 use super::{Answer, Facts, Hop, TRANSFER};
 use crate::net::driver::Driver;
 use crate::net::fail_from;
@@ -38,7 +38,7 @@ impl Verdict {
 
     /// Records a failure for `reason`, logging `detail`.
     fn fail(&mut self, log: &mut Log, reason: Reason, detail: String) {
-        log.line(&detail);
+        log.line(Level::Error, &detail);
         self.0.get_or_insert(Fail::new(reason, detail));
     }
 
@@ -87,7 +87,7 @@ pub(super) async fn finish(
         _sender,
     } = answer;
     let status = resp.status().as_u16();
-    plog!(log, "Received HTTP response status_code={status}");
+    plog!(log, Debug, "Received HTTP response status_code={status}");
     r.status = status;
     r.content_length = http_body::content_length(&hop.method, status, resp.headers());
     let mut verdict = Verdict::default();
