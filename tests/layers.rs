@@ -3,7 +3,7 @@
 //! test fails naming it.
 //!
 //! ```text
-//! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry
+//! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry, status
 //! runtime   runtime, metrics (the target set and the series rendered from it)
 //! features  config, blackbox, failover, memory, web, store
 //! probers   probers (every probe kind)
@@ -50,6 +50,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "adhoc",
             "shutdown",
             "telemetry",
+            "status",
         ],
     ),
 ];

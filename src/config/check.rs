@@ -22,6 +22,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     let mut seen_modules: HashMap<String, (PathBuf, u64)> = HashMap::new();
     let mut module_refs = Vec::new();
     let mut guard = GuardSection::default();
+    let mut status_page = super::status_page::StatusPageSection::default();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -73,9 +74,13 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
         if let Some(g) = &raw.probe_guard {
             guard.check(&mut diag, g);
         }
+        if let Some(p) = &raw.status_page {
+            status_page.check(&mut diag, p);
+        }
     }
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
     guard.finish(&mut diag, &mut config);
+    status_page.finish(&mut diag, &mut config);
     diag.finish(config)
 }
 

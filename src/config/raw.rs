@@ -31,6 +31,9 @@ pub struct RawFile {
     /// [`crate::net::guard::Guard::compile`]); at most one file may set it.
     #[serde(default)]
     pub probe_guard: Option<Spanned<crate::net::guard::RawGuard>>,
+    /// The status page (checked by [`super::status_page`]); at most one file may set it.
+    #[serde(default)]
+    pub status_page: Option<Spanned<super::status_page::RawStatusPage>>,
 }
 
 /// The `defaults:` section.
