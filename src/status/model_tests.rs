@@ -289,7 +289,11 @@ fn incidents_attach_by_component_target_or_group() {
     assert_eq!(ids(1), [3]);
     assert!(ids(2).is_empty());
     assert_eq!(v.components[0].state, State::Partial, "open major incident");
-    let one = v.incidents.iter().find(|i| i.incident.id == 1).expect("kept");
+    let one = v
+        .incidents
+        .iter()
+        .find(|i| i.incident.id == 1)
+        .expect("kept");
     assert_eq!(one.updates.len(), 1);
     assert_eq!(v.active_incidents().count(), 1);
 }
@@ -347,14 +351,29 @@ fn summary_json_has_statuspage_fields_and_types() {
     assert_eq!(s["status"]["indicator"], "critical");
     assert!(s["status"]["description"].is_string());
     let c = &s["components"][0];
-    for k in ["id", "name", "status", "created_at", "updated_at", "page_id"] {
+    for k in [
+        "id",
+        "name",
+        "status",
+        "created_at",
+        "updated_at",
+        "page_id",
+    ] {
         assert!(c[k].is_string(), "component.{k}");
     }
     assert!(c["position"].is_u64() && c["group"].is_boolean() && c["showcase"].is_boolean());
     assert!(c["group_id"].is_null());
     assert_eq!(c["status"], "major_outage");
     let inc = &s["incidents"][0];
-    for k in ["id", "name", "status", "created_at", "updated_at", "impact", "shortlink"] {
+    for k in [
+        "id",
+        "name",
+        "status",
+        "created_at",
+        "updated_at",
+        "impact",
+        "shortlink",
+    ] {
         assert!(inc[k].is_string(), "incident.{k}");
     }
     assert!(inc["resolved_at"].is_null());
@@ -382,7 +401,10 @@ fn atom_feed_is_well_formed() {
     for k in ["id", "title", "updated", "author"] {
         assert!(root.children().any(|n| n.has_tag_name(k)), "feed {k}");
     }
-    let entries: Vec<_> = root.children().filter(|n| n.has_tag_name("entry")).collect();
+    let entries: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("entry"))
+        .collect();
     assert_eq!(entries.len(), 2, "one incident, one window");
     let title = entries[0]
         .children()
