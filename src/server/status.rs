@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::{json, method_not_allowed, text, AppState, Body};
-use crate::status::{self, api, badge::Badge, feed, html, View};
+use crate::status::{self, api, badge::Badge, feed, html, History, View};
 use crate::store::{now_millis, StoreError};
 
 /// Whether `path` is one of the status page's.
@@ -44,8 +44,10 @@ pub async fn route(
     let rt = &state.runtime;
     let now = now_millis();
     let answer = match path {
-        "/status" => view(rt, now).await.map(|v| page(html::status_page(&v))),
-        "/status/feed.atom" => view(rt, now)
+        "/status" => view(rt, now, History::Read)
+            .await
+            .map(|v| page(html::status_page(&v))),
+        "/status/feed.atom" => view(rt, now, History::Skip)
             .await
             .map(|v| with_type(feed::atom(&v).into(), "application/atom+xml; charset=utf-8")),
         p if p.starts_with("/status/incidents/") => {
@@ -67,8 +69,12 @@ pub async fn route(
     }))
 }
 
-async fn view(rt: &crate::runtime::Runtime, now: i64) -> Result<View, StoreError> {
-    status::view(rt, now).await
+async fn view(
+    rt: &crate::runtime::Runtime,
+    now: i64,
+    history: History,
+) -> Result<View, StoreError> {
+    status::view(rt, now, history).await
 }
 
 fn not_found(path: &str) -> Response<Body> {
@@ -98,7 +104,7 @@ async fn incident_page(
             format!("`{id}` is not an incident id (a number)\n"),
         ));
     };
-    let mut inputs = status::inputs(rt, now).await?;
+    let mut inputs = status::inputs(rt, now, History::Skip).await?;
     if !inputs.incidents.iter().any(|i| i.id == id) {
         let Some(inc) = rt.store().incident(id).await? else {
             return Ok(text(
@@ -137,7 +143,12 @@ async fn api_doc(
     if !KNOWN.contains(&name) {
         return Ok(None);
     }
-    let v = view(rt, now).await?;
+    let history = if name == "components.json" {
+        History::Read
+    } else {
+        History::Skip
+    };
+    let v = view(rt, now, history).await?;
     fn doc<T: serde::Serialize>(d: T) -> Option<Response<Body>> {
         Some(json(StatusCode::OK, &d))
     }
@@ -182,7 +193,7 @@ async fn badge(
     };
     let b = match what {
         "status.svg" | "shields.json" => {
-            let v = view(rt, now).await?;
+            let v = view(rt, now, History::Skip).await?;
             let Some(c) = v.find(&name) else {
                 return Ok(unknown());
             };

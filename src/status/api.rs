@@ -70,7 +70,8 @@ pub struct Component {
     /// A group's members' ids.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub components: Option<Vec<String>>,
-    /// Uptime over the days shown, percent (a watchfire addition).
+    /// Uptime over the days shown, percent (a watchfire addition; read in `components.json`,
+    /// null in the documents that do not read the history).
     pub uptime_percent: Option<f64>,
 }
 

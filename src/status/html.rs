@@ -57,9 +57,9 @@ pub fn duration(ms: i64) -> String {
     }
 }
 
-/// A day's bar's label: its date and figures.
-fn bar_label(d: &Day) -> String {
-    let day = date(d.start);
+/// A day's bar's label: its date (`day`, the same for every component, formatted once per
+/// page) and figures.
+fn bar_label(day: &str, d: &Day) -> String {
     if !d.data {
         return format!("{day}: no data");
     }
@@ -115,6 +115,10 @@ pub fn status_page(v: &View) -> String {
         .collect();
     let upcoming: Vec<&Window> = v.windows.iter().filter(|w| w.start > v.now).collect();
     let active: Vec<&IncidentView> = v.active_incidents().collect();
+    let first = super::model::first_day(v.now);
+    let dates: Vec<String> = (0..super::model::DAYS as i64)
+        .map(|i| date(first + i * DAY_MS))
+        .collect();
     let body = html! {
         header {
             h1 { (v.page.title) }
@@ -143,14 +147,14 @@ pub fn status_page(v: &View) -> String {
             }
             @for (gi, g) in v.groups.iter().enumerate() {
                 section.group aria-label=(g.name) {
-                    (component(g, 2))
+                    (component(g, 2, &dates))
                     @for c in v.components.iter().filter(|c| c.group == Some(gi)) {
-                        (component(c, 3))
+                        (component(c, 3, &dates))
                     }
                 }
             }
             @for c in v.components.iter().filter(|c| c.group.is_none()) {
-                (component(c, 3))
+                (component(c, 3, &dates))
             }
             (legend())
         }
@@ -191,7 +195,7 @@ fn covers(w: &Window) -> Markup {
     }
 }
 
-fn component(c: &ComponentView, level: u8) -> Markup {
+fn component(c: &ComponentView, level: u8, dates: &[String]) -> Markup {
     let up = c
         .uptime
         .map(|u| format!("{} uptime", percent(u)))
@@ -207,8 +211,8 @@ fn component(c: &ComponentView, level: u8) -> Markup {
             }
             @if let Some(d) = &c.description { p.cdesc { (d) } }
             div.bars role="list" aria-label={ "Last 90 days of " (c.name) } {
-                @for d in &c.days {
-                    span class=(bar_class(d.bar())) role="listitem" tabindex="0" aria-label=(bar_label(d)) {}
+                @for (d, day) in c.days.iter().zip(dates) {
+                    span class=(bar_class(d.bar())) role="listitem" tabindex="0" aria-label=(bar_label(day, d)) {}
                 }
             }
             p.uptime { (up) " over 90 days" }

@@ -22,9 +22,20 @@ use crate::store::{IncidentQuery, Level, Millis, StoreError};
 
 pub use model::{State, View};
 
-/// Store queries made to build a [`View`]: day rollups, open incidents, recent incidents,
-/// their updates (the maintenance calendar is asked once more, in memory).
+/// Store queries made to build a [`View`] with history: day rollups, open incidents, recent
+/// incidents, their updates (the maintenance calendar is asked once more, in memory). Without
+/// history ([`History::Skip`]) the rollup query is not made.
 pub const QUERIES_PER_VIEW: usize = 4;
+
+/// Whether a view needs the 90 days of history (the page, the badges and `components.json`
+/// do; the summary, status, incident and maintenance documents do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// Query the day rollups.
+    Read,
+    /// Leave the days empty.
+    Skip,
+}
 
 /// How far ahead scheduled maintenance is listed.
 pub const MAINTENANCE_AHEAD_MS: Millis = 30 * model::DAY_MS;
@@ -56,15 +67,24 @@ pub fn live(rt: &Runtime) -> model::Live {
     model::Live { targets, groups }
 }
 
-/// Gathers the inputs of a view at `now`: [`QUERIES_PER_VIEW`] store queries and one calendar
-/// call.
-pub async fn inputs(rt: &Runtime, now: Millis) -> Result<model::Inputs, StoreError> {
+/// Gathers the inputs of a view at `now`: [`QUERIES_PER_VIEW`] store queries (one fewer without
+/// history) and one calendar call.
+pub async fn inputs(
+    rt: &Runtime,
+    now: Millis,
+    history: History,
+) -> Result<model::Inputs, StoreError> {
     let page = StatusPage::effective(&rt.config());
     let store = rt.store();
     let first = model::first_day(now);
-    let rollups = store
-        .rollups(Level::Day, first, now + model::DAY_MS, None)
-        .await?;
+    let rollups = match history {
+        History::Read => {
+            store
+                .rollups(Level::Day, first, now + model::DAY_MS, None)
+                .await?
+        }
+        History::Skip => Vec::new(),
+    };
     let mut incidents = store
         .incidents(&IncidentQuery {
             open_only: true,
@@ -99,8 +119,8 @@ pub async fn inputs(rt: &Runtime, now: Millis) -> Result<model::Inputs, StoreErr
 }
 
 /// The view of the page at `now`.
-pub async fn view(rt: &Runtime, now: Millis) -> Result<View, StoreError> {
-    Ok(model::build(inputs(rt, now).await?))
+pub async fn view(rt: &Runtime, now: Millis, history: History) -> Result<View, StoreError> {
+    Ok(model::build(inputs(rt, now, history).await?))
 }
 
 /// `t` as RFC 3339 with milliseconds, UTC.
