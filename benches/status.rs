@@ -147,6 +147,7 @@ async fn case(name: &str, n: usize, path: &str, a: &Args) {
         .await
         .expect("runtime");
     fill(&rt, n, now_millis()).await;
+    breakdown(name, &rt).await;
     let listener = server::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let addr = listener.local_addr().expect("addr");
     let state = Arc::new(AppState {
@@ -198,6 +199,39 @@ async fn case(name: &str, n: usize, path: &str, a: &Args) {
     );
     cancel.cancel();
     let _ = srv.await;
+}
+
+/// Where one view's time goes, in-process: the store queries, the view model, the rendering.
+async fn breakdown(name: &str, rt: &Runtime) {
+    use watchfire::status::{html, model, History};
+    let now = now_millis();
+    let t = Instant::now();
+    let history = if name == "page" {
+        History::Read
+    } else {
+        History::Skip
+    };
+    let inputs = watchfire::status::inputs(rt, now, history)
+        .await
+        .expect("inputs");
+    let queried = t.elapsed();
+    let t = Instant::now();
+    let v = model::build(inputs);
+    let built = t.elapsed();
+    let t = Instant::now();
+    let body = if name == "page" {
+        html::status_page(&v)
+    } else {
+        serde_json::to_string_pretty(&watchfire::status::api::summary(&v)).expect("json")
+    };
+    let rendered = t.elapsed();
+    println!(
+        "{name} breakdown: store {:.1} ms, view {:.1} ms, render {:.1} ms ({} KiB)",
+        queried.as_secs_f64() * 1e3,
+        built.as_secs_f64() * 1e3,
+        rendered.as_secs_f64() * 1e3,
+        body.len() / 1024
+    );
 }
 
 fn main() {

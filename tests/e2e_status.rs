@@ -196,7 +196,7 @@ const incident = Array.from(document.querySelectorAll('#incidents article.incide
 const body = getComputedStyle(document.body);
 return {
   components: comps.map(c => c.dataset.component),
-  bars: comps.map(c => c.querySelectorAll('.bars [role=listitem][tabindex="0"][aria-label]').length),
+  bars: comps.map(c => c.querySelectorAll('ol.bars > li[tabindex="0"][aria-label]').length),
   overall: document.querySelector('#overall').textContent.trim(),
   banner: Array.from(document.querySelectorAll('.maint-banner')).map(b => b.textContent),
   incidents: incident.map(a => a.querySelector('h3').textContent.trim()),

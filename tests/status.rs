@@ -44,7 +44,7 @@ async fn status_page_shows_components_bars_incident_and_maintenance() {
     let page = &a.body;
     assert!(page.contains("Acme status") && page.contains("Everything Acme runs"));
     // Two components and their group, 90 bars each.
-    assert_eq!(page.matches("role=\"listitem\"").count(), 3 * 90);
+    assert_eq!(page.matches("<li class=\"b ").count(), 3 * 90);
     assert!(page.contains(OPEN_TITLE) && page.contains("A bad deploy; rolling back"));
     assert!(page.contains("Maintenance in progress") && page.contains(WINDOW));
     assert!(page.contains("Database slow"), "past incident listed");

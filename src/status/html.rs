@@ -210,9 +210,9 @@ fn component(c: &ComponentView, level: u8, dates: &[String]) -> Markup {
                 @if level == 2 { h3.grp { (heading) } } @else { h3 { (heading) } }
             }
             @if let Some(d) = &c.description { p.cdesc { (d) } }
-            div.bars role="list" aria-label={ "Last 90 days of " (c.name) } {
+            ol.bars aria-label={ "Last 90 days of " (c.name) } {
                 @for (d, day) in c.days.iter().zip(dates) {
-                    span class=(bar_class(d.bar())) role="listitem" tabindex="0" aria-label=(bar_label(day, d)) {}
+                    li class=(bar_class(d.bar())) tabindex="0" aria-label=(bar_label(day, d)) {}
                 }
             }
             p.uptime { (up) " over 90 days" }
