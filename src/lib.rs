@@ -63,6 +63,9 @@
 //!     `/probe`, `/api/v1/targets`, `/-/healthy`, `/-/ready`, `/-/reload`; admission by class
 //!     and a connection cap that closes idle connections first, the web config on every
 //!     listener, intent for state-changing requests, the route prefix.
+//!   - [`status`] — the status page (`/status`, one page per incident), Statuspage-shaped
+//!     JSON, the Atom feed and badges, rendered from one view model built with a fixed number
+//!     of store queries.
 //!   - [`verify`] — `watchfire verify` (post-fix stability verdict) and `watchfire impact`.
 //!   - [`report`] — `watchfire report`: uptime, latency, incidents and error budget over a
 //!     range, from the store's rollups.
@@ -115,6 +118,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sim;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod threads;

@@ -3,7 +3,7 @@
 //! test fails naming it.
 //!
 //! ```text
-//! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry, report
+//! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry, report, status
 //! runtime   runtime, metrics (the target set and the series rendered from it)
 //! features  config, blackbox, failover, memory, web, store, incident
 //! probers   probers (every probe kind)
@@ -53,6 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "shutdown",
             "telemetry",
             "report",
+            "status",
         ],
     ),
 ];

@@ -23,6 +23,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     let mut module_refs = Vec::new();
     let mut guard = GuardSection::default();
     let (mut incidents_at, mut windows) = (None, Vec::new());
+    let mut status_page = super::status_page::StatusPageSection::default();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -80,9 +81,13 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
         }
         let out = &mut config.maintenance;
         crate::incident::config::check_maintenance(&mut diag, &raw.maintenance, out, &mut windows);
+        if let Some(p) = &raw.status_page {
+            status_page.check(&mut diag, p);
+        }
     }
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
     guard.finish(&mut diag, &mut config);
+    status_page.finish(&mut diag, &mut config);
     crate::incident::config::check_components(&mut diag, &config.components(), &windows);
     diag.finish(config)
 }

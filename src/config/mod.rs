@@ -11,6 +11,7 @@ mod check;
 mod failover;
 mod fields;
 pub mod raw;
+pub mod status_page;
 mod target;
 mod yaml;
 
@@ -60,6 +61,9 @@ pub struct Config {
     pub maintenance: Vec<crate::incident::maintenance::WindowSpec>,
     /// The files this config was read from.
     pub sources: Vec<PathBuf>,
+    /// The `status_page:` section, when set ([`status_page::StatusPage::effective`] gives the
+    /// page in force either way).
+    pub status_page: Option<status_page::StatusPage>,
 }
 
 /// One scheduled target, fully resolved (defaults applied, values checked): what is probed

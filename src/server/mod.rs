@@ -13,6 +13,7 @@ pub mod admission;
 pub mod incidents;
 pub mod intent;
 mod listen;
+pub mod status;
 
 pub use listen::{bind, serve_with, LISTEN_BACKLOG};
 
@@ -250,6 +251,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
 
 /// Routes one request for `path` (the route prefix already taken off).
 async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Response<Body> {
+    if let Some(r) = status::route(state, path, &req).await {
+        return r;
+    }
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     match path {
         "/metrics" if get => {
