@@ -260,20 +260,32 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     let incidents = recorded_incidents(&runtime).await;
     cancel.cancel();
     let _ = load.await;
+    let sent = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    print_ending(&runtime, &incidents, metrics_addr, &detections, sent);
+    let _ = server.await;
+    stop(&runtime, primary, backup).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the demo leaves: the incidents it recorded with their timelines, where the status page
+/// and the API were, the detection summary and the clients' requests (`sent`: ok, failed).
+fn print_ending(
+    runtime: &Runtime,
+    incidents: &str,
+    metrics_addr: std::net::SocketAddr,
+    detections: &[(String, Duration)],
+    sent: (u64, u64),
+) {
     println!();
     print!("{incidents}");
     println!("status page: http://{metrics_addr}/status   incidents: http://{metrics_addr}/api/v1/incidents");
     println!();
-    println!("{}", summary(&runtime, &detections));
+    println!("{}", summary(runtime, detections));
     println!(
         "client requests through the failover proxy: {} ok, {} failed",
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed)
+        sent.0, sent.1
     );
     println!("metrics were at http://{metrics_addr}/metrics");
-    let _ = server.await;
-    stop(&runtime, primary, backup).await;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The incidents the story left, oldest first, with their timelines, as `watchfire incident
@@ -336,6 +348,9 @@ fn banner(p: &str, b: &str, proxy: SocketAddr, metrics_addr: SocketAddr) {
     println!("  probes   every {INTERVAL:?}, timeout {TIMEOUT:?}, down after 3 failures, up after 2 successes");
     println!("  proxy    http://{proxy}  (failover; a client sends a request through it every {CLIENT_PACE:?})");
     println!("  metrics  http://{metrics_addr}/metrics   failover: http://{metrics_addr}/api/v1/failover");
+    println!(
+        "  status   http://{metrics_addr}/status   (add --forever to keep it up after the story)"
+    );
     println!();
 }
 
