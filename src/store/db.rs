@@ -2,7 +2,7 @@
 //! file for SQLite, the URL for PostgreSQL), checking and migrating the schema, and turning
 //! the driver's errors into [`StoreError`]s that name what failed and where.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,6 +75,9 @@ pub struct Backend {
     /// Where.
     pub place: Place,
     conn: Mutex<Option<AnyConnection>>,
+    /// The SQLite file's device and inode when connected: SQLite in WAL mode goes on writing
+    /// to a file deleted or moved while open, so the writer checks the path still names it.
+    file_id: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl Backend {
@@ -83,6 +86,23 @@ impl Backend {
         Backend {
             place,
             conn: Mutex::new(None),
+            file_id: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Fails when the SQLite file connected to is no longer at its path (deleted or moved).
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        let Place::Dir(dir) = &self.place else {
+            return Ok(());
+        };
+        let known = *self.file_id.lock().expect("store file id lock poisoned");
+        let Some(known) = known else { return Ok(()) };
+        let path = dir.join(FILE_NAME);
+        match std::fs::metadata(&path) {
+            Ok(m) if (m.dev(), m.ino()) == known => Ok(()),
+            _ => Err(StoreError::Gone {
+                place: path.display().to_string(),
+            }),
         }
     }
 
@@ -91,6 +111,15 @@ impl Backend {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             *guard = Some(connect(&self.place).await?);
+            if let Place::Dir(dir) = &self.place {
+                let m =
+                    std::fs::metadata(dir.join(FILE_NAME)).map_err(|e| StoreError::Directory {
+                        path: dir.join(FILE_NAME),
+                        source: e,
+                    })?;
+                *self.file_id.lock().expect("store file id lock poisoned") =
+                    Some((m.dev(), m.ino()));
+            }
         }
         Ok(MutexGuard::map(guard, |c| {
             c.as_mut().expect("connection just made")

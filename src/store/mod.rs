@@ -57,6 +57,12 @@ pub enum StoreError {
         /// The file or directory.
         place: String,
     },
+    /// The SQLite file was deleted or moved while open.
+    #[error("{place} was deleted or moved while watchfire had it open")]
+    Gone {
+        /// The file.
+        place: String,
+    },
     /// The disk is full.
     #[error("{place}: the disk is full")]
     Full {

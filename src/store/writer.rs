@@ -296,6 +296,7 @@ impl Writer {
 /// Applies `batch` to `b` in one transaction.
 async fn write(b: &Backend, batch: &[Write]) -> Result<(), StoreError> {
     let mut c = b.conn().await?;
+    b.check_file()?;
     sql::apply(&mut c, batch)
         .await
         .map_err(|e| classify(e, &b.place))
