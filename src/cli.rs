@@ -5,6 +5,7 @@
 //! logging and the runtime, and calls [`run_invocation`].
 
 pub mod exporter;
+pub mod storage;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -149,6 +150,10 @@ pub struct RunArgs {
     /// Turn off the failover actions POST /api/v1/failover/GROUP/switch and /failback (403).
     #[arg(long = "web.disable-failover-api")]
     pub web_disable_failover_api: bool,
+
+    // Where state and history are kept (`--storage.*`).
+    #[command(flatten)]
+    pub storage: storage::StorageArgs,
 }
 
 /// `--web.header-timeout`: a duration from 100ms to 10 minutes.
@@ -479,9 +484,19 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let cancel = CancellationToken::new();
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
+    // A store that cannot be opened is the operator's to fix: say what and where, start nothing.
+    let store =
+        match crate::store::Store::open(&a.storage.options(Some(storage::DEFAULT_PATH))).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("watchfire: cannot open the store: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
         min_wake_gap: a.min_wake_gap,
+        store,
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
