@@ -220,7 +220,13 @@ fn prepare_dir(dir: &Path) -> Result<String, StoreError> {
         Err(e) => return Err(dir_err(e)),
     }
     let file = dir.join(FILE_NAME);
-    if !file.exists() {
+    if file.exists() {
+        // SQLite would open a read-only file read-only and fail only at the first write.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .map_err(|e| io_error(&file, e))?;
+    } else {
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

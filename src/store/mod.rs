@@ -6,8 +6,8 @@
 //! rare and written with an awaited call that returns the new row's id.
 //!
 //! Both backends, SQLite (a file, or in memory) and PostgreSQL, go through one code path:
-//! sqlx's `Any` driver with the SQL written once ([`sql`]), one schema ([`schema`]), one
-//! writer task ([`writer`]). When the configured backend fails, the store degrades to an
+//! sqlx's `Any` driver with the SQL written once (`sql.rs`), one schema (`schema.rs`), one
+//! writer task (`writer.rs`). When the configured backend fails, the store degrades to an
 //! in-memory SQLite database and says so ([`StoreStatus::healthy`], `watchfire_store_up`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
