@@ -577,3 +577,20 @@ pub async fn prune(c: &mut AnyConnection, level: Level, before: Millis, periods:
         .await?;
     Ok(done.rows_affected())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_counts_round_trip_compactly() {
+        for v in [
+            vec![],
+            vec![0, 1, 127, 128, 300, 0, 0, 0, 0, 0, 0, 1],
+            vec![u64::MAX, 1 << 35],
+        ] {
+            assert_eq!(decode_counts(&encode_counts(&v)), v);
+        }
+        assert_eq!(encode_counts(&[0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).len(), 12);
+    }
+}
