@@ -14,11 +14,12 @@
 //!   transitions, in chunks the queue holds, then `flush`; rate = N / elapsed. Each minute
 //!   also updates its hour and day rows (as in production).
 //! - Size: 10,000 targets probed every 10 s (6 probes a minute, a few failures, 12 latency
-//!   buckets) write SIM_MINUTES minutes each; the database size (SQLite: the file after the
-//!   connection closes and the WAL is checkpointed; PostgreSQL: `pg_database_size` minus its
-//!   size before) over targets and minutes gives bytes per minute row, from which bytes per
-//!   target per day (1,440 minutes, 24 hours, 1 day) and the steady state at the default
-//!   retention (2 days of minutes, 90 days of hours, 1,825 days of days) follow.
+//!   buckets) write SIM_MINUTES minutes each, from a midnight; the database growth (SQLite: the
+//!   files, WAL included; PostgreSQL: `pg_database_size` after a CHECKPOINT, minus the size
+//!   before) over the rows written (minutes, plus an hour row per started hour and a day row
+//!   per target) gives bytes per row, from which bytes per target per day (1,440 minutes, 24
+//!   hours, 1 day) and the steady state at the default retention (2 days of minutes, 90 days
+//!   of hours, 1,825 days of days) follow.
 //! - Reads: 1,000 targets with 90 days of day rows; `rollups(Day, 90 days)` for all of them
 //!   (one query), median of 5. 1,000 incidents with 3 updates each; a page =
 //!   `incidents(limit 50)` + `updates(ids of the page)`, median of 20.
@@ -119,20 +120,22 @@ async fn size(store: &Store, minutes: usize, measure: impl AsyncFn() -> u64) {
     .await;
     let e = t.elapsed();
     let bytes = measure().await.saturating_sub(before);
-    let per_row = bytes as f64 / n as f64;
+    // Minutes start at midnight: one day row and one hour row per started hour, per target.
+    let rows = n + targets * (minutes.div_ceil(60) + 1);
+    let per_row = bytes as f64 / rows as f64;
     println!(
-        "size: {targets} targets x {minutes} minutes = {n} minute rows in {e:.1?}: {bytes} bytes, \
-         {per_row:.0} bytes per minute (with its share of the hour and day rows)"
+        "size: {targets} targets x {minutes} minutes = {n} minute rows ({rows} rows with hours \
+         and days) in {e:.1?}: {bytes} bytes, {per_row:.0} bytes per row"
     );
     let r = Retention::default();
-    let per_day = per_row * 1440.0;
     let keep = |d: Duration, period: f64| d.as_secs_f64() / period;
+    let per_day = per_row * (1440.0 + 24.0 + 1.0);
     let steady = per_row * (keep(r.minutes, 60.0) + keep(r.hours, 3600.0) + keep(r.days, 86_400.0));
     println!(
         "size: {per_day:.0} bytes per target per day written; at the default retention \
-         {:.0} KiB per target, {:.1} GiB for 10,000 targets",
-        steady / 1024.0,
-        steady * 10_000.0 / (1u64 << 30) as f64
+         {:.0} KB per target, {:.1} GB for 10,000 targets",
+        steady / 1e3,
+        steady * 10_000.0 / 1e9
     );
 }
 

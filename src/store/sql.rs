@@ -591,6 +591,9 @@ mod tests {
         ] {
             assert_eq!(decode_counts(&encode_counts(&v)), v);
         }
-        assert_eq!(encode_counts(&[0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).len(), 12);
+        assert_eq!(
+            encode_counts(&[0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).len(),
+            12
+        );
     }
 }
