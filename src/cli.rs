@@ -7,6 +7,7 @@
 pub mod exporter;
 pub mod incident;
 pub mod report;
+pub mod storage;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -61,8 +62,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Watch a service after a fix and give a PASS/FAIL verdict with the numbers.
     Verify(crate::verify::VerifyArgs),
-    /// Compute an incident's impact (downtime, failed requests, error budget) from Prometheus.
-    Impact(crate::verify::ImpactArgs),
+    /// Compute an incident's impact (downtime, failed requests, error budget) from Prometheus
+    /// or the store.
+    Impact(report::ImpactCommand),
     /// List, show, update, resolve or declare incidents on a running watchfire.
     Incident(incident::IncidentArgs),
     /// List, add or delete maintenance windows on a running watchfire.
@@ -171,6 +173,10 @@ pub struct RunArgs {
     /// Turn off the failover actions POST /api/v1/failover/GROUP/switch and /failback (403).
     #[arg(long = "web.disable-failover-api")]
     pub web_disable_failover_api: bool,
+
+    // Where state and history are kept (`--storage.*`).
+    #[command(flatten)]
+    pub storage: storage::StorageArgs,
 }
 
 /// `--web.header-timeout`: a duration from 100ms to 10 minutes.
@@ -451,7 +457,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Sim(a) => sim(a).await,
         Command::Demo(a) => crate::demo::run(a.options()).await,
         Command::Verify(a) => crate::verify::run_verify(a).await,
-        Command::Impact(a) => crate::verify::run_impact(a).await,
+        Command::Impact(a) => report::run_impact(a).await,
         Command::Incident(a) => incident::run_incident(a).await,
         Command::Maintenance(a) => incident::run_maintenance(a).await,
         Command::Report(a) => report::run(a).await,
@@ -515,10 +521,20 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let cancel = CancellationToken::new();
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
+    // A store that cannot be opened is the operator's to fix: say what and where, start nothing.
+    let store =
+        match crate::store::Store::open(&a.storage.options(Some(storage::DEFAULT_PATH))).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("watchfire: cannot open the store: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
         min_wake_gap: a.min_wake_gap,
         web: a.web_config_file.is_some().then(|| serve_opts.web.clone()),
+        store,
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())

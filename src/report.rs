@@ -8,7 +8,6 @@
 //! long as its least-down instance was (traffic had somewhere to go otherwise).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -372,32 +371,6 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     out
-}
-
-/// Where the store is, for the commands that read it.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StorageArgs {
-    /// The data directory `watchfire run` keeps its SQLite store in (default `data`).
-    #[arg(long = "storage.path", value_name = "DIR")]
-    pub path: Option<PathBuf>,
-    /// A PostgreSQL store, `postgres://user:password@host:port/db` (instead of --storage.path).
-    #[arg(long = "storage.url", value_name = "URL", conflicts_with = "path")]
-    pub url: Option<String>,
-}
-
-impl StorageArgs {
-    /// The store options these flags name (the `data` directory when neither is given).
-    pub fn options(&self) -> crate::store::StoreOptions {
-        crate::store::StoreOptions {
-            path: match (&self.path, &self.url) {
-                (Some(p), _) => Some(p.clone()),
-                (None, None) => Some(PathBuf::from("data")),
-                (None, Some(_)) => None,
-            },
-            url: self.url.clone(),
-            ..Default::default()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ fn run(config: &std::path::Path) -> (Guard, SocketAddr) {
             "--log-format",
             "json",
             "run",
+            "--storage.memory",
             "--listen",
             "127.0.0.1:0",
             "--config",

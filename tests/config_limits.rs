@@ -73,7 +73,14 @@ impl Running {
 
 fn run(config: &Path, extra: &[&str]) -> (Running, SocketAddr) {
     let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "run", "--listen", "127.0.0.1:0"])
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--storage.memory",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(extra)
         .arg("--config")
         .arg(config)

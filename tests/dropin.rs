@@ -225,6 +225,7 @@ async fn watchfire_run_text_logs_carry_no_colour_when_piped() {
         Path::new(BIN),
         &[
             "run",
+            "--storage.memory",
             "--listen",
             "127.0.0.1:0",
             "--config",

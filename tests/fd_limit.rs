@@ -70,7 +70,7 @@ fn a_low_soft_limit_is_raised_to_the_hard_one_at_start() {
     // The child inherits the soft limit of the moment it is spawned.
     let old = set_soft(256);
     let spawned = Command::new(BIN)
-        .args(["run", "--config"])
+        .args(["run", "--storage.memory", "--config"])
         .arg(&path)
         .args(["--listen", &free_addr().to_string(), "--log-format", "json"])
         .stdout(Stdio::null())

@@ -209,7 +209,14 @@ async fn tagged_secrets_appear_in_no_answer_and_no_log_line() {
     let log_path = dir.path().join("watchfire.log");
     let log = std::fs::File::create(&log_path).expect("log file");
     let child = Command::new(BIN)
-        .args(["-vv", "run", "--listen", "127.0.0.1:0", "--config"])
+        .args([
+            "-vv",
+            "run",
+            "--storage.memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
         .arg(&path)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

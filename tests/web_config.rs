@@ -327,7 +327,7 @@ fn run_refuses_to_start_on_a_bad_web_config() {
     let bad = pki.write("web.yml", "basic_auth_users:\n  ops: nope\n");
     let cfg = pki.write("watchfire.yaml", MODULES);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_watchfire"))
-        .args(["run", "--config"])
+        .args(["run", "--storage.memory", "--config"])
         .arg(&cfg)
         .arg("--web.listen-address=127.0.0.1:0")
         .arg("--web.config.file")

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory as _, Parser};
 
+use super::storage::StorageArgs;
 use super::{parse_offset, parse_seconds, RunArgs};
 use crate::telemetry::{LogFormat, LogLevel};
 
@@ -94,6 +95,10 @@ pub struct ExporterArgs {
     /// Accept a config that defines nothing (watchfire's own flag; refused by default).
     #[arg(long)]
     pub allow_empty_config: bool,
+    /// watchfire's own `--storage.*` flags (the drop-in keeps everything in memory unless
+    /// `--storage.path` or `--storage.url` is given).
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// `--log.level` (promslog's levels).
@@ -261,6 +266,7 @@ impl ExporterArgs {
         if self.allow_empty_config {
             argv.push("--allow-empty-config".into());
         }
+        argv.extend(self.storage.to_argv());
         RunOnly::try_parse_from(argv)
             .map(|r| r.run)
             .map_err(|e| Unsupported::new("command line", e.to_string()))

@@ -1,4 +1,5 @@
-//! `watchfire report`'s arguments.
+//! The commands that read the store: `watchfire report`, and `watchfire impact` (which reads
+//! the store when it is given no Prometheus).
 
 use std::path::PathBuf;
 
@@ -34,7 +35,7 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
     /// The store.
     #[command(flatten)]
-    pub storage: crate::report::StorageArgs,
+    pub storage: super::storage::StorageArgs,
 }
 
 /// `watchfire report --format`.
@@ -78,7 +79,7 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
             crate::report::rfc3339(to)
         );
     }
-    let store = crate::store::Store::open(&a.storage.options())
+    let store = crate::store::Store::open(&a.storage.options(Some(super::storage::DEFAULT_PATH)))
         .await
         .context("opening the store (--storage.path / --storage.url)")?;
     let report = crate::report::compute(&store, from, to, a.slo, &a.targets)
@@ -111,4 +112,21 @@ mod tests {
         assert!(parse_slo("100").is_err());
         assert!(parse_slo("abc").is_err());
     }
+}
+
+/// `watchfire impact`: its figures from Prometheus, or from the store without `--prometheus`.
+#[derive(Debug, Clone, Args)]
+pub struct ImpactCommand {
+    /// What to compute.
+    #[command(flatten)]
+    pub args: crate::verify::ImpactArgs,
+    /// The store, when there is no --prometheus.
+    #[command(flatten)]
+    pub storage: super::storage::StorageArgs,
+}
+
+/// Runs `watchfire impact`.
+pub async fn run_impact(a: ImpactCommand) -> anyhow::Result<std::process::ExitCode> {
+    let store = a.storage.options(Some(super::storage::DEFAULT_PATH));
+    crate::verify::run_impact(a.args, store).await
 }

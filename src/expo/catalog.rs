@@ -319,6 +319,43 @@ pub const SERVER_CONNECTIONS_CLOSED: Family = family(
     "Connections watchfire's own server closed at --web.max-connections: idle (the longest idle one, to make room) or over_capacity (a new one, every open one being busy).",
 );
 
+/// Whether the store writes to its configured backend (label `backend`).
+pub const STORE_UP: Family = family(
+    "watchfire_store_up",
+    Type::Gauge,
+    "Whether the store writes to its configured backend (1) or has degraded to memory (0), by backend: memory, sqlite or postgres.",
+);
+/// Writes the store applied.
+pub const STORE_WRITES: Family = family(
+    "watchfire_store_writes_total",
+    Type::Counter,
+    "Writes (states, transitions, minute rollups) the store applied, to its backend or to memory while degraded.",
+);
+/// Writes dropped because the store's queue was full.
+pub const STORE_DROPPED: Family = family(
+    "watchfire_store_dropped_writes_total",
+    Type::Counter,
+    "Writes dropped because the store's queue was full.",
+);
+/// Batches the configured backend failed to apply.
+pub const STORE_WRITE_ERRORS: Family = family(
+    "watchfire_store_write_errors_total",
+    Type::Counter,
+    "Batches of writes the store's configured backend failed to apply (the first failure degrades the store to memory).",
+);
+/// Writes queued, not yet applied.
+pub const STORE_QUEUE: Family = family(
+    "watchfire_store_queue",
+    Type::Gauge,
+    "Writes queued for the store, not yet applied.",
+);
+/// Time to apply one batch of writes.
+pub const STORE_BATCH: Family = family(
+    "watchfire_store_batch_seconds",
+    Type::Histogram,
+    "Time the store took to apply one batch of writes (one transaction), seconds.",
+);
+
 /// Every family above, in the order `/metrics` writes them.
 pub const ALL: &[Family] = &[
     PROBE_SUCCESS,
@@ -371,6 +408,12 @@ pub const ALL: &[Family] = &[
     PROBE_GUARD_REFUSALS,
     SERVER_REJECTED,
     SERVER_CONNECTIONS_CLOSED,
+    STORE_UP,
+    STORE_WRITES,
+    STORE_DROPPED,
+    STORE_WRITE_ERRORS,
+    STORE_QUEUE,
+    STORE_BATCH,
 ];
 
 /// The families a blackbox `/probe` answer can hold, by name (blackbox_exporter's names).

@@ -85,6 +85,7 @@ pub fn metrics_body(rt: &Runtime, registry: &prometheus::Registry) -> String {
     metrics::render_build_info(&mut out);
     rt.memory().render(&mut out);
     rt.blackbox().render_metrics(&mut out);
+    rt.store().render(&mut out);
     admission::render(&mut out);
     metrics::render_registry(registry, &mut out);
     out

@@ -5,13 +5,26 @@
 //! reads are async and never made on the probe path. Incidents and maintenance windows are
 //! rare and written with an awaited call that returns the new row's id.
 //!
-//! This first form keeps everything in memory; the SQLite and PostgreSQL backends replace
-//! its insides behind the same methods.
+//! Both backends, SQLite (a file, or in memory) and PostgreSQL, go through one code path:
+//! sqlx's `Any` driver with the SQL written once (`sql.rs`), one schema (`schema.rs`), one
+//! writer task (`writer.rs`). When the configured backend fails, the store degrades to an
+//! in-memory SQLite database and says so ([`StoreStatus::healthy`], `watchfire_store_up`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot};
+
+mod db;
+mod metrics;
 pub mod model;
+mod schema;
+mod sql;
+mod writer;
+
+pub use db::FILE_NAME;
+pub use sql::{decode_counts, encode_counts};
 
 pub use model::{
     now_millis, GroupState, Impact, Incident, IncidentStatus, IncidentUpdate, Level, Maintenance,
@@ -29,6 +42,94 @@ pub enum StoreError {
         what: &'static str,
         /// Its id.
         id: i64,
+    },
+    /// The data directory is missing and cannot be made, or is not a directory.
+    #[error("storage directory {path}: {source}")]
+    Directory {
+        /// The directory (or the file in it).
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory or database is read-only (or the file was moved or deleted).
+    #[error("{place} is read-only (or was moved or deleted while open): watchfire cannot write its state there")]
+    ReadOnly {
+        /// The file or directory.
+        place: String,
+    },
+    /// The SQLite file was deleted or moved while open.
+    #[error("{place} was deleted or moved while watchfire had it open")]
+    Gone {
+        /// The file.
+        place: String,
+    },
+    /// The disk is full.
+    #[error("{place}: the disk is full")]
+    Full {
+        /// The file or directory.
+        place: String,
+    },
+    /// The file is not a SQLite database.
+    #[error("{place} is not a SQLite database; move it away or choose another --storage.path")]
+    NotADatabase {
+        /// The file.
+        place: String,
+    },
+    /// The database holds tables but not watchfire's: another program's, left untouched.
+    #[error("{place} holds another program's tables ({tables}) and no watchfire_schema table; watchfire leaves it untouched: choose another --storage.path or database")]
+    Foreign {
+        /// The file or URL (without password).
+        place: String,
+        /// The tables found.
+        tables: String,
+    },
+    /// The schema is newer than this binary knows.
+    #[error("{place} has watchfire schema version {found}, newer than this watchfire knows ({known}): run a newer watchfire")]
+    NewerSchema {
+        /// The file or URL (without password).
+        place: String,
+        /// The version found.
+        found: i64,
+        /// The newest version this binary knows.
+        known: i64,
+    },
+    /// The PostgreSQL URL is malformed.
+    #[error("--storage.url {url} is not a valid PostgreSQL URL: {reason}")]
+    BadUrl {
+        /// The URL without password.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// PostgreSQL cannot be reached.
+    #[error("PostgreSQL at {place} is unreachable: {reason}")]
+    Unreachable {
+        /// The URL without password.
+        place: String,
+        /// Why.
+        reason: String,
+    },
+    /// PostgreSQL refused the login.
+    #[error("PostgreSQL at {place} refused the login: check the user and password")]
+    Auth {
+        /// The URL without password.
+        place: String,
+    },
+    /// PostgreSQL refused to let watchfire create or use its tables.
+    #[error("PostgreSQL at {place} denied permission (watchfire needs to create and write its tables): {detail}")]
+    Permission {
+        /// The URL without password.
+        place: String,
+        /// PostgreSQL's message.
+        detail: String,
+    },
+    /// Any other failure of the backend.
+    #[error("store backend {place}: {source}")]
+    Backend {
+        /// The file or URL (without password).
+        place: String,
+        /// The driver's error.
+        source: sqlx::Error,
     },
 }
 
@@ -86,88 +187,201 @@ pub struct StoreStatus {
     pub healthy: bool,
     /// Writes dropped because the queue was full.
     pub dropped: u64,
+    /// Writes applied (to the configured backend, or to memory while degraded).
+    pub writes: u64,
+    /// Batches the configured backend failed to apply.
+    pub write_errors: u64,
+    /// Writes queued, not yet applied.
+    pub queue: usize,
+    /// Why the store is degraded (without secrets), while it is.
+    pub error: Option<String>,
 }
 
+/// How many writes the queue holds before [`Store::write`] drops them.
+pub const QUEUE_CAPACITY: usize = 65_536;
+
+/// Upper bounds (seconds) of the `watchfire_store_batch_seconds` buckets.
+pub const BATCH_BOUNDS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// The writer's counters.
 #[derive(Default)]
-struct Inner {
-    targets: BTreeMap<String, TargetState>,
-    groups: BTreeMap<String, GroupState>,
-    transitions: Vec<TransitionRecord>,
-    incidents: Vec<Incident>,
-    updates: Vec<IncidentUpdate>,
-    maintenance: Vec<Maintenance>,
-    minutes: Vec<Rollup>,
-    next_id: i64,
+struct Stats {
+    writes: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+    /// Batch durations: a count per [`BATCH_BOUNDS`] bucket plus one, and their sum.
+    batches: Mutex<([u64; BATCH_BOUNDS.len() + 1], f64)>,
 }
 
-/// A handle on the store; clones share it.
+impl Stats {
+    fn observe(&self, took: Duration, writes: u64) {
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let i = BATCH_BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BATCH_BOUNDS.len());
+        let mut h = self.batches.lock().expect("store stats lock poisoned");
+        h.0[i] += 1;
+        h.1 += secs;
+    }
+}
+
+/// What the handles and the writer share.
+struct Shared {
+    /// The configured backend.
+    primary: db::Backend,
+    /// The in-memory database written while the configured one fails.
+    fallback: db::Backend,
+    degraded: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    stats: Stats,
+    retention: Retention,
+}
+
+impl Shared {
+    /// The backend reads and awaited writes go to: the configured one, or memory while
+    /// degraded.
+    fn active(&self) -> &db::Backend {
+        if self.degraded.load(Ordering::Acquire) {
+            &self.fallback
+        } else {
+            &self.primary
+        }
+    }
+}
+
+/// A handle on the store; clones share it. The writer stops when the last handle is gone.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Mutex<Inner>>,
+    tx: mpsc::Sender<writer::Msg>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.shared.primary.place.backend())
+            .finish_non_exhaustive()
     }
 }
 
+/// Runs a statement on the active backend, its error named by where it ran.
+macro_rules! on_active {
+    ($self:ident, |$c:ident| $body:expr) => {{
+        let b = $self.shared.active();
+        let mut guard = b.conn().await?;
+        let $c = &mut *guard;
+        $body.await.map_err(|e| db::classify(e, &b.place))
+    }};
+}
+
 impl Store {
-    /// A store that keeps everything in memory (lost on exit).
+    /// A store that keeps everything in an in-memory SQLite database (lost on exit).
     pub fn memory() -> Store {
-        Store {
-            inner: Arc::new(Mutex::new(Inner::default())),
-        }
+        Store::start(db::Place::Memory, Retention::default())
     }
 
-    /// Opens the store `opts` names (in this first form: always memory).
+    /// Opens the store `opts` names: PostgreSQL when `url` is given, else the SQLite file in
+    /// directory `path` (made when missing), else memory. Fails with an error naming what and
+    /// where when the backend cannot be used; the schema is created or migrated here.
     pub async fn open(opts: &StoreOptions) -> Result<Store, StoreError> {
-        let _ = opts;
-        Ok(Store::memory())
+        let place = match (&opts.url, &opts.path) {
+            (Some(u), _) => db::Place::Url(u.clone()),
+            (None, Some(p)) => db::Place::Dir(p.clone()),
+            (None, None) => db::Place::Memory,
+        };
+        let store = Store::start(place, opts.retention);
+        drop(store.shared.primary.conn().await?);
+        Ok(store)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().expect("store lock poisoned")
+    fn start(place: db::Place, retention: Retention) -> Store {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let shared = Arc::new(Shared {
+            primary: db::Backend::new(place),
+            fallback: db::Backend::new(db::Place::Memory),
+            degraded: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            stats: Stats::default(),
+            retention,
+        });
+        let for_writer = shared.clone();
+        std::thread::Builder::new()
+            .name("watchfire-store".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the store writer's runtime starts");
+                rt.block_on(writer::run(for_writer, rx));
+            })
+            .expect("the store writer's thread starts");
+        Store { tx, shared }
     }
 
-    /// Queues a write; never waits.
+    /// Queues a write; never waits. When the queue is full the write is dropped and counted
+    /// (`watchfire_store_dropped_writes_total`).
     pub fn write(&self, w: Write) {
-        let mut s = self.lock();
-        match w {
-            Write::TargetState(t) => {
-                s.targets.insert(t.target.clone(), t);
-            }
-            Write::GroupState(g) => {
-                s.groups.insert(g.group.clone(), g);
-            }
-            Write::Transition(t) => s.transitions.push(t),
-            Write::Minute(r) => s.minutes.push(r),
-            Write::ForgetTarget(name) => {
-                s.targets.remove(&name);
-            }
+        if self.tx.try_send(writer::Msg::Write(w)).is_err() {
+            self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Waits until every write queued before the call has been applied.
-    pub async fn flush(&self) {}
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(writer::Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Prunes rollups older than their level's retention now (the writer also does every ten
+    /// minutes), a bounded number of periods per level, and waits until done.
+    pub async fn prune(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(writer::Msg::Prune(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
 
     /// What the store is and whether it works.
     pub fn status(&self) -> StoreStatus {
+        let s = &self.shared;
         StoreStatus {
-            backend: "memory",
-            healthy: true,
-            dropped: 0,
+            backend: s.primary.place.backend(),
+            healthy: !s.degraded.load(Ordering::Acquire),
+            dropped: s.stats.dropped.load(Ordering::Relaxed),
+            writes: s.stats.writes.load(Ordering::Relaxed),
+            write_errors: s.stats.errors.load(Ordering::Relaxed),
+            queue: self.tx.max_capacity() - self.tx.capacity(),
+            error: s
+                .last_error
+                .lock()
+                .expect("store error lock poisoned")
+                .clone(),
         }
+    }
+
+    /// Writes the store's metric families (`watchfire_store_*`) for `/metrics`.
+    pub fn render(&self, out: &mut String) {
+        let h = *self
+            .shared
+            .stats
+            .batches
+            .lock()
+            .expect("store stats lock poisoned");
+        metrics::render(&self.status(), &h.0, h.1, out);
     }
 
     /// Every stored target state.
     pub async fn target_states(&self) -> Result<Vec<TargetState>, StoreError> {
-        Ok(self.lock().targets.values().cloned().collect())
+        on_active!(self, |c| sql::target_states(c))
     }
 
     /// Every stored group state.
     pub async fn group_states(&self) -> Result<Vec<GroupState>, StoreError> {
-        Ok(self.lock().groups.values().cloned().collect())
+        on_active!(self, |c| sql::group_states(c))
     }
 
     /// Transitions in `[from, to)`, of `name` only when given, oldest first, at most `limit`
@@ -179,130 +393,67 @@ impl Store {
         to: Millis,
         limit: usize,
     ) -> Result<Vec<TransitionRecord>, StoreError> {
-        let s = self.lock();
-        let mut v: Vec<_> = s
-            .transitions
-            .iter()
-            .filter(|t| t.at >= from && t.at < to && name.is_none_or(|n| t.name == n))
-            .cloned()
-            .collect();
-        if limit > 0 && v.len() > limit {
-            v.drain(..v.len() - limit);
-        }
-        Ok(v)
+        on_active!(self, |c| sql::transitions(c, name, from, to, limit))
     }
 
     /// Opens an incident (its `id` is ignored) and returns the id assigned.
     pub async fn open_incident(&self, incident: &Incident) -> Result<i64, StoreError> {
-        let mut s = self.lock();
-        s.next_id += 1;
-        let id = s.next_id;
-        s.incidents.push(Incident {
-            id,
-            ..incident.clone()
-        });
-        Ok(id)
+        on_active!(self, |c| sql::open_incident(c, incident))
     }
 
     /// Replaces an incident's fields (status, impact, resolved, targets, figures, ...).
     pub async fn save_incident(&self, incident: &Incident) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        let slot =
-            s.incidents
-                .iter_mut()
-                .find(|i| i.id == incident.id)
-                .ok_or(StoreError::NotFound {
-                    what: "incident",
-                    id: incident.id,
-                })?;
-        *slot = incident.clone();
-        Ok(())
+        let found = on_active!(self, |c| sql::save_incident(c, incident))?;
+        found.then_some(()).ok_or(StoreError::NotFound {
+            what: "incident",
+            id: incident.id,
+        })
     }
 
     /// Appends an update to an incident's timeline (its `id` is ignored) and returns its id.
     pub async fn add_update(&self, update: &IncidentUpdate) -> Result<i64, StoreError> {
-        let mut s = self.lock();
-        if !s.incidents.iter().any(|i| i.id == update.incident) {
-            return Err(StoreError::NotFound {
-                what: "incident",
-                id: update.incident,
-            });
-        }
-        s.next_id += 1;
-        let id = s.next_id;
-        s.updates.push(IncidentUpdate {
-            id,
-            ..update.clone()
-        });
-        Ok(id)
+        on_active!(self, |c| sql::add_update(c, update))?.ok_or(StoreError::NotFound {
+            what: "incident",
+            id: update.incident,
+        })
     }
 
     /// Incidents, newest first.
     pub async fn incidents(&self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError> {
-        let s = self.lock();
-        let mut v: Vec<_> = s
-            .incidents
-            .iter()
-            .filter(|i| !q.open_only || i.resolved.is_none())
-            .filter(|i| q.since.is_none_or(|t| i.started >= t))
-            .cloned()
-            .collect();
-        v.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
-        if q.limit > 0 {
-            v.truncate(q.limit);
-        }
-        Ok(v)
+        on_active!(self, |c| sql::incidents(c, q))
     }
 
     /// One incident.
     pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
-        Ok(self.lock().incidents.iter().find(|i| i.id == id).cloned())
+        on_active!(self, |c| sql::incident(c, id))
     }
 
     /// The updates of the given incidents (one query for a whole page), oldest first.
     pub async fn updates(&self, incidents: &[i64]) -> Result<Vec<IncidentUpdate>, StoreError> {
-        let s = self.lock();
-        let mut v: Vec<_> = s
-            .updates
-            .iter()
-            .filter(|u| incidents.contains(&u.incident))
-            .cloned()
-            .collect();
-        v.sort_by_key(|u| (u.at, u.id));
-        Ok(v)
+        on_active!(self, |c| sql::updates(c, incidents))
     }
 
     /// Adds a maintenance window (its `id` is ignored) and returns its id.
     pub async fn add_maintenance(&self, m: &Maintenance) -> Result<i64, StoreError> {
-        let mut s = self.lock();
-        s.next_id += 1;
-        let id = s.next_id;
-        s.maintenance.push(Maintenance { id, ..m.clone() });
-        Ok(id)
+        on_active!(self, |c| sql::add_maintenance(c, m))
     }
 
     /// Deletes a maintenance window.
     pub async fn delete_maintenance(&self, id: i64) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        let before = s.maintenance.len();
-        s.maintenance.retain(|m| m.id != id);
-        if s.maintenance.len() == before {
-            return Err(StoreError::NotFound {
-                what: "maintenance window",
-                id,
-            });
-        }
-        Ok(())
+        let found = on_active!(self, |c| sql::delete_maintenance(c, id))?;
+        found.then_some(()).ok_or(StoreError::NotFound {
+            what: "maintenance window",
+            id,
+        })
     }
 
     /// Every maintenance window made through the API.
     pub async fn maintenances(&self) -> Result<Vec<Maintenance>, StoreError> {
-        Ok(self.lock().maintenance.clone())
+        on_active!(self, |c| sql::maintenances(c))
     }
 
     /// Rollups of `level` whose period starts in `[from, to)`, of `target` only when given,
-    /// ordered by target then start. Hours and days are summed from the minutes here; the
-    /// real backends keep them downsampled.
+    /// ordered by target then start. Hours and days are kept summed as minutes are written.
     pub async fn rollups(
         &self,
         level: Level,
@@ -310,29 +461,7 @@ impl Store {
         to: Millis,
         target: Option<&str>,
     ) -> Result<Vec<Rollup>, StoreError> {
-        let s = self.lock();
-        let mut acc: HashMap<(String, Millis), Rollup> = HashMap::new();
-        for m in s
-            .minutes
-            .iter()
-            .filter(|m| target.is_none_or(|t| m.target == t))
-        {
-            let start = m.start - m.start.rem_euclid(level.millis());
-            if start < from || start >= to {
-                continue;
-            }
-            let r = acc
-                .entry((m.target.clone(), start))
-                .or_insert_with(|| Rollup {
-                    target: m.target.clone(),
-                    start,
-                    ..Rollup::default()
-                });
-            add_into(r, m);
-        }
-        let mut v: Vec<_> = acc.into_values().collect();
-        v.sort_by(|a, b| a.target.cmp(&b.target).then(a.start.cmp(&b.start)));
-        Ok(v)
+        on_active!(self, |c| sql::rollups(c, level, from, to, target))
     }
 }
 

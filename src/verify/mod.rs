@@ -266,16 +266,13 @@ pub struct PromArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImpactArgs {
     /// Prometheus base URL; without it the impact is computed from the store
-    /// (--storage.path / --storage.url).
+    /// (`--storage.path` / `--storage.url`, read by the command line).
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
     /// Requests per second before the outage, for the failed requests when computing from the
     /// store (there is no request counter there).
     #[arg(long, value_name = "RATE", conflicts_with = "prometheus")]
     pub request_rate: Option<f64>,
-    /// The store, when there is no --prometheus.
-    #[command(flatten)]
-    pub storage: crate::report::StorageArgs,
     /// Start of the range (RFC 3339, `-1h`, `now-90m`, Unix seconds).
     #[arg(long, value_parser = parse_time, value_name = "TIME", allow_hyphen_values = true)]
     pub from: TimeSpec,
@@ -343,8 +340,12 @@ fn write(path: &std::path::Path, what: &'static str, text: &str) -> Result<(), V
     })
 }
 
-/// Computes an incident's impact and gives it (already printed and written to `--json`).
-pub async fn impact(args: ImpactArgs) -> Result<ImpactReport, VerifyError> {
+/// Computes an incident's impact and gives it (already printed and written to `--json`), from
+/// Prometheus or, without `--prometheus`, from the store `store` names.
+pub async fn impact(
+    args: ImpactArgs,
+    store: crate::store::StoreOptions,
+) -> Result<ImpactReport, VerifyError> {
     let now = SystemTime::now();
     let (from, to) = impact::check_range(args.from.resolve(now), args.to.resolve(now), now)?;
     if args.to.resolve(now) > now {
@@ -357,7 +358,7 @@ pub async fn impact(args: ImpactArgs) -> Result<ImpactReport, VerifyError> {
             impact::compute(&prom, &spec).await?
         }
         None => {
-            let store = crate::store::Store::open(&args.storage.options())
+            let store = crate::store::Store::open(&store)
                 .await
                 .map_err(|e| VerifyError::Usage(format!("cannot open the store: {e}")))?;
             let ms = crate::runtime::history::millis_of;
@@ -395,7 +396,10 @@ pub async fn run_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `watchfire impact`: exit 0 with the figures; an `Err` is a usage error (exit 2).
-pub async fn run_impact(a: ImpactArgs) -> anyhow::Result<ExitCode> {
-    impact(a).await?;
+pub async fn run_impact(
+    a: ImpactArgs,
+    store: crate::store::StoreOptions,
+) -> anyhow::Result<ExitCode> {
+    impact(a, store).await?;
     Ok(ExitCode::SUCCESS)
 }

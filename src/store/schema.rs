@@ -1,0 +1,125 @@
+//! The schema, written once for both backends: integers for times, TEXT for JSON, a BLOB for
+//! the latency buckets. Only the id column and the blob type differ, filled in per backend.
+//! Migrations are numbered; the version reached is kept in `watchfire_schema`.
+
+use super::db::Kind;
+
+/// The table whose presence marks a database as watchfire's.
+pub const SCHEMA_TABLE: &str = "watchfire_schema";
+
+/// The newest schema version this binary knows.
+pub const VERSION: i64 = 1;
+
+/// Migration 1: every table and index.
+const V1: &str = r#"
+CREATE TABLE target_state (
+    target TEXT PRIMARY KEY,
+    health TEXT NOT NULL,
+    successes BIGINT NOT NULL,
+    failures BIGINT NOT NULL,
+    since BIGINT NOT NULL,
+    reason TEXT,
+    detail TEXT
+);
+CREATE TABLE group_state (
+    grp TEXT PRIMARY KEY,
+    active BIGINT,
+    json TEXT NOT NULL,
+    updated BIGINT NOT NULL
+);
+CREATE TABLE transitions (
+    id {ID},
+    at BIGINT NOT NULL,
+    subject TEXT NOT NULL,
+    name TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT
+);
+CREATE INDEX transitions_name_at ON transitions (name, at);
+CREATE INDEX transitions_at ON transitions (at);
+CREATE TABLE incidents (
+    id {ID},
+    component TEXT NOT NULL,
+    title TEXT NOT NULL,
+    status TEXT NOT NULL,
+    impact TEXT NOT NULL,
+    started BIGINT NOT NULL,
+    resolved BIGINT,
+    targets TEXT NOT NULL,
+    in_maintenance BIGINT NOT NULL,
+    figures TEXT
+);
+CREATE INDEX incidents_started ON incidents (started);
+CREATE INDEX incidents_resolved ON incidents (resolved);
+CREATE TABLE incident_updates (
+    id {ID},
+    incident BIGINT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    at BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    automatic BIGINT NOT NULL
+);
+CREATE INDEX incident_updates_incident ON incident_updates (incident, at);
+CREATE TABLE maintenance (
+    id {ID},
+    name TEXT NOT NULL,
+    components TEXT NOT NULL,
+    start_at BIGINT NOT NULL,
+    end_at BIGINT NOT NULL,
+    every TEXT,
+    tz TEXT NOT NULL
+);
+CREATE TABLE rollups (
+    level BIGINT NOT NULL,
+    target TEXT NOT NULL,
+    start BIGINT NOT NULL,
+    probes BIGINT NOT NULL,
+    failures BIGINT NOT NULL,
+    by_reason TEXT,
+    down_ms BIGINT NOT NULL,
+    maintenance_ms BIGINT NOT NULL,
+    latency {BLOB} NOT NULL,
+    latency_sum DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (level, target, start)
+);
+CREATE INDEX rollups_level_start ON rollups (level, start);
+"#;
+
+/// Every migration, in order; migration `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The statements of migration `i` for backend `kind`.
+pub fn migration(kind: Kind, i: usize) -> Vec<String> {
+    let (id, blob) = match kind {
+        Kind::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
+        Kind::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
+    };
+    MIGRATIONS[i]
+        .replace("{ID}", id)
+        .replace("{BLOB}", blob)
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// How many migrations there are (the newest version).
+pub fn count() -> usize {
+    MIGRATIONS.len()
+}
+
+/// The statement that lists the tables of the database (one TEXT column).
+pub fn list_tables(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        }
+        Kind::Postgres => {
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+             WHERE table_schema = current_schema()"
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The store on a real PostgreSQL: the shared suite, the refused inputs (malformed URL,
+//! nothing listening, wrong password, no permission to create tables) and degrading when the
+//! server stops, then recovering when it is back.
+//!
+//! `cargo test --features e2e --test e2e_store_pg`; each test runs its own server with
+//! `initdb` and `pg_ctl` (Debian's `postgresql` package, under /usr/lib/postgresql/*/bin) in a
+//! temporary directory on a free loopback port, as the `postgres` user when run as root. A
+//! missing PostgreSQL fails the tests: they never pass by skipping.
+#![cfg(feature = "e2e")]
+
+mod common;
+mod store_suite;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::eventually;
+use store_suite::*;
+use watchfire::state::Health;
+use watchfire::store::{Retention, Store, StoreError, StoreOptions, Write};
+
+const PASSWORD: &str = "s3cret-pw";
+
+/// A PostgreSQL server of its own, stopped and removed on drop.
+struct Pg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+fn bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.retain(|b| b.join("initdb").exists());
+    found.sort();
+    found.pop().expect(
+        "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): the e2e tests \
+         need it (run .ci/run, or apt-get install postgresql)",
+    )
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id runs");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// Runs a PostgreSQL program as the `postgres` user when root (initdb refuses root).
+fn pg_command(bin: &Path, program: &str, args: &[&str]) {
+    let exe = bin.join(program);
+    let out = if is_root() {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&exe)
+            .args(args)
+            .output()
+    } else {
+        Command::new(&exe).args(args).output()
+    }
+    .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pg {
+    fn start() -> Pg {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).unwrap();
+        if is_root() {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&pwfile)
+                .status()
+                .unwrap();
+        }
+        let data = dir.path().join("data");
+        pg_command(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                &format!("--pwfile={}", pwfile.display()),
+                "--no-sync",
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Pg { dir, bin, port };
+        pg.up();
+        pg.sql("CREATE ROLE limited LOGIN PASSWORD 'limited-pw'");
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn up(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        pg_command(
+            &self.bin,
+            "pg_ctl",
+            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
+        );
+    }
+
+    fn down(&self) {
+        pg_command(
+            &self.bin,
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "fast", "-w", "stop"],
+        );
+    }
+
+    /// Runs `sql` as the superuser over the socket.
+    fn sql(&self, sql: &str) {
+        let port = self.port.to_string();
+        let host = self.dir.path().display().to_string();
+        pg_command(
+            &self.bin,
+            "psql",
+            &[
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+        );
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{db}",
+            self.port
+        )
+    }
+
+    async fn store(&self, db: &str) -> Result<Store, StoreError> {
+        Store::open(&StoreOptions {
+            path: None,
+            url: Some(self.url(db)),
+            retention: Retention::default(),
+        })
+        .await
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.down());
+    }
+}
+
+fn url_opts(url: &str) -> StoreOptions {
+    StoreOptions {
+        path: None,
+        url: Some(url.to_string()),
+        retention: Retention::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_on_postgres() {
+    let pg = Pg::start();
+    for i in 0..7 {
+        pg.sql(&format!("CREATE DATABASE t{i}"));
+    }
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    all(|| async {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        pg.store(&format!("t{i}")).await.unwrap()
+    })
+    .await;
+    let s = pg.store("t0").await.unwrap();
+    assert_eq!(s.status().backend, "postgres");
+    assert!(format!("{s:?}").contains("postgres"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_inputs_say_what_and_where_without_the_password() {
+    let pg = Pg::start();
+    let no_secret = |e: &StoreError| {
+        let m = e.to_string();
+        assert!(!m.contains(PASSWORD) && !m.contains("limited-pw"), "{m}");
+        m
+    };
+    for bad in [
+        "postgres://",
+        "mysql://u:p@127.0.0.1/db",
+        "postgres//nohost",
+    ] {
+        let e = Store::open(&url_opts(bad)).await.unwrap_err();
+        assert!(matches!(e, StoreError::BadUrl { .. }), "{bad}: {e:?}");
+        no_secret(&e);
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = Store::open(&url_opts(&format!(
+        "postgres://postgres:{PASSWORD}@127.0.0.1:{closed}/postgres"
+    )))
+    .await
+    .unwrap_err();
+    assert!(matches!(e, StoreError::Unreachable { .. }), "{e:?}");
+    assert!(no_secret(&e).contains(&closed.to_string()));
+
+    let wrong = format!(
+        "postgres://postgres:wrong-pw@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let e = Store::open(&url_opts(&wrong)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Auth { .. }), "{e:?}");
+    assert!(!e.to_string().contains("wrong-pw"), "{e}");
+
+    pg.sql("CREATE DATABASE other");
+    let limited = format!(
+        "postgres://limited:limited-pw@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let e = Store::open(&url_opts(&limited)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Permission { .. }), "{e:?}");
+    no_secret(&e);
+
+    pg.sql("CREATE DATABASE foreign_db");
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&pg.url("foreign_db"))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE invoices (id BIGINT)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    }
+    let e = pg.store("foreign_db").await.unwrap_err();
+    assert!(matches!(e, StoreError::Foreign { .. }), "{e:?}");
+    assert!(no_secret(&e).contains("invoices"));
+}
+
+/// PostgreSQL stops mid-run: writes never wait, the store says it is degraded and answers
+/// from memory; PostgreSQL starts again: the store writes there again, with what came
+/// meanwhile replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopping_degrades_to_memory_and_recovers() {
+    let pg = Pg::start();
+    let s = pg.store("postgres").await.unwrap();
+    s.write(Write::TargetState(target("web", Health::Up, DAY0)));
+    s.write(Write::Minute(minute("web", DAY0, 1)));
+    s.flush().await;
+    assert!(s.status().healthy);
+
+    pg.down();
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        s.write(Write::Transition(transition("web", DAY0 + i, "down")));
+    }
+    s.write(Write::TargetState(target("web", Health::Down, DAY0 + 1)));
+    s.write(Write::Minute(minute("web", DAY0 + 60_000, 2)));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    s.flush().await;
+    eventually(
+        Duration::from_secs(20),
+        "the store to say it is degraded",
+        || async { (!s.status().healthy).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        metric(&s, "watchfire_store_up{backend=\"postgres\"}"),
+        Some(0.0)
+    );
+    assert!(!s.status().error.unwrap_or_default().contains(PASSWORD));
+    assert_eq!(
+        s.target_states().await.unwrap(),
+        vec![target("web", Health::Down, DAY0 + 1)]
+    );
+    assert_eq!(
+        s.transitions(None, DAY0, DAY0 + 1000, 0)
+            .await
+            .unwrap()
+            .len(),
+        1000
+    );
+
+    pg.up();
+    eventually(Duration::from_secs(90), "the store to recover", || async {
+        s.status().healthy.then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&s, "watchfire_store_up{backend=\"postgres\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.transitions(None, DAY0, DAY0 + 1000, 0)
+            .await
+            .unwrap()
+            .len(),
+        1000
+    );
+    let hour = s
+        .rollups(watchfire::store::Level::Hour, DAY0, DAY0 + 1, Some("web"))
+        .await
+        .unwrap();
+    let both = [minute("web", DAY0, 1), minute("web", DAY0 + 60_000, 2)];
+    assert_eq!(hour, expected(&both, watchfire::store::Level::Hour));
+    assert_eq!(s.target_states().await.unwrap()[0].health, Health::Down);
+}

@@ -1,0 +1,432 @@
+//! The store test suite, run against every backend: SQLite in memory and in a file
+//! (tests/store.rs) and PostgreSQL (tests/e2e_store_pg.rs). Each check takes a fresh store.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use watchfire::state::Health;
+use watchfire::store::{
+    add_into, GroupState, Impact, Incident, IncidentQuery, IncidentStatus, IncidentUpdate, Level,
+    Maintenance, Millis, Rollup, Store, StoreError, Subject, TargetState, TransitionRecord, Write,
+    LATENCY_BOUNDS,
+};
+
+/// A day in 2026, UTC midnight.
+pub const DAY0: Millis = 1_780_000_000_000 - 1_780_000_000_000 % 86_400_000;
+
+pub fn target(name: &str, health: Health, since: Millis) -> TargetState {
+    TargetState {
+        target: name.to_string(),
+        health,
+        successes: 3,
+        failures: if health == Health::Down { 2 } else { 0 },
+        since,
+        reason: (health == Health::Down).then(|| "timeout".to_string()),
+        detail: (health == Health::Down).then(|| "no answer in 5s".to_string()),
+    }
+}
+
+pub fn transition(name: &str, at: Millis, to: &str) -> TransitionRecord {
+    TransitionRecord {
+        at,
+        subject: Subject::Target,
+        name: name.to_string(),
+        from: "up".to_string(),
+        to: to.to_string(),
+        reason: Some("timeout".to_string()),
+        detail: None,
+    }
+}
+
+pub fn incident(component: &str, started: Millis) -> Incident {
+    Incident {
+        id: 0,
+        component: component.to_string(),
+        title: format!("{component} is down"),
+        status: IncidentStatus::Investigating,
+        impact: Impact::Major,
+        started,
+        resolved: None,
+        targets: vec![format!("{component}/a-0"), format!("{component}/b-1")],
+        in_maintenance: false,
+        figures: None,
+    }
+}
+
+/// A pseudo-random minute of `target` at `start` (deterministic in `seed`).
+pub fn minute(target: &str, start: Millis, seed: u64) -> Rollup {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let probes = 6;
+    let failures = next(4);
+    let mut by_reason = BTreeMap::new();
+    if failures > 0 {
+        by_reason.insert("timeout".to_string(), failures);
+    }
+    let latency: Vec<u64> = (0..=LATENCY_BOUNDS.len()).map(|_| next(3)).collect();
+    Rollup {
+        target: target.to_string(),
+        start,
+        probes,
+        failures,
+        by_reason,
+        down_ms: (next(60) * 1000) as i64,
+        maintenance_ms: (next(2) * 30_000) as i64,
+        latency,
+        latency_sum: next(1000) as f64 / 8.0,
+    }
+}
+
+/// States and group states round-trip; a forgotten target's state goes.
+pub async fn states(store: &Store) {
+    store.write(Write::TargetState(target("web", Health::Up, DAY0)));
+    store.write(Write::TargetState(target("db", Health::Down, DAY0 + 5)));
+    store.write(Write::TargetState(target("old", Health::Up, DAY0)));
+    store.write(Write::TargetState(target("web", Health::Down, DAY0 + 9)));
+    store.write(Write::ForgetTarget("old".to_string()));
+    let g = GroupState {
+        group: "api".to_string(),
+        active: Some(1),
+        json: r#"{"pin":null}"#.to_string(),
+        updated: DAY0 + 7,
+    };
+    store.write(Write::GroupState(g.clone()));
+    store.write(Write::GroupState(GroupState {
+        group: "none".to_string(),
+        active: None,
+        ..g.clone()
+    }));
+    store.flush().await;
+    let t = store.target_states().await.unwrap();
+    assert_eq!(
+        t,
+        vec![
+            target("db", Health::Down, DAY0 + 5),
+            target("web", Health::Down, DAY0 + 9)
+        ]
+    );
+    let gs = store.group_states().await.unwrap();
+    assert_eq!(gs.len(), 2);
+    assert_eq!(gs[0], g);
+    assert_eq!(gs[1].active, None);
+}
+
+/// Transitions by name and range, oldest first, the newest `limit`.
+pub async fn transitions(store: &Store) {
+    for i in 0..10 {
+        store.write(Write::Transition(transition("a", DAY0 + i, "down")));
+        store.write(Write::Transition(TransitionRecord {
+            subject: Subject::Group,
+            ..transition("g", DAY0 + i, "1")
+        }));
+    }
+    store.flush().await;
+    let all = store.transitions(None, DAY0, DAY0 + 100, 0).await.unwrap();
+    assert_eq!(all.len(), 20);
+    assert!(all.windows(2).all(|w| w[0].at <= w[1].at));
+    let a = store
+        .transitions(Some("a"), DAY0 + 2, DAY0 + 8, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.iter().map(|t| t.at - DAY0).collect::<Vec<_>>(),
+        [2, 3, 4, 5, 6, 7]
+    );
+    assert_eq!(a[0], transition("a", DAY0 + 2, "down"));
+    let last = store
+        .transitions(Some("g"), DAY0, DAY0 + 100, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        last.iter().map(|t| t.at - DAY0).collect::<Vec<_>>(),
+        [7, 8, 9]
+    );
+    assert_eq!(last[0].subject, Subject::Group);
+}
+
+/// Incidents, their updates, queries and the not-found errors.
+pub async fn incidents(store: &Store) {
+    let a = store.open_incident(&incident("api", DAY0)).await.unwrap();
+    let b = store
+        .open_incident(&incident("db", DAY0 + 10))
+        .await
+        .unwrap();
+    assert_ne!(a, b);
+    let mut ia = store.incident(a).await.unwrap().expect("incident a");
+    assert_eq!(
+        ia,
+        Incident {
+            id: a,
+            ..incident("api", DAY0)
+        }
+    );
+    ia.status = IncidentStatus::Resolved;
+    ia.resolved = Some(DAY0 + 5);
+    ia.figures = Some(r#"{"down_s":5}"#.to_string());
+    ia.in_maintenance = true;
+    store.save_incident(&ia).await.unwrap();
+    assert_eq!(store.incident(a).await.unwrap(), Some(ia.clone()));
+    assert_eq!(store.incident(a + b + 100).await.unwrap(), None);
+
+    let all = store.incidents(&IncidentQuery::default()).await.unwrap();
+    assert_eq!(all.iter().map(|i| i.id).collect::<Vec<_>>(), [b, a]);
+    let open = store
+        .incidents(&IncidentQuery {
+            open_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.iter().map(|i| i.id).collect::<Vec<_>>(), [b]);
+    let since = store
+        .incidents(&IncidentQuery {
+            since: Some(DAY0 + 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 1);
+    let one = store
+        .incidents(&IncidentQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one[0].id, b);
+
+    let update = |incident, at, automatic| IncidentUpdate {
+        id: 0,
+        incident,
+        at,
+        status: IncidentStatus::Identified,
+        message: "found it".to_string(),
+        automatic,
+    };
+    let u1 = store.add_update(&update(a, DAY0 + 2, true)).await.unwrap();
+    let u2 = store
+        .add_update(&update(b, DAY0 + 11, false))
+        .await
+        .unwrap();
+    let u3 = store.add_update(&update(a, DAY0 + 1, false)).await.unwrap();
+    let ups = store.updates(&[a, b]).await.unwrap();
+    assert_eq!(ups.iter().map(|u| u.id).collect::<Vec<_>>(), [u3, u1, u2]);
+    assert_eq!(
+        ups[1],
+        IncidentUpdate {
+            id: u1,
+            ..update(a, DAY0 + 2, true)
+        }
+    );
+    assert_eq!(store.updates(&[b]).await.unwrap().len(), 1);
+    assert!(store.updates(&[]).await.unwrap().is_empty());
+
+    let missing = a + b + 100;
+    let e = store
+        .add_update(&update(missing, DAY0, false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::NotFound { what: "incident", id } if id == missing),
+        "{e}"
+    );
+    let e = store
+        .save_incident(&Incident { id: missing, ..ia })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
+}
+
+/// Maintenance windows are added, listed and deleted.
+pub async fn maintenance(store: &Store) {
+    let m = Maintenance {
+        id: 0,
+        name: "db upgrade".to_string(),
+        components: vec!["db".to_string()],
+        start: DAY0,
+        end: DAY0 + 3_600_000,
+        every: Some("weekly".to_string()),
+        tz: "Europe/Paris".to_string(),
+    };
+    let a = store.add_maintenance(&m).await.unwrap();
+    let b = store
+        .add_maintenance(&Maintenance {
+            components: vec![],
+            every: None,
+            ..m.clone()
+        })
+        .await
+        .unwrap();
+    let all = store.maintenances().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], Maintenance { id: a, ..m });
+    assert!(all[1].components.is_empty() && all[1].every.is_none());
+    store.delete_maintenance(a).await.unwrap();
+    assert_eq!(store.maintenances().await.unwrap()[0].id, b);
+    let e = store.delete_maintenance(a).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::NotFound {
+                what: "maintenance window",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+/// What the minutes `ms` sum to at `level`, by target then start (the in-memory semantics).
+pub fn expected(ms: &[Rollup], level: Level) -> Vec<Rollup> {
+    let mut acc: BTreeMap<(String, Millis), Rollup> = BTreeMap::new();
+    for m in ms {
+        let start = m.start - m.start.rem_euclid(level.millis());
+        let r = acc
+            .entry((m.target.clone(), start))
+            .or_insert_with(|| Rollup {
+                target: m.target.clone(),
+                start,
+                ..Rollup::default()
+            });
+        add_into(r, m);
+    }
+    acc.into_values().collect()
+}
+
+/// Minutes over two days, written out of order and some twice, sum exactly into minutes,
+/// hours and days.
+pub async fn downsampling(store: &Store) {
+    let mut ms = Vec::new();
+    for i in 0..(26 * 60) / 7 {
+        let start = DAY0 + 22 * 3_600_000 + i * 7 * 60_000;
+        for t in ["a", "b"] {
+            ms.push(minute(t, start, (i as u64) * 2 + (t == "b") as u64));
+        }
+    }
+    // A duplicate minute is added into the same row.
+    ms.push(minute("a", DAY0 + 22 * 3_600_000, 999));
+    for m in ms.iter().rev() {
+        store.write(Write::Minute(m.clone()));
+    }
+    store.flush().await;
+    let range = (DAY0 - 86_400_000, DAY0 + 3 * 86_400_000);
+    for level in [Level::Minute, Level::Hour, Level::Day] {
+        let got = store.rollups(level, range.0, range.1, None).await.unwrap();
+        assert_eq!(got, expected(&ms, level), "level {level:?}");
+    }
+    let day_b = store
+        .rollups(Level::Day, DAY0 + 86_400_000, range.1, Some("b"))
+        .await
+        .unwrap();
+    assert_eq!(day_b.len(), 1);
+    assert_eq!(day_b[0].start, DAY0 + 86_400_000);
+    let hours = store
+        .rollups(
+            Level::Hour,
+            DAY0 + 23 * 3_600_000,
+            DAY0 + 24 * 3_600_000,
+            Some("a"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hours.len(), 1);
+}
+
+/// Rollups past their level's retention (defaults: minutes 48 h, hours 90 days, days 5 years)
+/// are pruned; newer ones stay.
+pub async fn retention(store: &Store) {
+    let now = watchfire::store::now_millis();
+    let old = now - 3 * 86_400_000;
+    let ancient = now - 6 * 365 * 86_400_000;
+    store.write(Write::Minute(minute("r", old - old % 60_000, 1)));
+    store.write(Write::Minute(minute("r", ancient - ancient % 60_000, 2)));
+    store.write(Write::Minute(minute("r", now - now % 60_000, 3)));
+    store.flush().await;
+    store.prune().await;
+    let all = (Millis::MIN, Millis::MAX);
+    let count = |level| async move {
+        store
+            .rollups(level, all.0, all.1, Some("r"))
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(
+        count(Level::Minute).await,
+        1,
+        "only the current minute stays"
+    );
+    assert_eq!(count(Level::Hour).await, 2, "the hour 3 days ago stays");
+    assert_eq!(count(Level::Day).await, 2, "the day 6 years ago goes");
+}
+
+/// Many tasks writing at once lose nothing.
+pub async fn concurrent(store: &Store) {
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250 {
+                let name = format!("w{w}");
+                s.write(Write::Transition(transition(&name, DAY0 + i, "down")));
+                s.write(Write::Minute(minute(&name, DAY0 + i * 60_000, i as u64)));
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    store.flush().await;
+    let all = store.transitions(None, DAY0, DAY0 + 1000, 0).await.unwrap();
+    assert_eq!(all.len(), 8 * 250);
+    let minutes = store
+        .rollups(Level::Minute, DAY0, DAY0 + 86_400_000, None)
+        .await
+        .unwrap();
+    assert_eq!(minutes.len(), 8 * 250);
+    let days = store
+        .rollups(Level::Day, DAY0, DAY0 + 86_400_000, None)
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 8);
+    assert!(days.iter().all(|d| d.probes == 250 * 6));
+    let st = store.status();
+    assert!(st.healthy);
+    assert_eq!(st.dropped, 0);
+}
+
+/// Runs every check, each on a fresh store from `fresh`.
+pub async fn all<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Store>,
+{
+    states(&fresh().await).await;
+    transitions(&fresh().await).await;
+    incidents(&fresh().await).await;
+    maintenance(&fresh().await).await;
+    downsampling(&fresh().await).await;
+    retention(&fresh().await).await;
+    concurrent(&fresh().await).await;
+}
+
+/// The value of the metric line starting with `series` in the store's rendered families.
+pub fn metric(store: &Store, series: &str) -> Option<f64> {
+    let mut out = String::new();
+    store.render(&mut out);
+    out.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
