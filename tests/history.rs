@@ -80,6 +80,7 @@ async fn a_stored_down_target_is_down_from_the_first_render_until_up_after_succe
     let yaml = format!(
         "targets:\n  - name: health\n    url: {base}/health\n    interval: 50ms\n    timeout: 40ms\n    up_after: 3\n"
     );
+    store.flush().await;
     let (rt, cancel) = start(&yaml, &store).await;
     let first = render(&rt);
     assert_eq!(
@@ -93,6 +94,7 @@ async fn a_stored_down_target_is_down_from_the_first_render_until_up_after_succe
         Some("2023-11-14T22:13:20.000Z"),
         "since is the stored one"
     );
+    store.flush().await;
     let names: Vec<String> = store
         .target_states()
         .await
@@ -115,6 +117,7 @@ async fn a_stored_down_target_is_down_from_the_first_render_until_up_after_succe
     };
     assert!(successes >= 3, "up only after up_after successes");
     assert_eq!((ups, downs), (1, 0));
+    store.flush().await;
     let history = store
         .transitions(Some("health"), 0, i64::MAX, 0)
         .await
@@ -147,6 +150,7 @@ async fn a_group_restored_pinned_stays_pinned_and_runs_no_hook() {
         b.local_addr(),
         marker.display()
     );
+    store.flush().await;
     let (rt, cancel) = start(&yaml, &store).await;
     let g = rt.failover_group("gw").expect("group");
     assert_eq!(
@@ -237,6 +241,7 @@ async fn minute_rollups_count_down_time_to_the_millisecond_under_paused_time() {
     )));
     let deadline = clock.instant(second.1 + 1_000);
     tokio::time::sleep_until(deadline).await;
+    store.flush().await;
     let down_at = store
         .transitions(Some("dead"), 0, i64::MAX, 0)
         .await

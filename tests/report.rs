@@ -64,6 +64,7 @@ async fn filled() -> Store {
         .await
         .unwrap();
     assert!(id > 0);
+    store.flush().await;
     store
 }
 

@@ -1,16 +1,15 @@
 //! Restart across processes: `watchfire run --storage.path DIR` killed with SIGKILL during an
 //! outage and with a manual pin, then started again on the same directory.
-//!
-//! NOTE: these tests need a durable store behind `--storage.path` (the SQLite backend). With
-//! the store kept in memory they fail (the second process remembers nothing): they are correct
-//! and pass once the SQLite engine is in.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use watchfire::state::Health;
+use watchfire::store::{GroupState, Store, StoreOptions, TargetState};
 
 use common::{eventually, get, request, sample};
 
@@ -79,30 +78,25 @@ fn up_targets(api: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The newest modification time of any file under `dir`.
-fn newest_write(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).ok()?.flatten() {
-            let p: PathBuf = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                newest = newest.max(Some(t));
-            }
-        }
-    }
-    newest
-}
-
-/// Waits until the store has written after `since` (the writer task batches its writes).
-async fn written_after(dir: &Path, since: SystemTime) {
-    eventually(
-        Duration::from_secs(20),
-        "the store written",
-        || async move { newest_write(dir).filter(|t| *t > since).map(|_| ()) },
-    )
+/// Waits until the store in `dir` (read through a second handle on the same SQLite file, as
+/// `watchfire report` reads it) holds what `done` looks for: the writer task batches its writes.
+async fn stored<F>(dir: &Path, what: &str, done: F)
+where
+    F: Fn(&[TargetState], &[GroupState]) -> bool,
+{
+    let opts = StoreOptions {
+        path: Some(dir.to_path_buf()),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&opts)
+        .await
+        .expect("the store opens beside the process");
+    let (store, done) = (&store, &done);
+    eventually(Duration::from_secs(20), what, || async move {
+        let targets = store.target_states().await.ok()?;
+        let groups = store.group_states().await.ok()?;
+        done(&targets, &groups).then_some(())
+    })
     .await;
 }
 
@@ -131,7 +125,11 @@ async fn a_target_down_at_kill_is_down_at_the_first_scrape_after_restart() {
         (sample(&get(listen, "/metrics").await.1, up) == Some(0.0)).then_some(())
     })
     .await;
-    written_after(&data, SystemTime::now()).await;
+    stored(&data, "gw stored down", |t, _| {
+        t.iter()
+            .any(|s| s.target == "gw" && s.health == Health::Down)
+    })
+    .await;
     wf.kill();
 
     let _wf = run(&config, listen, &data);
@@ -175,7 +173,6 @@ async fn a_manual_pin_survives_kill_and_no_hook_runs_on_restart() {
         || async move { (up_targets(&get(listen, "/api/v1/targets").await.1) == 2).then_some(()) },
     )
     .await;
-    let before = SystemTime::now();
     let (status, body) = request(listen, "POST", "/api/v1/failover/gw/switch?to=1").await;
     assert_eq!(status, 200, "{body}");
     let log = hook_log.clone();
@@ -192,7 +189,11 @@ async fn a_manual_pin_survives_kill_and_no_hook_runs_on_restart() {
         },
     )
     .await;
-    written_after(&data, before).await;
+    stored(&data, "the pin stored", |_, g| {
+        g.iter()
+            .any(|s| s.group == "gw" && s.active == Some(1) && s.json.contains("\"pinned\":true"))
+    })
+    .await;
     wf.kill();
 
     let _wf = run(&config, listen, &data);

@@ -192,6 +192,7 @@ async fn figures_at_resolution_are_exact_for_a_scripted_outage() {
             ..Rollup::default()
         }));
     }
+    store.flush().await;
     // 4m12s later: 84 failures seen since it went down (3 before), 600 proxied, 60 failed.
     c.fail("gw/0", 87);
     c.proxy("gw", 1600, 60);

@@ -177,6 +177,7 @@ mod tests {
         store.write(tr("gw", 1_000_000, "up", "down"));
         store.write(tr("gw", 1_300_000, "down", "up"));
         store.write(tr("other", 1_100_000, "up", "down"));
+        store.flush().await;
         let spec = StoredSpec {
             targets: vec!["gw".into()],
             from: 900_000,
