@@ -22,9 +22,11 @@ use crate::store::{IncidentQuery, Level, Millis, StoreError};
 
 pub use model::{State, View};
 
-/// Store queries made to build a [`View`] with history: day rollups, open incidents, recent
-/// incidents, their updates (the maintenance calendar is asked once more, in memory). Without
-/// history ([`History::Skip`]) the rollup query is not made.
+/// Store queries made to build a [`View`] with history: day rollups (today's, and the past
+/// days' through the store's cached read, [`crate::store::Store::completed_days`]: one more
+/// query at most once a minute), open incidents, recent incidents, their updates (the
+/// maintenance calendar is asked once more, in memory). Without history ([`History::Skip`])
+/// the rollup queries are not made.
 pub const QUERIES_PER_VIEW: usize = 4;
 
 /// Whether a view needs the 90 days of history (the page, the badges and `components.json`
@@ -77,13 +79,16 @@ pub async fn inputs(
     let page = StatusPage::effective(&rt.config());
     let store = rt.store();
     let first = model::first_day(now);
-    let rollups = match history {
-        History::Read => {
+    // Whole past days come from the store's cached read; today's row is read fresh.
+    let today = model::day_start(now);
+    let (past, rollups) = match history {
+        History::Read => (
+            store.completed_days(first, today).await?,
             store
-                .rollups(Level::Day, first, now + model::DAY_MS, None)
-                .await?
-        }
-        History::Skip => Vec::new(),
+                .rollups(Level::Day, today, now + model::DAY_MS, None)
+                .await?,
+        ),
+        History::Skip => Default::default(),
     };
     let mut incidents = store
         .incidents(&IncidentQuery {
@@ -111,6 +116,7 @@ pub async fn inputs(
         page,
         now,
         live: live(rt),
+        past,
         rollups,
         incidents,
         updates,

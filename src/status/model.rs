@@ -107,7 +107,10 @@ pub struct Inputs {
     pub now: Millis,
     /// The live state.
     pub live: Live,
-    /// Day rollups of every target (and group) over the last [`DAYS`] days.
+    /// Day rollups of every target (and group) over the last [`DAYS`] days before today
+    /// (shared: the store caches this read).
+    pub past: std::sync::Arc<Vec<Rollup>>,
+    /// Day rollups of today, or of any day (the tests give every day here).
     pub rollups: Vec<Rollup>,
     /// Incidents: every open one and those started in the last [`PAST_DAYS`] days.
     pub incidents: Vec<Incident>,
@@ -306,12 +309,13 @@ pub fn build(inputs: Inputs) -> View {
         page,
         now,
         live,
+        past,
         rollups,
         incidents,
         updates,
         windows,
     } = inputs;
-    let history = History::new(&rollups, now);
+    let history = History::new(past.iter().chain(&rollups), now);
     let incidents = incident_views(incidents, updates);
     let mut components: Vec<ComponentView> = page
         .components
@@ -441,7 +445,7 @@ struct History<'a> {
 }
 
 impl<'a> History<'a> {
-    fn new(rollups: &'a [Rollup], now: Millis) -> History<'a> {
+    fn new(rollups: impl Iterator<Item = &'a Rollup>, now: Millis) -> History<'a> {
         let first = first_day(now);
         let mut by_target: HashMap<&str, Vec<Option<&Rollup>>> = HashMap::new();
         for r in rollups {

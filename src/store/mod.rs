@@ -237,7 +237,21 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     stats: Stats,
     retention: Retention,
+    /// The last [`Store::completed_days`] read: its range, when it was read, the rows.
+    days: Mutex<Option<DaysRead>>,
 }
+
+/// A cached read of whole days' rollups.
+struct DaysRead {
+    from: Millis,
+    to: Millis,
+    at: std::time::Instant,
+    rows: Arc<Vec<Rollup>>,
+}
+
+/// How long a read of completed days is reused: a day's row still grows when a minute of it
+/// arrives late (a flush at midnight), so it is read again after this.
+pub const COMPLETED_DAYS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Shared {
     /// The backend reads and awaited writes go to: the configured one, or memory while
@@ -305,6 +319,7 @@ impl Store {
             last_error: Mutex::new(None),
             stats: Stats::default(),
             retention,
+            days: Mutex::new(None),
         });
         let for_writer = shared.clone();
         std::thread::Builder::new()
@@ -462,6 +477,31 @@ impl Store {
         target: Option<&str>,
     ) -> Result<Vec<Rollup>, StoreError> {
         on_active!(self, |c| sql::rollups(c, level, from, to, target))
+    }
+
+    /// Day rollups of every target for the days in `[from, to)` (whole, past days), read at
+    /// most once per [`COMPLETED_DAYS_TTL`] for the same range: the status page asks for 90
+    /// days of every target on every view, and those rows hardly change.
+    pub async fn completed_days(
+        &self,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Arc<Vec<Rollup>>, StoreError> {
+        let fresh =
+            |d: &DaysRead| d.from == from && d.to == to && d.at.elapsed() < COMPLETED_DAYS_TTL;
+        if let Some(d) = self.shared.days.lock().expect("days lock").as_ref() {
+            if fresh(d) {
+                return Ok(d.rows.clone());
+            }
+        }
+        let rows = Arc::new(self.rollups(Level::Day, from, to, None).await?);
+        *self.shared.days.lock().expect("days lock") = Some(DaysRead {
+            from,
+            to,
+            at: std::time::Instant::now(),
+            rows: rows.clone(),
+        });
+        Ok(rows)
     }
 }
 
