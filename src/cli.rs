@@ -7,13 +7,13 @@
 pub mod exporter;
 pub mod incident;
 pub mod report;
+mod run;
 pub mod storage;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,8 +24,7 @@ use tracing::info;
 use crate::adhoc::{AdhocProbe, OneProber, DEFAULT_CONFIG};
 use crate::config::{self, parse_duration, parse_size, TargetSpec};
 use crate::probe::Phases;
-use crate::runtime::{Runtime, RuntimeOptions};
-use crate::server::{self, AppState};
+use crate::server;
 use crate::telemetry::{LogFormat, LogLevel};
 
 /// Default listen address (blackbox_exporter's port).
@@ -299,7 +298,7 @@ pub async fn run_invocation(inv: Invocation) -> ExitCode {
         });
     }
     match e.run_args() {
-        Ok(a) => run(a).await.unwrap_or_else(|e| {
+        Ok(a) => run::run(a).await.unwrap_or_else(|e| {
             eprintln!("watchfire: {e:#}");
             ExitCode::from(2)
         }),
@@ -451,7 +450,7 @@ impl DemoArgs {
 /// Runs the parsed command.
 pub async fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Run(a) => run(a).await,
+        Command::Run(a) => run::run(a).await,
         Command::Check(a) => Ok(check(a)),
         Command::Probe(a) => probe(a).await,
         Command::Sim(a) => sim(a).await,
@@ -469,203 +468,6 @@ pub async fn execute(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let load = config::LoadOptions {
-        allow_empty: a.allow_empty_config,
-    };
-    // Taken before the load: a change made while the config loads is then seen by the first
-    // check, never missed.
-    let fingerprint = if a.auto_reload {
-        let p = a.config.clone();
-        tokio::task::spawn_blocking(move || config::fingerprint(&p))
-            .await
-            .ok()
-            .flatten()
-    } else {
-        None
-    };
-    let config = match crate::runtime::load_blocking_with(a.config.clone(), load).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!("watchfire: the config has errors; nothing started");
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let serve_opts = match serve_options(&a) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!("watchfire: the web config has errors; nothing started");
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let listeners = if a.web_systemd_socket {
-        match server::activation::listeners() {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("watchfire: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        }
-    } else {
-        let mut listeners = Vec::new();
-        for addr in &a.listen {
-            let l = server::bind(*addr)
-                .with_context(|| format!("cannot listen on {addr} (--web.listen-address)"))?;
-            listeners.push(l);
-        }
-        listeners
-    };
-    let cancel = CancellationToken::new();
-    crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
-    // A store that cannot be opened is the operator's to fix: say what and where, start nothing.
-    let store =
-        match crate::store::Store::open(&a.storage.options(Some(storage::DEFAULT_PATH))).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("watchfire: cannot open the store: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        };
-    let opts = RuntimeOptions {
-        max_concurrency: a.max_concurrency,
-        min_wake_gap: a.min_wake_gap,
-        web: a.web_config_file.is_some().then(|| serve_opts.web.clone()),
-        store,
-        ..RuntimeOptions::default()
-    };
-    let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    runtime.blackbox().set_timeout_offset(a.timeout_offset);
-    runtime.blackbox().set_log_level(a.log_prober);
-    runtime.blackbox().history().set_limit(a.history_limit);
-    runtime.set_allow_empty_config(a.allow_empty_config);
-    if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.clone()).await {
-        tracing::warn!(error = %e, "incidents are not recorded: the store failed");
-    }
-    crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
-        .context("installing SIGHUP handler")?;
-    if a.auto_reload {
-        reload_on_change(
-            runtime.clone(),
-            a.config.clone(),
-            fingerprint,
-            a.auto_reload_interval,
-            cancel.clone(),
-        );
-    }
-    let addrs: Vec<SocketAddr> = listeners
-        .iter()
-        .map(|l| l.local_addr())
-        .collect::<Result<_, _>>()
-        .context("reading the listen address")?;
-    // `addr` is the first listener (tools read it); `addrs` lists every one.
-    let addr = addrs[0];
-    let all = addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    info!(%addr, addrs = %all, tls = serve_opts.web.current().tls(), route_prefix = %serve_opts.route_prefix, targets = runtime.targets().len(), modules = runtime.config().modules.len(), config = %a.config.display(), "watchfire is running");
-    runtime.set_exposure(addrs.clone(), !serve_opts.web.current().users().is_empty());
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        registry: crate::metrics::process_registry(),
-    });
-    let c = cancel.clone();
-    server::serve_with(
-        listeners,
-        state,
-        serve_opts,
-        async move { c.cancelled().await },
-    )
-    .await
-    .context("serving")?;
-    if !runtime.drain(Duration::from_secs(5)).await {
-        tracing::warn!("probes still running after the 5 s grace period; exiting anyway");
-    }
-    info!("stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The server's options from `run`'s flags; `Err` when the web config file does not load.
-fn serve_options(a: &RunArgs) -> Result<server::ServeOptions, crate::web::WebConfigError> {
-    let web = match &a.web_config_file {
-        Some(path) => crate::web::WebSource::load(path)?,
-        None => crate::web::WebSource::none(),
-    };
-    let external = a.web_external_url.as_ref();
-    Ok(server::ServeOptions {
-        limits: server::admission::Limits {
-            max_connections: a.web_max_connections,
-            max_probes: a.web_max_probes,
-            max_requests: a.web_max_requests,
-            max_management: a.web_max_management,
-            header_timeout: a.web_header_timeout,
-        },
-        web: Arc::new(web),
-        route_prefix: server::route_prefix(a.web_route_prefix.as_deref(), external),
-        external_authority: external.and_then(|u| {
-            let host = u.host_str()?;
-            Some(match u.port() {
-                Some(p) => format!("{host}:{p}"),
-                None => host.to_string(),
-            })
-        }),
-        reload_endpoint: !a.web_disable_reload,
-        failover_api: !a.web_disable_failover_api,
-    })
-}
-
-async fn runtime_load(path: &std::path::Path) -> Result<config::Config, crate::diag::ConfigErrors> {
-    crate::runtime::load_blocking(path.to_path_buf()).await
-}
-
-/// `--config.enable-auto-reload`: every `every`, the config's content is fingerprinted; when it
-/// changed, the config is reloaded as on SIGHUP (a config with errors keeps the running one and
-/// counts as a failed reload). An unchanged config is not reloaded; `loaded` is the fingerprint
-/// taken before the running config was loaded.
-fn reload_on_change(
-    runtime: Arc<Runtime>,
-    path: PathBuf,
-    loaded: Option<u64>,
-    every: Duration,
-    cancel: CancellationToken,
-) {
-    let fingerprint = move || {
-        let p = path.clone();
-        async move {
-            tokio::task::spawn_blocking(move || config::fingerprint(&p))
-                .await
-                .ok()
-                .flatten()
-        }
-    };
-    tokio::spawn(async move {
-        let mut last = loaded;
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let now = fingerprint().await;
-            if now == last {
-                continue;
-            }
-            last = now;
-            info!("the config changed on disk, reloading");
-            if let Err(e) = runtime.reload().await {
-                tracing::warn!(error = %e, "automatic reload failed; the running config is unchanged");
-            }
-        }
-    });
 }
 
 fn check(a: CheckArgs) -> ExitCode {
@@ -702,7 +504,7 @@ async fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         ),
         Some(m) => {
             let path = a.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
-            let cfg = runtime_load(&path).await.map_err(|errs| {
+            let cfg = run::runtime_load(&path).await.map_err(|errs| {
                 anyhow::anyhow!("{errs}\nthe config {} has errors", path.display())
             })?;
             let spec = crate::adhoc::module_target(&cfg.modules, m, &a.url, a.timeout)?;
