@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -53,11 +53,6 @@ pub async fn refresh_calendar(rt: &Runtime) -> Result<Arc<Calendar>, StoreError>
     Ok(cal)
 }
 
-/// The wall-clock time of a runtime instant.
-fn wall(at: Instant) -> Millis {
-    now_millis() - Instant::now().saturating_duration_since(at).as_millis() as Millis
-}
-
 fn target_event(rt: &Runtime, e: &TransitionEvent) -> Option<TargetEvent> {
     let down = match e.to {
         Health::Down => true,
@@ -67,12 +62,14 @@ fn target_event(rt: &Runtime, e: &TransitionEvent) -> Option<TargetEvent> {
     let config = rt.config();
     let groups: Vec<&str> = config.failover.iter().map(|g| g.name.as_str()).collect();
     let spec = config.targets.iter().find(|t| t.name == e.target);
-    let labels = spec.map(|s| s.labels.clone()).unwrap_or_default();
+    let no_labels = std::collections::BTreeMap::new();
+    let labels = spec.map_or(&no_labels, |s| &s.labels);
     Some(TargetEvent {
         target: e.target.clone(),
-        component: component_of(&e.target, &labels, &groups),
+        component: component_of(&e.target, labels, &groups),
         down,
-        at: wall(e.at),
+        // The runtime's clock, as the transition's store record has it.
+        at: rt.clock().at(e.at),
         reason: e.reason.map(|r| r.as_str().to_string()),
         detail: e.detail.clone(),
         streak: spec.map_or(0, |s| s.down_after),
