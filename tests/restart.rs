@@ -100,6 +100,17 @@ where
     .await;
 }
 
+/// The first `/metrics` the restarted process answers on `listen`.
+async fn first_scrape(listen: SocketAddr) -> String {
+    eventually(Duration::from_secs(20), "the first scrape", || async move {
+        match tokio::net::TcpStream::connect(listen).await {
+            Ok(_) => Some(get(listen, "/metrics").await.1),
+            Err(_) => None,
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_target_down_at_kill_is_down_at_the_first_scrape_after_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,13 +144,7 @@ async fn a_target_down_at_kill_is_down_at_the_first_scrape_after_restart() {
     wf.kill();
 
     let _wf = run(&config, listen, &data);
-    let first = eventually(Duration::from_secs(20), "the first scrape", || async move {
-        match tokio::net::TcpStream::connect(listen).await {
-            Ok(_) => Some(get(listen, "/metrics").await.1),
-            Err(_) => None,
-        }
-    })
-    .await;
+    let first = first_scrape(listen).await;
     assert_eq!(
         sample(&first, up),
         Some(0.0),
@@ -197,13 +202,7 @@ async fn a_manual_pin_survives_kill_and_no_hook_runs_on_restart() {
     wf.kill();
 
     let _wf = run(&config, listen, &data);
-    let first = eventually(Duration::from_secs(20), "the first scrape", || async move {
-        match tokio::net::TcpStream::connect(listen).await {
-            Ok(_) => Some(get(listen, "/metrics").await.1),
-            Err(_) => None,
-        }
-    })
-    .await;
+    let first = first_scrape(listen).await;
     assert_eq!(
         sample(&first, &backup),
         Some(1.0),
