@@ -368,21 +368,32 @@ fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).expect("a list of strings serializes")
 }
 
+/// Binds `i`'s columns, id aside, as `$1`..`$9` in the order of the `incidents` table.
+fn bind_incident<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    i: &'q Incident,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(&i.component)
+        .bind(&i.title)
+        .bind(i.status.as_str())
+        .bind(i.impact.as_str())
+        .bind(i.started)
+        .bind(i.resolved)
+        .bind(json_list(&i.targets))
+        .bind(i64::from(i.in_maintenance))
+        .bind(i.figures.as_deref())
+}
+
 /// Inserts `i` (its id ignored) and returns the new id.
 pub async fn open_incident(c: &mut AnyConnection, i: &Incident) -> R<i64> {
-    sqlx::query(
-        "INSERT INTO incidents (component, title, status, impact, started, resolved, targets, \
-         in_maintenance, figures) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    bind_incident(
+        sqlx::query(
+            "INSERT INTO incidents (component, title, status, impact, started, resolved, \
+             targets, in_maintenance, figures) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING id",
+        ),
+        i,
     )
-    .bind(&i.component)
-    .bind(&i.title)
-    .bind(i.status.as_str())
-    .bind(i.impact.as_str())
-    .bind(i.started)
-    .bind(i.resolved)
-    .bind(json_list(&i.targets))
-    .bind(i64::from(i.in_maintenance))
-    .bind(i.figures.as_deref())
     .fetch_one(c)
     .await?
     .try_get(0)
@@ -390,21 +401,15 @@ pub async fn open_incident(c: &mut AnyConnection, i: &Incident) -> R<i64> {
 
 /// Replaces incident `i.id`'s fields; false when there is no such incident.
 pub async fn save_incident(c: &mut AnyConnection, i: &Incident) -> R<bool> {
-    let done = sqlx::query(
-        "UPDATE incidents SET component = $2, title = $3, status = $4, impact = $5, \
-         started = $6, resolved = $7, targets = $8, in_maintenance = $9, figures = $10 \
-         WHERE id = $1",
+    let done = bind_incident(
+        sqlx::query(
+            "UPDATE incidents SET component = $1, title = $2, status = $3, impact = $4, \
+             started = $5, resolved = $6, targets = $7, in_maintenance = $8, figures = $9 \
+             WHERE id = $10",
+        ),
+        i,
     )
     .bind(i.id)
-    .bind(&i.component)
-    .bind(&i.title)
-    .bind(i.status.as_str())
-    .bind(i.impact.as_str())
-    .bind(i.started)
-    .bind(i.resolved)
-    .bind(json_list(&i.targets))
-    .bind(i64::from(i.in_maintenance))
-    .bind(i.figures.as_deref())
     .execute(c)
     .await?;
     Ok(done.rows_affected() > 0)
