@@ -112,6 +112,9 @@ async fn fill(rt: &Runtime, n: usize, now: Millis) {
                 targets: Vec::new(),
                 in_maintenance: false,
                 figures: None,
+                acknowledged: None,
+                root_cause: None,
+                resolution: None,
             })
             .await
             .expect("incident");

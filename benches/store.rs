@@ -176,6 +176,9 @@ async fn reads(store: &Store) {
                 targets: vec!["a".into(), "b".into()],
                 in_maintenance: false,
                 figures: Some(r#"{"down_s":30}"#.into()),
+                acknowledged: None,
+                root_cause: None,
+                resolution: None,
             })
             .await
             .unwrap();

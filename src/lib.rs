@@ -106,6 +106,7 @@ pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod probe;
 pub mod probers;
 pub mod record;

@@ -5,7 +5,7 @@
 //! ```text
 //! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry, report, status
 //! runtime   runtime, metrics (the target set and the series rendered from it)
-//! features  config, blackbox, failover, memory, web, store, incident
+//! features  config, blackbox, failover, memory, web, store, incident, notify
 //! probers   probers (every probe kind)
 //! net       net (resolution, sockets, TLS, error classification)
 //! core      probe, state, record, schedule, expo, diag, threads, redact, limits, resources
@@ -35,7 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "features",
         &[
-            "config", "blackbox", "failover", "memory", "web", "store", "incident",
+            "config", "blackbox", "failover", "memory", "web", "store", "incident", "notify",
         ],
     ),
     ("runtime", &["runtime", "metrics"]),

@@ -60,6 +60,9 @@ async fn filled() -> Store {
             targets: vec!["gateway-health".into()],
             in_maintenance: false,
             figures: Some(r#"{"failed_probes":30}"#.into()),
+            acknowledged: None,
+            root_cause: None,
+            resolution: None,
         })
         .await
         .unwrap();

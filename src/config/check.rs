@@ -23,6 +23,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     let mut module_refs = Vec::new();
     let mut guard = GuardSection::default();
     let (mut incidents_at, mut windows) = (None, Vec::new());
+    let mut notify_at = None;
     let mut status_page = super::status_page::StatusPageSection::default();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
@@ -83,6 +84,10 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
         crate::incident::config::check_maintenance(&mut diag, &raw.maintenance, out, &mut windows);
         if let Some(p) = &raw.status_page {
             status_page.check(&mut diag, p);
+        }
+        if let Some(n) = &raw.notify {
+            let out = &mut config.notify;
+            crate::notify::config::check_section(&mut diag, n, &mut notify_at, out);
         }
     }
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);

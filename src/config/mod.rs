@@ -59,6 +59,8 @@ pub struct Config {
     pub incidents: crate::incident::config::IncidentsConfig,
     /// `maintenance:`: the config's maintenance windows.
     pub maintenance: Vec<crate::incident::maintenance::WindowSpec>,
+    /// `notify:`: receivers, routes, escalation and templates of incident messages.
+    pub notify: crate::notify::NotifyConfig,
     /// The files this config was read from.
     pub sources: Vec<PathBuf>,
     /// The `status_page:` section, when set ([`status_page::StatusPage::effective`] gives the

@@ -37,6 +37,10 @@ pub struct RawFile {
     /// Maintenance windows (checked by [`crate::incident::config::check_maintenance`]).
     #[serde(default)]
     pub maintenance: Vec<Spanned<crate::incident::config::RawMaintenance>>,
+    /// Incident messages: receivers, routes, escalation, templates (checked by
+    /// [`crate::notify::config::check_section`]); at most one file may set it.
+    #[serde(default)]
+    pub notify: Option<Spanned<crate::notify::config::RawNotify>>,
     /// The status page (checked by [`super::status_page`]); at most one file may set it.
     #[serde(default)]
     pub status_page: Option<Spanned<super::status_page::RawStatusPage>>,

@@ -135,6 +135,9 @@ pub async fn declare(
         targets: Vec::new(),
         in_maintenance: false,
         figures: None,
+        acknowledged: None,
+        root_cause: None,
+        resolution: None,
     };
     let id = store.open_incident(&inc).await?;
     let inc = Incident { id, ..inc };

@@ -307,6 +307,9 @@ impl Incidents {
             targets: vec![e.target.clone()],
             in_maintenance,
             figures: None,
+            acknowledged: None,
+            root_cause: None,
+            resolution: None,
         };
         let id = self.store.open_incident(&inc).await?;
         let inc = Incident { id, ..inc };

@@ -56,6 +56,9 @@ fn incident(id: i64, component: &str, open: bool, impact: Impact) -> Incident {
         targets: Vec::new(),
         in_maintenance: false,
         figures: None,
+        acknowledged: None,
+        root_cause: None,
+        resolution: None,
     }
 }
 

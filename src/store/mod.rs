@@ -522,3 +522,6 @@ pub fn add_into(r: &mut Rollup, m: &Rollup) {
     }
     r.latency_sum += m.latency_sum;
 }
+
+mod outbox;
+pub use outbox::{NewOutbox, OutboxRow, OutboxState};

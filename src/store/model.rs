@@ -184,6 +184,15 @@ pub struct Incident {
     pub in_maintenance: bool,
     /// The figures computed at resolution (duration, failed probes, ...), as JSON.
     pub figures: Option<String>,
+    /// When a person acknowledged it (escalation stops), if they did.
+    #[serde(default)]
+    pub acknowledged: Option<Millis>,
+    /// The root cause, when someone gave it.
+    #[serde(default)]
+    pub root_cause: Option<String>,
+    /// What fixed it, when someone said.
+    #[serde(default)]
+    pub resolution: Option<String>,
 }
 
 /// One entry of an incident's timeline.

@@ -8,7 +8,7 @@ use super::db::Kind;
 pub const SCHEMA_TABLE: &str = "watchfire_schema";
 
 /// The newest schema version this binary knows.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Migration 1: every table and index.
 const V1: &str = r#"
@@ -87,8 +87,33 @@ CREATE TABLE rollups (
 CREATE INDEX rollups_level_start ON rollups (level, start);
 "#;
 
+/// Migration 2: incident acknowledgement, root cause and resolution; the notification outbox.
+const V2: &str = r#"
+ALTER TABLE incidents ADD COLUMN acknowledged BIGINT;
+ALTER TABLE incidents ADD COLUMN root_cause TEXT;
+ALTER TABLE incidents ADD COLUMN resolution TEXT;
+CREATE TABLE notify_outbox (
+    id {ID},
+    msg_key TEXT NOT NULL UNIQUE,
+    incident BIGINT NOT NULL,
+    receiver TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    due BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt BIGINT NOT NULL,
+    last_error TEXT,
+    created BIGINT NOT NULL,
+    sent_at BIGINT
+);
+CREATE INDEX notify_outbox_receiver_state ON notify_outbox (receiver, state, next_attempt);
+CREATE INDEX notify_outbox_incident ON notify_outbox (incident);
+CREATE INDEX notify_outbox_created ON notify_outbox (created)
+"#;
+
 /// Every migration, in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The statements of migration `i` for backend `kind`.
 pub fn migration(kind: Kind, i: usize) -> Vec<String> {

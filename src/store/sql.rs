@@ -344,7 +344,8 @@ pub async fn transitions(
 }
 
 const INCIDENT_COLUMNS: &str =
-    "id, component, title, status, impact, started, resolved, targets, in_maintenance, figures";
+    "id, component, title, status, impact, started, resolved, targets, in_maintenance, figures, \
+     acknowledged, root_cause, resolution";
 
 fn incident_from(row: &AnyRow) -> R<Incident> {
     let status: String = row.try_get(3)?;
@@ -361,6 +362,9 @@ fn incident_from(row: &AnyRow) -> R<Incident> {
         targets: serde_json::from_str(&targets).map_err(|e| sqlx::Error::Decode(e.into()))?,
         in_maintenance: row.try_get::<i64, _>(8)? != 0,
         figures: row.try_get(9)?,
+        acknowledged: row.try_get(10)?,
+        root_cause: row.try_get(11)?,
+        resolution: row.try_get(12)?,
     })
 }
 
@@ -368,7 +372,7 @@ fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).expect("a list of strings serializes")
 }
 
-/// Binds `i`'s columns, id aside, as `$1`..`$9` in the order of the `incidents` table.
+/// Binds `i`'s columns, id aside, as `$1`..`$12` in the order of the `incidents` table.
 fn bind_incident<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     i: &'q Incident,
@@ -382,6 +386,9 @@ fn bind_incident<'q>(
         .bind(json_list(&i.targets))
         .bind(i64::from(i.in_maintenance))
         .bind(i.figures.as_deref())
+        .bind(i.acknowledged)
+        .bind(i.root_cause.as_deref())
+        .bind(i.resolution.as_deref())
 }
 
 /// Inserts `i` (its id ignored) and returns the new id.
@@ -389,8 +396,8 @@ pub async fn open_incident(c: &mut AnyConnection, i: &Incident) -> R<i64> {
     bind_incident(
         sqlx::query(
             "INSERT INTO incidents (component, title, status, impact, started, resolved, \
-             targets, in_maintenance, figures) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             RETURNING id",
+             targets, in_maintenance, figures, acknowledged, root_cause, resolution) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         ),
         i,
     )
@@ -404,8 +411,8 @@ pub async fn save_incident(c: &mut AnyConnection, i: &Incident) -> R<bool> {
     let done = bind_incident(
         sqlx::query(
             "UPDATE incidents SET component = $1, title = $2, status = $3, impact = $4, \
-             started = $5, resolved = $6, targets = $7, in_maintenance = $8, figures = $9 \
-             WHERE id = $10",
+             started = $5, resolved = $6, targets = $7, in_maintenance = $8, figures = $9, \
+             acknowledged = $10, root_cause = $11, resolution = $12 WHERE id = $13",
         ),
         i,
     )

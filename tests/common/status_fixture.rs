@@ -102,6 +102,9 @@ pub async fn fill(rt: &Arc<Runtime>, now: Millis) -> i64 {
             targets: vec!["api".into()],
             in_maintenance: false,
             figures: None,
+            acknowledged: None,
+            root_cause: None,
+            resolution: None,
         })
         .await
         .expect("open incident");
@@ -143,6 +146,9 @@ pub async fn fill(rt: &Arc<Runtime>, now: Millis) -> i64 {
             targets: vec!["db".into()],
             in_maintenance: false,
             figures: Some(r#"{"duration_seconds": 1800, "failed_probes": 120}"#.into()),
+            acknowledged: None,
+            root_cause: None,
+            resolution: None,
         })
         .await
         .expect("resolved incident");

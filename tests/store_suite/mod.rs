@@ -51,6 +51,9 @@ pub fn incident(component: &str, started: Millis) -> Incident {
         targets: vec![format!("{component}/a-0"), format!("{component}/b-1")],
         in_maintenance: false,
         figures: None,
+        acknowledged: None,
+        root_cause: None,
+        resolution: None,
     }
 }
 
