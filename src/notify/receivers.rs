@@ -39,3 +39,34 @@ pub async fn send(http: &reqwest::Client, r: &Receiver, m: &Message) -> Result<(
     let _ = (http, r, m);
     todo!("receivers")
 }
+
+/// Alertmanager's alerts, for the glue's resend of firing incidents.
+pub mod alertmanager {
+    use std::time::Duration;
+
+    use serde::Serialize;
+
+    use super::SendError;
+    use crate::notify::config::AlertmanagerConfig;
+    use crate::notify::Message;
+
+    /// One alert as Alertmanager's `/api/v2/alerts` takes it.
+    #[derive(Debug, Clone, Serialize)]
+    pub struct Alert {}
+
+    /// The alert `m` stands for, firing until `resend` × 4 from now unless resolved.
+    pub fn alert_of(m: &Message, resend: Duration) -> Alert {
+        let _ = (m, resend);
+        todo!("receivers")
+    }
+
+    /// Posts `alerts` in one request.
+    pub async fn post_alerts(
+        http: &reqwest::Client,
+        c: &AlertmanagerConfig,
+        alerts: &[Alert],
+    ) -> Result<(), SendError> {
+        let _ = (http, c, alerts);
+        todo!("receivers")
+    }
+}
