@@ -1,7 +1,8 @@
 //! The glue between the runtime and the incident manager: one task that feeds the manager the
 //! runtime's transitions and the failover groups' switches, samples the proxies for the request
 //! rate before an outage, and keeps the maintenance calendar in force up to date (at start,
-//! after each reload, and when [`refresh_calendar`] is called after an API change).
+//! after each reload, and when [`refresh_calendar`] is called after an API change). It starts
+//! the notifier ([`super::notify`]) beside it and wakes it after each event.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -147,6 +148,7 @@ pub async fn start(rt: Arc<Runtime>, cancel: CancellationToken) -> Result<(), St
         };
         m.on_transition(&e).await?;
     }
+    super::notify::start(rt.clone(), cancel.clone());
     tokio::spawn(async move { feed(rt, m, &mut events, cancel).await });
     Ok(())
 }
@@ -198,5 +200,6 @@ async fn feed(
         if let Err(e) = result {
             warn!(error = %e, "incident not recorded: the store failed");
         }
+        rt.wake_notifier();
     }
 }

@@ -28,6 +28,7 @@ use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
 pub mod history;
 pub mod incidents;
+pub mod notify;
 mod target;
 pub use target::Target;
 
@@ -199,6 +200,8 @@ pub struct Runtime {
     calendar: RwLock<Arc<dyn MaintenanceCalendar>>,
     /// The stored states the first [`Runtime::apply`] resumes targets and groups from.
     restoring: Mutex<Option<Restoring>>,
+    /// The notifier's wake-up and dispatcher ([`notify`]).
+    notifier: notify::Slot,
 }
 
 /// Stored states read on start, by name.
@@ -321,6 +324,7 @@ impl Runtime {
             web: opts.web.clone(),
             calendar: RwLock::new(Arc::new(NoMaintenance)),
             restoring: Mutex::new(None),
+            notifier: notify::Slot::default(),
         });
         let restoring = Restoring {
             targets: history::stored_targets(&opts.store, &config).await,
@@ -646,6 +650,16 @@ impl Runtime {
     /// Replaces the maintenance windows in force (after a reload or an API change).
     pub fn set_calendar(&self, calendar: Arc<dyn MaintenanceCalendar>) {
         *self.calendar.write().expect("calendar lock poisoned") = calendar;
+    }
+
+    /// The notifier's wake-up and delivery metrics.
+    pub fn notifier(&self) -> &notify::Slot {
+        &self.notifier
+    }
+
+    /// Plans notifications at once (an incident changed) instead of at the next tick.
+    pub fn wake_notifier(&self) {
+        self.notifier.wake();
     }
 
     /// Finds a target by name.

@@ -86,6 +86,7 @@ pub fn metrics_body(rt: &Runtime, registry: &prometheus::Registry) -> String {
     rt.memory().render(&mut out);
     rt.blackbox().render_metrics(&mut out);
     rt.store().render(&mut out);
+    rt.notifier().render(&mut out);
     admission::render(&mut out);
     metrics::render_registry(registry, &mut out);
     out
