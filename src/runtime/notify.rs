@@ -48,9 +48,6 @@ const RECENT_MS: Millis = 3_600_000;
 const RECENT_LIMIT: usize = 256;
 /// Rows enqueued in one transaction at most.
 const ENQUEUE_BATCH: usize = 512;
-/// The built-in receiver of status-page messages (the dispatcher writes them into the
-/// incident's timeline).
-pub const STATUS_PAGE: &str = "status-page";
 
 /// What the runtime holds of the notifier: its wake-up and the dispatcher, whose metrics
 /// `/metrics` renders.
