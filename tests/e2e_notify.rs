@@ -194,12 +194,18 @@ impl Hook {
     }
 }
 
+/// GET `path`: the body of a 200 answer; none while nothing answers (a process starting).
+async fn get_text(addr: SocketAddr, path: &str) -> Option<String> {
+    let r = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.text().await.ok()
+}
+
 /// GET `path` as JSON.
 async fn get_json(addr: SocketAddr, path: &str) -> Option<Value> {
-    let (status, body) = common::get(addr, path).await;
-    (status == 200)
-        .then(|| serde_json::from_str(&body).ok())
-        .flatten()
+    serde_json::from_str(&get_text(addr, path).await?).ok()
 }
 
 /// POSTs `json` to the sim's fault control.
@@ -353,8 +359,13 @@ async fn an_outage_is_declared_updated_survives_a_restart_and_resolves_once_ever
     })
     .await;
     until(limit, "the target up", &[&wf, &sim], || async {
-        let (_, m) = common::get(api, "/metrics").await;
-        (common::sample(&m, "watchfire_target_up{target=\"gateway-health\"") == Some(1.0))
+        let m = get_text(api, "/metrics").await?;
+        m.lines()
+            .any(|l| {
+                l.starts_with("watchfire_target_up{")
+                    && l.contains("target=\"gateway-health\"")
+                    && l.ends_with(" 1")
+            })
             .then_some(())
     })
     .await;
