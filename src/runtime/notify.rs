@@ -41,6 +41,9 @@ mod resend;
 
 /// How often the planner runs when nothing wakes it.
 const TICK: Duration = Duration::from_secs(1);
+/// The least time between two rounds: a burst of wake-ups (a partition takes a thousand
+/// targets down in a second) makes a round every this long, not one per wake-up.
+const MIN_GAP: Duration = Duration::from_millis(100);
 /// Resolved incidents are planned for this long after their resolution (their RESOLVED
 /// message, a late note).
 const RECENT_MS: Millis = 3_600_000;
@@ -96,7 +99,8 @@ pub fn start(rt: Arc<Runtime>, cancel: CancellationToken) -> tokio::task::JoinHa
         cancel,
         config: None,
         notify: Arc::new(NotifyConfig::default()),
-        components: HashMap::new(),
+        index: facts::Index::default(),
+        live_targets: None,
         resend: None,
         held: HashMap::new(),
         watched: HashSet::new(),
@@ -112,8 +116,10 @@ struct Notifier {
     /// The config last applied (by address).
     config: Option<Arc<Config>>,
     notify: Arc<NotifyConfig>,
-    /// Each component's targets, from `config`.
-    components: HashMap<String, Vec<String>>,
+    /// `config`'s targets by name and by component.
+    index: facts::Index,
+    /// The runtime's targets by name, read once per round when a message is rendered.
+    live_targets: Option<HashMap<String, Arc<super::Target>>>,
     /// Stops the resend loops of the config in force.
     resend: Option<CancellationToken>,
     /// Outbox keys known to be held, per incident planned in the last round.
@@ -143,8 +149,13 @@ impl Notifier {
             if self.notify.receivers.is_empty() {
                 continue;
             }
+            let began = tokio::time::Instant::now();
             if let Err(e) = self.round().await {
                 warn!(error = %e, "notifications not planned: the store failed");
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(began + MIN_GAP) => {}
             }
         }
         if let Some(r) = self.resend.take() {
@@ -164,11 +175,7 @@ impl Notifier {
             return;
         }
         let notify = Arc::new(config.notify.clone());
-        let mut components: HashMap<String, Vec<String>> = HashMap::new();
-        for (target, component) in config.components() {
-            components.entry(component).or_default().push(target);
-        }
-        self.components = components;
+        self.index = facts::Index::new(&config);
         self.config = Some(config);
         let slot = self.rt.notifier();
         match slot.dispatcher() {
@@ -203,6 +210,7 @@ impl Notifier {
         for u in self.rt.store().updates(&ids).await? {
             timelines.entry(u.incident).or_default().push(u);
         }
+        self.live_targets = None;
         self.held.retain(|id, _| ids.contains(id));
         self.proxied_at.retain(|id, _| self.watched.contains(id));
         let mut rows = Vec::new();
@@ -277,7 +285,7 @@ impl Notifier {
                 self.proxied_at.insert(inc.id, p);
             }
         }
-        let labels = facts::labels(&config, inc);
+        let labels = facts::labels(&self.index, &self.notify.severity, inc);
         let in_maintenance = self.rt.calendar().covered(&inc.component, now, now + 1) > 0;
         let input = Input {
             incident: inc,
@@ -393,12 +401,15 @@ impl Notifier {
 
     /// The runtime's view of `inc`'s component: the share of its targets down, the first
     /// failing target's reason and detail.
-    fn live(&self, inc: &Incident) -> facts::Live {
-        let names = self
-            .components
-            .get(&inc.component)
-            .map_or(&[][..], Vec::as_slice);
-        let targets: Vec<_> = names.iter().filter_map(|n| self.rt.target(n)).collect();
+    fn live(&mut self, inc: &Incident) -> facts::Live {
+        let names: Vec<String> = self
+            .index
+            .targets_of(&inc.component)
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        let by_name = self.live_targets();
+        let targets: Vec<_> = names.iter().filter_map(|n| by_name.get(n)).collect();
         let down = targets
             .iter()
             .filter(|t| t.health() == Health::Down)
@@ -414,7 +425,7 @@ impl Notifier {
         let failing = inc
             .targets
             .iter()
-            .filter_map(|n| self.rt.target(n))
+            .filter_map(|n| by_name.get(n))
             .find(|t| t.health() == Health::Down);
         if let Some(t) = failing {
             let stats = t.stats.lock().expect("stats lock poisoned");
@@ -425,11 +436,22 @@ impl Notifier {
         live
     }
 
+    /// The runtime's targets by name (read once per round).
+    fn live_targets(&mut self) -> &HashMap<String, Arc<super::Target>> {
+        let rt = &self.rt;
+        self.live_targets.get_or_insert_with(|| {
+            rt.targets()
+                .iter()
+                .map(|t| (t.spec.name.clone(), t.clone()))
+                .collect()
+        })
+    }
+
     /// The figures of `inc` so far: the stored ones once resolved, else computed at `now` from
     /// the rollups, the live failure streaks and the proxy's answers since the incident was
     /// first seen.
     async fn figures(
-        &self,
+        &mut self,
         config: &Config,
         inc: &Incident,
         now: Millis,
@@ -443,10 +465,11 @@ impl Notifier {
         }
         let calendar = self.rt.calendar();
         let mut inputs = figures_inputs(self.rt.store(), &*calendar, inc, now).await?;
+        let by_name = self.live_targets();
         inputs.failed_probes_seen = inc
             .targets
             .iter()
-            .filter_map(|n| self.rt.target(n))
+            .filter_map(|n| by_name.get(n))
             .map(|t| u64::from(t.stats.lock().expect("stats lock poisoned").state.failures))
             .sum();
         inputs.proxied = match (self.proxied_at.get(&inc.id), self.proxied(&inc.component)) {

@@ -2,9 +2,10 @@
 //! config, the runtime's live state and the figures so far. Pure: the notifier gathers the
 //! inputs, these functions only assemble them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, TargetSpec};
 use crate::incident::figures::human;
 use crate::incident::{clock, Figures};
 use crate::notify::plan::Due;
@@ -31,23 +32,57 @@ const VERIFY: &str = "verify:";
 /// The prefix of the update an acknowledgement writes.
 const ACKNOWLEDGED: &str = "Acknowledged";
 
+/// The running config's targets by name and by component, built once per config.
+#[derive(Debug, Default)]
+pub struct Index {
+    specs: HashMap<String, Arc<TargetSpec>>,
+    components: HashMap<String, Vec<Arc<TargetSpec>>>,
+}
+
+impl Index {
+    /// The index of `config`'s targets.
+    pub fn new(config: &Config) -> Index {
+        let component = config.components();
+        let mut index = Index::default();
+        for t in &config.targets {
+            index.specs.insert(t.name.clone(), t.clone());
+            if let Some(c) = component.get(&t.name) {
+                index
+                    .components
+                    .entry(c.clone())
+                    .or_default()
+                    .push(t.clone());
+            }
+        }
+        index
+    }
+
+    /// The targets of `component`, in config order.
+    pub fn targets_of(&self, component: &str) -> &[Arc<TargetSpec>] {
+        self.components.get(component).map_or(&[], Vec::as_slice)
+    }
+
+    /// The target named `name`.
+    pub fn spec(&self, name: &str) -> Option<&Arc<TargetSpec>> {
+        self.specs.get(name)
+    }
+}
+
 /// The incident's labels as routes match them: its first target's labels, then `component`,
 /// then `severity` (a `severity` label of the first of the component's targets that has one,
-/// else `notify.severity`).
-pub fn labels(config: &Config, inc: &Incident) -> BTreeMap<String, String> {
+/// else `default_severity`, the `notify.severity`).
+pub fn labels(index: &Index, default_severity: &str, inc: &Incident) -> BTreeMap<String, String> {
     let mut out = inc
         .targets
         .first()
-        .and_then(|t| config.targets.iter().find(|s| s.name == *t))
+        .and_then(|t| index.spec(t))
         .map(|s| s.labels.clone())
         .unwrap_or_default();
-    let components = config.components();
-    let severity = config
-        .targets
+    let severity = index
+        .targets_of(&inc.component)
         .iter()
-        .filter(|t| components.get(&t.name) == Some(&inc.component))
         .find_map(|t| t.labels.get("severity").cloned())
-        .unwrap_or_else(|| config.notify.severity.clone());
+        .unwrap_or_else(|| default_severity.to_string());
     out.insert("component".into(), inc.component.clone());
     out.insert("severity".into(), severity);
     out
@@ -459,6 +494,29 @@ mod tests {
         );
         let n = for_due(&f, &due(Kind::Note, None, Some(9)), &cfg, T0, &updates);
         assert_eq!(n.note.as_deref(), Some("Rolling back the deploy"));
+    }
+
+    #[test]
+    fn labels_are_the_first_targets_with_component_and_the_components_severity() {
+        let yaml = "targets:\n  - name: gateway-health\n    url: http://127.0.0.1:9/health\n    labels: { component: inference-gateway, team: ml }\n  - name: gateway-predict\n    url: http://127.0.0.1:9/predict\n    labels: { component: inference-gateway, severity: P1 }\n  - name: other\n    url: http://127.0.0.1:9/\n";
+        let config = crate::config::load_str("t.yaml", yaml).expect("config");
+        let index = Index::new(&config);
+        let l = labels(&index, "P0", &incident());
+        assert_eq!(l.get("team").map(String::as_str), Some("ml"));
+        assert_eq!(
+            l.get("component").map(String::as_str),
+            Some("inference-gateway")
+        );
+        assert_eq!(l.get("severity").map(String::as_str), Some("P1"));
+        let mut other = incident();
+        other.component = "other".into();
+        other.targets = vec!["other".into()];
+        let l = labels(&index, "P0", &other);
+        assert_eq!(
+            l.get("severity").map(String::as_str),
+            Some("P0"),
+            "notify.severity by default"
+        );
     }
 
     #[test]
