@@ -11,8 +11,8 @@
 //! It starts with the incident feed ([`super::incidents::start`]) and follows reloads: a config
 //! with receivers starts the dispatcher, a reload reconfigures it, and a reload that removes
 //! every receiver stops planning (pending rows stay in the outbox). Alertmanager receivers also
-//! get every open incident's alert again every `resend` ([`resend`]). Nothing here waits on a
-//! receiver: deliveries are the dispatcher's, on its own tasks.
+//! get every open incident's alert again every `resend` (the `resend` submodule). Nothing here
+//! waits on a receiver: deliveries are the dispatcher's, on its own tasks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
