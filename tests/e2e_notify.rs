@@ -11,7 +11,8 @@
 //!   while the webhook refuses (503) for a while, then accepts: every message key arrives
 //!   exactly once, in order;
 //! - the sim recovers → RESOLVED arrives once, and Alertmanager's webhook gets the alert firing,
-//!   then resolved with its `endsAt`.
+//!   then resolved with its `endsAt`; `/metrics` counts the deliveries;
+//! - a reload that removes `notify:` stops planning: the next outage sends nothing.
 //!
 //! Missing programs fail the test loudly; it never passes by skipping. Loopback only, ports from
 //! 127.0.0.1:0, deadlines instead of sleeps, child processes killed by drop guards.
@@ -500,6 +501,40 @@ async fn an_outage_is_declared_updated_survives_a_restart_and_resolves_once_ever
         "keys at the webhook: {keys:?}; refused while restarting: {}",
         oncall.refused.load(Ordering::SeqCst)
     );
+
+    // The dispatcher's families are in /metrics.
+    let m = get_text(api, "/metrics").await.expect("/metrics");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("watchfire_notify_sent_total{")
+                && l.contains("receiver=\"oncall\"")
+                && l.contains("kind=\"resolved\"")
+                && l.ends_with(" 1")),
+        "watchfire_notify_sent_total of RESOLVED at oncall is 1 in /metrics"
+    );
+
+    // A reload that removes `notify:` stops planning: the next outage is declared nowhere.
+    let plain = config(sim_addr, oncall.addr, am_addr);
+    let plain = &plain[..plain.find("\nnotify:").expect("a notify section")];
+    std::fs::write(dir.path().join("watchfire.yml"), plain).expect("watchfire config");
+    let r = reqwest::Client::new()
+        .post(format!("http://{api}/-/reload"))
+        .send()
+        .await
+        .expect("reload answers");
+    assert!(r.status().is_success(), "reload: {}", r.status());
+    let before = oncall.keys().len();
+    faults(sim_addr, r#"{"error_rate": 1.0}"#).await;
+    // Within `incidents.reopen_within` of its resolution, the same incident opens again.
+    until(limit, "the incident open again", &[&wf], || {
+        open_incident(api)
+    })
+    .await;
+    let sent = common::poll_until(2 * UPDATE_EVERY, || async {
+        oncall.keys().get(before..).and_then(|k| k.first().cloned())
+    })
+    .await;
+    assert_eq!(sent, None, "nothing is planned once notify: is gone");
     drop((wf, sim, am));
     cancel.cancel();
 }
