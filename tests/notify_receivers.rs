@@ -182,7 +182,7 @@ fn webhook_at(url: String, secret: Option<&str>) -> Receiver {
 /// of problems (empty: acceptable).
 fn block_kit_problems(v: &Value) -> Vec<String> {
     let mut p = Vec::new();
-    if !v["text"].as_str().is_some_and(|t| !t.is_empty()) {
+    if v["text"].as_str().is_none_or(str::is_empty) {
         p.push("no fallback `text`".to_string());
     }
     let Some(blocks) = v["blocks"].as_array() else {
@@ -252,7 +252,7 @@ async fn slack_server() -> Server {
 /// What the Events API v2 documentation requires of an event, as a list of problems.
 fn events_v2_problems(v: &Value) -> Vec<String> {
     let mut p = Vec::new();
-    if !v["routing_key"].as_str().is_some_and(|k| !k.is_empty()) {
+    if v["routing_key"].as_str().is_none_or(str::is_empty) {
         p.push("no routing_key".to_string());
     }
     let dedup = v["dedup_key"].as_str().unwrap_or("");
@@ -266,7 +266,7 @@ fn events_v2_problems(v: &Value) -> Vec<String> {
             if summary.is_empty() || summary.chars().count() > 1024 {
                 p.push("payload.summary missing or over 1024 chars".into());
             }
-            if !pl["source"].as_str().is_some_and(|s| !s.is_empty()) {
+            if pl["source"].as_str().is_none_or(str::is_empty) {
                 p.push("payload.source missing".into());
             }
             let sev = pl["severity"].as_str().unwrap_or("");
