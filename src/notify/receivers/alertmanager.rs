@@ -11,6 +11,9 @@
 //! sets `endsAt` to the resolution time, which resolves it at once. `generatorURL` is the
 //! status page when one is configured.
 //!
+//! A `test` message is an alert of its own (`incident="test-{due}"`) that resolves by itself
+//! after 4 × `resend`.
+//!
 //! Every message kind updates the same alert (its annotations carry the latest words), and
 //! the runtime re-posts each open incident's alert every `resend` with [`post_alerts`] and
 //! [`alert_of`]. Alertmanager answers `200`; `400` (an alert it cannot accept) is permanent;

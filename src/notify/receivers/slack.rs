@@ -3,7 +3,8 @@
 //! `mrkdwn` (the body), a `section` of `fields` (service, severity, status, started, elapsed,
 //! failing share) and a `context` (incident number, "sent by watchfire").
 //!
-//! Slack's published Block Kit limits, which the payload keeps to (a block over one is
+//! Slack's published Block Kit limits (its reference at
+//! `https://api.slack.com/reference/block-kit/blocks`), which the payload keeps to (a block over one is
 //! rejected with `400 invalid_blocks`, not cut): a message holds at most 50 blocks; a header's
 //! `plain_text` at most 150 characters; a section's text at most 3000 characters; a section
 //! at most 10 fields of at most 2000 characters each; a context at most 10 elements. Text in
