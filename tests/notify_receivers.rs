@@ -765,3 +765,43 @@ async fn exec_of_a_missing_program_is_permanent() {
     let error = permanent(receivers::send(&http(), &r, &message(Kind::Update, "t", "b")).await);
     assert!(error.contains("permission denied"), "{error}");
 }
+
+#[test]
+fn the_shape_checks_reject_what_the_documentation_forbids() {
+    let field = json!({ "type": "mrkdwn", "text": "f" });
+    let bad_slack = json!({
+        "blocks": [
+            { "type": "header", "text": { "type": "mrkdwn", "text": "h".repeat(151) } },
+            { "type": "section", "text": { "type": "mrkdwn", "text": "s".repeat(3001) } },
+            { "type": "section", "fields": vec![field; 11] },
+            { "type": "context", "elements": [] },
+            { "type": "attachment" },
+        ]
+    });
+    assert_eq!(
+        block_kit_problems(&bad_slack).len(),
+        6,
+        "{:?}",
+        block_kit_problems(&bad_slack)
+    );
+    let good = receivers::slack::payload(&message(Kind::Update, "t", "b"));
+    assert_eq!(block_kit_problems(&good), Vec::<String>::new());
+
+    let bad_trigger = json!({
+        "routing_key": "k", "event_action": "trigger", "dedup_key": "d".repeat(256),
+        "payload": { "summary": "s".repeat(1025), "severity": "fatal", "timestamp": "yesterday" },
+    });
+    assert_eq!(
+        events_v2_problems(&bad_trigger).len(),
+        5,
+        "{:?}",
+        events_v2_problems(&bad_trigger)
+    );
+    let bad_resolve = json!({
+        "routing_key": "k", "event_action": "resolve", "dedup_key": "d",
+        "payload": { "summary": "s", "source": "x", "severity": "info" },
+    });
+    assert_eq!(events_v2_problems(&bad_resolve).len(), 1);
+    let good = receivers::pagerduty::event("k", &message(Kind::Declared, "t", "b"));
+    assert_eq!(events_v2_problems(&good), Vec::<String>::new());
+}
