@@ -73,6 +73,9 @@ const QUEUE_EVERY: Duration = Duration::from_secs(15);
 /// How often finished rows older than `delivery.keep` are pruned.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// When the first prune runs after start.
+const PRUNE_FIRST: Duration = Duration::from_secs(60);
+
 /// At most this many prune calls (each of up to [`crate::store::OUTBOX_PRUNE_MAX`] rows) per
 /// run.
 const PRUNE_ROUNDS: usize = 10;
@@ -314,7 +317,7 @@ async fn pause(d: Duration, cancel: &CancellationToken) -> bool {
 
 /// The queue gauges every [`QUEUE_EVERY`], old rows pruned every [`PRUNE_EVERY`].
 async fn housekeeping(inner: Arc<Inner>, cancel: CancellationToken) {
-    let mut next_prune = Instant::now();
+    let mut next_prune = Instant::now() + PRUNE_FIRST;
     loop {
         inner.refresh_queue(true).await;
         if Instant::now() >= next_prune {
