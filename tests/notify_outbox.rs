@@ -710,3 +710,45 @@ async fn prune_removes_only_old_finished_rows_and_a_reload_starts_new_workers() 
     assert!(format!("{d:?}").contains("late"));
     d.stop().await;
 }
+
+/// Figures, not a check (`cargo test --test notify_outbox -- --ignored --nocapture`): a
+/// network partition's 1,000 declarations for 2 receivers enqueued in one call on a SQLite
+/// file, then delivered to receivers that answer at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "figures; run by hand"]
+async fn partition_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions {
+        path: Some(tmp.path().to_path_buf()),
+        ..StoreOptions::default()
+    })
+    .await
+    .unwrap();
+    let fake = Fake::new(&[("a", Mode::Ok), ("b", Mode::Ok)]);
+    let d = Dispatcher::start(
+        store.clone(),
+        config(&["a", "b"], Delivery::default()),
+        fake.clone(),
+        CancellationToken::new(),
+    );
+    let rows = messages(1000, 0, &["a", "b"], d.now());
+    let t = std::time::Instant::now();
+    assert_eq!(store.outbox_enqueue(&rows, d.now()).await.unwrap(), 2000);
+    let queued = t.elapsed();
+    d.wake();
+    eventually(Duration::from_secs(600), "all delivered", || async {
+        store
+            .outbox_pending()
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let delivered = t.elapsed();
+    println!(
+        "enqueue 2000 rows: {queued:?}; all delivered after {delivered:?} ({:.0} rows/s)",
+        2000.0 / delivered.as_secs_f64()
+    );
+    d.stop().await;
+}

@@ -272,6 +272,13 @@ async fn a_deleted_file_degrades_to_memory_and_recovers() {
         s.transitions(None, DAY0, DAY0 + 2, 0).await.unwrap().len(),
         1
     );
+    // The outbox works on the in-memory fallback meanwhile.
+    let row = outbox_row("inc1:declared@oncall", 1, "oncall", DAY0);
+    assert_eq!(s.outbox_enqueue(&[row], DAY0).await.unwrap(), 1);
+    let due = s.outbox_due("oncall", DAY0, 8).await.unwrap();
+    assert_eq!(keys(&due), ["inc1:declared@oncall"]);
+    s.outbox_sent(due[0].id, DAY0 + 1).await.unwrap();
+    assert!(s.outbox_pending().await.unwrap().is_empty());
 
     // Writes never wait, even while degraded: what the queue cannot hold is counted dropped.
     let started = Instant::now();
