@@ -25,10 +25,13 @@ use serde::{Deserialize, Serialize};
 use crate::store::Millis;
 
 pub mod config;
+mod config_check;
+mod defaults;
 pub mod message;
 pub mod outbox;
 pub mod plan;
 pub mod receivers;
+pub mod templates;
 
 pub use config::NotifyConfig;
 pub use message::Facts;
