@@ -164,7 +164,7 @@ const RESOLVED_TITLE: &str =
     "[{{ severity }}] RESOLVED: {{ service }}{% if duration %} after {{ duration }}{% endif %}";
 
 const RESOLVED_TEXT: &str = "\
-RESOLVED: {{ title }}
+RESOLVED: {{ service }} (incident #{{ id }}: {{ title }})
 Duration: {% if duration %}{{ duration }}{% else %}{{ elapsed }}{% endif %} (from {{ started_text }})
 {% if root_cause %}
 Root cause: {{ root_cause }}

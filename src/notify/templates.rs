@@ -176,6 +176,7 @@ impl Templates {
     ) -> Result<(String, String), TemplateError> {
         let title = self.render_part(receiver, kind, Part::Title, facts)?;
         let text = self.render_part(receiver, kind, Part::Text, facts)?;
+        let text = text.trim_end().to_string();
         Ok((one_line(&title), cut(text, MAX_OUTPUT, CUT_MARKER)))
     }
 
