@@ -289,10 +289,12 @@ fn a_second_notify_section_is_an_error_naming_the_first() {
     write("a.yaml");
     write("b.yaml");
     let e = load(dir.path()).expect_err("refused").to_string();
-    let first = Path::new("a.yaml");
     assert!(
-        e.contains("b.yaml:1:") && e.contains("notify is already set at"),
+        e.contains("b.yaml:2:") && e.contains("notify is already set at"),
         "{e}"
     );
-    assert!(e.contains(&format!("{}:1", first.display())), "{e}");
+    assert!(
+        e.contains(&format!("{}:2", dir.path().join("a.yaml").display())),
+        "{e}"
+    );
 }
