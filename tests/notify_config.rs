@@ -298,3 +298,12 @@ fn a_second_notify_section_is_an_error_naming_the_first() {
         "{e}"
     );
 }
+
+#[test]
+fn the_shipped_example_loads_once_copied_to_a_yaml_file() {
+    let text = std::fs::read_to_string("probes/notify.yaml.example").expect("the example");
+    let c = loads(&text).notify;
+    assert_eq!(c.receivers.len(), 2);
+    assert_eq!(c.routes[0].receivers, ["oncall", "am"]);
+    assert_eq!(c.escalation.len(), 3, "the runbook's tiers");
+}

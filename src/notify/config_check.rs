@@ -472,20 +472,20 @@ fn http_url(
     field: &str,
     secret: bool,
 ) -> bool {
-    let shown = if secret {
-        "the URL".to_string()
+    let (shown, hidden) = if secret {
+        (String::new(), " (the value is not shown: it is a secret)")
     } else {
-        format!("`{value}`")
+        (format!("`{value}` "), "")
     };
     match url::Url::parse(value.trim()) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => true,
         Ok(_) => {
-            let msg = format!("{shown} must be an http:// or https:// URL with a host");
+            let msg = format!("{shown}must be an http:// or https:// URL with a host{hidden}");
             diag.error(at, field, msg);
             false
         }
         Err(e) => {
-            diag.error(at, field, format!("{shown} is not a URL: {e}"));
+            diag.error(at, field, format!("{shown}is not a URL: {e}{hidden}"));
             false
         }
     }

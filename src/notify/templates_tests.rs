@@ -26,11 +26,16 @@ fn every_default_renders_with_full_and_sparse_facts_without_none() {
             );
             assert!(!text.trim().is_empty(), "{kind:?}");
             for bad in ["None", "null", "{{", "{%"] {
-                assert!(!title.contains(bad) && !text.contains(bad), "{kind:?}: {title}\n{text}");
+                assert!(
+                    !title.contains(bad) && !text.contains(bad),
+                    "{kind:?}: {title}\n{text}"
+                );
             }
             // minijinja writes an absent value as `none`; the defaults say "none yet" only.
             let words = format!("{title} {}", text.replace("none yet", ""));
-            let none = words.split(|c: char| !c.is_alphanumeric()).any(|w| w == "none");
+            let none = words
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == "none");
             assert!(!none, "{kind:?}: {title}\n{text}");
             assert!(!text.contains("\n\n\n"), "{kind:?}:\n{text}");
         }
@@ -205,4 +210,3 @@ fn long_output_is_cut_with_a_marker_and_titles_are_one_line() {
     assert_eq!(pct(12.345), "12.3");
     assert_eq!(pct(100.0), "100");
 }
-
