@@ -11,6 +11,10 @@
 //!   routes:
 //!     - receivers: [oncall, am]      # no match: every incident; match on labels narrows it
 //! ```
+//!
+//! Every key with its default is in `docs/notify.md`. The serde shapes ([`RawNotify`] and the
+//! `Raw*` types under it) hold secrets in [`Secret`] from the moment they are read; the
+//! checks live in the private `config_check` module.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The template engine behind [`Templates`]: the defaults ([`super::defaults`]) and the
+//! The template engine behind [`Templates`]: the defaults (the `defaults` module) and the
 //! config's overrides compiled once into one minijinja environment, rendered with strict
 //! undefined values, bounded work (fuel) and bounded output.
 //!
