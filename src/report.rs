@@ -7,7 +7,7 @@
 //! check targets (`GROUP/INDEX`) make the component `GROUP`, which is down in a period for as
 //! long as its least-down instance was (traffic had somewhere to go otherwise).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -89,8 +89,16 @@ pub fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_seconds(crate::runtime::history::system_time(ms)).to_string()
 }
 
-/// The component of a target by its name: a failover group's check target `GROUP/INDEX`
-/// belongs to `GROUP`.
+/// The component of `target`: the config's ([`crate::config::Config::components`], the same
+/// rule incidents use) when the report was given the config, else by its name alone.
+pub fn component<'a>(components: &'a HashMap<String, String>, target: &'a str) -> &'a str {
+    components
+        .get(target)
+        .map_or_else(|| component_of_name(target), String::as_str)
+}
+
+/// The component of a target by its name alone (no config at hand): a failover group's check
+/// target `GROUP/INDEX` belongs to `GROUP`.
 pub fn component_of_name(target: &str) -> &str {
     match target.rsplit_once('/') {
         Some((group, index)) if index.chars().all(|c| c.is_ascii_digit()) => group,
@@ -178,13 +186,15 @@ fn figures(name: &str, r: &Rollup, range_ms: i64, slo: f64) -> Figures {
     }
 }
 
-/// Reads the store and computes the report over `[from, to)` (rounded down to minutes).
+/// Reads the store and computes the report over `[from, to)` (rounded down to minutes);
+/// `components` maps targets to their components when the config is known (else empty).
 pub async fn compute(
     store: &Store,
     from: Millis,
     to: Millis,
     slo: f64,
     only: &[String],
+    components: &HashMap<String, String>,
 ) -> Result<Report, StoreError> {
     let (from, to) = (from - from.rem_euclid(60_000), to - to.rem_euclid(60_000));
     let mut rows: Vec<Rollup> = Vec::new();
@@ -197,10 +207,10 @@ pub async fn compute(
     let mut periods: BTreeMap<(String, Millis), Vec<&Rollup>> = BTreeMap::new();
     for r in &rows {
         add_into(targets.entry(r.target.clone()).or_default(), r);
-        let c = component_of_name(&r.target).to_string();
+        let c = component(components, &r.target).to_string();
         periods.entry((c, r.start)).or_default().push(r);
     }
-    let mut components: BTreeMap<String, Rollup> = BTreeMap::new();
+    let mut by_component: BTreeMap<String, Rollup> = BTreeMap::new();
     for ((c, _), rs) in &periods {
         let mut sum = Rollup::default();
         for r in rs {
@@ -210,15 +220,15 @@ pub async fn compute(
             sum.down_ms = rs.iter().map(|r| r.down_ms).min().unwrap_or(0);
             sum.maintenance_ms = rs.iter().map(|r| r.maintenance_ms).max().unwrap_or(0);
         }
-        add_into(components.entry(c.clone()).or_default(), &sum);
+        add_into(by_component.entry(c.clone()).or_default(), &sum);
     }
     let range = to - from;
-    let incidents = incidents(store, from, to, only).await?;
+    let incidents = incidents(store, from, to, only, components).await?;
     Ok(Report {
         from: rfc3339(from),
         to: rfc3339(to),
         slo,
-        components: components
+        components: by_component
             .iter()
             .map(|(n, r)| figures(n, r, range, slo))
             .collect(),
@@ -235,6 +245,7 @@ async fn incidents(
     from: Millis,
     to: Millis,
     only: &[String],
+    components: &HashMap<String, String>,
 ) -> Result<Vec<IncidentRow>, StoreError> {
     let all = store.incidents(&IncidentQuery::default()).await?;
     let mut out: Vec<IncidentRow> = all
@@ -244,7 +255,7 @@ async fn incidents(
             only.is_empty()
                 || only
                     .iter()
-                    .any(|t| i.targets.contains(t) || component_of_name(t) == i.component)
+                    .any(|t| i.targets.contains(t) || component(components, t) == i.component)
         })
         .map(|i| IncidentRow {
             id: i.id,

@@ -74,7 +74,7 @@ async fn filled() -> Store {
 #[tokio::test]
 async fn a_two_day_report_counts_thirty_seconds_down_and_excludes_maintenance() {
     let store = filled().await;
-    let r = compute(&store, MAY, MAY + 2 * DAY, 0.999, &[])
+    let r = compute(&store, MAY, MAY + 2 * DAY, 0.999, &[], &Default::default())
         .await
         .unwrap();
     assert_eq!(r.targets.len(), 1);
@@ -114,14 +114,41 @@ async fn a_range_with_edges_reads_the_edge_minutes_and_nothing_outside() {
     let store = filled().await;
     // 10:00 to 10:05 on day one: the minute at 10:00 held the outage.
     let from = MAY + 600 * MIN;
-    let r = compute(&store, from, from + 5 * MIN, 0.999, &[])
-        .await
-        .unwrap();
+    let r = compute(
+        &store,
+        from,
+        from + 5 * MIN,
+        0.999,
+        &[],
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let t = &r.targets[0];
     assert_eq!((t.probes, t.down_seconds), (300, 30.0));
     let uptime = t.uptime.expect("uptime");
     assert!((uptime - 0.9).abs() < 1e-12, "{uptime}");
     assert!(t.error_budget_consumed > 1.0, "overspent in five minutes");
-    let none = compute(&store, MAY - DAY, MAY, 0.999, &[]).await.unwrap();
+    let none = compute(&store, MAY - DAY, MAY, 0.999, &[], &Default::default())
+        .await
+        .unwrap();
     assert!(none.targets.is_empty() && none.incidents.is_empty());
+}
+
+#[tokio::test]
+async fn with_the_config_targets_are_grouped_into_their_components_as_incidents_group_them() {
+    let store = filled().await;
+    let components = [(
+        "gateway-health".to_string(),
+        "inference-gateway".to_string(),
+    )]
+    .into_iter()
+    .collect();
+    let r = compute(&store, MAY, MAY + 2 * DAY, 0.999, &[], &components)
+        .await
+        .unwrap();
+    assert_eq!(r.components.len(), 1);
+    assert_eq!(r.components[0].name, "inference-gateway");
+    assert_eq!(r.components[0].down_seconds, 30.0);
+    assert_eq!(r.targets[0].name, "gateway-health");
 }

@@ -137,13 +137,96 @@ async fn a_newer_schema_is_refused() {
             e,
             StoreError::NewerSchema {
                 found: 99,
-                known: 1,
+                known: 2,
                 ..
             }
         ),
         "{e:?}"
     );
     assert!(e.to_string().contains("newer"), "{e}");
+}
+
+/// Schema version 1 as watchfire wrote it before migration 2 (SQLite), with an incident.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE watchfire_schema (version BIGINT NOT NULL);
+INSERT INTO watchfire_schema (version) VALUES (1);
+CREATE TABLE target_state (target TEXT PRIMARY KEY, health TEXT NOT NULL,
+    successes BIGINT NOT NULL, failures BIGINT NOT NULL, since BIGINT NOT NULL, reason TEXT,
+    detail TEXT);
+CREATE TABLE group_state (grp TEXT PRIMARY KEY, active BIGINT, json TEXT NOT NULL,
+    updated BIGINT NOT NULL);
+CREATE TABLE transitions (id INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL,
+    subject TEXT NOT NULL, name TEXT NOT NULL, from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL, reason TEXT, detail TEXT);
+CREATE INDEX transitions_name_at ON transitions (name, at);
+CREATE INDEX transitions_at ON transitions (at);
+CREATE TABLE incidents (id INTEGER PRIMARY KEY AUTOINCREMENT, component TEXT NOT NULL,
+    title TEXT NOT NULL, status TEXT NOT NULL, impact TEXT NOT NULL, started BIGINT NOT NULL,
+    resolved BIGINT, targets TEXT NOT NULL, in_maintenance BIGINT NOT NULL, figures TEXT);
+CREATE INDEX incidents_started ON incidents (started);
+CREATE INDEX incidents_resolved ON incidents (resolved);
+CREATE TABLE incident_updates (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident BIGINT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE, at BIGINT NOT NULL,
+    status TEXT NOT NULL, message TEXT NOT NULL, automatic BIGINT NOT NULL);
+CREATE INDEX incident_updates_incident ON incident_updates (incident, at);
+CREATE TABLE maintenance (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
+    components TEXT NOT NULL, start_at BIGINT NOT NULL, end_at BIGINT NOT NULL, every TEXT,
+    tz TEXT NOT NULL);
+CREATE TABLE rollups (level BIGINT NOT NULL, target TEXT NOT NULL, start BIGINT NOT NULL,
+    probes BIGINT NOT NULL, failures BIGINT NOT NULL, by_reason TEXT, down_ms BIGINT NOT NULL,
+    maintenance_ms BIGINT NOT NULL, latency BLOB NOT NULL, latency_sum DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (level, target, start));
+CREATE INDEX rollups_level_start ON rollups (level, start);
+INSERT INTO incidents (component, title, status, impact, started, resolved, targets,
+    in_maintenance, figures) VALUES ('api', 'api is down', 'resolved', 'major', 1000, 2000,
+    '["api/a-0"]', 0, NULL)
+"#;
+
+/// A database written by schema 1 (before the outbox) is migrated at open: its incidents keep
+/// their fields and gain the new ones (empty), and the outbox works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_migrated_to_the_outbox() {
+    use sqlx::{Connection, Executor};
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", tmp.path().join(FILE_NAME).display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    c.execute(SCHEMA_V1).await.unwrap();
+    c.close().await.unwrap();
+
+    let s = Store::open(&file_opts(tmp.path())).await.unwrap();
+    let old = s.incidents(&Default::default()).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(
+        (old[0].component.as_str(), old[0].resolved),
+        ("api", Some(2000))
+    );
+    assert_eq!(
+        (old[0].acknowledged, &old[0].root_cause, &old[0].resolution),
+        (None, &None, &None)
+    );
+    let mut acked = old[0].clone();
+    acked.acknowledged = Some(1500);
+    acked.root_cause = Some("OOM kill (exit 137)".into());
+    s.save_incident(&acked).await.unwrap();
+    assert_eq!(s.incident(acked.id).await.unwrap(), Some(acked.clone()));
+    let row = outbox_row(
+        &format!("inc{}:resolved@oncall", acked.id),
+        acked.id,
+        "oncall",
+        2000,
+    );
+    assert_eq!(s.outbox_enqueue(&[row], 2000).await.unwrap(), 1);
+    assert_eq!(s.outbox_keys(acked.id).await.unwrap().len(), 1);
+    drop(s);
+
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM watchfire_schema ORDER BY version")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2]);
+    c.close().await.unwrap();
 }
 
 /// The data directory disappears (and a file takes its place, so that it cannot be made
@@ -189,6 +272,13 @@ async fn a_deleted_file_degrades_to_memory_and_recovers() {
         s.transitions(None, DAY0, DAY0 + 2, 0).await.unwrap().len(),
         1
     );
+    // The outbox works on the in-memory fallback meanwhile.
+    let row = outbox_row("inc1:declared@oncall", 1, "oncall", DAY0);
+    assert_eq!(s.outbox_enqueue(&[row], DAY0).await.unwrap(), 1);
+    let due = s.outbox_due("oncall", DAY0, 8).await.unwrap();
+    assert_eq!(keys(&due), ["inc1:declared@oncall"]);
+    s.outbox_sent(due[0].id, DAY0 + 1).await.unwrap();
+    assert!(s.outbox_pending().await.unwrap().is_empty());
 
     // Writes never wait, even while degraded: what the queue cannot hold is counted dropped.
     let started = Instant::now();

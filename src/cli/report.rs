@@ -30,6 +30,12 @@ pub struct ReportArgs {
     /// in the store.
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
+    /// The config the store was written under: targets are grouped into components as
+    /// incidents group them (failover groups, `component` labels). Without it, a failover
+    /// group's check target `GROUP/INDEX` counts as `GROUP` and every other target as its own
+    /// component.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Write the report here instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -82,7 +88,13 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
     let store = crate::store::Store::open(&a.storage.options(Some(super::storage::DEFAULT_PATH)))
         .await
         .context("opening the store (--storage.path / --storage.url)")?;
-    let report = crate::report::compute(&store, from, to, a.slo, &a.targets)
+    let components = match &a.config {
+        Some(p) => crate::config::load(p)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .components(),
+        None => std::collections::HashMap::new(),
+    };
+    let report = crate::report::compute(&store, from, to, a.slo, &a.targets, &components)
         .await
         .context("reading the store")?;
     let text = match a.format {

@@ -356,6 +356,39 @@ pub const STORE_BATCH: Family = family(
     "Time the store took to apply one batch of writes (one transaction), seconds.",
 );
 
+// Incident notifications (label `receiver`).
+
+/// Messages delivered, by receiver and kind.
+pub const NOTIFY_SENT: Family = family(
+    "watchfire_notify_sent_total",
+    Type::Counter,
+    "Incident messages delivered, by receiver and message kind (declared, update, escalated, acknowledged, note, status_page, resolved, test).",
+);
+/// Messages given up, by receiver.
+pub const NOTIFY_FAILED: Family = family(
+    "watchfire_notify_failed_total",
+    Type::Counter,
+    "Incident messages given up, by receiver: rejected for good (a 4xx, a bad routing key) or not delivered within delivery.give_up_after.",
+);
+/// Failed attempts that will be retried, by receiver.
+pub const NOTIFY_RETRIES: Family = family(
+    "watchfire_notify_retries_total",
+    Type::Counter,
+    "Failed delivery attempts that will be retried (refused, timed out, 5xx, 429), by receiver.",
+);
+/// Messages waiting to be delivered, by receiver.
+pub const NOTIFY_QUEUE: Family = family(
+    "watchfire_notify_queue",
+    Type::Gauge,
+    "Incident messages in the outbox not delivered yet (first try or retry pending), by receiver.",
+);
+/// Time from a message being due to its delivery, by receiver.
+pub const NOTIFY_DELIVERY: Family = family(
+    "watchfire_notify_delivery_seconds",
+    Type::Histogram,
+    "Time from an incident message being due to its delivery, retries included, by receiver, seconds.",
+);
+
 /// Every family above, in the order `/metrics` writes them.
 pub const ALL: &[Family] = &[
     PROBE_SUCCESS,
@@ -414,6 +447,11 @@ pub const ALL: &[Family] = &[
     STORE_WRITE_ERRORS,
     STORE_QUEUE,
     STORE_BATCH,
+    NOTIFY_SENT,
+    NOTIFY_FAILED,
+    NOTIFY_RETRIES,
+    NOTIFY_QUEUE,
+    NOTIFY_DELIVERY,
 ];
 
 /// The families a blackbox `/probe` answer can hold, by name (blackbox_exporter's names).

@@ -5,6 +5,8 @@
 //!   slo: 99.9              # percent of the window the service must be up (default 99.9)
 //!   slo_window: 30d        # the SLO's window (default 30d)
 //!   request_rate: 12.5     # requests/s assumed when no proxy counts them (default: none)
+//!   reopen_within: 5m      # a component down again this soon after its incident resolved
+//!                          # reopens it (default 5m; 0s: always a new incident)
 //!
 //! maintenance:
 //!   - name: weekly deploy
@@ -35,6 +37,10 @@ pub const DEFAULT_SLO: f64 = 99.9;
 /// The default SLO window.
 pub const DEFAULT_SLO_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 
+/// The default time after an incident's resolution within which its component going down
+/// again reopens it.
+pub const DEFAULT_REOPEN_WITHIN: Duration = Duration::from_secs(300);
+
 /// `incidents:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +51,8 @@ pub struct RawIncidents {
     pub slo_window: Option<Spanned<String>>,
     /// Requests per second assumed when no failover proxy counts them.
     pub request_rate: Option<Spanned<f64>>,
+    /// A component down again this soon after its incident resolved reopens it (`5m`).
+    pub reopen_within: Option<Spanned<String>>,
 }
 
 /// The checked `incidents:` section.
@@ -56,6 +64,10 @@ pub struct IncidentsConfig {
     pub slo_window: Duration,
     /// Requests per second assumed when no failover proxy counts them.
     pub request_rate: Option<f64>,
+    /// A component that goes down again within this long of its last incident's resolution
+    /// reopens that incident instead of opening another (flapping makes one incident); zero
+    /// turns it off.
+    pub reopen_within: Duration,
 }
 
 impl Default for IncidentsConfig {
@@ -64,6 +76,7 @@ impl Default for IncidentsConfig {
             slo: DEFAULT_SLO,
             slo_window: DEFAULT_SLO_WINDOW,
             request_rate: None,
+            reopen_within: DEFAULT_REOPEN_WITHIN,
         }
     }
 }
@@ -133,6 +146,18 @@ pub fn check_incidents(
             Err(e) => {
                 let msg = format!("`{}` is not a duration (such as 30d): {e}", w.value);
                 diag.error(w, "incidents.slo_window", msg)
+            }
+        }
+    }
+    if let Some(w) = &r.reopen_within {
+        match humantime::parse_duration(w.value.trim()) {
+            Ok(d) => out.reopen_within = d,
+            Err(e) => {
+                let msg = format!(
+                    "`{}` is not a duration (such as 5m, or 0s for never): {e}",
+                    w.value
+                );
+                diag.error(w, "incidents.reopen_within", msg)
             }
         }
     }

@@ -10,6 +10,11 @@
 //! on across a restart, and it re-reads an incident before each change, so a change made through
 //! the API ([`manual`]) is never undone.
 //!
+//! A component that goes down again within `incidents.reopen_within` (default 5m) of its last
+//! incident's resolution reopens that incident (resolution cleared, status investigating, an
+//! automatic "Down again: ..." update) instead of opening another: a flapping component makes
+//! one incident with updates, not a stream of incidents.
+//!
 //! The manager is fed by whoever owns the events (the runtime's glue) through
 //! [`Incidents::on_transition`] and [`Incidents::on_switch`]; it learns live counts through the
 //! small [`Counters`] trait the app supplies.
@@ -149,6 +154,9 @@ struct Live {
     rate: Option<f64>,
 }
 
+/// How many of the newest incidents [`Incidents::load`] reads for ones to reopen.
+const RECENT_LOADED: usize = 500;
+
 /// How long proxy samples are kept for the rate before an outage.
 const RATE_WINDOW_MS: Millis = 5 * 60_000;
 /// The shortest sampled span a rate is computed over.
@@ -163,6 +171,8 @@ pub struct Incidents {
     live: HashMap<i64, Live>,
     /// Per group: (when, proxied requests) samples, oldest first.
     samples: HashMap<String, VecDeque<(Millis, u64)>>,
+    /// Per component, its last resolved incident's id (a candidate for reopening).
+    recent: HashMap<String, i64>,
 }
 
 impl std::fmt::Debug for Incidents {
@@ -187,6 +197,17 @@ impl Incidents {
                 ..IncidentQuery::default()
             })
             .await?;
+        // Incidents resolved lately, newest first: each component's may be reopened.
+        let mut recent = HashMap::new();
+        let latest = IncidentQuery {
+            limit: RECENT_LOADED,
+            ..IncidentQuery::default()
+        };
+        for i in store.incidents(&latest).await? {
+            if i.resolved.is_some() {
+                recent.entry(i.component.clone()).or_insert(i.id);
+            }
+        }
         let live = open
             .into_iter()
             .map(|i| {
@@ -205,6 +226,7 @@ impl Incidents {
             counters,
             live,
             samples: HashMap::new(),
+            recent,
         })
     }
 
@@ -294,6 +316,9 @@ impl Incidents {
             self.auto_update(&inc, e.at, msg).await?;
             return Ok(());
         }
+        if let Some(inc) = self.reopenable(&e.component, e.at).await? {
+            return self.reopen(inc, e, failures.unwrap_or(0), &what).await;
+        }
         let in_maintenance = self.calendar.covered(&e.target, e.at, e.at + 1) > 0
             || self.calendar.covered(&e.component, e.at, e.at + 1) > 0;
         let inc = Incident {
@@ -348,6 +373,7 @@ impl Incidents {
             };
             if inc.resolved.is_some() {
                 // Resolved by hand: the recovery adds nothing.
+                self.recent.insert(inc.component.clone(), inc.id);
                 continue;
             }
             self.resolve(inc, &live, at).await?;
@@ -355,8 +381,61 @@ impl Incidents {
         Ok(())
     }
 
+    /// The resolved incident of `component` that its going down at `at` reopens: its last,
+    /// if that resolved (and still is) at most `reopen_within` before `at`.
+    async fn reopenable(
+        &self,
+        component: &str,
+        at: Millis,
+    ) -> Result<Option<Incident>, StoreError> {
+        let within = Millis::try_from(self.config.reopen_within.as_millis()).unwrap_or(Millis::MAX);
+        let Some(id) = self.recent.get(component).filter(|_| within > 0) else {
+            return Ok(None);
+        };
+        let inc = self.store.incident(*id).await?;
+        Ok(inc.filter(|i| i.resolved.is_some_and(|r| r <= at && at - r <= within)))
+    }
+
+    /// Reopens `inc`, resolved lately, because its component's `e.target` is down again.
+    async fn reopen(
+        &mut self,
+        mut inc: Incident,
+        e: &TargetEvent,
+        failures: u64,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let after = figures::human(e.at - inc.resolved.unwrap_or(e.at));
+        inc.resolved = None;
+        inc.status = IncidentStatus::Investigating;
+        inc.figures = None;
+        if !inc.targets.contains(&e.target) {
+            inc.targets.push(e.target.clone());
+        }
+        self.store.save_incident(&inc).await?;
+        self.recent.remove(&inc.component);
+        let live = Live {
+            down: [e.target.clone()].into(),
+            failures_at: [(e.target.clone(), failures)].into(),
+            proxied_at: self.counters.proxied(&inc.component),
+            rate: self.rate_before(&inc.component, e.at),
+        };
+        self.live.insert(inc.id, live);
+        let msg = format!(
+            "Down again: {} is down ({what}), {after} after it recovered",
+            e.target
+        );
+        self.auto_update(&inc, e.at, msg).await?;
+        tracing::warn!(incident = inc.id, component = %inc.component, target = %e.target, "incident reopened");
+        Ok(())
+    }
+
     /// Resolves `inc` at `at` with its figures and the automatic "recovered" update.
-    async fn resolve(&self, mut inc: Incident, live: &Live, at: Millis) -> Result<(), StoreError> {
+    async fn resolve(
+        &mut self,
+        mut inc: Incident,
+        live: &Live,
+        at: Millis,
+    ) -> Result<(), StoreError> {
         let mut inputs = figures_inputs(&self.store, &*self.calendar, &inc, at).await?;
         inputs.failed_probes_seen = inc
             .targets
@@ -378,6 +457,7 @@ impl Incidents {
         inc.resolved = Some(at);
         inc.figures = Some(f.to_json());
         self.store.save_incident(&inc).await?;
+        self.recent.insert(inc.component.clone(), inc.id);
         let msg = format!("Recovered after {}", figures::human(at - inc.started));
         self.auto_update(&inc, at, msg).await?;
         tracing::info!(incident = inc.id, component = %inc.component, "incident resolved");

@@ -129,11 +129,80 @@ async fn two_targets_of_one_component_make_one_incident() {
     assert_eq!(gw.status, IncidentStatus::Resolved);
     let t = timeline(&store, gw.id).await;
     assert_eq!(t.last().unwrap(), "Recovered after 4m12s");
-    // A new outage after resolution opens a new incident.
-    m.on_transition(&down("health", "gw", T0 + 300_000))
+    // A new outage longer than `reopen_within` (5m) after resolution opens a new incident.
+    m.on_transition(&down("health", "gw", T0 + 252_000 + 300_001))
         .await
         .unwrap();
     assert_eq!(all(&store).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_flapping_component_reopens_its_incident_instead_of_opening_another() {
+    let store = Store::memory();
+    let mut m = manager(&store, Arc::default()).await;
+    for k in 0..3 {
+        let t = T0 + k * 120_000;
+        m.on_transition(&down("health", "gw", t)).await.unwrap();
+        m.on_transition(&up("health", "gw", t + 60_000))
+            .await
+            .unwrap();
+    }
+    let v = all(&store).await;
+    assert_eq!(v.len(), 1, "one incident: {v:?}");
+    let inc = &v[0];
+    assert_eq!(inc.resolved, Some(T0 + 300_000));
+    assert_eq!(inc.status, IncidentStatus::Resolved);
+    assert!(inc.figures.is_some());
+    let t = timeline(&store, inc.id).await;
+    assert_eq!(t.len(), 6, "{t:?}");
+    assert!(
+        t[2].starts_with("Down again: health is down (connect_refused")
+            && t[2].ends_with("1m0s after it recovered"),
+        "{t:?}"
+    );
+    let statuses: Vec<_> = store
+        .updates(&[inc.id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.status)
+        .collect();
+    assert_eq!(statuses[2], IncidentStatus::Investigating);
+    assert_eq!(statuses[3], IncidentStatus::Resolved);
+    // Reopened and down: open again until it recovers.
+    m.on_transition(&down("health", "gw", T0 + 400_000))
+        .await
+        .unwrap();
+    let inc = store.incident(inc.id).await.unwrap().unwrap();
+    assert!(inc.resolved.is_none() && inc.figures.is_none(), "{inc:?}");
+    assert_eq!(m.open_ids(), [inc.id]);
+}
+
+#[tokio::test]
+async fn reopening_survives_a_restart_and_can_be_turned_off() {
+    let store = Store::memory();
+    let mut m = manager(&store, Arc::default()).await;
+    m.on_transition(&down("health", "gw", T0)).await.unwrap();
+    m.on_transition(&up("health", "gw", T0 + 60_000))
+        .await
+        .unwrap();
+    // A new manager (a restart) still knows the incident just resolved.
+    let mut m = manager(&store, Arc::default()).await;
+    m.on_transition(&down("health", "gw", T0 + 90_000))
+        .await
+        .unwrap();
+    m.on_transition(&up("health", "gw", T0 + 100_000))
+        .await
+        .unwrap();
+    assert_eq!(all(&store).await.len(), 1);
+    m.set_config(IncidentsConfig {
+        reopen_within: std::time::Duration::ZERO,
+        ..IncidentsConfig::default()
+    });
+    m.on_transition(&down("health", "gw", T0 + 110_000))
+        .await
+        .unwrap();
+    assert_eq!(all(&store).await.len(), 2, "0s: always a new incident");
 }
 
 #[tokio::test]

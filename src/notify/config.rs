@@ -11,6 +11,10 @@
 //!   routes:
 //!     - receivers: [oncall, am]      # no match: every incident; match on labels narrows it
 //! ```
+//!
+//! Every key with its default is in `docs/notify.md`. The serde shapes ([`RawNotify`] and the
+//! `Raw*` types under it) hold secrets in [`Secret`] from the moment they are read; the
+//! checks live in the private `config_check` module.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,9 +27,42 @@ use crate::diag::Diagnostics;
 use crate::redact::Secret;
 
 use super::message::Templates;
+use super::Kind;
 
 /// The default time between updates.
 pub const DEFAULT_UPDATE_EVERY: Duration = Duration::from_secs(300);
+
+/// The receiver that writes `status_page` messages into the incident's timeline; built in,
+/// so no configured receiver may take its name.
+pub const STATUS_PAGE_RECEIVER: &str = "status-page";
+
+/// The default Events API v2 endpoint.
+pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// The default time between two posts of a firing incident's alert to Alertmanager.
+pub const DEFAULT_RESEND: Duration = Duration::from_secs(60);
+
+/// The default bound on one `exec` run.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The runbook's escalation tiers, used when `notify:` has no `escalation` key: service
+/// owner and SRE lead after 5 minutes, engineering manager and platform lead after 15,
+/// executives after 30; each to the incident's routes' receivers. (The first 5 minutes are
+/// the on-call's, who get the declaration.)
+pub fn runbook_tiers() -> Vec<Tier> {
+    [
+        (5, "service owner + SRE lead"),
+        (15, "engineering manager + platform lead"),
+        (30, "executives"),
+    ]
+    .into_iter()
+    .map(|(m, who)| Tier {
+        after: Duration::from_secs(m * 60),
+        who: who.to_string(),
+        receivers: Vec::new(),
+    })
+    .collect()
+}
 
 /// The checked `notify:` section.
 #[derive(Debug, Clone)]
@@ -214,7 +251,198 @@ pub struct Tier {
 /// `notify:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawNotify {}
+pub struct RawNotify {
+    /// Time between updates (`5m`).
+    pub update_every: Option<Spanned<String>>,
+    /// Severity when targets carry no `severity` label (`P0`).
+    pub severity: Option<Spanned<String>>,
+    /// The incident commander named in declarations.
+    pub commander: Option<Spanned<String>>,
+    /// The war-room link.
+    pub war_room: Option<Spanned<String>>,
+    /// The status page's public URL.
+    pub status_page: Option<Spanned<String>>,
+    /// Retries and pruning.
+    pub delivery: Option<Spanned<RawDelivery>>,
+    /// Escalation tiers (absent: the runbook's; empty: none).
+    pub escalation: Option<Vec<Spanned<RawTier>>>,
+    /// Overrides for every receiver, per kind.
+    pub templates: Option<Spanned<RawTemplates>>,
+    /// Receivers.
+    #[serde(default)]
+    pub receivers: Vec<Spanned<RawReceiver>>,
+    /// Routes.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `notify.delivery` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    /// First retry delay.
+    pub backoff: Option<Spanned<String>>,
+    /// Longest delay between attempts.
+    pub max_backoff: Option<Spanned<String>>,
+    /// When a message is given up.
+    pub give_up_after: Option<Spanned<String>>,
+    /// Bound on one attempt.
+    pub timeout: Option<Spanned<String>>,
+    /// How long sent and failed rows are kept.
+    pub keep: Option<Spanned<String>>,
+}
+
+/// One entry of `notify.escalation` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    /// Elapsed time that reaches it.
+    pub after: Option<Spanned<String>>,
+    /// Who is told.
+    pub who: Option<Spanned<String>>,
+    /// Receivers (empty: the routes').
+    #[serde(default)]
+    pub receivers: Vec<Spanned<String>>,
+}
+
+/// Templates per kind as written (`notify.templates`, `notify.receivers[N].templates`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplates {
+    /// The major-incident declaration.
+    pub declared: Option<Spanned<RawTemplate>>,
+    /// The periodic update.
+    pub update: Option<Spanned<RawTemplate>>,
+    /// The executive summary at an escalation tier.
+    pub escalated: Option<Spanned<RawTemplate>>,
+    /// The acknowledgement.
+    pub acknowledged: Option<Spanned<RawTemplate>>,
+    /// A person's update.
+    pub note: Option<Spanned<RawTemplate>>,
+    /// The status-page text.
+    pub status_page: Option<Spanned<RawTemplate>>,
+    /// RESOLVED.
+    pub resolved: Option<Spanned<RawTemplate>>,
+    /// The test message.
+    pub test: Option<Spanned<RawTemplate>>,
+}
+
+impl RawTemplates {
+    /// Each kind's entry, when written.
+    pub fn entries(&self) -> impl Iterator<Item = (Kind, &Spanned<RawTemplate>)> {
+        [
+            (Kind::Declared, &self.declared),
+            (Kind::Update, &self.update),
+            (Kind::Escalated, &self.escalated),
+            (Kind::Acknowledged, &self.acknowledged),
+            (Kind::Note, &self.note),
+            (Kind::StatusPage, &self.status_page),
+            (Kind::Resolved, &self.resolved),
+            (Kind::Test, &self.test),
+        ]
+        .into_iter()
+        .filter_map(|(k, t)| t.as_ref().map(|t| (k, t)))
+    }
+}
+
+/// One kind's templates as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    /// The title (one line).
+    pub title: Option<Spanned<String>>,
+    /// The body.
+    pub text: Option<Spanned<String>>,
+}
+
+/// One entry of `notify.receivers` as written: a name and exactly one kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    /// Its name.
+    pub name: Option<Spanned<String>>,
+    /// A Slack incoming webhook.
+    pub slack: Option<Spanned<RawSlack>>,
+    /// PagerDuty Events API v2.
+    pub pagerduty: Option<Spanned<RawPagerDuty>>,
+    /// Alertmanager.
+    pub alertmanager: Option<Spanned<RawAlertmanager>>,
+    /// A JSON webhook.
+    pub webhook: Option<Spanned<RawWebhook>>,
+    /// A command.
+    pub exec: Option<Spanned<RawExec>>,
+    /// Overrides for this receiver, per kind.
+    pub templates: Option<Spanned<RawTemplates>>,
+}
+
+/// `slack:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlack {
+    /// The incoming-webhook URL.
+    pub url: Option<Spanned<Secret<String>>>,
+}
+
+/// `pagerduty:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagerDuty {
+    /// The integration's routing key.
+    pub routing_key: Option<Spanned<Secret<String>>>,
+    /// The Events API v2 endpoint.
+    pub url: Option<Spanned<String>>,
+}
+
+/// `alertmanager:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    /// Alertmanager's base URL.
+    pub url: Option<Spanned<String>>,
+    /// How often a firing alert is sent again.
+    pub resend: Option<Spanned<String>>,
+}
+
+/// `webhook:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Where the JSON goes.
+    pub url: Option<Spanned<Secret<String>>>,
+    /// The HMAC-SHA256 key of the signature header.
+    pub secret: Option<Spanned<Secret<String>>>,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<Secret<String>>>,
+}
+
+/// `exec:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    /// Program and arguments.
+    #[serde(default)]
+    pub argv: Vec<Spanned<String>>,
+    /// Extra environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<Secret<String>>>,
+    /// Bound on one run.
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// One entry of `notify.routes` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Label equalities (absent: every incident).
+    #[serde(rename = "match", default)]
+    pub matchers: BTreeMap<String, Spanned<String>>,
+    /// Receiver names.
+    #[serde(default)]
+    pub receivers: Vec<Spanned<String>>,
+    /// How long the declaration waits.
+    pub wait: Option<Spanned<String>>,
+}
 
 /// Checks `raw` into `out`, reporting every problem with its file, line and field; `at` is
 /// where a `notify:` section was set already (file, line): a second one is an error.
@@ -224,6 +452,11 @@ pub fn check_section(
     at: &mut Option<(PathBuf, u64)>,
     out: &mut NotifyConfig,
 ) {
-    let _ = (diag, raw, at, out);
-    todo!("notify-core")
+    if let Some((f, l)) = at {
+        let msg = format!("notify is already set at {}:{l}", f.display());
+        diag.error(raw, "notify", msg);
+        return;
+    }
+    *at = Some((diag.file().to_path_buf(), raw.referenced.line()));
+    *out = super::config_check::check(diag, raw);
 }

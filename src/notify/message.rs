@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Kind;
+pub use super::templates::{Override, Part, Templates};
 use crate::store::Millis;
 
 /// Everything a message can say about an incident at one moment: the template context.
@@ -95,28 +95,4 @@ pub struct TemplateError {
     pub line: Option<usize>,
     /// What went wrong.
     pub message: String,
-}
-
-/// The templates in force: the defaults, with the config's overrides per receiver and kind.
-#[derive(Debug, Clone, Default)]
-pub struct Templates {}
-
-impl Templates {
-    /// Renders `kind` for `receiver` from `facts`: (title, text).
-    pub fn render(
-        &self,
-        receiver: &str,
-        kind: Kind,
-        facts: &Facts,
-    ) -> Result<(String, String), TemplateError> {
-        let _ = (receiver, kind, facts);
-        todo!("notify-core")
-    }
-
-    /// Sample facts for `check` and `notify test`: a P0 outage of `service` with every field
-    /// filled.
-    pub fn sample(service: &str) -> Facts {
-        let _ = service;
-        todo!("notify-core")
-    }
 }

@@ -11,7 +11,8 @@
 //!   that is due for it, each with a deterministic key ([`Due`]). Planning again never makes a
 //!   second message: the outbox ignores a key it holds.
 //! - [`message`]: the facts a message is rendered from ([`Facts`]) and the templates that
-//!   render them ([`message::Templates`]), the runbook's own text by default.
+//!   render them ([`message::Templates`], built in [`templates`]), the runbook's own text by
+//!   default.
 //! - [`receivers`]: each receiver kind's payload and delivery ([`receivers::send`]), with
 //!   failures typed as retryable or not ([`receivers::SendError`]).
 //! - [`outbox`]: per-receiver delivery workers over the store's outbox rows: retries with
@@ -25,10 +26,13 @@ use serde::{Deserialize, Serialize};
 use crate::store::Millis;
 
 pub mod config;
+mod config_check;
+mod defaults;
 pub mod message;
 pub mod outbox;
 pub mod plan;
 pub mod receivers;
+pub mod templates;
 
 pub use config::NotifyConfig;
 pub use message::Facts;

@@ -524,4 +524,4 @@ pub fn add_into(r: &mut Rollup, m: &Rollup) {
 }
 
 mod outbox;
-pub use outbox::{NewOutbox, OutboxRow, OutboxState};
+pub use outbox::{NewOutbox, OutboxRow, OutboxState, PRUNE_MAX as OUTBOX_PRUNE_MAX};

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use watchfire::state::Health;
 use watchfire::store::{
     add_into, GroupState, Impact, Incident, IncidentQuery, IncidentStatus, IncidentUpdate, Level,
-    Maintenance, Millis, Rollup, Store, StoreError, Subject, TargetState, TransitionRecord, Write,
-    LATENCY_BOUNDS,
+    Maintenance, Millis, NewOutbox, OutboxState, Rollup, Store, StoreError, Subject, TargetState,
+    TransitionRecord, Write, LATENCY_BOUNDS,
 };
 
 /// A day in 2026, UTC midnight.
@@ -409,6 +409,201 @@ pub async fn concurrent(store: &Store) {
     assert_eq!(st.dropped, 0);
 }
 
+/// An outbox row to enqueue: `key` for `receiver`, of `incident`, due at `due`.
+pub fn outbox_row(key: &str, incident: i64, receiver: &str, due: Millis) -> NewOutbox {
+    NewOutbox {
+        key: key.to_string(),
+        incident,
+        receiver: receiver.to_string(),
+        kind: "update".to_string(),
+        due,
+        message: format!(r#"{{"key":"{key}"}}"#),
+        state: OutboxState::Pending,
+    }
+}
+
+/// The keys of `rows`, in order.
+pub fn keys(rows: &[watchfire::store::OutboxRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.key.as_str()).collect()
+}
+
+/// The outbox: enqueue deduplicated by key (one transaction), due rows by id and in order
+/// per incident, retry / sent / failed transitions, pending counts, bounded prune.
+pub async fn outbox(store: &Store) {
+    let now = DAY0 + 1_000;
+    let first = [
+        outbox_row("inc1:declared@a", 1, "a", DAY0),
+        outbox_row("inc2:declared@a", 2, "a", DAY0),
+        outbox_row("inc1:declared@b", 1, "b", DAY0),
+        outbox_row("inc1:update:1@a", 1, "a", DAY0 + 10),
+        NewOutbox {
+            state: OutboxState::Suppressed,
+            ..outbox_row("inc3:declared@a", 3, "a", DAY0)
+        },
+    ];
+    assert_eq!(store.outbox_enqueue(&first, now).await.unwrap(), 5);
+    // Planning again: the held keys are ignored, the new one goes in.
+    let again = [
+        outbox_row("inc1:declared@a", 1, "a", DAY0),
+        outbox_row("inc2:update:1@a", 2, "a", DAY0 + 10),
+    ];
+    assert_eq!(store.outbox_enqueue(&again, now).await.unwrap(), 1);
+    assert_eq!(store.outbox_enqueue(&[], now).await.unwrap(), 0);
+    assert_eq!(
+        store.outbox_keys(1).await.unwrap(),
+        ["inc1:declared@a", "inc1:declared@b", "inc1:update:1@a"]
+    );
+    let all = store.outbox_rows(0, 0).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let r = &all[0];
+    assert_eq!(
+        (r.state, r.attempts, r.next_attempt, r.created, r.sent_at),
+        (OutboxState::Pending, 0, now, now, None)
+    );
+    assert_eq!(r.message, r#"{"key":"inc1:declared@a"}"#);
+    assert_eq!(all[4].state, OutboxState::Suppressed);
+    assert_eq!(keys(&store.outbox_rows(1, 2).await.unwrap()).len(), 2);
+
+    // Due: by id, one head per incident, nothing before its next attempt.
+    assert!(store.outbox_due("a", now - 1, 64).await.unwrap().is_empty());
+    let due = store.outbox_due("a", now, 64).await.unwrap();
+    assert_eq!(keys(&due), ["inc1:declared@a", "inc2:declared@a"]);
+    assert_eq!(keys(&store.outbox_due("a", now, 1).await.unwrap()).len(), 1);
+    assert_eq!(store.outbox_next("a").await.unwrap(), Some(now));
+    assert_eq!(store.outbox_next("nobody").await.unwrap(), None);
+
+    // inc1's declaration fails and waits: inc1's update waits behind it, inc2 goes on.
+    store
+        .outbox_retry(due[0].id, 1, now + 5_000, "503 from the receiver")
+        .await
+        .unwrap();
+    store.outbox_sent(due[1].id, now + 1).await.unwrap();
+    let later = store.outbox_due("a", now + 1, 64).await.unwrap();
+    assert_eq!(keys(&later), ["inc2:update:1@a"]);
+    assert_eq!(store.outbox_next("a").await.unwrap(), Some(now));
+    store.outbox_sent(later[0].id, now + 2).await.unwrap();
+    assert_eq!(store.outbox_next("a").await.unwrap(), Some(now + 5_000));
+    let retried = store.outbox_due("a", now + 5_000, 64).await.unwrap();
+    assert_eq!(keys(&retried), ["inc1:declared@a"]);
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(
+        retried[0].last_error.as_deref(),
+        Some("503 from the receiver")
+    );
+    store.outbox_failed(retried[0].id, "gave up").await.unwrap();
+    assert_eq!(
+        keys(&store.outbox_due("a", now + 5_000, 64).await.unwrap()),
+        ["inc1:update:1@a"]
+    );
+    let rows = store.outbox_rows(2, 0).await.unwrap();
+    assert!(rows.iter().all(|r| r.state == OutboxState::Sent));
+    assert_eq!(rows[0].sent_at, Some(now + 1));
+    assert_eq!(rows[0].attempts, 1);
+    let failed = &store.outbox_rows(1, 1).await.unwrap()[0];
+    assert_eq!(
+        (failed.state, failed.attempts, failed.last_error.as_deref()),
+        (OutboxState::Failed, 2, Some("gave up"))
+    );
+    assert_eq!(
+        store.outbox_pending().await.unwrap(),
+        [("a".to_string(), 1), ("b".to_string(), 1)]
+    );
+    let e = store.outbox_sent(9_999_999, now).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::NotFound {
+                what: "outbox row",
+                id: 9_999_999
+            }
+        ),
+        "{e}"
+    );
+
+    // Prune: finished rows created before the cut go, pending ones and newer ones stay.
+    let newer = [NewOutbox {
+        state: OutboxState::Suppressed,
+        ..outbox_row("inc9:declared@a", 9, "a", now)
+    }];
+    assert_eq!(store.outbox_enqueue(&newer, now + 10_000).await.unwrap(), 1);
+    assert_eq!(store.outbox_prune(now + 1).await.unwrap(), 4);
+    assert_eq!(
+        keys(&store.outbox_rows(0, 0).await.unwrap()),
+        ["inc1:declared@b", "inc1:update:1@a", "inc9:declared@a"]
+    );
+    assert_eq!(store.outbox_prune(now + 1).await.unwrap(), 0);
+}
+
+/// A status-page row delivered into its incident's timeline: the update and the row's state
+/// in one transaction, never twice.
+pub async fn outbox_into_the_timeline(store: &Store) {
+    let id = store.open_incident(&incident("api", DAY0)).await.unwrap();
+    let key = format!("inc{id}:status_page@status-page");
+    let row = outbox_row(&key, id, "status-page", DAY0);
+    store.outbox_enqueue(&[row], DAY0).await.unwrap();
+    let due = store.outbox_due("status-page", DAY0, 8).await.unwrap();
+    let update = IncidentUpdate {
+        id: 0,
+        incident: id,
+        at: DAY0 + 5,
+        status: IncidentStatus::Investigating,
+        message: "We are investigating.".to_string(),
+        automatic: true,
+    };
+    let u = store
+        .outbox_sent_as_update(due[0].id, &update, DAY0 + 5)
+        .await
+        .unwrap();
+    assert!(u.is_some());
+    let again = store
+        .outbox_sent_as_update(due[0].id, &update, DAY0 + 6)
+        .await
+        .unwrap();
+    assert_eq!(again, None, "a row already sent writes nothing");
+    let ups = store.updates(&[id]).await.unwrap();
+    assert_eq!(ups.len(), 1);
+    assert_eq!(ups[0].message, "We are investigating.");
+    assert!(ups[0].automatic);
+    let r = &store.outbox_rows(id, 0).await.unwrap()[0];
+    assert_eq!((r.state, r.sent_at), (OutboxState::Sent, Some(DAY0 + 5)));
+
+    let orphan = outbox_row(
+        "inc999999:status_page@status-page",
+        999_999,
+        "status-page",
+        DAY0,
+    );
+    store.outbox_enqueue(&[orphan], DAY0).await.unwrap();
+    let due = store.outbox_due("status-page", DAY0, 8).await.unwrap();
+    let e = store
+        .outbox_sent_as_update(
+            due[0].id,
+            &IncidentUpdate {
+                incident: 999_999,
+                ..update
+            },
+            DAY0,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::NotFound {
+                what: "incident",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        store.outbox_pending().await.unwrap()[0].1,
+        1,
+        "still pending"
+    );
+}
+
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn all<F, Fut>(fresh: F)
 where
@@ -422,6 +617,8 @@ where
     downsampling(&fresh().await).await;
     retention(&fresh().await).await;
     concurrent(&fresh().await).await;
+    outbox(&fresh().await).await;
+    outbox_into_the_timeline(&fresh().await).await;
 }
 
 /// The value of the metric line starting with `series` in the store's rendered families.
