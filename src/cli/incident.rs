@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::incident::manual::{DeclareInput, MaintenanceInput, UpdateInput};
+use crate::incident::manual::{AckInput, DeclareInput, MaintenanceInput, UpdateInput};
 use crate::incident::view::{IncidentView, MaintenanceView};
 
 /// The instance asked unless `--url` says otherwise.
@@ -67,7 +67,8 @@ pub enum IncidentAction {
         /// Incident id.
         id: i64,
     },
-    /// Post an update: status, message, impact.
+    /// Post an update: status, message, impact, root cause, resolution (sent to every
+    /// receiver as a note).
     Update {
         /// Incident id.
         id: i64,
@@ -80,14 +81,33 @@ pub enum IncidentAction {
         /// none, minor, major or critical.
         #[arg(long)]
         impact: Option<String>,
+        /// Root cause and fix.
+        #[command(flatten)]
+        cause: CauseArgs,
     },
-    /// Resolve an incident by hand.
+    /// Resolve an incident by hand (the RESOLVED message carries the root cause and the
+    /// resolution).
     Resolve {
         /// Incident id.
         id: i64,
         /// What people are told.
         #[arg(long, default_value = "Resolved.")]
         message: String,
+        /// Root cause and fix.
+        #[command(flatten)]
+        cause: CauseArgs,
+    },
+    /// Acknowledge an incident: escalation stops, and receivers are told who took it.
+    /// Acknowledging twice changes nothing.
+    Ack {
+        /// Incident id.
+        id: i64,
+        /// Who acknowledges (named on the timeline and in the message).
+        #[arg(long)]
+        by: Option<String>,
+        /// A word to add (`looking at the primary`).
+        #[arg(long)]
+        message: Option<String>,
     },
     /// Declare an incident by hand.
     Declare {
@@ -104,6 +124,17 @@ pub enum IncidentAction {
         #[arg(long)]
         impact: Option<String>,
     },
+}
+
+/// `--root-cause` and `--resolution` of `incident update` and `incident resolve`.
+#[derive(Debug, Clone, Args)]
+pub struct CauseArgs {
+    /// The root cause (kept on the incident; shown with it and in the RESOLVED message).
+    #[arg(long)]
+    pub root_cause: Option<String>,
+    /// What fixed it (kept on the incident; shown with it and in the RESOLVED message).
+    #[arg(long)]
+    pub resolution: Option<String>,
 }
 
 /// `watchfire maintenance`.
@@ -233,23 +264,34 @@ pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
             status,
             message,
             impact,
+            cause,
         } => {
             let body = UpdateInput {
                 status,
                 message,
                 impact,
+                root_cause: cause.root_cause,
+                resolution: cause.resolution,
             };
             let path = format!("/api/v1/incidents/{id}/updates");
             let (v, raw) = c.call(post, &path, Some(&body)).await?;
             (vec![v], raw)
         }
-        IncidentAction::Resolve { id, message } => {
+        IncidentAction::Resolve { id, message, cause } => {
             let body = UpdateInput {
                 status: Some("resolved".into()),
                 message,
                 impact: None,
+                root_cause: cause.root_cause,
+                resolution: cause.resolution,
             };
             let path = format!("/api/v1/incidents/{id}/updates");
+            let (v, raw) = c.call(post, &path, Some(&body)).await?;
+            (vec![v], raw)
+        }
+        IncidentAction::Ack { id, by, message } => {
+            let body = AckInput { by, message };
+            let path = format!("/api/v1/incidents/{id}/ack");
             let (v, raw) = c.call(post, &path, Some(&body)).await?;
             (vec![v], raw)
         }
