@@ -98,27 +98,31 @@ async fn read(req: Request<Incoming>) -> Result<bytes::Bytes, Response<Body>> {
     }
 }
 
-/// `bytes` as JSON, or the `400` to answer.
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response<Body>> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        // serde names the field in its message (`missing field `message``, `unknown field`).
-        error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}"), None)
-    })
-}
-
 /// The JSON body, or the `400` (`413` when too large) to answer.
 async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
-    parse(&read(req).await?)
+    decode(req, false).await
 }
 
 /// The JSON body, where an empty body reads as `{}` (for requests whose fields are all
 /// optional).
 async fn body_or_empty<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    decode(req, true).await
+}
+
+async fn decode<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    empty_is_object: bool,
+) -> Result<T, Response<Body>> {
     let bytes = read(req).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return parse(b"{}");
-    }
-    parse(&bytes)
+    let bytes: &[u8] = if empty_is_object && bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        // serde names the field in its message (`missing field `message``, `unknown field`).
+        error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}"), None)
+    })
 }
 
 fn query<'a>(q: Option<&'a str>, key: &str) -> Option<&'a str> {
