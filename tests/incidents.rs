@@ -617,3 +617,56 @@ async fn ack_and_updates_need_credentials_like_the_other_routes() {
     cancel.cancel();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn verify_posts_its_verdict_on_the_incident() {
+    let (s, cancel) = served().await;
+    let url = format!("http://{}", s.addr());
+    let id = declared(s.addr(), "Checkout down").await.to_string();
+    // The served instance's own health endpoint: up, so the verdict is PASS.
+    let target = format!("{url}/-/healthy");
+    let verify = |incident: &str| {
+        [
+            "verify",
+            "--target",
+            &target,
+            "--for",
+            "1s",
+            "--interval",
+            "50ms",
+            "--min-probes",
+            "3",
+            "--incident",
+            incident,
+            "--url",
+            &url,
+        ]
+        .map(str::to_string)
+    };
+    let args = verify("999");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = cli(&args).await;
+    assert!(
+        !ok && err.contains("--incident 999") && err.contains("404"),
+        "{out}{err}"
+    );
+    assert!(!out.contains("PASS"), "no window ran: {out}");
+
+    let args = verify(&id);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = cli(&args).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("verdict posted on incident {id} (now monitoring)")),
+        "{out}"
+    );
+    let (_, v) = call(s.addr(), "GET", &format!("/api/v1/incidents/{id}"), "", &[]).await;
+    assert_eq!(v["status"], "monitoring");
+    let last = v["updates"].as_array().unwrap().last().unwrap().clone();
+    let msg = last["message"].as_str().unwrap();
+    assert!(msg.starts_with("verify: PASS — "), "{msg}");
+    assert!(msg.contains("1 target,"), "{msg}");
+    assert_eq!(last["automatic"], false);
+    cancel.cancel();
+    s.stop().await;
+}

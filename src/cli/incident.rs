@@ -184,30 +184,50 @@ pub enum MaintenanceAction {
     },
 }
 
-struct Client {
+/// A client of the incidents API of a running watchfire (also what `verify --incident`
+/// posts its verdict with).
+pub struct ApiClient {
     http: reqwest::Client,
-    api: ApiArgs,
+    url: String,
+    user: Option<String>,
+    password: Option<String>,
 }
 
-impl Client {
-    fn new(api: ApiArgs) -> anyhow::Result<Client> {
+impl ApiClient {
+    /// A client of the watchfire at `url`, with basic auth when `user` is given.
+    pub fn new(
+        url: &str,
+        user: Option<String>,
+        password: Option<String>,
+    ) -> anyhow::Result<ApiClient> {
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .build()
             .context("building the HTTP client")?;
-        Ok(Client { http, api })
+        Ok(ApiClient {
+            http,
+            url: url.trim_end_matches('/').to_string(),
+            user,
+            password,
+        })
     }
 
-    async fn call<T: DeserializeOwned>(
+    fn from_args(api: &ApiArgs) -> anyhow::Result<ApiClient> {
+        ApiClient::new(&api.url, api.user.clone(), api.password.clone())
+    }
+
+    /// Sends `method path` with `body` as JSON; the answer decoded, and as text. A non-2xx
+    /// answer is an error with the API's `error` message.
+    pub async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&impl Serialize>,
     ) -> anyhow::Result<(T, String)> {
-        let url = format!("{}{path}", self.api.url.trim_end_matches('/'));
+        let url = format!("{}{path}", self.url);
         let mut req = self.http.request(method, &url);
-        if let Some(u) = &self.api.user {
-            req = req.basic_auth(u, self.api.password.as_deref());
+        if let Some(u) = &self.user {
+            req = req.basic_auth(u, self.password.as_deref());
         }
         if let Some(b) = body {
             req = req.json(b);
@@ -231,12 +251,13 @@ impl Client {
     }
 }
 
-const NO_BODY: Option<&()> = None;
+/// No request body.
+pub const NO_BODY: Option<&()> = None;
 
 /// Runs `watchfire incident ...`.
 pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
     let json = a.api.json;
-    let c = Client::new(a.api)?;
+    let c = ApiClient::from_args(&a.api)?;
     let post = reqwest::Method::POST;
     let (out, raw): (Vec<IncidentView>, String) = match a.action {
         IncidentAction::List { open, limit } => {
@@ -325,7 +346,7 @@ pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
 /// Runs `watchfire maintenance ...`.
 pub async fn run_maintenance(a: MaintenanceArgs) -> anyhow::Result<ExitCode> {
     let json = a.api.json;
-    let c = Client::new(a.api)?;
+    let c = ApiClient::from_args(&a.api)?;
     let (views, raw): (Vec<MaintenanceView>, String) = match a.action {
         MaintenanceAction::List => {
             c.call(reqwest::Method::GET, "/api/v1/maintenance", NO_BODY)
