@@ -272,8 +272,8 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
             }
             Some(n) = inbox.notes.recv() => {
                 println!("{} NOTIFY {:<12} {}", stamp(Instant::now()), n.kind, n.title);
-                if !n.first_line.is_empty() && n.first_line != n.title {
-                    println!("{:>10}        {:<12} {}", "", "", n.first_line);
+                if !n.detail.is_empty() {
+                    println!("{:>10}        {:<12} {}", "", "", n.detail);
                 }
             }
             ev = events.recv() => match ev {

@@ -1,8 +1,9 @@
 //! The demo's notification receiver: a webhook receiver served inside the demo process on a
 //! free loopback port, which hands each message it gets to the timeline. It reads the webhook
-//! schema's `kind`, `message.title` and the first line of `message.text`, answers `200` at
-//! once, and never blocks the sender: a message the timeline has no room for is counted, not
-//! waited for.
+//! schema's `kind`, `message.title` and, for the line under it, the figures of `facts` (the
+//! actions taken and the failing share while open; duration, failed requests and error budget
+//! once resolved) or else the first line of `message.text`. It answers `200` at once and
+//! never blocks the sender: a message the timeline has no room for is counted, not waited for.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +13,11 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serde::Deserialize as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::notify::Facts;
 
 /// The largest message body read, bytes.
 const MAX_BODY: usize = 256 * 1024;
@@ -27,8 +31,8 @@ pub struct Note {
     pub kind: String,
     /// The message's title.
     pub title: String,
-    /// The first line of its text.
-    pub first_line: String,
+    /// What the timeline shows under the title: the figures, or the text's first line.
+    pub detail: String,
 }
 
 impl Note {
@@ -36,13 +40,45 @@ impl Note {
     pub fn of(body: &[u8]) -> Option<Note> {
         let v: serde_json::Value = serde_json::from_slice(body).ok()?;
         let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+        let kind = v.get("kind")?.as_str()?.to_string();
+        let facts = Facts::deserialize(&v["facts"]).ok();
         let text = s(&v["message"]["text"]);
+        let first_line = text.lines().next().unwrap_or("").trim().to_string();
         Some(Note {
-            kind: v.get("kind")?.as_str()?.to_string(),
+            detail: facts.and_then(|f| figures(&kind, &f)).unwrap_or(first_line),
             title: s(&v["message"]["title"]),
-            first_line: text.lines().next().unwrap_or("").trim().to_string(),
+            kind,
         })
     }
+}
+
+/// The facts worth a line on the timeline for a message of `kind`.
+fn figures(kind: &str, f: &Facts) -> Option<String> {
+    let mut parts = Vec::new();
+    match kind {
+        "declared" | "update" | "escalated" => {
+            parts.push(format!("{:.0} % of probes failing", f.failing_percent));
+            parts.push(format!("{} failed probes", f.failed_probes));
+            parts.extend(f.actions.iter().cloned());
+        }
+        "resolved" => {
+            if let Some(d) = &f.duration {
+                parts.push(format!("duration {d}"));
+            }
+            parts.push(format!("{} failed probes", f.failed_probes));
+            if let Some(n) = f.failed_requests {
+                parts.push(format!("{n} failed proxied requests"));
+            }
+            if let Some(n) = f.estimated_failed_requests {
+                parts.push(format!("~{n} failed user requests (estimated)"));
+            }
+            if let Some(b) = f.budget_consumed_percent {
+                parts.push(format!("error budget consumed {b:.2} %"));
+            }
+        }
+        _ => return None,
+    }
+    Some(parts.join("; "))
 }
 
 /// The receiver: where it listens, and what it received.
@@ -114,16 +150,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_webhook_body_gives_kind_title_and_first_line() {
+    fn a_webhook_body_gives_kind_title_and_figures() {
         let body = br#"{"version": "1", "kind": "declared",
             "message": {"title": "P0 MAJOR INCIDENT: gw is down", "text": "Service: gw\nStatus: investigating"}}"#;
+        let n = Note::of(body).expect("a note");
         assert_eq!(
-            Note::of(body),
-            Some(Note {
-                kind: "declared".into(),
-                title: "P0 MAJOR INCIDENT: gw is down".into(),
-                first_line: "Service: gw".into(),
-            })
+            (n.kind.as_str(), n.detail.as_str()),
+            ("declared", "Service: gw")
+        );
+        let mut facts = Facts {
+            failing_percent: 50.0,
+            failed_probes: 7,
+            actions: vec!["traffic moved to http://b at 10:00:03 UTC".into()],
+            ..Facts::default()
+        };
+        let body = |kind: &str, f: &Facts| {
+            serde_json::json!({"kind": kind, "message": {"title": "t", "text": "x"}, "facts": f})
+                .to_string()
+        };
+        let n = Note::of(body("update", &facts).as_bytes()).expect("a note");
+        assert_eq!(
+            n.detail,
+            "50 % of probes failing; 7 failed probes; traffic moved to http://b at 10:00:03 UTC"
+        );
+        facts.duration = Some("16s".into());
+        facts.failed_requests = Some(0);
+        facts.budget_consumed_percent = Some(0.62);
+        let n = Note::of(body("resolved", &facts).as_bytes()).expect("a note");
+        assert_eq!(
+            n.detail,
+            "duration 16s; 7 failed probes; 0 failed proxied requests; error budget consumed 0.62 %"
         );
         assert_eq!(Note::of(b"not json"), None);
         assert_eq!(Note::of(br#"{"message": {}}"#), None);
