@@ -9,7 +9,7 @@
 //!
 //! The incidents the faults open are announced as watchfire announces them to people: the
 //! demo's config has a `notify:` section whose one receiver is a webhook served inside the
-//! demo ([`inbox`]), with updates every few seconds, and each message it receives (the
+//! demo (the `inbox` module), with updates every few seconds, and each message it receives (the
 //! declaration, the updates with the traffic moved, RESOLVED with the figures) is printed on
 //! the timeline.
 

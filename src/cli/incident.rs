@@ -5,21 +5,14 @@
 //! carry a JSON body (or none), which the server's intent check accepts from a tool.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
+use crate::incident::client::{ApiClient, NO_BODY};
 use crate::incident::manual::{AckInput, DeclareInput, MaintenanceInput, UpdateInput};
 use crate::incident::view::{IncidentView, MaintenanceView};
 
-/// The instance asked unless `--url` says otherwise.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:9115";
-
-/// How long one API request may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::incident::client::DEFAULT_URL;
 
 /// Where the API is and how to talk to it.
 #[derive(Debug, Clone, Args)]
@@ -184,80 +177,18 @@ pub enum MaintenanceAction {
     },
 }
 
-/// A client of the incidents API of a running watchfire (also what `verify --incident`
-/// posts its verdict with).
-pub struct ApiClient {
-    http: reqwest::Client,
-    url: String,
-    user: Option<String>,
-    password: Option<String>,
+fn client(api: &ApiArgs) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::new(
+        &api.url,
+        api.user.clone(),
+        api.password.clone(),
+    )?)
 }
-
-impl ApiClient {
-    /// A client of the watchfire at `url`, with basic auth when `user` is given.
-    pub fn new(
-        url: &str,
-        user: Option<String>,
-        password: Option<String>,
-    ) -> anyhow::Result<ApiClient> {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .context("building the HTTP client")?;
-        Ok(ApiClient {
-            http,
-            url: url.trim_end_matches('/').to_string(),
-            user,
-            password,
-        })
-    }
-
-    fn from_args(api: &ApiArgs) -> anyhow::Result<ApiClient> {
-        ApiClient::new(&api.url, api.user.clone(), api.password.clone())
-    }
-
-    /// Sends `method path` with `body` as JSON; the answer decoded, and as text. A non-2xx
-    /// answer is an error with the API's `error` message.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> anyhow::Result<(T, String)> {
-        let url = format!("{}{path}", self.url);
-        let mut req = self.http.request(method, &url);
-        if let Some(u) = &self.user {
-            req = req.basic_auth(u, self.password.as_deref());
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = resp.status();
-        let text = resp.text().await.context("reading the answer")?;
-        if !status.is_success() {
-            let msg = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| text.trim().to_string());
-            bail!("{url}: {status}: {msg}");
-        }
-        let v = serde_json::from_str(&text)
-            .with_context(|| format!("{url} answered something other than the expected JSON"))?;
-        Ok((v, text))
-    }
-}
-
-/// No request body.
-pub const NO_BODY: Option<&()> = None;
 
 /// Runs `watchfire incident ...`.
 pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
     let json = a.api.json;
-    let c = ApiClient::from_args(&a.api)?;
+    let c = client(&a.api)?;
     let post = reqwest::Method::POST;
     let (out, raw): (Vec<IncidentView>, String) = match a.action {
         IncidentAction::List { open, limit } => {
@@ -346,7 +277,7 @@ pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
 /// Runs `watchfire maintenance ...`.
 pub async fn run_maintenance(a: MaintenanceArgs) -> anyhow::Result<ExitCode> {
     let json = a.api.json;
-    let c = ApiClient::from_args(&a.api)?;
+    let c = client(&a.api)?;
     let (views, raw): (Vec<MaintenanceView>, String) = match a.action {
         MaintenanceAction::List => {
             c.call(reqwest::Method::GET, "/api/v1/maintenance", NO_BODY)

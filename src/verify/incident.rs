@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cli::incident::{ApiClient, DEFAULT_URL, NO_BODY};
+use crate::incident::client::{ApiClient, ApiError, DEFAULT_URL, NO_BODY};
 use crate::incident::manual::{UpdateInput, MAX_TEXT};
 use crate::incident::view::IncidentView;
 
@@ -89,7 +89,7 @@ pub async fn prepare(a: &IncidentArgs) -> Result<Option<Poster>, VerifyError> {
     let Some(id) = a.incident else {
         return Ok(None);
     };
-    let usage = |e: anyhow::Error| VerifyError::Usage(format!("--incident {id}: {e:#}"));
+    let usage = |e: ApiError| VerifyError::Usage(format!("--incident {id}: {}", chain(&e)));
     let client = ApiClient::new(&a.api_url, a.user.clone(), a.password.clone()).map_err(usage)?;
     let path = format!("/api/v1/incidents/{id}");
     let (found, _): (IncidentView, _) = client
@@ -102,6 +102,18 @@ pub async fn prepare(a: &IncidentArgs) -> Result<Option<Poster>, VerifyError> {
         )));
     }
     Ok(Some(Poster { client, id }))
+}
+
+/// `e` and its sources, as `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// The status a verdict sets on an incident whose status is `now`: `monitoring` after a PASS
