@@ -6,6 +6,7 @@
 
 pub mod exporter;
 pub mod incident;
+pub mod notify;
 pub mod report;
 mod run;
 pub mod storage;
@@ -68,6 +69,8 @@ pub enum Command {
     Incident(incident::IncidentArgs),
     /// List, add or delete maintenance windows on a running watchfire.
     Maintenance(incident::MaintenanceArgs),
+    /// Send a sample message to a receiver, or list the receivers, routes and escalation.
+    Notify(notify::NotifyArgs),
     /// Uptime, probes, latency, incidents and error budget over a range, from the store (the
     /// monthly SLA report).
     Report(report::ReportArgs),
@@ -459,6 +462,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Impact(a) => report::run_impact(a).await,
         Command::Incident(a) => incident::run_incident(a).await,
         Command::Maintenance(a) => incident::run_maintenance(a).await,
+        Command::Notify(a) => notify::run(a).await,
         Command::Report(a) => report::run(a).await,
     };
     match result {

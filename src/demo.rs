@@ -6,6 +6,14 @@
 //! later it hangs) and heals it, printing a timeline: each fault, each state change with the
 //! time from fault to detection, each failover and failback with its measured time, and at the
 //! end how many client requests failed (none, when it works).
+//!
+//! The incidents the faults open are announced as watchfire announces them to people: the
+//! demo's config has a `notify:` section whose one receiver is a webhook served inside the
+//! demo (the `inbox` module), with updates every few seconds, and each message it receives (the
+//! declaration, the updates with the traffic moved, RESOLVED with the figures) is printed on
+//! the timeline.
+
+mod inbox;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -32,6 +40,11 @@ const INTERVAL: Duration = Duration::from_millis(250);
 const TIMEOUT: Duration = Duration::from_millis(200);
 /// Pause between two client requests through the failover proxy.
 const CLIENT_PACE: Duration = Duration::from_millis(25);
+/// Time between two updates of an open incident (the runbook's is 5 minutes; the demo's
+/// outages last seconds).
+const UPDATE_EVERY: &str = "3s";
+/// The name of the demo's notification receiver.
+const RECEIVER: &str = "demo-inbox";
 
 /// What `watchfire demo` is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +94,7 @@ const SCRIPT: &[Step] = &[
 /// How long the story runs.
 const STORY: Duration = Duration::from_secs(24);
 
-fn demo_config(p: &str, b: &str) -> anyhow::Result<Config> {
+fn demo_config(p: &str, b: &str, hook: &str) -> anyhow::Result<Config> {
     let yaml = format!(
         "targets:
   - name: primary-predict
@@ -100,6 +113,13 @@ failover:
     hold: 2s
     min_switch_interval: 1s
     proxy: {{ listen: \"127.0.0.1:0\" }}
+notify:
+  update_every: {UPDATE_EVERY}
+  receivers:
+    - name: {RECEIVER}
+      webhook: {{ url: \"{hook}\" }}
+  routes:
+    - receivers: [{RECEIVER}]
 "
     );
     crate::config::load_str("demo", &yaml).map_err(|e| anyhow::anyhow!("the demo config: {e}"))
@@ -178,8 +198,11 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
         .context("starting the backup sim")?;
     let p = format!("http://{}", primary.local_addr());
     let b = format!("http://{}", backup.local_addr());
-    let config = demo_config(&p, &b)?;
     let cancel = CancellationToken::new();
+    let mut inbox = inbox::Inbox::start(cancel.child_token())
+        .await
+        .context("starting the demo's notification receiver")?;
+    let config = demo_config(&p, &b, &inbox.url())?;
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
     let runtime = Runtime::start(config, None, RuntimeOptions::default(), cancel.clone())
         .await
@@ -201,7 +224,7 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
         cancel.child_token(),
     ));
 
-    banner(&p, &b, proxy, metrics_addr);
+    banner(&p, &b, proxy, metrics_addr, &inbox.url());
 
     let start = Instant::now();
     let stamp = |t: Instant| {
@@ -247,6 +270,12 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
                     active = now_active;
                 }
             }
+            Some(n) = inbox.notes.recv() => {
+                println!("{} NOTIFY {:<12} {}", stamp(Instant::now()), n.kind, n.title);
+                if !n.detail.is_empty() {
+                    println!("{:>10}        {:<12} {}", "", "", n.detail);
+                }
+            }
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     let line = describe(&ev, last_fault, last_heal, &mut detections);
@@ -258,10 +287,12 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
         }
     }
     let incidents = recorded_incidents(&runtime).await;
+    let notified = inbox.received.load(Ordering::Relaxed);
     cancel.cancel();
     let _ = load.await;
     let sent = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     print_ending(&runtime, &incidents, metrics_addr, &detections, sent);
+    println!("messages received by the demo's webhook receiver ({RECEIVER}): {notified}");
     let _ = server.await;
     stop(&runtime, primary, backup).await;
     Ok(ExitCode::SUCCESS)
@@ -341,7 +372,7 @@ async fn serve_metrics(
 }
 
 /// What the demo is made of, printed before the story starts.
-fn banner(p: &str, b: &str, proxy: SocketAddr, metrics_addr: SocketAddr) {
+fn banner(p: &str, b: &str, proxy: SocketAddr, metrics_addr: SocketAddr, hook: &str) {
     println!("watchfire demo — an inference gateway with a primary and a backup instance");
     println!("  primary  {p}   (GET /health, POST /predict)");
     println!("  backup   {b}");
@@ -350,6 +381,9 @@ fn banner(p: &str, b: &str, proxy: SocketAddr, metrics_addr: SocketAddr) {
     println!("  metrics  http://{metrics_addr}/metrics   failover: http://{metrics_addr}/api/v1/failover");
     println!(
         "  status   http://{metrics_addr}/status   (add --forever to keep it up after the story)"
+    );
+    println!(
+        "  notify   {hook}  (a webhook receiver inside the demo; updates every {UPDATE_EVERY})"
     );
     println!();
 }

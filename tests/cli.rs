@@ -263,6 +263,10 @@ fn demo_runs_to_completion_and_shows_detection() {
         "recovered",
         "summary",
         "detection times",
+        // The messages the demo's in-process webhook receiver got, on the timeline.
+        "NOTIFY declared",
+        "NOTIFY update",
+        "NOTIFY resolved",
     ] {
         assert!(
             text.contains(needle),

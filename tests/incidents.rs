@@ -1,7 +1,7 @@
 //! The incidents and maintenance API through the real server, and the `incident` and
 //! `maintenance` subcommands against a served instance: an incident opened by a target that
-//! goes down, listed, shown, updated, resolved; unknown ids, bad bodies and requests without
-//! intent refused.
+//! goes down, listed, shown, updated, acknowledged, resolved (with root cause and resolution);
+//! unknown ids, bad bodies, requests without intent or credentials refused.
 
 mod common;
 #[path = "common/served.rs"]
@@ -77,7 +77,11 @@ async fn call(
 }
 
 async fn served() -> (Served, CancellationToken) {
-    let s = Served::start(CONFIG, ServeOptions::default(), 1).await;
+    served_with(ServeOptions::default()).await
+}
+
+async fn served_with(opts: ServeOptions) -> (Served, CancellationToken) {
+    let s = Served::start(CONFIG, opts, 1).await;
     let cancel = CancellationToken::new();
     watchfire::runtime::incidents::start(s.runtime.clone(), cancel.clone())
         .await
@@ -230,16 +234,21 @@ async fn api_maintenance_windows_are_checked_and_put_in_force() {
 }
 
 async fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = tokio::time::timeout(
-        LIMIT,
-        tokio::process::Command::new(BIN)
-            .args(args)
-            .env_remove("WATCHFIRE_PASSWORD")
-            .output(),
-    )
-    .await
-    .expect("the command ends in time")
-    .expect("the command runs");
+    cli_with_password(args, None).await
+}
+
+/// Runs the binary with `args`, WATCHFIRE_PASSWORD set to `password` (unset when none).
+async fn cli_with_password(args: &[&str], password: Option<&str>) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args);
+    match password {
+        Some(p) => cmd.env("WATCHFIRE_PASSWORD", p),
+        None => cmd.env_remove("WATCHFIRE_PASSWORD"),
+    };
+    let out = tokio::time::timeout(LIMIT, cmd.output())
+        .await
+        .expect("the command ends in time")
+        .expect("the command runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -458,4 +467,206 @@ async fn a_real_failover_is_written_on_the_groups_incident_and_recovery_resolves
     s.stop().await;
     primary.shutdown().await;
     backup.shutdown().await;
+}
+
+/// Declares an incident on `shop` through the API; its id.
+async fn declared(addr: SocketAddr, title: &str) -> i64 {
+    let body = json!({"component": "shop", "title": title, "message": "Looking"});
+    let (st, v) = call(addr, "POST", "/api/v1/incidents", &body.to_string(), &[]).await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_i64().expect("an id")
+}
+
+#[tokio::test]
+async fn api_ack_is_recorded_once_and_refused_for_unknown_resolved_and_foreign_requests() {
+    let (s, cancel) = served().await;
+    let addr = s.addr();
+    let id = declared(addr, "Checkout down").await;
+    let path = format!("/api/v1/incidents/{id}/ack");
+    let body = json!({"by": "alice", "message": "on it"}).to_string();
+    let (st, v) = call(addr, "POST", &path, &body, &[]).await;
+    assert_eq!(st, 200, "{v}");
+    let first = v["acknowledged"]
+        .as_str()
+        .expect("acknowledged")
+        .to_string();
+    assert_eq!(v["updates"][1]["message"], "Acknowledged by alice: on it");
+    // Twice: the same answer, nothing added; an empty body is `{}`.
+    let (st, v) = call(addr, "POST", &path, "", &[]).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["acknowledged"], first.as_str());
+    assert_eq!(v["updates"].as_array().unwrap().len(), 2);
+
+    let (st, v) = call(addr, "POST", "/api/v1/incidents/4242/ack", "{}", &[]).await;
+    assert_eq!(st, 404, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("4242"), "{v}");
+    let (st, v) = call(addr, "POST", &path, "{\"who\": \"x\"}", &[]).await;
+    assert_eq!(st, 400, "unknown field: {v}");
+    let (st, _) = call(addr, "GET", &path, "", &[]).await;
+    assert_eq!(st, 405);
+
+    let other = declared(addr, "Search down").await;
+    let opath = format!("/api/v1/incidents/{other}/ack");
+    let foreign = [("origin", "http://evil.example")];
+    let (st, _) = call(addr, "POST", &opath, "{}", &foreign).await;
+    assert_eq!(st, 403, "no intent, no acknowledgement");
+    let (_, v) = call(addr, "GET", &format!("/api/v1/incidents/{other}"), "", &[]).await;
+    assert_eq!(v["acknowledged"], Value::Null);
+
+    let done = json!({"status": "resolved", "message": "Fixed"}).to_string();
+    let upath = format!("/api/v1/incidents/{other}/updates");
+    let (st, v) = call(addr, "POST", &upath, &done, &[]).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = call(addr, "POST", &opath, "{}", &[]).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("resolved already"),
+        "{v}"
+    );
+    cancel.cancel();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cli_acks_and_records_root_cause_and_resolution() {
+    let (s, cancel) = served().await;
+    let url = format!("http://{}", s.addr());
+    let id = declared(s.addr(), "Checkout down").await.to_string();
+    let u = ["--url", url.as_str()];
+    let ack = ["ack", &id, "--by", "alice", "--message", "looking"];
+    let (ok, out, err) = cli(&[&["incident"], &u[..], &ack[..]].concat()).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("acknowledged:") && out.contains("Acknowledged by alice: looking"),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&[&["incident"], &u[..], &ack[..]].concat()).await;
+    assert!(ok, "a second acknowledgement is no error: {err}");
+    let (ok, _, err) = cli(&[&["incident"], &u[..], &["ack", "999"]].concat()).await;
+    assert!(!ok && err.contains("404") && err.contains("999"), "{err}");
+
+    let upd = [
+        "update",
+        &id,
+        "--status",
+        "identified",
+        "--message",
+        "Found it",
+        "--root-cause",
+        "OOM kill of the primary",
+    ];
+    let (ok, out, err) = cli(&[&["incident"], &u[..], &upd[..]].concat()).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("root cause: OOM kill of the primary"), "{out}");
+    let res = ["resolve", &id, "--resolution", "Memory limit raised"];
+    let (ok, out, err) = cli(&[&["incident", "--json"], &u[..], &res[..]].concat()).await;
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["status"], "resolved");
+    assert_eq!(v["root_cause"], "OOM kill of the primary");
+    assert_eq!(v["resolution"], "Memory limit raised");
+    let (ok, _, err) = cli(&[&["incident"], &u[..], &["ack", &id]].concat()).await;
+    assert!(!ok && err.contains("resolved already"), "{err}");
+    cancel.cancel();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn ack_and_updates_need_credentials_like_the_other_routes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = dir.path().join("web.yml");
+    let hash = served::bcrypt_hash("s3cret");
+    std::fs::write(&web, format!("basic_auth_users:\n  ops: {hash}\n")).expect("write");
+    let opts = ServeOptions {
+        web: served::web_source(&web),
+        ..ServeOptions::default()
+    };
+    let (s, cancel) = served_with(opts).await;
+    let addr = s.addr();
+    let url = format!("http://{addr}");
+    let (st, _) = call(addr, "POST", "/api/v1/incidents/1/ack", "{}", &[]).await;
+    assert_eq!(st, 401);
+    let decl = [
+        "incident",
+        "--json",
+        "--url",
+        &url,
+        "--web.user",
+        "ops",
+        "declare",
+        "--component",
+        "shop",
+        "--title",
+        "Down",
+        "--message",
+        "m",
+    ];
+    let (ok, out, err) = cli_with_password(&decl, Some("s3cret")).await;
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(&out).expect("JSON")["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let ack = ["incident", "--url", &url, "--web.user", "ops", "ack", &id];
+    let (ok, _, err) = cli_with_password(&ack, Some("wrong")).await;
+    assert!(!ok && err.contains("401"), "{err}");
+    let (ok, out, err) = cli_with_password(&ack, Some("s3cret")).await;
+    assert!(ok && out.contains("acknowledged:"), "{out}{err}");
+    let (ok, _, err) = cli(&ack).await;
+    assert!(!ok && err.contains("401"), "no password: {err}");
+    cancel.cancel();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn verify_posts_its_verdict_on_the_incident() {
+    let (s, cancel) = served().await;
+    let url = format!("http://{}", s.addr());
+    let id = declared(s.addr(), "Checkout down").await.to_string();
+    // The served instance's own health endpoint: up, so the verdict is PASS.
+    let target = format!("{url}/-/healthy");
+    let verify = |incident: &str| {
+        [
+            "verify",
+            "--target",
+            &target,
+            "--for",
+            "1s",
+            "--interval",
+            "50ms",
+            "--min-probes",
+            "3",
+            "--incident",
+            incident,
+            "--url",
+            &url,
+        ]
+        .map(str::to_string)
+    };
+    let args = verify("999");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = cli(&args).await;
+    assert!(
+        !ok && err.contains("--incident 999") && err.contains("404"),
+        "{out}{err}"
+    );
+    assert!(!out.contains("PASS"), "no window ran: {out}");
+
+    let args = verify(&id);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = cli(&args).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("verdict posted on incident {id} (now monitoring)")),
+        "{out}"
+    );
+    let (_, v) = call(s.addr(), "GET", &format!("/api/v1/incidents/{id}"), "", &[]).await;
+    assert_eq!(v["status"], "monitoring");
+    let last = v["updates"].as_array().unwrap().last().unwrap().clone();
+    let msg = last["message"].as_str().unwrap();
+    assert!(msg.starts_with("verify: PASS — "), "{msg}");
+    assert!(msg.contains("1 target,"), "{msg}");
+    assert_eq!(last["automatic"], false);
+    cancel.cancel();
+    s.stop().await;
 }

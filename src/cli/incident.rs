@@ -5,21 +5,14 @@
 //! carry a JSON body (or none), which the server's intent check accepts from a tool.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::incident::manual::{DeclareInput, MaintenanceInput, UpdateInput};
+use crate::incident::client::{ApiClient, NO_BODY};
+use crate::incident::manual::{AckInput, DeclareInput, MaintenanceInput, UpdateInput};
 use crate::incident::view::{IncidentView, MaintenanceView};
 
-/// The instance asked unless `--url` says otherwise.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:9115";
-
-/// How long one API request may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::incident::client::DEFAULT_URL;
 
 /// Where the API is and how to talk to it.
 #[derive(Debug, Clone, Args)]
@@ -67,7 +60,8 @@ pub enum IncidentAction {
         /// Incident id.
         id: i64,
     },
-    /// Post an update: status, message, impact.
+    /// Post an update: status, message, impact, root cause, resolution (sent to every
+    /// receiver as a note).
     Update {
         /// Incident id.
         id: i64,
@@ -80,14 +74,33 @@ pub enum IncidentAction {
         /// none, minor, major or critical.
         #[arg(long)]
         impact: Option<String>,
+        /// Root cause and fix.
+        #[command(flatten)]
+        cause: CauseArgs,
     },
-    /// Resolve an incident by hand.
+    /// Resolve an incident by hand (the RESOLVED message carries the root cause and the
+    /// resolution).
     Resolve {
         /// Incident id.
         id: i64,
         /// What people are told.
         #[arg(long, default_value = "Resolved.")]
         message: String,
+        /// Root cause and fix.
+        #[command(flatten)]
+        cause: CauseArgs,
+    },
+    /// Acknowledge an incident: escalation stops, and receivers are told who took it.
+    /// Acknowledging twice changes nothing.
+    Ack {
+        /// Incident id.
+        id: i64,
+        /// Who acknowledges (named on the timeline and in the message).
+        #[arg(long)]
+        by: Option<String>,
+        /// A word to add (`looking at the primary`).
+        #[arg(long)]
+        message: Option<String>,
     },
     /// Declare an incident by hand.
     Declare {
@@ -104,6 +117,17 @@ pub enum IncidentAction {
         #[arg(long)]
         impact: Option<String>,
     },
+}
+
+/// `--root-cause` and `--resolution` of `incident update` and `incident resolve`.
+#[derive(Debug, Clone, Args)]
+pub struct CauseArgs {
+    /// The root cause (kept on the incident; shown with it and in the RESOLVED message).
+    #[arg(long)]
+    pub root_cause: Option<String>,
+    /// What fixed it (kept on the incident; shown with it and in the RESOLVED message).
+    #[arg(long)]
+    pub resolution: Option<String>,
 }
 
 /// `watchfire maintenance`.
@@ -153,59 +177,18 @@ pub enum MaintenanceAction {
     },
 }
 
-struct Client {
-    http: reqwest::Client,
-    api: ApiArgs,
+fn client(api: &ApiArgs) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::new(
+        &api.url,
+        api.user.clone(),
+        api.password.clone(),
+    )?)
 }
-
-impl Client {
-    fn new(api: ApiArgs) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Client { http, api })
-    }
-
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> anyhow::Result<(T, String)> {
-        let url = format!("{}{path}", self.api.url.trim_end_matches('/'));
-        let mut req = self.http.request(method, &url);
-        if let Some(u) = &self.api.user {
-            req = req.basic_auth(u, self.api.password.as_deref());
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = resp.status();
-        let text = resp.text().await.context("reading the answer")?;
-        if !status.is_success() {
-            let msg = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| text.trim().to_string());
-            bail!("{url}: {status}: {msg}");
-        }
-        let v = serde_json::from_str(&text)
-            .with_context(|| format!("{url} answered something other than the expected JSON"))?;
-        Ok((v, text))
-    }
-}
-
-const NO_BODY: Option<&()> = None;
 
 /// Runs `watchfire incident ...`.
 pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
     let json = a.api.json;
-    let c = Client::new(a.api)?;
+    let c = client(&a.api)?;
     let post = reqwest::Method::POST;
     let (out, raw): (Vec<IncidentView>, String) = match a.action {
         IncidentAction::List { open, limit } => {
@@ -233,23 +216,34 @@ pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
             status,
             message,
             impact,
+            cause,
         } => {
             let body = UpdateInput {
                 status,
                 message,
                 impact,
+                root_cause: cause.root_cause,
+                resolution: cause.resolution,
             };
             let path = format!("/api/v1/incidents/{id}/updates");
             let (v, raw) = c.call(post, &path, Some(&body)).await?;
             (vec![v], raw)
         }
-        IncidentAction::Resolve { id, message } => {
+        IncidentAction::Resolve { id, message, cause } => {
             let body = UpdateInput {
                 status: Some("resolved".into()),
                 message,
                 impact: None,
+                root_cause: cause.root_cause,
+                resolution: cause.resolution,
             };
             let path = format!("/api/v1/incidents/{id}/updates");
+            let (v, raw) = c.call(post, &path, Some(&body)).await?;
+            (vec![v], raw)
+        }
+        IncidentAction::Ack { id, by, message } => {
+            let body = AckInput { by, message };
+            let path = format!("/api/v1/incidents/{id}/ack");
             let (v, raw) = c.call(post, &path, Some(&body)).await?;
             (vec![v], raw)
         }
@@ -283,7 +277,7 @@ pub async fn run_incident(a: IncidentArgs) -> anyhow::Result<ExitCode> {
 /// Runs `watchfire maintenance ...`.
 pub async fn run_maintenance(a: MaintenanceArgs) -> anyhow::Result<ExitCode> {
     let json = a.api.json;
-    let c = Client::new(a.api)?;
+    let c = client(&a.api)?;
     let (views, raw): (Vec<MaintenanceView>, String) = match a.action {
         MaintenanceAction::List => {
             c.call(reqwest::Method::GET, "/api/v1/maintenance", NO_BODY)

@@ -1,9 +1,16 @@
 //! What people do to incidents and maintenance windows (through the API and the CLI): declare
-//! an incident, post an update (status, message, impact), resolve by hand; add a maintenance
-//! window. Each works on the store directly, so the manager sees it on its next event.
+//! an incident, post an update (status, message, impact, root cause, resolution), acknowledge
+//! it, resolve by hand; add a maintenance window. Each works on the store directly, so the
+//! manager sees it on its next event.
 //!
 //! Statuses only move forward: investigating → identified → monitoring → resolved (an update
-//! may keep the status and only say something). A resolved incident takes no more updates.
+//! may keep the status and only say something). A resolved incident takes no more updates and
+//! no acknowledgement.
+//!
+//! An acknowledgement is recorded once ([`ack`]): it stops escalation, and the timeline says
+//! who acknowledged. That timeline entry is marked automatic (watchfire writes it, on the
+//! person's behalf), so the notifier sends it as the `acknowledged` message only, not also as
+//! a person's note.
 
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +78,14 @@ fn text(field: &'static str, s: &str) -> Result<String, IncidentError> {
     Ok(t.to_string())
 }
 
+/// `s` checked as [`text`] when given.
+fn optional(field: &'static str, s: Option<&str>) -> Result<Option<String>, IncidentError> {
+    s.map(|s| text(field, s)).transpose()
+}
+
+/// The longest name accepted for who acknowledged, bytes.
+pub const MAX_NAME: usize = 200;
+
 /// An update posted by a person.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +96,24 @@ pub struct UpdateInput {
     pub message: String,
     /// New impact (kept when absent).
     pub impact: Option<String>,
+    /// The root cause (kept when absent); carried by the RESOLVED message.
+    #[serde(default)]
+    pub root_cause: Option<String>,
+    /// What fixed it (kept when absent); carried by the RESOLVED message.
+    #[serde(default)]
+    pub resolution: Option<String>,
+}
+
+/// An acknowledgement posted by a person.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckInput {
+    /// Who acknowledges (`alice`), named on the timeline.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// What they add (`looking at the primary`).
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// An incident declared by a person.
@@ -164,6 +197,8 @@ pub async fn update(
     let message = text("message", &input.message)?;
     let new_status = status(input.status.as_deref())?;
     let new_impact = impact(input.impact.as_deref())?;
+    let root_cause = optional("root_cause", input.root_cause.as_deref())?;
+    let resolution = optional("resolution", input.resolution.as_deref())?;
     let mut inc = store
         .incident(id)
         .await?
@@ -191,6 +226,12 @@ pub async fn update(
     if let Some(i) = new_impact {
         inc.impact = i;
     }
+    if root_cause.is_some() {
+        inc.root_cause = root_cause;
+    }
+    if resolution.is_some() {
+        inc.resolution = resolution;
+    }
     if inc.status == IncidentStatus::Resolved {
         let inputs = super::figures_inputs(store, how.calendar, &inc, now).await?;
         inc.resolved = Some(now);
@@ -207,6 +248,63 @@ pub async fn update(
     };
     store.add_update(&u).await?;
     Ok(inc)
+}
+
+/// Acknowledges incident `id` at `now` for `by`, adding `message` to the timeline entry;
+/// returns the incident. Acknowledging an acknowledged incident changes nothing and answers
+/// it as it is (the first acknowledgement's time stands); an unknown id is
+/// [`IncidentError::NotFound`], a resolved incident [`IncidentError::Invalid`].
+pub async fn ack(
+    store: &Store,
+    id: i64,
+    now: Millis,
+    by: Option<&str>,
+    message: Option<&str>,
+) -> Result<Incident, IncidentError> {
+    let by = optional("by", by)?;
+    if by.as_ref().is_some_and(|b| b.len() > MAX_NAME) {
+        return Err(invalid("by", format!("longer than {MAX_NAME} bytes")));
+    }
+    let message = optional("message", message)?;
+    let mut inc = store
+        .incident(id)
+        .await?
+        .ok_or(IncidentError::NotFound(id))?;
+    if inc.status == IncidentStatus::Resolved {
+        return Err(invalid(
+            "id",
+            format!("incident {id} is resolved already: there is nothing to acknowledge"),
+        ));
+    }
+    if inc.acknowledged.is_some() {
+        return Ok(inc);
+    }
+    inc.acknowledged = Some(now);
+    store.save_incident(&inc).await?;
+    let u = IncidentUpdate {
+        id: 0,
+        incident: id,
+        at: now,
+        status: inc.status,
+        message: ack_text(by.as_deref(), message.as_deref()),
+        automatic: true,
+    };
+    store.add_update(&u).await?;
+    Ok(inc)
+}
+
+/// The timeline's words for an acknowledgement: `Acknowledged by alice: looking`.
+pub fn ack_text(by: Option<&str>, message: Option<&str>) -> String {
+    let mut s = String::from("Acknowledged");
+    if let Some(b) = by {
+        s.push_str(" by ");
+        s.push_str(b);
+    }
+    if let Some(m) = message {
+        s.push_str(": ");
+        s.push_str(m);
+    }
+    s
 }
 
 /// A maintenance window posted through the API.
@@ -278,3 +376,7 @@ pub fn check_maintenance(
             .to_string(),
     })
 }
+
+#[cfg(test)]
+#[path = "manual_tests.rs"]
+mod tests;

@@ -27,6 +27,7 @@ use crate::store::{
     Millis, NoMaintenance, Store, StoreError,
 };
 
+pub mod client;
 pub mod config;
 pub mod figures;
 pub mod maintenance;

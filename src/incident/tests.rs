@@ -346,7 +346,7 @@ fn says(status: Option<&str>, message: &str) -> UpdateInput {
     UpdateInput {
         status: status.map(str::to_string),
         message: message.into(),
-        impact: None,
+        ..UpdateInput::default()
     }
 }
 

@@ -51,6 +51,15 @@ pub struct IncidentView {
     pub in_maintenance: bool,
     /// The figures at resolution ([`super::figures`]).
     pub figures: Option<serde_json::Value>,
+    /// When a person acknowledged it (RFC 3339); null until then.
+    #[serde(default)]
+    pub acknowledged: Option<String>,
+    /// The root cause, when someone gave it.
+    #[serde(default)]
+    pub root_cause: Option<String>,
+    /// What fixed it, when someone said.
+    #[serde(default)]
+    pub resolution: Option<String>,
     /// The timeline, oldest first.
     pub updates: Vec<UpdateView>,
 }
@@ -72,6 +81,9 @@ impl IncidentView {
                 .figures
                 .as_deref()
                 .and_then(|f| serde_json::from_str(f).ok()),
+            acknowledged: i.acknowledged.map(rfc3339),
+            root_cause: i.root_cause.clone(),
+            resolution: i.resolution.clone(),
             updates: updates
                 .iter()
                 .filter(|u| u.incident == i.id)
@@ -98,8 +110,17 @@ impl IncidentView {
         if !self.targets.is_empty() {
             out.push_str(&format!("  targets:   {}\n", self.targets.join(", ")));
         }
+        if let Some(a) = &self.acknowledged {
+            out.push_str(&format!("  acknowledged: {a}\n"));
+        }
         if self.in_maintenance {
             out.push_str("  began inside a maintenance window\n");
+        }
+        if let Some(c) = &self.root_cause {
+            out.push_str(&format!("  root cause: {c}\n"));
+        }
+        if let Some(r) = &self.resolution {
+            out.push_str(&format!("  resolution: {r}\n"));
         }
         if let Some(f) = &self.figures {
             out.push_str(&render_figures(f));

@@ -4,7 +4,11 @@
 //!   each with its timeline;
 //! - `GET /api/v1/incidents/ID`: one incident with its timeline;
 //! - `POST /api/v1/incidents`: declare one (`{component, title, message, impact?, status?}`);
-//! - `POST /api/v1/incidents/ID/updates`: post an update (`{message, status?, impact?}`);
+//! - `POST /api/v1/incidents/ID/updates`: post an update (`{message, status?, impact?,
+//!   root_cause?, resolution?}`);
+//! - `POST /api/v1/incidents/ID/ack`: acknowledge it (`{by?, message?}`; an empty body is
+//!   `{}`): escalation stops; a second acknowledgement answers the incident unchanged, a
+//!   resolved incident is `400`;
 //! - `GET /api/v1/maintenance`: the windows in force (config and API), each with its next
 //!   occurrence;
 //! - `POST /api/v1/maintenance`: add one (`{name, components?, start, end | duration, every?,
@@ -24,7 +28,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{json, AppState, Body};
-use crate::incident::manual::{self, DeclareInput, MaintenanceInput, Resolution, UpdateInput};
+use crate::incident::manual::{
+    self, AckInput, DeclareInput, MaintenanceInput, Resolution, UpdateInput,
+};
 use crate::incident::view::{self, IncidentView, MaintenanceView};
 use crate::incident::IncidentError;
 use crate::store::{now_millis, IncidentQuery, StoreError};
@@ -81,16 +87,39 @@ fn incident_error(e: IncidentError) -> Response<Body> {
     }
 }
 
-/// The JSON body, or the `400` (`413` when too large) to answer.
-async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
-    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
+/// The request's bytes, or the `413` to answer.
+async fn read(req: Request<Incoming>) -> Result<bytes::Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
         Err(_) => {
             let msg = format!("the body is larger than {MAX_BODY} bytes or was cut short");
-            return Err(error(StatusCode::PAYLOAD_TOO_LARGE, msg, None));
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, msg, None))
         }
+    }
+}
+
+/// The JSON body, or the `400` (`413` when too large) to answer.
+async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    decode(req, false).await
+}
+
+/// The JSON body, where an empty body reads as `{}` (for requests whose fields are all
+/// optional).
+async fn body_or_empty<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    decode(req, true).await
+}
+
+async fn decode<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    empty_is_object: bool,
+) -> Result<T, Response<Body>> {
+    let bytes = read(req).await?;
+    let bytes: &[u8] = if empty_is_object && bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
     };
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(bytes).map_err(|e| {
         // serde names the field in its message (`missing field `message``, `unknown field`).
         error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}"), None)
     })
@@ -150,6 +179,8 @@ pub async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) ->
         ("", _) => super::method_not_allowed("GET"),
         ("updates", Method::POST) => post_update(state, id, req).await,
         ("updates", _) => super::method_not_allowed("POST"),
+        ("ack", Method::POST) => post_ack(state, id, req).await,
+        ("ack", _) => super::method_not_allowed("POST"),
         (other, _) => error(
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {INCIDENTS}/{id}/{other}"),
@@ -227,10 +258,13 @@ async fn declare(state: &AppState, req: Request<Incoming>) -> Response<Body> {
         Err(resp) => return resp,
     };
     match manual::declare(state.runtime.store(), &input, now_millis()).await {
-        Ok(inc) => match one(state, inc.id).await {
-            Ok(v) => json(StatusCode::CREATED, &v),
-            Err(resp) => resp,
-        },
+        Ok(inc) => {
+            wake_notifier(state);
+            match one(state, inc.id).await {
+                Ok(v) => json(StatusCode::CREATED, &v),
+                Err(resp) => resp,
+            }
+        }
         Err(e) => incident_error(e),
     }
 }
@@ -248,9 +282,36 @@ async fn post_update(state: &AppState, id: i64, req: Request<Incoming>) -> Respo
     };
     let store = state.runtime.store();
     match manual::update(store, id, &input, now_millis(), &how).await {
-        Ok(_) => show(state, id).await,
+        Ok(_) => {
+            wake_notifier(state);
+            show(state, id).await
+        }
         Err(e) => incident_error(e),
     }
+}
+
+async fn post_ack(state: &AppState, id: i64, req: Request<Incoming>) -> Response<Body> {
+    let input: AckInput = match body_or_empty(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let store = state.runtime.store();
+    let (by, message) = (input.by.as_deref(), input.message.as_deref());
+    match manual::ack(store, id, now_millis(), by, message).await {
+        Ok(_) => {
+            wake_notifier(state);
+            show(state, id).await
+        }
+        Err(e) => incident_error(e),
+    }
+}
+
+/// Tells the notifier that an incident changed, so its messages (a note, the acknowledgement,
+/// RESOLVED) are planned now rather than at its next tick. Nothing to do until the notifier
+/// offers a wake-up; its tick finds the change anyway.
+/// A person's change is planned (and sent) at once, not at the notifier's next tick.
+fn wake_notifier(state: &AppState) {
+    state.runtime.wake_notifier();
 }
 
 async fn maintenance_list(state: &AppState) -> Response<Body> {

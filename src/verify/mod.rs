@@ -17,13 +17,17 @@
 //! - [`prom`] — a small client for the Prometheus HTTP API.
 //! - [`memory`] — cgroup v1/v2 and Prometheus memory readings.
 //! - [`human`] — figures formatted for people.
+//! - [`incident`](mod@incident) — `--incident ID`: the verdict posted on an incident of a
+//!   running watchfire.
 //!
 //! Exit codes: 0 PASS, 1 FAIL, 2 usage or configuration error (an `Err` from [`run_verify`] /
-//! [`run_impact`]; the CLI maps it to 2).
+//! [`run_impact`]; the CLI maps it to 2), 3 PASS whose verdict could not be posted on the
+//! `--incident`.
 
 pub mod checks;
 pub mod human;
 pub mod impact;
+pub mod incident;
 pub mod memory;
 pub mod parse;
 pub mod plan;
@@ -192,6 +196,9 @@ pub struct VerifyArgs {
     /// Prometheus and incident impact.
     #[command(flatten)]
     pub prom: Box<PromArgs>,
+    /// The incident the verdict is posted on.
+    #[command(flatten)]
+    pub incident: Box<incident::IncidentArgs>,
 }
 
 /// `verify` flags for the latency baseline: an earlier report, or a pre-incident window in
@@ -380,19 +387,36 @@ pub async fn impact(
     Ok(report)
 }
 
-/// Runs `watchfire verify`: exit 0 on PASS, 1 on FAIL; an `Err` is a usage error (exit 2).
+/// Runs `watchfire verify`: exit 0 on PASS, 1 on FAIL, 3 on a PASS that could not be posted
+/// on `--incident`; an `Err` is a usage error (exit 2).
 pub async fn run_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let interrupted = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
+    let poster = incident::prepare(&a.incident).await?;
     let report = verify(a, interrupted).await?;
-    Ok(if report.passed() {
+    let mut code = if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    if let Some(p) = poster {
+        match p.post(&report).await {
+            Ok(v) => println!("verdict posted on incident {} (now {})", p.id(), v.status),
+            Err(e) => {
+                eprintln!(
+                    "watchfire: the verdict was not posted on incident {}: {e:#}",
+                    p.id()
+                );
+                if report.passed() {
+                    code = ExitCode::from(3);
+                }
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// Runs `watchfire impact`: exit 0 with the figures; an `Err` is a usage error (exit 2).
