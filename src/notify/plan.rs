@@ -235,6 +235,12 @@ impl Planner<'_> {
         }
         let n = (self.input.now - self.first) / every;
         let at = self.first + n * every;
+        // After a reopening, an update is due only past it: the reopening is the update then
+        // (one due in the resolved gap would repeat it at the same moment).
+        let (_, reopens) = episodes(self.input.updates, self.input.now);
+        if reopens.last().is_some_and(|r| at <= *r) {
+            return None;
+        }
         (n >= 1).then(|| self.due(Kind::Update, format!("update:{n}"), at, self.routes_at(at)))
     }
 

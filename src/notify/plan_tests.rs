@@ -312,6 +312,28 @@ fn a_flapping_incident_sends_resolved_reopened_and_resolved_again() {
 }
 
 #[test]
+fn a_reopening_is_the_update_then_and_updates_resume_past_it() {
+    let mut c = config(vec![route(&["oncall"], 0)]);
+    c.update_every = std::time::Duration::from_secs(60);
+    let mut h = History::new();
+    h.update(T0 + 150 * SEC, IncidentStatus::Resolved, true);
+    h.update(T0 + 270 * SEC, IncidentStatus::Investigating, true);
+    let at_reopen = h.plan(&c, T0 + 270 * SEC);
+    let updates: Vec<&str> = at_reopen
+        .iter()
+        .filter(|d| d.kind == Kind::Update)
+        .map(|d| d.key.as_str())
+        .collect();
+    assert_eq!(updates, ["inc7:reopened:1"], "{at_reopen:?}");
+    let seen = walk(&c, &h, T0 + 6 * MIN, SEC);
+    assert!(
+        !seen.contains_key("inc7:update:4"),
+        "due in the gap: {seen:?}"
+    );
+    assert_eq!(seen["inc7:update:5"].0, T0 + 5 * MIN);
+}
+
+#[test]
 fn tiers_are_named_from_two() {
     let c = config(Vec::new());
     assert_eq!(
