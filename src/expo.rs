@@ -20,6 +20,28 @@ mod families;
 
 pub use families::Families;
 
+/// A native (sparse, exponential) histogram's state, as the protobuf exposition carries it.
+///
+/// Bucket `i` of schema `s` holds the observations in `(base^(i-1), base^i]` where
+/// `base = 2^(2^-s)`; observations at or below `zero_threshold` go to `zero_count`. Only
+/// positive buckets are kept (durations are never negative), as `(index, count)` pairs in
+/// ascending index order, each count non-cumulative and non-zero.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Native {
+    /// The resolution: `-4..=8`; each power of two is split into `2^schema` buckets.
+    pub schema: i8,
+    /// Width of the zero bucket.
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: u64,
+    /// Observations in all.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// `(index, count)` of each non-empty positive bucket, ascending by index.
+    pub buckets: Vec<(i32, u64)>,
+}
+
 /// A metric type, as written on the `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
@@ -234,6 +256,32 @@ impl<'a> Writer<'a> {
     /// Reserves room for `additional` more bytes.
     pub fn reserve(&mut self, additional: usize) {
         self.out.reserve(additional);
+    }
+
+    /// True when the format being written carries native histograms (so a caller computes
+    /// [`Native`] state only when it will be used). The text format does not.
+    pub fn wants_native(&self) -> bool {
+        false
+    }
+
+    /// Writes one labelled series of histogram `f` as [`Writer::histogram`] does, and also as a
+    /// native histogram when the format carries them and `native` is given.
+    pub fn native_histogram(
+        &mut self,
+        f: &Family,
+        set: &LabelSet,
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+        native: Option<&Native>,
+    ) {
+        let _ = native;
+        self.histogram(f, set, bounds, counts, sum);
+    }
+
+    /// Appends text that is already in the exposition format (a registry's own encoding).
+    pub fn raw_text(&mut self, text: &str) {
+        self.out.push_str(text);
     }
 
     /// Writes the `# HELP` and `# TYPE` lines of `f`.

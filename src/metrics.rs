@@ -49,9 +49,14 @@ struct Snap {
     last_body: u64,
     last_at: Option<SystemTime>,
     last_transition: Option<SystemTime>,
+    /// The duration histogram in native form, when the format carries it.
+    native: Option<crate::expo::Native>,
 }
 
-fn snap(labels: LabelSet, s: &TargetStats) -> Snap {
+/// Schema of the exported native duration histograms: 2^(1/8), about 9 % per bucket.
+pub const NATIVE_SCHEMA: i8 = 3;
+
+fn snap(labels: LabelSet, s: &TargetStats, native: bool) -> Snap {
     let mut q_send = [None; QUANTILES.len()];
     let mut q_planned = [None; QUANTILES.len()];
     for (i, (q, _)) in QUANTILES.iter().enumerate() {
@@ -78,6 +83,7 @@ fn snap(labels: LabelSet, s: &TargetStats) -> Snap {
         last_body: s.last.body_bytes,
         last_at: s.last.at,
         last_transition: s.last_transition,
+        native: native.then(|| s.latency.to_native(NATIVE_SCHEMA, s.duration.sum)),
     }
 }
 
@@ -99,20 +105,19 @@ fn target_labels(name: &str, labels: &std::collections::BTreeMap<String, String>
 
 /// Renders the per-target families and watchfire's process-wide gauges (not the build info:
 /// see [`render_build_info`]).
-pub fn render(rt: &Runtime, out: &mut String) {
+pub fn render(rt: &Runtime, w: &mut crate::expo::Writer<'_>) {
     let targets = rt.targets();
     let mut snaps = Vec::with_capacity(targets.len());
     for t in targets.iter() {
         let labels = target_labels(&t.spec.name, &t.spec.labels);
         let stats = t.stats.lock().expect("stats lock poisoned");
-        snaps.push(snap(labels, &stats));
+        snaps.push(snap(labels, &stats, w.wants_native()));
     }
-    let mut w = Writer::new(out);
     w.reserve(snaps.len() * 3000);
-    render_health(&mut w, &snaps);
-    render_distributions(&mut w, &snaps);
-    render_last(&mut w, &snaps);
-    render_process(&mut w, rt, snaps.len());
+    render_health(w, &snaps);
+    render_distributions(w, &snaps);
+    render_last(w, &snaps);
+    render_process(w, rt, snaps.len());
 }
 
 /// Success, health, state, probe and transition counters.
@@ -167,12 +172,13 @@ fn render_distributions(w: &mut Writer, snaps: &[Snap]) {
     w.header(&PROBE_DURATION);
     for s in snaps {
         let b = &s.duration;
-        w.histogram(
+        w.native_histogram(
             &PROBE_DURATION,
             &s.labels,
             &DURATION_BUCKETS,
             &b.counts,
             b.sum,
+            s.native.as_ref(),
         );
     }
     w.header(&SCHEDULE_LAG);
@@ -289,21 +295,20 @@ fn render_process(w: &mut Writer, rt: &Runtime, targets: usize) {
 }
 
 /// Renders `watchfire_build_info`.
-pub fn render_build_info(out: &mut String) {
-    let mut w = Writer::new(out);
+pub fn render_build_info(w: &mut crate::expo::Writer<'_>) {
     w.header(&BUILD_INFO);
     w.sample(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1u8);
 }
 
 /// Appends the registry's families (process metrics and any others) in the text format.
-pub fn render_registry(registry: &prometheus::Registry, out: &mut String) {
+pub fn render_registry(registry: &prometheus::Registry, w: &mut crate::expo::Writer<'_>) {
     use prometheus::Encoder;
     let mut buf = Vec::new();
     if prometheus::TextEncoder::new()
         .encode(&registry.gather(), &mut buf)
         .is_ok()
     {
-        out.push_str(&String::from_utf8_lossy(&buf));
+        w.raw_text(&String::from_utf8_lossy(&buf));
     }
 }
 

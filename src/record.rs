@@ -114,6 +114,20 @@ impl Hdr {
         self.0.is_empty()
     }
 
+    /// The recorded durations as a native histogram of `schema` (see [`crate::expo::Native`]),
+    /// with `sum` (seconds) taken from the caller's exact sum.
+    pub fn to_native(&self, schema: i8, sum: f64) -> crate::expo::Native {
+        // Placeholder until the protobuf exposition lands: the count and sum only.
+        crate::expo::Native {
+            schema,
+            zero_threshold: 0.0,
+            zero_count: 0,
+            count: self.0.len(),
+            sum,
+            buckets: Vec::new(),
+        }
+    }
+
     /// Bytes of heap the counts use (for the memory figures).
     pub fn heap_bytes(&self) -> usize {
         self.0.distinct_values() * std::mem::size_of::<u32>()

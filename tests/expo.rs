@@ -99,7 +99,10 @@ fn failover_and_proxy_label_values_are_escaped() {
     let g =
         watchfire::failover::Group::new(group(NASTY, NASTY), Vec::new(), CancellationToken::new());
     let mut out = String::new();
-    watchfire::failover::render(&[Arc::clone(&g)], &mut out);
+    watchfire::failover::render(
+        &[Arc::clone(&g)],
+        &mut watchfire::expo::Writer::new(&mut out),
+    );
     let want = format!(
         "{}{{group=\"{ESCAPED}\",instance=\"{ESCAPED}\"}} 0",
         catalog::FAILOVER_ACTIVE.name
@@ -136,7 +139,10 @@ fn memory_container_names_are_escaped() {
         detail: "no such cgroup".to_string(),
     };
     let mut out = String::new();
-    watchfire::memory::render(&[(NASTY.to_string(), Some(Err(gone)))], &mut out);
+    watchfire::memory::render(
+        &[(NASTY.to_string(), Some(Err(gone)))],
+        &mut watchfire::expo::Writer::new(&mut out),
+    );
     let want = format!(
         "{}{{container=\"{ESCAPED}\"}} 0",
         catalog::MEMORY_WATCH_UP.name

@@ -39,7 +39,7 @@ async fn start(yaml: &str, store: &Store) -> (Arc<Runtime>, CancellationToken) {
 
 fn render(rt: &Runtime) -> String {
     let mut out = String::new();
-    watchfire::metrics::render(rt, &mut out);
+    watchfire::metrics::render(rt, &mut watchfire::expo::Writer::new(&mut out));
     out
 }
 

@@ -203,7 +203,7 @@ fn ticking() -> tokio::task::JoinHandle<()> {
 
 fn metric(d: &Dispatcher, series: &str) -> Option<f64> {
     let mut out = String::new();
-    d.render(&mut out);
+    d.render(&mut watchfire::expo::Writer::new(&mut out));
     sample(&out, series)
 }
 

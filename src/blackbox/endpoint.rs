@@ -120,9 +120,8 @@ impl Blackbox {
     }
 
     /// Writes the endpoint's own series for `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
+    pub fn render_metrics(&self, w: &mut crate::expo::Writer<'_>) {
         use crate::expo::catalog::{BLACKBOX_MODULE_UNKNOWN, PROBE_GUARD_REFUSALS};
-        let mut w = crate::expo::Writer::new(out);
         w.header(&BLACKBOX_MODULE_UNKNOWN);
         w.sample(&BLACKBOX_MODULE_UNKNOWN, &[], self.module_unknown_total());
         w.header(&PROBE_GUARD_REFUSALS);

@@ -541,12 +541,11 @@ pub struct HooksJson {
 }
 
 /// Renders the failover families (and the proxy's, [`proxy::render`]); nothing without groups.
-pub fn render(groups: &[Arc<Group>], out: &mut String) {
+pub fn render(groups: &[Arc<Group>], w: &mut crate::expo::Writer<'_>) {
     use crate::expo::catalog::*;
     if groups.is_empty() {
         return;
     }
-    let mut w = crate::expo::Writer::new(out);
     w.header(&FAILOVER_ACTIVE);
     for g in groups {
         let a = g.active();
@@ -634,7 +633,7 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
             }
         }
     }
-    proxy::render(groups, out);
+    proxy::render(groups, w);
 }
 
 /// Each hook of a group: its name, its results and whether it is configured.

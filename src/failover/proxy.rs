@@ -715,7 +715,7 @@ async fn admit(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<DownBo
 }
 
 /// Renders the proxy families of the groups that have a proxy; nothing when none has.
-pub fn render(groups: &[Arc<Group>], out: &mut String) {
+pub fn render(groups: &[Arc<Group>], w: &mut crate::expo::Writer<'_>) {
     use crate::expo::catalog::{
         PROXY_IN_FLIGHT, PROXY_REQUESTS, PROXY_REQUEST_DURATION, PROXY_RETRIES,
     };
@@ -723,7 +723,6 @@ pub fn render(groups: &[Arc<Group>], out: &mut String) {
     if with_proxy.is_empty() {
         return;
     }
-    let mut w = crate::expo::Writer::new(out);
     w.header(&PROXY_REQUESTS);
     for g in &with_proxy {
         for ((i, code), n) in g.proxy.counters().requests.iter() {

@@ -168,8 +168,8 @@ impl Memory {
     }
 
     /// Appends the memory families to a `/metrics` body.
-    pub fn render(&self, out: &mut String) {
-        render(&self.readings(), out);
+    pub fn render(&self, w: &mut Writer<'_>) {
+        render(&self.readings(), w);
     }
 }
 
@@ -276,7 +276,7 @@ fn log_change(w: &Watch, before: Option<&Result<Sample, Failure>>, now: &Result<
 }
 
 /// Renders readings in the text format. Writes nothing when there are no watches.
-pub fn render(readings: &[(String, Option<Result<Sample, Failure>>)], out: &mut String) {
+pub fn render(readings: &[(String, Option<Result<Sample, Failure>>)], w: &mut Writer<'_>) {
     if readings.is_empty() {
         return;
     }
@@ -296,7 +296,6 @@ pub fn render(readings: &[(String, Option<Result<Sample, Failure>>)], out: &mut 
         (&catalog::MEMORY_CACHE, |s| s.cache),
         (&catalog::MEMORY_OOM_EVENTS, |s| s.oom_kills),
     ];
-    let mut w = Writer::new(out);
     for (f, get) in families {
         w.header(f);
         for (n, s) in &ok {
@@ -363,7 +362,7 @@ mod tests {
             readings.push((name.to_string(), Some(read_watch(&w, &mut None))));
         }
         let mut out = String::new();
-        render(&readings, &mut out);
+        render(&readings, &mut crate::expo::Writer::new(&mut out));
         let v = |s: &str| sample_value(&out, s).unwrap_or_else(|| panic!("{s} in\n{out}"));
         assert_eq!(
             v("container_memory_usage_bytes{container=\"gw-v2\"}"),
@@ -400,7 +399,7 @@ mod tests {
         let w = Watch::new("gw", Source::Cgroup(t.path().join("gone")));
         let readings = vec![("gw".to_string(), Some(read_watch(&w, &mut None)))];
         let mut out = String::new();
-        render(&readings, &mut out);
+        render(&readings, &mut crate::expo::Writer::new(&mut out));
         assert!(!out.contains("container_memory_usage_bytes{"), "{out}");
         assert!(!out.contains("container_spec_memory_limit_bytes{"), "{out}");
         assert_eq!(
@@ -426,7 +425,7 @@ mod tests {
     #[test]
     fn no_watches_render_nothing() {
         let mut out = String::new();
-        render(&[], &mut out);
+        render(&[], &mut crate::expo::Writer::new(&mut out));
         assert!(out.is_empty());
     }
 
@@ -487,7 +486,7 @@ mod tests {
             .unwrap();
         let rendered = |rt: &crate::runtime::Runtime| {
             let mut out = String::new();
-            rt.memory().render(&mut out);
+            rt.memory().render(&mut crate::expo::Writer::new(&mut out));
             out
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -553,7 +552,7 @@ mod tests {
         // A reload that drops the watch drops its series at once.
         mem.apply(&[]);
         let mut out = String::new();
-        mem.render(&mut out);
+        mem.render(&mut crate::expo::Writer::new(&mut out));
         assert!(out.is_empty(), "{out}");
         cancel.cancel();
     }

@@ -73,9 +73,9 @@ impl Slot {
     }
 
     /// Renders the delivery metrics, once a dispatcher runs.
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, w: &mut crate::expo::Writer<'_>) {
         if let Some(d) = self.dispatcher() {
-            d.render(out);
+            d.render(w);
         }
     }
 

@@ -253,9 +253,8 @@ static EVICTED_IDLE: AtomicU64 = AtomicU64::new(0);
 /// Writes `watchfire_server_requests_rejected_total{class}` and
 /// `watchfire_server_connections_closed_total{reason}` (process-wide: every server of the
 /// process).
-pub fn render(out: &mut String) {
+pub fn render(w: &mut crate::expo::Writer<'_>) {
     use crate::expo::catalog::{SERVER_CONNECTIONS_CLOSED, SERVER_REJECTED};
-    let mut w = crate::expo::Writer::new(out);
     w.header(&SERVER_REJECTED);
     for (class, name) in [
         (Class::Management, "management"),

@@ -80,15 +80,16 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 /// counter, then `registry` (process metrics).
 pub fn metrics_body(rt: &Runtime, registry: &prometheus::Registry) -> String {
     let mut out = String::new();
-    metrics::render(rt, &mut out);
-    crate::failover::render(&rt.failover_groups(), &mut out);
-    metrics::render_build_info(&mut out);
-    rt.memory().render(&mut out);
-    rt.blackbox().render_metrics(&mut out);
-    rt.store().render(&mut out);
-    rt.notifier().render(&mut out);
-    admission::render(&mut out);
-    metrics::render_registry(registry, &mut out);
+    let mut w = crate::expo::Writer::new(&mut out);
+    metrics::render(rt, &mut w);
+    crate::failover::render(&rt.failover_groups(), &mut w);
+    metrics::render_build_info(&mut w);
+    rt.memory().render(&mut w);
+    rt.blackbox().render_metrics(&mut w);
+    rt.store().render(&mut w);
+    rt.notifier().render(&mut w);
+    admission::render(&mut w);
+    metrics::render_registry(registry, &mut w);
     out
 }
 

@@ -5,8 +5,7 @@ use crate::expo::{catalog, LabelSet, Writer};
 
 /// Writes the `watchfire_store_*` families: `status`, and the batch durations' bucket
 /// `counts` (one per [`BATCH_BOUNDS`] bound plus `+Inf`) and `sum`.
-pub fn render(status: &StoreStatus, counts: &[u64], sum: f64, out: &mut String) {
-    let mut w = Writer::new(out);
+pub fn render(status: &StoreStatus, counts: &[u64], sum: f64, w: &mut Writer<'_>) {
     let backend = [("backend", status.backend)];
     w.header(&catalog::STORE_UP);
     w.sample(&catalog::STORE_UP, &backend, status.healthy);

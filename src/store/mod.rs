@@ -379,14 +379,14 @@ impl Store {
     }
 
     /// Writes the store's metric families (`watchfire_store_*`) for `/metrics`.
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, w: &mut crate::expo::Writer<'_>) {
         let h = *self
             .shared
             .stats
             .batches
             .lock()
             .expect("store stats lock poisoned");
-        metrics::render(&self.status(), &h.0, h.1, out);
+        metrics::render(&self.status(), &h.0, h.1, w);
     }
 
     /// Every stored target state.

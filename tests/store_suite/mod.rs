@@ -624,7 +624,7 @@ where
 /// The value of the metric line starting with `series` in the store's rendered families.
 pub fn metric(store: &Store, series: &str) -> Option<f64> {
     let mut out = String::new();
-    store.render(&mut out);
+    store.render(&mut watchfire::expo::Writer::new(&mut out));
     out.lines()
         .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next())

@@ -97,13 +97,12 @@ impl Metrics {
     }
 
     /// Writes the `watchfire_notify_*` families.
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, w: &mut Writer<'_>) {
         let by = self
             .by
             .lock()
             .expect("notify metrics lock poisoned")
             .clone();
-        let mut w = Writer::new(out);
         w.header(&catalog::NOTIFY_SENT);
         for (r, f) in &by {
             for (kind, n) in &f.sent {
@@ -154,7 +153,7 @@ mod tests {
         m.failed("oncall");
         m.set_queue(&[("oncall".into(), 3)]);
         let mut s = String::new();
-        m.render(&mut s);
+        m.render(&mut crate::expo::Writer::new(&mut s));
         for line in [
             "watchfire_notify_sent_total{receiver=\"oncall\",kind=\"declared\"} 2",
             "watchfire_notify_sent_total{receiver=\"oncall\",kind=\"update\"} 1",
@@ -174,7 +173,7 @@ mod tests {
         assert_eq!(m.sent_count("oncall", "declared"), 2);
         m.set_queue(&[]);
         let mut s = String::new();
-        m.render(&mut s);
+        m.render(&mut crate::expo::Writer::new(&mut s));
         assert!(s.contains("watchfire_notify_queue{receiver=\"oncall\"} 0"));
     }
 }

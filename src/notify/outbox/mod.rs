@@ -272,8 +272,8 @@ impl Dispatcher {
     }
 
     /// Writes the `watchfire_notify_*` families for `/metrics`.
-    pub fn render(&self, out: &mut String) {
-        self.inner.metrics.render(out);
+    pub fn render(&self, w: &mut crate::expo::Writer<'_>) {
+        self.inner.metrics.render(w);
     }
 
     /// Messages of `kind` delivered to `receiver` since start.
