@@ -417,6 +417,7 @@ async fn pagerduty_triggers_acknowledges_and_resolves_one_alert_per_incident() {
     let r = receiver(ReceiverKind::PagerDuty(PagerDutyConfig {
         routing_key: Secret::new(KEY.into()),
         url: format!("http://{}/v2/enqueue", srv.addr),
+        webhook_secret: None,
     }));
     let long = "z".repeat(2000);
     for kind in [
@@ -469,6 +470,7 @@ async fn a_rejected_routing_key_is_permanent_and_never_quoted() {
     let r = receiver(ReceiverKind::PagerDuty(PagerDutyConfig {
         routing_key: Secret::new(WRONG.into()),
         url: format!("http://{}/v2/enqueue", srv.addr),
+        webhook_secret: None,
     }));
     let error = permanent(receivers::send(&http(), &r, &message(Kind::Declared, "t", "b")).await);
     assert!(

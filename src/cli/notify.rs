@@ -295,6 +295,7 @@ mod tests {
                     ReceiverKind::PagerDuty(PagerDutyConfig {
                         routing_key: secret("tok-pd"),
                         url: "https://events.pagerduty.com/v2/enqueue".into(),
+                        webhook_secret: None,
                     }),
                 ),
                 receiver(

@@ -388,6 +388,12 @@ pub const NOTIFY_DELIVERY: Family = family(
     Type::Histogram,
     "Time from an incident message being due to its delivery, retries included, by receiver, seconds.",
 );
+/// PagerDuty V3 webhook requests, by receiver and result.
+pub const NOTIFY_INBOUND: Family = family(
+    "watchfire_notify_inbound_total",
+    Type::Counter,
+    "PagerDuty webhook requests to /api/v1/notify/pagerduty/RECEIVER, by receiver and result (acknowledged, recorded, ignored, unsigned, bad_signature, bad_request, too_large, unknown_incident, resolved_incident, error).",
+);
 
 /// Every family above, in the order `/metrics` writes them.
 pub const ALL: &[Family] = &[
@@ -452,6 +458,7 @@ pub const ALL: &[Family] = &[
     NOTIFY_RETRIES,
     NOTIFY_QUEUE,
     NOTIFY_DELIVERY,
+    NOTIFY_INBOUND,
 ];
 
 /// The families a blackbox `/probe` answer can hold, by name (blackbox_exporter's names).

@@ -185,13 +185,17 @@ pub struct SlackConfig {
     pub url: Secret<String>,
 }
 
-/// `pagerduty: { routing_key, url }`.
+/// `pagerduty: { routing_key, url, webhook_secret | webhook_secret_file }`.
 #[derive(Debug, Clone)]
 pub struct PagerDutyConfig {
     /// The integration's routing key.
     pub routing_key: Secret<String>,
     /// The Events API v2 endpoint (default `https://events.pagerduty.com/v2/enqueue`).
     pub url: String,
+    /// The signing secret of PagerDuty's V3 webhook subscription: when set,
+    /// `POST /api/v1/notify/pagerduty/{NAME}` takes PagerDuty's acknowledgements
+    /// ([`crate::notify::inbound`]); unset, that endpoint answers `404`.
+    pub webhook_secret: Option<Secret<String>>,
 }
 
 /// `alertmanager: { url, resend }`.
@@ -391,6 +395,10 @@ pub struct RawPagerDuty {
     pub routing_key: Option<Spanned<Secret<String>>>,
     /// The Events API v2 endpoint.
     pub url: Option<Spanned<String>>,
+    /// The V3 webhook subscription's signing secret.
+    pub webhook_secret: Option<Spanned<Secret<String>>>,
+    /// A file holding it (relative to the config file's directory).
+    pub webhook_secret_file: Option<Spanned<String>>,
 }
 
 /// `alertmanager:` as written.

@@ -6,6 +6,7 @@
 //! not what was written.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
@@ -295,10 +296,59 @@ fn pagerduty(diag: &mut Diagnostics, p: &Spanned<RawPagerDuty>, f: &str) -> Opti
         Some(_) => return None,
         None => DEFAULT_PAGERDUTY_URL.to_string(),
     };
+    let webhook_secret = pagerduty_webhook_secret(diag, p, f);
     Some(ReceiverKind::PagerDuty(PagerDutyConfig {
         routing_key: key?.value.clone(),
         url,
+        webhook_secret,
     }))
+}
+
+/// `webhook_secret`, or the first line of `webhook_secret_file` (read now, so a reload reads
+/// a rotated secret; a relative path is from the config file's directory). Both set, an
+/// empty secret or a file that cannot be read is an error naming the field.
+fn pagerduty_webhook_secret(
+    diag: &mut Diagnostics,
+    p: &Spanned<RawPagerDuty>,
+    f: &str,
+) -> Option<Secret<String>> {
+    let v = &p.value;
+    match (&v.webhook_secret, &v.webhook_secret_file) {
+        (Some(_), Some(file)) => {
+            let msg = "set webhook_secret or webhook_secret_file, not both";
+            diag.error(file, format!("{f}.webhook_secret_file"), msg);
+            None
+        }
+        (Some(s), None) if s.value.expose().trim().is_empty() => {
+            diag.error(s, format!("{f}.webhook_secret"), "must not be empty");
+            None
+        }
+        (Some(s), None) => Some(Secret::new(s.value.expose().trim().to_string())),
+        (None, Some(file)) => {
+            let field = format!("{f}.webhook_secret_file");
+            let base = diag
+                .file()
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let path = base.join(&file.value);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => match text.lines().next().map(str::trim) {
+                    Some(line) if !line.is_empty() => Some(Secret::new(line.to_string())),
+                    _ => {
+                        let msg = format!("{} holds no secret (empty)", path.display());
+                        diag.error(file, field, msg);
+                        None
+                    }
+                },
+                Err(e) => {
+                    diag.error(file, field, format!("cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    }
 }
 
 fn webhook(diag: &mut Diagnostics, w: &Spanned<RawWebhook>, f: &str) -> Option<ReceiverKind> {

@@ -28,6 +28,7 @@ use crate::store::Millis;
 pub mod config;
 mod config_check;
 mod defaults;
+pub mod inbound;
 pub mod message;
 pub mod outbox;
 pub mod plan;

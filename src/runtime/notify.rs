@@ -58,6 +58,7 @@ const ENQUEUE_BATCH: usize = 512;
 pub struct Slot {
     wake: Notify,
     dispatcher: Mutex<Option<Arc<Dispatcher>>>,
+    inbound: crate::notify::inbound::Counters,
 }
 
 impl std::fmt::Debug for Slot {
@@ -72,11 +73,17 @@ impl Slot {
         self.wake.notify_one();
     }
 
-    /// Renders the delivery metrics, once a dispatcher runs.
+    /// Renders the delivery metrics, once a dispatcher runs, and the PagerDuty webhook's.
     pub fn render(&self, w: &mut crate::expo::Writer<'_>) {
         if let Some(d) = self.dispatcher() {
             d.render(w);
         }
+        self.inbound.render(w);
+    }
+
+    /// The PagerDuty webhook endpoint's request counters.
+    pub fn inbound(&self) -> &crate::notify::inbound::Counters {
+        &self.inbound
     }
 
     fn dispatcher(&self) -> Option<Arc<Dispatcher>> {

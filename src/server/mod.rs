@@ -13,6 +13,7 @@ pub mod admission;
 pub mod incidents;
 pub mod intent;
 mod listen;
+pub mod pagerduty;
 pub mod status;
 
 pub use listen::{bind, serve_with, LISTEN_BACKLOG};
@@ -310,6 +311,7 @@ async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Res
             failover_action(state, p, req.uri().query())
         }
         p if incidents::owns(p) => incidents::route(state, p, req).await,
+        p if p.starts_with(pagerduty::PREFIX) => pagerduty::route(state, p, req).await,
         "/-/reload" => method_not_allowed("POST"),
         "/metrics" | "/api/v1/targets" | "/-/healthy" | "/-/ready" | "/config" | "/logs" | "/" => {
             method_not_allowed("GET")
