@@ -352,3 +352,28 @@ async fn postgres_stopping_degrades_to_memory_and_recovers() {
     assert_eq!(hour, expected(&both, watchfire::store::Level::Hour));
     assert_eq!(s.target_states().await.unwrap()[0].health, Health::Down);
 }
+
+/// PostgreSQL stops while incidents and maintenance windows are made and changed: they are in
+/// PostgreSQL, with their ids, once it is back, and its sequences continue past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_and_windows_made_while_degraded_are_replayed_into_postgres() {
+    let pg = Pg::start();
+    let s = pg.store("postgres").await.unwrap();
+    let mut a = before_degrading(&s).await;
+    pg.down();
+    s.write(Write::TargetState(target("web", Health::Down, DAY0 + 1)));
+    s.flush().await;
+    eventually(
+        Duration::from_secs(20),
+        "the store to say it is degraded",
+        || async { (!s.status().healthy).then_some(()) },
+    )
+    .await;
+    while_degraded(&s, &mut a).await;
+    pg.up();
+    eventually(Duration::from_secs(90), "the store to recover", || async {
+        s.status().healthy.then_some(())
+    })
+    .await;
+    after_recovery(&s, &a).await;
+}

@@ -317,3 +317,46 @@ async fn a_deleted_file_degrades_to_memory_and_recovers() {
         .unwrap();
     assert_eq!(replayed.len() as u64, kept + 1);
 }
+
+/// Incidents and maintenance windows made or changed while the database is away (its
+/// directory moved, a file in the way) reach it when it is back, with their ids, and stay
+/// there across a reopening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_and_windows_made_while_degraded_are_replayed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let away = tmp.path().join("away");
+    let s = Store::open(&file_opts(&dir)).await.unwrap();
+    let mut a = before_degrading(&s).await;
+    s.write(Write::TargetState(target("web", Health::Up, DAY0)));
+    s.flush().await;
+
+    std::fs::rename(&dir, &away).unwrap();
+    std::fs::write(&dir, "in the way").unwrap();
+    s.write(Write::TargetState(target("web", Health::Down, DAY0 + 1)));
+    s.flush().await;
+    eventually(Duration::from_secs(10), "the store to degrade", || async {
+        (!s.status().healthy).then_some(())
+    })
+    .await;
+    while_degraded(&s, &mut a).await;
+
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&away, &dir).unwrap();
+    eventually(Duration::from_secs(30), "the store to recover", || async {
+        s.status().healthy.then_some(())
+    })
+    .await;
+    after_recovery(&s, &a).await;
+    drop(s);
+    let again = Store::open(&file_opts(&dir)).await.unwrap();
+    let new = again.incident(a.new_incident).await.unwrap().unwrap();
+    assert_eq!(new.component, "web");
+    let open = again.incident(a.open).await.unwrap().unwrap();
+    assert_eq!(open.root_cause.as_deref(), Some("disk full"));
+    assert_eq!(
+        again.maintenances().await.unwrap().len(),
+        3,
+        "kept, new, next"
+    );
+}

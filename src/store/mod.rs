@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 mod db;
 mod metrics;
 pub mod model;
+mod restore;
 mod schema;
 mod sql;
 mod writer;
@@ -239,6 +240,12 @@ struct Shared {
     retention: Retention,
     /// The last [`Store::completed_days`] read: its range, when it was read, the rows.
     days: Mutex<Option<DaysRead>>,
+    /// Open incidents, windows and greatest ids, for seeding memory and replaying from it.
+    known: Mutex<restore::Known>,
+    /// Held (shared) by the awaited incident and window writes, and (exclusive) by the
+    /// recovery while it copies memory back and switches: no such write lands in memory
+    /// after it was read.
+    switch: tokio::sync::RwLock<()>,
 }
 
 /// A cached read of whole days' rollups.
@@ -320,6 +327,8 @@ impl Store {
             stats: Stats::default(),
             retention,
             days: Mutex::new(None),
+            known: Mutex::new(restore::Known::default()),
+            switch: tokio::sync::RwLock::new(()),
         });
         let for_writer = shared.clone();
         std::thread::Builder::new()
@@ -411,26 +420,42 @@ impl Store {
         on_active!(self, |c| sql::transitions(c, name, from, to, limit))
     }
 
+    fn known(&self) -> std::sync::MutexGuard<'_, restore::Known> {
+        self.shared.known.lock().expect("store known lock poisoned")
+    }
+
     /// Opens an incident (its `id` is ignored) and returns the id assigned.
     pub async fn open_incident(&self, incident: &Incident) -> Result<i64, StoreError> {
-        on_active!(self, |c| sql::open_incident(c, incident))
+        let _held = self.shared.switch.read().await;
+        let id = on_active!(self, |c| sql::open_incident(c, incident))?;
+        self.known().incident(&Incident {
+            id,
+            ..incident.clone()
+        });
+        Ok(id)
     }
 
     /// Replaces an incident's fields (status, impact, resolved, targets, figures, ...).
     pub async fn save_incident(&self, incident: &Incident) -> Result<(), StoreError> {
+        let _held = self.shared.switch.read().await;
         let found = on_active!(self, |c| sql::save_incident(c, incident))?;
         found.then_some(()).ok_or(StoreError::NotFound {
             what: "incident",
             id: incident.id,
-        })
+        })?;
+        self.known().incident(incident);
+        Ok(())
     }
 
     /// Appends an update to an incident's timeline (its `id` is ignored) and returns its id.
     pub async fn add_update(&self, update: &IncidentUpdate) -> Result<i64, StoreError> {
-        on_active!(self, |c| sql::add_update(c, update))?.ok_or(StoreError::NotFound {
+        let _held = self.shared.switch.read().await;
+        let id = on_active!(self, |c| sql::add_update(c, update))?.ok_or(StoreError::NotFound {
             what: "incident",
             id: update.incident,
-        })
+        })?;
+        self.known().update(id);
+        Ok(id)
     }
 
     /// Incidents, newest first.
@@ -450,16 +475,24 @@ impl Store {
 
     /// Adds a maintenance window (its `id` is ignored) and returns its id.
     pub async fn add_maintenance(&self, m: &Maintenance) -> Result<i64, StoreError> {
-        on_active!(self, |c| sql::add_maintenance(c, m))
+        let _held = self.shared.switch.read().await;
+        let id = on_active!(self, |c| sql::add_maintenance(c, m))?;
+        self.known()
+            .add_maintenance(&Maintenance { id, ..m.clone() });
+        Ok(id)
     }
 
     /// Deletes a maintenance window.
     pub async fn delete_maintenance(&self, id: i64) -> Result<(), StoreError> {
+        let _held = self.shared.switch.read().await;
         let found = on_active!(self, |c| sql::delete_maintenance(c, id))?;
         found.then_some(()).ok_or(StoreError::NotFound {
             what: "maintenance window",
             id,
-        })
+        })?;
+        let degraded = self.shared.degraded.load(Ordering::Acquire);
+        self.known().delete_maintenance(id, degraded);
+        Ok(())
     }
 
     /// Every maintenance window made through the API.

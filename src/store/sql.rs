@@ -15,7 +15,11 @@ type R<T> = Result<T, sqlx::Error>;
 
 /// Applies `batch` in one transaction: states upserted, transitions appended, minutes added
 /// into their minute, hour and day rows.
-pub async fn apply(conn: &mut AnyConnection, batch: &[Write]) -> R<()> {
+pub async fn apply(
+    conn: &mut AnyConnection,
+    batch: &[Write],
+    restore: Option<&super::restore::Restore>,
+) -> R<()> {
     let mut tx = conn.begin().await?;
     let mut sums: BTreeMap<(i64, String, Millis), Rollup> = BTreeMap::new();
     for w in batch {
@@ -46,6 +50,9 @@ pub async fn apply(conn: &mut AnyConnection, batch: &[Write]) -> R<()> {
     }
     for ((level, _, _), r) in &sums {
         add_rollup(&mut tx, *level, r).await?;
+    }
+    if let Some(r) = restore {
+        super::restore::restore(&mut tx, r).await?;
     }
     tx.commit().await
 }
@@ -368,12 +375,12 @@ fn incident_from(row: &AnyRow) -> R<Incident> {
     })
 }
 
-fn json_list(v: &[String]) -> String {
+pub(super) fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).expect("a list of strings serializes")
 }
 
 /// Binds `i`'s columns, id aside, as `$1`..`$12` in the order of the `incidents` table.
-fn bind_incident<'q>(
+pub(super) fn bind_incident<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     i: &'q Incident,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {

@@ -1,7 +1,9 @@
 //! The writer: one task on its own thread that takes the queued writes in batches (one
 //! transaction each), keeps hours and days summed as minutes arrive, prunes old rollups, and
 //! degrades to an in-memory database when the configured backend fails, retrying it with
-//! backoff and replaying what was written meanwhile when it answers again.
+//! backoff and replaying what was written meanwhile when it answers again: states,
+//! transitions, rollups, and the incidents, timelines and maintenance windows made or changed
+//! meanwhile (`restore.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -13,6 +15,7 @@ use tracing::{error, warn};
 
 use super::db::{classify, Backend};
 use super::model::{now_millis, GroupState, Level, Millis, TargetState, Write};
+use super::restore::{self, Restore};
 use super::{sql, Shared, StoreError};
 
 /// At most this many writes in one transaction.
@@ -118,6 +121,13 @@ impl Writer {
         if let Ok(v) = sql::group_states(&mut c).await {
             self.groups = v.into_iter().map(|g| (g.group.clone(), g)).collect();
         }
+        match restore::load(&mut c).await {
+            Ok(k) => *self.shared.known.lock().expect("store known lock poisoned") = k,
+            Err(e) => {
+                let e = classify(e, &b.place);
+                warn!(error = %e, "could not read the open incidents and maintenance windows");
+            }
+        }
     }
 
     fn remember(&mut self, batch: &[Write]) {
@@ -180,8 +190,22 @@ impl Writer {
         if let Err(e) = write(&s.fallback, &seed).await {
             error!(error = %e, "could not give the in-memory store the known states");
         }
+        if let Err(e) = self.seed_incidents().await {
+            error!(error = %e, "could not give the in-memory store the open incidents");
+        }
         s.degraded.store(true, Ordering::Release);
         self.retry = Some((Instant::now() + RETRY_FIRST, RETRY_FIRST));
+    }
+
+    /// Gives memory the open incidents and windows, ids continuing above the backend's.
+    async fn seed_incidents(&self) -> Result<(), StoreError> {
+        let b = &self.shared.fallback;
+        let mut c = b.conn().await?;
+        let _held = self.shared.switch.write().await;
+        let known = std::mem::take(&mut *self.shared.known.lock().expect("known lock poisoned"));
+        let done = restore::seed(&mut c, &known).await;
+        *self.shared.known.lock().expect("known lock poisoned") = known;
+        done.map_err(|e| classify(e, &b.place))
     }
 
     fn states(&self) -> Vec<Write> {
@@ -212,6 +236,9 @@ impl Writer {
     /// Tries the backend again; when it answers, replays what was written to memory meanwhile
     /// (states, forgotten targets, transitions, minutes with their hours and days).
     async fn recover(&mut self) {
+        let s = self.shared.clone();
+        // No incident or window write lands in memory between this read and the switch.
+        let _held = s.switch.write().await;
         let replay = match self.replay().await {
             Ok(v) => v,
             Err(e) => {
@@ -219,14 +246,21 @@ impl Writer {
                 Vec::new()
             }
         };
-        let s = &self.shared;
-        match write(&s.primary, &replay).await {
+        let incidents = match self.replay_incidents().await {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "could not read the in-memory incidents to replay them");
+                Restore::default()
+            }
+        };
+        match write_restoring(&s.primary, &replay, Some(&incidents)).await {
             Ok(()) => {
+                s.known.lock().expect("known lock poisoned").deleted.clear();
                 s.degraded.store(false, Ordering::Release);
                 *s.last_error.lock().expect("store error lock poisoned") = None;
                 warn!(
                     backend = s.primary.place.backend(),
-                    replayed = replay.len(),
+                    replayed = replay.len() + incidents.len(),
                     "the store's backend answers again: writing to it again"
                 );
                 s.fallback.reset().await;
@@ -241,6 +275,22 @@ impl Writer {
                 self.retry = Some((Instant::now() + wait, wait));
             }
         }
+    }
+
+    /// The incidents, updates and windows in memory, and the windows deleted meanwhile.
+    async fn replay_incidents(&self) -> Result<Restore, StoreError> {
+        let b = &self.shared.fallback;
+        let mut c = b.conn().await?;
+        let deleted = self
+            .shared
+            .known
+            .lock()
+            .expect("known lock poisoned")
+            .deleted
+            .clone();
+        restore::read(&mut c, &deleted)
+            .await
+            .map_err(|e| classify(e, &b.place))
     }
 
     async fn replay(&self) -> Result<Vec<Write>, StoreError> {
@@ -295,9 +345,18 @@ impl Writer {
 
 /// Applies `batch` to `b` in one transaction.
 async fn write(b: &Backend, batch: &[Write]) -> Result<(), StoreError> {
+    write_restoring(b, batch, None).await
+}
+
+/// Applies `batch`, and `restore` when given, to `b` in one transaction.
+async fn write_restoring(
+    b: &Backend,
+    batch: &[Write],
+    restore: Option<&Restore>,
+) -> Result<(), StoreError> {
     let mut c = b.conn().await?;
     b.check_file()?;
-    sql::apply(&mut c, batch)
+    sql::apply(&mut c, batch, restore)
         .await
         .map_err(|e| classify(e, &b.place))
 }

@@ -630,3 +630,162 @@ pub fn metric(store: &Store, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Incidents and maintenance windows around a degradation (the phases below, with the
+/// backend failing between the first two and back before the last).
+#[derive(Debug, Default)]
+pub struct AcrossDegradation {
+    /// Opened before; acknowledged, updated and resolved while degraded.
+    pub open: i64,
+    /// Resolved before; untouched.
+    pub resolved: i64,
+    /// Window made before, kept.
+    pub kept_window: i64,
+    /// Window made before, deleted while degraded.
+    pub deleted_window: i64,
+    /// Opened while degraded, with an update.
+    pub new_incident: i64,
+    /// Made while degraded.
+    pub new_window: i64,
+}
+
+fn window(name: &str) -> Maintenance {
+    Maintenance {
+        id: 0,
+        name: name.to_string(),
+        components: vec!["db".to_string()],
+        start: DAY0,
+        end: DAY0 + 3_600_000,
+        every: None,
+        tz: "UTC".to_string(),
+    }
+}
+
+fn note(incident: i64, at: Millis, status: IncidentStatus, message: &str) -> IncidentUpdate {
+    IncidentUpdate {
+        id: 0,
+        incident,
+        at,
+        status,
+        message: message.to_string(),
+        automatic: false,
+    }
+}
+
+/// Before the backend fails: an open incident with an update, a resolved one, two windows.
+pub async fn before_degrading(store: &Store) -> AcrossDegradation {
+    let open = store.open_incident(&incident("api", DAY0)).await.unwrap();
+    store
+        .add_update(&note(open, DAY0, IncidentStatus::Investigating, "Detected"))
+        .await
+        .unwrap();
+    let resolved = store
+        .open_incident(&Incident {
+            status: IncidentStatus::Resolved,
+            resolved: Some(DAY0 + 1_000),
+            ..incident("db", DAY0)
+        })
+        .await
+        .unwrap();
+    AcrossDegradation {
+        open,
+        resolved,
+        kept_window: store.add_maintenance(&window("kept")).await.unwrap(),
+        deleted_window: store.add_maintenance(&window("deleted")).await.unwrap(),
+        ..AcrossDegradation::default()
+    }
+}
+
+/// While degraded (the store says so): the open incident is acknowledged, updated and
+/// resolved, another is opened with an update, a window is added and one deleted; ids made
+/// now are above every id the backend had.
+pub async fn while_degraded(store: &Store, a: &mut AcrossDegradation) {
+    assert!(!store.status().healthy, "call while degraded");
+    let mut inc = store
+        .incident(a.open)
+        .await
+        .unwrap()
+        .expect("seeded into memory");
+    inc.acknowledged = Some(DAY0 + 2_000);
+    inc.root_cause = Some("disk full".to_string());
+    store.save_incident(&inc).await.unwrap();
+    let u = note(a.open, DAY0 + 3_000, IncidentStatus::Resolved, "Fixed");
+    store.add_update(&u).await.unwrap();
+    inc.status = IncidentStatus::Resolved;
+    inc.resolved = Some(DAY0 + 3_000);
+    store.save_incident(&inc).await.unwrap();
+    a.new_incident = store
+        .open_incident(&incident("web", DAY0 + 4_000))
+        .await
+        .unwrap();
+    assert!(a.new_incident > a.resolved, "ids continue: {a:?}");
+    let u = note(
+        a.new_incident,
+        DAY0 + 4_000,
+        IncidentStatus::Investigating,
+        "Web down",
+    );
+    store.add_update(&u).await.unwrap();
+    a.new_window = store.add_maintenance(&window("new")).await.unwrap();
+    assert!(a.new_window > a.deleted_window, "ids continue: {a:?}");
+    store.delete_maintenance(a.deleted_window).await.unwrap();
+    let names: Vec<String> = store
+        .maintenances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["kept", "new"]);
+}
+
+/// After recovery (the store says it is healthy): the backend holds every change made while
+/// degraded, with the same ids, and the next ids are past them.
+pub async fn after_recovery(store: &Store, a: &AcrossDegradation) {
+    assert!(store.status().healthy, "call after recovery");
+    let open = store.incident(a.open).await.unwrap().unwrap();
+    assert_eq!(open.status, IncidentStatus::Resolved);
+    assert_eq!(open.resolved, Some(DAY0 + 3_000));
+    assert_eq!(open.acknowledged, Some(DAY0 + 2_000));
+    assert_eq!(open.root_cause.as_deref(), Some("disk full"));
+    let resolved = store.incident(a.resolved).await.unwrap().unwrap();
+    assert_eq!(resolved.resolved, Some(DAY0 + 1_000));
+    let new = store.incident(a.new_incident).await.unwrap().unwrap();
+    assert_eq!(new.component, "web");
+    assert_eq!(new.resolved, None);
+    let updates = store.updates(&[a.open, a.new_incident]).await.unwrap();
+    let said: Vec<(i64, &str)> = updates
+        .iter()
+        .map(|u| (u.incident, u.message.as_str()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (a.open, "Detected"),
+            (a.open, "Fixed"),
+            (a.new_incident, "Web down")
+        ]
+    );
+    let windows: Vec<(i64, String)> = store
+        .maintenances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.id, m.name))
+        .collect();
+    assert_eq!(
+        windows,
+        [(a.kept_window, "kept".into()), (a.new_window, "new".into())]
+    );
+    // The backend's ids continue past the replayed rows.
+    let next = store
+        .open_incident(&incident("next", DAY0 + 5_000))
+        .await
+        .unwrap();
+    assert!(next > a.new_incident, "{next} after {a:?}");
+    let u = note(next, DAY0 + 5_000, IncidentStatus::Investigating, "Next");
+    let next_update = store.add_update(&u).await.unwrap();
+    assert!(next_update > updates.iter().map(|u| u.id).max().unwrap());
+    let next_window = store.add_maintenance(&window("next")).await.unwrap();
+    assert!(next_window > a.new_window);
+}
