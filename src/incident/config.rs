@@ -7,6 +7,8 @@
 //!   request_rate: 12.5     # requests/s assumed when no proxy counts them (default: none)
 //!   reopen_within: 5m      # a component down again this soon after its incident resolved
 //!                          # reopens it (default 5m; 0s: always a new incident)
+//!   resolve_after: 0s      # a component must stay up this long before its incident
+//!                          # resolves (default 0s: at once)
 //!
 //! maintenance:
 //!   - name: weekly deploy
@@ -41,6 +43,11 @@ pub const DEFAULT_SLO_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 /// again reopens it.
 pub const DEFAULT_REOPEN_WITHIN: Duration = Duration::from_secs(300);
 
+/// The default time a component must stay up before its incident resolves: none, the
+/// incident resolves when its targets are up (`reopen_within` already keeps a flap in one
+/// incident; a hold delays every RESOLVED by its length).
+pub const DEFAULT_RESOLVE_AFTER: Duration = Duration::ZERO;
+
 /// `incidents:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +60,8 @@ pub struct RawIncidents {
     pub request_rate: Option<Spanned<f64>>,
     /// A component down again this soon after its incident resolved reopens it (`5m`).
     pub reopen_within: Option<Spanned<String>>,
+    /// A component must stay up this long before its incident resolves (`0s`).
+    pub resolve_after: Option<Spanned<String>>,
 }
 
 /// The checked `incidents:` section.
@@ -68,6 +77,10 @@ pub struct IncidentsConfig {
     /// reopens that incident instead of opening another (flapping makes one incident); zero
     /// turns it off.
     pub reopen_within: Duration,
+    /// Every target of an incident must have stayed up this long before it resolves (resolved
+    /// as of when they came up); a target down again meanwhile keeps it open, as if nothing
+    /// had happened. Zero resolves at once.
+    pub resolve_after: Duration,
 }
 
 impl Default for IncidentsConfig {
@@ -77,6 +90,7 @@ impl Default for IncidentsConfig {
             slo_window: DEFAULT_SLO_WINDOW,
             request_rate: None,
             reopen_within: DEFAULT_REOPEN_WITHIN,
+            resolve_after: DEFAULT_RESOLVE_AFTER,
         }
     }
 }
@@ -158,6 +172,18 @@ pub fn check_incidents(
                     w.value
                 );
                 diag.error(w, "incidents.reopen_within", msg)
+            }
+        }
+    }
+    if let Some(w) = &r.resolve_after {
+        match humantime::parse_duration(w.value.trim()) {
+            Ok(d) => out.resolve_after = d,
+            Err(e) => {
+                let msg = format!(
+                    "`{}` is not a duration (such as 1m, or 0s to resolve at once): {e}",
+                    w.value
+                );
+                diag.error(w, "incidents.resolve_after", msg)
             }
         }
     }

@@ -153,6 +153,8 @@ struct Live {
     proxied_at: Option<(u64, u64)>,
     /// Requests/s the proxy measured before the outage.
     rate: Option<f64>,
+    /// Since when every target is up again, while `resolve_after` holds the resolution.
+    up_since: Option<Millis>,
 }
 
 /// How many of the newest incidents [`Incidents::load`] reads for ones to reopen.
@@ -306,6 +308,8 @@ impl Incidents {
         if let Some(mut inc) = self.open_of(&e.component).await? {
             let live = self.live.entry(inc.id).or_default();
             live.down.insert(e.target.clone());
+            // Down again within the hold: the incident goes on as if it had not come up.
+            live.up_since = None;
             if inc.targets.contains(&e.target) {
                 return Ok(());
             }
@@ -344,6 +348,7 @@ impl Incidents {
             failures_at: [(e.target.clone(), failures.unwrap_or(0))].into(),
             proxied_at: self.counters.proxied(&e.component),
             rate: self.rate_before(&e.component, e.at),
+            up_since: None,
         };
         self.live.insert(id, live);
         let mut msg = format!("Detected: {} is down ({what})", e.target);
@@ -368,12 +373,40 @@ impl Incidents {
             if !live.down.is_empty() {
                 continue;
             }
+            if !self.config.resolve_after.is_zero() {
+                live.up_since.get_or_insert(at);
+                continue;
+            }
             let live = self.live.remove(&id).expect("listed above");
             let Some(inc) = self.store.incident(id).await? else {
                 continue;
             };
             if inc.resolved.is_some() {
                 // Resolved by hand: the recovery adds nothing.
+                self.recent.insert(inc.component.clone(), inc.id);
+                continue;
+            }
+            self.resolve(inc, &live, at).await?;
+        }
+        Ok(())
+    }
+
+    /// Resolves the incidents whose targets have all stayed up for `resolve_after` by `now`,
+    /// as of when they came up (called on the feed's tick).
+    pub async fn settle(&mut self, now: Millis) -> Result<(), StoreError> {
+        let hold = Millis::try_from(self.config.resolve_after.as_millis()).unwrap_or(Millis::MAX);
+        let due: Vec<(i64, Millis)> = self
+            .live
+            .iter()
+            .filter_map(|(id, l)| l.up_since.map(|t| (*id, t)))
+            .filter(|(_, t)| now.saturating_sub(*t) >= hold)
+            .collect();
+        for (id, at) in due {
+            let live = self.live.remove(&id).expect("listed above");
+            let Some(inc) = self.store.incident(id).await? else {
+                continue;
+            };
+            if inc.resolved.is_some() {
                 self.recent.insert(inc.component.clone(), inc.id);
                 continue;
             }
@@ -419,6 +452,7 @@ impl Incidents {
             failures_at: [(e.target.clone(), failures)].into(),
             proxied_at: self.counters.proxied(&inc.component),
             rate: self.rate_before(&inc.component, e.at),
+            up_since: None,
         };
         self.live.insert(inc.id, live);
         let msg = format!(

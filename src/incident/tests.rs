@@ -512,3 +512,52 @@ fn durations_for_people() {
     assert_eq!(figures::human(5_000), "5s");
     assert_eq!(figures::human(850), "850ms");
 }
+
+#[tokio::test]
+async fn resolve_after_holds_the_resolution_and_a_flap_inside_it_changes_nothing() {
+    let store = Store::memory();
+    let mut m = manager(&store, Arc::new(Scripted::default())).await;
+    m.set_config(IncidentsConfig {
+        resolve_after: std::time::Duration::from_secs(60),
+        ..IncidentsConfig::default()
+    });
+    m.on_transition(&down("health", "gw", T0)).await.unwrap();
+    m.on_transition(&up("health", "gw", T0 + 10_000))
+        .await
+        .unwrap();
+    m.settle(T0 + 60_000).await.unwrap();
+    let inc = all(&store).await.remove(0);
+    assert_eq!(inc.resolved, None, "up for 50 s of the 60 s hold");
+    // Down again inside the hold: the same incident goes on, nothing resolved or reopened.
+    m.on_transition(&down("health", "gw", T0 + 65_000))
+        .await
+        .unwrap();
+    m.on_transition(&up("health", "gw", T0 + 80_000))
+        .await
+        .unwrap();
+    m.settle(T0 + 130_000).await.unwrap();
+    let v = all(&store).await;
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].resolved, None, "the hold restarted at 80 s");
+    m.settle(T0 + 140_000).await.unwrap();
+    let inc = all(&store).await.remove(0);
+    assert_eq!(inc.status, IncidentStatus::Resolved);
+    assert_eq!(inc.resolved, Some(T0 + 80_000), "as of when it came up");
+    let said = timeline(&store, inc.id).await;
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(said[1].starts_with("Recovered after 1m20s"), "{said:?}");
+    assert!(
+        !said.iter().any(|s| s.starts_with("Down again")),
+        "{said:?}"
+    );
+    // Without a hold (the default) the recovery resolves at once, as before.
+    m.set_config(IncidentsConfig::default());
+    m.on_transition(&down("db", "db", T0 + 600_000))
+        .await
+        .unwrap();
+    m.on_transition(&up("db", "db", T0 + 610_000))
+        .await
+        .unwrap();
+    let v = all(&store).await;
+    assert!(v.iter().all(|i| i.resolved.is_some()), "{v:?}");
+}

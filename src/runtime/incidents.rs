@@ -194,7 +194,7 @@ async fn feed(
                 m.set_calendar(rt.calendar());
                 let names: Vec<String> = config.failover.iter().map(|g| g.name.clone()).collect();
                 m.sample(&names, now_millis());
-                Ok(())
+                m.settle(now_millis()).await
             }
         };
         if let Err(e) = result {
