@@ -243,3 +243,89 @@ impl MetricsSection {
         diag.set_file(here);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGETS: &str = "targets:
+  - name: a
+    url: http://127.0.0.1:1/
+    labels: { team: x }
+  - name: b
+    url: http://127.0.0.1:1/
+    metrics: { detail: full }
+";
+
+    fn load(extra: &str) -> Result<Config, crate::diag::ConfigErrors> {
+        crate::config::load_str("m.yaml", &format!("{TARGETS}{extra}"))
+    }
+
+    #[test]
+    fn standard_is_the_default_and_a_target_can_override_it() {
+        let c = load("").expect("valid");
+        assert_eq!(c.metrics.detail, Detail::Standard);
+        assert_eq!(c.metrics.detail_of("a"), Detail::Standard);
+        assert_eq!(c.metrics.detail_of("b"), Detail::Full);
+        assert!(!c.metrics.failing_only());
+    }
+
+    #[test]
+    fn the_section_sets_detail_aggregates_and_per_target() {
+        let c = load(
+            "metrics:\n  detail: minimal\n  aggregate_by: [team, component]\n  failing_hold: 2m\n",
+        )
+        .expect("valid");
+        assert_eq!(c.metrics.detail_of("a"), Detail::Minimal);
+        assert_eq!(c.metrics.aggregate_by, ["team", "component"]);
+        assert!(
+            c.metrics.failing_only(),
+            "failing is the default with aggregates"
+        );
+        assert_eq!(c.metrics.failing_hold, Duration::from_secs(120));
+        let c = load("metrics: { aggregate_by: [team], per_target: all }\n").expect("valid");
+        assert!(!c.metrics.failing_only());
+    }
+
+    fn error(extra: &str) -> String {
+        let e = load(extra).expect_err("invalid");
+        assert_eq!(e.0.len(), 1, "{e}");
+        let e = &e.0[0];
+        format!("m.yaml:{} {}: {}", e.line, e.field, e.message)
+    }
+
+    #[test]
+    fn bad_values_name_the_file_line_and_field() {
+        let e = error("metrics:\n  detail: verbose\n");
+        assert!(
+            e.starts_with("m.yaml:9 metrics.detail: unknown detail level `verbose`"),
+            "{e}"
+        );
+        let e = error("metrics:\n  aggregate_by: [team, region]\n");
+        assert!(
+            e.starts_with("m.yaml:9 metrics.aggregate_by[1]: no target has the label `region`"),
+            "{e}"
+        );
+        let e = error("metrics:\n  aggregate_by: [target]\n");
+        assert!(
+            e.contains("metrics.aggregate_by[0]: `target` cannot"),
+            "{e}"
+        );
+        let e = error("metrics:\n  per_target: some\n");
+        assert!(
+            e.contains("metrics.per_target: unknown value `some`"),
+            "{e}"
+        );
+        let e = error("metrics:\n  detail: full\n  extra: 1\n");
+        assert!(e.contains("extra"), "{e}");
+        let bad = TARGETS.replace("detail: full", "detail: everything");
+        let e = crate::config::load_str("m.yaml", &bad).expect_err("invalid");
+        let e = &e.0[0];
+        assert_eq!((e.line, e.field.as_str()), (7, "targets[1].metrics.detail"));
+        assert!(
+            e.message.contains("use minimal, standard or full"),
+            "{}",
+            e.message
+        );
+    }
+}
