@@ -187,7 +187,11 @@ async fn metrics_and_api_describe_every_target() {
     let path = dir.path().join("p.yaml");
     write(
         &path,
-        &config_text(&base, &format!("  - name: broken\n    url: {base}/nope\n")),
+        // `full`: every per-target family (the default, standard, is counted in src/metrics).
+        &config_text(
+            &base,
+            &format!("  - name: broken\n    url: {base}/nope\nmetrics:\n  detail: full\n"),
+        ),
     );
     let r = start(&path).await;
     eventually(Duration::from_secs(5), "both decided", || async {
@@ -257,6 +261,11 @@ async fn metrics_and_api_describe_every_target() {
     ));
     assert_eq!(sample(&m, "watchfire_targets"), Some(2.0));
     assert!(m.contains("# TYPE watchfire_probe_duration_seconds histogram"));
+    assert!(
+        sample(&m, "watchfire_schedule_lag_seconds_count{thread=\"0\"}").unwrap() >= 2.0,
+        "watchfire's own lag, per probe thread"
+    );
+    assert_eq!(sample(&m, "watchfire_ticks_skipped_total"), Some(0.0));
     assert!(
         m.contains("process_resident_memory_bytes"),
         "process metrics are served"
