@@ -293,6 +293,18 @@ async fn metrics_and_api_describe_every_target() {
         .unwrap();
     assert!(health["p99_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(health["last_success"], true);
+    // What leaves /metrics below `full` stays here at every level.
+    assert_eq!(health["metrics_detail"], "full");
+    let (p99, planned) = (
+        health["latency"]["p99"].as_f64().unwrap(),
+        health["latency_from_planned"]["p99"].as_f64().unwrap(),
+    );
+    assert!(p99 > 0.0 && planned >= p99, "{p99} {planned}");
+    assert!(health["latency"]["max"].as_f64().unwrap() >= p99);
+    assert!(health["schedule_lag"]["count"].as_u64().unwrap() >= 2);
+    assert!(health["schedule_lag"]["p99"].as_f64().unwrap() >= 0.0);
+    assert!(health["last_phases"]["connect"].as_f64().unwrap() > 0.0);
+    assert_eq!(broken["transitions_down"], 1);
 
     assert_eq!(get(r.addr, "/-/healthy").await.0, 200);
     assert_eq!(get(r.addr, "/-/ready").await.0, 200);

@@ -26,7 +26,7 @@ pub const DEFAULT_FAILING_HOLD: Duration = Duration::from_secs(10 * 60);
 pub enum Detail {
     /// `watchfire_target_up` and `watchfire_probes_total` by result.
     Minimal,
-    /// Minimal, `watchfire_probe_success` and the duration histogram over coarse buckets.
+    /// Minimal and the duration histogram over coarse buckets.
     #[default]
     Standard,
     /// Every per-target family, the duration histogram over its full buckets.

@@ -12,10 +12,11 @@
 //!
 //! - `minimal`: `watchfire_target_up` and `watchfire_probes_total` (success, and each failure
 //!   reason that happened).
-//! - `standard` (default): minimal, `watchfire_probe_success` and the duration histogram over
-//!   [`STANDARD_BUCKETS`]: 10 series for a healthy target.
-//! - `full`: every per-target family, the duration histogram over the full
-//!   [`DURATION_BUCKETS`].
+//! - `standard` (default): minimal and the duration histogram over [`STANDARD_BUCKETS`]: 9
+//!   series for a healthy target (so 10,000 healthy targets stay under 100,000 samples a scrape
+//!   with the process-wide families).
+//! - `full`: every per-target family (`watchfire_probe_success` among them), the duration
+//!   histogram over the full [`DURATION_BUCKETS`].
 
 mod aggregate;
 mod targets;
@@ -166,6 +167,29 @@ pub fn duration_bounds(detail: Detail) -> &'static [f64] {
         Detail::Full => &DURATION_BUCKETS,
         Detail::Minimal | Detail::Standard => &STANDARD_BUCKETS,
     }
+}
+
+/// Quantile `q` of a histogram over `bounds` (non-cumulative `counts`, `+Inf` last), linear
+/// within the bucket it falls in, as Prometheus's `histogram_quantile` estimates it (the highest
+/// finite bound when it falls in `+Inf`); `None` when empty.
+pub fn bucket_quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        if c > 0 && (below + c) as f64 >= rank {
+            let Some(&hi) = bounds.get(i) else {
+                return bounds.last().copied();
+            };
+            let lo = if i == 0 { 0.0 } else { bounds[i - 1] };
+            return Some(lo + (hi - lo) * (rank - below as f64) / c as f64);
+        }
+        below += c;
+    }
+    bounds.last().copied()
 }
 
 #[cfg(test)]

@@ -148,9 +148,9 @@ pub(super) fn render(w: &mut Writer, snaps: &[Snap]) {
             .iter()
             .filter_map(|s| s.full.as_deref().map(|f| (s, f)))
     };
-    if at(Detail::Standard).next().is_some() {
+    if full().next().is_some() {
         w.header(&PROBE_SUCCESS);
-        for s in at(Detail::Standard).filter(|s| s.probes > 0) {
+        for (s, _) in full().filter(|(s, _)| s.probes > 0) {
             w.sample_in(&PROBE_SUCCESS, &s.labels, &[], s.ok);
         }
     }

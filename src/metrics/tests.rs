@@ -110,14 +110,13 @@ fn target_label_values_are_escaped() {
 }
 
 #[test]
-fn a_healthy_target_at_standard_has_ten_series() {
+fn a_healthy_target_at_standard_has_nine_series() {
     let t = [healthy("web", &[("team", "a")])];
     let text = render_with(&t, &MetricsConfig::default());
     let series = series_of(&text, "web");
-    assert_eq!(series.len(), 10, "{series:#?}");
+    assert_eq!(series.len(), 9, "{series:#?}");
     for family in [
         "watchfire_target_up{",
-        "watchfire_probe_success{",
         "watchfire_probes_total{",
         "watchfire_probe_duration_seconds_bucket{",
         "watchfire_probe_duration_seconds_sum{",
@@ -141,7 +140,7 @@ fn a_failing_target_at_standard_adds_one_series_per_failure_reason() {
     probes.push((500, Err(Reason::Refused)));
     let t = [fixture("web", &[], &probes)];
     let text = render_with(&t, &MetricsConfig::default());
-    assert_eq!(series_of(&text, "web").len(), 12);
+    assert_eq!(series_of(&text, "web").len(), 11);
     let p = "watchfire_probes_total{target=\"web\",result=\"timeout\"}";
     assert_eq!(value(&text, p), Some(1.0));
 }
@@ -166,6 +165,7 @@ fn full_has_every_per_target_family_and_the_full_buckets() {
     let text = render_with(&t, &cfg(Detail::Full));
     let series = series_of(&text, "web");
     for family in [
+        "watchfire_probe_success{",
         "watchfire_target_state{",
         "watchfire_probes_skipped_total{",
         "watchfire_target_transitions_total{",
@@ -197,7 +197,7 @@ fn a_target_override_changes_only_that_target() {
     let mut c = MetricsConfig::default();
     c.overrides.insert("b".into(), Detail::Full);
     let text = render_with(&t, &c);
-    assert_eq!(series_of(&text, "a").len(), 10);
+    assert_eq!(series_of(&text, "a").len(), 9);
     assert_eq!(series_of(&text, "b").len(), 66);
     let mut c = cfg(Detail::Full);
     c.overrides.insert("a".into(), Detail::Minimal);
@@ -256,7 +256,7 @@ fn failing_only_keeps_down_and_recently_failed_targets() {
     assert!(!series_of(&out, "down").is_empty(), "down stays");
     // per_target: all keeps everyone.
     let text = render_with(&t, &aggregating(&["team"], PerTarget::All));
-    assert_eq!(series_of(&text, "ok").len(), 10);
+    assert_eq!(series_of(&text, "ok").len(), 9);
 }
 
 #[test]
@@ -359,4 +359,16 @@ proptest! {
             prop_assert_eq!(per, *n, "{} {}", team, state);
         }
     }
+}
+
+#[test]
+fn bucket_quantiles_interpolate_as_prometheus_does() {
+    let bounds = [0.1, 0.5, 1.0];
+    assert_eq!(bucket_quantile(&bounds, &[0, 0, 0, 0], 0.5), None);
+    // 99 in (0.1, 0.5], 1 in (0.5, 1]: p99 is 0.5, the median halfway through the bucket.
+    assert_eq!(bucket_quantile(&bounds, &[0, 99, 1, 0], 0.99), Some(0.5));
+    let p50 = bucket_quantile(&bounds, &[0, 100, 0, 0], 0.5).unwrap();
+    assert!((p50 - 0.3).abs() < 1e-12, "{p50}");
+    // In +Inf: the highest finite bound.
+    assert_eq!(bucket_quantile(&bounds, &[0, 0, 0, 5], 0.5), Some(1.0));
 }
