@@ -182,6 +182,9 @@ pub struct TargetStats {
     pub last_transition: Option<SystemTime>,
     /// The last probe.
     pub last: Last,
+    /// When the last failed probe ended (wall clock): `/metrics` keeps a failing target's own
+    /// series for a while after it.
+    pub last_failure: Option<SystemTime>,
 }
 
 impl TargetStats {
@@ -209,6 +212,9 @@ impl TargetStats {
             phases: o.phases,
             body_bytes: o.body_bytes,
         };
+        if !o.ok() {
+            self.last_failure = Some(now);
+        }
         let stepped = state::observe(self.state, o.result, thresholds);
         self.apply(stepped, now)
     }

@@ -77,7 +77,11 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     let (mut child, addr) = run(&path);
     eventually(Duration::from_secs(5), "target a probed", || async {
         let (_, m) = get(addr, "/metrics").await;
-        common::sample(&m, "watchfire_probe_success{target=\"a\"}").filter(|v| *v == 1.0)
+        common::sample(
+            &m,
+            "watchfire_probes_total{target=\"a\",result=\"success\"}",
+        )
+        .filter(|v| *v >= 1.0)
     })
     .await;
     std::fs::write(

@@ -476,7 +476,10 @@ fn the_dashboard_has_target_and_group_variables_and_every_panel() {
         ),
         (
             "Schedule lag",
-            vec!["watchfire_probe_schedule_lag_seconds_bucket"],
+            vec![
+                "watchfire_schedule_lag_seconds_bucket",
+                "watchfire_ticks_skipped_total",
+            ],
         ),
         (
             "Active instance",

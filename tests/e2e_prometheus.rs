@@ -363,7 +363,8 @@ async fn prometheus_fires_service_down_alertmanager_delivers_and_every_panel_has
     let cgroup = dir.join("cgroup/inference-gateway");
     cgroup_v2(&cgroup, LIMIT / 2);
 
-    // watchfire, in-process.
+    // watchfire, in-process, at `metrics: { detail: full }`: the dashboard's HDR and last-phase
+    // panels need it (the rest work at the default level; tests/e2e_fleet.rs scrapes that).
     let (g, b) = (gw.local_addr(), backup.local_addr());
     let proxy_port = free_port();
     let config_path = dir.join("watchfire.yaml");
@@ -374,7 +375,8 @@ async fn prometheus_fires_service_down_alertmanager_delivers_and_every_panel_has
              targets:\n  - name: gateway-health\n    url: http://{g}/health\n    expect: {{ status: [200], json: {{ status: healthy }} }}\n\
              \x20 - name: gateway-predict\n    url: http://{g}/predict\n    method: POST\n    body_json: {{ data: [[1, 2, 3, 4]] }}\n\
              failover:\n  - name: inference-gateway\n    instances: [http://{g}, http://{b}]\n    check: {{ path: /health, interval: 200ms, timeout: 150ms }}\n    down_after: 2\n    up_after: 1\n    proxy: {{ listen: 127.0.0.1:{proxy_port} }}\n\
-             memory:\n  - name: inference-gateway\n    cgroup: {}\n",
+             memory:\n  - name: inference-gateway\n    cgroup: {}\n\
+             metrics:\n  detail: full\n",
             cgroup.display()
         ),
     )

@@ -31,7 +31,7 @@ async fn target_label_values_are_escaped_on_metrics() {
     let path = dir.path().join("watchfire.yaml");
     std::fs::write(
         &path,
-        "targets:\n  - name: t\n    url: http://127.0.0.1:9/\n    interval: 1h\n    labels: { note: \"a\\\"b\\\\c\\nd\" }\n",
+        "targets:\n  - name: t\n    url: http://127.0.0.1:9/\n    interval: 1h\n    labels: { note: \"a\\\"b\\\\c\\nd\" }\nmetrics:\n  detail: full\n",
     )
     .unwrap();
     let cfg = config::load(&path).expect("config loads");
@@ -40,7 +40,8 @@ async fn target_label_values_are_escaped_on_metrics() {
         .await
         .expect("runtime starts");
     let body = watchfire::server::metrics_body(&rt, &prometheus::Registry::new());
-    // Whatever a probe may have done meanwhile, every per-target series carries the labels.
+    // Whatever a probe may have done meanwhile, every per-target series carries the labels (at
+    // `detail: full`, so that every per-target family is there).
     let labels = format!("{{target=\"t\",note=\"{ESCAPED}\"");
     for f in [
         catalog::TARGET_STATE,

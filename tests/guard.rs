@@ -210,7 +210,9 @@ async fn a_scheduled_only_module_is_refused_on_probe_but_its_targets_still_probe
             let addr = wf.addr;
             async move {
                 let m = get(addr, "/metrics", &[]).await.body;
-                (common::sample(&m, "watchfire_probe_success{target=\"inside\"}") == Some(1.0))
+                let ok = "watchfire_probes_total{target=\"inside\",result=\"success\"}";
+                common::sample(&m, ok)
+                    .is_some_and(|v| v >= 1.0)
                     .then_some(())
             }
         },

@@ -187,7 +187,11 @@ async fn metrics_and_api_describe_every_target() {
     let path = dir.path().join("p.yaml");
     write(
         &path,
-        &config_text(&base, &format!("  - name: broken\n    url: {base}/nope\n")),
+        // `full`: every per-target family (the default, standard, is counted in src/metrics).
+        &config_text(
+            &base,
+            &format!("  - name: broken\n    url: {base}/nope\nmetrics:\n  detail: full\n"),
+        ),
     );
     let r = start(&path).await;
     eventually(Duration::from_secs(5), "both decided", || async {
@@ -258,6 +262,11 @@ async fn metrics_and_api_describe_every_target() {
     assert_eq!(sample(&m, "watchfire_targets"), Some(2.0));
     assert!(m.contains("# TYPE watchfire_probe_duration_seconds histogram"));
     assert!(
+        sample(&m, "watchfire_schedule_lag_seconds_count{thread=\"0\"}").unwrap() >= 2.0,
+        "watchfire's own lag, per probe thread"
+    );
+    assert_eq!(sample(&m, "watchfire_ticks_skipped_total"), Some(0.0));
+    assert!(
         m.contains("process_resident_memory_bytes"),
         "process metrics are served"
     );
@@ -284,6 +293,18 @@ async fn metrics_and_api_describe_every_target() {
         .unwrap();
     assert!(health["p99_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(health["last_success"], true);
+    // What leaves /metrics below `full` stays here at every level.
+    assert_eq!(health["metrics_detail"], "full");
+    let (p99, planned) = (
+        health["latency"]["p99"].as_f64().unwrap(),
+        health["latency_from_planned"]["p99"].as_f64().unwrap(),
+    );
+    assert!(p99 > 0.0 && planned >= p99, "{p99} {planned}");
+    assert!(health["latency"]["max"].as_f64().unwrap() >= p99);
+    assert!(health["schedule_lag"]["count"].as_u64().unwrap() >= 2);
+    assert!(health["schedule_lag"]["p99"].as_f64().unwrap() >= 0.0);
+    assert!(health["last_phases"]["connect"].as_f64().unwrap() > 0.0);
+    assert_eq!(broken["transitions_down"], 1);
 
     assert_eq!(get(r.addr, "/-/healthy").await.0, 200);
     assert_eq!(get(r.addr, "/-/ready").await.0, 200);

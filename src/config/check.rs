@@ -25,6 +25,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     let (mut incidents_at, mut windows) = (None, Vec::new());
     let mut notify_at = None;
     let mut status_page = super::status_page::StatusPageSection::default();
+    let mut metrics = super::metrics::MetricsSection::default();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -40,6 +41,17 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             let (spec, module_ref) =
                 super::target::check_target(&mut diag, &defaults, t, &format!("targets[{i}]"));
             module_refs.extend(module_ref);
+            if let Some(m) = &t.value.metrics {
+                let name = t.value.name.as_ref().map(|n| n.value.as_str());
+                let field = format!("targets[{i}]");
+                super::metrics::MetricsSection::check_target(
+                    &mut diag,
+                    name,
+                    m,
+                    &field,
+                    &mut config.metrics,
+                );
+            }
             // Duplicates are found even when the target has other problems.
             if let Some(n) = t.value.name.as_ref().filter(|n| valid_name(&n.value)) {
                 note_name(&mut diag, &mut seen, n, &format!("targets[{i}].name"));
@@ -85,6 +97,9 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
         if let Some(p) = &raw.status_page {
             status_page.check(&mut diag, p);
         }
+        if let Some(m) = &raw.metrics {
+            metrics.check(&mut diag, m, &mut config.metrics);
+        }
         if let Some(n) = &raw.notify {
             let out = &mut config.notify;
             crate::notify::config::check_section(&mut diag, n, &mut notify_at, out);
@@ -93,6 +108,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
     guard.finish(&mut diag, &mut config);
     status_page.finish(&mut diag, &mut config);
+    metrics.finish(&mut diag, &config);
     crate::incident::config::check_components(&mut diag, &config.components(), &windows);
     diag.finish(config)
 }

@@ -10,6 +10,7 @@
 mod check;
 mod failover;
 mod fields;
+pub mod metrics;
 pub mod raw;
 pub mod status_page;
 mod target;
@@ -66,6 +67,8 @@ pub struct Config {
     /// The `status_page:` section, when set ([`status_page::StatusPage::effective`] gives the
     /// page in force either way).
     pub status_page: Option<status_page::StatusPage>,
+    /// `metrics:`: detail levels and fleet aggregates of `/metrics`.
+    pub metrics: metrics::MetricsConfig,
 }
 
 /// One scheduled target, fully resolved (defaults applied, values checked): what is probed

@@ -44,6 +44,9 @@ pub struct RawFile {
     /// The status page (checked by [`super::status_page`]); at most one file may set it.
     #[serde(default)]
     pub status_page: Option<Spanned<super::status_page::RawStatusPage>>,
+    /// What `/metrics` exports (checked by [`super::metrics`]); at most one file may set it.
+    #[serde(default)]
+    pub metrics: Option<Spanned<super::metrics::RawMetrics>>,
 }
 
 /// The `defaults:` section.
@@ -131,6 +134,8 @@ pub struct RawTarget {
     /// A blackbox module (any prober) that probes this target instead of the native HTTP
     /// prober; the request and the checks are the module's.
     pub module: Option<Spanned<String>>,
+    /// This target's own `/metrics` detail level (see [`super::metrics`]).
+    pub metrics: Option<Spanned<super::metrics::RawTargetMetrics>>,
 }
 
 /// `expect:` — every listed check must pass.

@@ -149,11 +149,38 @@ pub const RELOADS: Family = family(
     Type::Counter,
     "Configuration reload attempts by result.",
 );
-/// Schedule lag quantiles over every probe of every target.
-pub const LAG_QUANTILES: Family = family(
+/// Schedule lag of each probe thread (label `thread`).
+pub const LAG: Family = family(
     "watchfire_schedule_lag_seconds",
-    Type::Summary,
-    "Schedule lag (actual minus planned start) over every probe of every target since start (HDR).",
+    Type::Histogram,
+    "Schedule lag (actual minus planned start) of every probe since start, by probe thread, seconds.",
+);
+/// Ticks skipped over every target.
+pub const TICKS_SKIPPED: Family = family(
+    "watchfire_ticks_skipped_total",
+    Type::Counter,
+    "Scheduled ticks skipped because the target's previous probe was still running, over every target.",
+);
+
+// Fleet aggregates (the labels of `metrics.aggregate_by`).
+
+/// Probes by result, summed over the targets of each label set.
+pub const AGG_PROBES: Family = family(
+    "watchfire_aggregate_probes_total",
+    Type::Counter,
+    "Probes run by the targets of each aggregate_by label set, by result: success or the failure reason.",
+);
+/// The duration histogram, merged over the targets of each label set.
+pub const AGG_DURATION: Family = family(
+    "watchfire_aggregate_probe_duration_seconds",
+    Type::Histogram,
+    "Probe duration measured from the actual start, over the targets of each aggregate_by label set, seconds.",
+);
+/// Targets by health, per label set.
+pub const AGG_TARGETS: Family = family(
+    "watchfire_aggregate_targets",
+    Type::Gauge,
+    "Targets of each aggregate_by label set by health after the thresholds: up, down or unknown (not decided yet).",
 );
 /// Build information.
 pub const BUILD_INFO: Family = family("watchfire_build_info", Type::Gauge, "Build information.");
@@ -420,7 +447,11 @@ pub const ALL: &[Family] = &[
     RELOAD_OK,
     RELOAD_TIME,
     RELOADS,
-    LAG_QUANTILES,
+    LAG,
+    TICKS_SKIPPED,
+    AGG_PROBES,
+    AGG_DURATION,
+    AGG_TARGETS,
     FAILOVER_ACTIVE,
     FAILOVER_AVAILABLE,
     FAILOVER_PRIMARY_ACTIVE,

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::config::{self, Config};
 use crate::diag::{ConfigError, ConfigErrors};
 use crate::failover::{self, Group};
-use crate::record::Hdr;
+use crate::record::{Buckets, Hdr, LAG_BUCKETS};
 use crate::schedule::{self, SchedulerHandle};
 use crate::state::TransitionEvent;
 use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, TargetState, Write};
@@ -64,6 +64,9 @@ struct Shared {
     /// Probes that failed for a reason of watchfire's own ([`Reason::Prober`]): rare, so one
     /// counter for every lane.
     local_errors: AtomicU64,
+    /// Ticks skipped because the target's previous probe still ran, over every target: rare,
+    /// so one counter for every lane.
+    skipped: AtomicU64,
     /// The bound on probes in flight: `--max-concurrency`, or less when the open-file limit
     /// cannot hold that many ([`crate::resources::probe_bound`]).
     max_in_flight: usize,
@@ -84,7 +87,7 @@ struct Lane {
     tracker: TaskTracker,
     /// Schedule lag of every probe on this lane (merged over lanes when read): is the prober
     /// keeping up?
-    lag: Mutex<Hdr>,
+    lag: Mutex<LaneLag>,
     /// Probes dispatched on this lane and not yet finished (spawned ones included): its
     /// probes in flight.
     active: AtomicUsize,
@@ -100,10 +103,25 @@ impl Lane {
             handle,
             bound,
             tracker: TaskTracker::new(),
-            lag: Mutex::new(Hdr::default()),
+            lag: Mutex::new(LaneLag::default()),
             active: AtomicUsize::new(0),
             limit: AtomicUsize::new(bound),
         }
+    }
+}
+
+/// One lane's schedule lag: HDR for quantiles, fixed buckets for its `/metrics` histogram.
+#[derive(Debug, Default)]
+pub(crate) struct LaneLag {
+    hdr: Hdr,
+    buckets: Buckets<13>,
+}
+
+impl LaneLag {
+    /// Records the lag of one probe.
+    pub(crate) fn record(&mut self, lag: Duration) {
+        self.hdr.record(lag);
+        self.buckets.observe(&LAG_BUCKETS, lag.as_secs_f64());
     }
 }
 
@@ -272,6 +290,7 @@ impl Runtime {
             events,
             own_lanes,
             local_errors: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             max_in_flight,
             store: opts.store.clone(),
             clock: history::Clock::system(),
@@ -605,9 +624,24 @@ impl Runtime {
     fn lag_merged(&self) -> Hdr {
         let mut all = Hdr::default();
         for lane in &self.shared.lanes {
-            all.merge(&lane.lag.lock().expect("lag lock poisoned"));
+            all.merge(&lane.lag.lock().expect("lag lock poisoned").hdr);
         }
         all
+    }
+
+    /// Each probe thread's schedule lag over [`LAG_BUCKETS`], in lane order.
+    pub fn lane_lag_buckets(&self) -> Vec<Buckets<13>> {
+        self.shared
+            .lanes
+            .iter()
+            .map(|lane| lane.lag.lock().expect("lag lock poisoned").buckets.clone())
+            .collect()
+    }
+
+    /// Scheduled ticks skipped because the target's previous probe still ran, over every
+    /// target since start.
+    pub fn ticks_skipped(&self) -> u64 {
+        self.shared.skipped.load(Ordering::Relaxed)
     }
 
     /// Quantile `q` of the schedule lag over every probe so far (`None` before the first).
@@ -620,7 +654,7 @@ impl Runtime {
         self.shared
             .lanes
             .iter()
-            .map(|lane| lane.lag.lock().expect("lag lock poisoned").len())
+            .map(|lane| lane.lag.lock().expect("lag lock poisoned").hdr.len())
             .sum()
     }
 

@@ -283,6 +283,7 @@ impl Job for Target {
     }
 
     fn skipped(&self, _planned: Instant) {
+        self.shared.skipped.fetch_add(1, Ordering::Relaxed);
         let mut stats = self.stats.lock().expect("stats lock poisoned");
         stats.skipped += 1;
     }

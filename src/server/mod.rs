@@ -424,6 +424,81 @@ pub struct TargetJson {
     pub module: Option<String>,
     /// The module's prober kind (`http`, `tcp`, `dns`, `icmp`, `grpc`); null without a module.
     pub prober: Option<&'static str>,
+    /// The target's `/metrics` detail level (`minimal`, `standard`, `full`): what this API has
+    /// beyond it is here at every level.
+    pub metrics_detail: &'static str,
+    /// HDR latency quantiles from the actual send, seconds (null before the first probe).
+    pub latency: Option<QuantilesJson>,
+    /// The same from the planned start (coordinated-omission corrected).
+    pub latency_from_planned: Option<QuantilesJson>,
+    /// The target's schedule lag quantiles, seconds, estimated from its lag histogram (buckets
+    /// 100 µs … 1 s, linear within a bucket as `histogram_quantile` does).
+    pub schedule_lag: Option<LagJson>,
+    /// The last probe's phases, seconds (null before the first probe).
+    pub last_phases: Option<std::collections::BTreeMap<&'static str, f64>>,
+    /// Body bytes read by the last probe.
+    pub last_body_bytes: Option<u64>,
+    /// Changes of health to up.
+    pub transitions_up: u64,
+    /// Changes of health to down.
+    pub transitions_down: u64,
+}
+
+/// Quantiles of an HDR histogram, seconds.
+#[derive(Debug, Serialize)]
+pub struct QuantilesJson {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl QuantilesJson {
+    fn of(h: &crate::record::Hdr) -> Option<QuantilesJson> {
+        let q = |q: f64| h.quantile(q).map(|d| d.as_secs_f64());
+        Some(QuantilesJson {
+            p50: q(0.5)?,
+            p90: q(0.9)?,
+            p99: q(0.99)?,
+            p999: q(0.999)?,
+            max: q(1.0)?,
+        })
+    }
+}
+
+/// A target's schedule lag, estimated from its histogram.
+#[derive(Debug, Serialize)]
+pub struct LagJson {
+    /// Median, seconds.
+    pub p50: f64,
+    /// 90th percentile, seconds.
+    pub p90: f64,
+    /// 99th percentile, seconds.
+    pub p99: f64,
+    /// Probes counted.
+    pub count: u64,
+    /// Sum of the lags, seconds.
+    pub sum_seconds: f64,
+}
+
+impl LagJson {
+    fn of(b: &crate::record::Buckets<13>) -> Option<LagJson> {
+        let bounds = &crate::record::LAG_BUCKETS;
+        let q = |q| metrics::bucket_quantile(bounds, &b.counts, q);
+        Some(LagJson {
+            p50: q(0.5)?,
+            p90: q(0.9)?,
+            p99: q(0.99)?,
+            count: b.count(),
+            sum_seconds: b.sum,
+        })
+    }
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -432,6 +507,7 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// The JSON state of every target.
 pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
+    let config = rt.config();
     rt.targets()
         .iter()
         .map(|t| {
@@ -463,6 +539,18 @@ pub fn targets_json(rt: &Runtime) -> Vec<TargetJson> {
                 timeout: humantime::format_duration(t.spec.timeout).to_string(),
                 module: t.spec.module().map(str::to_string),
                 prober: t.module().map(|m| m.prober.as_str()),
+                metrics_detail: config.metrics.detail_of(&t.spec.name).as_str(),
+                latency: QuantilesJson::of(&s.latency),
+                latency_from_planned: QuantilesJson::of(&s.latency_planned),
+                schedule_lag: LagJson::of(&s.lag),
+                last_phases: probed.then(|| {
+                    let phases = s.last.phases.as_array();
+                    let secs = phases.iter().map(|d| d.as_secs_f64());
+                    crate::probe::Phases::NAMES.into_iter().zip(secs).collect()
+                }),
+                last_body_bytes: probed.then_some(s.last.body_bytes),
+                transitions_up: s.transitions_up,
+                transitions_down: s.transitions_down,
             }
         })
         .collect()
