@@ -29,7 +29,9 @@ use crate::threads::{per_cpu_threads, spawn_single_threaded};
 pub mod history;
 pub mod incidents;
 pub mod notify;
+mod plan;
 mod target;
+use plan::plan_targets;
 pub use target::Target;
 
 /// Default bound on probes in flight at once.
@@ -372,41 +374,30 @@ impl Runtime {
             .take()
             .unwrap_or_default();
         let old = self.targets();
-        let mut next = Vec::with_capacity(config.targets.len());
-        let (mut kept, mut added) = (0usize, 0usize);
-        for spec in &config.targets {
-            let reuse = old
-                .iter()
-                .find(|t| t.spec.name == spec.name && t.spec.same_probe(spec));
-            match reuse {
-                Some(t) => {
-                    kept += 1;
-                    next.push(t.clone());
-                }
-                None => {
-                    added += 1;
-                    let stored = restoring.targets.get(&spec.name);
-                    let t = Target::new(spec.clone(), self.shared.clone(), stored)
-                        .map_err(|e| format!("target {}: {e}", spec.name))?;
-                    next.push(Arc::new(t));
-                }
-            }
-        }
-        let removed = old.len() + added - next.len();
-        for gone in old
-            .iter()
-            .filter(|o| !next.iter().any(|n| n.spec.name == o.spec.name))
-        {
+        let plan = plan_targets(&old, &config, self.shared.lanes.len(), |spec| {
+            let stored = restoring.targets.get(&spec.name);
+            Target::new(spec.clone(), self.shared.clone(), stored)
+                .map(Arc::new)
+                .map_err(|e| format!("target {}: {e}", spec.name))
+        })?;
+        let (kept, added, removed) = (plan.kept, plan.added, plan.removed.len());
+        for gone in &plan.removed {
             self.store
                 .write(Write::ForgetTarget(gone.spec.name.clone()));
         }
-        for t in &next {
-            let m = t.spec.module().and_then(|n| config.modules.get(n).cloned());
-            *t.module.lock().expect("module lock poisoned") = m;
+        let next = plan.next;
+        for t in next.iter() {
+            if let Some(n) = t.spec.module() {
+                *t.module.lock().expect("module lock poisoned") = config.modules.get(n).cloned();
+            }
         }
-        let next = Arc::new(next);
         *self.targets.write().expect("targets lock poisoned") = next.clone();
+        // A lane none of whose targets came or went keeps its schedule as it is: an unchanged
+        // reload sends nothing to the probe threads.
         for (lane, scheduler) in self.schedulers.iter().enumerate() {
+            if !plan.lanes_changed.get(lane).copied().unwrap_or(true) {
+                continue;
+            }
             let mine = next.iter().filter(|t| t.lane == lane).cloned().collect();
             if !scheduler.replace(mine).await {
                 return Err("the scheduler has stopped".into());
@@ -426,10 +417,15 @@ impl Runtime {
         mut listeners: Vec<(String, Vec<std::net::TcpListener>)>,
         stored: &std::collections::HashMap<String, GroupState>,
     ) -> Result<(), String> {
+        let by_name: std::collections::HashMap<&str, &Arc<Target>> = if config.failover.is_empty() {
+            Default::default()
+        } else {
+            targets.iter().map(|t| (t.spec.name.as_str(), t)).collect()
+        };
         let find = |g: &crate::config::FailoverGroup| -> Vec<Arc<dyn failover::Instance>> {
             g.instances
                 .iter()
-                .filter_map(|i| targets.iter().find(|t| t.spec.name == i.target))
+                .filter_map(|i| by_name.get(i.target.as_str()).copied())
                 .map(|t| t.clone() as Arc<dyn failover::Instance>)
                 .collect()
         };
