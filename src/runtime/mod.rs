@@ -29,8 +29,11 @@ use crate::threads::{per_cpu_threads, spawn_single_threaded};
 pub mod history;
 pub mod incidents;
 pub mod notify;
+mod file_sd;
 mod plan;
 mod target;
+pub use file_sd::load_blocking_cached;
+use file_sd::{stale_message, watch_file_sd};
 use plan::plan_targets;
 pub use target::Target;
 
@@ -204,6 +207,8 @@ pub struct Runtime {
     restoring: Mutex<Option<Restoring>>,
     /// The notifier's wake-up and dispatcher ([`notify`]).
     notifier: notify::Slot,
+    /// The file_sd files read so far, for reloads and [`watch_file_sd`].
+    file_sd: Arc<Mutex<config::FileSdCache>>,
 }
 
 /// Stored states read on start, by name.
@@ -235,6 +240,8 @@ pub struct RuntimeOptions {
     pub store: Store,
     /// `--web.config.file`, for the failover proxies whose group says `proxy.web_config: true`.
     pub web: Option<Arc<crate::web::WebSource>>,
+    /// The file_sd files read so far ([`load_blocking_cached`]): reloads read through it.
+    pub file_sd: Arc<Mutex<config::FileSdCache>>,
 }
 
 impl Default for RuntimeOptions {
@@ -245,6 +252,7 @@ impl Default for RuntimeOptions {
             min_wake_gap: schedule::DEFAULT_MIN_WAKE_GAP,
             store: Store::memory(),
             web: None,
+            file_sd: Arc::default(),
         }
     }
 }
@@ -327,6 +335,7 @@ impl Runtime {
             calendar: RwLock::new(Arc::new(NoMaintenance)),
             restoring: Mutex::new(None),
             notifier: notify::Slot::default(),
+            file_sd: opts.file_sd.clone(),
         });
         let restoring = Restoring {
             targets: history::stored_targets(&opts.store, &config).await,
@@ -334,6 +343,7 @@ impl Runtime {
         };
         *rt.restoring.lock().expect("restoring lock poisoned") = Some(restoring);
         rt.apply(config).await?;
+        tokio::spawn(watch_file_sd(Arc::downgrade(&rt), cancel.clone()));
         tokio::spawn(history::flush_every_minute(
             Arc::downgrade(&rt),
             rt.shared.clock,
@@ -508,8 +518,15 @@ impl Runtime {
         let opts = config::LoadOptions {
             allow_empty: self.allow_empty_config.load(Ordering::Relaxed),
         };
-        let result = match load_blocking_with(path.clone(), opts).await {
-            Ok(cfg) => self.apply(cfg).await,
+        let result = match load_blocking_cached(path.clone(), opts, self.file_sd.clone()).await {
+            Ok(mut cfg) => {
+                let stale = std::mem::take(&mut cfg.file_sd_stale);
+                match self.apply(cfg).await {
+                    Ok(()) if stale.is_empty() => Ok(()),
+                    Ok(()) => Err(stale_message(&stale)),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e.to_string()),
         };
         let mut st = self.reload.lock().expect("reload lock poisoned");
