@@ -54,7 +54,9 @@ pub(super) fn check_sources(
         }
         for (i, s) in raw.file_sd.iter().enumerate() {
             let field = format!("file_sd[{i}]");
-            file_sd.extend(super::file_sd::check_section(&mut diag, &defaults, s, &field));
+            file_sd.extend(super::file_sd::check_section(
+                &mut diag, &defaults, s, &field,
+            ));
         }
         for (i, g) in raw.failover.iter().enumerate() {
             let field = format!("failover[{i}]");

@@ -86,7 +86,11 @@ pub(super) fn check_section(
     let before = diag.count();
     let r = &s.value;
     if r.files.is_empty() {
-        diag.error(s, format!("{field}.files"), "missing: list the files of targets");
+        diag.error(
+            s,
+            format!("{field}.files"),
+            "missing: list the files of targets",
+        );
     }
     let mut patterns = Vec::new();
     for (i, f) in r.files.iter().enumerate() {
@@ -96,11 +100,23 @@ pub(super) fn check_section(
             Err(m) => diag.error(f, format!("{field}.files[{i}]"), m),
         }
     }
-    let refresh = duration(diag, &r.refresh_interval, &format!("{field}.refresh_interval"))
-        .unwrap_or(DEFAULT_REFRESH_INTERVAL);
+    let refresh = duration(
+        diag,
+        &r.refresh_interval,
+        &format!("{field}.refresh_interval"),
+    )
+    .unwrap_or(DEFAULT_REFRESH_INTERVAL);
     if refresh < Duration::from_secs(1) {
-        let at = r.refresh_interval.as_ref().map(Pos::from).unwrap_or_default();
-        diag.error(at, format!("{field}.refresh_interval"), "must be at least 1s");
+        let at = r
+            .refresh_interval
+            .as_ref()
+            .map(Pos::from)
+            .unwrap_or_default();
+        diag.error(
+            at,
+            format!("{field}.refresh_interval"),
+            "must be at least 1s",
+        );
     }
     let (interval, timeout, jitter) = timing(diag, d, &r.interval, &r.timeout, &r.jitter, s, field);
     let mut lbls = d.labels.clone();
@@ -207,7 +223,10 @@ fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 /// The files a pattern stands for, in name order. A pattern without a wildcard stands for its
 /// file, which must exist; one with a wildcard may match nothing.
 fn expand_pattern(p: &Path) -> Result<Vec<PathBuf>, String> {
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if !name.contains(['*', '?']) {
         return Ok(vec![p.to_path_buf()]);
     }
@@ -215,8 +234,8 @@ fn expand_pattern(p: &Path) -> Result<Vec<PathBuf>, String> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let entries = std::fs::read_dir(&dir)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut out = Vec::new();
     for e in entries.flatten() {
         let n = e.file_name();
@@ -365,7 +384,11 @@ pub(super) fn expand(
                 );
                 diag.error(Pos::default(), "targets", msg);
             } else if let Some(other) = taken.insert(&t.name, f) {
-                let msg = format!("duplicate target `{}`: also listed in {}", t.name, other.display());
+                let msg = format!(
+                    "duplicate target `{}`: also listed in {}",
+                    t.name,
+                    other.display()
+                );
                 diag.error(Pos::default(), "targets", msg);
             }
         }
@@ -401,7 +424,11 @@ fn read_cached(
         Ok((stamp, targets)) => {
             let targets: Arc<[Arc<TargetSpec>]> = targets.into();
             let template = s.template.clone();
-            let entry = Cached { stamp, template, targets: targets.clone() };
+            let entry = Cached {
+                stamp,
+                template,
+                targets: targets.clone(),
+            };
             cache.files.insert(f.to_path_buf(), entry);
             Some(targets)
         }
@@ -457,7 +484,9 @@ fn parse(f: &Path, bytes: &[u8]) -> Result<Vec<RawGroup>, ConfigError> {
     };
     if f.extension().is_some_and(|e| e == "json") {
         return serde_json::from_slice(bytes).map_err(|e| {
-            let msg = format!("not a file_sd list ({e}); write [{{\"targets\": [...], \"labels\": {{...}}}}]");
+            let msg = format!(
+                "not a file_sd list ({e}); write [{{\"targets\": [...], \"labels\": {{...}}}}]"
+            );
             at(e.line() as u64, e.column() as u64, msg)
         });
     }
@@ -523,7 +552,10 @@ fn target_spec(
             } else {
                 let p = prober.unwrap_or(Prober::Tcp);
                 crate::blackbox::endpoint::check_target(p, &t).map_err(|e| {
-                    format!("`{t}` is not a target the {} prober of `module: {module}` can probe: {e}", p.as_str())
+                    format!(
+                        "`{t}` is not a target the {} prober of `module: {module}` can probe: {e}",
+                        p.as_str()
+                    )
                 })?;
                 t
             };

@@ -73,4 +73,3 @@ pub async fn load_blocking_cached(
         )])),
     }
 }
-

@@ -26,10 +26,10 @@ use crate::state::TransitionEvent;
 use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, TargetState, Write};
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
+mod file_sd;
 pub mod history;
 pub mod incidents;
 pub mod notify;
-mod file_sd;
 mod plan;
 mod target;
 pub use file_sd::load_blocking_cached;
