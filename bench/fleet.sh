@@ -37,6 +37,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM
 
 NGINX_PORT=$(free_port)
 WF_PORT=$(free_port "$NGINX_PORT")
@@ -74,7 +75,7 @@ t0=$(now)
 echo "check: $(cat "$TMP/check.out"): $(since "$t0") s, peak RSS $(( $(cat "$TMP/check.rss") / 1024 )) MiB"
 
 t0=$(now)
-"$BIN" run --config "$TMP/watchfire.yaml" --listen "127.0.0.1:$WF_PORT" --max-concurrency 4096 \
+"$BIN" run --config "$TMP/watchfire.yaml" --storage.memory --listen "127.0.0.1:$WF_PORT" --max-concurrency 4096 \
     >"$TMP/watchfire.log" 2>&1 &
 WF=$!
 PIDS+=("$WF")
@@ -90,12 +91,12 @@ sleep "$STEADY"
 echo "steady: RSS $(rss "$WF") MiB (peak $(hwm "$WF") MiB), CPU $(ps -o times= -p "$WF") s"
 
 scrape() {
-    curl -fsS -o "$TMP/metrics" -w '%{time_total} %{size_download}' "http://127.0.0.1:$WF_PORT/metrics"
+    curl -fsS -o "$TMP/metrics" -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$WF_PORT/metrics"
 }
 # Probes so far and those with lag <= 1 ms, summed over every target's lag histogram.
 lag_counts() {
     awk '/^watchfire_probe_schedule_lag_seconds_bucket/ && /le="0.001"/ {a += $2}
-         /^watchfire_probe_schedule_lag_seconds_count/ {n += $2} END {printf "%d %d", a, n}' "$TMP/metrics"
+         /^watchfire_probe_schedule_lag_seconds_count/ {n += $2} END {printf "%d %d\n", a, n}' "$TMP/metrics"
 }
 if [[ "$SCRAPE" == 1 ]]; then
     read -r took bytes < <(scrape)
