@@ -32,7 +32,9 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let config = match crate::runtime::load_blocking_with(a.config.clone(), load).await {
+    let file_sd = Arc::<std::sync::Mutex<config::FileSdCache>>::default();
+    let loaded = crate::runtime::load_blocking_cached(a.config.clone(), load, file_sd.clone());
+    let config = match loaded.await {
         Ok(c) => c,
         Err(e) => return Ok(refuse(&e, "the config")),
     };
@@ -55,6 +57,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         min_wake_gap: a.min_wake_gap,
         web: a.web_config_file.is_some().then(|| serve_opts.web.clone()),
         store,
+        file_sd,
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())

@@ -13,7 +13,10 @@ use super::fields::{check_defaults, valid_name};
 use super::Config;
 
 /// Checks every source, returning the config or every problem found.
-pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigErrors> {
+pub(super) fn check_sources(
+    sources: &[(&Path, &str)],
+    cache: &mut super::FileSdCache,
+) -> Result<Config, ConfigErrors> {
     let mut diag = Diagnostics::default();
     let mut config = Config::default();
     // name → where first defined, to report duplicates across files.
@@ -26,6 +29,7 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
     let mut notify_at = None;
     let mut status_page = super::status_page::StatusPageSection::default();
     let mut metrics = super::metrics::MetricsSection::default();
+    let mut file_sd = Vec::new();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -59,6 +63,12 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
             if let Some(spec) = spec {
                 config.targets.push(Arc::new(spec));
             }
+        }
+        for (i, s) in raw.file_sd.iter().enumerate() {
+            let field = format!("file_sd[{i}]");
+            file_sd.extend(super::file_sd::check_section(
+                &mut diag, &defaults, s, &field,
+            ));
         }
         for (i, g) in raw.failover.iter().enumerate() {
             let field = format!("failover[{i}]");
@@ -106,10 +116,19 @@ pub(super) fn check_sources(sources: &[(&Path, &str)]) -> Result<Config, ConfigE
         }
     }
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
+    if !file_sd.is_empty() {
+        config.file_sd = file_sd.clone();
+        let known = |m: &str| seen_modules.contains_key(m);
+        super::file_sd::expand(&mut diag, &mut config, file_sd, &seen, &known, cache);
+    }
     guard.finish(&mut diag, &mut config);
     status_page.finish(&mut diag, &mut config);
     metrics.finish(&mut diag, &config);
-    crate::incident::config::check_components(&mut diag, &config.components(), &windows);
+    // Components are only looked up by maintenance windows: a fleet without windows does not
+    // pay for a map of every target.
+    if !windows.is_empty() {
+        crate::incident::config::check_components(&mut diag, &config.components(), &windows);
+    }
     diag.finish(config)
 }
 

@@ -10,6 +10,7 @@
 mod check;
 mod failover;
 mod fields;
+pub mod file_sd;
 pub mod metrics;
 pub mod raw;
 pub mod status_page;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use crate::probers::native::{Expect, HttpCheck, ProbeUrl};
 pub use fields::{parse_duration, parse_size};
+pub use file_sd::{FileSd, FileSdCache};
 
 use crate::diag::{ConfigError, ConfigErrors, Origin};
 
@@ -64,6 +66,11 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// The files this config was read from.
     pub sources: Vec<PathBuf>,
+    /// `file_sd:` sections: their files are watched for a change ([`file_sd::changed`]).
+    pub file_sd: Vec<FileSd>,
+    /// file_sd files that failed to read on this load and kept the targets of their last
+    /// good reading (a reload still applies; the problem is reported as a failed reload).
+    pub file_sd_stale: Vec<ConfigError>,
     /// The `status_page:` section, when set ([`status_page::StatusPage::effective`] gives the
     /// page in force either way).
     pub status_page: Option<status_page::StatusPage>,
@@ -316,6 +323,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// naming the file(s) unless `opts.allow_empty`. Every file read is capped at
 /// [`crate::limits::MAX_CONFIG_FILE_BYTES`].
 pub fn load_with(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors> {
+    load_cached(path, opts, &mut FileSdCache::default())
+}
+
+/// [`load_with`], reading file_sd files through `cache`: unchanged files give back the same
+/// target specs, and a file that fails keeps its last good reading (see [`file_sd`]).
+pub fn load_cached(
+    path: &Path,
+    opts: LoadOptions,
+    cache: &mut FileSdCache,
+) -> Result<Config, ConfigErrors> {
     let files = config_files(path).map_err(|e| ConfigErrors(vec![e]))?;
     let mut sources = Vec::with_capacity(files.len());
     for f in &files {
@@ -329,7 +346,7 @@ pub fn load_with(path: &Path, opts: LoadOptions) -> Result<Config, ConfigErrors>
         .iter()
         .map(|(p, t)| (p.as_path(), t.as_str()))
         .collect();
-    let config = check::check_sources(&named)?;
+    let config = check::check_sources(&named, cache)?;
     if !opts.allow_empty && config.is_empty() {
         return Err(ConfigErrors(vec![empty_config_error(path, &files)]));
     }
@@ -349,6 +366,7 @@ impl Config {
     /// memory watches.
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
+            && self.file_sd.is_empty()
             && self.modules.is_empty()
             && self.failover.is_empty()
             && self.memory.is_empty()
@@ -375,7 +393,7 @@ fn empty_config_error(path: &Path, files: &[PathBuf]) -> ConfigError {
 
 /// Checks config text as if it were read from `name` (tests, embedded configs).
 pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigErrors> {
-    check::check_sources(&[(Path::new(name), text)])
+    check::check_sources(&[(Path::new(name), text)], &mut FileSdCache::default())
 }
 
 /// A fingerprint of the config's files (their names and contents) to notice a change on disk;

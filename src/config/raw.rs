@@ -18,6 +18,9 @@ pub struct RawFile {
     /// Scheduled probes: native HTTP checks and blackbox module targets.
     #[serde(default)]
     pub targets: Vec<Spanned<RawTarget>>,
+    /// Targets listed in Prometheus file_sd-style files (checked by [`super::file_sd`]).
+    #[serde(default)]
+    pub file_sd: Vec<Spanned<super::file_sd::RawFileSd>>,
     /// Failover groups: ordered instances with a health check each.
     #[serde(default)]
     pub failover: Vec<Spanned<RawFailoverGroup>>,

@@ -389,8 +389,10 @@ pub(super) async fn stored_targets(store: &Store, config: &Config) -> HashMap<St
         }
     };
     let mut out = HashMap::new();
+    let names: std::collections::HashSet<&str> =
+        config.targets.iter().map(|t| t.name.as_str()).collect();
     for s in states {
-        if config.targets.iter().any(|t| t.name == s.target) {
+        if names.contains(s.target.as_str()) {
             out.insert(s.target.clone(), s);
         } else {
             store.write(Write::ForgetTarget(s.target));

@@ -26,10 +26,15 @@ use crate::state::TransitionEvent;
 use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, TargetState, Write};
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
+mod file_sd;
 pub mod history;
 pub mod incidents;
 pub mod notify;
+mod plan;
 mod target;
+pub use file_sd::load_blocking_cached;
+use file_sd::{stale_message, watch_file_sd};
+use plan::plan_targets;
 pub use target::Target;
 
 /// Default bound on probes in flight at once.
@@ -220,6 +225,8 @@ pub struct Runtime {
     restoring: Mutex<Option<Restoring>>,
     /// The notifier's wake-up and dispatcher ([`notify`]).
     notifier: notify::Slot,
+    /// The file_sd files read so far, for reloads and [`watch_file_sd`].
+    file_sd: Arc<Mutex<config::FileSdCache>>,
 }
 
 /// Stored states read on start, by name.
@@ -251,6 +258,8 @@ pub struct RuntimeOptions {
     pub store: Store,
     /// `--web.config.file`, for the failover proxies whose group says `proxy.web_config: true`.
     pub web: Option<Arc<crate::web::WebSource>>,
+    /// The file_sd files read so far ([`load_blocking_cached`]): reloads read through it.
+    pub file_sd: Arc<Mutex<config::FileSdCache>>,
 }
 
 impl Default for RuntimeOptions {
@@ -261,6 +270,7 @@ impl Default for RuntimeOptions {
             min_wake_gap: schedule::DEFAULT_MIN_WAKE_GAP,
             store: Store::memory(),
             web: None,
+            file_sd: Arc::default(),
         }
     }
 }
@@ -344,6 +354,7 @@ impl Runtime {
             calendar: RwLock::new(Arc::new(NoMaintenance)),
             restoring: Mutex::new(None),
             notifier: notify::Slot::default(),
+            file_sd: opts.file_sd.clone(),
         });
         let restoring = Restoring {
             targets: history::stored_targets(&opts.store, &config).await,
@@ -351,6 +362,7 @@ impl Runtime {
         };
         *rt.restoring.lock().expect("restoring lock poisoned") = Some(restoring);
         rt.apply(config).await?;
+        tokio::spawn(watch_file_sd(Arc::downgrade(&rt), cancel.clone()));
         tokio::spawn(history::flush_every_minute(
             Arc::downgrade(&rt),
             rt.shared.clock,
@@ -391,41 +403,30 @@ impl Runtime {
             .take()
             .unwrap_or_default();
         let old = self.targets();
-        let mut next = Vec::with_capacity(config.targets.len());
-        let (mut kept, mut added) = (0usize, 0usize);
-        for spec in &config.targets {
-            let reuse = old
-                .iter()
-                .find(|t| t.spec.name == spec.name && t.spec.same_probe(spec));
-            match reuse {
-                Some(t) => {
-                    kept += 1;
-                    next.push(t.clone());
-                }
-                None => {
-                    added += 1;
-                    let stored = restoring.targets.get(&spec.name);
-                    let t = Target::new(spec.clone(), self.shared.clone(), stored)
-                        .map_err(|e| format!("target {}: {e}", spec.name))?;
-                    next.push(Arc::new(t));
-                }
-            }
-        }
-        let removed = old.len() + added - next.len();
-        for gone in old
-            .iter()
-            .filter(|o| !next.iter().any(|n| n.spec.name == o.spec.name))
-        {
+        let plan = plan_targets(&old, &config, self.shared.lanes.len(), |spec| {
+            let stored = restoring.targets.get(&spec.name);
+            Target::new(spec.clone(), self.shared.clone(), stored)
+                .map(Arc::new)
+                .map_err(|e| format!("target {}: {e}", spec.name))
+        })?;
+        let (kept, added, removed) = (plan.kept, plan.added, plan.removed.len());
+        for gone in &plan.removed {
             self.store
                 .write(Write::ForgetTarget(gone.spec.name.clone()));
         }
-        for t in &next {
-            let m = t.spec.module().and_then(|n| config.modules.get(n).cloned());
-            *t.module.lock().expect("module lock poisoned") = m;
+        let next = plan.next;
+        for t in next.iter() {
+            if let Some(n) = t.spec.module() {
+                *t.module.lock().expect("module lock poisoned") = config.modules.get(n).cloned();
+            }
         }
-        let next = Arc::new(next);
         *self.targets.write().expect("targets lock poisoned") = next.clone();
+        // A lane none of whose targets came or went keeps its schedule as it is: an unchanged
+        // reload sends nothing to the probe threads.
         for (lane, scheduler) in self.schedulers.iter().enumerate() {
+            if !plan.lanes_changed.get(lane).copied().unwrap_or(true) {
+                continue;
+            }
             let mine = next.iter().filter(|t| t.lane == lane).cloned().collect();
             if !scheduler.replace(mine).await {
                 return Err("the scheduler has stopped".into());
@@ -445,10 +446,15 @@ impl Runtime {
         mut listeners: Vec<(String, Vec<std::net::TcpListener>)>,
         stored: &std::collections::HashMap<String, GroupState>,
     ) -> Result<(), String> {
+        let by_name: std::collections::HashMap<&str, &Arc<Target>> = if config.failover.is_empty() {
+            Default::default()
+        } else {
+            targets.iter().map(|t| (t.spec.name.as_str(), t)).collect()
+        };
         let find = |g: &crate::config::FailoverGroup| -> Vec<Arc<dyn failover::Instance>> {
             g.instances
                 .iter()
-                .filter_map(|i| targets.iter().find(|t| t.spec.name == i.target))
+                .filter_map(|i| by_name.get(i.target.as_str()).copied())
                 .map(|t| t.clone() as Arc<dyn failover::Instance>)
                 .collect()
         };
@@ -531,8 +537,15 @@ impl Runtime {
         let opts = config::LoadOptions {
             allow_empty: self.allow_empty_config.load(Ordering::Relaxed),
         };
-        let result = match load_blocking_with(path.clone(), opts).await {
-            Ok(cfg) => self.apply(cfg).await,
+        let result = match load_blocking_cached(path.clone(), opts, self.file_sd.clone()).await {
+            Ok(mut cfg) => {
+                let stale = std::mem::take(&mut cfg.file_sd_stale);
+                match self.apply(cfg).await {
+                    Ok(()) if stale.is_empty() => Ok(()),
+                    Ok(()) => Err(stale_message(&stale)),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e.to_string()),
         };
         let mut st = self.reload.lock().expect("reload lock poisoned");

@@ -265,6 +265,16 @@ impl failover::Instance for Target {
     }
 }
 
+impl super::plan::Planned for Target {
+    fn spec(&self) -> &Arc<TargetSpec> {
+        &self.spec
+    }
+
+    fn lane(&self) -> usize {
+        self.lane
+    }
+}
+
 impl Job for Target {
     fn name(&self) -> &str {
         &self.spec.name

@@ -1,0 +1,602 @@
+//! `file_sd:`: targets listed in Prometheus file_sd-style files, JSON or YAML, each a list of
+//! groups `[{"targets": ["http://…", …], "labels": {"k": "v"}}]`.
+//!
+//! Every listed string is one target, named by what it probes (the URL as normalised, or a
+//! module's target as written), probed with the section's settings (and the `defaults:` of the
+//! file declaring the section), labelled with the section's labels and then the group's.
+//!
+//! Reading is cached per file ([`FileSdCache`]): a file whose size, modification time and inode
+//! are unchanged, read by an unchanged section, hands back the very same target specs, so a
+//! reload that changes nothing costs one `stat` per file and a pointer comparison per target.
+//! A file that fails to read or parse on a reload (half-written, malformed) keeps the targets
+//! it had, and the problem is reported ([`super::Config::file_sd_stale`]); on the first read
+//! it is an error like any other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+
+use crate::blackbox::config::Prober;
+use crate::diag::{ConfigError, Diagnostics, Origin, Pos};
+
+use super::fields::{duration, labels, positive, timing, Defaults};
+use super::{Check, Config, HttpCheck, ProbeUrl, TargetSpec, Uncompared};
+
+/// Largest file_sd file read: about five million targets of the usual length.
+pub const MAX_FILE_SD_BYTES: u64 = 256 << 20;
+/// Default time between two looks at a section's files for a change.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// Longest target string accepted (it is the target's name and `target` label).
+pub const MAX_TARGET_LEN: usize = 2048;
+
+/// One entry of `file_sd:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSd {
+    /// Paths of the files, relative to the file declaring the section; `*` and `?` may match
+    /// in the last path element (`targets/*.json`).
+    #[serde(default)]
+    pub files: Vec<Spanned<String>>,
+    /// Time between two looks at the files for a change (default 5m).
+    pub refresh_interval: Option<Spanned<String>>,
+    /// Time between planned starts of every listed target.
+    pub interval: Option<Spanned<String>>,
+    /// Bound on one probe.
+    pub timeout: Option<Spanned<String>>,
+    /// Extra random delay added to the first start.
+    pub jitter: Option<Spanned<String>>,
+    /// A blackbox module that probes the listed targets; without it each is a URL for the
+    /// native HTTP prober.
+    pub module: Option<Spanned<String>>,
+    /// Labels of every listed target (a group's own labels win).
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
+    /// Consecutive failures before down.
+    pub down_after: Option<Spanned<u32>>,
+    /// Consecutive successes before up.
+    pub up_after: Option<Spanned<u32>>,
+}
+
+/// One checked `file_sd:` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSd {
+    /// The file patterns, resolved against the declaring file's directory.
+    pub patterns: Vec<PathBuf>,
+    /// Time between two looks at the files for a change.
+    pub refresh_interval: Duration,
+    /// Every listed target's spec but its name and what it probes.
+    template: TargetSpec,
+    /// The module's prober, once the module is resolved.
+    prober: Option<Prober>,
+    /// Where the section is written: file, position, dotted field.
+    at: (PathBuf, Pos, String),
+}
+
+/// Checks one `file_sd:` entry of the file being checked.
+pub(super) fn check_section(
+    diag: &mut Diagnostics,
+    d: &Defaults,
+    s: &Spanned<RawFileSd>,
+    field: &str,
+) -> Option<FileSd> {
+    let before = diag.count();
+    let r = &s.value;
+    if r.files.is_empty() {
+        diag.error(
+            s,
+            format!("{field}.files"),
+            "missing: list the files of targets",
+        );
+    }
+    let mut patterns = Vec::new();
+    for (i, f) in r.files.iter().enumerate() {
+        let p = super::fields::resolve_relative(diag.file(), Path::new(&f.value));
+        match check_pattern(&p) {
+            Ok(()) => patterns.push(p),
+            Err(m) => diag.error(f, format!("{field}.files[{i}]"), m),
+        }
+    }
+    let refresh = duration(
+        diag,
+        &r.refresh_interval,
+        &format!("{field}.refresh_interval"),
+    )
+    .unwrap_or(DEFAULT_REFRESH_INTERVAL);
+    if refresh < Duration::from_secs(1) {
+        let at = r
+            .refresh_interval
+            .as_ref()
+            .map(Pos::from)
+            .unwrap_or_default();
+        diag.error(
+            at,
+            format!("{field}.refresh_interval"),
+            "must be at least 1s",
+        );
+    }
+    let (interval, timeout, jitter) = timing(diag, d, &r.interval, &r.timeout, &r.jitter, s, field);
+    let mut lbls = d.labels.clone();
+    lbls.extend(labels(diag, &r.labels, &format!("{field}.labels")));
+    let check = match &r.module {
+        Some(m) => Check::Module {
+            module: m.value.clone(),
+            target: String::new(),
+        },
+        None => Check::Http(http_template(d)),
+    };
+    let thresholds = |v: &Option<Spanned<u32>>, key: &str, diag: &mut Diagnostics| {
+        v.as_ref()
+            .and_then(|v| positive(diag, v, &format!("{field}.{key}")))
+    };
+    let down_after = thresholds(&r.down_after, "down_after", diag)
+        .or(d.down_after)
+        .unwrap_or(super::DEFAULT_DOWN_AFTER);
+    let up_after = thresholds(&r.up_after, "up_after", diag)
+        .or(d.up_after)
+        .unwrap_or(super::DEFAULT_UP_AFTER);
+    if diag.count() > before {
+        return None;
+    }
+    let at = (diag.file().to_path_buf(), Pos::from(s), field.to_string());
+    let template = TargetSpec {
+        name: String::new(),
+        check,
+        interval,
+        timeout,
+        jitter,
+        labels: lbls,
+        down_after,
+        up_after,
+        origin: Uncompared(Default::default()),
+    };
+    Some(FileSd {
+        patterns,
+        refresh_interval: refresh,
+        template,
+        prober: None,
+        at,
+    })
+}
+
+/// The native check of a listed URL: the file's `defaults:` (headers, TLS, body limit,
+/// keep-alive), a `GET` accepting 2xx; its URL is set per target.
+fn http_template(d: &Defaults) -> HttpCheck {
+    let mut h = HttpCheck::new("http://127.0.0.1/").expect("a valid URL");
+    h.headers = d.headers.clone();
+    h.keep_alive = d.keep_alive.unwrap_or(false);
+    h.body_limit = d.body_limit.unwrap_or(super::DEFAULT_BODY_LIMIT);
+    if let Some(tls) = &d.tls {
+        h.tls = tls.clone();
+    }
+    h
+}
+
+/// A pattern may hold `*` and `?` in its last path element only (as Prometheus's).
+fn check_pattern(p: &Path) -> Result<(), String> {
+    let dir = p.parent().map(|d| d.to_string_lossy().into_owned());
+    if dir.is_some_and(|d| d.contains(['*', '?', '['])) {
+        return Err(format!(
+            "`{}`: `*` and `?` may only be used in the file name, not in a directory",
+            p.display()
+        ));
+    }
+    match p.extension().and_then(|e| e.to_str()) {
+        Some("json" | "yaml" | "yml") => Ok(()),
+        _ => Err(format!(
+            "`{}`: file_sd files end in .json, .yaml or .yml",
+            p.display()
+        )),
+    }
+}
+
+/// Whether `name` matches `pattern` (`*` any run of characters, `?` one character).
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// The files a pattern stands for, in name order. A pattern without a wildcard stands for its
+/// file, which must exist; one with a wildcard may match nothing.
+fn expand_pattern(p: &Path) -> Result<Vec<PathBuf>, String> {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return Ok(vec![p.to_path_buf()]);
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let n = e.file_name();
+        if glob_match(name.as_bytes(), n.as_encoded_bytes()) && e.path().is_file() {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What identifies a file's content without reading it: a file replaced (renamed over) or
+/// written again changes at least one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: (u64, u64),
+}
+
+fn stamp(path: &Path) -> std::io::Result<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path)?;
+    Ok(Stamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+        inode: (m.dev(), m.ino()),
+    })
+}
+
+/// One file's last good reading.
+#[derive(Debug)]
+struct Cached {
+    stamp: Stamp,
+    /// The section it was read for (its settings make the specs).
+    template: TargetSpec,
+    targets: Arc<[Arc<TargetSpec>]>,
+}
+
+/// The file_sd files read so far, kept between loads (see the module's documentation).
+#[derive(Debug, Default)]
+pub struct FileSdCache {
+    files: HashMap<PathBuf, Cached>,
+}
+
+impl FileSdCache {
+    /// Files read so far.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// True when no file was read yet.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Whether the files of `sections` differ from what `cache` last read: a file added, gone, or
+/// with another stamp. Costs a directory listing per pattern and a `stat` per file.
+pub fn changed(sections: &[FileSd], cache: &FileSdCache) -> bool {
+    let mut seen = 0;
+    for s in sections {
+        for p in &s.patterns {
+            let Ok(files) = expand_pattern(p) else {
+                return true;
+            };
+            for f in files {
+                match (cache.files.get(&f), stamp(&f)) {
+                    (Some(c), Ok(st)) if c.stamp == st => seen += 1,
+                    _ => return true,
+                }
+            }
+        }
+    }
+    seen != cache.files.len()
+}
+
+/// A group of a file_sd file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Resolves every section's module, then reads its files (through `cache`) into
+/// `config.targets`. `names` holds the names already taken (by `targets:` and failover
+/// checks), with where; a file_sd target taking one is an error naming both files.
+pub(super) fn expand(
+    diag: &mut Diagnostics,
+    config: &mut Config,
+    sections: Vec<FileSd>,
+    names: &HashMap<String, (PathBuf, u64)>,
+    written: &dyn Fn(&str) -> bool,
+    cache: &mut FileSdCache,
+) {
+    let mut taken: HashMap<&str, &Path> = HashMap::new();
+    let mut read: Vec<(PathBuf, Arc<[Arc<TargetSpec>]>)> = Vec::new();
+    let mut live = std::collections::HashSet::new();
+    for mut s in sections {
+        let (file, pos, field) = s.at.clone();
+        diag.set_file(&file);
+        if let Check::Module { module, .. } = &s.template.check {
+            match config.modules.get(module) {
+                Some(m) => s.prober = Some(m.prober),
+                // A module written with errors of its own is already reported.
+                None => {
+                    if !written(module) {
+                        let msg =
+                            format!("no module named `{module}` is configured under `modules:`");
+                        diag.error(pos, format!("{field}.module"), msg);
+                    }
+                    continue;
+                }
+            }
+        }
+        for (i, p) in s.patterns.iter().enumerate() {
+            let files = match expand_pattern(p) {
+                Ok(f) => f,
+                Err(m) => {
+                    diag.error(pos, format!("{field}.files[{i}]"), m);
+                    continue;
+                }
+            };
+            for f in files {
+                if !live.insert(f.clone()) {
+                    continue;
+                }
+                if let Some(targets) = read_cached(diag, config, &s, &f, cache) {
+                    read.push((f, targets));
+                }
+            }
+        }
+    }
+    cache.files.retain(|f, _| live.contains(f));
+    for (f, targets) in &read {
+        diag.set_file(f);
+        for t in targets.iter() {
+            if let Some((other, line)) = names.get(&t.name) {
+                let msg = format!(
+                    "duplicate target `{}`: also defined at {}:{line}",
+                    t.name,
+                    other.display()
+                );
+                diag.error(Pos::default(), "targets", msg);
+            } else if let Some(other) = taken.insert(&t.name, f) {
+                let msg = format!(
+                    "duplicate target `{}`: also listed in {}",
+                    t.name,
+                    other.display()
+                );
+                diag.error(Pos::default(), "targets", msg);
+            }
+        }
+    }
+    drop(taken);
+    let n: usize = read.iter().map(|(_, t)| t.len()).sum();
+    config.targets.reserve(n);
+    for (_, targets) in read {
+        config.targets.extend(targets.iter().cloned());
+    }
+}
+
+/// One file's targets: the cached ones when the file and the section are unchanged, else read
+/// anew; a file that fails keeps its previous targets when it had some (the problem goes to
+/// `config.file_sd_stale`), and is an error otherwise.
+fn read_cached(
+    diag: &mut Diagnostics,
+    config: &mut Config,
+    s: &FileSd,
+    f: &Path,
+    cache: &mut FileSdCache,
+) -> Option<Arc<[Arc<TargetSpec>]>> {
+    let st = stamp(f);
+    if let (Some(c), Ok(st)) = (cache.files.get(f), &st) {
+        if c.stamp == *st && c.template == s.template {
+            return Some(c.targets.clone());
+        }
+    }
+    let result = st
+        .map_err(|e| ConfigError::in_file(f, format!("cannot read the file_sd file: {e}")))
+        .and_then(|st| read_file(f, s).map(|t| (st, t)));
+    match result {
+        Ok((stamp, targets)) => {
+            let targets: Arc<[Arc<TargetSpec>]> = targets.into();
+            let template = s.template.clone();
+            let entry = Cached {
+                stamp,
+                template,
+                targets: targets.clone(),
+            };
+            cache.files.insert(f.to_path_buf(), entry);
+            Some(targets)
+        }
+        Err(e) => match cache.files.get(f) {
+            Some(c) => {
+                config.file_sd_stale.push(e);
+                Some(c.targets.clone())
+            }
+            None => {
+                diag.set_file(f);
+                diag.error(Pos::new(e.line, e.column), e.field, e.message);
+                diag.set_file(&s.at.0);
+                None
+            }
+        },
+    }
+}
+
+/// Reads and checks one file into target specs.
+fn read_file(f: &Path, s: &FileSd) -> Result<Vec<Arc<TargetSpec>>, ConfigError> {
+    let bytes = crate::limits::read_capped(f, MAX_FILE_SD_BYTES, "file_sd file")
+        .map_err(|e| ConfigError::in_file(f, e.to_string()))?;
+    let groups = parse(f, &bytes)?;
+    let mut out = Vec::with_capacity(groups.iter().map(|g| g.targets.len()).sum());
+    for (gi, g) in groups.into_iter().enumerate() {
+        let mut lbls = s.template.labels.clone();
+        for (k, v) in group_labels(f, gi, g.labels)? {
+            lbls.insert(k, v);
+        }
+        for (ti, t) in g.targets.into_iter().enumerate() {
+            let spec = target_spec(f, s, &lbls, t).map_err(|m| ConfigError {
+                file: f.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: format!("[{gi}].targets[{ti}]"),
+                message: m,
+            })?;
+            out.push(Arc::new(spec));
+        }
+    }
+    Ok(out)
+}
+
+/// The file's groups: JSON for `.json`, YAML otherwise; a syntax error (a half-written file)
+/// names its line and column.
+fn parse(f: &Path, bytes: &[u8]) -> Result<Vec<RawGroup>, ConfigError> {
+    let at = |line: u64, column: u64, message: String| ConfigError {
+        file: f.to_path_buf(),
+        line,
+        column,
+        field: String::new(),
+        message,
+    };
+    if f.extension().is_some_and(|e| e == "json") {
+        return serde_json::from_slice(bytes).map_err(|e| {
+            let msg = format!(
+                "not a file_sd list ({e}); write [{{\"targets\": [...], \"labels\": {{...}}}}]"
+            );
+            at(e.line() as u64, e.column() as u64, msg)
+        });
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ConfigError::in_file(f, "the file is not UTF-8 text"))?;
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut options = serde_saphyr::Options::default();
+    let mut budget = serde_saphyr::Budget::default();
+    // A byte cap is the limit of a file_sd file, not a count of values.
+    budget.max_nodes = usize::MAX / 4;
+    budget.max_events = usize::MAX / 4;
+    options.budget = Some(budget);
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let p = e.location().map(Pos::from).unwrap_or_default();
+        at(p.line, p.column, format!("not a file_sd list: {e}"))
+    })
+}
+
+/// A group's labels checked: names starting with `__` (Prometheus's meta labels) are dropped.
+fn group_labels(
+    f: &Path,
+    gi: usize,
+    raw: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let kept: BTreeMap<String, Spanned<String>> = raw
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("__"))
+        .map(|(k, v)| (k, Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN)))
+        .collect();
+    let mut diag = Diagnostics::new(f);
+    let out = labels(&mut diag, &kept, &format!("[{gi}].labels"));
+    match diag.into_errors().into_iter().next() {
+        Some(mut e) => {
+            (e.line, e.column) = (0, 0);
+            Err(e)
+        }
+        None => Ok(out),
+    }
+}
+
+/// One listed target's spec: the section's template with its name and what it probes.
+fn target_spec(
+    f: &Path,
+    s: &FileSd,
+    lbls: &BTreeMap<String, String>,
+    t: String,
+) -> Result<TargetSpec, String> {
+    if t.is_empty() || t.len() > MAX_TARGET_LEN {
+        return Err(format!("a target is 1 to {MAX_TARGET_LEN} bytes long"));
+    }
+    let check = match (&s.template.check, s.prober) {
+        (Check::Http(h), _) => {
+            let url = ProbeUrl::parse(&t).map_err(|m| format!("`{t}`: {m}"))?;
+            let mut h = h.clone();
+            h.url = url;
+            Check::Http(h)
+        }
+        (Check::Module { module, .. }, prober) => {
+            let target = if prober == Some(Prober::Http) {
+                ProbeUrl::parse(&t).map_err(|m| format!("`{t}`: {m}"))?.full
+            } else {
+                let p = prober.unwrap_or(Prober::Tcp);
+                crate::blackbox::endpoint::check_target(p, &t).map_err(|e| {
+                    format!(
+                        "`{t}` is not a target the {} prober of `module: {module}` can probe: {e}",
+                        p.as_str()
+                    )
+                })?;
+                t
+            };
+            Check::Module {
+                module: module.clone(),
+                target,
+            }
+        }
+    };
+    let name = match &check {
+        Check::Http(h) => h.url.full.clone(),
+        Check::Module { target, .. } => target.clone(),
+    };
+    let t = &s.template;
+    Ok(TargetSpec {
+        name,
+        check,
+        interval: t.interval,
+        timeout: t.timeout,
+        jitter: t.jitter,
+        labels: lbls.clone(),
+        down_after: t.down_after,
+        up_after: t.up_after,
+        origin: Uncompared(Origin {
+            file: f.to_path_buf(),
+            line: 0,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_as_the_shell_does() {
+        assert!(glob_match(b"*.json", b"a.json"));
+        assert!(glob_match(b"t-?.json", b"t-1.json"));
+        assert!(!glob_match(b"t-?.json", b"t-10.json"));
+        assert!(glob_match(b"*-*.yaml", b"a-b-c.yaml"));
+        assert!(!glob_match(b"*.json", b"a.yaml"));
+        assert!(glob_match(b"*", b""));
+    }
+}
