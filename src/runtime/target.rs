@@ -30,8 +30,9 @@ pub struct Target {
     /// Recorded state; locked briefly by the probe that ends and by scrapes.
     pub stats: Mutex<TargetStats>,
     running: AtomicBool,
-    /// Which probe thread runs this target's probes, an index into the lanes (from its name:
-    /// stable across reloads, so a kept-alive connection stays on its thread).
+    /// Which probe thread runs this target's probes, an index into the lanes: the one with
+    /// the fewest probes per second when the target was made (`claim_lane`); kept across
+    /// reloads with the target, so a kept-alive connection stays on its thread.
     pub(super) lane: usize,
     shared: Arc<Shared>,
     /// Changes of decided health not yet in a minute rollup: (when, from, to). Appended under
@@ -49,14 +50,18 @@ impl std::fmt::Debug for Target {
     }
 }
 
+impl Drop for Target {
+    fn drop(&mut self) {
+        super::release_lane(&self.shared.lanes, self.lane, self.spec.interval);
+    }
+}
+
 impl Target {
     pub(super) fn new(
         spec: Arc<TargetSpec>,
         shared: Arc<Shared>,
         stored: Option<&TargetState>,
     ) -> Result<Target, String> {
-        let lane =
-            (crate::schedule::fnv1a(spec.name.as_bytes()) >> 32) as usize % shared.lanes.len();
         let prober = match &spec.check {
             Check::Http(h) => Some(HttpProber::new(Arc::new(h.clone()), spec.timeout)?),
             Check::Module { .. } => None,
@@ -65,6 +70,8 @@ impl Target {
         if let Some(stored) = stored {
             history::restore_stats(&mut stats, stored);
         }
+        // Last, once nothing can fail: `Drop` gives the rate back.
+        let lane = super::claim_lane(&shared.lanes, spec.interval);
         Ok(Target {
             prober,
             module: Mutex::new(None),
