@@ -96,7 +96,8 @@ struct Pending {
     /// Encoded label fields.
     labels: Vec<u8>,
     quantiles: Vec<(f64, f64)>,
-    sum: f64,
+    /// Left out of the message when no `_sum` was written (as the text has no `_sum` line).
+    sum: Option<f64>,
     count: u64,
 }
 
@@ -224,7 +225,7 @@ impl Encoder {
                 self.encode_labels(set, extra, "");
                 let p = self.pending_for_labels();
                 if suffix == "_sum" {
-                    p.sum = v;
+                    p.sum = Some(v);
                 } else {
                     p.count = v as u64;
                 }
@@ -275,7 +276,9 @@ impl Encoder {
         };
         self.inner.clear();
         uint_field(1, p.count, &mut self.inner);
-        double_field(2, p.sum, &mut self.inner);
+        if let Some(sum) = p.sum {
+            double_field(2, sum, &mut self.inner);
+        }
         let field = if self.kind == Type::Histogram {
             7
         } else {
@@ -287,9 +290,11 @@ impl Encoder {
             }
             4
         };
-        self.labels.clear();
-        self.labels.extend_from_slice(&p.labels);
+        // Written with its own labels; the scratch (maybe the next metric's) is kept.
+        let mut labels = p.labels;
+        std::mem::swap(&mut self.labels, &mut labels);
         self.push_metric(field);
+        std::mem::swap(&mut self.labels, &mut labels);
     }
 
     /// Appends a `Metric` of the label scratch and the value message in `inner` as `field`.
