@@ -1,9 +1,10 @@
 //! `/metrics` content negotiation: the exposition format an `Accept` header asks for.
 //!
-//! Prometheus lists the formats it takes with `q=` weights, e.g. with native histograms on
-//! (2.42): `application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;
-//! encoding=delimited;q=0.8,application/openmetrics-text;version=1.0.0;q=0.6,...,text/plain;
-//! version=0.0.4;q=0.2,*/*;q=0.1`. watchfire speaks the protobuf format (that `proto=` and
+//! Prometheus lists the formats it takes with `q=` weights; 2.42 with native histograms on
+//! sends (as recorded by `tests/e2e_native.rs`)
+//! `application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,
+//! application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;
+//! q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`. watchfire speaks the protobuf format (that `proto=` and
 //! `encoding=delimited` only) and the text format 0.0.4; the best-weighted of those wins (on a
 //! tie, the more specific range, then the first listed). Anything else — OpenMetrics text,
 //! other types, other versions, a malformed header, none — is answered in the text format,
@@ -78,9 +79,9 @@ mod tests {
     fn prometheus_with_native_histograms_gets_protobuf() {
         // What Prometheus 2.42 sends with --enable-feature=native-histograms.
         let sent = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
-                    encoding=delimited;q=0.8,application/openmetrics-text;version=1.0.0;q=0.6,\
-                    application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=0.0.4;\
-                    q=0.4,*/*;q=0.1";
+                    encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,\
+                    application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;\
+                    q=0.5,*/*;q=0.1";
         assert_eq!(f(sent), Format::Protobuf);
         // The brief's shorter form, with spaces.
         assert_eq!(
