@@ -3,7 +3,7 @@
 //!
 //! Every family watchfire writes goes through [`Writer`]: a family header (`# HELP`, `# TYPE`),
 //! then its samples. [`Writer::new`] writes the text format, [`Writer::proto`] the protobuf
-//! format (see [`proto`](self::proto)) from the same calls. Label values and help text are escaped by the writer itself; callers pass
+//! format (see [`proto`]) from the same calls. Label values and help text are escaped by the writer itself; callers pass
 //! label names and values, never pre-rendered label text. The one exception is [`LabelSet`], a
 //! label set escaped once and reused for many samples (one target's labels on each of its
 //! series), which can only be built through the same escaping.

@@ -126,6 +126,9 @@ pub struct NativePart {
     pub spans: Vec<(i64, u64)>,
 }
 
+/// A metric's label pairs.
+pub type Labels = Vec<(String, String)>;
+
 /// One decoded series set of a family.
 #[derive(Debug, Clone, Default)]
 pub struct Family {
@@ -136,7 +139,7 @@ pub struct Family {
     /// Sample lines as the text format would name them, with their values.
     pub lines: Vec<(String, f64)>,
     /// Each metric's labels and, for histograms, the native part when present.
-    pub natives: Vec<(Vec<(String, String)>, Option<NativePart>, u64)>,
+    pub natives: Vec<(Labels, Option<NativePart>, u64)>,
 }
 
 fn escape(v: &str, quote: bool) -> String {
