@@ -1,13 +1,15 @@
-//! The Prometheus text exposition writer, and the catalog of metric names.
+//! The Prometheus exposition writer (text, or protobuf with native histograms), and the catalog
+//! of metric names.
 //!
 //! Every family watchfire writes goes through [`Writer`]: a family header (`# HELP`, `# TYPE`),
-//! then its samples. Label values and help text are escaped by the writer itself; callers pass
+//! then its samples. [`Writer::new`] writes the text format, [`Writer::proto`] the protobuf
+//! format (see [`proto`]) from the same calls. Label values and help text are escaped by the writer itself; callers pass
 //! label names and values, never pre-rendered label text. The one exception is [`LabelSet`], a
 //! label set escaped once and reused for many samples (one target's labels on each of its
 //! series), which can only be built through the same escaping.
 //!
-//! Values are written as the exposition format wants them: integers without the float
-//! formatter, `NaN`, `+Inf` and `-Inf`. Everything is appended to one `String`, with no
+//! Values are written as the text format wants them: integers without the float formatter,
+//! `NaN`, `+Inf` and `-Inf`. Everything is appended to one `String` (or one `Vec<u8>`), with no
 //! allocation per sample.
 //!
 //! [`Families`] buffers families and samples instead (set-or-replace by labels, then sorted as
@@ -17,8 +19,32 @@
 
 pub mod catalog;
 mod families;
+pub mod native;
+pub mod proto;
 
 pub use families::Families;
+pub use native::{bucket_index, bucket_upper, NativeBuilder};
+
+/// An exposition format `/metrics` can answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The text format, version 0.0.4.
+    Text,
+    /// Varint-delimited `io.prometheus.client.MetricFamily` messages.
+    Protobuf,
+}
+
+impl Format {
+    /// The `Content-Type` of an answer in this format.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::Protobuf => {
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+            }
+        }
+    }
+}
 
 /// A native (sparse, exponential) histogram's state, as the protobuf exposition carries it.
 ///
@@ -53,6 +79,8 @@ pub enum Type {
     Histogram,
     /// `summary`
     Summary,
+    /// `untyped` (a registry's family of no declared type)
+    Untyped,
 }
 
 impl Type {
@@ -63,6 +91,7 @@ impl Type {
             Type::Counter => "counter",
             Type::Histogram => "histogram",
             Type::Summary => "summary",
+            Type::Untyped => "untyped",
         }
     }
 }
@@ -82,11 +111,16 @@ pub struct Family {
 pub trait Value: Copy {
     /// Appends the value in the text format.
     fn write_to(self, out: &mut String);
+    /// The value as the protobuf format carries it (a double).
+    fn to_f64(self) -> f64;
 }
 
 impl Value for f64 {
     fn write_to(self, out: &mut String) {
         write_f64(self, out);
+    }
+    fn to_f64(self) -> f64 {
+        self
     }
 }
 
@@ -94,11 +128,17 @@ impl Value for u64 {
     fn write_to(self, out: &mut String) {
         write_u64(self, out);
     }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
 }
 
 impl Value for u32 {
     fn write_to(self, out: &mut String) {
         write_u64(u64::from(self), out);
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
     }
 }
 
@@ -106,11 +146,17 @@ impl Value for u16 {
     fn write_to(self, out: &mut String) {
         write_u64(u64::from(self), out);
     }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
 }
 
 impl Value for u8 {
     fn write_to(self, out: &mut String) {
         write_u64(u64::from(self), out);
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
     }
 }
 
@@ -118,11 +164,21 @@ impl Value for usize {
     fn write_to(self, out: &mut String) {
         write_u64(self as u64, out);
     }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
 }
 
 impl Value for bool {
     fn write_to(self, out: &mut String) {
         out.push(if self { '1' } else { '0' });
+    }
+    fn to_f64(self) -> f64 {
+        if self {
+            1.0
+        } else {
+            0.0
+        }
     }
 }
 
@@ -199,11 +255,15 @@ fn write_pairs(pairs: &[(&str, &str)], mut comma: bool, out: &mut String) {
 }
 
 /// A label set escaped once, for the many samples that share it (a target's `target` label and
-/// its configured labels). Built only through the writer's escaping.
+/// its configured labels). Built only through the writer's escaping. It keeps the pairs twice:
+/// as escaped text, and raw as the protobuf `LabelPair` fields of a `Metric` (a copy of each
+/// name and value with a few bytes of framing), so either format writes it with one copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSet {
     /// `a="x",b="y"`, values escaped.
     text: String,
+    /// The pairs unescaped, as encoded `Metric.label` fields.
+    proto: Vec<u8>,
 }
 
 impl LabelSet {
@@ -216,6 +276,7 @@ impl LabelSet {
     pub fn with_capacity(bytes: usize) -> LabelSet {
         LabelSet {
             text: String::with_capacity(bytes),
+            proto: Vec::with_capacity(bytes),
         }
     }
 
@@ -231,6 +292,7 @@ impl LabelSet {
     /// Adds a label after those already in the set.
     pub fn push(&mut self, name: &str, value: &str) {
         write_pairs(&[(name, value)], !self.text.is_empty(), &mut self.text);
+        proto::label_field(name, value, &mut self.proto);
     }
 
     /// Whether the set has no labels.
@@ -239,33 +301,65 @@ impl LabelSet {
     }
 }
 
-/// Writes families and samples in the text format into one `String`.
+/// Where a [`Writer`] writes.
+enum Out<'a> {
+    Text(&'a mut String),
+    Proto(&'a mut proto::Encoder),
+}
+
+/// Writes families and samples in the text format into one `String`, or in the protobuf format
+/// into one `Vec<u8>`.
 ///
 /// A family's header comes first ([`Writer::header`]), then its samples; the writer does not
-/// check the order (the caller writes each family in one go).
+/// check the order (the caller writes each family in one go). In the protobuf format a sample
+/// written without its family's header opens an untyped family of its name.
 pub struct Writer<'a> {
-    out: &'a mut String,
+    out: Out<'a>,
 }
 
 impl<'a> Writer<'a> {
-    /// A writer appending to `out`.
+    /// A writer appending the text format to `out`.
     pub fn new(out: &'a mut String) -> Writer<'a> {
-        Writer { out }
+        Writer {
+            out: Out::Text(out),
+        }
+    }
+
+    /// A writer appending the protobuf format (delimited `MetricFamily` messages) to `out`;
+    /// [`proto::Encoder::into_bytes`] gives them, the last family completed.
+    pub fn proto(out: &'a mut proto::Encoder) -> Writer<'a> {
+        Writer {
+            out: Out::Proto(out),
+        }
+    }
+
+    /// The format being written.
+    pub fn format(&self) -> Format {
+        match self.out {
+            Out::Text(_) => Format::Text,
+            Out::Proto(_) => Format::Protobuf,
+        }
     }
 
     /// Reserves room for `additional` more bytes.
     pub fn reserve(&mut self, additional: usize) {
-        self.out.reserve(additional);
+        match &mut self.out {
+            Out::Text(s) => s.reserve(additional),
+            // The protobuf format is smaller: half the text's estimate is plenty.
+            Out::Proto(p) => p.reserve(additional / 2),
+        }
     }
 
     /// True when the format being written carries native histograms (so a caller computes
-    /// [`Native`] state only when it will be used). The text format does not.
+    /// [`Native`] state only when it will be used): the protobuf format does, the text format
+    /// does not.
     pub fn wants_native(&self) -> bool {
-        false
+        matches!(self.out, Out::Proto(_))
     }
 
-    /// Writes one labelled series of histogram `f` as [`Writer::histogram`] does, and also as a
-    /// native histogram when the format carries them and `native` is given.
+    /// Writes one labelled series of histogram `f` as [`Writer::histogram`] does, and in the
+    /// protobuf format also as a native histogram (same `Histogram` message) when `native` is
+    /// given and counts as many observations as `counts`.
     pub fn native_histogram(
         &mut self,
         f: &Family,
@@ -275,13 +369,10 @@ impl<'a> Writer<'a> {
         sum: f64,
         native: Option<&Native>,
     ) {
-        let _ = native;
-        self.histogram(f, set, bounds, counts, sum);
-    }
-
-    /// Appends text that is already in the exposition format (a registry's own encoding).
-    pub fn raw_text(&mut self, text: &str) {
-        self.out.push_str(text);
+        match &mut self.out {
+            Out::Text(_) => self.histogram(f, set, bounds, counts, sum),
+            Out::Proto(p) => p.histogram(f.name, set, bounds, counts, sum, native),
+        }
     }
 
     /// Writes the `# HELP` and `# TYPE` lines of `f`.
@@ -289,22 +380,35 @@ impl<'a> Writer<'a> {
         self.header_parts(f.name, f.help, f.kind);
     }
 
-    /// Writes the `# HELP` and `# TYPE` lines of a family known only at run time.
+    /// Writes the `# HELP` (when `help` is not empty) and `# TYPE` lines of a family known only
+    /// at run time.
     pub fn header_parts(&mut self, name: &str, help: &str, kind: Type) {
-        self.out.push_str("# HELP ");
-        self.out.push_str(name);
-        self.out.push(' ');
-        escape(help, false, self.out);
-        self.out.push_str("\n# TYPE ");
-        self.out.push_str(name);
-        self.out.push(' ');
-        self.out.push_str(kind.as_str());
-        self.out.push('\n');
+        let out = match &mut self.out {
+            Out::Text(s) => s,
+            Out::Proto(p) => return p.header(name, help, kind),
+        };
+        if !help.is_empty() {
+            out.push_str("# HELP ");
+            out.push_str(name);
+            out.push(' ');
+            escape(help, false, out);
+            out.push('\n');
+        }
+        out.push_str("# TYPE ");
+        out.push_str(name);
+        out.push(' ');
+        out.push_str(kind.as_str());
+        out.push('\n');
     }
 
     /// Writes a sample of `f` with these labels.
     pub fn sample(&mut self, f: &Family, labels: &[(&str, &str)], v: impl Value) {
         self.line(f.name, "", None, labels, v);
+    }
+
+    /// Writes a sample of the family `name` (known only at run time) with these labels.
+    pub fn sample_parts(&mut self, name: &str, labels: &[(&str, &str)], v: impl Value) {
+        self.line(name, "", None, labels, v);
     }
 
     /// Writes a sample of `f` with the labels of `set` followed by `extra`.
@@ -322,6 +426,26 @@ impl<'a> Writer<'a> {
         self.line(f.name, "_count", Some(set), &[], v);
     }
 
+    /// Writes one labelled series of summary `name` (known only at run time): a sample per
+    /// `(quantile, value)`, then `_sum` and `_count`.
+    pub fn summary_parts(
+        &mut self,
+        name: &str,
+        set: &LabelSet,
+        quantiles: &[(f64, f64)],
+        sum: f64,
+        count: u64,
+    ) {
+        let mut q = String::new();
+        for (quantile, v) in quantiles {
+            q.clear();
+            write_f64(*quantile, &mut q);
+            self.line(name, "", Some(set), &[("quantile", &q)], *v);
+        }
+        self.line(name, "_sum", Some(set), &[], sum);
+        self.line(name, "_count", Some(set), &[], count);
+    }
+
     /// Writes one labelled series of histogram `f`: a cumulative `_bucket` line per bound and
     /// `+Inf`, then `_sum` and `_count`. `counts` holds the non-cumulative count of each bucket,
     /// the last one for `+Inf` (one more than `bounds`).
@@ -333,26 +457,42 @@ impl<'a> Writer<'a> {
         counts: &[u64],
         sum: f64,
     ) {
+        self.histogram_parts(f.name, set, bounds, counts, sum);
+    }
+
+    /// [`Writer::histogram`] for a family known only at run time.
+    pub fn histogram_parts(
+        &mut self,
+        name: &str,
+        set: &LabelSet,
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+    ) {
+        let out = match &mut self.out {
+            Out::Text(s) => s,
+            Out::Proto(p) => return p.histogram(name, set, bounds, counts, sum, None),
+        };
         let mut cum = 0u64;
         for (i, c) in counts.iter().enumerate() {
             cum += c;
-            self.out.push_str(f.name);
-            self.out.push_str("_bucket{");
-            self.out.push_str(&set.text);
+            out.push_str(name);
+            out.push_str("_bucket{");
+            out.push_str(&set.text);
             if !set.is_empty() {
-                self.out.push(',');
+                out.push(',');
             }
-            self.out.push_str("le=\"");
+            out.push_str("le=\"");
             match bounds.get(i) {
-                Some(b) => write_f64(*b, self.out),
-                None => self.out.push_str("+Inf"),
+                Some(b) => write_f64(*b, out),
+                None => out.push_str("+Inf"),
             }
-            self.out.push_str("\"} ");
-            write_u64(cum, self.out);
-            self.out.push('\n');
+            out.push_str("\"} ");
+            write_u64(cum, out);
+            out.push('\n');
         }
-        self.sum(f, set, sum);
-        self.count(f, set, cum);
+        self.line(name, "_sum", Some(set), &[], sum);
+        self.line(name, "_count", Some(set), &[], cum);
     }
 
     /// `name` `suffix` `{set,extra}` `value`, without braces when there are no labels.
@@ -364,18 +504,22 @@ impl<'a> Writer<'a> {
         extra: &[(&str, &str)],
         v: impl Value,
     ) {
-        self.out.push_str(name);
-        self.out.push_str(suffix);
+        let out = match &mut self.out {
+            Out::Text(s) => s,
+            Out::Proto(p) => return p.line(name, suffix, set, extra, v.to_f64()),
+        };
+        out.push_str(name);
+        out.push_str(suffix);
         let set = set.map(|s| s.text.as_str()).unwrap_or("");
         if !set.is_empty() || !extra.is_empty() {
-            self.out.push('{');
-            self.out.push_str(set);
-            write_pairs(extra, !set.is_empty(), self.out);
-            self.out.push('}');
+            out.push('{');
+            out.push_str(set);
+            write_pairs(extra, !set.is_empty(), out);
+            out.push('}');
         }
-        self.out.push(' ');
-        v.write_to(self.out);
-        self.out.push('\n');
+        out.push(' ');
+        v.write_to(out);
+        out.push('\n');
     }
 }
 

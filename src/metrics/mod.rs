@@ -138,16 +138,68 @@ pub fn render_build_info(w: &mut Writer<'_>) {
     w.sample(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1u8);
 }
 
-/// Appends the registry's families (process metrics and any others) in the text format.
-pub fn render_registry(registry: &prometheus::Registry, w: &mut Writer<'_>) {
-    use prometheus::Encoder;
-    let mut buf = Vec::new();
-    if prometheus::TextEncoder::new()
-        .encode(&registry.gather(), &mut buf)
-        .is_ok()
-    {
-        w.raw_text(&String::from_utf8_lossy(&buf));
+/// Writes the registry's families (process metrics and any others) through `w`, in whichever
+/// format it writes: counters, gauges and untyped samples as they are, summaries and histograms
+/// (buckets made non-cumulative, `+Inf` from the count) through the writer's own calls.
+pub fn render_registry(registry: &prometheus::Registry, w: &mut crate::expo::Writer<'_>) {
+    use crate::expo::Type;
+    use prometheus::proto::MetricType;
+    let families = registry.gather();
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for mf in &families {
+        let kind = match mf.get_field_type() {
+            MetricType::COUNTER => Type::Counter,
+            MetricType::GAUGE => Type::Gauge,
+            MetricType::SUMMARY => Type::Summary,
+            MetricType::HISTOGRAM => Type::Histogram,
+            MetricType::UNTYPED => Type::Untyped,
+        };
+        let name = mf.name();
+        w.header_parts(name, mf.help(), kind);
+        for m in mf.get_metric() {
+            pairs.clear();
+            pairs.extend(m.get_label().iter().map(|l| (l.name(), l.value())));
+            match kind {
+                Type::Counter => w.sample_parts(name, &pairs, m.get_counter().get_value()),
+                Type::Gauge => w.sample_parts(name, &pairs, m.get_gauge().get_value()),
+                Type::Untyped => w.sample_parts(name, &pairs, untyped_value(m)),
+                Type::Summary => {
+                    let s = m.get_summary();
+                    let qs: Vec<(f64, f64)> = s
+                        .get_quantile()
+                        .iter()
+                        .map(|q| (q.quantile(), q.value()))
+                        .collect();
+                    let set = crate::expo::LabelSet::of(&pairs);
+                    w.summary_parts(name, &set, &qs, s.sample_sum(), s.sample_count());
+                }
+                Type::Histogram => {
+                    let h = m.get_histogram();
+                    let mut bounds = Vec::new();
+                    let mut counts = Vec::new();
+                    let mut prev = 0u64;
+                    for b in h.get_bucket() {
+                        if b.upper_bound().is_infinite() {
+                            break;
+                        }
+                        bounds.push(b.upper_bound());
+                        counts.push(b.cumulative_count().saturating_sub(prev));
+                        prev = b.cumulative_count();
+                    }
+                    counts.push(h.get_sample_count().saturating_sub(prev));
+                    let set = crate::expo::LabelSet::of(&pairs);
+                    w.histogram_parts(name, &set, &bounds, &counts, h.get_sample_sum());
+                }
+            }
+        }
     }
+}
+
+/// The value of an untyped sample (the registry's model marks untyped as protobuf-specific, and
+/// this is the protobuf-shaped walk of it).
+#[allow(deprecated)]
+fn untyped_value(m: &prometheus::proto::Metric) -> f64 {
+    m.get_untyped().get_value()
 }
 
 /// A registry with the process collector (CPU, memory, file descriptors) registered.

@@ -13,6 +13,7 @@ pub mod admission;
 pub mod incidents;
 pub mod intent;
 mod listen;
+pub mod negotiate;
 pub mod pagerduty;
 pub mod status;
 
@@ -81,17 +82,39 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 /// counter, then `registry` (process metrics).
 pub fn metrics_body(rt: &Runtime, registry: &prometheus::Registry) -> String {
     let mut out = String::new();
-    let mut w = crate::expo::Writer::new(&mut out);
-    metrics::render(rt, &mut w);
-    crate::failover::render(&rt.failover_groups(), &mut w);
-    metrics::render_build_info(&mut w);
-    rt.memory().render(&mut w);
-    rt.blackbox().render_metrics(&mut w);
-    rt.store().render(&mut w);
-    rt.notifier().render(&mut w);
-    admission::render(&mut w);
-    metrics::render_registry(registry, &mut w);
+    render_metrics(rt, registry, &mut crate::expo::Writer::new(&mut out));
     out
+}
+
+/// The `/metrics` body in `format`: [`metrics_body`]'s text, or the same families as delimited
+/// protobuf `MetricFamily` messages with the probe duration as a native histogram too.
+pub fn metrics_encoded(
+    rt: &Runtime,
+    registry: &prometheus::Registry,
+    format: crate::expo::Format,
+) -> Vec<u8> {
+    match format {
+        crate::expo::Format::Text => metrics_body(rt, registry).into_bytes(),
+        crate::expo::Format::Protobuf => {
+            let mut enc = crate::expo::proto::Encoder::new();
+            render_metrics(rt, registry, &mut crate::expo::Writer::proto(&mut enc));
+            enc.into_bytes()
+        }
+    }
+}
+
+/// Every subsystem's collector, in the order of [`metrics_body`].
+fn render_metrics(rt: &Runtime, registry: &prometheus::Registry, w: &mut crate::expo::Writer<'_>) {
+    let w = &mut *w;
+    metrics::render(rt, w);
+    crate::failover::render(&rt.failover_groups(), w);
+    metrics::render_build_info(w);
+    rt.memory().render(w);
+    rt.blackbox().render_metrics(w);
+    rt.store().render(w);
+    rt.notifier().render(w);
+    admission::render(w);
+    metrics::render_registry(registry, w);
 }
 
 /// How the server serves: limits, web config, routes, which control endpoints are on.
@@ -261,12 +284,11 @@ async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Res
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     match path {
         "/metrics" if get => {
-            let out = metrics_body(&state.runtime, &state.registry);
+            let accept = req.headers().get(header::ACCEPT).map(|v| v.as_bytes());
+            let format = negotiate::metrics_format(accept);
+            let out = metrics_encoded(&state.runtime, &state.registry, format);
             Response::builder()
-                .header(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )
+                .header(header::CONTENT_TYPE, format.content_type())
                 .body(Full::new(Bytes::from(out)))
                 .expect("static response parts are valid")
         }
