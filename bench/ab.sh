@@ -14,7 +14,7 @@
 #   http module (`module: http_2xx`), each path measured A, B, A, B, A, B.
 # - CPU per probe = delta of the process' utime+stime (/proc/PID/stat) over a 5 s window that
 #   starts 3 s after start-up, divided by TARGETS x 5. A run with skipped ticks
-#   (`watchfire_probes_skipped_total` > 0) did not keep up and is reported as invalid.
+#   (`watchfire_ticks_skipped_total` > 0) did not keep up and is reported as invalid.
 # - Reported: per path, each run's CPU per probe, the medians, and the median of the paired
 #   ratios B / A (below 1: B costs less).
 set -euo pipefail
@@ -87,7 +87,7 @@ one_run() {
     sleep "$SECS"
     t1=$(ticks "$pid")
     skip=$(curl -s "http://127.0.0.1:$port/metrics" |
-        awk '$1 ~ /^watchfire_probes_skipped_total/ {s += $2} END {print s + 0}')
+        awk '$1 ~ /^watchfire_ticks_skipped_total/ {s += $2} END {print s + 0}')
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     if [[ "$skip" != 0 ]]; then

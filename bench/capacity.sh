@@ -22,7 +22,7 @@
 #   - lag: the window's share of probes started ≤ 1 ms after their planned start, exact from the
 #     lag histogram buckets summed over targets (p99 ≤ 1 ms ⇔ share ≥ 99 %), and the p99 by
 #     linear interpolation inside its bucket;
-#   - skipped: ticks skipped in the window (`watchfire_probes_skipped_total`);
+#   - skipped: ticks skipped in the window (`watchfire_ticks_skipped_total`);
 #   - errors: probes failed for a reason of watchfire's own (`watchfire_probe_local_errors_total`)
 #     and probes that failed at all (`watchfire_probes_total{result!="success"}`), in the window;
 #   - down: targets whose `watchfire_target_up` is 0 at the end (every target answers, so any is
@@ -136,7 +136,7 @@ snapshot() {
                 }
                 if (name == fam && match($1, /le="[^"]*"/)) le[substr($1, RSTART + 4, RLENGTH - 5)] += $2
             }
-            else if (name == "watchfire_probes_skipped_total") skipped += $2
+            else if (name == "watchfire_ticks_skipped_total") skipped += $2
             else if (name == "watchfire_probe_local_errors_total") local_err += $2
             else if (name == "watchfire_probes_total" && $1 !~ /result="success"/) failed += $2
             else if (name == "watchfire_target_up" && $2 == 0) down++

@@ -102,7 +102,7 @@ if [[ "$SCRAPE" == 1 ]]; then
     read -r took bytes < <(scrape)
     echo "/metrics: $took s, $((bytes / 1048576)) MiB, $(grep -vc '^#' "$TMP/metrics") series"
     echo "lag p99 since start: $(awk '/^watchfire_schedule_lag_seconds\{quantile="0.99"\}/ {print $2 * 1000 " ms"}' "$TMP/metrics")"
-    echo "ticks skipped: $(awk '/^watchfire_probes_skipped_total/ {s += $2} END {print s + 0}' "$TMP/metrics")"
+    echo "ticks skipped: $(awk '/^watchfire_ticks_skipped_total/ {s += $2} END {print s + 0}' "$TMP/metrics")"
     echo "probes: $(awk '/^watchfire_probe_schedule_lag_seconds_count/ {s += $2} END {print s + 0}' "$TMP/metrics")"
 fi
 

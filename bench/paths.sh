@@ -30,7 +30,7 @@
 #   window / probes in the window. /probe: probes = wrk's requests. Scheduled: the window starts
 #   3 s after start-up (every target has run) and probes = N x window seconds (each target runs
 #   once a second, starts spread evenly); the run is reported invalid when any tick was skipped
-#   (`watchfire_probes_skipped_total`, read after the window).
+#   (`watchfire_ticks_skipped_total`, read after the window).
 # - Reported: each path's median CPU per probe as a multiple of wrk's median CPU per request,
 #   /probe ÷ native and module ÷ /probe, and watchfire ÷ exporter for /probe (rate and CPU).
 set -euo pipefail
@@ -176,7 +176,7 @@ scheduled_config() {
 }
 skipped() {
     curl -s "http://127.0.0.1:$WF_PORT/metrics" |
-        awk '$1 ~ /^watchfire_probes_skipped_total/ {s += $2} END {print s + 0}'
+        awk '$1 ~ /^watchfire_ticks_skipped_total/ {s += $2} END {print s + 0}'
 }
 declare -A SCHED
 sched_run() {
