@@ -40,12 +40,14 @@ fn outcome(us: u64, result: Result<(), Reason>) -> Outcome {
 }
 
 /// A runtime with four targets that probe once an hour (against a closed port), and recorded
-/// outcomes: a spread of latencies, failures, one target never probed.
+/// outcomes: a spread of latencies, failures, one target never probed; at `detail: full`, so
+/// every per-target family is compared in both formats.
 async fn runtime(dir: &std::path::Path) -> (Arc<Runtime>, CancellationToken) {
     let path = dir.join("watchfire.yaml");
     std::fs::write(
         &path,
-        "defaults:\n  interval: 1h\n\
+        "metrics:\n  detail: full\n\
+         defaults:\n  interval: 1h\n\
          targets:\n\
          \x20 - name: fast\n    url: http://127.0.0.1:9/\n    labels: { team: \"a\\\"b\\\\c\\nd\" }\n\
          \x20 - name: spread\n    url: http://127.0.0.1:9/\n\
