@@ -18,11 +18,14 @@
 #![cfg(feature = "e2e")]
 
 mod common;
+#[path = "common/procs.rs"]
+mod procs;
+use procs::{free_port, require, Proc};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,65 +39,6 @@ use watchfire::sim::{FaultConfig, Sim};
 
 /// The memory limit of the fixture container: 1 GiB.
 const LIMIT: u64 = 1 << 30;
-
-fn require(program: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{program} is not installed: this test needs it (run .ci/run, or apt-get install prometheus prometheus-alertmanager)"
-    );
-}
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// A child process killed (and reaped) on drop; its output goes to a log file shown on failure.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, program: &str, args: &[String], dir: &Path) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        Proc { name, child, log }
-    }
-
-    /// The last lines of its log.
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(30);
-        format!("--- {} log ---\n{}", self.name, lines[from..].join("\n"))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// GET `path` and parse the JSON answer.
 async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {

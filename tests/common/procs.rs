@@ -15,7 +15,7 @@ pub fn require(program: &str) {
         .unwrap_or(false);
     assert!(
         found,
-        "{program} is not installed: this test needs it (run .ci/run, or apt-get install prometheus)"
+        "{program} is not installed: this test needs it (run .ci/run, or apt-get install prometheus prometheus-alertmanager)"
     );
 }
 
