@@ -16,10 +16,12 @@
 #![cfg(feature = "e2e")]
 
 mod common;
+#[path = "common/procs.rs"]
+mod procs;
+use procs::{free_port, require, Proc};
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,34 +32,6 @@ use watchfire::server::{self, AppState};
 use watchfire::sim::{FaultConfig, Sim};
 
 const TARGETS: usize = 10_000;
-
-/// A child process killed (and reaped) on drop; its output in `log`.
-struct Proc {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
 
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -93,15 +67,7 @@ fn fleet_config(sim: SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_ten_thousand_targets_at_standard_within_its_budget() {
-    let found = Command::new("sh")
-        .args(["-c", "command -v prometheus"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "prometheus is not installed: this test needs it (run .ci/run, or apt-get install prometheus)"
-    );
+    require("prometheus");
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let cancel = CancellationToken::new();
@@ -143,24 +109,17 @@ async fn prometheus_scrapes_ten_thousand_targets_at_standard_within_its_budget()
         ),
     )
     .expect("prometheus config");
-    let log = dir.join("prometheus.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let prom = Proc {
-        child: Command::new("prometheus")
-            .args([
-                format!("--config.file={}", dir.join("prometheus.yml").display()),
-                format!("--storage.tsdb.path={}", dir.join("prom").display()),
-                format!("--web.listen-address={prom_addr}"),
-                "--log.level=warn".into(),
-            ])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .expect("start prometheus"),
-        log,
-    };
+    let prom = Proc::spawn(
+        "prometheus",
+        "prometheus",
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("prom").display()),
+            format!("--web.listen-address={prom_addr}"),
+            "--log.level=warn".into(),
+        ],
+        dir,
+    );
 
     // Every target decided up (one probe each, spread over the 30 s interval), then three
     // scrapes of the healthy fleet.
