@@ -9,186 +9,21 @@
 #![cfg(feature = "e2e")]
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 mod store_suite;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::eventually;
+use pg::{Pg, PASSWORD};
 use store_suite::*;
 use watchfire::state::Health;
 use watchfire::store::{Retention, Store, StoreError, StoreOptions, Write};
 
-const PASSWORD: &str = "s3cret-pw";
-
-/// A PostgreSQL server of its own, stopped and removed on drop.
-struct Pg {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-}
-
-fn bin_dir() -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.retain(|b| b.join("initdb").exists());
-    found.sort();
-    found.pop().expect(
-        "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): the e2e tests \
-         need it (run .ci/run, or apt-get install postgresql)",
-    )
-}
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().expect("id runs");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// Runs a PostgreSQL program as the `postgres` user when root (initdb refuses root).
-fn pg_command(bin: &Path, program: &str, args: &[&str]) {
-    let exe = bin.join(program);
-    let out = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&exe)
-            .args(args)
-            .output()
-    } else {
-        Command::new(&exe).args(args).output()
-    }
-    .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Pg {
-    fn start() -> Pg {
-        let bin = bin_dir();
-        let dir = tempfile::tempdir().unwrap();
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, PASSWORD).unwrap();
-        if is_root() {
-            Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&pwfile)
-                .status()
-                .unwrap();
-        }
-        let data = dir.path().join("data");
-        pg_command(
-            &bin,
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                &format!("--pwfile={}", pwfile.display()),
-                "--no-sync",
-            ],
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let pg = Pg { dir, bin, port };
-        pg.up();
-        pg.sql("CREATE ROLE limited LOGIN PASSWORD 'limited-pw'");
-        pg
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn up(&self) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("log").display().to_string();
-        pg_command(
-            &self.bin,
-            "pg_ctl",
-            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
-        );
-    }
-
-    fn down(&self) {
-        pg_command(
-            &self.bin,
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "fast", "-w", "stop"],
-        );
-    }
-
-    /// Runs `sql` as the superuser over the socket.
-    fn sql(&self, sql: &str) {
-        let port = self.port.to_string();
-        let host = self.dir.path().display().to_string();
-        pg_command(
-            &self.bin,
-            "psql",
-            &[
-                "-h",
-                &host,
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        );
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!(
-            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{db}",
-            self.port
-        )
-    }
-
-    async fn store(&self, db: &str) -> Result<Store, StoreError> {
-        Store::open(&StoreOptions {
-            path: None,
-            url: Some(self.url(db)),
-            retention: Retention::default(),
-        })
-        .await
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| self.down());
-    }
+/// Opens a store on database `db` of `pg`.
+async fn store_on(pg: &Pg, db: &str) -> Result<Store, StoreError> {
+    Store::open(&url_opts(&pg.url(db))).await
 }
 
 fn url_opts(url: &str) -> StoreOptions {
@@ -208,10 +43,10 @@ async fn suite_on_postgres() {
     let n = std::sync::atomic::AtomicUsize::new(0);
     all(|| async {
         let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        pg.store(&format!("t{i}")).await.unwrap()
+        store_on(&pg, &format!("t{i}")).await.unwrap()
     })
     .await;
-    let s = pg.store("t0").await.unwrap();
+    let s = store_on(&pg, "t0").await.unwrap();
     assert_eq!(s.status().backend, "postgres");
     assert!(format!("{s:?}").contains("postgres"));
 }
@@ -275,7 +110,7 @@ async fn refused_inputs_say_what_and_where_without_the_password() {
             .unwrap();
         c.close().await.unwrap();
     }
-    let e = pg.store("foreign_db").await.unwrap_err();
+    let e = store_on(&pg, "foreign_db").await.unwrap_err();
     assert!(matches!(e, StoreError::Foreign { .. }), "{e:?}");
     assert!(no_secret(&e).contains("invoices"));
 }
@@ -286,7 +121,7 @@ async fn refused_inputs_say_what_and_where_without_the_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopping_degrades_to_memory_and_recovers() {
     let pg = Pg::start();
-    let s = pg.store("postgres").await.unwrap();
+    let s = store_on(&pg, "postgres").await.unwrap();
     s.write(Write::TargetState(target("web", Health::Up, DAY0)));
     s.write(Write::Minute(minute("web", DAY0, 1)));
     s.flush().await;
@@ -358,7 +193,7 @@ async fn postgres_stopping_degrades_to_memory_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_and_windows_made_while_degraded_are_replayed_into_postgres() {
     let pg = Pg::start();
-    let s = pg.store("postgres").await.unwrap();
+    let s = store_on(&pg, "postgres").await.unwrap();
     let mut a = before_degrading(&s).await;
     pg.down();
     s.write(Write::TargetState(target("web", Health::Down, DAY0 + 1)));
