@@ -22,8 +22,13 @@ use super::report::{self, ImpactReport, MemoryReport, VerifyReport, SCHEMA_VERSI
 use super::run::{self, Collected};
 use super::{ImpactQueryArgs, VerifyArgs, VerifyError};
 
-/// The default pre-incident baseline query: p99 of watchfire's own probe-duration histogram.
-pub const DEFAULT_BASELINE_QUERY: &str = "histogram_quantile(0.99, sum by (le) (rate(watchfire_probe_duration_seconds_bucket{target=\"$target\"}[$range])))";
+/// The default pre-incident baseline query: p99 of watchfire's own probe-duration histogram,
+/// from the native histogram when Prometheus stores one (fine-grained: 2^(1/8) buckets), else
+/// from the classic buckets (the `or` takes the right side only when the left is empty). With
+/// `metrics.detail: standard` the classic buckets are 10/100/500 ms and 1 s, so a classic
+/// baseline is an interpolation within one of them; `--baseline FILE` or native histograms give
+/// a tighter one.
+pub const DEFAULT_BASELINE_QUERY: &str = "histogram_quantile(0.99, sum(rate(watchfire_probe_duration_seconds{target=\"$target\"}[$range]))) or histogram_quantile(0.99, sum by (le) (rate(watchfire_probe_duration_seconds_bucket{target=\"$target\"}[$range])))";
 
 /// Default cap on the body a verify probe reads.
 const BODY_LIMIT: u64 = 1024 * 1024;
