@@ -122,7 +122,7 @@ async fn no_healthy_target_goes_down_when_watchfire_runs_out_of_fds() {
     let mut yaml = String::from("targets:\n");
     for k in 0..50 {
         yaml.push_str(&format!(
-            "  - name: t{k}\n    url: http://{server}/health\n    interval: 100ms\n    timeout: 80ms\n    down_after: 2\n    up_after: 1\n"
+            "  - name: t{k}\n    url: http://{server}/health\n    interval: 250ms\n    timeout: 200ms\n    down_after: 3\n    up_after: 1\n"
         ));
     }
     let cfg = config::load_str("fd.yaml", &yaml).expect("config");
@@ -138,7 +138,7 @@ async fn no_healthy_target_goes_down_when_watchfire_runs_out_of_fds() {
     })
     .await;
     // Take every descriptor left under a limit of what is open now + 64, until 300 probes (six
-    // per target, three times `down_after`) have met EMFILE.
+    // per target, twice `down_after`) have met EMFILE.
     let old = set_soft(open_fds() + 64);
     let mut hog = Vec::new();
     let exhausted = loop {
@@ -152,27 +152,61 @@ async fn no_healthy_target_goes_down_when_watchfire_runs_out_of_fds() {
         Some(nix::errno::Errno::EMFILE as i32)
     );
     let before = rt.local_errors();
-    eventually(Duration::from_secs(10), "probes meet the limit", || async {
+    // A descriptor a finished probe gives back is taken again at once: otherwise the sockets
+    // open at the moment of hogging would serve every later probe and none meet the limit.
+    let hog = std::cell::RefCell::new(hog);
+    let met = common::poll_until(Duration::from_secs(20), || async {
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            hog.borrow_mut().push(f);
+        }
         (rt.local_errors() >= before + 300).then_some(())
     })
     .await;
+    if met.is_none() {
+        let (mut probes, mut failures, mut skipped) = (0, Vec::<u64>::new(), 0);
+        for t in rt.targets().iter() {
+            let s = t.stats.lock().unwrap();
+            probes += s.probes();
+            skipped += s.skipped;
+            failures.resize(s.failures.len(), 0);
+            for (i, f) in s.failures.iter().enumerate() {
+                failures[i] += f;
+            }
+        }
+        panic!(
+            "20 s and only {} probes met the limit; probes {probes}, skipped {skipped}, failures by reason index {failures:?}, in flight {}",
+            rt.local_errors() - before,
+            rt.in_flight()
+        );
+    }
     drop(hog);
     set_soft(old);
     let local = rt.local_errors();
     let mut down = Vec::new();
     let mut prober = 0;
+    let mut reasons = std::collections::BTreeMap::new();
     for t in rt.targets().iter() {
         let s = t.stats.lock().unwrap();
         prober += s.failures[Reason::Prober.index()];
+        for r in Reason::ALL {
+            *reasons.entry(r.as_str()).or_insert(0u64) += s.failures[r.index()];
+        }
         if s.transitions_down > 0 || s.state.health != Health::Up {
-            down.push(t.spec.name.clone());
+            down.push((
+                t.spec.name.clone(),
+                s.last.reason.map(|r| r.as_str()),
+                s.last.detail.clone(),
+            ));
         }
     }
     println!(
         "fd exhaustion: {local} probes failed with reason `prober`; targets marked down: {}",
         down.len()
     );
-    assert!(down.is_empty(), "healthy targets marked down: {down:?}");
+    assert!(
+        down.is_empty(),
+        "healthy targets marked down: {down:?}; failures by reason {reasons:?}"
+    );
     assert!(prober >= 300, "{prober} probes recorded under `prober`");
     cancel.cancel();
     rt.drain(Duration::from_secs(2)).await;
