@@ -45,6 +45,9 @@ const SCHEMA: &[&str] = &[
         at TIMESTAMPTZ NOT NULL)",
 ];
 
+/// The advisory lock the schema is created under (any constant of this module's own).
+const SCHEMA_LOCK: i64 = 0x7761_7463_685f_6c65;
+
 /// Takes or renews a lease: `$1` name, `$2` holder, `$3` lease in seconds, `$4` the epoch the
 /// holder last held (0 for none). Returns the epoch held, or no row when another member holds
 /// an unexpired lease.
@@ -220,12 +223,20 @@ impl LeaseDb {
                 source,
             })?;
         let db = LeaseDb { pool, timeout };
-        for stmt in SCHEMA {
-            db.bounded("creating the cluster tables", async {
-                sqlx::query(stmt).execute(&db.pool).await.map(drop)
-            })
-            .await?;
-        }
+        // Members starting together would race on CREATE TABLE IF NOT EXISTS (PostgreSQL can
+        // fail one of them on its catalog): one at a time, under a transaction's advisory lock.
+        db.bounded("creating the cluster tables", async {
+            let mut tx = db.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SCHEMA_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            for stmt in SCHEMA {
+                sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })
+        .await?;
         Ok(db)
     }
 
