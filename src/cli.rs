@@ -285,10 +285,10 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 /// What the command line asks for: watchfire's subcommands, or blackbox_exporter's flags.
 #[derive(Debug)]
 pub enum Invocation {
-    /// `watchfire SUBCOMMAND ...`.
-    Watchfire(Cli),
+    /// `watchfire SUBCOMMAND ...` (boxed, as the other: both hold many flags).
+    Watchfire(Box<Cli>),
     /// blackbox_exporter's command line (see [`exporter`]).
-    Exporter(exporter::ExporterArgs),
+    Exporter(Box<exporter::ExporterArgs>),
 }
 
 impl Invocation {
@@ -308,17 +308,17 @@ impl Invocation {
 /// used); on an error, or for `--help` and `--version`, prints and exits as clap does.
 pub fn parse(args: Vec<OsString>) -> Invocation {
     if exporter::is_exporter_style(&args) {
-        Invocation::Exporter(exporter::ExporterArgs::parse_from(args))
+        Invocation::Exporter(Box::new(exporter::ExporterArgs::parse_from(args)))
     } else {
-        Invocation::Watchfire(Cli::parse_from(args))
+        Invocation::Watchfire(Box::new(Cli::parse_from(args)))
     }
 }
 
 /// Runs what the command line asked for.
 pub async fn run_invocation(inv: Invocation) -> ExitCode {
     let e = match inv {
-        Invocation::Watchfire(cli) => return execute(cli).await,
-        Invocation::Exporter(e) => e,
+        Invocation::Watchfire(cli) => return execute(*cli).await,
+        Invocation::Exporter(e) => *e,
     };
     if e.config_check {
         return check(CheckArgs {
