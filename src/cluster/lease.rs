@@ -260,8 +260,8 @@ impl LeaseDb {
         }
     }
 
-    /// Takes or renews lease `name` for `holder` (see [`ACQUIRE`]), within `within`: the epoch
-    /// held, or none when another member holds it.
+    /// Takes or renews lease `name` for `holder` (one atomic statement, see the module docs),
+    /// within `within`: the epoch held, or none when another member holds it.
     pub async fn acquire(
         &self,
         name: &str,
