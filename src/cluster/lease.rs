@@ -223,6 +223,12 @@ impl LeaseDb {
                 source,
             })?;
         let db = LeaseDb { pool, timeout };
+        // One connection first, so a refusal says why (the pool would only say it timed out).
+        use sqlx::Connection as _;
+        let first = db
+            .bounded("connecting", sqlx::PgConnection::connect(url))
+            .await?;
+        drop(first);
         // Members starting together would race on CREATE TABLE IF NOT EXISTS (PostgreSQL can
         // fail one of them on its catalog): one at a time, under a transaction's advisory lock.
         db.bounded("creating the cluster tables", async {
