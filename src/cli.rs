@@ -179,6 +179,32 @@ pub struct RunArgs {
     // Where state and history are kept (`--storage.*`).
     #[command(flatten)]
     pub storage: storage::StorageArgs,
+
+    /// Cluster mode: the PostgreSQL URL (the store's database) where members hold their leases.
+    #[arg(long = "cluster", value_name = "URL")]
+    pub cluster: Option<String>,
+    /// This member's identity in the cluster (default: hostname and listen port).
+    #[arg(long = "cluster.id", value_name = "NAME")]
+    pub cluster_id: Option<String>,
+    /// Members probing each target.
+    #[arg(long = "cluster.replication", default_value = "1",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub cluster_replication: usize,
+    /// How long a lease lasts without renewal (renewed every third of it).
+    #[arg(long = "cluster.lease", default_value = "10s", value_parser = parse_lease)]
+    pub cluster_lease: Duration,
+    /// Where this member probes from.
+    #[arg(long = "location", default_value = "default")]
+    pub location: String,
+}
+
+/// `--cluster.lease`: a duration from 300ms to 10 minutes.
+pub fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d < Duration::from_millis(300) || d > Duration::from_secs(600) {
+        return Err(format!("`{s}` is outside 300ms..10m"));
+    }
+    Ok(d)
 }
 
 /// `--web.header-timeout`: a duration from 100ms to 10 minutes.
@@ -259,10 +285,10 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 /// What the command line asks for: watchfire's subcommands, or blackbox_exporter's flags.
 #[derive(Debug)]
 pub enum Invocation {
-    /// `watchfire SUBCOMMAND ...`.
-    Watchfire(Cli),
+    /// `watchfire SUBCOMMAND ...` (boxed, as the other: both hold many flags).
+    Watchfire(Box<Cli>),
     /// blackbox_exporter's command line (see [`exporter`]).
-    Exporter(exporter::ExporterArgs),
+    Exporter(Box<exporter::ExporterArgs>),
 }
 
 impl Invocation {
@@ -282,17 +308,17 @@ impl Invocation {
 /// used); on an error, or for `--help` and `--version`, prints and exits as clap does.
 pub fn parse(args: Vec<OsString>) -> Invocation {
     if exporter::is_exporter_style(&args) {
-        Invocation::Exporter(exporter::ExporterArgs::parse_from(args))
+        Invocation::Exporter(Box::new(exporter::ExporterArgs::parse_from(args)))
     } else {
-        Invocation::Watchfire(Cli::parse_from(args))
+        Invocation::Watchfire(Box::new(Cli::parse_from(args)))
     }
 }
 
 /// Runs what the command line asked for.
 pub async fn run_invocation(inv: Invocation) -> ExitCode {
     let e = match inv {
-        Invocation::Watchfire(cli) => return execute(cli).await,
-        Invocation::Exporter(e) => e,
+        Invocation::Watchfire(cli) => return execute(*cli).await,
+        Invocation::Exporter(e) => *e,
     };
     if e.config_check {
         return check(CheckArgs {

@@ -42,6 +42,8 @@
 //!     targets both run.
 //!   - [`failover`] — failover groups over a small `Instance` trait: pure selection, the
 //!     controller, hooks, and the proxy that forwards to the active instance.
+//!   - [`cluster`] — several instances as one: leases in PostgreSQL with fencing, so that each
+//!     failover and notification decision has one voice.
 //!   - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
 //!     exported under cAdvisor's names.
 //!   - [`incident`] — incidents (one per component outage, with a timeline and the runbook's
@@ -96,6 +98,7 @@
 pub mod adhoc;
 pub mod blackbox;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod diag;

@@ -52,12 +52,17 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    let leadership = match cluster(&a, &cancel).await {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
         min_wake_gap: a.min_wake_gap,
         web: a.web_config_file.is_some().then(|| serve_opts.web.clone()),
         store,
         file_sd,
+        leadership: leadership.clone(),
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
@@ -67,7 +72,15 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.blackbox().set_log_level(a.log_prober);
     runtime.blackbox().history().set_limit(a.history_limit);
     runtime.set_allow_empty_config(a.allow_empty_config);
-    if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.clone()).await {
+    if let Some(l) = leadership {
+        use crate::runtime::leader;
+        tokio::spawn(leader::follow(runtime.clone(), l.clone(), cancel.clone()));
+        tokio::spawn(leader::incidents_while_leading(
+            runtime.clone(),
+            l,
+            cancel.clone(),
+        ));
+    } else if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.clone()).await {
         tracing::warn!(error = %e, "incidents are not recorded: the store failed");
     }
     crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
@@ -221,6 +234,42 @@ async fn open_store(a: &RunArgs) -> Result<crate::store::Store, ExitCode> {
         eprintln!("watchfire: cannot open the store: {e}");
         ExitCode::from(1)
     })
+}
+
+/// The cluster flags of `a`.
+fn cluster_options(a: &RunArgs) -> crate::cluster::ClusterOptions {
+    let id = a.cluster_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "watchfire".into());
+        let port = a.listen.first().map_or(0, |l| l.port());
+        format!("{host}:{port}")
+    });
+    crate::cluster::ClusterOptions {
+        url: a.cluster.clone(),
+        id,
+        replication: a.cluster_replication,
+        lease: a.cluster_lease,
+        location: a.location.clone(),
+    }
+}
+
+/// This member's leases with `--cluster`: a database that cannot be reached refuses the start.
+async fn cluster(
+    a: &RunArgs,
+    cancel: &CancellationToken,
+) -> Result<Option<Arc<crate::runtime::leader::Leadership>>, ExitCode> {
+    let opts = cluster_options(a);
+    let l = crate::runtime::leader::Leadership::connect(&opts, cancel.clone())
+        .await
+        .map_err(|e| {
+            eprintln!("watchfire: cannot join the cluster (--cluster): {e}");
+            ExitCode::from(1)
+        })?;
+    if let Some(l) = &l {
+        info!(member = %l.id(), lease = ?opts.lease, "cluster mode: failover and notifications decided by lease holders");
+    }
+    Ok(l)
 }
 
 /// Prints `errors` and that `what` has them, and gives the exit code of a refused start.

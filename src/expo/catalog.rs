@@ -422,6 +422,26 @@ pub const NOTIFY_INBOUND: Family = family(
     "PagerDuty webhook requests to /api/v1/notify/pagerduty/RECEIVER, by receiver and result (acknowledged, recorded, ignored, unsigned, bad_signature, bad_request, too_large, unknown_incident, resolved_incident, error).",
 );
 
+// Cluster leases (one voice per decision).
+/// 1 while this member holds the lease.
+pub const CLUSTER_LEADER: Family = family(
+    "watchfire_cluster_leader",
+    Type::Gauge,
+    "1 while this member holds the lease (and may decide for it), 0 otherwise.",
+);
+/// The lease's epoch (fencing token) this member last held.
+pub const CLUSTER_LEASE_EPOCH: Family = family(
+    "watchfire_cluster_lease_epoch",
+    Type::Gauge,
+    "The lease's epoch (fencing token) this member last held; it grows on every change of holder.",
+);
+/// Times this member stopped leading.
+pub const CLUSTER_LEASE_LOST: Family = family(
+    "watchfire_cluster_lease_lost_total",
+    Type::Counter,
+    "Times this member stopped leading a lease it held (not renewed in time, or taken over).",
+);
+
 /// Every family above, in the order `/metrics` writes them.
 pub const ALL: &[Family] = &[
     PROBE_SUCCESS,
@@ -490,6 +510,9 @@ pub const ALL: &[Family] = &[
     NOTIFY_QUEUE,
     NOTIFY_DELIVERY,
     NOTIFY_INBOUND,
+    CLUSTER_LEADER,
+    CLUSTER_LEASE_EPOCH,
+    CLUSTER_LEASE_LOST,
 ];
 
 /// The families a blackbox `/probe` answer can hold, by name (blackbox_exporter's names).

@@ -40,6 +40,17 @@ pub trait Instance: Send + Sync {
     fn mark_down(&self, reason: Reason, detail: String);
 }
 
+/// Who decides for a group when several watchfire instances share it (cluster mode): only the
+/// member holding the group's lease moves traffic and runs hooks; the others follow the
+/// decisions it publishes ([`Group::adopt`]). Without one, the group decides alone.
+pub trait Voice: Send + Sync {
+    /// True while this member may decide for the group.
+    fn leading(&self) -> bool;
+    /// Publishes the group's saved state, in order with earlier calls; `then` learns whether
+    /// the cluster accepted it (a member whose lease has moved on is refused).
+    fn publish(&self, state: crate::store::GroupState, then: Box<dyn FnOnce(bool) + Send>);
+}
+
 /// `active` value meaning "no instance".
 const NONE: usize = usize::MAX;
 /// Switches kept in the history.
@@ -103,6 +114,8 @@ pub struct Group {
     switches: broadcast::Sender<Switched>,
     /// Where the group's state and switches are saved, when the runtime gave it a store.
     store: std::sync::OnceLock<crate::store::Store>,
+    /// Who decides, in cluster mode.
+    voice: std::sync::OnceLock<Arc<dyn Voice>>,
 }
 
 impl std::fmt::Debug for Group {
@@ -147,12 +160,64 @@ impl Group {
             home: tokio::runtime::Handle::try_current().ok(),
             switches: broadcast::channel(64).0,
             store: std::sync::OnceLock::new(),
+            voice: std::sync::OnceLock::new(),
         })
     }
 
     /// Saves the group's state and switches to `store` from now on.
     pub fn set_store(&self, store: crate::store::Store) {
         let _ = self.store.set(store);
+    }
+
+    /// Decides only while `voice` says so, publishing each decision through it (cluster
+    /// mode); set before the controller starts.
+    pub fn set_voice(&self, voice: Arc<dyn Voice>) {
+        let _ = self.voice.set(voice);
+    }
+
+    /// Whether this member decides for the group now (always, outside cluster mode).
+    pub fn decides(&self) -> bool {
+        self.voice.get().is_none_or(|v| v.leading())
+    }
+
+    /// Takes over a decision another member published (or the last one, on becoming leader):
+    /// traffic goes where it says, with no hook run; a change of instance is kept in the
+    /// history and announced like a switch. False when the state does not fit the group.
+    pub fn adopt(&self, stored: &crate::store::GroupState) -> bool {
+        let Some((sel, saved)) = persist::restore(stored, self.cfg.instances.len()) else {
+            return false;
+        };
+        let mut st = self.state.lock().expect("group state lock poisoned");
+        let before = st.sel.active;
+        st.sel = sel;
+        self.active
+            .store(sel.active.unwrap_or(NONE), Ordering::Release);
+        if before == sel.active {
+            return true;
+        }
+        let (from, to) = (self.name_of(before), self.name_of(sel.active));
+        info!(group = %self.cfg.name, from = from.as_deref().unwrap_or("none"), to = to.as_deref().unwrap_or("none"), reason = saved.reason.as_deref().unwrap_or("unknown"), "failover: following the leader's decision");
+        st.transitions += 1;
+        st.history.push_back(SwitchRecord {
+            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            from,
+            to: to.clone(),
+            reason: "leader",
+            detail: saved.reason.map(|r| format!("decided by the leader: {r}")),
+        });
+        while st.history.len() > HISTORY {
+            st.history.pop_front();
+        }
+        if let Some(from) = before {
+            self.proxy.evict(from);
+        }
+        let _ = self.switches.send(Switched {
+            group: self.cfg.name.clone(),
+            to,
+            reason: "leader",
+            at: SystemTime::now(),
+        });
+        true
     }
 
     /// Resumes a saved state before the controller starts: the active instance, the switch
@@ -171,13 +236,6 @@ impl Group {
             .store(sel.active.unwrap_or(NONE), Ordering::Release);
         info!(group = %self.cfg.name, active = self.name_of(sel.active).as_deref().unwrap_or("none"), pinned = saved.pinned, "failover state restored");
         true
-    }
-
-    fn spawn_hook(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        match &self.home {
-            Some(h) => drop(h.spawn(fut)),
-            None => drop(tokio::spawn(fut)),
-        }
     }
 
     /// Every switch of traffic from now on (not the initial choice).
@@ -262,6 +320,9 @@ impl Group {
 
     /// Looks at the instances' health now and moves traffic if the rules say so.
     pub fn evaluate(&self, detail: Option<String>) -> Option<Switch> {
+        if !self.decides() {
+            return None;
+        }
         let now = Instant::now();
         let mut st = self.state.lock().expect("group state lock poisoned");
         let views = self.views(&mut st, now);
@@ -275,6 +336,12 @@ impl Group {
 
     /// An operator moves traffic to instance `to`.
     pub fn manual_switch(&self, to: usize) -> Result<Option<Switch>, String> {
+        if !self.decides() {
+            return Err(format!(
+                "this member does not lead failover group {} now: ask the member holding lease failover/{} (GET /api/v1/cluster/leases)",
+                self.cfg.name, self.cfg.name
+            ));
+        }
         let now = Instant::now();
         let mut st = self.state.lock().expect("group state lock poisoned");
         let views = self.views(&mut st, now);
@@ -339,7 +406,12 @@ impl Group {
             // timeout (a frozen process accepts and never answers).
             self.proxy.evict(from);
         }
+        let voice = self.voice.get();
         if sw.reason == SwitchReason::Initial {
+            if let Some(v) = voice {
+                let state = persist::save(&self.cfg.name, &st.sel, Some(sw.reason));
+                v.publish(state, Box::new(|_| {}));
+            }
             return;
         }
         let _ = self.switches.send(Switched {
@@ -359,12 +431,45 @@ impl Group {
             detail: detail.unwrap_or_default(),
             at,
         };
-        // Hooks run in their own tasks: the switch above is already in effect.
-        if let Some(h) = self.cfg.hooks.exec.clone() {
-            self.spawn_hook(hooks::run_exec(h, notice.clone(), self.hooks.clone()));
+        // Hooks run in their own tasks: the switch above is already in effect. In cluster
+        // mode they run once the decision is published, and not at all when it is refused.
+        let run = self.hook_runner(notice);
+        match voice {
+            None => run(),
+            Some(v) => {
+                let group = self.cfg.name.clone();
+                let state = persist::save(&group, &st.sel, Some(sw.reason));
+                v.publish(
+                    state,
+                    Box::new(move |accepted| {
+                        if accepted {
+                            run();
+                        } else {
+                            warn!(group = %group, "failover decision refused by the cluster (this member no longer leads the group); hooks not run");
+                        }
+                    }),
+                );
+            }
         }
-        if let Some(h) = self.cfg.hooks.webhook.clone() {
-            self.spawn_hook(hooks::run_webhook(h, notice, self.hooks.clone()));
+    }
+
+    /// Starts the group's hooks for `notice`, when called.
+    fn hook_runner(&self, notice: hooks::SwitchNotice) -> impl FnOnce() + Send + 'static {
+        let (exec, webhook) = (self.cfg.hooks.exec.clone(), self.cfg.hooks.webhook.clone());
+        let (stats, home) = (self.hooks.clone(), self.home.clone());
+        move || {
+            let spawn = |fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+                match &home {
+                    Some(h) => drop(h.spawn(fut)),
+                    None => drop(tokio::spawn(fut)),
+                }
+            };
+            if let Some(h) = exec {
+                spawn(Box::pin(hooks::run_exec(h, notice.clone(), stats.clone())));
+            }
+            if let Some(h) = webhook {
+                spawn(Box::pin(hooks::run_webhook(h, notice, stats)));
+            }
         }
     }
 

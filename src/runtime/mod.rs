@@ -30,6 +30,7 @@ mod file_sd;
 pub mod history;
 pub mod incidents;
 mod lanes;
+pub mod leader;
 pub mod notify;
 mod plan;
 mod target;
@@ -249,6 +250,8 @@ pub struct Runtime {
     notifier: notify::Slot,
     /// The file_sd files read so far, for reloads and [`watch_file_sd`].
     file_sd: Arc<Mutex<config::FileSdCache>>,
+    /// This member's leases, in cluster mode ([`leader`]).
+    leadership: Option<Arc<leader::Leadership>>,
 }
 
 /// Stored states read on start, by name.
@@ -282,6 +285,9 @@ pub struct RuntimeOptions {
     pub web: Option<Arc<crate::web::WebSource>>,
     /// The file_sd files read so far ([`load_blocking_cached`]): reloads read through it.
     pub file_sd: Arc<Mutex<config::FileSdCache>>,
+    /// This member's leases, in cluster mode: failover groups decide only while holding
+    /// theirs and follow the published decisions otherwise.
+    pub leadership: Option<Arc<leader::Leadership>>,
 }
 
 impl Default for RuntimeOptions {
@@ -293,6 +299,7 @@ impl Default for RuntimeOptions {
             store: Store::memory(),
             web: None,
             file_sd: Arc::default(),
+            leadership: None,
         }
     }
 }
@@ -377,6 +384,7 @@ impl Runtime {
             restoring: Mutex::new(None),
             notifier: notify::Slot::default(),
             file_sd: opts.file_sd.clone(),
+            leadership: opts.leadership.clone(),
         });
         let restoring = Restoring {
             targets: history::stored_targets(&opts.store, &config).await,
@@ -492,6 +500,9 @@ impl Runtime {
             }
             let group = Group::new(g.clone(), find(g), self.shared.cancel.child_token());
             group.set_store(self.store.clone());
+            if let Some(l) = &self.leadership {
+                group.set_voice(l.voice(&g.name));
+            }
             if let Some(state) = stored.get(&g.name) {
                 group.restore(state);
             }
@@ -533,6 +544,11 @@ impl Runtime {
     /// Container memory watches (rendered into `/metrics`).
     pub fn memory(&self) -> &crate::memory::Memory {
         &self.memory
+    }
+
+    /// This member's leases, in cluster mode.
+    pub fn leadership(&self) -> Option<&Arc<leader::Leadership>> {
+        self.leadership.as_ref()
     }
 
     /// The running failover groups.

@@ -113,8 +113,44 @@ fn render_metrics(rt: &Runtime, registry: &prometheus::Registry, w: &mut crate::
     rt.blackbox().render_metrics(w);
     rt.store().render(w);
     rt.notifier().render(w);
+    if let Some(l) = rt.leadership() {
+        crate::cluster::lease::render(&l.leases(), w);
+    }
     admission::render(w);
     metrics::render_registry(registry, w);
+}
+
+/// `GET /api/v1/cluster/leases`: this member, the leases it leads, and every lease as the
+/// database has it; 404 outside cluster mode, 503 when the database does not answer.
+async fn cluster_leases(rt: &Runtime) -> Response<Body> {
+    let Some(l) = rt.leadership() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not in cluster mode (start with --cluster)\n",
+        );
+    };
+    let mine: Vec<serde_json::Value> = l
+        .leases()
+        .iter()
+        .map(|x| {
+            serde_json::json!({
+                "name": x.name,
+                "leading": x.leading().is_some(),
+                "epoch": x.epoch(),
+                "lost": x.lost_total(),
+            })
+        })
+        .collect();
+    match l.db().leases().await {
+        Ok(all) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "member": l.id(), "mine": mine, "leases": all }),
+        ),
+        Err(e) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the cluster database does not answer: {e}\n"),
+        ),
+    }
 }
 
 /// How the server serves: limits, web config, routes, which control endpoints are on.
@@ -332,6 +368,7 @@ async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Res
             }
             failover_action(state, p, req.uri().query())
         }
+        "/api/v1/cluster/leases" if get => cluster_leases(&state.runtime).await,
         p if incidents::owns(p) => incidents::route(state, p, req).await,
         p if p.starts_with(pagerduty::PREFIX) => pagerduty::route(state, p, req).await,
         "/-/reload" => method_not_allowed("POST"),
