@@ -4,6 +4,7 @@
 //! Each command returns an [`std::process::ExitCode`]; `main` only parses ([`parse`]), sets up
 //! logging and the runtime, and calls [`run_invocation`].
 
+pub mod cluster;
 pub mod exporter;
 pub mod incident;
 pub mod notify;
@@ -179,6 +180,10 @@ pub struct RunArgs {
     // Where state and history are kept (`--storage.*`).
     #[command(flatten)]
     pub storage: storage::StorageArgs,
+
+    // Several instances as one prober (`--cluster*`, `--location`).
+    #[command(flatten)]
+    pub cluster: cluster::ClusterArgs,
 }
 
 /// `--web.header-timeout`: a duration from 100ms to 10 minutes.

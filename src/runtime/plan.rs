@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Config, TargetSpec};
+use crate::config::TargetSpec;
 
 /// A running target as the plan sees it.
 pub(super) trait Planned {
@@ -32,15 +32,14 @@ pub(super) struct Plan<T> {
     pub lanes_changed: Vec<bool>,
 }
 
-/// Plans the target set of `config` against the running `old` set; `make` builds a target
-/// whose probe is new or changed.
+/// Plans the target set `specs` (a config's targets, or the share of them this cluster member
+/// owns) against the running `old` set; `make` builds a target whose probe is new or changed.
 pub(super) fn plan_targets<T: Planned>(
     old: &Arc<Vec<Arc<T>>>,
-    config: &Config,
+    specs: &[Arc<TargetSpec>],
     lanes: usize,
     mut make: impl FnMut(&Arc<TargetSpec>) -> Result<Arc<T>, String>,
 ) -> Result<Plan<T>, String> {
-    let specs = &config.targets;
     // The common reload: the same specs, in the same order, as the running targets.
     if old.len() == specs.len() && old.iter().zip(specs).all(|(t, s)| Arc::ptr_eq(t.spec(), s)) {
         return Ok(Plan {
@@ -126,11 +125,8 @@ mod tests {
         Arc::new(TargetSpec::new(name, url).unwrap())
     }
 
-    fn config(specs: &[Arc<TargetSpec>]) -> Config {
-        Config {
-            targets: specs.to_vec(),
-            ..Config::default()
-        }
+    fn config(specs: &[Arc<TargetSpec>]) -> &[Arc<TargetSpec>] {
+        specs
     }
 
     fn make(spec: &Arc<TargetSpec>) -> Result<Arc<T>, String> {
