@@ -522,6 +522,7 @@ impl Runtime {
             return Ok(());
         };
         let _guard = self.reload_lock.lock().await;
+        let began = Instant::now();
         let config = self.config();
         let running: HashSet<String> = self.targets().iter().map(|t| t.spec.name.clone()).collect();
         let arriving: HashSet<String> = cluster
