@@ -183,7 +183,7 @@ pub struct RunArgs {
 
     // Several instances as one prober (`--cluster*`, `--location`).
     #[command(flatten)]
-    pub cluster: cluster::ClusterArgs,
+    pub cluster: Box<cluster::ClusterArgs>,
 }
 
 /// `--web.header-timeout`: a duration from 100ms to 10 minutes.

@@ -556,6 +556,7 @@ impl Runtime {
             before,
             after,
             arriving = arriving.len(),
+            took = ?began.elapsed(),
             "re-planned after a change of cluster membership"
         );
         Ok(())

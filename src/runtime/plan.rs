@@ -148,7 +148,7 @@ mod tests {
             .collect();
         let old = running(&specs);
         let mut made = 0;
-        let plan = plan_targets(&old, &config(&specs), 2, |s| {
+        let plan = plan_targets(&old, config(&specs), 2, |s| {
             made += 1;
             make(s)
         })
@@ -171,7 +171,7 @@ mod tests {
         // Read again: equal values in new `Arc`s, in another order.
         let mut again: Vec<_> = specs.iter().map(|s| Arc::new((**s).clone())).collect();
         again.reverse();
-        let plan = plan_targets(&old, &config(&again), 2, make).unwrap();
+        let plan = plan_targets(&old, config(&again), 2, make).unwrap();
         assert_eq!((plan.kept, plan.added), (50, 0));
         assert_eq!(plan.lanes_changed, vec![false, false]);
         for t in plan.next.iter() {
@@ -189,7 +189,7 @@ mod tests {
         let mut changed = specs.clone();
         changed[500] = spec("t0500", "http://127.0.0.1:2/");
         let mut made = Vec::new();
-        let plan = plan_targets(&old, &config(&changed), 3, |s| {
+        let plan = plan_targets(&old, config(&changed), 3, |s| {
             made.push(s.name.clone());
             make(s)
         })
@@ -210,7 +210,7 @@ mod tests {
         let bb = spec("bb", "http://127.0.0.1:1/");
         let old = running(&[a.clone(), bb]);
         let ccc = spec("ccc", "http://127.0.0.1:1/");
-        let plan = plan_targets(&old, &config(&[a, ccc]), 2, make).unwrap();
+        let plan = plan_targets(&old, config(&[a, ccc]), 2, make).unwrap();
         assert_eq!((plan.kept, plan.added, plan.removed.len()), (1, 1, 1));
         assert_eq!(plan.removed[0].spec.name, "bb");
         assert_eq!(plan.lanes_changed, vec![true, true]);
