@@ -108,6 +108,7 @@ fn render(fleet: &[Target], cfg: &MetricsConfig) -> String {
         labels: &t.labels,
         component: &t.name,
         stats: &t.stats,
+        prober: None,
     });
     render_targets(&mut Writer::new(&mut out), views, cfg, SystemTime::now());
     out

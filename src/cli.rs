@@ -4,6 +4,7 @@
 //! Each command returns an [`std::process::ExitCode`]; `main` only parses ([`parse`]), sets up
 //! logging and the runtime, and calls [`run_invocation`].
 
+pub mod cluster;
 pub mod exporter;
 pub mod incident;
 pub mod notify;
@@ -180,31 +181,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub storage: storage::StorageArgs,
 
-    /// Cluster mode: the PostgreSQL URL (the store's database) where members hold their leases.
-    #[arg(long = "cluster", value_name = "URL")]
-    pub cluster: Option<String>,
-    /// This member's identity in the cluster (default: hostname and listen port).
-    #[arg(long = "cluster.id", value_name = "NAME")]
-    pub cluster_id: Option<String>,
-    /// Members probing each target.
-    #[arg(long = "cluster.replication", default_value = "1",
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    pub cluster_replication: usize,
-    /// How long a lease lasts without renewal (renewed every third of it).
-    #[arg(long = "cluster.lease", default_value = "10s", value_parser = parse_lease)]
-    pub cluster_lease: Duration,
-    /// Where this member probes from.
-    #[arg(long = "location", default_value = "default")]
-    pub location: String,
-}
-
-/// `--cluster.lease`: a duration from 300ms to 10 minutes.
-pub fn parse_lease(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
-    if d < Duration::from_millis(300) || d > Duration::from_secs(600) {
-        return Err(format!("`{s}` is outside 300ms..10m"));
-    }
-    Ok(d)
+    // Several instances as one prober (`--cluster*`, `--location`).
+    #[command(flatten)]
+    pub cluster: Box<cluster::ClusterArgs>,
 }
 
 /// `--web.header-timeout`: a duration from 100ms to 10 minutes.

@@ -50,6 +50,8 @@
 //!     figures at resolution) and maintenance windows (config and API, recurring, time zones).
 //!   - [`store`] — what watchfire remembers across restarts (state, transitions, incidents,
 //!     maintenance, rollups) behind one interface; writes queued off the probe path.
+//!   - [`cluster`] — several instances as one prober: membership and heartbeats in
+//!     PostgreSQL, rendezvous sharding of the targets over the live members with replication.
 //!   - [`web`] — `--web.config.file` (exporter-toolkit's format): TLS, basic-auth users and
 //!     response headers for every listener (the server's, the failover proxy's if wired).
 //! - **runtime**

@@ -217,8 +217,9 @@ fn the_runbook_s_alerts_are_verbatim() {
         "the runbook's ServiceDown expression"
     );
     assert!(
-        down.iter().any(|r| expr(r) == "watchfire_target_up == 0"),
-        "ServiceDown from probes"
+        down.iter()
+            .any(|r| expr(r) == "max without (instance, instance_id) (watchfire_target_up) == 0"),
+        "ServiceDown from probes (over a cluster's replicas)"
     );
     let high = find("HighMemoryUsage");
     assert_eq!(

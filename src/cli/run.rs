@@ -48,11 +48,19 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let cancel = CancellationToken::new();
     crate::shutdown::on_terminate(cancel.clone()).context("installing signal handlers")?;
+    let first = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .context("reading the listen address")?;
+    let cluster = match join_cluster(&a, first, cancel.clone()).await {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
     let store = match open_store(&a).await {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let leadership = match cluster(&a, &cancel).await {
+    let leadership = match leadership(&a, first, &cancel).await {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
@@ -63,6 +71,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         store,
         file_sd,
         leadership: leadership.clone(),
+        cluster: cluster.clone(),
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
@@ -121,6 +130,9 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("serving")?;
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
     if !runtime.drain(Duration::from_secs(5)).await {
         tracing::warn!("probes still running after the 5 s grace period; exiting anyway");
     }
@@ -226,50 +238,66 @@ fn listeners(a: &RunArgs) -> Result<Vec<tokio::net::TcpListener>, ExitCode> {
         .collect()
 }
 
-/// The store `--storage.*` names (the `data` directory by default). One that cannot be opened
-/// is the operator's to fix: its error says what and where, and nothing starts.
+/// Joins the cluster `--cluster` names (none without it). A URL that is malformed or a
+/// database that does not answer, or a live member with the same id, refuses the start.
+async fn join_cluster(
+    a: &RunArgs,
+    listen: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<Option<Arc<crate::cluster::Cluster>>, ExitCode> {
+    let Some(opts) = a.cluster.options(listen) else {
+        return Ok(None);
+    };
+    crate::cluster::Cluster::start(opts, listen.to_string(), cancel)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            eprintln!("watchfire: {e}");
+            eprintln!("watchfire: cannot join the cluster; nothing started");
+            ExitCode::from(1)
+        })
+}
+
+/// The store `--storage.*` names (the `data` directory by default; with `--cluster` and no
+/// `--storage.*` flag, the cluster's database, so a target's new owner resumes its state).
+/// One that cannot be opened is the operator's to fix: its error says what and where, and
+/// nothing starts.
 async fn open_store(a: &RunArgs) -> Result<crate::store::Store, ExitCode> {
-    let opts = a.storage.options(Some(storage::DEFAULT_PATH));
+    let mut storage = a.storage.clone();
+    let unset =
+        storage.storage_path.is_none() && storage.storage_url.is_none() && !storage.storage_memory;
+    match &a.cluster.cluster {
+        Some(url) if unset => storage.storage_url = Some(url.clone()),
+        Some(_) if storage.storage_url.is_none() => tracing::warn!(
+            "--cluster with a store other than PostgreSQL: a target that moves to another member starts unknown there (give --storage.url the cluster's database to carry its state over)"
+        ),
+        _ => {}
+    }
+    let opts = storage.options(Some(storage::DEFAULT_PATH));
     crate::store::Store::open(&opts).await.map_err(|e| {
         eprintln!("watchfire: cannot open the store: {e}");
         ExitCode::from(1)
     })
 }
 
-/// The cluster flags of `a`.
-fn cluster_options(a: &RunArgs) -> crate::cluster::ClusterOptions {
-    let id = a.cluster_id.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "watchfire".into());
-        let port = a.listen.first().map_or(0, |l| l.port());
-        format!("{host}:{port}")
-    });
-    crate::cluster::ClusterOptions {
-        url: a.cluster.clone(),
-        id,
-        replication: a.cluster_replication,
-        lease: a.cluster_lease,
-        location: a.location.clone(),
-    }
-}
-
-/// This member's leases with `--cluster`: a database that cannot be reached refuses the start.
-async fn cluster(
+/// This member's leases with `--cluster` (none without it): a database that cannot be
+/// reached refuses the start.
+async fn leadership(
     a: &RunArgs,
+    listen: SocketAddr,
     cancel: &CancellationToken,
 ) -> Result<Option<Arc<crate::runtime::leader::Leadership>>, ExitCode> {
-    let opts = cluster_options(a);
+    let Some(opts) = a.cluster.options(listen) else {
+        return Ok(None);
+    };
     let l = crate::runtime::leader::Leadership::connect(&opts, cancel.clone())
         .await
         .map_err(|e| {
             eprintln!("watchfire: cannot join the cluster (--cluster): {e}");
             ExitCode::from(1)
         })?;
-    if let Some(l) = &l {
-        info!(member = %l.id(), lease = ?opts.lease, "cluster mode: failover and notifications decided by lease holders");
-    }
-    Ok(l)
+    info!(member = %l.id(), lease = ?opts.lease, "cluster mode: failover and notifications decided by lease holders");
+    Ok(Some(l))
 }
 
 /// Prints `errors` and that `what` has them, and gives the exit code of a refused start.

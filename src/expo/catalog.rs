@@ -442,8 +442,46 @@ pub const CLUSTER_LEASE_LOST: Family = family(
     "Times this member stopped leading a lease it held (not renewed in time, or taken over).",
 );
 
+// Cluster membership and sharding (`--cluster`).
+
+/// Live members of the cluster, as this member last read them.
+pub const CLUSTER_MEMBERS: Family = family(
+    "watchfire_cluster_members",
+    Type::Gauge,
+    "Live members of the cluster (heartbeat younger than their lease), as this member last read them from the database.",
+);
+/// Targets this member probes.
+pub const CLUSTER_OWNED_TARGETS: Family = family(
+    "watchfire_cluster_owned_targets",
+    Type::Gauge,
+    "Targets this member probes: those the rendezvous hash gives it, and every failover instance's target.",
+);
+/// Heartbeats that did not reach the database.
+pub const CLUSTER_HEARTBEAT_FAILURES: Family = family(
+    "watchfire_cluster_heartbeat_failures_total",
+    Type::Counter,
+    "Heartbeats that failed to reach the cluster database (the member keeps probing what it owned and retries).",
+);
+/// Re-plans after a change of membership.
+pub const CLUSTER_REBALANCES: Family = family(
+    "watchfire_cluster_rebalances_total",
+    Type::Counter,
+    "Times this member re-planned its targets after the cluster's membership changed.",
+);
+/// Whether the last heartbeat reached the database.
+pub const CLUSTER_DATABASE_UP: Family = family(
+    "watchfire_cluster_database_up",
+    Type::Gauge,
+    "Whether this member's last heartbeat reached the cluster database (1) or failed (0).",
+);
+
 /// Every family above, in the order `/metrics` writes them.
 pub const ALL: &[Family] = &[
+    CLUSTER_MEMBERS,
+    CLUSTER_OWNED_TARGETS,
+    CLUSTER_HEARTBEAT_FAILURES,
+    CLUSTER_REBALANCES,
+    CLUSTER_DATABASE_UP,
     PROBE_SUCCESS,
     TARGET_UP,
     TARGET_STATE,

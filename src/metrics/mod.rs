@@ -50,6 +50,10 @@ pub struct TargetView<'a> {
     pub component: &'a str,
     /// What was recorded about it.
     pub stats: &'a Mutex<TargetStats>,
+    /// In a cluster, the id of the member that probes it: the label
+    /// [`crate::cluster::PROBER_LABEL`], so Prometheus tells replicas apart. `None` outside a
+    /// cluster (no label).
+    pub prober: Option<&'a str>,
 }
 
 /// Renders the per-target families, the aggregates and watchfire's process-wide families (not
@@ -65,7 +69,9 @@ pub fn render(rt: &Runtime, w: &mut Writer<'_>) {
     } else {
         Vec::new()
     };
+    let prober = rt.cluster().map(|c| c.options().id.as_str());
     let views = all.iter().enumerate().map(|(i, t)| TargetView {
+        prober,
         name: &t.spec.name,
         labels: &t.spec.labels,
         component: components.get(i).map(String::as_str).unwrap_or(""),

@@ -85,15 +85,23 @@ pub(super) fn failing(s: &TargetStats, hold: Duration, now: SystemTime) -> bool 
             .is_some_and(|t| now.duration_since(t).map(|age| age <= hold).unwrap_or(true))
 }
 
-/// The label set of a target: `target` and its configured labels, escaped once per scrape.
+/// The label set of a target: `target`, its configured labels and, in a cluster, the member
+/// that probes it ([`crate::cluster::PROBER_LABEL`], unless the target's own labels already
+/// set that name), escaped once per scrape.
 pub(super) fn target_labels(
     name: &str,
     labels: &std::collections::BTreeMap<String, String>,
+    prober: Option<&str>,
 ) -> LabelSet {
     let mut set = LabelSet::with_capacity(64);
     set.push("target", name);
     for (k, v) in labels {
         set.push(k, v);
+    }
+    if let Some(p) = prober {
+        if !labels.contains_key(crate::cluster::PROBER_LABEL) {
+            set.push(crate::cluster::PROBER_LABEL, p);
+        }
     }
     set
 }
@@ -123,7 +131,7 @@ pub(super) fn snap(t: &TargetView, s: &TargetStats, detail: Detail, native: bool
     });
     let histogram = detail >= Detail::Standard;
     Snap {
-        labels: target_labels(t.name, t.labels),
+        labels: target_labels(t.name, t.labels, t.prober),
         detail,
         health: s.state.health,
         ok: s.last.ok,

@@ -64,6 +64,7 @@ fn view(f: &Fixture) -> TargetView<'_> {
         labels: &f.labels,
         component: &f.name,
         stats: &f.stats,
+        prober: None,
     }
 }
 
@@ -100,13 +101,51 @@ fn value(text: &str, prefix: &str) -> Option<f64> {
 #[test]
 fn target_label_values_are_escaped() {
     let labels = [("env".to_string(), "x\\y\nz".to_string())].into();
-    let set = targets::target_labels("a\"b", &labels);
+    let set = targets::target_labels("a\"b", &labels, None);
     let mut out = String::new();
     Writer::new(&mut out).sample_in(&TARGET_UP, &set, &[], true);
     assert_eq!(
         out,
         "watchfire_target_up{target=\"a\\\"b\",env=\"x\\\\y\\nz\"} 1\n"
     );
+}
+
+#[test]
+fn in_a_cluster_every_per_target_series_names_its_prober() {
+    let t = [healthy("web", &[("team", "a")])];
+    let mut out = String::new();
+    let views = t.iter().map(|f| TargetView {
+        prober: Some("member-1"),
+        ..view(f)
+    });
+    render_targets(
+        &mut Writer::new(&mut out),
+        views,
+        &cfg(Detail::Full),
+        SystemTime::now(),
+    );
+    let series = series_of(&out, "web");
+    assert!(series.len() > 9, "{series:#?}");
+    for s in &series {
+        assert!(s.contains("instance_id=\"member-1\""), "{s}");
+    }
+    // A target that sets the label itself keeps its own value, once.
+    let own = [healthy("db", &[("instance_id", "mine")])];
+    let views = own.iter().map(|f| TargetView {
+        prober: Some("member-1"),
+        ..view(f)
+    });
+    let mut out = String::new();
+    render_targets(
+        &mut Writer::new(&mut out),
+        views,
+        &cfg(Detail::Minimal),
+        SystemTime::now(),
+    );
+    for s in series_of(&out, "db") {
+        assert_eq!(s.matches("instance_id=").count(), 1, "{s}");
+        assert!(s.contains("instance_id=\"mine\""), "{s}");
+    }
 }
 
 #[test]

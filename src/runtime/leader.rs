@@ -54,19 +54,16 @@ impl Leadership {
     pub async fn connect(
         opts: &ClusterOptions,
         cancel: CancellationToken,
-    ) -> Result<Option<Arc<Leadership>>, LeaseError> {
-        let Some(url) = &opts.url else {
-            return Ok(None);
-        };
-        let db = LeaseDb::connect(url, opts.lease.max(Duration::from_secs(1))).await?;
-        Ok(Some(Arc::new(Leadership {
+    ) -> Result<Arc<Leadership>, LeaseError> {
+        let db = LeaseDb::connect(&opts.url, opts.lease.max(Duration::from_secs(1))).await?;
+        Ok(Arc::new(Leadership {
             db,
             id: opts.id.clone(),
             lease: opts.lease,
             cancel,
             leases: Mutex::new(BTreeMap::new()),
             voices: Mutex::new(HashMap::new()),
-        })))
+        }))
     }
 
     /// This member's identity.

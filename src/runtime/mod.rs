@@ -5,6 +5,7 @@
 //! ([`TargetSpec::same_probe`](crate::config::TargetSpec::same_probe)) is carried over as the same object — histograms, counters, state
 //! and place on the schedule intact. A config that fails to load changes nothing.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::cluster::Cluster;
 use crate::config::{self, Config};
 use crate::diag::{ConfigError, ConfigErrors};
 use crate::failover::{self, Group};
@@ -252,6 +254,8 @@ pub struct Runtime {
     file_sd: Arc<Mutex<config::FileSdCache>>,
     /// This member's leases, in cluster mode ([`leader`]).
     leadership: Option<Arc<leader::Leadership>>,
+    /// The cluster this runtime is a member of (`--cluster`).
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Stored states read on start, by name.
@@ -288,6 +292,9 @@ pub struct RuntimeOptions {
     /// This member's leases, in cluster mode: failover groups decide only while holding
     /// theirs and follow the published decisions otherwise.
     pub leadership: Option<Arc<leader::Leadership>>,
+    /// `--cluster`: probe only the targets this member owns, and re-plan when the membership
+    /// changes. `None`: every target, at no cost.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Default for RuntimeOptions {
@@ -300,6 +307,7 @@ impl Default for RuntimeOptions {
             web: None,
             file_sd: Arc::default(),
             leadership: None,
+            cluster: None,
         }
     }
 }
@@ -385,13 +393,23 @@ impl Runtime {
             notifier: notify::Slot::default(),
             file_sd: opts.file_sd.clone(),
             leadership: opts.leadership.clone(),
+            cluster: opts.cluster.clone(),
         });
         let restoring = Restoring {
             targets: history::stored_targets(&opts.store, &config).await,
             groups: stored_groups(&opts.store, &config).await,
         };
         *rt.restoring.lock().expect("restoring lock poisoned") = Some(restoring);
+        // Subscribed before the first plan: a change of membership meanwhile re-plans.
+        let membership = rt.cluster.as_ref().map(|c| c.subscribe());
         rt.apply(config).await?;
+        if let Some(changes) = membership {
+            tokio::spawn(follow_membership(
+                Arc::downgrade(&rt),
+                changes,
+                cancel.clone(),
+            ));
+        }
         tokio::spawn(watch_file_sd(Arc::downgrade(&rt), cancel.clone()));
         tokio::spawn(history::flush_every_minute(
             Arc::downgrade(&rt),
@@ -433,17 +451,16 @@ impl Runtime {
             .take()
             .unwrap_or_default();
         let old = self.targets();
-        let plan = plan_targets(&old, &config, self.shared.lanes.len(), |spec| {
+        let owned = self.cluster.as_ref().map(|c| c.owned_specs(&config));
+        let specs = owned.as_deref().unwrap_or(&config.targets);
+        let plan = plan_targets(&old, specs, self.shared.lanes.len(), |spec| {
             let stored = restoring.targets.get(&spec.name);
             Target::new(spec.clone(), self.shared.clone(), stored)
                 .map(Arc::new)
                 .map_err(|e| format!("target {}: {e}", spec.name))
         })?;
         let (kept, added, removed) = (plan.kept, plan.added, plan.removed.len());
-        for gone in &plan.removed {
-            self.store
-                .write(Write::ForgetTarget(gone.spec.name.clone()));
-        }
+        self.forget_or_hand_off(&plan.removed, &config, specs);
         let next = plan.next;
         for t in next.iter() {
             if let Some(n) = t.spec.module() {
@@ -465,8 +482,97 @@ impl Runtime {
         self.apply_failover(&config, &next, listeners, &restoring.groups)?;
         self.memory.apply(&config.memory);
         *self.config.write().expect("config lock poisoned") = Arc::new(config);
+        if let Some(c) = &self.cluster {
+            c.set_owned(next.len());
+        }
         info!(targets = next.len(), kept, added, removed, "config applied");
         Ok(())
+    }
+
+    /// The store forgets the state of targets that left the config. In a cluster, a target
+    /// still in the config but now another member's is handed off instead: its state written
+    /// once more, for its new owner to resume.
+    fn forget_or_hand_off(
+        &self,
+        removed: &[Arc<Target>],
+        config: &Config,
+        owned: &[Arc<config::TargetSpec>],
+    ) {
+        if removed.is_empty() {
+            return;
+        }
+        let (in_config, mine): (HashSet<&str>, HashSet<&str>) = if self.cluster.is_some() {
+            (
+                config.targets.iter().map(|t| t.name.as_str()).collect(),
+                owned.iter().map(|t| t.name.as_str()).collect(),
+            )
+        } else {
+            Default::default()
+        };
+        for gone in removed {
+            let name = gone.spec.name.as_str();
+            if in_config.contains(name) && !mine.contains(name) {
+                let stats = gone.stats.lock().expect("stats lock poisoned");
+                self.store
+                    .write(Write::TargetState(history::target_state(name, &stats)));
+            } else {
+                self.store.write(Write::ForgetTarget(name.to_string()));
+            }
+        }
+    }
+
+    /// Re-plans after a change of membership: the running config applied again over the
+    /// targets this member owns now. Targets it keeps are untouched; targets new to it resume
+    /// their stored state (the previous owner's), so they show no unknown gap and resolve
+    /// nothing falsely.
+    async fn rebalance(&self) -> Result<(), String> {
+        let Some(cluster) = self.cluster.clone() else {
+            return Ok(());
+        };
+        let _guard = self.reload_lock.lock().await;
+        let began = Instant::now();
+        let config = self.config();
+        let running: HashSet<String> = self.targets().iter().map(|t| t.spec.name.clone()).collect();
+        let arriving: HashSet<String> = cluster
+            .owned_specs(&config)
+            .iter()
+            .filter(|t| !running.contains(&t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        if !arriving.is_empty() {
+            let targets = match self.store.target_states().await {
+                Ok(states) => states
+                    .into_iter()
+                    .filter(|s| arriving.contains(&s.target))
+                    .map(|s| (s.target.clone(), s))
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, targets = arriving.len(), "cannot read the stored states of the targets this member now owns; they start unknown");
+                    Default::default()
+                }
+            };
+            *self.restoring.lock().expect("restoring lock poisoned") = Some(Restoring {
+                targets,
+                groups: Default::default(),
+            });
+        }
+        let before = running.len();
+        self.apply((*config).clone()).await?;
+        let after = self.targets().len();
+        cluster.rebalanced(after);
+        info!(
+            before,
+            after,
+            arriving = arriving.len(),
+            took = ?began.elapsed(),
+            "re-planned after a change of cluster membership"
+        );
+        Ok(())
+    }
+
+    /// The cluster this runtime is a member of (`--cluster`).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     fn apply_failover(
@@ -764,6 +870,26 @@ impl Runtime {
             }
         };
         tokio::time::timeout(grace, all).await.is_ok()
+    }
+}
+
+/// Re-plans `rt` on every change of membership until `cancel` (or the runtime is gone).
+async fn follow_membership(
+    rt: std::sync::Weak<Runtime>,
+    mut changes: tokio::sync::watch::Receiver<Arc<crate::cluster::View>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = changes.changed() => if r.is_err() { return },
+        }
+        let Some(rt) = rt.upgrade() else {
+            return;
+        };
+        if let Err(e) = rt.rebalance().await {
+            warn!(error = %e, "re-planning after a change of cluster membership failed; the targets owned so far keep being probed");
+        }
     }
 }
 

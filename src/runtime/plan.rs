@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Config, TargetSpec};
+use crate::config::TargetSpec;
 
 /// A running target as the plan sees it.
 pub(super) trait Planned {
@@ -32,15 +32,14 @@ pub(super) struct Plan<T> {
     pub lanes_changed: Vec<bool>,
 }
 
-/// Plans the target set of `config` against the running `old` set; `make` builds a target
-/// whose probe is new or changed.
+/// Plans the target set `specs` (a config's targets, or the share of them this cluster member
+/// owns) against the running `old` set; `make` builds a target whose probe is new or changed.
 pub(super) fn plan_targets<T: Planned>(
     old: &Arc<Vec<Arc<T>>>,
-    config: &Config,
+    specs: &[Arc<TargetSpec>],
     lanes: usize,
     mut make: impl FnMut(&Arc<TargetSpec>) -> Result<Arc<T>, String>,
 ) -> Result<Plan<T>, String> {
-    let specs = &config.targets;
     // The common reload: the same specs, in the same order, as the running targets.
     if old.len() == specs.len() && old.iter().zip(specs).all(|(t, s)| Arc::ptr_eq(t.spec(), s)) {
         return Ok(Plan {
@@ -126,11 +125,8 @@ mod tests {
         Arc::new(TargetSpec::new(name, url).unwrap())
     }
 
-    fn config(specs: &[Arc<TargetSpec>]) -> Config {
-        Config {
-            targets: specs.to_vec(),
-            ..Config::default()
-        }
+    fn config(specs: &[Arc<TargetSpec>]) -> &[Arc<TargetSpec>] {
+        specs
     }
 
     fn make(spec: &Arc<TargetSpec>) -> Result<Arc<T>, String> {
@@ -152,7 +148,7 @@ mod tests {
             .collect();
         let old = running(&specs);
         let mut made = 0;
-        let plan = plan_targets(&old, &config(&specs), 2, |s| {
+        let plan = plan_targets(&old, config(&specs), 2, |s| {
             made += 1;
             make(s)
         })
@@ -175,7 +171,7 @@ mod tests {
         // Read again: equal values in new `Arc`s, in another order.
         let mut again: Vec<_> = specs.iter().map(|s| Arc::new((**s).clone())).collect();
         again.reverse();
-        let plan = plan_targets(&old, &config(&again), 2, make).unwrap();
+        let plan = plan_targets(&old, config(&again), 2, make).unwrap();
         assert_eq!((plan.kept, plan.added), (50, 0));
         assert_eq!(plan.lanes_changed, vec![false, false]);
         for t in plan.next.iter() {
@@ -193,7 +189,7 @@ mod tests {
         let mut changed = specs.clone();
         changed[500] = spec("t0500", "http://127.0.0.1:2/");
         let mut made = Vec::new();
-        let plan = plan_targets(&old, &config(&changed), 3, |s| {
+        let plan = plan_targets(&old, config(&changed), 3, |s| {
             made.push(s.name.clone());
             make(s)
         })
@@ -214,7 +210,7 @@ mod tests {
         let bb = spec("bb", "http://127.0.0.1:1/");
         let old = running(&[a.clone(), bb]);
         let ccc = spec("ccc", "http://127.0.0.1:1/");
-        let plan = plan_targets(&old, &config(&[a, ccc]), 2, make).unwrap();
+        let plan = plan_targets(&old, config(&[a, ccc]), 2, make).unwrap();
         assert_eq!((plan.kept, plan.added, plan.removed.len()), (1, 1, 1));
         assert_eq!(plan.removed[0].spec.name, "bb");
         assert_eq!(plan.lanes_changed, vec![true, true]);

@@ -112,6 +112,9 @@ fn render_metrics(rt: &Runtime, registry: &prometheus::Registry, w: &mut crate::
     rt.memory().render(w);
     rt.blackbox().render_metrics(w);
     rt.store().render(w);
+    if let Some(c) = rt.cluster() {
+        c.render(w);
+    }
     rt.notifier().render(w);
     if let Some(l) = rt.leadership() {
         crate::cluster::lease::render(&l.leases(), w);
@@ -330,6 +333,13 @@ async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Res
         }
         "/" if get => crate::blackbox::history::landing_page(state.runtime.blackbox().history()),
         "/api/v1/targets" if get => json(StatusCode::OK, &targets_json(&state.runtime)),
+        "/api/v1/cluster" if get => match state.runtime.cluster() {
+            Some(c) => json(StatusCode::OK, &c.json(&state.runtime.config())),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "not in a cluster: start watchfire run with --cluster URL\n",
+            ),
+        },
         "/probe" if get || req.method() == Method::POST => {
             let config = state.runtime.config();
             crate::blackbox::endpoint::probe(

@@ -136,7 +136,9 @@ pub fn count() -> usize {
     MIGRATIONS.len()
 }
 
-/// The statement that lists the tables of the database (one TEXT column).
+/// The statement that lists the tables of the database (one TEXT column). The cluster's own
+/// tables (`cluster_*`, made by `crate::cluster` in the same database) are watchfire's too,
+/// not another program's.
 pub fn list_tables(kind: Kind) -> &'static str {
     match kind {
         Kind::Sqlite => {
@@ -144,7 +146,7 @@ pub fn list_tables(kind: Kind) -> &'static str {
         }
         Kind::Postgres => {
             "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
-             WHERE table_schema = current_schema()"
+             WHERE table_schema = current_schema() AND table_name NOT LIKE 'cluster\\_%'"
         }
     }
 }
