@@ -179,6 +179,38 @@ pub struct RunArgs {
     // Where state and history are kept (`--storage.*`).
     #[command(flatten)]
     pub storage: storage::StorageArgs,
+
+    /// Cluster mode: the PostgreSQL URL shared by every member (the same database as the
+    /// store); also read from WATCHFIRE_CLUSTER_URL, which keeps the password off the command
+    /// line. Wrong or unreachable at start: watchfire refuses to start.
+    #[arg(long = "cluster", value_name = "URL", env = "WATCHFIRE_CLUSTER_URL", hide_env_values = true)]
+    pub cluster: Option<String>,
+    /// How long a member's rows stay valid without a refresh; a location whose observations are
+    /// older counts as unknown in the quorum.
+    #[arg(long = "cluster.lease", value_name = "DURATION", default_value = "10s", value_parser = parse_lease)]
+    pub cluster_lease: Duration,
+    /// This member's location (`eu-west`, `dc2`): a target is down when k of the locations
+    /// probing it see it down (`quorum:` in the config).
+    #[arg(long = "location", value_name = "NAME", default_value = "default", value_parser = parse_location)]
+    pub location: String,
+}
+
+/// `--cluster.lease`: a duration from 300ms to 10 minutes.
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d < Duration::from_millis(300) || d > Duration::from_secs(600) {
+        return Err(format!("{s}: the lease must be from 300ms to 10m"));
+    }
+    Ok(d)
+}
+
+/// `--location`: 1-64 letters, digits, `.`, `_`, `-`.
+fn parse_location(s: &str) -> Result<String, String> {
+    if crate::config::quorum::valid_location(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}` is not a location name (1-64 letters, digits, `.`, `_`, `-`)"))
+    }
 }
 
 /// `--web.header-timeout`: a duration from 100ms to 10 minutes.

@@ -48,6 +48,8 @@
 //!     figures at resolution) and maintenance windows (config and API, recurring, time zones).
 //!   - [`store`] — what watchfire remembers across restarts (state, transitions, incidents,
 //!     maintenance, rollups) behind one interface; writes queued off the probe path.
+//!   - [`cluster`] — cluster mode: locations and the k-of-n quorum over every location's
+//!     views, kept in PostgreSQL.
 //!   - [`web`] — `--web.config.file` (exporter-toolkit's format): TLS, basic-auth users and
 //!     response headers for every listener (the server's, the failover proxy's if wired).
 //! - **runtime**
@@ -96,6 +98,7 @@
 pub mod adhoc;
 pub mod blackbox;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod diag;

@@ -5,7 +5,7 @@
 //! ```text
 //! app       main, cli, demo, server, verify, sim, adhoc, shutdown, telemetry, report, status
 //! runtime   runtime, metrics (the target set and the series rendered from it)
-//! features  config, blackbox, failover, memory, web, store, incident, notify
+//! features  config, blackbox, failover, memory, web, store, incident, notify, cluster
 //! probers   probers (every probe kind)
 //! net       net (resolution, sockets, TLS, error classification)
 //! core      probe, state, record, schedule, expo, diag, threads, redact, limits, resources
@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "features",
         &[
             "config", "blackbox", "failover", "memory", "web", "store", "incident", "notify",
+            "cluster",
         ],
     ),
     ("runtime", &["runtime", "metrics"]),

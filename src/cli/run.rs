@@ -52,6 +52,16 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    let cluster = match &a.cluster {
+        Some(url) => match crate::cluster::observe::connect(url).await {
+            Ok(conn) => Some((url.clone(), conn)),
+            Err(e) => {
+                eprintln!("watchfire: {e}; refusing to start in cluster mode (--cluster)");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => None,
+    };
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
         min_wake_gap: a.min_wake_gap,
@@ -67,6 +77,17 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.blackbox().set_log_level(a.log_prober);
     runtime.blackbox().history().set_limit(a.history_limit);
     runtime.set_allow_empty_config(a.allow_empty_config);
+    if let Some((url, conn)) = cluster {
+        info!(location = %a.location, lease = ?a.cluster_lease, "cluster mode: sharing observations for the quorum across locations");
+        crate::runtime::quorum::start(
+            &runtime,
+            url,
+            conn,
+            a.location.clone(),
+            a.cluster_lease,
+            cancel.clone(),
+        );
+    }
     if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.clone()).await {
         tracing::warn!(error = %e, "incidents are not recorded: the store failed");
     }

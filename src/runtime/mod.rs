@@ -32,6 +32,7 @@ pub mod incidents;
 mod lanes;
 pub mod notify;
 mod plan;
+pub mod quorum;
 mod target;
 pub use file_sd::load_blocking_cached;
 use file_sd::{stale_message, watch_file_sd};
@@ -249,6 +250,8 @@ pub struct Runtime {
     notifier: notify::Slot,
     /// The file_sd files read so far, for reloads and [`watch_file_sd`].
     file_sd: Arc<Mutex<config::FileSdCache>>,
+    /// Cluster mode's quorum across locations (empty otherwise; [`quorum::start`]).
+    quorum: Arc<crate::cluster::observe::Slot>,
 }
 
 /// Stored states read on start, by name.
@@ -377,6 +380,7 @@ impl Runtime {
             restoring: Mutex::new(None),
             notifier: notify::Slot::default(),
             file_sd: opts.file_sd.clone(),
+            quorum: Arc::default(),
         });
         let restoring = Restoring {
             targets: history::stored_targets(&opts.store, &config).await,
@@ -719,6 +723,11 @@ impl Runtime {
     /// Replaces the maintenance windows in force (after a reload or an API change).
     pub fn set_calendar(&self, calendar: Arc<dyn MaintenanceCalendar>) {
         *self.calendar.write().expect("calendar lock poisoned") = calendar;
+    }
+
+    /// Cluster mode's quorum across locations: empty outside cluster mode.
+    pub fn quorum(&self) -> &crate::cluster::observe::Slot {
+        &self.quorum
     }
 
     /// The notifier's wake-up and delivery metrics.

@@ -113,6 +113,7 @@ fn render_metrics(rt: &Runtime, registry: &prometheus::Registry, w: &mut crate::
     rt.blackbox().render_metrics(w);
     rt.store().render(w);
     rt.notifier().render(w);
+    rt.quorum().render(w);
     admission::render(w);
     metrics::render_registry(registry, w);
 }
@@ -315,6 +316,13 @@ async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Res
             Err(e) => text(
                 StatusCode::BAD_REQUEST,
                 format!("config reload failed; the running config is unchanged:\n{e}\n"),
+            ),
+        },
+        "/api/v1/quorum" if get => match state.runtime.quorum().snapshot() {
+            Some(s) => json(StatusCode::OK, &crate::cluster::observe::quorum_json(&s)),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "not in cluster mode: no quorum across locations (run with --cluster and --location)\n",
             ),
         },
         "/api/v1/failover" if get => {
