@@ -125,6 +125,8 @@ struct Pending {
     spec: QuorumSpec,
     /// Where each location was written, for errors naming it.
     location_at: Vec<Pos>,
+    /// Where its own `k` was written.
+    k_at: Option<Pos>,
 }
 
 /// Collects the `quorum:` settings of every file; [`QuorumSection::finish`] checks them
@@ -183,6 +185,7 @@ impl QuorumSection {
             targets,
             spec,
             location_at,
+            k_at: raw.value.k.as_ref().map(Pos::from),
         });
     }
 
@@ -217,7 +220,7 @@ impl QuorumSection {
                          never be down",
                         n.len()
                     );
-                    diag.error(p.at, format!("{}.k", p.field), msg);
+                    diag.error(p.k_at.unwrap_or(p.at), format!("{}.k", p.field), msg);
                 }
             }
             for t in p.targets {
