@@ -94,11 +94,13 @@ fn a_stale_location_counts_as_unknown_neither_up_nor_down() {
     let v = eval(&o, &QuorumConfig::default());
     assert_eq!(v.locations["c"].health, LocationHealth::Stale);
     assert_eq!(v.targets["health"].health, Health::Up, "0 down + 1 unknown < 2");
-    // One fresh location down, one stale: k = 2 could still be met, so nothing is decided.
+    // a sees its only target down alone (b sees it up): a is degraded and left out too, so
+    // two of three views are unknown and k = 2 could still be met: nothing is decided.
     o[0].health = Health::Down;
     let v = eval(&o, &QuorumConfig::default());
+    assert!(v.degraded("a"));
     assert_eq!(v.targets["health"].health, Health::Unknown);
-    assert_eq!(v.speaker(), Some("a"));
+    assert_eq!(v.speaker(), Some("b"));
 }
 
 #[test]
