@@ -289,6 +289,12 @@ async fn one_locations_outage_pages_nothing_and_a_real_outage_pages_once() {
         common::sample(&c_metrics, r#"watchfire_location_degraded{location="c"}"#),
         Some(1.0)
     );
+    let (status, page) = get(members[0], "/status").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<td>c</td><td>Degraded: its views are left out</td>"),
+        "the status page shows c degraded:\n{page}"
+    );
     leases_pass(members[0], 3).await;
     assert!(
         hook.keys().is_empty(),
