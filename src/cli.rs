@@ -183,7 +183,12 @@ pub struct RunArgs {
     /// Cluster mode: the PostgreSQL URL shared by every member (the same database as the
     /// store); also read from WATCHFIRE_CLUSTER_URL, which keeps the password off the command
     /// line. Wrong or unreachable at start: watchfire refuses to start.
-    #[arg(long = "cluster", value_name = "URL", env = "WATCHFIRE_CLUSTER_URL", hide_env_values = true)]
+    #[arg(
+        long = "cluster",
+        value_name = "URL",
+        env = "WATCHFIRE_CLUSTER_URL",
+        hide_env_values = true
+    )]
     pub cluster: Option<String>,
     /// How long a member's rows stay valid without a refresh; a location whose observations are
     /// older counts as unknown in the quorum.
@@ -209,7 +214,9 @@ fn parse_location(s: &str) -> Result<String, String> {
     if crate::config::quorum::valid_location(s) {
         Ok(s.to_string())
     } else {
-        Err(format!("`{s}` is not a location name (1-64 letters, digits, `.`, `_`, `-`)"))
+        Err(format!(
+            "`{s}` is not a location name (1-64 letters, digits, `.`, `_`, `-`)"
+        ))
     }
 }
 

@@ -19,7 +19,10 @@ fn only(errs: &[ConfigError], line: u64, field: &str, fragment: &str) {
     assert_eq!(errs.len(), 1, "{errs:?}");
     let e = &errs[0];
     assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
-    assert!(e.message.contains(fragment), "{e} should contain {fragment:?}");
+    assert!(
+        e.message.contains(fragment),
+        "{e} should contain {fragment:?}"
+    );
     assert!(e.to_string().starts_with(&format!("q.yaml:{line}:")), "{e}");
 }
 
@@ -48,7 +51,10 @@ failover:
     assert_eq!(q.global.k, Some(2));
     let known = Vec::new();
     let h = q.effective("health", &known);
-    assert_eq!((h.locations.to_vec(), h.k), (vec!["eu".to_string(), "us".into()], 1));
+    assert_eq!(
+        (h.locations.to_vec(), h.k),
+        (vec!["eu".to_string(), "us".into()], 1)
+    );
     let p = q.effective("predict", &known);
     assert_eq!((p.locations.len(), p.k), (3, 2));
     assert_eq!(q.effective("gw/0", &known).k, 3);
@@ -57,8 +63,15 @@ failover:
 
 #[test]
 fn without_a_quorum_section_k_defaults_from_the_locations_seen() {
-    let c = load_str("q.yaml", "targets: [{ name: t, url: 'http://127.0.0.1:1/' }]\n").unwrap();
-    let seen: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+    let c = load_str(
+        "q.yaml",
+        "targets: [{ name: t, url: 'http://127.0.0.1:1/' }]\n",
+    )
+    .unwrap();
+    let seen: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(c.quorum.effective("t", &seen[..3]).k, 2);
     assert_eq!(c.quorum.effective("t", &seen).k, 3);
 }
@@ -80,7 +93,12 @@ targets:
       locations: [a, b]
       k: 3
 "#;
-    only(&errors("q.yaml", text), 8, "targets[0].quorum.k", "more than the 2 location(s)");
+    only(
+        &errors("q.yaml", text),
+        8,
+        "targets[0].quorum.k",
+        "more than the 2 location(s)",
+    );
 }
 
 #[test]
@@ -92,7 +110,12 @@ targets:
     url: http://127.0.0.1:1/
     quorum: { locations: [a] }
 "#;
-    only(&errors("q.yaml", text), 6, "targets[0].quorum.k", "inherited from quorum.k");
+    only(
+        &errors("q.yaml", text),
+        6,
+        "targets[0].quorum.k",
+        "inherited from quorum.k",
+    );
 }
 
 #[test]
@@ -105,12 +128,22 @@ targets:
       locations: [a, mars]
 quorum: { locations: [a, b, c] }
 "#;
-    only(&errors("q.yaml", text), 6, "targets[0].quorum.locations[1]", "`mars` is not one of");
+    only(
+        &errors("q.yaml", text),
+        6,
+        "targets[0].quorum.locations[1]",
+        "`mars` is not one of",
+    );
 }
 
 #[test]
 fn k_zero_a_repeated_location_and_a_bad_name_are_errors() {
-    only(&errors("q.yaml", "quorum:\n  k: 0\n"), 2, "quorum.k", "at least 1");
+    only(
+        &errors("q.yaml", "quorum:\n  k: 0\n"),
+        2,
+        "quorum.k",
+        "at least 1",
+    );
     only(
         &errors("q.yaml", "quorum:\n  locations: [a, a]\n"),
         2,
@@ -123,7 +156,12 @@ fn k_zero_a_repeated_location_and_a_bad_name_are_errors() {
         "quorum.locations[0]",
         "not a location name",
     );
-    only(&errors("q.yaml", "quorum:\n  quorum: 2\n"), 2, "quorum.quorum", "unknown key");
+    only(
+        &errors("q.yaml", "quorum:\n  quorum: 2\n"),
+        2,
+        "quorum.quorum",
+        "unknown key",
+    );
 }
 
 #[test]

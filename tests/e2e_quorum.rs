@@ -268,8 +268,19 @@ async fn one_locations_outage_pages_nothing_and_a_real_outage_pages_once() {
                 .all(|t| target_health(q, t).as_deref() == Some("up"))
     };
     let limit = Duration::from_secs(30);
-    on_every_member(&members, &procs, limit, "three ok locations, targets up", all_up).await;
-    assert!(hook.keys().is_empty(), "nothing paged at start: {:?}", hook.keys());
+    on_every_member(
+        &members,
+        &procs,
+        limit,
+        "three ok locations, targets up",
+        all_up,
+    )
+    .await;
+    assert!(
+        hook.keys().is_empty(),
+        "nothing paged at start: {:?}",
+        hook.keys()
+    );
 
     // Location c's own path fails: c sees both targets down, a and b see them up.
     sims[2].set_faults(failing(true));
@@ -281,7 +292,10 @@ async fn one_locations_outage_pages_nothing_and_a_real_outage_pages_once() {
     .await;
     let (_, c_metrics) = get(members[2], "/metrics").await;
     assert_eq!(
-        common::sample(&c_metrics, r#"watchfire_target_up{target="gateway-health",component="gateway"}"#),
+        common::sample(
+            &c_metrics,
+            r#"watchfire_target_up{target="gateway-health",component="gateway"}"#
+        ),
         Some(0.0),
         "c itself sees the target down:\n{c_metrics}"
     );
@@ -328,7 +342,10 @@ async fn one_locations_outage_pages_nothing_and_a_real_outage_pages_once() {
     leases_pass(members[0], 3).await;
     let (_, a_metrics) = get(members[0], "/metrics").await;
     assert_eq!(
-        common::sample(&a_metrics, r#"watchfire_quorum_up{target="gateway-health"}"#),
+        common::sample(
+            &a_metrics,
+            r#"watchfire_quorum_up{target="gateway-health"}"#
+        ),
         Some(0.0)
     );
     assert_eq!(
@@ -337,11 +354,7 @@ async fn one_locations_outage_pages_nothing_and_a_real_outage_pages_once() {
         "a real outage pages once: {:?}",
         hook.keys()
     );
-    assert!(
-        hook.declared()[0].ends_with("@oncall"),
-        "{:?}",
-        hook.keys()
-    );
+    assert!(hook.declared()[0].ends_with("@oncall"), "{:?}", hook.keys());
     for s in &sims {
         s.set_faults(failing(false));
     }

@@ -184,9 +184,7 @@ impl Slot {
         w.header(&catalog::QUORUM_DATABASE_UP);
         w.sample(&catalog::QUORUM_DATABASE_UP, &[], u64::from(s.database_up));
         w.header(&catalog::QUORUM_ROWS_WRITTEN);
-        let n = self
-            .rows_written
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let n = self.rows_written.load(std::sync::atomic::Ordering::Relaxed);
         w.sample(&catalog::QUORUM_ROWS_WRITTEN, &[], n);
     }
 
@@ -314,7 +312,13 @@ impl Observer {
             .collect();
         if !gone.is_empty() {
             let q = "DELETE FROM cluster_observations WHERE location = $1 AND target = ANY($2)";
-            timed(sqlx::query(q).bind(&self.location).bind(&gone).execute(&mut *conn)).await?;
+            timed(
+                sqlx::query(q)
+                    .bind(&self.location)
+                    .bind(&gone)
+                    .execute(&mut *conn),
+            )
+            .await?;
             for g in &gone {
                 self.written.remove(g);
             }

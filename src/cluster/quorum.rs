@@ -183,7 +183,11 @@ pub fn evaluate(obs: &[Observation], cx: Context<'_>) -> Verdicts {
     }
     let locations = location_states(&views, &newest, cx, &fresh);
     let known: Vec<String> = locations.keys().cloned().collect();
-    let counts = |l: &str| locations.get(l).is_some_and(|s| s.health == LocationHealth::Ok);
+    let counts = |l: &str| {
+        locations
+            .get(l)
+            .is_some_and(|s| s.health == LocationHealth::Ok)
+    };
     let mut targets = BTreeMap::new();
     let names: BTreeSet<&str> = obs.iter().map(|o| o.target.as_str()).collect();
     for t in names {
@@ -222,7 +226,11 @@ pub fn evaluate(obs: &[Observation], cx: Context<'_>) -> Verdicts {
             Health::Unknown => &v.down,
         };
         v.since_ms = agreeing.iter().map(|l| seen[l.as_str()].since_ms).min();
-        v.reason = common_reason(v.down.iter().filter_map(|l| seen[l.as_str()].reason.as_deref()));
+        v.reason = common_reason(
+            v.down
+                .iter()
+                .filter_map(|l| seen[l.as_str()].reason.as_deref()),
+        );
         targets.insert(t.to_string(), v);
     }
     let groups = cx
@@ -292,7 +300,7 @@ fn group_health(checks: &[String], targets: &BTreeMap<String, TargetVerdict>) ->
         .iter()
         .map(|c| targets.get(c).map_or(Health::Unknown, |v| v.health))
         .collect();
-    if hs.iter().any(|h| *h == Health::Up) {
+    if hs.contains(&Health::Up) {
         Health::Up
     } else if !hs.is_empty() && hs.iter().all(|h| *h == Health::Down) {
         Health::Down

@@ -30,7 +30,10 @@ fn all(locs: &[&str], targets: &[&str], health: Health) -> Vec<Observation> {
 }
 
 fn eval(o: &[Observation], q: &QuorumConfig) -> Verdicts {
-    let groups = vec![("gw".to_string(), vec!["gw/0".to_string(), "gw/1".to_string()])];
+    let groups = vec![(
+        "gw".to_string(),
+        vec!["gw/0".to_string(), "gw/1".to_string()],
+    )];
     evaluate(
         o,
         Context {
@@ -67,7 +70,10 @@ fn a_real_outage_seen_everywhere_is_down_and_nobody_is_degraded() {
     let v = eval(&o, &QuorumConfig::default());
     assert_eq!(v.targets["health"].health, Health::Down);
     assert_eq!(v.targets["health"].down, vec!["a", "b", "c"]);
-    assert_eq!(v.targets["health"].reason.as_deref(), Some("connect_refused"));
+    assert_eq!(
+        v.targets["health"].reason.as_deref(),
+        Some("connect_refused")
+    );
     assert_eq!(v.targets["predict"].health, Health::Up);
     assert!(v.locations.values().all(|l| l.health == LocationHealth::Ok));
     assert_eq!(v.groups["gw"], Health::Up, "one instance is still up");
@@ -81,7 +87,10 @@ fn k_of_n_down_is_down_and_one_less_is_up() {
     o.push(obs("c", "health", Health::Up, NOW));
     let v = eval(&o, &QuorumConfig::default());
     assert_eq!(v.targets["health"].health, Health::Up, "1 of 3 < k = 2");
-    assert!(!v.degraded("a"), "a sees half its targets down alone, not most");
+    assert!(
+        !v.degraded("a"),
+        "a sees half its targets down alone, not most"
+    );
     o[4].health = Health::Down;
     let v = eval(&o, &QuorumConfig::default());
     assert_eq!(v.targets["health"].health, Health::Down, "2 of 3 = k");
@@ -93,7 +102,11 @@ fn a_stale_location_counts_as_unknown_neither_up_nor_down() {
     o.push(obs("c", "health", Health::Down, NOW - LEASE - 1));
     let v = eval(&o, &QuorumConfig::default());
     assert_eq!(v.locations["c"].health, LocationHealth::Stale);
-    assert_eq!(v.targets["health"].health, Health::Up, "0 down + 1 unknown < 2");
+    assert_eq!(
+        v.targets["health"].health,
+        Health::Up,
+        "0 down + 1 unknown < 2"
+    );
     // a sees its only target down alone (b sees it up): a is degraded and left out too, so
     // two of three views are unknown and k = 2 could still be met: nothing is decided.
     o[0].health = Health::Down;
@@ -111,7 +124,11 @@ fn a_configured_location_that_never_wrote_is_stale_and_counts_in_n() {
     let v = eval(&o, &q);
     assert_eq!(v.locations["b"].health, LocationHealth::Stale);
     assert_eq!(v.targets["health"].locations.len(), 3);
-    assert_eq!(v.targets["health"].health, Health::Unknown, "1 down, 2 unknown, k = 2");
+    assert_eq!(
+        v.targets["health"].health,
+        Health::Unknown,
+        "1 down, 2 unknown, k = 2"
+    );
 }
 
 #[test]
@@ -139,7 +156,10 @@ fn a_targets_own_locations_and_k_decide_it() {
 fn a_group_is_down_only_when_every_instance_is() {
     let mut o = all(&["a", "b", "c"], &["gw/0", "gw/1"], Health::Down);
     o.extend(all(&["a", "b", "c"], &["health", "predict"], Health::Up));
-    assert_eq!(eval(&o, &QuorumConfig::default()).groups["gw"], Health::Down);
+    assert_eq!(
+        eval(&o, &QuorumConfig::default()).groups["gw"],
+        Health::Down
+    );
 }
 
 #[test]

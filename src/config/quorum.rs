@@ -298,7 +298,10 @@ mod tests {
         );
         // Inherits k = 3 from the global section with two locations: clamped to 2.
         let e = q.effective("t", &known);
-        assert_eq!((e.locations.to_vec(), e.k), (vec!["a".into(), "b".into()], 2));
+        assert_eq!(
+            (e.locations.to_vec(), e.k),
+            (vec!["a".into(), "b".into()], 2)
+        );
         assert_eq!(q.effective("other", &known).k, 3);
         assert_eq!(q.effective("other", &[]).k, 1);
     }

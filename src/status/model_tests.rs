@@ -425,7 +425,10 @@ fn atom_feed_is_well_formed() {
 fn cluster_locations_get_a_section_of_their_own_and_none_without_the_cluster() {
     let mut v = hostile_view();
     let page = super::super::html::status_page(&v);
-    assert!(!page.contains("id=\"locations\""), "no section outside cluster mode");
+    assert!(
+        !page.contains("id=\"locations\""),
+        "no section outside cluster mode"
+    );
     v.locations = vec![
         super::LocationRow {
             name: "eu".into(),
