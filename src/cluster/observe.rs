@@ -39,7 +39,7 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS cluster_observations (
 )";
 
 /// The longest a connection attempt or one statement may take.
-const DB_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an exchange with the database failed.
 #[derive(Debug, thiserror::Error)]
