@@ -242,6 +242,7 @@ pub fn start(
         timing,
         written: BTreeMap::new(),
         failing: false,
+        synced: false,
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(timing.poll);
@@ -271,6 +272,7 @@ pub fn start(
                     }
                     o.conn = None;
                     o.written.clear();
+                    o.synced = false;
                     let mut s = (**tx.borrow()).clone();
                     s.database_up = false;
                     s
@@ -292,6 +294,8 @@ struct Observer {
     written: BTreeMap<String, View>,
     /// The last round failed (logged once per streak).
     failing: bool,
+    /// This location's rows of targets it no longer probes were deleted since connecting.
+    synced: bool,
 }
 
 impl Observer {
@@ -310,6 +314,20 @@ impl Observer {
             .filter(|t| !names.contains(t.as_str()))
             .cloned()
             .collect();
+        if !self.synced {
+            // Rows left by an earlier run, or of targets dropped while the database was away.
+            let all: Vec<&str> = names.iter().copied().collect();
+            let q =
+                "DELETE FROM cluster_observations WHERE location = $1 AND NOT (target = ANY($2))";
+            timed(
+                sqlx::query(q)
+                    .bind(&self.location)
+                    .bind(&all)
+                    .execute(&mut *conn),
+            )
+            .await?;
+            self.synced = true;
+        }
         if !gone.is_empty() {
             let q = "DELETE FROM cluster_observations WHERE location = $1 AND target = ANY($2)";
             timed(
