@@ -42,16 +42,15 @@
 //!     targets both run.
 //!   - [`failover`] — failover groups over a small `Instance` trait: pure selection, the
 //!     controller, hooks, and the proxy that forwards to the active instance.
-//!   - [`cluster`] — several instances as one: leases in PostgreSQL with fencing, so that each
-//!     failover and notification decision has one voice.
+//!   - [`cluster`] — several instances as one, in PostgreSQL: membership and rendezvous
+//!     sharding with replication, leases with fencing so each failover and notification decision
+//!     has one voice, and locations with a k-of-n quorum.
 //!   - [`memory`] — container memory from cgroups (v1/v2; by path, PID or Docker container),
 //!     exported under cAdvisor's names.
 //!   - [`incident`] — incidents (one per component outage, with a timeline and the runbook's
 //!     figures at resolution) and maintenance windows (config and API, recurring, time zones).
 //!   - [`store`] — what watchfire remembers across restarts (state, transitions, incidents,
 //!     maintenance, rollups) behind one interface; writes queued off the probe path.
-//!   - [`cluster`] — several instances as one prober: membership and heartbeats in
-//!     PostgreSQL, rendezvous sharding of the targets over the live members with replication.
 //!   - [`web`] — `--web.config.file` (exporter-toolkit's format): TLS, basic-auth users and
 //!     response headers for every listener (the server's, the failover proxy's if wired).
 //! - **runtime**

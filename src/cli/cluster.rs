@@ -36,7 +36,7 @@ pub struct ClusterArgs {
     #[arg(long = "cluster.lease", value_name = "DURATION", default_value = "10s", value_parser = parse_lease)]
     pub cluster_lease: Duration,
     /// Where this instance probes from (a label of its own, shown in `/api/v1/cluster`).
-    #[arg(long = "location", value_name = "NAME", default_value = DEFAULT_LOCATION)]
+    #[arg(long = "location", value_name = "NAME", default_value = DEFAULT_LOCATION, value_parser = parse_location)]
     pub location: String,
 }
 
@@ -59,6 +59,17 @@ pub fn parse_lease(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is shorter than the least lease, 1s"));
     }
     Ok(d)
+}
+
+/// `--location`: 1-64 letters, digits, `.`, `_`, `-`.
+fn parse_location(s: &str) -> Result<String, String> {
+    if crate::config::quorum::valid_location(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a location name (1-64 letters, digits, `.`, `_`, `-`)"
+        ))
+    }
 }
 
 impl ClusterArgs {

@@ -64,6 +64,16 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
+    let observations = match &a.cluster.cluster {
+        Some(url) => match crate::cluster::observe::connect(url).await {
+            Ok(conn) => Some((url.clone(), conn)),
+            Err(e) => {
+                eprintln!("watchfire: {e}; refusing to start in cluster mode (--cluster)");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => None,
+    };
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
         min_wake_gap: a.min_wake_gap,
@@ -81,6 +91,11 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.blackbox().set_log_level(a.log_prober);
     runtime.blackbox().history().set_limit(a.history_limit);
     runtime.set_allow_empty_config(a.allow_empty_config);
+    if let Some((url, conn)) = observations {
+        let (location, lease) = (&a.cluster.location, a.cluster.cluster_lease);
+        info!(%location, ?lease, "cluster mode: sharing observations for the quorum across locations");
+        crate::runtime::quorum::start(&runtime, url, conn, location.clone(), lease, cancel.clone());
+    }
     if let Some(l) = leadership {
         use crate::runtime::leader;
         tokio::spawn(leader::follow(runtime.clone(), l.clone(), cancel.clone()));

@@ -1,5 +1,8 @@
-//! Several watchfire instances as one prober: membership in PostgreSQL ([`members`]) and
-//! rendezvous sharding of the targets over the live members ([`shard`]).
+//! Several watchfire instances as one prober, sharing PostgreSQL: membership ([`members`]) and
+//! rendezvous sharding of the targets over the live members ([`shard`]); leases with fencing
+//! so each decision has one voice ([`lease`], [`voice`]); locations and the k-of-n quorum
+//! ([`quorum`], a pure evaluation, and [`observe`], each location's views in
+//! `cluster_observations`).
 //!
 //! [`Cluster::start`] registers this member and keeps a heartbeat task running; the runtime
 //! asks [`Cluster::view`] which targets it owns and re-plans whenever [`Cluster::subscribe`]
@@ -13,6 +16,8 @@
 
 pub mod lease;
 pub mod members;
+pub mod observe;
+pub mod quorum;
 pub mod shard;
 pub mod voice;
 
@@ -265,7 +270,7 @@ impl Cluster {
         let live = members::live(&mut conn)
             .await
             .map_err(ClusterError::Database)?;
-        let view = view_of(&live, &me.id, opts.replication);
+        let view = view_of(&live, &me.id, &me.location, opts.replication);
         info!(id = %me.id, location = %me.location, incarnation, members = live.len(),
               replication = opts.replication, lease = ?opts.lease, database = %opts.shown_url(),
               "joined the cluster");
@@ -421,7 +426,7 @@ impl Cluster {
             changed
         };
         if changed {
-            let view = view_of(&live, &self.me.id, self.opts.replication);
+            let view = view_of(&live, &self.me.id, &self.me.location, self.opts.replication);
             info!(members = ?view.shard.ids(), member = view.me.is_some(), "cluster membership changed");
             self.view.send_replace(Arc::new(view));
         }
@@ -511,8 +516,14 @@ pub fn unsharded(config: &Config) -> HashSet<&str> {
         .collect()
 }
 
-fn view_of(live: &[Member], me: &str, replication: usize) -> View {
-    let ids: Vec<&str> = live.iter().map(|m| m.id.as_str()).collect();
+/// The shard over the live members of this member's location: each location probes every
+/// target (its own view, for the quorum), and its members share that work among themselves.
+fn view_of(live: &[Member], me: &str, location: &str, replication: usize) -> View {
+    let ids: Vec<&str> = live
+        .iter()
+        .filter(|m| m.location == location)
+        .map(|m| m.id.as_str())
+        .collect();
     let shard = Shard::new(&ids, replication);
     let me = shard.index_of(me);
     View { shard, me }
@@ -661,14 +672,36 @@ mod tests {
                 incarnation: 1,
             })
             .collect();
-        let outside = view_of(&live, "c", 1);
+        let outside = view_of(&live, "c", "default", 1);
         assert!(outside.me.is_none());
         assert!((0..100).all(|i| !outside.owns(&format!("t{i}"))));
-        let a = view_of(&live, "a", 1);
-        let b = view_of(&live, "b", 1);
+        let a = view_of(&live, "a", "default", 1);
+        let b = view_of(&live, "b", "default", 1);
         for i in 0..100 {
             let t = format!("t{i}");
             assert!(a.owns(&t) != b.owns(&t), "{t}: exactly one owner");
+        }
+    }
+
+    #[test]
+    fn each_location_shares_every_target_among_its_own_members() {
+        let member = |id: &str, location: &str| Member {
+            id: id.into(),
+            location: location.into(),
+            address: String::new(),
+            age_seconds: 0.0,
+            heartbeat_age_seconds: 0.0,
+            lease: DEFAULT_LEASE,
+            incarnation: 1,
+        };
+        let live = vec![member("a1", "a"), member("a2", "a"), member("b1", "b")];
+        let a1 = view_of(&live, "a1", "a", 1);
+        let a2 = view_of(&live, "a2", "a", 1);
+        let b1 = view_of(&live, "b1", "b", 1);
+        for i in 0..200 {
+            let t = format!("t{i}");
+            assert!(a1.owns(&t) != a2.owns(&t), "{t}: one owner in location a");
+            assert!(b1.owns(&t), "{t}: location b's only member probes it");
         }
     }
 }

@@ -30,6 +30,7 @@ pub(super) fn check_sources(
     let mut status_page = super::status_page::StatusPageSection::default();
     let mut metrics = super::metrics::MetricsSection::default();
     let mut file_sd = Vec::new();
+    let mut quorum = super::quorum::QuorumSection::default();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -55,6 +56,10 @@ pub(super) fn check_sources(
                     &field,
                     &mut config.metrics,
                 );
+            }
+            if let (Some(q), Some(n)) = (&t.value.quorum, &t.value.name) {
+                let field = format!("targets[{i}].quorum");
+                quorum.check_override(&mut diag, q, &field, vec![n.value.clone()]);
             }
             // Duplicates are found even when the target has other problems.
             if let Some(n) = t.value.name.as_ref().filter(|n| valid_name(&n.value)) {
@@ -82,6 +87,10 @@ pub(super) fn check_sources(
                 note_name(&mut diag, &mut seen, n, &format!("{field}.name"));
             }
             if let Some((group, checks)) = checked {
+                if let Some(q) = &g.value.quorum {
+                    let names = checks.iter().map(|c| c.name.clone()).collect();
+                    quorum.check_override(&mut diag, q, &format!("{field}.quorum"), names);
+                }
                 for c in checks {
                     config.targets.push(Arc::new(c));
                 }
@@ -110,6 +119,9 @@ pub(super) fn check_sources(
         if let Some(m) = &raw.metrics {
             metrics.check(&mut diag, m, &mut config.metrics);
         }
+        if let Some(q) = &raw.quorum {
+            quorum.check_global(&mut diag, q, &mut config);
+        }
         if let Some(n) = &raw.notify {
             let out = &mut config.notify;
             crate::notify::config::check_section(&mut diag, n, &mut notify_at, out);
@@ -124,6 +136,7 @@ pub(super) fn check_sources(
     guard.finish(&mut diag, &mut config);
     status_page.finish(&mut diag, &mut config);
     metrics.finish(&mut diag, &config);
+    quorum.finish(&mut diag, &mut config);
     // Components are only looked up by maintenance windows: a fleet without windows does not
     // pay for a map of every target.
     if !windows.is_empty() {

@@ -12,6 +12,7 @@ mod failover;
 mod fields;
 pub mod file_sd;
 pub mod metrics;
+pub mod quorum;
 pub mod raw;
 pub mod status_page;
 mod target;
@@ -76,6 +77,8 @@ pub struct Config {
     pub status_page: Option<status_page::StatusPage>,
     /// `metrics:`: detail levels and fleet aggregates of `/metrics`.
     pub metrics: metrics::MetricsConfig,
+    /// `quorum:`: locations and k of cluster mode, globally and per target.
+    pub quorum: quorum::QuorumConfig,
 }
 
 /// One scheduled target, fully resolved (defaults applied, values checked): what is probed

@@ -50,6 +50,10 @@ pub struct RawFile {
     /// What `/metrics` exports (checked by [`super::metrics`]); at most one file may set it.
     #[serde(default)]
     pub metrics: Option<Spanned<super::metrics::RawMetrics>>,
+    /// Locations and k of cluster mode (checked by [`super::quorum`]); at most one file may
+    /// set it.
+    #[serde(default)]
+    pub quorum: Option<Spanned<super::quorum::RawQuorum>>,
 }
 
 /// The `defaults:` section.
@@ -139,6 +143,8 @@ pub struct RawTarget {
     pub module: Option<Spanned<String>>,
     /// This target's own `/metrics` detail level (see [`super::metrics`]).
     pub metrics: Option<Spanned<super::metrics::RawTargetMetrics>>,
+    /// This target's own quorum: which locations probe it and k (see [`super::quorum`]).
+    pub quorum: Option<Spanned<super::quorum::RawQuorum>>,
 }
 
 /// `expect:` — every listed check must pass.
@@ -210,6 +216,8 @@ pub struct RawFailoverGroup {
     pub proxy: Option<Spanned<RawProxy>>,
     /// Commands and webhooks run on every switch.
     pub hooks: Option<Spanned<RawHooks>>,
+    /// The quorum of every instance check of the group (see [`super::quorum`]).
+    pub quorum: Option<Spanned<super::quorum::RawQuorum>>,
 }
 
 /// `hooks:` of a failover group.

@@ -474,6 +474,42 @@ pub const CLUSTER_DATABASE_UP: Family = family(
     Type::Gauge,
     "Whether this member's last heartbeat reached the cluster database (1) or failed (0).",
 );
+/// Quorum verdict per target in cluster mode (0/1; absent while undecided).
+pub const QUORUM_UP: Family = family(
+    "watchfire_quorum_up",
+    Type::Gauge,
+    "The quorum's verdict on a target across locations: 1 up, 0 down (k of n locations see it down); absent while undecided.",
+);
+/// Locations whose counted view of a target is down.
+pub const QUORUM_DOWN_LOCATIONS: Family = family(
+    "watchfire_quorum_down_locations",
+    Type::Gauge,
+    "Locations (not stale, not degraded) that see a target down.",
+);
+/// A location that sees most of its targets down alone (0/1).
+pub const LOCATION_DEGRADED: Family = family(
+    "watchfire_location_degraded",
+    Type::Gauge,
+    "1 for a location that sees most of its targets down while the other locations see them up: its views are left out of the quorum.",
+);
+/// A location without a row newer than the lease (0/1).
+pub const LOCATION_STALE: Family = family(
+    "watchfire_location_stale",
+    Type::Gauge,
+    "1 for a location that wrote no observation within the lease: its views count as unknown.",
+);
+/// Whether the last exchange of observations with PostgreSQL worked (0/1).
+pub const QUORUM_DATABASE_UP: Family = family(
+    "watchfire_quorum_database_up",
+    Type::Gauge,
+    "Whether this member's last write and read of cluster_observations worked (1) or failed (0).",
+);
+/// Observation rows written by this member.
+pub const QUORUM_ROWS_WRITTEN: Family = family(
+    "watchfire_quorum_rows_written_total",
+    Type::Counter,
+    "Rows of cluster_observations this member inserted or updated (changes and refreshes).",
+);
 
 /// Every family above, in the order `/metrics` writes them.
 pub const ALL: &[Family] = &[
@@ -551,6 +587,12 @@ pub const ALL: &[Family] = &[
     CLUSTER_LEADER,
     CLUSTER_LEASE_EPOCH,
     CLUSTER_LEASE_LOST,
+    QUORUM_UP,
+    QUORUM_DOWN_LOCATIONS,
+    LOCATION_DEGRADED,
+    LOCATION_STALE,
+    QUORUM_DATABASE_UP,
+    QUORUM_ROWS_WRITTEN,
 ];
 
 /// The families a blackbox `/probe` answer can hold, by name (blackbox_exporter's names).

@@ -12,6 +12,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::cluster::observe::Snapshot;
+use crate::cluster::quorum::Decided;
 use crate::failover::{Group, Instance as _, Switched};
 use crate::incident::maintenance::Calendar;
 use crate::incident::{component_of, Counters, Incidents, SwitchEvent, TargetEvent};
@@ -160,6 +162,10 @@ async fn feed(
     cancel: CancellationToken,
 ) {
     let (tx, mut switches) = mpsc::channel(64);
+    // Cluster mode with locations: the quorum's transitions open and resolve incidents, on the
+    // speaking location only; this location's own transitions do not.
+    let mut quorum = rt.quorum().subscribe();
+    let mut decided = Decided::default();
     let mut groups = Vec::new();
     forward_switches(&rt, &mut groups, &tx);
     let mut config = rt.config();
@@ -168,7 +174,11 @@ async fn feed(
     loop {
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
+            Some(snap) = next_snapshot(&mut quorum) => {
+                quorum_events(&rt, &mut m, &mut decided, &snap).await
+            }
             e = events.recv() => match e {
+                Ok(_) if quorum.is_some() => Ok(()),
                 Ok(e) => match target_event(&rt, &e) {
                     Some(te) => m.on_transition(&te).await,
                     None => Ok(()),
@@ -202,4 +212,56 @@ async fn feed(
         }
         rt.wake_notifier();
     }
+}
+
+/// The next quorum snapshot; never ready outside cluster mode (or once the observer ended).
+async fn next_snapshot(
+    rx: &mut Option<tokio::sync::watch::Receiver<Arc<Snapshot>>>,
+) -> Option<Arc<Snapshot>> {
+    let Some(r) = rx.as_mut() else {
+        return std::future::pending().await;
+    };
+    if r.changed().await.is_err() {
+        *rx = None;
+        return std::future::pending().await;
+    }
+    Some(r.borrow_and_update().clone())
+}
+
+/// Feeds the quorum's target transitions to the incident manager when this member speaks for
+/// the quorum: with leases, this manager runs only on the holder of the notification lease, which
+/// speaks; without, the location [`crate::cluster::quorum::Verdicts::speaker`] names. Every location keeps the
+/// decisions, so a location that starts speaking does not repeat an earlier one. A snapshot
+/// made while the database failed decides nothing.
+async fn quorum_events(
+    rt: &Runtime,
+    m: &mut Incidents,
+    decided: &mut Decided,
+    snap: &Snapshot,
+) -> Result<(), StoreError> {
+    if !snap.database_up {
+        return Ok(());
+    }
+    let speaks =
+        rt.leadership().is_some() || snap.verdicts.speaker() == Some(snap.location.as_str());
+    for t in decided.step(&snap.verdicts) {
+        if t.group || !speaks {
+            continue;
+        }
+        let e = TransitionEvent {
+            target: t.name.clone(),
+            from: t.from,
+            to: t.to,
+            at: tokio::time::Instant::now(),
+            reason: None,
+            detail: t.reason.clone(),
+        };
+        if let Some(mut te) = target_event(rt, &e) {
+            te.reason = t.reason.clone();
+            te.at = t.since_ms.map_or_else(now_millis, |s| s.max(0) as Millis);
+            tracing::info!(target = %t.name, to = t.to.as_str(), location = %snap.location, "quorum transition");
+            m.on_transition(&te).await?;
+        }
+    }
+    Ok(())
 }

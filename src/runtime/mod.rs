@@ -35,6 +35,7 @@ mod lanes;
 pub mod leader;
 pub mod notify;
 mod plan;
+pub mod quorum;
 mod target;
 pub use file_sd::load_blocking_cached;
 use file_sd::{stale_message, watch_file_sd};
@@ -256,6 +257,8 @@ pub struct Runtime {
     leadership: Option<Arc<leader::Leadership>>,
     /// The cluster this runtime is a member of (`--cluster`).
     cluster: Option<Arc<Cluster>>,
+    /// Cluster mode's quorum across locations (empty otherwise; [`quorum::start`]).
+    quorum: Arc<crate::cluster::observe::Slot>,
 }
 
 /// Stored states read on start, by name.
@@ -394,6 +397,7 @@ impl Runtime {
             file_sd: opts.file_sd.clone(),
             leadership: opts.leadership.clone(),
             cluster: opts.cluster.clone(),
+            quorum: Arc::default(),
         });
         let restoring = Restoring {
             targets: history::stored_targets(&opts.store, &config).await,
@@ -841,6 +845,11 @@ impl Runtime {
     /// Replaces the maintenance windows in force (after a reload or an API change).
     pub fn set_calendar(&self, calendar: Arc<dyn MaintenanceCalendar>) {
         *self.calendar.write().expect("calendar lock poisoned") = calendar;
+    }
+
+    /// Cluster mode's quorum across locations: empty outside cluster mode.
+    pub fn quorum(&self) -> &crate::cluster::observe::Slot {
+        &self.quorum
     }
 
     /// The notifier's wake-up and delivery metrics.

@@ -119,6 +119,7 @@ fn render_metrics(rt: &Runtime, registry: &prometheus::Registry, w: &mut crate::
     if let Some(l) = rt.leadership() {
         crate::cluster::lease::render(&l.leases(), w);
     }
+    rt.quorum().render(w);
     admission::render(w);
     metrics::render_registry(registry, w);
 }
@@ -361,6 +362,13 @@ async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Res
             Err(e) => text(
                 StatusCode::BAD_REQUEST,
                 format!("config reload failed; the running config is unchanged:\n{e}\n"),
+            ),
+        },
+        "/api/v1/quorum" if get => match state.runtime.quorum().snapshot() {
+            Some(s) => json(StatusCode::OK, &crate::cluster::observe::quorum_json(&s)),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "not in cluster mode: no quorum across locations (run with --cluster and --location)\n",
             ),
         },
         "/api/v1/failover" if get => {

@@ -158,6 +158,9 @@ pub fn status_page(v: &View) -> String {
             }
             (legend())
         }
+        @if !v.locations.is_empty() {
+            (locations(v))
+        }
         @if !upcoming.is_empty() {
             section #maintenance aria-labelledby="h-maintenance" {
                 h2 #h-maintenance { "Scheduled maintenance" }
@@ -176,6 +179,32 @@ pub fn status_page(v: &View) -> String {
         (past_incidents(v))
     };
     page(v, &v.page.title, "", body)
+}
+
+/// Cluster mode's locations: each one's state and what it sees down. A degraded location's
+/// views are left out of the quorum; a stale one has not reported within the lease.
+fn locations(v: &View) -> Markup {
+    html! {
+        section #locations aria-labelledby="h-locations" {
+            h2 #h-locations { "Locations" }
+            table.locations {
+                thead { tr { th { "Location" } th { "State" } th { "Targets seen down" } } }
+                tbody {
+                    @for l in &v.locations {
+                        tr class={"location " (l.state)} {
+                            td { (l.name) }
+                            td { (match l.state {
+                                "ok" => "Operational",
+                                "degraded" => "Degraded: its views are left out",
+                                _ => "Not reporting",
+                            }) }
+                            td { (l.down) " of " (l.targets) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Open incidents' impact counts in the overall banner as it does in the indicator.

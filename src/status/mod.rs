@@ -126,7 +126,26 @@ pub async fn inputs(
 
 /// The view of the page at `now`.
 pub async fn view(rt: &Runtime, now: Millis, history: History) -> Result<View, StoreError> {
-    Ok(model::build(inputs(rt, now, history).await?))
+    let mut v = model::build(inputs(rt, now, history).await?);
+    v.locations = locations(rt);
+    Ok(v)
+}
+
+/// Cluster mode's locations as the quorum sees them now (none outside cluster mode).
+pub fn locations(rt: &Runtime) -> Vec<model::LocationRow> {
+    let Some(s) = rt.quorum().snapshot() else {
+        return Vec::new();
+    };
+    s.verdicts
+        .locations
+        .values()
+        .map(|l| model::LocationRow {
+            name: l.name.clone(),
+            state: l.health.as_str(),
+            targets: l.targets,
+            down: l.down,
+        })
+        .collect()
 }
 
 /// `t` as RFC 3339 with milliseconds, UTC.

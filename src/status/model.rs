@@ -247,6 +247,21 @@ pub struct View {
     pub windows: Vec<Window>,
     /// The page's overall state.
     pub state: State,
+    /// Cluster mode's locations and their state (empty outside it).
+    pub locations: Vec<LocationRow>,
+}
+
+/// One location of cluster mode on the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationRow {
+    /// The location's name.
+    pub name: String,
+    /// `ok`, `degraded` or `stale`.
+    pub state: &'static str,
+    /// Targets it has a view of.
+    pub targets: usize,
+    /// Of those, the ones it sees down.
+    pub down: usize,
 }
 
 impl View {
@@ -355,6 +370,7 @@ pub fn build(inputs: Inputs) -> View {
         incidents,
         windows,
         state,
+        locations: Vec::new(),
     }
 }
 

@@ -420,3 +420,33 @@ fn atom_feed_is_well_formed() {
         }
     }
 }
+
+#[test]
+fn cluster_locations_get_a_section_of_their_own_and_none_without_the_cluster() {
+    let mut v = hostile_view();
+    let page = super::super::html::status_page(&v);
+    assert!(
+        !page.contains("id=\"locations\""),
+        "no section outside cluster mode"
+    );
+    v.locations = vec![
+        super::LocationRow {
+            name: "eu".into(),
+            state: "ok",
+            targets: 2,
+            down: 0,
+        },
+        super::LocationRow {
+            name: "<b>us</b>".into(),
+            state: "degraded",
+            targets: 2,
+            down: 2,
+        },
+    ];
+    let page = super::super::html::status_page(&v);
+    assert!(page.contains("id=\"locations\""));
+    assert!(page.contains("class=\"location degraded\""));
+    assert!(page.contains("Degraded: its views are left out"));
+    assert!(page.contains("2 of 2"));
+    assert!(page.contains("&lt;b&gt;us&lt;/b&gt;") && !page.contains("<b>us"));
+}
