@@ -113,8 +113,11 @@ impl Drop for Endpoint {
     }
 }
 
+/// One group: its targets and labels.
+type G<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
 /// An HTTP SD answer: one group per `(targets, labels)`.
-fn groups(gs: &[(&[&str], &[(&str, &str)])]) -> String {
+fn groups(gs: &[G<'_>]) -> String {
     let v: Vec<serde_json::Value> = gs
         .iter()
         .map(|(t, l)| {
