@@ -267,7 +267,18 @@ async fn poll(rt: Weak<Runtime>, pollers: Arc<Pollers>, sd: HttpSd, stop: Cancel
             a = fetch(&client, &sd) => a,
         };
         let Some(rt) = rt.upgrade() else { return };
-        match answer.and_then(|groups| record(&rt, &sd, groups)) {
+        // Making the targets is CPU work, and the discovery cache's lock may be held by a
+        // config load for a while: both off the async threads.
+        let recorded = match answer {
+            Ok(groups) => {
+                let (rt, sd) = (rt.clone(), sd.clone());
+                tokio::task::spawn_blocking(move || record(&rt, &sd, groups))
+                    .await
+                    .unwrap_or_else(|e| Err(FetchError::Invalid(format!("recording failed: {e}"))))
+            }
+            Err(e) => Err(e),
+        };
+        match recorded {
             Ok((targets, changed)) => {
                 pollers.succeeded(&sd, targets);
                 if changed {
