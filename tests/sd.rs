@@ -539,6 +539,10 @@ fn bad_http_sd_sections_are_errors_naming_file_line_and_field() {
             "http_sd:\n  - url: http://x/\n    wat: 1\n",
             "http_sd[0].wat: unknown key `wat`",
         ),
+        (
+            "http_sd:\n  - url: http://x/\n  - url: http://x/\n    interval: 1m\n",
+            "watchfire.yaml:3:5: http_sd[1].url: the endpoint http://x/ is already asked at",
+        ),
     ];
     for (text, want) in cases {
         let path = config_file(dir.path(), text);

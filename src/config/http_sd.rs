@@ -313,6 +313,17 @@ pub(super) fn expand(
         .iter()
         .map(|t| (t.name.clone(), t.origin.file.display().to_string()))
         .collect();
+    // One section per endpoint: the pollers and the cache know an endpoint by its URL.
+    let mut first: HashMap<&str, String> = HashMap::new();
+    for s in &sections {
+        if let Some(other) = first.insert(s.url.expose(), s.written_at()) {
+            let (file, pos, field) = &s.at;
+            diag.set_file(file);
+            let msg = format!("the endpoint {} is already asked at {other}", s.shown);
+            diag.error(*pos, format!("{field}.url"), msg);
+        }
+    }
+    drop(first);
     let live: HashSet<String> = sections.iter().map(|s| s.url.expose().clone()).collect();
     cache.by_url.retain(|u, _| live.contains(u));
     for s in &mut sections {
