@@ -415,3 +415,107 @@ fn check_validates_file_sd_files() {
         "{stdout}"
     );
 }
+
+/// Replaces `path` atomically: the new content written beside it, then renamed over it.
+fn replace_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("json.tmp");
+    write(&tmp, text);
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn running(rt: &Runtime) -> Vec<String> {
+    let mut v: Vec<String> = rt.targets().iter().map(|t| t.spec.name.clone()).collect();
+    v.sort();
+    v
+}
+
+async fn wait_running(rt: &Runtime, want: &[String]) {
+    let what = format!("the running targets to be {want:?}");
+    eventually(Duration::from_secs(10), &what, || async {
+        (running(rt) == want).then_some(())
+    })
+    .await;
+}
+
+fn urls(ids: &[usize], port: u16) -> Vec<String> {
+    let mut v: Vec<String> = ids
+        .iter()
+        .map(|i| format!("http://127.0.0.1:{port}/t{i}"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn list(ids: &[usize], port: u16) -> String {
+    let quoted: Vec<String> = urls(ids, port).iter().map(|u| format!("\"{u}\"")).collect();
+    format!("[{{\"targets\": [{}]}}]", quoted.join(", "))
+}
+
+/// The watch (no reload asked): targets added, changed and removed by renaming a new file
+/// over the old one, and by writing the file in place in two steps (truncated and half
+/// written, then complete) — the half-written state keeps the running targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_applies_atomic_and_half_written_rewrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.json");
+    write(&file, &list(&[0, 1, 2], 9));
+    let path = config_file(
+        dir.path(),
+        "file_sd:\n  - files: [a.json]\n    refresh_interval: 1s\n    interval: 1s\n",
+    );
+    let (rt, cancel) = start(&path).await;
+    assert_eq!(running(&rt), urls(&[0, 1, 2], 9));
+
+    // Added (t3), by rename.
+    replace_atomically(&file, &list(&[0, 1, 2, 3], 9));
+    wait_running(&rt, &urls(&[0, 1, 2, 3], 9)).await;
+    let t0 = rt.target("http://127.0.0.1:9/t0").unwrap();
+
+    // Changed (every target on another port) and removed (t3), by rename.
+    replace_atomically(&file, &list(&[0, 1, 2], 19));
+    wait_running(&rt, &urls(&[0, 1, 2], 19)).await;
+    // Then back to port 9, t0 a new object (its probe changed twice).
+    replace_atomically(&file, &list(&[0, 1, 2], 9));
+    wait_running(&rt, &urls(&[0, 1, 2], 9)).await;
+    assert!(!Arc::ptr_eq(
+        &t0,
+        &rt.target("http://127.0.0.1:9/t0").unwrap()
+    ));
+
+    // Half-written in place: truncated, then a partial write. The reload fails and every
+    // running target stays; completing the file applies it.
+    let kept = rt.targets();
+    let failures = rt.reload_status().failures;
+    let full = list(&[0, 1, 4], 9);
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(&full.as_bytes()[..full.len() / 2]).unwrap();
+        f.sync_all().unwrap();
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the half-written file seen",
+        || async { (rt.reload_status().failures > failures).then_some(()) },
+    )
+    .await;
+    let st = rt.reload_status();
+    assert!(!st.ok, "{st:?}");
+    assert!(
+        st.last_error.as_deref().unwrap_or("").contains("a.json:1:"),
+        "{st:?}"
+    );
+    let now = rt.targets();
+    assert!(
+        kept.len() == now.len() && kept.iter().zip(now.iter()).all(|(a, b)| Arc::ptr_eq(a, b)),
+        "every running target kept"
+    );
+    write(&file, &full);
+    wait_running(&rt, &urls(&[0, 1, 4], 9)).await;
+    assert!(rt.reload_status().ok);
+    cancel.cancel();
+}

@@ -31,6 +31,7 @@ pub(super) fn check_sources(
     let mut metrics = super::metrics::MetricsSection::default();
     let mut file_sd = Vec::new();
     let mut quorum = super::quorum::QuorumSection::default();
+    let mut http_sd = Vec::new();
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
@@ -72,6 +73,12 @@ pub(super) fn check_sources(
         for (i, s) in raw.file_sd.iter().enumerate() {
             let field = format!("file_sd[{i}]");
             file_sd.extend(super::file_sd::check_section(
+                &mut diag, &defaults, s, &field,
+            ));
+        }
+        for (i, s) in raw.http_sd.iter().enumerate() {
+            let field = format!("http_sd[{i}]");
+            http_sd.extend(super::http_sd::check_section(
                 &mut diag, &defaults, s, &field,
             ));
         }
@@ -132,6 +139,10 @@ pub(super) fn check_sources(
         config.file_sd = file_sd.clone();
         let known = |m: &str| seen_modules.contains_key(m);
         super::file_sd::expand(&mut diag, &mut config, file_sd, &seen, &known, cache);
+    }
+    if !http_sd.is_empty() {
+        let known = |m: &str| seen_modules.contains_key(m);
+        super::http_sd::expand(&mut diag, &mut config, http_sd, &known, &mut cache.http);
     }
     guard.finish(&mut diag, &mut config);
     status_page.finish(&mut diag, &mut config);

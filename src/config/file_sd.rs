@@ -3,7 +3,8 @@
 //!
 //! Every listed string is one target, named by what it probes (the URL as normalised, or a
 //! module's target as written), probed with the section's settings (and the `defaults:` of the
-//! file declaring the section), labelled with the section's labels and then the group's.
+//! file declaring the section), labelled with the section's labels and then the group's; or,
+//! with a `template:`, made from the group's labels ([`super::sd`], [`super::sd_template`]).
 //!
 //! Reading is cached per file ([`FileSdCache`]): a file whose size, modification time and inode
 //! are unchanged, read by an unchanged section, hands back the very same target specs, so a
@@ -18,20 +19,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Spanned;
 
-use crate::blackbox::config::Prober;
-use crate::diag::{ConfigError, Diagnostics, Origin, Pos};
+use crate::diag::{ConfigError, Diagnostics, Pos};
 
-use super::fields::{duration, labels, positive, timing, Defaults};
-use super::{Check, Config, HttpCheck, ProbeUrl, TargetSpec, Uncompared};
+use super::fields::{duration, Defaults};
+use super::sd::{Group, RawCommon, SdSection};
+use super::sd_template::RawTemplate;
+use super::{Config, TargetSpec};
+
+pub use super::sd::MAX_TARGET_LEN;
 
 /// Largest file_sd file read: about five million targets of the usual length.
 pub const MAX_FILE_SD_BYTES: u64 = 256 << 20;
 /// Default time between two looks at a section's files for a change.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
-/// Longest target string accepted (it is the target's name and `target` label).
-pub const MAX_TARGET_LEN: usize = 2048;
 
 /// One entry of `file_sd:` as written.
 #[derive(Debug, Deserialize)]
@@ -59,6 +61,9 @@ pub struct RawFileSd {
     pub down_after: Option<Spanned<u32>>,
     /// Consecutive successes before up.
     pub up_after: Option<Spanned<u32>>,
+    /// How a group's labels become each target's name, URL or target, module, interval and
+    /// labels ([`super::sd_template`]); without it each listed string is probed as it is.
+    pub template: Option<Spanned<RawTemplate>>,
 }
 
 /// One checked `file_sd:` entry.
@@ -68,10 +73,8 @@ pub struct FileSd {
     pub patterns: Vec<PathBuf>,
     /// Time between two looks at the files for a change.
     pub refresh_interval: Duration,
-    /// Every listed target's spec but its name and what it probes.
-    template: TargetSpec,
-    /// The module's prober, once the module is resolved.
-    prober: Option<Prober>,
+    /// What every listed target shares, and how a group becomes targets.
+    section: SdSection,
     /// Where the section is written: file, position, dotted field.
     at: (PathBuf, Pos, String),
 }
@@ -118,61 +121,27 @@ pub(super) fn check_section(
             "must be at least 1s",
         );
     }
-    let (interval, timeout, jitter) = timing(diag, d, &r.interval, &r.timeout, &r.jitter, s, field);
-    let mut lbls = d.labels.clone();
-    lbls.extend(labels(diag, &r.labels, &format!("{field}.labels")));
-    let check = match &r.module {
-        Some(m) => Check::Module {
-            module: m.value.clone(),
-            target: String::new(),
-        },
-        None => Check::Http(http_template(d)),
+    let common = RawCommon {
+        interval: &r.interval,
+        timeout: &r.timeout,
+        jitter: &r.jitter,
+        module: &r.module,
+        labels: &r.labels,
+        down_after: &r.down_after,
+        up_after: &r.up_after,
+        template: &r.template,
     };
-    let thresholds = |v: &Option<Spanned<u32>>, key: &str, diag: &mut Diagnostics| {
-        v.as_ref()
-            .and_then(|v| positive(diag, v, &format!("{field}.{key}")))
-    };
-    let down_after = thresholds(&r.down_after, "down_after", diag)
-        .or(d.down_after)
-        .unwrap_or(super::DEFAULT_DOWN_AFTER);
-    let up_after = thresholds(&r.up_after, "up_after", diag)
-        .or(d.up_after)
-        .unwrap_or(super::DEFAULT_UP_AFTER);
+    let section = SdSection::check(diag, d, common, s, field);
     if diag.count() > before {
         return None;
     }
     let at = (diag.file().to_path_buf(), Pos::from(s), field.to_string());
-    let template = TargetSpec {
-        name: String::new(),
-        check,
-        interval,
-        timeout,
-        jitter,
-        labels: lbls,
-        down_after,
-        up_after,
-        origin: Uncompared(Default::default()),
-    };
     Some(FileSd {
         patterns,
         refresh_interval: refresh,
-        template,
-        prober: None,
+        section: section?,
         at,
     })
-}
-
-/// The native check of a listed URL: the file's `defaults:` (headers, TLS, body limit,
-/// keep-alive), a `GET` accepting 2xx; its URL is set per target.
-fn http_template(d: &Defaults) -> HttpCheck {
-    let mut h = HttpCheck::new("http://127.0.0.1/").expect("a valid URL");
-    h.headers = d.headers.clone();
-    h.keep_alive = d.keep_alive.unwrap_or(false);
-    h.body_limit = d.body_limit.unwrap_or(super::DEFAULT_BODY_LIMIT);
-    if let Some(tls) = &d.tls {
-        h.tls = tls.clone();
-    }
-    h
 }
 
 /// A pattern may hold `*` and `?` in its last path element only (as Prometheus's).
@@ -271,14 +240,17 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
 struct Cached {
     stamp: Stamp,
     /// The section it was read for (its settings make the specs).
-    template: TargetSpec,
+    section: SdSection,
     targets: Arc<[Arc<TargetSpec>]>,
 }
 
-/// The file_sd files read so far, kept between loads (see the module's documentation).
+/// What discovery found so far, kept between loads: the file_sd files read (see the module's
+/// documentation) and the last good answer of each HTTP SD endpoint.
 #[derive(Debug, Default)]
 pub struct FileSdCache {
     files: HashMap<PathBuf, Cached>,
+    /// The last good answer of each `http_sd:` endpoint (written by the runtime's pollers).
+    pub http: super::http_sd::HttpSdCache,
 }
 
 impl FileSdCache {
@@ -313,16 +285,6 @@ pub fn changed(sections: &[FileSd], cache: &FileSdCache) -> bool {
     seen != cache.files.len()
 }
 
-/// A group of a file_sd file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGroup {
-    #[serde(default)]
-    targets: Vec<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
 /// Resolves every section's module, then reads its files (through `cache`) into
 /// `config.targets`. `names` holds the names already taken (by `targets:` and failover
 /// checks), with where; a file_sd target taking one is an error naming both files.
@@ -340,19 +302,14 @@ pub(super) fn expand(
     for mut s in sections {
         let (file, pos, field) = s.at.clone();
         diag.set_file(&file);
-        if let Check::Module { module, .. } = &s.template.check {
-            match config.modules.get(module) {
-                Some(m) => s.prober = Some(m.prober),
-                // A module written with errors of its own is already reported.
-                None => {
-                    if !written(module) {
-                        let msg =
-                            format!("no module named `{module}` is configured under `modules:`");
-                        diag.error(pos, format!("{field}.module"), msg);
-                    }
-                    continue;
-                }
+        match s.section.resolve(&config.modules, written) {
+            Ok(()) => {}
+            Err(Some(msg)) => {
+                diag.error(pos, format!("{field}.module"), msg);
+                continue;
             }
+            // A module written with errors of its own is already reported.
+            Err(None) => continue,
         }
         for (i, p) in s.patterns.iter().enumerate() {
             let files = match expand_pattern(p) {
@@ -413,20 +370,19 @@ fn read_cached(
 ) -> Option<Arc<[Arc<TargetSpec>]>> {
     let st = stamp(f);
     if let (Some(c), Ok(st)) = (cache.files.get(f), &st) {
-        if c.stamp == *st && c.template == s.template {
+        if c.stamp == *st && c.section == s.section {
             return Some(c.targets.clone());
         }
     }
     let result = st
         .map_err(|e| ConfigError::in_file(f, format!("cannot read the file_sd file: {e}")))
-        .and_then(|st| read_file(f, s).map(|t| (st, t)));
+        .and_then(|st| read_file(f, s, &config.modules).map(|t| (st, t)));
     match result {
         Ok((stamp, targets)) => {
             let targets: Arc<[Arc<TargetSpec>]> = targets.into();
-            let template = s.template.clone();
             let entry = Cached {
                 stamp,
-                template,
+                section: s.section.clone(),
                 targets: targets.clone(),
             };
             cache.files.insert(f.to_path_buf(), entry);
@@ -448,33 +404,28 @@ fn read_cached(
 }
 
 /// Reads and checks one file into target specs.
-fn read_file(f: &Path, s: &FileSd) -> Result<Vec<Arc<TargetSpec>>, ConfigError> {
+fn read_file(
+    f: &Path,
+    s: &FileSd,
+    modules: &crate::blackbox::config::Modules,
+) -> Result<Vec<Arc<TargetSpec>>, ConfigError> {
     let bytes = crate::limits::read_capped(f, MAX_FILE_SD_BYTES, "file_sd file")
         .map_err(|e| ConfigError::in_file(f, e.to_string()))?;
     let groups = parse(f, &bytes)?;
-    let mut out = Vec::with_capacity(groups.iter().map(|g| g.targets.len()).sum());
-    for (gi, g) in groups.into_iter().enumerate() {
-        let mut lbls = s.template.labels.clone();
-        for (k, v) in group_labels(f, gi, g.labels)? {
-            lbls.insert(k, v);
-        }
-        for (ti, t) in g.targets.into_iter().enumerate() {
-            let spec = target_spec(f, s, &lbls, t).map_err(|m| ConfigError {
-                file: f.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: format!("[{gi}].targets[{ti}]"),
-                message: m,
-            })?;
-            out.push(Arc::new(spec));
-        }
-    }
-    Ok(out)
+    s.section
+        .targets(modules, groups, f)
+        .map_err(|e| ConfigError {
+            file: f.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: e.field,
+            message: e.message,
+        })
 }
 
 /// The file's groups: JSON for `.json`, YAML otherwise; a syntax error (a half-written file)
 /// names its line and column.
-fn parse(f: &Path, bytes: &[u8]) -> Result<Vec<RawGroup>, ConfigError> {
+fn parse(f: &Path, bytes: &[u8]) -> Result<Vec<Group>, ConfigError> {
     let at = |line: u64, column: u64, message: String| ConfigError {
         file: f.to_path_buf(),
         line,
@@ -483,7 +434,7 @@ fn parse(f: &Path, bytes: &[u8]) -> Result<Vec<RawGroup>, ConfigError> {
         message,
     };
     if f.extension().is_some_and(|e| e == "json") {
-        return serde_json::from_slice(bytes).map_err(|e| {
+        return super::sd::parse_json(bytes).map_err(|e| {
             let msg = format!(
                 "not a file_sd list ({e}); write [{{\"targets\": [...], \"labels\": {{...}}}}]"
             );
@@ -504,85 +455,6 @@ fn parse(f: &Path, bytes: &[u8]) -> Result<Vec<RawGroup>, ConfigError> {
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let p = e.location().map(Pos::from).unwrap_or_default();
         at(p.line, p.column, format!("not a file_sd list: {e}"))
-    })
-}
-
-/// A group's labels checked: names starting with `__` (Prometheus's meta labels) are dropped.
-fn group_labels(
-    f: &Path,
-    gi: usize,
-    raw: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ConfigError> {
-    let kept: BTreeMap<String, Spanned<String>> = raw
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("__"))
-        .map(|(k, v)| (k, Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN)))
-        .collect();
-    let mut diag = Diagnostics::new(f);
-    let out = labels(&mut diag, &kept, &format!("[{gi}].labels"));
-    match diag.into_errors().into_iter().next() {
-        Some(mut e) => {
-            (e.line, e.column) = (0, 0);
-            Err(e)
-        }
-        None => Ok(out),
-    }
-}
-
-/// One listed target's spec: the section's template with its name and what it probes.
-fn target_spec(
-    f: &Path,
-    s: &FileSd,
-    lbls: &BTreeMap<String, String>,
-    t: String,
-) -> Result<TargetSpec, String> {
-    if t.is_empty() || t.len() > MAX_TARGET_LEN {
-        return Err(format!("a target is 1 to {MAX_TARGET_LEN} bytes long"));
-    }
-    let check = match (&s.template.check, s.prober) {
-        (Check::Http(h), _) => {
-            let url = ProbeUrl::parse(&t).map_err(|m| format!("`{t}`: {m}"))?;
-            let mut h = h.clone();
-            h.url = url;
-            Check::Http(h)
-        }
-        (Check::Module { module, .. }, prober) => {
-            let target = if prober == Some(Prober::Http) {
-                ProbeUrl::parse(&t).map_err(|m| format!("`{t}`: {m}"))?.full
-            } else {
-                let p = prober.unwrap_or(Prober::Tcp);
-                crate::blackbox::endpoint::check_target(p, &t).map_err(|e| {
-                    format!(
-                        "`{t}` is not a target the {} prober of `module: {module}` can probe: {e}",
-                        p.as_str()
-                    )
-                })?;
-                t
-            };
-            Check::Module {
-                module: module.clone(),
-                target,
-            }
-        }
-    };
-    let name = match &check {
-        Check::Http(h) => h.url.full.clone(),
-        Check::Module { target, .. } => target.clone(),
-    };
-    let t = &s.template;
-    Ok(TargetSpec {
-        name,
-        check,
-        interval: t.interval,
-        timeout: t.timeout,
-        jitter: t.jitter,
-        labels: lbls.clone(),
-        down_after: t.down_after,
-        up_after: t.up_after,
-        origin: Uncompared(Origin {
-            file: f.to_path_buf(),
-            line: 0,
-        }),
     })
 }
 

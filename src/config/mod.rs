@@ -2,7 +2,8 @@
 //!
 //! A config is a file or a directory of `*.yaml` / `*.yml` files (read in name order). Each file
 //! may hold `defaults:` (applied to the targets of that file), `targets:`, `failover:`,
-//! `memory:` and blackbox_exporter's `modules:` (a blackbox.yml loads as it stands).
+//! `memory:`, the discovery sections `file_sd:` and `http_sd:` ([`sd`]) and blackbox_exporter's
+//! `modules:` (a blackbox.yml loads as it stands).
 //! Every problem found is reported — not only the first — as a [`ConfigError`] naming the file,
 //! the line and the field, so `watchfire check` can list them all; every checker records its
 //! problems into one [`crate::diag::Diagnostics`] collector.
@@ -11,9 +12,12 @@ mod check;
 mod failover;
 mod fields;
 pub mod file_sd;
+pub mod http_sd;
 pub mod metrics;
 pub mod quorum;
 pub mod raw;
+pub mod sd;
+pub mod sd_template;
 pub mod status_page;
 mod target;
 mod yaml;
@@ -27,6 +31,7 @@ use std::time::Duration;
 pub use crate::probers::native::{Expect, HttpCheck, ProbeUrl};
 pub use fields::{parse_duration, parse_size};
 pub use file_sd::{FileSd, FileSdCache};
+pub use http_sd::HttpSd;
 
 use crate::diag::{ConfigError, ConfigErrors, Origin};
 
@@ -72,6 +77,9 @@ pub struct Config {
     /// file_sd files that failed to read on this load and kept the targets of their last
     /// good reading (a reload still applies; the problem is reported as a failed reload).
     pub file_sd_stale: Vec<ConfigError>,
+    /// `http_sd:` sections: polled by the runtime; their targets, from the last good answer
+    /// of each endpoint, are in `targets`.
+    pub http_sd: Vec<HttpSd>,
     /// The `status_page:` section, when set ([`status_page::StatusPage::effective`] gives the
     /// page in force either way).
     pub status_page: Option<status_page::StatusPage>,
@@ -370,6 +378,7 @@ impl Config {
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
             && self.file_sd.is_empty()
+            && self.http_sd.is_empty()
             && self.modules.is_empty()
             && self.failover.is_empty()
             && self.memory.is_empty()

@@ -21,6 +21,9 @@ pub struct RawFile {
     /// Targets listed in Prometheus file_sd-style files (checked by [`super::file_sd`]).
     #[serde(default)]
     pub file_sd: Vec<Spanned<super::file_sd::RawFileSd>>,
+    /// Targets from Prometheus HTTP SD endpoints (checked by [`super::http_sd`]).
+    #[serde(default)]
+    pub http_sd: Vec<Spanned<super::http_sd::RawHttpSd>>,
     /// Failover groups: ordered instances with a health check each.
     #[serde(default)]
     pub failover: Vec<Spanned<RawFailoverGroup>>,

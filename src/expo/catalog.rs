@@ -149,6 +149,24 @@ pub const RELOADS: Family = family(
     Type::Counter,
     "Configuration reload attempts by result.",
 );
+/// Targets of each HTTP SD endpoint's last good answer (labels `sd`, `url`).
+pub const SD_TARGETS: Family = family(
+    "watchfire_sd_targets",
+    Type::Gauge,
+    "Targets made of each discovery endpoint's last good answer (sd: the kind; url: the endpoint, secrets hidden).",
+);
+/// Failed refreshes of each HTTP SD endpoint (labels `sd`, `url`, `reason`).
+pub const SD_REFRESH_FAILURES: Family = family(
+    "watchfire_sd_refresh_failures_total",
+    Type::Counter,
+    "Failed refreshes of each discovery endpoint, by reason; its last good targets stay.",
+);
+/// When each HTTP SD endpoint last answered well (labels `sd`, `url`).
+pub const SD_LAST_SUCCESS: Family = family(
+    "watchfire_sd_last_refresh_success_timestamp_seconds",
+    Type::Gauge,
+    "When each discovery endpoint last gave a good answer, Unix seconds; 0 before the first.",
+);
 /// Schedule lag of each probe thread (label `thread`).
 pub const LAG: Family = family(
     "watchfire_schedule_lag_seconds",
@@ -541,6 +559,9 @@ pub const ALL: &[Family] = &[
     RELOAD_OK,
     RELOAD_TIME,
     RELOADS,
+    SD_TARGETS,
+    SD_REFRESH_FAILURES,
+    SD_LAST_SUCCESS,
     LAG,
     TICKS_SKIPPED,
     AGG_PROBES,

@@ -129,12 +129,39 @@ fn render_process(w: &mut Writer, rt: &Runtime, targets: usize) {
     w.header(&RELOADS);
     w.sample(&RELOADS, &[("result", "success")], reload.successes);
     w.sample(&RELOADS, &[("result", "failure")], reload.failures);
+    render_sd(w, rt);
     w.header(&TICKS_SKIPPED);
     w.sample(&TICKS_SKIPPED, &[], rt.ticks_skipped());
     w.header(&LAG);
     for (i, b) in rt.lane_lag_buckets().iter().enumerate() {
         let set = crate::expo::LabelSet::of(&[("thread", &i.to_string())]);
         w.histogram(&LAG, &set, &LAG_BUCKETS, &b.counts, b.sum);
+    }
+}
+
+/// The HTTP SD endpoints' targets, failures (every reason, so a first failure is an
+/// increase) and last good answer.
+fn render_sd(w: &mut Writer, rt: &Runtime) {
+    let status = rt.sd_status();
+    if status.is_empty() {
+        return;
+    }
+    w.header(&SD_TARGETS);
+    for (url, s) in &status {
+        w.sample(&SD_TARGETS, &[("sd", "http"), ("url", url)], s.targets);
+    }
+    w.header(&SD_REFRESH_FAILURES);
+    for (url, s) in &status {
+        for r in crate::runtime::http_sd::FailReason::ALL {
+            let n = s.failures.get(&r).copied().unwrap_or(0);
+            let labels = [("sd", "http"), ("url", url), ("reason", r.as_str())];
+            w.sample(&SD_REFRESH_FAILURES, &labels, n);
+        }
+    }
+    w.header(&SD_LAST_SUCCESS);
+    for (url, s) in &status {
+        let t = s.last_success.map(unix).unwrap_or(0.0);
+        w.sample(&SD_LAST_SUCCESS, &[("sd", "http"), ("url", url)], t);
     }
 }
 

@@ -73,3 +73,25 @@ pub async fn load_blocking_cached(
         )])),
     }
 }
+
+/// Loads a config on the blocking pool (file IO must not stall probes).
+pub async fn load_blocking(path: PathBuf) -> Result<Config, ConfigErrors> {
+    load_blocking_with(path, config::LoadOptions { allow_empty: true }).await
+}
+
+/// [`load_blocking`] with options (an empty config refused unless `opts.allow_empty`).
+pub async fn load_blocking_with(
+    path: PathBuf,
+    opts: config::LoadOptions,
+) -> Result<Config, ConfigErrors> {
+    match tokio::task::spawn_blocking(move || config::load_with(&path, opts)).await {
+        Ok(r) => r,
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: PathBuf::new(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("config loader failed: {e}"),
+        }])),
+    }
+}

@@ -20,7 +20,6 @@ use tracing::{info, warn};
 
 use crate::cluster::Cluster;
 use crate::config::{self, Config};
-use crate::diag::{ConfigError, ConfigErrors};
 use crate::failover::{self, Group};
 use crate::record::{Buckets, Hdr, LAG_BUCKETS};
 use crate::schedule::{self, SchedulerHandle};
@@ -30,6 +29,7 @@ use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
 mod file_sd;
 pub mod history;
+pub mod http_sd;
 pub mod incidents;
 mod lanes;
 pub mod leader;
@@ -37,7 +37,7 @@ pub mod notify;
 mod plan;
 pub mod quorum;
 mod target;
-pub use file_sd::load_blocking_cached;
+pub use file_sd::{load_blocking, load_blocking_cached, load_blocking_with};
 use file_sd::{stale_message, watch_file_sd};
 use lanes::{claim_lane, release_lane};
 use plan::plan_targets;
@@ -251,7 +251,8 @@ pub struct Runtime {
     restoring: Mutex<Option<Restoring>>,
     /// The notifier's wake-up and dispatcher ([`notify`]).
     notifier: notify::Slot,
-    /// The file_sd files read so far, for reloads and [`watch_file_sd`].
+    /// The file_sd files read so far, for reloads and [`watch_file_sd`], and the last good
+    /// answer of each HTTP SD endpoint.
     file_sd: Arc<Mutex<config::FileSdCache>>,
     /// This member's leases, in cluster mode ([`leader`]).
     leadership: Option<Arc<leader::Leadership>>,
@@ -259,6 +260,10 @@ pub struct Runtime {
     cluster: Option<Arc<Cluster>>,
     /// Cluster mode's quorum across locations (empty otherwise; [`quorum::start`]).
     quorum: Arc<crate::cluster::observe::Slot>,
+    /// The HTTP SD pollers ([`http_sd`]).
+    http_sd: Arc<http_sd::Pollers>,
+    /// This runtime, for the tasks [`Runtime::apply`] starts.
+    me: std::sync::OnceLock<std::sync::Weak<Runtime>>,
 }
 
 /// Stored states read on start, by name.
@@ -398,7 +403,10 @@ impl Runtime {
             leadership: opts.leadership.clone(),
             cluster: opts.cluster.clone(),
             quorum: Arc::default(),
+            http_sd: Arc::default(),
+            me: std::sync::OnceLock::new(),
         });
+        let _ = rt.me.set(Arc::downgrade(&rt));
         let restoring = Restoring {
             targets: history::stored_targets(&opts.store, &config).await,
             groups: stored_groups(&opts.store, &config).await,
@@ -415,6 +423,10 @@ impl Runtime {
             ));
         }
         tokio::spawn(watch_file_sd(Arc::downgrade(&rt), cancel.clone()));
+        tokio::spawn(http_sd::reload_on_change(
+            Arc::downgrade(&rt),
+            cancel.clone(),
+        ));
         tokio::spawn(history::flush_every_minute(
             Arc::downgrade(&rt),
             rt.shared.clock,
@@ -485,10 +497,14 @@ impl Runtime {
         }
         self.apply_failover(&config, &next, listeners, &restoring.groups)?;
         self.memory.apply(&config.memory);
+        let http_sd = config.http_sd.clone();
         *self.config.write().expect("config lock poisoned") = Arc::new(config);
         if let Some(c) = &self.cluster {
             c.set_owned(next.len());
         }
+        // After the config is in force: a poller finds its section there.
+        let me = self.me.get().cloned().unwrap_or_default();
+        self.http_sd.reconcile(me, &http_sd, &self.shared.cancel);
         info!(targets = next.len(), kept, added, removed, "config applied");
         Ok(())
     }
@@ -852,6 +868,11 @@ impl Runtime {
         &self.quorum
     }
 
+    /// Each HTTP SD endpoint's refreshes so far, by its URL as shown.
+    pub fn sd_status(&self) -> Vec<(String, http_sd::SdStatus)> {
+        self.http_sd.status()
+    }
+
     /// The notifier's wake-up and delivery metrics.
     pub fn notifier(&self) -> &notify::Slot {
         &self.notifier
@@ -918,27 +939,5 @@ async fn stored_groups(
             warn!(error = %e, "cannot read the stored failover group states; every group chooses afresh");
             Default::default()
         }
-    }
-}
-
-/// Loads a config on the blocking pool (file IO must not stall probes).
-pub async fn load_blocking(path: PathBuf) -> Result<Config, ConfigErrors> {
-    load_blocking_with(path, config::LoadOptions { allow_empty: true }).await
-}
-
-/// [`load_blocking`] with options (an empty config refused unless `opts.allow_empty`).
-pub async fn load_blocking_with(
-    path: PathBuf,
-    opts: config::LoadOptions,
-) -> Result<Config, ConfigErrors> {
-    match tokio::task::spawn_blocking(move || config::load_with(&path, opts)).await {
-        Ok(r) => r,
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file: PathBuf::new(),
-            line: 0,
-            column: 0,
-            field: String::new(),
-            message: format!("config loader failed: {e}"),
-        }])),
     }
 }
