@@ -238,6 +238,7 @@ async fn one_locations_outage_pages_nothing_and_a_real_outage_pages_once() {
         std::fs::write(&cfg, config(sims[i].local_addr(), hook_addr)).unwrap();
         let port = free_port();
         let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let id = format!("member-{loc}");
         let args: Vec<String> = [
             "run",
             "--config",
@@ -247,6 +248,8 @@ async fn one_locations_outage_pages_nothing_and_a_real_outage_pages_once() {
             "--storage.memory",
             "--cluster",
             &url,
+            "--cluster.id",
+            &id,
             "--cluster.lease",
             LEASE,
             "--location",
@@ -294,7 +297,8 @@ async fn one_locations_outage_pages_nothing_and_a_real_outage_pages_once() {
     assert_eq!(
         common::sample(
             &c_metrics,
-            r#"watchfire_target_up{target="gateway-health",component="gateway"}"#
+            // In cluster mode every per-target series names its prober.
+            r#"watchfire_target_up{target="gateway-health",component="gateway",instance_id="member-c"}"#
         ),
         Some(0.0),
         "c itself sees the target down:\n{c_metrics}"
