@@ -5,7 +5,6 @@
 //! ([`TargetSpec::same_probe`](crate::config::TargetSpec::same_probe)) is carried over as the same object — histograms, counters, state
 //! and place on the schedule intact. A config that fails to load changes nothing.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,22 +23,26 @@ use crate::failover::{self, Group};
 use crate::record::{Buckets, Hdr, LAG_BUCKETS};
 use crate::schedule::{self, SchedulerHandle};
 use crate::state::TransitionEvent;
-use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, TargetState, Write};
+use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, TargetState};
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
 mod file_sd;
+mod groups;
 pub mod history;
 pub mod http_sd;
 pub mod incidents;
 mod lanes;
 pub mod leader;
+mod membership;
 pub mod notify;
 mod plan;
 pub mod quorum;
 mod target;
 pub use file_sd::{load_blocking, load_blocking_cached, load_blocking_with};
 use file_sd::{stale_message, watch_file_sd};
+use groups::stored_groups;
 use lanes::{claim_lane, release_lane};
+use membership::follow_membership;
 use plan::plan_targets;
 pub use target::Target;
 
@@ -509,157 +512,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// The store forgets the state of targets that left the config. In a cluster, a target
-    /// still in the config but now another member's is handed off instead: its state written
-    /// once more, for its new owner to resume.
-    fn forget_or_hand_off(
-        &self,
-        removed: &[Arc<Target>],
-        config: &Config,
-        owned: &[Arc<config::TargetSpec>],
-    ) {
-        if removed.is_empty() {
-            return;
-        }
-        let (in_config, mine): (HashSet<&str>, HashSet<&str>) = if self.cluster.is_some() {
-            (
-                config.targets.iter().map(|t| t.name.as_str()).collect(),
-                owned.iter().map(|t| t.name.as_str()).collect(),
-            )
-        } else {
-            Default::default()
-        };
-        for gone in removed {
-            let name = gone.spec.name.as_str();
-            if in_config.contains(name) && !mine.contains(name) {
-                let stats = gone.stats.lock().expect("stats lock poisoned");
-                self.store
-                    .write(Write::TargetState(history::target_state(name, &stats)));
-            } else {
-                self.store.write(Write::ForgetTarget(name.to_string()));
-            }
-        }
-    }
-
-    /// Re-plans after a change of membership: the running config applied again over the
-    /// targets this member owns now. Targets it keeps are untouched; targets new to it resume
-    /// their stored state (the previous owner's), so they show no unknown gap and resolve
-    /// nothing falsely.
-    async fn rebalance(&self) -> Result<(), String> {
-        let Some(cluster) = self.cluster.clone() else {
-            return Ok(());
-        };
-        let _guard = self.reload_lock.lock().await;
-        let began = Instant::now();
-        let config = self.config();
-        let running: HashSet<String> = self.targets().iter().map(|t| t.spec.name.clone()).collect();
-        let arriving: HashSet<String> = cluster
-            .owned_specs(&config)
-            .iter()
-            .filter(|t| !running.contains(&t.name))
-            .map(|t| t.name.clone())
-            .collect();
-        if !arriving.is_empty() {
-            let targets = match self.store.target_states().await {
-                Ok(states) => states
-                    .into_iter()
-                    .filter(|s| arriving.contains(&s.target))
-                    .map(|s| (s.target.clone(), s))
-                    .collect(),
-                Err(e) => {
-                    warn!(error = %e, targets = arriving.len(), "cannot read the stored states of the targets this member now owns; they start unknown");
-                    Default::default()
-                }
-            };
-            *self.restoring.lock().expect("restoring lock poisoned") = Some(Restoring {
-                targets,
-                groups: Default::default(),
-            });
-        }
-        let before = running.len();
-        self.apply((*config).clone()).await?;
-        let after = self.targets().len();
-        cluster.rebalanced(after);
-        info!(
-            before,
-            after,
-            arriving = arriving.len(),
-            took = ?began.elapsed(),
-            "re-planned after a change of cluster membership"
-        );
-        Ok(())
-    }
-
     /// The cluster this runtime is a member of (`--cluster`).
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref()
-    }
-
-    fn apply_failover(
-        &self,
-        config: &Config,
-        targets: &[Arc<Target>],
-        mut listeners: Vec<(String, Vec<std::net::TcpListener>)>,
-        stored: &std::collections::HashMap<String, GroupState>,
-    ) -> Result<(), String> {
-        let by_name: std::collections::HashMap<&str, &Arc<Target>> = if config.failover.is_empty() {
-            Default::default()
-        } else {
-            targets.iter().map(|t| (t.spec.name.as_str(), t)).collect()
-        };
-        let find = |g: &crate::config::FailoverGroup| -> Vec<Arc<dyn failover::Instance>> {
-            g.instances
-                .iter()
-                .filter_map(|i| by_name.get(i.target.as_str()).copied())
-                .map(|t| t.clone() as Arc<dyn failover::Instance>)
-                .collect()
-        };
-        let mut groups = self.failover.lock().expect("failover lock poisoned");
-        let mut old: Vec<Arc<Group>> = std::mem::take(&mut *groups);
-        let mut next = Vec::new();
-        for g in &config.failover {
-            if let Some(pos) = old.iter().position(|o| o.cfg == *g) {
-                let kept = old.remove(pos);
-                kept.set_targets(find(g));
-                next.push(kept);
-                continue;
-            }
-            let group = Group::new(g.clone(), find(g), self.shared.cancel.child_token());
-            group.set_store(self.store.clone());
-            if let Some(l) = &self.leadership {
-                group.set_voice(l.voice(&g.name));
-            }
-            if let Some(state) = stored.get(&g.name) {
-                group.restore(state);
-            }
-            tokio::spawn(group.clone().control(self.subscribe()));
-            if let Some(p) = &g.proxy {
-                let pos = listeners
-                    .iter()
-                    .position(|(n, _)| *n == g.name)
-                    .expect("a listener was bound for every new proxy");
-                let (_, bound) = listeners.swap_remove(pos);
-                let addr = bound
-                    .first()
-                    .and_then(|l| l.local_addr().ok())
-                    .unwrap_or(p.listen);
-                let threads = bound.len();
-                let web = self.web.clone().filter(|_| p.web_config);
-                failover::proxy::start(bound, group.clone(), p.clone(), web, group.cancel_token())
-                    .map_err(|e| {
-                        group.stop();
-                        format!("failover group {}: proxy threads: {e}", g.name)
-                    })?;
-                group.set_proxy_addr(addr);
-                info!(group = %g.name, listen = %addr, threads, "failover proxy listening");
-            }
-            next.push(group);
-        }
-        for gone in old {
-            gone.stop();
-        }
-        *groups = next;
-        Ok(())
     }
 
     /// `/probe`'s state (timeout offset, unknown-module counter).
@@ -900,44 +755,5 @@ impl Runtime {
             }
         };
         tokio::time::timeout(grace, all).await.is_ok()
-    }
-}
-
-/// Re-plans `rt` on every change of membership until `cancel` (or the runtime is gone).
-async fn follow_membership(
-    rt: std::sync::Weak<Runtime>,
-    mut changes: tokio::sync::watch::Receiver<Arc<crate::cluster::View>>,
-    cancel: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = changes.changed() => if r.is_err() { return },
-        }
-        let Some(rt) = rt.upgrade() else {
-            return;
-        };
-        if let Err(e) = rt.rebalance().await {
-            warn!(error = %e, "re-planning after a change of cluster membership failed; the targets owned so far keep being probed");
-        }
-    }
-}
-
-/// The stored states of the failover groups in `config`, by name (others are left: the store
-/// has no way to forget a group, and a group that comes back resumes).
-async fn stored_groups(
-    store: &Store,
-    config: &Config,
-) -> std::collections::HashMap<String, GroupState> {
-    match store.group_states().await {
-        Ok(v) => v
-            .into_iter()
-            .filter(|g| config.failover.iter().any(|f| f.name == g.group))
-            .map(|g| (g.group.clone(), g))
-            .collect(),
-        Err(e) => {
-            warn!(error = %e, "cannot read the stored failover group states; every group chooses afresh");
-            Default::default()
-        }
     }
 }
