@@ -425,3 +425,91 @@ fn the_server_flags_parse_with_their_defaults() {
     assert!(common::run_args(&["--web.header-timeout=1ms"]).is_err());
     assert!(common::run_args(&["--web.external-url=mon.example"]).is_err());
 }
+
+/// Writes a `/probe` request on a plain blocking socket (so it reaches the kernel at once,
+/// whatever the test's runtime is doing) and returns the socket and when it was written.
+fn write_probe(
+    addr: std::net::SocketAddr,
+    path: &str,
+    scrape_timeout: &str,
+) -> (std::net::TcpStream, std::time::Instant) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: watchfire\r\nX-Prometheus-Scrape-Timeout-Seconds: {scrape_timeout}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("write the request");
+    (s, std::time::Instant::now())
+}
+
+/// Reads a whole `Connection: close` answer from a blocking socket, in a blocking task.
+async fn read_all(s: std::net::TcpStream) -> String {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut s = s;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read the answer");
+        out
+    })
+    .await
+    .expect("reader")
+}
+
+// The server runs on this test's single thread: blocking that thread is a server too busy to
+// get to a request that has already arrived, as under a burst of scrapes.
+#[tokio::test(flavor = "current_thread")]
+async fn a_probe_deadline_counts_from_when_the_request_arrived() {
+    let _turn = HEAVY.lock().await;
+    let srv = Served::start(MODULES, opts(Limits::default()), 1).await;
+    let (target, hang) = hanging_target().await;
+    let path = format!("/probe?module=http_2xx&target=http://{target}/");
+    // The warm-up probe loads the system's CA roots, once per process.
+    let a = send(
+        srv.addr(),
+        "GET",
+        &path,
+        &[("X-Prometheus-Scrape-Timeout-Seconds", "0.6")],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(a.expect("the warm-up probe").status, 200);
+
+    // A 1 s deadline (1.5 s − the 0.5 s offset); the server gets to the request 400 ms late.
+    let (s, sent) = write_probe(srv.addr(), &path, "1.5");
+    std::thread::sleep(Duration::from_millis(400));
+    let answer = read_all(s).await;
+    let took = sent.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("probe_success 0"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1300),
+        "answered {took:?} after it was sent: the deadline should count from its arrival (1 s), not from when the server read it (1.4 s)"
+    );
+
+    // Late past its whole deadline (0.3 s): a prompt 503, nothing probed, counted.
+    let (s, sent) = write_probe(srv.addr(), &path, "0.8");
+    std::thread::sleep(Duration::from_millis(500));
+    let answer = read_all(s).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(answer.contains("passed before it could start"), "{answer}");
+    assert!(
+        sent.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        sent.elapsed()
+    );
+    let m = send(srv.addr(), "GET", "/metrics", &[], Duration::from_secs(1))
+        .await
+        .expect("/metrics");
+    assert_eq!(
+        common::sample(&m.body, "watchfire_probe_requests_late_total"),
+        Some(1.0),
+        "the late request is counted"
+    );
+    hang.abort();
+    srv.stop().await;
+}

@@ -63,6 +63,7 @@ pub struct Blackbox {
     timeout_offset_ns: AtomicU64,
     module_unknown: AtomicU64,
     guard_refusals: AtomicU64,
+    late: AtomicU64,
     log_level: AtomicU8,
     history: History,
 }
@@ -73,6 +74,7 @@ impl Default for Blackbox {
             timeout_offset_ns: AtomicU64::new(DEFAULT_TIMEOUT_OFFSET.as_nanos() as u64),
             module_unknown: AtomicU64::new(0),
             guard_refusals: AtomicU64::new(0),
+            late: AtomicU64::new(0),
             log_level: AtomicU8::new(Level::default() as u8),
             history: History::default(),
         }
@@ -119,13 +121,21 @@ impl Blackbox {
         self.guard_refusals.load(Ordering::Relaxed)
     }
 
+    /// `watchfire_probe_requests_late_total`: `/probe` requests answered `503` unstarted,
+    /// because their deadline passed while they waited to be served.
+    pub fn late_total(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+
     /// Writes the endpoint's own series for `/metrics`.
     pub fn render_metrics(&self, w: &mut crate::expo::Writer<'_>) {
-        use crate::expo::catalog::{BLACKBOX_MODULE_UNKNOWN, PROBE_GUARD_REFUSALS};
+        use crate::expo::catalog::{BLACKBOX_MODULE_UNKNOWN, PROBE_GUARD_REFUSALS, PROBE_LATE};
         w.header(&BLACKBOX_MODULE_UNKNOWN);
         w.sample(&BLACKBOX_MODULE_UNKNOWN, &[], self.module_unknown_total());
         w.header(&PROBE_GUARD_REFUSALS);
         w.sample(&PROBE_GUARD_REFUSALS, &[], self.guard_refusals_total());
+        w.header(&PROBE_LATE);
+        w.sample(&PROBE_LATE, &[], self.late_total());
     }
 }
 
@@ -276,12 +286,15 @@ pub fn check_target(prober: Prober, target: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `GET /probe`.
+/// `GET /probe`. The deadline counts from `arrived` (when the request reached the machine; now
+/// when unknown): a request that waited past its deadline before it could start is answered
+/// `503` at once, without probing.
 pub async fn probe(
     modules: &Modules,
     state: &Blackbox,
     query: Option<&str>,
     headers: &HeaderMap,
+    arrived: Option<std::time::Instant>,
 ) -> Response<Body> {
     let params = Params::parse(query);
     let name = params
@@ -334,11 +347,31 @@ pub async fn probe(
             );
         }
     }
+    let now = Instant::now();
+    let arrived = arrived.map_or(now, Instant::from_std).min(now);
+    let limit = Limit {
+        deadline: arrived + timeout,
+        timeout,
+    };
+    if limit.deadline <= now {
+        state.late.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(module = %name, waited = ?(now - arrived), "probe not started: its deadline passed while it waited");
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the probe's deadline ({timeout:?}) passed before it could start (it waited {:?}); retry\n",
+                now - arrived
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return r;
+    }
     // The log at --log.prober's level feeds stderr, debug=true and the history alike.
     let log = Some(state.log_level());
     let probed = match modules.guard() {
-        None => run_with(module, target.clone(), hostname, timeout, log, None).await,
-        Some(g) => guarded(state, g, module, target.clone(), hostname, timeout, log).await,
+        None => run_with(module, target.clone(), hostname, limit, log, None).await,
+        Some(g) => guarded(state, g, module, target.clone(), hostname, limit, log).await,
     };
     to_stderr(&module.name, &target, probed.log.lines());
     let ok = probed.ok();
@@ -364,7 +397,7 @@ async fn guarded(
     module: &Module,
     target: String,
     hostname: Option<String>,
-    timeout: Duration,
+    limit: Limit,
     log: Option<Level>,
 ) -> Probed {
     let session = Arc::new(Session::new(g.clone()));
@@ -385,7 +418,7 @@ async fn guarded(
                 module,
                 target.clone(),
                 hostname,
-                timeout,
+                limit,
                 log,
                 Some(session.clone()),
             )
@@ -524,7 +557,19 @@ pub async fn run(
     log: bool,
 ) -> Probed {
     let log = log.then_some(Level::Debug);
-    run_with(module, target, hostname, timeout, log, None).await
+    let limit = Limit {
+        deadline: Instant::now() + timeout,
+        timeout,
+    };
+    run_with(module, target, hostname, limit, log, None).await
+}
+
+/// A probe's time limit: its timeout, and the instant it ends (the timeout counted from when
+/// the request arrived, for `/probe`; from the start, for a scheduled probe).
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    deadline: Instant,
+    timeout: Duration,
 }
 
 /// [`run`] with its log at `log`'s level (`None`: no log), every connection checked by `guard`
@@ -533,15 +578,16 @@ async fn run_with(
     module: &Module,
     target: String,
     hostname: Option<String>,
-    timeout: Duration,
+    limit: Limit,
     log: Option<Level>,
     guard: Option<Arc<Session>>,
 ) -> Probed {
     let start = Instant::now();
+    let Limit { deadline, timeout } = limit;
     let ctx = Ctx {
         target,
         hostname,
-        deadline: start + timeout,
+        deadline,
         timeout,
         guard,
     };
@@ -567,7 +613,7 @@ async fn run_with(
             Facts::Websocket(f) => websocket::probe(&module.websocket, &ctx, f, &mut log).await,
         }
     };
-    let result = tokio::time::timeout(timeout + OVERRUN_GRACE, probe)
+    let result = tokio::time::timeout_at(deadline + OVERRUN_GRACE, probe)
         .await
         .unwrap_or_else(|_| {
             Err(Fail::new(

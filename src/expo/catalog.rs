@@ -351,6 +351,13 @@ pub const PROBE_GUARD_REFUSALS: Family = family(
     "/probe requests refused by the probe guard (probe_guard:), each answered as a failed probe with reason policy",
 );
 
+/// `/probe` requests whose deadline passed before they could start.
+pub const PROBE_LATE: Family = family(
+    "watchfire_probe_requests_late_total",
+    Type::Counter,
+    "/probe requests answered 503 without probing because their deadline (counted from when the request reached the machine) passed while they waited to be served",
+);
+
 /// Requests watchfire's own server answered 503 at once (label `class`).
 pub const SERVER_REJECTED: Family = family(
     "watchfire_server_requests_rejected_total",
@@ -591,6 +598,7 @@ pub const ALL: &[Family] = &[
     MEMORY_WATCH_STATUS,
     BLACKBOX_MODULE_UNKNOWN,
     PROBE_GUARD_REFUSALS,
+    PROBE_LATE,
     SERVER_REJECTED,
     SERVER_CONNECTIONS_CLOSED,
     STORE_UP,

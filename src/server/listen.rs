@@ -66,6 +66,7 @@ pub async fn serve_with(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     for listener in listeners {
+        super::arrival::enable(&listener);
         tracker.spawn(accept_loop(
             listener,
             shared.clone(),
@@ -153,6 +154,8 @@ async fn connection(
     let slot = admitted.slot().clone();
     let web = shared.opts.web.current();
     let header_timeout = shared.opts.limits.header_timeout;
+    // The first request's arrival, when its bytes are already here (always so in a burst).
+    let first = std::cell::Cell::new(super::arrival::first_bytes(&stream, header_timeout));
     let io = tokio::select! {
         r = web.accept(stream, header_timeout) => match r {
             Ok(io) => io,
@@ -166,9 +169,12 @@ async fn connection(
     };
     drop(web);
     let svc_slot = slot.clone();
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let busy = svc_slot.busy();
         let shared = shared.clone();
+        let arrived = first.take().unwrap_or_else(std::time::Instant::now);
+        req.extensions_mut()
+            .insert(super::arrival::Arrived(arrived));
         async move {
             let resp = super::dispatch(&shared, req).await;
             drop(busy);

@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod admission;
+pub mod arrival;
 pub mod incidents;
 pub mod intent;
 mod listen;
@@ -343,11 +344,13 @@ async fn route(state: &Arc<AppState>, path: &str, req: Request<Incoming>) -> Res
         },
         "/probe" if get || req.method() == Method::POST => {
             let config = state.runtime.config();
+            let arrived = req.extensions().get::<arrival::Arrived>().map(|a| a.0);
             crate::blackbox::endpoint::probe(
                 &config.modules,
                 state.runtime.blackbox(),
                 req.uri().query(),
                 req.headers(),
+                arrived,
             )
             .await
         }
