@@ -115,7 +115,10 @@ mod tests {
             if first_bytes(&server, Duration::from_secs(5)).is_some() {
                 break;
             }
-            assert!(Instant::now() < until, "the kernel never stamped received bytes");
+            assert!(
+                Instant::now() < until,
+                "the kernel never stamped received bytes"
+            );
             tokio::task::yield_now().await;
         }
         let (_client, server, sent) = written(&listener).await;

@@ -153,9 +153,26 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let slot = admitted.slot().clone();
     let web = shared.opts.web.current();
-    let header_timeout = shared.opts.limits.header_timeout;
-    // The first request's arrival, when its bytes are already here (always so in a burst).
-    let first = std::cell::Cell::new(super::arrival::first_bytes(&stream, header_timeout));
+    let limit = shared.opts.limits.header_timeout;
+    // The first bytes (a request, or a TLS hello) and when the kernel received them: the first
+    // request's deadline counts from there. The wait counts against the header timeout.
+    let started = std::time::Instant::now();
+    tokio::select! {
+        r = tokio::time::timeout(limit, stream.readable()) => {
+            if !matches!(r, Ok(Ok(()))) {
+                debug!(%peer, "closed: nothing sent within the header timeout");
+                return;
+            }
+        }
+        _ = slot.evicted() => return,
+        _ = cancel.cancelled() => return,
+    }
+    let first = std::cell::Cell::new(super::arrival::first_bytes(&stream, limit));
+    // (What is left of it also bounds this connection's later requests: a client that waited
+    // to send its first request keeps a shorter idle timeout.)
+    let header_timeout = limit
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(1));
     let io = tokio::select! {
         r = web.accept(stream, header_timeout) => match r {
             Ok(io) => io,
