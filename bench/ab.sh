@@ -33,29 +33,11 @@ N=${3:-3000}
 SECS=5
 WARMUP=3
 
-TMP=$(mktemp -d -t watchfire-ab-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+bench_tmp ab-bench
 # Private copies: a rebuild during the run changes neither side.
 cp "$1" "$TMP/a"
 cp "$2" "$TMP/b"
-
-NGINX_PORT=$(free_port)
-sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" bench/nginx.conf >"$TMP/nginx.conf"
-"$NGINX" -e "$TMP/error.log" -p "$TMP" -c "$TMP/nginx.conf" &
-PIDS+=($!)
-wait_port "$NGINX_PORT" "${PIDS[-1]}" nginx
-TARGET="http://127.0.0.1:$NGINX_PORT/"
+start_nginx
 
 for kind in native module; do
     {
@@ -71,8 +53,6 @@ for kind in native module; do
         done
     } >"$TMP/$kind.yml"
 done
-
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Runs binary $1 on path $2 once; prints the CPU per probe, or `invalid`.
 one_run() {

@@ -43,21 +43,8 @@ fi
 command -v python3 >/dev/null || install_packages python3
 command -v curl >/dev/null || install_packages curl
 
-TMP=$(mktemp -d)
-if [[ -n "${WATCHFIRE_BIN:-}" ]]; then
-    cp "$WATCHFIRE_BIN" "$TMP/watchfire"
-else
-    log "building watchfire (release)"
-    cargo build --release --quiet --bin watchfire
-    cp target/release/watchfire "$TMP/watchfire"
-fi
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+bench_tmp abuse
+release_binary
 raise_open_files
 
 cat >"$TMP/blackbox.yml" <<'EOF'
@@ -71,7 +58,7 @@ start() { # NAME PORT -> pid in LAST_PID
     local name=$1 port=$2
     case "$name" in
         watchfire)
-            "$TMP/watchfire" run --config "$TMP/blackbox.yml" \
+            "$BIN" run --config "$TMP/blackbox.yml" \
                 --web.listen-address "127.0.0.1:$port" >"$TMP/watchfire.log" 2>&1 &
             ;;
         exporter)

@@ -63,63 +63,21 @@ HZ=$(getconf CLK_TCK)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 
-TMP=$(mktemp -d -t watchfire-capacity.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Private copies: a rebuild during the run changes nothing under test.
-if [[ -n "${WATCHFIRE_BIN:-}" ]]; then
-    cp "$WATCHFIRE_BIN" "$TMP/watchfire"
-else
-    log "building (cargo build --release)"
-    cargo build --release --quiet
-    cp target/release/watchfire "$TMP/watchfire"
-fi
-BIN="$TMP/watchfire"
+bench_tmp capacity
+release_binary
 if [[ -n "${WATCHFIRE_BIN_B:-}" ]]; then
     [[ -n "${CAPACITY_RATES:-}" ]] || { log "WATCHFIRE_BIN_B needs CAPACITY_RATES"; exit 2; }
     cp "$WATCHFIRE_BIN_B" "$TMP/watchfire-b"
 fi
+start_nginx
 
-NGINX_PORT=$(free_port)
-sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" bench/nginx.conf >"$TMP/nginx.conf"
-"$NGINX" -e "$TMP/error.log" -p "$TMP" -c "$TMP/nginx.conf" &
-NGINX_PID=$!
-PIDS+=("$NGINX_PID")
-wait_port "$NGINX_PORT" "$NGINX_PID" nginx
-TARGET="http://127.0.0.1:$NGINX_PORT/"
-
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Busy clock ticks of the whole machine (every CPU: all but idle and iowait).
 machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
 
 # 1. The reference: wrk's own CPU per Connection: close request.
-WRK_CPUS=() WRK_RATES=()
-TIMEFORMAT='%U %S'
-for i in 1 2 3; do
-    { time "$WRK" -t1 -c32 -d5s -H 'Connection: close' "$TARGET" >"$TMP/wrk.txt"; } 2>"$TMP/wrk.time"
-    n=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
-    rate=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk.txt")
-    cpu=$(awk -v n="$n" '{printf "%.1f", (n > 0 ? ($1 + $2) * 1e6 / n : 0)}' "$TMP/wrk.time")
-    log "wrk run $i: $rate req/s, own CPU $cpu us/request"
-    WRK_CPUS+=("$cpu")
-    WRK_RATES+=("$rate")
-done
-WRK_CPU=$(printf '%s\n' "${WRK_CPUS[@]}" | median)
-WRK_RATE=$(printf '%s\n' "${WRK_RATES[@]}" | median)
+wrk_reference 5
 
 # The figures /metrics gives for one window edge, one `key value` a line: lag buckets summed
 # over targets (`le:BOUND`), skipped ticks, local errors, failed probes, targets down.

@@ -37,25 +37,12 @@ if [[ -z "$EXPORTER" ]]; then
 fi
 command -v python3 >/dev/null || install_packages python3
 
-TMP=$(mktemp -d)
-if [[ -n "${WATCHFIRE_BIN:-}" ]]; then
-    cp "$WATCHFIRE_BIN" "$TMP/watchfire"
-else
-    log "building watchfire (release)"
-    cargo build --release --quiet --bin watchfire
-    cp target/release/watchfire "$TMP/watchfire"
-fi
+bench_tmp flood
+release_binary
 log "building the flood client"
 FLOOD=$(cargo build --profile dev --bench flood --message-format=json 2>/dev/null |
     grep -o '"executable":"[^"]*flood[^"]*"' | tail -1 | cut -d'"' -f4)
 [[ -x "$FLOOD" ]] || { log "the flood client did not build"; exit 1; }
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
 raise_open_files
 
 cat >"$TMP/blackbox.yml" <<'YAML'
@@ -74,7 +61,7 @@ for name in watchfire exporter; do
     port=$(free_port "$HANG_PORT")
     case "$name" in
         watchfire)
-            "$TMP/watchfire" run --config "$TMP/blackbox.yml" \
+            "$BIN" run --config "$TMP/blackbox.yml" \
                 --web.listen-address "127.0.0.1:$port" >"$TMP/watchfire.log" 2>&1 &
             ;;
         exporter)

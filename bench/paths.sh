@@ -4,6 +4,7 @@
 #
 #   bash bench/paths.sh                  # 3 runs of 5 s per path: ~3 minutes after the build
 #   BENCH_QUICK=1 bash bench/paths.sh    # 3 runs of 2 s
+#   WATCHFIRE_BIN=path/to/watchfire bash bench/paths.sh   # a release binary already built
 #
 # Method
 # - Everything runs on this machine and talks to 127.0.0.1 only; nginx, watchfire and the
@@ -57,39 +58,15 @@ fi
 raise_open_files
 HZ=$(getconf CLK_TCK)
 
-TMP=$(mktemp -d -t watchfire-paths-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log "building (cargo build --release)"
-cargo build --release --quiet
-BIN="$TMP/watchfire"
-cp target/release/watchfire "$BIN"
-
-NGINX_PORT=$(free_port)
-sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" bench/nginx.conf >"$TMP/nginx.conf"
-"$NGINX" -e "$TMP/error.log" -p "$TMP" -c "$TMP/nginx.conf" &
-PIDS+=($!)
-wait_port "$NGINX_PORT" "${PIDS[-1]}" nginx
-TARGET="http://127.0.0.1:$NGINX_PORT/"
+bench_tmp paths-bench
+release_binary
+start_nginx
 MODULES="modules:
   http_2xx:
     prober: http
     timeout: 5s"
 echo "$MODULES" >"$TMP/probe.yml"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 
 # Starts `watchfire run` on CONFIG; sets WF_PID and WF_PORT.
@@ -107,17 +84,7 @@ stop_watchfire() {
 }
 
 # 1. wrk's own CPU per Connection: close request.
-declare -a WRK_CPU=() WRK_RATE=()
-for i in 1 2 3; do
-    { time "$WRK" -t1 -c32 -d"${SECS}s" -H 'Connection: close' "$TARGET" >"$TMP/wrk.txt"; } 2>"$TMP/wrk.time"
-    n=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
-    rate=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk.txt")
-    cpu=$(awk -v n="$n" '/^(user|sys)/ {split($2, t, /[ms]/); s += t[1] * 60 + t[2]} END {printf "%.1f", (n > 0 ? s * 1e6 / n : 0)}' "$TMP/wrk.time")
-    log "wrk run $i: $rate req/s, $cpu us CPU/request"
-    WRK_CPU+=("$cpu")
-    WRK_RATE+=("$rate")
-done
-WRK_CPU_MED=$(med "${WRK_CPU[*]}")
+wrk_reference "$SECS"
 
 # 2. /probe: watchfire and the exporter, alternating.
 QUERY="/probe?target=$TARGET&module=http_2xx"
@@ -230,21 +197,21 @@ x() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 echo
 echo "paths benchmark: $(nproc) CPUs; nginx 1 worker on $TARGET; ${SECS} s windows; $(${EXPORTER} --version 2>&1 | head -1)"
 echo
-echo "wrk -H 'Connection: close' on nginx: ${WRK_RATE[*]} req/s; own CPU ${WRK_CPU[*]} us/request -> median $WRK_CPU_MED"
+echo "wrk -H 'Connection: close' on nginx: ${WRK_RATES[*]} req/s; own CPU ${WRK_CPUS[*]} us/request -> median $WRK_CPU"
 echo
 FMT='%-34s %-24s %10s %12s\n'
 # shellcheck disable=SC2059
 printf "$FMT" path "CPU us/probe (runs)" median "x wrk's CPU"
 # shellcheck disable=SC2059
-printf "$FMT" "scheduled native, $N @ 1 s" "${SCHED[native]:-}" "$NATIVE_CPU" "$(x "$NATIVE_CPU" "$WRK_CPU_MED")"
+printf "$FMT" "scheduled native, $N @ 1 s" "${SCHED[native]:-}" "$NATIVE_CPU" "$(x "$NATIVE_CPU" "$WRK_CPU")"
 # shellcheck disable=SC2059
-printf "$FMT" "scheduled module, $N @ 1 s" "${SCHED[module]:-}" "$MODULE_CPU" "$(x "$MODULE_CPU" "$WRK_CPU_MED")"
+printf "$FMT" "scheduled module, $N @ 1 s" "${SCHED[module]:-}" "$MODULE_CPU" "$(x "$MODULE_CPU" "$WRK_CPU")"
 # shellcheck disable=SC2059
-printf "$FMT" "/probe paced (${PACED_RATES% }/s)" "${SCHED[paced]:-}" "$PACED_CPU" "$(x "$PACED_CPU" "$WRK_CPU_MED")"
+printf "$FMT" "/probe paced (${PACED_RATES% }/s)" "${SCHED[paced]:-}" "$PACED_CPU" "$(x "$PACED_CPU" "$WRK_CPU")"
 # shellcheck disable=SC2059
-printf "$FMT" "/probe (wrk -c32), watchfire" "${CPUS[watchfire]}" "$PROBE_CPU" "$(x "$PROBE_CPU" "$WRK_CPU_MED")"
+printf "$FMT" "/probe (wrk -c32), watchfire" "${CPUS[watchfire]}" "$PROBE_CPU" "$(x "$PROBE_CPU" "$WRK_CPU")"
 # shellcheck disable=SC2059
-printf "$FMT" "/probe (wrk -c32), exporter" "${CPUS[exporter]}" "$BB_CPU" "$(x "$BB_CPU" "$WRK_CPU_MED")"
+printf "$FMT" "/probe (wrk -c32), exporter" "${CPUS[exporter]}" "$BB_CPU" "$(x "$BB_CPU" "$WRK_CPU")"
 echo
 echo "/probe rate: watchfire ${RATES[watchfire]}-> $WF_RATE/s, exporter ${RATES[exporter]}-> $BB_RATE/s: $(x "$WF_RATE" "$BB_RATE")x (goal >= 5x)"
 echo "/probe CPU per probe: $(x "$BB_CPU" "$PROBE_CPU")x less than the exporter's"

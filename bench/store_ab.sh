@@ -6,6 +6,7 @@
 #
 #   bash bench/store_ab.sh                      # 5,000 targets @ 1 s, 3 pairs of 20 s windows
 #   BENCH_TARGETS=2000 BENCH_SECS=10 bash bench/store_ab.sh
+#   WATCHFIRE_BIN=path/to/watchfire bash bench/store_ab.sh   # a release binary already built
 #
 # Method
 # - Loopback only; nginx (bench/nginx.conf, 1 worker) is the target of N native targets at a 1 s
@@ -25,29 +26,9 @@ source bench/lib.sh
 NGINX=$(find_tool nginx)
 [[ -n "$NGINX" ]] || { install_packages nginx-light; NGINX=$(find_tool nginx); }
 raise_open_files
-TMP=$(mktemp -d -t watchfire-store-ab.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log "building (cargo build --release)"
-cargo build --release --quiet
-BIN="$TMP/watchfire"
-cp "${CARGO_TARGET_DIR:-target}/release/watchfire" "$BIN"
-
-NGINX_PORT=$(free_port)
-sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" bench/nginx.conf >"$TMP/nginx.conf"
-"$NGINX" -e "$TMP/error.log" -p "$TMP" -c "$TMP/nginx.conf" &
-PIDS+=($!)
-wait_port "$NGINX_PORT" "${PIDS[-1]}" nginx
+bench_tmp store-ab
+release_binary
+start_nginx
 {
     echo "targets:"
     for i in $(seq 1 "$N"); do
@@ -55,7 +36,6 @@ wait_port "$NGINX_PORT" "${PIDS[-1]}" nginx
     done
 } >"$TMP/targets.yml"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 probes() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^watchfire_probes_total\{/ {s += $NF} END {printf "%.0f", s}'; }
 HZ=$(getconf CLK_TCK)
 

@@ -3,100 +3,19 @@
 //! formats, no colour codes off a terminal, automatic reload, and a 1 MB response header.
 
 mod common;
+#[path = "common/running.rs"]
+mod running;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{eventually, get};
-
-const BIN: &str = env!("CARGO_BIN_EXE_watchfire");
+use running::{Running, BIN};
 
 /// A blackbox.yml with one module.
 const BLACKBOX_YML: &str = "modules:\n  http_2xx:\n    prober: http\n    timeout: 2s\n";
-
-/// A running child, killed if a test fails half-way, with its stderr lines.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    fn start(program: &Path, args: &[&str]) -> Running {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env_remove("RUST_LOG")
-            .spawn()
-            .expect("watchfire starts");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits (bounded) for a log line containing `needle`; returns it.
-    fn wait_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no log line with `{needle}` in 20 s; seen:\n{}",
-                        self.seen.join("\n")
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "watchfire ended before logging `{needle}`; seen:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// The listen address from the `watchfire is running` line (logfmt or JSON).
-    fn addr(&mut self) -> SocketAddr {
-        let line = self.wait_line("watchfire is running");
-        let addr = match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(v) => v["addr"].as_str().expect("addr field").to_string(),
-            Err(_) => line
-                .split(' ')
-                .find_map(|kv| kv.strip_prefix("addr="))
-                .expect("addr= in the line")
-                .to_string(),
-        };
-        addr.parse().expect("an address")
-    }
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);

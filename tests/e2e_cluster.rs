@@ -123,11 +123,14 @@ async fn text(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, resp.text().await.ok()?))
 }
 
-/// A target as a member reports it: probes run, and when the last ended.
+/// A target as a member reports it: probes run, ticks skipped, when the last probe ended and
+/// how, and the decided state.
 #[derive(Debug, Clone)]
 struct Seen {
     probes: u64,
+    skipped: u64,
     last: Option<SystemTime>,
+    result: String,
     state: String,
 }
 
@@ -146,7 +149,9 @@ async fn targets_of(m: &Member) -> Option<BTreeMap<String, Seen>> {
                     t["name"].as_str().unwrap_or_default().to_string(),
                     Seen {
                         probes: t["probes"].as_u64().unwrap_or(0),
+                        skipped: t["skipped"].as_u64().unwrap_or(0),
                         last: rfc3339(&t["last_probe"]),
+                        result: t["last_result"].as_str().unwrap_or("none").to_string(),
                         state: t["state"].as_str().unwrap_or_default().to_string(),
                     },
                 )
@@ -213,6 +218,23 @@ async fn answers(m: &Member) {
     assert!(up.is_some(), "{} never answered: {}", m.id, m.proc.tail());
 }
 
+/// What the members report, summed: targets by state and last result, probes, skipped ticks.
+async fn census(ms: &[Member]) -> String {
+    let mut by: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let (mut probes, mut skipped) = (0, 0);
+    for m in ms {
+        let Some(seen) = targets_of(m).await else {
+            return format!("{} does not answer", m.id);
+        };
+        for s in seen.values() {
+            *by.entry((s.state.clone(), s.result.clone())).or_default() += 1;
+            probes += s.probes;
+            skipped += s.skipped;
+        }
+    }
+    format!("targets by (state, last result) {by:?}; {probes} probes, {skipped} ticks skipped")
+}
+
 fn tails(ms: &[Member]) -> String {
     ms.iter()
         .map(|m| m.proc.tail())
@@ -262,7 +284,7 @@ async fn a_killed_members_targets_move_within_a_lease_and_come_back_on_restart()
     for s in &sizes {
         assert!(*s > n / MEMBERS / 2 && *s < n * 2 / MEMBERS, "{sizes:?}");
     }
-    common::eventually(Duration::from_secs(30), "every target up", || async {
+    let all_up = common::poll_until(Duration::from_secs(30), || async {
         let mut up = 0;
         for m in &ms {
             up += targets_of(m)
@@ -274,6 +296,13 @@ async fn a_killed_members_targets_move_within_a_lease_and_come_back_on_restart()
         (up == n).then_some(())
     })
     .await;
+    if all_up.is_none() {
+        panic!(
+            "not every target up after 30 s: {}\n{}",
+            census(&ms).await,
+            tails(&ms)
+        );
+    }
 
     // kill -9 the second member (Proc's drop sends SIGKILL and reaps it).
     let victim = ms.remove(1);
@@ -300,8 +329,9 @@ async fn a_killed_members_targets_move_within_a_lease_and_come_back_on_restart()
                         m.id
                     );
                     let last = s.last.expect("a probed target has a last probe");
-                    // The new owner's first probe: its probes ran at its interval since.
-                    let first = last - INTERVAL * (s.probes as u32 - 1);
+                    // The new owner's first probe: its ticks (probed or skipped) ran at its
+                    // interval since.
+                    let first = last - INTERVAL * (s.probes + s.skipped - 1) as u32;
                     delays.insert(t.clone(), first.duration_since(killed).unwrap_or_default());
                 }
             }

@@ -2,15 +2,17 @@
 //! primary, all instances down, hooks, bad backends, bad configs.
 
 mod common;
+#[path = "common/failover.rs"]
+mod fixture;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::eventually;
+use fixture::{free_addr, start_gw, wait_listening, SimProcess};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -23,47 +25,6 @@ use watchfire::failover::Group;
 use watchfire::runtime::{Runtime, RuntimeOptions};
 use watchfire::sim::{FaultConfig, Sim};
 
-const BIN: &str = env!("CARGO_BIN_EXE_watchfire");
-
-/// A `watchfire sim` child process, killed on drop.
-struct SimProcess(Child);
-
-impl SimProcess {
-    fn start(addr: SocketAddr, extra: &[&str]) -> SimProcess {
-        let child = Command::new(BIN)
-            .args(["sim", "--listen", &addr.to_string()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sim process starts");
-        SimProcess(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-async fn wait_listening(addr: SocketAddr) {
-    eventually(Duration::from_secs(10), "sim listening", || async move {
-        tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
-    })
-    .await;
-}
-
 fn group_yaml(primary: &str, backup: &str, extra: &str) -> String {
     format!(
         "failover:\n  - name: gw\n    instances: [{primary}, {backup}]\n    check: {{ path: /health, interval: 200ms, timeout: 150ms }}\n    down_after: 3\n    up_after: 2\n    hold: 1s\n    min_switch_interval: 500ms\n    proxy: {{ listen: \"127.0.0.1:0\", retry_after: 7s }}\n{extra}"
@@ -71,14 +32,7 @@ fn group_yaml(primary: &str, backup: &str, extra: &str) -> String {
 }
 
 async fn start(yaml: &str) -> (Arc<Runtime>, Arc<Group>, SocketAddr, CancellationToken) {
-    let cfg = config::load_str("failover.yaml", yaml).expect("config");
-    let cancel = CancellationToken::new();
-    let rt = Runtime::start(cfg, None, RuntimeOptions::default(), cancel.clone())
-        .await
-        .expect("runtime");
-    let g = rt.failover_group("gw").expect("group");
-    let addr = g.proxy_addr().expect("proxy listening");
-    (rt, g, addr, cancel)
+    start_gw(yaml, RuntimeOptions::default()).await
 }
 
 /// A keep-alive client to the proxy.

@@ -4,71 +4,29 @@
 //! recovering is dampened (each switch lengthens the hold before the next failback).
 
 mod common;
+#[path = "common/failover.rs"]
+mod fixture;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::eventually;
+use fixture::{free_addr, start_gw, wait_listening, SimProcess};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use watchfire::config;
 use watchfire::failover::Group;
 use watchfire::runtime::{Runtime, RuntimeOptions};
 use watchfire::sim::{FaultConfig, Sim};
 use watchfire::state::Health;
 
-const BIN: &str = env!("CARGO_BIN_EXE_watchfire");
-
-/// A `watchfire sim` child process that can be frozen; thawed and killed on drop.
-struct SimProcess(Child);
-
-impl SimProcess {
-    fn start(addr: SocketAddr) -> SimProcess {
-        let child = Command::new(BIN)
-            .args(["sim", "--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sim process starts");
-        SimProcess(child)
-    }
-
-    fn signal(&self, s: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.0.id()).expect("pid fits"));
-        kill(pid, s).expect("signal the sim");
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        self.signal(Signal::SIGCONT);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
 async fn start(yaml: &str) -> (Arc<Runtime>, Arc<Group>, SocketAddr, CancellationToken) {
-    let cfg = config::load_str("failover.yaml", yaml).expect("config");
-    let cancel = CancellationToken::new();
-    let rt = Runtime::start(cfg, None, RuntimeOptions::default(), cancel.clone())
-        .await
-        .expect("runtime");
-    let g = rt.failover_group("gw").expect("group");
-    let addr = g.proxy_addr().expect("proxy listening");
-    (rt, g, addr, cancel)
+    start_gw(yaml, RuntimeOptions::default()).await
 }
 
 /// One request on a fresh connection to the proxy: status, and how long it took.
@@ -116,14 +74,10 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_inside_a_frozen_primary_end_right_after_the_switch() {
     let (pa, ba) = (free_addr(), free_addr());
-    let primary = SimProcess::start(pa);
-    let _backup = SimProcess::start(ba);
-    for a in [pa, ba] {
-        eventually(Duration::from_secs(10), "sim listening", || async move {
-            tokio::net::TcpStream::connect(a).await.ok().map(|_| ())
-        })
-        .await;
-    }
+    let primary = SimProcess::start(pa, &[]);
+    let _backup = SimProcess::start(ba, &[]);
+    wait_listening(pa).await;
+    wait_listening(ba).await;
     // Checks every 100 ms, down after 3: the switch comes ~0.3-0.4 s after the freeze. The proxy
     // timeout stays at its 30 s default: nothing here may wait for it.
     let yaml = format!(

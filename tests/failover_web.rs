@@ -4,11 +4,14 @@
 //! plain HTTP refused; and a group that asks for it without a web config refused at start.
 
 mod common;
+#[path = "common/failover.rs"]
+mod fixture;
 #[path = "common/served.rs"]
 mod served;
 
 use std::time::Duration;
 
+use fixture::start_gw;
 use served::{bcrypt_hash, web_source, Pki};
 use tokio_util::sync::CancellationToken;
 use watchfire::config;
@@ -45,19 +48,11 @@ async fn the_proxy_serves_tls_and_asks_the_web_configs_users() {
         &primary.local_addr().to_string(),
         &backup.local_addr().to_string(),
     );
-    let cfg = config::load_str("failover.yaml", &yaml).expect("config");
-    let cancel = CancellationToken::new();
     let opts = RuntimeOptions {
         web: Some(web_source(&web)),
         ..RuntimeOptions::default()
     };
-    let rt = Runtime::start(cfg, None, opts, cancel.clone())
-        .await
-        .expect("runtime");
-    let proxy = rt
-        .failover_group("gw")
-        .and_then(|g| g.proxy_addr())
-        .expect("proxy listening");
+    let (rt, _group, proxy, cancel) = start_gw(&yaml, opts).await;
 
     let ca = std::fs::read(&pki.ca_file).unwrap();
     let client = reqwest::Client::builder()

@@ -3,17 +3,17 @@
 //! unchanged reload keep every target as it is, and `watchfire check` on such files.
 
 mod common;
+#[path = "common/runtime.rs"]
+mod started;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::eventually;
-use tokio_util::sync::CancellationToken;
-use watchfire::config::{self, Check, FileSdCache, LoadOptions};
-use watchfire::runtime::{Runtime, RuntimeOptions};
-
-const OPTS: LoadOptions = LoadOptions { allow_empty: false };
+use started::{config_file, names as running, start, OPTS};
+use watchfire::config::{self, Check, FileSdCache};
+use watchfire::runtime::Runtime;
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -28,12 +28,6 @@ fn json_list(n: usize, shard: &str, port: u16) -> String {
         "[{{\"targets\": [{}], \"labels\": {{\"shard\": \"{shard}\"}}}}]",
         urls.join(", ")
     )
-}
-
-fn config_file(dir: &Path, section: &str) -> std::path::PathBuf {
-    let path = dir.join("watchfire.yaml");
-    write(&path, section);
-    path
 }
 
 #[test]
@@ -300,23 +294,6 @@ fn a_changed_section_reads_its_files_again() {
     assert_eq!(second.targets[0].interval, Duration::from_secs(30));
 }
 
-async fn start(path: &Path) -> (Arc<Runtime>, CancellationToken) {
-    let cache = Arc::new(Mutex::new(FileSdCache::default()));
-    let cfg = watchfire::runtime::load_blocking_cached(path.to_path_buf(), OPTS, cache.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let opts = RuntimeOptions {
-        precise_timer: false,
-        file_sd: cache,
-        ..RuntimeOptions::default()
-    };
-    let rt = Runtime::start(cfg, Some(path.to_path_buf()), opts, cancel.clone())
-        .await
-        .expect("runtime starts");
-    (rt, cancel)
-}
-
 fn probes(rt: &Runtime, name: &str) -> u64 {
     rt.target(name).unwrap().stats.lock().unwrap().probes()
 }
@@ -421,12 +398,6 @@ fn replace_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("json.tmp");
     write(&tmp, text);
     std::fs::rename(&tmp, path).unwrap();
-}
-
-fn running(rt: &Runtime) -> Vec<String> {
-    let mut v: Vec<String> = rt.targets().iter().map(|t| t.spec.name.clone()).collect();
-    v.sort();
-    v
 }
 
 async fn wait_running(rt: &Runtime, want: &[String]) {

@@ -5,14 +5,11 @@
 mod common;
 #[path = "common/blackbox.rs"]
 mod harness;
-
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+#[path = "common/running.rs"]
+mod running;
 
 use harness::{enc, get, Scenarios, Watchfire};
+use running::{Running, BIN};
 use watchfire::probers::Level;
 
 /// `http_2xx`, and `want_204`, which a redirect to a 200 fails.
@@ -146,83 +143,19 @@ async fn a_successful_probe_at_info_keeps_no_line() {
     assert_eq!(log_of(&r.body), Vec::<String>::new(), "{}", r.body);
 }
 
-/// The binary as the exporter, its stderr lines read on a thread.
-struct Exporter {
-    child: std::process::Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Exporter {
-    fn start(config: &std::path::Path, prober_level: &str) -> Exporter {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_watchfire"))
-            .arg("--config.file")
-            .arg(config)
-            .args([
-                "--web.listen-address=127.0.0.1:0",
-                "--log.prober",
-                prober_level,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env_remove("RUST_LOG")
-            .spawn()
-            .expect("watchfire starts");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Exporter {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads lines (bounded) until one contains `needle`; returns it.
-    fn wait_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "no line with `{needle}` in 20 s; seen:\n{}",
-                    self.seen.join("\n")
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "watchfire ended before `{needle}`; seen:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn addr(&mut self) -> SocketAddr {
-        let line = self.wait_line("watchfire is running");
-        line.split(' ')
-            .find_map(|kv| kv.strip_prefix("addr="))
-            .expect("addr= in the line")
-            .parse()
-            .expect("an address")
-    }
+/// The binary as the exporter with `--log.prober LEVEL`, its stderr lines read on a thread.
+fn exporter(config: &std::path::Path, prober_level: &str) -> Running {
+    let config = config.to_str().expect("a UTF-8 path");
+    Running::start(
+        std::path::Path::new(BIN),
+        &[
+            "--config.file",
+            config,
+            "--web.listen-address=127.0.0.1:0",
+            "--log.prober",
+            prober_level,
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +167,7 @@ async fn stderr_has_the_probe_lines_of_the_level() {
     let target = enc(&s.url("/redirect-abs/1")).to_string();
     let mut found = Vec::new();
     for level in ["debug", "info"] {
-        let mut w = Exporter::start(&path, level);
+        let mut w = exporter(&path, level);
         let addr = w.addr();
         let r = get(
             addr,

@@ -6,20 +6,21 @@
 //! errors naming file, line and field.
 
 mod common;
+#[path = "common/runtime.rs"]
+mod started;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::eventually;
+use started::{config_file, names, start, OPTS};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
-use watchfire::config::{self, FileSdCache, LoadOptions};
-use watchfire::runtime::{Runtime, RuntimeOptions};
+use watchfire::config;
+use watchfire::runtime::Runtime;
 
-const OPTS: LoadOptions = LoadOptions { allow_empty: false };
 const WAIT: Duration = Duration::from_secs(10);
 
 /// What the test's endpoint answers.
@@ -126,35 +127,6 @@ fn groups(gs: &[G<'_>]) -> String {
         })
         .collect();
     serde_json::to_string(&v).unwrap()
-}
-
-fn config_file(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("watchfire.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn start(path: &Path) -> (Arc<Runtime>, CancellationToken) {
-    let cache = Arc::new(Mutex::new(FileSdCache::default()));
-    let cfg = watchfire::runtime::load_blocking_cached(path.to_path_buf(), OPTS, cache.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let opts = RuntimeOptions {
-        precise_timer: false,
-        file_sd: cache,
-        ..RuntimeOptions::default()
-    };
-    let rt = Runtime::start(cfg, Some(path.to_path_buf()), opts, cancel.clone())
-        .await
-        .expect("runtime starts");
-    (rt, cancel)
-}
-
-fn names(rt: &Runtime) -> Vec<String> {
-    let mut v: Vec<String> = rt.targets().iter().map(|t| t.spec.name.clone()).collect();
-    v.sort();
-    v
 }
 
 fn metrics(rt: &Runtime) -> String {

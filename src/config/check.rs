@@ -131,7 +131,7 @@ pub(super) fn check_sources(
         }
         if let Some(n) = &raw.notify {
             let out = &mut config.notify;
-            crate::notify::config::check_section(&mut diag, n, &mut notify_at, out);
+            crate::notify::config_check::check_section(&mut diag, n, &mut notify_at, out);
         }
     }
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);

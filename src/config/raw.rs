@@ -44,7 +44,7 @@ pub struct RawFile {
     #[serde(default)]
     pub maintenance: Vec<Spanned<crate::incident::config::RawMaintenance>>,
     /// Incident messages: receivers, routes, escalation, templates (checked by
-    /// [`crate::notify::config::check_section`]); at most one file may set it.
+    /// [`crate::notify::config_check::check_section`]); at most one file may set it.
     #[serde(default)]
     pub notify: Option<Spanned<crate::notify::config::RawNotify>>,
     /// The status page (checked by [`super::status_page`]); at most one file may set it.

@@ -14,16 +14,15 @@
 //!
 //! Every key with its default is in `docs/notify.md`. The serde shapes ([`RawNotify`] and the
 //! `Raw*` types under it) hold secrets in [`Secret`] from the moment they are read; the
-//! checks live in the private `config_check` module.
+//! checks that turn them into a [`NotifyConfig`] live in [`super::config_check`], which imports
+//! this file (never the other way round).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::diag::Diagnostics;
 use crate::redact::Secret;
 
 use super::message::Templates;
@@ -450,21 +449,4 @@ pub struct RawRoute {
     pub receivers: Vec<Spanned<String>>,
     /// How long the declaration waits.
     pub wait: Option<Spanned<String>>,
-}
-
-/// Checks `raw` into `out`, reporting every problem with its file, line and field; `at` is
-/// where a `notify:` section was set already (file, line): a second one is an error.
-pub fn check_section(
-    diag: &mut Diagnostics,
-    raw: &Spanned<RawNotify>,
-    at: &mut Option<(PathBuf, u64)>,
-    out: &mut NotifyConfig,
-) {
-    if let Some((f, l)) = at {
-        let msg = format!("notify is already set at {}:{l}", f.display());
-        diag.error(raw, "notify", msg);
-        return;
-    }
-    *at = Some((diag.file().to_path_buf(), raw.referenced.line()));
-    *out = super::config_check::check(diag, raw);
 }

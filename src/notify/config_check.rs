@@ -1,12 +1,14 @@
 //! Checks `notify:` as written ([`RawNotify`]) into a [`NotifyConfig`], reporting every
-//! problem with its file, line and field (`notify.receivers[1].pagerduty.routing_key`).
+//! problem with its file, line and field (`notify.receivers[1].pagerduty.routing_key`):
+//! [`check_section`], called by the config loader for each file's `notify:`. This file imports
+//! the shapes of [`super::config`]; that one imports nothing from here.
 //!
 //! Secret values (Slack and webhook URLs, routing keys, webhook secrets, header values, exec
 //! environment values) are never quoted in a message: a problem with one says what is wrong,
 //! not what was written.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
@@ -17,8 +19,25 @@ use crate::redact::Secret;
 use super::config::*;
 use super::templates::{Origin, Override, Part, Templates};
 
+/// Checks `raw` into `out`, reporting every problem with its file, line and field; `at` is
+/// where a `notify:` section was set already (file, line): a second one is an error.
+pub fn check_section(
+    diag: &mut Diagnostics,
+    raw: &Spanned<RawNotify>,
+    at: &mut Option<(PathBuf, u64)>,
+    out: &mut NotifyConfig,
+) {
+    if let Some((f, l)) = at {
+        let msg = format!("notify is already set at {}:{l}", f.display());
+        diag.error(raw, "notify", msg);
+        return;
+    }
+    *at = Some((diag.file().to_path_buf(), raw.referenced.line()));
+    *out = check(diag, raw);
+}
+
 /// Checks the section (the caller made sure it is the only one).
-pub(super) fn check(diag: &mut Diagnostics, raw: &Spanned<RawNotify>) -> NotifyConfig {
+fn check(diag: &mut Diagnostics, raw: &Spanned<RawNotify>) -> NotifyConfig {
     let r = &raw.value;
     let mut out = NotifyConfig {
         escalation: runbook_tiers(),

@@ -5,8 +5,8 @@
 //!
 //! How the parts fit:
 //!
-//! - [`config`]: the `notify:` section, checked into [`NotifyConfig`] (receivers, routes,
-//!   escalation tiers, templates).
+//! - [`config`]: the `notify:` section as written and as checked ([`NotifyConfig`]: receivers,
+//!   routes, escalation tiers, templates); [`config_check`] turns the one into the other.
 //! - [`plan`]: a pure function from an incident, its timeline and the time to every message
 //!   that is due for it, each with a deterministic key ([`Due`]). Planning again never makes a
 //!   second message: the outbox ignores a key it holds.
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::Millis;
 
 pub mod config;
-mod config_check;
+pub mod config_check;
 mod defaults;
 pub mod inbound;
 pub mod message;
