@@ -16,7 +16,6 @@ mod common;
 #[path = "common/pg.rs"]
 mod pg;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, poll_until};
@@ -193,11 +192,12 @@ async fn a_member_whose_notify_lease_was_taken_over_cannot_write_or_mark_outbox_
     ));
 }
 
-fn group_config(name: &str, sim: std::net::SocketAddr) -> config::Config {
+fn group_config(name: &str, sims: &[Sim]) -> config::Config {
+    let (a, b) = (sims[0].local_addr(), sims[1].local_addr());
     config::load_str(
         "probes.yaml",
         &format!(
-            "failover:\n  - name: {name}\n    instances: [http://{sim}, http://{sim}/backup]\n    \
+            "failover:\n  - name: {name}\n    instances: [http://{a}, http://{b}]\n    \
              check: {{ path: /health, interval: 500ms, timeout: 200ms }}\n"
         ),
     )
@@ -208,9 +208,13 @@ fn group_config(name: &str, sim: std::net::SocketAddr) -> config::Config {
 async fn a_group_removed_by_a_reload_gives_its_lease_up_and_a_group_added_competes() {
     let pg = Pg::start();
     let url = pg.url("postgres");
-    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), FaultConfig::default())
-        .await
-        .unwrap();
+    let mut sims = Vec::new();
+    for _ in 0..2 {
+        let sim = Sim::start("127.0.0.1:0".parse().unwrap(), FaultConfig::default())
+            .await
+            .unwrap();
+        sims.push(sim);
+    }
     let cancel = CancellationToken::new();
     // A long lease: a lease given up is seen expired at once, one merely left to lapse is not.
     let lease = Duration::from_secs(30);
@@ -221,14 +225,9 @@ async fn a_group_removed_by_a_reload_gives_its_lease_up_and_a_group_added_compet
         leadership: Some(l.clone()),
         ..RuntimeOptions::default()
     };
-    let rt = Runtime::start(
-        group_config("alpha", sim.local_addr()),
-        None,
-        opts,
-        cancel.clone(),
-    )
-    .await
-    .expect("runtime starts");
+    let rt = Runtime::start(group_config("alpha", &sims), None, opts, cancel.clone())
+        .await
+        .expect("runtime starts");
     let pool = db(&url).await;
     let held = |name: String| {
         let pool = pool.clone();
@@ -243,7 +242,7 @@ async fn a_group_removed_by_a_reload_gives_its_lease_up_and_a_group_added_compet
     })
     .await;
 
-    rt.apply(group_config("beta", sim.local_addr()))
+    rt.apply(group_config("beta", &sims))
         .await
         .expect("the reload applies");
     eventually(Duration::from_secs(5), "failover/alpha given up", || {
