@@ -64,6 +64,9 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
+    if let Some(l) = &leadership {
+        fence_outbox(&a, &store, l);
+    }
     let observations = match &a.cluster.cluster {
         Some(url) => match crate::cluster::observe::connect(url).await {
             Ok(conn) => Some((url.clone(), conn)),
@@ -313,6 +316,21 @@ async fn leadership(
         })?;
     info!(member = %l.id(), lease = ?opts.lease, "cluster mode: failover and notifications decided by lease holders");
     Ok(Some(l))
+}
+
+/// Fences the outbox by the `notify` lease when the store is the cluster's database, where the
+/// leases are; with another store it cannot be, and that is said.
+fn fence_outbox(a: &RunArgs, store: &crate::store::Store, l: &crate::runtime::leader::Leadership) {
+    let s = &a.storage;
+    let url = a.cluster.cluster.as_ref();
+    let shared = !s.storage_memory
+        && s.storage_path.is_none()
+        && s.storage_url.as_ref().is_none_or(|u| Some(u) == url);
+    if shared {
+        l.fence_outbox(store);
+    } else {
+        tracing::warn!("--cluster with a store other than the cluster's database: the outbox's writes are not fenced by the notify lease");
+    }
 }
 
 /// Prints `errors` and that `what` has them, and gives the exit code of a refused start.

@@ -45,8 +45,25 @@ const SCHEMA: &[&str] = &[
         at TIMESTAMPTZ NOT NULL)",
 ];
 
-/// The advisory lock the schema is created under (any constant of this module's own).
-const SCHEMA_LOCK: i64 = 0x7761_7463_685f_6c65;
+/// The advisory lock the cluster's tables are created under (any constant of the cluster's
+/// own): members starting at the same instant would race on `CREATE TABLE IF NOT EXISTS`.
+pub(crate) const SCHEMA_LOCK: i64 = 0x7761_7463_685f_6c65;
+
+/// Runs `create` (a `CREATE TABLE IF NOT EXISTS`) on `c` in a transaction holding
+/// [`SCHEMA_LOCK`].
+pub(crate) async fn create_locked(
+    c: &mut sqlx::PgConnection,
+    create: &str,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut tx = c.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(create).execute(&mut *tx).await?;
+    tx.commit().await
+}
 
 /// Takes or renews a lease: `$1` name, `$2` holder, `$3` lease in seconds, `$4` the epoch the
 /// holder last held (0 for none). Returns the epoch held, or no row when another member holds
@@ -387,6 +404,7 @@ pub struct Lease {
     /// The epoch this member leads in, none while it does not (changes only, from the loop).
     term: watch::Sender<Option<i64>>,
     lost: AtomicU64,
+    fenced: AtomicU64,
 }
 
 impl Lease {
@@ -399,6 +417,7 @@ impl Lease {
             validity: Mutex::new(Validity::new(lease)),
             term: watch::channel(None).0,
             lost: AtomicU64::new(0),
+            fenced: AtomicU64::new(0),
         })
     }
 
@@ -419,6 +438,17 @@ impl Lease {
     /// Times this member stopped leading.
     pub fn lost_total(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
+    }
+
+    /// The database refused a write made in this lease's name (its epoch had moved on or run
+    /// out): counted in `watchfire_cluster_fenced_writes_total`, logged by the caller.
+    pub fn count_fenced(&self) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes the database refused in this lease's name.
+    pub fn fenced_total(&self) -> u64 {
+        self.fenced.load(Ordering::Relaxed)
     }
 
     /// Changes of leadership: `Some(epoch)` when this member starts leading, `None` when it
@@ -519,10 +549,13 @@ impl Lease {
     }
 }
 
-/// Renders `watchfire_cluster_leader`, `watchfire_cluster_lease_epoch` and
-/// `watchfire_cluster_lease_lost_total` for `leases` (nothing without any).
+/// Renders `watchfire_cluster_leader`, `watchfire_cluster_lease_epoch`,
+/// `watchfire_cluster_lease_lost_total` and `watchfire_cluster_fenced_writes_total` for
+/// `leases` (nothing without any).
 pub fn render(leases: &[Arc<Lease>], w: &mut crate::expo::Writer<'_>) {
-    use crate::expo::catalog::{CLUSTER_LEADER, CLUSTER_LEASE_EPOCH, CLUSTER_LEASE_LOST};
+    use crate::expo::catalog::{
+        CLUSTER_FENCED_WRITES, CLUSTER_LEADER, CLUSTER_LEASE_EPOCH, CLUSTER_LEASE_LOST,
+    };
     if leases.is_empty() {
         return;
     }
@@ -545,6 +578,14 @@ pub fn render(leases: &[Arc<Lease>], w: &mut crate::expo::Writer<'_>) {
     w.header(&CLUSTER_LEASE_LOST);
     for l in leases {
         w.sample(&CLUSTER_LEASE_LOST, &[("lease", &l.name)], l.lost_total());
+    }
+    w.header(&CLUSTER_FENCED_WRITES);
+    for l in leases {
+        w.sample(
+            &CLUSTER_FENCED_WRITES,
+            &[("lease", &l.name)],
+            l.fenced_total(),
+        );
     }
 }
 

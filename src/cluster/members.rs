@@ -107,9 +107,9 @@ fn lease_ms(lease: Duration) -> i64 {
 
 /// Creates `cluster_members` when missing and removes rows expired for an hour.
 pub async fn prepare(c: &mut PgConnection) -> Result<(), sqlx::Error> {
-    // Two members starting at once may race to create the table: the loser's error is harmless
-    // when the table exists afterwards.
-    if let Err(e) = sqlx::query(CREATE).execute(&mut *c).await {
+    // Two members starting at once would race to create the table: one at a time, under the
+    // cluster's schema lock (and an error is harmless when the table exists afterwards).
+    if let Err(e) = super::lease::create_locked(c, CREATE).await {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('cluster_members') IS NOT NULL")
             .fetch_one(&mut *c)
             .await?;

@@ -21,7 +21,7 @@ pub mod quorum;
 pub mod shard;
 pub mod voice;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -201,12 +201,25 @@ pub struct View {
     pub shard: Shard,
     /// This member's index in `shard`.
     pub me: Option<usize>,
+    /// Whether this member's location writes the targets' history: the first, by name, of the
+    /// live members' locations (each location probes every target; their rollups must not add
+    /// up).
+    pub history_location: bool,
 }
 
 impl View {
     /// Whether this member probes `target`.
     pub fn owns(&self, target: &str) -> bool {
         self.me.is_some_and(|me| self.shard.owns(me, target))
+    }
+
+    /// Whether this member writes `target`'s state, transitions and minute rollups to the
+    /// shared store: it is the target's first owner ([`Shard::primary`]) in the history
+    /// location. Exactly one live member does for each target, whatever the replication, so
+    /// a second replica (or location) counts nothing twice; when the first owner leaves, the
+    /// next in rendezvous order becomes first and takes over.
+    pub fn writes_history(&self, target: &str) -> bool {
+        self.history_location && self.me.is_some() && self.shard.primary(target) == self.me
     }
 }
 
@@ -464,6 +477,13 @@ impl Cluster {
         );
     }
 
+    /// Targets of `config` that no live member of a location probes, by location, as this
+    /// member last read the membership ([`unowned_of`]).
+    pub fn unowned(&self, config: &Config) -> BTreeMap<String, usize> {
+        let seen = self.seen.lock().expect("seen lock poisoned");
+        unowned_of(&seen.members, config)
+    }
+
     /// `/api/v1/cluster`: this member, the live members with their leases and the targets of
     /// `config` each owns.
     pub fn json(&self, config: &Config) -> ClusterJson {
@@ -516,6 +536,34 @@ pub fn unsharded(config: &Config) -> HashSet<&str> {
         .collect()
 }
 
+/// Targets of `config` that no live member of a location probes, by location. A target's
+/// locations are its quorum's (`quorum.locations`, globally or its own, else every location a
+/// live member is in); a location with a live member probes every target (its members shard
+/// them), so a target is unowned there only when the location has no live member. Every
+/// location known (configured or live) is listed, with 0 when it owns everything.
+pub fn unowned_of(live: &[Member], config: &Config) -> BTreeMap<String, usize> {
+    let present: BTreeSet<&str> = live.iter().map(|m| m.location.as_str()).collect();
+    let mut known: BTreeSet<String> = present.iter().map(|l| l.to_string()).collect();
+    known.extend(config.quorum.global.locations.iter().flatten().cloned());
+    known.extend(
+        config
+            .quorum
+            .targets
+            .values()
+            .flat_map(|q| q.locations.iter().flatten().cloned()),
+    );
+    let seen: Vec<String> = present.iter().map(|l| l.to_string()).collect();
+    let mut out: BTreeMap<String, usize> = known.into_iter().map(|l| (l, 0)).collect();
+    for t in &config.targets {
+        for l in config.quorum.effective(&t.name, &seen).locations.iter() {
+            if !present.contains(l.as_str()) {
+                *out.entry(l.clone()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The shard over the live members of this member's location: each location probes every
 /// target (its own view, for the quorum), and its members share that work among themselves.
 fn view_of(live: &[Member], me: &str, location: &str, replication: usize) -> View {
@@ -526,7 +574,12 @@ fn view_of(live: &[Member], me: &str, location: &str, replication: usize) -> Vie
         .collect();
     let shard = Shard::new(&ids, replication);
     let me = shard.index_of(me);
-    View { shard, me }
+    let first = live.iter().map(|m| m.location.as_str()).min();
+    View {
+        shard,
+        me,
+        history_location: first.is_none_or(|f| f == location),
+    }
 }
 
 /// `/api/v1/cluster`.
@@ -673,6 +726,7 @@ mod tests {
             })
             .collect();
         let outside = view_of(&live, "c", "default", 1);
+        assert!((0..100).all(|i| !outside.writes_history(&format!("t{i}"))));
         assert!(outside.me.is_none());
         assert!((0..100).all(|i| !outside.owns(&format!("t{i}"))));
         let a = view_of(&live, "a", "default", 1);
@@ -681,6 +735,89 @@ mod tests {
             let t = format!("t{i}");
             assert!(a.owns(&t) != b.owns(&t), "{t}: exactly one owner");
         }
+    }
+
+    fn member(id: &str, location: &str) -> Member {
+        Member {
+            id: id.into(),
+            location: location.into(),
+            address: String::new(),
+            age_seconds: 0.0,
+            heartbeat_age_seconds: 0.0,
+            lease: DEFAULT_LEASE,
+            incarnation: 1,
+        }
+    }
+
+    #[test]
+    fn exactly_one_live_member_writes_each_targets_history_whatever_the_replication() {
+        let live = vec![
+            member("a1", "a"),
+            member("a2", "a"),
+            member("a3", "a"),
+            member("b1", "b"),
+        ];
+        for r in [1, 2, 3] {
+            let views: Vec<View> = live
+                .iter()
+                .map(|m| view_of(&live, &m.id, &m.location, r))
+                .collect();
+            for i in 0..300 {
+                let t = format!("t{i}");
+                let writers: Vec<&str> = views
+                    .iter()
+                    .zip(&live)
+                    .filter(|(v, _)| v.writes_history(&t))
+                    .map(|(_, m)| m.id.as_str())
+                    .collect();
+                assert_eq!(writers.len(), 1, "r={r} {t}: {writers:?}");
+                assert!(writers[0].starts_with('a'), "the first location writes");
+                let w = views[live.iter().position(|m| m.id == writers[0]).unwrap()].clone();
+                assert!(w.owns(&t), "the writer probes it");
+            }
+        }
+        // The writer leaves: the next in rendezvous order takes over, and only it.
+        let t = "t7";
+        let first = live
+            .iter()
+            .find(|m| view_of(&live, &m.id, &m.location, 2).writes_history(t))
+            .unwrap();
+        let rest: Vec<Member> = live.iter().filter(|m| m.id != first.id).cloned().collect();
+        let next: Vec<&Member> = rest
+            .iter()
+            .filter(|m| view_of(&rest, &m.id, &m.location, 2).writes_history(t))
+            .collect();
+        assert_eq!(next.len(), 1);
+        assert!(
+            view_of(&live, &next[0].id, "a", 2).owns(t),
+            "it was the second replica"
+        );
+    }
+
+    #[test]
+    fn a_location_without_live_members_leaves_its_targets_unowned() {
+        let config = crate::config::load_str(
+            "probes.yaml",
+            "quorum:\n  locations: [a, b, c]\ntargets:\n  - name: x\n    url: http://127.0.0.1:9/\n  - name: y\n    url: http://127.0.0.1:9/\n    quorum: { locations: [a, b] }\n",
+        )
+        .expect("config loads");
+        let live = vec![member("a1", "a"), member("b1", "b")];
+        let got = unowned_of(&live, &config);
+        let want: BTreeMap<String, usize> =
+            [("a".into(), 0), ("b".into(), 0), ("c".into(), 1)].into();
+        assert_eq!(got, want);
+        let alone = unowned_of(&[member("a1", "a")], &config);
+        assert_eq!(alone["b"], 2);
+        assert_eq!(alone["c"], 1);
+        let none = unowned_of(
+            &live,
+            &crate::config::load_str(
+                "p.yaml",
+                "targets:\n  - name: x\n    url: http://127.0.0.1:9/\n",
+            )
+            .unwrap(),
+        );
+        assert!(none.values().all(|n| *n == 0), "{none:?}");
     }
 
     #[test]

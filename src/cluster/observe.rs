@@ -203,7 +203,7 @@ pub async fn connect(url: &str) -> Result<PgConnection, ObserveError> {
         .map_err(|_| ObserveError::Timeout)?
         .map_err(|source| ObserveError::Connect { place, source })?;
     let mut conn = conn;
-    timed(sqlx::query(SCHEMA).execute(&mut conn)).await?;
+    timed(super::lease::create_locked(&mut conn, SCHEMA)).await?;
     Ok(conn)
 }
 

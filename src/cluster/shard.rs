@@ -135,6 +135,13 @@ impl Shard {
         best[..r].iter().for_each(|(_, i)| each(*i));
     }
 
+    /// The member of highest weight for `target` (its owner at r = 1, and its first owner at
+    /// any r), whatever the replication; none without members.
+    pub fn primary(&self, target: &str) -> Option<usize> {
+        let h = target_hash(target);
+        (0..self.keys.len()).max_by_key(|&i| (weight(self.keys[i], h), i))
+    }
+
     /// The owners of `target`, highest weight first.
     pub fn owners(&self, target: &str) -> Vec<usize> {
         let mut out = Vec::with_capacity(self.replication);

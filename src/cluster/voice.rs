@@ -81,7 +81,12 @@ async fn publish(lease: &Lease, state: &GroupState) -> bool {
         )
         .await;
     match r {
-        Ok(accepted) => accepted,
+        Ok(true) => true,
+        Ok(false) => {
+            lease.count_fenced();
+            warn!(group = %state.group, lease = %lease.name, epoch, "failover decision refused by the database: the lease has moved on or run out");
+            false
+        }
         Err(e) => {
             warn!(group = %state.group, error = %e, "failover decision not written to the cluster database");
             false

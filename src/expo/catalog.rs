@@ -466,6 +466,18 @@ pub const CLUSTER_LEASE_LOST: Family = family(
     Type::Counter,
     "Times this member stopped leading a lease it held (not renewed in time, or taken over).",
 );
+/// Writes the database refused because this member's epoch of the lease was stale.
+pub const CLUSTER_FENCED_WRITES: Family = family(
+    "watchfire_cluster_fenced_writes_total",
+    Type::Counter,
+    "Writes made in a lease's name (outbox rows, failover decisions) that the database refused: the lease had moved to another member or run out.",
+);
+/// Configured targets no live member probes, per location (rendered by the notify lease holder).
+pub const CLUSTER_UNOWNED_TARGETS: Family = family(
+    "watchfire_cluster_unowned_targets",
+    Type::Gauge,
+    "Targets of the config that no live member of a location probes (a location with no live member), by location; rendered only by the holder of the notify lease.",
+);
 
 // Cluster membership and sharding (`--cluster`).
 
@@ -616,6 +628,8 @@ pub const ALL: &[Family] = &[
     CLUSTER_LEADER,
     CLUSTER_LEASE_EPOCH,
     CLUSTER_LEASE_LOST,
+    CLUSTER_FENCED_WRITES,
+    CLUSTER_UNOWNED_TARGETS,
     QUORUM_UP,
     QUORUM_DOWN_LOCATIONS,
     LOCATION_DEGRADED,

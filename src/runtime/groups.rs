@@ -1,5 +1,5 @@
 //! The runtime's failover groups: applying a config's groups (kept, new with their proxies,
-//! gone) and reading their stored states.
+//! gone, and in cluster mode their leases) and reading their stored states.
 
 use std::sync::Arc;
 
@@ -75,6 +75,10 @@ impl Runtime {
             gone.stop();
         }
         *groups = next;
+        // A group the reload removed stops holding its lease; a new one competes (its voice).
+        if let Some(l) = &self.leadership {
+            l.keep_groups(config.failover.iter().map(|g| g.name.as_str()));
+        }
         Ok(())
     }
 }

@@ -331,10 +331,13 @@ impl Flusher {
                 down_and_maintenance(calendar.as_ref(), names, &down, start, end);
             r.down_ms = down_ms;
             r.maintenance_ms = maintenance_ms;
-            if r.probes > 0 || !down.is_empty() {
-                store.write(Write::Minute(r));
+            // In a cluster, only the target's first owner writes (replicas would add up).
+            if t.history.load(std::sync::atomic::Ordering::Relaxed) {
+                if r.probes > 0 || !down.is_empty() {
+                    store.write(Write::Minute(r));
+                }
+                store.write(Write::TargetState(stored));
             }
-            store.write(Write::TargetState(stored));
             let health = changes.last().map(|c| c.1).unwrap_or(health);
             next.insert(
                 t.spec.name.clone(),
@@ -371,6 +374,9 @@ pub(super) async fn flush_every_minute(
     // write that minute whole).
     if let Some(rt) = rt.upgrade() {
         for t in rt.targets().iter() {
+            if !t.history.load(std::sync::atomic::Ordering::Relaxed) {
+                continue;
+            }
             let s = t.stats.lock().expect("stats lock poisoned");
             rt.store()
                 .write(Write::TargetState(target_state(&t.spec.name, &s)));

@@ -228,11 +228,11 @@ async fn next_snapshot(
     Some(r.borrow_and_update().clone())
 }
 
-/// Feeds the quorum's target transitions to the incident manager when this member speaks for
-/// the quorum: with leases, this manager runs only on the holder of the notification lease, which
-/// speaks; without, the location [`crate::cluster::quorum::Verdicts::speaker`] names. Every location keeps the
-/// decisions, so a location that starts speaking does not repeat an earlier one. A snapshot
-/// made while the database failed decides nothing.
+/// Feeds the quorum's target and group transitions to the incident manager when this member
+/// speaks for the quorum: with leases, this manager runs only on the holder of the notification
+/// lease, which speaks; without, the location [`crate::cluster::quorum::Verdicts::speaker`]
+/// names. Every location keeps the decisions, so a location that starts speaking does not repeat
+/// an earlier one. A snapshot made while the database failed decides nothing.
 async fn quorum_events(
     rt: &Runtime,
     m: &mut Incidents,
@@ -244,24 +244,13 @@ async fn quorum_events(
     }
     let speaks =
         rt.leadership().is_some() || snap.verdicts.speaker() == Some(snap.location.as_str());
-    for t in decided.step(&snap.verdicts) {
-        if t.group || !speaks {
-            continue;
-        }
-        let e = TransitionEvent {
-            target: t.name.clone(),
-            from: t.from,
-            to: t.to,
-            at: tokio::time::Instant::now(),
-            reason: None,
-            detail: t.reason.clone(),
-        };
-        if let Some(mut te) = target_event(rt, &e) {
-            te.reason = t.reason.clone();
-            te.at = t.since_ms.map_or_else(now_millis, |s| s.max(0) as Millis);
-            tracing::info!(target = %t.name, to = t.to.as_str(), location = %snap.location, "quorum transition");
-            m.on_transition(&te).await?;
-        }
+    let transitions = decided.step(&snap.verdicts);
+    if !speaks {
+        return Ok(());
+    }
+    for e in super::quorum::incident_events(&rt.config(), &transitions) {
+        tracing::info!(target = %e.target, down = e.down, location = %snap.location, "quorum transition");
+        m.on_transition(&e).await?;
     }
     Ok(())
 }

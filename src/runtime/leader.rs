@@ -10,19 +10,24 @@
 //!   manager, the notifier and the outbox's delivery workers ([`super::incidents::start`]);
 //!   losing the lease stops them. The incidents and the outbox live in the shared store, so a
 //!   new holder resumes where the old one stopped: planning again makes no second message
-//!   (the keys are deterministic) and rows already sent stay sent.
+//!   (the keys are deterministic) and rows already sent stay sent. The outbox's writes are
+//!   fenced by this lease's epoch in the database ([`Leadership::fence_outbox`]): a holder
+//!   whose lease was taken over cannot enqueue or mark a row.
+//!
+//! A reload that removes a failover group gives its lease up at once
+//! ([`Leadership::keep_groups`]); one that adds a group starts competing for its lease.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::cluster::lease::{Lease, LeaseDb, LeaseError};
 use crate::cluster::voice::GroupVoice;
 use crate::cluster::ClusterOptions;
-use crate::store::GroupState;
+use crate::store::{GroupState, OutboxClaim, OutboxFence, Store};
 
 use super::Runtime;
 
@@ -32,9 +37,31 @@ pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// The lease of the incidents and notifications.
 pub const NOTIFY_LEASE: &str = "notify";
 
+/// The prefix of the failover groups' leases.
+const GROUP_LEASE: &str = "failover/";
+
 /// The lease of failover group `group`.
 pub fn group_lease(group: &str) -> String {
-    format!("failover/{group}")
+    format!("{GROUP_LEASE}{group}")
+}
+
+/// The outbox's fence: the `notify` lease, in the epoch this member last held it.
+struct NotifyFence(Arc<Lease>);
+
+impl OutboxFence for NotifyFence {
+    fn claim(&self) -> OutboxClaim {
+        OutboxClaim {
+            lease: self.0.name.clone(),
+            holder: self.0.holder.clone(),
+            epoch: self.0.epoch(),
+        }
+    }
+
+    fn refused(&self, claim: &OutboxClaim, write: &'static str) {
+        self.0.count_fenced();
+        warn!(lease = %claim.lease, member = %claim.holder, epoch = claim.epoch, write,
+              "outbox write refused by the database: the lease has moved on or run out");
+    }
 }
 
 /// This member's leases.
@@ -44,7 +71,8 @@ pub struct Leadership {
     id: String,
     lease: Duration,
     cancel: CancellationToken,
-    leases: Mutex<BTreeMap<String, Arc<Lease>>>,
+    /// Each lease competed for and the token that stops its loop (which gives it up).
+    leases: Mutex<BTreeMap<String, (Arc<Lease>, CancellationToken)>>,
     voices: Mutex<HashMap<String, std::sync::Weak<GroupVoice>>>,
 }
 
@@ -83,16 +111,55 @@ impl Leadership {
             .entry(name.to_string())
             .or_insert_with(|| {
                 let l = Lease::new(self.db.clone(), name, &self.id, self.lease);
-                tokio::spawn(l.clone().run(self.cancel.clone()));
-                l
+                let stop = self.cancel.child_token();
+                tokio::spawn(l.clone().run(stop.clone()));
+                (l, stop)
             })
+            .0
             .clone()
     }
 
     /// Every lease competed for, by name.
     pub fn leases(&self) -> Vec<Arc<Lease>> {
         let leases = self.leases.lock().expect("leases lock poisoned");
-        leases.values().cloned().collect()
+        leases.values().map(|(l, _)| l.clone()).collect()
+    }
+
+    /// Stops competing for the lease of every failover group not in `groups` (a reload removed
+    /// it): its loop ends and gives the lease up at once when held, so another member's group
+    /// of that name (after its own reload) need not wait for it to run out.
+    pub fn keep_groups<'a>(&self, groups: impl IntoIterator<Item = &'a str>) {
+        let keep: std::collections::HashSet<String> = groups.into_iter().map(group_lease).collect();
+        let mut leases = self.leases.lock().expect("leases lock poisoned");
+        let gone: Vec<String> = leases
+            .keys()
+            .filter(|n| n.starts_with(GROUP_LEASE) && !keep.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((_, stop)) = leases.remove(&name) {
+                stop.cancel();
+                info!(lease = %name, "failover group removed: its lease is given up");
+            }
+            let group = &name[GROUP_LEASE.len()..];
+            self.voices
+                .lock()
+                .expect("voices lock poisoned")
+                .remove(group);
+        }
+    }
+
+    /// Fences `store`'s outbox writes by the `notify` lease (the store must be the cluster's
+    /// database, where the leases are).
+    pub fn fence_outbox(&self, store: &Store) {
+        let fence = NotifyFence(self.lease(NOTIFY_LEASE));
+        store.set_outbox_fence(Some(Arc::new(fence)));
+    }
+
+    /// Lease `name`, when it is competed for.
+    pub fn find(&self, name: &str) -> Option<Arc<Lease>> {
+        let leases = self.leases.lock().expect("leases lock poisoned");
+        leases.get(name).map(|(l, _)| l.clone())
     }
 
     /// The voice of failover group `group` (one per running group object).
@@ -106,6 +173,27 @@ impl Leadership {
     fn voice_of(&self, group: &str) -> Option<Arc<GroupVoice>> {
         let voices = self.voices.lock().expect("voices lock poisoned");
         voices.get(group).and_then(|w| w.upgrade())
+    }
+}
+
+/// Renders `watchfire_cluster_unowned_targets` (by location) while this member holds the
+/// `notify` lease: one member speaks for the whole cluster, so an alert sees one series per
+/// location whichever member holds it.
+pub fn render_unowned(rt: &Runtime, w: &mut crate::expo::Writer<'_>) {
+    use crate::expo::catalog::CLUSTER_UNOWNED_TARGETS;
+    let (Some(l), Some(c)) = (rt.leadership(), rt.cluster()) else {
+        return;
+    };
+    if l.find(NOTIFY_LEASE).and_then(|n| n.leading()).is_none() {
+        return;
+    }
+    let unowned = c.unowned(&rt.config());
+    if unowned.is_empty() {
+        return;
+    }
+    w.header(&CLUSTER_UNOWNED_TARGETS);
+    for (location, n) in &unowned {
+        w.sample(&CLUSTER_UNOWNED_TARGETS, &[("location", location)], *n);
     }
 }
 

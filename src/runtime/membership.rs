@@ -36,12 +36,30 @@ impl Runtime {
         for gone in removed {
             let name = gone.spec.name.as_str();
             if in_config.contains(name) && !mine.contains(name) {
+                // Only the member that wrote its history hands it off (see `mark_history`).
+                if !gone.history.load(std::sync::atomic::Ordering::Relaxed) {
+                    continue;
+                }
                 let stats = gone.stats.lock().expect("stats lock poisoned");
                 self.store
                     .write(Write::TargetState(history::target_state(name, &stats)));
             } else {
                 self.store.write(Write::ForgetTarget(name.to_string()));
             }
+        }
+    }
+
+    /// Marks which of `targets` this member writes the history of (state, transitions,
+    /// rollups): in a cluster, those it is the first owner of in the history location; alone,
+    /// all of them.
+    pub(super) fn mark_history(&self, targets: &[Arc<Target>]) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let view = cluster.view();
+        for t in targets {
+            let mine = view.writes_history(&t.spec.name);
+            t.history.store(mine, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -481,6 +481,7 @@ impl Runtime {
         let (kept, added, removed) = (plan.kept, plan.added, plan.removed.len());
         self.forget_or_hand_off(&plan.removed, &config, specs);
         let next = plan.next;
+        self.mark_history(&next);
         for t in next.iter() {
             if let Some(n) = t.spec.module() {
                 *t.module.lock().expect("module lock poisoned") = config.modules.get(n).cloned();

@@ -40,6 +40,10 @@ pub struct Target {
     timeline: Mutex<Vec<(Millis, Health, Health)>>,
     /// When this target object was made (a reload that changes its probe makes a new one).
     pub(super) born: Millis,
+    /// Whether this member writes the target's state, transitions and rollups to the store:
+    /// always alone; in a cluster, only the target's first owner ([`crate::cluster::View::writes_history`]),
+    /// so replicas and locations do not count it twice.
+    pub(super) history: AtomicBool,
 }
 
 impl std::fmt::Debug for Target {
@@ -82,6 +86,7 @@ impl Target {
             born: shared.clock.now(),
             shared,
             timeline: Mutex::new(Vec::new()),
+            history: AtomicBool::new(true),
         })
     }
 
@@ -110,6 +115,9 @@ impl Target {
             .lock()
             .expect("timeline lock poisoned")
             .push((at, t.from, t.to));
+        if !self.history.load(Ordering::Relaxed) {
+            return;
+        }
         let name = &self.spec.name;
         let store = &self.shared.store;
         store.write(Write::TargetState(history::target_state(name, stats)));

@@ -119,6 +119,7 @@ fn render_metrics(rt: &Runtime, registry: &prometheus::Registry, w: &mut crate::
     rt.notifier().render(w);
     if let Some(l) = rt.leadership() {
         crate::cluster::lease::render(&l.leases(), w);
+        crate::runtime::leader::render_unowned(rt, w);
     }
     rt.quorum().render(w);
     admission::render(w);

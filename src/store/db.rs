@@ -267,9 +267,36 @@ fn encode_path(p: &Path) -> String {
     out
 }
 
+/// The PostgreSQL advisory lock held while the schema is checked and migrated (any constant
+/// of the store's own): members starting at the same instant on one database migrate one at a
+/// time, and each after the first finds the schema made.
+const MIGRATION_LOCK: i64 = 0x7761_7463_685f_7363;
+
+/// [`migrate`] under [`MIGRATION_LOCK`] on PostgreSQL (a session lock, released however the
+/// migration ends; a connection that breaks meanwhile releases it with its session).
+async fn check_and_migrate(conn: &mut AnyConnection, place: &Place) -> Result<(), StoreError> {
+    if place.kind() != Kind::Postgres {
+        return migrate(conn, place).await;
+    }
+    let err = |e| classify(e, place);
+    // `SELECT 1 FROM f()`: the function's void result is not a type the Any driver decodes.
+    sqlx::query("SELECT 1 FROM pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    let done = migrate(conn, place).await;
+    let unlocked = sqlx::query("SELECT 1 FROM pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(err);
+    done.and(unlocked.map(drop))
+}
+
 /// Refuses a database that is not watchfire's or is newer than this binary; creates or
 /// migrates the schema otherwise.
-async fn check_and_migrate(conn: &mut AnyConnection, place: &Place) -> Result<(), StoreError> {
+async fn migrate(conn: &mut AnyConnection, place: &Place) -> Result<(), StoreError> {
     let kind = place.kind();
     let err = |e| classify(e, place);
     let tables: Vec<String> = sqlx::query(schema::list_tables(kind))

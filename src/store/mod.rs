@@ -124,6 +124,19 @@ pub enum StoreError {
         /// PostgreSQL's message.
         detail: String,
     },
+    /// The database refused an outbox write: this member no longer holds the lease that
+    /// fences the outbox in that epoch (cluster mode, [`Store::set_outbox_fence`]).
+    #[error(
+        "the outbox write was refused: {holder} no longer holds lease {lease:?} in epoch {epoch}"
+    )]
+    Fenced {
+        /// The lease (`notify`).
+        lease: String,
+        /// This member.
+        holder: String,
+        /// The epoch it wrote in.
+        epoch: i64,
+    },
     /// Any other failure of the backend.
     #[error("store backend {place}: {source}")]
     Backend {
@@ -246,6 +259,8 @@ struct Shared {
     /// recovery while it copies memory back and switches: no such write lands in memory
     /// after it was read.
     switch: tokio::sync::RwLock<()>,
+    /// The lease fencing the outbox's writes, in cluster mode ([`Store::set_outbox_fence`]).
+    outbox_fence: Mutex<Option<Arc<dyn fence::OutboxFence>>>,
 }
 
 /// A cached read of whole days' rollups.
@@ -329,6 +344,7 @@ impl Store {
             days: Mutex::new(None),
             known: Mutex::new(restore::Known::default()),
             switch: tokio::sync::RwLock::new(()),
+            outbox_fence: Mutex::new(None),
         });
         let for_writer = shared.clone();
         std::thread::Builder::new()
@@ -556,5 +572,7 @@ pub fn add_into(r: &mut Rollup, m: &Rollup) {
     r.latency_sum += m.latency_sum;
 }
 
+mod fence;
 mod outbox;
+pub use fence::{OutboxClaim, OutboxFence};
 pub use outbox::{NewOutbox, OutboxRow, OutboxState, PRUNE_MAX as OUTBOX_PRUNE_MAX};

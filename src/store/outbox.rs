@@ -10,11 +10,14 @@
 //! they are lost if watchfire stops before the backend answers again, and they are not replayed
 //! into the backend when it does (the planner finds their keys missing there and enqueues them
 //! again, so such a message may be sent twice).
+//!
+//! In cluster mode the writes are fenced by the `notify` lease ([`super::fence`]).
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Connection, Row};
 
+use super::fence::{holds, OutboxClaim};
 use super::model::IncidentUpdate;
 use super::{db, sql, Millis, Store, StoreError};
 
@@ -121,7 +124,12 @@ impl Store {
         if rows.is_empty() {
             return Ok(0);
         }
-        on_active!(self, |c| enqueue(c, rows, now))
+        let fence = self.fence();
+        let claim = fence.as_ref().map(|f| &f.1);
+        match on_active!(self, |c| enqueue(c, rows, now, claim))? {
+            Some(n) => Ok(n),
+            None => Err(Store::fence_refused(fence, "enqueue")),
+        }
     }
 
     /// The keys held for `incident`, any state.
@@ -176,14 +184,13 @@ impl Store {
 
     /// Marks row `id` delivered at `at`.
     pub async fn outbox_sent(&self, id: i64, at: Millis) -> Result<(), StoreError> {
-        let done = on_active!(self, |c| sqlx::query(
+        let q = sqlx::query(
             "UPDATE notify_outbox SET state = 'sent', sent_at = $2, attempts = attempts + 1 \
-             WHERE id = $1"
+             WHERE id = $1",
         )
         .bind(id)
-        .bind(at)
-        .execute(c))?;
-        found(done.rows_affected(), id)
+        .bind(at);
+        found(self.update_fenced("sent", q).await?, id)
     }
 
     /// Records a failed attempt of row `id`: `attempts` made, the next at `next_attempt`.
@@ -194,28 +201,26 @@ impl Store {
         next_attempt: Millis,
         error: &str,
     ) -> Result<(), StoreError> {
-        let done = on_active!(self, |c| sqlx::query(
+        let q = sqlx::query(
             "UPDATE notify_outbox SET attempts = $2, next_attempt = $3, last_error = $4 \
-             WHERE id = $1"
+             WHERE id = $1",
         )
         .bind(id)
         .bind(i64::from(attempts))
         .bind(next_attempt)
-        .bind(error)
-        .execute(c))?;
-        found(done.rows_affected(), id)
+        .bind(error);
+        found(self.update_fenced("retry", q).await?, id)
     }
 
     /// Gives row `id` up with `error`, counting the attempt that failed.
     pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        let done = on_active!(self, |c| sqlx::query(
+        let q = sqlx::query(
             "UPDATE notify_outbox SET state = 'failed', last_error = $2, \
-             attempts = attempts + 1 WHERE id = $1"
+             attempts = attempts + 1 WHERE id = $1",
         )
         .bind(id)
-        .bind(error)
-        .execute(c))?;
-        found(done.rows_affected(), id)
+        .bind(error);
+        found(self.update_fenced("failed", q).await?, id)
     }
 
     /// Delivers row `id` into its incident's timeline: appends `update` and marks the row sent
@@ -227,7 +232,10 @@ impl Store {
         update: &IncidentUpdate,
         at: Millis,
     ) -> Result<Option<i64>, StoreError> {
-        match on_active!(self, |c| sent_as_update(c, id, update, at))? {
+        let fence = self.fence();
+        let claim = fence.as_ref().map(|f| &f.1);
+        match on_active!(self, |c| sent_as_update(c, id, update, at, claim))? {
+            Delivered::Fenced => Err(Store::fence_refused(fence, "sent")),
             Delivered::NoRow => Err(StoreError::NotFound {
                 what: "outbox row",
                 id,
@@ -333,13 +341,18 @@ fn found(rows: u64, id: i64) -> Result<(), StoreError> {
     })
 }
 
-/// Inserts `rows` in one transaction, skipping held keys; how many were new.
+/// Inserts `rows` in one transaction, skipping held keys; how many were new, or none when the
+/// fence refused them.
 async fn enqueue(
     c: &mut AnyConnection,
     rows: &[NewOutbox],
     now: Millis,
-) -> Result<usize, sqlx::Error> {
+    claim: Option<&OutboxClaim>,
+) -> Result<Option<usize>, sqlx::Error> {
     let mut tx = c.begin().await?;
+    if !holds(&mut tx, claim).await? {
+        return Ok(None);
+    }
     let mut added = 0;
     for r in rows {
         let done = sqlx::query(
@@ -360,11 +373,12 @@ async fn enqueue(
         added += done.rows_affected() as usize;
     }
     tx.commit().await?;
-    Ok(added)
+    Ok(Some(added))
 }
 
 /// What [`sent_as_update`] found.
 enum Delivered {
+    Fenced,
     NoRow,
     NotPending,
     NoIncident,
@@ -376,8 +390,12 @@ async fn sent_as_update(
     id: i64,
     update: &IncidentUpdate,
     at: Millis,
+    claim: Option<&OutboxClaim>,
 ) -> Result<Delivered, sqlx::Error> {
     let mut tx = c.begin().await?;
+    if !holds(&mut tx, claim).await? {
+        return Ok(Delivered::Fenced);
+    }
     let state = sqlx::query("SELECT state FROM notify_outbox WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
