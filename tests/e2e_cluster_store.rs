@@ -376,3 +376,93 @@ async fn two_replicas_on_one_postgres_count_each_probe_once_in_the_rollups() {
     }
     cancel.cancel();
 }
+
+/// A stand-in for a member's runtime: the targets it owns (all up) and the config.
+struct Owned {
+    views: std::sync::Mutex<Vec<&'static str>>,
+    config: std::sync::Arc<watchfire::config::Config>,
+}
+
+impl watchfire::cluster::observe::Source for Owned {
+    fn views(&self) -> Vec<watchfire::cluster::observe::View> {
+        self.views
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| watchfire::cluster::observe::View {
+                target: t.to_string(),
+                health: watchfire::state::Health::Up,
+                since_ms: 1,
+                reason: None,
+            })
+            .collect()
+    }
+    fn config(&self) -> std::sync::Arc<watchfire::config::Config> {
+        self.config.clone()
+    }
+}
+
+/// This location's rows in `cluster_observations`, by target.
+async fn observed(pool: &sqlx::PgPool, location: &str) -> Vec<String> {
+    sqlx::query("SELECT target FROM cluster_observations WHERE location = $1 ORDER BY target")
+        .bind(location)
+        .fetch_all(pool)
+        .await
+        .map(|rows| rows.iter().map(|r| r.get::<String, _>(0)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_one_location_keep_each_others_observations() {
+    use watchfire::cluster::observe;
+    let pg = Pg::start();
+    let url = pg.url("postgres");
+    let pool = db(&url).await;
+    let yaml = "targets:\n  - { name: a, url: http://127.0.0.1:1/ }\n  - { name: b, url: http://127.0.0.1:1/ }\n  - { name: c, url: http://127.0.0.1:1/ }\n  - { name: d, url: http://127.0.0.1:1/ }\n";
+    let config = std::sync::Arc::new(config::load_str("w.yaml", yaml).expect("config"));
+    let cancel = CancellationToken::new();
+    let timing = observe::Timing::for_lease(Duration::from_secs(3));
+    let mut sources = Vec::new();
+    for owned in [vec!["a", "b"], vec!["c", "d"]] {
+        let source = std::sync::Arc::new(Owned {
+            views: std::sync::Mutex::new(owned),
+            config: config.clone(),
+        });
+        let mut conn = observe::connect(&url).await.expect("connect");
+        sqlx::query(observe::SCHEMA)
+            .execute(&mut conn)
+            .await
+            .expect("the table");
+        observe::start(
+            source.clone(),
+            std::sync::Arc::new(observe::Slot::default()),
+            url.clone(),
+            conn,
+            "eu".into(),
+            timing,
+            cancel.clone(),
+        );
+        sources.push(source);
+    }
+    // Both members write their own targets' rows; neither deletes the other's.
+    eventually(
+        Duration::from_secs(10),
+        "all four rows of location eu",
+        || async { (observed(&pool, "eu").await == ["a", "b", "c", "d"]).then_some(()) },
+    )
+    .await;
+    // c moves to the first member: the second stops writing it but leaves the row to its new
+    // owner, so the location never loses its view of c.
+    sources[1].views.lock().unwrap().retain(|t| *t != "c");
+    sources[0].views.lock().unwrap().push("c");
+    let stable = poll_until(Duration::from_secs(3), || async {
+        (observed(&pool, "eu").await != ["a", "b", "c", "d"]).then_some(())
+    })
+    .await;
+    assert!(
+        stable.is_none(),
+        "a row was lost: {:?}",
+        observed(&pool, "eu").await
+    );
+    cancel.cancel();
+}

@@ -307,22 +307,31 @@ impl Observer {
         }
         let conn = self.conn.as_mut().expect("connected above");
         let views = self.source.views();
+        let config = self.source.config();
         let names: BTreeSet<&str> = views.iter().map(|v| v.target.as_str()).collect();
-        let gone: Vec<String> = self
+        // Every member of a location writes the rows of the targets it owns, so a row is only
+        // deleted when its target has left the config: a target that moved to another member
+        // of this location keeps its row, which the new owner overwrites.
+        let configured: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+        let known: BTreeSet<&str> = configured.iter().copied().collect();
+        let moved: Vec<String> = self
             .written
             .keys()
             .filter(|t| !names.contains(t.as_str()))
             .cloned()
             .collect();
+        let gone: Vec<&String> = moved
+            .iter()
+            .filter(|t| !known.contains(t.as_str()))
+            .collect();
         if !self.synced {
-            // Rows left by an earlier run, or of targets dropped while the database was away.
-            let all: Vec<&str> = names.iter().copied().collect();
+            // Rows of targets dropped from the config while this member was away.
             let q =
                 "DELETE FROM cluster_observations WHERE location = $1 AND NOT (target = ANY($2))";
             timed(
                 sqlx::query(q)
                     .bind(&self.location)
-                    .bind(&all)
+                    .bind(&configured)
                     .execute(&mut *conn),
             )
             .await?;
@@ -337,9 +346,9 @@ impl Observer {
                     .execute(&mut *conn),
             )
             .await?;
-            for g in &gone {
-                self.written.remove(g);
-            }
+        }
+        for m in &moved {
+            self.written.remove(m);
         }
         let changed: Vec<&View> = views
             .iter()
@@ -353,12 +362,21 @@ impl Observer {
             }
         }
         if refresh && !self.written.is_empty() {
-            let q = "UPDATE cluster_observations SET updated_at = clock_timestamp() WHERE location = $1";
-            let r = timed(sqlx::query(q).bind(&self.location).execute(&mut *conn)).await?;
+            // Only this member's rows: another member's rows go stale when it stops, and their
+            // targets count as unknown until their new owner writes them.
+            let mine: Vec<&str> = self.written.keys().map(String::as_str).collect();
+            let q = "UPDATE cluster_observations SET updated_at = clock_timestamp() \
+                     WHERE location = $1 AND target = ANY($2)";
+            let r = timed(
+                sqlx::query(q)
+                    .bind(&self.location)
+                    .bind(&mine)
+                    .execute(&mut *conn),
+            )
+            .await?;
             self.slot.count_written(r.rows_affected());
         }
         let (rows, now_ms) = read_rows(conn).await?;
-        let config = self.source.config();
         let groups: Vec<(String, Vec<String>)> = config
             .failover
             .iter()
