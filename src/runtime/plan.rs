@@ -97,6 +97,20 @@ pub(super) fn plan_targets<T: Planned>(
     })
 }
 
+/// Puts the spec of each target of `next` (the plan of `specs`, in their order) in place of
+/// the equal one in `specs`: the config then holds the running specs, and the copies an inline
+/// config read again made are freed at once instead of living beside them until the next load.
+pub(super) fn share_specs<T: Planned>(specs: &mut [Arc<TargetSpec>], next: &[Arc<T>]) {
+    if specs.len() != next.len() {
+        return;
+    }
+    for (s, t) in specs.iter_mut().zip(next) {
+        if !Arc::ptr_eq(s, t.spec()) {
+            *s = t.spec().clone();
+        }
+    }
+}
+
 fn mark(lanes: &mut [bool], lane: usize) {
     if let Some(l) = lanes.get_mut(lane) {
         *l = true;
