@@ -219,6 +219,26 @@ mod tests {
     }
 
     #[test]
+    fn the_config_is_left_holding_the_running_specs() {
+        let specs: Vec<_> = (0..10)
+            .map(|i| spec(&format!("t{i}"), "http://127.0.0.1:1/"))
+            .collect();
+        let old = running(&specs);
+        // Read again: equal values in new `Arc`s, one of them changed.
+        let mut again: Vec<_> = specs.iter().map(|s| Arc::new((**s).clone())).collect();
+        again[3] = spec("t3", "http://127.0.0.1:2/");
+        let plan = plan_targets(&old, config(&again), 2, make).unwrap();
+        share_specs(&mut again, &plan.next);
+        for (i, s) in again.iter().enumerate() {
+            assert_eq!(Arc::ptr_eq(s, &specs[i]), i != 3, "spec {i}");
+            assert!(
+                Arc::ptr_eq(s, &plan.next[i].spec),
+                "spec {i} is the running one"
+            );
+        }
+    }
+
+    #[test]
     fn removed_and_added_targets_are_counted() {
         let a = spec("a", "http://127.0.0.1:1/");
         let bb = spec("bb", "http://127.0.0.1:1/");
