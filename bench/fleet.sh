@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# A large fleet on one box: N targets from file_sd JSON lists (100,000 per file), all on one
-# nginx (1 worker, loopback) with distinct paths, probed every INTERVAL by a release watchfire.
+# A large fleet on one box: N targets from file_sd JSON lists (100,000 per file), or written
+# inline under `targets:` (INLINE=1), all on one nginx (1 worker, loopback) with distinct paths,
+# probed every INTERVAL by a release watchfire.
 #
 #   bash bench/fleet.sh [N] [INTERVAL] [STEADY_SECONDS]     (defaults: 1000000 120s 60)
 #
 # Reports: config load time (`watchfire check` of the same config, and start to ready), RSS after
 # load and after STEADY_SECONDS, schedule lag p99 and ticks skipped (from /metrics), the time and
-# peak RSS of reloading the unchanged set (POST /-/reload, three times), the share of probes with
-# lag <= 1 ms in the 2 s around each reload (per-target lag histograms summed; only when
-# SCRAPE=1), and the /metrics scrape time and size. Bounded: every wait has a deadline; every
-# process started is stopped on exit. Talks to 127.0.0.1 only.
+# RSS of reloading the unchanged set (POST /-/reload, RELOADS times: the time of the answer; RSS
+# after it and its peak, from /proc), the share of probes with lag <= 1 ms in the 2 s around
+# each reload (from the per-thread lag histograms; only when SCRAPE=1), and the /metrics scrape
+# time and size. Bounded: every wait has a deadline; every process started is stopped on exit.
+# Talks to 127.0.0.1 only.
 #
 # Environment: WATCHFIRE (binary; default target/release/watchfire, built when missing),
-# SCRAPE (1 by default; 0 skips the /metrics figures, which at full detail and a million targets
-# are gigabytes), DETAIL (a `metrics: { detail: ... }` level, written only when given).
+# SCRAPE (1 by default; 0 skips the /metrics figures, which at a million targets are about a
+# gigabyte), DETAIL (a `metrics: { detail: ... }` level, written only when given), INLINE (1:
+# the targets under `targets:` in the config file itself, for N up to about 50,000), RELOADS
+# (unchanged reloads, default 3), PERF_OUT (a path: `perf record` of watchfire during the
+# reloads is written there, for `perf report -i PATH`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -22,6 +27,8 @@ N=${1:-1000000}
 INTERVAL=${2:-120s}
 STEADY=${3:-60}
 SCRAPE=${SCRAPE:-1}
+INLINE=${INLINE:-0}
+RELOADS=${RELOADS:-3}
 BIN=${WATCHFIRE:-target/release/watchfire}
 [[ -x "$BIN" ]] || cargo build --release --bin watchfire
 NGINX=$(find_tool nginx)
@@ -46,23 +53,35 @@ sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" bench/nginx.conf >"$TMP/ngin
 PIDS+=($!)
 wait_port "$NGINX_PORT" "${PIDS[-1]}" nginx
 
-log "writing $N targets in file_sd JSON lists of 100,000"
-mkdir -p "$TMP/targets"
-per=100000
-for ((start = 0; start < N; start += per)); do
-    end=$((start + per < N ? start + per : N))
-    awk -v s="$start" -v e="$end" -v p="$NGINX_PORT" 'BEGIN {
-        printf "[{\"labels\": {\"shard\": \"s%d\"}, \"targets\": [\n", s / 100000
-        for (i = s; i < e; i++) printf "%s\"http://127.0.0.1:%d/t/%d\"\n", (i > s ? "," : ""), p, i
-        print "]}]"
-    }' >"$TMP/targets/$(printf '%07d' "$start").json"
-done
-{
-    [[ -n "${DETAIL:-}" ]] && printf 'metrics:\n  detail: %s\n' "$DETAIL"
-    printf 'file_sd:\n  - files: ["targets/*.json"]\n    interval: %s\n    timeout: 5s\n' "$INTERVAL"
-    printf '    refresh_interval: 1h\n'
-} >"$TMP/watchfire.yaml"
-du -sh "$TMP/targets" | awk '{print "== file_sd files: " $1}' >&2
+if [[ "$INLINE" == 1 ]]; then
+    log "writing $N targets under targets:"
+    {
+        [[ -n "${DETAIL:-}" ]] && printf 'metrics:\n  detail: %s\n' "$DETAIL"
+        printf 'defaults:\n  interval: %s\n  timeout: 5s\n  labels: { shard: s0 }\ntargets:\n' "$INTERVAL"
+        awk -v n="$N" -v p="$NGINX_PORT" 'BEGIN {
+            for (i = 0; i < n; i++) printf "  - { name: t%d, url: \"http://127.0.0.1:%d/t/%d\" }\n", i, p, i
+        }'
+    } >"$TMP/watchfire.yaml"
+    du -sh "$TMP/watchfire.yaml" | awk '{print "== config file: " $1}' >&2
+else
+    log "writing $N targets in file_sd JSON lists of 100,000"
+    mkdir -p "$TMP/targets"
+    per=100000
+    for ((start = 0; start < N; start += per)); do
+        end=$((start + per < N ? start + per : N))
+        awk -v s="$start" -v e="$end" -v p="$NGINX_PORT" 'BEGIN {
+            printf "[{\"labels\": {\"shard\": \"s%d\"}, \"targets\": [\n", s / 100000
+            for (i = s; i < e; i++) printf "%s\"http://127.0.0.1:%d/t/%d\"\n", (i > s ? "," : ""), p, i
+            print "]}]"
+        }' >"$TMP/targets/$(printf '%07d' "$start").json"
+    done
+    {
+        [[ -n "${DETAIL:-}" ]] && printf 'metrics:\n  detail: %s\n' "$DETAIL"
+        printf 'file_sd:\n  - files: ["targets/*.json"]\n    interval: %s\n    timeout: 5s\n' "$INTERVAL"
+        printf '    refresh_interval: 1h\n'
+    } >"$TMP/watchfire.yaml"
+    du -sh "$TMP/targets" | awk '{print "== file_sd files: " $1}' >&2
+fi
 
 rss() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
@@ -87,38 +106,65 @@ done
 echo "start to ready: $(since "$t0") s, RSS $(rss "$WF") MiB (peak $(hwm "$WF") MiB)"
 
 log "steady for $STEADY s"
-sleep "$STEADY"
+for ((waited = 0; waited < STEADY; waited += 30)); do
+    step=$((STEADY - waited < 30 ? STEADY - waited : 30))
+    sleep "$step"
+    echo "after $((waited + step)) s: RSS $(rss "$WF") MiB"
+done
 echo "steady: RSS $(rss "$WF") MiB (peak $(hwm "$WF") MiB), CPU $(ps -o times= -p "$WF") s"
 
 scrape() {
     curl -fsS -o "$TMP/metrics" -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$WF_PORT/metrics"
 }
-# Probes so far and those with lag <= 1 ms, summed over every target's lag histogram.
+# Probes so far and those with lag <= 1 ms, summed over the probe threads' lag histograms.
 lag_counts() {
-    awk '/^watchfire_probe_schedule_lag_seconds_bucket/ && /le="0.001"/ {a += $2}
-         /^watchfire_probe_schedule_lag_seconds_count/ {n += $2} END {printf "%d %d\n", a, n}' "$TMP/metrics"
+    awk '/^watchfire_schedule_lag_seconds_bucket/ && /le="0.001"/ {a += $2}
+         /^watchfire_schedule_lag_seconds_count/ {n += $2} END {printf "%d %d\n", a, n}' "$TMP/metrics"
+}
+# The upper bound of the lag bucket holding the 99th percentile, over every probe thread.
+lag_p99() {
+    awk '/^watchfire_schedule_lag_seconds_bucket/ {
+            match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); c[le] += $2
+         }
+         /^watchfire_schedule_lag_seconds_count/ {n += $2}
+         END {
+            split("0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.5 1 +Inf", b, " ")
+            for (i = 1; i <= 13; i++) if (n > 0 && c[b[i]] >= 0.99 * n) {print "<= " b[i] " s"; exit}
+            print "n/a"
+         }' "$TMP/metrics"
 }
 if [[ "$SCRAPE" == 1 ]]; then
     read -r took bytes < <(scrape)
     echo "/metrics: $took s, $((bytes / 1048576)) MiB, $(grep -vc '^#' "$TMP/metrics") series"
-    echo "lag p99 since start: $(awk '/^watchfire_schedule_lag_seconds\{quantile="0.99"\}/ {print $2 * 1000 " ms"}' "$TMP/metrics")"
+    read -r a n < <(lag_counts)
+    echo "lag p99 since start: $(lag_p99); lag <= 1 ms: $a of $n probes"
     echo "ticks skipped: $(awk '/^watchfire_ticks_skipped_total/ {s += $2} END {print s + 0}' "$TMP/metrics")"
-    echo "probes: $(awk '/^watchfire_probe_schedule_lag_seconds_count/ {s += $2} END {print s + 0}' "$TMP/metrics")"
 fi
 
-for i in 1 2 3; do
+if [[ -n "${PERF_OUT:-}" ]]; then
+    perf record -F 199 --call-graph dwarf,16384 -p "$WF" -o "$PERF_OUT" >"$TMP/perf.log" 2>&1 &
+    PERF=$!
+    PIDS+=("$PERF")
+    sleep 1
+fi
+for ((i = 1; i <= RELOADS; i++)); do
     [[ "$SCRAPE" == 1 ]] && { scrape >/dev/null; read -r a0 n0 < <(lag_counts); }
-    before=$(hwm "$WF")
+    before=$(rss "$WF")
+    echo 5 >"/proc/$WF/clear_refs" # the peak RSS from here on
     t0=$(now)
     curl -fsS -X POST "http://127.0.0.1:$WF_PORT/-/reload" >/dev/null
     took=$(since "$t0")
-    line="reload $i (unchanged): $took s, RSS $(rss "$WF") MiB, peak $(hwm "$WF") MiB (was $before)"
+    sleep 2 # what a reload starts after its answer (the incident feed's look at the config) is counted too
+    line="reload $i (unchanged): $took s, RSS $before -> $(rss "$WF") MiB, peak $(hwm "$WF") MiB"
     if [[ "$SCRAPE" == 1 ]]; then
-        sleep 2
         scrape >/dev/null
         read -r a1 n1 < <(lag_counts)
         line+=", lag <= 1 ms: $((a1 - a0)) of $((n1 - n0)) probes"
     fi
     echo "$line"
 done
+if [[ -n "${PERF_OUT:-}" ]]; then
+    kill -INT "$PERF" 2>/dev/null || true
+    wait "$PERF" 2>/dev/null || true
+fi
 grep -c "config applied" "$TMP/watchfire.log" | awk '{print "config applied " $1 " times"}'

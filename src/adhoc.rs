@@ -159,7 +159,7 @@ impl AdhocProbe {
         spec.body_limit = usize::try_from(self.body_limit)
             .unwrap_or(usize::MAX)
             .max(1);
-        let mut target = TargetSpec::with_check("probe", Check::Http(spec));
+        let mut target = TargetSpec::with_check("probe", Check::Http(Arc::new(spec)));
         target.timeout = self.timeout;
         target.interval = self.timeout * 2;
         Ok(target)
@@ -225,10 +225,7 @@ impl OneProber {
     /// The prober for `spec`, its module (if any) taken from `modules`.
     pub fn new(spec: &TargetSpec, modules: &Modules) -> Result<OneProber, String> {
         match &spec.check {
-            Check::Http(h) => Ok(OneProber::Native(HttpProber::new(
-                Arc::new(h.clone()),
-                spec.timeout,
-            )?)),
+            Check::Http(h) => Ok(OneProber::Native(HttpProber::new(h.clone(), spec.timeout)?)),
             Check::Module { module, target } => {
                 let m = modules
                     .get(module)

@@ -3,22 +3,21 @@
 //!
 //! # Histogram sizing
 //!
-//! Latency quantiles come from two HDR histograms per target: one measured from the actual send
-//! and one from the planned start (the coordinated-omission-corrected view, which includes any
-//! delay of the prober itself). Each records microseconds with **2 significant figures** (1 %
-//! resolution: enough for p99 on an SLO, where 3 figures would cost 8× the memory), **counts as
-//! `u32`** (4 billion probes per bucket: 136 years at one probe a second), lowest discernible
-//! value 1 µs, and a range that **grows on demand** up to the largest latency seen (auto-resize),
-//! capped at [`HDR_MAX_MICROS`] (≈ 67 s, above any sane probe timeout). A histogram costs 128 ×
-//! 4 B per doubling of range: ≈ 1.5 KiB for a loopback target that answers in under 0.5 ms,
-//! ≈ 3.5 KiB for one under 8 ms, ≈ 7.5 KiB for one that hits a 2 s timeout.
+//! Latency quantiles come from two HDR histograms per target ([`Hdr`]): one measured from the
+//! actual send and one from the planned start (the coordinated-omission-corrected view, which
+//! includes any delay of the prober itself). Each records microseconds with **2 significant
+//! figures** (1 % resolution: enough for p99 on an SLO), lowest discernible value 1 µs, values
+//! capped at [`HDR_MAX_MICROS`] (≈ 67 s, above any sane probe timeout), **counts as `u32`**
+//! (4 billion probes per bucket: 136 years at one probe a second). Only buckets that hold a
+//! sample are stored, 8 bytes each: nothing before the first probe, a few hundred bytes for a
+//! target whose latency stays within a few buckets, at most 20 KiB for one spread over the
+//! whole range (a dense HDR array costs 1.5 to 7.5 KiB from its first sample, ~10 GB for the
+//! two histograms of a million targets).
 //!
 //! Prometheus buckets (fixed arrays, no allocation) back `watchfire_probe_duration_seconds` and
 //! `watchfire_probe_schedule_lag_seconds`.
 
 use std::time::{Duration, SystemTime};
-
-use hdrhistogram::Histogram;
 
 use crate::probe::{Outcome, Phases, Reason};
 use crate::state::{self, Health, State, Thresholds, Transition};
@@ -69,15 +68,51 @@ impl<const N: usize> Buckets<N> {
     }
 }
 
-/// One latency distribution as HDR.
-#[derive(Debug, Clone)]
-pub struct Hdr(Histogram<u32>);
+/// One latency distribution, bucketed exactly as an HDR histogram of [`HDR_SIGFIG`] significant
+/// figures over whole microseconds (hdrhistogram's layout: 256 sub-buckets of 1 µs below 256 µs,
+/// then 128 per doubling), its quantiles the ones hdrhistogram's `value_at_quantile` gives.
+///
+/// Only the buckets that hold a sample are stored, as (index, count) pairs in index order: a
+/// dense HDR array spans every bucket from zero to the largest value seen (1.5 to 7.5 KiB,
+/// twice per target), while a target's samples fall in a few dozen buckets. Nothing is
+/// allocated before the first sample. Recording is a binary search over the stored buckets.
+#[derive(Debug, Clone, Default)]
+pub struct Hdr {
+    /// (bucket index, count), in index order; no count is zero.
+    buckets: Vec<(u16, u32)>,
+    /// Samples recorded.
+    total: u64,
+}
 
-impl Default for Hdr {
-    fn default() -> Self {
-        let mut h = Histogram::new(HDR_SIGFIG).expect("2 significant figures are valid");
-        h.auto(true);
-        Hdr(h)
+/// Sub-buckets in the top half of each bucket (`sub_bucket_half_count` of hdrhistogram): 128
+/// for 2 significant figures.
+const HDR_HALF_MAGNITUDE: u32 = 7;
+const HDR_HALF: u64 = 1 << HDR_HALF_MAGNITUDE;
+
+/// The bucket holding `us` (≥ 1, ≤ [`HDR_MAX_MICROS`]) and its index (`index_for`).
+fn hdr_index(us: u64) -> u16 {
+    // hdrhistogram: leading_zero_count_base = 64 - unit magnitude (0) - 7 - 1; mask 255.
+    let bucket = 56 - (us | (2 * HDR_HALF - 1)).leading_zeros();
+    let sub = us >> bucket;
+    (((u64::from(bucket) + 1) << HDR_HALF_MAGNITUDE) + sub - HDR_HALF) as u16
+}
+
+/// The highest value (µs) counted in bucket `index` (`highest_equivalent(value_for(index))`).
+fn hdr_highest(index: u16) -> u64 {
+    let index = u64::from(index);
+    let (bucket, sub) = match (index >> HDR_HALF_MAGNITUDE).checked_sub(1) {
+        Some(b) => (b, (index & (HDR_HALF - 1)) + HDR_HALF),
+        None => (0, index & (HDR_HALF - 1)),
+    };
+    ((sub + 1) << bucket) - 1
+}
+
+/// The lowest value (µs) counted in bucket `index`.
+fn hdr_lowest(index: u16) -> u64 {
+    let index = u64::from(index);
+    match (index >> HDR_HALF_MAGNITUDE).checked_sub(1) {
+        Some(b) => ((index & (HDR_HALF - 1)) + HDR_HALF) << b,
+        None => index & (HDR_HALF - 1),
     }
 }
 
@@ -85,33 +120,62 @@ impl Hdr {
     /// Records a duration (clamped to the tracked range).
     pub fn record(&mut self, d: Duration) {
         let us = (d.as_micros() as u64).clamp(1, HDR_MAX_MICROS);
-        // Auto-resize makes this infallible within the cap; a failure would only lose a sample.
-        let _ = self.0.record(us);
+        self.add_count(hdr_index(us), 1);
+    }
+
+    fn add_count(&mut self, index: u16, n: u32) {
+        match self.buckets.binary_search_by_key(&index, |b| b.0) {
+            Ok(i) => self.buckets[i].1 = self.buckets[i].1.saturating_add(n),
+            Err(i) => self.buckets.insert(i, (index, n)),
+        }
+        self.total += u64::from(n);
     }
 
     /// The value at quantile `q` (0..=1), or `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        if self.0.is_empty() {
-            None
-        } else {
-            Some(Duration::from_micros(self.0.value_at_quantile(q)))
+        if self.total == 0 {
+            return None;
         }
+        let q = q.min(1.0);
+        // As hdrhistogram: the first bucket whose running count reaches ceil(q × total).
+        let want = ((q * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        let (index, _) = self
+            .buckets
+            .iter()
+            .find(|(_, c)| {
+                seen += u64::from(*c);
+                seen >= want
+            })
+            .or(self.buckets.last())?;
+        let us = if q == 0.0 {
+            hdr_lowest(*index)
+        } else {
+            hdr_highest(*index)
+        };
+        Some(Duration::from_micros(us))
     }
 
     /// Adds every count of `other` (to merge per-thread histograms when read).
     pub fn merge(&mut self, other: &Hdr) {
-        // Both auto-resize, so adding cannot go out of range.
-        let _ = self.0.add(&other.0);
+        if self.buckets.is_empty() {
+            self.buckets.clone_from(&other.buckets);
+            self.total = other.total;
+            return;
+        }
+        for &(index, n) in &other.buckets {
+            self.add_count(index, n);
+        }
     }
 
     /// Samples recorded.
     pub fn len(&self) -> u64 {
-        self.0.len()
+        self.total
     }
 
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.total == 0
     }
 
     /// The recorded durations as a native histogram of `schema` (see [`crate::expo::Native`]),
@@ -130,16 +194,15 @@ impl Hdr {
     pub fn to_native(&self, schema: i8, sum: f64) -> crate::expo::Native {
         let mut b =
             crate::expo::NativeBuilder::new(schema, crate::expo::native::DEFAULT_ZERO_THRESHOLD);
-        for v in self.0.iter_recorded() {
-            let upper_us = self.0.highest_equivalent(v.value_iterated_to());
-            b.push(upper_us as f64 * 1e-6, v.count_at_value().into());
+        for &(index, n) in &self.buckets {
+            b.push(hdr_highest(index) as f64 * 1e-6, n.into());
         }
         b.finish(sum)
     }
 
     /// Bytes of heap the counts use (for the memory figures).
     pub fn heap_bytes(&self) -> usize {
-        self.0.distinct_values() * std::mem::size_of::<u32>()
+        self.buckets.capacity() * std::mem::size_of::<(u16, u32)>()
     }
 }
 
@@ -341,6 +404,51 @@ mod tests {
         assert!(max >= Duration::from_millis(1980), "max {max:?}");
     }
 
+    /// hdrhistogram as it was used before: 2 significant figures, auto-resized, u32 counts.
+    fn reference(values: &[u64]) -> hdrhistogram::Histogram<u32> {
+        let mut h = hdrhistogram::Histogram::new(HDR_SIGFIG).unwrap();
+        h.auto(true);
+        for &v in values {
+            h.record(v.clamp(1, HDR_MAX_MICROS)).unwrap();
+        }
+        h
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hdr_answers_as_hdrhistogram_does(
+            values in proptest::collection::vec(
+                // Microseconds over the whole range, most of them small, as latencies are.
+                proptest::prop_oneof![0u64..2_000, 0u64..100_000, 0u64..(HDR_MAX_MICROS + 1_000)],
+                1..300,
+            )
+        ) {
+            let reference = reference(&values);
+            let mut h = Hdr::default();
+            for &v in &values {
+                h.record(Duration::from_micros(v));
+            }
+            proptest::prop_assert_eq!(h.len(), reference.len());
+            for q in [0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0] {
+                let want = Duration::from_micros(reference.value_at_quantile(q));
+                proptest::prop_assert_eq!(h.quantile(q), Some(want), "q = {}", q);
+            }
+            let recorded: Vec<(u64, u64)> = reference
+                .iter_recorded()
+                .map(|v| (reference.highest_equivalent(v.value_iterated_to()), v.count_at_value().into()))
+                .collect();
+            let mine: Vec<(u64, u64)> =
+                h.buckets.iter().map(|&(i, n)| (hdr_highest(i), n.into())).collect();
+            proptest::prop_assert_eq!(mine, recorded);
+        }
+    }
+
+    #[test]
+    fn an_unprobed_target_holds_no_histogram_memory() {
+        let s = TargetStats::default();
+        assert_eq!(s.latency.heap_bytes() + s.latency_planned.heap_bytes(), 0);
+    }
+
     #[test]
     fn hdr_grows_only_as_far_as_needed() {
         let mut h = Hdr::default();
@@ -384,10 +492,9 @@ mod tests {
         // Each native bucket's count is that of the HDR buckets whose highest equivalent value
         // it holds; and HDR's p99 lies in the native bucket where the p99 rank falls.
         let mut want = std::collections::BTreeMap::new();
-        for v in h.0.iter_recorded() {
-            let hi = h.0.highest_equivalent(v.value_iterated_to()) as f64 * 1e-6;
-            *want.entry(crate::expo::bucket_index(hi, 3)).or_insert(0u64) +=
-                u64::from(v.count_at_value());
+        for &(index, count) in &h.buckets {
+            let hi = hdr_highest(index) as f64 * 1e-6;
+            *want.entry(crate::expo::bucket_index(hi, 3)).or_insert(0u64) += u64::from(count);
         }
         assert_eq!(native.buckets, want.into_iter().collect::<Vec<_>>());
         let p99 = h.quantile(0.99).unwrap().as_secs_f64();

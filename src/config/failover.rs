@@ -97,7 +97,7 @@ pub(super) fn check_group(
         });
         checks.push(TargetSpec {
             name: target,
-            check: Check::Http(HttpCheck {
+            check: Check::Http(std::sync::Arc::new(HttpCheck {
                 url,
                 method: hc.method.clone(),
                 headers: hc.headers.clone(),
@@ -106,7 +106,7 @@ pub(super) fn check_group(
                 keep_alive: false,
                 body_limit: d.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
                 tls: d.tls.clone().unwrap_or_default(),
-            }),
+            })),
             interval: hc.interval,
             timeout: hc.timeout,
             jitter: Duration::ZERO,

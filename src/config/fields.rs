@@ -16,6 +16,9 @@ use crate::net::tls::TlsOptions;
 use super::raw::{RawDefaults, RawExpect, RawSize, RawStatus, RawTls};
 use super::{Expect, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL, RESERVED_LABELS};
 
+/// Longest target string accepted (it is the target's name and `target` label).
+pub const MAX_TARGET_LEN: usize = 2048;
+
 /// Parses a humantime duration (`5s`, `500ms`, `1m30s`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())

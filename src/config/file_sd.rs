@@ -13,58 +13,28 @@
 //! it had, and the problem is reported ([`super::Config::file_sd_stale`]); on the first read
 //! it is an error like any other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diag::{ConfigError, Diagnostics, Pos};
 
-use super::fields::{duration, Defaults};
-use super::sd::{Group, RawCommon, SdSection};
-use super::sd_template::RawTemplate;
+use super::fields::Defaults;
+use super::sd::{Group, SdSection};
 use super::{Config, TargetSpec};
 
+pub use super::raw::RawFileSd;
 pub use super::sd::MAX_TARGET_LEN;
 
 /// Largest file_sd file read: about five million targets of the usual length.
 pub const MAX_FILE_SD_BYTES: u64 = 256 << 20;
 /// Default time between two looks at a section's files for a change.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
-
-/// One entry of `file_sd:` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFileSd {
-    /// Paths of the files, relative to the file declaring the section; `*` and `?` may match
-    /// in the last path element (`targets/*.json`).
-    #[serde(default)]
-    pub files: Vec<Spanned<String>>,
-    /// Time between two looks at the files for a change (default 5m).
-    pub refresh_interval: Option<Spanned<String>>,
-    /// Time between planned starts of every listed target.
-    pub interval: Option<Spanned<String>>,
-    /// Bound on one probe.
-    pub timeout: Option<Spanned<String>>,
-    /// Extra random delay added to the first start.
-    pub jitter: Option<Spanned<String>>,
-    /// A blackbox module that probes the listed targets; without it each is a URL for the
-    /// native HTTP prober.
-    pub module: Option<Spanned<String>>,
-    /// Labels of every listed target (a group's own labels win).
-    #[serde(default)]
-    pub labels: BTreeMap<String, Spanned<String>>,
-    /// Consecutive failures before down.
-    pub down_after: Option<Spanned<u32>>,
-    /// Consecutive successes before up.
-    pub up_after: Option<Spanned<u32>>,
-    /// How a group's labels become each target's name, URL or target, module, interval and
-    /// labels ([`super::sd_template`]); without it each listed string is probed as it is.
-    pub template: Option<Spanned<RawTemplate>>,
-}
+/// Shortest `refresh_interval` accepted.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One checked `file_sd:` entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,35 +73,9 @@ pub(super) fn check_section(
             Err(m) => diag.error(f, format!("{field}.files[{i}]"), m),
         }
     }
-    let refresh = duration(
-        diag,
-        &r.refresh_interval,
-        &format!("{field}.refresh_interval"),
-    )
-    .unwrap_or(DEFAULT_REFRESH_INTERVAL);
-    if refresh < Duration::from_secs(1) {
-        let at = r
-            .refresh_interval
-            .as_ref()
-            .map(Pos::from)
-            .unwrap_or_default();
-        diag.error(
-            at,
-            format!("{field}.refresh_interval"),
-            "must be at least 1s",
-        );
-    }
-    let common = RawCommon {
-        interval: &r.interval,
-        timeout: &r.timeout,
-        jitter: &r.jitter,
-        module: &r.module,
-        labels: &r.labels,
-        down_after: &r.down_after,
-        up_after: &r.up_after,
-        template: &r.template,
-    };
-    let section = SdSection::check(diag, d, common, s, field);
+    let limits = (DEFAULT_REFRESH_INTERVAL, MIN_REFRESH_INTERVAL);
+    let refresh = super::sd::refresh_interval(diag, &r.refresh_interval, field, limits);
+    let section = SdSection::check(diag, d, r.common(), s, field);
     if diag.count() > before {
         return None;
     }
@@ -302,14 +246,11 @@ pub(super) fn expand(
     for mut s in sections {
         let (file, pos, field) = s.at.clone();
         diag.set_file(&file);
-        match s.section.resolve(&config.modules, written) {
-            Ok(()) => {}
-            Err(Some(msg)) => {
-                diag.error(pos, format!("{field}.module"), msg);
-                continue;
-            }
-            // A module written with errors of its own is already reported.
-            Err(None) => continue,
+        if !s
+            .section
+            .resolve(diag, &config.modules, written, (pos, &field))
+        {
+            continue;
         }
         for (i, p) in s.patterns.iter().enumerate() {
             let files = match expand_pattern(p) {
@@ -379,7 +320,11 @@ fn read_cached(
         .and_then(|st| read_file(f, s, &config.modules).map(|t| (st, t)));
     match result {
         Ok((stamp, targets)) => {
-            let targets: Arc<[Arc<TargetSpec>]> = targets.into();
+            // A file written again mostly lists the targets it listed: those keep their specs.
+            let targets: Arc<[Arc<TargetSpec>]> = match cache.files.get(f) {
+                Some(c) => super::sd::reuse_equal(&c.targets, targets).into(),
+                None => targets.into(),
+            };
             let entry = Cached {
                 stamp,
                 section: s.section.clone(),

@@ -7,22 +7,21 @@
 //! Before an endpoint's first good answer its section has no targets; after it, the last good
 //! answer's targets stay until a good answer changes them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostics, Pos};
 use crate::redact::Secret;
 
 use super::fields::{duration, resolve_relative, size, Defaults};
-use super::raw::RawSize;
-use super::sd::{Group, GroupError, RawCommon, SdSection};
-use super::sd_template::RawTemplate;
+use super::sd::{Group, GroupError, SdSection};
 use super::{Config, TargetSpec};
+
+pub use super::raw::{RawBasicAuth, RawHttpSd};
 
 /// Default time between two requests to an endpoint.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
@@ -32,52 +31,6 @@ pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 /// Shortest `refresh_interval` accepted.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
-
-/// One entry of `http_sd:` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHttpSd {
-    /// The endpoint, `http://` or `https://`.
-    pub url: Option<Spanned<String>>,
-    /// Time between two requests (default 60s, at least 100ms).
-    pub refresh_interval: Option<Spanned<String>>,
-    /// Bound on one request, connect to the end of the body (default 10s, at most the
-    /// refresh interval).
-    pub refresh_timeout: Option<Spanned<String>>,
-    /// Cap on the answer's body (default 16MiB); a longer answer is refused.
-    pub max_body: Option<Spanned<RawSize>>,
-    /// Basic authentication, the password read from a file at each request.
-    pub basic_auth: Option<Spanned<RawBasicAuth>>,
-    /// A file holding a bearer token, read at each request (`Authorization: Bearer ...`).
-    pub bearer_token_file: Option<Spanned<String>>,
-    /// Time between planned starts of every discovered target.
-    pub interval: Option<Spanned<String>>,
-    /// Bound on one probe.
-    pub timeout: Option<Spanned<String>>,
-    /// Extra random delay added to the first start.
-    pub jitter: Option<Spanned<String>>,
-    /// A blackbox module that probes the discovered targets.
-    pub module: Option<Spanned<String>>,
-    /// Labels of every discovered target (a group's own labels win).
-    #[serde(default)]
-    pub labels: BTreeMap<String, Spanned<String>>,
-    /// Consecutive failures before down.
-    pub down_after: Option<Spanned<u32>>,
-    /// Consecutive successes before up.
-    pub up_after: Option<Spanned<u32>>,
-    /// How a group's labels become each target ([`super::sd_template`]).
-    pub template: Option<Spanned<RawTemplate>>,
-}
-
-/// `basic_auth:` of an `http_sd:` entry.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBasicAuth {
-    /// The user name.
-    pub username: Spanned<String>,
-    /// A file holding the password (trailing line breaks are ignored).
-    pub password_file: Spanned<String>,
-}
 
 /// How requests to an endpoint authenticate; the secrets stay in their files, read at each
 /// request (so a rotated secret is used at the next one) and never shown.
@@ -159,23 +112,8 @@ pub(super) fn check_section(
             }
         },
     };
-    let refresh = duration(
-        diag,
-        &r.refresh_interval,
-        &format!("{field}.refresh_interval"),
-    )
-    .unwrap_or(DEFAULT_REFRESH_INTERVAL);
-    if let Some(at) = r
-        .refresh_interval
-        .as_ref()
-        .filter(|_| refresh < MIN_REFRESH_INTERVAL)
-    {
-        diag.error(
-            at,
-            format!("{field}.refresh_interval"),
-            "must be at least 100ms",
-        );
-    }
+    let limits = (DEFAULT_REFRESH_INTERVAL, MIN_REFRESH_INTERVAL);
+    let refresh = super::sd::refresh_interval(diag, &r.refresh_interval, field, limits);
     let timeout = duration(
         diag,
         &r.refresh_timeout,
@@ -194,17 +132,7 @@ pub(super) fn check_section(
         .and_then(|m| size(diag, m, &format!("{field}.max_body")))
         .unwrap_or(DEFAULT_MAX_BODY);
     let auth = check_auth(diag, r, field);
-    let common = RawCommon {
-        interval: &r.interval,
-        timeout: &r.timeout,
-        jitter: &r.jitter,
-        module: &r.module,
-        labels: &r.labels,
-        down_after: &r.down_after,
-        up_after: &r.up_after,
-        template: &r.template,
-    };
-    let section = SdSection::check(diag, d, common, s, field);
+    let section = SdSection::check(diag, d, r.common(), s, field);
     if diag.count() > before {
         return None;
     }
@@ -280,6 +208,10 @@ impl HttpSdCache {
             None => true,
         };
         if changed {
+            let targets = match self.by_url.get(key) {
+                Some(f) => super::sd::reuse_equal(&f.targets, targets),
+                None => targets,
+            };
             let entry = Fetched {
                 groups: Arc::new(groups),
                 built: sd.section.clone(),
@@ -329,13 +261,11 @@ pub(super) fn expand(
     for s in &mut sections {
         let (file, pos, field) = s.at.clone();
         diag.set_file(&file);
-        match s.section.resolve(&config.modules, written) {
-            Ok(()) => {}
-            Err(Some(msg)) => {
-                diag.error(pos, format!("{field}.module"), msg);
-                continue;
-            }
-            Err(None) => continue,
+        if !s
+            .section
+            .resolve(diag, &config.modules, written, (pos, &field))
+        {
+            continue;
         }
         let Some(f) = cache.by_url.get_mut(s.url.expose()) else {
             continue;
@@ -347,7 +277,7 @@ pub(super) fn expand(
             {
                 Ok(t) => {
                     f.built = s.section.clone();
-                    f.targets = t.into();
+                    f.targets = super::sd::reuse_equal(&f.targets, t).into();
                 }
                 Err(GroupError { field: g, message }) => {
                     let msg = format!("the last answer of {} at {g}: {message}", s.shown);

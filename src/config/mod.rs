@@ -122,8 +122,8 @@ pub struct TargetSpec {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
-    /// The native HTTP prober (`url:` without `module:`).
-    Http(HttpCheck),
+    /// The native HTTP prober (`url:` without `module:`); shared with the target's prober.
+    Http(Arc<HttpCheck>),
     /// A blackbox module (`module:`) of any prober kind, with its target in that prober's
     /// syntax (`url:` or `target:`). The module itself is looked up by name when the config is
     /// applied, so a reload that changes only the module keeps the target's state.
@@ -141,7 +141,7 @@ impl TargetSpec {
     pub fn new(name: impl Into<String>, url: &str) -> Result<TargetSpec, String> {
         Ok(TargetSpec::with_check(
             name,
-            Check::Http(HttpCheck::new(url)?),
+            Check::Http(Arc::new(HttpCheck::new(url)?)),
         ))
     }
 
@@ -185,7 +185,7 @@ impl TargetSpec {
     /// The native HTTP check, for a target without a module.
     pub fn http(&self) -> Option<&HttpCheck> {
         match &self.check {
-            Check::Http(h) => Some(h),
+            Check::Http(h) => Some(h.as_ref()),
             Check::Module { .. } => None,
         }
     }
@@ -193,7 +193,7 @@ impl TargetSpec {
     /// The native HTTP check, mutably, for a target without a module.
     pub fn http_mut(&mut self) -> Option<&mut HttpCheck> {
         match &mut self.check {
-            Check::Http(h) => Some(h),
+            Check::Http(h) => Some(Arc::make_mut(h)),
             Check::Module { .. } => None,
         }
     }

@@ -20,10 +20,10 @@ pub struct RawFile {
     pub targets: Vec<Spanned<RawTarget>>,
     /// Targets listed in Prometheus file_sd-style files (checked by [`super::file_sd`]).
     #[serde(default)]
-    pub file_sd: Vec<Spanned<super::file_sd::RawFileSd>>,
+    pub file_sd: Vec<Spanned<RawFileSd>>,
     /// Targets from Prometheus HTTP SD endpoints (checked by [`super::http_sd`]).
     #[serde(default)]
-    pub http_sd: Vec<Spanned<super::http_sd::RawHttpSd>>,
+    pub http_sd: Vec<Spanned<RawHttpSd>>,
     /// Failover groups: ordered instances with a health check each.
     #[serde(default)]
     pub failover: Vec<Spanned<RawFailoverGroup>>,
@@ -57,6 +57,143 @@ pub struct RawFile {
     /// set it.
     #[serde(default)]
     pub quorum: Option<Spanned<super::quorum::RawQuorum>>,
+}
+
+/// Declares a discovery section as written: its own keys, then the keys every discovery
+/// section shares (the same names, in the same order, under `file_sd:` and `http_sd:`), which
+/// [`RawSdCommon`] borrows for [`super::sd`] to check once.
+macro_rules! sd_section {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// Time between planned starts of every discovered target.
+            pub interval: Option<Spanned<String>>,
+            /// Bound on one probe.
+            pub timeout: Option<Spanned<String>>,
+            /// Extra random delay added to the first start.
+            pub jitter: Option<Spanned<String>>,
+            /// A blackbox module that probes the discovered targets; without it each is a URL
+            /// for the native HTTP prober.
+            pub module: Option<Spanned<String>>,
+            /// Labels of every discovered target (a group's own labels win).
+            #[serde(default)]
+            pub labels: BTreeMap<String, Spanned<String>>,
+            /// Consecutive failures before down.
+            pub down_after: Option<Spanned<u32>>,
+            /// Consecutive successes before up.
+            pub up_after: Option<Spanned<u32>>,
+            /// How a group's labels become each target's name, URL or target, module,
+            /// interval and labels ([`super::sd_template`]); without it each listed string is
+            /// probed as it is.
+            pub template: Option<Spanned<RawTemplate>>,
+        }
+
+        impl $name {
+            /// The keys every discovery section shares.
+            pub fn common(&self) -> RawSdCommon<'_> {
+                RawSdCommon {
+                    interval: &self.interval,
+                    timeout: &self.timeout,
+                    jitter: &self.jitter,
+                    module: &self.module,
+                    labels: &self.labels,
+                    down_after: &self.down_after,
+                    up_after: &self.up_after,
+                    template: &self.template,
+                }
+            }
+        }
+    };
+}
+
+/// The keys of a discovery section that every discovered target shares, as written
+/// (borrowed from a [`RawFileSd`] or a [`RawHttpSd`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RawSdCommon<'a> {
+    /// `interval:`.
+    pub interval: &'a Option<Spanned<String>>,
+    /// `timeout:`.
+    pub timeout: &'a Option<Spanned<String>>,
+    /// `jitter:`.
+    pub jitter: &'a Option<Spanned<String>>,
+    /// `module:`.
+    pub module: &'a Option<Spanned<String>>,
+    /// `labels:`.
+    pub labels: &'a BTreeMap<String, Spanned<String>>,
+    /// `down_after:`.
+    pub down_after: &'a Option<Spanned<u32>>,
+    /// `up_after:`.
+    pub up_after: &'a Option<Spanned<u32>>,
+    /// `template:`.
+    pub template: &'a Option<Spanned<RawTemplate>>,
+}
+
+sd_section! {
+    /// One entry of `file_sd:` as written.
+    pub struct RawFileSd {
+        /// Paths of the files, relative to the file declaring the section; `*` and `?` may
+        /// match in the last path element (`targets/*.json`).
+        #[serde(default)]
+        pub files: Vec<Spanned<String>>,
+        /// Time between two looks at the files for a change (default 5m).
+        pub refresh_interval: Option<Spanned<String>>,
+    }
+}
+
+sd_section! {
+    /// One entry of `http_sd:` as written.
+    pub struct RawHttpSd {
+        /// The endpoint, `http://` or `https://`.
+        pub url: Option<Spanned<String>>,
+        /// Time between two requests (default 60s, at least 100ms).
+        pub refresh_interval: Option<Spanned<String>>,
+        /// Bound on one request, connect to the end of the body (default 10s, at most the
+        /// refresh interval).
+        pub refresh_timeout: Option<Spanned<String>>,
+        /// Cap on the answer's body (default 16MiB); a longer answer is refused.
+        pub max_body: Option<Spanned<RawSize>>,
+        /// Basic authentication, the password read from a file at each request.
+        pub basic_auth: Option<Spanned<RawBasicAuth>>,
+        /// A file holding a bearer token, read at each request (`Authorization: Bearer ...`).
+        pub bearer_token_file: Option<Spanned<String>>,
+    }
+}
+
+/// `basic_auth:` of an `http_sd:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    /// The user name.
+    pub username: Spanned<String>,
+    /// A file holding the password (trailing line breaks are ignored).
+    pub password_file: Spanned<String>,
+}
+
+/// `template:` of a discovery section as written (compiled by [`super::sd_template`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    /// The target's name (its `target` label); default: what it probes.
+    pub name: Option<Spanned<String>>,
+    /// What is probed, a URL (native checks and http modules); default `{{ __address__ }}`.
+    pub url: Option<Spanned<String>>,
+    /// What a non-HTTP module probes (`host:port`, a host): `url` under another name, for
+    /// readability; set at most one of the two.
+    pub target: Option<Spanned<String>>,
+    /// The blackbox module probing the target; default the section's `module:`; empty: the
+    /// native HTTP prober.
+    pub module: Option<Spanned<String>>,
+    /// Time between planned starts (`30s`); default the section's `interval:`.
+    pub interval: Option<Spanned<String>>,
+    /// Labels added to the target (after the section's and the group's own).
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
 }
 
 /// The `defaults:` section.

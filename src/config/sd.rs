@@ -8,7 +8,7 @@
 //! probed, the module, the interval and extra labels are rendered from the group's labels and
 //! `__address__`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +17,14 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::blackbox::config::{Modules, Prober};
-use crate::diag::{Diagnostics, Origin};
+use crate::diag::{Diagnostics, Origin, Pos};
 
-use super::fields::{labels, positive, timing, Defaults};
-use super::sd_template::{RawTemplate, Template};
+use super::fields::{duration, labels, positive, timing, Defaults};
+use super::raw::RawSdCommon;
+use super::sd_template::Template;
 use super::{Check, HttpCheck, ProbeUrl, TargetSpec, Uncompared};
 
-/// Longest target string accepted (it is the target's name and `target` label).
-pub const MAX_TARGET_LEN: usize = 2048;
+pub use super::fields::MAX_TARGET_LEN;
 
 /// One discovered group, as Prometheus' file_sd files and HTTP SD answers write it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -53,18 +53,6 @@ impl std::fmt::Display for GroupError {
     }
 }
 
-/// The settings of a discovery section that every discovered target shares, as written.
-pub(super) struct RawCommon<'a> {
-    pub interval: &'a Option<Spanned<String>>,
-    pub timeout: &'a Option<Spanned<String>>,
-    pub jitter: &'a Option<Spanned<String>>,
-    pub module: &'a Option<Spanned<String>>,
-    pub labels: &'a BTreeMap<String, Spanned<String>>,
-    pub down_after: &'a Option<Spanned<u32>>,
-    pub up_after: &'a Option<Spanned<u32>>,
-    pub template: &'a Option<Spanned<RawTemplate>>,
-}
-
 /// What every target of one discovery section shares, and how its groups become targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SdSection {
@@ -83,7 +71,7 @@ impl SdSection {
     pub(super) fn check<T>(
         diag: &mut Diagnostics,
         d: &Defaults,
-        r: RawCommon<'_>,
+        r: RawSdCommon<'_>,
         at: &Spanned<T>,
         field: &str,
     ) -> Option<SdSection> {
@@ -98,7 +86,7 @@ impl SdSection {
                 module: m.value.clone(),
                 target: String::new(),
             },
-            None => Check::Http(http.clone()),
+            None => Check::Http(Arc::new(http.clone())),
         };
         let thresholds = |v: &Option<Spanned<u32>>, key: &str, diag: &mut Diagnostics| {
             v.as_ref()
@@ -136,26 +124,30 @@ impl SdSection {
         })
     }
 
-    /// Resolves the section's `module:` against `modules`. `Err(Some(message))` when no such
-    /// module exists; `Err(None)` when it is written with errors of its own (`written`), which
-    /// are reported already.
+    /// Resolves the section's `module:` against `modules`; false (with the problem recorded at
+    /// `pos`, `{field}.module`) when no such module exists, or when it is written with errors
+    /// of its own (`written`), which are reported already.
     pub(super) fn resolve(
         &mut self,
+        diag: &mut Diagnostics,
         modules: &Modules,
         written: &dyn Fn(&str) -> bool,
-    ) -> Result<(), Option<String>> {
+        (pos, field): (Pos, &str),
+    ) -> bool {
         let Check::Module { module, .. } = &self.spec.check else {
-            return Ok(());
+            return true;
         };
         match modules.get(module) {
             Some(m) => {
                 self.prober = Some(m.prober);
-                Ok(())
+                true
             }
-            None if written(module) => Err(None),
-            None => Err(Some(format!(
-                "no module named `{module}` is configured under `modules:`"
-            ))),
+            None if written(module) => false,
+            None => {
+                let msg = format!("no module named `{module}` is configured under `modules:`");
+                diag.error(pos, format!("{field}.module"), msg);
+                false
+            }
         }
     }
 
@@ -274,7 +266,7 @@ impl SdSection {
             let url = ProbeUrl::parse(&t).map_err(|m| format!("`{t}`: {m}"))?;
             let mut h = self.http.clone();
             h.url = url;
-            return Ok(Check::Http(h));
+            return Ok(Check::Http(Arc::new(h)));
         };
         let target = if prober == Some(Prober::Http) {
             ProbeUrl::parse(&t).map_err(|m| format!("`{t}`: {m}"))?.full
@@ -322,6 +314,40 @@ impl SdSection {
             }),
         }
     }
+}
+
+/// `next` (a discovery source read again), each spec equal to one of `prev` (its last reading)
+/// replaced by that one: the targets running from `prev` are then the very specs of the config
+/// (a reload compares pointers, and no equal copy is kept twice in memory).
+pub(super) fn reuse_equal(
+    prev: &[Arc<TargetSpec>],
+    mut next: Vec<Arc<TargetSpec>>,
+) -> Vec<Arc<TargetSpec>> {
+    let by_name: HashMap<&str, &Arc<TargetSpec>> =
+        prev.iter().map(|t| (t.name.as_str(), t)).collect();
+    for t in &mut next {
+        if let Some(p) = by_name.get(t.name.as_str()).filter(|p| ***p == *t) {
+            *t = Arc::clone(p);
+        }
+    }
+    next
+}
+
+/// A section's `refresh_interval` (`field` = `file_sd[0]`): `default` when not set, and at
+/// least `min`.
+pub(super) fn refresh_interval(
+    diag: &mut Diagnostics,
+    raw: &Option<Spanned<String>>,
+    field: &str,
+    (default, min): (Duration, Duration),
+) -> Duration {
+    let field = format!("{field}.refresh_interval");
+    let refresh = duration(diag, raw, &field).unwrap_or(default);
+    if let Some(at) = raw.as_ref().filter(|_| refresh < min) {
+        let msg = format!("must be at least {}", humantime::format_duration(min));
+        diag.error(at, field, msg);
+    }
+    refresh
 }
 
 fn check_len(t: &str) -> Result<(), String> {

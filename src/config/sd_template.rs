@@ -24,37 +24,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diag::Diagnostics;
 
-use super::sd::MAX_TARGET_LEN;
+use super::fields::MAX_TARGET_LEN;
+pub use super::raw::RawTemplate;
 
 /// Work one field's rendering may do (minijinja fuel: about one unit per instruction); a
 /// template that loops without end stops here.
 pub const FUEL: u64 = 20_000;
-
-/// `template:` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTemplate {
-    /// The target's name (its `target` label); default: what it probes.
-    pub name: Option<Spanned<String>>,
-    /// What is probed, a URL (native checks and http modules); default `{{ __address__ }}`.
-    pub url: Option<Spanned<String>>,
-    /// What a non-HTTP module probes (`host:port`, a host): `url` under another name, for
-    /// readability; set at most one of the two.
-    pub target: Option<Spanned<String>>,
-    /// The blackbox module probing the target; default the section's `module:`; empty: the
-    /// native HTTP prober.
-    pub module: Option<Spanned<String>>,
-    /// Time between planned starts (`30s`); default the section's `interval:`.
-    pub interval: Option<Spanned<String>>,
-    /// Labels added to the target (after the section's and the group's own).
-    #[serde(default)]
-    pub labels: BTreeMap<String, Spanned<String>>,
-}
 
 /// A compiled `template:`. Two templates are equal when their sources are.
 #[derive(Debug, Clone)]

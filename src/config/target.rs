@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
@@ -66,7 +67,10 @@ pub(super) fn check_target(
             let (c, m) = module_check(diag, t, field, m);
             (c, Some(m))
         }
-        None => (http_check(diag, d, t, field).map(Check::Http), None),
+        None => (
+            http_check(diag, d, t, field).map(|h| Check::Http(Arc::new(h))),
+            None,
+        ),
     };
     let down_after = r
         .down_after

@@ -47,11 +47,14 @@ impl Counters for RuntimeCounters {
 pub async fn refresh_calendar(rt: &Runtime) -> Result<Arc<Calendar>, StoreError> {
     let api = rt.store().maintenances().await?;
     let config = rt.config();
-    let cal = Arc::new(Calendar::build(
-        &config.maintenance,
-        &api,
-        config.components(),
-    ));
+    // Components only matter to windows: a fleet without any does not pay for a map of every
+    // target at each reload.
+    let components = if config.maintenance.is_empty() && api.is_empty() {
+        Default::default()
+    } else {
+        config.components()
+    };
+    let cal = Arc::new(Calendar::build(&config.maintenance, &api, components));
     rt.set_calendar(cal.clone());
     Ok(cal)
 }

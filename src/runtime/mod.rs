@@ -440,7 +440,7 @@ impl Runtime {
 
     /// Replaces the running config, carrying unchanged targets and failover groups over.
     /// Proxy listeners of new groups are bound first: if one cannot be, nothing changes.
-    pub async fn apply(&self, config: Config) -> Result<(), String> {
+    pub async fn apply(&self, mut config: Config) -> Result<(), String> {
         let old_groups = self.failover_groups();
         let mut listeners = Vec::new();
         for g in &config.failover {
@@ -482,6 +482,9 @@ impl Runtime {
         self.forget_or_hand_off(&plan.removed, &config, specs);
         let next = plan.next;
         self.mark_history(&next);
+        if owned.is_none() {
+            plan::share_specs(&mut config.targets, &next);
+        }
         for t in next.iter() {
             if let Some(n) = t.spec.module() {
                 *t.module.lock().expect("module lock poisoned") = config.modules.get(n).cloned();

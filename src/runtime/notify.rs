@@ -182,7 +182,13 @@ impl Notifier {
             return;
         }
         let notify = Arc::new(config.notify.clone());
-        self.index = facts::Index::new(&config);
+        // The index (every target by name and component) serves only the planning of
+        // messages: a config without receivers does not pay for it at each reload.
+        self.index = if notify.receivers.is_empty() {
+            facts::Index::default()
+        } else {
+            facts::Index::new(&config)
+        };
         self.config = Some(config);
         let slot = self.rt.notifier();
         match slot.dispatcher() {

@@ -97,6 +97,20 @@ pub(super) fn plan_targets<T: Planned>(
     })
 }
 
+/// Puts the spec of each target of `next` (the plan of `specs`, in their order) in place of
+/// the equal one in `specs`: the config then holds the running specs, and the copies an inline
+/// config read again made are freed at once instead of living beside them until the next load.
+pub(super) fn share_specs<T: Planned>(specs: &mut [Arc<TargetSpec>], next: &[Arc<T>]) {
+    if specs.len() != next.len() {
+        return;
+    }
+    for (s, t) in specs.iter_mut().zip(next) {
+        if !Arc::ptr_eq(s, t.spec()) {
+            *s = t.spec().clone();
+        }
+    }
+}
+
 fn mark(lanes: &mut [bool], lane: usize) {
     if let Some(l) = lanes.get_mut(lane) {
         *l = true;
@@ -201,6 +215,26 @@ mod tests {
         assert_eq!(plan.lanes_changed, vec![false, true, false]);
         for (i, t) in plan.next.iter().enumerate() {
             assert_eq!(Arc::ptr_eq(t, &old[i]), i != 500, "target {i}");
+        }
+    }
+
+    #[test]
+    fn the_config_is_left_holding_the_running_specs() {
+        let specs: Vec<_> = (0..10)
+            .map(|i| spec(&format!("t{i}"), "http://127.0.0.1:1/"))
+            .collect();
+        let old = running(&specs);
+        // Read again: equal values in new `Arc`s, one of them changed.
+        let mut again: Vec<_> = specs.iter().map(|s| Arc::new((**s).clone())).collect();
+        again[3] = spec("t3", "http://127.0.0.1:2/");
+        let plan = plan_targets(&old, config(&again), 2, make).unwrap();
+        share_specs(&mut again, &plan.next);
+        for (i, s) in again.iter().enumerate() {
+            assert_eq!(Arc::ptr_eq(s, &specs[i]), i != 3, "spec {i}");
+            assert!(
+                Arc::ptr_eq(s, &plan.next[i].spec),
+                "spec {i} is the running one"
+            );
         }
     }
 

@@ -67,7 +67,7 @@ impl Target {
         stored: Option<&TargetState>,
     ) -> Result<Target, String> {
         let prober = match &spec.check {
-            Check::Http(h) => Some(HttpProber::new(Arc::new(h.clone()), spec.timeout)?),
+            Check::Http(h) => Some(HttpProber::new(h.clone(), spec.timeout)?),
             Check::Module { .. } => None,
         };
         let mut stats = TargetStats::default();
