@@ -127,6 +127,7 @@ async fn fill(rt: &Runtime, n: usize, now: Millis) {
                     status: IncidentStatus::Investigating,
                     message: format!("update {u}"),
                     automatic: u == 0,
+                    kind: None,
                 })
                 .await
                 .expect("update");

@@ -205,10 +205,13 @@ async fn incidents_and_windows_made_while_degraded_are_replayed_into_postgres() 
     )
     .await;
     while_degraded(&s, &mut a).await;
+    groups::while_degraded(&s);
+    s.flush().await;
     pg.up();
     eventually(Duration::from_secs(90), "the store to recover", || async {
         s.status().healthy.then_some(())
     })
     .await;
     after_recovery(&s, &a).await;
+    groups::after_recovery(&s).await;
 }

@@ -340,6 +340,8 @@ async fn incidents_and_windows_made_while_degraded_are_replayed() {
     })
     .await;
     while_degraded(&s, &mut a).await;
+    groups::while_degraded(&s);
+    s.flush().await;
 
     std::fs::remove_file(&dir).unwrap();
     std::fs::rename(&away, &dir).unwrap();
@@ -348,6 +350,7 @@ async fn incidents_and_windows_made_while_degraded_are_replayed() {
     })
     .await;
     after_recovery(&s, &a).await;
+    groups::after_recovery(&s).await;
     drop(s);
     let again = Store::open(&file_opts(&dir)).await.unwrap();
     let new = again.incident(a.new_incident).await.unwrap().unwrap();
