@@ -198,7 +198,7 @@ async fn case(name: &str, n: usize, path: &str, a: &Args) {
         if path == "/status" {
             watchfire::status::QUERIES_PER_VIEW
         } else {
-            watchfire::status::QUERIES_PER_VIEW - 1
+            watchfire::status::QUERIES_PER_VIEW - watchfire::status::ROLLUP_QUERIES_PER_VIEW
         },
     );
     cancel.cancel();
