@@ -127,6 +127,7 @@ async fn fill(rt: &Runtime, n: usize, now: Millis) {
                     status: IncidentStatus::Investigating,
                     message: format!("update {u}"),
                     automatic: u == 0,
+                    kind: None,
                 })
                 .await
                 .expect("update");
@@ -197,7 +198,7 @@ async fn case(name: &str, n: usize, path: &str, a: &Args) {
         if path == "/status" {
             watchfire::status::QUERIES_PER_VIEW
         } else {
-            watchfire::status::QUERIES_PER_VIEW - 1
+            watchfire::status::QUERIES_PER_VIEW - watchfire::status::ROLLUP_QUERIES_PER_VIEW
         },
     );
     cancel.cancel();

@@ -20,6 +20,8 @@
 //!   per target) gives bytes per row, from which bytes per target per day (1,440 minutes, 24
 //!   hours, 1 day) and the steady state at the default retention (2 days of minutes, 90 days
 //!   of hours, 1,825 days of days) follow.
+//! - Group size: the same for 1,000 failover groups' rollups (one row per group per minute,
+//!   hour and day, whatever the number of slices summed into it): bytes per group per day.
 //! - Reads: 1,000 targets with 90 days of day rows; `rollups(Day, 90 days)` for all of them
 //!   (one query), median of 5. 1,000 incidents with 3 updates each; a page =
 //!   `incidents(limit 50)` + `updates(ids of the page)`, median of 20.
@@ -27,8 +29,8 @@
 use std::time::{Duration, Instant};
 
 use watchfire::store::{
-    Impact, Incident, IncidentQuery, IncidentStatus, IncidentUpdate, Level, Retention, Rollup,
-    Store, StoreOptions, Subject, TransitionRecord, Write, LATENCY_BOUNDS,
+    GroupRollup, Impact, Incident, IncidentQuery, IncidentStatus, IncidentUpdate, Level, Retention,
+    Rollup, Store, StoreOptions, Subject, TransitionRecord, Write, LATENCY_BOUNDS,
 };
 
 const DAY: i64 = 86_400_000;
@@ -52,6 +54,7 @@ fn minute(target: usize, start: i64, i: u64) -> Rollup {
         maintenance_ms: 0,
         latency,
         latency_sum: 0.04 * 6.0,
+        component: None,
     }
 }
 
@@ -139,6 +142,39 @@ async fn size(store: &Store, minutes: usize, measure: impl AsyncFn() -> u64) {
     );
 }
 
+/// Bytes per failover group per day: 1,000 groups write `minutes` minutes each (one slice a
+/// minute: the stored rows are the same however many slices are summed into them).
+async fn group_size(store: &Store, minutes: usize, measure: impl AsyncFn() -> u64) {
+    let groups = 1_000;
+    let before = measure().await;
+    let n = drain(
+        store,
+        (0..minutes).flat_map(|m| {
+            (0..groups).map(move |i| {
+                Write::GroupMinute(GroupRollup {
+                    group: format!("group-{i:04}.example.internal"),
+                    start: T0 + 5 * DAY + m as i64 * 60_000,
+                    observed_ms: 60_000,
+                    down_ms: if (i + m) % 50 == 0 { 5_000 } else { 0 },
+                    maintenance_ms: 0,
+                    requests: 600 + (i + m) as u64 % 100,
+                    failed_requests: (i + m) as u64 % 3,
+                    switches: u64::from((i + m) % 200 == 0),
+                })
+            })
+        }),
+    )
+    .await;
+    let bytes = measure().await.saturating_sub(before);
+    let rows = n + groups * (minutes.div_ceil(60) + 1);
+    let per_row = bytes as f64 / rows as f64;
+    let per_day = per_row * (1440.0 + 24.0 + 1.0);
+    println!(
+        "size: {groups} groups x {minutes} minutes ({rows} rows with hours and days): {bytes} \
+         bytes, {per_row:.0} bytes per row, {per_day:.0} bytes per group per day written"
+    );
+}
+
 async fn reads(store: &Store) {
     drain(
         store,
@@ -191,6 +227,7 @@ async fn reads(store: &Store) {
                     status: IncidentStatus::Investigating,
                     message: "looking".into(),
                     automatic: true,
+                    kind: None,
                 })
                 .await
                 .unwrap();
@@ -249,6 +286,7 @@ fn main() {
                 r.get::<i64, _>(0) as u64
             };
             size(&store, minutes, measure).await;
+            group_size(&store, minutes, measure).await;
             reads(&store).await;
         } else {
             println!("== SQLite file");
@@ -283,6 +321,24 @@ fn main() {
                 "size: after closing (WAL checkpointed): {} bytes",
                 sim_measure().await
             );
+            let groups = tempfile::tempdir().unwrap();
+            let store = Store::open(&StoreOptions {
+                path: Some(groups.path().to_path_buf()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let groups_dir = groups.path().to_path_buf();
+            let groups_measure = async || {
+                std::fs::read_dir(&groups_dir)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum::<u64>()
+            };
+            group_size(&store, minutes, groups_measure).await;
+            drop(store);
             let store = Store::open(&opts).await.unwrap();
             reads(&store).await;
         }

@@ -3,16 +3,22 @@
 //!
 //! The range is read from the coarsest rollups that fit: whole UTC days from day rollups, the
 //! hours at its edges from hour rollups, the minutes beyond from minute rollups. Uptime is
-//! `1 − down / (range − maintenance)`: maintenance is neither up nor down. A failover group's
-//! check targets (`GROUP/INDEX`) make the component `GROUP`, which is down in a period for as
-//! long as its least-down instance was (traffic had somewhere to go otherwise).
+//! `1 − down / (range − maintenance)`: maintenance is neither up nor down.
+//!
+//! Each target's component is the one stored with its rollups (written by the rule incidents
+//! and the status page use, [`crate::config::Config::components`]); for rows written before
+//! the store kept it, the config's when `--config` is given, else the target's own name. A
+//! component that is a failover group takes its down and maintenance time from the group's
+//! own rollups (no instance could take traffic); for periods without them (rows written
+//! before groups had rollups) it was down as long as its least-down instance. Any other
+//! component is down as long as its worst member (as on the status page).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use crate::store::{
-    add_into, IncidentQuery, Level, Millis, Rollup, Store, StoreError, LATENCY_BOUNDS,
+    add_into, GroupRollup, IncidentQuery, Millis, Rollup, Store, StoreError, LATENCY_BOUNDS,
 };
 
 /// One target's or component's figures over the range.
@@ -89,55 +95,17 @@ pub fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_seconds(crate::runtime::history::system_time(ms)).to_string()
 }
 
-/// The component of `target`: the config's ([`crate::config::Config::components`], the same
-/// rule incidents use) when the report was given the config, else by its name alone.
-pub fn component<'a>(components: &'a HashMap<String, String>, target: &'a str) -> &'a str {
-    components
-        .get(target)
-        .map_or_else(|| component_of_name(target), String::as_str)
+/// The component of a rollup's target: the one stored with it, else the config's
+/// ([`crate::config::Config::components`], the same rule) when the report was given the
+/// config, else the target's own name.
+pub fn component<'a>(components: &'a HashMap<String, String>, r: &'a Rollup) -> &'a str {
+    r.component
+        .as_deref()
+        .or_else(|| components.get(&r.target).map(String::as_str))
+        .unwrap_or(&r.target)
 }
 
-/// The component of a target by its name alone (no config at hand): a failover group's check
-/// target `GROUP/INDEX` belongs to `GROUP`.
-pub fn component_of_name(target: &str) -> &str {
-    match target.rsplit_once('/') {
-        Some((group, index)) if index.chars().all(|c| c.is_ascii_digit()) => group,
-        _ => target,
-    }
-}
-
-/// The pieces of `[from, to)` (minute-aligned) each read from one level: whole days, then the
-/// whole hours at the edges, then the minutes.
-pub fn pieces(from: Millis, to: Millis) -> Vec<(Level, Millis, Millis)> {
-    let mut out = Vec::new();
-    split(
-        from,
-        to,
-        &[Level::Day, Level::Hour, Level::Minute],
-        &mut out,
-    );
-    out.sort_by_key(|p| p.1);
-    out
-}
-
-fn split(from: Millis, to: Millis, levels: &[Level], out: &mut Vec<(Level, Millis, Millis)>) {
-    if from >= to {
-        return;
-    }
-    let Some((&level, finer)) = levels.split_first() else {
-        return;
-    };
-    let len = level.millis();
-    let a = from + (len - from.rem_euclid(len)) % len;
-    let b = to - to.rem_euclid(len);
-    if a >= b {
-        split(from, to, finer, out);
-        return;
-    }
-    out.push((level, a, b));
-    split(from, a, finer, out);
-    split(b, to, finer, out);
-}
+pub use crate::store::pieces;
 
 /// Quantile `q` of bucket counts over [`LATENCY_BOUNDS`] (and one above), interpolated inside
 /// its bucket as Prometheus' `histogram_quantile` does; the last bound when it falls above it.
@@ -187,7 +155,8 @@ fn figures(name: &str, r: &Rollup, range_ms: i64, slo: f64) -> Figures {
 }
 
 /// Reads the store and computes the report over `[from, to)` (rounded down to minutes);
-/// `components` maps targets to their components when the config is known (else empty).
+/// `components` maps targets to their components when the config is known (else empty), for
+/// rollups stored without one; `groups` names the config's failover groups.
 pub async fn compute(
     store: &Store,
     from: Millis,
@@ -195,35 +164,52 @@ pub async fn compute(
     slo: f64,
     only: &[String],
     components: &HashMap<String, String>,
+    groups: &[String],
 ) -> Result<Report, StoreError> {
     let (from, to) = (from - from.rem_euclid(60_000), to - to.rem_euclid(60_000));
     let mut rows: Vec<Rollup> = Vec::new();
+    let mut group_rows: Vec<GroupRollup> = Vec::new();
     for (level, a, b) in pieces(from, to) {
         rows.extend(store.rollups(level, a, b, None).await?);
+        group_rows.extend(store.group_rollups(level, a, b, None).await?);
     }
     rows.retain(|r| only.is_empty() || only.contains(&r.target));
+    let by_group: HashMap<(&str, Millis), &GroupRollup> = group_rows
+        .iter()
+        .map(|g| ((g.group.as_str(), g.start), g))
+        .collect();
     let mut targets: BTreeMap<String, Rollup> = BTreeMap::new();
-    // Per component and period: the figures of each instance, to take the least-down one.
+    // Per component and period: the figures of each member.
     let mut periods: BTreeMap<(String, Millis), Vec<&Rollup>> = BTreeMap::new();
     for r in &rows {
         add_into(targets.entry(r.target.clone()).or_default(), r);
-        let c = component(components, &r.target).to_string();
+        let c = component(components, r).to_string();
         periods.entry((c, r.start)).or_default().push(r);
     }
     let mut by_component: BTreeMap<String, Rollup> = BTreeMap::new();
-    for ((c, _), rs) in &periods {
+    for ((c, start), rs) in &periods {
         let mut sum = Rollup::default();
         for r in rs {
             add_into(&mut sum, r);
         }
-        if rs.len() > 1 {
-            sum.down_ms = rs.iter().map(|r| r.down_ms).min().unwrap_or(0);
-            sum.maintenance_ms = rs.iter().map(|r| r.maintenance_ms).max().unwrap_or(0);
-        }
+        let (down, maintenance) = match by_group.get(&(c.as_str(), *start)) {
+            Some(g) => (g.down_ms, g.maintenance_ms),
+            None if groups.contains(c) => (
+                rs.iter().map(|r| r.down_ms).min().unwrap_or(0),
+                rs.iter().map(|r| r.maintenance_ms).max().unwrap_or(0),
+            ),
+            None => (
+                rs.iter().map(|r| r.down_ms).max().unwrap_or(0),
+                rs.iter().map(|r| r.maintenance_ms).max().unwrap_or(0),
+            ),
+        };
+        sum.down_ms = down;
+        sum.maintenance_ms = maintenance;
+        sum.component = None;
         add_into(by_component.entry(c.clone()).or_default(), &sum);
     }
     let range = to - from;
-    let incidents = incidents(store, from, to, only, components).await?;
+    let incidents = incidents(store, from, to, only, &rows, components).await?;
     Ok(Report {
         from: rfc3339(from),
         to: rfc3339(to),
@@ -245,17 +231,20 @@ async fn incidents(
     from: Millis,
     to: Millis,
     only: &[String],
+    rows: &[Rollup],
     components: &HashMap<String, String>,
 ) -> Result<Vec<IncidentRow>, StoreError> {
     let all = store.incidents(&IncidentQuery::default()).await?;
+    // The components of the targets asked for, by the rollups' rule.
+    let wanted: std::collections::HashSet<&str> =
+        rows.iter().map(|r| component(components, r)).collect();
     let mut out: Vec<IncidentRow> = all
         .into_iter()
         .filter(|i| i.started < to && i.resolved.is_none_or(|r| r > from))
         .filter(|i| {
             only.is_empty()
-                || only
-                    .iter()
-                    .any(|t| i.targets.contains(t) || component(components, t) == i.component)
+                || only.iter().any(|t| i.targets.contains(t))
+                || wanted.contains(i.component.as_str())
         })
         .map(|i| IncidentRow {
             id: i.id,
@@ -387,6 +376,7 @@ pub fn markdown(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Level;
 
     const DAY: Millis = 86_400_000;
     const HOUR: Millis = 3_600_000;
@@ -421,12 +411,5 @@ mod tests {
         let p99 = quantile(&b, 0.99).unwrap();
         assert!((p99 - 0.0099).abs() < 1e-9, "{p99}");
         assert_eq!(quantile(&[0; 12], 0.5), None);
-    }
-
-    #[test]
-    fn group_check_targets_make_their_group_the_component() {
-        assert_eq!(component_of_name("gw/0"), "gw");
-        assert_eq!(component_of_name("gateway-health"), "gateway-health");
-        assert_eq!(component_of_name("a/b"), "a/b");
     }
 }

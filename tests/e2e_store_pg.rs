@@ -37,7 +37,8 @@ fn url_opts(url: &str) -> StoreOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_on_postgres() {
     let pg = Pg::start();
-    for i in 0..9 {
+    // One database per check of the suite.
+    for i in 0..11 {
         pg.sql(&format!("CREATE DATABASE t{i}"));
     }
     let n = std::sync::atomic::AtomicUsize::new(0);
@@ -205,10 +206,13 @@ async fn incidents_and_windows_made_while_degraded_are_replayed_into_postgres() 
     )
     .await;
     while_degraded(&s, &mut a).await;
+    groups::while_degraded(&s);
+    s.flush().await;
     pg.up();
     eventually(Duration::from_secs(90), "the store to recover", || async {
         s.status().healthy.then_some(())
     })
     .await;
     after_recovery(&s, &a).await;
+    groups::after_recovery(&s).await;
 }

@@ -1,6 +1,6 @@
 //! State and history through the store, in-process on the memory store: a restart resumes each
 //! target's stored health and each failover group's active instance and pin with no side
-//! effect, and minute rollups are exact under paused time.
+//! effect, and minute rollups (of targets and of failover groups) are exact under paused time.
 
 mod common;
 
@@ -274,6 +274,80 @@ async fn minute_rollups_count_down_time_to_the_millisecond_under_paused_time() {
         whole.latency.iter().sum::<u64>(),
         whole.probes,
         "every probe in a bucket"
+    );
+    cancel.cancel();
+}
+
+/// A failover group whose only instance refuses every check has no instance to send traffic
+/// to from the instant its check target goes down: the group's own minute rollups count that
+/// time to the millisecond, a whole minute later 60 s less a maintenance window (:10 to :40)
+/// covering the group, and the switch to none once.
+#[tokio::test(start_paused = true)]
+async fn group_rollups_count_no_instance_up_to_the_millisecond_under_paused_time() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let yaml = format!(
+        "failover:\n  - name: gw\n    instances: [http://{addr}]\n    check: {{ path: /health, interval: 1s, timeout: 500ms }}\n    down_after: 3\n"
+    );
+    let store = Store::memory();
+    let cfg = config::load_str("history.yaml", &yaml).expect("config");
+    let cancel = CancellationToken::new();
+    let opts = RuntimeOptions {
+        store: store.clone(),
+        precise_timer: false,
+        ..RuntimeOptions::default()
+    };
+    let rt = Runtime::start(cfg, None, opts, cancel.clone())
+        .await
+        .expect("runtime starts");
+    let clock = rt.clock();
+    // The instance goes down a few seconds after the start, in this minute or the next; the
+    // minute after those is down whole.
+    let whole_start = clock.now() - clock.now().rem_euclid(60_000) + 120_000;
+    rt.set_calendar(Arc::new(Maintenance(
+        "gw",
+        whole_start + 10_000,
+        whole_start + 40_000,
+    )));
+    tokio::time::sleep_until(clock.instant(whole_start + 61_000)).await;
+    store.flush().await;
+    let down_at = store
+        .transitions(Some("gw/0"), 0, i64::MAX, 0)
+        .await
+        .unwrap()
+        .iter()
+        .find(|t| t.to == "down")
+        .map(|t| t.at)
+        .expect("went down");
+    let rows = store
+        .group_rollups(Level::Minute, 0, i64::MAX, Some("gw"))
+        .await
+        .unwrap();
+    let went = down_at - down_at.rem_euclid(60_000);
+    let first = rows
+        .iter()
+        .find(|r| r.start == went)
+        .expect("the minute it went down in");
+    assert_eq!(first.down_ms, went + 60_000 - down_at, "{first:?}");
+    assert_eq!(first.switches, 1, "to none: {first:?}");
+    let whole = rows
+        .iter()
+        .find(|r| r.start == whole_start)
+        .expect("the whole minute");
+    assert_eq!(whole.observed_ms, 60_000, "{whole:?}");
+    assert_eq!(whole.down_ms, 30_000, "{whole:?}");
+    assert_eq!(whole.maintenance_ms, 30_000, "{whole:?}");
+    assert_eq!((whole.switches, whole.requests), (0, 0), "{whole:?}");
+    let hour = store
+        .group_rollups(Level::Hour, 0, i64::MAX, Some("gw"))
+        .await
+        .unwrap();
+    let down: i64 = rows.iter().map(|r| r.down_ms).sum();
+    assert_eq!(
+        hour.iter().map(|r| r.down_ms).sum::<i64>(),
+        down,
+        "{hour:?}"
     );
     cancel.cancel();
 }

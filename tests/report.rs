@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use watchfire::report::{compute, markdown};
 use watchfire::store::{
-    Impact, Incident, IncidentStatus, Millis, Rollup, Store, Write, LATENCY_BOUNDS,
+    GroupRollup, Impact, Incident, IncidentStatus, Millis, Rollup, Store, Write, LATENCY_BOUNDS,
 };
 
 const DAY: Millis = 86_400_000;
@@ -32,6 +32,7 @@ fn minute(target: &str, start: Millis, down_ms: i64, maintenance_ms: i64) -> Wri
         maintenance_ms,
         latency,
         latency_sum: 1.0,
+        component: None,
     })
 }
 
@@ -74,9 +75,17 @@ async fn filled() -> Store {
 #[tokio::test]
 async fn a_two_day_report_counts_thirty_seconds_down_and_excludes_maintenance() {
     let store = filled().await;
-    let r = compute(&store, MAY, MAY + 2 * DAY, 0.999, &[], &Default::default())
-        .await
-        .unwrap();
+    let r = compute(
+        &store,
+        MAY,
+        MAY + 2 * DAY,
+        0.999,
+        &[],
+        &Default::default(),
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.targets.len(), 1);
     let t = &r.targets[0];
     assert_eq!(t.down_seconds, 30.0);
@@ -121,6 +130,7 @@ async fn a_range_with_edges_reads_the_edge_minutes_and_nothing_outside() {
         0.999,
         &[],
         &Default::default(),
+        &[],
     )
     .await
     .unwrap();
@@ -129,7 +139,7 @@ async fn a_range_with_edges_reads_the_edge_minutes_and_nothing_outside() {
     let uptime = t.uptime.expect("uptime");
     assert!((uptime - 0.9).abs() < 1e-12, "{uptime}");
     assert!(t.error_budget_consumed > 1.0, "overspent in five minutes");
-    let none = compute(&store, MAY - DAY, MAY, 0.999, &[], &Default::default())
+    let none = compute(&store, MAY - DAY, MAY, 0.999, &[], &Default::default(), &[])
         .await
         .unwrap();
     assert!(none.targets.is_empty() && none.incidents.is_empty());
@@ -144,11 +154,64 @@ async fn with_the_config_targets_are_grouped_into_their_components_as_incidents_
     )]
     .into_iter()
     .collect();
-    let r = compute(&store, MAY, MAY + 2 * DAY, 0.999, &[], &components)
+    let r = compute(&store, MAY, MAY + 2 * DAY, 0.999, &[], &components, &[])
         .await
         .unwrap();
     assert_eq!(r.components.len(), 1);
     assert_eq!(r.components[0].name, "inference-gateway");
     assert_eq!(r.components[0].down_seconds, 30.0);
     assert_eq!(r.targets[0].name, "gateway-health");
+}
+
+#[tokio::test]
+async fn a_failover_group_is_down_as_its_own_rollups_say_and_components_come_from_the_rows() {
+    let store = Store::memory();
+    // Two instances, each down 20 minutes of the hour but at different times: traffic always
+    // had an instance... except for the 5 minutes the group's own rollups say none could
+    // take it. A third target stored with the component `shop`, another without one.
+    for m in 0..60 {
+        let start = MAY + m * MIN;
+        let a = if m < 20 { MIN } else { 0 };
+        let b = if (15..35).contains(&m) { MIN } else { 0 };
+        for (t, down) in [("gw/0", a), ("gw/1", b)] {
+            let Write::Minute(mut r) = minute(t, start, down, 0) else {
+                unreachable!()
+            };
+            r.component = Some("gw".into());
+            store.write(Write::Minute(r));
+        }
+        let Write::Minute(mut r) = minute("web", start, if m == 3 { 6_000 } else { 0 }, 0) else {
+            unreachable!()
+        };
+        r.component = Some("shop".into());
+        store.write(Write::Minute(r));
+        store.write(minute("loose/0", start, 0, 0));
+        store.write(Write::GroupMinute(GroupRollup {
+            group: "gw".into(),
+            start,
+            observed_ms: MIN,
+            down_ms: if (15..20).contains(&m) { MIN } else { 0 },
+            requests: 100,
+            failed_requests: if (15..20).contains(&m) { 100 } else { 0 },
+            ..GroupRollup::default()
+        }));
+    }
+    store.flush().await;
+    let r = compute(
+        &store,
+        MAY,
+        MAY + 60 * MIN,
+        0.999,
+        &[],
+        &Default::default(),
+        &[],
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = r.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["gw", "loose/0", "shop"], "no name guessing");
+    let gw = &r.components[0];
+    assert_eq!(gw.down_seconds, 300.0, "the group's own down time");
+    assert_eq!(gw.probes, 2 * 60 * 60);
+    assert_eq!(r.components[2].down_seconds, 6.0);
 }

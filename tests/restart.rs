@@ -1,5 +1,6 @@
 //! Restart across processes: `watchfire run --storage.path DIR` killed with SIGKILL during an
-//! outage and with a manual pin, then started again on the same directory.
+//! outage (a target's; a failover group's, whose incident resolves after the restart with the
+//! proxy's figures) and with a manual pin, then started again on the same directory.
 
 mod common;
 
@@ -9,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use watchfire::state::Health;
-use watchfire::store::{GroupState, Store, StoreOptions, TargetState};
+use watchfire::store::{
+    GroupState, IncidentQuery, Level, Millis, Store, StoreOptions, TargetState,
+};
 
 use common::{eventually, get, request, sample};
 
@@ -224,4 +227,128 @@ async fn a_manual_pin_survives_kill_and_no_hook_runs_on_restart() {
     );
     let runs = std::fs::read_to_string(&hook_log).unwrap_or_default();
     assert_eq!(runs.lines().count(), 1, "no hook ran on restart: {runs:?}");
+}
+
+/// Sends `n` GETs of `/health` through the failover proxy at `proxy`; returns how many were
+/// answered 5xx.
+async fn through(proxy: SocketAddr, n: usize) -> u64 {
+    let mut failed = 0;
+    for _ in 0..n {
+        if get(proxy, "/health").await.0 >= 500 {
+            failed += 1;
+        }
+    }
+    failed
+}
+
+/// The store in `dir`, opened beside the process (as `watchfire report` opens it).
+async fn beside(dir: &Path) -> Store {
+    let opts = StoreOptions {
+        path: Some(dir.to_path_buf()),
+        ..StoreOptions::default()
+    };
+    Store::open(&opts)
+        .await
+        .expect("the store opens beside the process")
+}
+
+/// The group's requests and 5xx in the store's minute rollups.
+async fn stored_requests(store: &Store, group: &str) -> (u64, u64) {
+    let rows = store
+        .group_rollups(Level::Minute, 0, Millis::MAX, Some(group))
+        .await
+        .unwrap_or_default();
+    rows.iter()
+        .fold((0, 0), |a, r| (a.0 + r.requests, a.1 + r.failed_requests))
+}
+
+#[tokio::test]
+async fn an_incident_across_a_kill_resolves_with_the_proxys_figures_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let a = free_addr();
+    let mut instance = sim(a);
+    listening(a).await;
+    let (proxy, listen) = (free_addr(), free_addr());
+    let config = dir.path().join("probes.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "failover:\n  - name: gw\n    instances: [http://{a}]\n    check: {{ path: /health, interval: 100ms, timeout: 80ms }}\n    down_after: 2\n    up_after: 2\n    proxy: {{ listen: \"{proxy}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let mut wf = run(&config, listen, &data);
+    listening(listen).await;
+    listening(proxy).await;
+    let store = beside(&data).await;
+    // Traffic while healthy, until a whole minute before the current one was watched for at
+    // least 10 s: the rate before the outage is reckoned over such minutes.
+    let store_ref = &store;
+    eventually(
+        Duration::from_secs(100),
+        "a watched minute before the outage",
+        || async move {
+            assert_eq!(through(proxy, 5).await, 0, "healthy");
+            let now = watchfire::store::now_millis();
+            let rows = store_ref
+                .group_rollups(Level::Minute, 0, now - now % 60_000, Some("gw"))
+                .await
+                .ok()?;
+            rows.iter()
+                .any(|r| r.observed_ms >= 10_000 && r.requests > 0)
+                .then_some(())
+        },
+    )
+    .await;
+    // The outage: every request through the proxy fails.
+    instance.kill();
+    let open = eventually(Duration::from_secs(20), "the incident", || async move {
+        let open = store_ref
+            .incidents(&IncidentQuery {
+                open_only: true,
+                ..IncidentQuery::default()
+            })
+            .await
+            .ok()?;
+        open.into_iter().find(|i| i.component == "gw")
+    })
+    .await;
+    let before_kill = through(proxy, 20).await;
+    assert!(before_kill >= 20, "answered 5xx: {before_kill}");
+    // Killed once the store holds them (written in slices of a few seconds).
+    eventually(Duration::from_secs(20), "the 5xx stored", || async move {
+        (stored_requests(store_ref, "gw").await.1 >= before_kill).then_some(())
+    })
+    .await;
+    wf.kill();
+
+    let _wf = run(&config, listen, &data);
+    listening(listen).await;
+    listening(proxy).await;
+    let after_restart = through(proxy, 15).await;
+    assert_eq!(after_restart, 15, "no instance up after the restart either");
+    let _instance = sim(a);
+    listening(a).await;
+    let id = open.id;
+    let resolved = eventually(Duration::from_secs(30), "the resolution", || async move {
+        let i = store_ref.incident(id).await.ok()??;
+        i.resolved.is_some().then_some(i)
+    })
+    .await;
+    let f: serde_json::Value =
+        serde_json::from_str(resolved.figures.as_deref().expect("figures")).expect("JSON");
+    assert_eq!(
+        f["failed_proxied_requests"],
+        before_kill + after_restart,
+        "failed requests before the kill and after the restart: {f}"
+    );
+    let proxied = f["proxied_requests"].as_u64().expect("proxied requests");
+    assert!(proxied >= before_kill + after_restart, "{f}");
+    assert_eq!(f["request_rate_source"], "proxy", "{f}");
+    let rate = f["request_rate"].as_f64().expect("rate");
+    assert!(rate > 0.0, "{f}");
+    let duration = f["duration_seconds"].as_f64().expect("duration");
+    let estimated = f["estimated_failed_requests"].as_f64().expect("estimate");
+    assert!((estimated - rate * duration).abs() < 1e-6, "{f}");
 }

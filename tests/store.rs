@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use common::eventually;
 use store_suite::*;
 use watchfire::state::Health;
-use watchfire::store::{Level, Retention, Store, StoreError, StoreOptions, Write, FILE_NAME};
+use watchfire::store::{
+    Level, Retention, Store, StoreError, StoreOptions, UpdateKind, Write, FILE_NAME,
+};
 
 fn file_opts(dir: &Path) -> StoreOptions {
     StoreOptions {
@@ -137,7 +139,7 @@ async fn a_newer_schema_is_refused() {
             e,
             StoreError::NewerSchema {
                 found: 99,
-                known: 2,
+                known: 3,
                 ..
             }
         ),
@@ -179,11 +181,17 @@ CREATE TABLE rollups (level BIGINT NOT NULL, target TEXT NOT NULL, start BIGINT 
 CREATE INDEX rollups_level_start ON rollups (level, start);
 INSERT INTO incidents (component, title, status, impact, started, resolved, targets,
     in_maintenance, figures) VALUES ('api', 'api is down', 'resolved', 'major', 1000, 2000,
-    '["api/a-0"]', 0, NULL)
+    '["api/a-0"]', 0, NULL);
+INSERT INTO incident_updates (incident, at, status, message, automatic) VALUES
+    (1, 1000, 'investigating', 'Detected: api/a-0 is down (refused)', 1),
+    (1, 1100, 'investigating', 'Traffic moved to http://b at 00:00:01 UTC (active_down)', 1),
+    (1, 1200, 'identified', 'Detected: a person wrote this', 0),
+    (1, 2000, 'resolved', 'Recovered after 1s', 1)
 "#;
 
 /// A database written by schema 1 (before the outbox) is migrated at open: its incidents keep
-/// their fields and gain the new ones (empty), and the outbox works.
+/// their fields and gain the new ones (empty), the outbox works, and watchfire's timeline
+/// entries get their kinds (a person's none, whatever its words).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_database_is_migrated_to_the_outbox() {
     use sqlx::{Connection, Executor};
@@ -217,6 +225,22 @@ async fn a_version_1_database_is_migrated_to_the_outbox() {
     );
     assert_eq!(s.outbox_enqueue(&[row], 2000).await.unwrap(), 1);
     assert_eq!(s.outbox_keys(acked.id).await.unwrap().len(), 1);
+    let kinds: Vec<Option<UpdateKind>> = s
+        .updates(&[acked.id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            Some(UpdateKind::Detected),
+            Some(UpdateKind::TrafficMoved),
+            None,
+            Some(UpdateKind::Recovered)
+        ]
+    );
     drop(s);
 
     let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -225,7 +249,7 @@ async fn a_version_1_database_is_migrated_to_the_outbox() {
             .fetch_all(&mut c)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     c.close().await.unwrap();
 }
 
@@ -340,6 +364,8 @@ async fn incidents_and_windows_made_while_degraded_are_replayed() {
     })
     .await;
     while_degraded(&s, &mut a).await;
+    groups::while_degraded(&s);
+    s.flush().await;
 
     std::fs::remove_file(&dir).unwrap();
     std::fs::rename(&away, &dir).unwrap();
@@ -348,6 +374,7 @@ async fn incidents_and_windows_made_while_degraded_are_replayed() {
     })
     .await;
     after_recovery(&s, &a).await;
+    groups::after_recovery(&s).await;
     drop(s);
     let again = Store::open(&file_opts(&dir)).await.unwrap();
     let new = again.incident(a.new_incident).await.unwrap().unwrap();

@@ -88,13 +88,15 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
     let store = crate::store::Store::open(&a.storage.options(Some(super::storage::DEFAULT_PATH)))
         .await
         .context("opening the store (--storage.path / --storage.url)")?;
-    let components = match &a.config {
-        Some(p) => crate::config::load(p)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .components(),
-        None => std::collections::HashMap::new(),
+    let (components, groups): (_, Vec<String>) = match &a.config {
+        Some(p) => {
+            let c = crate::config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let groups = c.failover.iter().map(|g| g.name.clone()).collect();
+            (c.components(), groups)
+        }
+        None => Default::default(),
     };
-    let report = crate::report::compute(&store, from, to, a.slo, &a.targets, &components)
+    let report = crate::report::compute(&store, from, to, a.slo, &a.targets, &components, &groups)
         .await
         .context("reading the store")?;
     let text = match a.format {

@@ -90,6 +90,37 @@ struct GroupState {
     up_since: Vec<Option<Instant>>,
     history: VecDeque<SwitchRecord>,
     transitions: u64,
+    /// Changes of the active instance not yet taken for the group's rollups.
+    changes: VecDeque<ActiveChange>,
+}
+
+/// A change of the instance receiving traffic, as the group's rollups take it
+/// ([`Group::take_changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveChange {
+    /// When.
+    pub at: Instant,
+    /// The instance receiving traffic after it, none for none (the proxy answers 503).
+    pub active: Option<usize>,
+    /// Whether it is a switch (not the initial choice, a restore or a leader's decision
+    /// taken over).
+    pub switch: bool,
+}
+
+/// Changes kept for the rollups at most (the oldest go first if nobody takes them).
+const CHANGES: usize = 1024;
+
+impl GroupState {
+    fn changed(&mut self, active: Option<usize>, switch: bool) {
+        self.changes.push_back(ActiveChange {
+            at: Instant::now(),
+            active,
+            switch,
+        });
+        while self.changes.len() > CHANGES {
+            self.changes.pop_front();
+        }
+    }
 }
 
 /// A running failover group.
@@ -152,6 +183,7 @@ impl Group {
                 up_since: vec![None; n],
                 history: VecDeque::new(),
                 transitions: 0,
+                changes: VecDeque::new(),
             }),
             active: AtomicUsize::new(NONE),
             hooks: Arc::new(hooks::Hooks::default()),
@@ -195,6 +227,7 @@ impl Group {
         if before == sel.active {
             return true;
         }
+        st.changed(sel.active, false);
         let (from, to) = (self.name_of(before), self.name_of(sel.active));
         info!(group = %self.cfg.name, from = from.as_deref().unwrap_or("none"), to = to.as_deref().unwrap_or("none"), reason = saved.reason.as_deref().unwrap_or("unknown"), "failover: following the leader's decision");
         st.transitions += 1;
@@ -232,10 +265,19 @@ impl Group {
         st.sel = sel;
         // As if the initial choice had been made: the switch count shown stays zero.
         st.transitions = 1;
+        st.changed(sel.active, false);
         self.active
             .store(sel.active.unwrap_or(NONE), Ordering::Release);
         info!(group = %self.cfg.name, active = self.name_of(sel.active).as_deref().unwrap_or("none"), pinned = saved.pinned, "failover state restored");
         true
+    }
+
+    /// Takes the changes of the instance receiving traffic made before `before`, oldest first
+    /// (later ones stay): what the group's rollups count down time and switches from.
+    pub fn take_changes(&self, before: Instant) -> Vec<ActiveChange> {
+        let mut st = self.state.lock().expect("group state lock poisoned");
+        let n = st.changes.iter().take_while(|c| c.at < before).count();
+        st.changes.drain(..n).collect()
     }
 
     /// Every switch of traffic from now on (not the initial choice).
@@ -361,6 +403,7 @@ impl Group {
     fn apply(&self, st: &mut GroupState, sw: Switch, detail: Option<String>) {
         self.active.store(sw.to.unwrap_or(NONE), Ordering::Release);
         st.transitions += 1;
+        st.changed(sw.to, sw.reason != SwitchReason::Initial);
         let from = self.name_of(sw.from);
         let to = self.name_of(sw.to);
         let at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();

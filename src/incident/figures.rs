@@ -11,10 +11,13 @@
 //!   live count covers the last minute the rollups have not written yet.
 //! - `proxied_requests`, `failed_proxied_requests`: requests the component's failover proxy
 //!   answered while the incident was open, and those answered 5xx (by an instance or by the
-//!   proxy itself); null when the component is not a group with a proxy, or after a restart.
-//! - `request_rate`: requests/s before the outage: from the proxy's request counter over the
-//!   minutes before it (`request_rate_source: "proxy"`), else `incidents.request_rate`
-//!   (`"config"`), else null.
+//!   proxy itself): from the group's rollups in the store, from the minute the incident started
+//!   to its end, plus those the runtime has not written yet — so an incident that spans a
+//!   restart (even a SIGKILL: at most the last few seconds' slice is lost) keeps them. Null
+//!   when the component is not a group with a proxy.
+//! - `request_rate`: requests/s before the outage: the group's rollups over the five minutes
+//!   before the incident's first minute, requests ÷ time watched (`request_rate_source:
+//!   "proxy"`, at least 10 s watched), else `incidents.request_rate` (`"config"`), else null.
 //! - `estimated_failed_requests`: `request_rate × duration_seconds`, as the runbook computes
 //!   it (users fail during maintenance too); null without a rate.
 //! - `slo_percent`, `slo_window_seconds`, `error_budget_seconds` = window × (1 − slo/100), and

@@ -138,6 +138,8 @@ pub struct Resolution<'a> {
     pub config: &'a IncidentsConfig,
     /// The maintenance windows.
     pub calendar: &'a dyn MaintenanceCalendar,
+    /// The live counts (the proxy's requests not written yet).
+    pub counters: &'a dyn super::Counters,
 }
 
 /// Declares an incident at `now`; returns it.
@@ -181,6 +183,7 @@ pub async fn declare(
         status,
         message,
         automatic: false,
+        kind: None,
     };
     store.add_update(&u).await?;
     Ok(inc)
@@ -233,7 +236,7 @@ pub async fn update(
         inc.resolution = resolution;
     }
     if inc.status == IncidentStatus::Resolved {
-        let inputs = super::figures_inputs(store, how.calendar, &inc, now).await?;
+        let inputs = super::figures_inputs(store, how.calendar, how.counters, &inc, now).await?;
         inc.resolved = Some(now);
         inc.figures = Some(Figures::compute(&inputs, how.config).to_json());
     }
@@ -245,6 +248,7 @@ pub async fn update(
         status: inc.status,
         message,
         automatic: false,
+        kind: None,
     };
     store.add_update(&u).await?;
     Ok(inc)
@@ -288,6 +292,7 @@ pub async fn ack(
         status: inc.status,
         message: ack_text(by.as_deref(), message.as_deref()),
         automatic: true,
+        kind: Some(crate::store::UpdateKind::Acknowledged),
     };
     store.add_update(&u).await?;
     Ok(inc)

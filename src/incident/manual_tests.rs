@@ -63,6 +63,7 @@ async fn ack_refuses_unknown_resolved_and_bad_input() {
     let how = Resolution {
         config: &cfg,
         calendar: &NoMaintenance,
+        counters: &crate::incident::NoCounters,
     };
     let done = UpdateInput {
         status: Some("resolved".into()),
@@ -86,6 +87,7 @@ async fn root_cause_and_resolution_are_stored_and_kept() {
     let how = Resolution {
         config: &cfg,
         calendar: &NoMaintenance,
+        counters: &crate::incident::NoCounters,
     };
     let u = UpdateInput {
         status: Some("identified".into()),

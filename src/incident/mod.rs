@@ -19,12 +19,12 @@
 //! [`Incidents::on_transition`] and [`Incidents::on_switch`]; it learns live counts through the
 //! small [`Counters`] trait the app supplies.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::store::{
     Impact, Incident, IncidentQuery, IncidentStatus, IncidentUpdate, Level, MaintenanceCalendar,
-    Millis, NoMaintenance, Store, StoreError,
+    Millis, NoMaintenance, Store, StoreError, UpdateKind,
 };
 
 pub mod client;
@@ -69,13 +69,27 @@ pub fn components<'a>(
     out
 }
 
-/// Live counts the app can read: a target's failed probes, a group's proxied requests.
+/// Live counts the app can read: a target's failed probes, a group's proxied requests not yet
+/// in the store.
 pub trait Counters: Send + Sync {
     /// Failed probes of `target` since this process started, if it is known.
     fn probe_failures(&self, target: &str) -> Option<u64>;
-    /// Requests the proxy of group `group` answered since this process started: (all, 5xx);
-    /// none when there is no such group or it has no proxy.
-    fn proxied(&self, group: &str) -> Option<(u64, u64)>;
+    /// The requests the failover proxy of group `group` answered that are not in the store
+    /// yet; none when there is no such group or it has no proxy.
+    fn unwritten(&self, group: &str) -> Option<Unwritten>;
+}
+
+/// Requests a group's proxy answered that the store does not hold yet (the app queues them in
+/// slices; [`figures_inputs`] adds these to what the store holds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Requests answered.
+    pub requests: u64,
+    /// Of which 5xx.
+    pub failed: u64,
+    /// Slices queued so far: a reader that sees the same count before and after reading the
+    /// store read a consistent pair.
+    pub generation: u64,
 }
 
 /// No live counts.
@@ -86,7 +100,7 @@ impl Counters for NoCounters {
     fn probe_failures(&self, _: &str) -> Option<u64> {
         None
     }
-    fn proxied(&self, _: &str) -> Option<(u64, u64)> {
+    fn unwritten(&self, _: &str) -> Option<Unwritten> {
         None
     }
 }
@@ -149,10 +163,6 @@ struct Live {
     down: BTreeSet<String>,
     /// Each failed target's failure counter when it went down, less its streak.
     failures_at: HashMap<String, u64>,
-    /// The proxy's (all, 5xx) when the incident opened.
-    proxied_at: Option<(u64, u64)>,
-    /// Requests/s the proxy measured before the outage.
-    rate: Option<f64>,
     /// Since when every target is up again, while `resolve_after` holds the resolution.
     up_since: Option<Millis>,
 }
@@ -160,10 +170,12 @@ struct Live {
 /// How many of the newest incidents [`Incidents::load`] reads for ones to reopen.
 const RECENT_LOADED: usize = 500;
 
-/// How long proxy samples are kept for the rate before an outage.
+/// How far before an outage's first minute the request rate is reckoned.
 const RATE_WINDOW_MS: Millis = 5 * 60_000;
-/// The shortest sampled span a rate is computed over.
+/// The least watched time a rate is computed over.
 const RATE_MIN_MS: Millis = 10_000;
+/// Reads of the store and the unwritten requests tried for a consistent pair.
+const CONSISTENT_TRIES: usize = 3;
 
 /// The incident manager.
 pub struct Incidents {
@@ -172,8 +184,6 @@ pub struct Incidents {
     calendar: Arc<dyn MaintenanceCalendar>,
     counters: Arc<dyn Counters>,
     live: HashMap<i64, Live>,
-    /// Per group: (when, proxied requests) samples, oldest first.
-    samples: HashMap<String, VecDeque<(Millis, u64)>>,
     /// Per component, its last resolved incident's id (a candidate for reopening).
     recent: HashMap<String, i64>,
 }
@@ -228,7 +238,6 @@ impl Incidents {
             calendar: Arc::new(NoMaintenance),
             counters,
             live,
-            samples: HashMap::new(),
             recent,
         })
     }
@@ -248,29 +257,6 @@ impl Incidents {
         let mut v: Vec<i64> = self.live.keys().copied().collect();
         v.sort_unstable();
         v
-    }
-
-    /// Samples the proxies of `groups` at `now`, for the request rate before an outage.
-    pub fn sample(&mut self, groups: &[String], now: Millis) {
-        for g in groups {
-            let Some((all, _)) = self.counters.proxied(g) else {
-                continue;
-            };
-            let q = self.samples.entry(g.clone()).or_default();
-            q.push_back((now, all));
-            while q.front().is_some_and(|(t, _)| now - t > RATE_WINDOW_MS) {
-                q.pop_front();
-            }
-        }
-        self.samples.retain(|g, _| groups.contains(g));
-    }
-
-    /// Requests/s of `group`'s proxy over the samples before `at`.
-    fn rate_before(&self, group: &str, at: Millis) -> Option<f64> {
-        let q = self.samples.get(group)?;
-        let (t0, n0) = *q.iter().find(|(t, _)| *t <= at)?;
-        let (t1, n1) = *q.iter().rev().find(|(t, _)| *t <= at)?;
-        (t1 - t0 >= RATE_MIN_MS).then(|| n1.saturating_sub(n0) as f64 * 1000.0 / (t1 - t0) as f64)
     }
 
     /// The open incident of `component`, from the store.
@@ -318,7 +304,8 @@ impl Incidents {
             inc.targets.push(e.target.clone());
             self.store.save_incident(&inc).await?;
             let msg = format!("{} is down too ({what})", e.target);
-            self.auto_update(&inc, e.at, msg).await?;
+            self.auto_update(&inc, e.at, UpdateKind::AlsoDown, msg)
+                .await?;
             return Ok(());
         }
         if let Some(inc) = self.reopenable(&e.component, e.at).await? {
@@ -346,8 +333,6 @@ impl Incidents {
         let live = Live {
             down: [e.target.clone()].into(),
             failures_at: [(e.target.clone(), failures.unwrap_or(0))].into(),
-            proxied_at: self.counters.proxied(&e.component),
-            rate: self.rate_before(&e.component, e.at),
             up_since: None,
         };
         self.live.insert(id, live);
@@ -355,7 +340,8 @@ impl Incidents {
         if in_maintenance {
             msg.push_str("; inside a maintenance window");
         }
-        self.auto_update(&inc, e.at, msg).await?;
+        self.auto_update(&inc, e.at, UpdateKind::Detected, msg)
+            .await?;
         tracing::warn!(incident = id, component = %e.component, target = %e.target, "incident opened");
         Ok(())
     }
@@ -450,8 +436,6 @@ impl Incidents {
         let live = Live {
             down: [e.target.clone()].into(),
             failures_at: [(e.target.clone(), failures)].into(),
-            proxied_at: self.counters.proxied(&inc.component),
-            rate: self.rate_before(&inc.component, e.at),
             up_since: None,
         };
         self.live.insert(inc.id, live);
@@ -459,7 +443,8 @@ impl Incidents {
             "Down again: {} is down ({what}), {after} after it recovered",
             e.target
         );
-        self.auto_update(&inc, e.at, msg).await?;
+        self.auto_update(&inc, e.at, UpdateKind::DownAgain, msg)
+            .await?;
         tracing::warn!(incident = inc.id, component = %inc.component, target = %e.target, "incident reopened");
         Ok(())
     }
@@ -471,7 +456,8 @@ impl Incidents {
         live: &Live,
         at: Millis,
     ) -> Result<(), StoreError> {
-        let mut inputs = figures_inputs(&self.store, &*self.calendar, &inc, at).await?;
+        let mut inputs =
+            figures_inputs(&self.store, &*self.calendar, &*self.counters, &inc, at).await?;
         inputs.failed_probes_seen = inc
             .targets
             .iter()
@@ -480,13 +466,6 @@ impl Incidents {
                 Some(now.saturating_sub(*live.failures_at.get(t)?))
             })
             .sum();
-        inputs.proxied = match (live.proxied_at, self.counters.proxied(&inc.component)) {
-            (Some((a0, f0)), Some((a1, f1))) => {
-                Some((a1.saturating_sub(a0), f1.saturating_sub(f0)))
-            }
-            _ => None,
-        };
-        inputs.proxy_rate = live.rate;
         let f = Figures::compute(&inputs, &self.config);
         inc.status = IncidentStatus::Resolved;
         inc.resolved = Some(at);
@@ -494,7 +473,8 @@ impl Incidents {
         self.store.save_incident(&inc).await?;
         self.recent.insert(inc.component.clone(), inc.id);
         let msg = format!("Recovered after {}", figures::human(at - inc.started));
-        self.auto_update(&inc, at, msg).await?;
+        self.auto_update(&inc, at, UpdateKind::Recovered, msg)
+            .await?;
         tracing::info!(incident = inc.id, component = %inc.component, "incident resolved");
         Ok(())
     }
@@ -505,17 +485,24 @@ impl Incidents {
             return Ok(());
         };
         let when = clock(e.at);
-        let msg = match &e.to {
-            Some(to) => format!("Traffic moved to {to} at {when} ({})", e.reason),
-            None => format!("No instance is up at {when}: the proxy answers 503"),
+        let (kind, msg) = match &e.to {
+            Some(to) => (
+                UpdateKind::TrafficMoved,
+                format!("Traffic moved to {to} at {when} ({})", e.reason),
+            ),
+            None => (
+                UpdateKind::NoneUp,
+                format!("No instance is up at {when}: the proxy answers 503"),
+            ),
         };
-        self.auto_update(&inc, e.at, msg).await
+        self.auto_update(&inc, e.at, kind, msg).await
     }
 
     async fn auto_update(
         &self,
         inc: &Incident,
         at: Millis,
+        kind: UpdateKind,
         message: String,
     ) -> Result<(), StoreError> {
         let u = IncidentUpdate {
@@ -525,6 +512,7 @@ impl Incidents {
             status: inc.status,
             message,
             automatic: true,
+            kind: Some(kind),
         };
         self.store.add_update(&u).await.map(drop)
     }
@@ -537,10 +525,16 @@ pub fn clock(at: Millis) -> String {
         .unwrap_or_default()
 }
 
-/// The figures' inputs the store and the calendar give for `inc` resolved at `at`.
+/// The figures' inputs the store, the calendar and the live counts give for `inc` resolved
+/// (or looked at) at `at`: failed probes from the targets' minute rollups; when the component
+/// is a failover group with a proxy, the requests it answered from the group's rollups (from
+/// the minute the incident started) plus those not written yet, and the request rate over the
+/// minutes before the incident's first minute. All from the store, so an incident that spans
+/// a restart keeps its numbers.
 pub async fn figures_inputs(
     store: &Store,
     calendar: &dyn MaintenanceCalendar,
+    counters: &dyn Counters,
     inc: &Incident,
     at: Millis,
 ) -> Result<figures::Inputs, StoreError> {
@@ -554,12 +548,66 @@ pub async fn figures_inputs(
             .map(|r| r.failures)
             .sum::<u64>();
     }
+    let proxied = proxied(store, counters, &inc.component, from, at).await?;
+    let proxy_rate = match proxied {
+        Some(_) => rate_before(store, &inc.component, from).await?,
+        None => None,
+    };
     Ok(figures::Inputs {
         duration_ms: at - inc.started,
         maintenance_ms: calendar.covered(&inc.component, inc.started, at),
         failed_probes_rollups: rolled,
+        proxied,
+        proxy_rate,
         ..figures::Inputs::default()
     })
+}
+
+/// The requests group `group`'s proxy answered from `from` (a minute's start) to `at`, and
+/// those answered 5xx: the group's rollups plus what is not written yet; none when `group` is
+/// not a group with a proxy.
+async fn proxied(
+    store: &Store,
+    counters: &dyn Counters,
+    group: &str,
+    from: Millis,
+    at: Millis,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let Some(mut live) = counters.unwritten(group) else {
+        return Ok(None);
+    };
+    let minute = Level::Minute.millis();
+    let to = at - at.rem_euclid(minute) + minute;
+    let mut sum = (0, 0);
+    for _ in 0..CONSISTENT_TRIES {
+        // What was queued before `live` was read is in the store once flushed.
+        store.flush().await;
+        sum = (0, 0);
+        for (level, a, b) in crate::store::pieces(from, to) {
+            for r in store.group_rollups(level, a, b, Some(group)).await? {
+                sum.0 += r.requests;
+                sum.1 += r.failed_requests;
+            }
+        }
+        let again = counters.unwritten(group).unwrap_or(live);
+        if again.generation == live.generation {
+            break;
+        }
+        // A slice was queued meanwhile: read both again.
+        live = again;
+    }
+    Ok(Some((sum.0 + live.requests, sum.1 + live.failed)))
+}
+
+/// Requests/s of group `group`'s proxy over the minutes (at most [`RATE_WINDOW_MS`]) before
+/// `first`, the outage's first minute; none with less than [`RATE_MIN_MS`] watched.
+async fn rate_before(store: &Store, group: &str, first: Millis) -> Result<Option<f64>, StoreError> {
+    let rows = store
+        .group_rollups(Level::Minute, first - RATE_WINDOW_MS, first, Some(group))
+        .await?;
+    let requests: u64 = rows.iter().map(|r| r.requests).sum();
+    let watched: i64 = rows.iter().map(|r| r.observed_ms).sum();
+    Ok((watched >= RATE_MIN_MS).then(|| requests as f64 * 1000.0 / watched as f64))
 }
 
 #[cfg(test)]

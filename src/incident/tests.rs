@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use super::maintenance::{Calendar, Parts, WindowSpec};
 use super::manual::{self, DeclareInput, Resolution, UpdateInput};
 use super::*;
-use crate::store::Rollup;
+use crate::store::{GroupRollup, Rollup};
 
 /// 2026-01-01T10:00:00Z.
 const T0: Millis = 1_767_261_600_000;
@@ -12,18 +12,24 @@ const T0: Millis = 1_767_261_600_000;
 #[derive(Default)]
 struct Scripted {
     failures: Mutex<HashMap<String, u64>>,
-    proxied: Mutex<HashMap<String, (u64, u64)>>,
+    unwritten: Mutex<HashMap<String, Unwritten>>,
 }
 
 impl Scripted {
     fn fail(&self, target: &str, n: u64) {
         self.failures.lock().unwrap().insert(target.into(), n);
     }
-    fn proxy(&self, group: &str, all: u64, failed: u64) {
-        self.proxied
-            .lock()
-            .unwrap()
-            .insert(group.into(), (all, failed));
+    fn proxy(&self, group: &str, requests: u64, failed: u64) {
+        let mut u = self.unwritten.lock().unwrap();
+        let generation = u.get(group).map_or(0, |x| x.generation);
+        u.insert(
+            group.into(),
+            Unwritten {
+                requests,
+                failed,
+                generation,
+            },
+        );
     }
 }
 
@@ -31,8 +37,8 @@ impl Counters for Scripted {
     fn probe_failures(&self, target: &str) -> Option<u64> {
         self.failures.lock().unwrap().get(target).copied()
     }
-    fn proxied(&self, group: &str) -> Option<(u64, u64)> {
-        self.proxied.lock().unwrap().get(group).copied()
+    fn unwritten(&self, group: &str) -> Option<Unwritten> {
+        self.unwritten.lock().unwrap().get(group).copied()
     }
 }
 
@@ -243,12 +249,27 @@ async fn figures_at_resolution_are_exact_for_a_scripted_outage() {
     let store = Store::memory();
     let c = Arc::new(Scripted::default());
     let mut m = manager(&store, c.clone()).await;
-    // Proxy traffic before the outage: 600 requests in the last minute = 10/s.
-    c.proxy("gw", 400, 0);
-    m.sample(&["gw".into()], T0 - 60_000);
-    c.proxy("gw", 1000, 0);
-    m.sample(&["gw".into()], T0);
-    // Down after 3 failures; the proxy has answered 1000 (0 failed).
+    // The group's rollups: 1200 requests in the two minutes before the outage's = 10/s (7
+    // failed, not counted); 550 answered from its first minute on, 55 of them 5xx.
+    let slices = [
+        (T0 - 120_000, 600, 0),
+        (T0 - 60_000, 600, 7),
+        (T0, 200, 20),
+        (T0 + 60_000, 150, 15),
+        (T0 + 120_000, 100, 10),
+        (T0 + 180_000, 100, 10),
+    ];
+    for (start, requests, failed_requests) in slices {
+        store.write(crate::store::Write::GroupMinute(GroupRollup {
+            group: "gw".into(),
+            start,
+            observed_ms: 60_000,
+            requests,
+            failed_requests,
+            ..GroupRollup::default()
+        }));
+    }
+    // Down after 3 failures.
     c.fail("gw/0", 3);
     m.on_transition(&down("gw/0", "gw", T0)).await.unwrap();
     // The minute rollups hold 80 failures over the incident; 60 more before it don't count.
@@ -262,9 +283,10 @@ async fn figures_at_resolution_are_exact_for_a_scripted_outage() {
         }));
     }
     store.flush().await;
-    // 4m12s later: 84 failures seen since it went down (3 before), 600 proxied, 60 failed.
+    // 4m12s later: 84 failures seen since it went down (3 before); 50 requests (5 failed) not
+    // written yet: 600 proxied, 60 failed.
     c.fail("gw/0", 87);
-    c.proxy("gw", 1600, 60);
+    c.proxy("gw", 50, 5);
     m.on_transition(&up("gw/0", "gw", T0 + 252_000))
         .await
         .unwrap();
@@ -339,6 +361,7 @@ fn how(cfg: &IncidentsConfig) -> Resolution<'_> {
     Resolution {
         config: cfg,
         calendar: &NoMaintenance,
+        counters: &NoCounters,
     }
 }
 

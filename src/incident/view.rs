@@ -26,6 +26,10 @@ pub struct UpdateView {
     pub message: String,
     /// Written by watchfire.
     pub automatic: bool,
+    /// What a watchfire entry records (`detected`, `also_down`, `down_again`,
+    /// `traffic_moved`, `none_up`, `recovered`, `acknowledged`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// One incident.
@@ -93,6 +97,7 @@ impl IncidentView {
                     status: u.status.as_str().to_string(),
                     message: u.message.clone(),
                     automatic: u.automatic,
+                    kind: u.kind.map(|k| k.as_str().to_string()),
                 })
                 .collect(),
         }

@@ -320,6 +320,7 @@ pub async fn apply(store: &Store, ev: &Event, now: Millis) -> Result<Outcome, In
                 status: inc.status,
                 message,
                 automatic: true,
+                kind: None,
             };
             store.add_update(&u).await.map_err(IncidentError::from)?;
         }

@@ -72,6 +72,7 @@ impl History {
             status,
             message: "m".into(),
             automatic,
+            kind: None,
         });
         id
     }

@@ -331,6 +331,8 @@ impl Flusher {
                 down_and_maintenance(calendar.as_ref(), names, &down, start, end);
             r.down_ms = down_ms;
             r.maintenance_ms = maintenance_ms;
+            // Stored only when it is not the target itself (what most rows would repeat).
+            r.component = (names[1] != name).then(|| names[1].to_string());
             // In a cluster, only the target's first owner writes (replicas would add up).
             if t.history.load(std::sync::atomic::Ordering::Relaxed) {
                 if r.probes > 0 || !down.is_empty() {
@@ -353,26 +355,43 @@ impl Flusher {
     }
 }
 
-/// Queues every target's state and the rollups of each minute as it ends, until `cancel`.
+/// Queues every target's state and the rollups of each minute as it ends, and the failover
+/// groups' slices ([`super::group_rollups`]), until `cancel`.
 pub(super) async fn flush_every_minute(
     rt: std::sync::Weak<Runtime>,
     clock: Clock,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let mut flusher = Flusher::new();
+    let slice = super::group_rollups::SLICE;
+    // The start of the minute in progress: it is closed when a slice ends at or past its end.
+    let now = clock.now();
+    let mut open_minute = now - now.rem_euclid(MINUTE);
     loop {
         let now = clock.now();
-        let end = now - now.rem_euclid(MINUTE) + MINUTE;
+        let end = now - now.rem_euclid(slice) + slice;
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(clock.instant(end)) => {}
         }
         let Some(rt) = rt.upgrade() else { break };
-        flusher.flush(&rt, end);
+        let boundary = end - end.rem_euclid(MINUTE);
+        let closes = boundary > open_minute;
+        if closes && boundary < end {
+            // Woken late past a minute's end: the groups' slice ends with that minute.
+            rt.group_slices().flush(&rt, boundary);
+        }
+        rt.group_slices().flush(&rt, end);
+        if closes {
+            flusher.flush(&rt, boundary);
+            open_minute = boundary;
+        }
     }
-    // On the way out, every target's state (not a partial minute: the next process may
-    // write that minute whole).
+    // On the way out, the groups' slice in progress (the next process counts its own
+    // requests from zero) and every target's state (not a partial minute: the next process
+    // may write that minute whole).
     if let Some(rt) = rt.upgrade() {
+        rt.group_slices().flush(&rt, clock.now());
         for t in rt.targets().iter() {
             if !t.history.load(std::sync::atomic::Ordering::Relaxed) {
                 continue;

@@ -1,6 +1,5 @@
 //! The glue between the runtime and the incident manager: one task that feeds the manager the
-//! runtime's transitions and the failover groups' switches, samples the proxies for the request
-//! rate before an outage, and keeps the maintenance calendar in force up to date (at start,
+//! runtime's transitions and the failover groups' switches, and keeps the maintenance calendar in force up to date (at start,
 //! after each reload, and when [`refresh_calendar`] is called after an API change). It starts
 //! the notifier ([`super::notify`]) beside it and wakes it after each event.
 
@@ -16,7 +15,7 @@ use crate::cluster::observe::Snapshot;
 use crate::cluster::quorum::Decided;
 use crate::failover::{Group, Instance as _, Switched};
 use crate::incident::maintenance::Calendar;
-use crate::incident::{component_of, Counters, Incidents, SwitchEvent, TargetEvent};
+use crate::incident::{component_of, Counters, Incidents, SwitchEvent, TargetEvent, Unwritten};
 use crate::state::{Health, TransitionEvent};
 use crate::store::{now_millis, Millis, StoreError};
 
@@ -25,8 +24,8 @@ use super::Runtime;
 /// How often the proxies are sampled and a reload is looked for.
 const TICK: Duration = Duration::from_secs(5);
 
-/// The runtime's live counts, as the incident manager reads them.
-struct RuntimeCounters(Arc<Runtime>);
+/// The runtime's live counts, as the incident manager (and the notifier) read them.
+pub struct RuntimeCounters(pub Arc<Runtime>);
 
 impl Counters for RuntimeCounters {
     fn probe_failures(&self, target: &str) -> Option<u64> {
@@ -35,10 +34,10 @@ impl Counters for RuntimeCounters {
         Some(s.failures.iter().sum())
     }
 
-    fn proxied(&self, group: &str) -> Option<(u64, u64)> {
+    fn unwritten(&self, group: &str) -> Option<Unwritten> {
         let g = self.0.failover_group(group)?;
-        g.proxy_addr()?;
-        Some(g.proxy.totals())
+        g.cfg.proxy.as_ref()?;
+        Some(self.0.group_slices().unwritten(&g))
     }
 }
 
@@ -205,8 +204,6 @@ async fn feed(
                     forward_switches(&rt, &mut groups, &tx);
                 }
                 m.set_calendar(rt.calendar());
-                let names: Vec<String> = config.failover.iter().map(|g| g.name.clone()).collect();
-                m.sample(&names, now_millis());
                 m.settle(now_millis()).await
             }
         };

@@ -27,6 +27,7 @@ use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, Target
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
 mod file_sd;
+pub mod group_rollups;
 mod groups;
 pub mod history;
 pub mod http_sd;
@@ -267,6 +268,8 @@ pub struct Runtime {
     http_sd: Arc<http_sd::Pollers>,
     /// This runtime, for the tasks [`Runtime::apply`] starts.
     me: std::sync::OnceLock<std::sync::Weak<Runtime>>,
+    /// The failover groups' rollup slices ([`group_rollups`]).
+    group_slices: group_rollups::GroupSlices,
 }
 
 /// Stored states read on start, by name.
@@ -408,6 +411,7 @@ impl Runtime {
             quorum: Arc::default(),
             http_sd: Arc::default(),
             me: std::sync::OnceLock::new(),
+            group_slices: Default::default(),
         });
         let _ = rt.me.set(Arc::downgrade(&rt));
         let restoring = Restoring {
@@ -707,6 +711,11 @@ impl Runtime {
     /// The clock the store's times are reckoned on (wall clock at start, advanced by tokio's).
     pub fn clock(&self) -> history::Clock {
         self.shared.clock
+    }
+
+    /// The failover groups' rollup slices.
+    pub fn group_slices(&self) -> &group_rollups::GroupSlices {
+        &self.group_slices
     }
 
     /// The maintenance windows in force.

@@ -111,7 +111,6 @@ pub fn start(rt: Arc<Runtime>, cancel: CancellationToken) -> tokio::task::JoinHa
         resend: None,
         held: HashMap::new(),
         watched: HashSet::new(),
-        proxied_at: HashMap::new(),
         broken: HashSet::new(),
     };
     tokio::spawn(n.run())
@@ -134,9 +133,6 @@ struct Notifier {
     /// Incidents open in the last round: one that left the open list is read once more so its
     /// RESOLVED is planned even when it is not among the newest.
     watched: HashSet<i64>,
-    /// The proxy's (all, 5xx) answers when the notifier first saw an incident of a proxied
-    /// group open: its failed requests so far are counted from there.
-    proxied_at: HashMap<i64, (u64, u64)>,
     /// Templates (receiver, kind) that failed at run time, logged once each.
     broken: HashSet<(String, Kind)>,
 }
@@ -225,7 +221,6 @@ impl Notifier {
         }
         self.live_targets = None;
         self.held.retain(|id, _| ids.contains(id));
-        self.proxied_at.retain(|id, _| self.watched.contains(id));
         let mut rows = Vec::new();
         for inc in &incidents {
             let updates = timelines.get(&inc.id).map_or(&[][..], Vec::as_slice);
@@ -293,11 +288,6 @@ impl Notifier {
         rows: &mut Vec<NewOutbox>,
     ) -> Result<(), StoreError> {
         let config = self.config.clone().expect("reconfigured before planning");
-        if inc.resolved.is_none() && !self.proxied_at.contains_key(&inc.id) {
-            if let Some(p) = self.proxied(&inc.component) {
-                self.proxied_at.insert(inc.id, p);
-            }
-        }
         let labels = facts::labels(&self.index, &self.notify.severity, inc);
         let in_maintenance = self.rt.calendar().covered(&inc.component, now, now + 1) > 0;
         let input = Input {
@@ -461,8 +451,8 @@ impl Notifier {
     }
 
     /// The figures of `inc` so far: the stored ones once resolved, else computed at `now` from
-    /// the rollups, the live failure streaks and the proxy's answers since the incident was
-    /// first seen.
+    /// the rollups (the proxy's answers from the group's), the live failure streaks and what
+    /// the proxy answered that is not written yet.
     async fn figures(
         &mut self,
         config: &Config,
@@ -477,7 +467,8 @@ impl Notifier {
             return Ok(f);
         }
         let calendar = self.rt.calendar();
-        let mut inputs = figures_inputs(self.rt.store(), &*calendar, inc, now).await?;
+        let counters = super::incidents::RuntimeCounters(self.rt.clone());
+        let mut inputs = figures_inputs(self.rt.store(), &*calendar, &counters, inc, now).await?;
         let by_name = self.live_targets();
         inputs.failed_probes_seen = inc
             .targets
@@ -485,19 +476,6 @@ impl Notifier {
             .filter_map(|n| by_name.get(n))
             .map(|t| u64::from(t.stats.lock().expect("stats lock poisoned").state.failures))
             .sum();
-        inputs.proxied = match (self.proxied_at.get(&inc.id), self.proxied(&inc.component)) {
-            (Some(&(a0, f0)), Some((a1, f1))) => {
-                Some((a1.saturating_sub(a0), f1.saturating_sub(f0)))
-            }
-            _ => None,
-        };
         Ok(Figures::compute(&inputs, &config.incidents))
-    }
-
-    /// The proxy's (all, 5xx) answers of group `component`, when it is a group with a proxy.
-    fn proxied(&self, component: &str) -> Option<(u64, u64)> {
-        let g = self.rt.failover_group(component)?;
-        g.proxy_addr()?;
-        Some(g.proxy.totals())
     }
 }

@@ -276,9 +276,11 @@ async fn post_update(state: &AppState, id: i64, req: Request<Incoming>) -> Respo
     };
     let config = state.runtime.config();
     let calendar = state.runtime.calendar();
+    let counters = crate::runtime::incidents::RuntimeCounters(state.runtime.clone());
     let how = Resolution {
         config: &config.incidents,
         calendar: &*calendar,
+        counters: &counters,
     };
     let store = state.runtime.store();
     match manual::update(store, id, &input, now_millis(), &how).await {

@@ -48,30 +48,62 @@ fn when(t: Millis) -> String {
 
 /// A duration for people: `45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`.
 pub fn duration(ms: i64) -> String {
+    let mut out = String::new();
+    push_duration(&mut out, ms);
+    out
+}
+
+/// [`duration`], written into `out`.
+fn push_duration(out: &mut String, ms: i64) {
+    use std::fmt::Write as _;
     let s = ms.max(0) / 1000;
-    match s {
-        s if s < 60 => format!("{s} s"),
-        s if s < 3600 => format!("{} min", s / 60),
-        s if s < 86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        s => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
-    }
+    let _ = match s {
+        0 => {
+            out.push_str("0 s");
+            Ok(())
+        }
+        s if s < 60 => write!(out, "{s} s"),
+        s if s < 3600 => write!(out, "{} min", s / 60),
+        s if s < 86_400 => write!(out, "{} h {} min", s / 3600, s % 3600 / 60),
+        s => write!(out, "{} d {} h", s / 86_400, s % 86_400 / 3600),
+    };
 }
 
 /// A day's bar's label: its date (`day`, the same for every component, formatted once per
-/// page) and figures.
-fn bar_label(day: &str, d: &Day) -> String {
-    if !d.data {
-        return format!("{day}: no data");
+/// page) and figures, written straight into the page (a page of 1,000 components has 90,000
+/// of them). It holds only the date, digits and fixed words: nothing to escape.
+struct BarLabel<'a> {
+    day: &'a str,
+    d: &'a Day,
+}
+
+impl maud::Render for BarLabel<'_> {
+    fn render_to(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let d = self.d;
+        out.push_str(self.day);
+        if !d.data {
+            out.push_str(": no data");
+            return;
+        }
+        out.push_str(": ");
+        match d.uptime() {
+            Some(u) if u >= 1.0 => out.push_str("100%"),
+            Some(u) => out.push_str(&percent(u)),
+            None => out.push('–'),
+        }
+        out.push_str(" up, ");
+        push_duration(out, d.down_ms);
+        out.push_str(" down");
+        if d.failures > 0 {
+            let _ = write!(out, ", {} of {} probes failed", d.failures, d.probes);
+        }
+        if d.maintenance_ms > 0 {
+            out.push_str(", ");
+            push_duration(out, d.maintenance_ms);
+            out.push_str(" maintenance");
+        }
     }
-    let up = d.uptime().map(percent).unwrap_or_else(|| "–".into());
-    let mut s = format!("{day}: {up} up, {} down", duration(d.down_ms));
-    if d.failures > 0 {
-        s.push_str(&format!(", {} of {} probes failed", d.failures, d.probes));
-    }
-    if d.maintenance_ms > 0 {
-        s.push_str(&format!(", {} maintenance", duration(d.maintenance_ms)));
-    }
-    s
 }
 
 /// The document around `body`; `root` is the relative path from the page to the server's root
@@ -241,7 +273,7 @@ fn component(c: &ComponentView, level: u8, dates: &[String]) -> Markup {
             @if let Some(d) = &c.description { p.cdesc { (d) } }
             ol.bars aria-label={ "Last 90 days of " (c.name) } {
                 @for (d, day) in c.days.iter().zip(dates) {
-                    li class=(bar_class(d.bar())) tabindex="0" aria-label=(bar_label(day, d)) {}
+                    li class=(bar_class(d.bar())) tabindex="0" aria-label=(BarLabel { day, d }) {}
                 }
             }
             p.uptime { (up) " over 90 days" }

@@ -3,10 +3,11 @@
 //! ([`badge`]).
 //!
 //! Every view is rendered from one [`model::View`], built from the runtime's live state and a
-//! fixed number of store queries per page, whatever the number of components: one day-rollup
-//! query over the last 90 days for every target at once, two incident queries (open ones and
-//! recent ones), one query for all their updates, and one call to the maintenance calendar.
-//! [`QUERIES_PER_VIEW`] says how many.
+//! fixed number of store queries per page, whatever the number of components: today's day
+//! rollups of every target and of every failover group (two queries; the past 90 days come
+//! from the store's cached read), two incident queries (open ones and recent ones), one query
+//! for all their updates, and one call to the maintenance calendar. [`QUERIES_PER_VIEW`] says
+//! how many.
 
 pub mod api;
 pub mod badge;
@@ -22,12 +23,15 @@ use crate::store::{IncidentQuery, Level, Millis, StoreError};
 
 pub use model::{State, View};
 
-/// Store queries made to build a [`View`] with history: day rollups (today's, and the past
-/// days' through the store's cached read, [`crate::store::Store::completed_days`]: one more
-/// query at most once a minute), open incidents, recent incidents, their updates (the
-/// maintenance calendar is asked once more, in memory). Without history ([`History::Skip`])
-/// the rollup queries are not made.
-pub const QUERIES_PER_VIEW: usize = 4;
+/// Store queries made to build a [`View`] with history: today's day rollups of the targets and
+/// of the failover groups (the past days' come through the store's cached read,
+/// [`crate::store::Store::completed_days`]: two more queries at most once a minute), open
+/// incidents, recent incidents, their updates (the maintenance calendar is asked once more,
+/// in memory). Without history ([`History::Skip`]) the rollup queries are not made.
+pub const QUERIES_PER_VIEW: usize = 5;
+
+/// The rollup queries among [`QUERIES_PER_VIEW`] (not made without history).
+pub const ROLLUP_QUERIES_PER_VIEW: usize = 2;
 
 /// Whether a view needs the 90 days of history (the page, the badges and `components.json`
 /// do; the summary, status, incident and maintenance documents do not).
@@ -69,8 +73,8 @@ pub fn live(rt: &Runtime) -> model::Live {
     model::Live { targets, groups }
 }
 
-/// Gathers the inputs of a view at `now`: [`QUERIES_PER_VIEW`] store queries (one fewer without
-/// history) and one calendar call.
+/// Gathers the inputs of a view at `now`: [`QUERIES_PER_VIEW`] store queries
+/// ([`ROLLUP_QUERIES_PER_VIEW`] fewer without history) and one calendar call.
 pub async fn inputs(
     rt: &Runtime,
     now: Millis,
@@ -81,11 +85,14 @@ pub async fn inputs(
     let first = model::first_day(now);
     // Whole past days come from the store's cached read; today's row is read fresh.
     let today = model::day_start(now);
-    let (past, rollups) = match history {
+    let (past, rollups, group_rollups) = match history {
         History::Read => (
             store.completed_days(first, today).await?,
             store
                 .rollups(Level::Day, today, now + model::DAY_MS, None)
+                .await?,
+            store
+                .group_rollups(Level::Day, today, now + model::DAY_MS, None)
                 .await?,
         ),
         History::Skip => Default::default(),
@@ -118,6 +125,7 @@ pub async fn inputs(
         live: live(rt),
         past,
         rollups,
+        group_rollups,
         incidents,
         updates,
         windows,
@@ -165,7 +173,8 @@ pub const UPTIME_SPANS: [(&str, Level, i64); 4] = [
 
 /// The uptime of the component (or group of components) `name` over `span` (one of
 /// [`UPTIME_SPANS`]) up to `now`: `None` when the page has no such component, `Some(None)`
-/// without data. One rollup query per target or failover group of the component.
+/// without data. One rollup query per target or failover group of the component (a group's
+/// own rollups; its instances' when it has none, as rows written before groups had rollups).
 pub async fn uptime(
     rt: &Runtime,
     name: &str,
@@ -198,9 +207,9 @@ pub async fn uptime(
             totals.push(model::Totals::of(&rows));
         }
         for g in &c.groups {
-            let rows = store.rollups(level, from, now + 1, Some(g)).await?;
+            let rows = store.group_rollups(level, from, now + 1, Some(g)).await?;
             if !rows.is_empty() {
-                totals.push(model::Totals::of(&rows));
+                totals.push(model::Totals::of_group(&rows));
                 continue;
             }
             let instances = config

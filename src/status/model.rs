@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::config::status_page::StatusPage;
 use crate::state::Health;
 use crate::store::model::Window;
-use crate::store::{Impact, Incident, IncidentUpdate, Millis, Rollup};
+use crate::store::{Days, GroupRollup, Impact, Incident, IncidentUpdate, Millis, Rollup};
 
 /// Days of history shown per component.
 pub const DAYS: usize = 90;
@@ -107,11 +107,13 @@ pub struct Inputs {
     pub now: Millis,
     /// The live state.
     pub live: Live,
-    /// Day rollups of every target (and group) over the last [`DAYS`] days before today
-    /// (shared: the store caches this read).
-    pub past: std::sync::Arc<Vec<Rollup>>,
-    /// Day rollups of today, or of any day (the tests give every day here).
+    /// Day rollups of every target and failover group over the last [`DAYS`] days before
+    /// today (shared: the store caches this read).
+    pub past: Days,
+    /// Targets' day rollups of today, or of any day (the tests give every day here).
     pub rollups: Vec<Rollup>,
+    /// Failover groups' day rollups of today, or of any day.
+    pub group_rollups: Vec<GroupRollup>,
     /// Incidents: every open one and those started in the last [`PAST_DAYS`] days.
     pub incidents: Vec<Incident>,
     /// The updates of those incidents.
@@ -326,11 +328,16 @@ pub fn build(inputs: Inputs) -> View {
         live,
         past,
         rollups,
+        group_rollups,
         incidents,
         updates,
         windows,
     } = inputs;
-    let history = History::new(past.iter().chain(&rollups), now);
+    let history = History::new(
+        past.targets.iter().chain(&rollups),
+        past.groups.iter().chain(&group_rollups),
+        now,
+    );
     let incidents = incident_views(incidents, updates);
     let mut components: Vec<ComponentView> = page
         .components
@@ -453,30 +460,42 @@ fn in_maintenance(windows: &[Window], now: Millis, names: &HashSet<String>) -> b
     })
 }
 
-/// The day rollups of every target, by target, one slot per day shown.
+/// The day rollups of every target and failover group, by name, one slot per day shown.
 struct History<'a> {
     first: Millis,
     now: Millis,
     by_target: HashMap<&'a str, Vec<Option<&'a Rollup>>>,
+    by_group: HashMap<&'a str, Vec<Option<&'a GroupRollup>>>,
+}
+
+/// Rows (name, start, row) by name, one slot per day from `first`.
+fn by_day<'a, T>(
+    rows: impl Iterator<Item = (&'a str, Millis, &'a T)>,
+    first: Millis,
+) -> HashMap<&'a str, Vec<Option<&'a T>>> {
+    let mut out: HashMap<&str, Vec<Option<&T>>> = HashMap::new();
+    for (name, start, r) in rows {
+        let i = (start - first).div_euclid(DAY_MS);
+        if !(0..DAYS as i64).contains(&i) {
+            continue;
+        }
+        out.entry(name).or_insert_with(|| vec![None; DAYS])[i as usize] = Some(r);
+    }
+    out
 }
 
 impl<'a> History<'a> {
-    fn new(rollups: impl Iterator<Item = &'a Rollup>, now: Millis) -> History<'a> {
+    fn new(
+        rollups: impl Iterator<Item = &'a Rollup>,
+        groups: impl Iterator<Item = &'a GroupRollup>,
+        now: Millis,
+    ) -> History<'a> {
         let first = first_day(now);
-        let mut by_target: HashMap<&str, Vec<Option<&Rollup>>> = HashMap::new();
-        for r in rollups {
-            let i = (r.start - first).div_euclid(DAY_MS);
-            if !(0..DAYS as i64).contains(&i) {
-                continue;
-            }
-            by_target
-                .entry(&r.target)
-                .or_insert_with(|| vec![None; DAYS])[i as usize] = Some(r);
-        }
         History {
             first,
             now,
-            by_target,
+            by_target: by_day(rollups.map(|r| (r.target.as_str(), r.start, r)), first),
+            by_group: by_day(groups.map(|r| (r.group.as_str(), r.start, r)), first),
         }
     }
 
@@ -494,21 +513,36 @@ impl<'a> History<'a> {
         })
     }
 
-    /// A group's day `i`: its own row when the store keeps one, else its instances' (it was
-    /// down at most as long as its least-down instance).
+    /// A failover group's day `i`: probes summed over its instances' checks; down and
+    /// maintenance time from the group's own row (no instance could take traffic) when the
+    /// store keeps one, else from its instances' (it was down at most as long as its
+    /// least-down instance: rows written before the groups had rollups).
     fn group_day(&self, group: &str, checks: &[String], i: usize) -> Option<Day> {
-        if let Some(d) = self.day(group, i) {
-            return Some(d);
-        }
+        let own = self
+            .by_group
+            .get(group)
+            .and_then(|v| v.get(i).copied().flatten());
         let days: Vec<Day> = checks.iter().filter_map(|c| self.day(c, i)).collect();
-        let first = *days.first()?;
-        Some(days.iter().skip(1).fold(first, |mut acc, d| {
-            acc.probes += d.probes;
-            acc.failures += d.failures;
-            acc.down_ms = acc.down_ms.min(d.down_ms);
-            acc.maintenance_ms = acc.maintenance_ms.min(d.maintenance_ms);
-            acc
-        }))
+        let mut acc = match (days.first(), own) {
+            (None, None) => return None,
+            (Some(first), _) => days.iter().skip(1).fold(*first, |mut acc, d| {
+                acc.probes += d.probes;
+                acc.failures += d.failures;
+                acc.down_ms = acc.down_ms.min(d.down_ms);
+                acc.maintenance_ms = acc.maintenance_ms.min(d.maintenance_ms);
+                acc
+            }),
+            (None, Some(g)) => Day {
+                start: g.start,
+                data: true,
+                ..Day::default()
+            },
+        };
+        if let Some(g) = own {
+            acc.down_ms = g.down_ms;
+            acc.maintenance_ms = g.maintenance_ms;
+        }
+        Some(acc)
     }
 
     /// A component's days: probes summed, downtime and maintenance the worst member's.
@@ -659,6 +693,15 @@ pub struct Totals {
 impl Totals {
     /// The sums of `rows`.
     pub fn of(rows: &[Rollup]) -> Totals {
+        rows.iter().fold(Totals::default(), |t, r| Totals {
+            data: true,
+            down_ms: t.down_ms + r.down_ms,
+            maintenance_ms: t.maintenance_ms + r.maintenance_ms,
+        })
+    }
+
+    /// A failover group's from its own rollups.
+    pub fn of_group(rows: &[GroupRollup]) -> Totals {
         rows.iter().fold(Totals::default(), |t, r| Totals {
             data: true,
             down_ms: t.down_ms + r.down_ms,

@@ -252,6 +252,37 @@ fn failover_group_history_falls_back_to_its_least_down_instance() {
 }
 
 #[test]
+fn failover_group_history_comes_from_its_own_rollups_when_it_has_them() {
+    let mut i = inputs(vec![comp("gw", &[], &["gw"])]);
+    i.live.groups.insert(
+        "gw".into(),
+        GroupLive {
+            active: Some(0),
+            instances: vec![Health::Up, Health::Up],
+        },
+    );
+    let y = day_start(NOW) - DAY_MS;
+    // Both instances were down an hour, at different times; no instance could take traffic
+    // for 5 minutes of it (the group's own row).
+    i.rollups = vec![
+        rollup("gw/0", y, 3_600_000, 0),
+        rollup("gw/1", y, 3_600_000, 0),
+    ];
+    i.group_rollups = vec![crate::store::GroupRollup {
+        group: "gw".into(),
+        start: y,
+        observed_ms: DAY_MS,
+        down_ms: 300_000,
+        ..Default::default()
+    }];
+    let v = build(i);
+    let day = v.components[0].days[88];
+    assert_eq!(day.down_ms, 300_000);
+    assert_eq!(day.probes, 2 * 8640, "probes of both instances");
+    assert_eq!(day.bar(), Bar::Minor);
+}
+
+#[test]
 fn incidents_attach_by_component_target_or_group() {
     let mut i = inputs(vec![
         comp("API", &["api"], &[]),
@@ -279,6 +310,7 @@ fn incidents_attach_by_component_target_or_group() {
         status: IncidentStatus::Investigating,
         message: "Detected".into(),
         automatic: true,
+        kind: None,
     }];
     let v = build(i);
     let ids = |c: usize| -> Vec<i64> {
@@ -317,6 +349,7 @@ fn hostile_view() -> View {
         status: IncidentStatus::Identified,
         message: "</li><script>bad()</script>".into(),
         automatic: false,
+        kind: None,
     }];
     i.windows = vec![Window {
         name: "<i>maint</i>".into(),

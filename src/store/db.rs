@@ -10,6 +10,7 @@ use sqlx::AnyConnection;
 use sqlx::{Connection, Executor, Row};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+pub use super::dialect::Kind;
 use super::schema;
 use super::StoreError;
 
@@ -21,15 +22,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long SQLite waits on a lock held by another connection.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
-
-/// Which SQL dialect a backend speaks (only the schema's id and blob types differ).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// SQLite, in a file or in memory.
-    Sqlite,
-    /// PostgreSQL.
-    Postgres,
-}
 
 /// Where a backend keeps its data.
 #[derive(Debug, Clone)]

@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+mod batch;
 mod db;
+mod dialect;
+mod groups;
 mod metrics;
 pub mod model;
 mod restore;
@@ -28,9 +31,9 @@ pub use db::FILE_NAME;
 pub use sql::{decode_counts, encode_counts};
 
 pub use model::{
-    now_millis, GroupState, Impact, Incident, IncidentStatus, IncidentUpdate, Level, Maintenance,
-    MaintenanceCalendar, Millis, NoMaintenance, Rollup, Subject, TargetState, TransitionRecord,
-    Write, LATENCY_BOUNDS,
+    now_millis, pieces, GroupRollup, GroupState, Impact, Incident, IncidentStatus, IncidentUpdate,
+    Level, Maintenance, MaintenanceCalendar, Millis, NoMaintenance, Rollup, Subject, TargetState,
+    TransitionRecord, UpdateKind, Write, LATENCY_BOUNDS,
 };
 
 /// Why a store operation failed.
@@ -220,6 +223,8 @@ pub const BATCH_BOUNDS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 /// The writer's counters.
 #[derive(Default)]
 struct Stats {
+    /// Calls made on the active backend through a handle (reads, awaited writes).
+    calls: AtomicU64,
     writes: AtomicU64,
     dropped: AtomicU64,
     errors: AtomicU64,
@@ -268,7 +273,16 @@ struct DaysRead {
     from: Millis,
     to: Millis,
     at: std::time::Instant,
-    rows: Arc<Vec<Rollup>>,
+    rows: Days,
+}
+
+/// Whole days' rollups of every target and failover group (shared: the store caches them).
+#[derive(Debug, Clone, Default)]
+pub struct Days {
+    /// The targets' day rows, by target then start.
+    pub targets: Arc<Vec<Rollup>>,
+    /// The failover groups' day rows, by group then start.
+    pub groups: Arc<Vec<GroupRollup>>,
 }
 
 /// How long a read of completed days is reused: a day's row still grows when a minute of it
@@ -305,6 +319,11 @@ impl std::fmt::Debug for Store {
 /// Runs a statement on the active backend, its error named by where it ran.
 macro_rules! on_active {
     ($self:ident, |$c:ident| $body:expr) => {{
+        $self
+            .shared
+            .stats
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let b = $self.shared.active();
         let mut guard = b.conn().await?;
         let $c = &mut *guard;
@@ -383,6 +402,13 @@ impl Store {
         if self.tx.send(writer::Msg::Prune(tx)).await.is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// How many calls handles have made on the backend so far (reads and awaited writes; the
+    /// queued writes are the writer's): what "a fixed number of queries per page" is checked
+    /// with. A read served from a cache ([`Store::completed_days`]) makes none.
+    pub fn calls(&self) -> u64 {
+        self.shared.stats.calls.load(Ordering::Relaxed)
     }
 
     /// What the store is and whether it works.
@@ -528,14 +554,23 @@ impl Store {
         on_active!(self, |c| sql::rollups(c, level, from, to, target))
     }
 
-    /// Day rollups of every target for the days in `[from, to)` (whole, past days), read at
-    /// most once per [`COMPLETED_DAYS_TTL`] for the same range: the status page asks for 90
-    /// days of every target on every view, and those rows hardly change.
-    pub async fn completed_days(
+    /// Failover group rollups of `level` whose period starts in `[from, to)`, of `group` only
+    /// when given, ordered by group then start.
+    pub async fn group_rollups(
         &self,
+        level: Level,
         from: Millis,
         to: Millis,
-    ) -> Result<Arc<Vec<Rollup>>, StoreError> {
+        group: Option<&str>,
+    ) -> Result<Vec<GroupRollup>, StoreError> {
+        on_active!(self, |c| groups::read(c, level, from, to, group))
+    }
+
+    /// Day rollups of every target and every failover group for the days in `[from, to)`
+    /// (whole, past days), read at most once per [`COMPLETED_DAYS_TTL`] for the same range:
+    /// the status page asks for 90 days of everything on every view, and those rows hardly
+    /// change.
+    pub async fn completed_days(&self, from: Millis, to: Millis) -> Result<Days, StoreError> {
         let fresh =
             |d: &DaysRead| d.from == from && d.to == to && d.at.elapsed() < COMPLETED_DAYS_TTL;
         if let Some(d) = self.shared.days.lock().expect("days lock").as_ref() {
@@ -543,7 +578,10 @@ impl Store {
                 return Ok(d.rows.clone());
             }
         }
-        let rows = Arc::new(self.rollups(Level::Day, from, to, None).await?);
+        let rows = Days {
+            targets: Arc::new(self.rollups(Level::Day, from, to, None).await?),
+            groups: Arc::new(self.group_rollups(Level::Day, from, to, None).await?),
+        };
         *self.shared.days.lock().expect("days lock") = Some(DaysRead {
             from,
             to,
@@ -570,6 +608,9 @@ pub fn add_into(r: &mut Rollup, m: &Rollup) {
         *a += b;
     }
     r.latency_sum += m.latency_sum;
+    if m.component.is_some() {
+        r.component.clone_from(&m.component);
+    }
 }
 
 mod fence;

@@ -195,6 +195,58 @@ pub struct Incident {
     pub resolution: Option<String>,
 }
 
+/// What an automatic timeline entry records, stored with it (`incident_updates.kind`) so that
+/// readers go by it, never by the entry's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateKind {
+    /// The incident opened: `Detected: TARGET is down (...)`.
+    Detected,
+    /// Another target of the component went down: `TARGET is down too (...)`.
+    AlsoDown,
+    /// The component went down again soon after its resolution: `Down again: ...`.
+    DownAgain,
+    /// The failover proxy moved the traffic: `Traffic moved to ...`.
+    TrafficMoved,
+    /// No instance could take the traffic: `No instance is up ...`.
+    NoneUp,
+    /// Every target is up again: `Recovered after ...`.
+    Recovered,
+    /// Someone acknowledged the incident: `Acknowledged by ...`.
+    Acknowledged,
+}
+
+impl UpdateKind {
+    /// Every kind.
+    pub const ALL: [UpdateKind; 7] = [
+        UpdateKind::Detected,
+        UpdateKind::AlsoDown,
+        UpdateKind::DownAgain,
+        UpdateKind::TrafficMoved,
+        UpdateKind::NoneUp,
+        UpdateKind::Recovered,
+        UpdateKind::Acknowledged,
+    ];
+
+    /// The name stored and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateKind::Detected => "detected",
+            UpdateKind::AlsoDown => "also_down",
+            UpdateKind::DownAgain => "down_again",
+            UpdateKind::TrafficMoved => "traffic_moved",
+            UpdateKind::NoneUp => "none_up",
+            UpdateKind::Recovered => "recovered",
+            UpdateKind::Acknowledged => "acknowledged",
+        }
+    }
+
+    /// The kind named `s`, if any.
+    pub fn parse(s: &str) -> Option<UpdateKind> {
+        UpdateKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// One entry of an incident's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentUpdate {
@@ -210,6 +262,10 @@ pub struct IncidentUpdate {
     pub message: String,
     /// Written by watchfire (detected, failed over, recovered), not by a person.
     pub automatic: bool,
+    /// What it records, for the entries watchfire reads back (none for the others: a
+    /// person's, a message delivered to the status page, ...).
+    #[serde(default)]
+    pub kind: Option<UpdateKind>,
 }
 
 /// A maintenance window made through the API (config-defined windows live in the config).
@@ -253,6 +309,15 @@ impl Level {
         }
     }
 
+    /// The level's code in the `level` columns.
+    pub fn code(self) -> i64 {
+        match self {
+            Level::Minute => 1,
+            Level::Hour => 2,
+            Level::Day => 3,
+        }
+    }
+
     /// Lower-case name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -261,6 +326,39 @@ impl Level {
             Level::Day => "day",
         }
     }
+}
+
+/// The pieces of `[from, to)` (minute-aligned) each read from one level, in time order: whole
+/// UTC days, then the whole hours at the edges, then the minutes beyond.
+pub fn pieces(from: Millis, to: Millis) -> Vec<(Level, Millis, Millis)> {
+    let mut out = Vec::new();
+    split(
+        from,
+        to,
+        &[Level::Day, Level::Hour, Level::Minute],
+        &mut out,
+    );
+    out.sort_by_key(|p| p.1);
+    out
+}
+
+fn split(from: Millis, to: Millis, levels: &[Level], out: &mut Vec<(Level, Millis, Millis)>) {
+    if from >= to {
+        return;
+    }
+    let Some((&level, finer)) = levels.split_first() else {
+        return;
+    };
+    let len = level.millis();
+    let a = from + (len - from.rem_euclid(len)) % len;
+    let b = to - to.rem_euclid(len);
+    if a >= b {
+        split(from, to, finer, out);
+        return;
+    }
+    out.push((level, a, b));
+    split(from, a, finer, out);
+    split(b, to, finer, out);
 }
 
 /// Upper bounds (seconds) of the rollups' latency buckets; the last bucket is everything
@@ -290,6 +388,46 @@ pub struct Rollup {
     pub latency: Vec<u64>,
     /// Sum of probe durations, seconds.
     pub latency_sum: f64,
+    /// The target's component when the minute was written (the config's rule,
+    /// `Config::components`), when it is not the target itself; none also in rows written
+    /// before schema version 3.
+    #[serde(default)]
+    pub component: Option<String>,
+}
+
+/// One failover group's figures over one period, from the group's own state (not its
+/// instances'): written in slices of a few seconds, summed into minutes, hours and days.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GroupRollup {
+    /// Group name.
+    pub group: String,
+    /// Start of the period (aligned to its level).
+    pub start: Millis,
+    /// The part of the period a process watched the group (less than the period when a
+    /// process started or stopped inside it): what a request rate is reckoned over.
+    pub observed_ms: i64,
+    /// Time no instance could take traffic (the proxy answered 503), outside maintenance.
+    pub down_ms: i64,
+    /// Time inside a maintenance window covering the group.
+    pub maintenance_ms: i64,
+    /// Requests the group's failover proxy answered.
+    pub requests: u64,
+    /// Of which answered 5xx (by an instance or by the proxy itself).
+    pub failed_requests: u64,
+    /// Switches of traffic (the initial choice not counted).
+    pub switches: u64,
+}
+
+impl GroupRollup {
+    /// Adds `o`'s figures into these (downsampling, or a slice into its minute).
+    pub fn add(&mut self, o: &GroupRollup) {
+        self.observed_ms += o.observed_ms;
+        self.down_ms += o.down_ms;
+        self.maintenance_ms += o.maintenance_ms;
+        self.requests += o.requests;
+        self.failed_requests += o.failed_requests;
+        self.switches += o.switches;
+    }
 }
 
 /// A write, queued to the writer task: never waited on by the probe path.
@@ -303,6 +441,8 @@ pub enum Write {
     Transition(TransitionRecord),
     /// A finished minute of one target.
     Minute(Rollup),
+    /// A slice of a minute of one failover group (added into its minute, hour and day).
+    GroupMinute(GroupRollup),
     /// A target no longer configured: its state is forgotten (its history is kept).
     ForgetTarget(String),
 }

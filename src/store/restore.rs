@@ -154,8 +154,8 @@ pub async fn restore(c: &mut AnyConnection, r: &Restore) -> R<()> {
     }
     for u in &r.updates {
         sqlx::query(
-            "INSERT INTO incident_updates (id, incident, at, status, message, automatic) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO incident_updates (id, incident, at, status, message, automatic, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(u.id)
         .bind(u.incident)
@@ -163,6 +163,7 @@ pub async fn restore(c: &mut AnyConnection, r: &Restore) -> R<()> {
         .bind(u.status.as_str())
         .bind(&u.message)
         .bind(i64::from(u.automatic))
+        .bind(u.kind.map(super::model::UpdateKind::as_str))
         .execute(&mut *c)
         .await?;
     }

@@ -2,13 +2,13 @@
 //! the latency buckets. Only the id column and the blob type differ, filled in per backend.
 //! Migrations are numbered; the version reached is kept in `watchfire_schema`.
 
-use super::db::Kind;
+use super::dialect::Kind;
 
 /// The table whose presence marks a database as watchfire's.
 pub const SCHEMA_TABLE: &str = "watchfire_schema";
 
 /// The newest schema version this binary knows.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Migration 1: every table and index.
 const V1: &str = r#"
@@ -112,8 +112,36 @@ CREATE INDEX notify_outbox_incident ON notify_outbox (incident);
 CREATE INDEX notify_outbox_created ON notify_outbox (created)
 "#;
 
+/// Migration 3: the failover groups' rollups; each target rollup's component; the kind of an
+/// incident's automatic updates (those written before it given theirs by their words, the
+/// only time the words are read).
+const V3: &str = r#"
+CREATE TABLE group_rollups (
+    level BIGINT NOT NULL,
+    grp TEXT NOT NULL,
+    start BIGINT NOT NULL,
+    observed_ms BIGINT NOT NULL,
+    down_ms BIGINT NOT NULL,
+    maintenance_ms BIGINT NOT NULL,
+    requests BIGINT NOT NULL,
+    failed_requests BIGINT NOT NULL,
+    switches BIGINT NOT NULL,
+    PRIMARY KEY (level, grp, start)
+);
+CREATE INDEX group_rollups_level_start ON group_rollups (level, start);
+ALTER TABLE rollups ADD COLUMN component TEXT;
+ALTER TABLE incident_updates ADD COLUMN kind TEXT;
+UPDATE incident_updates SET kind = 'detected' WHERE automatic = 1 AND message LIKE 'Detected: %';
+UPDATE incident_updates SET kind = 'also_down' WHERE automatic = 1 AND message LIKE '% is down too (%';
+UPDATE incident_updates SET kind = 'down_again' WHERE automatic = 1 AND message LIKE 'Down again: %';
+UPDATE incident_updates SET kind = 'traffic_moved' WHERE automatic = 1 AND message LIKE 'Traffic moved %';
+UPDATE incident_updates SET kind = 'none_up' WHERE automatic = 1 AND message LIKE 'No instance is up %';
+UPDATE incident_updates SET kind = 'recovered' WHERE automatic = 1 AND message LIKE 'Recovered after %';
+UPDATE incident_updates SET kind = 'acknowledged' WHERE automatic = 1 AND message LIKE 'Acknowledged%'
+"#;
+
 /// Every migration, in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The statements of migration `i` for backend `kind`.
 pub fn migration(kind: Kind, i: usize) -> Vec<String> {

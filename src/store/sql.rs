@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use super::model::*;
 use super::IncidentQuery;
@@ -13,51 +13,7 @@ use crate::state::Health;
 
 type R<T> = Result<T, sqlx::Error>;
 
-/// Applies `batch` in one transaction: states upserted, transitions appended, minutes added
-/// into their minute, hour and day rows.
-pub async fn apply(
-    conn: &mut AnyConnection,
-    batch: &[Write],
-    restore: Option<&super::restore::Restore>,
-) -> R<()> {
-    let mut tx = conn.begin().await?;
-    let mut sums: BTreeMap<(i64, String, Millis), Rollup> = BTreeMap::new();
-    for w in batch {
-        match w {
-            Write::TargetState(t) => upsert_target(&mut tx, t).await?,
-            Write::GroupState(g) => upsert_group(&mut tx, g).await?,
-            Write::Transition(t) => insert_transition(&mut tx, t).await?,
-            Write::ForgetTarget(name) => {
-                sqlx::query("DELETE FROM target_state WHERE target = $1")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Write::Minute(m) => {
-                for level in [Level::Minute, Level::Hour, Level::Day] {
-                    let start = m.start - m.start.rem_euclid(level.millis());
-                    let r = sums
-                        .entry((level_code(level), m.target.clone(), start))
-                        .or_insert_with(|| Rollup {
-                            target: m.target.clone(),
-                            start,
-                            ..Rollup::default()
-                        });
-                    super::add_into(r, m);
-                }
-            }
-        }
-    }
-    for ((level, _, _), r) in &sums {
-        add_rollup(&mut tx, *level, r).await?;
-    }
-    if let Some(r) = restore {
-        super::restore::restore(&mut tx, r).await?;
-    }
-    tx.commit().await
-}
-
-async fn upsert_target(c: &mut AnyConnection, t: &TargetState) -> R<()> {
+pub(super) async fn upsert_target(c: &mut AnyConnection, t: &TargetState) -> R<()> {
     sqlx::query(
         "INSERT INTO target_state (target, health, successes, failures, since, reason, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (target) DO UPDATE SET \
@@ -77,7 +33,7 @@ async fn upsert_target(c: &mut AnyConnection, t: &TargetState) -> R<()> {
     Ok(())
 }
 
-async fn upsert_group(c: &mut AnyConnection, g: &GroupState) -> R<()> {
+pub(super) async fn upsert_group(c: &mut AnyConnection, g: &GroupState) -> R<()> {
     sqlx::query(
         "INSERT INTO group_state (grp, active, json, updated) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (grp) DO UPDATE SET active = excluded.active, json = excluded.json, \
@@ -92,7 +48,7 @@ async fn upsert_group(c: &mut AnyConnection, g: &GroupState) -> R<()> {
     Ok(())
 }
 
-async fn insert_transition(c: &mut AnyConnection, t: &TransitionRecord) -> R<()> {
+pub(super) async fn insert_transition(c: &mut AnyConnection, t: &TransitionRecord) -> R<()> {
     sqlx::query(
         "INSERT INTO transitions (at, subject, name, from_state, to_state, reason, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -110,11 +66,12 @@ async fn insert_transition(c: &mut AnyConnection, t: &TransitionRecord) -> R<()>
 }
 
 const ROLLUP_COLUMNS: &str =
-    "target, start, probes, failures, by_reason, down_ms, maintenance_ms, latency, latency_sum";
+    "target, start, probes, failures, by_reason, down_ms, maintenance_ms, latency, latency_sum, \
+     component";
 
 /// Adds `r` into the stored row of `level` for its target and start (read, add, write: the
 /// single writer makes that safe).
-async fn add_rollup(c: &mut AnyConnection, level: i64, r: &Rollup) -> R<()> {
+pub(super) async fn add_rollup(c: &mut AnyConnection, level: i64, r: &Rollup) -> R<()> {
     let old = sqlx::query(&format!(
         "SELECT {ROLLUP_COLUMNS} FROM rollups WHERE level = $1 AND target = $2 AND start = $3"
     ))
@@ -139,11 +96,12 @@ async fn add_rollup(c: &mut AnyConnection, level: i64, r: &Rollup) -> R<()> {
     };
     sqlx::query(&format!(
         "INSERT INTO rollups (level, {ROLLUP_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (level, target, start) DO UPDATE SET probes = excluded.probes, \
          failures = excluded.failures, by_reason = excluded.by_reason, \
          down_ms = excluded.down_ms, maintenance_ms = excluded.maintenance_ms, \
-         latency = excluded.latency, latency_sum = excluded.latency_sum"
+         latency = excluded.latency, latency_sum = excluded.latency_sum, \
+         component = excluded.component"
     ))
     .bind(level)
     .bind(&sum.target)
@@ -155,6 +113,7 @@ async fn add_rollup(c: &mut AnyConnection, level: i64, r: &Rollup) -> R<()> {
     .bind(sum.maintenance_ms)
     .bind(encode_counts(&sum.latency))
     .bind(sum.latency_sum)
+    .bind(sum.component.as_deref())
     .execute(c)
     .await?;
     Ok(())
@@ -162,11 +121,7 @@ async fn add_rollup(c: &mut AnyConnection, level: i64, r: &Rollup) -> R<()> {
 
 /// A level as stored.
 pub fn level_code(l: Level) -> i64 {
-    match l {
-        Level::Minute => 1,
-        Level::Hour => 2,
-        Level::Day => 3,
-    }
+    l.code()
 }
 
 /// Bucket counts as unsigned LEB128 varints (a dozen bytes for a typical minute).
@@ -223,6 +178,7 @@ fn rollup_from(row: &AnyRow) -> R<Rollup> {
         maintenance_ms: row.try_get(6)?,
         latency: decode_counts(&row.try_get::<Vec<u8>, _>(7)?),
         latency_sum: row.try_get(8)?,
+        component: row.try_get(9)?,
     })
 }
 
@@ -478,14 +434,15 @@ pub async fn add_update(c: &mut AnyConnection, u: &IncidentUpdate) -> R<Option<i
         return Ok(None);
     }
     let row = sqlx::query(
-        "INSERT INTO incident_updates (incident, at, status, message, automatic) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO incident_updates (incident, at, status, message, automatic, kind) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(u.incident)
     .bind(u.at)
     .bind(u.status.as_str())
     .bind(&u.message)
     .bind(i64::from(u.automatic))
+    .bind(u.kind.map(UpdateKind::as_str))
     .fetch_one(c)
     .await?;
     Ok(Some(row.try_get(0)?))
@@ -498,7 +455,7 @@ pub async fn updates(c: &mut AnyConnection, ids: &[i64]) -> R<Vec<IncidentUpdate
     }
     let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT id, incident, at, status, message, automatic FROM incident_updates \
+        "SELECT id, incident, at, status, message, automatic, kind FROM incident_updates \
          WHERE incident IN ({}) ORDER BY at, id",
         marks.join(", ")
     );
@@ -511,6 +468,7 @@ pub async fn updates(c: &mut AnyConnection, ids: &[i64]) -> R<Vec<IncidentUpdate
         .iter()
         .map(|row| {
             let status: String = row.try_get(3)?;
+            let kind: Option<String> = row.try_get(6)?;
             Ok(IncidentUpdate {
                 id: row.try_get(0)?,
                 incident: row.try_get(1)?,
@@ -519,6 +477,10 @@ pub async fn updates(c: &mut AnyConnection, ids: &[i64]) -> R<Vec<IncidentUpdate
                     .ok_or_else(|| decode_err("status", &status))?,
                 message: row.try_get(4)?,
                 automatic: row.try_get::<i64, _>(5)? != 0,
+                kind: match kind {
+                    Some(k) => Some(UpdateKind::parse(&k).ok_or_else(|| decode_err("kind", &k))?),
+                    None => None,
+                },
             })
         })
         .collect()

@@ -146,7 +146,7 @@ impl Writer {
                         self.forgotten.insert(name.clone());
                     }
                 }
-                Write::Transition(_) | Write::Minute(_) => {}
+                Write::Transition(_) | Write::Minute(_) | Write::GroupMinute(_) => {}
             }
         }
     }
@@ -317,6 +317,12 @@ impl Writer {
         {
             v.push(Write::Minute(r));
         }
+        for r in super::groups::read(&mut c, Level::Minute, all.0, all.1, None)
+            .await
+            .map_err(err)?
+        {
+            v.push(Write::GroupMinute(r));
+        }
         Ok(v)
     }
 
@@ -331,9 +337,13 @@ impl Writer {
         ] {
             let before = now.saturating_sub(keep.as_millis() as Millis);
             let done = match s.primary.conn().await {
-                Ok(mut c) => sql::prune(&mut c, level, before, PRUNE_PERIODS)
-                    .await
-                    .map_err(|e| classify(e, &s.primary.place)),
+                Ok(mut c) => {
+                    let done = match sql::prune(&mut c, level, before, PRUNE_PERIODS).await {
+                        Ok(_) => super::groups::prune(&mut c, level, before).await,
+                        Err(e) => Err(e),
+                    };
+                    done.map_err(|e| classify(e, &s.primary.place))
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = done {
@@ -356,7 +366,7 @@ async fn write_restoring(
 ) -> Result<(), StoreError> {
     let mut c = b.conn().await?;
     b.check_file()?;
-    sql::apply(&mut c, batch, restore)
+    super::batch::apply(&mut c, batch, restore)
         .await
         .map_err(|e| classify(e, &b.place))
 }

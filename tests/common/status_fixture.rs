@@ -130,6 +130,7 @@ pub async fn fill(rt: &Arc<Runtime>, now: Millis) -> i64 {
                 status,
                 message: message.into(),
                 automatic,
+                kind: None,
             })
             .await
             .expect("update");
@@ -160,6 +161,7 @@ pub async fn fill(rt: &Arc<Runtime>, now: Millis) -> i64 {
             status: IncidentStatus::Resolved,
             message: "Recovered".into(),
             automatic: true,
+            kind: None,
         })
         .await
         .expect("update");

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod groups;
+
 use std::collections::BTreeMap;
 
 use watchfire::state::Health;
@@ -85,6 +87,7 @@ pub fn minute(target: &str, start: Millis, seed: u64) -> Rollup {
         maintenance_ms: (next(2) * 30_000) as i64,
         latency,
         latency_sum: next(1000) as f64 / 8.0,
+        component: Some(format!("{target}-component")),
     }
 }
 
@@ -213,6 +216,7 @@ pub async fn incidents(store: &Store) {
         status: IncidentStatus::Identified,
         message: "found it".to_string(),
         automatic,
+        kind: None,
     };
     let u1 = store.add_update(&update(a, DAY0 + 2, true)).await.unwrap();
     let u2 = store
@@ -550,6 +554,7 @@ pub async fn outbox_into_the_timeline(store: &Store) {
         status: IncidentStatus::Investigating,
         message: "We are investigating.".to_string(),
         automatic: true,
+        kind: None,
     };
     let u = store
         .outbox_sent_as_update(due[0].id, &update, DAY0 + 5)
@@ -619,6 +624,8 @@ where
     concurrent(&fresh().await).await;
     outbox(&fresh().await).await;
     outbox_into_the_timeline(&fresh().await).await;
+    groups::group_rollups(&fresh().await).await;
+    groups::group_retention(&fresh().await).await;
 }
 
 /// The value of the metric line starting with `series` in the store's rendered families.
@@ -669,6 +676,7 @@ fn note(incident: i64, at: Millis, status: IncidentStatus, message: &str) -> Inc
         status,
         message: message.to_string(),
         automatic: false,
+        kind: None,
     }
 }
 

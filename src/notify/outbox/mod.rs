@@ -499,6 +499,7 @@ impl Inner {
             status,
             message: m.text.clone(),
             automatic: true,
+            kind: None,
         };
         match self
             .store

@@ -10,7 +10,7 @@ use crate::incident::figures::human;
 use crate::incident::{clock, Figures};
 use crate::notify::plan::Due;
 use crate::notify::{Facts, Kind, NotifyConfig};
-use crate::store::{Incident, IncidentUpdate, Millis};
+use crate::store::{Incident, IncidentUpdate, Millis, UpdateKind};
 
 /// The runtime's view of an incident's component now.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,14 +23,12 @@ pub struct Live {
     pub detail: Option<String>,
 }
 
-/// The prefix of the automatic update that opens an incident (`incident::Incidents` writes it).
+/// The words before the failure in the entry that opens an incident (`incident::Incidents`
+/// writes it with [`UpdateKind::Detected`]): left out of the detail shown.
 const DETECTED: &str = "Detected: ";
-/// The prefixes of the automatic updates that say what watchfire did (failover switches).
-const ACTIONS: [&str; 2] = ["Traffic moved ", "No instance is up "];
-/// The prefix of a `watchfire verify --incident` verdict.
+/// The prefix of a `watchfire verify --incident` verdict: posted through the incidents API by
+/// another process, like a person's update, so it has no kind of its own.
 const VERIFY: &str = "verify:";
-/// The prefix of the update an acknowledgement writes.
-const ACKNOWLEDGED: &str = "Acknowledged";
 
 /// The running config's targets by name and by component, built once per config.
 #[derive(Debug, Default)]
@@ -133,8 +131,11 @@ pub fn base(c: &Context<'_>) -> Facts {
     let detail = live.detail.clone().or_else(|| {
         updates
             .iter()
-            .find(|u| u.automatic && u.message.starts_with(DETECTED))
-            .map(|u| u.message[DETECTED.len()..].to_string())
+            .find(|u| u.kind == Some(UpdateKind::Detected))
+            .map(|u| {
+                let m = u.message.as_str();
+                m.strip_prefix(DETECTED).unwrap_or(m).to_string()
+            })
     });
     let affected = match (figures.proxied_requests, figures.failed_proxied_requests) {
         (Some(all), Some(failed)) if all > 0 => Some(failed as f64 / all as f64 * 100.0),
@@ -169,7 +170,7 @@ pub fn base(c: &Context<'_>) -> Facts {
         budget_consumed_percent: Some(figures.error_budget_consumed_percent),
         actions: updates
             .iter()
-            .filter(|u| u.automatic && ACTIONS.iter().any(|p| u.message.starts_with(p)))
+            .filter(|u| matches!(u.kind, Some(UpdateKind::TrafficMoved | UpdateKind::NoneUp)))
             .map(|u| u.message.clone())
             .collect(),
         commander: cfg.commander.clone(),
@@ -201,7 +202,7 @@ fn acknowledged(updates: &[IncidentUpdate], at: Millis) -> String {
     match updates
         .iter()
         .rev()
-        .find(|u| u.message.starts_with(ACKNOWLEDGED))
+        .find(|u| u.kind == Some(UpdateKind::Acknowledged))
     {
         Some(u) => format!("{} at {}", u.message.trim_end_matches('.'), clock(at)),
         None => format!("Acknowledged at {}", clock(at)),
@@ -305,7 +306,9 @@ mod tests {
         }
     }
 
-    fn update(id: i64, at: Millis, message: &str, automatic: bool) -> IncidentUpdate {
+    /// An entry of the timeline: watchfire's when it has a kind, a person's otherwise.
+    fn update(id: i64, at: Millis, message: &str, kind: Option<UpdateKind>) -> IncidentUpdate {
+        let automatic = kind.is_some();
         IncidentUpdate {
             id,
             incident: 7,
@@ -313,6 +316,7 @@ mod tests {
             status: IncidentStatus::Investigating,
             message: message.into(),
             automatic,
+            kind,
         }
     }
 
@@ -367,19 +371,19 @@ mod tests {
                 1,
                 T0,
                 "Detected: gateway-health is down (connection_refused)",
-                true,
+                Some(UpdateKind::Detected),
             ),
             update(
                 2,
                 T0 + 3_000,
                 "Traffic moved to http://127.0.0.1:8001 at 15:45:03 UTC (active_down)",
-                true,
+                Some(UpdateKind::TrafficMoved),
             ),
             update(
                 3,
                 T0 + 4_000,
                 "gateway-predict is down too (status_code)",
-                true,
+                Some(UpdateKind::AlsoDown),
             ),
         ];
         let live = Live {
@@ -420,7 +424,7 @@ mod tests {
             1,
             T0,
             "Detected: gateway-health is down (timeout)",
-            true,
+            Some(UpdateKind::Detected),
         )];
         let f = facts_of(&incident(), &updates, &Live::default(), T0 + 1_000);
         assert_eq!(
@@ -439,9 +443,19 @@ mod tests {
         inc.resolution = Some("rolled back".into());
         inc.acknowledged = Some(T0 + 60_000);
         let updates = [
-            update(1, T0, "Detected: gateway-health is down (timeout)", true),
-            update(2, T0 + 60_000, "Acknowledged by jane.", false),
-            update(3, T0 + 700_000, "verify: PASS — health 200 for 10m", false),
+            update(
+                1,
+                T0,
+                "Detected: gateway-health is down (timeout)",
+                Some(UpdateKind::Detected),
+            ),
+            update(
+                2,
+                T0 + 60_000,
+                "Acknowledged by jane.",
+                Some(UpdateKind::Acknowledged),
+            ),
+            update(3, T0 + 700_000, "verify: PASS — health 200 for 10m", None),
         ];
         let live = Live {
             failing_percent: 100.0,
@@ -481,8 +495,8 @@ mod tests {
             ..NotifyConfig::default()
         };
         let updates = [
-            update(1, T0, "Detected: x", true),
-            update(9, T0 + 200_000, "Rolling back the deploy", false),
+            update(1, T0, "Detected: x", Some(UpdateKind::Detected)),
+            update(9, T0 + 200_000, "Rolling back the deploy", None),
         ];
         let f = facts_of(&incident(), &updates, &Live::default(), T0 + 310_000);
         let e = for_due(&f, &due(Kind::Escalated, Some(0), None), &cfg, T0, &updates);
