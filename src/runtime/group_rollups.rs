@@ -28,11 +28,9 @@ use crate::incident::Unwritten;
 use crate::state::Health;
 use crate::store::{GroupRollup, Millis, Write};
 
+pub use super::history::SLICE;
 use super::history::{down_and_maintenance, down_intervals, MINUTE};
 use super::Runtime;
-
-/// How often the groups' figures are queued to the store.
-pub const SLICE: Millis = 5_000;
 
 /// What the slicer remembers of a group between two slices.
 struct Seen {

@@ -40,6 +40,9 @@ use super::{Runtime, Target};
 
 /// Length of a minute rollup.
 pub const MINUTE: Millis = 60_000;
+/// How often the failover groups' figures are queued to the store
+/// ([`super::group_rollups`]): a divisor of a minute.
+pub const SLICE: Millis = 5_000;
 
 /// Wall-clock milliseconds from the monotonic clock: a wall reading taken once, advanced by
 /// tokio's clock (so tests on paused time see minutes pass).
@@ -363,7 +366,7 @@ pub(super) async fn flush_every_minute(
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let mut flusher = Flusher::new();
-    let slice = super::group_rollups::SLICE;
+    let slice = SLICE;
     // The start of the minute in progress: it is closed when a slice ends at or past its end.
     let now = clock.now();
     let mut open_minute = now - now.rem_euclid(MINUTE);

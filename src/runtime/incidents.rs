@@ -15,31 +15,15 @@ use crate::cluster::observe::Snapshot;
 use crate::cluster::quorum::Decided;
 use crate::failover::{Group, Instance as _, Switched};
 use crate::incident::maintenance::Calendar;
-use crate::incident::{component_of, Counters, Incidents, SwitchEvent, TargetEvent, Unwritten};
+use crate::incident::{component_of, Counters, Incidents, SwitchEvent, TargetEvent};
 use crate::state::{Health, TransitionEvent};
 use crate::store::{now_millis, Millis, StoreError};
 
+use super::counters::RuntimeCounters;
 use super::Runtime;
 
 /// How often the proxies are sampled and a reload is looked for.
 const TICK: Duration = Duration::from_secs(5);
-
-/// The runtime's live counts, as the incident manager (and the notifier) read them.
-pub struct RuntimeCounters(pub Arc<Runtime>);
-
-impl Counters for RuntimeCounters {
-    fn probe_failures(&self, target: &str) -> Option<u64> {
-        let t = self.0.target(target)?;
-        let s = t.stats.lock().expect("stats lock poisoned");
-        Some(s.failures.iter().sum())
-    }
-
-    fn unwritten(&self, group: &str) -> Option<Unwritten> {
-        let g = self.0.failover_group(group)?;
-        g.cfg.proxy.as_ref()?;
-        Some(self.0.group_slices().unwritten(&g))
-    }
-}
 
 /// Builds the maintenance calendar from the config in force and the store's API windows, and
 /// puts it in force ([`Runtime::set_calendar`]).

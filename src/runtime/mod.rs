@@ -26,6 +26,7 @@ use crate::state::TransitionEvent;
 use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, TargetState};
 use crate::threads::{per_cpu_threads, spawn_single_threaded};
 
+pub mod counters;
 mod file_sd;
 pub mod group_rollups;
 mod groups;

@@ -467,7 +467,7 @@ impl Notifier {
             return Ok(f);
         }
         let calendar = self.rt.calendar();
-        let counters = super::incidents::RuntimeCounters(self.rt.clone());
+        let counters = super::counters::RuntimeCounters(self.rt.clone());
         let mut inputs = figures_inputs(self.rt.store(), &*calendar, &counters, inc, now).await?;
         let by_name = self.live_targets();
         inputs.failed_probes_seen = inc

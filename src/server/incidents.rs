@@ -276,7 +276,7 @@ async fn post_update(state: &AppState, id: i64, req: Request<Incoming>) -> Respo
     };
     let config = state.runtime.config();
     let calendar = state.runtime.calendar();
-    let counters = crate::runtime::incidents::RuntimeCounters(state.runtime.clone());
+    let counters = crate::runtime::counters::RuntimeCounters(state.runtime.clone());
     let how = Resolution {
         config: &config.incidents,
         calendar: &*calendar,
