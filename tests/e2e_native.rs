@@ -163,30 +163,8 @@ async fn prometheus_ingests_the_native_duration_histogram_and_its_p99_agrees_wit
     let target = spread_target(cancel.clone()).await;
     let (recorder, accepts) = accept_recorder(cancel.clone()).await;
 
-    let config_path = dir.join("watchfire.yaml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "defaults:\n  interval: 100ms\n  timeout: 90ms\n\
-             targets:\n  - name: spread\n    url: http://{target}/\n"
-        ),
-    )
-    .unwrap();
-    let config = watchfire::config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
-    let runtime = Runtime::start(config, None, RuntimeOptions::default(), cancel.clone())
-        .await
-        .expect("runtime");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let wf = listener.local_addr().unwrap();
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        registry: watchfire::metrics::process_registry(),
-    });
-    let c = cancel.clone();
-    let srv = tokio::spawn(server::serve(listener, state, async move {
-        c.cancelled().await
-    }));
-
     let prom_port = free_port();
     std::fs::write(
         dir.join("prometheus.yml"),
@@ -211,6 +189,47 @@ async fn prometheus_ingests_the_native_duration_histogram_and_its_p99_agrees_wit
         dir,
     );
     let prom_addr: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    // Prometheus starts before watchfire probes anything: HDR's p99 counts every probe since
+    // the start, and probes slowed by Prometheus' own start-up (which it never sees) would
+    // stay in it.
+    until(
+        Duration::from_secs(30),
+        "Prometheus ready",
+        &prom,
+        || async move {
+            tokio::net::TcpStream::connect(prom_addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let (status, _) = common::get(prom_addr, "/-/ready").await;
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(format!("/-/ready: {status}"))
+            }
+        },
+    )
+    .await;
+    let config_path = dir.join("watchfire.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "defaults:\n  interval: 100ms\n  timeout: 90ms\n\
+             targets:\n  - name: spread\n    url: http://{target}/\n"
+        ),
+    )
+    .unwrap();
+    let config = watchfire::config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
+    let runtime = Runtime::start(config, None, RuntimeOptions::default(), cancel.clone())
+        .await
+        .expect("runtime");
+    let state = Arc::new(AppState {
+        runtime: runtime.clone(),
+        registry: watchfire::metrics::process_registry(),
+    });
+    let c = cancel.clone();
+    let srv = tokio::spawn(server::serve(listener, state, async move {
+        c.cancelled().await
+    }));
 
     // What Prometheus asks for: protobuf first, which watchfire answers in.
     let accept = until(
