@@ -3,37 +3,17 @@
 //! few thousand targets written inline under `targets:` and listed in a file_sd file.
 
 mod common;
+#[path = "common/runtime.rs"]
+mod started;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::eventually;
-use tokio_util::sync::CancellationToken;
-use watchfire::config::{FileSdCache, LoadOptions};
-use watchfire::runtime::{Runtime, RuntimeOptions, Target};
+use watchfire::runtime::{Runtime, Target};
 
 /// Targets of each form: enough that a per-target rebuild or a quadratic step would show.
 const N: usize = 2000;
-
-const OPTS: LoadOptions = LoadOptions { allow_empty: false };
-
-async fn start(path: &Path) -> (Arc<Runtime>, CancellationToken) {
-    let cache = Arc::new(Mutex::new(FileSdCache::default()));
-    let cfg = watchfire::runtime::load_blocking_cached(path.to_path_buf(), OPTS, cache.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let opts = RuntimeOptions {
-        precise_timer: false,
-        file_sd: cache,
-        ..RuntimeOptions::default()
-    };
-    let rt = Runtime::start(cfg, Some(path.to_path_buf()), opts, cancel.clone())
-        .await
-        .expect("runtime starts");
-    (rt, cancel)
-}
 
 /// Each target's probes and latency samples so far, in the running order.
 fn recorded(targets: &[Arc<Target>]) -> Vec<(u64, u64)> {
@@ -111,7 +91,7 @@ async fn an_unchanged_reload_of_inline_targets_rebuilds_none() {
     }
     let path = dir.path().join("watchfire.yaml");
     std::fs::write(&path, text).unwrap();
-    let (rt, cancel) = start(&path).await;
+    let (rt, cancel) = started::start(&path).await;
     reload_keeps_every_target(&rt).await;
     cancel.cancel();
 }
@@ -128,7 +108,7 @@ async fn an_unchanged_reload_of_file_sd_targets_keeps_the_running_set() {
     let path = dir.path().join("watchfire.yaml");
     let section = "file_sd:\n  - files: [a.json]\n    interval: 1s\n    timeout: 100ms\n";
     std::fs::write(&path, section).unwrap();
-    let (rt, cancel) = start(&path).await;
+    let (rt, cancel) = started::start(&path).await;
     let before = rt.targets();
     reload_keeps_every_target(&rt).await;
     // The file's specs are the very ones running: the running set itself is kept.
