@@ -37,7 +37,9 @@ fn opts(limits: Limits) -> ServeOptions {
 /// Keeps `n` sockets open that send half a request header and stall; a socket the server
 /// closes is opened again after half a second, as a slowloris client does. Returns how many
 /// connections were made in all.
+/// The sockets run on `on`: a runtime of their own, as an attacker is a process of its own.
 fn slowloris(
+    on: &tokio::runtime::Handle,
     addr: std::net::SocketAddr,
     n: usize,
     stop: CancellationToken,
@@ -47,7 +49,7 @@ fn slowloris(
         .map(|_| {
             let made = made.clone();
             let stop = stop.clone();
-            tokio::spawn(async move {
+            on.spawn(async move {
                 while !stop.is_cancelled() {
                     if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
                         made.fetch_add(1, Ordering::Relaxed);
@@ -75,7 +77,12 @@ async fn answers_under_slowloris(limits: Limits, n: usize) {
     let _turn = HEAVY.lock().await;
     let srv = Served::start(MODULES, opts(limits), 1).await;
     let stop = CancellationToken::new();
-    let (made, tasks) = slowloris(srv.addr(), n, stop.clone());
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("the slow clients' runtime");
+    let (made, tasks) = slowloris(clients.handle(), srv.addr(), n, stop.clone());
     eventually(Duration::from_secs(10), "the slow sockets open", || {
         let made = made.clone();
         async move { (made.load(Ordering::Relaxed) >= n).then_some(()) }
@@ -95,6 +102,7 @@ async fn answers_under_slowloris(limits: Limits, n: usize) {
     for t in tasks {
         t.await.expect("slow socket task");
     }
+    clients.shutdown_background();
     srv.stop().await;
 }
 

@@ -3,17 +3,17 @@
 //!
 //! - **Connections** are always accepted (no permit is waited for before `accept()`, so nothing
 //!   is left in the kernel's backlog past its deadline). Past `--web.max-connections`, the
-//!   connection that has been idle the longest (no request in progress: waiting for headers, a
-//!   TLS handshake, or between keep-alive requests) is closed to make room; when every open
-//!   connection is busy with a request, the new one is answered `503` with `Retry-After` and
-//!   closed. Slow or idle sockets therefore cannot hold the server's capacity: a fresh
+//!   connection that has been idle the longest (no request in progress and nothing waiting that
+//!   the server has not read: stalled in its headers or a TLS handshake, or between keep-alive
+//!   requests) is closed to make room; when no open connection is idle, the new one is answered
+//!   `503` with `Retry-After` and closed. Slow or idle sockets therefore cannot hold the server's capacity: a fresh
 //!   connection with a prompt request always gets in.
 //! - **Requests** are admitted per [`Class`], each with its own in-flight limit and no queue:
 //!   over the limit, the answer is an immediate `503` with `Retry-After: 1`. A flood of
 //!   `/probe` cannot delay `/-/healthy` or `/metrics`, and the reverse.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,13 +126,36 @@ impl Requests {
 }
 
 /// One open connection as the registry sees it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Slot {
     busy: AtomicUsize,
+    /// Bytes may be waiting that the server has not read yet (see [`Slot::unread`]).
+    unread: AtomicBool,
     evict: CancellationToken,
 }
 
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            busy: AtomicUsize::new(0),
+            // A connection is admitted before its task first runs: whatever it sent may be
+            // waiting already.
+            unread: AtomicBool::new(true),
+            evict: CancellationToken::new(),
+        }
+    }
+}
+
 impl Slot {
+    /// Marks whether bytes may be waiting on the connection that its HTTP reader has not seen.
+    /// Such a connection is not idle: it is not closed to make room until the reader has had
+    /// its turn. Without this, a flood of new connections faster than the server gets round to
+    /// each could close a prompt client's connection between its arrival and its first read,
+    /// a request lost that was never slow.
+    pub fn unread(&self, waiting: bool) {
+        self.unread.store(waiting, Ordering::Release);
+    }
+
     /// Marks a request in progress until the returned guard is dropped.
     pub fn busy(self: &Arc<Self>) -> BusyGuard {
         self.busy.fetch_add(1, Ordering::AcqRel);
@@ -274,12 +297,12 @@ pub fn render(w: &mut crate::expo::Writer<'_>) {
     }
 }
 
-/// Closes and forgets the oldest connection with no request in progress.
+/// Closes and forgets the oldest connection with no request in progress and nothing unread.
 fn evict_oldest_idle(open: &mut Open) -> bool {
     let victim = open
         .slots
         .iter()
-        .find(|(_, s)| s.busy.load(Ordering::Acquire) == 0)
+        .find(|(_, s)| s.busy.load(Ordering::Acquire) == 0 && !s.unread.load(Ordering::Acquire))
         .map(|(id, _)| *id);
     match victim.and_then(|id| open.slots.remove(&id)) {
         Some(slot) => {
@@ -300,11 +323,16 @@ mod tests {
         let conns = Connections::new(2);
         let a = conns.admit().expect("first");
         let b = conns.admit().expect("second");
+        // Neither has been read yet: neither is idle.
+        assert!(conns.admit().is_none(), "unread connections are kept");
+        a.slot().unread(false);
+        b.slot().unread(false);
         let _busy = a.slot().busy();
         let c = conns.admit().expect("third, by closing the idle second");
         assert!(b.slot().evict.is_cancelled());
         assert!(!a.slot().evict.is_cancelled());
         assert_eq!(conns.len(), 2);
+        c.slot().unread(false);
         let _busy_c = c.slot().busy();
         assert!(conns.admit().is_none(), "every open connection is busy");
         drop(c);

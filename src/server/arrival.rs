@@ -34,29 +34,42 @@ pub fn enable(listener: &TcpListener) {
     }
 }
 
-/// When the first bytes waiting on `stream` arrived, if any are waiting and the kernel stamped
-/// them; `None` otherwise. Never waits and consumes nothing. An arrival older than `max_age`
-/// (a stamp from a clock step) is not believed.
-pub fn first_bytes(stream: &TcpStream, max_age: Duration) -> Option<Instant> {
+/// What a peek at a connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peeked {
+    /// Nothing is waiting (or the connection is closed or failed).
+    Nothing,
+    /// Bytes are waiting; when they arrived, if the kernel stamped them.
+    Bytes(Option<Instant>),
+}
+
+/// What is waiting on `stream`, and when the first of it arrived. Never waits and consumes
+/// nothing. An arrival older than `max_age` (a stamp from a clock step) is not believed.
+pub fn peek(stream: &TcpStream, max_age: Duration) -> Peeked {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     // Room for one `cmsghdr` with a `timespec` (32 bytes on 64-bit Linux), with margin.
     let mut space = [0u8; 64];
-    let msg = recvmsg::<SockaddrStorage>(
+    let msg = match recvmsg::<SockaddrStorage>(
         stream.as_raw_fd(),
         &mut iov,
         Some(&mut space),
         MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(m) if m.bytes > 0 => m,
+        _ => return Peeked::Nothing,
+    };
+    let stamp = msg.cmsgs().ok().and_then(|mut cs| {
+        cs.find_map(|c| match c {
+            ControlMessageOwned::ScmTimestampns(ts) => Some(ts),
+            _ => None,
+        })
+    });
+    Peeked::Bytes(
+        stamp
+            .and_then(|s| age(s, SystemTime::now(), max_age))
+            .map(|a| Instant::now() - a),
     )
-    .ok()?;
-    if msg.bytes == 0 {
-        return None;
-    }
-    let stamp = msg.cmsgs().ok()?.find_map(|c| match c {
-        ControlMessageOwned::ScmTimestampns(ts) => Some(ts),
-        _ => None,
-    })?;
-    age(stamp, SystemTime::now(), max_age).map(|a| Instant::now() - a)
 }
 
 /// How long before `now` the wall-clock `stamp` was, when that is within `max_age`.
@@ -96,7 +109,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        assert_eq!(first_bytes(&server, Duration::from_secs(5)), None);
+        assert_eq!(peek(&server, Duration::from_secs(5)), Peeked::Nothing);
         let sent = Instant::now();
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         server.readable().await.unwrap();
@@ -112,7 +125,7 @@ mod tests {
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             let (_c, server, _) = written(&listener).await;
-            if first_bytes(&server, Duration::from_secs(5)).is_some() {
+            if peek(&server, Duration::from_secs(5)) != Peeked::Bytes(None) {
                 break;
             }
             assert!(
@@ -124,7 +137,9 @@ mod tests {
         let (_client, server, sent) = written(&listener).await;
         // Some time passes between the arrival and the peek; the stamp does not move with it.
         std::thread::sleep(Duration::from_millis(50));
-        let arrived = first_bytes(&server, Duration::from_secs(5)).expect("a stamp");
+        let Peeked::Bytes(Some(arrived)) = peek(&server, Duration::from_secs(5)) else {
+            panic!("a stamp")
+        };
         let peeked = Instant::now();
         assert!(
             peeked - arrived >= Duration::from_millis(45),

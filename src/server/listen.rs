@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::admission::{Admitted, Connections, Requests};
+use super::arrival::Peeked;
 use super::{AppState, ServeOptions, SHUTDOWN_GRACE};
 
 /// The listen backlog asked for (the kernel caps it at `net.core.somaxconn`). A flood of
@@ -154,20 +155,35 @@ async fn connection(
     let slot = admitted.slot().clone();
     let web = shared.opts.web.current();
     let limit = shared.opts.limits.header_timeout;
+    let plain = !web.tls();
     // The first bytes (a request, or a TLS hello) and when the kernel received them: the first
-    // request's deadline counts from there. The wait counts against the header timeout.
+    // request's deadline counts from there. The wait counts against the header timeout. While
+    // bytes may be waiting unread the connection is not idle (see `Slot::unread`); a TLS
+    // handshake is a conversation, so under TLS it is idle until a request is in progress.
     let started = std::time::Instant::now();
-    tokio::select! {
-        r = tokio::time::timeout(limit, stream.readable()) => {
-            if !matches!(r, Ok(Ok(()))) {
-                debug!(%peer, "closed: nothing sent within the header timeout");
-                return;
+    let mut peeked = super::arrival::peek(&stream, limit);
+    if peeked == Peeked::Nothing {
+        slot.unread(false);
+        tokio::select! {
+            r = tokio::time::timeout(limit, stream.readable()) => {
+                if !matches!(r, Ok(Ok(()))) {
+                    debug!(%peer, "closed: nothing sent within the header timeout");
+                    return;
+                }
             }
+            _ = slot.evicted() => return,
+            _ = cancel.cancelled() => return,
         }
-        _ = slot.evicted() => return,
-        _ = cancel.cancelled() => return,
+        slot.unread(plain);
+        peeked = super::arrival::peek(&stream, limit);
     }
-    let first = std::cell::Cell::new(super::arrival::first_bytes(&stream, limit));
+    if !plain {
+        slot.unread(false);
+    }
+    let first = std::cell::Cell::new(match peeked {
+        Peeked::Bytes(at) => at,
+        Peeked::Nothing => None,
+    });
     // (What is left of it also bounds this connection's later requests: a client that waited
     // to send its first request keeps a shorter idle timeout.)
     let header_timeout = limit
@@ -203,8 +219,15 @@ async fn connection(
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
+    // Once the reader has had a turn, what was waiting is read: a complete request is in
+    // progress (busy), a partial one is a slow client (idle).
+    let read = std::future::poll_fn(|cx| {
+        let r = conn.as_mut().poll(cx);
+        slot.unread(false);
+        r
+    });
     tokio::select! {
-        r = conn.as_mut() => {
+        r = read => {
             if let Err(e) = r {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
