@@ -24,17 +24,25 @@ async fn sim() -> Sim {
         .expect("sim starts")
 }
 
+/// A runtime of `yaml` on `store`, with tokio's timer (so it runs under paused time too).
 async fn start(yaml: &str, store: &Store) -> (Arc<Runtime>, CancellationToken) {
     let cfg = config::load_str("history.yaml", yaml).expect("config");
     let cancel = CancellationToken::new();
     let opts = RuntimeOptions {
         store: store.clone(),
+        precise_timer: false,
         ..RuntimeOptions::default()
     };
     let rt = Runtime::start(cfg, None, opts, cancel.clone())
         .await
         .expect("runtime starts");
     (rt, cancel)
+}
+
+/// A loopback address nothing listens on (every connection to it is refused).
+fn closed_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
 }
 
 fn render(rt: &Runtime) -> String {
@@ -214,23 +222,12 @@ impl MaintenanceCalendar for Maintenance {
 /// minute later counts 60 s, less the part inside a maintenance window (:10 to :40).
 #[tokio::test(start_paused = true)]
 async fn minute_rollups_count_down_time_to_the_millisecond_under_paused_time() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
+    let addr = closed_port();
     let yaml = format!(
         "targets:\n  - name: dead\n    url: http://{addr}/health\n    interval: 1s\n    timeout: 500ms\n    down_after: 3\n"
     );
     let store = Store::memory();
-    let cfg = config::load_str("history.yaml", &yaml).expect("config");
-    let cancel = CancellationToken::new();
-    let opts = RuntimeOptions {
-        store: store.clone(),
-        precise_timer: false,
-        ..RuntimeOptions::default()
-    };
-    let rt = Runtime::start(cfg, None, opts, cancel.clone())
-        .await
-        .expect("runtime starts");
+    let (rt, cancel) = start(&yaml, &store).await;
     let clock = rt.clock();
     let first_end = clock.now() - clock.now().rem_euclid(60_000) + 60_000;
     let second = (first_end, first_end + 60_000);
@@ -284,23 +281,12 @@ async fn minute_rollups_count_down_time_to_the_millisecond_under_paused_time() {
 /// covering the group, and the switch to none once.
 #[tokio::test(start_paused = true)]
 async fn group_rollups_count_no_instance_up_to_the_millisecond_under_paused_time() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
+    let addr = closed_port();
     let yaml = format!(
         "failover:\n  - name: gw\n    instances: [http://{addr}]\n    check: {{ path: /health, interval: 1s, timeout: 500ms }}\n    down_after: 3\n"
     );
     let store = Store::memory();
-    let cfg = config::load_str("history.yaml", &yaml).expect("config");
-    let cancel = CancellationToken::new();
-    let opts = RuntimeOptions {
-        store: store.clone(),
-        precise_timer: false,
-        ..RuntimeOptions::default()
-    };
-    let rt = Runtime::start(cfg, None, opts, cancel.clone())
-        .await
-        .expect("runtime starts");
+    let (rt, cancel) = start(&yaml, &store).await;
     let clock = rt.clock();
     // The instance goes down a few seconds after the start, in this minute or the next; the
     // minute after those is down whole.

@@ -9,6 +9,14 @@ use watchfire::store::{
     GroupRollup, Impact, Incident, IncidentStatus, Millis, Rollup, Store, Write, LATENCY_BOUNDS,
 };
 
+/// The report of every target in `[from, to)` at a 99.9 % objective, without the config's
+/// components.
+async fn whole(store: &Store, from: Millis, to: Millis) -> watchfire::report::Report {
+    compute(store, from, to, 0.999, &[], &Default::default(), &[])
+        .await
+        .unwrap()
+}
+
 const DAY: Millis = 86_400_000;
 const MIN: Millis = 60_000;
 /// 2024-05-01T00:00:00Z.
@@ -75,17 +83,7 @@ async fn filled() -> Store {
 #[tokio::test]
 async fn a_two_day_report_counts_thirty_seconds_down_and_excludes_maintenance() {
     let store = filled().await;
-    let r = compute(
-        &store,
-        MAY,
-        MAY + 2 * DAY,
-        0.999,
-        &[],
-        &Default::default(),
-        &[],
-    )
-    .await
-    .unwrap();
+    let r = whole(&store, MAY, MAY + 2 * DAY).await;
     assert_eq!(r.targets.len(), 1);
     let t = &r.targets[0];
     assert_eq!(t.down_seconds, 30.0);
@@ -123,25 +121,13 @@ async fn a_range_with_edges_reads_the_edge_minutes_and_nothing_outside() {
     let store = filled().await;
     // 10:00 to 10:05 on day one: the minute at 10:00 held the outage.
     let from = MAY + 600 * MIN;
-    let r = compute(
-        &store,
-        from,
-        from + 5 * MIN,
-        0.999,
-        &[],
-        &Default::default(),
-        &[],
-    )
-    .await
-    .unwrap();
+    let r = whole(&store, from, from + 5 * MIN).await;
     let t = &r.targets[0];
     assert_eq!((t.probes, t.down_seconds), (300, 30.0));
     let uptime = t.uptime.expect("uptime");
     assert!((uptime - 0.9).abs() < 1e-12, "{uptime}");
     assert!(t.error_budget_consumed > 1.0, "overspent in five minutes");
-    let none = compute(&store, MAY - DAY, MAY, 0.999, &[], &Default::default(), &[])
-        .await
-        .unwrap();
+    let none = whole(&store, MAY - DAY, MAY).await;
     assert!(none.targets.is_empty() && none.incidents.is_empty());
 }
 
@@ -197,17 +183,7 @@ async fn a_failover_group_is_down_as_its_own_rollups_say_and_components_come_fro
         }));
     }
     store.flush().await;
-    let r = compute(
-        &store,
-        MAY,
-        MAY + 60 * MIN,
-        0.999,
-        &[],
-        &Default::default(),
-        &[],
-    )
-    .await
-    .unwrap();
+    let r = whole(&store, MAY, MAY + 60 * MIN).await;
     let names: Vec<&str> = r.components.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["gw", "loose/0", "shop"], "no name guessing");
     let gw = &r.components[0];

@@ -40,6 +40,15 @@ fn inputs(components: Vec<PageComponent>) -> Inputs {
     }
 }
 
+/// Sets failover group `name`'s live state: its active instance and each instance's health.
+fn group(i: &mut Inputs, name: &str, active: Option<usize>, instances: &[Health]) {
+    let live = GroupLive {
+        active,
+        instances: instances.to_vec(),
+    };
+    i.live.groups.insert(name.into(), live);
+}
+
 fn incident(id: i64, component: &str, open: bool, impact: Impact) -> Incident {
     Incident {
         id,
@@ -150,20 +159,8 @@ fn component_state_from_its_members() {
     ] {
         i.live.targets.insert(t.into(), h);
     }
-    i.live.groups.insert(
-        "gw".into(),
-        GroupLive {
-            active: Some(1),
-            instances: vec![Health::Down, Health::Up],
-        },
-    );
-    i.live.groups.insert(
-        "gw2".into(),
-        GroupLive {
-            active: None,
-            instances: vec![Health::Down, Health::Down],
-        },
-    );
+    group(&mut i, "gw", Some(1), &[Health::Down, Health::Up]);
+    group(&mut i, "gw2", None, &[Health::Down, Health::Down]);
     let v = build(i);
     let got: Vec<&str> = v.components.iter().map(|c| c.state.as_str()).collect();
     assert_eq!(
@@ -237,13 +234,7 @@ fn groups_are_the_worst_of_their_members() {
 #[test]
 fn failover_group_history_falls_back_to_its_least_down_instance() {
     let mut i = inputs(vec![comp("gw", &[], &["gw"])]);
-    i.live.groups.insert(
-        "gw".into(),
-        GroupLive {
-            active: Some(0),
-            instances: vec![Health::Up, Health::Up],
-        },
-    );
+    group(&mut i, "gw", Some(0), &[Health::Up, Health::Up]);
     let y = day_start(NOW) - DAY_MS;
     i.rollups = vec![rollup("gw/0", y, 600_000, 0), rollup("gw/1", y, 60_000, 0)];
     let v = build(i);
@@ -254,13 +245,7 @@ fn failover_group_history_falls_back_to_its_least_down_instance() {
 #[test]
 fn failover_group_history_comes_from_its_own_rollups_when_it_has_them() {
     let mut i = inputs(vec![comp("gw", &[], &["gw"])]);
-    i.live.groups.insert(
-        "gw".into(),
-        GroupLive {
-            active: Some(0),
-            instances: vec![Health::Up, Health::Up],
-        },
-    );
+    group(&mut i, "gw", Some(0), &[Health::Up, Health::Up]);
     let y = day_start(NOW) - DAY_MS;
     // Both instances were down an hour, at different times; no instance could take traffic
     // for 5 minutes of it (the group's own row).
@@ -289,13 +274,7 @@ fn incidents_attach_by_component_target_or_group() {
         comp("Gateway", &[], &["gw"]),
         comp("Other", &["other"], &[]),
     ]);
-    i.live.groups.insert(
-        "gw".into(),
-        GroupLive {
-            active: Some(0),
-            instances: vec![Health::Up, Health::Up],
-        },
-    );
+    group(&mut i, "gw", Some(0), &[Health::Up, Health::Up]);
     let mut by_target = incident(3, "something", false, Impact::Major);
     by_target.targets = vec!["gw/1".into()];
     i.incidents = vec![
