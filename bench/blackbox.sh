@@ -47,28 +47,8 @@ fi
 raise_open_files
 HZ=$(getconf CLK_TCK)
 
-TMP=$(mktemp -d -t watchfire-blackbox-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# nginx.
-NGINX_PORT=$(free_port)
-sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" bench/nginx.conf >"$TMP/nginx.conf"
-"$NGINX" -e "$TMP/error.log" -p "$TMP" -c "$TMP/nginx.conf" &
-PIDS+=($!)
-wait_port "$NGINX_PORT" "${PIDS[-1]}" nginx
-TARGET="http://127.0.0.1:$NGINX_PORT/"
+bench_tmp blackbox-bench
+start_nginx
 
 cat >"$TMP/blackbox.yml" <<'EOF'
 modules:

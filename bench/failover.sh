@@ -82,19 +82,12 @@ fi
 
 raise_open_files
 
-TMP=$(mktemp -d -t watchfire-failover-bench.XXXXXX)
-PIDS=()
+bench_tmp failover-bench
 SIM_PIDS="$TMP/sim.pids"
+# Sims of a detection run that did not get to kill them itself: only PIDs it wrote, and only if
+# they are still `watchfire sim` processes. Then the usual cleanup.
 cleanup() {
     local p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    # Sims of a detection run that did not get to kill them itself: only PIDs it wrote, and only
-    # if they are still `watchfire sim` processes.
     if [[ -f "$SIM_PIDS" ]]; then
         while read -r p; do
             if [[ -n "$p" ]] && { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -q ' sim --listen '; then
@@ -102,10 +95,9 @@ cleanup() {
             fi
         done <"$SIM_PIDS"
     fi
-    rm -rf "$TMP"
+    bench_cleanup
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # Common part of both nginx configs: one worker, no access log, temp paths in TMP.
 nginx_conf() {

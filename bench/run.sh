@@ -81,25 +81,9 @@ fi
 raise_open_files
 log "open files limit: $(ulimit -n)"
 
-TMP=$(mktemp -d -t watchfire-bench.XXXXXX)
-NGINX_PID=""
-cleanup() {
-    if [[ -n "$NGINX_PID" ]] && kill -0 "$NGINX_PID" 2>/dev/null; then
-        kill "$NGINX_PID" 2>/dev/null || true
-        wait "$NGINX_PID" 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-PORT=$(free_port)
-URL="http://127.0.0.1:$PORT/"
-
-sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$PORT|g" bench/nginx.conf >"$TMP/nginx.conf"
-"$NGINX" -e "$TMP/error.log" -p "$TMP" -c "$TMP/nginx.conf" &
-NGINX_PID=$!
-wait_port "$PORT" "$NGINX_PID" nginx
+bench_tmp bench
+start_nginx
+URL=$TARGET
 log "nginx $NGINX_PID on $URL"
 
 log "building the benchmark (cargo bench --bench probe_rate --no-run)"
