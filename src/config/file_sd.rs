@@ -7,8 +7,10 @@
 //! with a `template:`, made from the group's labels ([`super::sd`], [`super::sd_template`]).
 //!
 //! Reading is cached per file ([`FileSdCache`]): a file whose size, modification time and inode
-//! are unchanged, read by an unchanged section, hands back the very same target specs, so a
-//! reload that changes nothing costs one `stat` per file and a pointer comparison per target.
+//! are unchanged, read by an unchanged section, hands back the very same target specs; and the
+//! check that no name is listed twice across files is skipped when every file's list and the
+//! names taken outside file_sd are the ones it last found unique. So a reload that changes
+//! nothing costs one `stat` per file and a pointer comparison per target.
 //! A file that fails to read or parse on a reload (half-written, malformed) keeps the targets
 //! it had, and the problem is reported ([`super::Config::file_sd_stale`]); on the first read
 //! it is an error like any other.
