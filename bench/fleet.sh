@@ -9,16 +9,17 @@
 # load and after STEADY_SECONDS, schedule lag p99 and ticks skipped (from /metrics), the time and
 # RSS of reloading the unchanged set (POST /-/reload, RELOADS times: the time of the answer; RSS
 # after it and its peak, from /proc), the share of probes with lag <= 1 ms in the 2 s around
-# each reload (from the per-thread lag histograms; only when SCRAPE=1), and the /metrics scrape
+# each reload and in 2 s with no reload just before (from the per-thread lag histograms; only
+# when SCRAPE=1), and the /metrics scrape
 # time and size. Bounded: every wait has a deadline; every process started is stopped on exit.
 # Talks to 127.0.0.1 only.
 #
-# Environment: WATCHFIRE (binary; default target/release/watchfire, built when missing),
-# SCRAPE (1 by default; 0 skips the /metrics figures, which at a million targets are about a
-# gigabyte), DETAIL (a `metrics: { detail: ... }` level, written only when given), INLINE (1:
-# the targets under `targets:` in the config file itself, for N up to about 50,000), RELOADS
-# (unchanged reloads, default 3), PERF_OUT (a path: `perf record` of watchfire during the
-# reloads is written there, for `perf report -i PATH`).
+# Environment: WATCHFIRE (binary; default target/release/watchfire, built when missing), SCRAPE
+# (1 by default; 0 skips the /metrics figures, which at a million targets are about a gigabyte),
+# DETAIL (a `metrics: { detail: ... }` level, written only when given), INLINE (1: the targets
+# under `targets:` in the config file itself, for N up to about 50,000), RELOADS (unchanged
+# reloads, default 3), CHANGED (1: one more reload after adding one target), PERF_OUT (a path:
+# `perf record` of watchfire during the reloads is written there, for `perf report -i PATH`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -29,6 +30,7 @@ STEADY=${3:-60}
 SCRAPE=${SCRAPE:-1}
 INLINE=${INLINE:-0}
 RELOADS=${RELOADS:-3}
+CHANGED=${CHANGED:-0}
 BIN=${WATCHFIRE:-target/release/watchfire}
 [[ -x "$BIN" ]] || cargo build --release --bin watchfire
 NGINX=$(find_tool nginx)
@@ -147,7 +149,9 @@ if [[ -n "${PERF_OUT:-}" ]]; then
     PIDS+=("$PERF")
     sleep 1
 fi
-for ((i = 1; i <= RELOADS; i++)); do
+# One reload, timed: its answer, RSS before and after and the peak between, and (SCRAPE=1)
+# the probes with lag <= 1 ms in the 2 s from its start.
+reload_once() {
     [[ "$SCRAPE" == 1 ]] && { scrape >/dev/null; read -r a0 n0 < <(lag_counts); }
     before=$(rss "$WF")
     echo 5 >"/proc/$WF/clear_refs" # the peak RSS from here on
@@ -155,14 +159,35 @@ for ((i = 1; i <= RELOADS; i++)); do
     curl -fsS -X POST "http://127.0.0.1:$WF_PORT/-/reload" >/dev/null
     took=$(since "$t0")
     sleep 2 # what a reload starts after its answer (the incident feed's look at the config) is counted too
-    line="reload $i (unchanged): $took s, RSS $before -> $(rss "$WF") MiB, peak $(hwm "$WF") MiB"
+    line="reload $1: $took s, RSS $before -> $(rss "$WF") MiB, peak $(hwm "$WF") MiB"
     if [[ "$SCRAPE" == 1 ]]; then
         scrape >/dev/null
         read -r a1 n1 < <(lag_counts)
         line+=", lag <= 1 ms: $((a1 - a0)) of $((n1 - n0)) probes"
     fi
     echo "$line"
+}
+if [[ "$SCRAPE" == 1 ]]; then
+    # The same window with no reload, for the share to compare with.
+    scrape >/dev/null
+    read -r a0 n0 < <(lag_counts)
+    sleep 2
+    scrape >/dev/null
+    read -r a1 n1 < <(lag_counts)
+    echo "no reload (2 s): lag <= 1 ms: $((a1 - a0)) of $((n1 - n0)) probes"
+fi
+for ((i = 1; i <= RELOADS; i++)); do
+    reload_once "$i (unchanged)"
 done
+if [[ "$CHANGED" == 1 ]]; then
+    # One target added: the config file's text (INLINE=1) or the set of file_sd files changed.
+    if [[ "$INLINE" == 1 ]]; then
+        printf '  - { name: added, url: "http://127.0.0.1:%d/added" }\n' "$NGINX_PORT" >>"$TMP/watchfire.yaml"
+    else
+        printf '[{"targets": ["http://127.0.0.1:%d/added"]}]\n' "$NGINX_PORT" >"$TMP/targets/added.json"
+    fi
+    reload_once "(one target added)"
+fi
 if [[ -n "${PERF_OUT:-}" ]]; then
     kill -INT "$PERF" 2>/dev/null || true
     wait "$PERF" 2>/dev/null || true

@@ -7,9 +7,14 @@ use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
-use crate::diag::{ConfigErrors, Diagnostics};
+use serde::de::IgnoredAny;
+
+use crate::diag::{ConfigErrors, Diagnostics, Pos};
 
 use super::fields::{check_defaults, valid_name};
+use super::inline::{Found, InlineCache};
+use super::quorum::QuorumSection;
+use super::raw::{RawFile, RawTarget};
 use super::Config;
 
 /// Checks every source, returning the config or every problem found.
@@ -35,7 +40,14 @@ pub(super) fn check_sources(
     for (file, text) in sources {
         config.sources.push(file.to_path_buf());
         diag.set_file(*file);
-        let Some(raw) = super::yaml::parse_file(&mut diag, text) else {
+        // A file whose text is the one its targets were last checked from is read past them.
+        let reuse = cache.inline.unchanged(file, text);
+        let raw = if reuse {
+            super::yaml::parse_file::<IgnoredAny>(&mut diag, text).map(RawFile::without_targets)
+        } else {
+            super::yaml::parse_file(&mut diag, text)
+        };
+        let Some(raw) = raw else {
             continue;
         };
         let defaults = raw
@@ -43,32 +55,25 @@ pub(super) fn check_sources(
             .as_ref()
             .map(|d| check_defaults(&mut diag, d))
             .unwrap_or_default();
-        for (i, t) in raw.targets.iter().enumerate() {
-            let (spec, module_ref) =
-                super::target::check_target(&mut diag, &defaults, t, &format!("targets[{i}]"));
-            module_refs.extend(module_ref);
-            if let Some(m) = &t.value.metrics {
-                let name = t.value.name.as_ref().map(|n| n.value.as_str());
-                let field = format!("targets[{i}]");
-                super::metrics::MetricsSection::check_target(
-                    &mut diag,
-                    name,
-                    m,
-                    &field,
-                    &mut config.metrics,
-                );
-            }
-            if let (Some(q), Some(n)) = (&t.value.quorum, &t.value.name) {
-                let field = format!("targets[{i}].quorum");
-                quorum.check_override(&mut diag, q, &field, vec![n.value.clone()]);
-            }
-            // Duplicates are found even when the target has other problems.
-            if let Some(n) = t.value.name.as_ref().filter(|n| valid_name(&n.value)) {
-                note_name(&mut diag, &mut seen, n, &format!("targets[{i}].name"));
-            }
-            if let Some(spec) = spec {
-                config.targets.push(Arc::new(spec));
-            }
+        let found = Found {
+            seen: &mut seen,
+            module_refs: &mut module_refs,
+            targets: &mut config.targets,
+        };
+        if reuse {
+            cache.inline.replay(&mut diag, file, found);
+        } else {
+            let inline = &mut cache.inline;
+            let sections = (&mut config.metrics, &mut quorum);
+            check_targets(
+                &mut diag,
+                &defaults,
+                (file, text),
+                &raw.targets,
+                found,
+                sections,
+                inline,
+            );
         }
         for (i, s) in raw.file_sd.iter().enumerate() {
             let field = format!("file_sd[{i}]");
@@ -134,6 +139,7 @@ pub(super) fn check_sources(
             crate::notify::config_check::check_section(&mut diag, n, &mut notify_at, out);
         }
     }
+    cache.inline.retain(sources);
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
     if !file_sd.is_empty() {
         config.file_sd = file_sd.clone();
@@ -210,15 +216,72 @@ fn note_name(
     name: &Spanned<String>,
     field: &str,
 ) {
-    let line = name.referenced.line();
-    if let Some((f, l)) = seen.get(&name.value) {
+    note_name_at(diag, seen, &name.value, Pos::from(name), field);
+}
+
+/// [`note_name`] of a name written at `at`.
+pub(super) fn note_name_at(
+    diag: &mut Diagnostics,
+    seen: &mut HashMap<String, (PathBuf, u64)>,
+    name: &str,
+    at: Pos,
+    field: &str,
+) {
+    if let Some((f, l)) = seen.get(name) {
         let msg = format!(
-            "duplicate name `{}` (first defined at {}:{l})",
-            name.value,
+            "duplicate name `{name}` (first defined at {}:{l})",
             f.display()
         );
-        diag.error(name, field, msg);
+        diag.error(at, field, msg);
     } else {
-        seen.insert(name.value.clone(), (diag.file().to_path_buf(), line));
+        seen.insert(name.to_string(), (diag.file().to_path_buf(), at.line));
+    }
+}
+
+/// Checks one file's `targets:` (read from `source`, a path and its text) into `out`, and
+/// keeps what the check made in `inline` when it found no problem and no target has a
+/// `metrics:` or `quorum:` of its own (see [`super::inline`]).
+fn check_targets(
+    diag: &mut Diagnostics,
+    defaults: &super::fields::Defaults,
+    source: (&Path, &str),
+    raw: &[Spanned<RawTarget>],
+    out: Found<'_>,
+    sections: (&mut super::metrics::MetricsConfig, &mut QuorumSection),
+    inline: &mut InlineCache,
+) {
+    let (metrics, quorum) = sections;
+    inline.parsing(source.0);
+    let (errors, first, first_ref) = (diag.count(), out.targets.len(), out.module_refs.len());
+    let mut names = Vec::with_capacity(raw.len());
+    let mut keep = true;
+    for (i, t) in raw.iter().enumerate() {
+        let (spec, module_ref) =
+            super::target::check_target(diag, defaults, t, &format!("targets[{i}]"));
+        out.module_refs.extend(module_ref);
+        if let Some(m) = &t.value.metrics {
+            keep = false;
+            let name = t.value.name.as_ref().map(|n| n.value.as_str());
+            let field = format!("targets[{i}]");
+            super::metrics::MetricsSection::check_target(diag, name, m, &field, metrics);
+        }
+        if let (Some(q), Some(n)) = (&t.value.quorum, &t.value.name) {
+            keep = false;
+            let field = format!("targets[{i}].quorum");
+            quorum.check_override(diag, q, &field, vec![n.value.clone()]);
+        }
+        // Duplicates are found even when the target has other problems.
+        if let Some(n) = t.value.name.as_ref().filter(|n| valid_name(&n.value)) {
+            note_name(diag, out.seen, n, &format!("targets[{i}].name"));
+            names.push(Pos::from(n));
+        }
+        if let Some(spec) = spec {
+            out.targets.push(Arc::new(spec));
+        }
+    }
+    if keep && diag.count() == errors {
+        let (file, text) = source;
+        let refs = &out.module_refs[first_ref..];
+        inline.keep(file, text, &out.targets[first..], names, refs);
     }
 }

@@ -7,8 +7,10 @@
 //! with a `template:`, made from the group's labels ([`super::sd`], [`super::sd_template`]).
 //!
 //! Reading is cached per file ([`FileSdCache`]): a file whose size, modification time and inode
-//! are unchanged, read by an unchanged section, hands back the very same target specs, so a
-//! reload that changes nothing costs one `stat` per file and a pointer comparison per target.
+//! are unchanged, read by an unchanged section, hands back the very same target specs; and the
+//! check that no name is listed twice across files is skipped when every file's list and the
+//! names taken outside file_sd are the ones it last found unique. So a reload that changes
+//! nothing costs one `stat` per file and a pointer comparison per target.
 //! A file that fails to read or parse on a reload (half-written, malformed) keeps the targets
 //! it had, and the problem is reported ([`super::Config::file_sd_stale`]); on the first read
 //! it is an error like any other.
@@ -195,12 +197,57 @@ pub struct FileSdCache {
     files: HashMap<PathBuf, Cached>,
     /// The last good answer of each `http_sd:` endpoint (written by the runtime's pollers).
     pub http: super::http_sd::HttpSdCache,
+    /// Each config file's `targets:` as last checked, with the text they were read from.
+    pub inline: super::inline::InlineCache,
+    /// The inputs of the last check of names across files that found no duplicate: a load
+    /// with the same inputs skips it (it is a hash insert per target).
+    unique: Option<UniqueNames>,
+    /// Files read and parsed so far (a file given back from the cache is not counted).
+    parsed: u64,
+    /// Checks of names across files made so far.
+    name_checks: u64,
+}
+
+/// What the check of names across files looked at when it found every name unique.
+#[derive(Debug)]
+struct UniqueNames {
+    /// Each file's targets, in the order read (the cache's own `Arc`s).
+    lists: Vec<Arc<[Arc<TargetSpec>]>>,
+    /// The names taken outside file_sd (`targets:`, failover checks), sorted.
+    others: Vec<String>,
+}
+
+impl UniqueNames {
+    /// Whether `lists` and `others` (sorted) are what was checked: a pointer comparison per
+    /// file and a string comparison per name taken outside file_sd.
+    fn matches(&self, lists: &[(PathBuf, Arc<[Arc<TargetSpec>]>)], others: &[&str]) -> bool {
+        self.lists.len() == lists.len()
+            && self
+                .lists
+                .iter()
+                .zip(lists)
+                .all(|(a, (_, b))| Arc::ptr_eq(a, b))
+            && self.others.len() == others.len()
+            && self.others.iter().zip(others).all(|(a, b)| a == b)
+    }
 }
 
 impl FileSdCache {
     /// Files read so far.
     pub fn len(&self) -> usize {
         self.files.len()
+    }
+
+    /// Files read and parsed so far: a file whose size, modification time and inode did not
+    /// change since its last good reading is given back from the cache, and not counted.
+    pub fn files_parsed(&self) -> u64 {
+        self.parsed
+    }
+
+    /// Checks of target names across file_sd files made so far: a load whose files and other
+    /// names are the ones last found unique skips it, and is not counted.
+    pub fn name_checks(&self) -> u64 {
+        self.name_checks
     }
 
     /// True when no file was read yet.
@@ -240,7 +287,6 @@ pub(super) fn expand(
     written: &dyn Fn(&str) -> bool,
     cache: &mut FileSdCache,
 ) {
-    let mut taken: HashMap<&str, &Path> = HashMap::new();
     let mut read: Vec<(PathBuf, Arc<[Arc<TargetSpec>]>)> = Vec::new();
     let mut live = std::collections::HashSet::new();
     for mut s in sections {
@@ -271,7 +317,35 @@ pub(super) fn expand(
         }
     }
     cache.files.retain(|f, _| live.contains(f));
-    for (f, targets) in &read {
+    check_unique(diag, &read, names, cache);
+    let n: usize = read.iter().map(|(_, t)| t.len()).sum();
+    config.targets.reserve(n);
+    for (_, targets) in read {
+        config.targets.extend(targets.iter().cloned());
+    }
+}
+
+/// Finds names listed twice across file_sd files, or taken by a target of `names`; skipped
+/// when the files' target lists (the same `Arc`s) and `names` are the ones last found unique.
+fn check_unique(
+    diag: &mut Diagnostics,
+    read: &[(PathBuf, Arc<[Arc<TargetSpec>]>)],
+    names: &HashMap<String, (PathBuf, u64)>,
+    cache: &mut FileSdCache,
+) {
+    let mut others: Vec<&str> = names.keys().map(String::as_str).collect();
+    others.sort_unstable();
+    if cache
+        .unique
+        .as_ref()
+        .is_some_and(|u| u.matches(read, &others))
+    {
+        return;
+    }
+    cache.name_checks += 1;
+    let errors = diag.count();
+    let mut taken: HashMap<&str, &Path> = HashMap::new();
+    for (f, targets) in read {
         diag.set_file(f);
         for t in targets.iter() {
             if let Some((other, line)) = names.get(&t.name) {
@@ -291,12 +365,10 @@ pub(super) fn expand(
             }
         }
     }
-    drop(taken);
-    let n: usize = read.iter().map(|(_, t)| t.len()).sum();
-    config.targets.reserve(n);
-    for (_, targets) in read {
-        config.targets.extend(targets.iter().cloned());
-    }
+    cache.unique = (diag.count() == errors).then(|| UniqueNames {
+        lists: read.iter().map(|(_, t)| t.clone()).collect(),
+        others: others.iter().map(|n| n.to_string()).collect(),
+    });
 }
 
 /// One file's targets: the cached ones when the file and the section are unchanged, else read
@@ -317,7 +389,10 @@ fn read_cached(
     }
     let result = st
         .map_err(|e| ConfigError::in_file(f, format!("cannot read the file_sd file: {e}")))
-        .and_then(|st| read_file(f, s, &config.modules).map(|t| (st, t)));
+        .and_then(|st| {
+            cache.parsed += 1;
+            read_file(f, s, &config.modules).map(|t| (st, t))
+        });
     match result {
         Ok((stamp, targets)) => {
             // A file written again mostly lists the targets it listed: those keep their specs.

@@ -13,6 +13,7 @@ mod failover;
 mod fields;
 pub mod file_sd;
 pub mod http_sd;
+pub mod inline;
 pub mod metrics;
 pub mod quorum;
 pub mod raw;

@@ -8,16 +8,18 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-/// One YAML file.
+/// One YAML file. `T` is what `targets:` is read as: the targets, or
+/// [`serde::de::IgnoredAny`] to read past them (a file whose text did not change since its
+/// targets were checked: see [`super::inline`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawFile {
+pub struct RawFile<T = Vec<Spanned<RawTarget>>> {
     /// Values every target in this file inherits unless it sets its own.
     #[serde(default)]
     pub defaults: Option<Spanned<RawDefaults>>,
     /// Scheduled probes: native HTTP checks and blackbox module targets.
     #[serde(default)]
-    pub targets: Vec<Spanned<RawTarget>>,
+    pub targets: T,
     /// Targets listed in Prometheus file_sd-style files (checked by [`super::file_sd`]).
     #[serde(default)]
     pub file_sd: Vec<Spanned<RawFileSd>>,
@@ -57,6 +59,44 @@ pub struct RawFile {
     /// set it.
     #[serde(default)]
     pub quorum: Option<Spanned<super::quorum::RawQuorum>>,
+}
+
+impl RawFile<serde::de::IgnoredAny> {
+    /// The file with no targets: what a file read past its `targets:` holds besides them.
+    pub fn without_targets(self) -> RawFile {
+        let RawFile {
+            defaults,
+            targets: _,
+            file_sd,
+            http_sd,
+            failover,
+            memory,
+            modules,
+            probe_guard,
+            incidents,
+            maintenance,
+            notify,
+            status_page,
+            metrics,
+            quorum,
+        } = self;
+        RawFile {
+            defaults,
+            targets: Vec::new(),
+            file_sd,
+            http_sd,
+            failover,
+            memory,
+            modules,
+            probe_guard,
+            incidents,
+            maintenance,
+            notify,
+            status_page,
+            metrics,
+            quorum,
+        }
+    }
 }
 
 /// Declares a discovery section as written: its own keys, then the keys every discovery

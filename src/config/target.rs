@@ -26,6 +26,7 @@ use super::{
 };
 
 /// A target's `module:`, checked once every file's modules are known.
+#[derive(Debug, Clone)]
 pub(super) struct ModuleRef {
     file: PathBuf,
     /// `targets[i]`.
@@ -40,6 +41,7 @@ pub(super) struct ModuleRef {
 }
 
 /// How a module target says what it probes.
+#[derive(Debug, Clone)]
 enum Form {
     /// `url:` (http modules only).
     Url,

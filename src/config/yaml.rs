@@ -14,7 +14,10 @@ use crate::diag::{Diagnostics, Pos};
 
 /// Parses one file's text, recording the problem and returning `None` when it is not YAML or
 /// does not fit the schema.
-pub(super) fn parse_file(diag: &mut Diagnostics, text: &str) -> Option<RawFile> {
+pub(super) fn parse_file<T>(diag: &mut Diagnostics, text: &str) -> Option<RawFile<T>>
+where
+    RawFile<T>: serde::de::DeserializeOwned + Default,
+{
     if text.trim().is_empty() {
         return Some(RawFile::default());
     }

@@ -43,15 +43,22 @@ pub fn component_of(
     labels: &std::collections::BTreeMap<String, String>,
     groups: &[&str],
 ) -> String {
+    component_ref(name, labels, groups).to_string()
+}
+
+/// [`component_of`] borrowed from the target's name or labels, for a look at every target
+/// that should not allocate.
+pub fn component_ref<'a>(
+    name: &'a str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    groups: &[&str],
+) -> &'a str {
     if let Some((g, _)) = name.split_once('/') {
         if groups.contains(&g) {
-            return g.to_string();
+            return g;
         }
     }
-    labels
-        .get("component")
-        .cloned()
-        .unwrap_or_else(|| name.to_string())
+    labels.get("component").map_or(name, String::as_str)
 }
 
 /// Every target's and group's component, by name (a group is its own component), from the
