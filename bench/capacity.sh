@@ -12,7 +12,10 @@
 #   stopped on exit (trap). Every step is bounded in time.
 # - Target: nginx (bench/nginx.conf: 1 worker, `200 ok\n`, no access log) on a free port.
 # - Binary: `target/release/watchfire` (cargo build --release), run from a private copy as
-#   `watchfire run --config FILE --listen 127.0.0.1:PORT`, exactly as a user runs it.
+#   `watchfire run --config FILE --listen 127.0.0.1:PORT --storage.path DIR`, as a user runs it
+#   (the default SQLite store), each step with a fresh DIR in the run's temp dir: no step
+#   inherits another's targets, states, transitions or incidents (a `data/` in the checkout
+#   grew with every run, and what the store did at start-up then depended on the history).
 # - Reference: `wrk -t1 -c32 -d5s -H 'Connection: close'` on nginx, three times: wrk's own CPU
 #   (user+sys from bash `time`) per request (a fresh connection per request, as a probe); the
 #   median. Its req/s is the loopback limit and bounds the search below.
@@ -27,7 +30,12 @@
 #     and probes that failed at all (`watchfire_probes_total{result!="success"}`), in the window;
 #   - down: targets whose `watchfire_target_up` is 0 at the end (every target answers, so any is
 #     a false down);
-#   - CPU per probe: the window's CPU / (R × window), when no tick was skipped;
+#   - CPU per probe: the window's CPU / (R × window), when no tick was skipped; and the part
+#     of it the probe threads used (`probe_us`: the threads named `watchfire-probe-*`, from
+#     /proc/PID/task/*/stat), the rest being the store, the incident feed, logging and the
+#     runtime's other tasks;
+#   - sleeps: the probe threads' voluntary context switches per probe (each one a park of the
+#     thread in epoll_wait and a wake-up later); wrk, always busy at -c32, hardly sleeps;
 #   - other: cores used by everything else on the machine during the window (/proc/stat busy
 #     minus watchfire's), nginx included.
 #   A step passes when share ≥ 99 %, nothing is skipped and nothing failed.
@@ -75,6 +83,18 @@ start_nginx
 machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
+
+# The probe threads' CPU clock ticks and voluntary context switches so far: `TICKS SWITCHES`.
+probe_threads() {
+    local t ticks=0 sw=0 a b
+    for t in /proc/"$1"/task/*; do
+        [[ "$(cat "$t/comm" 2>/dev/null)" == watchfire-probe* ]] || continue
+        a=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "$t/stat" 2>/dev/null) || continue
+        b=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status" 2>/dev/null) || continue
+        ticks=$((ticks + ${a:-0})) sw=$((sw + ${b:-0}))
+    done
+    echo "$ticks $sw"
+}
 
 # 1. The reference: wrk's own CPU per Connection: close request.
 wrk_reference 5
@@ -140,7 +160,7 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # One step at offered rate $1 (probes/s): prints its figures as `key=value` words.
 step() {
-    local rate=$1 n port pid t0 t1 c0 c1 m0 m1 w0 w1 win cpu other
+    local rate=$1 n port pid t0 t1 c0 c1 m0 m1 w0 w1 p0 p1 win cpu other probe sleeps
     n=$(((rate + 5) / 10))
     ((n < 1)) && n=1
     {
@@ -149,15 +169,16 @@ step() {
         for ((i = 0; i < n; i++)); do echo "  - { name: t$i, url: '$TARGET' }"; done
     } >"$TMP/step.yml"
     port=$(free_port "$NGINX_PORT")
-    "$BIN" run --config "$TMP/step.yml" --listen "127.0.0.1:$port" >"$TMP/wf.log" 2>&1 &
+    rm -rf "$TMP/data"
+    "$BIN" run --config "$TMP/step.yml" --listen "127.0.0.1:$port" --storage.path "$TMP/data" >"$TMP/wf.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_port "$port" "$pid" watchfire
     sleep "$WARMUP"
     snapshot "$port" >"$TMP/a"
-    w0=$(now); c0=$(ticks "$pid"); m0=$(machine_ticks)
+    w0=$(now); c0=$(ticks "$pid"); m0=$(machine_ticks); p0=$(probe_threads "$pid")
     sleep "$SECS"
-    w1=$(now); c1=$(ticks "$pid"); m1=$(machine_ticks)
+    w1=$(now); c1=$(ticks "$pid"); m1=$(machine_ticks); p1=$(probe_threads "$pid")
     snapshot "$port" >"$TMP/b"
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -167,8 +188,10 @@ step() {
         exit 1
     fi
     cpu=$(calc '%.1f' "($c1 - $c0) / $HZ * 1e6 / ($n * 1000 / $INTERVAL_MS * ($w1 - $w0))")
+    probe=$(calc '%.1f' "(${p1% *} - ${p0% *}) / $HZ * 1e6 / ($n * 1000 / $INTERVAL_MS * ($w1 - $w0))")
+    sleeps=$(calc '%.2f' "(${p1#* } - ${p0#* }) / ($n * 1000 / $INTERVAL_MS * ($w1 - $w0))")
     other=$(calc '%.2f' "($m1 - $m0 - ($c1 - $c0)) / $HZ / ($w1 - $w0)")
-    echo "rate=$((n * 1000 / INTERVAL_MS)) targets=$n $win cpu_us=$cpu other_cores=$other load=$(cut -d' ' -f1 /proc/loadavg)"
+    echo "rate=$((n * 1000 / INTERVAL_MS)) targets=$n $win cpu_us=$cpu probe_us=$probe sleeps=$sleeps other_cores=$other load=$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 passes() {
@@ -200,7 +223,7 @@ three() {
 summary() {
     local r=$1
     shift
-    echo "offered $r/s: share<=1ms $(med share "$@")% p99 $(med p99_us "$@") us, skipped $(med skipped "$@"), failed $(med failed "$@"), CPU $(med cpu_us "$@") us/probe = $(calc '%.2f' "$(med cpu_us "$@") / $WRK_CPU")x wrk's $WRK_CPU, other $(med other_cores "$@") cores"
+    echo "offered $r/s: share<=1ms $(med share "$@")% p99 $(med p99_us "$@") us, skipped $(med skipped "$@"), failed $(med failed "$@"), CPU $(med cpu_us "$@") us/probe = $(calc '%.2f' "$(med cpu_us "$@") / $WRK_CPU")x wrk's $WRK_CPU (probe threads $(med probe_us "$@") us, $(med sleeps "$@") sleeps/probe), other $(med other_cores "$@") cores"
 }
 if [[ -n "${CAPACITY_RATES:-}" ]]; then
     echo "$(nproc) CPUs ($CPU_MODEL), load average at start $LOAD_START; medians of 3 runs"
@@ -281,7 +304,7 @@ FMT='%-44s %-58s %s\n'
     printf "$FMT" "at 1.5x capacity ($(field rate "$OVER15")/s)" "$(over "$OVER15")" "0 local errors, 0 down: $(intact "$OVER15")"
 }
 echo
-echo "steps (probes/s offered: share <= 1 ms, p99, skipped, CPU us/probe, other cores):"
+echo "steps (probes/s offered: share <= 1 ms, p99, skipped, CPU us/probe, the probe threads' part, their sleeps per probe, other cores):"
 for r in "${AT70[@]}" "${ATCAP[@]}" "$OVER12" "$OVER15"; do echo "  $r"; done
 if [[ "$(intact "$OVER12")" != intact || "$(intact "$OVER15")" != intact ]]; then
     log "past capacity something broke (local errors or targets down): see above"
