@@ -192,8 +192,7 @@ fn rss_kib() -> u64 {
 fn open_query() -> IncidentQuery {
     IncidentQuery {
         open_only: true,
-        since: None,
-        limit: 0,
+        ..IncidentQuery::default()
     }
 }
 

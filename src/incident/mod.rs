@@ -272,10 +272,11 @@ impl Incidents {
             .store
             .incidents(&IncidentQuery {
                 open_only: true,
+                component: Some(component.to_string()),
                 ..IncidentQuery::default()
             })
             .await?;
-        Ok(open.into_iter().find(|i| i.component == component))
+        Ok(open.into_iter().next())
     }
 
     /// Feeds a target's change of health.

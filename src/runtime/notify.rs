@@ -253,6 +253,7 @@ impl Notifier {
                 open_only: true,
                 since: None,
                 limit: 0,
+                component: None,
             })
             .await?;
         let recent = store
@@ -260,6 +261,7 @@ impl Notifier {
                 open_only: false,
                 since: None,
                 limit: RECENT_LIMIT,
+                component: None,
             })
             .await?;
         let mut seen: HashSet<i64> = open.iter().map(|i| i.id).collect();

@@ -222,6 +222,7 @@ async fn list(state: &AppState, q: Option<&str>) -> Response<Body> {
         open_only,
         since: None,
         limit,
+        component: None,
     };
     let found = match state.runtime.store().incidents(&iq).await {
         Ok(v) => v,

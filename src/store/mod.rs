@@ -193,6 +193,8 @@ pub struct IncidentQuery {
     pub since: Option<Millis>,
     /// At most this many, newest first (0: no limit).
     pub limit: usize,
+    /// Only those of this component.
+    pub component: Option<String>,
 }
 
 /// What the store is and whether it works, for metrics and `/-/ready`.

@@ -404,8 +404,14 @@ pub async fn incidents(c: &mut AnyConnection, q: &IncidentQuery) -> R<Vec<Incide
     if q.open_only {
         sql.push_str(" AND resolved IS NULL");
     }
+    let mut params = 0;
     if q.since.is_some() {
-        sql.push_str(" AND started >= $1");
+        params += 1;
+        sql.push_str(&format!(" AND started >= ${params}"));
+    }
+    if q.component.is_some() {
+        params += 1;
+        sql.push_str(&format!(" AND component = ${params}"));
     }
     sql.push_str(" ORDER BY started DESC, id DESC");
     if q.limit > 0 {
@@ -414,6 +420,9 @@ pub async fn incidents(c: &mut AnyConnection, q: &IncidentQuery) -> R<Vec<Incide
     let mut query = sqlx::query(&sql);
     if let Some(t) = q.since {
         query = query.bind(t);
+    }
+    if let Some(c) = &q.component {
+        query = query.bind(c.as_str());
     }
     query
         .fetch_all(c)

@@ -208,6 +208,21 @@ pub async fn incidents(store: &Store) {
         .await
         .unwrap();
     assert_eq!(one[0].id, b);
+    let of = |component: &str, open_only| IncidentQuery {
+        open_only,
+        since: Some(DAY0),
+        component: Some(component.to_string()),
+        ..Default::default()
+    };
+    let ids = |v: Vec<Incident>| v.iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.incidents(&of("db", true)).await.unwrap()), [b]);
+    assert_eq!(ids(store.incidents(&of("api", false)).await.unwrap()), [a]);
+    assert!(store.incidents(&of("api", true)).await.unwrap().is_empty());
+    assert!(store
+        .incidents(&of("nope", false))
+        .await
+        .unwrap()
+        .is_empty());
 
     let update = |incident, at, automatic| IncidentUpdate {
         id: 0,

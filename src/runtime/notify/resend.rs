@@ -84,6 +84,7 @@ async fn firing(store: &Store, name: &str, resend: Duration) -> Result<Vec<Alert
             open_only: true,
             since: None,
             limit: 0,
+            component: None,
         })
         .await?;
     let mut alerts = Vec::new();
