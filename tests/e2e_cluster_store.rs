@@ -423,7 +423,7 @@ async fn members_of_one_location_keep_each_others_observations() {
     let cancel = CancellationToken::new();
     let timing = observe::Timing::for_lease(Duration::from_secs(3));
     let mut sources = Vec::new();
-    for owned in [vec!["a", "b"], vec!["c", "d"]] {
+    for (member, owned) in [("m1", vec!["a", "b"]), ("m2", vec!["c", "d"])] {
         let source = std::sync::Arc::new(Owned {
             views: std::sync::Mutex::new(owned),
             config: config.clone(),
@@ -438,7 +438,10 @@ async fn members_of_one_location_keep_each_others_observations() {
             std::sync::Arc::new(observe::Slot::default()),
             url.clone(),
             conn,
-            "eu".into(),
+            observe::Who {
+                location: "eu".into(),
+                member: member.into(),
+            },
             timing,
             cancel.clone(),
         );
