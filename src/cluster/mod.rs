@@ -2,7 +2,7 @@
 //! rendezvous sharding of the targets over the live members ([`shard`]); leases with fencing
 //! so each decision has one voice ([`lease`], [`voice`]); locations and the k-of-n quorum
 //! ([`quorum`], a pure evaluation, and [`observe`], each location's views in
-//! `cluster_observations`).
+//! `cluster_observations`, read back incrementally through [`board`]).
 //!
 //! [`Cluster::start`] registers this member and keeps a heartbeat task running; the runtime
 //! asks [`Cluster::view`] which targets it owns and re-plans whenever [`Cluster::subscribe`]
@@ -14,6 +14,7 @@
 //! `watchfire_cluster_heartbeat_failures_total`, sets `watchfire_cluster_database_up` to 0,
 //! and retries every third of a lease.
 
+pub mod board;
 pub mod lease;
 pub mod members;
 pub mod observe;

@@ -1,13 +1,21 @@
 //! Each location's view of each target it probes, shared through PostgreSQL's
-//! `cluster_observations` (location, target, health, reason, since, updated), and the quorum
+//! `cluster_observations` (one row per location and target, written by the member that probes
+//! it), with a heartbeat per member in `cluster_observers` ([`super::board`]), and the quorum
 //! computed from every location's rows ([`super::quorum`]).
 //!
 //! Off the probe path: one task per member looks at its targets' health every
-//! [`Timing::poll`] (a read of in-memory state, no probe waits on it), writes only the rows
-//! that changed (one multi-row upsert), and every [`Timing::refresh`] (lease / 3) bumps the
-//! `updated` time of all its rows in one `UPDATE`. Times of `updated` come from the database's
-//! clock, as does "now" when the rows are read back, so clock skew between hosts cannot make a
-//! location look stale. A location whose rows are older than the lease counts as unknown.
+//! [`Timing::poll`] (a read of in-memory state, no probe waits on it) and writes only the rows
+//! whose view changed, with its heartbeat every [`Timing::refresh`] (lease / 3), in one
+//! transaction. A row counts while its writer's heartbeat is younger than the lease, so a
+//! member that stops (or loses the database) stops counting a lease later, all its rows at
+//! once, without any row being rewritten. Each round reads back only the rows changed since
+//! the last read and the heartbeats, and evaluates the quorum again only when a row, the set
+//! of live members or the config changed. Times come from the database's clock, so clock skew
+//! between hosts cannot make a location look stale.
+//!
+//! A member whose heartbeat had lapsed (or that never wrote one) writes all its rows again
+//! with the heartbeat that renews it; a member that finds a row of a target it probes written
+//! by a member no longer live writes it again.
 //!
 //! A database that fails keeps the last verdicts in force (no new decision is made without
 //! the other locations' views), says so once in the log and in
@@ -17,28 +25,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::{Connection as _, PgConnection, Row as _};
+use sqlx::{Connection as _, PgConnection};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::quorum::{evaluate, Context, Observation, Verdicts};
+use super::board::{self, Board};
+use super::quorum::{evaluate, Context, LocationState, Verdicts};
 use crate::config::Config;
 use crate::expo::catalog;
 use crate::state::Health;
 
-/// The table of observations; created by the first member that starts.
-pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS cluster_observations (
-    location TEXT NOT NULL,
-    target TEXT NOT NULL,
-    health TEXT NOT NULL,
-    reason TEXT,
-    since_ms BIGINT NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (location, target)
-)";
+pub use board::SCHEMA;
 
-/// The longest a connection attempt or one statement may take.
+/// The longest a connection attempt or one exchange may take.
 pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an exchange with the database failed.
@@ -81,14 +81,23 @@ pub trait Source: Send + Sync + 'static {
     fn config(&self) -> Arc<Config>;
 }
 
+/// Who observes: the location and the member (`--cluster.id`) in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    /// `--location`.
+    pub location: String,
+    /// `--cluster.id`.
+    pub member: String,
+}
+
 /// How often the observer looks and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// A location whose rows are older than this is unknown.
+    /// A row whose writer's heartbeat is older than this counts for nothing.
     pub lease: Duration,
-    /// How often local health is compared with what was written, and rows read back.
+    /// How often local health is compared with what was written, and changes read back.
     pub poll: Duration,
-    /// How often every row's `updated_at` is bumped (lease / 3).
+    /// How often the heartbeat is renewed (lease / 3).
     pub refresh: Duration,
 }
 
@@ -109,23 +118,34 @@ impl Timing {
 pub struct Snapshot {
     /// This member's location.
     pub location: String,
-    /// The verdicts, from every location's rows.
-    pub verdicts: Verdicts,
+    /// The verdicts, from every location's rows (the same `Arc` until one changes).
+    pub verdicts: Arc<Verdicts>,
+    /// Each location's newest heartbeat, ms since the epoch, as of `at_ms`.
+    pub beats: BTreeMap<String, i64>,
     /// Whether the last exchange with the database worked.
     pub database_up: bool,
-    /// When the verdicts were computed (database clock, ms since the epoch).
+    /// When the database was last read (database clock, ms since the epoch).
     pub at_ms: i64,
 }
 
 /// `/api/v1/quorum`: this member's location, whether the database answers, every location's
 /// state and every verdict.
 pub fn quorum_json(s: &Snapshot) -> serde_json::Value {
+    let locations: Vec<LocationState> = s
+        .verdicts
+        .locations
+        .values()
+        .map(|l| LocationState {
+            updated_ms: s.beats.get(&l.name).copied().unwrap_or(l.updated_ms),
+            ..l.clone()
+        })
+        .collect();
     serde_json::json!({
         "location": s.location,
         "database_up": s.database_up,
         "at_ms": s.at_ms,
         "speaker": s.verdicts.speaker(),
-        "locations": s.verdicts.locations.values().collect::<Vec<_>>(),
+        "locations": locations,
         "targets": s.verdicts.targets.values().collect::<Vec<_>>(),
         "groups": s.verdicts.groups.iter().map(|(g, h)| (g.clone(), h.as_str())).collect::<BTreeMap<_, _>>(),
     })
@@ -194,7 +214,7 @@ impl Slot {
     }
 }
 
-/// Connects to the cluster database and makes the table: the check `run` makes before it
+/// Connects to the cluster database and makes the tables: the check `run` makes before it
 /// starts in cluster mode (an unreachable or wrong URL refuses to start).
 pub async fn connect(url: &str) -> Result<PgConnection, ObserveError> {
     let place = crate::redact::url(url).into_owned();
@@ -204,6 +224,9 @@ pub async fn connect(url: &str) -> Result<PgConnection, ObserveError> {
         .map_err(|source| ObserveError::Connect { place, source })?;
     let mut conn = conn;
     timed(super::lease::create_locked(&mut conn, SCHEMA)).await?;
+    for m in board::MIGRATIONS {
+        timed(super::lease::create_locked(&mut conn, m)).await?;
+    }
     Ok(conn)
 }
 
@@ -215,19 +238,19 @@ async fn timed<T>(
         .map_err(|_| ObserveError::Timeout)??)
 }
 
-/// Starts the observer of `location` on `source`, writing to `url` (connected as `conn`),
+/// Starts the observer of `who` on `source`, writing to `url` (connected as `conn`),
 /// until `cancel`; its snapshots go into `slot`.
 pub fn start(
     source: Arc<dyn Source>,
     slot: Arc<Slot>,
     url: String,
     conn: PgConnection,
-    location: String,
+    who: Who,
     timing: Timing,
     cancel: CancellationToken,
 ) {
     let first = Arc::new(Snapshot {
-        location: location.clone(),
+        location: who.location.clone(),
         database_up: true,
         ..Snapshot::default()
     });
@@ -238,41 +261,41 @@ pub fn start(
         slot,
         url,
         conn: Some(conn),
-        location,
+        who,
         timing,
         written: BTreeMap::new(),
         failing: false,
         synced: false,
+        board: Board::default(),
+        last_beat: None,
+        evaluated: None,
+        verdicts: Arc::default(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(timing.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_refresh = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let refresh = last_refresh.elapsed() >= timing.refresh;
-            if refresh {
-                last_refresh = tokio::time::Instant::now();
-            }
-            let snap = match o.round(refresh).await {
+            let snap = match o.round().await {
                 Ok(s) => {
                     if o.failing {
-                        info!(location = %o.location, "the cluster database answers again");
+                        info!(location = %o.who.location, "the cluster database answers again");
                         o.failing = false;
                     }
                     s
                 }
                 Err(e) => {
                     if !o.failing {
-                        warn!(location = %o.location, error = %e, "quorum: cannot exchange observations; the last verdicts stay in force");
+                        warn!(location = %o.who.location, error = %e, "quorum: cannot exchange observations; the last verdicts stay in force");
                         o.failing = true;
                     }
                     o.conn = None;
                     o.written.clear();
                     o.synced = false;
+                    o.last_beat = None;
                     let mut s = (**tx.borrow()).clone();
                     s.database_up = false;
                     s
@@ -288,95 +311,157 @@ struct Observer {
     slot: Arc<Slot>,
     url: String,
     conn: Option<PgConnection>,
-    location: String,
+    who: Who,
     timing: Timing,
-    /// What this location last wrote, by target.
+    /// What this member last wrote, by target.
     written: BTreeMap<String, View>,
     /// The last round failed (logged once per streak).
     failing: bool,
-    /// This location's rows of targets it no longer probes were deleted since connecting.
+    /// This location's rows of targets gone from the config were deleted since connecting.
     synced: bool,
+    /// Every member's rows and heartbeats, as last read.
+    board: Board,
+    /// When the heartbeat was last renewed.
+    last_beat: Option<tokio::time::Instant>,
+    /// The config of the last evaluation.
+    evaluated: Option<Arc<Config>>,
+    /// The last evaluation.
+    verdicts: Arc<Verdicts>,
 }
 
 impl Observer {
-    /// One round: write what changed (everything after a failure), bump `updated_at` on
-    /// `refresh`, read every location's rows and evaluate.
-    async fn round(&mut self, refresh: bool) -> Result<Snapshot, ObserveError> {
+    fn lease_ms(&self) -> i64 {
+        self.timing.lease.as_millis() as i64
+    }
+
+    /// One round: forget the targets no longer probed, write what changed (and the
+    /// heartbeat when due), read what others changed, evaluate when anything did.
+    async fn round(&mut self) -> Result<Snapshot, ObserveError> {
         if self.conn.is_none() {
             self.conn = Some(connect(&self.url).await?);
         }
-        let conn = self.conn.as_mut().expect("connected above");
         let views = self.source.views();
         let config = self.source.config();
+        self.forget(&views, &config).await?;
+        self.write(&views).await?;
+        let lease_ms = self.lease_ms();
+        let conn = self.conn.as_mut().expect("connected above");
+        let changes = timed(self.board.read(conn, lease_ms)).await?;
+        if changes.live {
+            self.take_over(&views);
+        }
+        let config_changed = !self
+            .evaluated
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &config));
+        if changes.rows || changes.live || config_changed {
+            self.evaluate(&config);
+        }
+        Ok(Snapshot {
+            location: self.who.location.clone(),
+            verdicts: self.verdicts.clone(),
+            beats: self.board.newest_beats(),
+            database_up: true,
+            at_ms: self.board.now_ms(),
+        })
+    }
+
+    /// Deletes this location's rows of targets gone from the config (all of them once after
+    /// connecting, since the member may have been away) and forgets the targets it no longer
+    /// probes. A target that moved to another member of this location keeps its row, which
+    /// the new owner overwrites.
+    async fn forget(&mut self, views: &[View], config: &Config) -> Result<(), ObserveError> {
+        let conn = self.conn.as_mut().expect("connected");
+        let location = self.who.location.as_str();
         let names: BTreeSet<&str> = views.iter().map(|v| v.target.as_str()).collect();
-        // Every member of a location writes the rows of the targets it owns, so a row is only
-        // deleted when its target has left the config: a target that moved to another member
-        // of this location keeps its row, which the new owner overwrites.
         let configured: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
         let known: BTreeSet<&str> = configured.iter().copied().collect();
+        if !self.synced {
+            timed(board::delete(conn, location, &configured, true)).await?;
+            self.synced = true;
+        }
         let moved: Vec<String> = self
             .written
             .keys()
             .filter(|t| !names.contains(t.as_str()))
             .cloned()
             .collect();
-        let gone: Vec<&String> = moved
+        let gone: Vec<&str> = moved
             .iter()
-            .filter(|t| !known.contains(t.as_str()))
+            .map(String::as_str)
+            .filter(|t| !known.contains(t))
             .collect();
-        if !self.synced {
-            // Rows of targets dropped from the config while this member was away.
-            let q =
-                "DELETE FROM cluster_observations WHERE location = $1 AND NOT (target = ANY($2))";
-            timed(
-                sqlx::query(q)
-                    .bind(&self.location)
-                    .bind(&configured)
-                    .execute(&mut *conn),
-            )
-            .await?;
-            self.synced = true;
-        }
         if !gone.is_empty() {
-            let q = "DELETE FROM cluster_observations WHERE location = $1 AND target = ANY($2)";
-            timed(
-                sqlx::query(q)
-                    .bind(&self.location)
-                    .bind(&gone)
-                    .execute(&mut *conn),
-            )
-            .await?;
+            timed(board::delete(conn, location, &gone, false)).await?;
         }
         for m in &moved {
             self.written.remove(m);
         }
-        let changed: Vec<&View> = views
-            .iter()
-            .filter(|v| self.written.get(&v.target) != Some(*v))
-            .collect();
-        if !changed.is_empty() {
-            write_rows(conn, &self.location, &changed).await?;
-            self.slot.count_written(changed.len() as u64);
-            for v in changed {
-                self.written.insert(v.target.clone(), v.clone());
+        Ok(())
+    }
+
+    /// Writes the views that changed since last written, with the heartbeat when due, in one
+    /// transaction; all of them when the heartbeat had lapsed.
+    async fn write(&mut self, views: &[View]) -> Result<(), ObserveError> {
+        let due = self
+            .last_beat
+            .is_none_or(|t| t.elapsed() >= self.timing.refresh);
+        let changed = |w: &BTreeMap<String, View>, v: &View| w.get(&v.target) != Some(v);
+        if !due && !views.iter().any(|v| changed(&self.written, v)) {
+            return Ok(());
+        }
+        let lease_ms = self.lease_ms();
+        let conn = self.conn.as_mut().expect("connected");
+        let (location, member) = (self.who.location.as_str(), self.who.member.as_str());
+        let written = &mut self.written;
+        let work = async {
+            let mut tx = conn.begin().await?;
+            let mut n = 0u64;
+            if due {
+                let lapse = board::beat(&mut tx, location, member).await?;
+                if lapse.is_none_or(|l| l > lease_ms) {
+                    written.clear();
+                }
+                n += 1;
+            }
+            let mut rows: Vec<&View> = views.iter().filter(|v| changed(written, v)).collect();
+            if !rows.is_empty() {
+                board::write(&mut tx, location, member, &mut rows).await?;
+                n += rows.len() as u64;
+            }
+            tx.commit().await?;
+            for v in rows {
+                written.insert(v.target.clone(), v.clone());
+            }
+            Ok(n)
+        };
+        let n = timed(work).await?;
+        self.slot.count_written(n);
+        if due {
+            self.last_beat = Some(tokio::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    /// After the set of live members changed: the targets this member probes whose row was
+    /// written by a member no longer live are written again next round.
+    fn take_over(&mut self, views: &[View]) {
+        let live = self.board.live(self.lease_ms());
+        let location = self.who.location.as_str();
+        for v in views {
+            let Some(w) = self.board.writer(location, &v.target) else {
+                continue;
+            };
+            if w != self.who.member && !live.contains(&(location.to_string(), w.to_string())) {
+                self.written.remove(&v.target);
             }
         }
-        if refresh && !self.written.is_empty() {
-            // Only this member's rows: another member's rows go stale when it stops, and their
-            // targets count as unknown until their new owner writes them.
-            let mine: Vec<&str> = self.written.keys().map(String::as_str).collect();
-            let q = "UPDATE cluster_observations SET updated_at = clock_timestamp() \
-                     WHERE location = $1 AND target = ANY($2)";
-            let r = timed(
-                sqlx::query(q)
-                    .bind(&self.location)
-                    .bind(&mine)
-                    .execute(&mut *conn),
-            )
-            .await?;
-            self.slot.count_written(r.rows_affected());
-        }
-        let (rows, now_ms) = read_rows(conn).await?;
+    }
+
+    /// Evaluates the quorum over the rows of the targets in `config`.
+    fn evaluate(&mut self, config: &Arc<Config>) {
+        let targets: BTreeSet<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+        self.board.retain(&targets);
         let groups: Vec<(String, Vec<String>)> = config
             .failover
             .iter()
@@ -386,72 +471,15 @@ impl Observer {
             })
             .collect();
         let verdicts = evaluate(
-            &rows,
+            &self.board.observations(),
             Context {
                 quorum: &config.quorum,
                 groups: &groups,
-                now_ms,
-                lease_ms: self.timing.lease.as_millis() as i64,
+                now_ms: self.board.now_ms(),
+                lease_ms: self.lease_ms(),
             },
         );
-        Ok(Snapshot {
-            location: self.location.clone(),
-            verdicts,
-            database_up: true,
-            at_ms: now_ms,
-        })
+        self.verdicts = Arc::new(verdicts);
+        self.evaluated = Some(config.clone());
     }
-}
-
-/// One upsert of `rows` (`updated_at` from the database's clock).
-async fn write_rows(
-    conn: &mut PgConnection,
-    location: &str,
-    rows: &[&View],
-) -> Result<(), ObserveError> {
-    let targets: Vec<&str> = rows.iter().map(|v| v.target.as_str()).collect();
-    let health: Vec<&str> = rows.iter().map(|v| v.health.as_str()).collect();
-    let reasons: Vec<Option<&str>> = rows.iter().map(|v| v.reason.as_deref()).collect();
-    let since: Vec<i64> = rows.iter().map(|v| v.since_ms).collect();
-    let q = "INSERT INTO cluster_observations (location, target, health, reason, since_ms, updated_at)
-             SELECT $1, t, h, r, s, clock_timestamp()
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(t, h, r, s)
-             ON CONFLICT (location, target) DO UPDATE SET health = EXCLUDED.health,
-               reason = EXCLUDED.reason, since_ms = EXCLUDED.since_ms, updated_at = EXCLUDED.updated_at";
-    let query = sqlx::query(q)
-        .bind(location)
-        .bind(&targets)
-        .bind(&health)
-        .bind(&reasons)
-        .bind(&since);
-    timed(query.execute(conn)).await?;
-    Ok(())
-}
-
-/// Every location's rows, and the database's now (ms since the epoch).
-async fn read_rows(conn: &mut PgConnection) -> Result<(Vec<Observation>, i64), ObserveError> {
-    let q = "SELECT location, target, health, reason, since_ms,
-                    (EXTRACT(EPOCH FROM updated_at) * 1000)::bigint AS updated_ms,
-                    (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint AS now_ms
-             FROM cluster_observations";
-    let rows = timed(sqlx::query(q).fetch_all(conn)).await?;
-    let mut now_ms = crate::store::now_millis();
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        now_ms = r.try_get("now_ms")?;
-        let health: String = r.try_get("health")?;
-        out.push(Observation {
-            location: r.try_get("location")?,
-            target: r.try_get("target")?,
-            health: match health.as_str() {
-                "up" => Health::Up,
-                "down" => Health::Down,
-                _ => Health::Unknown,
-            },
-            since_ms: r.try_get("since_ms")?,
-            reason: r.try_get("reason")?,
-            updated_ms: r.try_get("updated_ms")?,
-        });
-    }
-    Ok((out, now_ms))
 }

@@ -3,8 +3,9 @@
 //! per target and failover group, and one state per location. Pure: no I/O, no clock.
 //!
 //! The rules, in order:
-//! 1. A location whose newest row is older than the lease is **stale**: all its views are
-//!    unknown (neither up nor down).
+//! 1. A row older than the lease (its writer's heartbeat, see [`super::board`]) counts for
+//!    nothing; a location whose newest row is older than the lease is **stale**: all its views
+//!    are unknown (neither up nor down).
 //! 2. A fresh location is **degraded** when it sees more than half of the targets it has a
 //!    view of down *alone* — down while most of the other fresh locations with a view of the
 //!    same target see it up. Its own network is the likelier culprit: its views are left out
@@ -38,7 +39,7 @@ pub struct Observation {
     pub since_ms: i64,
     /// The reason of the last failure, when down.
     pub reason: Option<String>,
-    /// When the location last wrote this row (its refresh), ms since the epoch.
+    /// The last heartbeat of the member that wrote this row, ms since the epoch.
     pub updated_ms: i64,
 }
 
@@ -174,9 +175,10 @@ pub fn evaluate(obs: &[Observation], cx: Context<'_>) -> Verdicts {
             .get(l)
             .is_some_and(|u| cx.now_ms.saturating_sub(*u) <= cx.lease_ms)
     };
-    // Target → location → view, fresh locations only, up or down only.
+    // Target → location → view, fresh rows of fresh locations only, up or down only.
     let mut views: BTreeMap<&str, BTreeMap<&str, &Observation>> = BTreeMap::new();
-    for o in obs.iter().filter(|o| fresh(&o.location)) {
+    let live = |o: &&Observation| cx.now_ms.saturating_sub(o.updated_ms) <= cx.lease_ms;
+    for o in obs.iter().filter(|o| fresh(&o.location)).filter(live) {
         if matches!(o.health, Health::Up | Health::Down) {
             views.entry(&o.target).or_default().insert(&o.location, o);
         }
@@ -346,9 +348,25 @@ pub struct QuorumTransition {
 pub struct Decided {
     targets: BTreeMap<String, Health>,
     groups: BTreeMap<String, Health>,
+    /// The evaluation last stepped through [`Decided::step_shared`].
+    last: Option<std::sync::Arc<Verdicts>>,
 }
 
 impl Decided {
+    /// [`Decided::step`], or nothing at all when `now` is the very evaluation stepped last
+    /// (the observer hands the same `Arc` on until something changes).
+    pub fn step_shared(&mut self, now: &std::sync::Arc<Verdicts>) -> Vec<QuorumTransition> {
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|l| std::sync::Arc::ptr_eq(l, now))
+        {
+            return Vec::new();
+        }
+        self.last = Some(now.clone());
+        self.step(now)
+    }
+
     /// The transitions from the last decisions to `now`, recording them. Targets and groups
     /// gone from `now` are forgotten without a transition.
     pub fn step(&mut self, now: &Verdicts) -> Vec<QuorumTransition> {

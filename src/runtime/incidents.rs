@@ -228,7 +228,7 @@ async fn quorum_events(
     }
     let speaks =
         rt.leadership().is_some() || snap.verdicts.speaker() == Some(snap.location.as_str());
-    let transitions = decided.step(&snap.verdicts);
+    let transitions = decided.step_shared(&snap.verdicts);
     if !speaks {
         return Ok(());
     }

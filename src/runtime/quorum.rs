@@ -69,12 +69,15 @@ pub fn start(
     cancel: CancellationToken,
 ) {
     let source: Arc<dyn Source> = Arc::new(Views(Arc::downgrade(rt)));
+    let member = rt
+        .cluster()
+        .map_or_else(|| location.clone(), |c| c.options().id.clone());
     observe::start(
         source,
         rt.quorum.clone(),
         url,
         conn,
-        location,
+        observe::Who { location, member },
         Timing::for_lease(lease),
         cancel,
     );
