@@ -533,7 +533,7 @@ pub const LOCATION_DEGRADED: Family = family(
 pub const LOCATION_STALE: Family = family(
     "watchfire_location_stale",
     Type::Gauge,
-    "1 for a location that wrote no observation within the lease: its views count as unknown.",
+    "1 for a location with no member whose heartbeat is within the lease: its views count as unknown.",
 );
 /// Whether the last exchange of observations with PostgreSQL worked (0/1).
 pub const QUORUM_DATABASE_UP: Family = family(
@@ -545,7 +545,7 @@ pub const QUORUM_DATABASE_UP: Family = family(
 pub const QUORUM_ROWS_WRITTEN: Family = family(
     "watchfire_quorum_rows_written_total",
     Type::Counter,
-    "Rows of cluster_observations this member inserted or updated (changes and refreshes).",
+    "Rows of cluster_observations this member inserted or updated (changed views, and rewrites after its heartbeat lapsed).",
 );
 
 /// Every family above, in the order `/metrics` writes them.
