@@ -16,9 +16,21 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::{PgConnection, Row as _};
 
-use super::observe::View;
 use super::quorum::Observation;
 use crate::state::Health;
+
+/// One location's view of one of its targets, as the runtime knows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The target's name.
+    pub target: String,
+    /// Up, down or unknown (after the fall/rise thresholds).
+    pub health: Health,
+    /// Since when, ms since the epoch.
+    pub since_ms: i64,
+    /// The last failure's reason, when down.
+    pub reason: Option<String>,
+}
 
 /// The observations table (kept as it was created first; [`MIGRATIONS`] adds the rest).
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS cluster_observations (

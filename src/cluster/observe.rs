@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::expo::catalog;
 use crate::state::Health;
 
-pub use board::SCHEMA;
+pub use board::{View, SCHEMA};
 
 /// The longest a connection attempt or one exchange may take.
 pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,19 +58,6 @@ pub enum ObserveError {
     /// No answer within [`DB_TIMEOUT`].
     #[error("the cluster database gave no answer within {}s", DB_TIMEOUT.as_secs())]
     Timeout,
-}
-
-/// One location's view of one of its targets, as the runtime knows it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct View {
-    /// The target's name.
-    pub target: String,
-    /// Up, down or unknown (after the fall/rise thresholds).
-    pub health: Health,
-    /// Since when, ms since the epoch.
-    pub since_ms: i64,
-    /// The last failure's reason, when down.
-    pub reason: Option<String>,
 }
 
 /// What the observer needs from the running prober (implemented by the runtime).

@@ -216,26 +216,7 @@ fn note_name(
     name: &Spanned<String>,
     field: &str,
 ) {
-    note_name_at(diag, seen, &name.value, Pos::from(name), field);
-}
-
-/// [`note_name`] of a name written at `at`.
-pub(super) fn note_name_at(
-    diag: &mut Diagnostics,
-    seen: &mut HashMap<String, (PathBuf, u64)>,
-    name: &str,
-    at: Pos,
-    field: &str,
-) {
-    if let Some((f, l)) = seen.get(name) {
-        let msg = format!(
-            "duplicate name `{name}` (first defined at {}:{l})",
-            f.display()
-        );
-        diag.error(at, field, msg);
-    } else {
-        seen.insert(name.to_string(), (diag.file().to_path_buf(), at.line));
-    }
+    super::names::note_name_at(diag, seen, &name.value, Pos::from(name), field);
 }
 
 /// Checks one file's `targets:` (read from `source`, a path and its text) into `out`, and

@@ -71,7 +71,7 @@ impl InlineCache {
         };
         for (i, (t, at)) in c.targets.iter().zip(&c.names).enumerate() {
             let field = format!("targets[{i}].name");
-            super::check::note_name_at(diag, out.seen, &t.name, *at, &field);
+            super::names::note_name_at(diag, out.seen, &t.name, *at, &field);
         }
         out.module_refs.extend(c.module_refs.iter().cloned());
         out.targets.extend(c.targets.iter().cloned());

@@ -15,6 +15,7 @@ pub mod file_sd;
 pub mod http_sd;
 pub mod inline;
 pub mod metrics;
+mod names;
 pub mod quorum;
 pub mod raw;
 pub mod sd;
