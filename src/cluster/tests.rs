@@ -187,15 +187,6 @@ fn a_location_without_live_members_leaves_its_targets_unowned() {
 
 #[test]
 fn each_location_shares_every_target_among_its_own_members() {
-    let member = |id: &str, location: &str| Member {
-        id: id.into(),
-        location: location.into(),
-        address: String::new(),
-        age_seconds: 0.0,
-        heartbeat_age_seconds: 0.0,
-        lease: DEFAULT_LEASE,
-        incarnation: 1,
-    };
     let live = vec![member("a1", "a"), member("a2", "a"), member("b1", "b")];
     let a1 = view_of(&live, "a1", "a", 1);
     let a2 = view_of(&live, "a2", "a", 1);
