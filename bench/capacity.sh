@@ -84,18 +84,6 @@ machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/st
 now() { date +%s.%N; }
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
 
-# The probe threads' CPU clock ticks and voluntary context switches so far: `TICKS SWITCHES`.
-probe_threads() {
-    local t ticks=0 sw=0 a b
-    for t in /proc/"$1"/task/*; do
-        [[ "$(cat "$t/comm" 2>/dev/null)" == watchfire-probe* ]] || continue
-        a=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "$t/stat" 2>/dev/null) || continue
-        b=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status" 2>/dev/null) || continue
-        ticks=$((ticks + ${a:-0})) sw=$((sw + ${b:-0}))
-    done
-    echo "$ticks $sw"
-}
-
 # 1. The reference: wrk's own CPU per Connection: close request.
 wrk_reference 5
 

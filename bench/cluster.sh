@@ -8,6 +8,7 @@
 #   WATCHFIRE_BIN=path/to/watchfire bash bench/cluster.sh    # a release binary already built
 #   BENCH_TARGETS=N BENCH_INTERVAL=S BENCH_MEMBERS=M BENCH_LEASE=S BENCH_WARMUP=S BENCH_WINDOW=S
 #   BENCH_AB=0 bash bench/cluster.sh       # parts 1 and 2 only
+#   BENCH_LOAD=0 bash bench/cluster.sh     # part 3 only
 #
 # Method
 # - Loopback only. Everything started here (nginx, PostgreSQL, every watchfire) is stopped on
@@ -36,9 +37,12 @@
 #    store in PostgreSQL): the same work but for membership. Pairs alternate (off-on, on-off,
 #    off-on), each run on a fresh database; CPU per probe = the process's utime+stime over a
 #    window of AB_WINDOW seconds starting AB_WARMUP seconds after it owns every target, divided
-#    by the probes in the window (`watchfire_probes_total`, read outside the CPU window). A run
-#    that skipped ticks is reported. Reported: each run, the medians, the paired ratios on/off
-#    and their median (goal: within 5 %).
+#    by the probes in the window (`watchfire_probes_total`, read outside the CPU window); the
+#    probe path's part of it from the probe threads alone (`watchfire-probe-*`, their
+#    /proc/PID/task/*/stat), and every other group of threads by name. A run that skipped ticks
+#    is reported. Reported: each run, the medians, the paired ratios on/off for the process and
+#    for the probe threads and their medians (goal: within 5 %), and where the rest of the CPU
+#    went (µs per probe by thread group, the median run of each mode).
 # The machine may be shared: the table names the load average at the start and the CPU the
 # rest of the machine used during each window.
 set -euo pipefail
@@ -58,8 +62,9 @@ else
 fi
 # Past every target's first probe (its unknown -> up transition is written once).
 WARMUP=${BENCH_WARMUP:-$((INTERVAL + 10))}
-# BENCH_AB=0 skips the A/B (part 3).
+# BENCH_AB=0 skips the A/B (part 3); BENCH_LOAD=0 the load and the kill (parts 1 and 2).
 AB=${BENCH_AB:-1}
+LOAD=${BENCH_LOAD:-1}
 M=${BENCH_MEMBERS:-4}
 LEASE=${BENCH_LEASE:-10}
 HZ=$(getconf CLK_TCK)
@@ -181,6 +186,7 @@ load_snapshot() {
     machine_ticks >"$TMP/$1.machine"
 }
 
+if ((LOAD)); then
 # 1. PostgreSQL's load per member.
 psql_at postgres "CREATE DATABASE cluster" >/dev/null
 MEMBER_PIDS=() MEMBER_PORTS=()
@@ -233,10 +239,12 @@ wait_owned "$((M - 1))" "$((LEASE * 3 + 120))" >/dev/null
 TAKEOVER=$(calc '%.2f' "$(now) - $KILLED")
 log "kill -9 m$VICTIM (owning ${OWNED_BEFORE#* }): the survivors own all $N targets after $TAKEOVER s (lease ${LEASE} s)"
 for k in "${!MEMBER_PIDS[@]}"; do stop_pid "${MEMBER_PIDS[k]}"; done
+fi
 
 # 3. A/B: one process, cluster on vs off.
 # Runs one A/B window: $1 = on | off, $2 = the pair; prints `CPU_US PROBES_PER_S SKIPPED
-# OTHER_CORES` (run in a subshell: the process is stopped before it returns).
+# OTHER_CORES PROBE_THREADS_US` (run in a subshell: the process is stopped before it returns) and
+# writes the µs per probe of each group of threads to $TMP/ab_$1_$2.threads.
 ab_run() {
     local mode=$1 db="ab_$1_$2" port pid p0 p1 t0 t1 w0 w1 m0 m1 skip ready=0
     psql_at postgres "CREATE DATABASE $db" >/dev/null
@@ -260,29 +268,35 @@ ab_run() {
     ((ready)) || { log "watchfire ($mode) not ready with $N targets after 120 s"; tail -5 "$TMP/$db.log" >&2; exit 1; }
     sleep "$AB_WARMUP"
     p0=$(probes "$port")
-    w0=$(now); t0=$(ticks "$pid"); m0=$(machine_ticks)
+    w0=$(now); t0=$(ticks "$pid"); m0=$(machine_ticks); thread_groups "$pid" >"$TMP/$db.g0"
     sleep "$AB_WINDOW"
-    w1=$(now); t1=$(ticks "$pid"); m1=$(machine_ticks)
+    w1=$(now); t1=$(ticks "$pid"); m1=$(machine_ticks); thread_groups "$pid" >"$TMP/$db.g1"
     p1=$(probes "$port")
     skip=$(skipped "$port")
     stop_pid "$pid"
+    thread_delta "$TMP/$db.g0" "$TMP/$db.g1" |
+        awk -v p="$((p1 - p0))" -v hz="$HZ" '{printf "%s %.2f\n", $1, $2 / hz * 1e6 / p}' >"$TMP/$db.threads"
     awk -v t="$((t1 - t0))" -v p="$((p1 - p0))" -v hz="$HZ" -v s="$(calc '%.3f' "$w1 - $w0")" \
         -v m="$((m1 - m0))" -v skip="$skip" \
-        'BEGIN {printf "%.1f %.0f %d %.2f\n", t / hz * 1e6 / p, p / s, skip, (m - t) / hz / s}'
+        -v pt="$(awk '$1 ~ /^watchfire-probe/ {s += $2} END {print s + 0}' "$TMP/$db.threads")" \
+        'BEGIN {printf "%.1f %.0f %d %.2f %.1f\n", t / hz * 1e6 / p, p / s, skip, (m - t) / hz / s, pt}'
 }
-declare -a ON=() OFF=() RATIO=()
+declare -a ON=() OFF=() RATIO=() ON_P=() OFF_P=() RATIO_P=()
 AB_ROWS=""
 for pair in 1 2 3; do
     ((AB)) || break
     if ((pair == 2)); then order="on off"; else order="off on"; fi
     for mode in $order; do
         r=$(ab_run "$mode" "$pair")
-        log "A/B pair $pair, cluster $mode: $(awk '{printf "%s us/probe, %s probes/s, %s ticks skipped, other %s cores", $1, $2, $3, $4}' <<<"$r")"
+        log "A/B pair $pair, cluster $mode: $(awk '{printf "%s us/probe (probe threads %s), %s probes/s, %s ticks skipped, other %s cores", $1, $5, $2, $3, $4}' <<<"$r")"
         if [[ "$mode" == on ]]; then on=$r; else off=$r; fi
     done
     ON+=("${on%% *}")
     OFF+=("${off%% *}")
     RATIO+=("$(calc '%.3f' "${on%% *} / ${off%% *}")")
+    ON_P+=("${on##* }")
+    OFF_P+=("${off##* }")
+    RATIO_P+=("$(calc '%.3f' "${on##* } / ${off##* }")")
     AB_ROWS+="  pair $pair: off $off | on $on"$'\n'
 done
 med() { printf '%s\n' "$@" | median; }
@@ -291,6 +305,7 @@ echo
 echo "cluster benchmark: $(nproc) CPUs ($CPU_MODEL), load average at start $LOAD_START"
 echo "$N targets (file_sd, one nginx) every ${INTERVAL} s, timeout 5 s, metrics detail minimal; PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on loopback (fsync on)"
 echo
+if ((LOAD)); then
 echo "1. PostgreSQL load: $M members, lease ${LEASE} s, r = 1; window ${SECS} s after ${WARMUP} s of warm-up"
 echo "   probes/s per member: ${PROBE_RATES}(all: $(calc '%.0f' "$PROBES_ALL / $SECS")/s; expected $(calc '%.0f' "$N / $INTERVAL")/s)"
 echo "   members' CPU (cores): ${MEMBER_CORES}; PostgreSQL's CPU: $PG_CORES cores; the whole machine: $OTHER_CORES cores busy"
@@ -314,11 +329,24 @@ if [[ "$PG_STATEMENTS" == 1 ]]; then
 fi
 echo
 echo "2. kill -9 of one of $M members (owning ${OWNED_BEFORE#* } targets) -> the $((M - 1)) survivors own all $N: $TAKEOVER s (lease ${LEASE} s)"
+fi
 ((AB)) || exit 0
 echo
 echo "3. probe CPU, cluster on (--cluster, a cluster of one) vs off (--storage.url, the same PostgreSQL store), $N targets, ${AB_WINDOW} s windows"
-echo "   runs (us/probe, probes/s, ticks skipped, other cores):"
+echo "   runs (us/probe, probes/s, ticks skipped, other cores, the probe threads' us/probe):"
 printf '%s' "$AB_ROWS"
 echo "   off: ${OFF[*]} -> median $(med "${OFF[@]}") us/probe"
 echo "   on:  ${ON[*]} -> median $(med "${ON[@]}") us/probe"
-echo "   on / off per pair: ${RATIO[*]} -> median $(med "${RATIO[@]}") (goal <= 1.05)"
+echo "   on / off per pair: ${RATIO[*]} -> median $(med "${RATIO[@]}")"
+echo "   the probe threads alone (the probe path): off median $(med "${OFF_P[@]}"), on median $(med "${ON_P[@]}") us/probe;"
+echo "   on / off per pair: ${RATIO_P[*]} -> median $(med "${RATIO_P[@]}") (goal <= 1.05)"
+# Where each mode's CPU went: the run whose process figure is the mode's median.
+for mode in off on; do
+    if [[ "$mode" == on ]]; then runs=("${ON[@]}"); else runs=("${OFF[@]}"); fi
+    m=$(med "${runs[@]}")
+    for i in "${!runs[@]}"; do
+        [[ "${runs[i]}" == "$m" ]] || continue
+        echo "   cluster $mode (pair $((i + 1))), us/probe by thread group: $(awk '{printf "%s %s; ", $1, $2}' "$TMP/ab_${mode}_$((i + 1)).threads")"
+        break
+    done
+done

@@ -105,6 +105,35 @@ start_nginx() {
 # The user+system CPU clock ticks (CLK_TCK a second) PID has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# The probe threads' CPU clock ticks and voluntary context switches so far: `TICKS SWITCHES`.
+probe_threads() {
+    local t ticks=0 sw=0 a b
+    for t in /proc/"$1"/task/*; do
+        [[ "$(cat "$t/comm" 2>/dev/null)" == watchfire-probe* ]] || continue
+        a=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "$t/stat" 2>/dev/null) || continue
+        b=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status" 2>/dev/null) || continue
+        ticks=$((ticks + ${a:-0})) sw=$((sw + ${b:-0}))
+    done
+    echo "$ticks $sw"
+}
+
+# Every thread of PID by name, digits dropped (`watchfire-probe-0` and `-1` are one group):
+# `NAME TICKS` lines, a group's user+system clock ticks so far. Two snapshots taken with it are
+# compared by thread_delta.
+thread_groups() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        awk '{name = $0; sub(/^[^(]*\(/, "", name); sub(/\) .*$/, "", name); gsub(/[0-9]+/, "", name)
+              gsub(/ /, "_", name); sub(/^.*\) /, ""); print name, $12 + $13}' "$t/stat" 2>/dev/null || true
+    done | awk '{s[$1] += $2} END {for (k in s) print k, s[k]}'
+}
+# The ticks each group used between two thread_groups snapshots ($1 before, $2 after): `NAME
+# TICKS`, the largest first (a thread gone by the second snapshot is not counted).
+thread_delta() {
+    awk 'FNR == NR {a[$1] = $2; next} {d = $2 - ($1 in a ? a[$1] : 0); if (d > 0) print $1, d}' "$1" "$2" |
+        sort -k2,2nr
+}
+
 # The reference every CPU figure is divided by: wrk's own CPU per `Connection: close` request
 # (a fresh connection per request, as a probe), `wrk -t1 -c32 -d$1s` on TARGET three times,
 # user+sys from bash's `time`. Sets WRK_CPUS and WRK_RATES (each run's µs per request and

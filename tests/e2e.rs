@@ -6,13 +6,11 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, get};
 use tokio_util::sync::CancellationToken;
 use watchfire::runtime::{Runtime, RuntimeOptions};
-use watchfire::server::{self, AppState};
 use watchfire::sim::{FaultConfig, Sim};
 
 fn require(program: &str) {
@@ -43,14 +41,7 @@ async fn live_metrics_pass_promtool_check_metrics() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        registry: watchfire::metrics::process_registry(),
-    });
-    let c = cancel.clone();
-    let srv = tokio::spawn(server::serve(listener, state, async move {
-        c.cancelled().await
-    }));
+    let srv = common::serve(listener, &runtime, &cancel);
     let metrics = eventually(
         Duration::from_secs(10),
         "every fast target decided",

@@ -39,6 +39,15 @@ impl Source for Member {
     fn views(&self) -> Vec<View> {
         self.views.lock().unwrap().clone()
     }
+    /// The views, hashed: it changes whenever the test changes one.
+    fn version(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for v in self.views.lock().unwrap().iter() {
+            (&v.target, v.health.as_str(), v.since_ms, &v.reason).hash(&mut h);
+        }
+        h.finish()
+    }
     fn config(&self) -> Arc<Config> {
         self.config.clone()
     }
@@ -379,4 +388,66 @@ async fn a_transaction_that_commits_after_a_later_one_is_still_read() {
     );
     assert!(committed.elapsed() <= 2 * poll + Duration::from_millis(500));
     y.cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_members_gone_for_an_hour_left_behind_is_swept() {
+    let pg = Pg::start();
+    let url = pg.url("postgres");
+    // The tables, then what three members left: `gone` two hours ago (its location has no
+    // other member), `late` ten minutes ago in location y (within the hour: kept).
+    drop(observe::connect(&url).await.expect("the tables"));
+    let pool = db(&url).await;
+    for (location, member, ago) in [("gone", "g1", "2 hours"), ("y", "late", "10 minutes")] {
+        sqlx::query(&format!(
+            "INSERT INTO cluster_observers (location, member, beat_at)
+             VALUES ($1, $2, now() - interval '{ago}')"
+        ))
+        .bind(location)
+        .bind(member)
+        .execute(&pool)
+        .await
+        .expect("a heartbeat row");
+        sqlx::query(
+            "INSERT INTO cluster_observations (location, target, health, since_ms, member)
+             VALUES ($1, 'a', 'down', 1, $2)",
+        )
+        .bind(location)
+        .bind(member)
+        .execute(&pool)
+        .await
+        .expect("an observation row");
+    }
+    let lease = Duration::from_secs(3);
+    let x = observer(&url, "x", "x1", vec![view("a", Health::Up)], lease).await;
+    let left = |pool: sqlx::PgPool| async move {
+        let beats: Vec<String> =
+            sqlx::query_scalar("SELECT member FROM cluster_observers ORDER BY member")
+                .fetch_all(&pool)
+                .await
+                .expect("heartbeats");
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT location FROM cluster_observations ORDER BY location")
+                .fetch_all(&pool)
+                .await
+                .expect("observations");
+        (beats, rows)
+    };
+    let swept = poll_until(Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move { (left(pool).await.0 == ["late", "x1"]).then_some(()) }
+    })
+    .await;
+    let (beats, rows) = left(pool.clone()).await;
+    assert!(
+        swept.is_some(),
+        "not swept: heartbeats {beats:?}, rows of {rows:?}"
+    );
+    // x1 beat and wrote its row in the round that swept first.
+    assert_eq!(
+        rows,
+        ["x", "y"],
+        "gone's row is deleted, x's written, y's kept"
+    );
+    x.cancel.cancel();
 }

@@ -397,6 +397,13 @@ impl watchfire::cluster::observe::Source for Owned {
             })
             .collect()
     }
+    /// The owned names, hashed: it changes whenever the test changes them.
+    fn version(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.views.lock().unwrap().hash(&mut h);
+        h.finish()
+    }
     fn config(&self) -> std::sync::Arc<watchfire::config::Config> {
         self.config.clone()
     }

@@ -22,13 +22,11 @@ use procs::{free_port, require, Proc};
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use watchfire::runtime::{Runtime, RuntimeOptions};
-use watchfire::server::{self, AppState};
 use watchfire::sim::{FaultConfig, Sim};
 
 const TARGETS: usize = 10_000;
@@ -90,14 +88,7 @@ async fn prometheus_scrapes_ten_thousand_targets_at_standard_within_its_budget()
         .await
         .expect("bind");
     let wf = listener.local_addr().expect("address");
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        registry: watchfire::metrics::process_registry(),
-    });
-    let c = cancel.clone();
-    let srv = tokio::spawn(server::serve(listener, state, async move {
-        c.cancelled().await
-    }));
+    let srv = common::serve(listener, &runtime, &cancel);
 
     let prom_port = free_port();
     let prom_addr: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();

@@ -30,7 +30,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use watchfire::expo::Format;
 use watchfire::runtime::{Runtime, RuntimeOptions};
-use watchfire::server::{self, AppState};
+use watchfire::server;
 
 use procs::{free_port, require, Proc};
 
@@ -222,14 +222,7 @@ async fn prometheus_ingests_the_native_duration_histogram_and_its_p99_agrees_wit
     let runtime = Runtime::start(config, None, RuntimeOptions::default(), cancel.clone())
         .await
         .expect("runtime");
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        registry: watchfire::metrics::process_registry(),
-    });
-    let c = cancel.clone();
-    let srv = tokio::spawn(server::serve(listener, state, async move {
-        c.cancelled().await
-    }));
+    let srv = common::serve(listener, &runtime, &cancel);
 
     // What Prometheus asks for: protobuf first, which watchfire answers in.
     let accept = until(

@@ -34,7 +34,6 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use watchfire::runtime::{Runtime, RuntimeOptions};
-use watchfire::server::{self, AppState};
 use watchfire::sim::{FaultConfig, Sim};
 
 /// The memory limit of the fixture container: 1 GiB.
@@ -338,14 +337,7 @@ async fn prometheus_fires_service_down_alertmanager_delivers_and_every_panel_has
         .await
         .expect("bind watchfire");
     let wf = listener.local_addr().expect("watchfire address");
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        registry: watchfire::metrics::process_registry(),
-    });
-    let c = cancel.clone();
-    let srv = tokio::spawn(server::serve(listener, state, async move {
-        c.cancelled().await
-    }));
+    let srv = common::serve(listener, &runtime, &cancel);
 
     // The webhook receiver and Alertmanager.
     let (hook, delivered) = webhook(cancel.clone()).await;

@@ -12,7 +12,6 @@ use common::{eventually, get, request, sample};
 use tokio_util::sync::CancellationToken;
 use watchfire::config;
 use watchfire::runtime::{Runtime, RuntimeOptions};
-use watchfire::server::{self, AppState};
 use watchfire::sim::{FaultConfig, Sim};
 use watchfire::state::Health;
 
@@ -52,14 +51,7 @@ async fn start(path: &Path) -> Running {
     .expect("runtime starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        registry: watchfire::metrics::process_registry(),
-    });
-    let c = cancel.clone();
-    let server = tokio::spawn(server::serve(listener, state, async move {
-        c.cancelled().await
-    }));
+    let server = common::serve(listener, &runtime, &cancel);
     Running {
         runtime,
         addr,

@@ -144,6 +144,34 @@ pub async fn delete(
     Ok(r.rows_affected())
 }
 
+/// How long a member's heartbeat row outlives its last heartbeat before [`sweep`] removes it:
+/// far past any lease, so only members that never came back lose theirs.
+pub const FORGOTTEN_AFTER_SECS: i64 = 3600;
+
+/// Removes what members that never came back left behind: heartbeat rows older than
+/// [`FORGOTTEN_AFTER_SECS`], then the observations of locations left with no heartbeat row at
+/// all (no member of theirs for that long). A location with a member still beating keeps its
+/// rows, whoever wrote them: its members write again the rows of targets they took over.
+/// Returns (heartbeat rows, observation rows) deleted.
+pub async fn sweep(conn: &mut PgConnection) -> Result<(u64, u64), sqlx::Error> {
+    let beats = sqlx::query(
+        "DELETE FROM cluster_observers
+         WHERE beat_at < clock_timestamp() - make_interval(secs => $1)",
+    )
+    .bind(FORGOTTEN_AFTER_SECS as f64)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let rows = sqlx::query(
+        "DELETE FROM cluster_observations o
+         WHERE NOT EXISTS (SELECT 1 FROM cluster_observers b WHERE b.location = o.location)",
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((beats, rows))
+}
+
 /// A member's copy of both tables, kept up to date by [`Board::read`].
 #[derive(Debug, Default)]
 pub struct Board {

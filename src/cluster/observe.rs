@@ -64,6 +64,10 @@ pub enum ObserveError {
 pub trait Source: Send + Sync + 'static {
     /// This location's views of the targets it probes, now (in-memory state only).
     fn views(&self) -> Vec<View>;
+    /// A number that changes whenever [`Source::views`] may give something else; read before
+    /// `views`, an unchanged number means an unchanged answer. The observer takes the views
+    /// (a pass over every target) only when it moved.
+    fn version(&self) -> u64;
     /// The config in force (its `quorum:` settings and failover groups).
     fn config(&self) -> Arc<Config>;
 }
@@ -251,10 +255,12 @@ pub fn start(
         who,
         timing,
         written: BTreeMap::new(),
+        seen: None,
         failing: false,
         synced: false,
         board: Board::default(),
         last_beat: None,
+        last_sweep: None,
         evaluated: None,
         verdicts: Arc::default(),
     };
@@ -281,6 +287,7 @@ pub fn start(
                     }
                     o.conn = None;
                     o.written.clear();
+                    o.seen = None;
                     o.synced = false;
                     o.last_beat = None;
                     let mut s = (**tx.borrow()).clone();
@@ -302,6 +309,8 @@ struct Observer {
     timing: Timing,
     /// What this member last wrote, by target.
     written: BTreeMap<String, View>,
+    /// The source's version whose views are all in `written` (`None`: take them again).
+    seen: Option<u64>,
     /// The last round failed (logged once per streak).
     failing: bool,
     /// This location's rows of targets gone from the config were deleted since connecting.
@@ -310,6 +319,8 @@ struct Observer {
     board: Board,
     /// When the heartbeat was last renewed.
     last_beat: Option<tokio::time::Instant>,
+    /// When the rows of members that never came back were last swept ([`board::sweep`]).
+    last_sweep: Option<tokio::time::Instant>,
     /// The config of the last evaluation.
     evaluated: Option<Arc<Config>>,
     /// The last evaluation.
@@ -327,15 +338,27 @@ impl Observer {
         if self.conn.is_none() {
             self.conn = Some(connect(&self.url).await?);
         }
-        let views = self.source.views();
+        self.sweep().await?;
+        // The views only when they may differ from what was written: at 100,000 targets
+        // taking them is a pass over every target, and most rounds nothing changed.
+        let version = self.source.version();
         let config = self.source.config();
-        self.forget(&views, &config).await?;
-        self.write(&views).await?;
+        let mut views = (self.seen != Some(version) || !self.synced).then(|| self.source.views());
+        if let Some(views) = &views {
+            self.forget(views, &config).await?;
+        }
+        self.write(&mut views).await?;
+        if views.is_some() {
+            self.seen = Some(version);
+        }
         let lease_ms = self.lease_ms();
         let conn = self.conn.as_mut().expect("connected above");
         let changes = timed(self.board.read(conn, lease_ms)).await?;
         if changes.live {
-            self.take_over(&views);
+            let views = views.get_or_insert_with(|| self.source.views());
+            if self.take_over(views) {
+                self.seen = None;
+            }
         }
         let config_changed = !self
             .evaluated
@@ -351,6 +374,26 @@ impl Observer {
             database_up: true,
             at_ms: self.board.now_ms(),
         })
+    }
+
+    /// Once at start and then hourly: removes the heartbeats and rows members that never came
+    /// back left behind ([`board::sweep`]).
+    async fn sweep(&mut self) -> Result<(), ObserveError> {
+        const EVERY: Duration = Duration::from_secs(board::FORGOTTEN_AFTER_SECS as u64);
+        if self.last_sweep.is_some_and(|t| t.elapsed() < EVERY) {
+            return Ok(());
+        }
+        let conn = self.conn.as_mut().expect("connected");
+        let (beats, rows) = timed(board::sweep(conn)).await?;
+        if beats + rows > 0 {
+            info!(
+                heartbeats = beats,
+                observations = rows,
+                "quorum: removed what members gone for an hour left behind"
+            );
+        }
+        self.last_sweep = Some(tokio::time::Instant::now());
+        Ok(())
     }
 
     /// Deletes this location's rows of targets gone from the config (all of them once after
@@ -388,19 +431,24 @@ impl Observer {
     }
 
     /// Writes the views that changed since last written, with the heartbeat when due, in one
-    /// transaction; all of them when the heartbeat had lapsed.
-    async fn write(&mut self, views: &[View]) -> Result<(), ObserveError> {
+    /// transaction; all of them when the heartbeat had lapsed (taking the views then if
+    /// `views` is `None`, which otherwise means nothing changed).
+    async fn write(&mut self, views: &mut Option<Vec<View>>) -> Result<(), ObserveError> {
         let due = self
             .last_beat
             .is_none_or(|t| t.elapsed() >= self.timing.refresh);
         let changed = |w: &BTreeMap<String, View>, v: &View| w.get(&v.target) != Some(v);
-        if !due && !views.iter().any(|v| changed(&self.written, v)) {
+        let any_changed = views
+            .as_ref()
+            .is_some_and(|vs| vs.iter().any(|v| changed(&self.written, v)));
+        if !due && !any_changed {
             return Ok(());
         }
         let lease_ms = self.lease_ms();
         let conn = self.conn.as_mut().expect("connected");
         let (location, member) = (self.who.location.as_str(), self.who.member.as_str());
         let written = &mut self.written;
+        let source = &self.source;
         let work = async {
             let mut tx = conn.begin().await?;
             let mut n = 0u64;
@@ -411,6 +459,10 @@ impl Observer {
                 }
                 n += 1;
             }
+            if views.is_none() && written.is_empty() {
+                *views = Some(source.views());
+            }
+            let views = views.as_deref().unwrap_or_default();
             let mut rows: Vec<&View> = views.iter().filter(|v| changed(written, v)).collect();
             if !rows.is_empty() {
                 board::write(&mut tx, location, member, &mut rows).await?;
@@ -431,18 +483,22 @@ impl Observer {
     }
 
     /// After the set of live members changed: the targets this member probes whose row was
-    /// written by a member no longer live are written again next round.
-    fn take_over(&mut self, views: &[View]) {
+    /// written by a member no longer live are written again next round. True when there were
+    /// any.
+    fn take_over(&mut self, views: &[View]) -> bool {
         let live = self.board.live(self.lease_ms());
         let location = self.who.location.as_str();
+        let mut any = false;
         for v in views {
             let Some(w) = self.board.writer(location, &v.target) else {
                 continue;
             };
             if w != self.who.member && !live.contains(&(location.to_string(), w.to_string())) {
                 self.written.remove(&v.target);
+                any = true;
             }
         }
+        any
     }
 
     /// Evaluates the quorum over the rows of the targets in `config`.

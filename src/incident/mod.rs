@@ -457,12 +457,68 @@ impl Incidents {
         Ok(())
     }
 
+    /// Stops waiting for targets that are no longer configured (`watched` says which names
+    /// still are: targets and failover groups): each leaves the open incidents it was down in,
+    /// with an automatic update saying so, and an incident left with no target down resolves
+    /// at `at`, saying its targets were removed rather than that they recovered. Without this,
+    /// an incident whose target was taken out of the config would stay open for ever.
+    pub async fn forget_removed(
+        &mut self,
+        watched: &(dyn Fn(&str) -> bool + Sync),
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let mut ids: Vec<i64> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.down.iter().any(|t| !watched(t)))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            let live = self.live.get_mut(&id).expect("listed above");
+            let gone: Vec<String> = live.down.iter().filter(|t| !watched(t)).cloned().collect();
+            for t in &gone {
+                live.down.remove(t);
+            }
+            let still_down = !live.down.is_empty();
+            let Some(inc) = self.store.incident(id).await? else {
+                self.live.remove(&id);
+                continue;
+            };
+            let msg = format!(
+                "{} removed from the configuration: no longer watched",
+                gone.join(", ")
+            );
+            self.update(&inc, at, None, msg).await?;
+            if still_down {
+                continue;
+            }
+            let live = self.live.remove(&id).expect("listed above");
+            if inc.resolved.is_some() {
+                continue;
+            }
+            let msg = format!(
+                "Closed after {}: its targets were removed from the configuration before they recovered",
+                figures::human(at - inc.started)
+            );
+            self.resolve_with(inc, &live, at, msg).await?;
+        }
+        Ok(())
+    }
+
     /// Resolves `inc` at `at` with its figures and the automatic "recovered" update.
-    async fn resolve(
+    async fn resolve(&mut self, inc: Incident, live: &Live, at: Millis) -> Result<(), StoreError> {
+        let msg = format!("Recovered after {}", figures::human(at - inc.started));
+        self.resolve_with(inc, live, at, msg).await
+    }
+
+    /// Resolves `inc` at `at` with its figures and `message` as the resolving update.
+    async fn resolve_with(
         &mut self,
         mut inc: Incident,
         live: &Live,
         at: Millis,
+        message: String,
     ) -> Result<(), StoreError> {
         let mut inputs =
             figures_inputs(&self.store, &*self.calendar, &*self.counters, &inc, at).await?;
@@ -480,8 +536,7 @@ impl Incidents {
         inc.figures = Some(f.to_json());
         self.store.save_incident(&inc).await?;
         self.recent.insert(inc.component.clone(), inc.id);
-        let msg = format!("Recovered after {}", figures::human(at - inc.started));
-        self.auto_update(&inc, at, UpdateKind::Recovered, msg)
+        self.auto_update(&inc, at, UpdateKind::Recovered, message)
             .await?;
         tracing::info!(incident = inc.id, component = %inc.component, "incident resolved");
         Ok(())
@@ -513,6 +568,17 @@ impl Incidents {
         kind: UpdateKind,
         message: String,
     ) -> Result<(), StoreError> {
+        self.update(inc, at, Some(kind), message).await
+    }
+
+    /// An automatic update on `inc`'s timeline (`kind` `None`: one no message is built from).
+    async fn update(
+        &self,
+        inc: &Incident,
+        at: Millis,
+        kind: Option<UpdateKind>,
+        message: String,
+    ) -> Result<(), StoreError> {
         let u = IncidentUpdate {
             id: 0,
             incident: inc.id,
@@ -520,7 +586,7 @@ impl Incidents {
             status: inc.status,
             message,
             automatic: true,
-            kind: Some(kind),
+            kind,
         };
         self.store.add_update(&u).await.map(drop)
     }

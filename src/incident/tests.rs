@@ -528,6 +528,64 @@ async fn an_open_incident_continues_across_a_restart() {
     );
 }
 
+#[tokio::test]
+async fn removing_targets_from_the_config_closes_what_waited_for_them() {
+    let store = Store::memory();
+    let mut m = manager(&store, Arc::default()).await;
+    m.on_transition(&down("health", "gw", T0)).await.unwrap();
+    m.on_transition(&down("predict", "gw", T0 + 1_000))
+        .await
+        .unwrap();
+    m.on_transition(&down("db", "db", T0 + 2_000))
+        .await
+        .unwrap();
+    // Nothing removed: nothing happens.
+    m.forget_removed(&|_| true, T0 + 10_000).await.unwrap();
+    assert!(all(&store).await.iter().all(|i| i.resolved.is_none()));
+    // `predict` removed: gw waits for `health` alone; db is untouched.
+    m.forget_removed(&|t| t != "predict", T0 + 20_000)
+        .await
+        .unwrap();
+    let v = all(&store).await;
+    let gw = v.iter().find(|i| i.component == "gw").unwrap();
+    assert!(gw.resolved.is_none(), "{gw:?}");
+    assert_eq!(
+        timeline(&store, gw.id).await.last().unwrap(),
+        "predict removed from the configuration: no longer watched"
+    );
+    m.on_transition(&up("health", "gw", T0 + 60_000))
+        .await
+        .unwrap();
+    let gw = store.incident(gw.id).await.unwrap().unwrap();
+    assert_eq!(
+        gw.resolved,
+        Some(T0 + 60_000),
+        "health's recovery resolves it"
+    );
+    // db removed while down, then a restart: the new manager closes it at once.
+    drop(m);
+    let mut m = manager(&store, Arc::default()).await;
+    m.forget_removed(&|t| t != "db", T0 + 300_000)
+        .await
+        .unwrap();
+    let db = all(&store)
+        .await
+        .into_iter()
+        .find(|i| i.component == "db")
+        .unwrap();
+    assert_eq!(db.resolved, Some(T0 + 300_000));
+    assert_eq!(db.status, IncidentStatus::Resolved);
+    assert!(db.figures.is_some(), "closed with its figures");
+    assert_eq!(
+        timeline(&store, db.id).await[1..],
+        [
+            "db removed from the configuration: no longer watched",
+            "Closed after 4m58s: its targets were removed from the configuration before they recovered"
+        ]
+    );
+    assert!(m.open_ids().is_empty());
+}
+
 #[test]
 fn durations_for_people() {
     assert_eq!(figures::human(252_000), "4m12s");

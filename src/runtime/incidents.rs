@@ -3,6 +3,7 @@
 //! after each reload, and when [`refresh_calendar`] is called after an API change). It starts
 //! the notifier ([`super::notify`]) beside it and wakes it after each event.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +14,7 @@ use tracing::warn;
 
 use crate::cluster::observe::Snapshot;
 use crate::cluster::quorum::Decided;
+use crate::config::Config;
 use crate::failover::{Group, Instance as _, Switched};
 use crate::incident::maintenance::Calendar;
 use crate::incident::{component_of, Counters, Incidents, SwitchEvent, TargetEvent};
@@ -124,6 +126,8 @@ pub async fn start(rt: Arc<Runtime>, cancel: CancellationToken) -> Result<(), St
         .filter(|t| t.health() == Health::Up)
         .map(|t| t.spec.name.clone())
         .collect();
+    // Incidents whose targets were taken out of the config while watchfire was stopped.
+    forget_removed(&mut m, &rt.config()).await?;
     for t in up {
         let e = TargetEvent {
             target: t,
@@ -181,6 +185,9 @@ async fn feed(
                 if !Arc::ptr_eq(&now, &config) {
                     config = now;
                     m.set_config(config.incidents.clone());
+                    if let Err(e) = forget_removed(&mut m, &config).await {
+                        warn!(error = %e, "incidents of removed targets not closed: the store failed");
+                    }
                     match refresh_calendar(&rt).await {
                         Ok(cal) => m.set_calendar(cal),
                         Err(e) => warn!(error = %e, "maintenance calendar not refreshed"),
@@ -196,6 +203,18 @@ async fn feed(
         }
         rt.wake_notifier();
     }
+}
+
+/// Closes what open incidents wait for of targets and groups `config` no longer has.
+async fn forget_removed(m: &mut Incidents, config: &Config) -> Result<(), StoreError> {
+    let watched: HashSet<&str> = config
+        .targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .chain(config.failover.iter().map(|g| g.name.as_str()))
+        .collect();
+    m.forget_removed(&|name| watched.contains(name), now_millis())
+        .await
 }
 
 /// The next quorum snapshot; never ready outside cluster mode (or once the observer ended).

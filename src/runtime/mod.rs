@@ -90,6 +90,10 @@ struct Shared {
     store: Store,
     /// Wall-clock milliseconds for the store, advanced by tokio's clock.
     clock: history::Clock,
+    /// Changes whenever a target's view for the quorum observer may have changed: a
+    /// transition, a down target's failure reason, the set of targets. Rare, so one counter
+    /// for every lane; the observer passes over every target only when it moved.
+    views_version: AtomicU64,
 }
 
 /// One probe thread and what only its probes touch, so that a probe writes no memory another
@@ -356,6 +360,7 @@ impl Runtime {
             max_in_flight,
             store: opts.store.clone(),
             clock: history::Clock::system(),
+            views_version: AtomicU64::new(0),
         });
         let schedulers = if own_lanes {
             // Each probe thread runs the scheduler of its own targets, waking on a timerfd in
@@ -496,6 +501,7 @@ impl Runtime {
             }
         }
         *self.targets.write().expect("targets lock poisoned") = next.clone();
+        self.shared.views_version.fetch_add(1, Ordering::Release);
         // A lane none of whose targets came or went keeps its schedule as it is: an unchanged
         // reload sends nothing to the probe threads.
         for (lane, scheduler) in self.schedulers.iter().enumerate() {
@@ -620,6 +626,13 @@ impl Runtime {
     /// default, the running config staying.
     pub fn set_allow_empty_config(&self, allow: bool) {
         self.allow_empty_config.store(allow, Ordering::Relaxed);
+    }
+
+    /// A number that changes whenever a target's up/down view (health, since when, a down
+    /// target's failure reason) or the set of targets may have changed; equal numbers read
+    /// before two passes over [`Runtime::targets`] mean they saw the same views.
+    pub fn views_version(&self) -> u64 {
+        self.shared.views_version.load(Ordering::Acquire)
     }
 
     /// The current targets (a snapshot).

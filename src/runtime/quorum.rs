@@ -50,6 +50,10 @@ impl Source for Views {
             .collect()
     }
 
+    fn version(&self) -> u64 {
+        self.0.upgrade().map_or(0, |rt| rt.views_version())
+    }
+
     fn config(&self) -> Arc<Config> {
         self.0
             .upgrade()

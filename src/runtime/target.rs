@@ -126,6 +126,12 @@ impl Target {
         )));
     }
 
+    /// Tells the quorum observer that this target's view changed (see
+    /// [`super::Runtime::views_version`]).
+    fn views_moved(&self) {
+        self.shared.views_version.fetch_add(1, Ordering::Release);
+    }
+
     fn thresholds(&self) -> Thresholds {
         Thresholds {
             down_after: self.spec.down_after,
@@ -176,6 +182,7 @@ impl Target {
             let t = stats.eject(self.thresholds());
             if let Some(t) = t {
                 self.remember(&stats, t, now, Some(reason), Some(&detail));
+                self.views_moved();
             }
             t
         };
@@ -200,7 +207,13 @@ impl Target {
             .record(outcome.schedule_lag());
         let transition = {
             let mut stats = self.stats.lock().expect("stats lock poisoned");
+            let reason_before = stats.last.reason;
             let t = stats.record(outcome, self.thresholds());
+            if t.is_some()
+                || (stats.state.health == Health::Down && stats.last.reason != reason_before)
+            {
+                self.views_moved();
+            }
             if let Some(t) = t {
                 let reason = outcome.result.err();
                 self.remember(

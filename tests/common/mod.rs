@@ -88,3 +88,20 @@ pub fn run_args(args: &[&str]) -> Result<watchfire::cli::RunArgs, clap::Error> {
         _ => unreachable!("parsed as `run`"),
     }
 }
+
+/// Serves `runtime`'s API on `listener` with the process metrics, as `watchfire run` does,
+/// until `cancel`; the server's task.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    runtime: &std::sync::Arc<watchfire::runtime::Runtime>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let state = std::sync::Arc::new(watchfire::server::AppState {
+        runtime: runtime.clone(),
+        registry: watchfire::metrics::process_registry(),
+    });
+    let c = cancel.clone();
+    tokio::spawn(watchfire::server::serve(listener, state, async move {
+        c.cancelled().await
+    }))
+}
