@@ -23,8 +23,8 @@
 # 1. Load: M members `watchfire run --cluster URL --cluster.id mK --location default
 #    --cluster.lease LEASE` on one database (the store's too, as without `--storage.*`); the
 #    first alone until it answers (it creates the schema), then the others. Once every member
-#    sees M members and their owned targets add up to N, WARMUP seconds (default: an interval
-#    and 10 s, so that every target's first probe and its transition are behind), then a window
+#    sees M members and their owned targets add up to N, WARMUP seconds (default: two intervals
+#    and 10 s, so that every target's deciding probe and its transition are behind), then a window
 #    of WINDOW seconds: pg_stat_database (xact_commit, tup_inserted/updated/deleted/fetched) of that
 #    database and pg_stat_statements (calls, rows, per statement) at both ends; each member's
 #    probes (`watchfire_probes_total`) and CPU (/proc/PID/stat), PostgreSQL's CPU (postmaster and
@@ -60,8 +60,9 @@ else
     N=${BENCH_TARGETS:-100000} INTERVAL=${BENCH_INTERVAL:-120}
     WINDOW=${BENCH_WINDOW:-120} AB_WARMUP=20 AB_WINDOW=60
 fi
-# Past every target's first probe (its unknown -> up transition is written once).
-WARMUP=${BENCH_WARMUP:-$((INTERVAL + 10))}
+# Past every target's deciding probe: with `up_after: 2` (the default) a target goes unknown ->
+# up at its second probe, in the second interval, and every view changes once then.
+WARMUP=${BENCH_WARMUP:-$((2 * INTERVAL + 10))}
 # BENCH_AB=0 skips the A/B (part 3); BENCH_LOAD=0 the load and the kill (parts 1 and 2).
 AB=${BENCH_AB:-1}
 LOAD=${BENCH_LOAD:-1}

@@ -127,7 +127,7 @@ pub async fn start(rt: Arc<Runtime>, cancel: CancellationToken) -> Result<(), St
         .map(|t| t.spec.name.clone())
         .collect();
     // Incidents whose targets were taken out of the config while watchfire was stopped.
-    forget_removed(&mut m, &rt.config()).await?;
+    forget_removed(&rt, &mut m, &rt.config()).await?;
     for t in up {
         let e = TargetEvent {
             target: t,
@@ -185,7 +185,7 @@ async fn feed(
                 if !Arc::ptr_eq(&now, &config) {
                     config = now;
                     m.set_config(config.incidents.clone());
-                    if let Err(e) = forget_removed(&mut m, &config).await {
+                    if let Err(e) = forget_removed(&rt, &mut m, &config).await {
                         warn!(error = %e, "incidents of removed targets not closed: the store failed");
                     }
                     match refresh_calendar(&rt).await {
@@ -205,8 +205,21 @@ async fn feed(
     }
 }
 
-/// Closes what open incidents wait for of targets and groups `config` no longer has.
-async fn forget_removed(m: &mut Incidents, config: &Config) -> Result<(), StoreError> {
+/// Closes what open incidents wait for of targets and groups `config` no longer has. Not while
+/// an HTTP SD endpoint has yet to answer: its targets are missing from `config` then, not
+/// removed (the reload its first answer makes comes back here).
+async fn forget_removed(
+    rt: &Runtime,
+    m: &mut Incidents,
+    config: &Config,
+) -> Result<(), StoreError> {
+    if !config.http_sd.is_empty() {
+        let found = rt.sd_status();
+        let answered = found.iter().filter(|(_, s)| s.last_success.is_some());
+        if found.len() < config.http_sd.len() || answered.count() < found.len() {
+            return Ok(());
+        }
+    }
     let watched: HashSet<&str> = config
         .targets
         .iter()
