@@ -176,9 +176,13 @@ load_snapshot() {
     psql_at postgres "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted,
         tup_fetched, tup_returned FROM pg_stat_database WHERE datname = 'cluster'" >"$TMP/$1.db"
     if [[ "$PG_STATEMENTS" == 1 ]]; then
-        psql_at postgres "SELECT queryid, calls, rows, regexp_replace(left(query, 110), '\s+', ' ', 'g')
+        psql_at postgres "SELECT queryid, calls, rows, shared_blks_hit + shared_blks_read,
+            regexp_replace(left(query, 110), '\s+', ' ', 'g')
             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'cluster')" >"$TMP/$1.st"
     fi
+    # Rows fetched by index scans and read by sequential scans, per table (catalogs included).
+    psql_at cluster "SELECT relname, coalesce(idx_tup_fetch, 0), seq_tup_read
+        FROM pg_stat_all_tables" >"$TMP/$1.tables"
     pg_ticks >"$TMP/$1.pg"
     : >"$TMP/$1.members"
     for k in "${!MEMBER_PIDS[@]}"; do
@@ -222,8 +226,9 @@ read -r XC XR TI TU TD TF TR <<<"$(paste "$TMP/a.db" "$TMP/b.db" | awk -F'\t' '{
 per() { calc '%.1f' "$1 / $M / $SECS"; }
 if [[ "$PG_STATEMENTS" == 1 ]]; then
     # Per statement: calls and rows in the window.
-    awk -F'\t' 'FNR == NR {c[$1] = $2; r[$1] = $3; next}
-        {dc = $2 - c[$1]; dr = $3 - r[$1]; if (dc > 0) printf "%d\t%d\t%s\n", dc, dr, $4}' \
+    awk -F'\t' 'FNR == NR {c[$1] = $2; r[$1] = $3; b[$1] = $4; next}
+        {dc = $2 - c[$1]; dr = $3 - r[$1]; db = $4 - b[$1]
+         if (dc > 0) printf "%d\t%d\t%d\t%s\n", dc, dr, db, $5}' \
         "$TMP/a.st" "$TMP/b.st" | sort -t$'\t' -k1,1nr >"$TMP/statements"
     CALLS=$(awk -F'\t' '{s += $1} END {print s + 0}' "$TMP/statements")
 fi
@@ -323,10 +328,16 @@ FMT='   %-44s %12s %12s\n'
     printf "$FMT" "rows fetched" "$(per "$TF")" "$(calc '%.1f' "$TF / $SECS")"
     printf "$FMT" "rolled back transactions" "$(per "$XR")" "$(calc '%.1f' "$XR / $SECS")"
 }
+echo "   the tables PostgreSQL fetched and read the most rows of (rows/s per member: by index, sequential):"
+awk -F'\t' 'FNR == NR {f[$1] = $2; r[$1] = $3; next}
+    {df = $2 - f[$1]; dr = $3 - r[$1]; if (df + dr > 0) printf "%d\t%d\t%s\n", df, dr, $1}' \
+    "$TMP/a.tables" "$TMP/b.tables" | sort -t$'\t' -k1,1nr | head -6 |
+    awk -F'\t' -v m="$M" -v s="$SECS" '{printf "     %10.1f %10.1f  %s\n", $1 / m / s, $2 / m / s, $3}'
 if [[ "$PG_STATEMENTS" == 1 ]]; then
-    echo "   statements, the most called and the most rows (calls/s and rows/s per member):"
-    { head -8 "$TMP/statements"; sort -t$'\t' -k2,2nr "$TMP/statements" | head -8; } | awk '!seen[$0]++' |
-        awk -F'\t' -v m="$M" -v s="$SECS" '{printf "     %8.2f %10.1f  %s\n", $1 / m / s, $2 / m / s, $3}'
+    echo "   statements, the most called, the most rows and the most buffers (calls/s, rows/s and buffers/s per member):"
+    { head -8 "$TMP/statements"; sort -t$'\t' -k2,2nr "$TMP/statements" | head -8
+      sort -t$'\t' -k3,3nr "$TMP/statements" | head -4; } | awk '!seen[$0]++' |
+        awk -F'\t' -v m="$M" -v s="$SECS" '{printf "     %8.2f %10.1f %10.1f  %s\n", $1 / m / s, $2 / m / s, $3 / m / s, $4}'
 fi
 echo
 echo "2. kill -9 of one of $M members (owning ${OWNED_BEFORE#* } targets) -> the $((M - 1)) survivors own all $N: $TAKEOVER s (lease ${LEASE} s)"

@@ -55,7 +55,7 @@ median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'
 
 # A temp dir for this run in TMP (named after $1) and an empty PIDS: on exit (and on INT or
 # TERM) every process in PIDS still running is stopped and reaped, the PostgreSQL of
-# start_postgres is stopped, and TMP goes.
+# start_postgres is stopped, and TMP goes (unless BENCH_KEEP=1).
 bench_tmp() {
     TMP=$(mktemp -d -t "watchfire-$1.XXXXXX")
     PIDS=()
@@ -72,7 +72,8 @@ bench_cleanup() {
         fi
     done
     if [[ -n "${PG_DIR:-}" ]]; then stop_postgres; fi
-    rm -rf "$TMP"
+    # BENCH_KEEP=1 keeps the run's temp dir (the processes' logs) for a look afterwards.
+    if [[ "${BENCH_KEEP:-0}" == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 
 # The binary under test as a private copy, BIN=$TMP/watchfire, so that a rebuild during the run

@@ -139,7 +139,7 @@ async fn a_newer_schema_is_refused() {
             e,
             StoreError::NewerSchema {
                 found: 99,
-                known: 3,
+                known: 4,
                 ..
             }
         ),
@@ -249,7 +249,7 @@ async fn a_version_1_database_is_migrated_to_the_outbox() {
             .fetch_all(&mut c)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     c.close().await.unwrap();
 }
 
