@@ -265,7 +265,13 @@ async fn quorum_events(
         return Ok(());
     }
     for e in super::quorum::incident_events(&rt.config(), &transitions) {
-        tracing::info!(target = %e.target, down = e.down, location = %snap.location, "quorum transition");
+        // Down at the quorum is news; up is every target's first decision too (100,000 lines
+        // at the start of a 100,000-target cluster), so it is a debug line.
+        if e.down {
+            tracing::info!(target = %e.target, location = %snap.location, "quorum transition: down");
+        } else {
+            tracing::debug!(target = %e.target, location = %snap.location, "quorum transition: up");
+        }
         m.on_transition(&e).await?;
     }
     Ok(())
