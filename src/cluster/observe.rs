@@ -343,7 +343,7 @@ impl Observer {
         // taking them is a pass over every target, and most rounds nothing changed.
         let version = self.source.version();
         let config = self.source.config();
-        let mut views = (self.seen != Some(version) || !self.synced).then(|| self.source.views());
+        let mut views = (self.seen != Some(version)).then(|| self.source.views());
         if let Some(views) = &views {
             self.forget(views, &config).await?;
         }
@@ -356,9 +356,7 @@ impl Observer {
         let changes = timed(self.board.read(conn, lease_ms)).await?;
         if changes.live {
             let views = views.get_or_insert_with(|| self.source.views());
-            if self.take_over(views) {
-                self.seen = None;
-            }
+            self.take_over(views);
         }
         let config_changed = !self
             .evaluated
@@ -455,12 +453,13 @@ impl Observer {
             if due {
                 let lapse = board::beat(&mut tx, location, member).await?;
                 if lapse.is_none_or(|l| l > lease_ms) {
+                    // Every view is written again: take them if this round had not.
                     written.clear();
+                    if views.is_none() {
+                        *views = Some(source.views());
+                    }
                 }
                 n += 1;
-            }
-            if views.is_none() && written.is_empty() {
-                *views = Some(source.views());
             }
             let views = views.as_deref().unwrap_or_default();
             let mut rows: Vec<&View> = views.iter().filter(|v| changed(written, v)).collect();
@@ -483,22 +482,20 @@ impl Observer {
     }
 
     /// After the set of live members changed: the targets this member probes whose row was
-    /// written by a member no longer live are written again next round. True when there were
-    /// any.
-    fn take_over(&mut self, views: &[View]) -> bool {
+    /// written by a member no longer live are written again next round (which takes the views
+    /// again for it).
+    fn take_over(&mut self, views: &[View]) {
         let live = self.board.live(self.lease_ms());
         let location = self.who.location.as_str();
-        let mut any = false;
         for v in views {
             let Some(w) = self.board.writer(location, &v.target) else {
                 continue;
             };
             if w != self.who.member && !live.contains(&(location.to_string(), w.to_string())) {
                 self.written.remove(&v.target);
-                any = true;
+                self.seen = None;
             }
         }
-        any
     }
 
     /// Evaluates the quorum over the rows of the targets in `config`.

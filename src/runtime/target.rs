@@ -110,6 +110,7 @@ impl Target {
         reason: Option<Reason>,
         detail: Option<&str>,
     ) {
+        self.views_moved();
         let at = self.shared.clock.at(at);
         self.timeline
             .lock()
@@ -182,7 +183,6 @@ impl Target {
             let t = stats.eject(self.thresholds());
             if let Some(t) = t {
                 self.remember(&stats, t, now, Some(reason), Some(&detail));
-                self.views_moved();
             }
             t
         };
@@ -209,8 +209,10 @@ impl Target {
             let mut stats = self.stats.lock().expect("stats lock poisoned");
             let reason_before = stats.last.reason;
             let t = stats.record(outcome, self.thresholds());
-            if t.is_some()
-                || (stats.state.health == Health::Down && stats.last.reason != reason_before)
+            // A transition tells the observer in `remember`; a down target's new reason here.
+            if t.is_none()
+                && stats.state.health == Health::Down
+                && stats.last.reason != reason_before
             {
                 self.views_moved();
             }
