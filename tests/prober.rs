@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use watchfire::config::DEFAULT_TIMEOUT;
 use watchfire::probe::{Outcome, Reason};
-use watchfire::probers::native::{HttpCheck, HttpProber};
+use watchfire::probers::native::{HttpCheck, HttpProber, LeanJob, Reactor};
 use watchfire::sim::{FaultConfig, Sim};
 
 const MIB: usize = 1024 * 1024;
@@ -56,8 +56,71 @@ fn new_prober(spec: Spec) -> HttpProber {
     HttpProber::new(Arc::new(spec.check), spec.timeout).expect("prober")
 }
 
+/// Probes with the prober's own (hyper) path and, when the check takes the lean path on the
+/// probe threads (plain `http://` at an IP address, fresh connections), through a lean event
+/// loop too: both must end the same way (result and status). Returns the hyper path's outcome,
+/// whose details the tests read.
 async fn probe_with(prober: &HttpProber) -> Outcome {
-    prober.probe(tokio::time::Instant::now()).await
+    probe_both(prober).await.0
+}
+
+/// [`probe_with`], also returning how long the slower of the two paths took.
+async fn probe_both(prober: &HttpProber) -> (Outcome, Duration) {
+    let t0 = std::time::Instant::now();
+    let hyper = prober.probe(tokio::time::Instant::now()).await;
+    let mut took = t0.elapsed();
+    if prober.is_lean() {
+        let t0 = std::time::Instant::now();
+        let lean = lean_probe(prober).await;
+        took = took.max(t0.elapsed());
+        assert_eq!(
+            (lean.result, lean.status),
+            (hyper.result, hyper.status),
+            "the lean path must end as the hyper path did\nlean: {lean:#?}\nhyper: {hyper:#?}"
+        );
+        assert_eq!(lean.detail.is_some(), hyper.detail.is_some(), "{lean:#?}");
+        if lean.result.is_ok() {
+            assert_eq!(lean.body_bytes, hyper.body_bytes, "{lean:#?}");
+        }
+    }
+    (hyper, took)
+}
+
+/// A lean probe's job in a test: the prober, and where its outcome goes.
+struct OneProbe {
+    prober: HttpProber,
+    done: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Outcome>>>,
+}
+
+impl LeanJob for OneProbe {
+    type Ticket = ();
+
+    fn prober(&self) -> &HttpProber {
+        &self.prober
+    }
+
+    fn finish(self: Arc<Self>, outcome: Outcome, _ticket: ()) {
+        if let Some(tx) = self.done.lock().expect("lock").take() {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+/// One probe through a lean event loop of its own on this runtime.
+async fn lean_probe(prober: &HttpProber) -> Outcome {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job = Arc::new(OneProbe {
+        prober: HttpProber::new(prober.check().clone(), prober.timeout()).expect("prober"),
+        done: std::sync::Mutex::new(Some(tx)),
+    });
+    let reactor = Reactor::new().expect("event loop");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(reactor.clone().run(cancel.clone()));
+    reactor.submit(job, tokio::time::Instant::now(), ());
+    let outcome = rx.await.expect("the lean probe ends");
+    cancel.cancel();
+    running.await.expect("the event loop stops");
+    outcome
 }
 
 async fn probe(spec: Spec) -> Outcome {
@@ -68,9 +131,7 @@ async fn probe(spec: Spec) -> Outcome {
 /// Probes and also measures the wall time of the call.
 async fn timed_probe(spec: Spec) -> (Outcome, Duration) {
     let prober = new_prober(spec);
-    let t0 = std::time::Instant::now();
-    let o = probe_with(&prober).await;
-    (o, t0.elapsed())
+    probe_both(&prober).await
 }
 
 async fn sim(faults: FaultConfig) -> Sim {
@@ -202,7 +263,7 @@ async fn healthy_health_succeeds_with_status_phases_and_json_check() {
     assert!(!o.reused_connection);
     assert!(o.detail.is_none());
     assert!(o.latency() >= o.phases.connect + o.phases.processing);
-    assert_eq!(sim.requests(), 1);
+    assert_eq!(sim.requests(), 2, "one request on each path (hyper, lean)");
     sim.shutdown().await;
 }
 
@@ -538,6 +599,62 @@ async fn body_over_the_cap_chunked_without_length_is_body_too_large() {
     let o = probe(spec).await;
     assert_eq!(o.result, Ok(()), "{o:#?}");
     assert_eq!(o.body_bytes, 2 * MIB as u64);
+}
+
+/// Answers sent a byte at a time, with an interim `100 Continue`, chunk extensions and
+/// trailers, end the same way on both paths: every parser state is crossed at a read boundary.
+#[tokio::test]
+async fn answers_trickled_a_byte_at_a_time_parse_on_both_paths() {
+    let answers: [(&'static str, Result<(), Reason>, Option<u16>); 6] = [
+        (
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+             4;ext=1\r\n{\"st\r\n10\r\natus\":\"healthy\"}\r\n0\r\nX-Trailer: y\r\n\r\n",
+            Ok(()),
+            Some(200),
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"status\":\"healthy\"}",
+            Ok(()),
+            Some(200),
+        ),
+        (
+            "HTTP/1.0 200 OK\r\n\r\n{\"status\":\"healthy\"}",
+            Ok(()),
+            Some(200),
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 21\r\n\r\n{\"status\":\"degraded\"}",
+            Err(Reason::JsonMismatch),
+            Some(200),
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            Err(Reason::Protocol),
+            Some(200),
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{\"status\"",
+            Err(Reason::Reset),
+            Some(200),
+        ),
+    ];
+    for (answer, want, status) in answers {
+        let server = serve(move |mut s| async move {
+            read_head(&mut s).await;
+            for b in answer.as_bytes() {
+                if s.write_all(std::slice::from_ref(b)).await.is_err() {
+                    return;
+                }
+                let _ = s.flush().await;
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        let mut spec = target(&server.url("/health"));
+        spec.expect.json = vec![(vec!["status".to_string()], json!("healthy"))];
+        let o = probe(spec).await;
+        assert_eq!((o.result, o.status), (want, status), "{answer:?}: {o:#?}");
+    }
 }
 
 #[tokio::test]
@@ -953,7 +1070,8 @@ async fn fresh_connections_leave_no_time_wait_on_the_prober_side() {
         assert_eq!(o.result, Ok(()), "probe {i}: {o:#?}");
         assert!(!o.reused_connection);
     }
-    assert_eq!(sim.requests(), 200);
+    assert!(prober.is_lean());
+    assert_eq!(sim.requests(), 400, "200 probes on each path (hyper, lean)");
     let ours: Vec<_> = time_wait_to(sim_port)
         .into_iter()
         .filter(|s| !before.contains(s))

@@ -125,8 +125,12 @@ pub fn fail_from(default: Reason, context: &str, e: &(dyn StdError + 'static)) -
 /// [`Reason::Prober`], whatever the operation.
 pub fn classify(e: &(dyn StdError + 'static)) -> Option<Reason> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    // Below a hyper error, an I/O error of kind `InvalidInput` is hyper's decoder refusing the
+    // bytes (an invalid chunk size line): the answer is not valid HTTP.
+    let mut under_hyper = false;
     while let Some(err) = cur {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            under_hyper = true;
             if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
                 return Some(Reason::Protocol);
             }
@@ -160,6 +164,7 @@ pub fn classify(e: &(dyn StdError + 'static)) -> Option<Reason> {
                 | io::ErrorKind::UnexpectedEof => Reason::Reset,
                 io::ErrorKind::TimedOut => Reason::Timeout,
                 io::ErrorKind::InvalidData => Reason::Tls,
+                io::ErrorKind::InvalidInput if under_hyper => Reason::Protocol,
                 _ => return None,
             });
         }

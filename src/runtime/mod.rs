@@ -117,6 +117,9 @@ struct Lane {
     limit: AtomicUsize,
     /// The probe rate of the targets on this lane, in probes per 1,000 s (see [`claim_lane`]).
     rate: AtomicU64,
+    /// The event loop of this thread's lean HTTP probes (plain `http://` at an IP address on
+    /// fresh connections): on the runtime's own probe threads only.
+    lean: std::sync::OnceLock<Arc<crate::probers::native::Reactor<Target>>>,
 }
 
 impl Lane {
@@ -129,6 +132,7 @@ impl Lane {
             active: AtomicUsize::new(0),
             limit: AtomicUsize::new(bound),
             rate: AtomicU64::new(0),
+            lean: std::sync::OnceLock::new(),
         }
     }
 }
@@ -370,11 +374,19 @@ impl Runtime {
                 .iter()
                 .enumerate()
                 .map(|(k, lane)| {
-                    let sleeper = {
+                    let (sleeper, reactor) = {
                         let _on_lane = lane.handle.enter();
-                        schedule::TimerFdSleeper::new(opts.min_wake_gap)
-                    }
-                    .map_err(|e| format!("cannot create a probe thread's timer: {e}"))?;
+                        (
+                            schedule::TimerFdSleeper::new(opts.min_wake_gap),
+                            crate::probers::native::Reactor::new(),
+                        )
+                    };
+                    let sleeper = sleeper
+                        .map_err(|e| format!("cannot create a probe thread's timer: {e}"))?;
+                    let reactor = reactor
+                        .map_err(|e| format!("cannot create a probe thread's event loop: {e}"))?;
+                    lane.handle.spawn(reactor.clone().run(cancel.clone()));
+                    let _ = lane.lean.set(reactor);
                     let (h, fut) = schedule::scheduler::<Target, _>(sleeper, cancel.clone());
                     lane.handle.spawn(fut);
                     lane.handle.spawn(watch_load(shared.clone(), k));

@@ -12,7 +12,7 @@ use super::{history, Shared};
 use crate::config::{Check, TargetSpec};
 use crate::failover;
 use crate::probe::{Fail, Outcome, Reason};
-use crate::probers::native::HttpProber;
+use crate::probers::native::{HttpProber, LeanJob};
 use crate::record::TargetStats;
 use crate::schedule::Job;
 use crate::state::{Health, Thresholds, Transition, TransitionEvent};
@@ -285,6 +285,25 @@ fn not_probed(planned: Instant, why: &str) -> Outcome {
     }
 }
 
+impl LeanJob for Target {
+    /// Keeps the probe counted in its lane's in-flight tracker until it ends.
+    type Ticket = tokio_util::task::task_tracker::TaskTrackerToken;
+
+    fn prober(&self) -> &HttpProber {
+        self.prober
+            .as_ref()
+            .expect("only targets with a native prober are submitted")
+    }
+
+    fn finish(self: Arc<Self>, outcome: Outcome, _ticket: Self::Ticket) {
+        self.record(&outcome);
+        self.shared.lanes[self.lane]
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+        self.running.store(false, Ordering::Release);
+    }
+}
+
 impl failover::Instance for Target {
     fn health(&self) -> Health {
         self.stats.lock().expect("stats lock poisoned").state.health
@@ -341,6 +360,12 @@ impl Job for Target {
         let lane = &self.shared.lanes[self.lane];
         let tracked = lane.tracker.token();
         lane.active.fetch_add(1, Ordering::Relaxed);
+        if let (Some(reactor), Some(p)) = (lane.lean.get(), &self.prober) {
+            if p.is_lean() {
+                // No task: the thread's lean loop steps the probe and calls `finish`.
+                return reactor.submit(self.clone(), planned, tracked);
+            }
+        }
         // The probe's state (hyper's connection, buffers, the select below) is several
         // kilobytes: it lives in one box allocated when the task first runs, so the task itself
         // stays small. tokio copies a task's future when it is spawned and again when it

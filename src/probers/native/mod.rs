@@ -15,8 +15,12 @@
 //! and reused while the server keeps it open.
 
 mod check;
+mod lean;
+mod reactor;
 
 pub use check::{Expect, HttpCheck, ProbeUrl, DEFAULT_BODY_LIMIT};
+pub use lean::{BodyCheck, Conclusion};
+pub use reactor::{LeanJob, Reactor};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -59,6 +63,9 @@ pub struct HttpProber {
     /// Every request's headers, built once.
     headers: HeaderMap,
     kept: Mutex<Option<(Sender, Arc<Marks>)>>,
+    /// The whole request, serialised once, when the probes take the lean path ([`lean`]): a
+    /// plain `http://` URL at an IP address, on fresh connections.
+    lean: Option<Box<[u8]>>,
 }
 
 impl std::fmt::Debug for HttpProber {
@@ -90,9 +97,15 @@ impl HttpProber {
                 .iter()
                 .map(|(k, v)| k.as_str().len() + v.len() + 4)
                 .sum::<usize>();
+        let headers = request_headers(&spec);
+        let lean = (!spec.url.tls && !spec.keep_alive && spec.url.ip.is_some()).then(|| {
+            lean::request_bytes(&spec.method, &spec.url.path_and_query, &headers, &spec.body)
+                .into_boxed_slice()
+        });
         Ok(HttpProber {
             nodelay: spec.keep_alive || request_bytes > 1024,
-            headers: request_headers(&spec),
+            headers,
+            lean,
             spec,
             timeout,
             tls,
@@ -134,6 +147,22 @@ impl HttpProber {
             Ok(r) => r,
             Err(_) => Err(stage.timed_out(&self.spec.url.host)),
         };
+        self.conclude(planned, started, phases, status, body_bytes, result, reused)
+    }
+
+    /// The outcome of a probe whose exchange ended with `result`, now: a successful one slower
+    /// than `max_latency` fails as too slow.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &self,
+        planned: Instant,
+        started: Instant,
+        phases: Phases,
+        status: Option<u16>,
+        body_bytes: u64,
+        result: Result<(), Fail>,
+        reused: bool,
+    ) -> Outcome {
         let finished = Instant::now();
         let (result, detail) = match result {
             Ok(()) => match self.spec.expect.max_latency {

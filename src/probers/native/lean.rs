@@ -1,0 +1,743 @@
+//! The lean path of the native HTTP prober: one probe of a plain `http://` target at an IP
+//! address on a fresh connection, as a state machine over a non-blocking socket that the
+//! probe thread's [`super::reactor::Reactor`] steps on readiness events. No task, no hyper, no
+//! buffers beyond the answer's own: the request is serialised once per target, the answer is
+//! parsed with `httparse` as it arrives.
+//!
+//! It answers exactly as the hyper path does — the same stages, reasons, phases, body limits
+//! and checks (the tests in `tests/prober.rs` run every case through both and compare) — and
+//! leaves the rest to it: TLS, kept-alive connections and names that need resolving.
+//!
+//! Per probe, in the common case: `socket`, `connect` (on loopback the handshake completes in
+//! the call), `send` of the whole request, one `epoll_ctl` to register for the answer, then
+//! `recv` until the server's close, `close`. A connection the server has closed is closed
+//! plainly (the server holds the TIME_WAIT); one still open when the probe ends is reset with
+//! `SO_LINGER` 0, as on the hyper path.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::Method;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::time::Instant;
+
+use super::check::check_body;
+use super::{HttpProber, Stage, INLINE_CHECK_MAX, PRERESERVE_MAX};
+use crate::net::fail_from;
+use crate::probe::{Fail, Outcome, Phases, Reason};
+use crate::probers::http_client::MAX_RESPONSE_HEAD_BYTES;
+
+/// Most headers an answer's head may carry.
+const MAX_HEADERS: usize = 128;
+
+/// The longest chunk-size line (with extensions) or trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 64 * 1024;
+
+/// Serialises the request of a lean probe: request line, the prober's headers in order, a
+/// `Content-Length` when there is a body (or the method carries one), the body.
+pub(super) fn request_bytes(
+    method: &Method,
+    path: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + path.len() + body.len() + 32 * headers.len());
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let carries_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if (!body.is_empty() || carries_body) && !headers.contains_key(CONTENT_LENGTH) {
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// How the answer's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// The head is not complete yet.
+    Head,
+    /// This many body bytes are still to come.
+    Length(u64),
+    /// Chunked transfer coding, in the given part of a chunk.
+    Chunked(Chunk),
+    /// The body runs until the server closes (HTTP/1.0 style).
+    UntilClose,
+    /// The answer is complete.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// What the reactor saw on the socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Ready {
+    /// Readable, closed by the peer, or in error: reading will tell.
+    pub read: bool,
+    /// Writable (or in error).
+    pub write: bool,
+}
+
+/// One lean probe in flight.
+pub(super) struct Conn {
+    sock: Socket,
+    addr: SocketAddr,
+    planned: Instant,
+    started: Instant,
+    deadline: Instant,
+    stage: Stage,
+    connect_from: Instant,
+    written: usize,
+    t_written: Option<Instant>,
+    first: Option<Instant>,
+    phases: Phases,
+    status: Option<u16>,
+    /// Answer bytes received and not yet consumed (a partial head, chunk line or trailer).
+    buf: Vec<u8>,
+    framing: Framing,
+    body_bytes: u64,
+    /// The body, kept when the checks need it.
+    body: Option<Vec<u8>>,
+    /// The server closed its side (a read returned 0).
+    closed: bool,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("addr", &self.addr)
+            .field("stage", &self.stage)
+            .finish()
+    }
+}
+
+/// How a finished lean probe concludes: now, or after its large body is checked off the probe
+/// thread.
+pub enum Conclusion {
+    /// The outcome.
+    Now(Outcome),
+    /// The body is larger than what is checked inline: [`BodyCheck::run`] it.
+    Check(BodyCheck),
+}
+
+/// A large body whose checks run on the blocking pool before the outcome is known.
+pub struct BodyCheck {
+    body: Vec<u8>,
+    planned: Instant,
+    started: Instant,
+    phases: Phases,
+    status: Option<u16>,
+    body_bytes: u64,
+}
+
+impl BodyCheck {
+    /// Checks the body on tokio's blocking pool and concludes the probe.
+    pub async fn run(self, prober: &HttpProber) -> Outcome {
+        let spec = prober.spec.clone();
+        let body = self.body;
+        let result = tokio::task::spawn_blocking(move || check_body(&spec.expect, &body))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Fail::new(
+                    Reason::BodyMismatch,
+                    format!("the body check did not finish: {e}"),
+                ))
+            });
+        prober.conclude(
+            self.planned,
+            self.started,
+            self.phases,
+            self.status,
+            self.body_bytes,
+            result,
+            false,
+        )
+    }
+}
+
+impl HttpProber {
+    /// Whether this prober's probes take the lean path (a plain `http://` URL at an IP address
+    /// on fresh connections).
+    pub fn is_lean(&self) -> bool {
+        self.lean.is_some()
+    }
+
+    /// Starts a lean probe planned for `planned`: creates the socket, connects, and sends the
+    /// request when the connection is already up. `Err` is the outcome of a probe that ended
+    /// at once (no socket, a connect refused in the call).
+    pub(super) fn lean_start(&self, planned: Instant) -> Result<Conn, Outcome> {
+        let started = Instant::now();
+        let (Some(req), Some(ip)) = (&self.lean, self.spec.url.ip) else {
+            let f = Fail::new(Reason::Setup, "not a lean probe");
+            return Err(self.conclude(planned, started, Phases::default(), None, 0, Err(f), false));
+        };
+        let addr = SocketAddr::new(ip, self.spec.url.port);
+        let fail =
+            |f: Fail| self.conclude(planned, started, Phases::default(), None, 0, Err(f), false);
+        let sock = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )
+        .map_err(|e| fail(fail_from(Reason::Setup, "cannot create a socket", &e)))?;
+        if self.nodelay {
+            let _ = sock.set_tcp_nodelay(true);
+        }
+        let connect_from = Instant::now();
+        match sock.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+            Err(e) => {
+                return Err(fail(fail_from(
+                    Reason::Connect,
+                    &format!("connecting to {addr}"),
+                    &e,
+                )))
+            }
+        }
+        let mut conn = Conn {
+            sock,
+            addr,
+            planned,
+            started,
+            deadline: started + self.timeout,
+            stage: Stage::Connect(addr),
+            connect_from,
+            written: 0,
+            t_written: None,
+            first: None,
+            phases: Phases::default(),
+            status: None,
+            buf: Vec::new(),
+            framing: Framing::Head,
+            body_bytes: 0,
+            body: None,
+            closed: false,
+        };
+        if req.len() > 0 {
+            if let Some(end) = conn.send(req) {
+                return Err(conn.conclude(self, end));
+            }
+        }
+        Ok(conn)
+    }
+}
+
+impl Conn {
+    /// The socket, to register with the reactor.
+    pub(super) fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// When the probe times out.
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the whole request is sent (the connection then waits only to read).
+    pub(super) fn sent(&self, prober: &HttpProber) -> bool {
+        prober.lean.as_ref().is_none_or(|r| self.written >= r.len())
+    }
+
+    /// Steps the probe on a readiness event; `Some` once it has ended, with the result of the
+    /// exchange (before the status and body checks).
+    pub(super) fn step(
+        &mut self,
+        prober: &HttpProber,
+        ready: Ready,
+        scratch: &mut [u8],
+    ) -> Option<Result<(), Fail>> {
+        let req = prober.lean.as_deref().unwrap_or_default();
+        if self.written < req.len() {
+            if !(ready.write || ready.read) {
+                return None;
+            }
+            if let Some(end) = self.send(req) {
+                return Some(end);
+            }
+            if self.written < req.len() {
+                return None;
+            }
+        }
+        if !ready.read {
+            return None;
+        }
+        self.receive(prober, scratch)
+    }
+
+    /// Sends what is left of the request; `Some` when the probe ended.
+    fn send(&mut self, req: &[u8]) -> Option<Result<(), Fail>> {
+        let flags = nix::sys::socket::MsgFlags::MSG_NOSIGNAL.bits();
+        while self.written < req.len() {
+            match self.sock.send_with_flags(&req[self.written..], flags) {
+                Ok(n) => {
+                    if matches!(self.stage, Stage::Connect(_)) {
+                        self.phases.connect = self.connect_from.elapsed();
+                        self.stage = Stage::Answer;
+                    }
+                    self.written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Some(Err(match self.stage {
+                        Stage::Connect(addr) => {
+                            fail_from(Reason::Connect, &format!("connecting to {addr}"), &e)
+                        }
+                        _ => fail_from(Reason::Reset, "sending the request", &e),
+                    }))
+                }
+            }
+        }
+        self.t_written = Some(Instant::now());
+        None
+    }
+
+    /// Reads what has arrived; `Some` when the probe ended.
+    fn receive(&mut self, prober: &HttpProber, scratch: &mut [u8]) -> Option<Result<(), Fail>> {
+        loop {
+            match (&self.sock).read(scratch) {
+                Ok(0) => {
+                    self.closed = true;
+                    return Some(self.on_close());
+                }
+                Ok(n) => {
+                    if self.first.is_none() {
+                        self.first = Some(Instant::now());
+                    }
+                    self.buf.extend_from_slice(&scratch[..n]);
+                    match self.consume(prober) {
+                        Ok(true) => return Some(Ok(())),
+                        Ok(false) => {}
+                        Err(f) => return Some(Err(f)),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let what = match self.stage {
+                        Stage::Body => "reading the body",
+                        _ => "reading the answer",
+                    };
+                    return Some(Err(fail_from(Reason::Reset, what, &e)));
+                }
+            }
+        }
+    }
+
+    /// The server closed its side: the end of an answer delimited by the close, or an answer
+    /// cut short.
+    fn on_close(&mut self) -> Result<(), Fail> {
+        match self.framing {
+            Framing::UntilClose | Framing::Done => {
+                self.framing = Framing::Done;
+                Ok(())
+            }
+            Framing::Head if self.buf.is_empty() => Err(Fail::new(
+                Reason::Reset,
+                "request: connection closed before an answer",
+            )),
+            Framing::Head => Err(Fail::new(
+                Reason::Reset,
+                "request: connection closed in the middle of the answer's head",
+            )),
+            Framing::Length(_) | Framing::Chunked(_) => Err(Fail::new(
+                Reason::Reset,
+                "reading the body: connection closed before the body was complete",
+            )),
+        }
+    }
+
+    /// Consumes the buffered bytes: the head, then the body. `Ok(true)` once the answer is
+    /// complete.
+    fn consume(&mut self, prober: &HttpProber) -> Result<bool, Fail> {
+        let mut pos = 0;
+        let done = loop {
+            let avail = &self.buf[pos..];
+            match self.framing {
+                Framing::Done => break true,
+                Framing::Head => match parse_head(avail)? {
+                    Some(head) => {
+                        pos += head.used;
+                        self.on_head(prober, head)?;
+                    }
+                    None => break false,
+                },
+                Framing::Length(left) => {
+                    let take = (avail.len() as u64).min(left) as usize;
+                    let (start, end) = (pos, pos + take);
+                    pos = end;
+                    self.count(prober, start, end)?;
+                    let left = left - take as u64;
+                    self.framing = if left == 0 {
+                        Framing::Done
+                    } else {
+                        Framing::Length(left)
+                    };
+                    if left > 0 {
+                        break false;
+                    }
+                }
+                Framing::UntilClose => {
+                    let (start, end) = (pos, self.buf.len());
+                    pos = end;
+                    self.count(prober, start, end)?;
+                    break false;
+                }
+                Framing::Chunked(part) => match self.chunk(prober, part, pos)? {
+                    Some(next) => pos = next,
+                    None => break false,
+                },
+            }
+        };
+        self.buf.drain(..pos.min(self.buf.len()));
+        Ok(done)
+    }
+
+    /// Takes a complete head: the status, the phases so far and how the body ends (an
+    /// interim 1xx answer is skipped: the head of the final one follows).
+    fn on_head(&mut self, prober: &HttpProber, head: Head) -> Result<(), Fail> {
+        let code = head.code;
+        if (100..200).contains(&code) && code != 101 {
+            return Ok(());
+        }
+        self.status = Some(code);
+        let first = self.first.unwrap_or_else(Instant::now);
+        let written = self.t_written.unwrap_or(first);
+        self.phases.processing = first.saturating_duration_since(written);
+        self.stage = Stage::Body;
+        let bodiless =
+            prober.spec.method == Method::HEAD || code < 200 || code == 204 || code == 304;
+        let limit = prober.spec.body_limit as u64;
+        self.framing = if bodiless {
+            Framing::Done
+        } else if head.chunked {
+            Framing::Chunked(Chunk::Size)
+        } else if let Some(n) = head.length {
+            if n > limit {
+                return Err(Fail::new(
+                    Reason::BodyTooLarge,
+                    format!("Content-Length {n} exceeds the body limit of {limit} bytes"),
+                ));
+            }
+            if n == 0 {
+                Framing::Done
+            } else {
+                Framing::Length(n)
+            }
+        } else {
+            Framing::UntilClose
+        };
+        if prober.spec.expect.needs_body() {
+            let reserve = head.length.unwrap_or(0).min(limit).min(PRERESERVE_MAX) as usize;
+            self.body = Some(Vec::with_capacity(reserve));
+        }
+        Ok(())
+    }
+
+    /// Steps the chunked decoder from `pos`: `Some(new pos)` after a step, `None` while more
+    /// is needed.
+    fn chunk(
+        &mut self,
+        prober: &HttpProber,
+        part: Chunk,
+        pos: usize,
+    ) -> Result<Option<usize>, Fail> {
+        let avail = &self.buf[pos..];
+        let bad = |what: &str| Fail::new(Reason::Protocol, format!("reading the body: {what}"));
+        match part {
+            Chunk::Size => match httparse::parse_chunk_size(avail) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    self.framing = Framing::Chunked(if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    });
+                    Ok(Some(pos + used))
+                }
+                Ok(httparse::Status::Partial) if avail.len() > MAX_CHUNK_LINE => {
+                    Err(bad("a chunk-size line is too long"))
+                }
+                Ok(httparse::Status::Partial) => Ok(None),
+                Err(_) => Err(bad("invalid chunk size")),
+            },
+            Chunk::Data(left) => {
+                if avail.is_empty() {
+                    return Ok(None);
+                }
+                let take = (avail.len() as u64).min(left) as usize;
+                self.count(prober, pos, pos + take)?;
+                let left = left - take as u64;
+                self.framing = Framing::Chunked(if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                });
+                Ok(Some(pos + take))
+            }
+            Chunk::DataEnd => {
+                if avail.len() < 2 {
+                    return Ok(None);
+                }
+                if &avail[..2] != b"\r\n" {
+                    return Err(bad("a chunk does not end with CRLF"));
+                }
+                self.framing = Framing::Chunked(Chunk::Size);
+                Ok(Some(pos + 2))
+            }
+            Chunk::Trailers => {
+                let end = if avail.starts_with(b"\r\n") {
+                    Some(2)
+                } else {
+                    avail
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|p| p + 4)
+                };
+                match end {
+                    Some(n) => {
+                        self.framing = Framing::Done;
+                        Ok(Some(pos + n))
+                    }
+                    None if avail.len() > MAX_TRAILERS => Err(bad("the trailers are too long")),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Counts the body bytes `buf[start..end]` against the limit, keeping them when needed.
+    fn count(&mut self, prober: &HttpProber, start: usize, end: usize) -> Result<(), Fail> {
+        self.body_bytes += (end - start) as u64;
+        let limit = prober.spec.body_limit as u64;
+        if self.body_bytes > limit {
+            return Err(Fail::new(
+                Reason::BodyTooLarge,
+                format!("body exceeds the limit of {limit} bytes"),
+            ));
+        }
+        if let Some(body) = &mut self.body {
+            body.extend_from_slice(&self.buf[start..end]);
+        }
+        Ok(())
+    }
+
+    /// The failure of a probe whose deadline passed, by the stage it was in.
+    pub(super) fn timed_out(&self, prober: &HttpProber) -> Fail {
+        self.stage.timed_out(&prober.spec.url.host)
+    }
+
+    /// Concludes an ended probe: the status and body checks (inline, or [`Conclusion::Check`]
+    /// for a large body), then `max_latency`. Closes the connection.
+    pub(super) fn finish(mut self, prober: &HttpProber, end: Result<(), Fail>) -> Conclusion {
+        if end.is_ok() {
+            if let Some(first) = self.first {
+                self.phases.transfer = first.elapsed();
+            }
+        }
+        let body = self.body.take();
+        let (planned, started, phases, status, body_bytes) = (
+            self.planned,
+            self.started,
+            self.phases,
+            self.status,
+            self.body_bytes,
+        );
+        self.close();
+        let result = end.and_then(|()| {
+            let code = status.unwrap_or(0);
+            if prober.spec.expect.status_ok(code) {
+                Ok(())
+            } else {
+                Err(Fail::new(
+                    Reason::Status,
+                    format!("status {code} is not an accepted one"),
+                ))
+            }
+        });
+        let result = match (result, body) {
+            (Ok(()), Some(body)) if body.len() > INLINE_CHECK_MAX => {
+                return Conclusion::Check(BodyCheck {
+                    body,
+                    planned,
+                    started,
+                    phases,
+                    status,
+                    body_bytes,
+                })
+            }
+            (Ok(()), Some(body)) => check_body(&prober.spec.expect, &body),
+            (r, _) => r,
+        };
+        Conclusion::Now(
+            prober.conclude(planned, started, phases, status, body_bytes, result, false),
+        )
+    }
+
+    /// [`Conn::finish`] for a probe that cannot have a large body to check (it failed).
+    fn conclude(self, prober: &HttpProber, end: Result<(), Fail>) -> Outcome {
+        match self.finish(prober, end) {
+            Conclusion::Now(o) => o,
+            Conclusion::Check(c) => {
+                let f = Fail::new(Reason::Setup, "a body check cannot run here");
+                prober.conclude(
+                    c.planned,
+                    c.started,
+                    c.phases,
+                    c.status,
+                    c.body_bytes,
+                    Err(f),
+                    false,
+                )
+            }
+        }
+    }
+
+    /// Closes the socket: plainly once the server has closed its side (it keeps the
+    /// TIME_WAIT); otherwise after one more read that may find its close, else with a reset.
+    fn close(mut self) {
+        if !self.closed {
+            let mut byte = [0u8; 1];
+            self.closed = matches!((&self.sock).read(&mut byte), Ok(0));
+        }
+        if !self.closed {
+            let _ = self.sock.set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+/// What the prober needs of an answer's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    /// Bytes of the head, blank line included.
+    used: usize,
+    code: u16,
+    /// The last transfer coding is `chunked`.
+    chunked: bool,
+    length: Option<u64>,
+}
+
+/// Parses a head from the start of `avail`: `None` while it is incomplete.
+fn parse_head(avail: &[u8]) -> Result<Option<Head>, Fail> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let used = match resp.parse(avail) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if avail.len() > MAX_RESPONSE_HEAD_BYTES => {
+            return Err(Fail::new(
+                Reason::Protocol,
+                format!("request: the answer's head is over {MAX_RESPONSE_HEAD_BYTES} bytes"),
+            ))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => {
+            return Err(Fail::new(
+                Reason::Protocol,
+                format!("request: the answer is not valid HTTP ({e})"),
+            ))
+        }
+    };
+    let mut head = Head {
+        used,
+        code: resp.code.unwrap_or(0),
+        chunked: false,
+        length: None,
+    };
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()) {
+            head.chunked = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        } else if h.name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()) {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| head.length.is_none_or(|l| l == *n))
+                .ok_or_else(|| {
+                    Fail::new(
+                        Reason::Protocol,
+                        "request: the answer's Content-Length is invalid",
+                    )
+                })?;
+            head.length = Some(n);
+        }
+    }
+    Ok(Some(head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_is_serialised_with_its_headers_and_a_length_for_a_body() {
+        let mut h = http::HeaderMap::new();
+        h.insert("host", "127.0.0.1:8000".parse().expect("value"));
+        h.insert("connection", "close".parse().expect("value"));
+        let get = request_bytes(&Method::GET, "/health?x=1", &h, b"");
+        assert_eq!(
+            get,
+            b"GET /health?x=1 HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nconnection: close\r\n\r\n"
+        );
+        let post = request_bytes(&Method::POST, "/predict", &h, b"{}");
+        assert!(post.ends_with(b"content-length: 2\r\n\r\n{}"), "{post:?}");
+        let empty_post = request_bytes(&Method::POST, "/", &h, b"");
+        assert!(empty_post.ends_with(b"content-length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn heads_are_parsed_for_status_and_framing() {
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nbody")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(
+            (h.code, h.length, h.chunked, h.used),
+            (200, Some(12), false, 39)
+        );
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert!(h.chunked);
+        let h = parse_head(b"HTTP/1.0 503 Nope\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!((h.code, h.length, h.chunked), (503, None, false));
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nConte").expect("valid"),
+            None
+        );
+        for bad in [
+            &b"SSH-2.0-OpenSSH_9.6\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        ] {
+            let f = parse_head(bad).expect_err("invalid");
+            assert_eq!(f.reason, Reason::Protocol, "{f}");
+        }
+        // Repeated equal lengths are one length.
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(h.length, Some(2));
+    }
+}

@@ -1,0 +1,344 @@
+//! The event loop of the lean probes ([`super::lean`]) of one probe thread: one private
+//! `epoll` instance, registered with the thread's tokio reactor as a single descriptor, that
+//! every lean probe's socket joins for its life. A readiness event steps the probe it names; a
+//! deadline passing ends it. A probe costs no task, no waker and no timer of its own: the
+//! thread's one loop task wakes once for every batch of events and sleeps until the earliest
+//! deadline of the probes in flight.
+//!
+//! What finished probes are for is the [`LeanJob`]'s business (the runtime records them).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::lean::{Conclusion, Conn, Ready};
+use super::HttpProber;
+use crate::probe::Outcome;
+
+/// What runs lean probes through a [`Reactor`]: a target with its prober, told of each
+/// outcome.
+pub trait LeanJob: Send + Sync + 'static {
+    /// Travels with one probe from [`Reactor::submit`] to [`LeanJob::finish`] (the runtime's
+    /// in-flight token).
+    type Ticket: Send + 'static;
+    /// The prober; [`HttpProber::is_lean`] must be true.
+    fn prober(&self) -> &HttpProber;
+    /// Takes the outcome of a probe (on the reactor's thread).
+    fn finish(self: Arc<Self>, outcome: Outcome, ticket: Self::Ticket);
+}
+
+/// Events taken from the epoll instance per call.
+const BATCH: usize = 256;
+
+/// Bytes read from a socket per call.
+const SCRATCH: usize = 16 * 1024;
+
+/// The lean probes of one thread. Create it, [`Reactor::run`] it on that thread's runtime and
+/// [`Reactor::submit`] probes from that thread.
+pub struct Reactor<J: LeanJob> {
+    epoll: AsyncFd<RawEpoll>,
+    inner: Mutex<Inner<J>>,
+    /// Wakes the loop when a probe's deadline is earlier than the one it sleeps until.
+    rearm: Notify,
+}
+
+impl<J: LeanJob> std::fmt::Debug for Reactor<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor").finish_non_exhaustive()
+    }
+}
+
+/// `AsyncFd` wants `AsRawFd`; nix's epoll offers `AsFd`.
+struct RawEpoll(Epoll);
+
+impl AsRawFd for RawEpoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0 .0.as_fd().as_raw_fd()
+    }
+}
+
+struct Slot<J: LeanJob> {
+    /// Bumped every time the slot is freed: an event or deadline of an earlier probe in it is
+    /// recognised as stale.
+    generation: u32,
+    probe: Option<(Arc<J>, Conn, J::Ticket)>,
+}
+
+struct Inner<J: LeanJob> {
+    slots: Vec<Slot<J>>,
+    free: Vec<u32>,
+    /// (deadline, slot, generation), earliest first; entries of ended probes are dropped
+    /// lazily.
+    deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// The deadline the loop sleeps until, if any.
+    armed: Option<Instant>,
+    scratch: Box<[u8]>,
+    live: usize,
+}
+
+/// A probe that ended, to conclude outside the lock.
+type Ended<J> = (
+    Arc<J>,
+    Conn,
+    <J as LeanJob>::Ticket,
+    Result<(), crate::probe::Fail>,
+);
+
+impl<J: LeanJob> Reactor<J> {
+    /// Creates the reactor on the runtime of the current context (call it inside, or with the
+    /// handle entered of, the runtime that will run it).
+    pub fn new() -> io::Result<Arc<Reactor<J>>> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        // `with_interest` is deprecated because an `AsRawFd` may hand out a descriptor it does
+        // not own; `RawEpoll` owns its descriptor for the `AsyncFd`'s whole life.
+        #[allow(deprecated)]
+        let epoll = AsyncFd::with_interest(RawEpoll(epoll), tokio::io::Interest::READABLE)?;
+        Ok(Arc::new(Reactor {
+            epoll,
+            inner: Mutex::new(Inner {
+                slots: Vec::new(),
+                free: Vec::new(),
+                deadlines: BinaryHeap::new(),
+                armed: None,
+                scratch: vec![0; SCRATCH].into_boxed_slice(),
+                live: 0,
+            }),
+            rearm: Notify::new(),
+        }))
+    }
+
+    /// Probes in flight.
+    pub fn in_flight(&self) -> usize {
+        self.lock().live
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<J>> {
+        self.inner.lock().expect("reactor lock poisoned")
+    }
+
+    /// Starts a probe of `job` planned for `planned`: connects and sends at once; the outcome
+    /// goes to [`LeanJob::finish`] when it ends (at once when it cannot start).
+    pub fn submit(&self, job: Arc<J>, planned: Instant, ticket: J::Ticket) {
+        let conn = match job.prober().lean_start(planned) {
+            Ok(conn) => conn,
+            Err(outcome) => return job.finish(outcome, ticket),
+        };
+        let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
+        if !conn.sent(job.prober()) {
+            flags |= EpollFlags::EPOLLOUT;
+        }
+        let deadline = conn.deadline();
+        let mut inner = self.lock();
+        let k = match inner.free.pop() {
+            Some(k) => k,
+            None => {
+                inner.slots.push(Slot {
+                    generation: 0,
+                    probe: None,
+                });
+                (inner.slots.len() - 1) as u32
+            }
+        };
+        let generation = inner.slots[k as usize].generation;
+        let data = (u64::from(generation) << 32) | u64::from(k);
+        if let Err(e) = self
+            .epoll
+            .get_ref()
+            .0
+            .add(conn.fd(), EpollEvent::new(flags, data))
+        {
+            inner.free.push(k);
+            drop(inner);
+            let f = crate::net::fail_from(
+                crate::probe::Reason::Setup,
+                "cannot register a socket",
+                &io::Error::from(e),
+            );
+            return conclude(job, conn, ticket, Err(f));
+        }
+        inner.slots[k as usize].probe = Some((job, conn, ticket));
+        inner.live += 1;
+        inner.deadlines.push(Reverse((deadline, k, generation)));
+        if inner.armed.is_none_or(|a| deadline < a) {
+            inner.armed = Some(deadline);
+            drop(inner);
+            self.rearm.notify_one();
+        }
+    }
+
+    /// Runs the loop until `cancel` fires; the probes still in flight then are dropped
+    /// (their sockets closed).
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut events = vec![EpollEvent::empty(); BATCH];
+        let far = || Instant::now() + std::time::Duration::from_secs(86_400);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut sleeping_until = None;
+        loop {
+            let armed = self.lock().armed;
+            if armed != sleeping_until {
+                sleep.as_mut().reset(armed.unwrap_or_else(far));
+                sleeping_until = armed;
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                ready = self.epoll.readable() => match ready {
+                    Ok(mut guard) => {
+                        if self.drain_events(&mut events) {
+                            guard.clear_ready();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the lean probe loop cannot wait for events");
+                        break;
+                    }
+                },
+                _ = &mut sleep, if armed.is_some() => self.expire(),
+                _ = self.rearm.notified() => {}
+            }
+        }
+        let mut inner = self.lock();
+        for slot in &mut inner.slots {
+            slot.probe = None;
+        }
+        inner.live = 0;
+    }
+
+    /// Takes one batch of events and steps their probes; true when the batch was the last
+    /// (fewer events than asked for).
+    fn drain_events(&self, events: &mut [EpollEvent]) -> bool {
+        let n = match self.epoll.get_ref().0.wait(events, EpollTimeout::ZERO) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => return false,
+            Err(_) => return true,
+        };
+        let mut ended: Vec<Ended<J>> = Vec::new();
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            for ev in &events[..n] {
+                let (k, generation) = ((ev.data() & 0xffff_ffff) as u32, (ev.data() >> 32) as u32);
+                let Some(slot) = inner.slots.get_mut(k as usize) else {
+                    continue;
+                };
+                if slot.generation != generation {
+                    continue;
+                }
+                let Some((job, conn, _)) = slot.probe.as_mut() else {
+                    continue;
+                };
+                let flags = ev.events();
+                let ready = Ready {
+                    read: flags.intersects(
+                        EpollFlags::EPOLLIN
+                            | EpollFlags::EPOLLRDHUP
+                            | EpollFlags::EPOLLHUP
+                            | EpollFlags::EPOLLERR,
+                    ),
+                    write: flags.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR),
+                };
+                let prober = job.prober();
+                if let Some(end) = conn.step(prober, ready, &mut inner.scratch) {
+                    if let Some((job, conn, ticket)) = take(slot, &mut inner.free, k) {
+                        inner.live -= 1;
+                        ended.push((job, conn, ticket, end));
+                    }
+                }
+            }
+            inner.rearm_to_live();
+        }
+        for (job, conn, ticket, end) in ended {
+            conclude(job, conn, ticket, end);
+        }
+        n < events.len()
+    }
+
+    /// Ends the probes whose deadline has passed.
+    fn expire(&self) {
+        let now = Instant::now();
+        let mut ended: Vec<Ended<J>> = Vec::new();
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            while let Some(&Reverse((deadline, k, generation))) = inner.deadlines.peek() {
+                if deadline > now {
+                    break;
+                }
+                inner.deadlines.pop();
+                let Some(slot) = inner.slots.get_mut(k as usize) else {
+                    continue;
+                };
+                if slot.generation != generation {
+                    continue;
+                }
+                if let Some((job, conn, ticket)) = take(slot, &mut inner.free, k) {
+                    inner.live -= 1;
+                    let f = conn.timed_out(job.prober());
+                    ended.push((job, conn, ticket, Err(f)));
+                }
+            }
+            inner.rearm_to_live();
+        }
+        for (job, conn, ticket, end) in ended {
+            conclude(job, conn, ticket, end);
+        }
+    }
+}
+
+impl<J: LeanJob> Inner<J> {
+    /// Drops the deadlines of ended probes from the top of the heap and arms the loop for the
+    /// earliest one left.
+    fn rearm_to_live(&mut self) {
+        while let Some(&Reverse((_, k, generation))) = self.deadlines.peek() {
+            let live = self
+                .slots
+                .get(k as usize)
+                .is_some_and(|s| s.generation == generation && s.probe.is_some());
+            if live {
+                break;
+            }
+            self.deadlines.pop();
+        }
+        self.armed = self.deadlines.peek().map(|r| r.0 .0);
+    }
+}
+
+/// Frees slot `k`, returning its probe.
+fn take<J: LeanJob>(
+    slot: &mut Slot<J>,
+    free: &mut Vec<u32>,
+    k: u32,
+) -> Option<(Arc<J>, Conn, J::Ticket)> {
+    let probe = slot.probe.take()?;
+    slot.generation = slot.generation.wrapping_add(1);
+    free.push(k);
+    Some(probe)
+}
+
+/// Concludes an ended probe and hands the outcome to its job (after its body check, for a
+/// large body).
+fn conclude<J: LeanJob>(
+    job: Arc<J>,
+    conn: Conn,
+    ticket: J::Ticket,
+    end: Result<(), crate::probe::Fail>,
+) {
+    match conn.finish(job.prober(), end) {
+        Conclusion::Now(outcome) => job.finish(outcome, ticket),
+        Conclusion::Check(check) => {
+            tokio::spawn(async move {
+                let outcome = check.run(job.prober()).await;
+                job.finish(outcome, ticket);
+            });
+        }
+    }
+}
