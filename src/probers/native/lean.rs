@@ -10,9 +10,8 @@
 //!
 //! Per probe, in the common case: `socket`, `connect` (on loopback the handshake completes in
 //! the call), `send` of the whole request, one `epoll_ctl` to register for the answer, then
-//! `recv` until the server's close, `close`. A connection the server has closed is closed
-//! plainly (the server holds the TIME_WAIT); one still open when the probe ends is reset with
-//! `SO_LINGER` 0, as on the hyper path.
+//! `recv` until the answer is complete, `close` with a reset (`SO_LINGER` 0, as on the hyper
+//! path: no TIME_WAIT on either side).
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -117,8 +116,6 @@ pub(super) struct Conn {
     body_bytes: u64,
     /// The body, kept when the checks need it.
     body: Option<Vec<u8>>,
-    /// The server closed its side (a read returned 0).
-    closed: bool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -231,7 +228,6 @@ impl HttpProber {
             framing: Framing::Head,
             body_bytes: 0,
             body: None,
-            closed: false,
         };
         if req.len() > 0 {
             if let Some(end) = conn.send(req) {
@@ -316,10 +312,7 @@ impl Conn {
     fn receive(&mut self, prober: &HttpProber, scratch: &mut [u8]) -> Option<Result<(), Fail>> {
         loop {
             match (&self.sock).read(scratch) {
-                Ok(0) => {
-                    self.closed = true;
-                    return Some(self.on_close());
-                }
+                Ok(0) => return Some(self.on_close()),
                 Ok(n) => {
                     if self.first.is_none() {
                         self.first = Some(Instant::now());
@@ -612,16 +605,11 @@ impl Conn {
         }
     }
 
-    /// Closes the socket: plainly once the server has closed its side (it keeps the
-    /// TIME_WAIT); otherwise after one more read that may find its close, else with a reset.
-    fn close(mut self) {
-        if !self.closed {
-            let mut byte = [0u8; 1];
-            self.closed = matches!((&self.sock).read(&mut byte), Ok(0));
-        }
-        if !self.closed {
-            let _ = self.sock.set_linger(Some(Duration::ZERO));
-        }
+    /// Closes the socket with a reset (`SO_LINGER` 0), as the hyper path does: neither side
+    /// keeps a TIME_WAIT, and on loopback the reset costs the kernel less than a FIN exchange
+    /// (the server's side of which runs in the prober's context too).
+    fn close(self) {
+        let _ = self.sock.set_linger(Some(Duration::ZERO));
     }
 }
 

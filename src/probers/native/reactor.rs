@@ -182,6 +182,11 @@ impl<J: LeanJob> Reactor<J> {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut sleeping_until = None;
+        // Made once, not on every pass: the loop wakes about once per probe.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
+        let rearmed = self.rearm.notified();
+        tokio::pin!(rearmed);
         loop {
             let armed = self.lock().armed;
             if armed != sleeping_until {
@@ -190,7 +195,7 @@ impl<J: LeanJob> Reactor<J> {
             }
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => break,
+                _ = &mut cancelled => break,
                 ready = self.epoll.readable() => match ready {
                     Ok(mut guard) => {
                         if self.drain_events(&mut events) {
@@ -203,7 +208,7 @@ impl<J: LeanJob> Reactor<J> {
                     }
                 },
                 _ = &mut sleep, if armed.is_some() => self.expire(),
-                _ = self.rearm.notified() => {}
+                _ = &mut rearmed => rearmed.set(self.rearm.notified()),
             }
         }
         let mut inner = self.lock();
