@@ -180,7 +180,9 @@ impl HttpProber {
 
     /// Starts a lean probe planned for `planned`: creates the socket, connects, and sends the
     /// request when the connection is already up. `Err` is the outcome of a probe that ended
-    /// at once (no socket, a connect refused in the call).
+    /// at once (no socket, a connect refused in the call): the common result of a probe, not
+    /// an error to box.
+    #[allow(clippy::result_large_err)]
     pub(super) fn lean_start(&self, planned: Instant) -> Result<Conn, Outcome> {
         let started = Instant::now();
         let (Some(req), Some(ip)) = (&self.lean, self.spec.url.ip) else {
@@ -229,10 +231,8 @@ impl HttpProber {
             body_bytes: 0,
             body: None,
         };
-        if req.len() > 0 {
-            if let Some(end) = conn.send(req) {
-                return Err(conn.conclude(self, end));
-            }
+        if let Some(end) = conn.send(req) {
+            return Err(conn.conclude(self, end));
         }
         Ok(conn)
     }
