@@ -93,13 +93,13 @@ struct OneProbe {
 }
 
 impl LeanJob for OneProbe {
-    type Ticket = ();
+    type Ticket = Option<Arc<()>>;
 
     fn prober(&self) -> &HttpProber {
         &self.prober
     }
 
-    fn finish(self: Arc<Self>, outcome: Outcome, _ticket: ()) {
+    fn finish(self: Arc<Self>, outcome: Outcome, _ticket: Self::Ticket) {
         if let Some(tx) = self.done.lock().expect("lock").take() {
             let _ = tx.send(outcome);
         }
@@ -116,7 +116,7 @@ async fn lean_probe(prober: &HttpProber) -> Outcome {
     let reactor = Reactor::new().expect("event loop");
     let cancel = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(reactor.clone().run(cancel.clone()));
-    reactor.submit(job, tokio::time::Instant::now(), ());
+    reactor.submit(job, tokio::time::Instant::now(), None);
     let outcome = rx.await.expect("the lean probe ends");
     cancel.cancel();
     running.await.expect("the event loop stops");
@@ -599,6 +599,42 @@ async fn body_over_the_cap_chunked_without_length_is_body_too_large() {
     let o = probe(spec).await;
     assert_eq!(o.result, Ok(()), "{o:#?}");
     assert_eq!(o.body_bytes, 2 * MIB as u64);
+}
+
+/// A lean loop that stops (its probe thread's runtime stops on shutdown and drops it) lets go
+/// of the probes in flight and of every probe submitted after: nothing waits for them.
+#[tokio::test]
+async fn a_stopped_lean_loop_lets_go_of_its_probes() {
+    let server = serve(|mut s| async move {
+        read_head(&mut s).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await;
+    let job = || {
+        Arc::new(OneProbe {
+            prober: new_prober(target(&server.url("/hang"))),
+            done: std::sync::Mutex::new(None),
+        })
+    };
+    let reactor = Reactor::new().expect("event loop");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(reactor.clone().run(cancel.clone()));
+    let ticket = Arc::new(());
+    reactor.submit(job(), tokio::time::Instant::now(), Some(ticket.clone()));
+    assert_eq!(reactor.in_flight(), 1);
+    assert_eq!(Arc::strong_count(&ticket), 2, "the probe holds its ticket");
+    // Dropped without being run to its end, as a stopping runtime drops its tasks.
+    running.abort();
+    let _ = running.await;
+    assert_eq!(reactor.in_flight(), 0);
+    assert_eq!(
+        Arc::strong_count(&ticket),
+        1,
+        "the probe in flight was let go"
+    );
+    reactor.submit(job(), tokio::time::Instant::now(), Some(ticket.clone()));
+    assert_eq!(Arc::strong_count(&ticket), 1, "a later probe is not kept");
+    assert_eq!(reactor.in_flight(), 0);
 }
 
 /// Answers sent a byte at a time, with an interim `100 Continue`, chunk extensions and

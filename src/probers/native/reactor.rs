@@ -82,6 +82,17 @@ struct Inner<J: LeanJob> {
     armed: Option<Instant>,
     scratch: Box<[u8]>,
     live: usize,
+    /// The loop has ended: probes submitted now are dropped.
+    closed: bool,
+}
+
+/// Closes the reactor when its loop ends, however it ends.
+struct Close<J: LeanJob>(Arc<Reactor<J>>);
+
+impl<J: LeanJob> Drop for Close<J> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// A probe that ended, to conclude outside the lock.
@@ -110,9 +121,28 @@ impl<J: LeanJob> Reactor<J> {
                 armed: None,
                 scratch: vec![0; SCRATCH].into_boxed_slice(),
                 live: 0,
+                closed: false,
             }),
             rearm: Notify::new(),
         }))
+    }
+
+    /// Ends the loop for good: drops the probes in flight (their sockets and tickets) and every
+    /// probe submitted later.
+    fn close(&self) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.closed = true;
+        inner.live = 0;
+        inner.deadlines.clear();
+        let dropped: Vec<_> = inner
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.probe.take())
+            .collect();
+        drop(inner);
+        drop(dropped);
     }
 
     /// Probes in flight.
@@ -137,6 +167,9 @@ impl<J: LeanJob> Reactor<J> {
         }
         let deadline = conn.deadline();
         let mut inner = self.lock();
+        if inner.closed {
+            return;
+        }
         let k = match inner.free.pop() {
             Some(k) => k,
             None => {
@@ -175,8 +208,23 @@ impl<J: LeanJob> Reactor<J> {
     }
 
     /// Runs the loop until `cancel` fires; the probes still in flight then are dropped
-    /// (their sockets closed).
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    /// (their sockets closed, their tickets dropped, [`LeanJob::finish`] not called), and so is
+    /// every probe submitted after.
+    pub fn run(
+        self: Arc<Self>,
+        cancel: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        // Made before the future first runs: also when the runtime drops the future unpolled
+        // or half-way (a probe thread's runtime stops on the same cancel), the probes' tickets
+        // must not outlive it.
+        let close = Close(self.clone());
+        async move {
+            let _close = close;
+            self.run_loop(cancel).await;
+        }
+    }
+
+    async fn run_loop(&self, cancel: CancellationToken) {
         let mut events = vec![EpollEvent::empty(); BATCH];
         let far = || Instant::now() + std::time::Duration::from_secs(86_400);
         let sleep = tokio::time::sleep_until(far());
@@ -211,11 +259,6 @@ impl<J: LeanJob> Reactor<J> {
                 _ = &mut rearmed => rearmed.set(self.rearm.notified()),
             }
         }
-        let mut inner = self.lock();
-        for slot in &mut inner.slots {
-            slot.probe = None;
-        }
-        inner.live = 0;
     }
 
     /// Takes one batch of events and steps their probes; true when the batch was the last
