@@ -601,6 +601,60 @@ async fn body_over_the_cap_chunked_without_length_is_body_too_large() {
     assert_eq!(o.body_bytes, 2 * MIB as u64);
 }
 
+/// One lean loop with probes of several timeouts in flight at once, half of them to a target
+/// that never answers: each ends by its own deadline (the loop sleeps until the earliest one
+/// and moves on to the next), the others succeed meanwhile.
+#[tokio::test]
+async fn one_lean_loop_ends_each_probe_in_flight_by_its_own_deadline() {
+    let hung = serve(|mut s| async move {
+        read_head(&mut s).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await;
+    let fast = sim(FaultConfig::default()).await;
+    let reactor = Reactor::new().expect("event loop");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(reactor.clone().run(cancel.clone()));
+    let mut waiting = Vec::new();
+    for i in 0..40u64 {
+        let timeout = Duration::from_millis(60 + 40 * (i % 4));
+        let url = if i % 2 == 0 {
+            hung.url("/hang")
+        } else {
+            sim_url(&fast, "/health")
+        };
+        let mut spec = target(&url);
+        spec.timeout = timeout;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Arc::new(OneProbe {
+            prober: new_prober(spec),
+            done: std::sync::Mutex::new(Some(tx)),
+        });
+        reactor.submit(job, tokio::time::Instant::now(), None);
+        waiting.push((i, timeout, rx));
+    }
+    for (i, timeout, rx) in waiting {
+        let o = rx.await.expect("every probe ends");
+        let took = o.finished - o.started;
+        if i % 2 == 0 {
+            assert_reason(&o, Reason::Timeout);
+            assert!(
+                took >= timeout,
+                "probe {i} ended before its timeout: {took:?}"
+            );
+            assert!(
+                took < timeout + SLACK,
+                "probe {i} ended late: {took:?} (timeout {timeout:?})"
+            );
+        } else {
+            assert_eq!(o.result, Ok(()), "probe {i}: {o:#?}");
+        }
+    }
+    assert_eq!(reactor.in_flight(), 0);
+    cancel.cancel();
+    running.await.expect("the event loop stops");
+}
+
 /// A lean loop that stops (its probe thread's runtime stops on shutdown and drops it) lets go
 /// of the probes in flight and of every probe submitted after: nothing waits for them.
 #[tokio::test]

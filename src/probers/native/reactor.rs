@@ -78,7 +78,10 @@ struct Inner<J: LeanJob> {
     /// (deadline, slot, generation), earliest first; entries of ended probes are dropped
     /// lazily.
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
-    /// The deadline the loop sleeps until, if any.
+    /// The deadline the loop sleeps until, if any: never later than the earliest deadline of
+    /// a probe in flight, and left where it is when probes end (moving it costs a timer
+    /// update and a pass of the loop; a probe ends far sooner than its timeout, so the loop
+    /// wakes for it about once per timeout, not once per probe).
     armed: Option<Instant>,
     scratch: Box<[u8]>,
     live: usize,
@@ -302,7 +305,6 @@ impl<J: LeanJob> Reactor<J> {
                     }
                 }
             }
-            inner.rearm_to_live();
         }
         for (job, conn, ticket, end) in ended {
             conclude(job, conn, ticket, end);
@@ -344,7 +346,7 @@ impl<J: LeanJob> Reactor<J> {
 
 impl<J: LeanJob> Inner<J> {
     /// Drops the deadlines of ended probes from the top of the heap and arms the loop for the
-    /// earliest one left.
+    /// earliest one left (after the armed deadline passed).
     fn rearm_to_live(&mut self) {
         while let Some(&Reverse((_, k, generation))) = self.deadlines.peek() {
             let live = self
