@@ -486,6 +486,28 @@ fn padded_json(size: usize, status: &str) -> String {
     )
 }
 
+/// An 8 MiB body written at once is more than a lean probe reads in one step (1 MiB): the
+/// probe reads on in later steps, and ends as the hyper path does, its JSON checked whole.
+#[tokio::test]
+async fn a_body_larger_than_one_steps_reads_is_read_whole() {
+    let server = serve(|mut s| async move {
+        read_head(&mut s).await;
+        let body = padded_json(8 * MIB, "healthy");
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.write_all(resp.as_bytes()).await;
+    })
+    .await;
+    let mut spec = target(&server.url("/big"));
+    spec.body_limit = 16 * MIB;
+    spec.expect.json = vec![(vec!["status".into()], json!("healthy"))];
+    let o = probe(spec).await;
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    assert!(o.body_bytes >= 8 * MIB as u64, "{o:#?}");
+}
+
 #[tokio::test]
 async fn large_bodies_are_checked_too() {
     // 300 KiB: over the size checked on the probe's own thread, so checked on the blocking pool.

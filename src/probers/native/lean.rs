@@ -29,6 +29,11 @@ use crate::net::fail_from;
 use crate::probe::{Fail, Outcome, Phases, Reason};
 use crate::probers::http_client::MAX_RESPONSE_HEAD_BYTES;
 
+/// Reads of one socket per step (of the reactor's 16 KiB scratch: 1 MiB): a server that
+/// streams a large body fast gets the thread in turns with the other probes, not until its
+/// body ends.
+const READ_BUDGET: usize = 64;
+
 /// Most headers an answer's head may carry.
 const MAX_HEADERS: usize = 128;
 
@@ -116,6 +121,8 @@ pub(super) struct Conn {
     body_bytes: u64,
     /// The body, kept when the checks need it.
     body: Option<Vec<u8>>,
+    /// The last step spent its read budget ([`Conn::take_more`]).
+    more: bool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -230,6 +237,7 @@ impl HttpProber {
             framing: Framing::Head,
             body_bytes: 0,
             body: None,
+            more: false,
         };
         if let Some(end) = conn.send(req) {
             return Err(conn.conclude(self, end));
@@ -310,7 +318,7 @@ impl Conn {
 
     /// Reads what has arrived; `Some` when the probe ended.
     fn receive(&mut self, prober: &HttpProber, scratch: &mut [u8]) -> Option<Result<(), Fail>> {
-        loop {
+        for _ in 0..READ_BUDGET {
             match (&self.sock).read(scratch) {
                 Ok(0) => return Some(self.on_close()),
                 Ok(n) => {
@@ -335,6 +343,15 @@ impl Conn {
                 }
             }
         }
+        self.more = true;
+        None
+    }
+
+    /// Whether the last step stopped reading with bytes left to read (its read budget spent):
+    /// the reactor must ask for a new event, as an edge-triggered socket gives none for bytes
+    /// already there. Reset by the call.
+    pub(super) fn take_more(&mut self) -> bool {
+        std::mem::take(&mut self.more)
     }
 
     /// The server closed its side: the end of an answer delimited by the close, or an answer

@@ -298,11 +298,22 @@ impl<J: LeanJob> Reactor<J> {
                     write: flags.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR),
                 };
                 let prober = job.prober();
-                if let Some(end) = conn.step(prober, ready, &mut inner.scratch) {
-                    if let Some((job, conn, ticket)) = take(slot, &mut inner.free, k) {
-                        inner.live -= 1;
-                        ended.push((job, conn, ticket, end));
+                match conn.step(prober, ready, &mut inner.scratch) {
+                    Some(end) => {
+                        if let Some((job, conn, ticket)) = take(slot, &mut inner.free, k) {
+                            inner.live -= 1;
+                            ended.push((job, conn, ticket, end));
+                        }
                     }
+                    None if conn.take_more() => {
+                        // Re-arming an edge-triggered socket with bytes waiting queues a new
+                        // event: the probe reads on in a later batch, after the others.
+                        let flags =
+                            EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
+                        let mut again = EpollEvent::new(flags, ev.data());
+                        let _ = self.epoll.get_ref().0.modify(conn.fd(), &mut again);
+                    }
+                    None => {}
                 }
             }
         }
