@@ -91,14 +91,11 @@ impl History {
             .filter(|u| u.at <= now)
             .cloned()
             .collect();
-        // The incident's resolution as of `now`: the last resolving update's, unless a later one
-        // reopened it.
-        inc.resolved = match updates.last() {
-            Some(u) if u.status == IncidentStatus::Resolved => {
-                Some(inc.resolved.filter(|r| *r <= now).unwrap_or(u.at))
-            }
-            _ => None,
-        };
+        // The incident's resolution as of `now`: the first of the resolving updates it ends
+        // with (later `resolved` updates are notes on a resolved incident, as the store keeps
+        // it and as `episodes` reads the timeline), unless a later update reopened it.
+        inc.resolved =
+            resolution(&updates).map(|at| inc.resolved.filter(|r| *r <= now).unwrap_or(at));
         inc.acknowledged = inc.acknowledged.filter(|a| *a <= now);
         let input = Input {
             incident: &inc,
@@ -347,6 +344,17 @@ fn tiers_are_named_from_two() {
 
 /// A random history: an incident with a few updates (some by hand, some resolving or
 /// reopening), maybe acknowledged, under routes with random waits.
+/// When a timeline that ends resolved was resolved: the first of the resolving updates it ends
+/// with; `None` when it does not end resolved.
+fn resolution(updates: &[IncidentUpdate]) -> Option<Millis> {
+    updates
+        .iter()
+        .rev()
+        .take_while(|u| u.status == IncidentStatus::Resolved)
+        .last()
+        .map(|u| u.at)
+}
+
 fn history() -> impl Strategy<Value = (NotifyConfig, History)> {
     let events = proptest::collection::vec((1..3_600i64, 0..4u8), 0..8);
     (
@@ -379,12 +387,7 @@ fn history() -> impl Strategy<Value = (NotifyConfig, History)> {
                 };
                 h.update(t, status, what >= 2);
             }
-            if h.updates
-                .last()
-                .is_some_and(|u| u.status == IncidentStatus::Resolved)
-            {
-                h.incident.resolved = h.updates.last().map(|u| u.at);
-            }
+            h.incident.resolved = resolution(&h.updates);
             (c, h)
         })
 }
