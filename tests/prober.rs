@@ -106,6 +106,27 @@ impl LeanJob for OneProbe {
     }
 }
 
+/// A lean event loop running on this runtime, the token that stops it and its task.
+fn start_loop() -> (
+    Arc<Reactor<OneProbe>>,
+    tokio_util::sync::CancellationToken,
+    JoinHandle<()>,
+) {
+    let reactor = Reactor::new().expect("event loop");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(reactor.clone().run(cancel.clone()));
+    (reactor, cancel, running)
+}
+
+/// A server that reads the request and never answers.
+async fn hanging_server() -> TestServer {
+    serve(|mut s| async move {
+        read_head(&mut s).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await
+}
+
 /// One probe through a lean event loop of its own on this runtime.
 async fn lean_probe(prober: &HttpProber) -> Outcome {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -113,9 +134,7 @@ async fn lean_probe(prober: &HttpProber) -> Outcome {
         prober: HttpProber::new(prober.check().clone(), prober.timeout()).expect("prober"),
         done: std::sync::Mutex::new(Some(tx)),
     });
-    let reactor = Reactor::new().expect("event loop");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(reactor.clone().run(cancel.clone()));
+    let (reactor, cancel, running) = start_loop();
     reactor.submit(job, tokio::time::Instant::now(), None);
     let outcome = rx.await.expect("the lean probe ends");
     cancel.cancel();
@@ -628,15 +647,9 @@ async fn body_over_the_cap_chunked_without_length_is_body_too_large() {
 /// and moves on to the next), the others succeed meanwhile.
 #[tokio::test]
 async fn one_lean_loop_ends_each_probe_in_flight_by_its_own_deadline() {
-    let hung = serve(|mut s| async move {
-        read_head(&mut s).await;
-        tokio::time::sleep(Duration::from_secs(60)).await;
-    })
-    .await;
+    let hung = hanging_server().await;
     let fast = sim(FaultConfig::default()).await;
-    let reactor = Reactor::new().expect("event loop");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(reactor.clone().run(cancel.clone()));
+    let (reactor, cancel, running) = start_loop();
     let mut waiting = Vec::new();
     for i in 0..40u64 {
         let timeout = Duration::from_millis(60 + 40 * (i % 4));
@@ -681,20 +694,14 @@ async fn one_lean_loop_ends_each_probe_in_flight_by_its_own_deadline() {
 /// of the probes in flight and of every probe submitted after: nothing waits for them.
 #[tokio::test]
 async fn a_stopped_lean_loop_lets_go_of_its_probes() {
-    let server = serve(|mut s| async move {
-        read_head(&mut s).await;
-        tokio::time::sleep(Duration::from_secs(60)).await;
-    })
-    .await;
+    let server = hanging_server().await;
     let job = || {
         Arc::new(OneProbe {
             prober: new_prober(target(&server.url("/hang"))),
             done: std::sync::Mutex::new(None),
         })
     };
-    let reactor = Reactor::new().expect("event loop");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(reactor.clone().run(cancel.clone()));
+    let (reactor, cancel, running) = start_loop();
     let ticket = Arc::new(());
     reactor.submit(job(), tokio::time::Instant::now(), Some(ticket.clone()));
     assert_eq!(reactor.in_flight(), 1);
