@@ -701,7 +701,7 @@ async fn a_stopped_lean_loop_lets_go_of_its_probes() {
             done: std::sync::Mutex::new(None),
         })
     };
-    let (reactor, cancel, running) = start_loop();
+    let (reactor, _cancel, running) = start_loop();
     let ticket = Arc::new(());
     reactor.submit(job(), tokio::time::Instant::now(), Some(ticket.clone()));
     assert_eq!(reactor.in_flight(), 1);
