@@ -239,8 +239,9 @@ impl HttpProber {
             body: None,
             more: false,
         };
-        if let Some(end) = conn.send(req) {
-            return Err(conn.conclude(self, end));
+        // `send` ends a probe only by failing.
+        if let Some(Err(f)) = conn.send(req) {
+            return Err(conn.fail(self, f));
         }
         Ok(conn)
     }
@@ -603,23 +604,17 @@ impl Conn {
         )
     }
 
-    /// [`Conn::finish`] for a probe that cannot have a large body to check (it failed).
-    fn conclude(self, prober: &HttpProber, end: Result<(), Fail>) -> Outcome {
-        match self.finish(prober, end) {
-            Conclusion::Now(o) => o,
-            Conclusion::Check(c) => {
-                let f = Fail::new(Reason::Setup, "a body check cannot run here");
-                prober.conclude(
-                    c.planned,
-                    c.started,
-                    c.phases,
-                    c.status,
-                    c.body_bytes,
-                    Err(f),
-                    false,
-                )
-            }
-        }
+    /// Ends a probe that failed with `f` (no body to check): closes and concludes it.
+    fn fail(self, prober: &HttpProber, f: Fail) -> Outcome {
+        let (planned, started, phases, status, body_bytes) = (
+            self.planned,
+            self.started,
+            self.phases,
+            self.status,
+            self.body_bytes,
+        );
+        self.close();
+        prober.conclude(planned, started, phases, status, body_bytes, Err(f), false)
     }
 
     /// Closes the socket with a reset (`SO_LINGER` 0), as the hyper path does: neither side
