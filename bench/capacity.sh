@@ -6,6 +6,7 @@
 #   CAPACITY_RATES="10000 14000" bash bench/capacity.sh   # only these offered rates, 3 runs each
 #   WATCHFIRE_BIN=OLD WATCHFIRE_BIN_B=NEW CAPACITY_RATES=5000 bash bench/capacity.sh
 #                                   # two binaries at these rates, alternating A B A B A B
+#   WATCHFIRE_ARGS="--min-wake-gap 0s" ...  # extra `watchfire run` flags (WATCHFIRE_ARGS_B for B)
 #
 # Method
 # - Everything runs on this machine and talks to 127.0.0.1 only; nginx and watchfire are
@@ -73,14 +74,20 @@ CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 
 bench_tmp capacity
 release_binary
-if [[ -n "${WATCHFIRE_BIN_B:-}" ]]; then
-    [[ -n "${CAPACITY_RATES:-}" ]] || { log "WATCHFIRE_BIN_B needs CAPACITY_RATES"; exit 2; }
-    cp "$WATCHFIRE_BIN_B" "$TMP/watchfire-b"
+ARGS=${WATCHFIRE_ARGS:-}
+AB=${WATCHFIRE_BIN_B:-${WATCHFIRE_ARGS_B:-}}
+if [[ -n "$AB" ]]; then
+    [[ -n "${CAPACITY_RATES:-}" ]] || { log "WATCHFIRE_BIN_B or WATCHFIRE_ARGS_B needs CAPACITY_RATES"; exit 2; }
+    cp "${WATCHFIRE_BIN_B:-$BIN}" "$TMP/watchfire-b"
 fi
 start_nginx
+# The one worker (bench/nginx.conf): its CPU per probe is the target's share.
+NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 
 # Busy clock ticks of the whole machine (every CPU: all but idle and iowait).
 machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# The ticks the hypervisor gave this machine's CPUs to others (part of machine_ticks).
+steal_ticks() { awk '$1 == "cpu" {print $9}' /proc/stat; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
 
@@ -148,7 +155,7 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # One step at offered rate $1 (probes/s): prints its figures as `key=value` words.
 step() {
-    local rate=$1 n port pid t0 t1 c0 c1 m0 m1 w0 w1 p0 p1 win cpu other probe sleeps
+    local rate=$1 n port pid t0 t1 c0 c1 m0 m1 w0 w1 p0 p1 g0 g1 s0 s1 win cpu other probe sleeps target steal
     n=$(((rate + 5) / 10))
     ((n < 1)) && n=1
     {
@@ -158,15 +165,18 @@ step() {
     } >"$TMP/step.yml"
     port=$(free_port "$NGINX_PORT")
     rm -rf "$TMP/data"
-    "$BIN" run --config "$TMP/step.yml" --listen "127.0.0.1:$port" --storage.path "$TMP/data" >"$TMP/wf.log" 2>&1 &
+    # shellcheck disable=SC2086 # the extra flags are words
+    "$BIN" run --config "$TMP/step.yml" --listen "127.0.0.1:$port" --storage.path "$TMP/data" $ARGS >"$TMP/wf.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_port "$port" "$pid" watchfire
     sleep "$WARMUP"
     snapshot "$port" >"$TMP/a"
     w0=$(now); c0=$(ticks "$pid"); m0=$(machine_ticks); p0=$(probe_threads "$pid")
+    g0=$(ticks "$NGINX_WORKER"); s0=$(steal_ticks)
     sleep "$SECS"
     w1=$(now); c1=$(ticks "$pid"); m1=$(machine_ticks); p1=$(probe_threads "$pid")
+    g1=$(ticks "$NGINX_WORKER"); s1=$(steal_ticks)
     snapshot "$port" >"$TMP/b"
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -179,7 +189,9 @@ step() {
     probe=$(calc '%.1f' "(${p1% *} - ${p0% *}) / $HZ * 1e6 / ($n * 1000 / $INTERVAL_MS * ($w1 - $w0))")
     sleeps=$(calc '%.2f' "(${p1#* } - ${p0#* }) / ($n * 1000 / $INTERVAL_MS * ($w1 - $w0))")
     other=$(calc '%.2f' "($m1 - $m0 - ($c1 - $c0)) / $HZ / ($w1 - $w0)")
-    echo "rate=$((n * 1000 / INTERVAL_MS)) targets=$n $win cpu_us=$cpu probe_us=$probe sleeps=$sleeps other_cores=$other load=$(cut -d' ' -f1 /proc/loadavg)"
+    target=$(calc '%.1f' "($g1 - $g0) / $HZ * 1e6 / ($n * 1000 / $INTERVAL_MS * ($w1 - $w0))")
+    steal=$(calc '%.2f' "($s1 - $s0) / $HZ / ($w1 - $w0)")
+    echo "rate=$((n * 1000 / INTERVAL_MS)) targets=$n $win cpu_us=$cpu probe_us=$probe sleeps=$sleeps nginx_us=$target other_cores=$other steal_cores=$steal load=$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 passes() {
@@ -211,12 +223,12 @@ three() {
 summary() {
     local r=$1
     shift
-    echo "offered $r/s: share<=1ms $(med share "$@")% p99 $(med p99_us "$@") us, skipped $(med skipped "$@"), failed $(med failed "$@"), CPU $(med cpu_us "$@") us/probe = $(calc '%.2f' "$(med cpu_us "$@") / $WRK_CPU")x wrk's $WRK_CPU (probe threads $(med probe_us "$@") us, $(med sleeps "$@") sleeps/probe), other $(med other_cores "$@") cores"
+    echo "offered $r/s: share<=1ms $(med share "$@")% p99 $(med p99_us "$@") us, skipped $(med skipped "$@"), failed $(med failed "$@"), CPU $(med cpu_us "$@") us/probe = $(calc '%.2f' "$(med cpu_us "$@") / $WRK_CPU")x wrk's $WRK_CPU (probe threads $(med probe_us "$@") us, $(med sleeps "$@") sleeps/probe), nginx $(med nginx_us "$@") us/probe, other $(med other_cores "$@") cores of which steal $(med steal_cores "$@")"
 }
 if [[ -n "${CAPACITY_RATES:-}" ]]; then
     echo "$(nproc) CPUs ($CPU_MODEL), load average at start $LOAD_START; medians of 3 runs"
     for r in $CAPACITY_RATES; do
-        if [[ -z "${WATCHFIRE_BIN_B:-}" ]]; then
+        if [[ -z "$AB" ]]; then
             ROWS=()
             three ROWS "$r"
             summary "$r" "${ROWS[@]}"
@@ -224,13 +236,13 @@ if [[ -n "${CAPACITY_RATES:-}" ]]; then
         fi
         A_ROWS=() B_ROWS=()
         for i in 1 2 3; do
-            BIN="$TMP/watchfire"
+            BIN="$TMP/watchfire" ARGS=${WATCHFIRE_ARGS:-}
             A_ROWS+=("$(logged_step "$r")")
-            BIN="$TMP/watchfire-b"
+            BIN="$TMP/watchfire-b" ARGS=${WATCHFIRE_ARGS_B:-}
             B_ROWS+=("$(logged_step "$r")")
         done
-        echo "A ($WATCHFIRE_BIN) $(summary "$r" "${A_ROWS[@]}")"
-        echo "B ($WATCHFIRE_BIN_B) $(summary "$r" "${B_ROWS[@]}")"
+        echo "A (${WATCHFIRE_BIN:-target/release/watchfire} ${WATCHFIRE_ARGS:-}) $(summary "$r" "${A_ROWS[@]}")"
+        echo "B (${WATCHFIRE_BIN_B:-the same binary} ${WATCHFIRE_ARGS_B:-}) $(summary "$r" "${B_ROWS[@]}")"
     done
     exit 0
 fi

@@ -55,6 +55,11 @@ pub const ADMIT_RETRY: Duration = Duration::from_micros(200);
 pub trait Sleeper: Send {
     /// Resolves at `deadline` (as precisely as the implementation can).
     fn sleep_until(&mut self, deadline: Instant) -> impl Future<Output = ()> + Send;
+
+    /// Waits while nothing is scheduled: until the scheduler is given jobs or cancelled.
+    fn idle(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// tokio's timer: millisecond granularity; follows paused time in tests.
@@ -102,6 +107,15 @@ impl std::os::fd::AsRawFd for RawTimerFd {
 }
 
 impl TimerFdSleeper {
+    /// When a sleep until `deadline` started now ends: `deadline`, or later when it comes
+    /// sooner than `min_gap` after the last wake-up.
+    pub fn wake_at(&self, deadline: Instant) -> Instant {
+        match self.woke {
+            Some(woke) => deadline.max(woke + self.min_gap),
+            None => deadline,
+        }
+    }
+
     /// Creates the timer on the runtime of the current context (call it inside the runtime, or
     /// with its handle entered, that will drive the sleeps); `min_gap` coalesces wake-ups.
     pub fn new(min_gap: Duration) -> std::io::Result<TimerFdSleeper> {
@@ -131,10 +145,7 @@ impl Sleeper for TimerFdSleeper {
     async fn sleep_until(&mut self, deadline: Instant) {
         use nix::sys::time::TimeSpec;
         use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
-        let deadline = match self.woke {
-            Some(woke) => deadline.max(woke + self.min_gap),
-            None => deadline,
-        };
+        let deadline = self.wake_at(deadline);
         let now = Instant::now();
         if deadline <= now {
             self.woke = Some(now);
@@ -318,7 +329,7 @@ async fn run<J: Job, S: Sleeper>(
             _ = async {
                 match next {
                     Some(t) => sleeper.sleep_until(t).await,
-                    None => std::future::pending().await,
+                    None => sleeper.idle().await,
                 }
             } => {
                 deferred = st.fire_due(Instant::now());

@@ -58,8 +58,8 @@ fn new_prober(spec: Spec) -> HttpProber {
 
 /// Probes with the prober's own (hyper) path and, when the check takes the lean path on the
 /// probe threads (plain `http://` at an IP address, fresh connections), through a lean event
-/// loop too: both must end the same way (result and status). Returns the hyper path's outcome,
-/// whose details the tests read.
+/// loop too, woken by the answer and then read at a scheduler's wake-up: all must end the same
+/// way (result and status). Returns the hyper path's outcome, whose details the tests read.
 async fn probe_with(prober: &HttpProber) -> Outcome {
     probe_both(prober).await.0
 }
@@ -70,17 +70,18 @@ async fn probe_both(prober: &HttpProber) -> (Outcome, Duration) {
     let hyper = prober.probe(tokio::time::Instant::now()).await;
     let mut took = t0.elapsed();
     if prober.is_lean() {
-        let t0 = std::time::Instant::now();
-        let lean = lean_probe(prober).await;
-        took = took.max(t0.elapsed());
-        assert_eq!(
-            (lean.result, lean.status),
-            (hyper.result, hyper.status),
-            "the lean path must end as the hyper path did\nlean: {lean:#?}\nhyper: {hyper:#?}"
-        );
-        assert_eq!(lean.detail.is_some(), hyper.detail.is_some(), "{lean:#?}");
-        if lean.result.is_ok() {
-            assert_eq!(lean.body_bytes, hyper.body_bytes, "{lean:#?}");
+        let (leans, lean_took) = lean_probes(prober).await;
+        took = took.max(lean_took);
+        for lean in leans {
+            assert_eq!(
+                (lean.result, lean.status),
+                (hyper.result, hyper.status),
+                "the lean path must end as the hyper path did\nlean: {lean:#?}\nhyper: {hyper:#?}"
+            );
+            assert_eq!(lean.detail.is_some(), hyper.detail.is_some(), "{lean:#?}");
+            if lean.result.is_ok() {
+                assert_eq!(lean.body_bytes, hyper.body_bytes, "{lean:#?}");
+            }
         }
     }
     (hyper, took)
@@ -127,19 +128,65 @@ async fn hanging_server() -> TestServer {
     .await
 }
 
-/// One probe through a lean event loop of its own on this runtime.
-async fn lean_probe(prober: &HttpProber) -> Outcome {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let job = Arc::new(OneProbe {
-        prober: HttpProber::new(prober.check().clone(), prober.timeout()).expect("prober"),
-        done: std::sync::Mutex::new(Some(tx)),
-    });
+impl OneProbe {
+    /// A job with nowhere to send its outcome yet ([`OneProbe::arm`]).
+    fn of(prober: &HttpProber) -> Arc<OneProbe> {
+        Arc::new(OneProbe {
+            prober: HttpProber::new(prober.check().clone(), prober.timeout()).expect("prober"),
+            done: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Where the next probe's outcome will go.
+    fn arm(&self) -> tokio::sync::oneshot::Receiver<Outcome> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.done.lock().expect("lock") = Some(tx);
+        rx
+    }
+}
+
+/// Probes through a lean event loop of its own on this runtime: one read when its answer
+/// wakes the loop; then, when it got an answer, a quiet one run as a probe thread's scheduler
+/// runs it ([`scheduler_wakes`]), its answer expected as soon as the first one's. Also returns
+/// how long the first one took to return.
+async fn lean_probes(prober: &HttpProber) -> (Vec<Outcome>, Duration) {
+    let job = OneProbe::of(prober);
     let (reactor, cancel, running) = start_loop();
-    reactor.submit(job, tokio::time::Instant::now(), None);
-    let outcome = rx.await.expect("the lean probe ends");
+    let rx = job.arm();
+    let t0 = std::time::Instant::now();
+    reactor.submit(job.clone(), tokio::time::Instant::now(), None);
+    let woken = rx.await.expect("the lean probe ends");
+    let took = t0.elapsed();
+    let mut outcomes = vec![woken];
+    if outcomes[0].status.is_some() {
+        let answered_in = outcomes[0].finished - outcomes[0].started;
+        let mut rx = job.arm();
+        reactor.submit_quiet(job, tokio::time::Instant::now(), None);
+        outcomes.push(scheduler_wakes(&reactor, &mut rx, answered_in).await);
+    }
     cancel.cancel();
     running.await.expect("the event loop stops");
-    outcome
+    (outcomes, took)
+}
+
+/// Runs the wake-ups of a probe thread's scheduler (park, sleep 300 µs, sweep) until the
+/// outcome arrives, the first one late enough for an answer that takes as long as
+/// `answered_in` to be kept for the sweep.
+async fn scheduler_wakes(
+    reactor: &Reactor<OneProbe>,
+    rx: &mut tokio::sync::oneshot::Receiver<Outcome>,
+    answered_in: Duration,
+) -> Outcome {
+    let gap = Duration::from_micros(300);
+    tokio::time::sleep(2 * answered_in).await;
+    loop {
+        let wake = tokio::time::Instant::now() + gap;
+        reactor.park(wake);
+        tokio::select! {
+            o = &mut *rx => return o.expect("the quiet probe ends"),
+            _ = tokio::time::sleep_until(wake) => reactor.sweep(),
+        }
+    }
 }
 
 async fn probe(spec: Spec) -> Outcome {
@@ -282,7 +329,11 @@ async fn healthy_health_succeeds_with_status_phases_and_json_check() {
     assert!(!o.reused_connection);
     assert!(o.detail.is_none());
     assert!(o.latency() >= o.phases.connect + o.phases.processing);
-    assert_eq!(sim.requests(), 2, "one request on each path (hyper, lean)");
+    assert_eq!(
+        sim.requests(),
+        3,
+        "one request on each path (hyper, lean woken, lean quiet)"
+    );
     sim.shutdown().await;
 }
 
@@ -685,6 +736,82 @@ async fn one_lean_loop_ends_each_probe_in_flight_by_its_own_deadline() {
             assert_eq!(o.result, Ok(()), "probe {i}: {o:#?}");
         }
     }
+    assert_eq!(reactor.in_flight(), 0);
+    cancel.cancel();
+    running.await.expect("the event loop stops");
+}
+
+/// A quiet probe whose answer is read long after it arrived (its thread's scheduler woke late)
+/// is timed by the kernel's receive time of the answer, not by the read: its duration and
+/// phases are the exchange's, and the read cost no wake-up of its own.
+#[tokio::test]
+async fn a_quiet_probe_read_late_is_timed_by_the_answers_arrival() {
+    let fast = sim(FaultConfig::default()).await;
+    let job = OneProbe::of(&new_prober(target(&sim_url(&fast, "/health"))));
+    let (reactor, cancel, running) = start_loop();
+    let rx = job.arm();
+    reactor.submit(job.clone(), tokio::time::Instant::now(), None);
+    let first = rx.await.expect("ends");
+    assert_eq!(first.result, Ok(()));
+    let answered_in = first.finished - first.started;
+    assert_eq!(
+        reactor.swept(),
+        0,
+        "a probe submitted loud is read on its wake-up"
+    );
+
+    let mut rx = job.arm();
+    reactor.submit_quiet(job, tokio::time::Instant::now(), None);
+    // Once the answer is expected, the scheduler means to wake within the horizon, then wakes
+    // 200 ms late.
+    tokio::time::sleep(2 * answered_in).await;
+    reactor.park(tokio::time::Instant::now() + Duration::from_micros(900));
+    let late = Duration::from_millis(200);
+    tokio::time::sleep(late).await;
+    assert!(rx.try_recv().is_err(), "the answer waits for the sweep");
+    reactor.sweep();
+    let o = rx.await.expect("the sweep ends the probe");
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    assert_eq!(reactor.swept(), 1, "the sweep read the answer");
+    let took = o.finished - o.started;
+    assert!(
+        took < late / 2,
+        "timed by the read ({took:?}), not by the answer's arrival"
+    );
+    assert!(o.phases.processing + o.phases.connect <= took, "{o:#?}");
+    cancel.cancel();
+    running.await.expect("the event loop stops");
+}
+
+/// A quiet probe that the scheduler will not wake for soon enough (or whose answer is not
+/// there at the wake-up) is read when its answer arrives, like any other.
+#[tokio::test]
+async fn a_quiet_probe_the_scheduler_will_not_wake_for_is_read_on_arrival() {
+    let fast = sim(FaultConfig::default()).await;
+    let job = OneProbe::of(&new_prober(target(&sim_url(&fast, "/health"))));
+    let (reactor, cancel, running) = start_loop();
+    let rx = job.arm();
+    reactor.submit(job.clone(), tokio::time::Instant::now(), None);
+    assert_eq!(rx.await.expect("ends").result, Ok(()));
+    let rx = job.arm();
+    reactor.submit_quiet(job.clone(), tokio::time::Instant::now(), None);
+    // The next wake-up is a second away: the probe joins the epoll instance at once.
+    reactor.park(tokio::time::Instant::now() + Duration::from_secs(1));
+    let o = tokio::time::timeout(Duration::from_millis(500), rx)
+        .await
+        .expect("read on arrival, not at the wake-up")
+        .expect("ends");
+    assert_eq!(o.result, Ok(()), "{o:#?}");
+    // Expected by a wake-up that comes too soon: read by the sweep after it, or on arrival.
+    let mut rx = job.arm();
+    reactor.submit_quiet(job, tokio::time::Instant::now(), None);
+    reactor.park(tokio::time::Instant::now());
+    reactor.sweep();
+    let o = tokio::time::timeout(Duration::from_millis(500), &mut rx)
+        .await
+        .expect("read on arrival")
+        .expect("ends");
+    assert_eq!(o.result, Ok(()), "{o:#?}");
     assert_eq!(reactor.in_flight(), 0);
     cancel.cancel();
     running.await.expect("the event loop stops");
@@ -1190,7 +1317,11 @@ async fn fresh_connections_leave_no_time_wait_on_the_prober_side() {
         assert!(!o.reused_connection);
     }
     assert!(prober.is_lean());
-    assert_eq!(sim.requests(), 400, "200 probes on each path (hyper, lean)");
+    assert_eq!(
+        sim.requests(),
+        600,
+        "200 probes on each path (hyper, lean woken, lean quiet)"
+    );
     let ours: Vec<_> = time_wait_to(sim_port)
         .into_iter()
         .filter(|s| !before.contains(s))

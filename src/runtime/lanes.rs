@@ -1,9 +1,56 @@
-//! Which probe thread runs a target: the one whose targets offer the fewest probes per second.
+//! Which probe thread runs a target: the one whose targets offer the fewest probes per second;
+//! and how a probe thread's scheduler sleeps.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use super::target::Target;
 use super::Lane;
+use crate::probers::native::Reactor;
+use crate::schedule::{Sleeper, TimerFdSleeper};
+
+/// How a probe thread's scheduler sleeps: on its precise timer, with the thread's lean probes
+/// [`Reactor::park`]ed before and [`Reactor::sweep`]t after, so that the answers that come in
+/// while it sleeps are read when it wakes to start the next probes, not each on a wake-up of
+/// its own.
+pub(super) struct LaneSleeper {
+    timer: TimerFdSleeper,
+    lean: Arc<Reactor<Target>>,
+}
+
+impl LaneSleeper {
+    pub(super) fn new(timer: TimerFdSleeper, lean: Arc<Reactor<Target>>) -> LaneSleeper {
+        LaneSleeper { timer, lean }
+    }
+
+    /// Far enough that every quiet probe joins the epoll instance.
+    fn never() -> Instant {
+        Instant::now() + Duration::from_secs(86_400)
+    }
+}
+
+impl Sleeper for LaneSleeper {
+    async fn sleep_until(&mut self, deadline: Instant) {
+        self.lean.park(self.timer.wake_at(deadline));
+        self.timer.sleep_until(deadline).await;
+        self.lean.sweep();
+    }
+
+    async fn idle(&mut self) {
+        self.lean.park(Self::never());
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Drop for LaneSleeper {
+    /// A scheduler that ends leaves no quiet probe waiting for its next wake-up.
+    fn drop(&mut self) {
+        self.lean.park(Self::never());
+    }
+}
 
 /// A target's probe rate in probes per 1,000 s (at least 1): the unit of `Lane::rate`.
 fn rate_of(interval: Duration) -> u64 {

@@ -386,7 +386,8 @@ impl Runtime {
                     let reactor = reactor
                         .map_err(|e| format!("cannot create a probe thread's event loop: {e}"))?;
                     lane.handle.spawn(reactor.clone().run(cancel.clone()));
-                    let _ = lane.lean.set(reactor);
+                    let _ = lane.lean.set(reactor.clone());
+                    let sleeper = lanes::LaneSleeper::new(sleeper, reactor);
                     let (h, fut) = schedule::scheduler::<Target, _>(sleeper, cancel.clone());
                     lane.handle.spawn(fut);
                     lane.handle.spawn(watch_load(shared.clone(), k));

@@ -362,8 +362,9 @@ impl Job for Target {
         lane.active.fetch_add(1, Ordering::Relaxed);
         if let (Some(reactor), Some(p)) = (lane.lean.get(), &self.prober) {
             if p.is_lean() {
-                // No task: the thread's lean loop steps the probe and calls `finish`.
-                return reactor.submit(self.clone(), planned, tracked);
+                // No task: the thread's lean loop steps the probe and calls `finish`; its
+                // answer may wait for the scheduler's next wake-up (`LaneSleeper`).
+                return reactor.submit_quiet(self.clone(), planned, tracked);
             }
         }
         // The probe's state (hyper's connection, buffers, the select below) is several

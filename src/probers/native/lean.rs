@@ -12,11 +12,16 @@
 //! the call), `send` of the whole request, one `epoll_ctl` to register for the answer, then
 //! `recv` until the answer is complete, `close` with a reset (`SO_LINGER` 0, as on the hyper
 //! path: no TIME_WAIT on either side).
+//!
+//! A probe whose answer is read later than it arrived (the reactor's sweep, at the thread's
+//! next wake-up) is *stamped* first: one `setsockopt(SO_TIMESTAMPNS)` instead of the
+//! `epoll_ctl`, and its reads take the kernel's receive time of the data (`recvmsg`), so the
+//! phases and the duration are when the answer arrived, not when the thread got to it.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::Method;
@@ -33,6 +38,9 @@ use crate::probers::http_client::MAX_RESPONSE_HEAD_BYTES;
 /// streams a large body fast gets the thread in turns with the other probes, not until its
 /// body ends.
 const READ_BUDGET: usize = 64;
+
+/// Bytes read from a socket per call.
+const SCRATCH: usize = 16 * 1024;
 
 /// Most headers an answer's head may carry.
 const MAX_HEADERS: usize = 128;
@@ -92,6 +100,22 @@ enum Chunk {
     Trailers,
 }
 
+/// A probe thread's read buffers: the bytes of one read, and room for the kernel's receive
+/// timestamp of a stamped one.
+pub(super) struct Scratch {
+    buf: Box<[u8]>,
+    cmsg: Vec<u8>,
+}
+
+impl Scratch {
+    pub(super) fn new() -> Scratch {
+        Scratch {
+            buf: vec![0; SCRATCH].into_boxed_slice(),
+            cmsg: nix::cmsg_space!(nix::sys::time::TimeSpec),
+        }
+    }
+}
+
 /// What the reactor saw on the socket.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Ready {
@@ -113,6 +137,10 @@ pub(super) struct Conn {
     written: usize,
     t_written: Option<Instant>,
     first: Option<Instant>,
+    /// When the answer's last bytes so far arrived.
+    last: Option<Instant>,
+    /// Reads take the kernel's receive time ([`Conn::stamp`]).
+    stamped: bool,
     phases: Phases,
     status: Option<u16>,
     /// Answer bytes received and not yet consumed (a partial head, chunk line or trailer).
@@ -148,6 +176,7 @@ pub struct BodyCheck {
     body: Vec<u8>,
     planned: Instant,
     started: Instant,
+    finished: Instant,
     phases: Phases,
     status: Option<u16>,
     body_bytes: u64,
@@ -166,9 +195,10 @@ impl BodyCheck {
                     format!("the body check did not finish: {e}"),
                 ))
             });
-        prober.conclude(
+        prober.conclude_at(
             self.planned,
             self.started,
+            self.finished,
             self.phases,
             self.status,
             self.body_bytes,
@@ -231,6 +261,8 @@ impl HttpProber {
             written: 0,
             t_written: None,
             first: None,
+            last: None,
+            stamped: false,
             phases: Phases::default(),
             status: None,
             buf: Vec::new(),
@@ -258,6 +290,22 @@ impl Conn {
         self.deadline
     }
 
+    /// When the probe started.
+    pub(super) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Asks the kernel to stamp what this socket receives with its arrival time, for an
+    /// answer that will be read after it arrived; false when it cannot (the reads would then
+    /// time the answer late, so it must be read as soon as it arrives).
+    pub(super) fn stamp(&mut self) -> bool {
+        use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+        if !self.stamped {
+            self.stamped = setsockopt(&self.sock, ReceiveTimestampns, &true).is_ok();
+        }
+        self.stamped
+    }
+
     /// Whether the whole request is sent (the connection then waits only to read).
     pub(super) fn sent(&self, prober: &HttpProber) -> bool {
         prober.lean.as_ref().is_none_or(|r| self.written >= r.len())
@@ -269,7 +317,7 @@ impl Conn {
         &mut self,
         prober: &HttpProber,
         ready: Ready,
-        scratch: &mut [u8],
+        scratch: &mut Scratch,
     ) -> Option<Result<(), Fail>> {
         let req = prober.lean.as_deref().unwrap_or_default();
         if self.written < req.len() {
@@ -318,15 +366,14 @@ impl Conn {
     }
 
     /// Reads what has arrived; `Some` when the probe ended.
-    fn receive(&mut self, prober: &HttpProber, scratch: &mut [u8]) -> Option<Result<(), Fail>> {
+    fn receive(&mut self, prober: &HttpProber, scratch: &mut Scratch) -> Option<Result<(), Fail>> {
         for _ in 0..READ_BUDGET {
-            match (&self.sock).read(scratch) {
-                Ok(0) => return Some(self.on_close()),
-                Ok(n) => {
-                    if self.first.is_none() {
-                        self.first = Some(Instant::now());
-                    }
-                    self.buf.extend_from_slice(&scratch[..n]);
+            match self.read(scratch) {
+                Ok((0, _)) => return Some(self.on_close()),
+                Ok((n, at)) => {
+                    self.first.get_or_insert(at);
+                    self.last = Some(at);
+                    self.buf.extend_from_slice(&scratch.buf[..n]);
                     match self.consume(prober) {
                         Ok(true) => return Some(Ok(())),
                         Ok(false) => {}
@@ -346,6 +393,41 @@ impl Conn {
         }
         self.more = true;
         None
+    }
+
+    /// Reads once into the scratch buffer: the bytes read, and when they arrived — the kernel's
+    /// receive time of the last of them on a stamped socket, now on another.
+    fn read(&self, scratch: &mut Scratch) -> io::Result<(usize, Instant)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        if !self.stamped {
+            let n = (&self.sock).read(&mut scratch.buf)?;
+            return Ok((n, Instant::now()));
+        }
+        let mut iov = [io::IoSliceMut::new(&mut scratch.buf)];
+        let msg = recvmsg::<()>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut scratch.cmsg),
+            MsgFlags::empty(),
+        )?;
+        let stamp = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|m| match m {
+                ControlMessageOwned::ScmTimestampns(ts) => Some(ts),
+                _ => None,
+            })
+        });
+        let now = Instant::now();
+        let at = stamp.map_or(now, |ts| {
+            let since_epoch = |d: SystemTime| d.duration_since(SystemTime::UNIX_EPOCH).ok();
+            let arrived = Duration::new(ts.tv_sec().max(0) as u64, ts.tv_nsec() as u32);
+            let age = since_epoch(SystemTime::now())
+                .map_or(Duration::ZERO, |real| real.saturating_sub(arrived));
+            // The answer came after the request went out and before now, whatever the wall
+            // clock did in between.
+            let at = now.checked_sub(age).unwrap_or(now);
+            self.t_written.map_or(at, |w| at.max(w))
+        });
+        Ok((msg.bytes, at))
     }
 
     /// Whether the last step stopped reading with bytes left to read (its read budget spent):
@@ -560,10 +642,19 @@ impl Conn {
     /// Concludes an ended probe: the status and body checks (inline, or [`Conclusion::Check`]
     /// for a large body), then `max_latency`. Closes the connection.
     pub(super) fn finish(mut self, prober: &HttpProber, end: Result<(), Fail>) -> Conclusion {
+        // An answer ends when its last bytes arrived (on a stamped socket, maybe well before
+        // this call); a probe that failed, when it is concluded.
+        let finished = match (&end, self.last) {
+            (Ok(()), Some(last)) => last,
+            _ => Instant::now(),
+        };
         if end.is_ok() {
             if let Some(first) = self.first {
-                self.phases.transfer = first.elapsed();
+                self.phases.transfer = finished.saturating_duration_since(first);
             }
+            prober.answered_in(finished.saturating_duration_since(self.started));
+        } else {
+            prober.answered_in(Duration::MAX);
         }
         let body = self.body.take();
         let (planned, started, phases, status, body_bytes) = (
@@ -591,6 +682,7 @@ impl Conn {
                     body,
                     planned,
                     started,
+                    finished,
                     phases,
                     status,
                     body_bytes,
@@ -599,9 +691,9 @@ impl Conn {
             (Ok(()), Some(body)) => check_body(&prober.spec.expect, &body),
             (r, _) => r,
         };
-        Conclusion::Now(
-            prober.conclude(planned, started, phases, status, body_bytes, result, false),
-        )
+        Conclusion::Now(prober.conclude_at(
+            planned, started, finished, phases, status, body_bytes, result, false,
+        ))
     }
 
     /// Ends a probe that failed with `f` (no body to check): closes and concludes it.

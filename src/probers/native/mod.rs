@@ -66,6 +66,10 @@ pub struct HttpProber {
     /// The whole request, serialised once, when the probes take the lean path ([`lean`]): a
     /// plain `http://` URL at an IP address, on fresh connections.
     lean: Option<Box<[u8]>>,
+    /// How long the last lean probe took to get its whole answer, in nanoseconds; `u64::MAX`
+    /// before the first answer and after a probe that got none. The reactor reads an answer
+    /// expected before the thread's next wake-up then, instead of waking for it.
+    answer_ns: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for HttpProber {
@@ -111,7 +115,23 @@ impl HttpProber {
             tls,
             uri,
             kept: Mutex::new(None),
+            answer_ns: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Notes how long a lean probe took to get its answer (`Duration::MAX`: it got none).
+    fn answered_in(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.answer_ns
+            .store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long the last lean probe took to get its answer, if it got one.
+    fn answer_time(&self) -> Option<Duration> {
+        match self.answer_ns.load(std::sync::atomic::Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
     }
 
     /// The check this prober probes.
@@ -163,7 +183,25 @@ impl HttpProber {
         result: Result<(), Fail>,
         reused: bool,
     ) -> Outcome {
-        let finished = Instant::now();
+        let now = Instant::now();
+        self.conclude_at(
+            planned, started, now, phases, status, body_bytes, result, reused,
+        )
+    }
+
+    /// [`HttpProber::conclude`] for an exchange that ended at `finished`.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude_at(
+        &self,
+        planned: Instant,
+        started: Instant,
+        finished: Instant,
+        phases: Phases,
+        status: Option<u16>,
+        body_bytes: u64,
+        result: Result<(), Fail>,
+        reused: bool,
+    ) -> Outcome {
         let (result, detail) = match result {
             Ok(()) => match self.spec.expect.max_latency {
                 Some(max) if finished - started > max => (

@@ -5,6 +5,16 @@
 //! thread's one loop task wakes once for every batch of events and sleeps until the earliest
 //! deadline of the probes in flight.
 //!
+//! Quiet probes ([`Reactor::submit_quiet`]) save the thread most of those wake-ups. Their
+//! sockets stay out of the epoll instance at first; before the thread's scheduler sleeps it
+//! [`Reactor::park`]s them: a probe whose answer is expected (from its target's last one)
+//! before the scheduler wakes again is stamped ([`Conn::stamp`]) and left out, the others
+//! join the epoll instance. At the wake-up, [`Reactor::sweep`] reads the answers that came in
+//! meanwhile, with the kernel's receive times; a probe still waiting joins the epoll instance
+//! then. On loopback or a LAN, where answers take tens of microseconds and a busy thread's
+//! scheduler wakes every few hundred, the thread then wakes about once per batch of probes
+//! started instead of once more per batch of answers.
+//!
 //! What finished probes are for is the [`LeanJob`]'s business (the runtime records them).
 
 use std::cmp::Reverse;
@@ -19,9 +29,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::lean::{Conclusion, Conn, Ready};
+use super::lean::{Conclusion, Conn, Ready, Scratch};
 use super::HttpProber;
-use crate::probe::Outcome;
+use crate::probe::{Fail, Outcome};
 
 /// What runs lean probes through a [`Reactor`]: a target with its prober, told of each
 /// outcome.
@@ -38,8 +48,9 @@ pub trait LeanJob: Send + Sync + 'static {
 /// Events taken from the epoll instance per call.
 const BATCH: usize = 256;
 
-/// Bytes read from a socket per call.
-const SCRATCH: usize = 16 * 1024;
+/// The longest a quiet probe's answer waits to be read after the thread's next wake-up is due:
+/// a scheduler sleeping longer first registers its quiet probes for readiness events.
+pub const SWEEP_HORIZON: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The lean probes of one thread. Create it, [`Reactor::run`] it on that thread's runtime and
 /// [`Reactor::submit`] probes from that thread.
@@ -48,6 +59,15 @@ pub struct Reactor<J: LeanJob> {
     inner: Mutex<Inner<J>>,
     /// Wakes the loop when a probe's deadline is earlier than the one it sleeps until.
     rearm: Notify,
+    /// A socket that asks for receive timestamps for the reactor's whole life: while one does,
+    /// the kernel stamps every packet it receives, and a quiet probe's socket asking for them
+    /// later still finds its answer stamped (without it, the first socket to ask switches
+    /// stamping on machine-wide some time later, and the last one to close switches it off,
+    /// at some cost each time). `None` when the kernel refused: quiet probes are then not
+    /// kept out of the epoll instance.
+    stamps: Option<socket2::Socket>,
+    /// Probes whose answer a sweep read whole, so far.
+    swept: std::sync::atomic::AtomicU64,
 }
 
 impl<J: LeanJob> std::fmt::Debug for Reactor<J> {
@@ -78,12 +98,15 @@ struct Inner<J: LeanJob> {
     /// (deadline, slot, generation), earliest first; entries of ended probes are dropped
     /// lazily.
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Quiet probes not in the epoll instance: (slot, generation, when their answer is
+    /// expected).
+    quiet: Vec<(u32, u32, Instant)>,
     /// The deadline the loop sleeps until, if any: never later than the earliest deadline of
     /// a probe in flight, and left where it is when probes end (moving it costs a timer
     /// update and a pass of the loop; a probe ends far sooner than its timeout, so the loop
     /// wakes for it about once per timeout, not once per probe).
     armed: Option<Instant>,
-    scratch: Box<[u8]>,
+    scratch: Scratch,
     live: usize,
     /// The loop has ended: probes submitted now are dropped.
     closed: bool,
@@ -121,12 +144,15 @@ impl<J: LeanJob> Reactor<J> {
                 slots: Vec::new(),
                 free: Vec::new(),
                 deadlines: BinaryHeap::new(),
+                quiet: Vec::new(),
                 armed: None,
-                scratch: vec![0; SCRATCH].into_boxed_slice(),
+                scratch: Scratch::new(),
                 live: 0,
                 closed: false,
             }),
             rearm: Notify::new(),
+            stamps: stamping_switch(),
+            swept: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -139,6 +165,7 @@ impl<J: LeanJob> Reactor<J> {
         inner.closed = true;
         inner.live = 0;
         inner.deadlines.clear();
+        inner.quiet.clear();
         let dropped: Vec<_> = inner
             .slots
             .iter_mut()
@@ -153,6 +180,12 @@ impl<J: LeanJob> Reactor<J> {
         self.lock().live
     }
 
+    /// Probes so far whose whole answer a [`Reactor::sweep`] read: answers that cost the
+    /// thread no wake-up of their own.
+    pub fn swept(&self) -> u64 {
+        self.swept.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<J>> {
         self.inner.lock().expect("reactor lock poisoned")
     }
@@ -160,14 +193,30 @@ impl<J: LeanJob> Reactor<J> {
     /// Starts a probe of `job` planned for `planned`: connects and sends at once; the outcome
     /// goes to [`LeanJob::finish`] when it ends (at once when it cannot start).
     pub fn submit(&self, job: Arc<J>, planned: Instant, ticket: J::Ticket) {
+        self.start(job, planned, ticket, false);
+    }
+
+    /// [`Reactor::submit`] for the thread's scheduler, which [`Reactor::park`]s before it
+    /// sleeps and [`Reactor::sweep`]s when it wakes: a probe whose target answered before is
+    /// kept out of the epoll instance until then.
+    pub fn submit_quiet(&self, job: Arc<J>, planned: Instant, ticket: J::Ticket) {
+        self.start(job, planned, ticket, true);
+    }
+
+    fn start(&self, job: Arc<J>, planned: Instant, ticket: J::Ticket, quiet: bool) {
         let conn = match job.prober().lean_start(planned) {
             Ok(conn) => conn,
             Err(outcome) => return job.finish(outcome, ticket),
         };
-        let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
-        if !conn.sent(job.prober()) {
-            flags |= EpollFlags::EPOLLOUT;
-        }
+        let sent = conn.sent(job.prober());
+        // Quiet only when the request is out and the answer has a time to expect: as long as
+        // the target's last one took. Expecting it early costs a read that finds nothing (the
+        // probe then joins the epoll instance); expecting it late costs a wake-up, ten times
+        // as dear.
+        let expect = match job.prober().answer_time() {
+            Some(t) if quiet && sent && self.stamps.is_some() => Some(conn.started() + t),
+            _ => None,
+        };
         let deadline = conn.deadline();
         let mut inner = self.lock();
         if inner.closed {
@@ -184,21 +233,15 @@ impl<J: LeanJob> Reactor<J> {
             }
         };
         let generation = inner.slots[k as usize].generation;
-        let data = (u64::from(generation) << 32) | u64::from(k);
-        if let Err(e) = self
-            .epoll
-            .get_ref()
-            .0
-            .add(conn.fd(), EpollEvent::new(flags, data))
-        {
-            inner.free.push(k);
-            drop(inner);
-            let f = crate::net::fail_from(
-                crate::probe::Reason::Setup,
-                "cannot register a socket",
-                &io::Error::from(e),
-            );
-            return conclude(job, conn, ticket, Err(f));
+        match expect {
+            Some(at) => inner.quiet.push((k, generation, at)),
+            None => {
+                if let Err(f) = self.register(&conn, k, generation, !sent) {
+                    inner.free.push(k);
+                    drop(inner);
+                    return conclude(job, conn, ticket, Err(f));
+                }
+            }
         }
         inner.slots[k as usize].probe = Some((job, conn, ticket));
         inner.live += 1;
@@ -207,6 +250,130 @@ impl<J: LeanJob> Reactor<J> {
             inner.armed = Some(deadline);
             drop(inner);
             self.rearm.notify_one();
+        }
+    }
+
+    /// Adds a probe's socket to the epoll instance, for reading (and writing, when `write`).
+    fn register(&self, conn: &Conn, k: u32, generation: u32, write: bool) -> Result<(), Fail> {
+        let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
+        if write {
+            flags |= EpollFlags::EPOLLOUT;
+        }
+        let data = (u64::from(generation) << 32) | u64::from(k);
+        self.epoll
+            .get_ref()
+            .0
+            .add(conn.fd(), EpollEvent::new(flags, data))
+            .map_err(|e| {
+                crate::net::fail_from(
+                    crate::probe::Reason::Setup,
+                    "cannot register a socket",
+                    &io::Error::from(e),
+                )
+            })
+    }
+
+    /// Before the thread's scheduler sleeps until `wake`: the quiet probes whose answer is
+    /// expected by then (and `wake` at most [`SWEEP_HORIZON`] away) are stamped and wait for
+    /// [`Reactor::sweep`]; the others join the epoll instance, to be read when they answer.
+    pub fn park(&self, wake: Instant) {
+        let near = wake <= Instant::now() + SWEEP_HORIZON;
+        let mut ended: Vec<Ended<J>> = Vec::new();
+        {
+            let mut inner = self.lock();
+            let Inner {
+                quiet,
+                slots,
+                free,
+                live,
+                ..
+            } = &mut *inner;
+            quiet.retain(|&(k, generation, expect)| {
+                let Some(slot) = slots.get_mut(k as usize) else {
+                    return false;
+                };
+                if slot.generation != generation {
+                    return false;
+                }
+                let Some((_, conn, _)) = slot.probe.as_mut() else {
+                    return false;
+                };
+                if near && expect <= wake && conn.stamp() {
+                    return true;
+                }
+                if let Err(f) = self.register(conn, k, generation, false) {
+                    if let Some((job, conn, ticket)) = take(slot, free, k) {
+                        *live -= 1;
+                        ended.push((job, conn, ticket, Err(f)));
+                    }
+                }
+                false
+            });
+        }
+        for (job, conn, ticket, end) in ended {
+            conclude(job, conn, ticket, end);
+        }
+    }
+
+    /// Reads the answers of the quiet probes expected by now (at the scheduler's wake-up, and
+    /// whenever the loop is awake anyway); a probe whose answer is not complete joins the
+    /// epoll instance.
+    pub fn sweep(&self) {
+        let mut ended: Vec<Ended<J>> = Vec::new();
+        {
+            let mut inner = self.lock();
+            if inner.quiet.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            let Inner {
+                quiet,
+                slots,
+                free,
+                live,
+                scratch,
+                ..
+            } = &mut *inner;
+            quiet.retain(|&(k, generation, expect)| {
+                let Some(slot) = slots.get_mut(k as usize) else {
+                    return false;
+                };
+                if slot.generation != generation {
+                    return false;
+                }
+                if expect > now {
+                    return true;
+                }
+                let Some((job, conn, _)) = slot.probe.as_mut() else {
+                    return false;
+                };
+                let read = Ready {
+                    read: true,
+                    write: false,
+                };
+                let end = match conn.step(job.prober(), read, scratch) {
+                    None => {
+                        // Not all there yet (an edge-triggered socket added with bytes waiting
+                        // reports them at once).
+                        let _ = conn.take_more();
+                        match self.register(conn, k, generation, false) {
+                            Ok(()) => return false,
+                            Err(f) => Err(f),
+                        }
+                    }
+                    Some(end) => end,
+                };
+                if let Some((job, conn, ticket)) = take(slot, free, k) {
+                    *live -= 1;
+                    ended.push((job, conn, ticket, end));
+                }
+                false
+            });
+        }
+        self.swept
+            .fetch_add(ended.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        for (job, conn, ticket, end) in ended {
+            conclude(job, conn, ticket, end);
         }
     }
 
@@ -252,13 +419,17 @@ impl<J: LeanJob> Reactor<J> {
                         if self.drain_events(&mut events) {
                             guard.clear_ready();
                         }
+                        self.sweep();
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "the lean probe loop cannot wait for events");
                         break;
                     }
                 },
-                _ = &mut sleep, if armed.is_some() => self.expire(),
+                _ = &mut sleep, if armed.is_some() => {
+                    self.sweep();
+                    self.expire();
+                }
                 _ = &mut rearmed => rearmed.set(self.rearm.notified()),
             }
         }
@@ -371,6 +542,15 @@ impl<J: LeanJob> Inner<J> {
         }
         self.armed = self.deadlines.peek().map(|r| r.0 .0);
     }
+}
+
+/// The socket that keeps the kernel's receive timestamps switched on (see `Reactor::stamps`).
+fn stamping_switch() -> Option<socket2::Socket> {
+    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM.cloexec(), None).ok()?;
+    setsockopt(&sock, ReceiveTimestampns, &true).ok()?;
+    Some(sock)
 }
 
 /// Frees slot `k`, returning its probe.
