@@ -38,7 +38,7 @@
 #     (`unprobed` 0, few probes in flight): a prober that falls behind holds up to
 #     max_concurrency connections and grows its histograms with the lag.
 #   - keep-0g, lag-0g: keep-up and lag once more each with `--min-wake-gap-us 0` (a probe
-#     thread wakes at every planned start instead of at most once per 200 µs): what the
+#     thread wakes at every planned start instead of at most once per 400 µs): what the
 #     default coalescing saves in CPU and costs in lag, measured in the same run. No goal.
 #   Every scenario also reports failures by reason (expected 0) and skipped ticks.
 # - Lag figures: `lag p50/p99` are the runtime's HDR quantiles, cumulative since start (they
@@ -152,7 +152,7 @@ KEEP_RESULTS=()
 three_runs KEEP_RESULTS keep-up "$KEEP_TARGETS"
 log "lag: 10000 targets every 1 s, ${LAG_SECS} s"
 LAG=$(bench lag --targets 10000 --interval-ms 1000 --duration-s "$LAG_SECS")
-# What the default wake-up coalescing (--min-wake-gap 200us) trades: the same keep-up and lag
+# What the default wake-up coalescing (--min-wake-gap 400us) trades: the same keep-up and lag
 # scenarios once each with every probe thread woken at each planned start.
 log "keep-up without wake-up coalescing (--min-wake-gap-us 0), ${RATE_SECS} s"
 KEEP_NOGAP=$(bench keep-up --targets "$KEEP_TARGETS" --interval-ms 100 --duration-s "$RATE_SECS" --min-wake-gap-us 0)
@@ -208,7 +208,7 @@ row keep-0g "$KEEP_NOGAP"
 row lag-0g "$LAG_NOGAP"
 echo "memory: RSS $(field rss_per_target_bytes "$MEM") B/target, of which HDR counts $(field hdr_bytes_per_target "$MEM") B; peak RSS $(($(field rss_peak_bytes "$MEM") / 1048576)) MiB; $(field unprobed_after_warmup "$MEM") targets unprobed after the warm-up; $(field in_flight_end "$MEM") probes in flight at the end"
 echo "rate = $RATE_TARGETS targets every 100 ms ($((RATE_TARGETS * 10))/s offered = wrk's median), keep = $KEEP_TARGETS every 100 ms (80 % of it), lag = 10,000 every 1 s, memory = 100,000 every 10 s."
-echo "keep-0g, lag-0g: keep and lag again without wake-up coalescing (--min-wake-gap 0s; the rows above use the default 200us)."
+echo "keep-0g, lag-0g: keep and lag again without wake-up coalescing (--min-wake-gap 0s; the rows above use the default 400us)."
 echo "lag_p50/p99: runtime HDR, cumulative incl. warm-up; win_*: this window only, from lag buckets."
 echo "other = CPU cores used during the window by everything else on the machine (nginx, other users)."
 echo

@@ -103,7 +103,7 @@ pub struct RunArgs {
     /// Least time between two wake-ups of a probe thread's scheduler (at most 10ms): probes
     /// planned closer together than this start together, at most this late. `0s` starts each
     /// probe at its planned time, for a few µs more CPU per probe at high rates.
-    #[arg(long, default_value = "200us", value_parser = parse_wake_gap)]
+    #[arg(long, default_value = "400us", value_parser = parse_wake_gap)]
     pub min_wake_gap: Duration,
     /// Start with, and reload to, a config that defines nothing (no targets, modules, failover
     /// groups or memory watches); refused by default, as it is most often a mistake.

@@ -91,9 +91,11 @@ pub struct TimerFdSleeper {
     woke: Option<Instant>,
 }
 
-/// The default `min_gap` of [`TimerFdSleeper`]: at 23,000 probes/s on 2 cores it saves ~4 µs
-/// of CPU per probe (8 %) against no coalescing, for ~100 µs more median lag.
-pub const DEFAULT_MIN_WAKE_GAP: Duration = Duration::from_micros(200);
+/// The default `min_gap` of [`TimerFdSleeper`]. At 8,400 probes/s on 2 cores (70 % of
+/// capacity) a probe thread wakes 0.51 times per probe with it against 0.72 with 200 µs, for
+/// 10 % less CPU per probe, its lag p99 staying under 1 ms (500–800 µs); 700 µs saves 10 % more
+/// but puts the p99 at 1 ms.
+pub const DEFAULT_MIN_WAKE_GAP: Duration = Duration::from_micros(400);
 
 /// `AsyncFd` wants `AsRawFd`; nix's timer only offers `AsFd`.
 #[derive(Debug)]

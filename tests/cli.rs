@@ -295,9 +295,9 @@ fn demo_runs_to_completion_and_shows_detection() {
 }
 
 #[test]
-fn min_wake_gap_defaults_to_200us_and_refuses_more_than_10ms() {
+fn min_wake_gap_defaults_to_400us_and_refuses_more_than_10ms() {
     let gap = |args: &[&str]| common::run_args(args).map(|a| a.min_wake_gap);
-    assert_eq!(gap(&[]).unwrap(), Duration::from_micros(200));
+    assert_eq!(gap(&[]).unwrap(), Duration::from_micros(400));
     assert_eq!(gap(&["--min-wake-gap", "0s"]).unwrap(), Duration::ZERO);
     assert_eq!(
         gap(&["--min-wake-gap=1ms"]).unwrap(),

@@ -50,7 +50,7 @@ const BATCH: usize = 256;
 
 /// The longest a quiet probe's answer waits to be read after the thread's next wake-up is due:
 /// a scheduler sleeping longer first registers its quiet probes for readiness events.
-pub const SWEEP_HORIZON: std::time::Duration = std::time::Duration::from_millis(1);
+const SWEEP_HORIZON: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The lean probes of one thread. Create it, [`Reactor::run`] it on that thread's runtime and
 /// [`Reactor::submit`] probes from that thread.
@@ -274,7 +274,7 @@ impl<J: LeanJob> Reactor<J> {
     }
 
     /// Before the thread's scheduler sleeps until `wake`: the quiet probes whose answer is
-    /// expected by then (and `wake` at most [`SWEEP_HORIZON`] away) are stamped and wait for
+    /// expected by then (and `wake` at most `SWEEP_HORIZON`, 1 ms, away) are stamped and wait for
     /// [`Reactor::sweep`]; the others join the epoll instance, to be read when they answer.
     pub fn park(&self, wake: Instant) {
         let near = wake <= Instant::now() + SWEEP_HORIZON;
