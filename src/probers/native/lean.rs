@@ -141,6 +141,9 @@ pub(super) struct Conn {
     last: Option<Instant>,
     /// Reads take the kernel's receive time ([`Conn::stamp`]).
     stamped: bool,
+    /// A read of this stamped socket came without the kernel's receive time (and was timed
+    /// by the read).
+    unstamped: std::cell::Cell<bool>,
     phases: Phases,
     status: Option<u16>,
     /// Answer bytes received and not yet consumed (a partial head, chunk line or trailer).
@@ -263,6 +266,7 @@ impl HttpProber {
             first: None,
             last: None,
             stamped: false,
+            unstamped: std::cell::Cell::new(false),
             phases: Phases::default(),
             status: None,
             buf: Vec::new(),
@@ -304,6 +308,12 @@ impl Conn {
             self.stamped = setsockopt(&self.sock, ReceiveTimestampns, &true).is_ok();
         }
         self.stamped
+    }
+
+    /// Whether a read of this stamped socket came without the kernel's receive time: this
+    /// kernel does not stamp what this socket receives.
+    pub(super) fn unstamped(&self) -> bool {
+        self.unstamped.get()
     }
 
     /// Whether the whole request is sent (the connection then waits only to read).
@@ -417,6 +427,9 @@ impl Conn {
             })
         });
         let now = Instant::now();
+        if stamp.is_none() {
+            self.unstamped.set(true);
+        }
         let at = stamp.map_or(now, |ts| {
             let since_epoch = |d: SystemTime| d.duration_since(SystemTime::UNIX_EPOCH).ok();
             let arrived = Duration::new(ts.tv_sec().max(0) as u64, ts.tv_nsec() as u32);

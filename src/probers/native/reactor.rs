@@ -21,6 +21,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -68,6 +69,10 @@ pub struct Reactor<J: LeanJob> {
     stamps: Option<socket2::Socket>,
     /// Probes whose answer a sweep read whole, so far.
     swept: std::sync::atomic::AtomicU64,
+    /// A swept answer came without its receive time (a kernel that does not stamp these
+    /// sockets): quiet probes are registered at once from then on, as reading them late
+    /// would time them late.
+    unstamped: std::sync::atomic::AtomicBool,
 }
 
 impl<J: LeanJob> std::fmt::Debug for Reactor<J> {
@@ -153,6 +158,7 @@ impl<J: LeanJob> Reactor<J> {
             rearm: Notify::new(),
             stamps: stamping_switch(),
             swept: std::sync::atomic::AtomicU64::new(0),
+            unstamped: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -213,8 +219,9 @@ impl<J: LeanJob> Reactor<J> {
         // the target's last one took. Expecting it early costs a read that finds nothing (the
         // probe then joins the epoll instance); expecting it late costs a wake-up, ten times
         // as dear.
+        let stamping = self.stamps.is_some() && !self.unstamped.load(Relaxed);
         let expect = match job.prober().answer_time() {
-            Some(t) if quiet && sent && self.stamps.is_some() => Some(conn.started() + t),
+            Some(t) if quiet && sent && stamping => Some(conn.started() + t),
             _ => None,
         };
         let deadline = conn.deadline();
@@ -351,7 +358,11 @@ impl<J: LeanJob> Reactor<J> {
                     read: true,
                     write: false,
                 };
-                let end = match conn.step(job.prober(), read, scratch) {
+                let step = conn.step(job.prober(), read, scratch);
+                if conn.unstamped() {
+                    self.unstamped.store(true, Relaxed);
+                }
+                let end = match step {
                     None => {
                         // Not all there yet (an edge-triggered socket added with bytes waiting
                         // reports them at once).
