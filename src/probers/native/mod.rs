@@ -17,6 +17,7 @@
 mod check;
 mod lean;
 mod reactor;
+mod wire;
 
 pub use check::{Expect, HttpCheck, ProbeUrl, DEFAULT_BODY_LIMIT};
 pub use lean::{BodyCheck, Conclusion};
@@ -103,7 +104,7 @@ impl HttpProber {
                 .sum::<usize>();
         let headers = request_headers(&spec);
         let lean = (!spec.url.tls && !spec.keep_alive && spec.url.ip.is_some()).then(|| {
-            lean::request_bytes(&spec.method, &spec.url.path_and_query, &headers, &spec.body)
+            wire::request_bytes(&spec.method, &spec.url.path_and_query, &headers, &spec.body)
                 .into_boxed_slice()
         });
         Ok(HttpProber {
