@@ -437,6 +437,27 @@ async fn dns_failure_is_dns() {
     );
 }
 
+/// A host name is resolved, then probed at its address, on both paths: the resolve is a phase
+/// of its own, inside the probe's time.
+#[tokio::test]
+async fn a_host_name_is_resolved_then_probed_on_both_paths() {
+    let fast = sim(FaultConfig::default()).await;
+    let url = format!("http://localhost:{}/health", fast.local_addr().port());
+    let prober = new_prober(target(&url));
+    assert!(prober.is_lean(), "a plain http:// name takes the lean path");
+    let hyper = probe_with(&prober).await;
+    assert_eq!(hyper.result, Ok(()), "{hyper:#?}");
+    let (leans, _) = lean_probes(&prober).await;
+    assert_eq!(leans.len(), 2, "woken and quiet");
+    for o in leans {
+        assert_eq!(o.result, Ok(()), "{o:#?}");
+        assert!(o.phases.resolve > Duration::ZERO, "resolved: {o:#?}");
+        assert!(o.phases.connect > Duration::ZERO, "{o:#?}");
+        assert!(o.phases.resolve <= o.finished - o.started, "{o:#?}");
+    }
+    fast.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Slow and hung answers
 

@@ -117,8 +117,8 @@ struct Lane {
     limit: AtomicUsize,
     /// The probe rate of the targets on this lane, in probes per 1,000 s (see [`claim_lane`]).
     rate: AtomicU64,
-    /// The event loop of this thread's lean HTTP probes (plain `http://` at an IP address on
-    /// fresh connections): on the runtime's own probe threads only.
+    /// The event loop of this thread's lean HTTP probes (plain `http://` on fresh connections):
+    /// on the runtime's own probe threads only.
     lean: std::sync::OnceLock<Arc<crate::probers::native::Reactor<Target>>>,
 }
 

@@ -6,7 +6,8 @@
 //!
 //! It answers exactly as the hyper path does — the same stages, reasons, phases, body limits
 //! and checks (the tests in `tests/prober.rs` run every case through both and compare) — and
-//! leaves the rest to it: TLS, kept-alive connections and names that need resolving.
+//! leaves the rest to it: TLS and kept-alive connections. A host name is resolved first, as on
+//! the hyper path (the system resolver, off the thread), then probed from its address.
 //!
 //! Per probe, in the common case: `socket`, `connect` (on loopback the handshake completes in
 //! the call), `send` of the whole request, one `epoll_ctl` to register for the answer, then
@@ -180,26 +181,62 @@ impl BodyCheck {
 }
 
 impl HttpProber {
-    /// Whether this prober's probes take the lean path (a plain `http://` URL at an IP address
-    /// on fresh connections).
+    /// Whether this prober's probes take the lean path (a plain `http://` URL on fresh
+    /// connections).
     pub fn is_lean(&self) -> bool {
         self.lean.is_some()
     }
 
-    /// Starts a lean probe planned for `planned`: creates the socket, connects, and sends the
-    /// request when the connection is already up. `Err` is the outcome of a probe that ended
-    /// at once (no socket, a connect refused in the call): the common result of a probe, not
-    /// an error to box.
+    /// Whether a lean probe's host is a name to resolve first ([`HttpProber::lean_resolve`]).
+    pub(super) fn needs_resolving(&self) -> bool {
+        self.spec.url.ip.is_none()
+    }
+
+    /// Starts a lean probe of an IP address planned for `planned` ([`HttpProber::lean_connect`]
+    /// now).
     #[allow(clippy::result_large_err)]
     pub(super) fn lean_start(&self, planned: Instant) -> Result<Conn, Outcome> {
         let started = Instant::now();
-        let (Some(req), Some(ip)) = (&self.lean, self.spec.url.ip) else {
-            let f = Fail::new(Reason::Setup, "not a lean probe");
+        let Some(ip) = self.spec.url.ip else {
+            let f = Fail::new(Reason::Setup, "not a lean probe of an IP address");
             return Err(self.conclude(planned, started, Phases::default(), None, 0, Err(f), false));
         };
         let addr = SocketAddr::new(ip, self.spec.url.port);
-        let fail =
-            |f: Fail| self.conclude(planned, started, Phases::default(), None, 0, Err(f), false);
+        self.lean_connect(planned, started, addr, Phases::default())
+    }
+
+    /// Resolves the host of a lean probe planned for `planned` that starts now, as the hyper
+    /// path does: its address, when the probe started and its phases so far (the resolve), or
+    /// the outcome of a probe that ended there (no such name, or the timeout).
+    pub(super) async fn lean_resolve(
+        &self,
+        planned: Instant,
+    ) -> Result<(Instant, SocketAddr, Phases), Outcome> {
+        let started = Instant::now();
+        let mut phases = Phases::default();
+        match self.resolve(started, &mut phases).await {
+            Ok(addr) => Ok((started, addr, phases)),
+            Err(f) => Err(self.conclude(planned, started, phases, None, 0, Err(f), false)),
+        }
+    }
+
+    /// Starts a lean probe planned for `planned`, started at `started`, to `addr`: creates the
+    /// socket, connects, and sends the request when the connection is already up. `Err` is the
+    /// outcome of a probe that ended at once (no socket, a connect refused in the call): the
+    /// common result of a probe, not an error to box.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn lean_connect(
+        &self,
+        planned: Instant,
+        started: Instant,
+        addr: SocketAddr,
+        phases: Phases,
+    ) -> Result<Conn, Outcome> {
+        let Some(req) = &self.lean else {
+            let f = Fail::new(Reason::Setup, "not a lean probe");
+            return Err(self.conclude(planned, started, phases, None, 0, Err(f), false));
+        };
+        let fail = |f: Fail| self.conclude(planned, started, phases, None, 0, Err(f), false);
         let sock = Socket::new(
             Domain::for_address(addr),
             Type::STREAM.nonblocking().cloexec(),
@@ -235,7 +272,7 @@ impl HttpProber {
             last: None,
             stamped: false,
             unstamped: std::cell::Cell::new(false),
-            phases: Phases::default(),
+            phases,
             status: None,
             buf: Vec::new(),
             framing: Framing::Head,

@@ -65,7 +65,7 @@ pub struct HttpProber {
     headers: HeaderMap,
     kept: Mutex<Option<(Sender, Arc<Marks>)>>,
     /// The whole request, serialised once, when the probes take the lean path ([`lean`]): a
-    /// plain `http://` URL at an IP address, on fresh connections.
+    /// plain `http://` URL, on fresh connections.
     lean: Option<Box<[u8]>>,
     /// How long the last lean probe took to get its whole answer, in nanoseconds; `u64::MAX`
     /// before the first answer and after a probe that got none. The reactor reads an answer
@@ -103,7 +103,7 @@ impl HttpProber {
                 .map(|(k, v)| k.as_str().len() + v.len() + 4)
                 .sum::<usize>();
         let headers = request_headers(&spec);
-        let lean = (!spec.url.tls && !spec.keep_alive && spec.url.ip.is_some()).then(|| {
+        let lean = (!spec.url.tls && !spec.keep_alive).then(|| {
             wire::request_bytes(&spec.method, &spec.url.path_and_query, &headers, &spec.body)
                 .into_boxed_slice()
         });

@@ -198,19 +198,40 @@ impl<J: LeanJob> Reactor<J> {
 
     /// Starts a probe of `job` planned for `planned`: connects and sends at once; the outcome
     /// goes to [`LeanJob::finish`] when it ends (at once when it cannot start).
-    pub fn submit(&self, job: Arc<J>, planned: Instant, ticket: J::Ticket) {
+    pub fn submit(self: &Arc<Self>, job: Arc<J>, planned: Instant, ticket: J::Ticket) {
         self.start(job, planned, ticket, false);
     }
 
     /// [`Reactor::submit`] for the thread's scheduler, which [`Reactor::park`]s before it
     /// sleeps and [`Reactor::sweep`]s when it wakes: a probe whose target answered before is
     /// kept out of the epoll instance until then.
-    pub fn submit_quiet(&self, job: Arc<J>, planned: Instant, ticket: J::Ticket) {
+    pub fn submit_quiet(self: &Arc<Self>, job: Arc<J>, planned: Instant, ticket: J::Ticket) {
         self.start(job, planned, ticket, true);
     }
 
-    fn start(&self, job: Arc<J>, planned: Instant, ticket: J::Ticket, quiet: bool) {
-        let conn = match job.prober().lean_start(planned) {
+    /// Starts a probe; one whose host is a name is resolved first, in a task of its own (the
+    /// system resolver runs off the thread), and then joins the loop.
+    fn start(self: &Arc<Self>, job: Arc<J>, planned: Instant, ticket: J::Ticket, quiet: bool) {
+        if !job.prober().needs_resolving() {
+            let conn = job.prober().lean_start(planned);
+            return self.enter(job, conn, ticket, quiet);
+        }
+        let reactor = self.clone();
+        tokio::spawn(async move {
+            let conn = match job.prober().lean_resolve(planned).await {
+                Ok((started, addr, phases)) => {
+                    job.prober().lean_connect(planned, started, addr, phases)
+                }
+                Err(outcome) => Err(outcome),
+            };
+            // No scheduler parks a probe that joins between its wake-ups.
+            reactor.enter(job, conn, ticket, false);
+        });
+    }
+
+    /// Takes a probe that has started (or ended at once) into the loop.
+    fn enter(&self, job: Arc<J>, conn: Result<Conn, Outcome>, ticket: J::Ticket, quiet: bool) {
+        let conn = match conn {
             Ok(conn) => conn,
             Err(outcome) => return job.finish(outcome, ticket),
         };
