@@ -7,6 +7,7 @@
 #   WATCHFIRE_BIN=OLD WATCHFIRE_BIN_B=NEW CAPACITY_RATES=5000 bash bench/capacity.sh
 #                                   # two binaries at these rates, alternating A B A B A B
 #   WATCHFIRE_ARGS="--min-wake-gap 0s" ...  # extra `watchfire run` flags (WATCHFIRE_ARGS_B for B)
+#   CAPACITY_HOST=localhost ...             # targets by a host name (resolved every probe)
 #
 # Method
 # - Everything runs on this machine and talks to 127.0.0.1 only; nginx and watchfire are
@@ -83,6 +84,10 @@ fi
 start_nginx
 # The one worker (bench/nginx.conf): its CPU per probe is the target's share.
 NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+# CAPACITY_HOST=localhost: the targets name nginx by a host name each probe resolves.
+# (wrk, the reference, connects by address either way: it resolves once.)
+PROBE_TARGET=$TARGET
+if [[ -n "${CAPACITY_HOST:-}" ]]; then PROBE_TARGET=${TARGET/127.0.0.1/$CAPACITY_HOST}; fi
 
 # Busy clock ticks of the whole machine (every CPU: all but idle and iowait).
 machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
@@ -161,7 +166,7 @@ step() {
     {
         echo "defaults: { interval: ${INTERVAL_MS}ms, timeout: $((INTERVAL_MS * 9 / 10))ms }"
         echo "targets:"
-        for ((i = 0; i < n; i++)); do echo "  - { name: t$i, url: '$TARGET' }"; done
+        for ((i = 0; i < n; i++)); do echo "  - { name: t$i, url: '$PROBE_TARGET' }"; done
     } >"$TMP/step.yml"
     port=$(free_port "$NGINX_PORT")
     rm -rf "$TMP/data"
