@@ -16,7 +16,9 @@
 #
 # Environment: WATCHFIRE (binary; default target/release/watchfire, built when missing), SCRAPE
 # (1 by default; 0 skips the /metrics figures, which at a million targets are about a gigabyte),
-# DETAIL (a `metrics: { detail: ... }` level, written only when given), INLINE (1: the targets
+# DETAIL (a `metrics: { detail: ... }` level, written only when given), AGGREGATE (`shard`: the
+# fleet aggregates by the `shard` label every target has, 10 values at a million, with only the
+# failing targets' own series), INLINE (1: the targets
 # under `targets:` in the config file itself, for N up to about 50,000), RELOADS (unchanged
 # reloads, default 3), CHANGED (1: one more reload after adding one target), PERF_OUT (a path:
 # `perf record` of watchfire during the reloads is written there, for `perf report -i PATH`).
@@ -55,10 +57,19 @@ sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" bench/nginx.conf >"$TMP/ngin
 PIDS+=($!)
 wait_port "$NGINX_PORT" "${PIDS[-1]}" nginx
 
+# The config's `metrics:` section, when DETAIL or AGGREGATE asks for one.
+metrics_section() {
+    [[ -n "${DETAIL:-}${AGGREGATE:-}" ]] || return 0
+    printf 'metrics:\n'
+    if [[ -n "${DETAIL:-}" ]]; then printf '  detail: %s\n' "$DETAIL"; fi
+    if [[ -n "${AGGREGATE:-}" ]]; then printf '  aggregate_by: [%s]\n' "$AGGREGATE"; fi
+    return 0
+}
+
 if [[ "$INLINE" == 1 ]]; then
     log "writing $N targets under targets:"
     {
-        [[ -n "${DETAIL:-}" ]] && printf 'metrics:\n  detail: %s\n' "$DETAIL"
+        metrics_section
         printf 'defaults:\n  interval: %s\n  timeout: 5s\n  labels: { shard: s0 }\ntargets:\n' "$INTERVAL"
         awk -v n="$N" -v p="$NGINX_PORT" 'BEGIN {
             for (i = 0; i < n; i++) printf "  - { name: t%d, url: \"http://127.0.0.1:%d/t/%d\" }\n", i, p, i
@@ -78,7 +89,7 @@ else
         }' >"$TMP/targets/$(printf '%07d' "$start").json"
     done
     {
-        [[ -n "${DETAIL:-}" ]] && printf 'metrics:\n  detail: %s\n' "$DETAIL"
+        metrics_section
         printf 'file_sd:\n  - files: ["targets/*.json"]\n    interval: %s\n    timeout: 5s\n' "$INTERVAL"
         printf '    refresh_interval: 1h\n'
     } >"$TMP/watchfire.yaml"

@@ -1,6 +1,6 @@
 //! The event loop of the lean probes ([`super::lean`]) of one probe thread: one private
 //! `epoll` instance, registered with the thread's tokio reactor as a single descriptor, that
-//! every lean probe's socket joins for its life. A readiness event steps the probe it names; a
+//! a lean probe's socket joins until it ends. A readiness event steps the probe it names; a
 //! deadline passing ends it. A probe costs no task, no waker and no timer of its own: the
 //! thread's one loop task wakes once for every batch of events and sleeps until the earliest
 //! deadline of the probes in flight.
@@ -196,8 +196,9 @@ impl<J: LeanJob> Reactor<J> {
         self.inner.lock().expect("reactor lock poisoned")
     }
 
-    /// Starts a probe of `job` planned for `planned`: connects and sends at once; the outcome
-    /// goes to [`LeanJob::finish`] when it ends (at once when it cannot start).
+    /// Starts a probe of `job` planned for `planned`: connects and sends at once (after
+    /// resolving its host, when that is a name); the outcome goes to [`LeanJob::finish`] when
+    /// it ends (at once when it cannot start).
     pub fn submit(self: &Arc<Self>, job: Arc<J>, planned: Instant, ticket: J::Ticket) {
         self.start(job, planned, ticket, false);
     }
