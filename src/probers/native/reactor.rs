@@ -305,8 +305,16 @@ impl<J: LeanJob> Reactor<J> {
     /// Before the thread's scheduler sleeps until `wake`: the quiet probes whose answer is
     /// expected by then (and `wake` at most `SWEEP_HORIZON`, 1 ms, away) are stamped and wait for
     /// [`Reactor::sweep`]; the others join the epoll instance, to be read when they answer.
+    ///
+    /// A `wake` already past changes nothing: the scheduler does not sleep, it sweeps and parks
+    /// again at once (a busy thread thus reads its quiet probes' answers without registering
+    /// them, as it sweeps between batches).
     pub fn park(&self, wake: Instant) {
-        let near = wake <= Instant::now() + SWEEP_HORIZON;
+        let now = Instant::now();
+        if wake <= now {
+            return;
+        }
+        let near = wake <= now + SWEEP_HORIZON;
         let mut ended: Vec<Ended<J>> = Vec::new();
         {
             let mut inner = self.lock();
@@ -577,14 +585,49 @@ impl<J: LeanJob> Inner<J> {
     }
 }
 
-/// The socket that keeps the kernel's receive timestamps switched on (see `Reactor::stamps`).
+/// The socket that keeps the kernel's receive timestamps switched on (see `Reactor::stamps`),
+/// once it has seen them on: a datagram it sends itself on loopback comes back stamped. The
+/// kernel switches stamping on a moment after the first socket asks (deferred work), so it
+/// tries for up to [`STAMP_TRIES`] ms; `None` when stamping never came on (quiet probes are then
+/// never kept out of the epoll instance).
 fn stamping_switch() -> Option<socket2::Socket> {
-    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM.cloexec(), None).ok()?;
+    use nix::sys::socket::{recvmsg, setsockopt, sockopt::ReceiveTimestampns};
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags};
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM.nonblocking().cloexec(),
+        None,
+    )
+    .ok()?;
     setsockopt(&sock, ReceiveTimestampns, &true).ok()?;
-    Some(sock)
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    sock.bind(&loopback.into()).ok()?;
+    let me = sock.local_addr().ok()?;
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut byte = [0u8; 1];
+    for _ in 0..STAMP_TRIES {
+        sock.send_to(b"t", &me).ok()?;
+        // Loopback delivers within the send; a datagram not there yet is read on a later try.
+        while let Ok(msg) = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut [io::IoSliceMut::new(&mut byte)],
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        ) {
+            let stamped = msg.cmsgs().ok().is_some_and(|mut c| {
+                c.any(|m| matches!(m, ControlMessageOwned::ScmTimestampns(_)))
+            });
+            if stamped {
+                return Some(sock);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    None
 }
+
+/// How many times, a millisecond apart, [`stamping_switch`] looks for stamping to come on.
+const STAMP_TRIES: usize = 50;
 
 /// Frees slot `k`, returning its probe.
 fn take<J: LeanJob>(
