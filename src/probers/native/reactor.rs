@@ -305,16 +305,8 @@ impl<J: LeanJob> Reactor<J> {
     /// Before the thread's scheduler sleeps until `wake`: the quiet probes whose answer is
     /// expected by then (and `wake` at most `SWEEP_HORIZON`, 1 ms, away) are stamped and wait for
     /// [`Reactor::sweep`]; the others join the epoll instance, to be read when they answer.
-    ///
-    /// A `wake` already past changes nothing: the scheduler does not sleep, it sweeps and parks
-    /// again at once (a busy thread thus reads its quiet probes' answers without registering
-    /// them, as it sweeps between batches).
     pub fn park(&self, wake: Instant) {
-        let now = Instant::now();
-        if wake <= now {
-            return;
-        }
-        let near = wake <= now + SWEEP_HORIZON;
+        let near = wake <= Instant::now() + SWEEP_HORIZON;
         let mut ended: Vec<Ended<J>> = Vec::new();
         {
             let mut inner = self.lock();
