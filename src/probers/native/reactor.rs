@@ -112,7 +112,6 @@ struct Inner<J: LeanJob> {
     /// wakes for it about once per timeout, not once per probe).
     armed: Option<Instant>,
     scratch: Scratch,
-    live: usize,
     /// The loop has ended: probes submitted now are dropped.
     closed: bool,
 }
@@ -152,7 +151,6 @@ impl<J: LeanJob> Reactor<J> {
                 quiet: Vec::new(),
                 armed: None,
                 scratch: Scratch::new(),
-                live: 0,
                 closed: false,
             }),
             rearm: Notify::new(),
@@ -169,7 +167,6 @@ impl<J: LeanJob> Reactor<J> {
             return;
         };
         inner.closed = true;
-        inner.live = 0;
         inner.deadlines.clear();
         inner.quiet.clear();
         let dropped: Vec<_> = inner
@@ -183,7 +180,12 @@ impl<J: LeanJob> Reactor<J> {
 
     /// Probes in flight.
     pub fn in_flight(&self) -> usize {
-        self.lock().live
+        let inner = self.lock();
+        if inner.closed {
+            0
+        } else {
+            inner.slots.len() - inner.free.len()
+        }
     }
 
     /// Probes so far whose whole answer a [`Reactor::sweep`] read: answers that cost the
@@ -273,7 +275,6 @@ impl<J: LeanJob> Reactor<J> {
             }
         }
         inner.slots[k as usize].probe = Some((job, conn, ticket));
-        inner.live += 1;
         inner.deadlines.push(Reverse((deadline, k, generation)));
         if inner.armed.is_none_or(|a| deadline < a) {
             inner.armed = Some(deadline);
@@ -311,19 +312,12 @@ impl<J: LeanJob> Reactor<J> {
         {
             let mut inner = self.lock();
             let Inner {
-                quiet,
-                slots,
-                free,
-                live,
-                ..
+                quiet, slots, free, ..
             } = &mut *inner;
             quiet.retain(|&(k, generation, expect)| {
-                let Some(slot) = slots.get_mut(k as usize) else {
+                let Some(slot) = slot_of(slots, k, generation) else {
                     return false;
                 };
-                if slot.generation != generation {
-                    return false;
-                }
                 let Some((_, conn, _)) = slot.probe.as_mut() else {
                     return false;
                 };
@@ -332,16 +326,13 @@ impl<J: LeanJob> Reactor<J> {
                 }
                 if let Err(f) = self.register(conn, k, generation, false) {
                     if let Some((job, conn, ticket)) = take(slot, free, k) {
-                        *live -= 1;
                         ended.push((job, conn, ticket, Err(f)));
                     }
                 }
                 false
             });
         }
-        for (job, conn, ticket, end) in ended {
-            conclude(job, conn, ticket, end);
-        }
+        conclude_all(ended);
     }
 
     /// Reads the answers of the quiet probes expected by now (at the scheduler's wake-up, and
@@ -359,17 +350,13 @@ impl<J: LeanJob> Reactor<J> {
                 quiet,
                 slots,
                 free,
-                live,
                 scratch,
                 ..
             } = &mut *inner;
             quiet.retain(|&(k, generation, expect)| {
-                let Some(slot) = slots.get_mut(k as usize) else {
+                let Some(slot) = slot_of(slots, k, generation) else {
                     return false;
                 };
-                if slot.generation != generation {
-                    return false;
-                }
                 if expect > now {
                     return true;
                 }
@@ -397,7 +384,6 @@ impl<J: LeanJob> Reactor<J> {
                     Some(end) => end,
                 };
                 if let Some((job, conn, ticket)) = take(slot, free, k) {
-                    *live -= 1;
                     ended.push((job, conn, ticket, end));
                 }
                 false
@@ -405,9 +391,7 @@ impl<J: LeanJob> Reactor<J> {
         }
         self.swept
             .fetch_add(ended.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        for (job, conn, ticket, end) in ended {
-            conclude(job, conn, ticket, end);
-        }
+        conclude_all(ended);
     }
 
     /// Runs the loop until `cancel` fires; the probes still in flight then are dropped
@@ -482,12 +466,9 @@ impl<J: LeanJob> Reactor<J> {
             let inner = &mut *inner;
             for ev in &events[..n] {
                 let (k, generation) = ((ev.data() & 0xffff_ffff) as u32, (ev.data() >> 32) as u32);
-                let Some(slot) = inner.slots.get_mut(k as usize) else {
+                let Some(slot) = slot_of(&mut inner.slots, k, generation) else {
                     continue;
                 };
-                if slot.generation != generation {
-                    continue;
-                }
                 let Some((job, conn, _)) = slot.probe.as_mut() else {
                     continue;
                 };
@@ -505,7 +486,6 @@ impl<J: LeanJob> Reactor<J> {
                 match conn.step(prober, ready, &mut inner.scratch) {
                     Some(end) => {
                         if let Some((job, conn, ticket)) = take(slot, &mut inner.free, k) {
-                            inner.live -= 1;
                             ended.push((job, conn, ticket, end));
                         }
                     }
@@ -521,9 +501,7 @@ impl<J: LeanJob> Reactor<J> {
                 }
             }
         }
-        for (job, conn, ticket, end) in ended {
-            conclude(job, conn, ticket, end);
-        }
+        conclude_all(ended);
         n < events.len()
     }
 
@@ -539,23 +517,17 @@ impl<J: LeanJob> Reactor<J> {
                     break;
                 }
                 inner.deadlines.pop();
-                let Some(slot) = inner.slots.get_mut(k as usize) else {
+                let Some(slot) = slot_of(&mut inner.slots, k, generation) else {
                     continue;
                 };
-                if slot.generation != generation {
-                    continue;
-                }
                 if let Some((job, conn, ticket)) = take(slot, &mut inner.free, k) {
-                    inner.live -= 1;
                     let f = conn.timed_out(job.prober());
                     ended.push((job, conn, ticket, Err(f)));
                 }
             }
             inner.rearm_to_live();
         }
-        for (job, conn, ticket, end) in ended {
-            conclude(job, conn, ticket, end);
-        }
+        conclude_all(ended);
     }
 }
 
@@ -564,11 +536,7 @@ impl<J: LeanJob> Inner<J> {
     /// earliest one left (after the armed deadline passed).
     fn rearm_to_live(&mut self) {
         while let Some(&Reverse((_, k, generation))) = self.deadlines.peek() {
-            let live = self
-                .slots
-                .get(k as usize)
-                .is_some_and(|s| s.generation == generation && s.probe.is_some());
-            if live {
+            if slot_of(&mut self.slots, k, generation).is_some() {
                 break;
             }
             self.deadlines.pop();
@@ -621,6 +589,14 @@ fn stamping_switch() -> Option<socket2::Socket> {
 /// How many times, a millisecond apart, [`stamping_switch`] looks for stamping to come on.
 const STAMP_TRIES: usize = 50;
 
+/// Slot `k` while it holds the probe of `generation`: an event, deadline or quiet entry of a
+/// probe that has ended names a slot freed (and its generation bumped) since.
+fn slot_of<J: LeanJob>(slots: &mut [Slot<J>], k: u32, generation: u32) -> Option<&mut Slot<J>> {
+    slots
+        .get_mut(k as usize)
+        .filter(|s| s.generation == generation && s.probe.is_some())
+}
+
 /// Frees slot `k`, returning its probe.
 fn take<J: LeanJob>(
     slot: &mut Slot<J>,
@@ -631,6 +607,13 @@ fn take<J: LeanJob>(
     slot.generation = slot.generation.wrapping_add(1);
     free.push(k);
     Some(probe)
+}
+
+/// Concludes the probes that ended (outside the lock: their jobs record the outcomes).
+fn conclude_all<J: LeanJob>(ended: Vec<Ended<J>>) {
+    for (job, conn, ticket, end) in ended {
+        conclude(job, conn, ticket, end);
+    }
 }
 
 /// Concludes an ended probe and hands the outcome to its job (after its body check, for a
