@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::check::check_body;
 use super::wire::{parse_head, Head};
-use super::{HttpProber, Stage, INLINE_CHECK_MAX, PRERESERVE_MAX};
+use super::{Exchange, HttpProber, Stage, INLINE_CHECK_MAX, PRERESERVE_MAX};
 use crate::net::fail_from;
 use crate::probe::{Fail, Outcome, Phases, Reason};
 
@@ -146,12 +146,8 @@ pub enum Conclusion {
 /// A large body whose checks run on the blocking pool before the outcome is known.
 pub struct BodyCheck {
     body: Vec<u8>,
-    planned: Instant,
-    started: Instant,
+    exchange: Exchange,
     finished: Instant,
-    phases: Phases,
-    status: Option<u16>,
-    body_bytes: u64,
 }
 
 impl BodyCheck {
@@ -167,16 +163,7 @@ impl BodyCheck {
                     format!("the body check did not finish: {e}"),
                 ))
             });
-        prober.conclude_at(
-            self.planned,
-            self.started,
-            self.finished,
-            self.phases,
-            self.status,
-            self.body_bytes,
-            result,
-            false,
-        )
+        prober.conclude(self.exchange, self.finished, result, false)
     }
 }
 
@@ -187,22 +174,25 @@ impl HttpProber {
         self.lean.is_some()
     }
 
-    /// Whether a lean probe's host is a name to resolve first ([`HttpProber::lean_resolve`]).
-    pub(super) fn needs_resolving(&self) -> bool {
-        self.spec.url.ip.is_none()
+    /// The address a lean probe connects to when the host is an IP address; `None` for a name
+    /// to resolve first ([`HttpProber::lean_resolve`]).
+    pub(super) fn lean_address(&self) -> Option<SocketAddr> {
+        self.spec
+            .url
+            .ip
+            .map(|ip| SocketAddr::new(ip, self.spec.url.port))
     }
 
-    /// Starts a lean probe of an IP address planned for `planned` ([`HttpProber::lean_connect`]
-    /// now).
-    #[allow(clippy::result_large_err)]
-    pub(super) fn lean_start(&self, planned: Instant) -> Result<Conn, Outcome> {
-        let started = Instant::now();
-        let Some(ip) = self.spec.url.ip else {
-            let f = Fail::new(Reason::Setup, "not a lean probe of an IP address");
-            return Err(self.conclude(planned, started, Phases::default(), None, 0, Err(f), false));
+    /// The outcome of a lean probe that failed with `f` before any answer.
+    fn unanswered(&self, planned: Instant, started: Instant, phases: Phases, f: Fail) -> Outcome {
+        let exchange = Exchange {
+            planned,
+            started,
+            phases,
+            status: None,
+            body_bytes: 0,
         };
-        let addr = SocketAddr::new(ip, self.spec.url.port);
-        self.lean_connect(planned, started, addr, Phases::default())
+        self.conclude(exchange, Instant::now(), Err(f), false)
     }
 
     /// Resolves the host of a lean probe planned for `planned` that starts now, as the hyper
@@ -216,7 +206,7 @@ impl HttpProber {
         let mut phases = Phases::default();
         match self.resolve(started, &mut phases).await {
             Ok(addr) => Ok((started, addr, phases)),
-            Err(f) => Err(self.conclude(planned, started, phases, None, 0, Err(f), false)),
+            Err(f) => Err(self.unanswered(planned, started, phases, f)),
         }
     }
 
@@ -234,9 +224,9 @@ impl HttpProber {
     ) -> Result<Conn, Outcome> {
         let Some(req) = &self.lean else {
             let f = Fail::new(Reason::Setup, "not a lean probe");
-            return Err(self.conclude(planned, started, phases, None, 0, Err(f), false));
+            return Err(self.unanswered(planned, started, phases, f));
         };
-        let fail = |f: Fail| self.conclude(planned, started, phases, None, 0, Err(f), false);
+        let fail = |f: Fail| self.unanswered(planned, started, phases, f);
         let sock = Socket::new(
             Domain::for_address(addr),
             Type::STREAM.nonblocking().cloexec(),
@@ -675,16 +665,10 @@ impl Conn {
             prober.answered_in(Duration::MAX);
         }
         let body = self.body.take();
-        let (planned, started, phases, status, body_bytes) = (
-            self.planned,
-            self.started,
-            self.phases,
-            self.status,
-            self.body_bytes,
-        );
+        let exchange = self.exchange();
         self.close();
         let result = end.and_then(|()| {
-            let code = status.unwrap_or(0);
+            let code = exchange.status.unwrap_or(0);
             if prober.spec.expect.status_ok(code) {
                 Ok(())
             } else {
@@ -698,33 +682,32 @@ impl Conn {
             (Ok(()), Some(body)) if body.len() > INLINE_CHECK_MAX => {
                 return Conclusion::Check(BodyCheck {
                     body,
-                    planned,
-                    started,
+                    exchange,
                     finished,
-                    phases,
-                    status,
-                    body_bytes,
                 })
             }
             (Ok(()), Some(body)) => check_body(&prober.spec.expect, &body),
             (r, _) => r,
         };
-        Conclusion::Now(prober.conclude_at(
-            planned, started, finished, phases, status, body_bytes, result, false,
-        ))
+        Conclusion::Now(prober.conclude(exchange, finished, result, false))
     }
 
     /// Ends a probe that failed with `f` (no body to check): closes and concludes it.
     fn fail(self, prober: &HttpProber, f: Fail) -> Outcome {
-        let (planned, started, phases, status, body_bytes) = (
-            self.planned,
-            self.started,
-            self.phases,
-            self.status,
-            self.body_bytes,
-        );
+        let exchange = self.exchange();
         self.close();
-        prober.conclude(planned, started, phases, status, body_bytes, Err(f), false)
+        prober.conclude(exchange, Instant::now(), Err(f), false)
+    }
+
+    /// What the exchange found so far.
+    fn exchange(&self) -> Exchange {
+        Exchange {
+            planned: self.planned,
+            started: self.started,
+            phases: self.phases,
+            status: self.status,
+            body_bytes: self.body_bytes,
+        }
     }
 
     /// Closes the socket with a reset (`SO_LINGER` 0), as the hyper path does: neither side

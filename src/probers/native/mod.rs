@@ -44,6 +44,17 @@ use crate::probe::{Fail, Outcome, Phases, Reason};
 use crate::net::timed::{Marks, TimedIo};
 use check::check_body;
 
+/// What a probe's exchange found, for its outcome: when it was planned and started, its
+/// phases, and its answer's status and body size.
+#[derive(Debug, Clone, Copy)]
+struct Exchange {
+    planned: Instant,
+    started: Instant,
+    phases: Phases,
+    status: Option<u16>,
+    body_bytes: u64,
+}
+
 /// `User-Agent` sent when the target sets none.
 pub const USER_AGENT_VALUE: &str = concat!("watchfire/", env!("CARGO_PKG_VERSION"));
 
@@ -168,41 +179,32 @@ impl HttpProber {
             Ok(r) => r,
             Err(_) => Err(stage.timed_out(&self.spec.url.host)),
         };
-        self.conclude(planned, started, phases, status, body_bytes, result, reused)
+        let exchange = Exchange {
+            planned,
+            started,
+            phases,
+            status,
+            body_bytes,
+        };
+        self.conclude(exchange, Instant::now(), result, reused)
     }
 
-    /// The outcome of a probe whose exchange ended with `result`, now: a successful one slower
-    /// than `max_latency` fails as too slow.
-    #[allow(clippy::too_many_arguments)]
+    /// The outcome of a probe whose exchange ended at `finished` with `result`: a successful
+    /// one slower than `max_latency` fails as too slow.
     fn conclude(
         &self,
-        planned: Instant,
-        started: Instant,
-        phases: Phases,
-        status: Option<u16>,
-        body_bytes: u64,
-        result: Result<(), Fail>,
-        reused: bool,
-    ) -> Outcome {
-        let now = Instant::now();
-        self.conclude_at(
-            planned, started, now, phases, status, body_bytes, result, reused,
-        )
-    }
-
-    /// [`HttpProber::conclude`] for an exchange that ended at `finished`.
-    #[allow(clippy::too_many_arguments)]
-    fn conclude_at(
-        &self,
-        planned: Instant,
-        started: Instant,
+        exchange: Exchange,
         finished: Instant,
-        phases: Phases,
-        status: Option<u16>,
-        body_bytes: u64,
         result: Result<(), Fail>,
         reused: bool,
     ) -> Outcome {
+        let Exchange {
+            planned,
+            started,
+            phases,
+            status,
+            body_bytes,
+        } = exchange;
         let (result, detail) = match result {
             Ok(()) => match self.spec.expect.max_latency {
                 Some(max) if finished - started > max => (

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lean::{Conclusion, Conn, Ready, Scratch};
 use super::HttpProber;
-use crate::probe::{Fail, Outcome};
+use crate::probe::{Fail, Outcome, Phases};
 
 /// What runs lean probes through a [`Reactor`]: a target with its prober, told of each
 /// outcome.
@@ -215,8 +215,10 @@ impl<J: LeanJob> Reactor<J> {
     /// Starts a probe; one whose host is a name is resolved first, in a task of its own (the
     /// system resolver runs off the thread), and then joins the loop.
     fn start(self: &Arc<Self>, job: Arc<J>, planned: Instant, ticket: J::Ticket, quiet: bool) {
-        if !job.prober().needs_resolving() {
-            let conn = job.prober().lean_start(planned);
+        if let Some(addr) = job.prober().lean_address() {
+            let conn = job
+                .prober()
+                .lean_connect(planned, Instant::now(), addr, Phases::default());
             return self.enter(job, conn, ticket, quiet);
         }
         let reactor = self.clone();
