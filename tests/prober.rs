@@ -152,10 +152,8 @@ impl OneProbe {
 async fn lean_probes(prober: &HttpProber) -> (Vec<Outcome>, Duration) {
     let job = OneProbe::of(prober);
     let (reactor, cancel, running) = start_loop();
-    let rx = job.arm();
     let t0 = std::time::Instant::now();
-    reactor.submit(job.clone(), tokio::time::Instant::now(), None);
-    let woken = rx.await.expect("the lean probe ends");
+    let woken = loud_probe(&reactor, &job).await;
     let took = t0.elapsed();
     let mut outcomes = vec![woken];
     if outcomes[0].status.is_some() {
@@ -167,6 +165,14 @@ async fn lean_probes(prober: &HttpProber) -> (Vec<Outcome>, Duration) {
     cancel.cancel();
     running.await.expect("the event loop stops");
     (outcomes, took)
+}
+
+/// One probe of `job` submitted loud (read when its answer wakes the loop); an answer gives
+/// the target the answer time its quiet probes then expect.
+async fn loud_probe(reactor: &Arc<Reactor<OneProbe>>, job: &Arc<OneProbe>) -> Outcome {
+    let rx = job.arm();
+    reactor.submit(job.clone(), tokio::time::Instant::now(), None);
+    rx.await.expect("the lean probe ends")
 }
 
 /// Runs the wake-ups of a probe thread's scheduler (park, sleep 300 µs, sweep) until the
@@ -770,9 +776,7 @@ async fn a_quiet_probe_read_late_is_timed_by_the_answers_arrival() {
     let fast = sim(FaultConfig::default()).await;
     let job = OneProbe::of(&new_prober(target(&sim_url(&fast, "/health"))));
     let (reactor, cancel, running) = start_loop();
-    let rx = job.arm();
-    reactor.submit(job.clone(), tokio::time::Instant::now(), None);
-    let first = rx.await.expect("ends");
+    let first = loud_probe(&reactor, &job).await;
     assert_eq!(first.result, Ok(()));
     let answered_in = first.finished - first.started;
     assert_eq!(
@@ -811,9 +815,7 @@ async fn a_quiet_probe_the_scheduler_will_not_wake_for_is_read_on_arrival() {
     let fast = sim(FaultConfig::default()).await;
     let job = OneProbe::of(&new_prober(target(&sim_url(&fast, "/health"))));
     let (reactor, cancel, running) = start_loop();
-    let rx = job.arm();
-    reactor.submit(job.clone(), tokio::time::Instant::now(), None);
-    assert_eq!(rx.await.expect("ends").result, Ok(()));
+    assert_eq!(loud_probe(&reactor, &job).await.result, Ok(()));
     let rx = job.arm();
     reactor.submit_quiet(job.clone(), tokio::time::Instant::now(), None);
     // The next wake-up is a second away: the probe joins the epoll instance at once.
