@@ -17,7 +17,6 @@ use fixture::{free_addr, start_gw, wait_listening, SimProcess};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use nix::sys::signal::Signal;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use watchfire::failover::Group;
@@ -90,7 +89,7 @@ async fn requests_inside_a_frozen_primary_end_right_after_the_switch() {
     .await;
     // Load across the freeze: 4 clients sending GETs one after another, for 1.5 s after it.
     let frozen_at = Instant::now();
-    primary.signal(Signal::SIGSTOP);
+    primary.freeze().await;
     let posts: Vec<_> = (0..2)
         .map(|_| tokio::spawn(timed(proxy, "POST", r#"{"data": [[1, 2, 3, 4]]}"#, None)))
         .collect();

@@ -47,7 +47,21 @@ impl SimProcess {
         self.reaped = true;
     }
 
-    /// Sends `s` (SIGSTOP freezes it: it accepts and never answers).
+    /// SIGSTOP, then waits (5 s at most) until every thread of the sim is stopped: it accepts
+    /// and never answers from then on. A stop signal wakes one thread, which stops the others
+    /// when it next runs, so on a busy machine the rest can still serve requests for a while
+    /// after `kill` returns.
+    pub async fn freeze(&self) {
+        self.signal(Signal::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.child.id());
+        crate::common::eventually(Duration::from_secs(5), "every sim thread stopped", || {
+            let tasks = tasks.clone();
+            async move { all_stopped(&tasks).then_some(()) }
+        })
+        .await;
+    }
+
+    /// Sends `s`.
     pub fn signal(&self, s: Signal) {
         assert!(!self.reaped, "the sim was killed");
         let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
@@ -65,6 +79,20 @@ impl Drop for SimProcess {
         }
         self.kill();
     }
+}
+
+/// Whether every thread under `/proc/PID/task` is stopped (state `T` in its `stat`).
+fn all_stopped(tasks: &str) -> bool {
+    let Ok(dir) = std::fs::read_dir(tasks) else {
+        return false;
+    };
+    dir.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+            .unwrap_or(false)
+    })
 }
 
 /// A free loopback address (bound, read, released).
