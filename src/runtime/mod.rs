@@ -6,25 +6,23 @@
 //! and place on the schedule intact. A config that fails to load changes nothing.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::runtime::Handle;
 use tokio::sync::broadcast;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::cluster::Cluster;
 use crate::config::{self, Config};
 use crate::failover::{self, Group};
-use crate::record::{Buckets, Hdr, LAG_BUCKETS};
+use crate::record::{Buckets, Hdr};
 use crate::schedule::{self, SchedulerHandle};
 use crate::state::TransitionEvent;
 use crate::store::{GroupState, MaintenanceCalendar, NoMaintenance, Store, TargetState};
-use crate::threads::{per_cpu_threads, spawn_single_threaded};
+use crate::threads::per_cpu_threads;
 
 pub mod counters;
 mod file_sd;
@@ -43,29 +41,13 @@ mod target;
 pub use file_sd::{load_blocking, load_blocking_cached, load_blocking_with};
 use file_sd::{stale_message, watch_file_sd};
 use groups::stored_groups;
-use lanes::{claim_lane, release_lane};
+use lanes::{claim_lane, probe_threads, release_lane, watch_load, Lane};
 use membership::follow_membership;
 use plan::plan_targets;
 pub use target::Target;
 
 /// Default bound on probes in flight at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4096;
-
-/// Starts `n` probe threads, each running a single-threaded tokio runtime until `cancel`, and
-/// returns their handles. Each thread schedules and runs the probes of its own share of the
-/// targets: a probe is planned, started and run to its end on one thread (no work stealing, no
-/// wake-ups across threads, its connection state in one CPU's cache), like nginx's workers. On
-/// the shared multi-threaded runtime the same probes cost more CPU each.
-fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Result<Vec<Handle>> {
-    (0..n.max(1))
-        .map(|k| {
-            spawn_single_threaded(
-                format!("watchfire-probe-{k}"),
-                cancel.clone().cancelled_owned(),
-            )
-        })
-        .collect()
-}
 
 /// What every target shares: where probes run and who hears about transitions.
 struct Shared {
@@ -94,126 +76,6 @@ struct Shared {
     /// transition, a down target's failure reason, the set of targets. Rare, so one counter
     /// for every lane; the observer passes over every target only when it moved.
     views_version: AtomicU64,
-}
-
-/// One probe thread and what only its probes touch, so that a probe writes no memory another
-/// probe thread writes too (aligned to its own cache lines: no false sharing between lanes).
-#[repr(align(128))]
-struct Lane {
-    handle: Handle,
-    /// This lane's share of `--max-concurrency`: `limit` never exceeds it.
-    bound: usize,
-    /// This lane's probes in flight, for [`Runtime::drain`].
-    tracker: TaskTracker,
-    /// Schedule lag of every probe on this lane (merged over lanes when read): is the prober
-    /// keeping up?
-    lag: Mutex<LaneLag>,
-    /// Probes dispatched on this lane and not yet finished (spawned ones included): its
-    /// probes in flight.
-    active: AtomicUsize,
-    /// How many probes may be active before new ones wait in the schedule ([`Job::admit`];
-    /// see [`watch_load`]): `bound` while the thread has time to spare, [`OVERLOAD_IN_FLIGHT`]
-    /// while it is overloaded. This is the only bound on probes in flight.
-    limit: AtomicUsize,
-    /// The probe rate of the targets on this lane, in probes per 1,000 s (see [`claim_lane`]).
-    rate: AtomicU64,
-    /// The event loop of this thread's lean HTTP probes (plain `http://` on fresh connections):
-    /// on the runtime's own probe threads only.
-    lean: std::sync::OnceLock<Arc<crate::probers::native::Reactor<Target>>>,
-}
-
-impl Lane {
-    fn new(handle: Handle, bound: usize) -> Lane {
-        Lane {
-            handle,
-            bound,
-            tracker: TaskTracker::new(),
-            lag: Mutex::new(LaneLag::default()),
-            active: AtomicUsize::new(0),
-            limit: AtomicUsize::new(bound),
-            rate: AtomicU64::new(0),
-            lean: std::sync::OnceLock::new(),
-        }
-    }
-}
-
-/// One lane's schedule lag: HDR for quantiles, fixed buckets for its `/metrics` histogram.
-#[derive(Debug, Default)]
-pub(crate) struct LaneLag {
-    hdr: Hdr,
-    buckets: Buckets<13>,
-}
-
-impl LaneLag {
-    /// Records the lag of one probe.
-    pub(crate) fn record(&mut self, lag: Duration) {
-        self.hdr.record(lag);
-        self.buckets.observe(&LAG_BUCKETS, lag.as_secs_f64());
-    }
-}
-
-/// Probes a probe thread keeps in flight while it is overloaded. Beyond a few dozen
-/// connections per thread, more concurrency only adds kernel and prober state that no longer
-/// fits the caches: at 29k probes/s offered on 2 cores, a bound of 32 per thread gave 45 µs of
-/// CPU per probe and 28k probes/s, against 51–52 µs and 27k/s unbounded.
-const OVERLOAD_IN_FLIGHT: usize = 32;
-
-/// How often a probe thread measures how busy it is.
-const LOAD_WINDOW: Duration = Duration::from_millis(10);
-
-/// Share of [`LOAD_WINDOW`] a probe thread spent on a CPU above which it counts as overloaded,
-/// and below which it has time to spare.
-const OVERLOAD_ON: f64 = 0.95;
-const OVERLOAD_OFF: f64 = 0.80;
-
-/// The limit on a lane's active probes after a window in which its thread ran on a CPU for
-/// `share` of the time: [`OVERLOAD_IN_FLIGHT`] when overloaded; grown back by as much per
-/// window, up to `bound`, when it has time to spare; unchanged in between.
-fn next_limit(limit: usize, bound: usize, share: f64) -> usize {
-    if share > OVERLOAD_ON {
-        OVERLOAD_IN_FLIGHT.min(bound)
-    } else if share < OVERLOAD_OFF && limit < bound {
-        (limit + OVERLOAD_IN_FLIGHT).min(bound)
-    } else {
-        limit
-    }
-}
-
-/// Adjusts `lane`'s limit on active probes to how busy its thread is, every [`LOAD_WINDOW`]
-/// ([`next_limit`]), so a backlog built up while overloaded is let through gradually, not at
-/// once. Busy is the CPU time the thread itself used in the window (user and system: probes,
-/// the scheduler and their syscalls), read with `CLOCK_THREAD_CPUTIME_ID` on the thread: not
-/// tokio's busy time, which is wall-clock time between two parks of the thread, so it counts
-/// the time the thread waited for a CPU held by the target or a neighbour and is credited in
-/// lumps at each park. On this 2-vCPU machine shared with nginx and builds, tokio's busy share
-/// passed 95 % in 27–39 of every 100 windows of a thread that used 25 % of a CPU, and throttled
-/// it to 32 probes in flight. CPU is the signal, not lag or probes in flight: probes waiting
-/// on slow or hanging targets keep no thread busy, so they never lower the limit.
-async fn watch_load(shared: Arc<Shared>, lane: usize) {
-    let Some(mut last_cpu) = crate::threads::thread_cpu_time() else {
-        warn!("cannot read the probe thread's CPU time: its in-flight limit stays at its bound");
-        return;
-    };
-    let mut last = Instant::now();
-    let mut tick = tokio::time::interval(LOAD_WINDOW);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let lane = &shared.lanes[lane];
-    loop {
-        tick.tick().await;
-        let Some(cpu) = crate::threads::thread_cpu_time() else {
-            continue;
-        };
-        let now = Instant::now();
-        let window = now.saturating_duration_since(last).as_secs_f64();
-        if window > 0.0 {
-            let share = cpu.saturating_sub(last_cpu).as_secs_f64() / window;
-            let limit = lane.limit.load(Ordering::Relaxed);
-            lane.limit
-                .store(next_limit(limit, lane.bound, share), Ordering::Relaxed);
-        }
-        last_cpu = cpu;
-        last = now;
-    }
 }
 
 /// Reload bookkeeping for `watchfire_config_last_reload_*`.
@@ -696,7 +558,7 @@ impl Runtime {
         all
     }
 
-    /// Each probe thread's schedule lag over [`LAG_BUCKETS`], in lane order.
+    /// Each probe thread's schedule lag over [`LAG_BUCKETS`](crate::record::LAG_BUCKETS), in lane order.
     pub fn lane_lag_buckets(&self) -> Vec<Buckets<13>> {
         self.shared
             .lanes
