@@ -18,7 +18,7 @@ mod inbox;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,29 +135,45 @@ fn role(target: &str) -> &str {
     }
 }
 
-/// Client traffic through the failover proxy: GET /health and POST /predict in turn.
-async fn clients(
-    proxy: std::net::SocketAddr,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    stop: CancellationToken,
-) {
+/// What the demo's client saw: requests answered with a success, the others, and why the
+/// first few of those failed (when, which request, the status or the error).
+#[derive(Debug, Default)]
+struct Tally {
+    ok: u64,
+    failed: u64,
+    first_failures: Vec<String>,
+}
+
+impl Tally {
+    /// Failures kept with their reason; the rest are only counted.
+    const KEPT: usize = 5;
+
+    fn fail(&mut self, at: Duration, what: &str, why: String) {
+        self.failed += 1;
+        if self.first_failures.len() < Self::KEPT {
+            self.first_failures
+                .push(format!("[{:>6.2}s] {what}: {why}", at.as_secs_f64()));
+        }
+    }
+}
+
+/// Client traffic through the failover proxy, GET /health and POST /predict in turn, on one
+/// kept-alive connection (a new one after an error), until `stop`; `start` is the story's.
+async fn clients(proxy: std::net::SocketAddr, start: Instant, stop: CancellationToken) -> Tally {
     use http_body_util::{BodyExt, Full};
+    let mut tally = Tally::default();
     let mut sender = None;
     let mut i = 0u64;
     while !stop.is_cancelled() {
+        let post = i % 2 == 1;
+        let what = if post { "POST /predict" } else { "GET /health" };
+        i += 1;
         if sender.is_none() {
-            if let Ok(s) = tokio::net::TcpStream::connect(proxy).await {
-                if let Ok((tx, conn)) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await
-                {
-                    tokio::spawn(conn);
-                    sender = Some(tx);
-                }
+            match connect_proxy(proxy).await {
+                Ok(tx) => sender = Some(tx),
+                Err(e) => tally.fail(start.elapsed(), what, e),
             }
         }
-        let post = i % 2 == 1;
-        i += 1;
         let req = http::Request::builder()
             .method(if post { "POST" } else { "GET" })
             .uri(if post { "/predict" } else { "/health" })
@@ -172,19 +188,40 @@ async fn clients(
                 b""
             })))
             .expect("a valid request");
-        let good = match sender.as_mut() {
-            Some(tx) => match tx.send_request(req).await {
-                Ok(r) => r.status().is_success() && r.into_body().collect().await.is_ok(),
-                Err(_) => {
-                    sender = None;
-                    false
-                }
-            },
-            None => false,
-        };
-        if good { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = sender.as_mut() {
+            let answer =
+                match tx.send_request(req).await {
+                    Ok(r) if !r.status().is_success() => Err(format!("answered {}", r.status())),
+                    Ok(r) => r.into_body().collect().await.map(|_| ()).map_err(|e| {
+                        format!("the answer's body broke off: {}", crate::net::chain(&e))
+                    }),
+                    Err(e) => {
+                        sender = None;
+                        Err(crate::net::chain(&e))
+                    }
+                };
+            match answer {
+                Ok(()) => tally.ok += 1,
+                Err(why) => tally.fail(start.elapsed(), what, why),
+            }
+        }
         tokio::time::sleep(CLIENT_PACE).await;
     }
+    tally
+}
+
+/// A kept-alive HTTP/1.1 connection to the proxy.
+async fn connect_proxy(
+    proxy: std::net::SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>, String> {
+    let s = tokio::net::TcpStream::connect(proxy)
+        .await
+        .map_err(|e| format!("connecting to the proxy: {e}"))?;
+    let (tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .map_err(|e| format!("handshake with the proxy: {e}"))?;
+    tokio::spawn(conn);
+    Ok(tx)
 }
 
 /// Runs the demo.
@@ -216,17 +253,11 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
         println!("(incidents are not recorded: {e})");
     }
     let (metrics_addr, server) = serve_metrics(a.listen, runtime.clone(), cancel.clone()).await?;
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let load = tokio::spawn(clients(
-        proxy,
-        ok.clone(),
-        failed.clone(),
-        cancel.child_token(),
-    ));
-
     banner(&p, &b, proxy, metrics_addr, &inbox.url());
 
     let start = Instant::now();
+    let stop_clients = cancel.child_token();
+    let load = tokio::spawn(clients(proxy, start, stop_clients.clone()));
     let stamp = |t: Instant| {
         format!(
             "[{:>6.2}s]",
@@ -286,12 +317,14 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // The client stops first, between two requests: the proxy's shutdown would otherwise close
+    // its kept-alive connection under a request about to be sent, and count that as a failure.
+    stop_clients.cancel();
+    let tally = load.await.unwrap_or_default();
     let incidents = recorded_incidents(&runtime).await;
     let notified = inbox.received.load(Ordering::Relaxed);
     cancel.cancel();
-    let _ = load.await;
-    let sent = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    print_ending(&runtime, &incidents, metrics_addr, &detections, sent);
+    print_ending(&runtime, &incidents, metrics_addr, &detections, &tally);
     println!("messages received by the demo's webhook receiver ({RECEIVER}): {notified}");
     let _ = server.await;
     stop(&runtime, primary, backup).await;
@@ -299,13 +332,14 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
 }
 
 /// What the demo leaves: the incidents it recorded with their timelines, where the status page
-/// and the API were, the detection summary and the clients' requests (`sent`: ok, failed).
+/// and the API were, the detection summary and the client's requests, with why the first
+/// failures failed.
 fn print_ending(
     runtime: &Runtime,
     incidents: &str,
     metrics_addr: std::net::SocketAddr,
     detections: &[(String, Duration)],
-    sent: (u64, u64),
+    sent: &Tally,
 ) {
     println!();
     print!("{incidents}");
@@ -314,8 +348,11 @@ fn print_ending(
     println!("{}", summary(runtime, detections));
     println!(
         "client requests through the failover proxy: {} ok, {} failed",
-        sent.0, sent.1
+        sent.ok, sent.failed
     );
+    for f in &sent.first_failures {
+        println!("  {f}");
+    }
     println!("metrics were at http://{metrics_addr}/metrics");
 }
 
