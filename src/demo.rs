@@ -224,6 +224,88 @@ async fn connect_proxy(
     Ok(tx)
 }
 
+/// The story as it runs: the script's faults and heals, and as they come, the traffic moving
+/// between instances, the targets' transitions and the messages the demo's receiver got.
+struct Story<'a> {
+    start: Instant,
+    /// Keep going after the script (until interrupted).
+    forever: bool,
+    primary: &'a Sim,
+    group: &'a crate::failover::Group,
+}
+
+impl Story<'_> {
+    /// Plays the script and prints the timeline until its end (or `cancel`); returns what was
+    /// detected and how long after its fault or heal.
+    async fn tell(
+        &self,
+        cancel: &CancellationToken,
+        inbox: &mut inbox::Inbox,
+        events: &mut tokio::sync::broadcast::Receiver<TransitionEvent>,
+    ) -> Vec<(String, Duration)> {
+        let stamp = |t: Instant| {
+            format!(
+                "[{:>6.2}s]",
+                t.saturating_duration_since(self.start).as_secs_f64()
+            )
+        };
+        let mut last_fault: Option<Instant> = None;
+        let mut last_heal: Option<Instant> = None;
+        let mut active = self.group.active();
+        let mut detections = Vec::new();
+        let mut steps = SCRIPT.iter().peekable();
+        let end = self.start + STORY;
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        loop {
+            let next_step = steps.peek().map(|s| self.start + s.at);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = sleep_until(end), if !self.forever => break,
+                _ = async { sleep_until(next_step.unwrap_or(end)).await }, if next_step.is_some() => {
+                    let step = steps.next().expect("peeked");
+                    let now = Instant::now();
+                    let kind = act(step, self.primary);
+                    match step.action {
+                        Action::Down | Action::Hang => last_fault = Some(now),
+                        Action::Heal => last_heal = Some(now),
+                    }
+                    println!("{} {kind}  {}", stamp(now), step.text);
+                }
+                _ = tick.tick() => {
+                    let now_active = self.group.active();
+                    if now_active != active {
+                        let now = Instant::now();
+                        let (what, since) = traffic_moved(now_active, active, last_fault, last_heal, now);
+                        match since {
+                            Some((label, d)) => {
+                                println!("{} {what}  ({:.0} ms {label})", stamp(now), d.as_secs_f64() * 1000.0);
+                                detections.push((what.split_whitespace().next().unwrap_or(what).to_lowercase(), d));
+                            }
+                            None => println!("{} {what}", stamp(now)),
+                        }
+                        active = now_active;
+                    }
+                }
+                Some(n) = inbox.notes.recv() => {
+                    println!("{} NOTIFY {:<12} {}", stamp(Instant::now()), n.kind, n.title);
+                    if !n.detail.is_empty() {
+                        println!("{:>10}        {:<12} {}", "", "", n.detail);
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        let line = describe(&ev, last_fault, last_heal, &mut detections);
+                        println!("{} {line}", stamp(ev.at));
+                    }
+                    Err(RecvError::Lagged(n)) => println!("(missed {n} events)"),
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        }
+        detections
+    }
+}
+
 /// Runs the demo.
 pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     let local = "127.0.0.1:0".parse().expect("a literal address");
@@ -258,65 +340,13 @@ pub async fn run(a: Options) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let stop_clients = cancel.child_token();
     let load = tokio::spawn(clients(proxy, start, stop_clients.clone()));
-    let stamp = |t: Instant| {
-        format!(
-            "[{:>6.2}s]",
-            t.saturating_duration_since(start).as_secs_f64()
-        )
+    let story = Story {
+        start,
+        forever: a.forever,
+        primary: &primary,
+        group: &group,
     };
-    let mut last_fault: Option<Instant> = None;
-    let mut last_heal: Option<Instant> = None;
-    let mut active = group.active();
-    let mut detections = Vec::new();
-    let mut steps = SCRIPT.iter().peekable();
-    let end = start + STORY;
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    loop {
-        let next_step = steps.peek().map(|s| start + s.at);
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = sleep_until(end), if !a.forever => break,
-            _ = async { sleep_until(next_step.unwrap_or(end)).await }, if next_step.is_some() => {
-                let step = steps.next().expect("peeked");
-                let now = Instant::now();
-                let kind = act(step, &primary);
-                match step.action {
-                    Action::Down | Action::Hang => last_fault = Some(now),
-                    Action::Heal => last_heal = Some(now),
-                }
-                println!("{} {kind}  {}", stamp(now), step.text);
-            }
-            _ = tick.tick() => {
-                let now_active = group.active();
-                if now_active != active {
-                    let now = Instant::now();
-                    let (what, since) = traffic_moved(now_active, active, last_fault, last_heal, now);
-                    match since {
-                        Some((label, d)) => {
-                            println!("{} {what}  ({:.0} ms {label})", stamp(now), d.as_secs_f64() * 1000.0);
-                            detections.push((what.split_whitespace().next().unwrap_or(what).to_lowercase(), d));
-                        }
-                        None => println!("{} {what}", stamp(now)),
-                    }
-                    active = now_active;
-                }
-            }
-            Some(n) = inbox.notes.recv() => {
-                println!("{} NOTIFY {:<12} {}", stamp(Instant::now()), n.kind, n.title);
-                if !n.detail.is_empty() {
-                    println!("{:>10}        {:<12} {}", "", "", n.detail);
-                }
-            }
-            ev = events.recv() => match ev {
-                Ok(ev) => {
-                    let line = describe(&ev, last_fault, last_heal, &mut detections);
-                    println!("{} {line}", stamp(ev.at));
-                }
-                Err(RecvError::Lagged(n)) => println!("(missed {n} events)"),
-                Err(RecvError::Closed) => break,
-            }
-        }
-    }
+    let detections = story.tell(&cancel, &mut inbox, &mut events).await;
     // The client stops first, between two requests: the proxy's shutdown would otherwise close
     // its kept-alive connection under a request about to be sent, and count that as a failure.
     stop_clients.cancel();

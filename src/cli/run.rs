@@ -90,37 +90,26 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::start(config, Some(a.config.clone()), opts, cancel.clone())
         .await
         .map_err(anyhow::Error::msg)?;
-    runtime.blackbox().set_timeout_offset(a.timeout_offset);
-    runtime.blackbox().set_log_level(a.log_prober);
-    runtime.blackbox().history().set_limit(a.history_limit);
-    runtime.set_allow_empty_config(a.allow_empty_config);
-    if let Some((url, conn)) = observations {
-        let (location, lease) = (&a.cluster.location, a.cluster.cluster_lease);
-        info!(%location, ?lease, "cluster mode: sharing observations for the quorum across locations");
-        crate::runtime::quorum::start(&runtime, url, conn, location.clone(), lease, cancel.clone());
+    start_duties(&runtime, &a, observations, leadership, fingerprint, &cancel).await?;
+    serve(&runtime, listeners, serve_opts, &a, &cancel).await?;
+    if let Some(c) = &cluster {
+        c.leave().await;
     }
-    if let Some(l) = leadership {
-        use crate::runtime::leader;
-        tokio::spawn(leader::follow(runtime.clone(), l.clone(), cancel.clone()));
-        tokio::spawn(leader::incidents_while_leading(
-            runtime.clone(),
-            l,
-            cancel.clone(),
-        ));
-    } else if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.clone()).await {
-        tracing::warn!(error = %e, "incidents are not recorded: the store failed");
+    if !runtime.drain(Duration::from_secs(5)).await {
+        tracing::warn!("probes still running after the 5 s grace period; exiting anyway");
     }
-    crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
-        .context("installing SIGHUP handler")?;
-    if a.auto_reload {
-        reload_on_change(
-            runtime.clone(),
-            a.config.clone(),
-            fingerprint,
-            a.auto_reload_interval,
-            cancel.clone(),
-        );
-    }
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the API, `/metrics`, `/probe` and the pages on `listeners` until `cancel`.
+async fn serve(
+    runtime: &Arc<Runtime>,
+    listeners: Vec<tokio::net::TcpListener>,
+    serve_opts: server::ServeOptions,
+    a: &RunArgs,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .map(|l| l.local_addr())
@@ -147,15 +136,53 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         async move { c.cancelled().await },
     )
     .await
-    .context("serving")?;
-    if let Some(c) = &cluster {
-        c.leave().await;
+    .context("serving")
+}
+
+/// What runs beside the started runtime: the `/probe` settings from the flags, the quorum's
+/// shared observations (`--cluster`), the incident feed (under the leadership when there is
+/// one), reloads on SIGHUP and, with `--auto-reload`, on a changed config (`fingerprint`: the
+/// config's when it was loaded).
+async fn start_duties(
+    runtime: &Arc<Runtime>,
+    a: &RunArgs,
+    observations: Option<(String, sqlx::PgConnection)>,
+    leadership: Option<Arc<crate::runtime::leader::Leadership>>,
+    fingerprint: Option<u64>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    runtime.blackbox().set_timeout_offset(a.timeout_offset);
+    runtime.blackbox().set_log_level(a.log_prober);
+    runtime.blackbox().history().set_limit(a.history_limit);
+    runtime.set_allow_empty_config(a.allow_empty_config);
+    if let Some((url, conn)) = observations {
+        let (location, lease) = (&a.cluster.location, a.cluster.cluster_lease);
+        info!(%location, ?lease, "cluster mode: sharing observations for the quorum across locations");
+        crate::runtime::quorum::start(runtime, url, conn, location.clone(), lease, cancel.clone());
     }
-    if !runtime.drain(Duration::from_secs(5)).await {
-        tracing::warn!("probes still running after the 5 s grace period; exiting anyway");
+    if let Some(l) = leadership {
+        use crate::runtime::leader;
+        tokio::spawn(leader::follow(runtime.clone(), l.clone(), cancel.clone()));
+        tokio::spawn(leader::incidents_while_leading(
+            runtime.clone(),
+            l,
+            cancel.clone(),
+        ));
+    } else if let Err(e) = crate::runtime::incidents::start(runtime.clone(), cancel.clone()).await {
+        tracing::warn!(error = %e, "incidents are not recorded: the store failed");
     }
-    info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    crate::shutdown::reload_on_hup(runtime.clone(), cancel.clone())
+        .context("installing SIGHUP handler")?;
+    if a.auto_reload {
+        reload_on_change(
+            runtime.clone(),
+            a.config.clone(),
+            fingerprint,
+            a.auto_reload_interval,
+            cancel.clone(),
+        );
+    }
+    Ok(())
 }
 
 /// The server's options from `run`'s flags; `Err` when the web config file does not load.

@@ -14,7 +14,7 @@ use crate::diag::{ConfigErrors, Diagnostics, Pos};
 use super::fields::{check_defaults, valid_name};
 use super::inline::{Found, InlineCache};
 use super::quorum::QuorumSection;
-use super::raw::{RawFile, RawTarget};
+use super::raw::{RawFailoverGroup, RawFile, RawTarget};
 use super::Config;
 
 /// Checks every source, returning the config or every problem found.
@@ -29,11 +29,7 @@ pub(super) fn check_sources(
     // Module names → where defined; targets' `module:` are checked once every file is read.
     let mut seen_modules: HashMap<String, (PathBuf, u64)> = HashMap::new();
     let mut module_refs = Vec::new();
-    let mut guard = GuardSection::default();
-    let (mut incidents_at, mut windows) = (None, Vec::new());
-    let mut notify_at = None;
-    let mut status_page = super::status_page::StatusPageSection::default();
-    let mut metrics = super::metrics::MetricsSection::default();
+    let mut sections = Sections::default();
     let mut file_sd = Vec::new();
     let mut quorum = super::quorum::QuorumSection::default();
     let mut http_sd = Vec::new();
@@ -87,57 +83,15 @@ pub(super) fn check_sources(
                 &mut diag, &defaults, s, &field,
             ));
         }
-        for (i, g) in raw.failover.iter().enumerate() {
-            let field = format!("failover[{i}]");
-            let checked = super::failover::check_group(&mut diag, &defaults, g, &field);
-            if let Some(n) = g
-                .value
-                .name
-                .as_ref()
-                .filter(|n| valid_name(&n.value) && !n.value.contains('/'))
-            {
-                note_name(&mut diag, &mut seen, n, &format!("{field}.name"));
-            }
-            if let Some((group, checks)) = checked {
-                if let Some(q) = &g.value.quorum {
-                    let names = checks.iter().map(|c| c.name.clone()).collect();
-                    quorum.check_override(&mut diag, q, &format!("{field}.quorum"), names);
-                }
-                for c in checks {
-                    config.targets.push(Arc::new(c));
-                }
-                config.failover.push(group);
-            }
-        }
-        crate::memory::check_section(&mut diag, &raw.memory, &mut config.memory);
-        crate::blackbox::config::check_section(
+        check_failover(
             &mut diag,
-            &raw.modules,
-            &mut config.modules,
-            &mut seen_modules,
+            &defaults,
+            &raw.failover,
+            &mut seen,
+            &mut quorum,
+            &mut config,
         );
-        if let Some(g) = &raw.probe_guard {
-            guard.check(&mut diag, g);
-        }
-        if let Some(i) = &raw.incidents {
-            let out = &mut config.incidents;
-            crate::incident::config::check_incidents(&mut diag, i, &mut incidents_at, out);
-        }
-        let out = &mut config.maintenance;
-        crate::incident::config::check_maintenance(&mut diag, &raw.maintenance, out, &mut windows);
-        if let Some(p) = &raw.status_page {
-            status_page.check(&mut diag, p);
-        }
-        if let Some(m) = &raw.metrics {
-            metrics.check(&mut diag, m, &mut config.metrics);
-        }
-        if let Some(q) = &raw.quorum {
-            quorum.check_global(&mut diag, q, &mut config);
-        }
-        if let Some(n) = &raw.notify {
-            let out = &mut config.notify;
-            crate::notify::config_check::check_section(&mut diag, n, &mut notify_at, out);
-        }
+        sections.check(&mut diag, &raw, &mut config, &mut seen_modules, &mut quorum);
     }
     cache.inline.retain(sources);
     super::target::check_module_refs(&mut diag, &config, &seen_modules, module_refs);
@@ -150,16 +104,114 @@ pub(super) fn check_sources(
         let known = |m: &str| seen_modules.contains_key(m);
         super::http_sd::expand(&mut diag, &mut config, http_sd, &known, &mut cache.http);
     }
-    guard.finish(&mut diag, &mut config);
-    status_page.finish(&mut diag, &mut config);
-    metrics.finish(&mut diag, &config);
-    quorum.finish(&mut diag, &mut config);
-    // Components are only looked up by maintenance windows: a fleet without windows does not
-    // pay for a map of every target.
-    if !windows.is_empty() {
-        crate::incident::config::check_components(&mut diag, &config.components(), &windows);
-    }
+    sections.finish(&mut diag, &mut config, quorum);
     diag.finish(config)
+}
+
+/// The sections of a config that are set once for all files, gathered file by file, then
+/// finished once every file is read (and every target known).
+#[derive(Default)]
+struct Sections {
+    guard: GuardSection,
+    /// Where `incidents:` was set (file, line), to refuse a second.
+    incidents_at: Option<(PathBuf, u64)>,
+    /// Maintenance windows, checked against the components once every target is known.
+    windows: Vec<crate::incident::config::Pending>,
+    /// Where `notify:` was set (file, line), to refuse a second.
+    notify_at: Option<(PathBuf, u64)>,
+    status_page: super::status_page::StatusPageSection,
+    metrics: super::metrics::MetricsSection,
+}
+
+impl Sections {
+    /// One file's `memory:`, `modules:`, `probe_guard:`, `incidents:`, `maintenance:`,
+    /// `status_page:`, `metrics:`, `quorum:` and `notify:`.
+    fn check(
+        &mut self,
+        diag: &mut Diagnostics,
+        raw: &RawFile,
+        config: &mut Config,
+        seen_modules: &mut HashMap<String, (PathBuf, u64)>,
+        quorum: &mut QuorumSection,
+    ) {
+        crate::memory::check_section(diag, &raw.memory, &mut config.memory);
+        crate::blackbox::config::check_section(
+            diag,
+            &raw.modules,
+            &mut config.modules,
+            seen_modules,
+        );
+        if let Some(g) = &raw.probe_guard {
+            self.guard.check(diag, g);
+        }
+        if let Some(i) = &raw.incidents {
+            let out = &mut config.incidents;
+            crate::incident::config::check_incidents(diag, i, &mut self.incidents_at, out);
+        }
+        let out = &mut config.maintenance;
+        crate::incident::config::check_maintenance(diag, &raw.maintenance, out, &mut self.windows);
+        if let Some(p) = &raw.status_page {
+            self.status_page.check(diag, p);
+        }
+        if let Some(m) = &raw.metrics {
+            self.metrics.check(diag, m, &mut config.metrics);
+        }
+        if let Some(q) = &raw.quorum {
+            quorum.check_global(diag, q, config);
+        }
+        if let Some(n) = &raw.notify {
+            let out = &mut config.notify;
+            crate::notify::config_check::check_section(diag, n, &mut self.notify_at, out);
+        }
+    }
+
+    /// Once every file is read; `quorum` (gathered with the targets) is finished here too,
+    /// before the maintenance windows are checked against the components.
+    fn finish(self, diag: &mut Diagnostics, config: &mut Config, quorum: QuorumSection) {
+        self.guard.finish(diag, config);
+        self.status_page.finish(diag, config);
+        self.metrics.finish(diag, config);
+        quorum.finish(diag, config);
+        // Components are only looked up by maintenance windows: a fleet without windows does
+        // not pay for a map of every target.
+        if !self.windows.is_empty() {
+            crate::incident::config::check_components(diag, &config.components(), &self.windows);
+        }
+    }
+}
+
+/// `failover:` groups of one file: each group goes to `config` with its instances' checks as
+/// targets (and its `quorum:` override checked), its name noted among the target names seen.
+fn check_failover(
+    diag: &mut Diagnostics,
+    defaults: &super::fields::Defaults,
+    groups: &[Spanned<RawFailoverGroup>],
+    seen: &mut HashMap<String, (PathBuf, u64)>,
+    quorum: &mut QuorumSection,
+    config: &mut Config,
+) {
+    for (i, g) in groups.iter().enumerate() {
+        let field = format!("failover[{i}]");
+        let checked = super::failover::check_group(diag, defaults, g, &field);
+        if let Some(n) = g
+            .value
+            .name
+            .as_ref()
+            .filter(|n| valid_name(&n.value) && !n.value.contains('/'))
+        {
+            note_name(diag, seen, n, &format!("{field}.name"));
+        }
+        if let Some((group, checks)) = checked {
+            if let Some(q) = &g.value.quorum {
+                let names = checks.iter().map(|c| c.name.clone()).collect();
+                quorum.check_override(diag, q, &format!("{field}.quorum"), names);
+            }
+            for c in checks {
+                config.targets.push(Arc::new(c));
+            }
+            config.failover.push(group);
+        }
+    }
 }
 
 /// `probe_guard:`: set in one file at most, its `scheduled_only` modules checked once every

@@ -16,7 +16,7 @@ use super::target::Target;
 use super::Shared;
 use crate::probers::native::Reactor;
 use crate::record::{Buckets, Hdr, LAG_BUCKETS};
-use crate::schedule::{Sleeper, TimerFdSleeper};
+use crate::schedule::{SchedulerHandle, Sleeper, TimerFdSleeper};
 use crate::threads::spawn_single_threaded;
 
 /// Starts `n` probe threads, each running a single-threaded tokio runtime until `cancel`, and
@@ -31,6 +31,40 @@ pub(super) fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Res
                 format!("watchfire-probe-{k}"),
                 cancel.clone().cancelled_owned(),
             )
+        })
+        .collect()
+}
+
+/// Starts, on each of `shared`'s own probe threads, its lean event loop, its scheduler
+/// (waking on a timerfd with wake-ups closer than `min_wake_gap` coalesced, and reading the
+/// loop's quiet probes at each wake-up: [`LaneSleeper`]) and its load watch ([`watch_load`]);
+/// returns the schedulers' handles in lane order. A due probe is spawned onto the thread its
+/// scheduler runs on.
+pub(super) fn start_schedulers(
+    shared: &Arc<Shared>,
+    min_wake_gap: Duration,
+) -> Result<Vec<SchedulerHandle<Target>>, String> {
+    let cancel = &shared.cancel;
+    shared
+        .lanes
+        .iter()
+        .enumerate()
+        .map(|(k, lane)| {
+            let (sleeper, reactor) = {
+                let _on_lane = lane.handle.enter();
+                (TimerFdSleeper::new(min_wake_gap), Reactor::new())
+            };
+            let sleeper =
+                sleeper.map_err(|e| format!("cannot create a probe thread's timer: {e}"))?;
+            let reactor =
+                reactor.map_err(|e| format!("cannot create a probe thread's event loop: {e}"))?;
+            lane.handle.spawn(reactor.clone().run(cancel.clone()));
+            let _ = lane.lean.set(reactor.clone());
+            let sleeper = LaneSleeper::new(sleeper, reactor);
+            let (h, fut) = crate::schedule::scheduler::<Target, _>(sleeper, cancel.clone());
+            lane.handle.spawn(fut);
+            lane.handle.spawn(watch_load(shared.clone(), k));
+            Ok(h)
         })
         .collect()
 }
@@ -58,7 +92,7 @@ pub(super) struct Lane {
     pub(super) rate: AtomicU64,
     /// The event loop of this thread's lean HTTP probes (plain `http://` on fresh connections):
     /// on the runtime's own probe threads only.
-    pub(super) lean: std::sync::OnceLock<Arc<crate::probers::native::Reactor<Target>>>,
+    pub(super) lean: std::sync::OnceLock<Arc<Reactor<Target>>>,
 }
 
 impl Lane {
@@ -128,7 +162,7 @@ fn next_limit(limit: usize, bound: usize, share: f64) -> usize {
 /// passed 95 % in 27–39 of every 100 windows of a thread that used 25 % of a CPU, and throttled
 /// it to 32 probes in flight. CPU is the signal, not lag or probes in flight: probes waiting
 /// on slow or hanging targets keep no thread busy, so they never lower the limit.
-pub(super) async fn watch_load(shared: Arc<Shared>, lane: usize) {
+async fn watch_load(shared: Arc<Shared>, lane: usize) {
     let Some(mut last_cpu) = crate::threads::thread_cpu_time() else {
         warn!("cannot read the probe thread's CPU time: its in-flight limit stays at its bound");
         return;

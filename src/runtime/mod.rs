@@ -41,7 +41,7 @@ mod target;
 pub use file_sd::{load_blocking, load_blocking_cached, load_blocking_with};
 use file_sd::{stale_message, watch_file_sd};
 use groups::stored_groups;
-use lanes::{claim_lane, probe_threads, release_lane, watch_load, Lane};
+use lanes::{claim_lane, probe_threads, release_lane, Lane};
 use membership::follow_membership;
 use plan::plan_targets;
 pub use target::Target;
@@ -229,33 +229,7 @@ impl Runtime {
             views_version: AtomicU64::new(0),
         });
         let schedulers = if own_lanes {
-            // Each probe thread runs the scheduler of its own targets, waking on a timerfd in
-            // its reactor: a due probe is spawned onto the thread it runs on.
-            shared
-                .lanes
-                .iter()
-                .enumerate()
-                .map(|(k, lane)| {
-                    let (sleeper, reactor) = {
-                        let _on_lane = lane.handle.enter();
-                        (
-                            schedule::TimerFdSleeper::new(opts.min_wake_gap),
-                            crate::probers::native::Reactor::new(),
-                        )
-                    };
-                    let sleeper = sleeper
-                        .map_err(|e| format!("cannot create a probe thread's timer: {e}"))?;
-                    let reactor = reactor
-                        .map_err(|e| format!("cannot create a probe thread's event loop: {e}"))?;
-                    lane.handle.spawn(reactor.clone().run(cancel.clone()));
-                    let _ = lane.lean.set(reactor.clone());
-                    let sleeper = lanes::LaneSleeper::new(sleeper, reactor);
-                    let (h, fut) = schedule::scheduler::<Target, _>(sleeper, cancel.clone());
-                    lane.handle.spawn(fut);
-                    lane.handle.spawn(watch_load(shared.clone(), k));
-                    Ok(h)
-                })
-                .collect::<Result<Vec<_>, String>>()?
+            lanes::start_schedulers(&shared, opts.min_wake_gap)?
         } else {
             let (h, fut) = schedule::scheduler::<Target, _>(schedule::TokioSleeper, cancel.clone());
             tokio::spawn(fut);
