@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::admission::{Admitted, Connections, Requests};
+use super::admission::{Admitted, Connections, Requests, Slot};
 use super::arrival::Peeked;
 use super::{AppState, ServeOptions, SHUTDOWN_GRACE};
 
@@ -144,6 +144,45 @@ fn refuse(stream: TcpStream, shared: &Shared) {
     }
 }
 
+/// Waits (within the header timeout `limit`) for a connection's first bytes, a request or a
+/// TLS hello, and returns when the kernel received them (`Some(None)` when that is not known):
+/// the first request's deadline counts from there. `None` when nothing came in time, or the
+/// connection was evicted or the server stops. While bytes may be waiting unread the
+/// connection is not idle (see `Slot::unread`); a TLS handshake is a conversation, so under
+/// TLS (`!plain`) it is idle until a request is in progress.
+async fn first_bytes(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    slot: &Slot,
+    limit: Duration,
+    plain: bool,
+    cancel: &CancellationToken,
+) -> Option<Option<std::time::Instant>> {
+    let mut peeked = super::arrival::peek(stream, limit);
+    if peeked == Peeked::Nothing {
+        slot.unread(false);
+        tokio::select! {
+            r = tokio::time::timeout(limit, stream.readable()) => {
+                if !matches!(r, Ok(Ok(()))) {
+                    debug!(%peer, "closed: nothing sent within the header timeout");
+                    return None;
+                }
+            }
+            _ = slot.evicted() => return None,
+            _ = cancel.cancelled() => return None,
+        }
+        slot.unread(plain);
+        peeked = super::arrival::peek(stream, limit);
+    }
+    if !plain {
+        slot.unread(false);
+    }
+    Some(match peeked {
+        Peeked::Bytes(at) => at,
+        Peeked::Nothing => None,
+    })
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -156,34 +195,11 @@ async fn connection(
     let web = shared.opts.web.current();
     let limit = shared.opts.limits.header_timeout;
     let plain = !web.tls();
-    // The first bytes (a request, or a TLS hello) and when the kernel received them: the first
-    // request's deadline counts from there. The wait counts against the header timeout. While
-    // bytes may be waiting unread the connection is not idle (see `Slot::unread`); a TLS
-    // handshake is a conversation, so under TLS it is idle until a request is in progress.
     let started = std::time::Instant::now();
-    let mut peeked = super::arrival::peek(&stream, limit);
-    if peeked == Peeked::Nothing {
-        slot.unread(false);
-        tokio::select! {
-            r = tokio::time::timeout(limit, stream.readable()) => {
-                if !matches!(r, Ok(Ok(()))) {
-                    debug!(%peer, "closed: nothing sent within the header timeout");
-                    return;
-                }
-            }
-            _ = slot.evicted() => return,
-            _ = cancel.cancelled() => return,
-        }
-        slot.unread(plain);
-        peeked = super::arrival::peek(&stream, limit);
-    }
-    if !plain {
-        slot.unread(false);
-    }
-    let first = std::cell::Cell::new(match peeked {
-        Peeked::Bytes(at) => at,
-        Peeked::Nothing => None,
-    });
+    let Some(arrived) = first_bytes(&stream, peer, &slot, limit, plain, &cancel).await else {
+        return;
+    };
+    let first = std::cell::Cell::new(arrived);
     // (What is left of it also bounds this connection's later requests: a client that waited
     // to send its first request keeps a shorter idle timeout.)
     let header_timeout = limit
