@@ -229,15 +229,10 @@ async fn minute_rollups_count_down_time_to_the_millisecond_under_paused_time() {
     let store = Store::memory();
     let (rt, cancel) = start(&yaml, &store).await;
     let clock = rt.clock();
-    let first_end = clock.now() - clock.now().rem_euclid(60_000) + 60_000;
-    let second = (first_end, first_end + 60_000);
-    rt.set_calendar(Arc::new(Maintenance(
-        "dead",
-        second.0 + 10_000,
-        second.0 + 40_000,
-    )));
-    let deadline = clock.instant(second.1 + 1_000);
-    tokio::time::sleep_until(deadline).await;
+    // Down at the third failure, less than 3 s after the start; the minute it falls in is the
+    // first one checked (the start's own minute may end before it: the test starts at whatever
+    // second of the wall clock's minute it starts).
+    tokio::time::sleep_until(clock.instant(clock.now() + 4_000)).await;
     store.flush().await;
     let down_at = store
         .transitions(Some("dead"), 0, i64::MAX, 0)
@@ -247,6 +242,17 @@ async fn minute_rollups_count_down_time_to_the_millisecond_under_paused_time() {
         .find(|t| t.to == "down")
         .map(|t| t.at)
         .expect("went down");
+    let first_end = down_at - down_at.rem_euclid(60_000) + 60_000;
+    let second = (first_end, first_end + 60_000);
+    // Set before the window opens (at most 4 s of the second minute have passed).
+    rt.set_calendar(Arc::new(Maintenance(
+        "dead",
+        second.0 + 10_000,
+        second.0 + 40_000,
+    )));
+    let deadline = clock.instant(second.1 + 1_000);
+    tokio::time::sleep_until(deadline).await;
+    store.flush().await;
     let rollups = store
         .rollups(Level::Minute, 0, i64::MAX, Some("dead"))
         .await
