@@ -152,9 +152,14 @@ impl Tally {
         self.failed += 1;
         if self.first_failures.len() < Self::KEPT {
             self.first_failures
-                .push(format!("[{:>6.2}s] {what}: {why}", at.as_secs_f64()));
+                .push(format!("{} {what}: {why}", stamp(at)));
         }
     }
+}
+
+/// A moment of the story as the timeline prints it: `[  3.01s]`.
+fn stamp(since_start: Duration) -> String {
+    format!("[{:>6.2}s]", since_start.as_secs_f64())
 }
 
 /// Client traffic through the failover proxy, GET /health and POST /predict in turn, on one
@@ -243,12 +248,7 @@ impl Story<'_> {
         inbox: &mut inbox::Inbox,
         events: &mut tokio::sync::broadcast::Receiver<TransitionEvent>,
     ) -> Vec<(String, Duration)> {
-        let stamp = |t: Instant| {
-            format!(
-                "[{:>6.2}s]",
-                t.saturating_duration_since(self.start).as_secs_f64()
-            )
-        };
+        let stamp = |t: Instant| stamp(t.saturating_duration_since(self.start));
         let mut last_fault: Option<Instant> = None;
         let mut last_heal: Option<Instant> = None;
         let mut active = self.group.active();
