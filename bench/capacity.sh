@@ -3,7 +3,8 @@
 # request measured in the same run as the reference:
 #
 #   bash bench/capacity.sh                          # ~4-6 minutes after the build
-#   CAPACITY_RATES="10000 14000" bash bench/capacity.sh   # only these offered rates, 3 runs each
+#   CAPACITY_RATES="10000 14000" bash bench/capacity.sh   # only these offered rates, 5 runs each
+#   CAPACITY_PAIRS=3 ...                    # runs per rate (each between two wrk runs), default 5
 #   WATCHFIRE_BIN=OLD WATCHFIRE_BIN_B=NEW CAPACITY_RATES=5000 bash bench/capacity.sh
 #                                   # two binaries at these rates, alternating A B A B A B
 #   WATCHFIRE_ARGS="--min-wake-gap 0s" ...  # extra `watchfire run` flags (WATCHFIRE_ARGS_B for B)
@@ -44,9 +45,15 @@
 # - Capacity: the highest R that passes, found by bisection between 0 and 1.2 × wrk's rate down
 #   to a resolution of 4 % of wrk's rate; a step that fails is run once more and passes if the
 #   repeat does (a neighbour's burst on a shared machine is not the prober's capacity).
-# - Then, with the capacity C found: 3 runs at 0.7 × C (median lag and CPU per probe), 3 runs at C
+# - Then, with the capacity C found: 5 runs at 0.7 × C (median lag and CPU per probe), 5 runs at C
 #   (CPU per probe), one run at 1.2 × C and one at 1.5 × C (past capacity: lag grows, ticks are
 #   skipped and counted, and nothing else may break: no errors, no target down).
+# - The runs at 0.7 × C and at C (and those of CAPACITY_RATES without a B) alternate with wrk
+#   runs: wrk, step, wrk, step, ..., wrk. A step's CPU per probe is divided by the mean of wrk's
+#   CPU per request in the runs on either side of it, and the verdict is the median of these
+#   ratios. This machine's speed drifts by tens of percent within a minute (nginx's own CPU per
+#   request drifts with it), so the reference taken at the start can be minutes and a
+#   different machine speed away; the ratio to it is shown too.
 # - Reported: a table with each figure next to its goal, the machine (nproc, CPU model, load
 #   average at the start), every step's raw figures on stderr. Exit 0 when every step ran
 #   (goals missed are reported, not failed); non-zero when the benchmark itself could not run or
@@ -219,23 +226,41 @@ med() {
     for r in "$@"; do field "$k" "$r"; done | median
 }
 
-three() {
+# PAIRS steps at rate $2 (CAPACITY_PAIRS, default 5), each between two wrk runs: wrk, step,
+# wrk, step, ..., wrk. A row gains the mean of the wrk runs on either side of it (`wrk_us`, µs
+# of wrk's own CPU per request) and its own CPU per probe over that (`ratio`). The machine's
+# speed drifts by tens of percent within a minute here (nginx's own CPU per request drifts with
+# it), so a ratio to wrk runs bracketing the step is steadier than one to the reference taken
+# minutes earlier.
+PAIRS=${CAPACITY_PAIRS:-5}
+paired() {
     local -n out=$1
-    local i
-    for i in 1 2 3; do out+=("$(logged_step "$2")"); done
+    local i before after r
+    before=$(wrk_once 5)
+    for ((i = 0; i < PAIRS; i++)); do
+        r=$(step "$2")
+        after=$(wrk_once 5)
+        local w
+        w=$(calc '%.1f' "(${before#* } + ${after#* }) / 2")
+        r="$r wrk_us=$w ratio=$(calc '%.2f' "$(field cpu_us "$r") / $w")"
+        log "step: $r"
+        out+=("$r")
+        before=$after
+    done
 }
 
 summary() {
-    local r=$1
+    local r=$1 paired=
     shift
-    echo "offered $r/s: share<=1ms $(med share "$@")% p99 $(med p99_us "$@") us, skipped $(med skipped "$@"), failed $(med failed "$@"), CPU $(med cpu_us "$@") us/probe = $(calc '%.2f' "$(med cpu_us "$@") / $WRK_CPU")x wrk's $WRK_CPU (probe threads $(med probe_us "$@") us, $(med sleeps "$@") sleeps/probe), nginx $(med nginx_us "$@") us/probe, other $(med other_cores "$@") cores of which steal $(med steal_cores "$@")"
+    if [[ "$1" == *ratio=* ]]; then paired=", paired with a wrk run each: $(med ratio "$@")x"; fi
+    echo "offered $r/s: share<=1ms $(med share "$@")% p99 $(med p99_us "$@") us, skipped $(med skipped "$@"), failed $(med failed "$@"), CPU $(med cpu_us "$@") us/probe = $(calc '%.2f' "$(med cpu_us "$@") / $WRK_CPU")x wrk's $WRK_CPU$paired (probe threads $(med probe_us "$@") us, $(med sleeps "$@") sleeps/probe), nginx $(med nginx_us "$@") us/probe, other $(med other_cores "$@") cores of which steal $(med steal_cores "$@")"
 }
 if [[ -n "${CAPACITY_RATES:-}" ]]; then
-    echo "$(nproc) CPUs ($CPU_MODEL), load average at start $LOAD_START; medians of 3 runs"
+    echo "$(nproc) CPUs ($CPU_MODEL), load average at start $LOAD_START; medians of $PAIRS runs (A B: 3 pairs)"
     for r in $CAPACITY_RATES; do
         if [[ -z "$AB" ]]; then
             ROWS=()
-            three ROWS "$r"
+            paired ROWS "$r"
             summary "$r" "${ROWS[@]}"
             continue
         fi
@@ -275,13 +300,16 @@ log "capacity: $CAP probes/s"
 
 # 3. Around capacity.
 AT70=() ATCAP=()
-three AT70 "$(calc '%d' "0.7 * $CAP")"
-three ATCAP "$CAP"
+paired AT70 "$(calc '%d' "0.7 * $CAP")"
+paired ATCAP "$CAP"
 OVER12=$(logged_step "$(calc '%d' "1.2 * $CAP")")
 OVER15=$(logged_step "$(calc '%d' "1.5 * $CAP")")
 
 CPU70=$(med cpu_us "${AT70[@]}")
 CPUCAP=$(med cpu_us "${ATCAP[@]}")
+R70=$(med ratio "${AT70[@]}")
+RCAP=$(med ratio "${ATCAP[@]}")
+wrk_list() { for r in "$@"; do field wrk_us "$r"; done | paste -sd/; }
 verdict() { awk -v v="$1" -v op="$2" -v g="$3" 'BEGIN {ok = (op == ">=" ? v >= g : v <= g); print (ok ? "met" : "MISSED")}'; }
 # Past capacity nothing but lag and skipped ticks may grow.
 intact() {
@@ -302,9 +330,9 @@ FMT='%-44s %-58s %s\n'
 {
     printf "$FMT" figure measured "goal / reference"
     printf "$FMT" "capacity (lag p99 <= 1 ms, nothing skipped)" "$CAP probes/s = $(calc '%.2f' "$CAP / $WRK_RATE")x wrk's req/s" "reference: wrk $WRK_RATE req/s"
-    printf "$FMT" "CPU per probe at capacity (3 runs)" "$(med cpu_us "${ATCAP[@]}") us = $(calc '%.2f' "$CPUCAP / $WRK_CPU")x wrk's" "<= 1.1x wrk's $WRK_CPU us: $(verdict "$(calc '%.3f' "$CPUCAP / $WRK_CPU")" '<=' 1.1)"
-    printf "$FMT" "CPU per probe at 70 % of capacity (3 runs)" "$CPU70 us = $(calc '%.2f' "$CPU70 / $WRK_CPU")x wrk's" "<= 1.1x wrk's $WRK_CPU us: $(verdict "$(calc '%.3f' "$CPU70 / $WRK_CPU")" '<=' 1.1)"
-    printf "$FMT" "lag p99 at 70 % of capacity (3 runs)" "$(med p99_us "${AT70[@]}") us ($(med share "${AT70[@]}")% <= 1 ms)" "<= 1000 us: $(verdict "$(med share "${AT70[@]}")" '>=' 99)"
+    printf "$FMT" "CPU per probe at capacity ($PAIRS runs)" "$CPUCAP us = ${RCAP}x the wrk runs around each ($(wrk_list "${ATCAP[@]}") us)" "<= 1.1x: $(verdict "$RCAP" '<=' 1.1); $(calc '%.2f' "$CPUCAP / $WRK_CPU")x the first reference"
+    printf "$FMT" "CPU per probe at 70 % of capacity ($PAIRS runs)" "$CPU70 us = ${R70}x the wrk runs around each ($(wrk_list "${AT70[@]}") us)" "<= 1.1x: $(verdict "$R70" '<=' 1.1); $(calc '%.2f' "$CPU70 / $WRK_CPU")x the first reference"
+    printf "$FMT" "lag p99 at 70 % of capacity ($PAIRS runs)" "$(med p99_us "${AT70[@]}") us ($(med share "${AT70[@]}")% <= 1 ms)" "<= 1000 us: $(verdict "$(med share "${AT70[@]}")" '>=' 99)"
     printf "$FMT" "at 1.2x capacity ($(field rate "$OVER12")/s)" "$(over "$OVER12")" "0 local errors, 0 down: $(intact "$OVER12")"
     printf "$FMT" "at 1.5x capacity ($(field rate "$OVER15")/s)" "$(over "$OVER15")" "0 local errors, 0 down: $(intact "$OVER15")"
 }

@@ -140,19 +140,26 @@ thread_delta() {
 # user+sys from bash's `time`. Sets WRK_CPUS and WRK_RATES (each run's µs per request and
 # req/s) and their medians WRK_CPU and WRK_RATE. WRK: the program.
 wrk_reference() {
-    local secs=$1 i n rate cpu TIMEFORMAT='%U %S'
+    local secs=$1 i run
     WRK_CPUS=() WRK_RATES=()
     for i in 1 2 3; do
-        { time "$WRK" -t1 -c32 -d"${secs}s" -H 'Connection: close' "$TARGET" >"$TMP/wrk.txt"; } 2>"$TMP/wrk.time"
-        n=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
-        rate=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk.txt")
-        cpu=$(awk -v n="$n" '{printf "%.1f", (n > 0 ? ($1 + $2) * 1e6 / n : 0)}' "$TMP/wrk.time")
-        log "wrk run $i: $rate req/s, own CPU $cpu us/request"
-        WRK_CPUS+=("$cpu")
-        WRK_RATES+=("$rate")
+        run=$(wrk_once "$secs")
+        log "wrk run $i: ${run% *} req/s, own CPU ${run#* } us/request"
+        WRK_RATES+=("${run% *}")
+        WRK_CPUS+=("${run#* }")
     done
     WRK_CPU=$(printf '%s\n' "${WRK_CPUS[@]}" | median)
     WRK_RATE=$(printf '%s\n' "${WRK_RATES[@]}" | median)
+}
+
+# One run of `wrk -t1 -c32 -d${1}s -H 'Connection: close'` on TARGET: prints its req/s and its
+# own CPU (user+sys from bash's `time`) per request in µs, space-separated.
+wrk_once() {
+    local n rate TIMEFORMAT='%U %S'
+    { time "$WRK" -t1 -c32 -d"${1}s" -H 'Connection: close' "$TARGET" >"$TMP/wrk.txt"; } 2>"$TMP/wrk.time"
+    n=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
+    rate=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk.txt")
+    echo "$rate $(awk -v n="$n" '{printf "%.1f", (n > 0 ? ($1 + $2) * 1e6 / n : 0)}' "$TMP/wrk.time")"
 }
 
 # Runs a PostgreSQL program as the `postgres` user when root (initdb refuses root).

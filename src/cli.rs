@@ -105,6 +105,13 @@ pub struct RunArgs {
     /// probe at its planned time, for a few µs more CPU per probe at high rates.
     #[arg(long, default_value = "400us", value_parser = parse_wake_gap)]
     pub min_wake_gap: Duration,
+    /// How long before its planned start a probe may start (at most 10ms, and a 50th of its
+    /// target's interval), so that the probes planned within this much after a probe thread's
+    /// wake-up start at it instead of each waking the thread: fewer wake-ups, less CPU per
+    /// probe at moderate rates, and less lag. Such a probe's lag is 0. `0s` starts no probe
+    /// before its planned time.
+    #[arg(long, default_value = "2ms", value_parser = parse_wake_lead)]
+    pub wake_lead: Duration,
     /// Start with, and reload to, a config that defines nothing (no targets, modules, failover
     /// groups or memory watches); refused by default, as it is most often a mistake.
     #[arg(long)]
@@ -234,6 +241,15 @@ pub fn parse_wake_gap(s: &str) -> Result<Duration, String> {
     let d = crate::config::parse_duration(s)?;
     if d > Duration::from_millis(10) {
         return Err(format!("`{s}` is over 10ms: probes would start that late"));
+    }
+    Ok(d)
+}
+
+/// `--wake-lead`: a duration up to 10 ms.
+pub fn parse_wake_lead(s: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d > Duration::from_millis(10) {
+        return Err(format!("`{s}` is over 10ms: probes would start that early"));
     }
     Ok(d)
 }

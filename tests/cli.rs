@@ -295,6 +295,21 @@ fn demo_runs_to_completion_and_shows_detection() {
 }
 
 #[test]
+fn wake_lead_defaults_to_2ms_and_refuses_more_than_10ms() {
+    let lead = |args: &[&str]| common::run_args(args).map(|a| a.wake_lead);
+    assert_eq!(lead(&[]).unwrap(), Duration::from_millis(2));
+    assert_eq!(lead(&["--wake-lead", "0s"]).unwrap(), Duration::ZERO);
+    assert_eq!(
+        lead(&["--wake-lead=500us"]).unwrap(),
+        Duration::from_micros(500)
+    );
+    for (value, says) in [("11ms", "over 10ms"), ("early", "not a duration")] {
+        let err = lead(&["--wake-lead", value]).unwrap_err().to_string();
+        assert!(err.contains("--wake-lead") && err.contains(says), "{err}");
+    }
+}
+
+#[test]
 fn min_wake_gap_defaults_to_400us_and_refuses_more_than_10ms() {
     let gap = |args: &[&str]| common::run_args(args).map(|a| a.min_wake_gap);
     assert_eq!(gap(&[]).unwrap(), Duration::from_micros(400));

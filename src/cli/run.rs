@@ -80,6 +80,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = RuntimeOptions {
         max_concurrency: a.max_concurrency,
         min_wake_gap: a.min_wake_gap,
+        wake_lead: a.wake_lead,
         web: a.web_config_file.is_some().then(|| serve_opts.web.clone()),
         store,
         file_sd,

@@ -221,12 +221,15 @@ impl Outcome {
     }
 
     /// Duration measured from the planned start: the coordinated-omission-corrected view, which
-    /// includes any delay of the prober itself.
+    /// includes any delay of the prober itself. A probe started ahead of its planned start
+    /// ([`Sleeper::lead`](crate::schedule::Sleeper::lead)) is measured from its actual start:
+    /// never less than [`Outcome::latency`].
     pub fn latency_from_planned(&self) -> Duration {
-        self.finished.saturating_duration_since(self.planned)
+        self.finished
+            .saturating_duration_since(self.planned.min(self.started))
     }
 
-    /// Actual start − planned start.
+    /// Actual start − planned start; zero for a probe started ahead of its planned start.
     pub fn schedule_lag(&self) -> Duration {
         self.started.saturating_duration_since(self.planned)
     }
@@ -234,5 +237,38 @@ impl Outcome {
     /// True when the probe succeeded.
     pub fn ok(&self) -> bool {
         self.result.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(planned: Instant, started: Instant, finished: Instant) -> Outcome {
+        Outcome {
+            planned,
+            started,
+            finished,
+            phases: Phases::default(),
+            status: Some(200),
+            body_bytes: 3,
+            result: Ok(()),
+            detail: None,
+            reused_connection: false,
+        }
+    }
+
+    #[test]
+    fn a_probe_started_ahead_of_its_plan_has_no_lag_and_is_measured_from_its_start() {
+        let t = Instant::now();
+        let us = Duration::from_micros;
+        let early = outcome(t + us(700), t, t + us(500));
+        assert_eq!(early.schedule_lag(), Duration::ZERO);
+        assert_eq!(early.latency(), us(500));
+        assert_eq!(early.latency_from_planned(), us(500));
+        let late = outcome(t, t + us(300), t + us(800));
+        assert_eq!(late.schedule_lag(), us(300));
+        assert_eq!(late.latency(), us(500));
+        assert_eq!(late.latency_from_planned(), us(800));
     }
 }

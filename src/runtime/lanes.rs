@@ -43,6 +43,7 @@ pub(super) fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Res
 pub(super) fn start_schedulers(
     shared: &Arc<Shared>,
     min_wake_gap: Duration,
+    wake_lead: Duration,
 ) -> Result<Vec<SchedulerHandle<Target>>, String> {
     let cancel = &shared.cancel;
     shared
@@ -52,7 +53,10 @@ pub(super) fn start_schedulers(
         .map(|(k, lane)| {
             let (sleeper, reactor) = {
                 let _on_lane = lane.handle.enter();
-                (TimerFdSleeper::new(min_wake_gap), Reactor::new())
+                (
+                    TimerFdSleeper::new(min_wake_gap).map(|t| t.with_lead(wake_lead)),
+                    Reactor::with_sweep_horizon(wake_lead),
+                )
             };
             let sleeper =
                 sleeper.map_err(|e| format!("cannot create a probe thread's timer: {e}"))?;
@@ -210,6 +214,10 @@ impl LaneSleeper {
 }
 
 impl Sleeper for LaneSleeper {
+    fn lead(&self) -> Duration {
+        self.timer.lead()
+    }
+
     async fn sleep_until(&mut self, deadline: Instant) {
         self.lean.park(self.timer.wake_at(deadline));
         self.timer.sleep_until(deadline).await;

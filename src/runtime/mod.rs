@@ -168,6 +168,10 @@ pub struct RuntimeOptions {
     /// The least time between two wake-ups of a probe thread's scheduler (see
     /// [`schedule::TimerFdSleeper`]); zero wakes for every planned start.
     pub min_wake_gap: Duration,
+    /// How long before its planned start a probe may start at a probe thread's wake-up, so
+    /// that the probes planned that close after it share it (see [`schedule::Sleeper::lead`]);
+    /// zero starts none early.
+    pub wake_lead: Duration,
     /// Where state, transitions and rollups are kept ([`Store::memory`] by default).
     pub store: Store,
     /// `--web.config.file`, for the failover proxies whose group says `proxy.web_config: true`.
@@ -188,6 +192,7 @@ impl Default for RuntimeOptions {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             precise_timer: true,
             min_wake_gap: schedule::DEFAULT_MIN_WAKE_GAP,
+            wake_lead: schedule::DEFAULT_WAKE_LEAD,
             store: Store::memory(),
             web: None,
             file_sd: Arc::default(),
@@ -229,7 +234,7 @@ impl Runtime {
             views_version: AtomicU64::new(0),
         });
         let schedulers = if own_lanes {
-            lanes::start_schedulers(&shared, opts.min_wake_gap)?
+            lanes::start_schedulers(&shared, opts.min_wake_gap, opts.wake_lead)?
         } else {
             let (h, fut) = schedule::scheduler::<Target, _>(schedule::TokioSleeper, cancel.clone());
             tokio::spawn(fut);

@@ -60,6 +60,8 @@ pub struct Reactor<J: LeanJob> {
     inner: Mutex<Inner<J>>,
     /// Wakes the loop when a probe's deadline is earlier than the one it sleeps until.
     rearm: Notify,
+    /// How far away the next wake-up may be for quiet probes to wait for it.
+    horizon: std::time::Duration,
     /// A socket that asks for receive timestamps for the reactor's whole life: while one does,
     /// the kernel stamps every packet it receives, and a quiet probe's socket asking for them
     /// later still finds its answer stamped (without it, the first socket to ask switches
@@ -137,6 +139,14 @@ impl<J: LeanJob> Reactor<J> {
     /// Creates the reactor on the runtime of the current context (call it inside, or with the
     /// handle entered of, the runtime that will run it).
     pub fn new() -> io::Result<Arc<Reactor<J>>> {
+        Reactor::with_sweep_horizon(SWEEP_HORIZON)
+    }
+
+    /// A reactor whose quiet probes wait for a wake-up up to `horizon` away (at least
+    /// [`SWEEP_HORIZON`], 1 ms): for a scheduler whose wake-ups are that far apart (a probe
+    /// thread whose probes start up to that much ahead of their planned start, and so wake it
+    /// at most once per that much).
+    pub fn with_sweep_horizon(horizon: std::time::Duration) -> io::Result<Arc<Reactor<J>>> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         // `with_interest` is deprecated because an `AsRawFd` may hand out a descriptor it does
         // not own; `RawEpoll` owns its descriptor for the `AsyncFd`'s whole life.
@@ -154,6 +164,7 @@ impl<J: LeanJob> Reactor<J> {
                 closed: false,
             }),
             rearm: Notify::new(),
+            horizon: horizon.max(SWEEP_HORIZON),
             stamps: stamping_switch(),
             swept: std::sync::atomic::AtomicU64::new(0),
             unstamped: std::sync::atomic::AtomicBool::new(false),
@@ -306,10 +317,10 @@ impl<J: LeanJob> Reactor<J> {
     }
 
     /// Before the thread's scheduler sleeps until `wake`: the quiet probes whose answer is
-    /// expected by then (and `wake` at most `SWEEP_HORIZON`, 1 ms, away) are stamped and wait for
+    /// expected by then (and `wake` at most the sweep horizon away: 1 ms unless set longer) are stamped and wait for
     /// [`Reactor::sweep`]; the others join the epoll instance, to be read when they answer.
     pub fn park(&self, wake: Instant) {
-        let near = wake <= Instant::now() + SWEEP_HORIZON;
+        let near = wake <= Instant::now() + self.horizon;
         let mut ended: Vec<Ended<J>> = Vec::new();
         {
             let mut inner = self.lock();
