@@ -142,8 +142,8 @@ impl<J: LeanJob> Reactor<J> {
         Reactor::with_sweep_horizon(SWEEP_HORIZON)
     }
 
-    /// A reactor whose quiet probes wait for a wake-up up to `horizon` away (at least
-    /// [`SWEEP_HORIZON`], 1 ms): for a scheduler whose wake-ups are that far apart (a probe
+    /// A reactor whose quiet probes wait for a wake-up up to `horizon` away (at least 1 ms,
+    /// that of [`Reactor::new`]): for a scheduler whose wake-ups are that far apart (a probe
     /// thread whose probes start up to that much ahead of their planned start, and so wake it
     /// at most once per that much).
     pub fn with_sweep_horizon(horizon: std::time::Duration) -> io::Result<Arc<Reactor<J>>> {
