@@ -238,18 +238,19 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 
 /// `--min-wake-gap`: a duration up to 10 ms.
 pub fn parse_wake_gap(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
-    if d > Duration::from_millis(10) {
-        return Err(format!("`{s}` is over 10ms: probes would start that late"));
-    }
-    Ok(d)
+    parse_up_to_10ms(s, "late")
 }
 
 /// `--wake-lead`: a duration up to 10 ms.
 pub fn parse_wake_lead(s: &str) -> Result<Duration, String> {
+    parse_up_to_10ms(s, "early")
+}
+
+/// A duration up to 10 ms by which a probe may start `off` (late, early).
+fn parse_up_to_10ms(s: &str, off: &str) -> Result<Duration, String> {
     let d = crate::config::parse_duration(s)?;
     if d > Duration::from_millis(10) {
-        return Err(format!("`{s}` is over 10ms: probes would start that early"));
+        return Err(format!("`{s}` is over 10ms: probes would start that {off}"));
     }
     Ok(d)
 }

@@ -108,9 +108,9 @@ pub struct TimerFdSleeper {
 pub const DEFAULT_MIN_WAKE_GAP: Duration = Duration::from_micros(400);
 
 /// The default lead of a probe thread's wake-ups ([`Sleeper::lead`]). At 7,200 probes/s on
-/// 2 vCPUs (70 % of capacity there) a probe thread sleeps 0.18 times per probe with it, 0.34
-/// with 1 ms and 0.60 with none, its lag p99 staying near 450 µs (970 µs with none, the
-/// 400 µs [`DEFAULT_MIN_WAKE_GAP`] then delaying starts instead).
+/// 2 vCPUs a probe thread slept 0.18 times per probe with it and 0.34 with 1 ms, lag p99 near
+/// 460 µs; at 6,300/s, 0.60 with none and 0.38 with 1 ms, lag p99 971 and 473 µs (with none,
+/// the 400 µs [`DEFAULT_MIN_WAKE_GAP`] delays starts instead).
 pub const DEFAULT_WAKE_LEAD: Duration = Duration::from_millis(2);
 
 /// `AsyncFd` wants `AsRawFd`; nix's timer only offers `AsFd`.

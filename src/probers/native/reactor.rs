@@ -317,8 +317,9 @@ impl<J: LeanJob> Reactor<J> {
     }
 
     /// Before the thread's scheduler sleeps until `wake`: the quiet probes whose answer is
-    /// expected by then (and `wake` at most the sweep horizon away: 1 ms unless set longer) are stamped and wait for
-    /// [`Reactor::sweep`]; the others join the epoll instance, to be read when they answer.
+    /// expected by then (and `wake` at most the sweep horizon away: 1 ms unless set longer)
+    /// are stamped and wait for [`Reactor::sweep`]; the others join the epoll instance, to be
+    /// read when they answer.
     pub fn park(&self, wake: Instant) {
         let near = wake <= Instant::now() + self.horizon;
         let mut ended: Vec<Ended<J>> = Vec::new();
