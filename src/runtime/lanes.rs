@@ -36,8 +36,9 @@ pub(super) fn probe_threads(n: usize, cancel: CancellationToken) -> std::io::Res
 }
 
 /// Starts, on each of `shared`'s own probe threads, its lean event loop, its scheduler
-/// (waking on a timerfd with wake-ups closer than `min_wake_gap` coalesced, and reading the
-/// loop's quiet probes at each wake-up: [`LaneSleeper`]) and its load watch ([`watch_load`]);
+/// (waking on a timerfd with wake-ups closer than `min_wake_gap` coalesced, starting the
+/// probes planned within `wake_lead` after a wake-up at it, and reading the loop's quiet
+/// probes at each wake-up: [`LaneSleeper`]) and its load watch ([`watch_load`]);
 /// returns the schedulers' handles in lane order. A due probe is spawned onto the thread its
 /// scheduler runs on.
 pub(super) fn start_schedulers(
@@ -54,7 +55,7 @@ pub(super) fn start_schedulers(
             let (sleeper, reactor) = {
                 let _on_lane = lane.handle.enter();
                 (
-                    TimerFdSleeper::new(min_wake_gap).map(|t| t.with_lead(wake_lead)),
+                    TimerFdSleeper::new(min_wake_gap),
                     Reactor::with_sweep_horizon(wake_lead),
                 )
             };
@@ -64,7 +65,7 @@ pub(super) fn start_schedulers(
                 reactor.map_err(|e| format!("cannot create a probe thread's event loop: {e}"))?;
             lane.handle.spawn(reactor.clone().run(cancel.clone()));
             let _ = lane.lean.set(reactor.clone());
-            let sleeper = LaneSleeper::new(sleeper, reactor);
+            let sleeper = LaneSleeper::new(sleeper, reactor, wake_lead);
             let (h, fut) = crate::schedule::scheduler::<Target, _>(sleeper, cancel.clone());
             lane.handle.spawn(fut);
             lane.handle.spawn(watch_load(shared.clone(), k));
@@ -200,11 +201,17 @@ async fn watch_load(shared: Arc<Shared>, lane: usize) {
 pub(super) struct LaneSleeper {
     timer: TimerFdSleeper,
     lean: Arc<Reactor<Target>>,
+    /// How long before its planned start a probe may start at a wake-up ([`Sleeper::lead`]).
+    lead: Duration,
 }
 
 impl LaneSleeper {
-    pub(super) fn new(timer: TimerFdSleeper, lean: Arc<Reactor<Target>>) -> LaneSleeper {
-        LaneSleeper { timer, lean }
+    pub(super) fn new(
+        timer: TimerFdSleeper,
+        lean: Arc<Reactor<Target>>,
+        lead: Duration,
+    ) -> LaneSleeper {
+        LaneSleeper { timer, lean, lead }
     }
 
     /// Far enough that every quiet probe joins the epoll instance.
@@ -215,7 +222,7 @@ impl LaneSleeper {
 
 impl Sleeper for LaneSleeper {
     fn lead(&self) -> Duration {
-        self.timer.lead()
+        self.lead
     }
 
     async fn sleep_until(&mut self, deadline: Instant) {

@@ -95,8 +95,6 @@ impl Sleeper for TokioSleeper {
 pub struct TimerFdSleeper {
     fd: tokio::io::unix::AsyncFd<RawTimerFd>,
     min_gap: Duration,
-    /// How long before its planned start a job may start at a wake-up ([`Sleeper::lead`]).
-    lead: Duration,
     /// When the last sleep ended.
     woke: Option<Instant>,
 }
@@ -154,22 +152,12 @@ impl TimerFdSleeper {
         Ok(TimerFdSleeper {
             fd,
             min_gap,
-            lead: Duration::ZERO,
             woke: None,
         })
-    }
-
-    /// Lets the jobs planned within `lead` after a wake-up start at it ([`Sleeper::lead`]).
-    pub fn with_lead(self, lead: Duration) -> TimerFdSleeper {
-        TimerFdSleeper { lead, ..self }
     }
 }
 
 impl Sleeper for TimerFdSleeper {
-    fn lead(&self) -> Duration {
-        self.lead
-    }
-
     async fn sleep_until(&mut self, deadline: Instant) {
         use nix::sys::time::TimeSpec;
         use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
