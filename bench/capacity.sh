@@ -237,12 +237,11 @@ med() {
 PAIRS=${CAPACITY_PAIRS:-5}
 paired() {
     local -n out=$1
-    local i before after r
+    local i before after r w
     before=$(wrk_once 5)
     for ((i = 0; i < PAIRS; i++)); do
         r=$(step "$2")
         after=$(wrk_once 5)
-        local w
         w=$(calc '%.1f' "(${before#* } + ${after#* }) / 2")
         r="$r wrk_us=$w ratio=$(calc '%.2f' "$(field cpu_us "$r") / $w")"
         log "step: $r"
